@@ -17,7 +17,7 @@ class Problem:
     message: str
     fix: str = ""
     step: str | None = None
-    line: int | None = None  # 1-based line in the cell body (after the %%step line)
+    line: int | None = None  # 1-based line in the cell, the %%step line being line 1
     severity: str = "error"  # "error" or "warning"
 
     def location(self) -> str:

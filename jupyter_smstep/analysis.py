@@ -1,0 +1,762 @@
+"""Which names a ``%%step`` cell reads, writes, mutates and deletes.
+
+Why this exists
+---------------
+A step runs on a remote machine, not in the kernel. It only sees what it is
+given, and later steps only see what it returns. So for every ``%%step`` cell
+we must know, statically and before anything runs remotely:
+
+* its **inputs** (``reads``): names the cell uses before binding them itself;
+  each becomes a link to an earlier step, a pipeline parameter, a re-done
+  import or a value captured from the kernel;
+* its **outputs** (``writes`` and ``mutates``): names still bound when the
+  cell ends, plus inputs it changes in place (``df.drop(..., inplace=True)``,
+  ``lst.append(x)``, ``d[k] = v``, ``obj.attr = v``, ``x += 1``), so that
+  later steps get the changed value and not a stale copy;
+* what it ``deletes``, ``imports`` and ``defines`` (functions and classes), so
+  the caller can re-do imports inside a step and explain each edge.
+
+Scoping follows Python's real rules at cell (module) scope: comprehensions,
+lambdas, functions and classes get their own scopes; ``global`` and
+``nonlocal`` are honoured; names a function reads from the cell count as reads
+of the cell unless the cell binds them itself (they are looked up at call
+time, when the cell has run); a method does not see its class body's names.
+Evaluation order matters: ``x = x + 1`` reads ``x``, ``for x in xs`` reads
+``xs`` before binding ``x``.
+
+What it deliberately approximates
+---------------------------------
+* **Flow-insensitive within branches and loops.** Statements are visited in
+  source (evaluation) order and a binding anywhere earlier counts, even in a
+  branch that may not run: after ``if c: x = 1``, ``print(x)`` does not read
+  ``x``. Treating both branches of an ``if`` separately would be more exact
+  for straight-line code but wrong for loop-carried values (``if i == 0:
+  total = b`` / ``else: total = total + b`` inside a ``for``), which are far
+  more common in notebooks.
+* **Dynamic code is invisible**: ``exec``/``eval``, ``globals()[...]``,
+  ``setattr(obj, ...)``, ``locals()``, star imports (their line is reported
+  in ``star_imports`` so the caller can warn).
+* **Mutation is recognised syntactically**: calls of the methods in
+  :data:`MUTATING_METHODS` (and any ``*_update`` method), any method call with
+  ``inplace=True``, assignment to or deletion of a subscript/attribute, and
+  augmented assignment. Mutation through a function (``random.shuffle(lst)``,
+  ``np.random.shuffle(a)``, ``fill(lst)``) cannot be seen. Conversely a module
+  function with a mutating method's name (``np.append(a, 1)``,
+  ``os.remove(p)``) looks like a mutation of the module name (``np``, ``os``)
+  when that name is an input: callers must drop inputs whose kernel value is
+  a module from the outputs.
+* ``from __future__ import annotations`` is honoured when the cell itself
+  starts with it; a future import run in an earlier cell is not seen.
+* Python 3.12 generics (``def f[T]``, ``type X = ...``) are handled
+  approximately (type parameters are local; alias values are lazy).
+
+Users override the inference with ``%%step --inputs/--outputs``.
+
+This module is pure: it imports only the standard library and keeps no state
+besides a bounded :func:`functools.lru_cache` on :func:`analyze`.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping
+
+__all__ = ["CellAnalysis", "MUTATING_METHODS", "analyze"]
+
+#: Method names whose call is taken to change the object it is called on
+#: (``x.append(1)`` mutates ``x``; ``x.a.append(1)`` and ``x[k].append(1)``
+#: mutate ``x``). Any method ending in ``_update`` (``difference_update``) and
+#: any method called with ``inplace=True`` (pandas) count as well. Besides the
+#: list/dict/set/deque methods this includes the estimator-fitting methods of
+#: scikit-learn, Keras, XGBoost and friends and PyTorch's ``load_state_dict``:
+#: ``model.fit(X, y)`` in one step and ``model.predict(X)`` in a later one is
+#: the commonest notebook pattern, and without this the later step would get
+#: the unfitted model. A false positive only costs an extra output, and the
+#: caller prunes outputs no later step reads.
+MUTATING_METHODS: frozenset[str] = frozenset(
+    {
+        # list, dict, set, collections.deque, pandas (insert/pop/update)
+        "append",
+        "extend",
+        "insert",
+        "pop",
+        "remove",
+        "clear",
+        "sort",
+        "reverse",
+        "update",
+        "setdefault",
+        "popitem",
+        "add",
+        "discard",
+        "appendleft",
+        "extendleft",
+        "popleft",
+        # estimators fitted in place
+        "fit",
+        "partial_fit",
+        "fit_transform",
+        "fit_predict",
+        "set_params",
+        "load_state_dict",
+    }
+)
+
+
+class _ReadOnlyDict(dict):  # type: ignore[type-arg]
+    """A ``dict`` that refuses changes.
+
+    Analyses are cached by :func:`analyze` and shared between callers, so their
+    mappings must not be edited in place (copy with ``dict(...)`` first). It is
+    still a real ``dict``: ``==``, ``json.dumps``, ``pickle``, ``copy`` and
+    ``dataclasses.asdict`` work, and it is hashable so the frozen
+    :class:`CellAnalysis` is too.
+    """
+
+    __slots__ = ()
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> None:
+        raise TypeError("CellAnalysis mappings are read-only; copy them with dict(...) to edit")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _refuse  # type: ignore[assignment]
+
+    def __reduce__(self) -> tuple[type, tuple[dict[Any, Any]]]:
+        return (type(self), (dict(self),))
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(frozenset(self.items()))
+
+
+@dataclass(frozen=True)
+class CellAnalysis:
+    """What one cell does to the names at cell scope. Lines are 1-based, in the cell body.
+
+    The mapping fields are read-only ``dict`` instances (results are cached and
+    shared); use :func:`dataclasses.replace` or ``dict(...)`` to derive new ones.
+    """
+
+    reads: Mapping[str, int]
+    """Names the cell reads before binding them (its inputs) -> line of the first such read."""
+    writes: Mapping[str, int]
+    """Names bound at cell scope and still bound at the end -> line of the last binding."""
+    mutates: Mapping[str, int]
+    """Inputs (names in ``reads``) changed in place and not re-bound -> line of the first mutation."""
+    deletes: Mapping[str, int]
+    """Names removed with ``del name`` and not re-bound afterwards -> line of the ``del``."""
+    imports: Mapping[str, str]
+    """Names whose last cell-scope binding is an import -> normalized import statement."""
+    star_imports: tuple[int, ...]
+    """Lines of ``from module import *``."""
+    defines: Mapping[str, str]
+    """Names whose last cell-scope binding is ``def``/``class`` -> ``"function"`` or ``"class"``."""
+
+    def __post_init__(self) -> None:
+        for name in ("reads", "writes", "mutates", "deletes", "imports", "defines"):
+            value = getattr(self, name)
+            if not isinstance(value, _ReadOnlyDict):
+                object.__setattr__(self, name, _ReadOnlyDict(value))
+        object.__setattr__(self, "star_imports", tuple(self.star_imports))
+
+    @property
+    def outputs(self) -> set[str]:
+        """Candidate outputs: names written or mutated in place, minus deleted ones."""
+        return (set(self.writes) | set(self.mutates)) - set(self.deletes)
+
+
+@functools.lru_cache(maxsize=512)
+def analyze(source: str) -> CellAnalysis:
+    """Analyse the Python body of one cell (the ``%%step`` line already removed).
+
+    Raises :class:`SyntaxError` from :func:`ast.parse` unchanged (it carries the
+    line). Results are cached by source; ``analyze.__wrapped__`` is the
+    uncached function.
+    """
+    tree = ast.parse(source, filename="<cell>")
+    visitor = _CellVisitor(evaluate_annotations=not _has_future_annotations(tree))
+    visitor.visit_statements(tree.body)
+    return visitor.result()
+
+
+# ---------------------------------------------------------------------------
+# Scopes
+
+_MODULE = "module"  # the cell: bindings are tracked in evaluation order
+_FUNCTION = "function"  # def and lambda bodies: run at call time; locals are static
+_CLASS = "class"  # run at once; invisible to scopes nested in it
+_COMPREHENSION = "comprehension"  # run at once; only its targets are local
+_TYPE_PARAMS = "type parameters"  # Python 3.12 `def f[T]`, `class C[T]`, `type X[T] = ...`
+
+
+class _Scope:
+    """One Python scope while it is being visited.
+
+    ``bound`` holds the names bound so far (cell and class scopes), the targets
+    (comprehensions, type parameters) or the locals seen so far (functions).
+    A function's reads that are not yet known to be local wait in ``pending``
+    until the whole body has been seen, because any binding in the body makes
+    a name local to the whole function.
+    """
+
+    __slots__ = ("kind", "parent", "bound", "declared_global", "declared_nonlocal", "global_bound", "pending")
+
+    def __init__(self, kind: str, parent: _Scope | None, bound: Iterable[str] = ()) -> None:
+        self.kind = kind
+        self.parent = parent
+        self.bound: set[str] = set(bound)
+        self.declared_global: set[str] = set()
+        self.declared_nonlocal: set[str] = set()
+        self.global_bound: set[str] = set()  # `global` names this scope has bound so far
+        self.pending: list[tuple[str, int, bool]] = []  # (name, line, is_mutation)
+
+
+def _enclosing(scope: _Scope) -> _Scope:
+    """The scope whose names ``scope``'s free names resolve to: class bodies are skipped."""
+    parent = scope.parent
+    assert parent is not None
+    while parent.kind == _CLASS:
+        parent = parent.parent
+        assert parent is not None
+    return parent
+
+
+# ---------------------------------------------------------------------------
+# The visitor
+
+
+class _CellVisitor:
+    """One pass over a cell's AST in evaluation order, tracking scopes."""
+
+    def __init__(self, evaluate_annotations: bool) -> None:
+        self.evaluate_annotations = evaluate_annotations
+        self.cell = _Scope(_MODULE, None)
+        self.scope = self.cell
+        self.reads: dict[str, int] = {}
+        self.mutations: dict[str, int] = {}
+        self.writes: dict[str, int] = {}
+        self.deletes: dict[str, int] = {}
+        self.imports: dict[str, str] = {}
+        self.defines: dict[str, str] = {}
+        self.star_imports: list[int] = []
+        # Names bound by cell-level code (not through `global` in a function).
+        self.directly_bound: set[str] = set()
+        # Names bound at cell scope through `global` -> the scopes that bind them.
+        self.global_binders: dict[str, list[_Scope]] = {}
+        # Names bound other than by augmented assignment, or deleted: no longer the mutated input.
+        self.rebound: set[str] = set()
+        # Reads from function bodies run at call time: decided once the whole cell is seen.
+        self.deferred: list[tuple[str, int, bool, _Scope | None]] = []
+
+    # -- traversal ----------------------------------------------------------
+
+    def visit(self, node: ast.AST) -> None:
+        method = _DISPATCH.get(type(node))
+        if method is None:
+            self.generic_visit(node)
+        else:
+            method(self, node)
+
+    def generic_visit(self, node: ast.AST) -> None:
+        """Visit children in field order, which is evaluation order for the nodes left to it."""
+        for child in ast.iter_child_nodes(node):
+            self.visit(child)
+
+    def visit_statements(self, nodes: Iterable[ast.AST]) -> None:
+        for node in nodes:
+            self.visit(node)
+
+    def skip(self, node: ast.AST) -> None:
+        """Nodes without names: constants, operators, expression contexts."""
+
+    # -- result -------------------------------------------------------------
+
+    def result(self) -> CellAnalysis:
+        for name, line, is_mutation, origin in self.deferred:
+            if name in self.directly_bound:
+                continue  # the cell binds it before any call can happen
+            binders = self.global_binders.get(name)
+            if binders and any(binder is not origin for binder in binders):
+                continue  # another function binds it at cell scope via `global`
+            self._record(name, line, is_mutation)
+        mutates = {
+            name: line
+            for name, line in self.mutations.items()
+            if name in self.reads and name not in self.rebound
+        }
+        return CellAnalysis(
+            reads=_sorted_by_line(self.reads),
+            writes=_sorted_by_line(self.writes),
+            mutates=_sorted_by_line(mutates),
+            deletes=_sorted_by_line(self.deletes),
+            imports=self.imports,
+            star_imports=tuple(self.star_imports),
+            defines=self.defines,
+        )
+
+    # -- name uses ----------------------------------------------------------
+
+    def _use(self, name: str, line: int, is_mutation: bool = False) -> None:
+        """``name`` is read (or mutated in place) in the current scope."""
+        self._resolve(name, line, is_mutation, self.scope, deferred=False)
+
+    def _resolve(self, name: str, line: int, is_mutation: bool, scope: _Scope, deferred: bool) -> None:
+        """Find the scope ``name`` belongs to, starting at ``scope``; record it if that is the cell."""
+        while True:
+            if scope.kind == _MODULE:
+                self._use_at_cell(name, line, is_mutation, deferred, origin=None)
+                return
+            if name in scope.declared_global:
+                if name not in scope.global_bound:
+                    run_later = deferred or scope.kind == _FUNCTION
+                    self._use_at_cell(name, line, is_mutation, run_later, origin=scope)
+                return
+            if name in scope.bound:
+                return  # local to this scope
+            if scope.kind == _FUNCTION:
+                scope.pending.append((name, line, is_mutation))  # local or free: known at the end
+                return
+            scope = _enclosing(scope)  # class body, comprehension: executed at once
+
+    def _use_at_cell(self, name: str, line: int, is_mutation: bool, deferred: bool, origin: _Scope | None) -> None:
+        if deferred:
+            self.deferred.append((name, line, is_mutation, origin))
+        elif name not in self.cell.bound:
+            self._record(name, line, is_mutation)
+
+    def _record(self, name: str, line: int, is_mutation: bool) -> None:
+        target = self.mutations if is_mutation else self.reads
+        first = target.get(name)
+        if first is None or line < first:
+            target[name] = line
+
+    def _close_function(self, scope: _Scope) -> None:
+        """The body is fully seen: names that are not local are free, resolved outside at call time."""
+        outer = _enclosing(scope)
+        for name, line, is_mutation in scope.pending:
+            if name not in scope.bound:
+                self._resolve(name, line, is_mutation, outer, deferred=True)
+
+    # -- bindings -----------------------------------------------------------
+
+    def _bind(
+        self,
+        scope: _Scope,
+        name: str,
+        line: int,
+        *,
+        augmented: bool = False,
+        import_statement: str | None = None,
+        definition: str | None = None,
+    ) -> None:
+        if scope.kind == _MODULE:
+            self._bind_at_cell(name, line, augmented, import_statement, definition, origin=None)
+        elif name in scope.declared_global:
+            scope.global_bound.add(name)
+            self._bind_at_cell(name, line, augmented, None, None, origin=scope)
+        elif name not in scope.declared_nonlocal:
+            scope.bound.add(name)
+
+    def _bind_at_cell(
+        self,
+        name: str,
+        line: int,
+        augmented: bool,
+        import_statement: str | None,
+        definition: str | None,
+        origin: _Scope | None,
+    ) -> None:
+        self.cell.bound.add(name)
+        self.writes[name] = line
+        self.deletes.pop(name, None)
+        if import_statement is None:
+            self.imports.pop(name, None)
+        else:
+            self.imports[name] = _merge_imports(self.imports.get(name), import_statement)
+        if definition is None:
+            self.defines.pop(name, None)
+        else:
+            self.defines[name] = definition
+        if not augmented:
+            self.rebound.add(name)
+        if origin is None:
+            self.directly_bound.add(name)
+        else:
+            self.global_binders.setdefault(name, []).append(origin)
+
+    def _forget_at_cell(self, name: str) -> None:
+        self.cell.bound.discard(name)
+        self.writes.pop(name, None)
+        self.imports.pop(name, None)
+        self.defines.pop(name, None)
+
+    def _delete(self, name: str, line: int) -> None:
+        scope = self.scope
+        if scope.kind == _MODULE or name in scope.declared_global:
+            # `del x` needs x to exist: if the cell has not bound it, x is an input.
+            self._use(name, line)
+            self._forget_at_cell(name)
+            self.deletes[name] = line
+            self.rebound.add(name)
+            scope.global_bound.discard(name)
+        elif scope.kind == _CLASS:
+            scope.bound.discard(name)
+        elif name not in scope.declared_nonlocal:
+            scope.bound.add(name)  # `del x` in a function makes x local
+
+    def _end_except_handler(self, name: str) -> None:
+        """Python deletes ``except ... as name`` when the handler ends."""
+        scope = self.scope
+        if scope.kind == _MODULE or name in scope.declared_global:
+            self._forget_at_cell(name)
+            scope.global_bound.discard(name)
+        elif scope.kind == _CLASS:
+            scope.bound.discard(name)
+
+    # -- names, attributes, subscripts, calls -------------------------------
+
+    def visit_Name(self, node: ast.Name) -> None:
+        context = type(node.ctx)
+        if context is ast.Load:
+            self._use(node.id, node.lineno)
+        elif context is ast.Store:
+            self._bind(self.scope, node.id, node.lineno)
+        else:
+            self._delete(node.id, node.lineno)
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        self.visit(node.value)
+        if type(node.ctx) is not ast.Load:  # `x.a = v`, `del x.a`: x changes in place
+            self._use_root_as_mutated(node.value, node.lineno)
+
+    def visit_Subscript(self, node: ast.Subscript) -> None:
+        self.visit(node.value)
+        self.visit(node.slice)
+        if type(node.ctx) is not ast.Load:  # `x[k] = v`, `del x[k]`
+            self._use_root_as_mutated(node.value, node.lineno)
+
+    def visit_Call(self, node: ast.Call) -> None:
+        self.visit(node.func)
+        self.visit_statements(node.args)
+        for keyword in node.keywords:
+            self.visit(keyword.value)
+        func = node.func
+        if isinstance(func, ast.Attribute) and (
+            _is_mutating_method(func.attr) or _has_inplace_true(node.keywords)
+        ):
+            self._use_root_as_mutated(func.value, node.lineno)
+
+    def _use_root_as_mutated(self, expression: ast.expr, line: int) -> None:
+        root = _root_name(expression)
+        if root is not None:
+            self._use(root, line, is_mutation=True)
+
+    def visit_NamedExpr(self, node: ast.NamedExpr) -> None:
+        self.visit(node.value)
+        scope = self.scope
+        while scope.kind == _COMPREHENSION:  # PEP 572: binds in the enclosing scope
+            assert scope.parent is not None
+            scope = scope.parent
+        self._bind(scope, node.target.id, node.target.lineno)
+
+    # -- assignments ---------------------------------------------------------
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        self.visit(node.value)
+        self.visit_statements(node.targets)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        target = node.target
+        if isinstance(target, ast.Name):
+            self._use(target.id, target.lineno)
+            self.visit(node.value)
+            self._use(target.id, target.lineno, is_mutation=True)
+            self._bind(self.scope, target.id, target.lineno, augmented=True)
+        else:
+            self.visit(target)  # `x[k] += v` reads x and k, and mutates x
+            self.visit(node.value)
+
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        scope = self.scope
+        if node.value is not None:
+            self.visit(node.value)
+        # PEP 526: annotations of a function's local variables are never evaluated.
+        if self.evaluate_annotations and scope.kind != _FUNCTION:
+            self.visit(node.annotation)
+        target = node.target
+        if isinstance(target, ast.Name):
+            if node.value is not None:
+                self._bind(scope, target.id, target.lineno)
+            elif scope.kind == _FUNCTION and target.id not in scope.declared_nonlocal:
+                scope.bound.add(target.id)  # `x: int` alone makes x local to the function
+        elif node.value is not None:
+            self.visit(target)
+        else:
+            # `x.a: int` / `x[k]: int` evaluates x (and k) but stores nothing.
+            self.visit(target.value)  # type: ignore[union-attr]
+            if isinstance(target, ast.Subscript):
+                self.visit(target.slice)
+
+    def visit_Delete(self, node: ast.Delete) -> None:
+        self.visit_statements(node.targets)
+
+    # -- compound statements (If, While, With, Try bodies use generic_visit) --
+
+    def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
+        self.visit(node.iter)
+        self.visit(node.target)
+        self.visit_statements(node.body)
+        self.visit_statements(node.orelse)
+
+    visit_AsyncFor = visit_For
+
+    def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
+        if node.type is not None:
+            self.visit(node.type)
+        if node.name is not None:
+            self._bind(self.scope, node.name, node.lineno)
+        self.visit_statements(node.body)
+        if node.name is not None:
+            self._end_except_handler(node.name)
+
+    def visit_MatchAs(self, node: ast.MatchAs) -> None:
+        if node.pattern is not None:
+            self.visit(node.pattern)
+        if node.name is not None:
+            self._bind(self.scope, node.name, node.lineno)
+
+    def visit_MatchStar(self, node: ast.MatchStar) -> None:
+        if node.name is not None:
+            self._bind(self.scope, node.name, node.lineno)
+
+    def visit_MatchMapping(self, node: ast.MatchMapping) -> None:
+        self.visit_statements(node.keys)
+        self.visit_statements(node.patterns)
+        if node.rest is not None:
+            self._bind(self.scope, node.rest, node.lineno)
+
+    # -- imports and declarations --------------------------------------------
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            if alias.asname:
+                name, statement = alias.asname, f"import {alias.name} as {alias.asname}"
+            else:
+                name, statement = alias.name.partition(".")[0], f"import {alias.name}"
+            self._bind(self.scope, name, node.lineno, import_statement=statement)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        module = "." * node.level + (node.module or "")
+        if module == "__future__":
+            return
+        for alias in node.names:
+            if alias.name == "*":
+                if self.scope.kind == _MODULE:
+                    self.star_imports.append(node.lineno)
+                continue
+            statement = f"from {module} import {alias.name}"
+            if alias.asname:
+                statement += f" as {alias.asname}"
+            self._bind(self.scope, alias.asname or alias.name, node.lineno, import_statement=statement)
+
+    def visit_Global(self, node: ast.Global) -> None:
+        if self.scope.kind != _MODULE:
+            self.scope.declared_global.update(node.names)
+
+    def visit_Nonlocal(self, node: ast.Nonlocal) -> None:
+        self.scope.declared_nonlocal.update(node.names)
+
+    # -- functions, lambdas, classes ------------------------------------------
+
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        outer = self.scope
+        # Evaluated at definition time, in the enclosing scope.
+        self.visit_statements(node.decorator_list)
+        self._visit_defaults(node.args)
+        type_scope = self._enter_type_params(node)
+        if self.evaluate_annotations:
+            self._visit_annotations(node.args, node.returns)
+        self.scope = outer
+        self._bind(outer, node.name, node.lineno, definition="function")
+        self._visit_function_body(node.args, node.body, parent=type_scope or outer)
+
+    visit_AsyncFunctionDef = visit_FunctionDef
+
+    def visit_Lambda(self, node: ast.Lambda) -> None:
+        self._visit_defaults(node.args)
+        self._visit_function_body(node.args, [node.body], parent=self.scope)
+
+    def _visit_defaults(self, args: ast.arguments) -> None:
+        self.visit_statements(args.defaults)
+        for default in args.kw_defaults:
+            if default is not None:
+                self.visit(default)
+
+    def _visit_annotations(self, args: ast.arguments, returns: ast.expr | None) -> None:
+        for arg in _all_parameters(args):
+            if arg.annotation is not None:
+                self.visit(arg.annotation)
+        if returns is not None:
+            self.visit(returns)
+
+    def _visit_function_body(self, args: ast.arguments, body: list[Any], parent: _Scope) -> None:
+        saved = self.scope
+        scope = _Scope(_FUNCTION, parent, (arg.arg for arg in _all_parameters(args)))
+        self.scope = scope
+        self.visit_statements(body)
+        self.scope = saved
+        self._close_function(scope)
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> None:
+        outer = self.scope
+        self.visit_statements(node.decorator_list)
+        self._enter_type_params(node)
+        self.visit_statements(node.bases)
+        self.visit_statements(node.keywords)
+        self.scope = _Scope(_CLASS, self.scope)  # the body runs now, in its own namespace
+        self.visit_statements(node.body)
+        self.scope = outer
+        self._bind(outer, node.name, node.lineno, definition="class")
+
+    def _enter_type_params(self, node: ast.AST) -> _Scope | None:
+        """Python 3.12 type parameters: a scope of their own around annotations, bases and body."""
+        params = getattr(node, "type_params", None)
+        if not params:
+            return None
+        scope = _Scope(_TYPE_PARAMS, self.scope, (param.name for param in params))
+        self.scope = scope
+        for param in params:
+            bound = getattr(param, "bound", None)
+            if bound is not None:
+                self.visit(bound)
+        return scope
+
+    def visit_TypeAlias(self, node: Any) -> None:  # Python 3.12: `type X[T] = ...`
+        outer = self.scope
+        type_scope = self._enter_type_params(node)
+        self.scope = outer
+        self._bind(outer, node.name.id, node.lineno)
+        lazy = _Scope(_FUNCTION, type_scope or outer)  # the value is evaluated on first use
+        self.scope = lazy
+        self.visit(node.value)
+        self.scope = outer
+        self._close_function(lazy)
+
+    # -- comprehensions -------------------------------------------------------
+
+    def visit_ListComp(self, node: ast.ListComp | ast.SetComp | ast.GeneratorExp) -> None:
+        self._visit_comprehension(node.generators, [node.elt])
+
+    visit_SetComp = visit_GeneratorExp = visit_ListComp
+
+    def visit_DictComp(self, node: ast.DictComp) -> None:
+        self._visit_comprehension(node.generators, [node.key, node.value])
+
+    def _visit_comprehension(self, generators: list[ast.comprehension], results: list[ast.expr]) -> None:
+        # The first iterable is evaluated in the enclosing scope, the rest inside.
+        self.visit(generators[0].iter)
+        targets: set[str] = set()
+        for generator in generators:
+            _collect_target_names(generator.target, targets)
+        outer = self.scope
+        self.scope = _Scope(_COMPREHENSION, outer, targets)
+        for index, generator in enumerate(generators):
+            if index:
+                self.visit(generator.iter)
+            self.visit(generator.target)
+            self.visit_statements(generator.ifs)
+        self.visit_statements(results)
+        self.scope = outer
+
+
+def _build_dispatch() -> dict[type, Callable[[_CellVisitor, Any], None]]:
+    """Map AST node types to visitor methods once, instead of a getattr per node."""
+    dispatch: dict[type, Callable[[_CellVisitor, Any], None]] = {}
+    for attribute, method in vars(_CellVisitor).items():
+        if attribute.startswith("visit_"):
+            node_type = getattr(ast, attribute[len("visit_") :], None)
+            if isinstance(node_type, type):
+                dispatch[node_type] = method
+    leaves: list[type] = [ast.Constant]
+    for base in (ast.expr_context, ast.operator, ast.boolop, ast.unaryop, ast.cmpop):
+        leaves.extend(base.__subclasses__())
+    for leaf in leaves:
+        dispatch[leaf] = _CellVisitor.skip
+    return dispatch
+
+
+_DISPATCH = _build_dispatch()
+
+
+# ---------------------------------------------------------------------------
+# Helpers
+
+
+def _has_future_annotations(tree: ast.Module) -> bool:
+    """True when the cell starts with ``from __future__ import annotations`` (after a docstring)."""
+    for index, statement in enumerate(tree.body):
+        if isinstance(statement, ast.ImportFrom) and statement.module == "__future__" and not statement.level:
+            if any(alias.name == "annotations" for alias in statement.names):
+                return True
+        elif not (index == 0 and isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant)):
+            return False
+    return False
+
+
+def _is_mutating_method(name: str) -> bool:
+    return name in MUTATING_METHODS or name.endswith("_update")
+
+
+def _has_inplace_true(keywords: list[ast.keyword]) -> bool:
+    for keyword in keywords:
+        if keyword.arg == "inplace" and isinstance(keyword.value, ast.Constant) and keyword.value.value is True:
+            return True
+    return False
+
+
+def _root_name(expression: ast.expr) -> str | None:
+    """``x`` for ``x``, ``x.a.b``, ``x[k].a``; None when the chain starts elsewhere (a call, a literal)."""
+    while isinstance(expression, (ast.Attribute, ast.Subscript)):
+        expression = expression.value
+    if isinstance(expression, ast.Name):
+        return expression.id
+    return None
+
+
+def _collect_target_names(target: ast.expr, into: set[str]) -> None:
+    """Names bound by an assignment target (``a``, ``a, (b, *c)``); attributes and subscripts bind none."""
+    if isinstance(target, ast.Name):
+        into.add(target.id)
+    elif isinstance(target, (ast.Tuple, ast.List)):
+        for element in target.elts:
+            _collect_target_names(element, into)
+    elif isinstance(target, ast.Starred):
+        _collect_target_names(target.value, into)
+
+
+def _all_parameters(args: ast.arguments) -> list[ast.arg]:
+    parameters = [*args.posonlyargs, *args.args, *args.kwonlyargs]
+    if args.vararg is not None:
+        parameters.append(args.vararg)
+    if args.kwarg is not None:
+        parameters.append(args.kwarg)
+    return parameters
+
+
+def _merge_imports(previous: str | None, statement: str) -> str:
+    """``import a.b`` then ``import a.c`` both bind ``a``: keep both submodules ("import a.b, a.c")."""
+    if previous is None or not _is_plain_import(previous) or not _is_plain_import(statement):
+        return statement
+    modules = previous[len("import ") :].split(", ")
+    module = statement[len("import ") :]
+    if module not in modules:
+        modules.append(module)
+    return "import " + ", ".join(modules)
+
+
+def _is_plain_import(statement: str) -> bool:
+    return statement.startswith("import ") and " as " not in statement
+
+
+def _sorted_by_line(mapping: Mapping[str, int]) -> dict[str, int]:
+    return dict(sorted(mapping.items(), key=lambda item: item[1]))

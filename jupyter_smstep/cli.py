@@ -1,0 +1,119 @@
+"""``smstep``: build, run, export or submit a notebook's pipeline headless (for CI).
+
+    smstep graph NOTEBOOK [--json]
+    smstep definition NOTEBOOK
+    smstep export NOTEBOOK -o FILE
+    smstep run NOTEBOOK [-p NAME=VALUE ...] [--json]
+    smstep submit NOTEBOOK [-p NAME=VALUE ...] [--wait]
+    smstep status EXECUTION_ARN
+
+AWS settings come from the standard environment (AWS_ENDPOINT_URL, AWS_PROFILE,
+AWS_REGION, ...). Exit status: 0 success, 1 the pipeline or a step failed,
+2 bad input (the message says what and how to fix it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from .errors import SmstepError
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="smstep", description="Notebook %%step cells as a SageMaker Pipeline.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("graph", help="the DAG and resolved settings (no AWS needed)")
+    g.add_argument("notebook")
+    g.add_argument("--json", action="store_true", help="machine-readable output")
+
+    d = sub.add_parser("definition", help="print the pipeline definition JSON (uploads step code to S3)")
+    d.add_argument("notebook")
+
+    e = sub.add_parser("export", help="write a standalone Python module")
+    e.add_argument("notebook")
+    e.add_argument("-o", "--output", required=True)
+
+    r = sub.add_parser("run", help="run the pipeline locally (no AWS account needed)")
+    r.add_argument("notebook")
+    r.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE")
+    r.add_argument("--json", action="store_true", help="print each step's state, duration and outputs as JSON")
+    r.add_argument("--runs-dir", default=None, help="where runs are kept (default .smstep/runs)")
+
+    s = sub.add_parser("submit", help="upsert the pipeline on SageMaker and start an execution")
+    s.add_argument("notebook")
+    s.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE")
+    s.add_argument("--wait", action="store_true", help="follow the execution until it ends")
+
+    st = sub.add_parser("status", help="per-step status of an execution")
+    st.add_argument("execution_arn")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except SmstepError as exc:
+        print(f"smstep: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("smstep: interrupted", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace) -> int:
+    if args.command == "status":
+        from . import monitor
+
+        return 0 if monitor.print_status(args.execution_arn, stream=sys.stdout) else 1
+
+    from .notebook import load_workspace
+    from .workspace import coerce_overrides, parse_assignments
+
+    ws = load_workspace(args.notebook)
+    if args.command == "graph":
+        graph = ws.graph()
+        if args.json:
+            print(json.dumps(graph.to_json(), indent=2))
+        else:
+            from .report import text_summary
+
+            print(text_summary(graph))
+        return 1 if graph.report.errors else 0
+    if args.command == "definition":
+        print(json.dumps(ws.definition(), indent=2))
+        return 0
+    if args.command == "export":
+        ws.export(args.output)
+        print(f"wrote {args.output}", file=sys.stderr)
+        return 0
+    overrides = coerce_overrides(ws.graph(), parse_assignments(args.param))
+    if args.command == "run":
+        from .progress import terminal_progress
+
+        result = ws.run_local(overrides, on_event=terminal_progress(sys.stderr), runs_dir=args.runs_dir)
+        if args.json:
+            print(json.dumps(result.to_json(), indent=2, default=str))
+        else:
+            for step in result.steps.values():
+                if step.error:
+                    print(f"\nstep '{step.name}' failed:\n{step.error}", file=sys.stderr)
+            print(f"run {result.run_id}: {'succeeded' if result.succeeded else 'FAILED'} ({result.run_dir})")
+        return 0 if result.succeeded else 1
+    if args.command == "submit":
+        submission = ws.submit(overrides)
+        print(json.dumps(submission.to_json(), indent=2))
+        if args.wait:
+            from . import monitor
+
+            return 0 if monitor.follow(submission.execution_arn, stream=sys.stderr) else 1
+        return 0
+    raise AssertionError(args.command)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+"""Kernel side of the JupyterLab extension: a comm that tells the notebook what the pipeline looks like.
+
+The lab extension (``labextension/``) marks ``%%step`` cells with their step name as
+soon as they are typed; what only the kernel knows (each input's producer, the
+outputs, which ordinary cells the steps depend on, the problems found) comes
+from here. The frontend opens a comm with target :data:`COMM_TARGET` when a
+notebook's kernel is ready, or after a cell that mentions jupyter_smstep ran,
+and sends ``{"type": "request_state"}``; we answer ``{"type": "state", ...summary}``
+and, after every cell execution, push the summary again if it changed.
+
+If the extension is not loaded in the kernel, ipykernel closes the comm at once
+(no such target) and the frontend knows to say "run %load_ext jupyter_smstep".
+
+Why a comm and not, say, a kernel variable read over ``user_expressions``: it is
+pushed by the kernel right after each cell, so the badges follow the notebook
+without the frontend polling a busy kernel, and one kernel can serve several
+open views of the same notebook.
+
+This module must stay cheap to import: it never imports sagemaker.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import weakref
+from typing import Any, Callable
+
+COMM_TARGET = "jupyter_smstep"
+NOT_LOADED_MESSAGE = "jupyter_smstep is not loaded in this kernel: run %load_ext jupyter_smstep"
+
+log = logging.getLogger(__name__)
+
+Summary = Callable[[], dict]
+
+# One bridge per shell, so that %reload_ext replaces the previous one instead of stacking them.
+_bridges: "weakref.WeakKeyDictionary[Any, Bridge]" = weakref.WeakKeyDictionary()
+
+
+class Bridge:
+    """Answers the frontend's requests and pushes the pipeline summary when it changes.
+
+    It keeps the open comms by id and the JSON text of the last state pushed:
+    a cell that does not change the pipeline (most cells) sends nothing.
+    """
+
+    def __init__(self, summary: Summary) -> None:
+        self._summary = summary
+        self._comms: dict[str, Any] = {}
+        self._last: str | None = None
+        self._comm_manager: Any = None
+
+    # -- state -----------------------------------------------------------------
+
+    def state(self) -> tuple[dict, str]:
+        """The state message and its canonical JSON text (for change detection).
+
+        A summary that raises, or holds something JSON cannot carry, still gives
+        a state: the frontend shows the problem instead of going silent.
+        """
+        try:
+            summary = self._summary() or {}
+            message = json.loads(json.dumps({**summary, "type": "state"}, default=str))
+        except Exception as exc:  # the kernel must never fail a cell because of the badges
+            log.warning("jupyter_smstep: could not summarise the pipeline", exc_info=True)
+            message = {
+                "type": "state",
+                "pipeline": None,
+                "cells": [],
+                "problems": [
+                    {
+                        "step": None,
+                        "line": None,
+                        "severity": "error",
+                        "message": f"jupyter_smstep could not summarise the pipeline: {exc}",
+                        "fix": "run %pipeline show to see the full error",
+                    }
+                ],
+            }
+        return message, json.dumps(message, sort_keys=True)
+
+    # -- comm plumbing ---------------------------------------------------------
+
+    @property
+    def comms(self) -> list:
+        """The comms currently open with a frontend."""
+        return list(self._comms.values())
+
+    def open(self, comm: Any, msg: dict) -> None:
+        """Comm target callback: a frontend opened a comm to this kernel."""
+        self._comms[comm.comm_id] = comm
+        comm.on_msg(self._on_msg)
+        comm.on_close(lambda _msg, comm_id=comm.comm_id: self._comms.pop(comm_id, None))
+        self._handle(comm, (msg.get("content") or {}).get("data") or {})
+
+    def _on_msg(self, msg: dict) -> None:
+        content = msg.get("content") or {}
+        comm = self._comms.get(content.get("comm_id"))
+        if comm is not None:
+            self._handle(comm, content.get("data") or {})
+
+    def _handle(self, comm: Any, data: dict) -> None:
+        if data.get("type") == "request_state":
+            message, text = self.state()
+            self._last = text
+            comm.send(message)
+
+    def post_run_cell(self, *_result: Any) -> None:
+        """IPython ``post_run_cell`` hook: push the summary to every open comm if it changed."""
+        if not self._comms:
+            return
+        message, text = self.state()
+        if text == self._last:
+            return
+        self._last = text
+        for comm in self.comms:
+            try:
+                comm.send(message)
+            except Exception:  # a comm whose frontend went away must not break the others
+                log.debug("jupyter_smstep: dropping comm %s", comm.comm_id, exc_info=True)
+                self._comms.pop(comm.comm_id, None)
+
+    def close(self) -> None:
+        """Unregister the comm target and close the open comms."""
+        if self._comm_manager is not None:
+            self._comm_manager.unregister_target(COMM_TARGET, self.open)
+            self._comm_manager = None
+        for comm in self.comms:
+            try:
+                comm.close()
+            except Exception:
+                log.debug("jupyter_smstep: could not close comm", exc_info=True)
+        self._comms.clear()
+
+
+def install(shell: Any, summary: Summary) -> Bridge | None:
+    """Connect the kernel to the lab extension; called by ``%load_ext jupyter_smstep``.
+
+    ``summary`` is a zero-argument callable returning the pipeline summary dict.
+    Without a kernel (terminal IPython, tests with a bare shell) there is nobody
+    to talk to, so this does nothing and returns None. Calling it again (for
+    ``%reload_ext``) replaces the previous bridge.
+    """
+    uninstall(shell)
+    kernel = getattr(shell, "kernel", None)
+    comm_manager = getattr(kernel, "comm_manager", None) if kernel is not None else None
+    if comm_manager is None:
+        return None
+    bridge = Bridge(summary)
+    comm_manager.register_target(COMM_TARGET, bridge.open)
+    bridge._comm_manager = comm_manager
+    shell.events.register("post_run_cell", bridge.post_run_cell)
+    _bridges[shell] = bridge
+    return bridge
+
+
+def uninstall(shell: Any) -> None:
+    """Undo :func:`install` (for ``%unload_ext``); the frontend then shows the "not loaded" message."""
+    bridge = _bridges.pop(shell, None)
+    if bridge is None:
+        return
+    try:
+        shell.events.unregister("post_run_cell", bridge.post_run_cell)
+    except ValueError:
+        pass
+    bridge.close()

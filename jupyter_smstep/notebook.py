@@ -1,0 +1,84 @@
+"""The saved notebook is the pipeline: build a :class:`Workspace` from an .ipynb headless.
+
+Ordinary cells run, in order, in a real IPython shell (so helpers, constants
+and imports exist to be captured); ``%%step`` cells are registered without
+running; a cell tagged ``parameters`` (papermill's convention) runs and each
+name it assigns becomes a pipeline parameter. Cell output goes nowhere, so
+``smstep graph --json`` prints clean JSON.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import Problem, SmstepError
+from .workspace import Workspace, pipeline_name_from_path
+
+
+def load_workspace(path: str | Path) -> Workspace:
+    import nbformat
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    from .magics import StepMagics
+    from .registry import analyse_source
+
+    path = Path(path)
+    if not path.is_file():
+        raise SmstepError(f"no notebook at {path}", fix="pass the path of an .ipynb file")
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets one clear message
+        raise SmstepError(f"{path} is not a readable notebook: {exc}") from None
+
+    shell = InteractiveShell.instance()
+    shell.user_ns["__session__"] = str(path)
+    magics = StepMagics(shell, headless=True)
+    magics.workspace.default_name = pipeline_name_from_path(str(path))
+    magics.workspace.origin = path.name
+    shell.register_magics(magics)
+    cwd = os.getcwd()
+    os.chdir(path.parent.resolve())  # relative paths in cells resolve as they do in Jupyter
+    try:
+        for index, cell in enumerate(nb.cells, start=1):
+            if cell.cell_type != "code" or not cell.source.strip():
+                continue
+            source = cell.source
+            cell_id = cell.get("id")
+            is_step = source.lstrip().startswith("%%step")
+            if source.lstrip().startswith("%load_ext jupyter_smstep") and "\n" not in source.strip():
+                continue  # already loaded
+            with capture_output() as captured:
+                shell.parent_header = {"metadata": {"cellId": cell_id}}  # the magics read the cell id here
+                result = shell.run_cell(source, store_history=False)
+            if is_step:
+                continue
+            if not result.success:
+                raise SmstepError(_cell_failure(index, result, magics, captured.stdout))
+            python = shell.transform_cell(source)
+            analysis, _ = analyse_source(python)
+            magics.registry.record_plain(python, cell_id=cell_id, analysis=analysis)
+            if "parameters" in cell.get("metadata", {}).get("tags", []) and analysis is not None:
+                for name in analysis.writes:
+                    magics.registry.set_parameter(name, shell.user_ns[name])
+    finally:
+        os.chdir(cwd)
+    return magics.workspace
+
+
+def _cell_failure(index: int, result, magics, stdout: str) -> Problem:
+    exc = result.error_in_exec or result.error_before_exec
+    if isinstance(exc, NameError):
+        name = getattr(exc, "name", None) or str(exc).split("'")[1] if "'" in str(exc) else None
+        producer = next((c.step.name for c in magics.registry.steps
+                         if c.analysis is not None and name in c.analysis.outputs), None)
+        if producer:
+            return Problem(f"ordinary cell #{index} uses {name!r}, an output of step '{producer}'; step cells "
+                           "do not run when the notebook is built as a pipeline",
+                           fix="make that cell a %%step cell, or move its code into a step")
+    detail = f"{type(exc).__name__}: {exc}" if exc else "it failed"
+    if hasattr(exc, "args") and str(exc).startswith("UsageError") is False and type(exc).__name__ == "UsageError":
+        detail = str(exc)
+    return Problem(f"ordinary cell #{index} failed while building the pipeline: {detail}",
+                   fix="fix the cell so the notebook runs top to bottom")

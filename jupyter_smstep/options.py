@@ -1,0 +1,123 @@
+"""The ``%%step`` / ``%pipeline config`` options, built from :data:`settings.OPTIONS`.
+
+Parsing is IPython's ``magic_arguments`` (argparse underneath); this module
+turns the raw strings into the SDK's types and gives errors that say which
+option was wrong and how to write it. No sagemaker import.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from typing import Any, Callable
+
+from IPython.core.magic_arguments import argument
+
+from .errors import SmstepError
+from .settings import ALIASES, OPTIONS, Option
+
+_BOOL = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def option_decorators(per_step: bool) -> list[Callable]:
+    """``@argument`` decorators for every SDK option (plus the short aliases)."""
+    decorators = []
+    aliases = {v: k for k, v in ALIASES.items()}
+    for opt in OPTIONS:
+        if opt.per_step and not per_step:
+            continue
+        flags = [opt.flag] + ([f"--{aliases[opt.key]}"] if opt.key in aliases else [])
+        if opt.kind == "bool":
+            kw = dict(nargs="?", const="true", metavar="true|false")
+        elif opt.kind in ("list", "kv", "retry"):
+            kw = dict(action="append", metavar={"kv": "KEY=VALUE", "retry": "POLICY"}.get(opt.kind, "VALUE"))
+        else:
+            kw = dict(metavar=opt.kind.upper() if opt.kind != "str" else "VALUE")
+        decorators.append(argument(*flags, dest=opt.key, default=None, help=opt.help, **kw))
+    return decorators
+
+
+def convert(args: Any, where: str) -> dict[str, Any]:
+    """Parsed namespace -> SDK keyword values (only the options given)."""
+    out: dict[str, Any] = {}
+    for opt in OPTIONS:
+        raw = getattr(args, opt.key, None)
+        if raw is None:
+            continue
+        out[opt.key] = _convert_one(opt, raw, where)
+    return out
+
+
+def _convert_one(opt: Option, raw: Any, where: str) -> Any:
+    def bad(expected: str, fix: str) -> SmstepError:
+        return SmstepError(f"{where}: {opt.flag} {raw!r} is not {expected}", fix=fix)
+
+    if opt.kind == "int":
+        try:
+            return int(raw)
+        except ValueError:
+            raise bad("an integer", f"write e.g. {opt.flag} 3") from None
+    if opt.kind == "float":
+        try:
+            return float(raw)
+        except ValueError:
+            raise bad("a number", f"write e.g. {opt.flag} 0.5") from None
+    if opt.kind == "bool":
+        value = _BOOL.get(str(raw).lower())
+        if value is None:
+            raise bad("true or false", f"write {opt.flag} or {opt.flag} false")
+        return value
+    if opt.kind == "list":
+        return [item for chunk in raw for item in (chunk.split(",") if opt.key in ("subnets", "security_group_ids") else [chunk])]
+    if opt.kind == "kv":
+        pairs = {}
+        for item in raw:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise SmstepError(f"{where}: {opt.flag} {item!r} is not KEY=VALUE", fix=f"write {opt.flag} KEY=VALUE")
+            pairs[key] = value
+        return pairs
+    if opt.kind == "json":
+        try:
+            value = json.loads(raw)
+        except ValueError as exc:
+            raise bad("JSON", f"write {opt.flag} '{{\"submit_py_files\": [\"s3://...\"]}}' ({exc})") from None
+        if not isinstance(value, dict):
+            raise bad("a JSON object", f"write {opt.flag} '{{...}}'")
+        return value
+    if opt.kind == "retry":
+        return [parse_retry(item, where) for item in raw]
+    return raw
+
+
+def parse_retry(text: str, where: str) -> dict[str, Any]:
+    """``EXC[,EXC]:MAX_ATTEMPTS[:INTERVAL[:BACKOFF]]`` -> a retry policy spec."""
+    from .settings import OPTIONS_BY_KEY  # noqa: F401 - documents where the format is described
+
+    known_step = {"Step.SERVICE_FAULT", "Step.THROTTLING"}
+    known_job = {"SageMaker.JOB_INTERNAL_ERROR", "SageMaker.CAPACITY_ERROR", "SageMaker.RESOURCE_LIMIT"}
+    parts = text.split(":")
+    types = [t.strip() for t in parts[0].split(",") if t.strip()]
+    fix = "write --retry SageMaker.CAPACITY_ERROR:3 or --retry Step.THROTTLING,Step.SERVICE_FAULT:5:2:2.0"
+    unknown = [t for t in types if t not in known_step | known_job]
+    if not types or unknown:
+        choices = ", ".join(sorted(known_step | known_job))
+        raise SmstepError(f"{where}: --retry {text!r}: unknown exception type {', '.join(unknown) or '(none)'}; "
+                          f"known: {choices}", fix=fix)
+    if {t.split(".")[0] for t in types} == {"Step", "SageMaker"}:
+        raise SmstepError(f"{where}: --retry {text!r} mixes Step.* and SageMaker.* types", fix="use one --retry for each family")
+    try:
+        nums = [float(p) for p in parts[1:4]]
+    except ValueError:
+        raise SmstepError(f"{where}: --retry {text!r} has a non-numeric attempt count, interval or backoff", fix=fix) from None
+    spec: dict[str, Any] = {"exception_types": types}
+    for key, value, cast in zip(("max_attempts", "interval_seconds", "backoff_rate"), nums, (int, int, float)):
+        spec[key] = cast(value)
+    return spec
+
+
+def suggest_flag(bad: str, per_step: bool) -> str:
+    flags = [o.flag for o in OPTIONS if per_step or not o.per_step] + [f"--{a}" for a in ALIASES]
+    flags += ["--inputs", "--outputs", "--defer", "--name"]
+    match = difflib.get_close_matches(bad, flags, n=1)
+    return f"did you mean {match[0]}?" if match else "see %%step? for the options"

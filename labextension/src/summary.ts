@@ -1,0 +1,160 @@
+/**
+ * What the kernel tells us about the pipeline, and the little parsing we do
+ * ourselves so that a step's name shows while it is being typed.
+ *
+ * There is deliberately no second analyser here: inputs, producers and
+ * outputs come only from the kernel (jupyter_smstep/frontend.py).
+ */
+
+/** Where an input's value comes from, as the kernel resolved it. */
+export interface IInputSource {
+  step?: string;
+  parameter?: string;
+  value?: string;
+  module?: string;
+  [key: string]: unknown;
+}
+
+export interface ICellSummary {
+  cell_id: string | null;
+  role: 'step' | 'dependency' | string;
+  step?: string;
+  inputs?: { [name: string]: IInputSource };
+  outputs?: string[];
+  provides?: string[];
+  used_by?: string[];
+}
+
+export interface IProblem {
+  step?: string | null;
+  line?: number | null;
+  severity?: 'error' | 'warning' | string;
+  message: string;
+  fix?: string;
+}
+
+export interface IPipelineState {
+  type: 'state';
+  pipeline: string | null;
+  cells: ICellSummary[];
+  problems: IProblem[];
+}
+
+/** The comm target the kernel registers in `%load_ext jupyter_smstep`. */
+export const COMM_TARGET = 'jupyter_smstep';
+
+export const NOT_LOADED_MESSAGE =
+  'jupyter_smstep is not loaded in this kernel: run %load_ext jupyter_smstep';
+
+const STEP_LINE = /^%%step(?:[ \t]+(.*))?$/;
+
+/**
+ * The first line of a cell if it is a `%%step` cell, else null.
+ *
+ * IPython drops leading blank lines before looking for a cell magic, so do we.
+ */
+export function stepLine(source: string): string | null {
+  const lines = source.split('\n');
+  let i = 0;
+  while (i < lines.length && lines[i].trim() === '') {
+    i++;
+  }
+  if (i >= lines.length) {
+    return null;
+  }
+  const first = lines[i].replace(/\r$/, '').trimEnd();
+  return STEP_LINE.test(first) ? first : null;
+}
+
+export function isStepCell(source: string): boolean {
+  return stepLine(source) !== null;
+}
+
+/**
+ * The step name typed on the `%%step NAME [options]` line: the first token
+ * that does not start with `-`; null for a bare `%%step` (the kernel will
+ * say what is wrong when the cell runs).
+ */
+export function parseStepName(source: string): string | null {
+  const line = stepLine(source);
+  if (line === null) {
+    return null;
+  }
+  const match = STEP_LINE.exec(line);
+  const rest = (match && match[1]) || '';
+  for (const token of rest.split(/\s+/)) {
+    if (token && !token.startsWith('-')) {
+      return token.replace(/^['"]|['"]$/g, '');
+    }
+  }
+  return null;
+}
+
+/** How an input's producer reads in a badge: `load`, `parameter`, `captured`, `import`. */
+export function producerLabel(name: string, source: IInputSource): string {
+  if (typeof source.step === 'string') {
+    return source.step;
+  }
+  if (typeof source.parameter === 'string') {
+    return source.parameter === name
+      ? 'parameter'
+      : `parameter ${source.parameter}`;
+  }
+  if ('value' in source) {
+    return 'captured';
+  }
+  if ('module' in source) {
+    return 'import';
+  }
+  const keys = Object.keys(source);
+  return keys.length ? keys[0] : '?';
+}
+
+/** A state message from the kernel, checked enough that rendering cannot throw. */
+export function asState(data: unknown): IPipelineState | null {
+  if (!data || typeof data !== 'object') {
+    return null;
+  }
+  const d = data as { [key: string]: unknown };
+  if (d.type !== 'state') {
+    return null;
+  }
+  return {
+    type: 'state',
+    pipeline: typeof d.pipeline === 'string' ? d.pipeline : null,
+    cells: Array.isArray(d.cells)
+      ? (d.cells.filter(c => c && typeof c === 'object') as ICellSummary[])
+      : [],
+    problems: Array.isArray(d.problems)
+      ? (d.problems.filter(
+          p => p && typeof p === 'object' && typeof p.message === 'string'
+        ) as IProblem[])
+      : []
+  };
+}
+
+/**
+ * The kernel's record for a notebook cell: by Jupyter cell id, else (for a
+ * step whose id the kernel did not get) by step name.
+ */
+export function findCellSummary(
+  state: IPipelineState | null,
+  cellId: string,
+  stepName: string | null
+): ICellSummary | null {
+  if (!state) {
+    return null;
+  }
+  const byId = state.cells.find(c => c.cell_id === cellId);
+  if (byId) {
+    return byId;
+  }
+  if (stepName) {
+    return (
+      state.cells.find(
+        c => !c.cell_id && c.role === 'step' && c.step === stepName
+      ) || null
+    );
+  }
+  return null;
+}
