@@ -13,7 +13,7 @@ from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 
 from . import options as options_mod
 from .errors import SmstepError
@@ -263,7 +263,10 @@ class StepMagics(Magics):
     # ------------------------------------------------------------------ helpers
     def _parse(self, func, line: str, where: str, per_step: bool):
         try:
-            return parse_argstring(func, line)
+            # shlex, not IPython's arg_split: quoted values (JSON, shell commands) lose their quotes.
+            return func.parser.parse_args(shlex.split(line))
+        except ValueError as exc:  # unbalanced quotes
+            raise SmstepError(f"{where}: {exc}", fix="balance the quotes on the line") from None
         except UsageError as exc:
             text = str(exc)
             bad = re.search(r"unrecognized arguments: (\S+)", text)

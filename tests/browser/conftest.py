@@ -215,8 +215,8 @@ def browser():
         browser.close()
 
 
-@pytest.fixture
-def page(browser):
+def new_page(browser):
+    """A page in a fresh browser context (no shared storage); close it with ``page.context.close()``."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     page.set_default_timeout(60_000)
@@ -224,8 +224,29 @@ def page(browser):
     page.on("console", lambda m: messages.append(f"{m.type}: {m.text}"))
     page.on("pageerror", lambda e: messages.append(f"pageerror: {e}"))
     page.console_messages = messages  # type: ignore[attr-defined]
+    return page
+
+
+@pytest.fixture
+def page(browser):
+    page = new_page(browser)
     yield page
-    context.close()
+    page.context.close()
+
+
+@pytest.fixture(scope="session")
+def lab_page_factory(browser, jupyter_lab):
+    """Make a :class:`LabPage` that outlives one test (for module-scoped fixtures); closed at session end."""
+    pages = []
+
+    def make() -> LabPage:
+        page = new_page(browser)
+        pages.append(page)
+        return LabPage(page, jupyter_lab)
+
+    yield make
+    for page in pages:
+        page.context.close()
 
 
 class LabPage:
@@ -346,10 +367,17 @@ def notebook_name(request):
 
 
 def pytest_runtest_makereport(item, call):
-    """Keep a screenshot of the page when a browser test fails."""
+    """Keep a screenshot of the page (and its console) when a browser test fails."""
     if call.when != "call" or call.excinfo is None:
         return
-    page = item.funcargs.get("page") if hasattr(item, "funcargs") else None
+    page = None
+    for value in getattr(item, "funcargs", {}).values():
+        if isinstance(value, LabPage):
+            page = value.page
+            break
+        if hasattr(value, "screenshot") and hasattr(value, "goto"):
+            page = value
+            break
     if page is None:
         return
     try:

@@ -1,0 +1,244 @@
+"""The lab extension in a real JupyterLab and chromium, against the real kernel side.
+
+One notebook (``%load_ext jupyter_smstep``, a config cell, a helper cell, a
+parameter and three ``%%step`` cells) is opened and run once for the module;
+the tests then check the badges, the dependency marker, Python highlighting,
+the toolbar menu, the command palette and each command's output view. A second
+notebook whose kernel never loads the extension checks the "not loaded" message.
+
+Screenshots land in ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+NOT_LOADED = "jupyter_smstep is not loaded in this kernel: run %load_ext jupyter_smstep"
+COMMAND_TIMEOUT_MS = 300_000
+
+CELLS = [
+    "%load_ext jupyter_smstep",
+    "%pipeline config --name smstep-lab-test --role arn:aws:iam::111122223333:role/SmstepTest"
+    " --image-uri 111122223333.dkr.ecr.us-east-1.amazonaws.com/smstep:3.11 --instance-type ml.m5.large",
+    "SPLIT = 0.8\n\ndef split(rows, frac):\n    n = int(len(rows) * frac)\n    return rows[:n], rows[n:]",
+    "%pipeline param epochs=3",
+    "%%step load\nrows = [[i, i * 2.0] for i in range(10)]",
+    "%%step preprocess\ntrain, test = split(rows, SPLIT)",
+    "%%step train_model\nimport math\nfor _ in range(epochs):\n    model = math.fsum(r[1] for r in train) / len(train)",
+]
+HELPER_CELL = 2
+
+
+def badge(lab, step: str):
+    return lab.page.locator(f".jp-smstep-badge[data-step='{step}']")
+
+
+def cell(lab, index: int):
+    return lab.page.locator(".jp-NotebookPanel:not(.lm-mod-hidden) .jp-Notebook .jp-Cell").nth(index)
+
+
+@pytest.fixture(scope="module")
+def pipeline_lab(lab_page_factory):
+    """The pipeline notebook, opened and run once for all the tests of this module."""
+    lab = lab_page_factory()
+    lab.write_notebook("abalone.ipynb", CELLS)
+    lab.open("abalone.ipynb")
+    lab.screenshot("labext-01-opened")
+    lab.run_all()
+    try:
+        badge(lab, "train_model").locator(".jp-smstep-input").first.wait_for(timeout=60_000)
+    except Exception as exc:  # say what the kernel printed, not just "timeout"
+        raise AssertionError(f"no analysed badges; cell outputs: {lab.cell_outputs_text()}") from exc
+    return lab
+
+
+def test_step_badges_show_name_inputs_and_outputs(pipeline_lab):
+    lab = pipeline_lab
+    for step in ("load", "preprocess", "train_model"):
+        assert badge(lab, step).count() == 1, f"no badge for step {step}"
+        assert badge(lab, step).locator(".jp-smstep-name").inner_text() == step
+
+    inputs = {
+        step: sorted(badge(lab, step).locator(".jp-smstep-input").all_inner_texts())
+        for step in ("load", "preprocess", "train_model")
+    }
+    assert inputs["load"] == []
+    assert "rows \u2190 load" in inputs["preprocess"]
+    assert "split \u2190 captured" in inputs["preprocess"]
+    assert "SPLIT \u2190 captured" in inputs["preprocess"]
+    assert "train \u2190 preprocess" in inputs["train_model"]
+    assert "epochs \u2190 parameter" in inputs["train_model"]
+
+    assert "rows" in badge(lab, "load").locator(".jp-smstep-outputs").inner_text()
+    assert "train" in badge(lab, "preprocess").locator(".jp-smstep-outputs").inner_text()
+
+    # the border: step cells carry the class that draws it
+    for index in (4, 5, 6):
+        assert "jp-smstep-step" in (cell(lab, index).get_attribute("class") or "")
+    style = cell(lab, 5).evaluate("n => getComputedStyle(n).borderLeftStyle + ' ' + getComputedStyle(n).borderLeftWidth")
+    assert style.startswith("solid"), style
+    lab.screenshot("labext-02-badges")
+
+
+def test_helper_cell_is_marked_as_dependency(pipeline_lab):
+    lab = pipeline_lab
+    helper = cell(lab, HELPER_CELL)
+    assert "jp-smstep-dependency" in (helper.get_attribute("class") or "")
+    assert "used by preprocess" in helper.locator(".jp-smstep-badge-dependency").inner_text()
+    assert helper.evaluate("n => getComputedStyle(n).borderLeftStyle") == "dashed"
+    # ordinary cells that no step reads are left alone
+    for index in (0, 1, 3):
+        assert cell(lab, index).locator(".jp-smstep-badge").count() == 0
+    lab.screenshot("labext-03-dependency", helper)
+
+
+def test_step_cells_keep_python_highlighting(pipeline_lab):
+    """A keyword in a %%step cell is coloured like the same kind of keyword in a plain Python cell."""
+    colour_of = """(node, word) => {
+        for (const span of node.querySelectorAll('.cm-line span')) {
+            if (span.textContent === word) { return getComputedStyle(span).color; }
+        }
+        return null;
+    }"""
+    lab = pipeline_lab
+    keyword_in_step = cell(lab, 6).locator(".cm-content").evaluate(colour_of, "import")
+    keyword_in_python = cell(lab, HELPER_CELL).locator(".cm-content").evaluate(colour_of, "def")
+    plain = cell(lab, 6).locator(".cm-line").nth(1).evaluate("n => getComputedStyle(n).color")
+    assert keyword_in_step is not None, "the %%step cell has no highlighted tokens"
+    assert keyword_in_step == keyword_in_python
+    assert keyword_in_step != plain
+
+
+def test_badge_follows_edits_and_new_state(pipeline_lab):
+    """A new %%step cell shows its name as typed, then its inputs once it has run."""
+    lab = pipeline_lab
+    lab.page.evaluate(
+        """(name) => {
+            const panel = [...window.jupyterapp.shell.widgets('main')].find(w => w.context && w.context.path === name);
+            panel.content.model.sharedModel.insertCell(panel.content.widgets.length,
+                {cell_type: 'code', source: '%%step evaluate\\nscore = model * 2'});
+            panel.content.activeCellIndex = panel.content.widgets.length - 1;
+        }""",
+        lab.name,
+    )
+    pending = badge(lab, "evaluate")
+    pending.wait_for()
+    assert "run the cell" in pending.inner_text()
+    lab.screenshot("labext-04-typed-step", cell(lab, len(CELLS)))
+    lab.execute("notebook:run-cell")
+    pending.locator(".jp-smstep-input").first.wait_for()
+    assert pending.locator(".jp-smstep-input").all_inner_texts() == ["model \u2190 train_model"]
+    # train_model now also returns model
+    lab.page.wait_for_function(
+        "() => (document.querySelector(\".jp-smstep-badge[data-step='train_model'] .jp-smstep-outputs\") || {}).textContent?.includes('model')"
+    )
+    lab.screenshot("labext-05-new-step-analysed", cell(lab, len(CELLS)))
+
+
+def test_toolbar_button_opens_pipeline_menu(pipeline_lab):
+    lab = pipeline_lab
+    lab.page.locator(".jp-NotebookPanel-toolbar .jp-smstep-toolbar-button").click()
+    menu = lab.page.locator(".jp-smstep-menu")
+    menu.wait_for()
+    labels = menu.locator(".lm-Menu-itemLabel").all_inner_texts()
+    assert labels == ["Preview pipeline", "Run locally", "Submit", "Export as Python script"]
+    lab.screenshot("labext-06-toolbar-menu")
+    lab.page.keyboard.press("Escape")
+    menu.wait_for(state="detached")
+
+
+def test_commands_are_in_the_palette(pipeline_lab):
+    lab = pipeline_lab
+    lab.execute("apputils:activate-command-palette")
+    search = lab.page.locator(".lm-CommandPalette-input")
+    search.fill("SageMaker pipeline")
+    items = lab.page.locator(".lm-CommandPalette-item .lm-CommandPalette-itemLabel")
+    items.first.wait_for()
+    labels = set(items.all_inner_texts())
+    assert {"Preview pipeline", "Run locally", "Submit", "Export as Python script"} <= labels
+    headers = lab.page.locator(".lm-CommandPalette-header").all_inner_texts()
+    assert any("SageMaker pipeline" in h for h in headers), headers
+    lab.screenshot("labext-07-palette")
+    lab.page.keyboard.press("Escape")
+
+
+def run_command(lab, command: str, shot: str) -> tuple[dict, str]:
+    """Run a pipeline command on the notebook; return its result and the output view's text."""
+    lab.page.evaluate(
+        """(name) => {
+            const panel = [...window.jupyterapp.shell.widgets('main')].find(w => w.context && w.context.path === name);
+            window.jupyterapp.shell.activateById(panel.id);
+        }""",
+        lab.name,
+    )
+    result = lab.page.evaluate(
+        "([id, timeout]) => Promise.race([window.jupyterapp.commands.execute(id, {}),"
+        " new Promise(r => setTimeout(() => r({status: 'timeout'}), timeout))])",
+        [command, COMMAND_TIMEOUT_MS],
+    )
+    view = lab.page.locator(f"[id^='jupyter-smstep-{command.split(':')[1]}-']")
+    view.wait_for()
+    header = view.locator(".jp-smstep-OutputView-header")
+    assert header.get_attribute("data-status") in ("done", "failed"), header.inner_text()
+    lab.page.wait_for_timeout(300)  # let widgets finish rendering for the screenshot
+    lab.screenshot(shot)
+    return result, view.locator(".jp-smstep-OutputView-output").inner_text()
+
+
+def test_preview_command_shows_the_pipeline(pipeline_lab):
+    lab = pipeline_lab
+    result, text = run_command(lab, "jupyter-smstep:preview", "labext-08-preview")
+    assert result["status"] == "ok", (result, text)
+    view = lab.page.locator("[id^='jupyter-smstep-preview-']")
+    outputs = view.locator(".jp-OutputArea-output")
+    assert outputs.count() >= 1
+    # the panel (a widget) or the text summary: either names the steps
+    shown = text + view.inner_text()
+    assert "train_model" in shown or view.locator(".jupyter-widgets, .widget-box").count() > 0, shown
+
+
+def test_export_command_writes_the_script(pipeline_lab):
+    lab = pipeline_lab
+    result, text = run_command(lab, "jupyter-smstep:export", "labext-09-export")
+    assert result["status"] == "ok", (result, text)
+    script = lab.server.root_dir / "abalone_pipeline.py"
+    assert script.exists(), text
+    assert "abalone_pipeline.py" in text
+    assert "train_model" in script.read_text()
+
+
+@pytest.mark.parametrize(
+    "command, shot",
+    [("jupyter-smstep:run-locally", "labext-10-run-locally"), ("jupyter-smstep:submit", "labext-11-submit")],
+)
+def test_run_and_submit_commands_show_their_outcome(pipeline_lab, command, shot):
+    """There is no AWS here: a success or a clear error are both fine, silence is not."""
+    lab = pipeline_lab
+    result, text = run_command(lab, command, shot)
+    assert result["status"] in ("ok", "error"), result
+    assert text.strip(), "the output view stayed empty"
+    if result["status"] == "error":
+        assert re.search(r"[A-Za-z]{4,}", text), text
+
+
+def test_commands_say_when_the_extension_is_not_loaded(lab, notebook_name):
+    lab.write_notebook(notebook_name, ["x = 1", "%%step lonely\ny = x + 1"])
+    lab.open(notebook_name)
+    lab.execute("notebook:run-cell")  # the first cell only: this kernel never loads jupyter_smstep
+    lab.wait_for_kernel_idle()
+    result = lab.execute("jupyter-smstep:preview")
+    assert result == {"ok": False, "status": "not-loaded", "message": NOT_LOADED}
+    dialog = lab.page.locator(".jp-Dialog")
+    dialog.wait_for()
+    assert NOT_LOADED in dialog.inner_text()
+    assert lab.page.locator(".jp-smstep-badge").count() == 0
+    assert lab.page.locator("[id^='jupyter-smstep-preview-']").count() == 0
+    lab.screenshot("labext-12-not-loaded")
+    dialog.locator(".jp-mod-accept").click()
+    for command in ("jupyter-smstep:run-locally", "jupyter-smstep:submit", "jupyter-smstep:export"):
+        assert lab.execute(command)["status"] == "not-loaded"
+        lab.page.locator(".jp-Dialog .jp-mod-accept").click()

@@ -1,0 +1,101 @@
+"""Shared fixtures: a real IPython shell with the extension loaded, and moto as AWS."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+ROLE = "arn:aws:iam::111122223333:role/SMRole"
+IMAGE = "111122223333.dkr.ecr.us-east-1.amazonaws.com/smstep-test:1"
+
+
+@pytest.fixture(autouse=True)
+def _aws_env(monkeypatch, tmp_path):
+    """Dummy credentials and no stray config: tests never reach a real AWS account."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_REGION", "us-east-1")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    monkeypatch.delenv("SAGEMAKER_INTERNAL_IMAGE_URI", raising=False)
+    monkeypatch.delenv("SM_INTERNAL_IMAGE_URI", raising=False)
+    monkeypatch.setenv("SAGEMAKER_USER_CONFIG_OVERRIDE", str(tmp_path / "no-user-config.yaml"))
+    monkeypatch.setenv("SAGEMAKER_ADMIN_CONFIG_OVERRIDE", str(tmp_path / "no-admin-config.yaml"))
+
+
+class Shell:
+    """A real IPython shell with ``%load_ext jupyter_smstep``; cells run with run_cell."""
+
+    def __init__(self, ip):
+        self.ip = ip
+
+    def run(self, source: str, *, ok: bool = True):
+        result = self.ip.run_cell(source)
+        if ok and not result.success:
+            raise AssertionError(f"cell failed: {result.error_before_exec or result.error_in_exec!r}\n{source}")
+        return result
+
+    def error(self, source: str) -> str:
+        """Run a cell that must fail; return the error text."""
+        result = self.ip.run_cell(source)
+        assert not result.success, f"cell unexpectedly succeeded:\n{source}"
+        return str(result.error_before_exec or result.error_in_exec)
+
+    @property
+    def workspace(self):
+        import jupyter_smstep
+
+        return jupyter_smstep.get_workspace()
+
+    def graph(self):
+        return self.workspace.graph()
+
+    def configure(self, name: str = "test-pipeline", **extra: str) -> None:
+        flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in extra.items())
+        self.run(f"%pipeline config --name {name} --role {ROLE} --image-uri {IMAGE} --instance-type ml.m5.large {flags}")
+
+
+@pytest.fixture
+def shell():
+    from IPython.testing.globalipapp import start_ipython
+
+    import jupyter_smstep
+
+    ip = start_ipython() or __import__("IPython").get_ipython()
+    jupyter_smstep.unload_ipython_extension(ip)
+    keep = {k: v for k, v in ip.user_ns.items() if k.startswith("_") or k in ("In", "Out", "get_ipython", "exit", "quit")}
+    ip.user_ns.clear()
+    ip.user_ns.update(keep)
+    ip.extension_manager.loaded.discard("jupyter_smstep")
+    ip.run_cell("%load_ext jupyter_smstep")
+    yield Shell(ip)
+    jupyter_smstep.unload_ipython_extension(ip)
+
+
+@pytest.fixture
+def aws():
+    """moto as the AWS endpoint (in-process), with a default bucket."""
+    from moto import mock_aws
+
+    with mock_aws():
+        import boto3
+
+        boto3.client("s3", region_name="us-east-1").create_bucket(Bucket="smstep-test")
+        yield boto3.Session(region_name="us-east-1")
+
+
+@pytest.fixture
+def session(aws):
+    from jupyter_smstep import sdk
+
+    return sdk.make_session(bucket="smstep-test", boto_session=aws)
+
+
+def s3_keys(boto_session) -> list[str]:
+    s3 = boto_session.client("s3")
+    keys = []
+    for bucket in s3.list_buckets()["Buckets"]:
+        for obj in s3.list_objects_v2(Bucket=bucket["Name"]).get("Contents", []):
+            keys.append(f"{bucket['Name']}/{obj['Key']}")
+    return keys
