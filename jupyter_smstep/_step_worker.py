@@ -54,6 +54,15 @@ def main(argv: list[str]) -> None:
     errors = importlib.import_module(errors_name)
     import cloudpickle  # noqa: F401  (the entry point imports it lazily; warm it here)
 
+    _warm_up(invoke, invoke_name)
+    # Everything imported so far lives as long as the worker: move it out of the
+    # collector's sight, so that a child's garbage collections do not walk (and
+    # copy-on-write) the whole SDK. This is what gc.freeze() exists for.
+    import gc
+
+    gc.collect()
+    gc.freeze()
+
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     os.set_blocking(wake_r, False)
@@ -98,6 +107,71 @@ def main(argv: list[str]) -> None:
                 elif command["op"] == "run":
                     _spawn(command, invoke, errors, reply, [0, reply_fd, wake_r, wake_w])
     sys.exit(0)
+
+
+def _warm_up(invoke, invoke_name: str) -> None:
+    """Pay once, before any fork, what every step would pay again: lazy imports and
+    botocore's parsing of its service models (about 1 s per SageMaker ``Session``).
+
+    botocore caches parsed JSON per session; a step makes new sessions, so the
+    cache is made process-wide here and filled by building one ``Session`` the
+    way the entry point does. Only static data files are cached; nothing of the
+    step's own behaviour changes.
+    """
+    import importlib
+
+    package = invoke_name.rsplit(".", 1)[0]
+    for name in (f"{package}.core.stored_function", f"{package}.core.pipeline_variables", "tblib.pickling_support"):
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001
+            pass
+    try:
+        _share_botocore_data()
+    except Exception:  # noqa: BLE001 - a botocore without these hooks is only slower
+        return
+    saved = dict(os.environ)
+    os.environ.update({
+        "AWS_ACCESS_KEY_ID": "warm-up", "AWS_SECRET_ACCESS_KEY": "warm-up",
+        "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_MAX_ATTEMPTS": "1", "AWS_EC2_METADATA_DISABLED": "true",
+    })
+    os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
+    try:
+        invoke._get_sagemaker_session(os.environ["AWS_DEFAULT_REGION"])
+    except Exception:  # noqa: BLE001
+        pass
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _share_botocore_data() -> None:
+    import functools
+
+    from botocore import loaders
+
+    files: dict = {}
+    original_load_file = loaders.JSONFileLoader.load_file
+
+    @functools.wraps(original_load_file)
+    def load_file(self, file_path):
+        if file_path not in files:
+            files[file_path] = original_load_file(self, file_path)
+        return files[file_path]
+
+    loaders.JSONFileLoader.load_file = load_file
+
+    for method_name in ("list_available_services", "list_api_versions", "determine_latest_version"):
+        original = getattr(loaders.Loader, method_name)
+        results: dict = {}
+
+        def shared(self, *args, __original=original, __results=results):
+            key = (tuple(self.search_paths), args)
+            if key not in __results:
+                __results[key] = __original(self, *args)
+            return __results[key]
+
+        setattr(loaders.Loader, method_name, functools.wraps(original)(shared))
 
 
 def _kill_group(pid: int) -> None:
@@ -196,6 +270,13 @@ def _run_step(command: dict, invoke, errors, worker_fds: list[int]) -> int:
 
     invoke.handle_error = handle_error
     code = 0
+    profile_dir = os.environ.get("SMSTEP_PROFILE_DIR")  # debugging the runner's overhead
+    profiler = None
+    if profile_dir:
+        import cProfile
+
+        profiler = cProfile.Profile()
+        profiler.enable()
     try:
         invoke.main(list(command["argv"]))
     except SystemExit as exc:
@@ -207,6 +288,9 @@ def _run_step(command: dict, invoke, errors, worker_fds: list[int]) -> int:
             pass
         traceback.print_exc()
         code = 1
+    if profiler is not None:
+        profiler.disable()
+        profiler.dump_stats(os.path.join(profile_dir, f"{os.getpid()}.prof"))
     _finish_interpreter()
     return code
 

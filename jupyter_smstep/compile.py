@@ -106,12 +106,17 @@ def retry_policy(spec: Mapping[str, Any], sdk: sdk_mod.Sdk) -> Any:
     extra = {k: spec[k] for k in ("max_attempts", "interval_seconds", "backoff_rate") if spec.get(k) is not None}
     if all(t.startswith("Step.") for t in types):
         enum = sdk.StepExceptionTypeEnum
-        return sdk.StepRetryPolicy(exception_types=[enum(t) for t in types], **extra)
+        return sdk.StepRetryPolicy(exception_types=[_member(enum, t) for t in types], **extra)
     from importlib import import_module
 
     retry = import_module(sdk.StepRetryPolicy.__module__)
     job_enum = retry.SageMakerJobExceptionTypeEnum
-    return sdk.SageMakerJobStepRetryPolicy(exception_types=[job_enum(t) for t in types], **extra)
+    return sdk.SageMakerJobStepRetryPolicy(exception_types=[_member(job_enum, t) for t in types], **extra)
+
+
+def _member(enum: Any, value: str) -> Any:
+    """Look an enum member up by value (the SDK's DefaultEnumMeta makes ``enum(value)`` return the default)."""
+    return next(member for member in enum if member.value == value)
 
 
 def parameter_objects(graph: PipelineGraph, sdk: sdk_mod.Sdk) -> dict[str, Any]:

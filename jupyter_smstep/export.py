@@ -160,7 +160,8 @@ def _retry_source(spec: dict[str, Any]) -> str:
     extra = "".join(f", {k}={spec[k]!r}" for k in ("max_attempts", "interval_seconds", "backoff_rate")
                     if spec.get(k) is not None)
     if all(t.startswith("Step.") for t in types):
-        enums = ", ".join(f"StepExceptionTypeEnum({t!r})" for t in types)
+        enums = ", ".join(f"StepExceptionTypeEnum.{t.split('.', 1)[1]}" for t in types)
         return f"StepRetryPolicy(exception_types=[{enums}]{extra})"
-    enums = ", ".join(f"SageMakerJobExceptionTypeEnum({t!r})" for t in types)
+    enums = ", ".join(f"SageMakerJobExceptionTypeEnum.{t.split('.', 1)[1].replace('JOB_INTERNAL_ERROR', 'INTERNAL_ERROR')}"
+                      for t in types)
     return f"SageMakerJobStepRetryPolicy(exception_types=[{enums}]{extra})"

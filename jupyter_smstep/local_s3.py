@@ -79,7 +79,21 @@ class LocalS3:
             def log_request(self, *args: Any, **kwargs: Any) -> None:
                 pass
 
-        app = DomainDispatcherApplication(create_backend_app)
+        class Dispatcher(DomainDispatcherApplication):
+            """moto's dispatcher, remembering which backend serves a host name.
+
+            moto re-derives it on every request by scanning its module folders
+            (thousands of stat calls, ~4 ms); the runner makes hundreds of requests.
+            """
+
+            _known: dict = {}
+
+            def get_backend_for_host(self, host: Any) -> Any:
+                if host not in self._known:
+                    self._known[host] = super().get_backend_for_host(host)
+                return self._known[host]
+
+        app = Dispatcher(create_backend_app)
         self._server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=QuietHandler)
         host, port = self._server.server_address[:2]
         self.endpoint_url = f"http://{host}:{port}"

@@ -131,8 +131,14 @@ def config_paths(environ: Mapping[str, str] | None = None) -> list[Path]:
 def load_sdk_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Merged SageMaker config (user over admin). Missing files are fine; bad YAML is an error."""
     merged: dict[str, Any] = {}
+    env = os.environ if environ is None else environ
     for path in config_paths(environ):
         if not path.is_file():
+            if any(env.get(f"SAGEMAKER_{k}_CONFIG_OVERRIDE") == str(path) for k in ("USER", "ADMIN")):
+                from .errors import SmstepError
+
+                raise SmstepError(f"the SageMaker config file {path} (named by an environment variable) does not exist",
+                                  fix="fix SAGEMAKER_USER_CONFIG_OVERRIDE / SAGEMAKER_ADMIN_CONFIG_OVERRIDE, or unset it")
             continue
         try:
             data = yaml.safe_load(path.read_text()) or {}

@@ -20,8 +20,10 @@ def _aws_env(monkeypatch, tmp_path):
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.delenv("SAGEMAKER_INTERNAL_IMAGE_URI", raising=False)
     monkeypatch.delenv("SM_INTERNAL_IMAGE_URI", raising=False)
-    monkeypatch.setenv("SAGEMAKER_USER_CONFIG_OVERRIDE", str(tmp_path / "no-user-config.yaml"))
-    monkeypatch.setenv("SAGEMAKER_ADMIN_CONFIG_OVERRIDE", str(tmp_path / "no-admin-config.yaml"))
+    for kind in ("USER", "ADMIN"):  # empty SDK config files, so the machine's own never leak in
+        path = tmp_path / f"{kind.lower()}-config.yaml"
+        path.write_text("SchemaVersion: '1.0'\n")
+        monkeypatch.setenv(f"SAGEMAKER_{kind}_CONFIG_OVERRIDE", str(path))
 
 
 class Shell:

@@ -24,7 +24,7 @@ export interface IPipelineCommand {
   id: string;
   label: string;
   caption: string;
-  /** The title of the output view. */
+  /** The output view's tab: `<title> · <notebook>`. */
   title: string;
   /** The line magic to run for a notebook. */
   code: (panel: NotebookPanel) => string;
@@ -42,21 +42,21 @@ export const COMMANDS: IPipelineCommand[] = [
     id: 'jupyter-smstep:preview',
     label: 'Preview pipeline',
     caption: 'Show the pipeline built from the %%step cells (%pipeline show)',
-    title: 'Pipeline preview',
+    title: 'Preview',
     code: () => '%pipeline show'
   },
   {
     id: 'jupyter-smstep:run-locally',
     label: 'Run locally',
     caption: 'Run the pipeline on this machine (%pipeline run)',
-    title: 'Pipeline run (local)',
+    title: 'Local run',
     code: () => '%pipeline run'
   },
   {
     id: 'jupyter-smstep:submit',
     label: 'Submit',
     caption: 'Submit the pipeline to SageMaker and start it (%pipeline submit)',
-    title: 'Pipeline submit',
+    title: 'Submit',
     code: () => '%pipeline submit'
   },
   {
@@ -64,7 +64,7 @@ export const COMMANDS: IPipelineCommand[] = [
     label: 'Export as Python script',
     caption:
       'Write the pipeline as a Python script next to the notebook (%pipeline export)',
-    title: 'Pipeline export',
+    title: 'Export',
     code: panel => `%pipeline export ${exportFileName(panel.context.path)}`
   }
 ];
@@ -88,8 +88,9 @@ class OutputView extends MainAreaWidget<Panel> {
     super({ content });
     this.addClass('jp-smstep-OutputView');
     this.id = `jupyter-smstep-${command.id.split(':')[1]}-${panel.id}`;
-    this.title.label = `${command.title}: ${panel.title.label}`;
-    this.title.caption = `${command.title} of ${panel.context.path}`;
+    const stem = panel.title.label.replace(/\.ipynb$/i, '');
+    this.title.label = `${command.title} \u00b7 ${stem}`;
+    this.title.caption = `${command.label} \u2014 ${panel.context.path}`;
     this.title.closable = true;
     this.header = new Widget();
     this.header.addClass('jp-smstep-OutputView-header');
@@ -168,11 +169,26 @@ export function registerCommands(
         const key = `${command.id}|${panel.id}`;
         let view = views.get(key);
         if (!view || view.isDisposed) {
+          // The first view opens beside the notebook; the others join it as tabs.
+          const sibling = [...views.entries()]
+            .reverse()
+            .find(
+              ([k, v]) => k.endsWith(`|${panel.id}`) && !v.isDisposed && v.isAttached
+            );
           view = new OutputView(panel, command);
           views.set(key, view);
-          const ref = panel.id;
-          app.shell.add(view, 'main', { mode: 'split-right', ref });
-          panel.disposed.connect(() => view?.dispose());
+          if (sibling) {
+            app.shell.add(view, 'main', { mode: 'tab-after', ref: sibling[1].id });
+          } else {
+            app.shell.add(view, 'main', { mode: 'split-right', ref: panel.id });
+          }
+          const created = view;
+          panel.disposed.connect(() => created.dispose());
+          created.disposed.connect(() => {
+            if (views.get(key) === created) {
+              views.delete(key);
+            }
+          });
         }
         app.shell.activateById(view.id);
         const code = command.code(panel);

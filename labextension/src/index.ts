@@ -89,9 +89,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
     );
     registerCommands(app, tracker, bridges);
     if (palette) {
-      for (const command of COMMANDS) {
-        palette.addItem({ command: command.id, category: CATEGORY });
-      }
+      COMMANDS.forEach((command, rank) =>
+        palette.addItem({ command: command.id, category: CATEGORY, rank })
+      );
     }
     NotebookActions.executed.connect((_, { notebook, cell }) => {
       const panel = tracker.find(p => p.content === notebook);
