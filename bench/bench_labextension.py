@@ -107,7 +107,7 @@ def link_farm(target: Path, extensions: dict[str, Path]) -> Path:
     return target
 
 
-def load_once(browser, server, name: str, workspace: str) -> tuple[float, float]:
+def load_once(browser, server, name: str, workspace: str, expect_extension: bool) -> tuple[float, float]:
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     try:
         page = context.new_page()
@@ -116,7 +116,7 @@ def load_once(browser, server, name: str, workspace: str) -> tuple[float, float]
         page.wait_for_function("() => window.__ready", timeout=120_000, polling=50)
         rendered, ready = page.evaluate("() => [window.__rendered, window.__ready]")
         has_extension = page.locator(".jp-smstep-toolbar-button").count() > 0
-        if has_extension != workspace.startswith("with"):
+        if has_extension != expect_extension:
             raise RuntimeError(f"{workspace}: the extension is {'' if has_extension else 'not '}loaded")
         # the next load must start its own kernel
         page.evaluate("() => window.jupyterapp.serviceManager.sessions.shutdownAll()")
@@ -162,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             order = ["without", "with"]
             for i in range(args.loads + 1):
                 for variant in order if i % 2 == 0 else reversed(order):
-                    t = load_once(browser, servers[variant], "bench.ipynb", f"{variant}{i}")
+                    t = load_once(browser, servers[variant], "bench.ipynb", f"{variant}{i}", variant == "with")
                     if i > 0:  # the first round warms caches and the kernel spec
                         results[variant].append(t)
                     print(f"  load {i} {variant:>7}: rendered {t[0]:7.0f} ms, ready {t[1]:7.0f} ms", flush=True)

@@ -33,6 +33,19 @@ What it deliberately approximates
   for straight-line code but wrong for loop-carried values (``if i == 0:
   total = b`` / ``else: total = total + b`` inside a ``for``), which are far
   more common in notebooks.
+* **Generator expressions run at once**, like the other comprehensions,
+  although Python evaluates all but their first iterable lazily: reading a
+  name before the cell binds it is reported even if the generator is only
+  consumed later (an extra input is safer than a missing one).
+* ``del x`` on a name the cell has not bound yet is a read of ``x`` (the
+  statement needs it to exist), besides being recorded in ``deletes``.
+* ``mutates`` only lists inputs still holding the mutated value at the end:
+  an input the cell re-binds (other than by ``x += ...``) or deletes is
+  reported as a write or a delete instead.
+* A name a function binds through ``global`` is a cell write, and is then
+  not an input of other functions (assumed to be called after it) nor of
+  later cell-level code; the function's own reads before that binding are
+  inputs (``def bump(): global n; n += 1`` reads ``n``).
 * **Dynamic code is invisible**: ``exec``/``eval``, ``globals()[...]``,
   ``setattr(obj, ...)``, ``locals()``, star imports (their line is reported
   in ``star_imports`` so the caller can warn).
@@ -259,8 +272,14 @@ class _CellVisitor:
 
     def generic_visit(self, node: ast.AST) -> None:
         """Visit children in field order, which is evaluation order for the nodes left to it."""
-        for child in ast.iter_child_nodes(node):
-            self.visit(child)
+        for name in _child_fields(type(node)):
+            value = getattr(node, name, None)
+            if type(value) is list:
+                for item in value:
+                    if isinstance(item, ast.AST):
+                        self.visit(item)
+            elif isinstance(value, ast.AST):
+                self.visit(value)
 
     def visit_statements(self, nodes: Iterable[ast.AST]) -> None:
         for node in nodes:
@@ -298,7 +317,11 @@ class _CellVisitor:
 
     def _use(self, name: str, line: int, is_mutation: bool = False) -> None:
         """``name`` is read (or mutated in place) in the current scope."""
-        self._resolve(name, line, is_mutation, self.scope, deferred=False)
+        if self.scope is self.cell:  # the common case, kept short
+            if name not in self.cell.bound:
+                self._record(name, line, is_mutation)
+        else:
+            self._resolve(name, line, is_mutation, self.scope, deferred=False)
 
     def _resolve(self, name: str, line: int, is_mutation: bool, scope: _Scope, deferred: bool) -> None:
         """Find the scope ``name`` belongs to, starting at ``scope``; record it if that is the cell."""
@@ -686,6 +709,16 @@ def _build_dispatch() -> dict[type, Callable[[_CellVisitor, Any], None]]:
 
 
 _DISPATCH = _build_dispatch()
+
+# Fields that never hold a node with names in it: contexts, operators, identifiers, flags.
+_LEAF_FIELDS = frozenset({"ctx", "op", "ops", "id", "attr", "arg", "name", "asname", "module", "level"})
+_LEAF_FIELDS |= {"kind", "type_comment", "is_async", "conversion", "simple"}
+
+
+@functools.lru_cache(maxsize=None)  # keyed by AST node type: a few dozen entries at most
+def _child_fields(node_type: type) -> tuple[str, ...]:
+    """The fields of ``node_type`` that may hold child nodes, in evaluation order."""
+    return tuple(name for name in node_type._fields if name not in _LEAF_FIELDS)
 
 
 # ---------------------------------------------------------------------------

@@ -243,19 +243,19 @@ def _resolve_step(
             inputs[var] = Input(var, "step", line, step=source.step.name)
         elif linkable and var in registry.parameters:
             inputs[var] = Input(var, "parameter", line)
+        elif var in derived:
+            src_var, src_step = derived[var]
+            report.error(
+                f"reads {var!r}, which an ordinary cell computed from {src_var!r}, an output of step "
+                f"'{src_step}': the pipeline cannot use the kernel's copy",
+                fix=f"make that ordinary cell a %%step cell, or move its code into step '{name}'",
+                step=name, line=line + 1)
         elif var in namespace:
             value = namespace[var]
             statement = import_statement(var, value)
             if statement:
                 inputs[var] = Input(var, "import", line, statement=statement)
             else:
-                if var in derived:
-                    src_var, src_step = derived[var]
-                    report.error(
-                        f"reads {var!r}, which an ordinary cell computed from {src_var!r}, an output of step "
-                        f"'{src_step}': the pipeline would use the kernel's copy, not the step's",
-                        fix=f"make that ordinary cell a %%step cell, or move its code into step '{name}'",
-                        step=name, line=line + 1)
                 via = source.label if source is not None else None
                 inputs[var] = Input(var, "value", line, type_name=type(value).__name__, via=via)
         elif var in BUILTINS:

@@ -559,9 +559,21 @@ def run_pipeline(
                             "python": sys.version.split()[0], "steps": [], "succeeded": False}
     _write_json(run_dir / "run.json", info)
     executor: _Execution | None = None
+    timings: dict[str, float] = {}
+    info["timings"] = timings
+    mark = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal mark
+        now = time.perf_counter()
+        timings[name] = round(now - mark, 3)
+        mark = now
+
     try:
         s3.start()
+        lap("start_s3")
         definition, pipeline_name = _build_definition(build, s3)
+        lap("build_definition")
         _write_json(run_dir / "definition.json", definition)
         steps = parse_steps(definition)
         values = resolve_parameters(definition, parameters)
@@ -569,18 +581,22 @@ def run_pipeline(
                     endpoint_url=s3.endpoint_url, bucket=s3.bucket, region=s3.region)
         _write_json(run_dir / "run.json", info)
         worker.wait_ready()
+        lap("wait_for_worker")
         executor = _Execution(
             run_id=run_id, run_dir=run_dir, pipeline_name=pipeline_name, steps=steps,
             parameters=values, s3=s3, worker=worker, emit=emit,
             max_workers=max_workers or os.cpu_count() or 1, faults=faults or {}, started=started,
         )
         executor.run()
+        lap("execute")
     except BaseException as exc:
         info["error"] = f"{type(exc).__name__}: {exc}"
         raise
     finally:
         try:
+            mark = time.perf_counter()
             s3.stop()  # mirrors the run's S3 objects into run_dir/s3
+            lap("mirror_s3")
         finally:
             info["ended"] = time.time()
             if executor is not None:

@@ -54,10 +54,15 @@ def load_workspace(path: str | Path) -> Workspace:
                 result = shell.run_cell(source, store_history=False)
             if is_step:
                 continue
-            if not result.success:
-                raise SmstepError(_cell_failure(index, result, magics, captured.stdout))
             python = shell.transform_cell(source)
             analysis, _ = analyse_source(python)
+            if not result.success:
+                if _uses_step_output(result, magics):
+                    # An inspection cell (print(score), assert ...): it has no place in the
+                    # pipeline. Recorded, so the graph warns, or errors if a step needs it.
+                    magics.registry.record_plain(python, cell_id=cell_id, analysis=analysis)
+                    continue
+                raise SmstepError(_cell_failure(index, result, magics, captured.stdout))
             magics.registry.record_plain(python, cell_id=cell_id, analysis=analysis)
             if "parameters" in cell.get("metadata", {}).get("tags", []) and analysis is not None:
                 for name in analysis.writes:
@@ -65,6 +70,12 @@ def load_workspace(path: str | Path) -> Workspace:
     finally:
         os.chdir(cwd)
     return magics.workspace
+
+
+def _uses_step_output(result, magics) -> bool:
+    exc = result.error_in_exec
+    name = getattr(exc, "name", None) if isinstance(exc, NameError) else None
+    return bool(name) and any(c.analysis is not None and name in c.analysis.outputs for c in magics.registry.steps)
 
 
 def _cell_failure(index: int, result, magics, stdout: str) -> Problem:

@@ -80,6 +80,8 @@ def extra_problems(graph: PipelineGraph, sizes: dict[str, dict[str, int]], in_st
     out: list[Problem] = []
     kernel_py = f"{sys.version_info[0]}.{sys.version_info[1]}"
     existing = {(p.step, p.message) for p in graph.report.problems}
+    no_role: list[str] = []
+    by_image: dict[tuple[str, str, str], list[str]] = {}
     for node in graph.steps:
         for var, size in sizes.get(node.name, {}).items():
             if size > LARGE_CAPTURE_BYTES:
@@ -93,19 +95,32 @@ def extra_problems(graph: PipelineGraph, sizes: dict[str, dict[str, int]], in_st
                                f"create {var!r} inside the step (open files, clients, locks and sockets do not travel)",
                                node.name, line, "error"))
         if "role" not in node.settings and in_studio:
-            out.append(Problem("no IAM role set: submitting uses the Studio execution role",
-                               "set one with %pipeline config --role arn:aws:iam::ACCOUNT:role/NAME to be explicit",
-                               node.name, None, "warning"))
+            no_role.append(node.name)
         image = node.settings.get("image_uri")
         if image is not None and image.source != "kernel image" and isinstance(image.value, str):
             py = image_python(image.value)
             if py and py != kernel_py:
-                out.append(Problem(
-                    f"image {image.value!r} (from {image.source}) is for Python {py} but the kernel runs "
-                    f"Python {kernel_py}: the job's bootstrap refuses a different minor version",
-                    f"use an image with Python {kernel_py}, or run the notebook on a Python {py} kernel",
-                    node.name, None, "warning"))
+                by_image.setdefault((image.value, image.source, py), []).append(node.name)
+    if no_role:
+        out.append(Problem(f"no IAM role set{_for_steps(no_role, graph)}: submitting uses the Studio execution role",
+                           "set one with %pipeline config --role arn:aws:iam::ACCOUNT:role/NAME to be explicit",
+                           no_role[0] if len(no_role) == 1 else None, None, "warning"))
+    for (uri, source, py), steps in by_image.items():
+        out.append(Problem(
+            f"image {uri!r} (from {source}){_for_steps(steps, graph)} is for Python {py} but the kernel runs "
+            f"Python {kernel_py}: the job's bootstrap refuses a different minor version",
+            f"use an image with Python {kernel_py}, or run the notebook on a Python {py} kernel",
+            steps[0] if len(steps) == 1 else None, None, "warning"))
     return [p for p in out if (p.step, p.message) not in existing]
+
+
+def _for_steps(steps: list[str], graph: PipelineGraph) -> str:
+    if len(steps) == 1:
+        return ""
+    if len(steps) == len(graph.steps):
+        return " for every step"
+    shown = ", ".join(steps[:4]) + (f" and {len(steps) - 4} more" if len(steps) > 4 else "")
+    return f" for steps {shown}"
 
 
 class _Sizes:

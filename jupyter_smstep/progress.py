@@ -22,7 +22,9 @@ class Table:
         self.started = time.monotonic()
 
     def update(self, event: Any) -> None:
-        name = getattr(event, "step", None) or getattr(event, "name")
+        name = getattr(event, "step", None)
+        if name is None or getattr(event, "kind", "state") not in ("state", "retry"):
+            return  # run-level events and warnings are reported elsewhere
         row = self.rows.setdefault(name, {"state": "pending", "duration": None, "attempt": 1})
         row["state"] = getattr(event, "state", row["state"])
         row["duration"] = getattr(event, "duration", None)
@@ -59,6 +61,8 @@ def notebook_progress() -> Iterator[Callable[[Any], None]]:
     handle = display(HTML("<i>starting local run…</i>"), display_id=True)
 
     def on_event(event: Any) -> None:
+        if getattr(event, "kind", "state") == "warning":
+            print(f"jupyter_smstep: {event.step or 'run'}: {event.message}", file=sys.stderr)
         table.update(event)
         if handle is not None:
             handle.update(HTML(table.html()))
@@ -70,8 +74,17 @@ def terminal_progress(stream: TextIO = sys.stderr) -> Callable[[Any], None]:
     """An ``on_event`` callback printing one line per state change (CI-log friendly)."""
 
     def on_event(event: Any) -> None:
-        name = getattr(event, "step", None) or getattr(event, "name")
+        name = getattr(event, "step", None)
         state = getattr(event, "state", "")
+        kind = getattr(event, "kind", "state")
+        if kind == "warning":
+            print(f"! {name or 'run'}: {event.message}", file=stream, flush=True)
+            return
+        if name is None:
+            return
+        if kind == "retry":
+            print(f"↻ {name}: attempt {event.attempt} failed, retrying ({event.message})", file=stream, flush=True)
+            return
         dur = getattr(event, "duration", None)
         tail = f" in {dur:.1f}s" if dur is not None and state in ("succeeded", "failed") else ""
         print(f"{ICONS.get(state, '?')} {name}: {state}{tail}", file=stream, flush=True)

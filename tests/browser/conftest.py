@@ -132,8 +132,8 @@ def start_jupyter_lab(
 ) -> JupyterLabServer:
     """Start ``jupyter lab`` and wait until it answers; the caller must ``stop()`` it.
 
-    ``labextensions_path`` replaces where JupyterLab looks for prebuilt
-    extensions (the benchmark uses it to compare with and without ours);
+    ``labextensions_path`` (non-empty) replaces where JupyterLab looks for
+    prebuilt extensions (the benchmark uses it to compare with and without ours);
     ``extra_labextensions_path`` is searched first, ahead of installed ones.
     """
     port = free_port()
@@ -155,10 +155,11 @@ def start_jupyter_lab(
         "--ServerApp.port_retries=0",
         f"--ServerApp.root_dir={root_dir}",
     ]
-    if labextensions_path is not None:
-        args.append(f"--LabApp.labextensions_path={json.dumps([str(p) for p in labextensions_path])}")
-    if extra_labextensions_path:
-        args.append(f"--LabApp.extra_labextensions_path={json.dumps([str(p) for p in extra_labextensions_path])}")
+    # One flag per item: `jupyter lab` would take a JSON list as a single path.
+    for path in labextensions_path or []:
+        args.append(f"--LabApp.labextensions_path={path}")
+    for path in extra_labextensions_path or []:
+        args.append(f"--LabApp.extra_labextensions_path={path}")
     log_path = state_dir / f"{log_name}.log"
     log_file = open(log_path, "wb")
     process = subprocess.Popen(args, cwd=root_dir, env=env, stdout=log_file, stderr=subprocess.STDOUT)

@@ -1,0 +1,686 @@
+"""The execution monitor against a real HTTP endpoint speaking SageMaker's JSON protocol.
+
+moto 5.2 lacks ``ListPipelineExecutionSteps``, ``StopPipelineExecution`` and
+``RetryPipelineExecution`` (DESIGN §4), so :class:`FakeSageMaker` serves those
+(and ``DescribePipelineExecution``) from a small simulation, on 127.0.0.1, and
+forwards every other request (S3, CloudWatch Logs, the rest of SageMaker) to a
+moto server. The product code is pointed at it with ``AWS_ENDPOINT_URL`` and
+talks to it through boto3 exactly as to the real service.
+
+The simulation is a discrete-event model of an execution: each step starts
+when its dependencies succeeded, runs ``duration`` clock units, and fails if
+told to (first attempt only); a failure stops new starts, Stop turns running
+steps Stopping then Stopped, Retry re-runs failed and stopped steps. The clock
+is either wall time (browser tests) or one tick per describe call (here), so
+tests are deterministic.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import json
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+import pytest
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+
+
+# =========================================================================== the fake
+@dataclass
+class Attempt:
+    number: int
+    start: float
+    status: str = "Executing"
+    end: float | None = None
+    reason: str = ""
+
+
+@dataclass
+class StepPlan:
+    name: str
+    deps: list[str] = field(default_factory=list)
+    duration: float = 1.0
+    fail: str = ""  # failure reason of the first attempt ("" = succeeds)
+    log: list[str] = field(default_factory=list)  # lines the job logs (written when it ends)
+
+
+class FakeExecution:
+    def __init__(self, arn: str, pipeline: str, plans: list[StepPlan], start: float, display_name: str = "") -> None:
+        self.arn, self.pipeline, self.display_name = arn, pipeline, display_name or f"{pipeline}-run"
+        self.plans = {p.name: p for p in plans}
+        self.order = [p.name for p in plans]  # topological (notebook) order
+        self.t0 = start
+        self.attempts: dict[str, list[Attempt]] = {n: [] for n in self.order}
+        self.halted_at: float | None = None  # first failure since the last retry
+        self.stop_time: float | None = None
+        self.restart_at: dict[str, float] = {}
+        self.on_end: Callable[[FakeExecution, str, Attempt], None] | None = None
+
+    # ------------------------------------------------------------------ simulation
+    def job_name(self, step: str, attempt: int) -> str:
+        exec_id = self.arn.rsplit("/", 1)[-1]
+        return f"{self.pipeline[:20]}-{step[:20]}-{attempt}-{exec_id[:12]}"[:63]
+
+    def _allowed(self, t: float) -> bool:
+        return (self.halted_at is None or t < self.halted_at) and (self.stop_time is None or t < self.stop_time)
+
+    def _next_event(self, now: float):
+        best = None
+        for name in self.order:
+            plan, tries = self.plans[name], self.attempts[name]
+            last = tries[-1] if tries else None
+            candidates = []
+            if last is None or (last.status in ("Failed", "Stopped") and name in self.restart_at
+                                and self.restart_at[name] >= (last.end or 0)):
+                deps = [self.attempts[d][-1] if self.attempts[d] else None for d in plan.deps]
+                if all(d is not None and d.status == "Succeeded" for d in deps):
+                    ready = max([self.t0] + [d.end for d in deps if d is not None])
+                    if last is not None:
+                        ready = max(ready, self.restart_at[name])
+                    elif self.restart_at:
+                        ready = max(ready, max(self.restart_at.values()))
+                    if self._allowed(ready):
+                        candidates.append((ready, "start"))
+            elif last.status == "Executing":
+                finish = last.start + plan.duration
+                if self.stop_time is not None and self.stop_time < finish:
+                    candidates.append((self.stop_time, "stopping"))
+                else:
+                    candidates.append((finish, "finish"))
+            elif last.status == "Stopping":
+                candidates.append((self.stop_time + 1, "stopped"))
+            for t, kind in candidates:
+                if t <= now and (best is None or t < best[0]):
+                    best = (t, kind, name)
+        return best
+
+    def advance(self, now: float) -> None:
+        while True:
+            event = self._next_event(now)
+            if event is None:
+                return
+            t, kind, name = event
+            tries = self.attempts[name]
+            if kind == "start":
+                tries.append(Attempt(len(tries) + 1, t))
+            elif kind == "finish":
+                a = tries[-1]
+                plan = self.plans[name]
+                a.end = t
+                if plan.fail and a.number == 1:
+                    a.status, a.reason = "Failed", plan.fail
+                    if self.halted_at is None:
+                        self.halted_at = t
+                else:
+                    a.status = "Succeeded"
+                if self.on_end:
+                    self.on_end(self, name, a)
+            elif kind == "stopping":
+                tries[-1].status = "Stopping"
+            elif kind == "stopped":
+                tries[-1].status, tries[-1].end = "Stopped", t
+
+    def status(self) -> tuple[str, str]:
+        latest = [t[-1] for t in self.attempts.values() if t]
+        active = any(a.status in ("Executing", "Stopping") for a in latest)
+        if self.stop_time is not None:
+            return ("Stopping" if active else "Stopped"), ""
+        if active:
+            return "Executing", ""
+        failed = [(n, t[-1]) for n, t in self.attempts.items() if t and t[-1].status == "Failed"]
+        if failed:
+            return "Failed", f"Step failure: One or multiple steps failed. ({failed[0][0]}: {failed[0][1].reason})"
+        if all(t and t[-1].status == "Succeeded" for t in self.attempts.values()):
+            return "Succeeded", ""
+        return "Executing", ""
+
+    def rows(self) -> list[dict[str, Any]]:
+        out = []
+        for name in self.order:
+            for a in self.attempts[name]:
+                row: dict[str, Any] = {
+                    "StepName": name, "StepDisplayName": name, "StartTime": self.t0_epoch + a.start,
+                    "StepStatus": a.status, "AttemptCount": a.number,
+                    "Metadata": {"TrainingJob": {"Arn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/"
+                                                        f"{self.job_name(name, a.number)}"}},
+                }
+                if a.end is not None:
+                    row["EndTime"] = self.t0_epoch + a.end
+                if a.reason:
+                    row["FailureReason"] = a.reason
+                out.append(row)
+        out.sort(key=lambda r: r["StartTime"], reverse=True)  # the service's default: newest first
+        return out
+
+    t0_epoch = 1_700_000_000.0
+
+
+class _Reply(Exception):
+    """Raised by an operation to answer with an error payload."""
+
+    def __init__(self, status: int, payload: dict) -> None:
+        self.status, self.payload = status, payload
+
+
+class FakeSageMaker:
+    """A local HTTP endpoint: the missing SageMaker calls, simulated; everything else forwarded to moto."""
+
+    def __init__(self, upstream: str | None = None, clock: str = "ticks", page_size: int = 100,
+                 seconds_per_unit: float = 1.0) -> None:
+        self.upstream = upstream
+        self.clock_mode = clock
+        self.ticks = 0.0
+        self.started = time.monotonic()
+        self.seconds_per_unit = seconds_per_unit
+        self.page_size = page_size
+        self.executions: dict[str, FakeExecution] = {}
+        self.throttle: dict[str, int] = {}  # operation -> how many ThrottlingExceptions to answer first
+        self.fail_with: dict[str, tuple[int, str, str]] = {}  # operation -> (http status, code, message), always
+        self.calls: list[tuple[str, dict]] = []
+        self.auto_plan: Callable[[str, list[dict]], list[StepPlan]] | None = None  # proxy mode: plan from definition
+        self.lock = threading.RLock()
+        self.server: ThreadingHTTPServer | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> "FakeSageMaker":
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # keep test output clean
+                pass
+
+            def _any(self) -> None:
+                fake._handle(self)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _any
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, name="fake-sagemaker", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def now(self) -> float:
+        if self.clock_mode == "ticks":
+            return self.ticks
+        return (time.monotonic() - self.started) / self.seconds_per_unit
+
+    # ------------------------------------------------------------------ scenario helpers
+    def add_execution(self, plans: list[StepPlan], pipeline: str = "demo", exec_id: str | None = None,
+                      start: float | None = None) -> str:
+        exec_id = exec_id or f"ex{len(self.executions) + 1:010d}"
+        arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:pipeline/{pipeline}/execution/{exec_id}"
+        ex = FakeExecution(arn, pipeline, plans, self.now() if start is None else start)
+        ex.on_end = self._write_logs
+        self.executions[arn] = ex
+        return arn
+
+    def ops(self, name: str) -> list[dict]:
+        return [body for op, body in self.calls if op == name]
+
+    def _write_logs(self, ex: FakeExecution, step: str, attempt: Attempt) -> None:
+        lines = ex.plans[step].log
+        if not lines or not self.upstream:
+            return
+        import boto3
+
+        logs = boto3.client("logs", endpoint_url=self.upstream, region_name=REGION)
+        try:
+            logs.create_log_group(logGroupName=LOG_GROUP)
+        except logs.exceptions.ResourceAlreadyExistsException:
+            pass
+        stream = f"{ex.job_name(step, attempt.number)}/algo-1-{int(time.time())}"
+        logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
+        now_ms = int(time.time() * 1000)
+        logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=stream,
+                            logEvents=[{"timestamp": now_ms + i, "message": line} for i, line in enumerate(lines)])
+
+    # ------------------------------------------------------------------ HTTP
+    def _handle(self, req: BaseHTTPRequestHandler) -> None:
+        length = int(req.headers.get("Content-Length") or 0)
+        body = req.rfile.read(length) if length else b""
+        target = req.headers.get("X-Amz-Target", "")
+        op = target.split(".", 1)[1] if target.startswith("SageMaker.") else ""
+        handler = getattr(self, f"_op_{op}", None) if op else None
+        if op:
+            with self.lock:
+                self.calls.append((op, json.loads(body or b"{}")))
+        if handler is not None or op in self.throttle or op in self.fail_with:
+            with self.lock:
+                if self.throttle.get(op, 0) > 0:
+                    self.throttle[op] -= 1
+                    return self._reply(req, 400, {"__type": "ThrottlingException", "message": "Rate exceeded"})
+                if op in self.fail_with:
+                    status, code, message = self.fail_with[op]
+                    return self._reply(req, status, {"__type": code, "message": message})
+                if handler is not None:
+                    try:
+                        result = handler(json.loads(body or b"{}"))
+                    except KeyError as exc:
+                        return self._reply(req, 400, {"__type": "ResourceNotFound", "message": f"not found: {exc}"})
+                    except _Reply as r:
+                        return self._reply(req, r.status, r.payload)
+                    if result is not None:
+                        return self._reply(req, 200, result)
+        self._forward(req, body, op)
+
+    def _reply(self, req: BaseHTTPRequestHandler, status: int, payload: dict) -> None:
+        data = json.dumps(payload).encode()
+        req.send_response(status)
+        req.send_header("Content-Type", "application/x-amz-json-1.1")
+        req.send_header("Content-Length", str(len(data)))
+        req.send_header("x-amzn-RequestId", "fake-request")
+        req.end_headers()
+        req.wfile.write(data)
+
+    def _forward(self, req: BaseHTTPRequestHandler, body: bytes, op: str) -> None:
+        if not self.upstream:
+            return self._reply(req, 500, {"__type": "InternalFailure", "message": f"fake has no {op or req.path}"})
+        up = urllib.parse.urlparse(self.upstream)
+        conn = http.client.HTTPConnection(up.hostname, up.port, timeout=60)
+        headers = {k: v for k, v in req.headers.items() if k.lower() not in ("connection", "transfer-encoding")}
+        conn.request(req.command, req.path, body=body, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        if op == "StartPipelineExecution" and resp.status == 200:
+            self._register_started(json.loads(data), json.loads(body or b"{}"))
+        req.send_response(resp.status)
+        for k, v in resp.getheaders():
+            if k.lower() not in ("connection", "transfer-encoding", "content-length", "server", "date"):
+                req.send_header(k, v)
+        req.send_header("Content-Length", str(len(data)))
+        req.end_headers()
+        if req.command != "HEAD":
+            req.wfile.write(data)
+        conn.close()
+
+    def _register_started(self, response: dict, request: dict) -> None:
+        """Proxy mode: moto started an execution; simulate its steps from the pipeline definition."""
+        import boto3
+
+        arn = response["PipelineExecutionArn"]
+        sm = boto3.client("sagemaker", endpoint_url=self.upstream, region_name=REGION)
+        desc = sm.describe_pipeline(PipelineName=request["PipelineName"])
+        definition = json.loads(desc["PipelineDefinition"])
+        steps = definition.get("Steps", [])
+        plans = self.auto_plan(request["PipelineName"], steps) if self.auto_plan else [
+            StepPlan(s["Name"], list(s.get("DependsOn", []))) for s in steps]
+        with self.lock:
+            ex = FakeExecution(arn, request["PipelineName"], plans, self.now(),
+                               request.get("PipelineExecutionDisplayName", ""))
+            ex.on_end = self._write_logs
+            self.executions[arn] = ex
+
+    # ------------------------------------------------------------------ operations
+    def _execution(self, body: dict) -> FakeExecution | None:
+        return self.executions.get(body.get("PipelineExecutionArn", ""))
+
+    def _op_DescribePipelineExecution(self, body: dict) -> dict | None:
+        ex = self._execution(body)
+        if ex is None:
+            if self.upstream:
+                return None  # moto knows it
+            raise KeyError(body.get("PipelineExecutionArn"))
+        if self.clock_mode == "ticks":
+            self.ticks += 1
+        ex.advance(self.now())
+        status, reason = ex.status()
+        out = {"PipelineArn": ex.arn.split("/execution/")[0], "PipelineExecutionArn": ex.arn,
+               "PipelineExecutionDisplayName": ex.display_name, "PipelineExecutionStatus": status,
+               "CreationTime": ex.t0_epoch + ex.t0, "LastModifiedTime": ex.t0_epoch + self.now()}
+        if reason:
+            out["FailureReason"] = reason
+        return out
+
+    def _op_ListPipelineExecutionSteps(self, body: dict) -> dict:
+        ex = self._execution(body)
+        if ex is None:
+            raise KeyError(body.get("PipelineExecutionArn"))
+        ex.advance(self.now())
+        rows = ex.rows()
+        if body.get("SortOrder") == "Ascending":
+            rows.reverse()
+        start = int(body.get("NextToken") or 0)
+        size = min(int(body.get("MaxResults") or 100), self.page_size)
+        out: dict[str, Any] = {"PipelineExecutionSteps": rows[start:start + size]}
+        if start + size < len(rows):
+            out["NextToken"] = str(start + size)
+        return out
+
+    def _op_StopPipelineExecution(self, body: dict) -> dict:
+        ex = self._execution(body)
+        if ex is None:
+            raise KeyError(body.get("PipelineExecutionArn"))
+        assert body.get("ClientRequestToken"), "the SDK contract: a client request token"
+        ex.advance(self.now())
+        ex.stop_time = self.now()
+        ex.advance(self.now())
+        return {"PipelineExecutionArn": ex.arn}
+
+    def _op_RetryPipelineExecution(self, body: dict) -> dict:
+        ex = self._execution(body)
+        if ex is None:
+            raise KeyError(body.get("PipelineExecutionArn"))
+        assert body.get("ClientRequestToken")
+        ex.advance(self.now())
+        status, _ = ex.status()
+        if status not in ("Failed", "Stopped"):
+            raise _Reply(400, {"__type": "ValidationException", "message": f"cannot retry a {status} execution"})
+        now = self.now()
+        for name, tries in ex.attempts.items():
+            if tries and tries[-1].status in ("Failed", "Stopped"):
+                ex.restart_at[name] = now
+        ex.halted_at = None
+        ex.stop_time = None
+        ex.advance(now)
+        return {"PipelineExecutionArn": ex.arn}
+
+
+def start_moto_server():
+    from moto.server import ThreadedMotoServer
+
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    return server, f"http://127.0.0.1:{port}"
+
+
+# =========================================================================== fixtures
+@pytest.fixture(scope="module")
+def moto_server():
+    server, url = start_moto_server()
+    yield url
+    server.stop()
+
+
+@pytest.fixture
+def fake(moto_server, monkeypatch):
+    f = FakeSageMaker(upstream=moto_server).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f.url)
+    yield f
+    f.stop()
+
+
+class Recorder:
+    """A ``sleep`` that records delays instead of sleeping (the fake's clock ticks per poll)."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    def __call__(self, delay: float) -> None:
+        self.delays.append(delay)
+
+
+def three_steps(fail: str = "", log: list[str] | None = None) -> list[StepPlan]:
+    return [StepPlan("preprocess", [], 2), StepPlan("train", ["preprocess"], 3, fail=fail, log=log or []),
+            StepPlan("evaluate", ["train"], 1)]
+
+
+# =========================================================================== tests
+from jupyter_smstep import monitor  # noqa: E402
+from jupyter_smstep.errors import SmstepError  # noqa: E402
+
+
+def test_poll_reads_status_and_steps_through_aws_endpoint_url(fake):
+    arn = fake.add_execution(three_steps())
+    mon = monitor.ExecutionMonitor(arn)  # no client given: boto3 honours AWS_ENDPOINT_URL
+    snap = mon.poll()  # tick 1: preprocess running
+    assert snap.status == "Executing"
+    assert list(snap.steps) == ["preprocess"]
+    step = snap.steps["preprocess"]
+    assert step.status == "Executing" and step.state == "running"
+    assert step.job_name.startswith("demo-preprocess-1-")
+    assert step.job_arn.endswith("/" + step.job_name)
+    assert step.start is not None and step.end is None
+    for _ in range(6):
+        snap = mon.poll()
+    assert snap.succeeded and snap.done
+    assert [s.name for s in snap.steps.values()] == ["preprocess", "train", "evaluate"]
+    assert all(s.status == "Succeeded" and s.end is not None for s in snap.steps.values())
+    assert snap.steps["train"].duration == pytest.approx(3.0)
+    assert fake.ops("ListPipelineExecutionSteps")[0]["SortOrder"] == "Ascending"
+
+
+def test_list_steps_follows_pagination(fake):
+    fake.page_size = 2
+    plans = [StepPlan(f"s{i}", [], 1) for i in range(5)]
+    arn = fake.add_execution(plans)
+    mon = monitor.ExecutionMonitor(arn)
+    mon.poll()
+    snap = mon.poll()
+    assert sorted(snap.steps) == [f"s{i}" for i in range(5)]
+    assert len(fake.ops("ListPipelineExecutionSteps")) >= 3 * 2
+
+
+def test_failure_reason_is_on_the_failed_step_and_dependents_never_start(fake):
+    arn = fake.add_execution(three_steps(fail="AlgorithmError: ValueError: bad shape"))
+    mon = monitor.ExecutionMonitor(arn)
+    snaps = list(mon.watch(sleep=Recorder()))
+    last = snaps[-1]
+    assert last.status == "Failed" and last.done and not last.succeeded
+    assert "One or multiple steps failed" in last.failure_reason
+    assert [s.name for s in last.failed_steps] == ["train"]
+    assert last.steps["train"].failure_reason == "AlgorithmError: ValueError: bad shape"
+    assert "evaluate" not in last.steps
+
+
+def test_watch_backs_off_while_nothing_changes_and_resets_on_change(fake):
+    arn = fake.add_execution([StepPlan("long", [], 6), StepPlan("short", ["long"], 1)])
+    sleep = Recorder()
+    delays = monitor.Backoff(initial=1.0, factor=2.0, maximum=8.0, jitter=0.0)
+    snaps = list(monitor.ExecutionMonitor(arn).watch(delays=delays, sleep=sleep))
+    assert snaps[-1].succeeded
+    # 'long' runs for 6 ticks with nothing changing: 1, 2, 4, 8, 8 ...; 'short' starting resets to 1.
+    assert sleep.delays[:4] == [1.0, 2.0, 4.0, 8.0]
+    reset = [i for i, d in enumerate(sleep.delays) if i and d == 1.0]
+    assert reset, sleep.delays
+    assert all(d <= 8.0 for d in sleep.delays)
+
+
+def test_throttling_backs_off_and_never_crashes(fake):
+    arn = fake.add_execution(three_steps())
+    # More throttles than botocore's own retries absorb: the monitor must see some and back off.
+    fake.throttle["ListPipelineExecutionSteps"] = 7
+    sleep = Recorder()
+    delays = monitor.Backoff(initial=1.0, factor=2.0, maximum=30.0, jitter=0.0)
+    out = io.StringIO()
+    ok = monitor.follow(arn, stream=out, delays=delays, sleep=sleep)
+    assert ok is True
+    assert fake.throttle["ListPipelineExecutionSteps"] == 0
+    assert "throttling" in out.getvalue()
+    assert sleep.delays[0] >= 4.0  # a throttled poll jumps ahead (1 * 2 * 2), not the initial 1s
+    assert "✓ evaluate" in out.getvalue()
+
+
+def test_backoff_sequence_and_jitter():
+    b = monitor.Backoff(initial=2.0, factor=1.5, maximum=10.0, jitter=0.0)
+    assert [round(b.next(), 2) for _ in range(6)] == [2.0, 3.0, 4.5, 6.75, 10.0, 10.0]
+    b.reset()
+    assert b.next() == 2.0
+    assert b.throttled() == pytest.approx(min(10.0, 3.0 * 1.5 * 2))
+    jittered = monitor.Backoff(initial=10.0, jitter=0.2, rand=lambda: 1.0)
+    assert jittered.next() == pytest.approx(12.0)
+    it = monitor.backoff(initial=1.0, factor=2.0, maximum=4.0, jitter=0.0)
+    assert [next(it) for _ in range(4)] == [1.0, 2.0, 4.0, 4.0]
+
+
+def test_stop_then_retry(fake):
+    arn = fake.add_execution(three_steps())
+    mon = monitor.ExecutionMonitor(arn)
+    mon.poll()
+    mon.poll()
+    mon.poll()  # tick 3: train running
+    assert mon.poll().steps["train"].status == "Executing"
+    assert monitor.stop(arn) == arn
+    assert fake.ops("StopPipelineExecution")[0]["ClientRequestToken"]
+    snaps = list(mon.watch(sleep=Recorder()))
+    assert snaps[-1].status == "Stopped"
+    assert snaps[-1].steps["train"].status == "Stopped"
+    assert "evaluate" not in snaps[-1].steps
+    assert print_status_text(arn)[0] is False
+
+    assert monitor.retry(arn) == arn
+    snaps = list(mon.watch(sleep=Recorder()))
+    last = snaps[-1]
+    assert last.succeeded
+    assert last.steps["train"].attempt == 2 and last.steps["train"].status == "Succeeded"
+    assert last.steps["evaluate"].status == "Succeeded"
+
+
+def test_retry_of_a_failed_execution_reruns_the_failed_step(fake):
+    arn = fake.add_execution(three_steps(fail="ClientError: boom"))
+    mon = monitor.ExecutionMonitor(arn)
+    assert list(mon.watch(sleep=Recorder()))[-1].status == "Failed"
+    mon.retry()
+    last = list(mon.watch(sleep=Recorder()))[-1]
+    assert last.succeeded and last.steps["train"].attempt == 2
+    assert last.steps["train"].failure_reason == ""
+
+
+def test_follow_prints_failure_reason_and_the_log_tail(fake):
+    log = [f"line {i}" for i in range(80)] + ["Traceback (most recent call last):", "ValueError: bad shape"]
+    arn = fake.add_execution(three_steps(fail="AlgorithmError: ValueError: bad shape", log=log))
+    out = io.StringIO()
+    ok = monitor.follow(arn, stream=out, sleep=Recorder(), log_lines=10)
+    text = out.getvalue()
+    assert ok is False
+    assert "https://us-east-1.console.aws.amazon.com/sagemaker/home?region=us-east-1#/pipelines/demo/executions/" in text
+    assert "step 'train' failed: AlgorithmError: ValueError: bad shape" in text
+    assert "| ValueError: bad shape" in text
+    assert "| line 72" in text and "| line 71" not in text  # exactly the last 10 lines
+    assert "execution Failed" in text
+
+
+def test_log_tail_merges_streams_and_limits(fake, moto_server):
+    import boto3
+
+    logs = boto3.client("logs", region_name=REGION)  # through the fake, forwarded to moto
+    try:
+        logs.create_log_group(logGroupName=LOG_GROUP)
+    except logs.exceptions.ResourceAlreadyExistsException:
+        pass
+    job = "demo-train-merge-0001"
+    now = int(time.time() * 1000)
+    for host, offset in (("algo-1", 0), ("algo-2", 1)):
+        stream = f"{job}/{host}-1700000000"
+        logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
+        logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=stream,
+                            logEvents=[{"timestamp": now + 2 * i + offset, "message": f"{host} {i}"} for i in range(10)])
+    tail = monitor.log_tail(job, n=4)
+    assert tail == ["algo-1 8", "algo-2 8", "algo-1 9", "algo-2 9"]
+    assert monitor.log_tail("no-such-job", n=5) == []
+
+
+def test_log_tail_without_the_log_group_is_empty(moto_server, monkeypatch):
+    import boto3
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_server)
+    logs = boto3.client("logs", region_name=REGION)
+    if any(g["logGroupName"] == LOG_GROUP for g in logs.describe_log_groups().get("logGroups", [])):
+        logs.delete_log_group(logGroupName=LOG_GROUP)
+    assert monitor.log_tail("demo-train", n=5) == []
+
+
+def test_print_status_running_and_succeeded(fake):
+    arn = fake.add_execution(three_steps())
+    ok, text = print_status_text(arn)
+    assert ok is True
+    assert "Executing" in text and "preprocess" in text
+    for _ in range(8):
+        monitor.ExecutionMonitor(arn).poll()
+    ok, text = print_status_text(arn)
+    assert ok is True and ": Succeeded" in text
+    assert text.count("✓") == 3
+
+
+def test_print_status_failed_shows_reason_and_log(fake):
+    arn = fake.add_execution(three_steps(fail="AlgorithmError: out of memory", log=["loading", "OOM killed"]))
+    list(monitor.ExecutionMonitor(arn).watch(sleep=Recorder()))
+    ok, text = print_status_text(arn)
+    assert ok is False
+    assert "out of memory" in text and "| OOM killed" in text
+
+
+def test_not_found_and_access_denied_raise_readable_errors(fake):
+    with pytest.raises(SmstepError) as err:
+        monitor.ExecutionMonitor(f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:pipeline/x/execution/nope").poll()
+    assert "fix:" in str(err.value) and "execution ARN" in str(err.value)
+    arn = fake.add_execution(three_steps())
+    fake.fail_with["DescribePipelineExecution"] = (400, "AccessDeniedException", "not allowed")
+    with pytest.raises(SmstepError) as err:
+        monitor.ExecutionMonitor(arn).poll()
+    assert "AccessDeniedException" in str(err.value) and "sagemaker:DescribePipelineExecution" in str(err.value)
+
+
+def test_transient_errors_are_retried_then_reported(fake, monkeypatch):
+    import boto3
+    from botocore.config import Config
+
+    arn = fake.add_execution(three_steps())
+    fake.fail_with["ListPipelineExecutionSteps"] = (500, "InternalFailure", "try later")
+    client = boto3.client("sagemaker", region_name=REGION, config=Config(retries={"max_attempts": 1}))
+    mon = monitor.ExecutionMonitor(arn, client=client)
+    snap = mon.poll()
+    assert snap.error and "InternalFailure" in snap.error  # not raised: backed off and retried later
+    del fake.fail_with["ListPipelineExecutionSteps"]
+    assert not mon.poll().error
+    monkeypatch.setattr(monitor, "MAX_TRANSIENT_FAILURES", 2)
+    fake.fail_with["DescribePipelineExecution"] = (503, "ServiceUnavailable", "down")
+    assert mon.poll().error and mon.poll().error
+    with pytest.raises(SmstepError, match="ServiceUnavailable"):
+        mon.poll()
+
+
+def test_cli_status_exit_codes(fake, capsys):
+    from jupyter_smstep import cli
+
+    ok_arn = fake.add_execution([StepPlan("only", [], 1)])
+    for _ in range(3):
+        monitor.ExecutionMonitor(ok_arn).poll()
+    assert cli.main(["status", ok_arn]) == 0
+    bad_arn = fake.add_execution([StepPlan("only", [], 1, fail="boom")])
+    for _ in range(3):
+        monitor.ExecutionMonitor(bad_arn).poll()
+    assert cli.main(["status", bad_arn]) == 1
+    out = capsys.readouterr().out
+    assert "boom" in out and "Succeeded" in out
+
+
+def test_magic_status_and_follow(fake, shell, monkeypatch):
+    arn = fake.add_execution(three_steps(fail="AlgorithmError: nope", log=["the end"]))
+    list(monitor.ExecutionMonitor(arn).watch(sleep=Recorder()))
+    from IPython.utils.capture import capture_output
+
+    with capture_output() as cap:
+        shell.run(f"%pipeline status {arn}")
+    assert "AlgorithmError: nope" in cap.stdout and "| the end" in cap.stdout
+
+
+def print_status_text(arn: str) -> tuple[bool, str]:
+    out = io.StringIO()
+    ok = monitor.print_status(arn, stream=out)
+    return ok, out.getvalue()
