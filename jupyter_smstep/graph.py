@@ -163,6 +163,8 @@ def build_graph(
         node = _resolve_step(cell, index, registry, namespace, writer, derived, later_writers, report)
         nodes.append(node)
         for var in _candidate_outputs(cell):
+            if var in node.inputs and node.inputs[var].kind == "import":
+                continue  # `np.append(...)` / `sys.path.append(...)` does not make a module an output
             writer[var] = cell
             derived.pop(var, None)
 
@@ -191,6 +193,8 @@ def build_graph(
             analysis = node.cell.analysis
             keep = candidates - set(analysis.imports) - set(analysis.defines)
             node.outputs = [v for v in _ordered(node.cell) if v in keep]
+        node.outputs = [v for v in node.outputs
+                        if not (v in node.inputs and node.inputs[v].kind == "import") or v in (spec.outputs or ())]
 
     # Pass 3: settings.
     for node in nodes:

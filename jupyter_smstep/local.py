@@ -552,7 +552,7 @@ def run_pipeline(
     run_dir = Path(runs_dir).absolute() / run_id
     run_dir.mkdir(parents=True)
     emit = _Emitter(run_id, run_dir, on_event)
-    s3 = LocalS3(mirror_dir=run_dir / "s3", region=region)
+    s3 = LocalS3(run_dir / "s3", region=region)  # objects are files there as soon as written
     started = time.time()
     sdk_version = _sdk.installed_version()
     info: dict[str, Any] = {"run_id": run_id, "started": started, "sdk_version": sdk_version,
@@ -595,8 +595,8 @@ def run_pipeline(
     finally:
         try:
             mark = time.perf_counter()
-            s3.stop()  # mirrors the run's S3 objects into run_dir/s3
-            lap("mirror_s3")
+            s3.stop()
+            lap("stop_s3")
         finally:
             info["ended"] = time.time()
             if executor is not None:
@@ -1305,24 +1305,18 @@ class _Execution:
         st.result.warnings.append(message)
         self._event(st, st.result.state, kind="warning", message=message)
 
+    # The runner reads the local S3's files directly: it is the server's own storage.
     def _read_s3(self, uri: str) -> bytes:
-        bucket, key = split_s3_uri(uri)
-        return self.s3.client().get_object(Bucket=bucket, Key=key)["Body"].read()
+        return self.s3.path(uri).read_bytes()
 
     def _exists(self, uri: str) -> bool:
-        bucket, key = split_s3_uri(uri)
-        try:
-            self.s3.client().head_object(Bucket=bucket, Key=key)
-            return True
-        except Exception:  # noqa: BLE001
-            return False
+        return self.s3.exists(uri)
 
     def _download(self, uri: str, dest: Path) -> bool:
         if not self._exists(uri):
             return False
         dest.parent.mkdir(parents=True, exist_ok=True)
-        bucket, key = split_s3_uri(uri)
-        self.s3.client().download_file(bucket, key, str(dest))
+        shutil.copyfile(self.s3.path(uri), dest)
         return True
 
     def _download_prefix(self, uri: str, dest: Path) -> None:
@@ -1334,7 +1328,7 @@ class _Execution:
             if rel and not rel.endswith("/"):
                 target = dest.joinpath(*rel.split("/"))
                 target.parent.mkdir(parents=True, exist_ok=True)
-                self.s3.client().download_file(bucket, key, str(target))
+                shutil.copyfile(self.s3.path(f"s3://{bucket}/{key}"), target)
 
 
 def _worker_args() -> tuple[str, str, str]:

@@ -143,13 +143,27 @@ def region_of(arn: str) -> str | None:
     return parts[3] if len(parts) > 4 and parts[3] else None
 
 
+_clients: dict[tuple, Any] = {}
+_clients_lock = threading.Lock()
+
+
 def _client(service: str, region: str | None) -> Any:
+    """A boto3 client, reused while the AWS environment is the same (loading SageMaker's model takes ~0.5 s)."""
+    import os
+
     import boto3
     from botocore.config import Config
 
-    # Our own loop backs off between polls; botocore's few quick retries absorb blips.
-    config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=10, read_timeout=30)
-    return boto3.session.Session().client(service, region_name=region, config=config)
+    env = tuple(os.environ.get(k) for k in ("AWS_ENDPOINT_URL", f"AWS_ENDPOINT_URL_{service.upper()}", "AWS_PROFILE",
+                                             "AWS_ACCESS_KEY_ID", "AWS_REGION", "AWS_DEFAULT_REGION"))
+    key = (service, region, env)
+    with _clients_lock:
+        client = _clients.get(key)
+        if client is None:
+            # Our own loop backs off between polls; botocore's few quick retries absorb blips.
+            config = Config(retries={"mode": "standard", "max_attempts": 3}, connect_timeout=10, read_timeout=30)
+            client = _clients[key] = boto3.session.Session().client(service, region_name=region, config=config)
+        return client
 
 
 def _error_code(exc: BaseException) -> str:

@@ -203,6 +203,8 @@ class PipelinePanel(widgets.VBox):
         self._run_kind = ""  # "local" | "remote" | ""
         self._local_result: Any = None
         self._local_errors: dict[str, str] = {}
+        self._local_messages: dict[str, str] = {}
+        self._local_warnings: list[str] = []
         self._monitor: Any = None
         self._snapshot: Any = None
         self._log_tails: dict[str, list[str]] = {}
@@ -585,6 +587,8 @@ class PipelinePanel(widgets.VBox):
 
     def _run_details(self, name: str) -> str:
         out = []
+        if self._run_kind == "local" and name in self._local_messages and name not in self._local_errors:
+            out.append(f"<div class='smstep-local-message' style='color:#57606a'>{_esc(self._local_messages[name])}</div>")
         if self._run_kind == "local" and name in self._local_errors:
             out.append(_section("Local run error") +
                        f"<pre class='smstep-error' style='white-space:pre-wrap;max-height:260px;overflow:auto;"
@@ -638,7 +642,8 @@ class PipelinePanel(widgets.VBox):
                      else "<span style='color:#cf222e'>✗ failed</span>"))
             if getattr(res, "run_dir", None):
                 head += f" <span style='color:#57606a'>— results in <code>{_esc(res.run_dir)}</code></span>"
-        return f"<div class='smstep-local'>{head}{_state_table(self._graph, self._states)}</div>"
+        warnings = "".join(f"<div style='color:#9a6700'>⚠ {_esc(w)}</div>" for w in self._local_warnings)
+        return f"<div class='smstep-local'>{head}{_state_table(self._graph, self._states)}{warnings}</div>"
 
     def _remote_html(self) -> str:
         mon, snap = self._monitor, self._snapshot
@@ -725,7 +730,7 @@ class PipelinePanel(widgets.VBox):
         params = self.parameters()
         self._stop_following()
         self._run_kind = "local"
-        self._local_result, self._local_errors = None, {}
+        self._local_result, self._local_errors, self._local_messages, self._local_warnings = None, {}, {}, []
         self._states = {s.name: ("pending", "") for s in graph.steps}
         self._busy = True
         self._set_buttons()
@@ -748,6 +753,9 @@ class PipelinePanel(widgets.VBox):
                     self._states[name] = (state, _fmt_seconds(getattr(step, "duration", None)))
                     if getattr(step, "error", None):
                         self._local_errors[name] = str(step.error)
+                    note = getattr(step, "summary", None) or getattr(step, "skipped_because", None)
+                    if note:
+                        self._local_messages[name] = str(note)
                 ok = getattr(result, "succeeded", False)
                 failed = [n for n, s in self._states.items() if s[0] == "failed"]
                 self._set_status("✓ local run succeeded" if ok else
@@ -764,20 +772,35 @@ class PipelinePanel(widgets.VBox):
         return self._start(work, wait)
 
     def _on_local_event(self, event: Any) -> None:
+        """The local runner's events (``kind`` state / retry / warning / run) drive the DAG colours."""
+        kind = getattr(event, "kind", "state")
         name = getattr(event, "step", None) or getattr(event, "name", None)
+        message = getattr(event, "message", None)
+        if kind == "warning":
+            self._local_warnings.append(f"{name}: {message}" if name else str(message))
+            self._render_execution()
+            return
         if not name:
             return
-        state = getattr(event, "state", "pending")
-        duration = getattr(event, "duration", None)
-        status = _fmt_seconds(duration) if state in ("succeeded", "failed") else ("" if state != "running" else "")
-        attempt = getattr(event, "attempt", 1) or 1
-        if attempt > 1:
-            status = f"{status} #{attempt}".strip()
-        self._states[name] = (state, status)
-        self._render_dag()
-        self._render_execution()
-        if name == self.selector.value:
-            self._render_selection()
+        with self._lock:
+            state = getattr(event, "state", "pending")
+            duration = getattr(event, "duration", None)
+            attempt = getattr(event, "attempt", 1) or 1
+            if kind == "retry":
+                state, status = "running", f"retry #{attempt + 1}"
+            else:
+                status = _fmt_seconds(duration) if state in ("succeeded", "failed") else ""
+                if attempt > 1 and state in ("running", "succeeded", "failed"):
+                    status = f"{status} #{attempt}".strip()
+            self._states[name] = (state, status)
+            if message:
+                self._local_messages[name] = message
+            if getattr(event, "error", None):
+                self._local_errors[name] = str(event.error)
+            self._render_dag()
+            self._render_execution()
+            if name == self.selector.value:
+                self._render_selection()
 
     def submit(self, wait: bool = False) -> threading.Thread:
         """Upsert + start on SageMaker (in a thread), then follow the execution."""

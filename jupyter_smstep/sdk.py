@@ -151,7 +151,29 @@ def make_session(
         kwargs["s3_resource"] = boto_session.resource("s3", endpoint_url=endpoint_url)
     if bucket:
         kwargs["default_bucket"] = bucket
-    return _construct_session(sdk.PipelineSession, kwargs)
+    session = _construct_session(sdk.PipelineSession, kwargs)
+    if not bucket and not endpoint_url and os.environ.get("AWS_ENDPOINT_URL"):
+        _resolve_default_bucket(session, boto_session)
+    return session
+
+
+def _resolve_default_bucket(session: Any, boto_session: Any) -> None:
+    """Find the SDK's default bucket through clients that honour ``AWS_ENDPOINT_URL``.
+
+    The SDK asks STS for the account on its hard-coded regional endpoint, which
+    ignores ``AWS_ENDPOINT_URL``; resolving the bucket here keeps every call on
+    the endpoint the user chose.
+    """
+    region = boto_session.region_name
+    account = boto_session.client("sts").get_caller_identity()["Account"]
+    name = f"sagemaker-{region}-{account}"
+    s3 = boto_session.client("s3")
+    try:
+        s3.head_bucket(Bucket=name)
+    except Exception:  # noqa: BLE001 - missing: create it, as the SDK would
+        config = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
+        s3.create_bucket(Bucket=name, **config)
+    session._default_bucket = name  # the SDK's own cache of default_bucket()
 
 
 def _construct_session(cls: Any, kwargs: dict[str, Any]) -> Any:

@@ -196,6 +196,7 @@ class FakeSageMaker:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out in separate writes
 
             def log_message(self, *args: Any) -> None:  # keep test output clean
                 pass
@@ -397,16 +398,28 @@ class FakeSageMaker:
 
 
 def start_moto_server():
+    """moto in server mode on 127.0.0.1 (a free port); returns (server, url)."""
     from moto.server import ThreadedMotoServer
 
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
-    return server, f"http://127.0.0.1:{port}"
+    host, port = server.get_host_and_port()
+    return server, f"http://{host}:{port}"
+
+
+def prepare_account(url: str, role: str = "SageMakerRole") -> str:
+    """What submit needs from moto: a role SageMaker may assume (SDK v3 checks) and the default bucket."""
+    import boto3
+
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                     "Principal": {"Service": "sagemaker.amazonaws.com"}}]}
+    iam = boto3.client("iam", endpoint_url=url, region_name=REGION)
+    try:
+        iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust))
+    except iam.exceptions.EntityAlreadyExistsException:
+        pass
+    boto3.client("s3", endpoint_url=url, region_name=REGION).create_bucket(Bucket=f"sagemaker-{REGION}-{ACCOUNT}")
+    return f"arn:aws:iam::{ACCOUNT}:role/{role}"
 
 
 # =========================================================================== fixtures

@@ -101,6 +101,17 @@ class JupyterLabServer:
                 self.process.wait(timeout=10)
 
 
+def _die_with_parent() -> None:
+    """Linux: end the server if the test process dies without stopping it (no orphans in CI)."""
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
 def lab_environment(state_dir: Path) -> dict:
     """Environment for a JupyterLab whose config, settings and workspaces are all temporary."""
     env = dict(os.environ)
@@ -162,7 +173,8 @@ def start_jupyter_lab(
         args.append(f"--LabApp.extra_labextensions_path={path}")
     log_path = state_dir / f"{log_name}.log"
     log_file = open(log_path, "wb")
-    process = subprocess.Popen(args, cwd=root_dir, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+    process = subprocess.Popen(args, cwd=root_dir, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                               preexec_fn=_die_with_parent)
     log_file.close()
     server = JupyterLabServer(process, port, root_dir, log_path)
     deadline = time.monotonic() + LAB_START_TIMEOUT

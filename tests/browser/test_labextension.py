@@ -225,6 +225,25 @@ def test_run_and_submit_commands_show_their_outcome(pipeline_lab, command, shot)
         assert re.search(r"[A-Za-z]{4,}", text), text
 
 
+def test_badges_follow_a_kernel_restart(pipeline_lab):
+    """A restarted kernel has forgotten %load_ext: the marks go, and come back when it is loaded again."""
+    lab = pipeline_lab
+    lab.page.evaluate(
+        """async (name) => {
+            const panel = [...window.jupyterapp.shell.widgets('main')].find(w => w.context && w.context.path === name);
+            window.jupyterapp.shell.activateById(panel.id);
+            await panel.sessionContext.session.kernel.restart();
+        }""",
+        lab.name,
+    )
+    lab.page.wait_for_function("() => document.querySelectorAll('.jp-smstep-badge').length === 0")
+    assert lab.page.locator(".jp-smstep-step, .jp-smstep-dependency").count() == 0
+    lab.wait_for_kernel_idle()
+    lab.run_all()
+    badge(lab, "train_model").locator(".jp-smstep-input").first.wait_for()
+    assert badge(lab, "preprocess").locator(".jp-smstep-input").count() == 3
+
+
 def test_commands_say_when_the_extension_is_not_loaded(lab, notebook_name):
     lab.write_notebook(notebook_name, ["x = 1", "%%step lonely\ny = x + 1"])
     lab.open(notebook_name)

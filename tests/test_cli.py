@@ -1,0 +1,104 @@
+"""The `smstep` command on the example notebook, as CI would run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "notebooks" / "abalone.ipynb"
+
+
+def smstep(*args, env=None, check=True):
+    proc = subprocess.run([sys.executable, "-m", "jupyter_smstep.cli", *map(str, args)], capture_output=True,
+                          text=True, env={**os.environ, **(env or {})}, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"smstep {args} exited {proc.returncode}\n{proc.stderr[-3000:]}")
+    return proc
+
+
+def test_graph_json_needs_no_aws():
+    doc = json.loads(smstep("graph", EXAMPLE, "--json", env={"AWS_ENDPOINT_URL": "http://127.0.0.1:9"}).stdout)
+    assert doc["pipeline"] == "abalone"
+    steps = {s["name"]: s for s in doc["steps"]}
+    assert list(steps) == ["preprocess", "train", "evaluate"]
+    assert steps["preprocess"]["inputs"]["n_samples"] == {"parameter": "n_samples"}
+    assert steps["preprocess"]["inputs"]["make_abalone"] == {"value": "function"}
+    assert sorted(steps["preprocess"]["outputs"]) == ["test", "train"]
+    assert steps["train"]["inputs"]["train"] == {"step": "preprocess"}
+    assert sorted(steps["evaluate"]["depends_on"]) == ["preprocess", "train"]
+    assert steps["train"]["settings"]["instance_type"] == {"value": "ml.m5.2xlarge", "source": "cell"}
+    assert steps["evaluate"]["settings"]["instance_type"] == {"value": "ml.m5.xlarge", "source": "notebook"}
+    assert doc["parameters"] == {"n_samples": 2000, "train_fraction": 0.8, "seed": 7}
+    # the inspection cell after the steps is reported, not fatal
+    assert any(p["severity"] == "warning" and "'rmse'" in p["message"] for p in doc["problems"])
+
+
+def test_bad_notebook_exits_2_with_a_clear_message(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("%load_ext jupyter_smstep"),
+                nbformat.v4.new_code_cell("%pipeline config --name p --role arn:aws:iam::111122223333:role/R "
+                                          "--image-uri img:1 --instance-type ml.m5.large"),
+                nbformat.v4.new_code_cell("%%step a\ny = missing_name + 1")]
+    path = tmp_path / "bad.ipynb"
+    nbformat.write(nb, path)
+    proc = smstep("definition", path, check=False)
+    assert proc.returncode == 2
+    assert "missing_name" in proc.stderr and "fix:" in proc.stderr and "Traceback" not in proc.stderr
+    assert smstep("graph", tmp_path / "nope.ipynb", check=False).returncode == 2
+
+
+def test_export_from_the_command_line(tmp_path):
+    out = tmp_path / "abalone_pipeline.py"
+    smstep("export", EXAMPLE, "-o", out)
+    text = out.read_text()
+    compile(text, str(out), "exec")
+    assert "def make_abalone(n, seed):" in text and "@step(name='train'" in text
+
+
+@pytest.fixture
+def moto_server():
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    yield f"http://{host}:{port}"
+    server.stop()
+
+
+def test_definition_and_submit_against_moto_server(moto_server):
+    import boto3
+
+    env = {"AWS_ENDPOINT_URL": moto_server}
+    boto3.client("s3", endpoint_url=moto_server).create_bucket(Bucket="sagemaker-us-east-1-123456789012")
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                     "Principal": {"Service": "sagemaker.amazonaws.com"}}]}
+    boto3.client("iam", endpoint_url=moto_server).create_role(  # SDK v3 checks the role exists and trusts SageMaker
+        RoleName="SageMakerRole", AssumeRolePolicyDocument=json.dumps(trust))
+    definition = json.loads(smstep("definition", EXAMPLE, env=env).stdout)
+    assert [s["Name"] for s in definition["Steps"]] == ["preprocess", "train", "evaluate"] or \
+        {s["Name"] for s in definition["Steps"]} == {"preprocess", "train", "evaluate"}
+    submitted = json.loads(smstep("submit", EXAMPLE, "-p", "seed=3", env=env).stdout)
+    assert ":pipeline/abalone/execution/" in submitted["execution_arn"]
+    sm = boto3.client("sagemaker", endpoint_url=moto_server)
+    assert sm.describe_pipeline(PipelineName="abalone")["PipelineName"] == "abalone"
+
+
+def test_unknown_parameter_is_rejected():
+    proc = smstep("run", EXAMPLE, "-p", "nope=1", check=False)
+    assert proc.returncode == 2 and "unknown parameter(s) nope" in proc.stderr
+
+
+def test_example_runs_locally_with_correct_values(tmp_path):
+    proc = smstep("run", EXAMPLE, "--json", "--runs-dir", tmp_path)
+    result = json.loads(proc.stdout)
+    assert result["succeeded"] is True
+    assert {s: v["state"] for s, v in result["steps"].items()} == dict.fromkeys(["preprocess", "train", "evaluate"], "succeeded")
+    assert float(result["steps"]["evaluate"]["outputs"]["rmse"]) < 1.5
