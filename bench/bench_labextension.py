@@ -61,6 +61,9 @@ NOTEBOOK_CELLS = [
     "%%step evaluate\nscore = sum(abs(r[1] - model) for r in test)",
 ]
 
+# Per load: (bytes, ms) of each file fetched from /lab/extensions/jupyter-smstep/.
+OWN_FILES: list[list[tuple[float, float]]] = []
+
 # Polls in the page and stamps the two moments (ms since navigation start).
 PROBE = """
 (() => {
@@ -115,6 +118,12 @@ def load_once(browser, server, name: str, workspace: str, expect_extension: bool
         page.goto(server.url(f"lab/workspaces/{workspace}/tree/{name}"))
         page.wait_for_function("() => window.__ready", timeout=120_000, polling=50)
         rendered, ready = page.evaluate("() => [window.__rendered, window.__ready]")
+        ours = page.evaluate(
+            """() => performance.getEntriesByType('resource')
+                 .filter(e => e.name.includes('/lab/extensions/jupyter-smstep/'))
+                 .map(e => [e.encodedBodySize || e.decodedBodySize || 0, e.duration])"""
+        )
+        OWN_FILES.append(ours)
         has_extension = page.locator(".jp-smstep-toolbar-button").count() > 0
         if has_extension != expect_extension:
             raise RuntimeError(f"{workspace}: the extension is {'' if has_extension else 'not '}loaded")
@@ -174,6 +183,11 @@ def main(argv: list[str] | None = None) -> int:
         for k, label in enumerate(("notebook rendered", "kernel ready")):
             ratio = med["with"][k] / med["without"][k]
             print(f"{label:<24} {med['without'][k]:7.0f} ms {med['with'][k]:7.0f} ms   {ratio:.3f}")
+        own = [files for files in OWN_FILES if files]
+        if own:
+            sizes = statistics.median(sum(b for b, _ in files) for files in own)
+            fetch = statistics.median(sum(d for _, d in files) for files in own)
+            print(f"our files per load: {len(own[-1])} files, {sizes / 1024:.1f} KiB, {fetch:.0f} ms of fetching (median)")
         print(f"RATIO (notebook ready, with/without): {med['with'][1] / med['without'][1]:.3f}")
         return 0
     finally:

@@ -572,7 +572,7 @@ def run_pipeline(
     try:
         s3.start()
         lap("start_s3")
-        definition, pipeline_name = _build_definition(build, s3)
+        definition, pipeline_name, functions = _build_definition(build, s3)
         lap("build_definition")
         _write_json(run_dir / "definition.json", definition)
         steps = parse_steps(definition)
@@ -586,6 +586,7 @@ def run_pipeline(
             run_id=run_id, run_dir=run_dir, pipeline_name=pipeline_name, steps=steps,
             parameters=values, s3=s3, worker=worker, emit=emit,
             max_workers=max_workers or os.cpu_count() or 1, faults=faults or {}, started=started,
+            functions=functions,
         )
         executor.run()
         lap("execute")
@@ -676,7 +677,7 @@ def _aws_pointed_at(s3: LocalS3) -> Iterator[None]:
                 os.environ[n] = v
 
 
-def _build_definition(build: Any, s3: LocalS3) -> tuple[dict, str]:
+def _build_definition(build: Any, s3: LocalS3) -> tuple[dict, str, dict[str, Any]]:
     import boto3
 
     sdk = _sdk.load()
@@ -708,8 +709,74 @@ def _build_definition(build: Any, s3: LocalS3) -> tuple[dict, str]:
                 if explained is not None:
                     raise explained from exc
                 raise
-        return json.loads(text), pipeline.name
+        return json.loads(text), pipeline.name, _step_functions(pipeline)
     raise SmstepError(Problem("could not build the pipeline against the local S3 (buckets keep missing)"))
+
+
+def _step_functions(pipeline: Any) -> dict[str, Any]:
+    """The Python function of every @step in the pipeline, by step name (best effort).
+
+    Only used to point tracebacks back at the user's code: cloudpickle replaces
+    a function's file name with ``<dynamic-code>`` (for reproducible payloads),
+    so the step's process cannot show the user's lines; this process can.
+    """
+    found: dict[str, Any] = {}
+    seen: set[int] = set()
+    stack = list(getattr(pipeline, "steps", None) or [])
+    while stack:
+        item = stack.pop()
+        if id(item) in seen or isinstance(item, (str, bytes, int, float, bool, type(None))):
+            continue
+        seen.add(id(item))
+        step = item if hasattr(item, "func") else getattr(item, "_step", None)
+        if step is None:
+            continue
+        func, name = getattr(step, "func", None), getattr(step, "name", None)
+        if callable(func) and isinstance(name, str):
+            found[name] = func
+        stack += list(getattr(step, "func_args", None) or ())
+        stack += list((getattr(step, "func_kwargs", None) or {}).values())
+        try:
+            stack += list(getattr(step, "depends_on", None) or [])
+        except Exception:  # noqa: BLE001
+            pass
+    return found
+
+
+_DYNAMIC_FRAME = re.compile(r'^(\s*)File "<dynamic-code>", line (\d+), in (.+)$')
+
+
+def _point_at_sources(text: str | None, func: Any) -> str | None:
+    """Rewrite ``File "<dynamic-code>"`` frames of the step's own code to its file and line."""
+    if not text or func is None or "<dynamic-code>" not in text:
+        return text
+    import linecache
+    import types
+
+    codes = []
+    stack = [getattr(func, "__code__", None)]
+    while stack:
+        code = stack.pop()
+        if not isinstance(code, types.CodeType):
+            continue
+        lines = [line for _, _, line in code.co_lines() if line is not None]
+        if lines:
+            codes.append((code.co_name, code.co_filename, min(lines + [code.co_firstlineno]), max(lines)))
+        stack.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+    out = []
+    for line in text.splitlines():
+        match = _DYNAMIC_FRAME.match(line)
+        if match:
+            indent, number, name = match.group(1), int(match.group(2)), match.group(3)
+            hit = next((c for c in codes if c[0] == name and c[2] <= number <= c[3]), None)
+            if hit is not None:
+                out.append(f'{indent}File "{hit[1]}", line {number}, in {name}')
+                source = linecache.getline(hit[1], number).strip()
+                if source:
+                    out.append(f"{indent}  {source}")
+                continue
+        out.append(line)
+    return "\n".join(out)
 
 
 def _missing_bucket(exc: BaseException) -> str | None:
@@ -852,7 +919,7 @@ class _Execution:
 
     def __init__(self, *, run_id: str, run_dir: Path, pipeline_name: str, steps: dict[str, StepSpec],
                  parameters: dict, s3: LocalS3, worker: _WarmWorker, emit: _Emitter, max_workers: int,
-                 faults: dict[str, list[str]], started: float) -> None:
+                 faults: dict[str, list[str]], started: float, functions: dict[str, Any] | None = None) -> None:
         self.run_id = run_id
         self.run_dir = run_dir
         self.s3 = s3
@@ -860,6 +927,7 @@ class _Execution:
         self.emit = emit
         self.max_workers = max(1, int(max_workers))
         self.faults = {k: list(v) for k, v in faults.items()}
+        self.functions = functions or {}
         region = s3.region
         pipeline_arn = f"arn:aws:sagemaker:{region}:{LOCAL_ACCOUNT}:pipeline/{pipeline_name.lower()}"
         self.execution = {
@@ -1165,6 +1233,7 @@ class _Execution:
             self._succeeded(st, ended)
             return
         summary, error = _explain_failure(name, returncode, diag, attempt)
+        error = _point_at_sources(error, self.functions.get(name))
         self._attempt_failed(st, "AlgorithmError", summary, error, ended)
 
     def _succeeded(self, st: _StepState, ended: float) -> None:

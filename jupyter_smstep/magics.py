@@ -31,6 +31,7 @@ def _step_signature():
     """Holder whose docstring and argparse spec is ``%%step``'s help."""
 
 
+_step_signature.__name__ = "%step"  # argparse's prog: the usage line reads "%%step ..."
 _step_signature.__doc__ = """Mark this cell as a SageMaker pipeline step.
 
     %%step [NAME] [options]
@@ -53,6 +54,9 @@ _step_signature = _apply(
 
 def _config_signature():
     """Notebook-wide defaults for every step: %pipeline config [--name NAME] [step options]."""
+
+
+_config_signature.__name__ = "pipeline config"
 
 
 _config_signature = _apply(
@@ -92,6 +96,7 @@ class StepMagics(Magics):
     # ------------------------------------------------------------------ %%step
     @cell_magic
     def step(self, line: str, cell: str) -> None:
+        # (the docstring is set below from the option table: `%%step?` shows every option)
         try:
             args = self._parse(_step_signature, line, "%%step", per_step=True)
             options = options_mod.convert(args, "%%step")
@@ -116,6 +121,8 @@ class StepMagics(Magics):
         finally:
             self._nested -= 1
 
+    step.__doc__ = _step_signature.__doc__
+
     def _default_name(self, cell: str) -> str:
         """A stable, readable name: the first variable the cell assigns (or step-N)."""
         from .registry import analyse_source
@@ -139,6 +146,7 @@ class StepMagics(Magics):
     # ------------------------------------------------------------------ %pipeline
     @line_magic
     def pipeline(self, line: str) -> Any:
+        # (docstring set below)
         parts = line.strip().split(None, 1)
         if not parts or parts[0] in ("help", "-h", "--help"):
             print(PIPELINE_HELP)
@@ -151,6 +159,8 @@ class StepMagics(Magics):
             return handler(rest)
         except SmstepError as exc:
             raise UsageError(str(exc)) from None
+
+    pipeline.__doc__ = PIPELINE_HELP + "\n" + (_config_signature.__doc__ or "")
 
     def _cmd_config(self, rest: str) -> None:
         args = self._parse(_config_signature, rest, "%pipeline config", per_step=False)

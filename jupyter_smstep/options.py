@@ -26,7 +26,9 @@ def option_decorators(per_step: bool) -> list[Callable]:
     for opt in OPTIONS:
         if opt.per_step and not per_step:
             continue
-        flags = [opt.flag] + ([f"--{aliases[opt.key]}"] if opt.key in aliases else [])
+        # the short alias first (--env, --tag, --retry): it is what the usage line shows
+        alias = [f"--{aliases[opt.key]}"] if opt.key in aliases else []
+        flags = alias + [opt.flag] if aliases.get(opt.key) in ("env", "tag", "retry") else [opt.flag] + alias
         if opt.kind == "bool":
             kw = dict(nargs="?", const="true", metavar="true|false")
         elif opt.kind in ("list", "kv", "retry"):

@@ -251,3 +251,14 @@ def test_load_ext_does_not_import_sagemaker():
             "print(sorted(m for m in sys.modules if m == 'sagemaker' or m.startswith('sagemaker.')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_step_help_lists_every_option(shell):
+    from jupyter_smstep.settings import OPTIONS
+
+    doc = shell.ip.find_cell_magic("step").__doc__
+    assert doc.splitlines()[2].strip().startswith("%%step")
+    for opt in OPTIONS:
+        assert opt.flag in doc or opt.key in ("environment_variables", "tags", "retry_policies")
+    assert "--env KEY=VALUE" in doc and "--tag KEY=VALUE" in doc and "--retry POLICY" in doc
+    assert "--defer" in doc and "--inputs" in doc

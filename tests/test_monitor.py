@@ -32,6 +32,8 @@ import pytest
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+#: moto accepts any credentials; the fake's own clients never depend on the caller's environment.
+DUMMY = {"region_name": REGION, "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
 
 
 # =========================================================================== the fake
@@ -245,7 +247,7 @@ class FakeSageMaker:
             return
         import boto3
 
-        logs = boto3.client("logs", endpoint_url=self.upstream, region_name=REGION)
+        logs = boto3.client("logs", endpoint_url=self.upstream, **DUMMY)
         try:
             logs.create_log_group(logGroupName=LOG_GROUP)
         except logs.exceptions.ResourceAlreadyExistsException:
@@ -320,7 +322,7 @@ class FakeSageMaker:
         import boto3
 
         arn = response["PipelineExecutionArn"]
-        sm = boto3.client("sagemaker", endpoint_url=self.upstream, region_name=REGION)
+        sm = boto3.client("sagemaker", endpoint_url=self.upstream, **DUMMY)
         desc = sm.describe_pipeline(PipelineName=request["PipelineName"])
         definition = json.loads(desc["PipelineDefinition"])
         steps = definition.get("Steps", [])
@@ -413,12 +415,12 @@ def prepare_account(url: str, role: str = "SageMakerRole") -> str:
 
     trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
                                                      "Principal": {"Service": "sagemaker.amazonaws.com"}}]}
-    iam = boto3.client("iam", endpoint_url=url, region_name=REGION)
+    iam = boto3.client("iam", endpoint_url=url, **DUMMY)
     try:
         iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust))
     except iam.exceptions.EntityAlreadyExistsException:
         pass
-    boto3.client("s3", endpoint_url=url, region_name=REGION).create_bucket(Bucket=f"sagemaker-{REGION}-{ACCOUNT}")
+    boto3.client("s3", endpoint_url=url, **DUMMY).create_bucket(Bucket=f"sagemaker-{REGION}-{ACCOUNT}")
     return f"arn:aws:iam::{ACCOUNT}:role/{role}"
 
 

@@ -244,6 +244,43 @@ def test_badges_follow_a_kernel_restart(pipeline_lab):
     assert badge(lab, "preprocess").locator(".jp-smstep-input").count() == 3
 
 
+def test_output_view_renders_ipywidgets(lab, notebook_name):
+    """The output view uses the notebook's rendermime, so widgets (the panel) are live views.
+
+    The kernel side is reduced to the bridge and a %pipeline magic that returns a
+    widget, so this holds whatever the real panel looks like today.
+    """
+    lab.write_notebook(notebook_name, [
+        "import ipywidgets\n"
+        "from IPython.core.magic import register_line_magic\n"
+        "from jupyter_smstep import frontend\n"
+        "frontend.install(get_ipython(), lambda: {'pipeline': 'w', 'cells': [], 'problems': []})\n"
+        "slider = ipywidgets.IntSlider(value=3, description='epochs')\n"
+        "@register_line_magic\n"
+        "def pipeline(line):\n"
+        "    return ipywidgets.VBox([ipywidgets.HTML('<b>widget panel</b> ' + line), slider])",
+    ])
+    lab.open(notebook_name)
+    lab.run_all()
+    result, text = run_command(lab, "jupyter-smstep:preview", "labext-13-widget-output")
+    assert result["status"] == "ok", result
+    view = lab.page.locator("[id^='jupyter-smstep-preview-']")
+    view.locator(".widget-slider").wait_for()
+    assert "widget panel show" in view.inner_text()
+    # a live view: the kernel's value reaches it
+    lab.page.evaluate(
+        """(name) => {
+            const panel = [...window.jupyterapp.shell.widgets('main')].find(w => w.context && w.context.path === name);
+            panel.sessionContext.session.kernel.requestExecute({code: 'slider.value = 7'});
+        }""",
+        lab.name,
+    )
+    lab.page.wait_for_function(
+        "() => [...document.querySelectorAll(\"[id^='jupyter-smstep-preview-'] .widget-readout\")]"
+        ".some(n => (n.textContent || n.value || '').trim() === '7')"
+    )
+
+
 def test_commands_say_when_the_extension_is_not_loaded(lab, notebook_name):
     lab.write_notebook(notebook_name, ["x = 1", "%%step lonely\ny = x + 1"])
     lab.open(notebook_name)

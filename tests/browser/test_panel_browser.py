@@ -1,0 +1,170 @@
+"""The pipeline panel in a real JupyterLab, driven by Debian's chromium through Playwright.
+
+One notebook, run top to bottom, then: the SVG has the right nodes and
+labelled edges, the transparent buttons sit on the nodes and clicking a node
+shows its settings, a parameter is edited, Run locally runs every step with the
+local runner, Submit goes to moto (through :class:`FakeSageMaker`, which adds
+the execution-steps, stop and retry calls moto lacks) and the execution is
+followed to the end; a second submission fails a step, shows its failure
+reason and log tail, and Retry finishes it. Screenshots land in ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from test_monitor import FakeSageMaker, StepPlan, prepare_account, start_moto_server  # noqa: E402
+
+pytestmark = pytest.mark.browser
+
+IMAGE = "111122223333.dkr.ecr.us-east-1.amazonaws.com/smstep-test:1"
+STEPS = ["load", "features", "stats", "train", "report"]
+EDGES = {("load", "features"): "rows", ("load", "stats"): "rows", ("features", "train"): "feats",
+         ("stats", "train"): "mean", ("train", "report"): "model"}
+
+
+@pytest.fixture(scope="module")
+def aws():
+    """moto server + the fake in front of it, in this process; the kernel reaches them over HTTP."""
+    server, url = start_moto_server()
+    fake = FakeSageMaker(upstream=url, clock="wall", seconds_per_unit=1.0).start()
+    role = prepare_account(url)
+    yield fake, role
+    fake.stop()
+    server.stop()
+
+
+def cells(fake_url: str, role: str) -> list:
+    env = {"AWS_ENDPOINT_URL": fake_url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1",
+           "SAGEMAKER_USER_CONFIG_OVERRIDE": "/nonexistent/user.yaml",
+           "SAGEMAKER_ADMIN_CONFIG_OVERRIDE": "/nonexistent/admin.yaml"}
+    return [
+        f"import os\nos.environ.update({json.dumps(env)})",
+        "%load_ext jupyter_smstep",
+        f"%pipeline config --name panel-demo --role {role} --instance-type ml.m5.large --image-uri {IMAGE}",
+        "%pipeline param epochs=3",
+        "SCALE = 2.0\ndef normalise(xs):\n    top = max(xs)\n    return [x / top for x in xs]",
+        "%%step load\nrows = [float(i) for i in range(20)]",
+        "%%step features --instance-type ml.c5.xlarge\nfeats = normalise(rows)",
+        "%%step stats\nmean = sum(rows) / len(rows)",
+        "%%step train --instance-type ml.m5.2xlarge\nmodel = [f * SCALE * epochs - mean for f in feats]",
+        "%%step report\nsummary = {'n': len(model), 'max': max(model)}",
+        "%pipeline show",
+    ]
+
+
+def wait_states(page, state: str, timeout: float) -> None:
+    page.wait_for_function(
+        """([state, n]) => {
+            const nodes = [...document.querySelectorAll('.smstep-panel svg.smstep-dag g.smstep-node')];
+            return nodes.length === n && nodes.every(g => g.dataset.state === state);
+        }""",
+        arg=[state, len(STEPS)], timeout=timeout)
+
+
+def button(panel, text: str):
+    return panel.locator("button.jupyter-button", has_text=text).first
+
+
+def test_panel_in_jupyterlab(lab, notebook_name, aws):
+    fake, role = aws
+    page = lab.page
+    lab.write_notebook(notebook_name, cells(fake.url, role))
+    lab.open(notebook_name)
+    lab.run_all()
+    panel = page.locator(".smstep-panel")
+    try:
+        panel.wait_for(timeout=60_000)
+    except Exception:
+        pytest.fail("no panel after %pipeline show; cell outputs:\n" + "\n---\n".join(lab.cell_outputs_text()))
+    panel.scroll_into_view_if_needed()
+
+    # ---- the DAG: nodes, labelled edges, state colours
+    graph = panel.locator("svg.smstep-dag")
+    assert sorted(graph.locator("g.smstep-node").evaluate_all("gs => gs.map(g => g.dataset.step)")) == sorted(STEPS)
+    edges = graph.locator("g.smstep-edge").evaluate_all(
+        "gs => gs.map(g => [g.dataset.source, g.dataset.target, g.dataset.vars])")
+    assert {(s, t): v for s, t, v in edges} == EDGES
+    labels = graph.locator("g.smstep-label text").all_inner_texts()
+    assert sorted(labels) == sorted(EDGES.values())
+    assert "ml.c5.xlarge" in graph.locator("g.smstep-node[data-step='features']").inner_text()
+
+    # ---- every node has its transparent button exactly on top of it
+    for step in STEPS:
+        rect = graph.locator(f"g.smstep-node[data-step='{step}'] rect.box").bounding_box()
+        hit = panel.locator(f"button.jupyter-button[title*='step {step}:']").bounding_box()
+        assert hit is not None and rect is not None
+        for key in ("x", "y", "width", "height"):
+            assert abs(hit[key] - rect[key]) <= 3, (step, key, hit, rect)
+
+    # ---- click a node (on the drawing itself): its settings, inputs, outputs and source
+    box = graph.locator("g.smstep-node[data-step='train'] rect.box").bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    details = panel.locator(".smstep-step[data-step='train']")
+    details.wait_for(timeout=15_000)
+    row = details.locator("tr[data-setting='instance_type']")
+    assert "ml.m5.2xlarge" in row.inner_text() and row.locator(".smstep-source").inner_text() == "cell"
+    assert details.locator("tr[data-setting='role'] .smstep-source").inner_text() == "notebook"
+    assert "output of step features" in details.locator("tr[data-input='feats']").inner_text()
+    assert "pipeline parameter" in details.locator("tr[data-input='epochs']").inner_text()
+    assert "captured value" in details.locator("tr[data-input='SCALE']").inner_text()
+    assert "read by report" in details.locator("tr[data-output='model']").inner_text()
+    assert "%%step train --instance-type ml.m5.2xlarge" in details.locator(".smstep-source-cell").inner_text()
+    assert panel.locator(".smstep-problems").inner_text().startswith("✓ no problems")
+    lab.screenshot("panel-overview", panel)
+
+    # ---- edit a parameter, then run locally: every step succeeds, live
+    epochs = panel.locator(".smstep-param-epochs input")
+    epochs.fill("5")
+    epochs.press("Tab")
+    button(panel, "Run locally").click()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.smstep-panel g.smstep-node')].some(g => g.dataset.state !== 'pending')",
+        timeout=300_000)
+    wait_states(page, "succeeded", timeout=420_000)
+    assert "local run succeeded" in panel.locator(".smstep-status").inner_text()
+    lab.screenshot("panel-local-run", panel)
+
+    # ---- submit to "SageMaker" (moto + fake): the execution is followed to the end
+    button(panel, "Submit").click()
+    panel.locator(".smstep-remote").wait_for(timeout=240_000)
+    panel.locator(".smstep-remote[data-status='Succeeded']").wait_for(timeout=240_000)
+    wait_states(page, "succeeded", timeout=30_000)
+    link = panel.locator(".smstep-remote a")
+    assert "console.aws.amazon.com/sagemaker" in link.get_attribute("href")
+    assert "#/pipelines/panel-demo/executions/" in link.get_attribute("href")
+    start = fake.ops("StartPipelineExecution")[-1]
+    assert {"Name": "epochs", "Value": "5"} in start["PipelineParameters"]
+    assert panel.locator(".smstep-remote-steps tr").count() == len(STEPS)
+    lab.screenshot("panel-submitted", panel)
+
+    # ---- a failing execution: failure reason and log tail on the failed step, then Retry
+    fake.auto_plan = lambda name, steps: [
+        StepPlan(s["Name"], list(s.get("DependsOn", [])), 2,
+                 fail="AlgorithmError: ValueError: model diverged" if s["Name"] == "train" else "",
+                 log=["epoch 1 loss=0.9", "epoch 2 loss=inf", "Traceback (most recent call last):",
+                      '  File "train.py", line 3, in <module>', "ValueError: model diverged"])
+        for s in steps]
+    button(panel, "Submit").click()
+    panel.locator(".smstep-remote[data-status='Failed']").wait_for(timeout=240_000)
+    panel.locator(".smstep-step[data-step='train'] .smstep-log").wait_for(timeout=30_000)
+    assert "model diverged" in panel.locator(".smstep-step[data-step='train'] .smstep-failure").inner_text()
+    assert "ValueError: model diverged" in panel.locator(".smstep-step[data-step='train'] .smstep-log").inner_text()
+    assert graph.locator("g.smstep-node[data-step='train']").get_attribute("data-state") == "failed"
+    assert graph.locator("g.smstep-node[data-step='report']").get_attribute("data-state") == "skipped"
+    retry = button(panel, "Retry")
+    assert retry.is_enabled()
+    lab.screenshot("panel-failed", panel)
+    retry.click()
+    panel.locator(".smstep-remote[data-status='Succeeded']").wait_for(timeout=240_000)
+    wait_states(page, "succeeded", timeout=30_000)
+    assert fake.ops("RetryPipelineExecution")
+    lab.screenshot("panel-retried", panel)
+    errors = [m for m in page.console_messages if m.startswith("pageerror")]
+    assert not errors, errors
