@@ -55,8 +55,13 @@ def realistic_cell(lines: int = 300) -> str:
         model = fit(train[features], train["rings"], epochs=epochs)
         results.append(score(model, test[features], test["rings"]))
         """)
-    copies = (block.replace("df", f"df{i}") for i in range(lines))
-    return "\n".join("\n".join(copies).splitlines()[:lines])
+    out: list[str] = []
+    i = 0
+    while len(out) + len(block.splitlines()) <= lines:
+        out += block.replace("df", f"df{i}").splitlines()
+        i += 1
+    out += [f"pad{j} = df0.shape[0] + {j}" for j in range(lines - len(out))]  # whole statements up to `lines`
+    return "\n".join(out)
 
 
 def bench_analysis() -> None:

@@ -37,6 +37,12 @@ def unload_ipython_extension(shell: Any) -> None:
             shell.events.unregister("post_run_cell", _magics.record_plain_cell)
         except ValueError:
             pass
+        try:
+            from . import frontend
+        except ImportError:
+            pass
+        else:
+            frontend.uninstall(shell)
     _magics = None
 
 
@@ -49,12 +55,21 @@ def get_workspace() -> Any:
     return _magics.workspace
 
 
-def panel() -> Any:
-    """The pipeline panel for this kernel's notebook (ipywidgets)."""
-    from . import panel as panel_mod
+def show_panel() -> Any:
+    """The pipeline panel for this kernel's notebook (ipywidgets); same as ``%pipeline show``."""
+    import importlib
 
-    return panel_mod.show(get_workspace())
+    return importlib.import_module("jupyter_smstep.panel").show(get_workspace())
 
 
 def _jupyter_labextension_paths() -> list[dict[str, str]]:
     return [{"src": "labextension", "dest": "jupyter-smstep"}]
+
+
+def __getattr__(name: str) -> Any:
+    # `jupyter_smstep.panel()` works before the panel module was ever imported (the module is callable).
+    if name == "panel":
+        import importlib
+
+        return importlib.import_module("jupyter_smstep.panel")
+    raise AttributeError(f"module 'jupyter_smstep' has no attribute {name!r}")

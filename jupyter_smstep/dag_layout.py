@@ -12,8 +12,10 @@ short and well understood:
 2. **Dummy nodes** split an edge that spans several layers, so every segment
    joins adjacent layers and long edges get their own lane.
 3. **Crossing reduction** by barycenter sweeps (down, then up, repeated),
-   keeping the order with the fewest crossings (counted exactly, with a
-   Fenwick tree, per pair of adjacent layers).
+   each followed by *transpose* (swap neighbours while that removes
+   crossings, as in Graphviz's dot), keeping the order with the fewest
+   crossings (counted exactly, with a Fenwick tree, per pair of adjacent
+   layers) and stopping after two rounds without progress.
 4. **Coordinates**: per layer, x minimises the squared distance of each node to
    the mean x of its neighbours subject to the order and minimum spacing. That
    is an isotonic regression, solved exactly in O(n) with pool-adjacent-violators;
@@ -79,7 +81,7 @@ def layered_layout(
     node_gap: float = 28,
     dummy_width: float = 14,
     margin: float = 16,
-    sweeps: int = 12,
+    sweeps: int = 16,
 ) -> Layout:
     """Place ``nodes`` (in notebook order) and route ``edges`` (source, target)."""
     widths = widths or {}
@@ -188,6 +190,7 @@ def _reduce_crossings(layers: list[list[str]], down: dict[str, list[str]], up: d
     current = [row[:] for row in layers]
     if best_count == 0:
         return best, 0
+    stale = 0
     for it in range(sweeps):
         if it % 2 == 0:
             for li in range(1, len(current)):
@@ -195,12 +198,48 @@ def _reduce_crossings(layers: list[list[str]], down: dict[str, list[str]], up: d
         else:
             for li in range(len(current) - 2, -1, -1):
                 current[li] = _barycenter_sort(current[li], current[li + 1], down)
+        _transpose(current, down, up)
         count = _total_crossings(current, down)
         if count < best_count:
-            best, best_count = [row[:] for row in current], count
+            best, best_count, stale = [row[:] for row in current], count, 0
             if count == 0:
                 break
+        else:
+            stale += 1
+            if stale >= 4:  # two down/up rounds without progress
+                break
+            if count > best_count:
+                current = [row[:] for row in best]  # wandered off: continue from the best order
     return best, best_count
+
+
+def _transpose(layers: list[list[str]], down: dict[str, list[str]], up: dict[str, list[str]]) -> None:
+    """Swap neighbours in a layer while that removes crossings (Gansner et al.'s "transpose")."""
+    pos: dict[str, int] = {}
+    for row in layers:
+        for i, n in enumerate(row):
+            pos[n] = i
+    improved, rounds = True, 0
+    while improved and rounds < 4:
+        improved, rounds = False, rounds + 1
+        for row in layers:
+            for i in range(len(row) - 1):
+                u, v = row[i], row[i + 1]
+                if _pair_crossings(v, u, pos, down, up) < _pair_crossings(u, v, pos, down, up):
+                    row[i], row[i + 1] = v, u
+                    pos[u], pos[v] = i + 1, i
+                    improved = True
+
+
+def _pair_crossings(left: str, right: str, pos: dict[str, int], down: dict[str, list[str]],
+                    up: dict[str, list[str]]) -> int:
+    """Crossings between the edges of ``left`` and ``right`` if ``left`` is placed first."""
+    count = 0
+    for nbrs in (down, up):
+        a, b = nbrs[left], nbrs[right]
+        if a and b:
+            count += sum(1 for x in a for y in b if pos[x] > pos[y])
+    return count
 
 
 def _barycenter_sort(row: list[str], fixed: list[str], neighbours: dict[str, list[str]]) -> list[str]:

@@ -61,6 +61,8 @@ def render(layout: Layout, nodes: dict[str, NodeView], edges: Sequence[EdgeView]
     """The ``<svg>`` element for the graph."""
     parts: list[str] = []
     w, h = layout.width, layout.height + (26 if legend else 0)
+    if legend:
+        w = max(w, _legend_width())
     parts.append(
         f'<svg xmlns="http://www.w3.org/2000/svg" class="smstep-dag" id="{dom_id}" width="{w:.0f}" '
         f'height="{h:.0f}" viewBox="0 0 {w:.0f} {h:.0f}" role="img" aria-label="pipeline graph" '
@@ -195,6 +197,10 @@ def _label(points: list[tuple[float, float]], text: str, placed: _Grid) -> str:
 
 def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
     return a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3]
+
+
+def _legend_width() -> float:
+    return 16 + sum(30 + len(state) * SMALL_CHAR for state in STATE_STYLE) + 8
 
 
 def _legend(top: float, width: float) -> str:

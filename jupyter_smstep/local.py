@@ -928,6 +928,9 @@ class _Execution:
         self.max_workers = max(1, int(max_workers))
         self.faults = {k: list(v) for k, v in faults.items()}
         self.functions = functions or {}
+        self._empty_config = run_dir / "steps" / "sagemaker-config.yaml"
+        self._empty_config.parent.mkdir(parents=True, exist_ok=True)
+        self._empty_config.write_text("")
         region = s3.region
         pipeline_arn = f"arn:aws:sagemaker:{region}:{LOCAL_ACCOUNT}:pipeline/{pipeline_name.lower()}"
         self.execution = {
@@ -1184,6 +1187,10 @@ class _Execution:
             "SM_OUTPUT_DIR": str(opt_ml / "output"),
             "SM_OUTPUT_DATA_DIR": str(opt_ml / "output" / "data"),
             "SM_OUTPUT_FAILURE": str(attempt.failure_path),
+            # The job's container does not see this machine's SageMaker config files
+            # (~/.config/sagemaker, /etc/xdg/sagemaker); an empty file stands for them.
+            "SAGEMAKER_USER_CONFIG_OVERRIDE": str(self._empty_config),
+            "SAGEMAKER_ADMIN_CONFIG_OVERRIDE": str(self._empty_config),
         })
         for key, value in (args.get("Environment") or {}).items():
             env[key] = to_text(value)

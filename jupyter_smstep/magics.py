@@ -181,12 +181,9 @@ class StepMagics(Magics):
 
     def _cmd_show(self, rest: str) -> Any:
         if "--text" not in rest.split():
-            try:
-                from . import panel
-            except ImportError:
-                panel = None  # type: ignore[assignment]
-            if panel is not None and hasattr(panel, "show"):
-                return panel.show(self.workspace)
+            import importlib
+
+            return importlib.import_module("jupyter_smstep.panel").show(self.workspace)
         from .report import text_summary
 
         print(text_summary(self.workspace.graph()))

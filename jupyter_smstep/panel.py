@@ -5,11 +5,13 @@ SageMaker Studio, VS Code) with no frontend extension of its own:
 
 - the DAG is inline SVG in an ``HTML`` widget (layout: :mod:`dag_layout`,
   drawing: :mod:`dag_svg`);
-- nodes are clickable through transparent ``Button`` widgets laid exactly over
-  them by a scoped ``<style>`` (ipywidgets cannot hear clicks inside raw SVG
-  without a custom frontend). Should a frontend drop the style, they fall back
-  to a row of buttons named after the steps; a ``Dropdown`` step selector does
-  the same job and stays in sync;
+- nodes are clickable: one ``ToggleButtons`` widget has a button per step, and
+  a scoped ``<style>`` lays each button, transparent, exactly over its node
+  (ipywidgets cannot hear clicks inside raw SVG without a custom frontend, and
+  one widget costs one comm where a ``Button`` per node would cost 50). Should a
+  frontend drop the style, the buttons fall back to a row of toggle buttons
+  named after the steps; a ``Dropdown`` step selector does the same job and the
+  two stay in sync;
 - selection and run states are restyled without rebuilding widgets, and the
   layout is recomputed only when the graph's shape changes.
 
@@ -213,6 +215,7 @@ class PipelinePanel(widgets.VBox):
         self._busy = False
         self._displayed_in: int | None = None
         self._hit_names: list[str] = []
+        self._syncing = False
         self._last_svg = ""
 
         self.header = widgets.HTML()
@@ -235,20 +238,22 @@ class PipelinePanel(widgets.VBox):
         self.svg.add_class(f"{self.uid}-svg")
         self.dag_style = widgets.HTML()
         self.select_style = widgets.HTML()
-        self._hit_layout = widgets.Layout()
-        self._hit_style = widgets.ButtonStyle()
-        self.hit_buttons: list[widgets.Button] = []
-        self.dag_box = widgets.Box([self.svg], layout=widgets.Layout(overflow="auto", max_height="640px",
-                                                                      flex="3 1 420px", min_width="0",
+        # One ToggleButtons (one widget, one button per step) whose buttons the
+        # scoped <style> lays, transparent, over the nodes: clicking a node selects it.
+        self.hits = widgets.ToggleButtons(options=[], value=None)
+        self.hits.add_class(f"{self.uid}-hits")
+        self.dag_box = widgets.Box([self.svg, self.hits], layout=widgets.Layout(overflow="auto", max_height="640px",
+                                                                      flex="0 1 auto", max_width="66%", min_width="0",
                                                                       border="1px solid var(--jp-border-color2, #d0d7de)"))
         self.dag_box.add_class(f"{self.uid}-dag")
         self.selector = widgets.Dropdown(description="Step", options=[], layout=widgets.Layout(width="auto", max_width="100%"))
         self.details = widgets.HTML()
         self.details.add_class("smstep-details")
         self.side = widgets.VBox([self.selector, self.details],
-                                 layout=widgets.Layout(flex="2 1 340px", min_width="300px", max_height="640px",
+                                 layout=widgets.Layout(flex="1 1 340px", min_width="300px", max_height="640px",
                                                        overflow="auto", padding="0 0 0 8px"))
-        self.main = widgets.HBox([self.dag_box, self.side], layout=widgets.Layout(flex_flow="row wrap", width="100%"))
+        self.main = widgets.HBox([self.dag_box, self.side], layout=widgets.Layout(flex_flow="row wrap", width="100%",
+                                                                                  align_items="flex-start"))
         self.problems = widgets.HTML()
         self.execution = widgets.HTML()
         super().__init__([self.header, self.toolbar, self.params_box, self.main, self.problems, self.execution,
@@ -262,6 +267,7 @@ class PipelinePanel(widgets.VBox):
         self.stop_button.on_click(lambda _: self._guard(self.stop_execution))
         self.retry_button.on_click(lambda _: self._guard(self.retry_execution))
         self.selector.observe(self._on_select, names="value")
+        self.hits.observe(self._on_hit, names="value")
 
         self.refresh(force=True)
         self._shell = shell if shell is not None else _current_shell()
@@ -298,8 +304,8 @@ class PipelinePanel(widgets.VBox):
     def _all_widgets(self) -> list[widgets.Widget]:
         return [self.header, self.validate_button, self.run_button, self.submit_button, self.stop_button,
                 self.retry_button, self.status, self.toolbar, self.params_box, *self.param_widgets.values(),
-                self.svg, self.dag_style, self.select_style, *self.hit_buttons, self.dag_box, self.selector,
-                self.details, self.side, self.main, self.problems, self.execution, self._hit_layout, self._hit_style]
+                self.svg, self.dag_style, self.select_style, self.hits, self.dag_box, self.selector,
+                self.details, self.side, self.main, self.problems, self.execution]
 
     def _on_post_run_cell(self, result: Any = None) -> None:
         try:
@@ -392,8 +398,10 @@ class PipelinePanel(widgets.VBox):
             parts.append(f"<span style='color:#9a6700'>⚠ {n_warn} warning{'s' if n_warn > 1 else ''}</span>")
         if not n_err and graph.steps:
             parts.append("<span style='color:#1a7f37'>✓ valid</span>")
-        note = f"<div style='color:var(--jp-ui-font-color2,#57606a);font-size:0.9em'>kernel image: " \
-               f"{_esc(graph.kernel_image_note)}</div>" if graph.kernel_image_note else ""
+        note = graph.kernel_image_note or ""
+        if note and not note.lower().startswith("no kernel image"):
+            note = f"kernel image: {note}"
+        note = f"<div style='color:var(--jp-ui-font-color2,#57606a);font-size:0.9em'>{_esc(note)}</div>" if note else ""
         self.header.value = f"<div class='smstep-header'>{' · '.join(parts)}{note}</div>"
 
     def _render_params(self) -> None:
@@ -459,41 +467,51 @@ class PipelinePanel(widgets.VBox):
                 self.svg.value = svg
 
     def _set_hits(self, names: list[str], layout: dag_layout.Layout | None) -> None:
-        """One transparent button over each node: clicking the node selects the step."""
-        while len(self.hit_buttons) < len(names):
-            b = widgets.Button(layout=self._hit_layout, style=self._hit_style)
-            b.add_class(f"{self.uid}-hit")
-            b.add_class(f"{self.uid}-n{len(self.hit_buttons)}")
-            b.on_click(self._on_hit)
-            self.hit_buttons.append(b)
-        for b, name in zip(self.hit_buttons, names):
-            b.description = name
-            b.tooltip = f"step {name}: click to see its settings, inputs, outputs and source"
+        """Lay one transparent toggle button over each node: clicking the node selects the step."""
         self._hit_names = names
-        self.dag_box.children = [self.svg] + self.hit_buttons[: len(names)]
+        self._syncing = True
+        try:
+            self.hits.options = names
+            self.hits.tooltips = [f"step {n}: click to see its settings, inputs, outputs and source" for n in names]
+            self.hits.value = self.selector.value if self.selector.value in names else None
+        finally:
+            self._syncing = False
         u = self.uid
         rules = [
             f".{u}-dag{{position:relative}}",
             f".{u}-dag>.{u}-svg{{margin:0;padding:0}}",
             f".{u}-dag>.{u}-svg>.widget-html-content{{line-height:0}}",
             f".{u}-dag svg.smstep-dag{{display:block}}",
-            f".{u}-dag>.{u}-hit{{position:absolute;margin:0;padding:0;opacity:0;z-index:1;cursor:pointer;"
-            "min-width:0;border:0;box-shadow:none}",
-            f".{u}-dag>.{u}-hit:focus-visible{{opacity:1;background:transparent;color:transparent;"
+            # The ToggleButtons box itself takes no room; its buttons are placed from the box's corner.
+            f".{u}-dag>.{u}-hits{{position:absolute;left:0;top:0;width:0;height:0;margin:0;padding:0;"
+            "overflow:visible;z-index:1}",
+            f".{u}-dag>.{u}-hits>div{{position:static}}",
+            f".{u}-dag>.{u}-hits button{{position:absolute;margin:0;padding:0;opacity:0;min-width:0;border:0;"
+            "box-shadow:none;cursor:pointer}",
+            f".{u}-dag>.{u}-hits button:focus-visible{{opacity:1;background:transparent;color:transparent;"
             "outline:2px solid #0550ae}",
         ]
         if layout is not None:
             for i, name in enumerate(names):
                 box = layout.boxes[name]
-                rules.append(f".{u}-dag>.{u}-n{i}{{left:{box.left:.0f}px;top:{box.y:.0f}px;"
+                rules.append(f".{u}-dag>.{u}-hits button[value=\"{i}\"]{{left:{box.left:.0f}px;top:{box.y:.0f}px;"
                              f"width:{box.width:.0f}px!important;height:{box.height:.0f}px!important}}")
         self.dag_style.value = "<style>" + "".join(rules) + "</style>"
 
-    def _on_hit(self, button: widgets.Button) -> None:
-        if button.description in self.selector.options:
-            self.selector.value = button.description
+    def _on_hit(self, change: Any = None) -> None:
+        if self._syncing:
+            return
+        name = self.hits.value
+        if name is not None and name in self.selector.options and name != self.selector.value:
+            self.selector.value = name
 
     def _on_select(self, change: Any = None) -> None:
+        if not self._syncing and self.hits.value != self.selector.value and self.selector.value in self.hits.options:
+            self._syncing = True
+            try:
+                self.hits.value = self.selector.value
+            finally:
+                self._syncing = False
         self._render_selection()
 
     def _render_selection(self) -> None:
@@ -533,10 +551,11 @@ class PipelinePanel(widgets.VBox):
 
         h.append(_section("Settings"))
         rows = "".join(
-            f"<tr data-setting='{_esc(k)}'><td><code>{_esc(k)}</code></td><td style='word-break:break-all'>"
+            f"<tr data-setting='{_esc(k)}'><td style='white-space:nowrap;padding-right:8px'><code>{_esc(k)}</code></td>"
+            f"<td style='word-break:break-all;width:100%'>"
             f"<code>{_esc(_short_repr(r.value))}</code></td><td>{_source_badge(r.source)}</td></tr>"
             for k, r in node.settings.items())
-        h.append(f"<table class='smstep-settings' style='border-collapse:collapse'>{rows}</table>")
+        h.append(f"<table class='smstep-settings' style='border-collapse:collapse;width:100%'>{rows}</table>")
 
         h.append(_section("Inputs"))
         if node.inputs:
@@ -1042,20 +1061,76 @@ def _problem_html(p: Problem) -> str:
 
 def _source_html(node: StepNode) -> str:
     spec = node.cell.step
-    text = (spec.header if spec and spec.header else f"%%step {node.name}") + "\n" + node.cell.source.rstrip("\n")
-    try:
-        from pygments import highlight
-        from pygments.formatters import HtmlFormatter
-        from pygments.lexers import PythonLexer
-
-        body = highlight(text, PythonLexer(), HtmlFormatter(noclasses=True, nowrap=True, style="default"))
-    except ImportError:  # pragma: no cover - pygments comes with IPython
-        body = _esc(text)
-    lines = body.rstrip("\n").split("\n")
+    header = spec.header if spec and spec.header else f"%%step {node.name}"
+    body = highlight_python(node.cell.source.rstrip("\n"))
+    lines = [f"<span style='color:#8250df'>{_esc(header)}</span>"] + body.split("\n")
     numbered = "\n".join(f"<span style='color:#8c959f;user-select:none'>{i:>3} </span>{line}"
                          for i, line in enumerate(lines, 1))
     return (f"<pre class='smstep-source-cell' style='font-size:0.85em;line-height:1.35;max-height:320px;overflow:auto;"
             f"background:var(--jp-cell-editor-background,#f6f8fa);padding:6px;margin:2px 0'>{numbered}</pre>")
+
+
+_TOKEN_COLOURS = {"keyword": "#cf222e", "string": "#0a3069", "comment": "#6e7781", "number": "#0550ae",
+                  "builtin": "#8250df", "definition": "#8250df"}
+
+
+def highlight_python(source: str) -> str:
+    """Source as HTML with keywords, strings, comments, numbers and builtins coloured.
+
+    Python's own tokenizer, not a highlighting library: no regex tables to
+    compile (pygments spends ~0.2 s on its first Python lexer), and exactly
+    Python's idea of a token. Untokenizable source is shown plain.
+    """
+    import builtins
+    import io
+    import keyword
+    import tokenize
+
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    except (tokenize.TokenError, IndentationError, SyntaxError):
+        return _esc(source)
+    starts = [0]
+    for line in source.splitlines(keepends=True):
+        starts.append(starts[-1] + len(line))
+
+    def offset(row: int, col: int) -> int:
+        return starts[row - 1] + col if row - 1 < len(starts) else len(source)
+
+    out: list[str] = []
+    pos = 0
+    previous = ""
+    for tok in tokens:
+        if tok.type in (tokenize.ENDMARKER, tokenize.DEDENT, tokenize.INDENT, tokenize.NEWLINE, tokenize.NL):
+            continue
+        begin, end = offset(*tok.start), offset(*tok.end)
+        if begin < pos:
+            continue
+        out.append(_esc(source[pos:begin]))
+        kind = None
+        if tok.type == tokenize.NAME:
+            if keyword.iskeyword(tok.string) or keyword.issoftkeyword(tok.string):
+                kind = "keyword"
+            elif previous in ("def", "class"):
+                kind = "definition"
+            elif hasattr(builtins, tok.string):
+                kind = "builtin"
+        elif tok.type == tokenize.STRING or tok.type in _FSTRING_TYPES:
+            kind = "string"
+        elif tok.type == tokenize.COMMENT:
+            kind = "comment"
+        elif tok.type == tokenize.NUMBER:
+            kind = "number"
+        text = _esc(source[begin:end])
+        out.append(f"<span style='color:{_TOKEN_COLOURS[kind]}'>{text}</span>" if kind else text)
+        previous = tok.string if tok.type == tokenize.NAME else ""
+        pos = end
+    out.append(_esc(source[pos:]))
+    return "".join(out)
+
+
+_FSTRING_TYPES = {getattr(__import__("tokenize"), n) for n in ("FSTRING_START", "FSTRING_MIDDLE", "FSTRING_END")
+                  if hasattr(__import__("tokenize"), n)}
 
 
 def _state_table(graph: PipelineGraph | None, states: dict[str, tuple[str, str]]) -> str:

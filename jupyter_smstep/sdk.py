@@ -70,7 +70,6 @@ def load() -> Sdk:
         )
     # The v2 deprecation banner and config-file INFO lines are noise in a notebook.
     os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
-    _quiet_sdk_loggers()
     major = int(version.split(".")[0])
     if major >= 3:
         # v3's sagemaker.mlops import needs a region; boto3's own lookup may find none.
@@ -98,6 +97,7 @@ def load() -> Sdk:
         import sagemaker.remote_function as remote_function
 
         invoke = "sagemaker.remote_function.invoke_function"
+    _quiet_sdk_loggers()  # after the imports: the SDK sets its loggers' levels when imported
     return Sdk(
         major=major,
         version=version,
@@ -122,8 +122,9 @@ def load() -> Sdk:
 def _quiet_sdk_loggers() -> None:
     import logging
 
-    for name in ("sagemaker.config", "sagemaker.remote_function", "sagemaker.core.remote_function"):
-        logging.getLogger(name).setLevel(logging.WARNING)
+    for name in ("sagemaker.config", "sagemaker.remote_function", "sagemaker.core.remote_function",
+                 "sagemaker.workflow.utilities", "sagemaker.core.workflow.utilities"):
+        logging.getLogger(name).setLevel(logging.ERROR if name.endswith("utilities") else logging.WARNING)
 
 
 def make_session(

@@ -7,6 +7,7 @@ SageMaker: boto3 with ``AWS_ENDPOINT_URL``.
 
 from __future__ import annotations
 
+import html as html_mod
 import re
 import subprocess
 import sys
@@ -110,7 +111,7 @@ def test_selecting_a_step_shows_settings_with_sources_inputs_outputs_and_source(
     assert "read by <b>evaluate</b>" in html.split("data-output='test'")[1]
     # the source cell, with the %%step line as line 1
     source = html.split("smstep-source-cell")[1]
-    text = __import__("html").unescape(re.sub(r"<[^>]+>", "", source))
+    text = html_mod.unescape(re.sub(r"<[^>]+>", "", source))
     assert "  1 %%step preprocess --instance-type ml.m5.2xlarge\n  2 df = load(input_uri)" in text
     panel.selector.value = "train"
     html = panel.details.value
@@ -142,16 +143,19 @@ def test_settings_from_config_yaml_and_kernel_image(shell, monkeypatch, tmp_path
 def test_clicking_a_node_selects_the_step(panel):
     names = panel._hit_names
     assert names == ["preprocess", "train", "evaluate"]
-    button = panel.hit_buttons[names.index("evaluate")]
-    assert button in panel.dag_box.children and f"{panel.uid}-hit" in button._dom_classes
-    button.click()
+    assert panel.hits in panel.dag_box.children and panel.hits.options == tuple(names)
+    assert f"{panel.uid}-hits" in panel.hits._dom_classes
+    panel.hits.value = "evaluate"  # what a click on the node's (transparent) button does
     assert panel.selector.value == "evaluate"
     assert 'data-step="evaluate"' in panel.select_style.value
     assert "data-step='evaluate'" in panel.details.value
+    panel.selector.value = "train"  # and the other way round
+    assert panel.hits.value == "train"
     # each transparent button sits exactly on its node
     box = panel._layout.boxes["evaluate"]
     i = names.index("evaluate")
-    assert f".{panel.uid}-n{i}{{left:{box.left:.0f}px;top:{box.y:.0f}px;width:{box.width:.0f}px" in panel.dag_style.value
+    assert (f'button[value="{i}"]{{left:{box.left:.0f}px;top:{box.y:.0f}px;width:{box.width:.0f}px!important;'
+            f"height:{box.height:.0f}px!important}}") in panel.dag_style.value
 
 
 # --------------------------------------------------------------------------- problems
@@ -479,7 +483,7 @@ def test_fifty_step_dag_builds_and_reads(shell):
     elapsed = time.perf_counter() - t0
     try:
         assert len(nodes(p)) == 50 and len(edges(p)) > 100
-        assert len(p.hit_buttons) == 50
+        assert len(p.hits.options) == 50
         boxes = list(p._layout.boxes.values())
         for a in boxes:  # no two nodes overlap
             for b in boxes:
