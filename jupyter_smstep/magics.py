@@ -155,6 +155,8 @@ class StepMagics(Magics):
         handler = getattr(self, f"_cmd_{command.replace('-', '_')}", None)
         if handler is None:
             raise UsageError(f"%pipeline: unknown subcommand {command!r}\n{PIPELINE_HELP}")
+        if self.headless and command not in ("config", "param", "outputs", "remove", "reset"):
+            return None  # building a notebook headless: its own run/submit/show cells must not fire
         try:
             return handler(rest)
         except SmstepError as exc:
