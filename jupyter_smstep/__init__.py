@@ -27,7 +27,7 @@ def load_ipython_extension(shell: Any) -> None:
         from . import frontend
     except ImportError:  # the lab extension's bridge is optional
         return
-    frontend.install(shell, _magics.workspace.summary)
+    frontend.install(shell, _magics.workspace.summary, _magics.registry.sync_cells)
 
 
 def unload_ipython_extension(shell: Any) -> None:

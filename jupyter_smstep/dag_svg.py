@@ -67,8 +67,8 @@ def render(layout: Layout, nodes: dict[str, NodeView], edges: Sequence[EdgeView]
         f'<svg xmlns="http://www.w3.org/2000/svg" class="smstep-dag" id="{dom_id}" width="{w:.0f}" '
         f'height="{h:.0f}" viewBox="0 0 {w:.0f} {h:.0f}" role="img" aria-label="pipeline graph" '
         f'font-family="var(--jp-ui-font-family, system-ui, sans-serif)">'
-        '<defs><marker id="' + dom_id + '-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
-        'markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#8c959f"/></marker></defs>'
+        '<defs><marker id="' + dom_id + '-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="9" '
+        'markerHeight="9" markerUnits="userSpaceOnUse" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#8c959f"/></marker></defs>'
     )
     by_pair = {(e.source, e.target): e for e in edges}
     labels: list[str] = []

@@ -44,8 +44,9 @@ class Bridge:
     a cell that does not change the pipeline (most cells) sends nothing.
     """
 
-    def __init__(self, summary: Summary) -> None:
+    def __init__(self, summary: Summary, sync_cells: Callable[[list], bool] | None = None) -> None:
         self._summary = summary
+        self._sync_cells = sync_cells
         self._comms: dict[str, Any] = {}
         self._last: str | None = None
         self._comm_manager: Any = None
@@ -100,10 +101,18 @@ class Bridge:
             self._handle(comm, content.get("data") or {})
 
     def _handle(self, comm: Any, data: dict) -> None:
+        cell_ids = data.get("cell_ids")
+        if isinstance(cell_ids, list) and self._sync_cells is not None:
+            try:
+                self._sync_cells([str(c) for c in cell_ids])
+            except Exception:  # never fail the kernel because of the frontend's view
+                log.warning("jupyter_smstep: could not sync the notebook's cells", exc_info=True)
         if data.get("type") == "request_state":
             message, text = self.state()
             self._last = text
             comm.send(message)
+        elif data.get("type") == "notebook_cells":
+            self.post_run_cell()  # push the new state if deleting/moving cells changed it
 
     def post_run_cell(self, *_result: Any) -> None:
         """IPython ``post_run_cell`` hook: push the summary to every open comm if it changed."""
@@ -133,10 +142,12 @@ class Bridge:
         self._comms.clear()
 
 
-def install(shell: Any, summary: Summary) -> Bridge | None:
+def install(shell: Any, summary: Summary, sync_cells: Callable[[list], bool] | None = None) -> Bridge | None:
     """Connect the kernel to the lab extension; called by ``%load_ext jupyter_smstep``.
 
-    ``summary`` is a zero-argument callable returning the pipeline summary dict.
+    ``summary`` is a zero-argument callable returning the pipeline summary dict;
+    ``sync_cells`` receives the notebook's cell ids in order whenever the frontend
+    sends them (so deleted step cells are forgotten and steps follow the notebook's order).
     Without a kernel (terminal IPython, tests with a bare shell) there is nobody
     to talk to, so this does nothing and returns None. Calling it again (for
     ``%reload_ext``) replaces the previous bridge.
@@ -146,7 +157,7 @@ def install(shell: Any, summary: Summary) -> Bridge | None:
     comm_manager = getattr(kernel, "comm_manager", None) if kernel is not None else None
     if comm_manager is None:
         return None
-    bridge = Bridge(summary)
+    bridge = Bridge(summary, sync_cells)
     comm_manager.register_target(COMM_TARGET, bridge.open)
     bridge._comm_manager = comm_manager
     shell.events.register("post_run_cell", bridge.post_run_cell)

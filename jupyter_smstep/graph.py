@@ -247,6 +247,12 @@ def _resolve_step(
             inputs[var] = Input(var, "step", line, step=source.step.name)
         elif linkable and var in registry.parameters:
             inputs[var] = Input(var, "parameter", line)
+        elif var in registry.retired and (source is None or source.is_step):
+            gone = registry.retired[var]
+            report.error(f"reads {var!r}, which step '{gone}' computed, but that step is gone (deleted or removed); "
+                         "the kernel still holds its last value, which the pipeline cannot use",
+                         fix=f"restore step '{gone}', or compute {var!r} in a step or an ordinary cell above",
+                         step=name, line=line + 1)
         elif var in derived:
             src_var, src_step = derived[var]
             report.error(

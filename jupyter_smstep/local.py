@@ -422,7 +422,7 @@ class _WarmWorker:
     def alive(self) -> bool:
         return not self.dead.is_set() and self.process.poll() is None
 
-    def wait_ready(self, timeout: float = 120.0) -> None:
+    def wait_ready(self, timeout: float = 300.0) -> None:
         if not self.ready.wait(timeout) or not self.alive():
             tail = _tail(self.log_path, 30)
             raise SmstepError(
@@ -585,7 +585,7 @@ def run_pipeline(
         executor = _Execution(
             run_id=run_id, run_dir=run_dir, pipeline_name=pipeline_name, steps=steps,
             parameters=values, s3=s3, worker=worker, emit=emit,
-            max_workers=max_workers or os.cpu_count() or 1, faults=faults or {}, started=started,
+            max_workers=max_workers or _cores(), faults=faults or {}, started=started,
             functions=functions,
         )
         executor.run()
@@ -614,6 +614,14 @@ def run_pipeline(
     emit.run_event("succeeded" if result.succeeded else "failed", duration=result.duration,
                    message=_run_summary(result))
     return result
+
+
+def _cores() -> int:
+    """The cores this process may use (a container's CPU set, not the host's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 def _new_run_id() -> str:
@@ -928,8 +936,7 @@ class _Execution:
         self.max_workers = max(1, int(max_workers))
         self.faults = {k: list(v) for k, v in faults.items()}
         self.functions = functions or {}
-        self._empty_config = run_dir / "steps" / "sagemaker-config.yaml"
-        self._empty_config.parent.mkdir(parents=True, exist_ok=True)
+        self._empty_config = run_dir / "container-sagemaker-config.yaml"
         self._empty_config.write_text("")
         region = s3.region
         pipeline_arn = f"arn:aws:sagemaker:{region}:{LOCAL_ACCOUNT}:pipeline/{pipeline_name.lower()}"
@@ -1178,7 +1185,7 @@ class _Execution:
             "SM_HOST_COUNT": "1",
             "SM_CURRENT_HOST_RANK": "0",
             "SM_CURRENT_INSTANCE_TYPE": instance_type,
-            "SM_NUM_CPUS": str(os.cpu_count() or 1),
+            "SM_NUM_CPUS": str(_cores()),
             "SM_NUM_GPUS": "0",
             "SM_MODEL_DIR": str(opt_ml / "model"),
             "SM_INPUT_DIR": str(opt_ml / "input"),

@@ -670,7 +670,9 @@ class PipelinePanel(widgets.VBox):
         colour = {"Succeeded": "#1a7f37", "Failed": "#cf222e", "Stopped": "#57606a"}.get(status, "#0969da")
         h = [f"<div class='smstep-remote' data-status='{_esc(status)}'><b>SageMaker execution</b> "
              f"<span class='smstep-exec-status' style='color:{colour};font-weight:600'>{_esc(status)}</span> · "
-             f"<a href='{_esc(mon.console_url)}' target='_blank' rel='noopener'>open in the SageMaker console ↗</a>"
+             f"<a href='{_esc(mon.console_url)}' target='_blank' rel='noopener' "
+             f"style='color:var(--jp-content-link-color,#0969da);text-decoration:underline'>"
+             f"open in the SageMaker console ↗</a>"
              f"<div style='color:#57606a;font-size:0.85em'><code>{_esc(mon.arn)}</code></div>"]
         if snap is not None and snap.throttled:
             h.append("<div style='color:#9a6700'>SageMaker is throttling requests: polling less often</div>")
@@ -842,7 +844,8 @@ class PipelinePanel(widgets.VBox):
             finally:
                 self._busy = False
                 self._set_buttons()
-            self._set_status(f"started <a href='{_esc(submission.console_url)}' target='_blank' rel='noopener'>"
+            self._set_status(f"started <a href='{_esc(submission.console_url)}' target='_blank' rel='noopener' "
+                             "style='color:var(--jp-content-link-color,#0969da);text-decoration:underline'>"
                              f"{_esc(submission.execution_arn.rsplit('/', 1)[-1])}</a>", "ok")
             self.follow(submission.execution_arn, wait=True)
 

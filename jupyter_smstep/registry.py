@@ -65,6 +65,9 @@ class Registry:
     defaults: dict[str, Any] = field(default_factory=dict)  # %pipeline config options
     parameters: dict[str, Any] = field(default_factory=dict)  # name -> default value
     exports: set[str] = field(default_factory=set)  # names every producing step must return
+    # Names computed by step cells that no longer exist (deleted, removed): their values may
+    # linger in the kernel, but capturing them would silently freeze a step's output.
+    retired: dict[str, str] = field(default_factory=dict)
     revision: int = 0  # bumped on every change; lets the panel and frontend refresh cheaply
 
     # ---------------------------------------------------------------- recording
@@ -88,6 +91,9 @@ class Registry:
         return cell
 
     def _put(self, cell: Cell) -> None:
+        if cell.analysis is not None:
+            for name in cell.analysis.outputs:
+                self.retired.pop(name, None)
         for i, old in enumerate(self.cells):
             if old.key == cell.key:
                 self.cells[i] = cell
@@ -108,12 +114,39 @@ class Registry:
                 c.label = f"ordinary cell #{n}"
 
     def remove_step(self, name: str) -> bool:
-        before = len(self.cells)
-        self.cells = [c for c in self.cells if not (c.step and c.step.name == name)]
-        if len(self.cells) != before:
-            self.revision += 1
-            return True
-        return False
+        gone = [c for c in self.cells if c.step and c.step.name == name]
+        if not gone:
+            return False
+        self.cells = [c for c in self.cells if c not in gone]
+        self._retire(gone)
+        self.revision += 1
+        return True
+
+    def _retire(self, gone: list[Cell]) -> None:
+        for cell in gone:
+            if cell.step is not None and cell.analysis is not None:
+                for name in cell.analysis.outputs:
+                    self.retired[name] = cell.step.name
+
+    def sync_cells(self, cell_ids: list[str]) -> bool:
+        """Follow the notebook as the frontend sees it: forget cells it no longer has, take its order.
+
+        Only cells recorded with a cell id are affected; the others keep their
+        place. Returns whether anything changed.
+        """
+        if not cell_ids:
+            return False
+        order = {cid: i for i, cid in enumerate(cell_ids)}
+        kept = [c for c in self.cells if c.cell_id is None or c.cell_id in order]
+        known = iter(sorted((c for c in kept if c.cell_id is not None), key=lambda c: order[c.cell_id]))
+        synced = [next(known) if c.cell_id is not None else c for c in kept]
+        if [c.key for c in synced] == [c.key for c in self.cells]:
+            return False
+        self._retire([c for c in self.cells if c not in kept])
+        self.cells = synced
+        self._relabel()
+        self.revision += 1
+        return True
 
     def clear_cells(self) -> None:
         self.cells.clear()

@@ -252,3 +252,33 @@ def test_kernel_protocol_with_load_ext_and_step_cells(kernel):
     assert cells["cell-helper"]["role"] == "dependency"
     assert cells["cell-helper"]["used_by"] == ["twice"]
     assert comm_data(kernel.execute("y = 1", cell_id="cell-c"), comm_id) == []
+
+
+def test_cell_ids_from_the_frontend_sync_the_registry():
+    """The frontend's `cell_ids` reach Registry.sync_cells; a deletion is pushed as a new state."""
+    from jupyter_smstep.frontend import Bridge
+    from jupyter_smstep.registry import Registry, StepSpec
+
+    registry = Registry()
+    registry.record_step(StepSpec("a"), "x = 1", cell_id="c1")
+    registry.record_step(StepSpec("b"), "y = 2", cell_id="c2")
+    sent = []
+
+    class Comm:  # stands in for ipykernel's Comm: records what the bridge sends
+        comm_id = "comm-1"
+
+        def send(self, data):
+            sent.append(data)
+
+        def on_msg(self, callback):
+            pass
+
+        def on_close(self, callback):
+            pass
+
+    bridge = Bridge(lambda: {"steps": [c.step.name for c in registry.steps]}, registry.sync_cells)
+    bridge.open(Comm(), {"content": {"data": {"type": "request_state", "cell_ids": ["c1", "c2"]}}})
+    assert sent[-1]["steps"] == ["a", "b"]
+    bridge._on_msg({"content": {"comm_id": "comm-1", "data": {"type": "notebook_cells", "cell_ids": ["c2"]}}})
+    assert [c.step.name for c in registry.steps] == ["b"]
+    assert sent[-1]["steps"] == ["b"] and len(sent) == 2

@@ -141,7 +141,7 @@ def test_deleted_producer_is_an_error(shell):
     shell.run("%%step --defer b\ny = x")
     shell.run("%pipeline remove a")
     (msg,) = problems(shell)
-    assert "'x'" in msg and "defined nowhere" in msg
+    assert "'x'" in msg and "step 'a' computed, but that step is gone" in msg
 
 
 def test_star_import_in_step(shell):
@@ -262,3 +262,49 @@ def test_step_help_lists_every_option(shell):
         assert opt.flag in doc or opt.key in ("environment_variables", "tags", "retry_policies")
     assert "--env KEY=VALUE" in doc and "--tag KEY=VALUE" in doc and "--retry POLICY" in doc
     assert "--defer" in doc and "--inputs" in doc
+
+
+def run_with_id(shell, cell_id, source):
+    shell.ip.parent_header = {"metadata": {"cellId": cell_id}}  # what ipykernel holds during execute_request
+    try:
+        shell.run(source)
+    finally:
+        del shell.ip.parent_header
+
+
+def test_deleted_step_that_ran_in_the_kernel_is_not_captured(shell):
+    shell.configure()
+    run_with_id(shell, "c1", "%%step a\nx = 1")  # ran: x = 1 lives on in the kernel
+    run_with_id(shell, "c2", "%%step b\ny = x + 1")
+    shell.workspace.registry.sync_cells(["c2"])
+    (msg,) = problems(shell)
+    assert "step 'a' computed, but that step is gone" in msg and "restore step 'a'" in msg
+    shell.run("x = 5")  # an ordinary cell now defines x: captured, no error
+    assert not problems(shell)
+
+
+def test_notebook_sync_forgets_deleted_step_cells(shell):
+    shell.configure()
+    run_with_id(shell, "c1", "%%step --defer a\nx = 1")
+    run_with_id(shell, "c2", "%%step --defer b\ny = x + 1")
+    assert not shell.graph().report.errors
+    assert shell.workspace.registry.sync_cells(["c2"])  # the frontend no longer has cell c1
+    (msg,) = problems(shell)
+    assert "step 'b'" in msg and "'x'" in msg and "step 'a' computed, but that step is gone" in msg
+
+
+def test_notebook_sync_follows_moved_cells(shell):
+    shell.configure()
+    run_with_id(shell, "c1", "%%step --defer a\nx = 1")
+    run_with_id(shell, "c2", "%%step --defer b\ny = x + 1")
+    assert shell.workspace.registry.sync_cells(["c2", "c1"])  # b moved above a
+    (msg,) = problems(shell)
+    assert "step 'a' produces, but that step comes later" in msg
+    assert not shell.workspace.registry.sync_cells(["c2", "c1"])  # nothing new: no change
+
+
+def test_rerun_with_cell_id_replaces_even_when_renamed(shell):
+    shell.configure()
+    run_with_id(shell, "c1", "%%step --defer first\nx = 1")
+    run_with_id(shell, "c1", "%%step --defer renamed\nx = 1")
+    assert [c.step.name for c in shell.workspace.registry.steps] == ["renamed"]

@@ -154,7 +154,8 @@ def test_to_json_and_load_run(chain_run, tmp_path):
 
 
 def test_parameters_override_and_are_checked(S, tmp_path):
-    result = run(chain_build(S), tmp_path, parameters={"N": "3", "Scale": 2})
+    pipeline = chain_build(S)(None)  # a Pipeline object works too: its session is swapped for the run
+    result = run(pipeline, tmp_path, parameters={"N": "3", "Scale": 2})
     assert result.succeeded
     assert result.parameters == {"N": 3, "Scale": 2.0}
     assert result.outputs("total") == {"total": 10.0}

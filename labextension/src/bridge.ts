@@ -26,8 +26,13 @@ import { COMM_TARGET, IPipelineState, asState } from './summary';
 export type BridgeStatus = 'unknown' | 'connecting' | 'connected' | 'not-loaded';
 
 export class KernelBridge implements IDisposable {
-  constructor(sessionContext: ISessionContext) {
+  /**
+   * @param cellIds the notebook's cell ids in order: the kernel forgets steps
+   * whose cell was deleted and orders steps as the notebook does.
+   */
+  constructor(sessionContext: ISessionContext, cellIds: () => string[] = () => []) {
     this._sessionContext = sessionContext;
+    this._cellIds = cellIds;
     sessionContext.kernelChanged.connect(this._onKernelChanged, this);
     sessionContext.statusChanged.connect(this._onStatusChanged, this);
     void sessionContext.ready.then(() => {
@@ -105,7 +110,7 @@ export class KernelBridge implements IDisposable {
       this._settle(false);
     };
     try {
-      comm.open({ type: 'request_state' });
+      comm.open({ type: 'request_state', cell_ids: this._cellIds() });
     } catch (error) {
       console.warn('jupyter-smstep: cannot open a comm', error);
       this._reset('unknown');
@@ -116,9 +121,16 @@ export class KernelBridge implements IDisposable {
   /** Ask the kernel for its state again (used after a relevant cell ran). */
   refresh(): void {
     if (this._status === 'connected' && this._comm && !this._comm.isDisposed) {
-      this._comm.send({ type: 'request_state' });
+      this._comm.send({ type: 'request_state', cell_ids: this._cellIds() });
     } else if (this._status !== 'connecting') {
       void this.connect();
+    }
+  }
+
+  /** Tell the kernel the notebook's cells changed (added, deleted or moved). */
+  syncCells(): void {
+    if (this._status === 'connected' && this._comm && !this._comm.isDisposed) {
+      this._comm.send({ type: 'notebook_cells', cell_ids: this._cellIds() });
     }
   }
 
@@ -197,6 +209,7 @@ export class KernelBridge implements IDisposable {
   }
 
   private _sessionContext: ISessionContext;
+  private _cellIds: () => string[];
   private _status: BridgeStatus = 'unknown';
   private _state: IPipelineState | null = null;
   private _comm: Kernel.IComm | null = null;

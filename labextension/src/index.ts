@@ -39,8 +39,17 @@ class PipelineToolbarExtension
   ) {}
 
   createNew(panel: NotebookPanel): IDisposable {
-    const bridge = new KernelBridge(panel.sessionContext);
+    const cellIds = (): string[] => panel.content.widgets.map(cell => cell.model.id);
+    const bridge = new KernelBridge(panel.sessionContext, cellIds);
     this.bridges.set(panel, bridge);
+    // Deleting or moving cells changes the pipeline: let the kernel know (debounced).
+    let syncTimer: number | undefined;
+    const scheduleSync = (): void => {
+      window.clearTimeout(syncTimer);
+      syncTimer = window.setTimeout(() => bridge.syncCells(), 300);
+    };
+    panel.content.model?.cells.changed.connect(scheduleSync);
+    panel.disposed.connect(() => window.clearTimeout(syncTimer));
     const decorator = new CellDecorator(panel, bridge);
 
     const menu = new Menu({ commands: this.app.commands });

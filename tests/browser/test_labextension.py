@@ -298,3 +298,25 @@ def test_commands_say_when_the_extension_is_not_loaded(lab, notebook_name):
     for command in ("jupyter-smstep:run-locally", "jupyter-smstep:submit", "jupyter-smstep:export"):
         assert lab.execute(command)["status"] == "not-loaded"
         lab.page.locator(".jp-Dialog .jp-mod-accept").click()
+
+
+def test_deleting_a_producer_cell_shows_the_error_on_its_consumer(lab, notebook_name):
+    """The frontend tells the kernel the notebook's cells: a deleted step is forgotten at once."""
+    lab.write_notebook(notebook_name, [
+        "%load_ext jupyter_smstep",
+        "%pipeline config --name sync-test --role arn:aws:iam::111122223333:role/SmstepTest"
+        " --image-uri 111122223333.dkr.ecr.us-east-1.amazonaws.com/smstep:3.11 --instance-type ml.m5.large",
+        "%%step produce\nx = 41",
+        "%%step consume\ny = x + 1",
+    ])
+    lab.open(notebook_name)
+    lab.run_all()
+    consumer = badge(lab, "consume")
+    consumer.locator(".jp-smstep-input").first.wait_for(timeout=60_000)
+    assert "produce" in consumer.inner_text()
+    cell(lab, 2).click(position={"x": 5, "y": 5})  # select the producer's cell, then delete it
+    lab.execute("notebook:delete-cell")
+    problem = consumer.locator(".jp-smstep-problem-error")
+    problem.first.wait_for(timeout=30_000)
+    assert "'x'" in problem.first.inner_text() and "step 'produce' computed" in problem.first.inner_text()
+    lab.screenshot("labext-14-deleted-producer", consumer)

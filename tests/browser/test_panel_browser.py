@@ -22,6 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from test_monitor import FakeSageMaker, StepPlan, prepare_account, start_moto_server  # noqa: E402
 
 pytestmark = pytest.mark.browser
+expect = pytest.importorskip("playwright.sync_api").expect
 
 IMAGE = "111122223333.dkr.ecr.us-east-1.amazonaws.com/smstep-test:1"
 STEPS = ["load", "features", "stats", "train", "report"]
@@ -137,7 +138,7 @@ def test_panel_in_jupyterlab(lab, notebook_name, aws):
         "() => [...document.querySelectorAll('.smstep-panel g.smstep-node')].some(g => g.dataset.state !== 'pending')",
         timeout=300_000)
     wait_states(page, "succeeded", timeout=420_000)
-    assert "local run succeeded" in panel.locator(".smstep-status").inner_text()
+    expect(panel.locator(".smstep-status")).to_contain_text("local run succeeded", timeout=60_000)
     lab.screenshot("panel-local-run", panel)
 
     # ---- submit to "SageMaker" (moto + fake): the execution is followed to the end
@@ -152,6 +153,7 @@ def test_panel_in_jupyterlab(lab, notebook_name, aws):
     assert {"Name": "epochs", "Value": "5"} in start["PipelineParameters"]
     assert panel.locator(".smstep-remote-steps tr").count() == len(STEPS)
     lab.screenshot("panel-submitted", panel)
+    lab.screenshot("panel-submitted-execution", panel.locator(".smstep-remote"))
 
     # ---- a failing execution: failure reason and log tail on the failed step, then Retry
     fake.auto_plan = lambda name, steps: [
@@ -170,6 +172,7 @@ def test_panel_in_jupyterlab(lab, notebook_name, aws):
     retry = button(panel, "Retry")
     assert retry.is_enabled()
     lab.screenshot("panel-failed", panel)
+    lab.screenshot("panel-failed-execution", panel.locator(".smstep-remote"))
     retry.click()
     panel.locator(".smstep-remote[data-status='Succeeded']").wait_for(timeout=240_000)
     wait_states(page, "succeeded", timeout=30_000)
