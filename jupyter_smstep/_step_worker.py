@@ -349,10 +349,14 @@ def diagnose(error: BaseException) -> dict:
     while tb is not None:
         entries.append(tb)
         tb = tb.tb_next
+    try:
+        message = str(error)
+    except Exception as exc:  # noqa: BLE001 - a broken __str__ must not hide the failure
+        message = f"<str() failed: {exc!r}>"
     info: dict = {
         "type": type(error).__name__,
         "module": type(error).__module__,
-        "message": str(error),
+        "message": message,
         "traceback": "".join(traceback.format_exception(type(error), error, error.__traceback__)),
         "phase": "runtime",
         "user_traceback": None,

@@ -1496,7 +1496,8 @@ def _explain_failure(step: str, returncode: int, diag: dict | None, attempt: _At
             hint = " - usually the machine ran out of memory" if sig == signal.SIGKILL else ""
             summary = f"the step's process was killed by {sig_name}{hint}"
         elif returncode == 0:
-            summary = "the step's process exited without writing its results (did the step call os._exit?)"
+            summary = ("the step's process exited without writing its results (did the step call sys.exit() "
+                       "or os._exit()?); SageMaker would mark the step Succeeded and fail the steps that read it")
         else:
             summary = f"the step's process exited with status {returncode} (did the step call sys.exit?)"
         return summary, f"step '{step}' failed: {summary} {log_hint}\n{tail}".rstrip()

@@ -230,6 +230,9 @@ def open_handle(v, path):
 def reads_missing(v):
     return {"w": v + not_defined_anywhere}
 
+def uses_local_module(v):
+    return {"y": smstep_test_helpers.double(v)}
+
 def sleeps(v, pid_file):
     child = subprocess.Popen(["sleep", "60"])
     with open(pid_file, "w") as f:
@@ -241,8 +244,15 @@ def sleeps(v, pid_file):
 
 @pytest.fixture(scope="module")
 def broken_run(S, tmp_path_factory):
+    import importlib
+    import sys
+
     folder = tmp_path_factory.mktemp("broken")
     pid_file = str(folder / "grandchild.pid")
+    # A module importable from the notebook's folder only: cloudpickle ships it by reference.
+    (folder / "smstep_test_helpers.py").write_text("def double(v):\n    return 2 * v\n")
+    sys.path.insert(0, str(folder))
+    BROKEN["smstep_test_helpers"] = importlib.import_module("smstep_test_helpers")
 
     def build(session):
         r = S.step(BROKEN["root"], name="root", **KW)()
@@ -252,10 +262,15 @@ def broken_run(S, tmp_path_factory):
         handle = S.step(BROKEN["open_handle"], name="open_handle", **KW)(r["v"], str(folder / "h.txt"))
         missing = S.step(BROKEN["reads_missing"], name="reads_missing", **KW)(r["v"])
         slow = S.step(BROKEN["sleeps"], name="sleeps", max_runtime_in_seconds=2, **KW)(r["v"], pid_file)
-        return S.Pipeline(name="broken", steps=[after, ok, handle, missing, slow], sagemaker_session=session)
+        module = S.step(BROKEN["uses_local_module"], name="uses_local_module", **KW)(r["v"])
+        return S.Pipeline(name="broken", steps=[after, ok, handle, missing, slow, module], sagemaker_session=session)
 
     t = time.time()
-    result = run(build, folder)
+    try:
+        result = run(build, folder)
+    finally:
+        sys.path.remove(str(folder))
+        sys.modules.pop("smstep_test_helpers", None)
     return result, time.time() - t, pid_file
 
 
@@ -300,6 +315,14 @@ def test_missing_variable_names_the_step_and_variable(broken_run):
     assert step.state == "failed"
     assert "not_defined_anywhere" in step.summary
     assert "step 'reads_missing' reads 'not_defined_anywhere'" in step.error
+
+
+def test_module_only_importable_from_the_notebook_folder_fails_as_on_sagemaker(broken_run):
+    result, _, _ = broken_run
+    step = result.steps["uses_local_module"]
+    assert step.state == "failed"
+    assert "could not load its code" in step.summary and "smstep_test_helpers" in step.summary
+    assert "fresh process, like a SageMaker container" in step.error
 
 
 def test_max_runtime_kills_the_step_and_its_children(broken_run):
