@@ -6,8 +6,7 @@ import os
 
 import pytest
 
-ROLE = "arn:aws:iam::111122223333:role/SMRole"
-IMAGE = "111122223333.dkr.ecr.us-east-1.amazonaws.com/smstep-test:1"
+from smstep_testing import IMAGE, ROLE
 
 
 @pytest.fixture(autouse=True)
@@ -92,12 +91,3 @@ def session(aws):
     from jupyter_smstep import sdk
 
     return sdk.make_session(bucket="smstep-test", boto_session=aws)
-
-
-def s3_keys(boto_session) -> list[str]:
-    s3 = boto_session.client("s3")
-    keys = []
-    for bucket in s3.list_buckets()["Buckets"]:
-        for obj in s3.list_objects_v2(Bucket=bucket["Name"]).get("Contents", []):
-            keys.append(f"{bucket['Name']}/{obj['Key']}")
-    return keys

@@ -9,7 +9,7 @@ import pytest
 
 from jupyter_smstep.errors import SmstepError
 
-from conftest import IMAGE, ROLE, s3_keys
+from smstep_testing import IMAGE, ROLE, s3_keys
 
 NOTEBOOK = [
     "%pipeline param input_uri=s3://bucket/abalone.csv epochs=10",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from jupyter_smstep import settings, studio
 from jupyter_smstep.errors import Report
 
-from conftest import IMAGE, ROLE
+from smstep_testing import IMAGE, ROLE
 
 
 def test_precedence_cell_notebook_config_default(shell, tmp_path, monkeypatch):

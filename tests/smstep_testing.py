@@ -1,0 +1,15 @@
+"""Constants and small helpers shared by the test modules (conftest.py holds the fixtures)."""
+
+from __future__ import annotations
+
+ROLE = "arn:aws:iam::111122223333:role/SMRole"
+IMAGE = "111122223333.dkr.ecr.us-east-1.amazonaws.com/smstep-test:1"
+
+
+def s3_keys(boto_session) -> list[str]:
+    s3 = boto_session.client("s3")
+    keys = []
+    for bucket in s3.list_buckets()["Buckets"]:
+        for obj in s3.list_objects_v2(Bucket=bucket["Name"]).get("Contents", []):
+            keys.append(f"{bucket['Name']}/{obj['Key']}")
+    return keys
