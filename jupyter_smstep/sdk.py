@@ -70,6 +70,7 @@ def load() -> Sdk:
         )
     # The v2 deprecation banner and config-file INFO lines are noise in a notebook.
     os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
+    _quiet_sdk_loggers()  # before the imports too: the SDK keeps a level that is already set
     major = int(version.split(".")[0])
     if major >= 3:
         # v3's sagemaker.mlops import needs a region; boto3's own lookup may find none.
