@@ -71,8 +71,11 @@ def main(argv: list[str]) -> None:
 
     def reply(message: dict) -> None:
         data = (json.dumps(message) + "\n").encode()
-        while data:
-            data = data[os.write(reply_fd, data):]
+        try:
+            while data:
+                data = data[os.write(reply_fd, data):]
+        except OSError:  # the runner is gone; the EOF on stdin ends this loop
+            pass
 
     reply({"op": "ready", "pid": os.getpid(), "import_seconds": time.time() - started})
 

@@ -85,6 +85,7 @@ def load() -> Sdk:
         import sagemaker.core.remote_function as remote_function
 
         invoke = "sagemaker.core.remote_function.invoke_function"
+        _memoize_config_validation()
     else:
         from sagemaker.remote_function import spark_config
         from sagemaker.workflow import (
@@ -118,6 +119,32 @@ def load() -> Sdk:
         remote_function=remote_function,
         invoke_function_module=invoke,
     )
+
+
+def _memoize_config_validation() -> None:
+    """v3 re-validates the whole config.yaml against its JSON schema on every lookup.
+
+    That is ~0.5 s a time and ~15 lookups per step built, so a Studio admin
+    config made a 10-step build take over a minute. Validation depends only on
+    the config's content, so remember the configs that passed.
+    """
+    import json
+
+    from sagemaker.core.config.config_manager import SageMakerConfig
+
+    original = SageMakerConfig.__dict__["validate_sagemaker_config"].__func__
+    if getattr(original, "_smstep_memo", False):
+        return
+    valid: set[str] = set()
+
+    def validate(sagemaker_config=None):
+        key = json.dumps(sagemaker_config, sort_keys=True, default=str)
+        if key not in valid:
+            original(sagemaker_config)  # raises on an invalid config, which is then not remembered
+            valid.add(key)
+
+    validate._smstep_memo = True  # type: ignore[attr-defined]
+    SageMakerConfig.validate_sagemaker_config = staticmethod(validate)
 
 
 def _quiet_sdk_loggers() -> None:

@@ -19,9 +19,11 @@ def _aws_env(monkeypatch, tmp_path):
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.delenv("SAGEMAKER_INTERNAL_IMAGE_URI", raising=False)
     monkeypatch.delenv("SM_INTERNAL_IMAGE_URI", raising=False)
-    for kind in ("USER", "ADMIN"):  # empty SDK config files, so the machine's own never leak in
+    # Empty SDK config files, so the machine's own never leak in. (Empty, not a bare SchemaVersion:
+    # v3 validates a non-empty config on every lookup; sdk.load() memoizes that for users.)
+    for kind in ("USER", "ADMIN"):
         path = tmp_path / f"{kind.lower()}-config.yaml"
-        path.write_text("SchemaVersion: '1.0'\n")
+        path.write_text("")
         monkeypatch.setenv(f"SAGEMAKER_{kind}_CONFIG_OVERRIDE", str(path))
 
 

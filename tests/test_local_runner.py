@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_smstep import local, sdk
+from jupyter_smstep import local, local_results, sdk
 from jupyter_smstep.errors import SmstepError
 from jupyter_smstep.local_definition import Resolver, coerce_parameter, parse_steps, resolve_parameters
 from jupyter_smstep.local_env import check_pre_execution_script, check_requirements_text
@@ -30,16 +30,6 @@ IMAGE = "111122223333.dkr.ecr.us-east-1.amazonaws.com/smstep-test:1"
 KW = dict(image_uri=IMAGE, role=ROLE, instance_type="ml.m5.large")
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the local runner forks")
-
-
-@pytest.fixture(autouse=True)
-def _aws_env(_aws_env, tmp_path, monkeypatch):
-    """conftest's environment, with *empty* SDK config files: with a non-empty one, sagemaker v3
-    re-validates the config's JSON schema on every lookup (~0.5 s, ~15 per step built)."""
-    for kind in ("USER", "ADMIN"):
-        path = tmp_path / f"{kind.lower()}-empty-config.yaml"
-        path.write_text("")
-        monkeypatch.setenv(f"SAGEMAKER_{kind}_CONFIG_OVERRIDE", str(path))
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +105,7 @@ def test_run_folder_keeps_definition_logs_results_and_s3(chain_run):
         assert (run_dir / "steps" / name / "step.json").is_file()
         log = Path(step.log_path).read_text()
         assert "Invoking the function" in log  # the SDK's own entry point ran
-        payload = local._local_path(run_dir, step.output_uri) / "payload.pkl"
+        payload = local_results.local_path(run_dir, step.output_uri) / "payload.pkl"
         assert payload.is_file()
     # the pickled functions the build uploaded are kept too
     assert list((run_dir / "s3").rglob("function/payload.pkl"))
