@@ -15,7 +15,8 @@ the median of ``--repeat`` runs of:
 - ``refresh``: the panel's ``post_run_cell`` refresh after a step cell is re-run
   (same shape: the cached layout is reused);
 - ``select``: clicking a node (details of one step rendered);
-- ``state``: one local-run event (the DAG recoloured).
+- ``state``: one local-run event with its redraw (the DAG recoloured; a real
+  run coalesces redraws to at most 5 a second).
 
 Prints the figures and their ratios to the target; no assertions.
 """
@@ -87,6 +88,7 @@ k = iter(range(10**6))
 out["select"] = med(lambda: setattr(p, "_sel", p.selector.__setattr__("value", names[next(k) % len(names)])))
 ev = SimpleNamespace(kind="state", step=names[0], state="running", duration=None, attempt=1, message=None, error=None)
 p._run_kind = "local"
+p.render_interval = 0  # redraw on every event (the panel coalesces them to ~5/s in a real run)
 states = iter(["running", "succeeded"] * 10**5)
 def state():
     ev.state = next(states)

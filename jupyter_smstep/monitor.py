@@ -304,27 +304,31 @@ class ExecutionMonitor:
         return steps
 
     def watch(self, delays: Backoff | None = None, stop: threading.Event | None = None,
-              sleep: Callable[[float], Any] | None = None) -> Iterator[Snapshot]:
+              sleep: Callable[[float], Any] | None = None, settle: int = 0) -> Iterator[Snapshot]:
         """Yield a snapshot whenever something changed, until the execution ends (or ``stop`` is set).
 
         Also yields throttled/erroring polls (``snapshot.throttled`` / ``.error``) so
-        a UI can say it is waiting; those never end the watch.
+        a UI can say it is waiting; those never end the watch. During the first
+        ``settle`` polls an ended status does not end the watch (just after a
+        retry the service may still report the previous end).
         """
         delays = delays or Backoff()
         stop = stop or threading.Event()
         wait = sleep or stop.wait
         seen: tuple | None = None
+        answered = 0
         while not stop.is_set():
             snap = self.poll()
             if snap.throttled or snap.error:
                 yield snap
                 delay = delays.throttled() if snap.throttled else delays.next()
             else:
+                answered += 1
                 if snap.key() != seen:
                     seen = snap.key()
                     delays.reset()
                     yield snap
-                if snap.done:
+                if snap.done and answered > settle:
                     return
                 delay = delays.next()
             wait(delay)

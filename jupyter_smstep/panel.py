@@ -41,9 +41,8 @@ from .graph import LARGE_CAPTURE_BYTES, PipelineGraph, StepNode
 
 SOURCE_COLOURS = {"cell": "#0969da", "notebook": "#8250df", "config.yaml": "#bf3989", "kernel image": "#1a7f37",
                   "default": "#57606a"}
-KIND_TEXT = {"step": "output of step", "parameter": "pipeline parameter", "value": "captured value",
-             "import": "import"}
 _live: list["PipelinePanel"] = []  # panels following the notebook (closed ones leave)
+MAX_FOLLOWING = 3  # panels per notebook refreshed after every cell; older ones refresh when clicked
 
 
 def show(workspace: Any) -> "PipelinePanel":
@@ -51,8 +50,18 @@ def show(workspace: Any) -> "PipelinePanel":
 
     It is displayed once even when also returned as the cell's value (which is
     how ``%pipeline show`` and ``jupyter_smstep.panel()`` hand it back).
+    Re-running the cell that showed a panel replaces that panel (its output is
+    gone); beyond :data:`MAX_FOLLOWING` panels, the oldest stop following the
+    notebook after every cell (they still refresh when one of their buttons is
+    used), so re-running ``%pipeline show`` all day costs nothing.
     """
     panel = PipelinePanel(workspace)
+    for old in [p for p in _live if p is not panel and p.workspace is workspace]:
+        if panel.cell_id and old.cell_id == panel.cell_id:
+            old.close()
+    following = [p for p in _live if p.workspace is workspace and p.following]
+    for old in following[:-MAX_FOLLOWING]:
+        old.unfollow()
     try:
         from IPython import get_ipython
         from IPython.display import display
@@ -165,11 +174,14 @@ def _pickled_size(value: Any) -> tuple[int | None, str]:
 
 
 def _fmt_bytes(n: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024  # type: ignore[assignment]
-    return f"{n} B"
+    if n < 1024:
+        return f"{n} B"
+    size = float(n)
+    for unit in ("KiB", "MiB", "GiB"):
+        size /= 1024
+        if size < 1024 or unit == "GiB":
+            return f"{size:.1f} {unit}"
+    return f"{n} B"  # pragma: no cover
 
 
 def _fmt_seconds(s: float | None) -> str:
@@ -188,6 +200,7 @@ class PipelinePanel(widgets.VBox):
 
     poll_initial = 2.0  # seconds between the first execution polls (then backing off)
     poll_max = 30.0
+    render_interval = 0.2  # at most ~5 redraws a second while a run reports progress
 
     def __init__(self, workspace: Any, shell: Any = None) -> None:
         self.workspace = workspace
@@ -217,27 +230,35 @@ class PipelinePanel(widgets.VBox):
         self._hit_names: list[str] = []
         self._syncing = False
         self._last_svg = ""
+        self._render_timer: threading.Timer | None = None
+        self._last_render = 0.0
 
-        self.header = widgets.HTML()
-        self.validate_button = widgets.Button(description="Validate", icon="check", tooltip="check the pipeline; uploads nothing")
-        self.run_button = widgets.Button(description="Run locally", icon="play", button_style="info",
-                                         tooltip="run every step on this machine (no AWS account needed)")
-        self.submit_button = widgets.Button(description="Submit", icon="cloud-upload", button_style="primary",
-                                            tooltip="upsert the pipeline on SageMaker and start an execution")
-        self.stop_button = widgets.Button(description="Stop", icon="stop", button_style="danger", disabled=True,
-                                          tooltip="stop the SageMaker execution")
-        self.retry_button = widgets.Button(description="Retry", icon="repeat", button_style="warning", disabled=True,
-                                           tooltip="retry the failed steps of the SageMaker execution")
-        self.status = widgets.HTML()
+        # Every widget opens a comm, and so do its Layout and Style unless shared: the
+        # plain HTML parts and the buttons share theirs (a third of the panel's
+        # render time in a kernel is opening comms).
+        self._html_layout, self._html_style = widgets.Layout(), _html_style()
+        self._button_style = widgets.ButtonStyle()
+        shared = {"layout": self._html_layout, **({"style": self._html_style} if self._html_style else {})}
+        html = lambda: widgets.HTML(**shared)  # noqa: E731
+        self.header = html()
+        self.validate_button = self._button("Validate", "check", "", "check the pipeline; uploads nothing")
+        self.run_button = self._button("Run locally", "play", "info",
+                                       "run every step on this machine (no AWS account needed)")
+        self.submit_button = self._button("Submit", "cloud-upload", "primary",
+                                          "upsert the pipeline on SageMaker and start an execution")
+        self.stop_button = self._button("Stop", "stop", "danger", "stop the SageMaker execution", disabled=True)
+        self.retry_button = self._button("Retry", "repeat", "warning", "retry the failed steps of the SageMaker execution",
+                                         disabled=True)
+        self.status = html()
         self.toolbar = widgets.HBox([self.validate_button, self.run_button, self.submit_button, self.stop_button,
                                      self.retry_button, self.status],
                                     layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
         self.param_widgets: dict[str, widgets.ValueWidget] = {}
         self.params_box = widgets.HBox(layout=widgets.Layout(flex_flow="row wrap"))
-        self.svg = widgets.HTML()
+        self.svg = html()
         self.svg.add_class(f"{self.uid}-svg")
-        self.dag_style = widgets.HTML()
-        self.select_style = widgets.HTML()
+        self.dag_style = html()
+        self.select_style = html()
         # One ToggleButtons (one widget, one button per step) whose buttons the
         # scoped <style> lays, transparent, over the nodes: clicking a node selects it.
         self.hits = widgets.ToggleButtons(options=[], value=None)
@@ -247,15 +268,15 @@ class PipelinePanel(widgets.VBox):
                                                                       border="1px solid var(--jp-border-color2, #d0d7de)"))
         self.dag_box.add_class(f"{self.uid}-dag")
         self.selector = widgets.Dropdown(description="Step", options=[], layout=widgets.Layout(width="auto", max_width="100%"))
-        self.details = widgets.HTML()
+        self.details = html()
         self.details.add_class("smstep-details")
         self.side = widgets.VBox([self.selector, self.details],
                                  layout=widgets.Layout(flex="1 1 340px", min_width="300px", max_height="640px",
                                                        overflow="auto", padding="0 0 0 8px"))
         self.main = widgets.HBox([self.dag_box, self.side], layout=widgets.Layout(flex_flow="row wrap", width="100%",
                                                                                   align_items="flex-start"))
-        self.problems = widgets.HTML()
-        self.execution = widgets.HTML()
+        self.problems = html()
+        self.execution = html()
         super().__init__([self.header, self.toolbar, self.params_box, self.main, self.problems, self.execution,
                           self.dag_style, self.select_style])
         self.add_class("smstep-panel")
@@ -271,9 +292,14 @@ class PipelinePanel(widgets.VBox):
 
         self.refresh(force=True)
         self._shell = shell if shell is not None else _current_shell()
+        self.cell_id = _cell_id(self._shell)
         if self._shell is not None:
             self._shell.events.register("post_run_cell", self._on_post_run_cell)
         _live.append(self)
+
+    def _button(self, text: str, icon: str, kind: str, tooltip: str, disabled: bool = False) -> widgets.Button:
+        return widgets.Button(description=text, icon=icon, button_style=kind, tooltip=tooltip, disabled=disabled,
+                              style=self._button_style)
 
     # ------------------------------------------------------------------ display & lifetime
     def _ipython_display_(self) -> None:
@@ -285,14 +311,23 @@ class PipelinePanel(widgets.VBox):
 
         display(self._repr_mimebundle_(), raw=True)
 
-    def close(self) -> None:
-        """Stop following the notebook and the execution, and close the widgets."""
+    @property
+    def following(self) -> bool:
+        """Whether the panel refreshes itself after every cell."""
+        return self._shell is not None
+
+    def unfollow(self) -> None:
+        """Stop refreshing after every cell (buttons still refresh before they act)."""
         if self._shell is not None:
             try:
                 self._shell.events.unregister("post_run_cell", self._on_post_run_cell)
             except ValueError:
                 pass
             self._shell = None
+
+    def close(self) -> None:
+        """Stop following the notebook and the execution, and close the widgets."""
+        self.unfollow()
         if self._stop_polling is not None:
             self._stop_polling.set()
         if self in _live:
@@ -305,7 +340,8 @@ class PipelinePanel(widgets.VBox):
         return [self.header, self.validate_button, self.run_button, self.submit_button, self.stop_button,
                 self.retry_button, self.status, self.toolbar, self.params_box, *self.param_widgets.values(),
                 self.svg, self.dag_style, self.select_style, self.hits, self.dag_box, self.selector,
-                self.details, self.side, self.main, self.problems, self.execution]
+                self.details, self.side, self.main, self.problems, self.execution, self._html_layout,
+                *([self._html_style] if self._html_style else []), self._button_style]
 
     def _on_post_run_cell(self, result: Any = None) -> None:
         try:
@@ -549,14 +585,6 @@ class PipelinePanel(widgets.VBox):
             h.append("<div class='smstep-step-problems'>" + "".join(_problem_html(p) for p in problems) + "</div>")
         h.append(self._run_details(name))
 
-        h.append(_section("Settings"))
-        rows = "".join(
-            f"<tr data-setting='{_esc(k)}'><td style='white-space:nowrap;padding-right:8px'><code>{_esc(k)}</code></td>"
-            f"<td style='word-break:break-all;width:100%'>"
-            f"<code>{_esc(_short_repr(r.value))}</code></td><td>{_source_badge(r.source)}</td></tr>"
-            for k, r in node.settings.items())
-        h.append(f"<table class='smstep-settings' style='border-collapse:collapse;width:100%'>{rows}</table>")
-
         h.append(_section("Inputs"))
         if node.inputs:
             rows = []
@@ -581,6 +609,14 @@ class PipelinePanel(widgets.VBox):
 
         h.append(_section("Source cell"))
         h.append(_source_html(node))
+        h.append(_section("Settings"))
+        rows = "".join(
+            f"<tr data-setting='{_esc(k)}'><td style='white-space:nowrap;padding-right:8px'><code>{_esc(k)}</code></td>"
+            f"<td style='word-break:break-all;width:100%'>"
+            f"<code>{_esc(_short_repr(r.value))}</code></td><td>{_source_badge(r.source)}</td></tr>"
+            for k, r in node.settings.items())
+        h.append(f"<table class='smstep-settings' style='border-collapse:collapse;width:100%'>{rows}</table>")
+
         h.append("</div>")
         return "".join(h)
 
@@ -818,10 +854,32 @@ class PipelinePanel(widgets.VBox):
                 self._local_messages[name] = message
             if getattr(event, "error", None):
                 self._local_errors[name] = str(event.error)
+        self._render_soon()
+
+    def _render_soon(self) -> None:
+        """Redraw the run's progress now, or within ``render_interval`` if it was just redrawn.
+
+        A 50-step run sends ~150 events; coalescing them keeps the SVG updates
+        sent to the browser to a few a second.
+        """
+        with self._lock:
+            if self._render_timer is not None:
+                return  # a redraw is already due
+            wait = self._last_render + self.render_interval - time.monotonic()
+            if wait > 0:
+                self._render_timer = threading.Timer(wait, self._render_progress)
+                self._render_timer.daemon = True
+                self._render_timer.start()
+                return
+        self._render_progress()
+
+    def _render_progress(self) -> None:
+        with self._lock:
+            self._render_timer = None
+            self._last_render = time.monotonic()
             self._render_dag()
             self._render_execution()
-            if name == self.selector.value:
-                self._render_selection()
+            self._render_selection()
 
     def submit(self, wait: bool = False) -> threading.Thread:
         """Upsert + start on SageMaker (in a thread), then follow the execution."""
@@ -851,18 +909,26 @@ class PipelinePanel(widgets.VBox):
 
         return self._start(work, wait)
 
-    def follow(self, arn: str, client: Any = None, wait: bool = False) -> threading.Thread:
-        """Show a SageMaker execution's per-step progress on the DAG until it ends (or the panel closes)."""
+    def follow(self, arn: str, client: Any = None, wait: bool = False, settle: int = 0) -> threading.Thread:
+        """Show a SageMaker execution's per-step progress on the DAG until it ends (or the panel closes).
+
+        ``settle``: polls during which an ended status does not end the
+        following (after a retry, the service may still say Failed for a moment).
+        """
         from . import monitor as monitor_mod
 
+        same = self._monitor is not None and self._monitor.arn == arn
+        if same and client is None:
+            client = self._monitor._client
         self._stop_following()
         mon = monitor_mod.ExecutionMonitor(arn, client=client)
         stop = threading.Event()
-        self._monitor, self._stop_polling, self._snapshot = mon, stop, None
-        self._log_tails = {}
+        self._monitor, self._stop_polling = mon, stop
         self._run_kind = "remote"
-        graph = self._graph
-        self._states = {s.name: ("pending", "") for s in graph.steps} if graph else {}
+        if not same:  # a new execution: start from a clean slate; the same one keeps what is known
+            self._snapshot, self._log_tails = None, {}
+            graph = self._graph
+            self._states = {s.name: ("pending", "") for s in graph.steps} if graph else {}
         self._set_buttons()
         self._render_dag()
         self._render_execution()
@@ -870,7 +936,7 @@ class PipelinePanel(widgets.VBox):
         def work() -> None:
             delays = monitor_mod.Backoff(self.poll_initial, maximum=self.poll_max)
             try:
-                for snap in mon.watch(delays=delays, stop=stop):
+                for snap in mon.watch(delays=delays, stop=stop, settle=settle):
                     if stop.is_set():
                         return
                     self._on_snapshot(snap)
@@ -929,16 +995,20 @@ class PipelinePanel(widgets.VBox):
             raise SmstepError("no SageMaker execution to stop", fix="submit the pipeline first")
         self._monitor.stop()
         self._set_status("stop requested", "busy")
-        if self._stop_polling is None or self._stop_polling.is_set():
-            self.follow(self._monitor.arn, client=self._monitor._client)
+        self.follow(self._monitor.arn)  # poll again now, not after the current backoff delay
 
     def retry_execution(self) -> None:
         if self._monitor is None:
             raise SmstepError("no SageMaker execution to retry", fix="submit the pipeline first")
         mon = self._monitor
         mon.retry()
-        self._set_status("retry requested: failed steps run again", "busy")
-        self.follow(mon.arn, client=mon._client)
+        retried = {n for n, (state, _) in self._states.items() if state in ("failed", "stopped", "skipped")}
+        for name in retried:
+            self._states[name] = ("pending", "")
+            self._log_tails.pop(name, None)
+        self._snapshot = mon.last  # Executing, until the service says otherwise
+        self._set_status("retry requested: the failed steps run again", "busy")
+        self.follow(mon.arn, settle=3)
 
     def _stop_following(self) -> None:
         if self._stop_polling is not None:
@@ -977,6 +1047,21 @@ class PipelinePanel(widgets.VBox):
 
 
 # --------------------------------------------------------------------------- helpers
+def _html_style() -> widgets.Widget | None:
+    """One HTMLStyle to share (ipywidgets 8 gives every HTML widget its own, each with a comm)."""
+    try:
+        from ipywidgets.widgets.widget_string import HTMLStyle
+    except ImportError:  # pragma: no cover - older ipywidgets: HTML has no style of its own
+        return None
+    return HTMLStyle()
+
+
+def _cell_id(shell: Any) -> str | None:
+    """The id of the notebook cell being run (JupyterLab and Notebook 7 send it), if any."""
+    header = getattr(shell, "parent_header", None) or {}
+    return (header.get("metadata") or {}).get("cellId") if isinstance(header, dict) else None
+
+
 def _current_shell() -> Any:
     try:
         from IPython import get_ipython

@@ -29,6 +29,9 @@ from typing import Any, Callable
 
 import pytest
 
+from jupyter_smstep import monitor
+from jupyter_smstep.errors import SmstepError
+
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
@@ -456,8 +459,6 @@ def three_steps(fail: str = "", log: list[str] | None = None) -> list[StepPlan]:
 
 
 # =========================================================================== tests
-from jupyter_smstep import monitor  # noqa: E402
-from jupyter_smstep.errors import SmstepError  # noqa: E402
 
 
 def test_poll_reads_status_and_steps_through_aws_endpoint_url(fake):
@@ -574,6 +575,15 @@ def test_retry_of_a_failed_execution_reruns_the_failed_step(fake):
     last = list(mon.watch(sleep=Recorder()))[-1]
     assert last.succeeded and last.steps["train"].attempt == 2
     assert last.steps["train"].failure_reason == ""
+
+
+def test_watch_settle_keeps_polling_an_ended_status_for_a_while(fake):
+    arn = fake.add_execution([StepPlan("only", [], 1, fail="boom")])
+    mon = monitor.ExecutionMonitor(arn)
+    assert list(mon.watch(sleep=Recorder()))[-1].status == "Failed"
+    before = len(fake.ops("DescribePipelineExecution"))
+    list(mon.watch(sleep=Recorder(), settle=2))  # e.g. just after a retry the service may still say Failed
+    assert len(fake.ops("DescribePipelineExecution")) - before == 3
 
 
 def test_follow_prints_failure_reason_and_the_log_tail(fake):
@@ -699,3 +709,46 @@ def print_status_text(arn: str) -> tuple[bool, str]:
     out = io.StringIO()
     ok = monitor.print_status(arn, stream=out)
     return ok, out.getvalue()
+
+
+def test_smstep_submit_wait_follows_the_execution_from_the_terminal(moto_server, tmp_path):
+    """``smstep submit NOTEBOOK --wait``: the real SDK submits to moto, the monitor follows through the fake."""
+    import os
+    import subprocess
+    import sys
+
+    import nbformat
+
+    pytest.importorskip("sagemaker")
+    fake = FakeSageMaker(upstream=moto_server, clock="wall", seconds_per_unit=0.3).start()
+    fake.auto_plan = lambda name, steps: [
+        StepPlan(s["Name"], list(s.get("DependsOn", [])), 2,
+                 fail="AlgorithmError: ZeroDivisionError: division by zero" if s["Name"] == "divide" else "",
+                 log=["Traceback (most recent call last):", "ZeroDivisionError: division by zero"])
+        for s in steps]
+    try:
+        role = prepare_account(moto_server)
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell(src) for src in (
+            "%load_ext jupyter_smstep",
+            f"%pipeline config --name wait-demo --role {role} --instance-type ml.m5.large --image-uri i.dkr.ecr/x:1",
+            "%%step make\nx = 1",
+            "%%step divide\ny = x / 0",
+        )]
+        path = tmp_path / "wait.ipynb"
+        nbformat.write(nb, str(path))
+        empty = tmp_path / "empty.yaml"
+        empty.write_text("{}\n")
+        env = {**os.environ, "AWS_ENDPOINT_URL": fake.url, "SAGEMAKER_USER_CONFIG_OVERRIDE": str(empty),
+               "SAGEMAKER_ADMIN_CONFIG_OVERRIDE": str(empty)}
+        proc = subprocess.run([sys.executable, "-m", "jupyter_smstep.cli", "submit", str(path), "--wait"],
+                              capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    finally:
+        fake.stop()
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    err = proc.stderr
+    assert "following arn:aws:sagemaker:us-east-1:123456789012:pipeline/wait-demo/execution/" in err
+    assert "✓ make" in err and "✗ divide" in err and "execution Failed" in err
+    assert "step 'divide' failed: AlgorithmError: ZeroDivisionError: division by zero" in err
+    assert "| ZeroDivisionError: division by zero" in err
+    assert json.loads(proc.stdout)["execution_arn"] in err

@@ -287,6 +287,29 @@ def test_pipeline_show_returns_the_panel_once(shell):
         p.close()
 
 
+def test_rerunning_show_replaces_the_cells_panel_and_few_panels_follow(shell, monkeypatch):
+    notebook(shell)
+    cell = {"id": "cell-A"}
+    monkeypatch.setattr(panel_mod, "_cell_id", lambda sh: cell["id"])
+    first = panel_mod.show(shell.workspace)
+    second = panel_mod.show(shell.workspace)  # the same cell re-run: its old output is gone
+    assert first not in panel_mod._live and first.comm is None
+    assert second in panel_mod._live and second.following
+    others = []
+    for i in range(panel_mod.MAX_FOLLOWING + 1):
+        cell["id"] = f"cell-{i}"
+        others.append(panel_mod.show(shell.workspace))
+    following = [p for p in panel_mod._live if p.workspace is shell.workspace and p.following]
+    assert len(following) == panel_mod.MAX_FOLLOWING and second not in following
+    shell.run("%%step extra\nq = 1")
+    assert "extra" in others[-1].selector.options
+    assert "extra" not in second.selector.options  # not following any more...
+    second.validate_button.click()
+    assert "extra" in second.selector.options  # ...but a click refreshes it
+    for p in [second, *others]:
+        p.close()
+
+
 def test_pipeline_show_in_a_fresh_process(tmp_path):
     """``%pipeline show`` and ``jupyter_smstep.panel()`` in a kernel that never imported the panel module."""
     code = textwrap.dedent(f"""
@@ -321,12 +344,14 @@ def test_local_run_events_colour_the_dag(panel, monkeypatch):
         for s in ("preprocess", "train", "evaluate"):
             on_event(ev(s, "pending"))
         on_event(ev("preprocess", "running"))
+        time.sleep(panel.render_interval * 2)  # redraws are coalesced
         snapshots.append({k: v["data-state"] for k, v in nodes(panel).items()})
         on_event(ev("preprocess", "succeeded", duration=1.25))
         on_event(ev("train", "running"))
         on_event(ev("train", "failed", duration=0.5, error="Traceback ...\nZeroDivisionError: division by zero",
                     message="ZeroDivisionError: division by zero"))
         on_event(ev("evaluate", "skipped", message="skipped: step 'train' failed"))
+        time.sleep(panel.render_interval * 2)
         snapshots.append({k: v["data-state"] for k, v in nodes(panel).items()})
         steps = {"preprocess": SimpleNamespace(state="succeeded", duration=1.25, error=None, summary=None),
                  "train": SimpleNamespace(state="failed", duration=0.5, error="Traceback ...\nZeroDivisionError: division by zero",
@@ -391,7 +416,7 @@ def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
 
 def test_follow_shows_failure_reason_log_tail_and_retry(panel, fake):
     panel.poll_initial, panel.poll_max = 0.1, 0.5
-    arn = fake.add_execution([StepPlan("preprocess", [], 2), StepPlan("train", ["preprocess"], 2,
+    arn = fake.add_execution([StepPlan("preprocess", [], 10), StepPlan("train", ["preprocess"], 2,
                                                                       fail="AlgorithmError: ValueError: bad rows",
                                                                       log=["epoch 1", "Traceback (most recent call last):",
                                                                            "ValueError: bad rows"]),
