@@ -188,10 +188,10 @@ def build_graph(
             wanted = consumed[node.name] | (registry.exports & candidates)
             node.outputs = [v for v in _ordered(node.cell) if v in wanted]
         if spec.outputs is None and _is_sink(node, nodes):
-            # Nothing downstream reads this step: return its variables (not its imports or
-            # function/class definitions) so a run's results can be inspected and pulled.
+            # Nothing downstream reads this step: return its variables (not its imports,
+            # function/class definitions or _throwaway names) so a run's results can be pulled.
             analysis = node.cell.analysis
-            keep = candidates - set(analysis.imports) - set(analysis.defines)
+            keep = {v for v in candidates - set(analysis.imports) - set(analysis.defines) if not v.startswith("_")}
             node.outputs = [v for v in _ordered(node.cell) if v in keep]
         node.outputs = [v for v in node.outputs
                         if not (v in node.inputs and node.inputs[v].kind == "import") or v in (spec.outputs or ())]
