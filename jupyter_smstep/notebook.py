@@ -53,6 +53,8 @@ def load_workspace(path: str | Path) -> Workspace:
                 shell.parent_header = {"metadata": {"cellId": cell_id}}  # the magics read the cell id here
                 result = shell.run_cell(source, store_history=False)
             if is_step:
+                if not result.success:  # e.g. an unknown option: never drop a step silently
+                    raise SmstepError(_cell_failure(index, result, magics, captured.stdout))
                 continue
             python = shell.transform_cell(source)
             analysis, _ = analyse_source(python)
@@ -80,16 +82,12 @@ def _uses_step_output(result, magics) -> bool:
 
 def _cell_failure(index: int, result, magics, stdout: str) -> Problem:
     exc = result.error_in_exec or result.error_before_exec
-    if isinstance(exc, NameError):
-        name = getattr(exc, "name", None) or str(exc).split("'")[1] if "'" in str(exc) else None
-        producer = next((c.step.name for c in magics.registry.steps
-                         if c.analysis is not None and name in c.analysis.outputs), None)
-        if producer:
-            return Problem(f"ordinary cell #{index} uses {name!r}, an output of step '{producer}'; step cells "
-                           "do not run when the notebook is built as a pipeline",
-                           fix="make that cell a %%step cell, or move its code into a step")
-    detail = f"{type(exc).__name__}: {exc}" if exc else "it failed"
-    if hasattr(exc, "args") and str(exc).startswith("UsageError") is False and type(exc).__name__ == "UsageError":
+    if type(exc).__name__ == "UsageError":  # a %%step / %pipeline line the magics refused
         detail = str(exc)
-    return Problem(f"ordinary cell #{index} failed while building the pipeline: {detail}",
+    elif exc is not None:
+        detail = f"{type(exc).__name__}: {exc}"
+    else:
+        detail = "it failed"
+    kind = "step cell" if result.info.raw_cell.lstrip().startswith("%%step") else "ordinary cell"
+    return Problem(f"{kind} #{index} failed while building the pipeline: {detail}",
                    fix="fix the cell so the notebook runs top to bottom")

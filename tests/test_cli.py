@@ -54,6 +54,18 @@ def test_bad_notebook_exits_2_with_a_clear_message(tmp_path):
     assert smstep("graph", tmp_path / "nope.ipynb", check=False).returncode == 2
 
 
+def test_step_cell_with_a_bad_option_fails_the_build(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("%load_ext jupyter_smstep"),
+                nbformat.v4.new_code_cell("%%step a --instance-typo ml.m5.large\nx = 1")]
+    path = tmp_path / "typo.ipynb"
+    nbformat.write(nb, path)
+    proc = smstep("graph", path, "--json", check=False)
+    assert proc.returncode == 2
+    assert "step cell #2" in proc.stderr and "unknown option --instance-typo" in proc.stderr
+    assert "did you mean --instance-type" in proc.stderr
+
+
 def test_export_from_the_command_line(tmp_path):
     out = tmp_path / "abalone_pipeline.py"
     smstep("export", EXAMPLE, "-o", out)
