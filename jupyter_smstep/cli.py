@@ -102,6 +102,7 @@ def _dispatch(args: argparse.Namespace) -> int:
             for step in result.steps.values():
                 if step.error:
                     print(f"\nstep '{step.name}' failed:\n{step.error}", file=sys.stderr)
+            print(results_table(result.to_json()))
             print(f"run {result.run_id}: {'succeeded' if result.succeeded else 'FAILED'} ({result.run_dir})")
         return 0 if result.succeeded else 1
     if args.command == "submit":
@@ -113,6 +114,25 @@ def _dispatch(args: argparse.Namespace) -> int:
             return 0 if monitor.follow(submission.execution_arn, stream=sys.stderr) else 1
         return 0
     raise AssertionError(args.command)
+
+
+def results_table(doc: dict) -> str:
+    """One line per step: state, duration and a short repr of each output."""
+    lines = []
+    steps = doc.get("steps", {})
+    width = max((len(n) for n in steps), default=0)
+    for name, step in steps.items():
+        outputs = step.get("outputs") or {}
+        shown = ", ".join(f"{k}={_one_line(v)}" for k, v in outputs.items())
+        duration = step.get("duration")
+        took = f"{duration:6.1f}s" if isinstance(duration, (int, float)) else "      -"
+        lines.append(f"{name:<{width}}  {step.get('state', '?'):<9} {took}  {shown}".rstrip())
+    return "\n".join(lines)
+
+
+def _one_line(value: object, limit: int = 60) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 if __name__ == "__main__":

@@ -188,6 +188,9 @@ def _short_repr(value: Any, limit: int = 80) -> str:
     shape = getattr(value, "shape", None)
     if shape is not None and hasattr(value, "dtype"):
         return f"<{type(value).__name__} shape={tuple(shape)} dtype={value.dtype}>"
+    if shape is not None and hasattr(value, "columns"):  # pandas/polars-like frames
+        columns = ", ".join(map(str, list(value.columns)[:6])) + (", …" if len(value.columns) > 6 else "")
+        return f"<{type(value).__name__} {shape[0]} rows × {shape[1]} columns: {columns}>"
     text = r.repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
