@@ -6,6 +6,8 @@
     smstep run NOTEBOOK [-p NAME=VALUE ...] [--json]
     smstep submit NOTEBOOK [-p NAME=VALUE ...] [--wait]
     smstep status EXECUTION_ARN
+    smstep stop EXECUTION_ARN
+    smstep retry EXECUTION_ARN [--wait]
 
 AWS settings come from the standard environment (AWS_ENDPOINT_URL, AWS_PROFILE,
 AWS_REGION, ...). Exit status: 0 success, 1 the pipeline or a step failed,
@@ -50,6 +52,13 @@ def _parser() -> argparse.ArgumentParser:
 
     st = sub.add_parser("status", help="per-step status of an execution")
     st.add_argument("execution_arn")
+
+    sp = sub.add_parser("stop", help="stop a running execution")
+    sp.add_argument("execution_arn")
+
+    rt = sub.add_parser("retry", help="retry a failed or stopped execution from its failed steps")
+    rt.add_argument("execution_arn")
+    rt.add_argument("--wait", action="store_true", help="follow the execution until it ends")
     return p
 
 
@@ -66,9 +75,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    if args.command == "status":
+    if args.command in ("status", "stop", "retry"):
         from . import monitor
 
+        if args.command == "stop":
+            monitor.stop(args.execution_arn)
+            print(f"stopping {args.execution_arn}", file=sys.stderr)
+            return 0
+        if args.command == "retry":
+            monitor.retry(args.execution_arn)
+            print(f"retrying {args.execution_arn}", file=sys.stderr)
+            if args.wait:
+                return 0 if monitor.follow(args.execution_arn, stream=sys.stderr) else 1
+            return 0
         return 0 if monitor.print_status(args.execution_arn, stream=sys.stdout) else 1
 
     from .notebook import load_workspace

@@ -77,6 +77,7 @@ PIPELINE_HELP = """%pipeline SUBCOMMAND ...
   pull [STEP]                      load step outputs of the last local run into the kernel
   submit [-p NAME=VALUE ...] [--wait]  upsert the pipeline on SageMaker and start it
   status [EXECUTION_ARN]           per-step status of the latest (or given) execution
+  stop [EXECUTION_ARN] · retry [EXECUTION_ARN]   stop / retry the latest (or given) execution
   remove STEP                      forget a step (e.g. after deleting its cell)
   reset                            forget every recorded cell
 """
@@ -256,10 +257,27 @@ class StepMagics(Magics):
     def _cmd_status(self, rest: str) -> None:
         from . import monitor
 
+        monitor.print_status(self._execution_arn(rest), stream=sys.stdout)
+
+    def _cmd_stop(self, rest: str) -> None:
+        from . import monitor
+
+        arn = self._execution_arn(rest)
+        monitor.stop(arn)
+        print(f"stopping {arn}")
+
+    def _cmd_retry(self, rest: str) -> None:
+        from . import monitor
+
+        arn = self._execution_arn(rest)
+        monitor.retry(arn)
+        print(f"retrying {arn}")
+
+    def _execution_arn(self, rest: str) -> str:
         arn = rest.strip() or (self.workspace.last_execution.execution_arn if self.workspace.last_execution else "")
         if not arn:
-            raise SmstepError("no execution to show", fix="%pipeline submit first, or pass an execution ARN")
-        monitor.print_status(arn, stream=sys.stdout)
+            raise SmstepError("no execution given", fix="%pipeline submit first, or pass an execution ARN")
+        return arn
 
     def _cmd_remove(self, rest: str) -> None:
         name = rest.strip()

@@ -695,6 +695,22 @@ def test_cli_status_exit_codes(fake, capsys):
     assert "boom" in out and "Succeeded" in out
 
 
+def test_cli_stop_and_retry(fake, capsys):
+    from jupyter_smstep import cli
+
+    arn = fake.add_execution(three_steps())
+    mon = monitor.ExecutionMonitor(arn)
+    for _ in range(3):
+        mon.poll()
+    assert cli.main(["stop", arn]) == 0
+    assert fake.ops("StopPipelineExecution")
+    assert list(mon.watch(sleep=Recorder()))[-1].status == "Stopped"
+    assert cli.main(["retry", arn]) == 0
+    assert fake.ops("RetryPipelineExecution")
+    assert list(mon.watch(sleep=Recorder()))[-1].succeeded
+    assert "stopping" in capsys.readouterr().err
+
+
 def test_magic_status_and_follow(fake, shell, monkeypatch):
     arn = fake.add_execution(three_steps(fail="AlgorithmError: nope", log=["the end"]))
     list(monitor.ExecutionMonitor(arn).watch(sleep=Recorder()))
