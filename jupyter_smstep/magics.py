@@ -118,9 +118,14 @@ class StepMagics(Magics):
             return
         self._nested += 1
         try:
-            self.shell.run_cell(cell, store_history=False)
+            result = self.shell.run_cell(cell, store_history=False)
         finally:
             self._nested -= 1
+        if not result.success:
+            # The traceback is already shown; fail the cell too, so "Run All" stops here.
+            error = result.error_in_exec or result.error_before_exec
+            raise UsageError(f"step '{name}' is registered, but running it in the kernel raised "
+                             f"{type(error).__name__} (traceback above)")
 
     step.__doc__ = _step_signature.__doc__
 

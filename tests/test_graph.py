@@ -308,3 +308,10 @@ def test_rerun_with_cell_id_replaces_even_when_renamed(shell):
     run_with_id(shell, "c1", "%%step --defer first\nx = 1")
     run_with_id(shell, "c1", "%%step --defer renamed\nx = 1")
     assert [c.step.name for c in shell.workspace.registry.steps] == ["renamed"]
+
+
+def test_a_failing_step_cell_fails_the_notebook_cell(shell):
+    shell.configure()
+    msg = shell.error("%%step boom\nx = 1 / 0")
+    assert "step 'boom' is registered" in msg and "ZeroDivisionError" in msg
+    assert shell.workspace.registry.step("boom") is not None
