@@ -65,7 +65,7 @@ def realistic_cell(lines: int = 300) -> str:
 
 
 def bench_analysis() -> None:
-    from jupyter_smstep.analysis import analyze
+    from jupyter_smstep.core.analysis import analyze
 
     cell = realistic_cell()
     raw = analyze.__wrapped__
@@ -91,7 +91,7 @@ def bench_build(steps: int = 50) -> None:
     from moto import mock_aws
 
     from jupyter_smstep import sdk
-    from jupyter_smstep.notebook import load_workspace
+    from jupyter_smstep.ipython.notebook import load_workspace
     import nbformat
 
     nb = nbformat.v4.new_notebook()

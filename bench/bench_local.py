@@ -30,7 +30,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from jupyter_smstep import local, sdk  # noqa: E402
+from jupyter_smstep import local
+from jupyter_smstep import sdk
 
 # Step functions by value, as the notebook's cells are (module "__main__").
 SOURCE = '''

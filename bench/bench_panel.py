@@ -50,8 +50,10 @@ for i in range(N):
     expr = "helper(" + ", ".join(f"v{j}" for j in picks) + ")" if picks else "seed * rate"
     ip.run_cell(f"%%step step_{i:02d} --defer\nv{i} = {expr} + CONST")
 import jupyter_smstep, importlib
-panel_mod = importlib.import_module("jupyter_smstep.panel")
-from jupyter_smstep import dag_layout, dag_svg
+panel_mod = importlib.import_module("jupyter_smstep.panel.widget")
+from jupyter_smstep.local.results import StepEvent
+from jupyter_smstep.panel import html, layout as dag_layout
+from jupyter_smstep.panel import svg as dag_svg
 ws = jupyter_smstep.get_workspace()
 
 def med(f, n=__REPEAT__):
@@ -64,7 +66,7 @@ out = {"steps": N}
 out["graph"] = med(ws.graph)
 g = ws.graph()
 views = {s.name: dag_svg.NodeView(s.name, "ml.m5.xlarge") for s in g.steps}
-edges = panel_mod._edges(g)
+edges = html.edges(g)
 widths = {n: dag_svg.node_width(n, "ml.m5.xlarge") for n in views}
 out["layout"] = med(lambda: dag_layout.layered_layout(list(views), [(e.source, e.target) for e in edges], widths=widths))
 lay = dag_layout.layered_layout(list(views), [(e.source, e.target) for e in edges], widths=widths)
@@ -86,13 +88,13 @@ out["refresh"] = med(refresh)
 names = list(p.selector.options)
 k = iter(range(10**6))
 out["select"] = med(lambda: setattr(p, "_sel", p.selector.__setattr__("value", names[next(k) % len(names)])))
-ev = SimpleNamespace(kind="state", step=names[0], state="running", duration=None, attempt=1, message=None, error=None)
-p._run_kind = "local"
+ev = StepEvent("bench", names[0], "running")
+p.state.run_kind = "local"
 p.render_interval = 0  # redraw on every event (the panel coalesces them to ~5/s in a real run)
 states = iter(["running", "succeeded"] * 10**5)
 def state():
     ev.state = next(states)
-    p._on_local_event(ev)
+    p.on_local_event(ev)
 out["state"] = med(state)
 t = time.perf_counter(); ip.run_cell("%pipeline show --text", silent=True); out["text summary"] = (time.perf_counter() - t) * 1000
 p.close()

@@ -16,40 +16,35 @@ _magics: Any = None
 
 def load_ipython_extension(shell: Any) -> None:
     global _magics
-    from .magics import StepMagics
+    from jupyter_smstep.ipython import comm
+    from jupyter_smstep.ipython.magics import StepMagics
 
     if _magics is not None and _magics.shell is shell:
         return  # %load_ext twice keeps the recorded cells
     _magics = StepMagics(shell)
     shell.register_magics(_magics)
     shell.events.register("post_run_cell", _magics.record_plain_cell)
-    try:
-        from . import frontend
-    except ImportError:  # the lab extension's bridge is optional
-        return
-    frontend.install(shell, _magics.workspace.summary, _magics.registry.sync_cells)
+    workspace = _magics.workspace
+    comm.install(shell, lambda: comm.summary(workspace), _magics.registry.sync_cells)
 
 
 def unload_ipython_extension(shell: Any) -> None:
     global _magics
     if _magics is not None:
+        from jupyter_smstep.ipython import comm
+
         try:
             shell.events.unregister("post_run_cell", _magics.record_plain_cell)
         except ValueError:
             pass
-        try:
-            from . import frontend
-        except ImportError:
-            pass
-        else:
-            frontend.uninstall(shell)
+        comm.uninstall(shell)
     _magics = None
 
 
 def get_workspace() -> Any:
     """The current kernel's :class:`~jupyter_smstep.workspace.Workspace`."""
     if _magics is None:
-        from .errors import SmstepError
+        from jupyter_smstep.errors import SmstepError
 
         raise SmstepError("jupyter_smstep is not loaded", fix="run %load_ext jupyter_smstep")
     return _magics.workspace
@@ -57,19 +52,10 @@ def get_workspace() -> Any:
 
 def show_panel() -> Any:
     """The pipeline panel for this kernel's notebook (ipywidgets); same as ``%pipeline show``."""
-    import importlib
+    from jupyter_smstep.panel import show
 
-    return importlib.import_module("jupyter_smstep.panel").show(get_workspace())
+    return show(get_workspace())
 
 
 def _jupyter_labextension_paths() -> list[dict[str, str]]:
     return [{"src": "labextension", "dest": "jupyter-smstep"}]
-
-
-def __getattr__(name: str) -> Any:
-    # `jupyter_smstep.panel()` works before the panel module was ever imported (the module is callable).
-    if name == "panel":
-        import importlib
-
-        return importlib.import_module("jupyter_smstep.panel")
-    raise AttributeError(f"module 'jupyter_smstep' has no attribute {name!r}")

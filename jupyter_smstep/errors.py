@@ -1,13 +1,22 @@
-"""The one error type users see.
+"""The errors users see, by cause, each carrying :class:`Problem`\ s with a fix.
 
-Every problem found in a notebook is reported as a :class:`SmstepError` that
-says *what* is wrong, *where* (cell and line) and *how to fix it*, so that the
-magics, the CLI and the panel can all show it without a traceback.
+Every problem is reported as a :class:`SmstepError` that says *what* is wrong,
+*where* (cell and line) and *how to fix it*, so that the magics, the CLI and
+the panel can all show it without a traceback. The class says whose move it
+is, and ``smstep`` exits with its :attr:`~SmstepError.exit_code`:
+
+- :class:`SmstepError` itself (exit 2): the notebook or the arguments are wrong;
+- :class:`RunFailed` (exit 1): a step or the pipeline failed;
+- :class:`ServiceError` (exit 3): AWS or the environment refused (endpoint
+  unreachable, no credentials, access denied, throttled past retries, the SDK
+  not installed).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from jupyter_smstep.core.states import Severity
 
 
 @dataclass(frozen=True)
@@ -18,7 +27,7 @@ class Problem:
     fix: str = ""
     step: str | None = None
     line: int | None = None  # 1-based line in the cell, the %%step line being line 1
-    severity: str = "error"  # "error" or "warning"
+    severity: Severity = "error"
 
     def location(self) -> str:
         parts = []
@@ -35,7 +44,9 @@ class Problem:
 
 
 class SmstepError(Exception):
-    """A problem the user can fix; carries every :class:`Problem` found."""
+    """The notebook or the arguments are wrong; carries every :class:`Problem` found."""
+
+    exit_code = 2
 
     def __init__(self, problems: list[Problem] | Problem | str, fix: str = "") -> None:
         if isinstance(problems, str):
@@ -51,6 +62,18 @@ class SmstepError(Exception):
         lines = [f"{len(self.problems)} problems:"]
         lines += [f"- {p}".replace("\n", "\n  ") for p in self.problems]
         return "\n".join(lines)
+
+
+class RunFailed(SmstepError):
+    """A step or the pipeline failed (locally or on SageMaker)."""
+
+    exit_code = 1
+
+
+class ServiceError(SmstepError):
+    """AWS or the environment refused: unreachable, no credentials, access denied, throttled, SDK missing."""
+
+    exit_code = 3
 
 
 @dataclass
@@ -76,3 +99,61 @@ class Report:
     def raise_if_errors(self) -> None:
         if self.errors:
             raise SmstepError(self.errors)
+
+
+# --------------------------------------------------------------------------- AWS errors by cause
+#: Error codes that mean the request was fine but the caller may not make it (exit 3).
+_DENIED = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "InvalidClientTokenId",
+                     "ExpiredToken", "ExpiredTokenException", "SignatureDoesNotMatch", "UnrecognizedClientException"})
+THROTTLING = frozenset({
+    "ThrottlingException", "Throttling", "ThrottledException", "TooManyRequestsException",
+    "RequestLimitExceeded", "RequestThrottled", "RequestThrottledException", "SlowDown",
+    "ProvisionedThroughputExceededException",
+})
+#: Error codes that mean the request itself was wrong: an unknown execution, a bad value (exit 2).
+_BAD_REQUEST = frozenset({"ResourceNotFound", "ResourceNotFoundException", "ValidationException",
+                          "NoSuchBucket", "NoSuchKey", "InvalidParameterValue"})
+
+
+def error_code(exc: BaseException) -> str | None:
+    """The AWS error code of a botocore ``ClientError`` (read by duck typing: no botocore import)."""
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        return (response.get("Error") or {}).get("Code") or None
+    return None
+
+
+def aws_error(exc: BaseException, doing: str, *, denied_fix: str | None = None,
+              not_found_fix: str | None = None) -> SmstepError:
+    """An exception from boto3 / the SDK while ``doing`` something, as an error of the right cause.
+
+    Unreachable endpoints, missing credentials, denied access and throttling are
+    :class:`ServiceError` (exit 3); a request AWS found wrong (an unknown
+    execution, an invalid value) is a plain :class:`SmstepError` (exit 2).
+    """
+    code = error_code(exc)
+    name = type(exc).__name__
+    text = str(exc)
+    if code:
+        message = ((getattr(exc, "response", {}) or {}).get("Error") or {}).get("Message") or text
+        detail = f"{code}: {message}"
+    else:
+        detail = f"{name}: {text}"
+    if name in ("NoCredentialsError", "PartialCredentialsError") or "Unable to locate credentials" in text:
+        return ServiceError(f"{doing} failed: no AWS credentials",
+                            fix="configure credentials (aws configure, AWS_PROFILE), or run locally with %pipeline run")
+    if name in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError") \
+            or "Could not connect to the endpoint" in text:
+        return ServiceError(f"{doing} failed: cannot reach AWS ({detail})",
+                            fix="check the network, AWS_ENDPOINT_URL and the region")
+    if code in _DENIED:
+        return ServiceError(f"{doing} failed: access denied ({detail})",
+                            fix=denied_fix or "check the credentials and the role's permissions")
+    if code in THROTTLING:
+        return ServiceError(f"{doing} failed: AWS is throttling requests ({detail})",
+                            fix="wait a little and try again, or ask for a higher quota")
+    if code in _BAD_REQUEST:
+        return SmstepError(f"{doing} failed: {detail}", fix=not_found_fix or "check the names, ARN and region given")
+    if code:  # another service-side error (internal failure, unavailable)
+        return ServiceError(f"{doing} failed: {detail}", fix="try again; if it persists, check the AWS service health")
+    return ServiceError(f"{doing} failed: {detail}", fix="check credentials, region and AWS_ENDPOINT_URL")

@@ -3,29 +3,21 @@
 The module holds plain ``@step`` functions, the ordinary cells the steps rely
 on (helpers, constants, imports; only those, found by following names
 backwards), the parameters and the ``Pipeline(...)``. Running it builds the
-same graph with the same settings as the notebook. Pure: no sagemaker import.
+same graph with the same settings as the notebook: the ``@step`` keywords come from
+:mod:`jupyter_smstep.sdk.stepargs`, the import paths from :data:`~jupyter_smstep.sdk.compat.MODULES`.
+No sagemaker import.
 """
 
 from __future__ import annotations
 
 import ast
 import re
-from typing import Any
 
-from . import codegen
-from .errors import Problem, SmstepError
-from .graph import PipelineGraph
-from .registry import Registry
-
-_IMPORTS = {
-    2: ("sagemaker.workflow.function_step", "sagemaker.workflow.pipeline", "sagemaker.workflow.parameters",
-        "sagemaker.workflow.pipeline_definition_config", "sagemaker.workflow.retry"),
-    3: ("sagemaker.mlops.workflow.function_step", "sagemaker.mlops.workflow.pipeline",
-        "sagemaker.core.workflow.parameters", "sagemaker.core.workflow.pipeline_definition_config",
-        "sagemaker.mlops.workflow.retry"),
-}
-_PARAM_CLASS = {bool: "ParameterBoolean", int: "ParameterInteger", float: "ParameterFloat", str: "ParameterString"}
-
+from jupyter_smstep.core import codegen
+from jupyter_smstep.core.graph import PipelineGraph, pipeline_role
+from jupyter_smstep.core.registry import Registry
+from jupyter_smstep.errors import Problem, SmstepError
+from jupyter_smstep.sdk import compat, stepargs
 
 def support_cells(registry: Registry, graph: PipelineGraph) -> list[str]:
     """Source of the ordinary cells the steps' captured values come from, in notebook order."""
@@ -47,7 +39,10 @@ def _python_only(source: str) -> str:
     return "\n".join(kept).strip("\n")
 
 
-def module_source(registry: Registry, graph: PipelineGraph, sdk_major: int, origin: str = "a notebook") -> str:
+def module_source(registry: Registry, graph: PipelineGraph, sdk_major: int | None = None,
+                  origin: str = "a notebook") -> str:
+    """The module's text, for the installed SDK line unless ``sdk_major`` names one."""
+    table = compat.modules(sdk_major)
     support = support_cells(registry, graph)
     defined: set[str] = set()
     for src in support:
@@ -70,21 +65,20 @@ def module_source(registry: Registry, graph: PipelineGraph, sdk_major: int, orig
                     for step, i in missing]
         raise SmstepError(problems)
 
-    fstep, fpipe, fparams, fdef, fretry = _IMPORTS[3 if sdk_major >= 3 else 2]
+    specs = {node.name: stepargs.step_arguments(node) for node in graph.steps}
     out = [f'"""SageMaker pipeline {graph.name!r}, exported by jupyter_smstep from {origin}.',
            "", "Run `python THIS_FILE.py` to print the pipeline definition, or",
            "`python THIS_FILE.py --submit` to upsert it and start an execution.", '"""',
-           f"from {fstep} import step", f"from {fpipe} import Pipeline",
-           f"from {fdef} import PipelineDefinitionConfig"]
-    kinds = sorted({_PARAM_CLASS.get(type(v), "ParameterString") for v in graph.parameters.values()})
+           f"from {table['function_step']} import step", f"from {table['pipeline']} import Pipeline",
+           f"from {table['pipeline_definition_config']} import PipelineDefinitionConfig"]
+    kinds = sorted({stepargs.parameter_class(v) for v in graph.parameters.values()})
     if kinds:
-        out.append(f"from {fparams} import {', '.join(kinds)}")
-    if any("retry_policies" in n.settings for n in graph.steps):
-        out.append(f"from {fretry} import StepRetryPolicy, SageMakerJobStepRetryPolicy, "
-                   "StepExceptionTypeEnum, SageMakerJobExceptionTypeEnum")
-    if any("spark_config" in n.settings for n in graph.steps):
-        out.append("from sagemaker.core.remote_function.spark_config import SparkConfig" if sdk_major >= 3
-                   else "from sagemaker.remote_function.spark_config import SparkConfig")
+        out.append(f"from {table['parameters']} import {', '.join(kinds)}")
+    by_module: dict[str, list[str]] = {}
+    for cls in sorted(stepargs.classes_used(list(specs.values()))):
+        by_module.setdefault(table[stepargs.CLASS_MODULES[cls]], []).append(cls)
+    for module, classes in by_module.items():
+        out.append(f"from {module} import {', '.join(classes)}")
     if support:
         out += ["", "", "# ---- from the notebook's ordinary cells (helpers, constants, imports)"]
         for src in support:
@@ -92,12 +86,13 @@ def module_source(registry: Registry, graph: PipelineGraph, sdk_major: int, orig
     if graph.parameters:
         out += ["", "", "# ---- pipeline parameters"]
         for name, value in graph.parameters.items():
-            cls = _PARAM_CLASS.get(type(value), "ParameterString")
-            out.append(f"{name}_param = {cls}({name!r}, default_value={value!r})")
+            out.append(f"{name}_param = {stepargs.parameter_class(value)}({name!r}, "
+                       f"default_value={stepargs.parameter_default(value)!r})")
     names = codegen.function_names(graph, reserved=defined)
     out += ["", "", "# ---- steps"]
     for node in graph.steps:
-        out += ["", "", "@step(" + ",\n      ".join(_kwargs(node)) + ")",
+        keywords = [f"{k}={stepargs.to_source(v)}" for k, v in specs[node.name].items()]
+        out += ["", "", "@step(" + ",\n      ".join(keywords) + ")",
                 codegen.function_source(node, names[node.name]).rstrip()]
     out += ["", "", "# ---- the pipeline"]
     handles = {}
@@ -119,49 +114,9 @@ def module_source(registry: Registry, graph: PipelineGraph, sdk_major: int, orig
             "    import sys",
             "",
             '    if "--submit" in sys.argv:',
-            f"        pipeline.upsert(role_arn={_pipeline_role(graph)!r})",
+            f"        pipeline.upsert(role_arn={pipeline_role(graph)!r})",
             "        print(pipeline.start().arn)",
             "    else:",
             "        print(pipeline.definition())", ""]
     return "\n".join(out)
 
-
-def _kwargs(node) -> list[str]:
-    """The @step keywords: every setting that differs from the SDK's default."""
-    parts = [f"name={node.name!r}"]
-    for key, resolved in node.settings.items():
-        value = resolved.value
-        if resolved.source == "default" and key != "job_name_prefix":
-            continue
-        if key == "tags":
-            value = [{"Key": k, "Value": v} for k, v in dict(value).items()]
-            parts.append(f"tags={value!r}")
-        elif key == "spark_config":
-            parts.append(f"spark_config=SparkConfig(**{value!r})")
-        elif key == "retry_policies":
-            parts.append(f"retry_policies=[{', '.join(_retry_source(p) for p in value)}]")
-        else:
-            parts.append(f"{key}={value!r}")
-    if "display_name" not in node.settings:
-        parts.append(f"display_name={node.name!r}")
-    if "description" not in node.settings:
-        parts.append(f"description={'jupyter_smstep step ' + repr(node.name)!r}")
-    return list(dict.fromkeys(parts))
-
-
-def _pipeline_role(graph: PipelineGraph) -> str | None:
-    from .remote import pipeline_role
-
-    return pipeline_role(graph)
-
-
-def _retry_source(spec: dict[str, Any]) -> str:
-    types = list(spec["exception_types"])
-    extra = "".join(f", {k}={spec[k]!r}" for k in ("max_attempts", "interval_seconds", "backoff_rate")
-                    if spec.get(k) is not None)
-    if all(t.startswith("Step.") for t in types):
-        enums = ", ".join(f"StepExceptionTypeEnum.{t.split('.', 1)[1]}" for t in types)
-        return f"StepRetryPolicy(exception_types=[{enums}]{extra})"
-    enums = ", ".join(f"SageMakerJobExceptionTypeEnum.{t.split('.', 1)[1].replace('JOB_INTERNAL_ERROR', 'INTERNAL_ERROR')}"
-                      for t in types)
-    return f"SageMakerJobStepRetryPolicy(exception_types=[{enums}]{extra})"

@@ -1,12 +1,12 @@
-"""Shared fixtures: a real IPython shell with the extension loaded, and moto as AWS."""
+"""Shared fixtures: a real IPython shell with the extension loaded, moto as AWS, the fake SageMaker."""
 
 from __future__ import annotations
 
-import os
 
 import pytest
 
-from smstep_testing import IMAGE, ROLE
+from helpers.constants import IMAGE, ROLE
+from helpers.fakes import FakeSageMaker, start_moto_server
 
 
 @pytest.fixture(autouse=True)
@@ -91,5 +91,28 @@ def aws():
 @pytest.fixture
 def session(aws):
     from jupyter_smstep import sdk
-
     return sdk.make_session(bucket="smstep-test", boto_session=aws)
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """moto in server mode on 127.0.0.1, shared by every test that needs a real HTTP endpoint."""
+    server, url = start_moto_server()
+    yield url
+    server.stop()
+
+
+@pytest.fixture
+def fake_sagemaker(moto_server, monkeypatch):
+    """Start a :class:`FakeSageMaker` in front of moto and point ``AWS_ENDPOINT_URL`` at it."""
+    started = []
+
+    def start(**kwargs):
+        fake = FakeSageMaker(upstream=moto_server, **kwargs).start()
+        monkeypatch.setenv("AWS_ENDPOINT_URL", fake.url)
+        started.append(fake)
+        return fake
+
+    yield start
+    for fake in started:
+        fake.stop()

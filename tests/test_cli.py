@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import nbformat
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "notebooks" / "abalone.ipynb"
@@ -74,17 +73,6 @@ def test_export_from_the_command_line(tmp_path):
     assert "def make_abalone(n, seed):" in text and "@step(name='train'" in text
 
 
-@pytest.fixture
-def moto_server():
-    from moto.server import ThreadedMotoServer
-
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
-
-
 def test_definition_and_submit_against_moto_server(moto_server):
     import boto3
 
@@ -108,7 +96,7 @@ def test_definition_and_submit_against_moto_server(moto_server):
 
 def test_unknown_parameter_is_rejected():
     proc = smstep("run", EXAMPLE, "-p", "nope=1", check=False)
-    assert proc.returncode == 2 and "unknown parameter(s) nope" in proc.stderr
+    assert proc.returncode == 2 and "unknown parameter 'nope'" in proc.stderr
 
 
 def test_example_runs_locally_with_correct_values(tmp_path):

@@ -253,7 +253,7 @@ def test_output_view_renders_ipywidgets(lab, notebook_name):
     lab.write_notebook(notebook_name, [
         "import ipywidgets\n"
         "from IPython.core.magic import register_line_magic\n"
-        "from jupyter_smstep import frontend\n"
+        "from jupyter_smstep.ipython import comm as frontend\n"
         "frontend.install(get_ipython(), lambda: {'pipeline': 'w', 'cells': [], 'problems': []})\n"
         "slider = ipywidgets.IntSlider(value=3, description='epochs')\n"
         "@register_line_magic\n"

@@ -12,14 +12,11 @@ reason and log tail, and Retry finishes it. Screenshots land in ``test-artifacts
 from __future__ import annotations
 
 import json
-import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from test_monitor import FakeSageMaker, StepPlan, prepare_account, start_moto_server  # noqa: E402
+from helpers.fakes import FakeSageMaker, StepPlan, prepare_account, start_moto_server
 
 pytestmark = pytest.mark.browser
 expect = pytest.importorskip("playwright.sync_api").expect

@@ -1,0 +1,13 @@
+"""The pure core: from recorded cells to a validated pipeline graph.
+
+``analysis`` (one cell's reads, writes, mutations, imports) → ``registry`` (cells
+in notebook order) → ``graph`` (links, parameters, captures, outputs,
+validation), with ``settings`` (precedence and checks), ``parameters``
+(``NAME=VALUE`` and the one coercion), ``names`` (SageMaker's name rules),
+``states`` (the typed kinds), ``codegen`` (the function each step becomes) and
+``studio`` (the kernel image).
+
+Nothing here imports IPython, sagemaker, boto3 or ipywidgets: only the
+standard library, PyYAML, ``jupyter_smstep.errors`` and ``core`` itself
+(``tests/test_architecture.py`` enforces it).
+"""

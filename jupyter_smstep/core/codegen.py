@@ -1,0 +1,97 @@
+"""Python source for steps: the function each ``%%step`` cell becomes.
+
+The same generator serves the compiler (which executes it, with line numbers
+mapped back to the cell so tracebacks point at the user's own lines) and
+``%pipeline export`` (which writes it out as a readable module).
+
+A step function takes its links (step outputs and parameters) as arguments,
+re-imports the modules the cell uses, runs the cell's code unchanged and
+returns the outputs later steps read, as a dict. Pure: no sagemaker.
+"""
+
+from __future__ import annotations
+
+import ast
+import keyword
+import re
+from typing import Iterable
+
+from jupyter_smstep.core.graph import PipelineGraph, StepNode
+
+HEADER_LINE = 1  # line 1 of a %%step cell is the magic line; the body starts on line 2
+
+
+def function_name(step: str, taken: Iterable[str] = ()) -> str:
+    """A readable Python identifier for a step name (which may contain dashes)."""
+    ident = re.sub(r"\W", "_", step)
+    if not ident or ident[0].isdigit() or keyword.iskeyword(ident):
+        ident = f"step_{ident}"
+    taken = set(taken)
+    while ident in taken:
+        ident = f"{ident}_step"
+    return ident
+
+
+def function_source(node: StepNode, fname: str) -> str:
+    """Readable source of the step function (used by export)."""
+    args = ", ".join(i.name for i in node.links)
+    lines = [f"def {fname}({args}):"]
+    lines += [f"    {i.statement}" for i in node.imports]
+    body = node.cell.source.rstrip("\n")
+    lines += [("    " + line) if line.strip() else "" for line in body.splitlines()]
+    lines.append("    " + return_statement(node))
+    return "\n".join(lines) + "\n"
+
+
+def return_statement(node: StepNode) -> str:
+    if not node.outputs:
+        return "return {}"
+    pairs = ", ".join(f"{name!r}: {name}" for name in node.outputs)
+    return "return {" + pairs + "}"
+
+
+def function_code(node: StepNode, fname: str, filename: str) -> ast.Module:
+    """The step function as an AST whose line numbers are the cell's own.
+
+    The cell body keeps its lines (offset by the ``%%step`` line); the imports
+    and the ``def`` sit on line 1 and the ``return`` after the last line.
+    """
+    body = ast.parse(node.cell.source, filename=filename)
+    ast.increment_lineno(body, HEADER_LINE)
+    prologue = ast.parse("\n".join(i.statement for i in node.imports)).body
+    last = max((getattr(n, "end_lineno", 0) or 0 for n in ast.walk(body)), default=HEADER_LINE) + 1
+    epilogue = ast.parse(return_statement(node)).body
+    for stmt in prologue:
+        _set_lines(stmt, HEADER_LINE)
+    for stmt in epilogue:
+        _set_lines(stmt, last)
+    args = ast.arguments(
+        posonlyargs=[], args=[ast.arg(arg=i.name) for i in node.links], vararg=None, kwonlyargs=[],
+        kw_defaults=[], kwarg=None, defaults=[],
+    )
+    func = ast.FunctionDef(name=fname, args=args, body=prologue + body.body + epilogue, decorator_list=[],
+                           returns=None, type_comment=None, lineno=HEADER_LINE, col_offset=0)
+    if hasattr(ast.FunctionDef, "type_params"):
+        func.type_params = []  # Python 3.12+
+    module = ast.Module(body=[func], type_ignores=[])
+    return ast.fix_missing_locations(module)
+
+
+def _set_lines(tree: ast.AST, line: int) -> None:
+    for n in ast.walk(tree):
+        if hasattr(n, "lineno"):
+            n.lineno = line
+            n.end_lineno = line
+
+
+def function_names(graph: PipelineGraph, reserved: Iterable[str] = ()) -> dict[str, str]:
+    """Step name -> function name, unique and clear of every variable the pipeline uses."""
+    taken = set(reserved) | set(graph.parameters)
+    for node in graph.steps:
+        taken |= set(node.inputs) | set(node.outputs)
+    names: dict[str, str] = {}
+    for node in graph.steps:
+        fname = function_name(node.name, taken)
+        names[node.name] = fname
+        taken.add(fname)
+    return names

@@ -1,0 +1,423 @@
+"""From recorded cells to a pipeline graph: who feeds whom, and what is wrong.
+
+Each name a step reads resolves, in this order, to
+
+1. the latest earlier cell that wrote it: a step gives a ``DelayedReturn``
+   link, an ordinary cell a value captured from the kernel;
+2. a pipeline parameter;
+3. a kernel value: a module or an importable function/class is imported inside
+   the step, anything else (constants, helpers, classes defined in the
+   notebook) is captured by value;
+4. a builtin (ignored);
+5. nothing: an error naming the step, the line and the name.
+
+A step returns only the names later steps read (plus exported names), as a dict.
+Validation collects every problem in a :class:`Report` before anything is
+uploaded. Pure: no IPython, no sagemaker.
+"""
+
+from __future__ import annotations
+
+import builtins
+import sys
+import types
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from jupyter_smstep.core import settings as settings_mod
+from jupyter_smstep.errors import Report, SmstepError
+from jupyter_smstep.core.registry import Cell, Registry
+
+BUILTINS = frozenset(dir(builtins))
+#: Names IPython puts in the namespace; a step cannot use them in a container.
+IPYTHON_NAMES = frozenset({"In", "Out", "_", "__", "___", "_i", "_ii", "_iii", "_oh", "_dh", "_ih",
+                           "get_ipython", "exit", "quit"})
+DEFAULT_PIPELINE_NAME = "notebook-pipeline"
+
+
+@dataclass(frozen=True)
+class Input:
+    """Where one input of a step comes from, and why (the line that reads it)."""
+
+    name: str
+    kind: str  # "step" | "parameter" | "value" | "import"
+    line: int  # line in the cell body; the cell's own line number is line + 1 (after %%step)
+    step: str | None = None  # producing step, for kind "step"
+    type_name: str | None = None  # for kind "value"
+    statement: str | None = None  # for kind "import": the import statement
+    via: str | None = None  # the cell that wrote a captured value, if known
+
+    def to_json(self) -> dict[str, str]:
+        if self.kind == "step":
+            return {"step": self.step or ""}
+        if self.kind == "parameter":
+            return {"parameter": self.name}
+        return {"value": self.type_name or "object"}
+
+
+@dataclass
+class StepNode:
+    name: str
+    cell: Cell
+    inputs: dict[str, Input]
+    outputs: list[str]
+    depends_on: list[str]
+    settings: dict[str, settings_mod.Resolved]
+
+    @property
+    def links(self) -> list[Input]:
+        """Inputs passed as function arguments (step outputs and parameters), in reading order."""
+        return sorted((i for i in self.inputs.values() if i.kind in ("step", "parameter")), key=lambda i: (i.line, i.name))
+
+    @property
+    def captured(self) -> list[Input]:
+        return [i for i in self.inputs.values() if i.kind == "value"]
+
+    @property
+    def imports(self) -> list[Input]:
+        return [i for i in self.inputs.values() if i.kind == "import"]
+
+
+@dataclass
+class PipelineGraph:
+    name: str
+    steps: list[StepNode]
+    parameters: dict[str, Any]
+    report: Report = field(default_factory=Report)
+    kernel_image_note: str = ""
+
+    def step(self, name: str) -> StepNode:
+        return next(s for s in self.steps if s.name == name)
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``smstep graph --json`` document."""
+        return {
+            "pipeline": self.name,
+            "parameters": {k: _jsonable(v) for k, v in self.parameters.items()},
+            "steps": [
+                {
+                    "name": s.name,
+                    "inputs": {i.name: i.to_json() for i in s.inputs.values() if i.kind != "import"},
+                    "imports": [i.statement for i in s.imports],
+                    "outputs": list(s.outputs),
+                    "depends_on": list(s.depends_on),
+                    "settings": {k: {"value": _jsonable(r.value), "source": r.source} for k, r in s.settings.items()},
+                }
+                for s in self.steps
+            ],
+            "problems": [
+                {"step": p.step, "line": p.line, "severity": p.severity, "message": p.message, "fix": p.fix}
+                for p in self.report.problems
+            ],
+            "kernel_image": self.kernel_image_note,
+        }
+
+
+def pipeline_role(graph: PipelineGraph) -> str | None:
+    """The role the pipeline itself runs as: the notebook-wide (or first step's) role."""
+    for node in graph.steps:
+        if "role" in node.settings:
+            return node.settings["role"].value
+    return None
+
+
+def check_buildable(graph: PipelineGraph) -> None:
+    """Refuse to build a graph with errors, or with no step (nothing is uploaded)."""
+    if not graph.steps and not graph.report.errors:
+        raise SmstepError("the notebook has no %%step cells", fix="mark a cell with %%step NAME and run it")
+    graph.report.raise_if_errors()
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return repr(value)
+
+
+# ---------------------------------------------------------------------------- build
+def build_graph(
+    registry: Registry,
+    namespace: Mapping[str, Any],
+    *,
+    config: Mapping[str, Any] | None = None,
+    kernel_image: str | None = None,
+    kernel_image_note: str = "",
+    in_studio: bool = False,
+    default_name: str | None = None,
+) -> PipelineGraph:
+    report = Report()
+    name = registry.name or default_name or DEFAULT_PIPELINE_NAME
+    if not settings_mod.PIPELINE_NAME.match(name):
+        report.error(
+            f"pipeline name {name!r} is invalid: SageMaker allows letters, digits and single dashes "
+            "(no underscores or spaces), up to 256 characters",
+            fix=f"%pipeline config --name {_suggest_pipeline_name(name)}",
+        )
+    _check_step_names(registry, report)
+    _check_parameters(registry, report)
+
+    # Pass 1: resolve inputs, walking cells in notebook order.
+    writer: dict[str, Cell] = {}  # name -> latest cell that wrote it
+    derived: dict[str, tuple[str, str]] = {}  # name written by an ordinary cell from a step output -> (var, step)
+    warned_plain: set[str] = set()
+    nodes: list[StepNode] = []
+    later_writers = _later_step_writers(registry)
+    for index, cell in enumerate(registry.cells):
+        if cell.analysis is None:
+            if cell.is_step and cell.problem:
+                report.problems.append(cell.problem)
+            continue
+        if not cell.is_step:
+            _track_plain_cell(cell, writer, derived, warned_plain, report)
+            continue
+        node = _resolve_step(cell, index, registry, namespace, writer, derived, later_writers, report)
+        nodes.append(node)
+        for var in _candidate_outputs(cell):
+            if var in node.inputs and node.inputs[var].kind == "import":
+                continue  # `np.append(...)` / `sys.path.append(...)` does not make a module an output
+            writer[var] = cell
+            derived.pop(var, None)
+
+    # Pass 2: outputs are what later steps read (plus exports), unless overridden.
+    consumed: dict[str, set[str]] = {n.name: set() for n in nodes}
+    for node in nodes:
+        for inp in node.inputs.values():
+            if inp.kind == "step" and inp.step in consumed:
+                consumed[inp.step].add(inp.name)
+    for node in nodes:
+        spec = node.cell.step
+        assert spec is not None
+        candidates = _candidate_outputs(node.cell)
+        if spec.outputs is not None:
+            node.outputs = list(spec.outputs)
+            for var in spec.outputs:
+                if var not in candidates:
+                    report.warn(f"--outputs names {var!r}, which the cell never assigns",
+                                fix="check the spelling, or assign it in the cell", step=node.name)
+        else:
+            wanted = consumed[node.name] | (registry.exports & candidates)
+            node.outputs = [v for v in _ordered(node.cell) if v in wanted]
+        if spec.outputs is None and _is_sink(node, nodes):
+            # Nothing downstream reads this step: return its variables (not its imports,
+            # function/class definitions or _throwaway names) so a run's results can be pulled.
+            analysis = node.cell.analysis
+            keep = {v for v in candidates - set(analysis.imports) - set(analysis.defines) if not v.startswith("_")}
+            node.outputs = [v for v in _ordered(node.cell) if v in keep]
+        node.outputs = [v for v in node.outputs
+                        if not (v in node.inputs and node.inputs[v].kind == "import") or v in (spec.outputs or ())]
+
+    # Pass 3: settings.
+    for node in nodes:
+        spec = node.cell.step
+        assert spec is not None
+        resolved = settings_mod.resolve(spec.options, registry.defaults, config or {}, kernel_image)
+        if "job_name_prefix" not in resolved:
+            resolved["job_name_prefix"] = settings_mod.Resolved(
+                settings_mod.job_name_prefix(name, node.name), settings_mod.DEFAULT
+            )
+        node.settings = resolved
+        settings_mod.validate(node.name, resolved, report, in_studio=in_studio)
+    settings_mod.validate_pipeline({n.name: n.settings for n in nodes}, report, in_studio=in_studio)
+    _dedupe(report)
+    return PipelineGraph(name, nodes, dict(registry.parameters), report, kernel_image_note)
+
+
+def _resolve_step(
+    cell: Cell,
+    index: int,
+    registry: Registry,
+    namespace: Mapping[str, Any],
+    writer: dict[str, Cell],
+    derived: dict[str, tuple[str, str]],
+    later_writers: dict[str, list[tuple[int, str]]],
+    report: Report,
+) -> StepNode:
+    spec = cell.step
+    analysis = cell.analysis
+    assert spec is not None and analysis is not None
+    name = spec.name
+    for line in analysis.star_imports:
+        report.error("`from ... import *` in a step: the names it brings in cannot be known",
+                     fix="import the names you use explicitly", step=name, line=line + 1)
+    reads = dict(analysis.reads)
+    if spec.inputs is not None:
+        for var in spec.inputs:
+            reads.setdefault(var, 0)
+    inputs: dict[str, Input] = {}
+    for var, line in sorted(reads.items(), key=lambda kv: (kv[1], kv[0])):
+        if var.startswith("__") and var.endswith("__"):
+            continue
+        linkable = spec.inputs is None or var in spec.inputs
+        source = writer.get(var)
+        if var in IPYTHON_NAMES:
+            report.error(f"uses IPython's `{var}`, which does not exist when the step runs as a job",
+                         fix="use an ordinary variable instead", step=name, line=line + 1)
+            continue
+        if linkable and source is not None and source.is_step:
+            assert source.step is not None
+            inputs[var] = Input(var, "step", line, step=source.step.name)
+        elif linkable and var in registry.parameters:
+            inputs[var] = Input(var, "parameter", line)
+        elif var in registry.retired and (source is None or source.is_step):
+            gone = registry.retired[var]
+            report.error(f"reads {var!r}, which step '{gone}' computed, but that step is gone (deleted or removed); "
+                         "the kernel still holds its last value, which the pipeline cannot use",
+                         fix=f"restore step '{gone}', or compute {var!r} in a step or an ordinary cell above",
+                         step=name, line=line + 1)
+        elif var in derived:
+            src_var, src_step = derived[var]
+            report.error(
+                f"reads {var!r}, which an ordinary cell computed from {src_var!r}, an output of step "
+                f"'{src_step}': the pipeline cannot use the kernel's copy",
+                fix=f"make that ordinary cell a %%step cell, or move its code into step '{name}'",
+                step=name, line=line + 1)
+        elif var in namespace:
+            value = namespace[var]
+            statement = import_statement(var, value)
+            if statement:
+                inputs[var] = Input(var, "import", line, statement=statement)
+            else:
+                via = source.label if source is not None else None
+                inputs[var] = Input(var, "value", line, type_name=type(value).__name__, via=via)
+        elif var in BUILTINS:
+            continue
+        elif source is not None and source.is_step and not linkable:
+            continue  # --inputs excluded it on purpose
+        else:
+            later = [s for i, s in later_writers.get(var, []) if i > index]
+            if later:
+                report.error(f"reads {var!r}, which step '{later[0]}' produces, but that step comes later",
+                             fix=f"move step '{name}' below step '{later[0]}'", step=name, line=line + 1)
+            else:
+                report.error(f"reads {var!r}, which is defined nowhere (no earlier step, parameter or "
+                             "kernel variable); was the cell that defined it deleted or not run?",
+                             fix=f"define {var!r} in an earlier cell and run it, or declare it with %pipeline param",
+                             step=name, line=line + 1)
+    depends: list[str] = []
+    for inp in sorted(inputs.values(), key=lambda i: i.line):
+        if inp.kind == "step" and inp.step not in depends:
+            depends.append(inp.step)  # type: ignore[arg-type]
+    return StepNode(name, cell, inputs, [], depends, {})
+
+
+def import_statement(var: str, value: Any) -> str | None:
+    """How to re-create ``value`` by import inside the step, or None to capture it by value."""
+    if isinstance(value, types.ModuleType):
+        module = value.__name__
+        if module == var:
+            return f"import {module}"
+        if "." in module and module.split(".")[0] == var:
+            return f"import {module}"
+        return f"import {module} as {var}"
+    if isinstance(value, (types.FunctionType, types.BuiltinFunctionType, type)):
+        module = getattr(value, "__module__", None)
+        qualname = getattr(value, "__qualname__", "")
+        if not module or module == "__main__" or module == "builtins" or "." in qualname or "<" in qualname:
+            return None
+        mod = sys.modules.get(module)
+        if mod is None or getattr(mod, qualname, None) is not value:
+            return None
+        return f"from {module} import {qualname}" + ("" if qualname == var else f" as {var}")
+    return None
+
+
+def _is_sink(node: StepNode, nodes: list[StepNode]) -> bool:
+    return not any(node.name in other.depends_on for other in nodes)
+
+
+def _candidate_outputs(cell: Cell) -> set[str]:
+    assert cell.analysis is not None
+    if cell.step is not None and cell.step.outputs is not None:
+        return set(cell.step.outputs) | set(cell.analysis.outputs)
+    return set(cell.analysis.outputs)
+
+
+def _ordered(cell: Cell) -> list[str]:
+    """Candidate outputs in the order the cell first writes them."""
+    assert cell.analysis is not None
+    lines = {**cell.analysis.mutates, **cell.analysis.writes}
+    return sorted(_candidate_outputs(cell), key=lambda v: (lines.get(v, 0), v))
+
+
+def _track_plain_cell(cell: Cell, writer: dict[str, Cell], derived: dict[str, tuple[str, str]],
+                      warned: set[str], report: Report) -> None:
+    analysis = cell.analysis
+    assert analysis is not None
+    used = []
+    for var in analysis.reads:
+        src = writer.get(var)
+        if src is not None and src.is_step:
+            used.append((var, src.step.name))  # type: ignore[union-attr]
+        elif var in derived:
+            used.append(derived[var])
+    if used and cell.key not in warned:
+        warned.add(cell.key)
+        var, step = used[0]
+        report.warn(f"{cell.label} uses {var!r}, an output of step '{step}': in the pipeline this cell does "
+                    "not run, and a later step reading what it computes would get the kernel's copy",
+                    fix="make it a %%step cell if the pipeline needs its result")
+    for var in analysis.outputs:
+        writer[var] = cell
+        if used:
+            derived[var] = used[0]
+        else:
+            derived.pop(var, None)
+
+
+def _later_step_writers(registry: Registry) -> dict[str, list[tuple[int, str]]]:
+    found: dict[str, list[tuple[int, str]]] = {}
+    for i, cell in enumerate(registry.cells):
+        if cell.is_step and cell.analysis is not None:
+            for var in _candidate_outputs(cell):
+                found.setdefault(var, []).append((i, cell.step.name))  # type: ignore[union-attr]
+    return found
+
+
+def _check_step_names(registry: Registry, report: Report) -> None:
+    seen: dict[str, int] = {}
+    for cell in registry.steps:
+        name = cell.step.name  # type: ignore[union-attr]
+        if not settings_mod.STEP_NAME.match(name):
+            report.error(f"step name {name!r} is invalid: SageMaker allows 1-64 letters, digits, '-' and '_'",
+                         fix=f"rename it, e.g. %%step {_suggest_step_name(name)}", step=name)
+        seen[name] = seen.get(name, 0) + 1
+    for name, count in seen.items():
+        if count > 1:
+            report.error(f"{count} cells are named step '{name}'",
+                         fix="give each %%step cell its own name (or remove the duplicate with %pipeline remove)",
+                         step=name)
+
+
+def _check_parameters(registry: Registry, report: Report) -> None:
+    for pname, value in registry.parameters.items():
+        if not isinstance(value, (str, int, float, bool)):
+            report.error(f"parameter {pname!r} has a {type(value).__name__} value; pipeline parameters "
+                         "are str, int, float or bool", fix=f"give {pname!r} a plain value")
+
+
+def _dedupe(report: Report) -> None:
+    seen = set()
+    unique = []
+    for p in report.problems:
+        key = (p.message, p.step, p.line, p.severity)
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    report.problems[:] = unique
+
+
+def _suggest_pipeline_name(name: str) -> str:
+    import re
+
+    cleaned = re.sub(r"[^a-zA-Z0-9]+", "-", name).strip("-")
+    return cleaned[:256] or DEFAULT_PIPELINE_NAME
+
+
+def _suggest_step_name(name: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-")[:64] or "step"

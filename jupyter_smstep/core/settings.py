@@ -1,0 +1,314 @@
+"""Which value each ``@step`` setting gets, and where it came from.
+
+Precedence, highest first (the user can see which one won):
+
+1. ``cell``: an option on the ``%%step`` line;
+2. ``notebook``: ``%pipeline config`` defaults;
+3. ``config.yaml``: the SageMaker SDK's own defaults file
+   (``SAGEMAKER_USER_CONFIG_OVERRIDE`` / ``SAGEMAKER_ADMIN_CONFIG_OVERRIDE``,
+   read the way the SDK reads them);
+4. ``kernel image``: the Studio kernel's image, for ``image_uri`` only;
+5. ``default``: the SDK's default.
+
+Pure: no IPython, no sagemaker. ``config.yaml`` is parsed with PyYAML.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+
+from jupyter_smstep.errors import Report
+
+CELL, NOTEBOOK, CONFIG, KERNEL_IMAGE, DEFAULT = "cell", "notebook", "config.yaml", "kernel image", "default"
+SOURCES = (CELL, NOTEBOOK, CONFIG, KERNEL_IMAGE, DEFAULT)
+
+
+@dataclass(frozen=True)
+class Option:
+    """One ``@step`` keyword as a ``%%step`` option."""
+
+    key: str  # the SDK keyword
+    kind: str  # str, int, float, bool, list, kv (KEY=VALUE pairs), json, retry
+    help: str
+    default: Any = None  # the SDK's default
+    config_path: tuple[str, ...] | None = None  # under SageMaker.PythonSDK.Modules.RemoteFunction
+    per_step: bool = False  # meaningful on a cell only (not as a notebook default)
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.key.replace("_", "-")
+
+
+_RF = ("SageMaker", "PythonSDK", "Modules", "RemoteFunction")
+
+#: Every ``@step`` keyword (v2 and v3 share the signature), in the SDK's order.
+OPTIONS: tuple[Option, ...] = (
+    Option("display_name", "str", "Display name of the step in Studio.", per_step=True),
+    Option("description", "str", "Description of the step.", per_step=True),
+    Option("retry_policies", "retry", "Retry policy EXCEPTION[,EXCEPTION]:MAX_ATTEMPTS[:INTERVAL_S[:BACKOFF]], "
+           "e.g. SageMaker.CAPACITY_ERROR:3 or Step.THROTTLING:5:2:2.0 (repeatable)."),
+    Option("dependencies", "str", "Path to a requirements.txt or environment.yml installed before the step runs, "
+           "or 'auto_capture'.", config_path=("Dependencies",)),
+    Option("pre_execution_commands", "list", "Shell command run before the step (repeatable).",
+           config_path=("PreExecutionCommands",)),
+    Option("pre_execution_script", "str", "Path to a shell script run before the step.",
+           config_path=("PreExecutionScript",)),
+    Option("environment_variables", "kv", "Environment variable KEY=VALUE for the job (repeatable).",
+           config_path=("EnvironmentVariables",)),
+    Option("image_uri", "str", "Container image URI (default: the Studio kernel's image).",
+           config_path=("ImageUri",)),
+    Option("instance_count", "int", "Number of instances.", default=1),
+    Option("instance_type", "str", "Instance type, e.g. ml.m5.xlarge.", config_path=("InstanceType",)),
+    Option("job_conda_env", "str", "Conda environment in the image to run the step in.",
+           config_path=("JobCondaEnvironment",)),
+    Option("job_name_prefix", "str", "Training job name prefix (default: <pipeline>-<step>)."),
+    Option("keep_alive_period_in_seconds", "int", "Warm pool keep-alive period.", default=0),
+    Option("max_retry_attempts", "int", "Job-level retries on internal errors.", default=1),
+    Option("max_runtime_in_seconds", "int", "Stop the job after this many seconds.", default=24 * 60 * 60),
+    Option("role", "str", "IAM role ARN the job runs as.", config_path=("RoleArn",)),
+    Option("security_group_ids", "list", "VPC security group id (repeatable).",
+           config_path=("VpcConfig", "SecurityGroupIds")),
+    Option("subnets", "list", "VPC subnet id (repeatable).", config_path=("VpcConfig", "Subnets")),
+    Option("tags", "kv", "Tag KEY=VALUE for the job (repeatable).", config_path=("Tags",)),
+    Option("volume_kms_key", "str", "KMS key for the job's storage volume.", config_path=("VolumeKmsKeyId",)),
+    Option("volume_size", "int", "Storage volume size in GB.", default=30),
+    Option("encrypt_inter_container_traffic", "bool", "Encrypt traffic between instances.",
+           config_path=("EnableInterContainerTrafficEncryption",)),
+    Option("spark_config", "json", "SparkConfig fields as a JSON object."),
+    Option("use_spot_instances", "bool", "Use managed spot training.", default=False),
+    Option("max_wait_time_in_seconds", "int", "Maximum wait for spot capacity."),
+)
+OPTIONS_BY_KEY = {o.key: o for o in OPTIONS}
+
+#: The exception types a ``--retry`` policy can name (the values SageMaker's definition uses).
+RETRY_TYPES = ("Step.SERVICE_FAULT", "Step.THROTTLING",
+               "SageMaker.JOB_INTERNAL_ERROR", "SageMaker.CAPACITY_ERROR", "SageMaker.RESOURCE_LIMIT")
+
+# Short flag names users will reach for; they map onto the SDK keyword.
+ALIASES = {"env": "environment_variables", "tag": "tags", "retry": "retry_policies",
+           "security-group-id": "security_group_ids", "subnet": "subnets"}
+
+PIPELINE_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}$")
+STEP_NAME = re.compile(r"^[A-Za-z0-9\-_]{1,64}$")
+INSTANCE_TYPE = re.compile(r"^ml\.[a-z][a-z0-9-]*\.(nano|micro|small|medium|large|\d*xlarge|metal(-\d+xl)?)$")
+ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+#: The SDK appends "-YYYY-MM-DD-HH-MM-SS-mmm" (24 chars) to a job name prefix and
+#: the service keeps training job names to 63 characters.
+MAX_JOB_PREFIX = 63 - 24
+
+
+@dataclass(frozen=True)
+class Resolved:
+    value: Any
+    source: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"value": self.value, "source": self.source}
+
+
+# --------------------------------------------------------------------------- config.yaml
+def config_paths(environ: Mapping[str, str] | None = None) -> list[Path]:
+    """The admin then the user config file, as the SDK looks them up."""
+    env = os.environ if environ is None else environ
+    admin = env.get("SAGEMAKER_ADMIN_CONFIG_OVERRIDE", "/etc/xdg/sagemaker/config.yaml")
+    user = env.get(
+        "SAGEMAKER_USER_CONFIG_OVERRIDE",
+        str(Path(env.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "sagemaker" / "config.yaml"),
+    )
+    paths = []
+    for raw in (admin, user):
+        if raw.startswith("s3://"):
+            continue  # an S3 config location is read by the SDK itself at compile time
+        path = Path(raw).expanduser()
+        if path.is_dir():
+            path = path / "config.yaml"
+        paths.append(path)
+    return paths
+
+
+def load_sdk_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Merged SageMaker config (user over admin). Missing files are fine; bad YAML is an error."""
+    merged: dict[str, Any] = {}
+    env = os.environ if environ is None else environ
+    for path in config_paths(environ):
+        if not path.is_file():
+            if any(env.get(f"SAGEMAKER_{k}_CONFIG_OVERRIDE") == str(path) for k in ("USER", "ADMIN")):
+                from jupyter_smstep.errors import SmstepError
+
+                raise SmstepError(f"the SageMaker config file {path} (named by an environment variable) does not exist",
+                                  fix="fix SAGEMAKER_USER_CONFIG_OVERRIDE / SAGEMAKER_ADMIN_CONFIG_OVERRIDE, or unset it")
+            continue
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            from jupyter_smstep.errors import SmstepError
+
+            raise SmstepError(f"{path} is not valid YAML: {exc}", fix="fix or remove the SageMaker config file") from None
+        _deep_merge(merged, data)
+    return merged
+
+
+def _deep_merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
+    for key, value in new.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _deep_merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def _config_value(config: Mapping[str, Any], option: Option) -> Any:
+    if option.config_path is None:
+        return None
+    node: Any = config
+    for part in _RF + option.config_path:
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+    if option.kind == "kv" and isinstance(node, list):  # Tags: [{Key, Value}]
+        return {t.get("Key"): t.get("Value") for t in node if isinstance(t, Mapping)}
+    return node
+
+
+# --------------------------------------------------------------------------- resolution
+def resolve(
+    cell: Mapping[str, Any],
+    notebook: Mapping[str, Any],
+    config: Mapping[str, Any],
+    kernel_image: str | None,
+) -> dict[str, Resolved]:
+    """Every ``@step`` setting with the value that wins and its source.
+
+    Settings nobody set and the SDK has no default for are omitted (the SDK
+    then leaves them out of the job request too).
+    """
+    out: dict[str, Resolved] = {}
+    for option in OPTIONS:
+        key = option.key
+        if key in cell and cell[key] is not None:
+            out[key] = Resolved(cell[key], CELL)
+        elif key in notebook and notebook[key] is not None and not option.per_step:
+            out[key] = Resolved(notebook[key], NOTEBOOK)
+        elif (value := _config_value(config, option)) is not None:
+            out[key] = Resolved(value, CONFIG)
+        elif key == "image_uri" and kernel_image:
+            out[key] = Resolved(kernel_image, KERNEL_IMAGE)
+        elif option.default is not None:
+            out[key] = Resolved(option.default, DEFAULT)
+    return out
+
+
+def job_name_prefix(pipeline: str, step: str) -> str:
+    """``<pipeline>-<step>``, made a valid training job name prefix.
+
+    Underscores (legal in step names, not in job names) become dashes, and the
+    result is cut so the SDK's timestamp still fits in 63 characters.
+    """
+    raw = re.sub(r"[^a-zA-Z0-9-]+", "-", f"{pipeline}-{step}")
+    raw = re.sub(r"-{2,}", "-", raw).strip("-")
+    return raw[:MAX_JOB_PREFIX].rstrip("-")
+
+
+def validate(step: str | None, settings: Mapping[str, Resolved], report: Report, *, in_studio: bool) -> None:
+    """Check resolved settings for one step; findings go to ``report``."""
+    role = settings.get("role")
+    if role is None and not in_studio:
+        report.error(
+            "no IAM role: outside SageMaker Studio the SDK cannot guess one",
+            fix="set one with %pipeline config --role arn:aws:iam::ACCOUNT:role/NAME "
+            "(or RoleArn in the SageMaker config.yaml)",
+            step=step,
+        )
+    elif role is not None and isinstance(role.value, str) and not ROLE_ARN.match(role.value):
+        report.error(f"role {role.value!r} (from {role.source}) is not an IAM role ARN",
+                     fix="use arn:aws:iam::ACCOUNT:role/NAME", step=step)
+    image = settings.get("image_uri")
+    if image is None and not in_studio and f"{_py_minor()}" not in ("3.8", "3.10"):
+        report.error(
+            f"no image_uri: outside Studio the SDK has no default image for Python {_py_minor()}",
+            fix="pass --image-uri (an image with Python " + _py_minor() + " and the SageMaker SDK), "
+            "e.g. %pipeline config --image-uri ACCOUNT.dkr.ecr.REGION.amazonaws.com/IMAGE:TAG",
+            step=step,
+        )
+    itype = settings.get("instance_type")
+    if itype is None:
+        report.error("no instance type", fix="set one with --instance-type ml.m5.xlarge "
+                     "(on the cell or with %pipeline config)", step=step)
+    elif isinstance(itype.value, str) and not INSTANCE_TYPE.match(itype.value):
+        report.error(f"instance type {itype.value!r} (from {itype.source}) is not a SageMaker instance type",
+                     fix="use a name like ml.m5.xlarge, ml.c5.2xlarge or ml.g5.xlarge", step=step)
+    prefix = settings.get("job_name_prefix")
+    if prefix is not None and prefix.source != DEFAULT:
+        value = str(prefix.value)
+        if not re.match(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$", value) or len(value) > MAX_JOB_PREFIX:
+            report.error(f"job name prefix {value!r} is invalid",
+                         fix=f"use letters, digits and dashes, at most {MAX_JOB_PREFIX} characters", step=step)
+    for key in ("instance_count", "volume_size", "max_retry_attempts", "max_runtime_in_seconds"):
+        r = settings.get(key)
+        if r is not None and isinstance(r.value, int) and r.value < 1:
+            report.error(f"{key} must be at least 1, got {r.value} (from {r.source})", step=step,
+                         fix=f"pass a positive --{key.replace('_', '-')}")
+    spot, wait = settings.get("use_spot_instances"), settings.get("max_wait_time_in_seconds")
+    if spot is not None and spot.value and wait is None:
+        report.warn("spot instances without --max-wait-time-in-seconds: the SDK requires it", step=step,
+                    fix="add --max-wait-time-in-seconds (at least the max runtime)")
+
+
+_PY_IN_IMAGE = re.compile(r"(?:^|[^a-z])py(?:thon)?-?(3)\.?(\d{1,2})(?!\d)", re.IGNORECASE)
+
+
+def image_python(uri: str) -> str | None:
+    """The Python version an image's tag or name advertises (``py310``, ``python3.11``), if any."""
+    tail = uri.rsplit("/", 1)[-1]
+    m = _PY_IN_IMAGE.search(tail)
+    return f"{m.group(1)}.{m.group(2)}" if m else None
+
+
+def validate_pipeline(steps: Mapping[str, Mapping[str, Resolved]], report: Report, *, in_studio: bool,
+                      kernel_python: str | None = None) -> None:
+    """Checks across steps, reported once for the steps they concern (not once per step).
+
+    - In Studio without a role: submitting will use the Studio execution role (a warning: it works,
+      but the notebook does not say which role its jobs get).
+    - An image whose name advertises another Python than the kernel's: the job's bootstrap refuses a
+      different minor version, so the step would fail on SageMaker after the upload.
+    """
+    kernel_python = kernel_python or _py_minor()
+    no_role = [name for name, s in steps.items() if "role" not in s]
+    if in_studio and no_role:
+        report.warn(f"no IAM role set{_for_steps(no_role, len(steps))}: submitting uses the Studio execution role",
+                    fix="set one with %pipeline config --role arn:aws:iam::ACCOUNT:role/NAME to be explicit",
+                    step=no_role[0] if len(no_role) == 1 else None)
+    by_image: dict[tuple[str, str, str], list[str]] = {}
+    for name, s in steps.items():
+        image = s.get("image_uri")
+        if image is None or image.source == KERNEL_IMAGE or not isinstance(image.value, str):
+            continue
+        py = image_python(image.value)
+        if py and py != kernel_python:
+            by_image.setdefault((image.value, image.source, py), []).append(name)
+    for (uri, source, py), names in by_image.items():
+        report.warn(f"image {uri!r} (from {source}){_for_steps(names, len(steps))} is for Python {py} but the "
+                    f"kernel runs Python {kernel_python}: the job's bootstrap refuses a different minor version",
+                    fix=f"use an image with Python {kernel_python}, or run the notebook on a Python {py} kernel",
+                    step=names[0] if len(names) == 1 else None)
+
+
+def _for_steps(names: list[str], total: int) -> str:
+    if len(names) == 1:
+        return ""
+    if len(names) == total:
+        return " for every step"
+    shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+    return f" for steps {shown}"
+
+
+def _py_minor() -> str:
+    import sys
+
+    return f"{sys.version_info[0]}.{sys.version_info[1]}"

@@ -1,0 +1,410 @@
+"""One parser and one function per ``%pipeline`` sub-command, shared with the ``smstep`` CLI.
+
+Each :class:`Command` declares its arguments once (``arguments(parser, cli)``)
+and does its work once (``run(ctx, args)``); the magic (``%pipeline SUB ...``)
+and the CLI (``smstep SUB NOTEBOOK ...``) only differ in where the workspace
+comes from (the kernel, or the notebook file built headless) and in a few
+arguments that only make sense on one side (the CLI's ``NOTEBOOK``, the
+magic's optional ``EXECUTION_ARN`` that defaults to the last submission).
+Parsing is argparse through :class:`CommandParser`, whose errors are
+:class:`SmstepError` with a "did you mean" fix, never a ``SystemExit``.
+
+A command returns its exit status (0 success, 1 a step or the pipeline
+failed); errors are raised by cause (see :mod:`jupyter_smstep.errors`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import re
+import shlex
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Literal, TextIO
+
+from jupyter_smstep.core.parameters import parse_assignments
+from jupyter_smstep.errors import SmstepError
+from jupyter_smstep.ipython import options as options_mod
+
+
+class HelpShown(Exception):
+    """``-h`` printed a parser's help; the caller stops there (exit 0)."""
+
+
+class CommandParser(argparse.ArgumentParser):
+    """argparse that raises :class:`SmstepError` (with "did you mean") instead of exiting."""
+
+    def __init__(self, *args: Any, out: TextIO | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)  # `--out` must not silently mean `--outputs`
+        super().__init__(*args, **kwargs)
+        self._out = out
+
+    def print_help(self, file: TextIO | None = None) -> None:
+        super().print_help(file or self._out or sys.stdout)
+
+    def exit(self, status: int = 0, message: str | None = None) -> Any:  # type: ignore[override]
+        if message:
+            raise SmstepError(f"{self.prog}: {message.strip()}", fix=f"see {self.prog} -h")
+        raise HelpShown()
+
+    def error(self, message: str) -> Any:  # type: ignore[override]
+        bad = re.search(r"unrecognized arguments: (\S+)", message)
+        if bad:
+            word = bad.group(1)
+            what = f"unknown option {word}" if word.startswith("-") else f"unexpected argument {word!r}"
+            raise SmstepError(f"{self.prog}: {what}", fix=self._fix(message))
+        raise SmstepError(f"{self.prog}: {message}", fix=self._fix(message))
+
+    def _fix(self, message: str) -> str:
+        choice = re.search(r"invalid choice: '([^']*)'", message)
+        if choice:
+            names = [a for act in self._actions if act.choices for a in act.choices]
+            return did_you_mean(choice.group(1), names, f"{self.prog} -h")
+        bad = re.search(r"unrecognized arguments: (\S+)", message)
+        if bad:
+            word = bad.group(1)
+            if not word.startswith("-"):
+                return f"{self.prog} takes no argument {word!r}; see {self.prog} -h"
+            flags = [s for act in self._actions for s in act.option_strings]
+            return did_you_mean(word.split("=")[0], flags, f"{self.prog} -h")
+        return f"see {self.prog} -h"
+
+    def parse_line(self, line: str) -> argparse.Namespace:
+        """Parse a magic's line (shell quoting: JSON and commands keep their quotes' content)."""
+        try:
+            words = shlex.split(line)
+        except ValueError as exc:  # unbalanced quotes
+            raise SmstepError(f"{self.prog}: {exc}", fix="balance the quotes on the line") from None
+        return self.parse_args(words)
+
+
+def did_you_mean(word: str, choices: Iterable[str], where: str) -> str:
+    match = difflib.get_close_matches(word, list(choices), n=1)
+    return f"did you mean {match[0]}?" if match else f"see {where} for the options"
+
+
+# =========================================================================== context
+@dataclass
+class Context:
+    """What a command works on: the workspace (or how to get it), streams, the kernel if any."""
+
+    workspace: Any  # jupyter_smstep.workspace.Workspace, or None for commands that need no notebook
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    err: TextIO = field(default_factory=lambda: sys.stderr)
+    shell: Any = None  # the kernel's shell: commands that change its namespace (param, pull) need one
+    cli: bool = False  # smstep (terminal) rather than %pipeline (notebook)
+    display: Any = None  # what the magic returns for display (the panel)
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    help: str
+    arguments: Callable[[CommandParser, bool], None]
+    run: Callable[[Context, argparse.Namespace], int]
+    where: Literal["both", "notebook"] = "both"
+    needs_notebook: bool = True  # in the CLI: takes the NOTEBOOK path first
+    headless: bool = False  # runs while the CLI builds a notebook (config cells), unlike run/submit/show
+
+
+def parser_for(command: Command, *, cli: bool, out: TextIO | None = None,
+               parent: argparse._SubParsersAction | None = None) -> CommandParser:
+    prog = f"smstep {command.name}" if cli else f"%pipeline {command.name}"
+    if parent is not None:
+        parser = parent.add_parser(command.name, help=command.help, description=command.help, prog=prog,
+                                   out=out)
+    else:
+        parser = CommandParser(prog=prog, description=command.help, out=out)
+    if cli and command.needs_notebook:
+        parser.add_argument("notebook", help="the .ipynb file")
+    command.arguments(parser, cli)
+    return parser
+
+
+# =========================================================================== arguments
+def _no_arguments(parser: CommandParser, cli: bool) -> None:
+    pass
+
+
+def _param_arguments(parser: CommandParser, cli: bool) -> None:
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a pipeline parameter (repeatable)")
+    parser.add_argument("assignments", nargs="*", metavar="NAME=VALUE", help="the same, without -p")
+
+
+def _execution_argument(parser: CommandParser, cli: bool) -> None:
+    if cli:
+        parser.add_argument("execution_arn", metavar="EXECUTION_ARN")
+    else:
+        parser.add_argument("execution_arn", nargs="?", default=None, metavar="EXECUTION_ARN",
+                            help="default: the execution the last %%pipeline submit started")
+
+
+def _overrides(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
+    """The ``-p`` values as written; the workspace checks and coerces them against the parameters."""
+    return parse_assignments(list(args.param) + list(args.assignments))
+
+
+def _names(values: Iterable[str]) -> list[str]:
+    return [n for v in values for n in v.replace(",", " ").split()]
+
+
+# =========================================================================== commands
+def _config_arguments(parser: CommandParser, cli: bool) -> None:
+    parser.add_argument("--name", default=None, help="the pipeline's name")
+    options_mod.add_option_arguments(parser, per_step=False)
+
+
+def _config(ctx: Context, args: argparse.Namespace) -> int:
+    options = options_mod.convert(args, "%pipeline config")
+    ctx.workspace.registry.set_defaults(options, name=args.name)
+    return 0
+
+
+def _param_args(parser: CommandParser, cli: bool) -> None:
+    parser.add_argument("assignments", nargs="+", metavar="NAME=VALUE")
+
+
+def _param(ctx: Context, args: argparse.Namespace) -> int:
+    for name, value in parse_assignments(args.assignments).items():
+        ctx.workspace.registry.set_parameter(name, value)
+        ctx.workspace.namespace[name] = value
+    return 0
+
+
+def _outputs_args(parser: CommandParser, cli: bool) -> None:
+    parser.add_argument("names", nargs="+", metavar="NAME", help="names every producing step must return")
+
+
+def _outputs(ctx: Context, args: argparse.Namespace) -> int:
+    registry = ctx.workspace.registry
+    registry.exports |= set(_names(args.names))
+    registry.revision += 1
+    return 0
+
+
+def _show_args(parser: CommandParser, cli: bool) -> None:
+    parser.add_argument("--text", action="store_true", help="plain text instead of the panel")
+
+
+def _show(ctx: Context, args: argparse.Namespace) -> int:
+    if args.text:
+        from jupyter_smstep.text import text_summary
+
+        print(text_summary(ctx.workspace.graph()), file=ctx.out)
+        return 0
+    from jupyter_smstep.panel import show
+
+    ctx.display = show(ctx.workspace)
+    return 0
+
+
+def _graph_args(parser: CommandParser, cli: bool) -> None:
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _graph(ctx: Context, args: argparse.Namespace) -> int:
+    graph = ctx.workspace.graph()
+    if args.json:
+        print(json.dumps(graph.to_json(), indent=2), file=ctx.out)
+    else:
+        from jupyter_smstep.text import text_summary
+
+        print(text_summary(graph), file=ctx.out)
+    return 2 if graph.report.errors else 0
+
+
+def _definition(ctx: Context, args: argparse.Namespace) -> int:
+    print(json.dumps(ctx.workspace.definition(), indent=2), file=ctx.out)
+    return 0
+
+
+def _export_args(parser: CommandParser, cli: bool) -> None:
+    parser.add_argument("file", nargs="?", default=None, metavar="FILE.py", help="default: pipeline.py")
+    parser.add_argument("-o", "--output", default=None, metavar="FILE.py", help="the same as FILE.py")
+
+
+def _export(ctx: Context, args: argparse.Namespace) -> int:
+    if args.file and args.output and args.file != args.output:
+        raise SmstepError(f"export: two output files given ({args.file}, {args.output})", fix="give one")
+    path = args.output or args.file or "pipeline.py"
+    ctx.workspace.export(path)
+    print(f"wrote {path}", file=ctx.err if ctx.cli else ctx.out)
+    return 0
+
+
+def _run_args(parser: CommandParser, cli: bool) -> None:
+    _param_arguments(parser, cli)
+    parser.add_argument("--json", action="store_true", help="print each step's state, duration and outputs as JSON")
+    parser.add_argument("--runs-dir", default=None, metavar="DIR", help="where runs are kept (default .smstep/runs)")
+
+
+def _run(ctx: Context, args: argparse.Namespace) -> int:
+    overrides = _overrides(ctx, args)
+    if ctx.cli:
+        from jupyter_smstep.text import TerminalProgress
+
+        result = ctx.workspace.run_local(overrides, on_event=TerminalProgress(ctx.err), runs_dir=args.runs_dir)
+    else:
+        from jupyter_smstep.panel.progress import notebook_progress
+
+        with notebook_progress() as on_event:
+            result = ctx.workspace.run_local(overrides, on_event=on_event, runs_dir=args.runs_dir)
+    if args.json:
+        print(json.dumps(result.to_json(), indent=2, default=str), file=ctx.out)
+    else:
+        from jupyter_smstep.text import results_table
+
+        for step in result.steps.values():
+            if step.error:
+                print(f"\nstep '{step.name}' failed:\n{step.error}", file=ctx.err)
+        if ctx.cli:
+            print(results_table(result.to_json()), file=ctx.out)
+        verdict = "succeeded" if result.succeeded else "FAILED"
+        print(f"run {result.run_id}: {verdict} ({result.run_dir})", file=ctx.out)
+    return 0 if result.succeeded else 1
+
+
+def _pull_args(parser: CommandParser, cli: bool) -> None:
+    parser.add_argument("steps", nargs="*", metavar="STEP", help="default: every step")
+    parser.add_argument("--run", default=None, metavar="DIR", help="a run folder (default: the last run)")
+
+
+def _pull(ctx: Context, args: argparse.Namespace) -> int:
+    from jupyter_smstep import local
+
+    run = local.load_run(args.run) if args.run else ctx.workspace.last_run
+    if run is None:
+        raise SmstepError("no local run to pull from", fix="run the pipeline first with %pipeline run")
+    loaded: list[str] = []
+    for name in args.steps or list(run.steps):
+        if name not in run.steps:
+            raise SmstepError(f"the run has no step {name!r} (steps: {', '.join(run.steps)})",
+                              fix=did_you_mean(name, run.steps, "the run's steps"))
+        if run.steps[name].state != "succeeded":
+            print(f"step '{name}' {run.steps[name].state}: nothing to pull", file=ctx.err)
+            continue
+        values = run.outputs(name) or {}
+        ctx.workspace.namespace.update(values)
+        loaded += list(values)
+    print(f"pulled {', '.join(loaded) or 'nothing'}", file=ctx.out)
+    return 0
+
+
+def _submit_args(parser: CommandParser, cli: bool) -> None:
+    _param_arguments(parser, cli)
+    parser.add_argument("--wait", action="store_true", help="follow the execution until it ends")
+
+
+def _submit(ctx: Context, args: argparse.Namespace) -> int:
+    submission = ctx.workspace.submit(_overrides(ctx, args))
+    if ctx.cli:
+        print(json.dumps(submission.to_json(), indent=2), file=ctx.out)
+    else:
+        print(f"started {submission.execution_arn}\n{submission.console_url}", file=ctx.out)
+    if args.wait:
+        from jupyter_smstep import text
+
+        return 0 if text.follow(submission.execution_arn, stream=ctx.err if ctx.cli else ctx.out) else 1
+    return 0
+
+
+def _execution_arn(ctx: Context, args: argparse.Namespace) -> str:
+    arn = args.execution_arn
+    if not arn and ctx.workspace is not None and ctx.workspace.last_execution is not None:
+        arn = ctx.workspace.last_execution.execution_arn
+    if not arn:
+        raise SmstepError("no execution given", fix="%pipeline submit first, or pass an execution ARN")
+    return arn
+
+
+def _status(ctx: Context, args: argparse.Namespace) -> int:
+    from jupyter_smstep import text
+
+    return 0 if text.print_status(_execution_arn(ctx, args), stream=ctx.out) else 1
+
+
+def _stop(ctx: Context, args: argparse.Namespace) -> int:
+    from jupyter_smstep.remote import monitor
+
+    arn = _execution_arn(ctx, args)
+    monitor.stop(arn)
+    print(f"stopping {arn}", file=ctx.err if ctx.cli else ctx.out)
+    return 0
+
+
+def _retry_args(parser: CommandParser, cli: bool) -> None:
+    _execution_argument(parser, cli)
+    parser.add_argument("--wait", action="store_true", help="follow the execution until it ends")
+
+
+def _retry(ctx: Context, args: argparse.Namespace) -> int:
+    from jupyter_smstep import text
+    from jupyter_smstep.remote import monitor
+
+    arn = _execution_arn(ctx, args)
+    monitor.retry(arn)
+    print(f"retrying {arn}", file=ctx.err if ctx.cli else ctx.out)
+    if args.wait:
+        return 0 if text.follow(arn, stream=ctx.err if ctx.cli else ctx.out) else 1
+    return 0
+
+
+def _remove_args(parser: CommandParser, cli: bool) -> None:
+    parser.add_argument("step", metavar="STEP", help="the step to forget")
+
+
+def _remove(ctx: Context, args: argparse.Namespace) -> int:
+    registry = ctx.workspace.registry
+    if not registry.remove_step(args.step):
+        names = [c.step.name for c in registry.steps if c.step is not None]
+        raise SmstepError(f"no step named {args.step!r} (steps: {', '.join(names) or 'none'})",
+                          fix=did_you_mean(args.step, names, "%pipeline show"))
+    return 0
+
+
+def _reset(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.workspace.registry.clear_cells()
+    return 0
+
+
+COMMANDS: dict[str, Command] = {c.name: c for c in (
+    Command("config", "notebook-wide step defaults (the same options as %%step) and the pipeline's --name",
+            _config_arguments, _config, where="notebook", headless=True),
+    Command("param", "declare pipeline parameters NAME=VALUE (also set in the kernel)",
+            _param_args, _param, where="notebook", headless=True),
+    Command("outputs", "names every producing step must return", _outputs_args, _outputs, where="notebook",
+            headless=True),
+    Command("show", "the panel: the DAG and every resolved setting with its source (--text: as text)",
+            _show_args, _show, where="notebook"),
+    Command("graph", "the DAG, inputs, outputs and resolved settings (no AWS needed)", _graph_args, _graph),
+    Command("definition", "the pipeline definition JSON (uploads the step code to S3)", _no_arguments, _definition),
+    Command("export", "write a standalone Python module with @step functions", _export_args, _export),
+    Command("run", "run the pipeline locally, step by step (no AWS account needed)", _run_args, _run),
+    Command("pull", "load step outputs of the last (or a given) local run into the kernel", _pull_args, _pull,
+            where="notebook"),
+    Command("submit", "upsert the pipeline on SageMaker and start an execution", _submit_args, _submit),
+    Command("status", "per-step status of an execution", _execution_argument, _status, needs_notebook=False),
+    Command("stop", "stop a running execution", _execution_argument, _stop, needs_notebook=False),
+    Command("retry", "retry a failed or stopped execution from its failed steps", _retry_args, _retry,
+            needs_notebook=False),
+    Command("remove", "forget a step (e.g. after deleting its cell)", _remove_args, _remove, where="notebook",
+            headless=True),
+    Command("reset", "forget every recorded cell", _no_arguments, _reset, where="notebook", headless=True),
+)}
+
+
+def overview(cli: bool) -> str:
+    """The list of commands, for ``%pipeline`` / ``%pipeline?`` and ``smstep -h``."""
+    lines = []
+    for c in COMMANDS.values():
+        if cli and c.where != "both":
+            continue
+        lines.append(f"  {c.name:<11} {c.help}")
+    if cli:
+        lines.append("\nIn a notebook, %pipeline also has: "
+                     + ", ".join(c.name for c in COMMANDS.values() if c.where != "both") + ".")
+        return "\n".join(lines)
+    return "%pipeline COMMAND [options]   (%pipeline COMMAND -h for its options)\n\n" + "\n".join(lines)

@@ -1,0 +1,163 @@
+"""``%%step`` and ``%pipeline``: parse options, record cells, delegate.
+
+Thin by design: analysis, graph, settings and compilation live in their own
+modules; this file only talks to IPython.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+
+from jupyter_smstep.core.registry import Registry, StepSpec
+from jupyter_smstep.errors import SmstepError
+from jupyter_smstep.ipython import commands, options as options_mod
+from jupyter_smstep.ipython.commands import CommandParser, HelpShown
+from jupyter_smstep.workspace import Workspace, pipeline_name_from_path
+
+
+def step_parser() -> CommandParser:
+    """``%%step``'s parser: the step's name, the inference overrides, and every ``@step`` option."""
+    parser = CommandParser(prog="%%step", description=STEP_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("name", nargs="?", default=None,
+                        help="Step name (default: the first variable the cell assigns).")
+    parser.add_argument("--inputs", default=None, metavar="A,B", help="Comma-separated inputs, overriding inference.")
+    parser.add_argument("--outputs", default=None, metavar="A,B", help="Comma-separated outputs, overriding inference.")
+    parser.add_argument("--defer", action="store_true", help="Register the step without running the cell in the kernel.")
+    options_mod.add_option_arguments(parser, per_step=True)
+    return parser
+
+
+STEP_HELP = """Mark this cell as a SageMaker pipeline step.
+
+Inputs are the variables the cell reads: an earlier step's output becomes a
+link, a %pipeline param a pipeline parameter, other kernel values are captured.
+Outputs are the variables later steps read. The cell still runs in the kernel
+unless --defer is given. Every option of the SDK's @step decorator is available.
+"""
+_STEP_PARSER = step_parser()
+
+
+@magics_class
+class StepMagics(Magics):
+    def __init__(self, shell, registry: Registry | None = None, headless: bool = False) -> None:
+        super().__init__(shell)
+        self.registry = registry or Registry()
+        self.headless = headless  # the smstep command: register step cells, never run them
+        self._nested = 0
+        ns = shell.user_ns
+        default = pipeline_name_from_path(ns.get("__session__") or ns.get("__vsc_ipynb_file__"))
+        self.workspace = Workspace(self.registry, ns, default_name=default)
+
+    # ------------------------------------------------------------------ %%step
+    @cell_magic
+    def step(self, line: str, cell: str) -> None:
+        # (the docstring is set below from the option table: `%%step?` shows every option)
+        try:
+            args = _STEP_PARSER.parse_line(line)
+            options = options_mod.convert(args, "%%step")
+        except HelpShown:
+            return
+        except SmstepError as exc:
+            raise UsageError(str(exc)) from None
+        name = args.name or self._default_name(cell)
+        spec = StepSpec(
+            name=name,
+            options=options,
+            inputs=_names(args.inputs),
+            outputs=_names(args.outputs),
+            header=f"%%step {line}".strip(),
+        )
+        recorded = self.registry.record_step(spec, cell, cell_id=self._cell_id())
+        if recorded.problem is not None:
+            print(f"jupyter_smstep: {recorded.problem}", file=sys.stderr)
+        if self.headless or args.defer:
+            return
+        self._nested += 1
+        try:
+            result = self.shell.run_cell(cell, store_history=False)
+        finally:
+            self._nested -= 1
+        if not result.success:
+            # The traceback is already shown; fail the cell too, so "Run All" stops here.
+            error = result.error_in_exec or result.error_before_exec
+            raise UsageError(f"step '{name}' is registered, but running it in the kernel raised "
+                             f"{type(error).__name__} (traceback above)")
+
+    step.__doc__ = _STEP_PARSER.format_help()
+
+    def _default_name(self, cell: str) -> str:
+        """A stable, readable name: the first variable the cell assigns (or step-N)."""
+        from jupyter_smstep.core.registry import analyse_source
+
+        analysis, _ = analyse_source(cell)
+        taken = {c.step.name for c in self.registry.steps}  # type: ignore[union-attr]
+        base = None
+        if analysis is not None and analysis.writes:
+            base = min(analysis.writes.items(), key=lambda kv: kv[1])[0]
+        if not base:
+            base = f"step-{len(self.registry.steps) + 1}"
+        base = re.sub(r"[^A-Za-z0-9_-]", "-", base)[:60]
+        existing = {c.step.name for c in self.registry.steps if c.source == cell}  # type: ignore[union-attr]
+        if base in existing:
+            return base
+        name, n = base, 2
+        while name in taken:
+            name, n = f"{base}-{n}", n + 1
+        return name
+
+    # ------------------------------------------------------------------ %pipeline
+    @line_magic
+    def pipeline(self, line: str) -> Any:
+        # (the docstring, set below, lists the commands)
+        parts = line.strip().split(None, 1)
+        if not parts or parts[0] in ("help", "-h", "--help"):
+            print(commands.overview(cli=False))
+            return None
+        name, rest = parts[0], (parts[1] if len(parts) > 1 else "")
+        command = commands.COMMANDS.get(name)
+        if command is None:
+            fix = commands.did_you_mean(name, commands.COMMANDS, "%pipeline")
+            raise UsageError(f"%pipeline: unknown command {name!r}; {fix}\n\n{commands.overview(cli=False)}")
+        if self.headless and not command.headless:
+            return None  # building a notebook headless: its own run/submit/show cells must not fire
+        ctx = commands.Context(self.workspace, shell=self.shell)
+        try:
+            args = commands.parser_for(command, cli=False).parse_line(rest)
+            command.run(ctx, args)
+        except HelpShown:
+            return None
+        except SmstepError as exc:
+            raise UsageError(str(exc)) from None
+        return ctx.display
+
+    pipeline.__doc__ = commands.overview(cli=False)
+
+    # ------------------------------------------------------------------ helpers
+    def _cell_id(self) -> str | None:
+        header = getattr(self.shell, "parent_header", None) or {}
+        return (header.get("metadata") or {}).get("cellId")
+
+    def record_plain_cell(self, result) -> None:
+        """post_run_cell hook: remember ordinary cells (helpers, constants, imports)."""
+        if self._nested or self.headless:
+            return
+        info = result.info
+        raw = getattr(info, "raw_cell", "") or ""
+        if raw.lstrip().startswith("%%step") or not raw.strip():
+            return
+        try:
+            source = self.shell.transform_cell(raw)
+        except Exception:  # noqa: BLE001 - an untransformable cell is simply not recorded
+            return
+        self.registry.record_plain(source, cell_id=getattr(info, "cell_id", None))
+
+
+def _names(text: str | None) -> tuple[str, ...] | None:
+    """``--inputs a,b`` -> ``("a", "b")``; not given -> None (infer)."""
+    return tuple(n.strip() for n in text.split(",") if n.strip()) if text else None

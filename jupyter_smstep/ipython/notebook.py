@@ -1,0 +1,93 @@
+"""The saved notebook is the pipeline: build a :class:`Workspace` from an .ipynb headless.
+
+Ordinary cells run, in order, in a real IPython shell (so helpers, constants
+and imports exist to be captured); ``%%step`` cells are registered without
+running; a cell tagged ``parameters`` (papermill's convention) runs and each
+name it assigns becomes a pipeline parameter. Cell output goes nowhere, so
+``smstep graph --json`` prints clean JSON.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from jupyter_smstep.errors import Problem, SmstepError
+from jupyter_smstep.workspace import Workspace, pipeline_name_from_path
+
+
+def load_workspace(path: str | Path) -> Workspace:
+    import nbformat
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    from jupyter_smstep.ipython.magics import StepMagics
+    from jupyter_smstep.core.registry import analyse_source
+
+    path = Path(path)
+    if not path.is_file():
+        raise SmstepError(f"no notebook at {path}", fix="pass the path of an .ipynb file")
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets one clear message
+        raise SmstepError(f"{path} is not a readable notebook: {exc}") from None
+
+    shell = InteractiveShell.instance()
+    shell.user_ns["__session__"] = str(path)
+    magics = StepMagics(shell, headless=True)
+    magics.workspace.default_name = pipeline_name_from_path(str(path))
+    magics.workspace.origin = path.name
+    shell.register_magics(magics)
+    cwd = os.getcwd()
+    os.chdir(path.parent.resolve())  # relative paths in cells resolve as they do in Jupyter
+    try:
+        for index, cell in enumerate(nb.cells, start=1):
+            if cell.cell_type != "code" or not cell.source.strip():
+                continue
+            source = cell.source
+            cell_id = cell.get("id")
+            is_step = source.lstrip().startswith("%%step")
+            if source.lstrip().startswith("%load_ext jupyter_smstep") and "\n" not in source.strip():
+                continue  # already loaded
+            with capture_output() as captured:
+                shell.parent_header = {"metadata": {"cellId": cell_id}}  # the magics read the cell id here
+                result = shell.run_cell(source, store_history=False)
+            if is_step:
+                if not result.success:  # e.g. an unknown option: never drop a step silently
+                    raise SmstepError(_cell_failure(index, result, magics, captured.stdout))
+                continue
+            python = shell.transform_cell(source)
+            analysis, _ = analyse_source(python)
+            if not result.success:
+                if _uses_step_output(result, magics):
+                    # An inspection cell (print(score), assert ...): it has no place in the
+                    # pipeline. Recorded, so the graph warns, or errors if a step needs it.
+                    magics.registry.record_plain(python, cell_id=cell_id, analysis=analysis)
+                    continue
+                raise SmstepError(_cell_failure(index, result, magics, captured.stdout))
+            magics.registry.record_plain(python, cell_id=cell_id, analysis=analysis)
+            if "parameters" in cell.get("metadata", {}).get("tags", []) and analysis is not None:
+                for name in analysis.writes:
+                    magics.registry.set_parameter(name, shell.user_ns[name])
+    finally:
+        os.chdir(cwd)
+    return magics.workspace
+
+
+def _uses_step_output(result, magics) -> bool:
+    exc = result.error_in_exec
+    name = getattr(exc, "name", None) if isinstance(exc, NameError) else None
+    return bool(name) and any(c.analysis is not None and name in c.analysis.outputs for c in magics.registry.steps)
+
+
+def _cell_failure(index: int, result, magics, stdout: str) -> Problem:
+    exc = result.error_in_exec or result.error_before_exec
+    if type(exc).__name__ == "UsageError":  # a %%step / %pipeline line the magics refused
+        detail = str(exc)
+    elif exc is not None:
+        detail = f"{type(exc).__name__}: {exc}"
+    else:
+        detail = "it failed"
+    kind = "step cell" if result.info.raw_cell.lstrip().startswith("%%step") else "ordinary cell"
+    return Problem(f"{kind} #{index} failed while building the pipeline: {detail}",
+                   fix="fix the cell so the notebook runs top to bottom")

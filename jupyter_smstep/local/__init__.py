@@ -1,0 +1,35 @@
+"""The local runner: a pipeline's definition executed on this machine as SageMaker would.
+
+``runner`` (build against the embedded S3, run, record) drives ``definition``
+(read the JSON like the service), ``execution`` (the scheduler), ``worker`` +
+``worker_entry`` (the warm forking worker), ``environment`` (declared vs
+installed requirements), ``results`` (the run folder) and ``s3`` (the endpoint).
+"""
+
+from jupyter_smstep.local.results import (
+    DEFAULT_RUNS_DIR,
+    STATES,
+    RunResult,
+    StepEvent,
+    StepResult,
+    latest_run,
+    list_runs,
+    load_run,
+)
+from jupyter_smstep.local.runner import RETRYABLE_FAILURES, TERMINATION_GRACE_SECONDS, run_pipeline
+from jupyter_smstep.local.s3 import LocalS3
+
+__all__ = [
+    "DEFAULT_RUNS_DIR",
+    "LocalS3",
+    "RETRYABLE_FAILURES",
+    "RunResult",
+    "STATES",
+    "StepEvent",
+    "StepResult",
+    "TERMINATION_GRACE_SECONDS",
+    "latest_run",
+    "list_runs",
+    "load_run",
+    "run_pipeline",
+]

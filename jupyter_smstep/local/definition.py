@@ -1,0 +1,247 @@
+"""Read a pipeline definition the way the SageMaker Pipelines service does.
+
+The local runner executes the JSON definition that ``Pipeline.definition()``
+produces, not the Python objects that built it: that is what the service
+receives, so that is what has to work. This module knows the definition's
+shape: its parameters, its steps and their dependencies, and the expressions
+(``Get``, ``Std:Join``, ``Std:JsonGet``) that the service resolves before it
+creates each training job.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from jupyter_smstep.core import parameters
+from jupyter_smstep.errors import Problem, SmstepError
+
+_ENTRY_POINT_MARK = "sagemaker_remote_function_bootstrap"
+
+
+@dataclass
+class StepSpec:
+    """One step of the definition, as the runner needs it."""
+
+    name: str
+    type: str
+    arguments: dict
+    depends_on: list[str]
+    retry_policies: list[dict] = field(default_factory=list)
+    display_name: str | None = None
+
+    @property
+    def is_function_step(self) -> bool:
+        spec = self.arguments.get("AlgorithmSpecification", {}) if self.type == "Training" else {}
+        entry = spec.get("ContainerEntrypoint") or []
+        return any(_ENTRY_POINT_MARK in str(part) for part in entry)
+
+
+def parse_steps(definition: dict) -> dict[str, StepSpec]:
+    """The definition's steps, by name, with every dependency made explicit.
+
+    A step depends on the steps named in its ``DependsOn`` and on every step
+    whose properties its arguments read (``{"Get": "Steps.X...."}``), as in the
+    service. Raises :class:`SmstepError` for what the local runner cannot run.
+    """
+    raw_steps = definition.get("Steps", [])
+    names = {s["Name"] for s in raw_steps}
+    steps: dict[str, StepSpec] = {}
+    problems: list[Problem] = []
+    for raw in raw_steps:
+        name = raw["Name"]
+        deps = list(dict.fromkeys(list(raw.get("DependsOn", [])) + sorted(referenced_steps(raw.get("Arguments", {})))))
+        spec = StepSpec(
+            name=name,
+            type=raw.get("Type", ""),
+            arguments=raw.get("Arguments", {}),
+            depends_on=[d for d in deps if d != name],
+            retry_policies=list(raw.get("RetryPolicies", [])),
+            display_name=raw.get("DisplayName"),
+        )
+        for dep in spec.depends_on:
+            if dep not in names:
+                problems.append(Problem(f"depends on step '{dep}', which is not in the pipeline", step=name))
+        if not spec.is_function_step:
+            problems.append(
+                Problem(
+                    f"is a '{spec.type}' step; the local runner runs @step (function) steps only",
+                    fix="run this pipeline on SageMaker (`%pipeline submit`), or express the step as a %%step cell",
+                    step=name,
+                )
+            )
+        steps[name] = spec
+    if problems:
+        raise SmstepError(problems)
+    _check_acyclic(steps)
+    return steps
+
+
+def referenced_steps(expr: Any) -> set[str]:
+    """Names of the steps whose properties an expression reads."""
+    found: set[str] = set()
+    if isinstance(expr, dict):
+        if set(expr) == {"Get"} and isinstance(expr["Get"], str) and expr["Get"].startswith("Steps."):
+            found.add(expr["Get"].split(".")[1].split("[")[0])
+        for value in expr.values():
+            found |= referenced_steps(value)
+    elif isinstance(expr, list):
+        for value in expr:
+            found |= referenced_steps(value)
+    return found
+
+
+def _check_acyclic(steps: dict[str, StepSpec]) -> None:
+    state: dict[str, int] = {}
+
+    def visit(name: str, path: list[str]) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            cycle = " -> ".join(path[path.index(name):] + [name])
+            raise SmstepError(Problem(f"the steps depend on each other in a cycle: {cycle}"))
+        state[name] = 1
+        for dep in steps[name].depends_on:
+            visit(dep, path + [name])
+        state[name] = 2
+
+    for name in steps:
+        visit(name, [])
+
+
+# -- parameters -------------------------------------------------------------------
+def resolve_parameters(definition: dict, overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """Parameter values for a run: overrides (checked, coerced) over the defaults."""
+    declared = {p["Name"]: p for p in definition.get("Parameters", [])}
+    overrides = dict(overrides or {})
+    problems: list[Problem] = parameters.unknown(overrides, declared)
+    values: dict[str, Any] = {}
+    for name, param in declared.items():
+        kind = parameters.kind_from_definition(param.get("Type", "String"))
+        if name in overrides:
+            try:
+                values[name] = parameters.coerce(name, kind, overrides[name])
+            except SmstepError as exc:
+                problems += exc.problems
+        elif "DefaultValue" in param:
+            values[name] = param["DefaultValue"]
+        else:
+            problems.append(Problem(f"parameter '{name}' has no default value", fix=f"pass one: -p {name}=VALUE"))
+    if problems:
+        raise SmstepError(problems)
+    return values
+
+
+def to_text(value: Any) -> str:
+    """How the service renders a value inside ``Std:Join`` and job arguments."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value)
+
+
+# -- expressions ---------------------------------------------------------------------
+class Resolver:
+    """Evaluates the definition's expressions against one execution's state.
+
+    ``execution`` holds the ``Execution.*`` variables, ``parameters`` the typed
+    parameter values, ``step_properties`` a DescribeTrainingJob-like dict per
+    finished step (``Steps.X.<path>``), and ``read_s3`` fetches an object for
+    ``Std:JsonGet``.
+    """
+
+    def __init__(self, execution: dict[str, Any], parameters: dict[str, Any],
+                 read_s3: Callable[[str], bytes] | None = None) -> None:
+        self.execution = execution
+        self.parameters = parameters
+        self.step_properties: dict[str, dict] = {}
+        self.read_s3 = read_s3
+
+    def get(self, path: str) -> Any:
+        head, _, rest = path.partition(".")
+        if head == "Execution":
+            if rest == "CurrentDateTime":
+                return _now_iso()
+            if rest in self.execution:
+                return self.execution[rest]
+        elif head == "Parameters":
+            if rest in self.parameters:
+                return self.parameters[rest]
+        elif head == "Steps":
+            step, _, prop = rest.partition(".")
+            if step in self.step_properties:
+                value = _walk(self.step_properties[step], prop)
+                if value is not _MISSING:
+                    return value
+            raise SmstepError(Problem(f"the definition reads '{path}', which the local runner cannot resolve"
+                                      + ("" if step in self.step_properties else f" (step '{step}' has not run)")))
+        raise SmstepError(Problem(f"the definition reads '{path}', which the local runner cannot resolve"))
+
+    def evaluate(self, expr: Any) -> Any:
+        if isinstance(expr, dict):
+            if len(expr) == 1:
+                (key, value), = expr.items()
+                if key == "Get":
+                    return self.get(value)
+                if key == "Std:Join":
+                    return str(value.get("On", "")).join(to_text(self.evaluate(v)) for v in value.get("Values", []))
+                if key == "Std:JsonGet":
+                    return self._json_get(value)
+            return {k: self.evaluate(v) for k, v in expr.items()}
+        if isinstance(expr, list):
+            return [self.evaluate(v) for v in expr]
+        return expr
+
+    def _json_get(self, spec: dict) -> Any:
+        if "S3Uri" not in spec or self.read_s3 is None:
+            raise SmstepError(Problem("the local runner resolves Std:JsonGet on an S3Uri only (not PropertyFile)"))
+        uri = to_text(self.evaluate(spec["S3Uri"]))
+        document = json.loads(self.read_s3(uri))
+        value = _walk(document, spec.get("Path", ""))
+        if value is _MISSING:
+            raise SmstepError(Problem(f"Std:JsonGet: no '{spec.get('Path')}' in {uri}"))
+        return value
+
+
+_MISSING = object()
+_TOKEN = re.compile(r"""([^.\[\]]+)|\[(\d+)\]|\[['"]([^'"]*)['"]\]""")
+
+
+def _walk(document: Any, path: str) -> Any:
+    """``a.b[0]['c']`` into nested dicts and lists."""
+    value = document
+    for name, index, key in _TOKEN.findall(path):
+        try:
+            if index:
+                value = value[int(index)]
+            else:
+                value = value[name or key]
+        except (KeyError, IndexError, TypeError):
+            return _MISSING
+    return value
+
+
+def _now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    if not uri.startswith("s3://"):
+        raise ValueError(f"not an S3 URI: {uri}")
+    bucket, _, key = uri[5:].partition("/")
+    return bucket, key
+
+
+def container_option(argv: list[str], name: str) -> str | None:
+    """The value after ``--name`` in a list of container arguments."""
+    flag = f"--{name}"
+    for i, item in enumerate(argv[:-1]):
+        if item == flag:
+            return argv[i + 1]
+    return None

@@ -1,0 +1,269 @@
+"""What a local run leaves behind, and how to read it back.
+
+A run folder (``runs_dir/<run_id>/``) holds ``run.json`` (parameters, timings,
+outcome), ``definition.json`` (what the SDK produced), ``events.jsonl`` (every
+:class:`StepEvent`), ``steps/<name>/step.json`` plus one folder per attempt
+(``log.txt``, the working directory), and ``s3/<bucket>/<key>``: every object
+the run wrote, among them each step's results. :func:`load_run` rebuilds a
+:class:`RunResult` from that folder alone, so results can be pulled into a
+kernel long after the run (``%pipeline pull``).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jupyter_smstep.core.states import EventKind, StepState
+from jupyter_smstep.errors import Problem, SmstepError
+from jupyter_smstep.local.definition import split_s3_uri
+
+STATES: tuple[StepState, ...] = ("pending", "running", "succeeded", "failed", "skipped")
+DEFAULT_RUNS_DIR = ".smstep/runs"
+
+
+@dataclass
+class StepEvent:
+    """A change in a run, passed to ``on_event``.
+
+    ``kind`` is ``"state"`` (the step's ``state`` changed; one of :data:`STATES`),
+    ``"retry"`` (an attempt failed and the step will run again), ``"warning"``
+    (e.g. a requirement the current environment does not satisfy) or ``"run"``
+    (``step`` is None; ``state`` is ``"running"`` at the start and
+    ``"succeeded"``/``"failed"`` at the end, ``info["steps"]`` lists the steps).
+    """
+
+    run_id: str
+    step: str | None
+    state: StepState
+    kind: EventKind = "state"
+    attempt: int = 0
+    time: float = field(default_factory=time.time)
+    duration: float | None = None
+    message: str | None = None  # one line: the failure summary, the warning, why skipped
+    error: str | None = None  # failed: the step's own exception and traceback
+    info: dict = field(default_factory=dict)
+
+
+@dataclass
+class StepResult:
+    """What happened to one step. ``outputs`` loads the step's return value on first use."""
+
+    name: str
+    state: StepState
+    duration: float | None = None
+    error: str | None = None  # the step's own exception + traceback, with an explanation first
+    attempts: int = 0
+    log_path: str | None = None
+    summary: str | None = None  # one line, for tables and the terminal
+    failure_type: str | None = None  # AlgorithmError, MaxRuntimeExceeded, SageMaker.JOB_INTERNAL_ERROR, ...
+    started: float | None = None
+    ended: float | None = None
+    skipped_because: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    job_name: str | None = None
+    output_uri: str | None = None  # S3OutputPath: results/{payload.pkl,metadata.json,results.json}
+    exception_uri: str | None = None  # where the SDK pickled the step's exception
+    attempt_log: list[dict] = field(default_factory=list)
+    run_dir: str | None = field(default=None, repr=False)
+    _value: Any = field(default=None, repr=False, compare=False)
+    _loaded: bool = field(default=False, repr=False, compare=False)
+
+    @property
+    def value(self) -> Any:
+        """The step function's return value (deserialised from the run's S3 mirror)."""
+        if not self._loaded:
+            if self.state != "succeeded" or not self.output_uri or not self.run_dir:
+                raise SmstepError(Problem(f"has no outputs: it {self.state}", step=self.name))
+            self._value = load_payload(Path(self.run_dir), self.output_uri)
+            self._loaded = True
+        return self._value
+
+    @property
+    def outputs(self) -> dict:
+        """The step's outputs by name (our steps return a dict); ``{"return": v}`` otherwise."""
+        if self.state != "succeeded":
+            return {}
+        value = self.value
+        return value if isinstance(value, dict) else {"return": value}
+
+    def to_json(self) -> dict:
+        data = {k: v for k, v in self.__dict__.items() if not k.startswith("_") and k != "run_dir"}
+        return data
+
+
+@dataclass
+class RunResult:
+    """A finished local run; also what :func:`load_run` returns for an old one."""
+
+    run_id: str
+    run_dir: Path
+    steps: dict[str, StepResult]
+    succeeded: bool
+    definition: dict
+    pipeline_name: str = ""
+    parameters: dict = field(default_factory=dict)
+    started: float | None = None
+    ended: float | None = None
+    sdk_version: str | None = None
+
+    @property
+    def duration(self) -> float | None:
+        if self.started is None or self.ended is None:
+            return None
+        return self.ended - self.started
+
+    def outputs(self, step: str) -> dict:
+        """The deserialised return value of a step (a dict of outputs for our steps)."""
+        return self._step(step).outputs
+
+    def exception(self, step: str) -> BaseException | None:
+        """The exception the step raised, as the SDK pickled it (with its traceback)."""
+        result = self._step(step)
+        if not result.exception_uri:
+            return None
+        try:
+            return load_payload(self.run_dir, result.exception_uri)
+        except (OSError, SmstepError):
+            return None
+
+    def failed_steps(self) -> list[str]:
+        return [n for n, s in self.steps.items() if s.state == "failed"]
+
+    def to_json(self) -> dict:
+        """Per step: state, duration, attempts, a short repr of each output, the error."""
+        steps = {}
+        for name, step in self.steps.items():
+            entry: dict[str, Any] = {
+                "state": step.state,
+                "duration": None if step.duration is None else round(step.duration, 3),
+                "attempts": step.attempts,
+            }
+            if step.state == "succeeded":
+                try:
+                    entry["outputs"] = {k: _short_repr(v) for k, v in step.outputs.items()}
+                except Exception as exc:  # noqa: BLE001 - a report must not fail on one value
+                    entry["outputs_error"] = f"{type(exc).__name__}: {exc}"
+            if step.summary and step.state != "succeeded":
+                entry["summary"] = step.summary
+            if step.error:
+                entry["error"] = step.error
+            if step.skipped_because:
+                entry["skipped_because"] = step.skipped_because
+            if step.warnings:
+                entry["warnings"] = step.warnings
+            if step.log_path:
+                entry["log"] = step.log_path
+            steps[name] = entry
+        return {
+            "run_id": self.run_id,
+            "run_dir": str(self.run_dir),
+            "pipeline": self.pipeline_name,
+            "succeeded": self.succeeded,
+            "duration": None if self.duration is None else round(self.duration, 3),
+            "parameters": self.parameters,
+            "steps": steps,
+        }
+
+    def _step(self, step: str) -> StepResult:
+        if step not in self.steps:
+            known = ", ".join(self.steps) or "none"
+            raise SmstepError(Problem(f"run {self.run_id} has no step '{step}'", fix=f"steps: {known}"))
+        return self.steps[step]
+
+    def __repr__(self) -> str:
+        states = ", ".join(f"{n}={s.state}" for n, s in self.steps.items())
+        return f"RunResult({self.run_id!r}, succeeded={self.succeeded}, {states})"
+
+
+def _short_repr(value: Any, limit: int = 80) -> str:
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxstring = limit
+    r.maxother = limit
+    r.maxlist = r.maxdict = r.maxtuple = r.maxset = 6
+    shape = getattr(value, "shape", None)
+    if shape is not None and hasattr(value, "dtype"):
+        return f"<{type(value).__name__} shape={tuple(shape)} dtype={value.dtype}>"
+    if shape is not None and hasattr(value, "columns"):  # pandas/polars-like frames
+        columns = ", ".join(map(str, list(value.columns)[:6])) + (", …" if len(value.columns) > 6 else "")
+        return f"<{type(value).__name__} {shape[0]} rows × {shape[1]} columns: {columns}>"
+    text = r.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def local_path(run_dir: Path, uri: str) -> Path:
+    bucket, key = split_s3_uri(uri)
+    return Path(run_dir, "s3", bucket, *[p for p in key.split("/") if p])
+
+
+def load_payload(run_dir: Path, uri: str) -> Any:
+    """Read ``<uri>/payload.pkl`` from the run's S3 mirror, checking the SDK's sha256."""
+    import hashlib
+
+    import cloudpickle
+
+    folder = local_path(run_dir, uri)
+    payload = folder / "payload.pkl"
+    if not payload.is_file():
+        raise SmstepError(Problem(f"no {payload} (was the run's S3 data deleted?)"))
+    data = payload.read_bytes()
+    meta_path = folder / "metadata.json"
+    if meta_path.is_file():
+        expected = json.loads(meta_path.read_text()).get("sha256_hash")
+        if expected and hashlib.sha256(data).hexdigest() != expected:
+            raise SmstepError(Problem(f"{payload} does not match the hash the SDK recorded; it was modified"))
+    return cloudpickle.loads(data)
+
+
+# ======================================================================================
+# Reopening runs
+# ======================================================================================
+def load_run(run_dir: str | Path) -> RunResult:
+    """Reopen a finished run from its folder (``runs_dir/<run_id>``)."""
+    run_dir = Path(run_dir)
+    info_path = run_dir / "run.json"
+    if not info_path.is_file():
+        raise SmstepError(Problem(f"{run_dir} is not a local run folder (no run.json)"))
+    info = json.loads(info_path.read_text())
+    definition_path = run_dir / "definition.json"
+    definition = json.loads(definition_path.read_text()) if definition_path.is_file() else {}
+    steps: dict[str, StepResult] = {}
+    for name in info.get("steps", []):
+        path = run_dir / "steps" / name / "step.json"
+        if path.is_file():
+            data = json.loads(path.read_text())
+            known = {k: v for k, v in data.items() if k in StepResult.__dataclass_fields__ and not k.startswith("_")}
+            steps[name] = StepResult(**known)
+        else:
+            steps[name] = StepResult(name=name, state="pending")
+        steps[name].run_dir = str(run_dir)
+    return RunResult(
+        run_id=info["run_id"],
+        run_dir=run_dir,
+        steps=steps,
+        succeeded=bool(info.get("succeeded")),
+        definition=definition,
+        pipeline_name=info.get("pipeline", ""),
+        parameters=info.get("parameters", {}),
+        started=info.get("started"),
+        ended=info.get("ended"),
+        sdk_version=info.get("sdk_version"),
+    )
+
+
+def list_runs(runs_dir: str | Path = DEFAULT_RUNS_DIR) -> list[Path]:
+    """Run folders under ``runs_dir``, oldest first (run ids sort by start time)."""
+    root = Path(runs_dir)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if (p / "run.json").is_file())
+
+
+def latest_run(runs_dir: str | Path = DEFAULT_RUNS_DIR) -> RunResult | None:
+    runs = list_runs(runs_dir)
+    return load_run(runs[-1]) if runs else None

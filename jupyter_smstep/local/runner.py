@@ -1,0 +1,272 @@
+"""Run a pipeline on this machine, faithfully: no AWS account, no Docker.
+
+``run_pipeline(build)`` does what SageMaker Pipelines does with the same
+pipeline, with local stand-ins for the services:
+
+1. It starts an embedded S3 endpoint (:class:`~jupyter_smstep.local.s3.server.LocalS3`)
+   and builds the pipeline with the real SDK against it. ``definition()``
+   uploads the pickled step functions and arguments there: the same bytes that
+   ``submit`` uploads to the real bucket.
+2. It reads the JSON definition like the service: parameters, dependencies
+   (``DependsOn`` and property references), and the ``Get`` / ``Std:Join`` /
+   ``Std:JsonGet`` expressions in each step's training-job request.
+3. It runs each step as SageMaker would run its training job: a process that
+   calls the SDK's container entry point (``invoke_function``) with the step's
+   ``ContainerArguments`` and ``Environment``. Processes are forked from a warm
+   worker (:mod:`jupyter_smstep.local.worker_entry`) that has imported the SDK but no
+   user code, so a step costs a fork, not a 3-7 s ``import sagemaker``.
+   Independent steps run in parallel, bounded by ``max_workers`` (the cores).
+4. It honours ``StoppingCondition.MaxRuntimeInSeconds`` (the process group is
+   killed), ``RetryStrategy`` and ``RetryPolicies`` with the service's
+   semantics, skips the dependents of a failed step and lets other branches
+   finish.
+5. It keeps everything under ``runs_dir/<run_id>/``: the definition, one log
+   per step attempt, the results, and the S3 objects (mirrored on exit), so
+   :func:`load_run` can reopen a finished run.
+
+What differs from SageMaker, on purpose: steps run in the current Python
+environment, not in the step's image; the container bootstrap (conda, ``pip
+install`` of ``dependencies``, ``pre_execution_commands``) is not run, the
+requirements are checked against the current environment and reported as
+warnings instead. Retry policies retry what SageMaker retries (service faults,
+throttling, internal/capacity/resource-limit errors), never an exception raised
+by the step's own code, which SageMaker reports as ``AlgorithmError`` and does
+not retry; ``faults=`` simulates the retryable kinds so a retry policy can be
+exercised locally.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from jupyter_smstep import sdk as _sdk
+from jupyter_smstep.errors import Problem, SmstepError
+from jupyter_smstep.sdk.capture import explain_serialization_error
+from jupyter_smstep.local.definition import parse_steps, resolve_parameters
+from jupyter_smstep.local.execution import RETRYABLE_FAILURES, TERMINATION_GRACE_SECONDS, Emitter, Execution, cores
+from jupyter_smstep.local.results import (
+    DEFAULT_RUNS_DIR,
+    STATES,
+    RunResult,
+    StepEvent,
+    StepResult,
+    latest_run,
+    list_runs,
+    load_run,
+)
+from jupyter_smstep.local.s3.server import DUMMY_CREDENTIALS, LocalS3
+from jupyter_smstep.local.worker import return_worker, take_worker
+
+__all__ = [
+    "DEFAULT_RUNS_DIR",
+    "LocalS3",
+    "RETRYABLE_FAILURES",
+    "RunResult",
+    "STATES",
+    "StepEvent",
+    "StepResult",
+    "TERMINATION_GRACE_SECONDS",
+    "latest_run",
+    "list_runs",
+    "load_run",
+    "run_pipeline",
+]
+
+_log = logging.getLogger(__name__)
+
+
+# ======================================================================================
+# run_pipeline
+# ======================================================================================
+def run_pipeline(
+    build: Callable[[Any], Any] | Any,
+    *,
+    parameters: dict | None = None,
+    runs_dir: str | Path = DEFAULT_RUNS_DIR,
+    max_workers: int | None = None,
+    on_event: Callable[[StepEvent], None] | None = None,
+    faults: dict[str, list[str]] | None = None,
+    region: str | None = None,
+    functions: Mapping[str, Callable[..., Any]] | None = None,
+) -> RunResult:
+    """Build the pipeline against an embedded S3 and run every step locally.
+
+    ``build`` is ``build(session) -> Pipeline`` (called with a ``PipelineSession``
+    bound to the local S3), or a ``Pipeline`` whose session is swapped for the
+    local one while its definition is produced. ``parameters`` override the
+    pipeline's parameter defaults (values are checked and coerced to the declared
+    types). ``on_event`` receives a :class:`StepEvent` for every change.
+    ``faults`` simulates service-side failures, e.g. ``{"train":
+    ["SageMaker.JOB_INTERNAL_ERROR"]}`` fails the first attempt of ``train`` that
+    way, to exercise retry policies. ``functions`` (step name -> the Python
+    function the step runs) lets a failure's traceback show the user's own file
+    and lines (cloudpickle ships code as ``<dynamic-code>``). Returns a :class:`RunResult` (also when steps
+    failed); raises :class:`SmstepError` when the pipeline cannot be run at all.
+    """
+    if os.name != "posix" or not hasattr(os, "fork"):
+        raise SmstepError(Problem("the local runner needs a POSIX system with fork() (Linux, macOS)",
+                                  fix="run the notebook in WSL or a Linux container"))
+    for step, kinds in (faults or {}).items():
+        for kind in kinds:
+            if kind not in RETRYABLE_FAILURES:
+                raise SmstepError(Problem(f"unknown fault '{kind}' for step '{step}'",
+                                          fix="use one of: " + ", ".join(RETRYABLE_FAILURES)))
+    worker = take_worker()  # its SDK import overlaps the build below
+    run_id = _new_run_id()
+    run_dir = Path(runs_dir).absolute() / run_id
+    run_dir.mkdir(parents=True)
+    emit = Emitter(run_id, run_dir, on_event)
+    s3 = LocalS3(run_dir / "s3", region=region)  # objects are files there as soon as written
+    started = time.time()
+    sdk_version = _sdk.installed_version()
+    info: dict[str, Any] = {"run_id": run_id, "started": started, "sdk_version": sdk_version,
+                            "python": sys.version.split()[0], "steps": [], "succeeded": False}
+    _write_json(run_dir / "run.json", info)
+    executor: Execution | None = None
+    timings: dict[str, float] = {}
+    info["timings"] = timings
+    mark = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal mark
+        now = time.perf_counter()
+        timings[name] = round(now - mark, 3)
+        mark = now
+
+    try:
+        s3.start()
+        lap("start_s3")
+        definition, pipeline_name = _build_definition(build, s3)
+        lap("build_definition")
+        _write_json(run_dir / "definition.json", definition)
+        steps = parse_steps(definition)
+        values = resolve_parameters(definition, parameters)
+        info.update(pipeline=pipeline_name, steps=list(steps), parameters=values,
+                    endpoint_url=s3.endpoint_url, bucket=s3.bucket, region=s3.region)
+        _write_json(run_dir / "run.json", info)
+        worker.wait_ready()
+        lap("wait_for_worker")
+        executor = Execution(
+            run_id=run_id, run_dir=run_dir, pipeline_name=pipeline_name, steps=steps,
+            parameters=values, s3=s3, worker=worker, emit=emit,
+            max_workers=max_workers or cores(), faults=faults or {}, started=started,
+            functions=dict(functions or {}),
+        )
+        executor.run()
+        lap("execute")
+    except BaseException as exc:
+        info["error"] = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        try:
+            mark = time.perf_counter()
+            s3.stop()
+            lap("stop_s3")
+        finally:
+            info["ended"] = time.time()
+            if executor is not None:
+                info["succeeded"] = executor.succeeded()
+                for result in executor.results.values():
+                    _write_json(run_dir / "steps" / result.name / "step.json", result.to_json())
+            _write_json(run_dir / "run.json", info)
+            if executor is not None and executor.worker is not worker:  # replaced after a crash
+                worker.close(timeout=2)
+                worker = executor.worker
+            if worker.alive() and (executor is None or not executor.busy()):
+                return_worker(worker)
+            else:
+                worker.close(timeout=2)
+    assert executor is not None
+    result = load_run(run_dir)
+    emit.run_event("succeeded" if result.succeeded else "failed", duration=result.duration,
+                   message=_run_summary(result))
+    return result
+
+
+def _new_run_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def _run_summary(result: RunResult) -> str:
+    counts: dict[str, int] = {}
+    for step in result.steps.values():
+        counts[step.state] = counts.get(step.state, 0) + 1
+    return ", ".join(f"{n} {state}" for state, n in counts.items())
+
+
+# -- building the definition against the local S3 ---------------------------------------
+def _local_boto_session(s3: LocalS3) -> Any:
+    """A boto3 session whose every client (S3, SageMaker, and the STS/IAM clients the SDK makes
+    on its own) talks to the local endpoint with the run's credentials: nothing reaches AWS from a
+    local run, nor waits on a network this machine may not have, and ``os.environ`` is untouched
+    (other threads of the kernel, e.g. the panel following a real execution, keep theirs)."""
+    import boto3
+    import botocore.session
+
+    core = botocore.session.Session()
+    core.set_config_variable("endpoint_url", s3.endpoint_url)
+    core.set_config_variable("region", s3.region)
+    return boto3.session.Session(botocore_session=core, **DUMMY_CREDENTIALS)
+
+
+def _build_definition(build: Any, s3: LocalS3) -> tuple[dict, str]:
+    sdk = _sdk.load()
+    boto_session = _local_boto_session(s3)
+    chatty = logging.getLogger("botocore.configprovider")  # "Found endpoint for s3 via: ..."
+    level = chatty.level
+    chatty.setLevel(logging.WARNING)
+    try:
+        for _ in range(5):
+            session = _sdk.make_session(region=s3.region, bucket=s3.bucket, endpoint_url=s3.endpoint_url,
+                                        boto_session=boto_session)
+            try:
+                if hasattr(build, "definition"):
+                    pipeline = build
+                    previous = pipeline.sagemaker_session
+                    pipeline.sagemaker_session = session
+                    try:
+                        text = pipeline.definition()
+                    finally:
+                        pipeline.sagemaker_session = previous
+                else:
+                    pipeline = build(session)
+                    text = pipeline.definition()
+            except Exception as exc:
+                missing = _missing_bucket(exc)
+                if missing and missing not in s3.buckets:
+                    # The user's SageMaker config names another S3 root: give it a local twin.
+                    s3.create_bucket(missing)
+                    continue
+                explained = explain_serialization_error(exc, getattr(sdk.errors_module, "SerializationError", None))
+                if explained is not None:
+                    raise explained from exc
+                raise
+            return json.loads(text), pipeline.name
+    finally:
+        chatty.setLevel(level)
+    raise SmstepError(Problem("could not build the pipeline against the local S3 (buckets keep missing)"))
+
+
+def _missing_bucket(exc: BaseException) -> str | None:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        response = getattr(exc, "response", None)
+        if isinstance(response, dict) and response.get("Error", {}).get("Code") == "NoSuchBucket":
+            return response["Error"].get("BucketName")
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    return None

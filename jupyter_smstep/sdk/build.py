@@ -1,0 +1,101 @@
+"""Graph -> SageMaker ``Pipeline``: generated functions wrapped with the SDK's ``@step``.
+
+Every link is passed as its own top-level argument (the SDK rejects a
+``DelayedReturn`` nested in a list or dict). Captured kernel values become the
+step function's globals, so the SDK's cloudpickle ships them by value; each is
+test-pickled first so that an open file or a client fails here, named, rather
+than deep inside the SDK.
+"""
+
+from __future__ import annotations
+
+import builtins
+import linecache
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+from jupyter_smstep.core import codegen
+from jupyter_smstep.core.graph import PipelineGraph, check_buildable
+from jupyter_smstep.errors import Problem, SmstepError, aws_error
+from jupyter_smstep.sdk import stepargs
+from jupyter_smstep.sdk.capture import Captures
+from jupyter_smstep.sdk.compat import Sdk, load
+
+@dataclass
+class Compiled:
+    """The SDK ``Pipeline`` and the Python function of every step (the local runner maps tracebacks with them)."""
+
+    pipeline: Any
+    functions: dict[str, Callable[..., Any]]
+
+
+def step_functions(graph: PipelineGraph, namespace: Mapping[str, Any],
+                   captures: Captures | None = None) -> dict[str, Callable[..., Any]]:
+    """The step functions, their captured values checked first (an unpicklable one is an error here,
+    named, rather than deep inside the SDK)."""
+    problems = (captures or Captures()).problems(graph, namespace)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        raise SmstepError(errors)
+    names = codegen.function_names(graph)
+    functions: dict[str, Callable[..., Any]] = {}
+    for node in graph.steps:
+        fname = names[node.name]
+        filename = f"<%%step {node.name}>"
+        glb: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
+        for inp in node.captured:
+            glb[inp.name] = namespace[inp.name]
+        code = compile(codegen.function_code(node, fname, filename), filename, "exec")
+        # Register the cell so local tracebacks can show the user's lines.
+        text = "\n" + node.cell.source
+        linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
+        exec(code, glb)  # noqa: S102 - this is the compiler
+        functions[node.name] = glb[fname]
+    return functions
+
+
+def parameter_objects(graph: PipelineGraph, sdk: Sdk) -> dict[str, Any]:
+    return {name: getattr(sdk, stepargs.parameter_class(value))(name, default_value=stepargs.parameter_default(value))
+            for name, value in graph.parameters.items()}
+
+
+def assemble(graph: PipelineGraph, functions: Mapping[str, Callable[..., Any]], session: Any = None) -> Any:
+    """The SDK ``Pipeline``: each function wrapped with ``@step``, every link a top-level argument."""
+    sdk = load()
+    params = parameter_objects(graph, sdk)
+    returns: dict[str, Any] = {}
+    for node in graph.steps:
+        args = [returns[i.step][i.name] if i.kind == "step" else params[i.name] for i in node.links]
+        kwargs = stepargs.to_sdk(stepargs.step_arguments(node), sdk)
+        try:
+            returns[node.name] = sdk.step(functions[node.name], **kwargs)(*args)
+        except (TypeError, ValueError) as exc:
+            raise SmstepError(Problem(f"the SageMaker SDK rejected the step: {exc}",
+                                      fix="check the step's options", step=node.name)) from None
+    return sdk.Pipeline(
+        name=graph.name,
+        steps=list(returns.values()),
+        parameters=[params[n] for n in graph.parameters],
+        sagemaker_session=session,
+        pipeline_definition_config=sdk.PipelineDefinitionConfig(use_custom_job_prefix=True),
+    )
+
+
+def build_pipeline(graph: PipelineGraph, namespace: Mapping[str, Any], session: Any = None,
+                   captures: Captures | None = None) -> Compiled:
+    """The SDK ``Pipeline`` for ``graph``. Validates first; raises :class:`SmstepError`."""
+    check_buildable(graph)
+    functions = step_functions(graph, namespace, captures)
+    return Compiled(assemble(graph, functions, session), functions)
+
+
+def definition(compiled: Compiled) -> str:
+    """``Pipeline.definition()``, which uploads the pickled functions; SDK errors made readable."""
+    try:
+        return compiled.pipeline.definition()
+    except SmstepError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - translate, never show the SDK's traceback
+        raise aws_error(exc, "uploading the step code to S3",
+                        denied_fix="check the default bucket (S3RootUri in config.yaml) and the role's S3 "
+                        "permissions") from None

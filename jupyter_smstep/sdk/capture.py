@@ -1,0 +1,154 @@
+"""Captured values: can they travel, how big are they, and what failed when the SDK could not pickle.
+
+A value a step reads from the kernel (a constant, a helper, a fitted model) is
+shipped by value inside the step's code upload, pickled with the SDK's own
+``cloudpickle``. This module is the one place that checks it:
+
+- :class:`Captures` pickles each captured value once (cached by identity and
+  type, so a panel refresh or a second ``smstep graph`` costs nothing) and
+  reports, per step, what cannot be pickled (an error: the build would fail
+  inside the SDK) and what is large (a warning: it is uploaded with the code
+  on every build);
+- :func:`explain_serialization_error` turns the SDK's ``SerializationError``,
+  raised deep inside ``@step``, into the step and the names that cannot be
+  pickled.
+
+The cache keys on ``id(value)``: a value mutated in place keeps its measured
+size until the next :meth:`Captures.clear` (the panel's Validate button).
+``cloudpickle`` is imported on first use; it comes with the SDK, and importing
+it does not import sagemaker.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any, Mapping
+
+from jupyter_smstep.core.graph import PipelineGraph
+from jupyter_smstep.errors import Problem, SmstepError
+
+#: A captured value over this many pickled bytes gets a warning.
+LARGE_CAPTURE_BYTES = 10 * 1024 * 1024
+
+
+def pickled_size(value: Any) -> tuple[int | None, str]:
+    """``(bytes, "")``, or ``(None, why)`` when the value cannot be pickled."""
+    import cloudpickle
+
+    try:
+        return len(cloudpickle.dumps(value)), ""
+    except Exception as exc:  # noqa: BLE001 - any pickling failure is the user's to fix
+        return None, f"{type(exc).__name__}: {exc}"
+
+
+def unpicklable_problem(step: str, name: str, type_name: str, why: str, line: int | None) -> Problem:
+    return Problem(f"captures {name!r} ({type_name}) from the kernel, but it cannot be pickled ({why})",
+                   fix=f"create {name!r} inside the step (open files, clients, locks and sockets do not "
+                   "travel), or pass what it is made from", step=step, line=line)
+
+
+def large_problem(step: str, name: str, size: int, line: int | None) -> Problem:
+    return Problem(f"captures {name!r}, {size / 2**20:.1f} MiB pickled, into the step's code upload",
+                   fix=f"load {name!r} from S3 inside the step, or make it a step output",
+                   step=step, line=line, severity="warning")
+
+
+class Captures:
+    """Pickled sizes of a graph's captured values, measured once per value."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[int, type], tuple[int | None, str]] = {}
+
+    def clear(self) -> None:
+        self._cache.clear()
+
+    def measure(self, value: Any) -> tuple[int | None, str]:
+        key = (id(value), type(value))
+        if key not in self._cache:
+            self._cache[key] = pickled_size(value)
+        return self._cache[key]
+
+    def sizes(self, graph: PipelineGraph, namespace: Mapping[str, Any]) -> dict[str, dict[str, int | None]]:
+        """step -> captured name -> pickled bytes (None: cannot be pickled)."""
+        out: dict[str, dict[str, int | None]] = {}
+        for node in graph.steps:
+            for inp in node.captured:
+                if inp.name in namespace:
+                    out.setdefault(node.name, {})[inp.name] = self.measure(namespace[inp.name])[0]
+        return out
+
+    def problems(self, graph: PipelineGraph, namespace: Mapping[str, Any]) -> list[Problem]:
+        """An error for every value that cannot be pickled, a warning for every large one."""
+        found: list[Problem] = []
+        for node in graph.steps:
+            for inp in node.captured:
+                if inp.name not in namespace:
+                    continue
+                size, why = self.measure(namespace[inp.name])
+                if size is None:
+                    found.append(unpicklable_problem(node.name, inp.name, inp.type_name or "object", why, inp.line + 1))
+                elif size > LARGE_CAPTURE_BYTES:
+                    found.append(large_problem(node.name, inp.name, size, inp.line + 1))
+        return found
+
+
+# --------------------------------------------------------------------------- SerializationError forensics
+def explain_serialization_error(exc: BaseException, serialization_error: type | None) -> SmstepError | None:
+    """A ``SerializationError`` raised while the SDK built a step, as the step and what cannot be pickled."""
+    if serialization_error is None or not isinstance(exc, serialization_error):
+        return None
+    frame_locals = None
+    tb = exc.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code.co_name == "__init__" and type(frame.f_locals.get("self")).__name__ == "_FunctionStep":
+            frame_locals = frame.f_locals
+        tb = tb.tb_next
+    if frame_locals is None:
+        return SmstepError(Problem(f"a step cannot be pickled: {exc}"))
+    step = frame_locals.get("name")
+    func = frame_locals.get("func")
+    culprits = unpicklable_inputs(func, frame_locals.get("func_args") or (), frame_locals.get("func_kwargs") or {})
+    if culprits:
+        what = "; ".join(f"'{name}' ({kind}: {reason})" for name, kind, reason in culprits)
+        message = f"cannot be sent to SageMaker: it uses {what}, which cannot be pickled"
+    else:
+        message = f"cannot be sent to SageMaker: {exc}"
+    return SmstepError(Problem(
+        message,
+        fix="create such objects (open files, clients, locks, connections) inside the step instead of "
+            "capturing them from the notebook, or pass the data they hold (a path, a name)",
+        step=step,
+    ))
+
+
+def unpicklable_inputs(func: Any, args: tuple, kwargs: dict) -> list[tuple[str, str, str]]:
+    """Names (globals, closure variables, arguments) whose values cannot be pickled: (name, type, why)."""
+    candidates: list[tuple[str, Any]] = []
+    code = getattr(func, "__code__", None)
+    if code is not None:
+        names: set[str] = set()
+        stack = [code]
+        while stack:
+            c = stack.pop()
+            names.update(c.co_names)
+            stack.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
+        globals_ = getattr(func, "__globals__", {})
+        candidates += [(n, globals_[n]) for n in sorted(names) if n in globals_]
+        for n, cell in zip(code.co_freevars, func.__closure__ or ()):
+            try:
+                candidates.append((n, cell.cell_contents))
+            except ValueError:  # an empty cell
+                pass
+        params = code.co_varnames[: code.co_argcount + code.co_kwonlyargcount]
+        for i, value in enumerate(args):
+            candidates.append((params[i] if i < len(params) else f"argument {i + 1}", value))
+    candidates += list(kwargs.items())
+    bad = []
+    for name, value in candidates:
+        if isinstance(value, types.ModuleType):
+            continue
+        size, why = pickled_size(value)
+        if size is None:
+            bad.append((name, type(value).__name__, why))
+    return bad

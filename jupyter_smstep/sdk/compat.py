@@ -1,0 +1,202 @@
+"""The one module that imports the SageMaker Python SDK.
+
+Two SDK lines matter: v2 (``sagemaker.workflow.*``, pinned by Studio's
+SageMaker Distribution images) and v3 (``sagemaker.mlops.workflow.*`` plus
+``sagemaker.core.*``, PyPI's latest). Their ``@step`` signatures are identical;
+only the import paths differ. :func:`load` imports whichever is installed, once,
+and hands the rest of the package a small namespace of the classes it needs.
+
+Importing the SDK takes seconds, so nothing here runs at ``%load_ext`` time:
+callers ask for :func:`load` when they first compile a pipeline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import importlib
+import importlib.metadata
+import os
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any, Iterator
+
+from jupyter_smstep.errors import ServiceError
+
+
+#: Where each piece lives in each SDK line: the one table of module paths (the export and the
+#: local runner's worker read it too, without importing the SDK).
+MODULES: dict[int, dict[str, str]] = {
+    2: {
+        "function_step": "sagemaker.workflow.function_step",
+        "pipeline": "sagemaker.workflow.pipeline",
+        "pipeline_context": "sagemaker.workflow.pipeline_context",
+        "pipeline_definition_config": "sagemaker.workflow.pipeline_definition_config",
+        "parameters": "sagemaker.workflow.parameters",
+        "retry": "sagemaker.workflow.retry",
+        "spark_config": "sagemaker.remote_function.spark_config",
+        "remote_function": "sagemaker.remote_function",
+        "session_helper": "sagemaker.session",
+    },
+    3: {
+        "function_step": "sagemaker.mlops.workflow.function_step",
+        "pipeline": "sagemaker.mlops.workflow.pipeline",
+        "pipeline_context": "sagemaker.core.workflow.pipeline_context",
+        "pipeline_definition_config": "sagemaker.core.workflow.pipeline_definition_config",
+        "parameters": "sagemaker.core.workflow.parameters",
+        "retry": "sagemaker.mlops.workflow.retry",
+        "spark_config": "sagemaker.core.remote_function.spark_config",
+        "remote_function": "sagemaker.core.remote_function",
+        "session_helper": "sagemaker.core.helper.session_helper",
+    },
+}
+
+
+def modules(major: int | None = None) -> dict[str, str]:
+    """The module table for an SDK line (default: the installed one), without importing the SDK."""
+    if major is None:
+        major = installed_major()
+    return MODULES[3 if major >= 3 else 2]
+
+
+@dataclass(frozen=True)
+class Sdk:
+    """The SDK classes jupyter_smstep uses, whatever the SDK line."""
+
+    major: int
+    version: str
+    step: Any
+    Pipeline: Any
+    PipelineSession: Any
+    PipelineDefinitionConfig: Any
+    DelayedReturn: Any
+    ParameterString: Any
+    ParameterInteger: Any
+    ParameterFloat: Any
+    ParameterBoolean: Any
+    StepRetryPolicy: Any
+    SageMakerJobStepRetryPolicy: Any
+    StepExceptionTypeEnum: Any
+    SageMakerJobExceptionTypeEnum: Any
+    SparkConfig: Any
+    get_execution_role: Any
+    remote_function: ModuleType
+    invoke_function_module: str  # run as ``python -m <this>`` inside the container
+
+    @property
+    def errors_module(self) -> ModuleType:
+        """``remote_function.errors``: holds the hard-coded failure-file path."""
+        return importlib.import_module(f"{self.remote_function.__name__}.errors")
+
+
+def installed_version() -> str | None:
+    """The installed SDK version, read from metadata without importing it."""
+    try:
+        return importlib.metadata.version("sagemaker")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def installed_major() -> int:
+    """The installed SDK's major version; :class:`ServiceError` when it is not installed."""
+    version = installed_version()
+    if version is None:
+        raise ServiceError("the SageMaker Python SDK is not installed", fix="pip install 'sagemaker>=2.245'")
+    return int(version.split(".")[0])
+
+
+@functools.lru_cache(maxsize=None)
+def load() -> Sdk:
+    """Import the SDK (v2 or v3) and return its classes. Cached."""
+    major = installed_major()
+    version = installed_version() or ""
+    _quiet_sdk_loggers()  # before the imports too: the SDK keeps a level that is already set
+    table = modules(major)
+    with _import_environment(major):
+        mod = {key: importlib.import_module(path) for key, path in table.items()}
+    if major >= 3:
+        _memoize_config_validation()
+    _quiet_sdk_loggers()  # after the imports: the SDK sets its loggers' levels when imported
+    retry = mod["retry"]
+    return Sdk(
+        major=major,
+        version=version,
+        step=mod["function_step"].step,
+        Pipeline=mod["pipeline"].Pipeline,
+        PipelineSession=mod["pipeline_context"].PipelineSession,
+        PipelineDefinitionConfig=mod["pipeline_definition_config"].PipelineDefinitionConfig,
+        DelayedReturn=mod["function_step"].DelayedReturn,
+        ParameterString=mod["parameters"].ParameterString,
+        ParameterInteger=mod["parameters"].ParameterInteger,
+        ParameterFloat=mod["parameters"].ParameterFloat,
+        ParameterBoolean=mod["parameters"].ParameterBoolean,
+        StepRetryPolicy=retry.StepRetryPolicy,
+        SageMakerJobStepRetryPolicy=retry.SageMakerJobStepRetryPolicy,
+        StepExceptionTypeEnum=retry.StepExceptionTypeEnum,
+        SageMakerJobExceptionTypeEnum=retry.SageMakerJobExceptionTypeEnum,
+        SparkConfig=mod["spark_config"].SparkConfig,
+        get_execution_role=mod["session_helper"].get_execution_role,
+        remote_function=mod["remote_function"],
+        invoke_function_module=f"{table['remote_function']}.invoke_function",
+    )
+
+
+@contextlib.contextmanager
+def _import_environment(major: int) -> Iterator[None]:
+    """The environment the SDK's import needs, for the import's duration only.
+
+    v2 prints a deprecation banner unless ``SAGEMAKER_SUPPRESS_V2_WARNING`` is
+    set (noise in a notebook); v3's ``sagemaker.mlops`` import fails without a
+    region, so when neither the environment nor the AWS config names one it gets
+    ``us-east-1``. Both are read at import time; afterwards the user's
+    environment is as it was.
+    """
+    added: list[str] = []
+    if "SAGEMAKER_SUPPRESS_V2_WARNING" not in os.environ:
+        added.append("SAGEMAKER_SUPPRESS_V2_WARNING")
+        os.environ["SAGEMAKER_SUPPRESS_V2_WARNING"] = "1"
+    if major >= 3 and not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
+        import boto3
+
+        if boto3.session.Session().region_name is None:
+            added.append("AWS_DEFAULT_REGION")
+            os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
+    try:
+        yield
+    finally:
+        for name in added:
+            os.environ.pop(name, None)
+
+
+def _memoize_config_validation() -> None:
+    """v3 re-validates the whole config.yaml against its JSON schema on every lookup.
+
+    That is ~0.5 s a time and ~15 lookups per step built, so a Studio admin
+    config made a 10-step build take over a minute. Validation depends only on
+    the config's content, so remember the configs that passed.
+    """
+    import json
+
+    from sagemaker.core.config.config_manager import SageMakerConfig
+
+    original = SageMakerConfig.__dict__["validate_sagemaker_config"].__func__
+    if getattr(original, "_smstep_memo", False):
+        return
+    valid: set[str] = set()
+
+    def validate(sagemaker_config=None):
+        key = json.dumps(sagemaker_config, sort_keys=True, default=str)
+        if key not in valid:
+            original(sagemaker_config)  # raises on an invalid config, which is then not remembered
+            valid.add(key)
+
+    validate._smstep_memo = True  # type: ignore[attr-defined]
+    SageMakerConfig.validate_sagemaker_config = staticmethod(validate)
+
+
+def _quiet_sdk_loggers() -> None:
+    import logging
+
+    for name in ("sagemaker.config", "sagemaker.remote_function", "sagemaker.core.remote_function",
+                 "sagemaker.workflow.utilities", "sagemaker.core.workflow.utilities"):
+        logging.getLogger(name).setLevel(logging.ERROR if name.endswith("utilities") else logging.WARNING)

@@ -1,0 +1,240 @@
+"""Every plain-text view, for the terminal and for ``%pipeline`` in a notebook.
+
+- :func:`text_summary`: the graph (``smstep graph``, ``%pipeline show --text``);
+- :class:`TerminalProgress`: a local run's progress, one line per change;
+- :func:`results_table`: a finished run's steps and outputs;
+- :func:`print_status` / :func:`follow`: an execution on SageMaker.
+
+They all draw states with :data:`jupyter_smstep.core.states.GLYPHS`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, Callable, TextIO
+
+from jupyter_smstep.core.graph import PipelineGraph
+from jupyter_smstep.core.states import ASCII_GLYPHS, GLYPHS
+from jupyter_smstep.errors import SmstepError
+from jupyter_smstep.local.results import StepEvent
+from jupyter_smstep.remote.monitor import LOG_GROUP, Backoff, ExecutionMonitor, Snapshot, StepStatus
+
+
+def text_summary(graph: PipelineGraph) -> str:
+    lines = [f"pipeline {graph.name!r}: {len(graph.steps)} step(s)"]
+    if graph.parameters:
+        lines.append("parameters: " + ", ".join(f"{k}={v!r}" for k, v in graph.parameters.items()))
+    if graph.kernel_image_note:
+        lines.append(f"kernel image: {graph.kernel_image_note}")
+    for node in graph.steps:
+        after = f" (after {', '.join(node.depends_on)})" if node.depends_on else ""
+        lines += ["", f"step {node.name}{after}"]
+        for inp in sorted(node.inputs.values(), key=lambda i: i.line):
+            where = {
+                "step": f"output of step '{inp.step}'",
+                "parameter": "pipeline parameter",
+                "value": f"captured {inp.type_name}" + (f" from {inp.via}" if inp.via else ""),
+                "import": inp.statement,
+            }[inp.kind]
+            lines.append(f"  in   {inp.name:<16} {where}  (line {inp.line + 1})")
+        for out in node.outputs:
+            lines.append(f"  out  {out}")
+        width = max((len(k) for k in node.settings), default=0)
+        for key, r in node.settings.items():
+            lines.append(f"  set  {key:<{width}}  {r.value!r}  [{r.source}]")
+    if graph.report.problems:
+        lines += ["", "problems:"]
+        lines += [f"  {p.severity}: {p}".replace("\n", "\n  ") for p in graph.report.problems]
+    return "\n".join(lines)
+
+
+# ======================================================================================
+# A local run
+# ======================================================================================
+class TerminalProgress:
+    """Prints a run's progress, one line per change, e.g. ``TerminalProgress(sys.stderr)``.
+
+    Use it as ``on_event``. Colours and symbols when the stream is a terminal
+    that can show them; plain ASCII otherwise (CI logs, pipes).
+    """
+
+    _COLORS = {"running": "36", "succeeded": "32", "failed": "31", "skipped": "33", "warning": "33", "retry": "35"}
+
+    def __init__(self, stream: Any = None, *, color: bool | None = None, show_pending: bool = False) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        isatty = getattr(self.stream, "isatty", lambda: False)()
+        self.color = isatty if color is None else color
+        encoding = (getattr(self.stream, "encoding", None) or "").lower()
+        self.unicode = "utf" in encoding
+        self.show_pending = show_pending
+        self.width = 12
+
+    def _symbol(self, key: str) -> str:
+        return (GLYPHS if self.unicode else ASCII_GLYPHS).get(key, "?")
+
+    def _paint(self, key: str, text: str) -> str:
+        code = self._COLORS.get(key)
+        return f"\x1b[{code}m{text}\x1b[0m" if self.color and code else text
+
+    def __call__(self, event: StepEvent) -> None:
+        line = self.format(event)
+        if line is not None:
+            print(line, file=self.stream, flush=True)
+
+    def format(self, event: StepEvent) -> str | None:
+        if event.kind == "run":
+            if event.state == "running":
+                steps = event.info.get("steps", [])
+                self.width = max([self.width] + [len(s) for s in steps])
+                return f"run {event.run_id}: {len(steps)} step(s), local  ({event.info.get('run_dir', '')})"
+            took = f" in {event.duration:.1f}s" if event.duration is not None else ""
+            verdict = self._paint(event.state, f"run {event.state}{took}")
+            return f"{verdict}: {event.message or ''}".rstrip(": ")
+        name = (event.step or "").ljust(self.width)
+        key = event.kind if event.kind in ("warning", "retry") else event.state
+        if event.state == "pending" and event.kind == "state" and not self.show_pending:
+            return None
+        symbol = self._paint(key, self._symbol(key))
+        if event.kind == "warning":
+            return f"  {symbol} {name}  warning: {event.message}"
+        if event.kind == "retry":
+            return f"  {symbol} {name}  {event.message}"
+        if event.state == "running":
+            again = f" (attempt {event.attempt})" if event.attempt > 1 else ""
+            return f"  {symbol} {name}  running{again}"
+        took = f"{event.duration:6.2f}s" if event.duration is not None else "       "
+        label = self._paint(key, event.state.ljust(9))
+        text = f"  {symbol} {name}  {label} {took}"
+        if event.state == "failed":
+            text += f"  {event.message or ''}"
+            if event.error:
+                text += "\n" + "\n".join("      " + l for l in event.error.rstrip().splitlines())
+        elif event.state == "skipped" and event.message:
+            text = f"  {symbol} {name}  {label}          {event.message}"
+        return text
+
+
+def results_table(doc: dict) -> str:
+    """One line per step: state, duration and a short repr of each output."""
+    lines = []
+    steps = doc.get("steps", {})
+    width = max((len(n) for n in steps), default=0)
+    for name, step in steps.items():
+        outputs = step.get("outputs") or {}
+        shown = ", ".join(f"{k}={_one_line(v)}" for k, v in outputs.items())
+        duration = step.get("duration")
+        took = f"{duration:6.1f}s" if isinstance(duration, (int, float)) else "      -"
+        lines.append(f"{name:<{width}}  {step.get('state', '?'):<9} {took}  {shown}".rstrip())
+    return "\n".join(lines)
+
+
+def _one_line(value: object, limit: int = 60) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# ======================================================================================
+# An execution on SageMaker
+# ======================================================================================
+def _fmt_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    return f"{seconds // 60:.0f}m{seconds % 60:02.0f}s"
+
+
+def _step_line(step: StepStatus) -> str:
+    attempt = f" (attempt {step.attempt})" if step.attempt > 1 else ""
+    dur = _fmt_duration(step.duration)
+    return f"{GLYPHS.get(step.state, '?')} {step.name:<24} {step.status:<10} {dur}{attempt}".rstrip()
+
+
+def _print_failures(monitor: ExecutionMonitor, snap: Snapshot, stream: TextIO, lines: int) -> None:
+    if snap.failure_reason:
+        print(f"execution failure: {snap.failure_reason}", file=stream)
+    for step in snap.failed_steps:
+        print(f"\nstep '{step.name}' failed: {step.failure_reason or '(no reason given)'}", file=stream)
+        if not step.job_name:
+            continue
+        try:
+            tail = monitor.log_tail(step.job_name, lines)
+        except SmstepError as exc:
+            print(f"  (could not read its log: {exc})", file=stream)
+            continue
+        if tail:
+            print(f"  last {len(tail)} log lines of {step.job_name} ({LOG_GROUP}):", file=stream)
+            for line in tail:
+                print(f"  | {line}", file=stream)
+        else:
+            print(f"  (no log lines for {step.job_name} in {LOG_GROUP})", file=stream)
+
+
+def print_status(arn: str, stream: TextIO | None = None, client: Any = None, logs_client: Any = None,
+                 log_lines: int = 20) -> bool:
+    """Print the execution's status, one line per step; False if it failed or was stopped."""
+    stream = stream or sys.stdout
+    monitor = ExecutionMonitor(arn, client=client, logs_client=logs_client)
+    delays = Backoff(initial=1.0, maximum=8.0)
+    snap = monitor.poll()
+    for _ in range(6):  # a throttled first look is retried a few times
+        if not (snap.throttled or snap.error):
+            break
+        time.sleep(delays.throttled() if snap.throttled else delays.next())
+        snap = monitor.poll()
+    if snap.status == "Unknown":
+        print(f"{arn}: no answer from SageMaker ({snap.error or 'throttled'}); try again shortly", file=stream)
+        return False
+    name = f" ({snap.display_name})" if snap.display_name else ""
+    print(f"execution {arn}{name}: {snap.status}", file=stream)
+    print(monitor.console_url, file=stream)
+    for step in snap.steps.values():
+        print(_step_line(step), file=stream)
+    if snap.status in ("Failed", "Stopped"):
+        _print_failures(monitor, snap, stream, log_lines)
+        return False
+    return True
+
+
+def follow(arn: str, stream: TextIO | None = None, client: Any = None, logs_client: Any = None,
+           delays: Backoff | None = None, sleep: Callable[[float], Any] | None = None, log_lines: int = 50) -> bool:
+    """Follow the execution until it ends, printing each step's changes; True if it succeeded.
+
+    Ctrl-C stops following (not the execution) and returns False.
+    """
+    stream = stream or sys.stdout
+    monitor = ExecutionMonitor(arn, client=client, logs_client=logs_client)
+    print(f"following {arn}\n{monitor.console_url}", file=stream, flush=True)
+    shown: dict[str, tuple[str, int]] = {}
+    status = ""
+    warned_throttle = False
+    try:
+        for snap in monitor.watch(delays=delays, sleep=sleep):
+            if snap.throttled:
+                if not warned_throttle:
+                    print("(SageMaker is throttling requests: polling less often)", file=stream, flush=True)
+                    warned_throttle = True
+                continue
+            if snap.error:
+                print(f"(could not reach SageMaker: {snap.error}; retrying)", file=stream, flush=True)
+                continue
+            for step in snap.steps.values():
+                key = (step.status, step.attempt)
+                if shown.get(step.name) != key:
+                    shown[step.name] = key
+                    print(_step_line(step), file=stream, flush=True)
+            if snap.status != status:
+                status = snap.status
+                if not snap.done:
+                    print(f"execution: {status}", file=stream, flush=True)
+            if snap.done:
+                print(f"execution {snap.status}", file=stream, flush=True)
+                if not snap.succeeded:
+                    _print_failures(monitor, snap, stream, log_lines)
+                return snap.succeeded
+    except KeyboardInterrupt:
+        print(f"stopped following; the execution goes on. Check it later with: smstep status {arn}",
+              file=stream, flush=True)
+        return False
+    return False

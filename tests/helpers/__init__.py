@@ -1,0 +1,1 @@
+"""Shared test helpers: constants, fakes behind real HTTP endpoints."""

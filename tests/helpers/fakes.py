@@ -1,0 +1,421 @@
+"""Test doubles behind real HTTP endpoints: moto in server mode and a fake SageMaker.
+
+moto 5.2 lacks ``ListPipelineExecutionSteps``, ``StopPipelineExecution`` and
+``RetryPipelineExecution``, so :class:`FakeSageMaker` serves those (and
+``DescribePipelineExecution``) from a small simulation, on 127.0.0.1, and
+forwards every other request (S3, CloudWatch Logs, the rest of SageMaker) to a
+moto server. The product code is pointed at it with ``AWS_ENDPOINT_URL`` and
+talks to it through boto3 exactly as to the real service.
+
+The simulation is a discrete-event model of an execution: each step starts
+when its dependencies succeeded, runs ``duration`` clock units, and fails if
+told to (first attempt only); a failure stops new starts, Stop turns running
+steps Stopping then Stopped, Retry re-runs failed and stopped steps. The clock
+is either wall time (browser tests) or one tick per describe call, so tests are
+deterministic.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+#: moto accepts any credentials; the fake's own clients never depend on the caller's environment.
+DUMMY = {"region_name": REGION, "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+
+
+# =========================================================================== the fake
+@dataclass
+class Attempt:
+    number: int
+    start: float
+    status: str = "Executing"
+    end: float | None = None
+    reason: str = ""
+
+
+@dataclass
+class StepPlan:
+    name: str
+    deps: list[str] = field(default_factory=list)
+    duration: float = 1.0
+    fail: str = ""  # failure reason of the first attempt ("" = succeeds)
+    log: list[str] = field(default_factory=list)  # lines the job logs (written when it ends)
+
+
+class FakeExecution:
+    def __init__(self, arn: str, pipeline: str, plans: list[StepPlan], start: float, display_name: str = "") -> None:
+        self.arn, self.pipeline, self.display_name = arn, pipeline, display_name or f"{pipeline}-run"
+        self.plans = {p.name: p for p in plans}
+        self.order = [p.name for p in plans]  # topological (notebook) order
+        self.t0 = start
+        self.attempts: dict[str, list[Attempt]] = {n: [] for n in self.order}
+        self.halted_at: float | None = None  # first failure since the last retry
+        self.stop_time: float | None = None
+        self.restart_at: dict[str, float] = {}
+        self.on_end: Callable[[FakeExecution, str, Attempt], None] | None = None
+
+    # ------------------------------------------------------------------ simulation
+    def job_name(self, step: str, attempt: int) -> str:
+        exec_id = self.arn.rsplit("/", 1)[-1]
+        return f"{self.pipeline[:20]}-{step[:20]}-{attempt}-{exec_id[:12]}"[:63]
+
+    def _allowed(self, t: float) -> bool:
+        return (self.halted_at is None or t < self.halted_at) and (self.stop_time is None or t < self.stop_time)
+
+    def _next_event(self, now: float):
+        best = None
+        for name in self.order:
+            plan, tries = self.plans[name], self.attempts[name]
+            last = tries[-1] if tries else None
+            candidates = []
+            if last is None or (last.status in ("Failed", "Stopped") and name in self.restart_at
+                                and self.restart_at[name] >= (last.end or 0)):
+                deps = [self.attempts[d][-1] if self.attempts[d] else None for d in plan.deps]
+                if all(d is not None and d.status == "Succeeded" for d in deps):
+                    ready = max([self.t0] + [d.end for d in deps if d is not None])
+                    if last is not None:
+                        ready = max(ready, self.restart_at[name])
+                    elif self.restart_at:
+                        ready = max(ready, max(self.restart_at.values()))
+                    if self._allowed(ready):
+                        candidates.append((ready, "start"))
+            elif last.status == "Executing":
+                finish = last.start + plan.duration
+                if self.stop_time is not None and self.stop_time < finish:
+                    candidates.append((self.stop_time, "stopping"))
+                else:
+                    candidates.append((finish, "finish"))
+            elif last.status == "Stopping":
+                candidates.append((self.stop_time + 1, "stopped"))
+            for t, kind in candidates:
+                if t <= now and (best is None or t < best[0]):
+                    best = (t, kind, name)
+        return best
+
+    def advance(self, now: float) -> None:
+        while True:
+            event = self._next_event(now)
+            if event is None:
+                return
+            t, kind, name = event
+            tries = self.attempts[name]
+            if kind == "start":
+                tries.append(Attempt(len(tries) + 1, t))
+            elif kind == "finish":
+                a = tries[-1]
+                plan = self.plans[name]
+                a.end = t
+                if plan.fail and a.number == 1:
+                    a.status, a.reason = "Failed", plan.fail
+                    if self.halted_at is None:
+                        self.halted_at = t
+                else:
+                    a.status = "Succeeded"
+                if self.on_end:
+                    self.on_end(self, name, a)
+            elif kind == "stopping":
+                tries[-1].status = "Stopping"
+            elif kind == "stopped":
+                tries[-1].status, tries[-1].end = "Stopped", t
+
+    def status(self) -> tuple[str, str]:
+        latest = [t[-1] for t in self.attempts.values() if t]
+        active = any(a.status in ("Executing", "Stopping") for a in latest)
+        if self.stop_time is not None:
+            return ("Stopping" if active else "Stopped"), ""
+        if active:
+            return "Executing", ""
+        failed = [(n, t[-1]) for n, t in self.attempts.items() if t and t[-1].status == "Failed"]
+        if failed:
+            return "Failed", f"Step failure: One or multiple steps failed. ({failed[0][0]}: {failed[0][1].reason})"
+        if all(t and t[-1].status == "Succeeded" for t in self.attempts.values()):
+            return "Succeeded", ""
+        return "Executing", ""
+
+    def rows(self) -> list[dict[str, Any]]:
+        out = []
+        for name in self.order:
+            for a in self.attempts[name]:
+                row: dict[str, Any] = {
+                    "StepName": name, "StepDisplayName": name, "StartTime": self.t0_epoch + a.start,
+                    "StepStatus": a.status, "AttemptCount": a.number,
+                    "Metadata": {"TrainingJob": {"Arn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/"
+                                                        f"{self.job_name(name, a.number)}"}},
+                }
+                if a.end is not None:
+                    row["EndTime"] = self.t0_epoch + a.end
+                if a.reason:
+                    row["FailureReason"] = a.reason
+                out.append(row)
+        out.sort(key=lambda r: r["StartTime"], reverse=True)  # the service's default: newest first
+        return out
+
+    t0_epoch = 1_700_000_000.0
+
+
+class _Reply(Exception):
+    """Raised by an operation to answer with an error payload."""
+
+    def __init__(self, status: int, payload: dict) -> None:
+        self.status, self.payload = status, payload
+
+
+class FakeSageMaker:
+    """A local HTTP endpoint: the missing SageMaker calls, simulated; everything else forwarded to moto."""
+
+    def __init__(self, upstream: str | None = None, clock: str = "ticks", page_size: int = 100,
+                 seconds_per_unit: float = 1.0) -> None:
+        self.upstream = upstream
+        self.clock_mode = clock
+        self.ticks = 0.0
+        self.started = time.monotonic()
+        self.seconds_per_unit = seconds_per_unit
+        self.page_size = page_size
+        self.executions: dict[str, FakeExecution] = {}
+        self.throttle: dict[str, int] = {}  # operation -> how many ThrottlingExceptions to answer first
+        self.fail_with: dict[str, tuple[int, str, str]] = {}  # operation -> (http status, code, message), always
+        self.calls: list[tuple[str, dict]] = []
+        self.auto_plan: Callable[[str, list[dict]], list[StepPlan]] | None = None  # proxy mode: plan from definition
+        self.lock = threading.RLock()
+        self.server: ThreadingHTTPServer | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> "FakeSageMaker":
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # headers and body go out in separate writes
+
+            def log_message(self, *args: Any) -> None:  # keep test output clean
+                pass
+
+            def _any(self) -> None:
+                fake._handle(self)
+
+            do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _any
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, name="fake-sagemaker", daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.shutdown()
+            self.server.server_close()
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def now(self) -> float:
+        if self.clock_mode == "ticks":
+            return self.ticks
+        return (time.monotonic() - self.started) / self.seconds_per_unit
+
+    # ------------------------------------------------------------------ scenario helpers
+    def add_execution(self, plans: list[StepPlan], pipeline: str = "demo", exec_id: str | None = None,
+                      start: float | None = None) -> str:
+        exec_id = exec_id or f"ex{len(self.executions) + 1:010d}"
+        arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:pipeline/{pipeline}/execution/{exec_id}"
+        ex = FakeExecution(arn, pipeline, plans, self.now() if start is None else start)
+        ex.on_end = self._write_logs
+        self.executions[arn] = ex
+        return arn
+
+    def ops(self, name: str) -> list[dict]:
+        return [body for op, body in self.calls if op == name]
+
+    def _write_logs(self, ex: FakeExecution, step: str, attempt: Attempt) -> None:
+        lines = ex.plans[step].log
+        if not lines or not self.upstream:
+            return
+        import boto3
+
+        logs = boto3.client("logs", endpoint_url=self.upstream, **DUMMY)
+        try:
+            logs.create_log_group(logGroupName=LOG_GROUP)
+        except logs.exceptions.ResourceAlreadyExistsException:
+            pass
+        stream = f"{ex.job_name(step, attempt.number)}/algo-1-{int(time.time())}"
+        logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
+        now_ms = int(time.time() * 1000)
+        logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=stream,
+                            logEvents=[{"timestamp": now_ms + i, "message": line} for i, line in enumerate(lines)])
+
+    # ------------------------------------------------------------------ HTTP
+    def _handle(self, req: BaseHTTPRequestHandler) -> None:
+        length = int(req.headers.get("Content-Length") or 0)
+        body = req.rfile.read(length) if length else b""
+        target = req.headers.get("X-Amz-Target", "")
+        op = target.split(".", 1)[1] if target.startswith("SageMaker.") else ""
+        handler = getattr(self, f"_op_{op}", None) if op else None
+        if op:
+            with self.lock:
+                self.calls.append((op, json.loads(body or b"{}")))
+        if handler is not None or op in self.throttle or op in self.fail_with:
+            with self.lock:
+                if self.throttle.get(op, 0) > 0:
+                    self.throttle[op] -= 1
+                    return self._reply(req, 400, {"__type": "ThrottlingException", "message": "Rate exceeded"})
+                if op in self.fail_with:
+                    status, code, message = self.fail_with[op]
+                    return self._reply(req, status, {"__type": code, "message": message})
+                if handler is not None:
+                    try:
+                        result = handler(json.loads(body or b"{}"))
+                    except KeyError as exc:
+                        return self._reply(req, 400, {"__type": "ResourceNotFound", "message": f"not found: {exc}"})
+                    except _Reply as r:
+                        return self._reply(req, r.status, r.payload)
+                    if result is not None:
+                        return self._reply(req, 200, result)
+        self._forward(req, body, op)
+
+    def _reply(self, req: BaseHTTPRequestHandler, status: int, payload: dict) -> None:
+        data = json.dumps(payload).encode()
+        req.send_response(status)
+        req.send_header("Content-Type", "application/x-amz-json-1.1")
+        req.send_header("Content-Length", str(len(data)))
+        req.send_header("x-amzn-RequestId", "fake-request")
+        req.end_headers()
+        req.wfile.write(data)
+
+    def _forward(self, req: BaseHTTPRequestHandler, body: bytes, op: str) -> None:
+        if not self.upstream:
+            return self._reply(req, 500, {"__type": "InternalFailure", "message": f"fake has no {op or req.path}"})
+        up = urllib.parse.urlparse(self.upstream)
+        conn = http.client.HTTPConnection(up.hostname, up.port, timeout=60)
+        headers = {k: v for k, v in req.headers.items() if k.lower() not in ("connection", "transfer-encoding")}
+        conn.request(req.command, req.path, body=body, headers=headers)
+        resp = conn.getresponse()
+        data = resp.read()
+        if op == "StartPipelineExecution" and resp.status == 200:
+            self._register_started(json.loads(data), json.loads(body or b"{}"))
+        req.send_response(resp.status)
+        for k, v in resp.getheaders():
+            if k.lower() not in ("connection", "transfer-encoding", "content-length", "server", "date"):
+                req.send_header(k, v)
+        req.send_header("Content-Length", str(len(data)))
+        req.end_headers()
+        if req.command != "HEAD":
+            req.wfile.write(data)
+        conn.close()
+
+    def _register_started(self, response: dict, request: dict) -> None:
+        """Proxy mode: moto started an execution; simulate its steps from the pipeline definition."""
+        import boto3
+
+        arn = response["PipelineExecutionArn"]
+        sm = boto3.client("sagemaker", endpoint_url=self.upstream, **DUMMY)
+        desc = sm.describe_pipeline(PipelineName=request["PipelineName"])
+        definition = json.loads(desc["PipelineDefinition"])
+        steps = definition.get("Steps", [])
+        plans = self.auto_plan(request["PipelineName"], steps) if self.auto_plan else [
+            StepPlan(s["Name"], list(s.get("DependsOn", []))) for s in steps]
+        with self.lock:
+            ex = FakeExecution(arn, request["PipelineName"], plans, self.now(),
+                               request.get("PipelineExecutionDisplayName", ""))
+            ex.on_end = self._write_logs
+            self.executions[arn] = ex
+
+    # ------------------------------------------------------------------ operations
+    def _execution(self, body: dict) -> FakeExecution | None:
+        return self.executions.get(body.get("PipelineExecutionArn", ""))
+
+    def _op_DescribePipelineExecution(self, body: dict) -> dict | None:
+        ex = self._execution(body)
+        if ex is None:
+            if self.upstream:
+                return None  # moto knows it
+            raise KeyError(body.get("PipelineExecutionArn"))
+        if self.clock_mode == "ticks":
+            self.ticks += 1
+        ex.advance(self.now())
+        status, reason = ex.status()
+        out = {"PipelineArn": ex.arn.split("/execution/")[0], "PipelineExecutionArn": ex.arn,
+               "PipelineExecutionDisplayName": ex.display_name, "PipelineExecutionStatus": status,
+               "CreationTime": ex.t0_epoch + ex.t0, "LastModifiedTime": ex.t0_epoch + self.now()}
+        if reason:
+            out["FailureReason"] = reason
+        return out
+
+    def _op_ListPipelineExecutionSteps(self, body: dict) -> dict:
+        ex = self._execution(body)
+        if ex is None:
+            raise KeyError(body.get("PipelineExecutionArn"))
+        ex.advance(self.now())
+        rows = ex.rows()
+        if body.get("SortOrder") == "Ascending":
+            rows.reverse()
+        start = int(body.get("NextToken") or 0)
+        size = min(int(body.get("MaxResults") or 100), self.page_size)
+        out: dict[str, Any] = {"PipelineExecutionSteps": rows[start:start + size]}
+        if start + size < len(rows):
+            out["NextToken"] = str(start + size)
+        return out
+
+    def _op_StopPipelineExecution(self, body: dict) -> dict:
+        ex = self._execution(body)
+        if ex is None:
+            raise KeyError(body.get("PipelineExecutionArn"))
+        assert body.get("ClientRequestToken"), "the SDK contract: a client request token"
+        ex.advance(self.now())
+        ex.stop_time = self.now()
+        ex.advance(self.now())
+        return {"PipelineExecutionArn": ex.arn}
+
+    def _op_RetryPipelineExecution(self, body: dict) -> dict:
+        ex = self._execution(body)
+        if ex is None:
+            raise KeyError(body.get("PipelineExecutionArn"))
+        assert body.get("ClientRequestToken")
+        ex.advance(self.now())
+        status, _ = ex.status()
+        if status not in ("Failed", "Stopped"):
+            raise _Reply(400, {"__type": "ValidationException", "message": f"cannot retry a {status} execution"})
+        now = self.now()
+        for name, tries in ex.attempts.items():
+            if tries and tries[-1].status in ("Failed", "Stopped"):
+                ex.restart_at[name] = now
+        ex.halted_at = None
+        ex.stop_time = None
+        ex.advance(now)
+        return {"PipelineExecutionArn": ex.arn}
+
+
+def start_moto_server():
+    """moto in server mode on 127.0.0.1 (a free port); returns (server, url)."""
+    from moto.server import ThreadedMotoServer
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    return server, f"http://{host}:{port}"
+
+
+def prepare_account(url: str, role: str = "SageMakerRole") -> str:
+    """What submit needs from moto: a role SageMaker may assume (SDK v3 checks) and the default bucket."""
+    import boto3
+
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                     "Principal": {"Service": "sagemaker.amazonaws.com"}}]}
+    iam = boto3.client("iam", endpoint_url=url, **DUMMY)
+    try:
+        iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust))
+    except iam.exceptions.EntityAlreadyExistsException:
+        pass
+    boto3.client("s3", endpoint_url=url, **DUMMY).create_bucket(Bucket=f"sagemaker-{REGION}-{ACCOUNT}")
+    return f"arn:aws:iam::{ACCOUNT}:role/{role}"

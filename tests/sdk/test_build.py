@@ -1,0 +1,157 @@
+"""Compiling to a real SageMaker definition, with moto as the AWS endpoint."""
+
+from __future__ import annotations
+
+import json
+import runpy
+
+import pytest
+
+from jupyter_smstep.errors import SmstepError
+
+from helpers.constants import IMAGE, ROLE, s3_keys
+
+NOTEBOOK = [
+    "%pipeline param input_uri=s3://bucket/abalone.csv epochs=10",
+    "import math\ndef load(uri):\n    return list(range(10))\ndef split(df, frac):\n"
+    "    n = int(len(df) * frac)\n    return df[:n], df[n:]",
+    "%%step preprocess --instance-type ml.m5.2xlarge\ndf = load(input_uri)\ntrain, test = split(df, 0.8)",
+    "%%step train\nmodel = sum(train) * epochs + math.sqrt(4)",
+    "%%step evaluate\nscore = model - sum(test)",
+]
+
+
+def build(shell):
+    shell.configure(name="abalone")
+    for cell in NOTEBOOK:
+        shell.run(cell)
+
+
+def steps_by_name(definition):
+    return {s["Name"]: s for s in definition["Steps"]}
+
+
+def property_refs(step):
+    args = step["Arguments"]["AlgorithmSpecification"]["ContainerArguments"]
+    i = args.index("--property_references")
+    refs = args[i + 1:]
+    return {refs[j] for j in range(0, len(refs), 2) if isinstance(refs[j], str) and not refs[j].startswith("--")}
+
+
+def test_definition_has_steps_links_and_settings(shell, session):
+    build(shell)
+    d = shell.workspace.definition(session)
+    steps = steps_by_name(d)
+    assert set(steps) == {"preprocess", "train", "evaluate"}
+    assert "DependsOn" not in steps["preprocess"]
+    assert steps["train"]["DependsOn"] == ["preprocess"]
+    assert set(steps["evaluate"]["DependsOn"]) == {"train", "preprocess"}
+    assert "Steps.preprocess.OutputDataConfig.S3OutputPath" in property_refs(steps["train"])
+    assert "Parameters.epochs" in property_refs(steps["train"])
+    assert {p["Name"]: p["Type"] for p in d["Parameters"]} == {"input_uri": "String", "epochs": "Integer"}
+    pre = steps["preprocess"]["Arguments"]
+    assert pre["ResourceConfig"]["InstanceType"] == "ml.m5.2xlarge"
+    assert steps["train"]["Arguments"]["ResourceConfig"]["InstanceType"] == "ml.m5.large"
+    assert pre["AlgorithmSpecification"]["TrainingImage"] == IMAGE
+    assert pre["RoleArn"] == ROLE
+    assert pre["TrainingJobName"] == "abalone-preprocess"
+    assert steps["preprocess"]["DisplayName"] == "preprocess"
+
+
+def test_every_option_reaches_the_definition(shell, session):
+    shell.configure(name="opts")
+    shell.run(
+        "%%step --defer full --retry SageMaker.CAPACITY_ERROR:3 --retry Step.THROTTLING:4:2:1.5 "
+        "--env A=1 --instance-count 2 --max-runtime-in-seconds 600 --volume-size 50 --tag team=ml "
+        "--subnets subnet-1 --security-group-ids sg-1 --keep-alive-period-in-seconds 60 "
+        "--use-spot-instances --max-wait-time-in-seconds 900 --encrypt-inter-container-traffic\nx = 1"
+    )
+    step = steps_by_name(shell.workspace.definition(session))["full"]
+    args = step["Arguments"]
+    assert args["ResourceConfig"]["InstanceCount"] == 2 and args["ResourceConfig"]["VolumeSizeInGB"] == 50
+    assert args["ResourceConfig"]["KeepAlivePeriodInSeconds"] == 60
+    assert args["StoppingCondition"]["MaxRuntimeInSeconds"] == 600
+    assert args["StoppingCondition"]["MaxWaitTimeInSeconds"] == 900
+    assert args["Environment"]["A"] == "1"
+    assert args["VpcConfig"] == {"Subnets": ["subnet-1"], "SecurityGroupIds": ["sg-1"]}
+    assert args["EnableManagedSpotTraining"] is True and args["EnableInterContainerTrafficEncryption"] is True
+    policies = step["RetryPolicies"]
+    assert {tuple(p["ExceptionType"]) for p in policies} == {("SageMaker.CAPACITY_ERROR",), ("Step.THROTTLING",)}
+
+
+def test_validation_failure_uploads_nothing(shell, aws, session):
+    build(shell)
+    shell.run("%%step --defer broken\nz = does_not_exist + 1")
+    before = s3_keys(aws)
+    with pytest.raises(SmstepError, match="does_not_exist"):
+        shell.workspace.definition(session)
+    assert s3_keys(aws) == before
+
+
+def test_unpicklable_captured_value_is_named(shell, session, tmp_path):
+    shell.configure(name="p")
+    shell.run(f"handle = open({str(tmp_path / 'f.txt')!r}, 'w')")
+    shell.run("%%step --defer writes\nhandle.write('x')")
+    with pytest.raises(SmstepError) as info:
+        shell.workspace.definition(session)
+    text = str(info.value)
+    assert "step 'writes'" in text and "'handle'" in text and "cannot be pickled" in text
+    shell.ip.user_ns["handle"].close()
+
+
+def test_magic_errors_are_usage_errors_without_traceback(shell):
+    shell.configure(name="p")
+    shell.run("%%step --defer a\ny = nowhere")
+    msg = shell.error("%pipeline definition")
+    assert "UsageError" not in msg or "nowhere" in msg
+    assert "nowhere" in msg and "fix:" in msg
+
+
+def test_empty_pipeline(shell):
+    shell.configure(name="p")
+    assert "no %%step cells" in shell.error("%pipeline definition")
+
+
+def comparable(definition):
+    """Steps, links and settings, without the build timestamps and upload paths."""
+    out = {}
+    for s in definition["Steps"]:
+        a = s["Arguments"]
+        out[s["Name"]] = {
+            "depends": sorted(s.get("DependsOn", [])),
+            "refs": sorted(property_refs(s)),
+            "resources": a["ResourceConfig"], "image": a["AlgorithmSpecification"]["TrainingImage"],
+            "role": a["RoleArn"], "job": a.get("TrainingJobName"), "stop": a["StoppingCondition"],
+            # v3 signs each build's payloads with a fresh key; everything else must match
+            "env": {k: v for k, v in (a.get("Environment") or {}).items() if k != "REMOTE_FUNCTION_SECRET_KEY"}, "display": s.get("DisplayName"), "retry": s.get("RetryPolicies"),
+        }
+    return out, definition["Parameters"]
+
+
+def test_export_builds_the_same_pipeline(shell, session, tmp_path, monkeypatch):
+    build(shell)
+    notebook_def = shell.workspace.definition(session)
+    path = tmp_path / "pipeline.py"
+    shell.run(f"%pipeline export {path}")
+    text = path.read_text()
+    assert "@step(name='preprocess'" in text and "def preprocess(input_uri):" in text
+    assert "import math" in text and "def load(uri):" in text
+    module = runpy.run_path(str(path), run_name="exported")
+    pipeline = module["pipeline"]
+    pipeline.sagemaker_session = session
+    exported_def = json.loads(pipeline.definition())
+    assert comparable(exported_def) == comparable(notebook_def)
+
+
+def test_compiled_function_runs_and_keeps_cell_line_numbers(shell, session):
+    shell.configure(name="p")
+    shell.run("import math")
+    shell.run("%%step --defer a\nx = 1\ny = math.sqrt(x) / 0")
+    from jupyter_smstep.sdk.build import step_functions
+
+    functions = step_functions(shell.graph(), shell.ip.user_ns)
+    with pytest.raises(ZeroDivisionError) as info:
+        functions["a"]()
+    frame = info.traceback[-1]
+    assert frame.lineno + 1 == 3  # line 3 of the cell (line 1 is %%step)
+    assert "%%step a" in str(frame.path) or "%%step a" in str(info.traceback[-1].frame.code.raw.co_filename)
