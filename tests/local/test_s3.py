@@ -1,0 +1,265 @@
+"""The local runner's S3 endpoint, one test per operation, each run against moto too.
+
+Every test takes ``s3``: a boto3 client on the embedded endpoint and, in a second
+run, on moto's server. What boto3 sees must be the same; where the local store
+differs on purpose (it holds keys as file paths), the test says so and checks
+the local endpoint only.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import socket
+import uuid
+from urllib.parse import unquote
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from jupyter_smstep.local.s3 import DUMMY_CREDENTIALS, LocalS3
+
+MiB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def local_endpoint(tmp_path_factory):
+    with LocalS3(tmp_path_factory.mktemp("s3"), region="us-east-1") as s3:
+        yield s3
+
+
+@pytest.fixture(params=["local", "moto"])
+def s3(request, local_endpoint, moto_server):
+    url = local_endpoint.endpoint_url if request.param == "local" else moto_server
+    client = boto3.session.Session(region_name="us-east-1", **DUMMY_CREDENTIALS).client(
+        "s3", endpoint_url=url, config=Config(retries={"max_attempts": 1}))
+    bucket = f"t-{uuid.uuid4().hex[:12]}"
+    client.create_bucket(Bucket=bucket)
+    client.kind = request.param  # type: ignore[attr-defined]
+    client.bucket = bucket  # type: ignore[attr-defined]
+    return client
+
+
+def code(info: pytest.ExceptionInfo) -> str:
+    return info.value.response["Error"]["Code"]
+
+
+def put(s3, key: str, body: bytes = b"x", **kw):
+    return s3.put_object(Bucket=s3.bucket, Key=key, Body=body, **kw)
+
+
+def test_put_then_get_returns_the_bytes_etag_type_and_metadata(s3):
+    body = bytes(range(256)) * 100
+    etag = put(s3, "a/b.bin", body, ContentType="application/x-test", Metadata={"owner": "me"})["ETag"]
+    got = s3.get_object(Bucket=s3.bucket, Key="a/b.bin")
+    assert got["Body"].read() == body
+    assert got["ETag"] == etag == '"' + __import__("hashlib").md5(body).hexdigest() + '"'
+    assert got["ContentType"] == "application/x-test"
+    assert got["Metadata"] == {"owner": "me"}
+    assert got["ContentLength"] == len(body)
+
+
+def test_ranged_gets(s3):
+    body = b"0123456789" * 1000
+    put(s3, "r", body)
+    assert s3.get_object(Bucket=s3.bucket, Key="r", Range="bytes=10-19")["Body"].read() == body[10:20]
+    assert s3.get_object(Bucket=s3.bucket, Key="r", Range="bytes=9990-")["Body"].read() == body[9990:]
+    assert s3.get_object(Bucket=s3.bucket, Key="r", Range="bytes=-5")["Body"].read() == body[-5:]
+    part = s3.get_object(Bucket=s3.bucket, Key="r", Range="bytes=0-99999")
+    assert part["Body"].read() == body and part["ContentRange"] == f"bytes 0-{len(body) - 1}/{len(body)}"
+    with pytest.raises(ClientError) as info:
+        s3.get_object(Bucket=s3.bucket, Key="r", Range="bytes=20000-")
+    assert code(info) == "InvalidRange"
+
+
+def test_large_object_and_transfer_manager_roundtrip(s3, tmp_path):
+    body = bytes(range(256)) * (12 * MiB // 256 + 7)  # multipart upload and ranged download by boto3
+    s3.upload_fileobj(io.BytesIO(body), s3.bucket, "big")
+    out = io.BytesIO()
+    s3.download_fileobj(s3.bucket, "big", out)
+    assert out.getvalue() == body
+
+
+def test_head_object_and_missing_keys(s3):
+    put(s3, "h", b"hello")
+    head = s3.head_object(Bucket=s3.bucket, Key="h")
+    assert head["ContentLength"] == 5 and head["ETag"]
+    with pytest.raises(ClientError) as info:
+        s3.head_object(Bucket=s3.bucket, Key="nope")
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+    with pytest.raises(ClientError) as info:
+        s3.get_object(Bucket=s3.bucket, Key="nope")
+    assert code(info) == "NoSuchKey"
+    with pytest.raises(ClientError) as info:
+        s3.get_object(Bucket="no-such-bucket-here", Key="k")
+    assert code(info) == "NoSuchBucket"
+
+
+def test_multipart_upload_complete_and_abort(s3):
+    upload = s3.create_multipart_upload(Bucket=s3.bucket, Key="m", ContentType="text/plain")["UploadId"]
+    parts = []
+    for n, chunk in enumerate([b"a" * (5 * MiB), b"b" * 10], start=1):
+        etag = s3.upload_part(Bucket=s3.bucket, Key="m", UploadId=upload, PartNumber=n, Body=chunk)["ETag"]
+        parts.append({"PartNumber": n, "ETag": etag})
+    done = s3.complete_multipart_upload(Bucket=s3.bucket, Key="m", UploadId=upload,
+                                        MultipartUpload={"Parts": parts})
+    assert done["ETag"].endswith('-2"')
+    got = s3.get_object(Bucket=s3.bucket, Key="m")
+    assert got["Body"].read() == b"a" * (5 * MiB) + b"b" * 10 and got["ContentType"] == "text/plain"
+
+    aborted = s3.create_multipart_upload(Bucket=s3.bucket, Key="n")["UploadId"]
+    s3.upload_part(Bucket=s3.bucket, Key="n", UploadId=aborted, PartNumber=1, Body=b"zz")
+    s3.abort_multipart_upload(Bucket=s3.bucket, Key="n", UploadId=aborted)
+    with pytest.raises(ClientError) as info:
+        s3.upload_part(Bucket=s3.bucket, Key="n", UploadId=aborted, PartNumber=2, Body=b"zz")
+    # S3 answers NoSuchUpload; moto 5.2 fails with a 500 there, so only the local endpoint is held to it.
+    assert code(info) == ("NoSuchUpload" if s3.kind == "local" else "500")
+    assert "n" not in [o["Key"] for o in s3.list_objects_v2(Bucket=s3.bucket).get("Contents", [])]
+
+
+KEYS = ["a/1", "a/2", "a/b/3", "b/1", "c", "d e/ü+x", "z/1", "z/2"]
+
+
+def fill(s3) -> None:
+    for key in KEYS:
+        put(s3, key)
+
+
+def test_list_v2_pages_with_continuation_and_url_encoding(s3):
+    fill(s3)
+    raw, token = [], None
+    for _ in range(10):
+        kw = {"ContinuationToken": token} if token else {}
+        page = s3.list_objects_v2(Bucket=s3.bucket, MaxKeys=3, EncodingType="url", **kw)
+        raw += [o["Key"] for o in page.get("Contents", [])]  # url-encoded, as asked
+        if not page["IsTruncated"]:
+            break
+        token = page["NextContinuationToken"]
+    assert "d%20e/%C3%BC%2Bx" in raw
+    assert [unquote(k) for k in raw] == sorted(KEYS, key=str.encode)
+    paginator = s3.get_paginator("list_objects_v2")
+    keys = [o["Key"] for p in paginator.paginate(Bucket=s3.bucket, Prefix="a/", PaginationConfig={"PageSize": 1})
+            for o in p.get("Contents", [])]
+    assert keys == ["a/1", "a/2", "a/b/3"]
+
+
+def test_list_v1_with_markers(s3):
+    fill(s3)
+    first = s3.list_objects(Bucket=s3.bucket, MaxKeys=2)
+    assert [o["Key"] for o in first["Contents"]] == ["a/1", "a/2"] and first["IsTruncated"]
+    rest = s3.list_objects(Bucket=s3.bucket, Marker="a/2")
+    assert [o["Key"] for o in rest["Contents"]] == sorted(KEYS, key=str.encode)[2:]
+
+
+def test_list_with_a_delimiter_pages_each_common_prefix_once(s3):
+    fill(s3)
+    paginator = s3.get_paginator("list_objects_v2")
+    prefixes, keys = [], []
+    for page in paginator.paginate(Bucket=s3.bucket, Delimiter="/", PaginationConfig={"PageSize": 1}):
+        prefixes += [p["Prefix"] for p in page.get("CommonPrefixes", [])]
+        keys += [o["Key"] for o in page.get("Contents", [])]
+    assert prefixes == ["a/", "b/", "d e/", "z/"] and keys == ["c"]
+    nested = s3.list_objects_v2(Bucket=s3.bucket, Prefix="a/", Delimiter="/")
+    assert [o["Key"] for o in nested["Contents"]] == ["a/1", "a/2"]
+    assert [p["Prefix"] for p in nested["CommonPrefixes"]] == ["a/b/"]
+
+
+def test_copy_keeps_or_replaces_metadata(s3):
+    put(s3, "src", b"data", ContentType="text/csv", Metadata={"v": "1"})
+    s3.copy_object(Bucket=s3.bucket, Key="dst", CopySource={"Bucket": s3.bucket, "Key": "src"})
+    kept = s3.head_object(Bucket=s3.bucket, Key="dst")
+    assert kept["Metadata"] == {"v": "1"} and kept["ContentType"] == "text/csv"
+    s3.copy_object(Bucket=s3.bucket, Key="dst2", CopySource={"Bucket": s3.bucket, "Key": "src"},
+                   MetadataDirective="REPLACE", Metadata={"v": "2"}, ContentType="text/plain")
+    replaced = s3.head_object(Bucket=s3.bucket, Key="dst2")
+    assert replaced["Metadata"] == {"v": "2"} and replaced["ContentType"] == "text/plain"
+    assert s3.get_object(Bucket=s3.bucket, Key="dst2")["Body"].read() == b"data"
+
+
+def test_delete_one_and_many(s3):
+    fill(s3)
+    s3.delete_object(Bucket=s3.bucket, Key="c")
+    s3.delete_object(Bucket=s3.bucket, Key="never-there")  # S3 says 204 for a missing key too
+    out = s3.delete_objects(Bucket=s3.bucket, Delete={"Objects": [{"Key": "a/1"}, {"Key": "a/b/3"}]})
+    assert sorted(d["Key"] for d in out["Deleted"]) == ["a/1", "a/b/3"]
+    left = [o["Key"] for o in s3.list_objects_v2(Bucket=s3.bucket)["Contents"]]
+    assert left == [k for k in sorted(KEYS, key=str.encode) if k not in ("c", "a/1", "a/b/3")]
+
+
+def test_buckets(s3):
+    assert s3.bucket in [b["Name"] for b in s3.list_buckets()["Buckets"]]
+    s3.head_bucket(Bucket=s3.bucket)
+    if s3.kind == "local":  # moto 5.2 creates a bucket of any name
+        with pytest.raises(ClientError) as info:
+            s3.create_bucket(Bucket="Bad_Name")
+        assert code(info) == "InvalidBucketName"
+    put(s3, "x")
+    with pytest.raises(ClientError) as info:
+        s3.delete_bucket(Bucket=s3.bucket)
+    assert code(info) == "BucketNotEmpty"
+    s3.delete_object(Bucket=s3.bucket, Key="x")
+    s3.delete_bucket(Bucket=s3.bucket)
+    with pytest.raises(ClientError) as info:
+        s3.head_bucket(Bucket=s3.bucket)
+    assert info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+# --------------------------------------------------------------------------- the local store only
+@pytest.fixture
+def local(local_endpoint):
+    client = local_endpoint.client()
+    client.bucket = f"l-{uuid.uuid4().hex[:12]}"  # type: ignore[attr-defined]
+    client.create_bucket(Bucket=client.bucket)
+    return client
+
+
+@pytest.mark.parametrize("key", ["../escape", "a/../../b", "a//b", "./a", "a/.", "/abs"])
+def test_keys_a_file_system_cannot_hold_are_refused(local, key):
+    with pytest.raises(ClientError) as info:
+        put(local, key)
+    assert code(info) == "InvalidArgument" and "cannot store the key" in info.value.response["Error"]["Message"]
+
+
+def test_error_bodies_are_s3_xml_with_code_message_and_fields(local_endpoint):
+    import urllib.request
+
+    request = urllib.request.Request(f"{local_endpoint.endpoint_url}/{local_endpoint.bucket}/nope")
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(request, timeout=10)
+    body = info.value.read().decode()
+    assert info.value.code == 404
+    assert "<Code>NoSuchKey</Code>" in body and "<Message>The specified key does not exist.</Message>" in body
+    assert "<Key>nope</Key>" in body
+
+
+def test_other_services_are_refused_not_faked(local_endpoint):
+    sqs = boto3.session.Session(region_name="us-east-1", **DUMMY_CREDENTIALS).client(
+        "sqs", endpoint_url=local_endpoint.endpoint_url)
+    with pytest.raises(ClientError) as info:
+        sqs.list_queues()
+    assert "serves S3 only" in str(info.value)
+    sts = boto3.session.Session(region_name="us-east-1", **DUMMY_CREDENTIALS).client(
+        "sts", endpoint_url=local_endpoint.endpoint_url)
+    assert sts.get_caller_identity()["Account"] == "123456789012"
+    with pytest.raises(ClientError):
+        sts.get_session_token()
+
+
+def test_a_refused_request_with_a_body_leaves_the_connection_usable(local_endpoint):
+    """A PUT refused before its body is read (bad key) must not leave the body to be parsed as a request."""
+    host, port = local_endpoint.endpoint_url.rsplit("//", 1)[1].split(":")
+    body = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n" * 4
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(f"PUT /{local_endpoint.bucket}/a//b HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
+                     .encode() + body)
+        conn.sendall(f"HEAD /{local_endpoint.bucket} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".encode())
+        data = b""
+        while data.count(b"HTTP/1.1 ") < 2:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", data)
+    assert statuses == [b"400", b"200"], data  # the refusal, then the HEAD: nothing smuggled in between
