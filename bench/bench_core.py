@@ -135,7 +135,8 @@ def bench_build(steps: int = 50) -> None:
             pipeline.definition()
             return time.perf_counter() - t
 
-        notebook_build(); hand_build()  # warm caches (SDK modules, boto models)
+        notebook_build()  # warm caches (SDK modules, boto models)
+        hand_build()
         ours = statistics.median(notebook_build() for _ in range(3))
         hand = statistics.median(hand_build() for _ in range(3))
     print(f"build of a {steps}-step notebook: {ours:.2f} s; hand-written @step pipeline definition(): {hand:.2f} s; "

@@ -165,7 +165,7 @@ def measure(args: argparse.Namespace, runs_dir: str) -> None:
         ("trivial step, direct call (median, ms)", f"{direct * 1000:.4f}", ""),
         ("trivial step, local runner (median, s)", f"{statistics.median(step_durations):.3f}", ""),
         ("per-step overhead (median, s)", f"{overhead:.3f}", "<= 0.5"),
-        ("10-step chain, run_pipeline wall (median of %d, s)" % len(walls), f"{statistics.median(walls):.2f}", "<= 5"),
+        (f"10-step chain, run_pipeline wall (median of {len(walls)}, s)", f"{statistics.median(walls):.2f}", "<= 5"),
         ("10-step chain, first start to last end (s)", f"{statistics.median(spans):.2f}", ""),
         ("10-step chain, per step incl. scheduling (s)", f"{statistics.median(spans) / 10:.3f}", ""),
         (f"{args.mb:g} MB array: create+pickle to file+load+sum (s)", f"{direct_big:.2f}", ""),

@@ -11,43 +11,26 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-_magics: Any = None
 
 
 def load_ipython_extension(shell: Any) -> None:
-    global _magics
-    from jupyter_smstep.ipython import comm
-    from jupyter_smstep.ipython.magics import StepMagics
+    """``%load_ext jupyter_smstep``: registers ``%%step`` and ``%pipeline`` (imports no sagemaker)."""
+    from jupyter_smstep.ipython import extension
 
-    if _magics is not None and _magics.shell is shell:
-        return  # %load_ext twice keeps the recorded cells
-    _magics = StepMagics(shell)
-    shell.register_magics(_magics)
-    shell.events.register("post_run_cell", _magics.record_plain_cell)
-    workspace = _magics.workspace
-    comm.install(shell, lambda: comm.summary(workspace), _magics.registry.sync_cells)
+    extension.load(shell)
 
 
 def unload_ipython_extension(shell: Any) -> None:
-    global _magics
-    if _magics is not None:
-        from jupyter_smstep.ipython import comm
+    from jupyter_smstep.ipython import extension
 
-        try:
-            shell.events.unregister("post_run_cell", _magics.record_plain_cell)
-        except ValueError:
-            pass
-        comm.uninstall(shell)
-    _magics = None
+    extension.unload(shell)
 
 
-def get_workspace() -> Any:
-    """The current kernel's :class:`~jupyter_smstep.workspace.Workspace`."""
-    if _magics is None:
-        from jupyter_smstep.errors import SmstepError
+def get_workspace(shell: Any = None) -> Any:
+    """The :class:`~jupyter_smstep.workspace.Workspace` of ``shell`` (default: the running kernel's)."""
+    from jupyter_smstep.ipython import extension
 
-        raise SmstepError("jupyter_smstep is not loaded", fix="run %load_ext jupyter_smstep")
-    return _magics.workspace
+    return extension.workspace(shell)
 
 
 def show_panel() -> Any:

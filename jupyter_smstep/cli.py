@@ -15,8 +15,9 @@ error says what is wrong and how to fix it, without a traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from jupyter_smstep import __version__
 from jupyter_smstep.errors import SmstepError
@@ -38,13 +39,16 @@ def parser() -> CommandParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # botocore's INFO lines ("Found credentials in environment variables") are noise on a terminal.
+    logging.getLogger("botocore").setLevel(logging.WARNING)
     try:
         args = parser().parse_args(argv)
         return _dispatch(args)
     except HelpShown:
         return 0
     except SmstepError as exc:
-        print(f"smstep: error: {exc}", file=sys.stderr)
+        text = str(exc)
+        print(f"error: {text}" if text.startswith("smstep") else f"smstep: error: {text}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("smstep: interrupted", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""The errors users see, by cause, each carrying :class:`Problem`\ s with a fix.
+r"""The errors users see, by cause, each carrying :class:`Problem`\ s with a fix.
 
 Every problem is reported as a :class:`SmstepError` that says *what* is wrong,
 *where* (cell and line) and *how to fix it*, so that the magics, the CLI and

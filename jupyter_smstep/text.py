@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, Callable, TextIO
+from typing import Any, TextIO
+from collections.abc import Callable
 
 from jupyter_smstep.core.graph import PipelineGraph
 from jupyter_smstep.core.states import ASCII_GLYPHS, GLYPHS
-from jupyter_smstep.errors import SmstepError
+from jupyter_smstep.errors import ServiceError, SmstepError
 from jupyter_smstep.local.results import StepEvent
 from jupyter_smstep.remote.monitor import LOG_GROUP, Backoff, ExecutionMonitor, Snapshot, StepStatus
 
@@ -109,7 +110,7 @@ class TerminalProgress:
         if event.state == "failed":
             text += f"  {event.message or ''}"
             if event.error:
-                text += "\n" + "\n".join("      " + l for l in event.error.rstrip().splitlines())
+                text += "\n" + "\n".join("      " + line for line in event.error.rstrip().splitlines())
         elif event.state == "skipped" and event.message:
             text = f"  {symbol} {name}  {label}          {event.message}"
         return text
@@ -184,8 +185,8 @@ def print_status(arn: str, stream: TextIO | None = None, client: Any = None, log
         time.sleep(delays.throttled() if snap.throttled else delays.next())
         snap = monitor.poll()
     if snap.status == "Unknown":
-        print(f"{arn}: no answer from SageMaker ({snap.error or 'throttled'}); try again shortly", file=stream)
-        return False
+        raise ServiceError(f"no answer from SageMaker about {arn} ({snap.error or 'throttled'})",
+                           fix="try again shortly; check the network, the region and AWS_ENDPOINT_URL")
     name = f" ({snap.display_name})" if snap.display_name else ""
     print(f"execution {arn}{name}: {snap.status}", file=stream)
     print(monitor.console_url, file=stream)

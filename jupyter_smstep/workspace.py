@@ -11,7 +11,8 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
-from typing import Any, Callable, Mapping, MutableMapping
+from typing import Any
+from collections.abc import Callable, Mapping, MutableMapping
 
 from jupyter_smstep.core import settings as settings_mod
 from jupyter_smstep.core import studio

@@ -74,7 +74,8 @@ from __future__ import annotations
 import ast
 import functools
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any
+from collections.abc import Callable, Iterable, Mapping
 
 __all__ = ["CellAnalysis", "MUTATING_METHODS", "analyze"]
 
@@ -118,7 +119,7 @@ MUTATING_METHODS: frozenset[str] = frozenset(
 )
 
 
-class _ReadOnlyDict(dict):  # type: ignore[type-arg]
+class _ReadOnlyDict(dict[str, int]):
     """A ``dict`` that refuses changes.
 
     Analyses are cached by :func:`analyze` and shared between callers, so their
@@ -272,7 +273,7 @@ class _CellVisitor:
 
     def generic_visit(self, node: ast.AST) -> None:
         """Visit children in field order, which is evaluation order for the nodes left to it."""
-        for name in _child_fields(type(node)):
+        for name in _child_fields(type(node)):  # type: ignore[arg-type]  # AST types hash by identity
             value = getattr(node, name, None)
             if type(value) is list:
                 for item in value:
@@ -516,7 +517,8 @@ class _CellVisitor:
             self.visit(target)
         else:
             # `x.a: int` / `x[k]: int` evaluates x (and k) but stores nothing.
-            self.visit(target.value)  # type: ignore[union-attr]
+            assert isinstance(target, (ast.Attribute, ast.Subscript))
+            self.visit(target.value)
             if isinstance(target, ast.Subscript):
                 self.visit(target.slice)
 
@@ -715,8 +717,8 @@ _LEAF_FIELDS = frozenset({"ctx", "op", "ops", "id", "attr", "arg", "name", "asna
 _LEAF_FIELDS |= {"kind", "type_comment", "is_async", "conversion", "simple"}
 
 
-@functools.lru_cache(maxsize=None)  # keyed by AST node type: a few dozen entries at most
-def _child_fields(node_type: type) -> tuple[str, ...]:
+@functools.cache  # keyed by AST node type: a few dozen entries at most
+def _child_fields(node_type: type[ast.AST]) -> tuple[str, ...]:
     """The fields of ``node_type`` that may hold child nodes, in evaluation order."""
     return tuple(name for name in node_type._fields if name not in _LEAF_FIELDS)
 

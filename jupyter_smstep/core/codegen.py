@@ -14,7 +14,7 @@ from __future__ import annotations
 import ast
 import keyword
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from jupyter_smstep.core.graph import PipelineGraph, StepNode
 
@@ -58,7 +58,7 @@ def function_code(node: StepNode, fname: str, filename: str) -> ast.Module:
     """
     body = ast.parse(node.cell.source, filename=filename)
     ast.increment_lineno(body, HEADER_LINE)
-    prologue = ast.parse("\n".join(i.statement for i in node.imports)).body
+    prologue = ast.parse("\n".join(i.statement or "" for i in node.imports)).body
     last = max((getattr(n, "end_lineno", 0) or 0 for n in ast.walk(body)), default=HEADER_LINE) + 1
     epilogue = ast.parse(return_statement(node)).body
     for stmt in prologue:
@@ -72,16 +72,16 @@ def function_code(node: StepNode, fname: str, filename: str) -> ast.Module:
     func = ast.FunctionDef(name=fname, args=args, body=prologue + body.body + epilogue, decorator_list=[],
                            returns=None, type_comment=None, lineno=HEADER_LINE, col_offset=0)
     if hasattr(ast.FunctionDef, "type_params"):
-        func.type_params = []  # Python 3.12+
+        func.type_params = []  # type: ignore[attr-defined]  # Python 3.12+
     module = ast.Module(body=[func], type_ignores=[])
     return ast.fix_missing_locations(module)
 
 
 def _set_lines(tree: ast.AST, line: int) -> None:
     for n in ast.walk(tree):
-        if hasattr(n, "lineno"):
+        if hasattr(n, "lineno"):  # statements, expressions, and args, aliases, handlers...
             n.lineno = line
-            n.end_lineno = line
+            n.end_lineno = line  # type: ignore[attr-defined]
 
 
 def function_names(graph: PipelineGraph, reserved: Iterable[str] = ()) -> dict[str, str]:

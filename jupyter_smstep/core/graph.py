@@ -22,7 +22,8 @@ import builtins
 import sys
 import types
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from jupyter_smstep.core import settings as settings_mod
 from jupyter_smstep.errors import Report, SmstepError
@@ -67,7 +68,8 @@ class StepNode:
     @property
     def links(self) -> list[Input]:
         """Inputs passed as function arguments (step outputs and parameters), in reading order."""
-        return sorted((i for i in self.inputs.values() if i.kind in ("step", "parameter")), key=lambda i: (i.line, i.name))
+        links = (i for i in self.inputs.values() if i.kind in ("step", "parameter"))
+        return sorted(links, key=lambda i: (i.line, i.name))
 
     @property
     def captured(self) -> list[Input]:
@@ -205,6 +207,7 @@ def build_graph(
             # Nothing downstream reads this step: return its variables (not its imports,
             # function/class definitions or _throwaway names) so a run's results can be pulled.
             analysis = node.cell.analysis
+            assert analysis is not None  # a step node is made from an analysed cell only
             keep = {v for v in candidates - set(analysis.imports) - set(analysis.defines) if not v.startswith("_")}
             node.outputs = [v for v in _ordered(node.cell) if v in keep]
         node.outputs = [v for v in node.outputs
@@ -307,12 +310,12 @@ def _resolve_step(
 def import_statement(var: str, value: Any) -> str | None:
     """How to re-create ``value`` by import inside the step, or None to capture it by value."""
     if isinstance(value, types.ModuleType):
-        module = value.__name__
-        if module == var:
-            return f"import {module}"
-        if "." in module and module.split(".")[0] == var:
-            return f"import {module}"
-        return f"import {module} as {var}"
+        name = value.__name__
+        if name == var:
+            return f"import {name}"
+        if "." in name and name.split(".")[0] == var:
+            return f"import {name}"
+        return f"import {name} as {var}"
     if isinstance(value, (types.FunctionType, types.BuiltinFunctionType, type)):
         module = getattr(value, "__module__", None)
         qualname = getattr(value, "__qualname__", "")

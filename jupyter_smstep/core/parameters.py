@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import ast
 import difflib
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from jupyter_smstep.errors import Problem, SmstepError
 
@@ -102,7 +103,8 @@ def unknown(overrides: Mapping[str, Any], declared: Mapping[str, Any]) -> list[P
         hint = f"did you mean {close[0]!r}? " if close else ""
         known = ", ".join(declared) or "none"
         problems.append(Problem(f"unknown parameter {name!r} (the pipeline's parameters: {known})",
-                                fix=f"{hint}declare it with %pipeline param NAME=VALUE or in a cell tagged 'parameters'"))
+                                fix=f"{hint}declare it with %pipeline param NAME=VALUE or in a cell tagged "
+                                "'parameters'"))
     return problems
 
 

@@ -78,7 +78,8 @@ class Registry:
         self._put(cell)
         return cell
 
-    def record_plain(self, source: str, cell_id: str | None = None, analysis: CellAnalysis | None = None) -> Cell | None:
+    def record_plain(self, source: str, cell_id: str | None = None,
+                     analysis: CellAnalysis | None = None) -> Cell | None:
         """Record an ordinary cell that ran in the kernel. Unparsable cells are kept for order only."""
         if not source.strip():
             return None
@@ -138,7 +139,7 @@ class Registry:
             return False
         order = {cid: i for i, cid in enumerate(cell_ids)}
         kept = [c for c in self.cells if c.cell_id is None or c.cell_id in order]
-        known = iter(sorted((c for c in kept if c.cell_id is not None), key=lambda c: order[c.cell_id]))
+        known = iter(sorted((c for c in kept if c.cell_id is not None), key=lambda c: order[c.cell_id or ""]))
         synced = [next(known) if c.cell_id is not None else c for c in kept]
         if [c.key for c in synced] == [c.key for c in self.cells]:
             return False

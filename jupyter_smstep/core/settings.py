@@ -19,7 +19,8 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 import yaml
 
@@ -141,15 +142,18 @@ def load_sdk_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
             if any(env.get(f"SAGEMAKER_{k}_CONFIG_OVERRIDE") == str(path) for k in ("USER", "ADMIN")):
                 from jupyter_smstep.errors import SmstepError
 
-                raise SmstepError(f"the SageMaker config file {path} (named by an environment variable) does not exist",
-                                  fix="fix SAGEMAKER_USER_CONFIG_OVERRIDE / SAGEMAKER_ADMIN_CONFIG_OVERRIDE, or unset it")
+                raise SmstepError(f"the SageMaker config file {path} (named by an environment variable) "
+                                  "does not exist",
+                                  fix="fix SAGEMAKER_USER_CONFIG_OVERRIDE / SAGEMAKER_ADMIN_CONFIG_OVERRIDE, "
+                                  "or unset it")
             continue
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
             from jupyter_smstep.errors import SmstepError
 
-            raise SmstepError(f"{path} is not valid YAML: {exc}", fix="fix or remove the SageMaker config file") from None
+            raise SmstepError(f"{path} is not valid YAML: {exc}",
+                              fix="fix or remove the SageMaker config file") from None
         _deep_merge(merged, data)
     return merged
 

@@ -12,7 +12,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from collections.abc import Mapping
 
 RESOURCE_METADATA = Path("/opt/ml/metadata/resource-metadata.json")
 

@@ -26,7 +26,8 @@ import json
 import logging
 import weakref
 from dataclasses import dataclass
-from typing import Any, Callable, Literal, Union
+from typing import Any, Literal, Union
+from collections.abc import Callable
 
 from jupyter_smstep.core.states import Severity
 
@@ -108,7 +109,7 @@ def summary(workspace: Any) -> PipelineState:
 Summary = Callable[[], Union[PipelineState, dict]]
 
 # One bridge per shell, so that %reload_ext replaces the previous one instead of stacking them.
-_bridges: "weakref.WeakKeyDictionary[Any, Bridge]" = weakref.WeakKeyDictionary()
+_bridges: weakref.WeakKeyDictionary[Any, Bridge] = weakref.WeakKeyDictionary()
 
 
 class Bridge:

@@ -22,7 +22,8 @@ import re
 import shlex
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Literal, TextIO
+from typing import Any, Literal, TextIO
+from collections.abc import Callable, Iterable
 
 from jupyter_smstep.core.parameters import parse_assignments
 from jupyter_smstep.errors import SmstepError
@@ -70,6 +71,19 @@ class CommandParser(argparse.ArgumentParser):
             flags = [s for act in self._actions for s in act.option_strings]
             return did_you_mean(word.split("=")[0], flags, f"{self.prog} -h")
         return f"see {self.prog} -h"
+
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:  # said by the sub-command's parser, which knows the flags that were meant
+            (self._subparser(parsed) or self).error("unrecognized arguments: " + " ".join(extras))
+        return parsed
+
+    def _subparser(self, parsed: argparse.Namespace) -> CommandParser | None:
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                chosen = action.choices.get(getattr(parsed, action.dest, None) or "")
+                return chosen if isinstance(chosen, CommandParser) else None
+        return None
 
     def parse_line(self, line: str) -> argparse.Namespace:
         """Parse a magic's line (shell quoting: JSON and commands keep their quotes' content)."""

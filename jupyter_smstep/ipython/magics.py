@@ -28,7 +28,8 @@ def step_parser() -> CommandParser:
                         help="Step name (default: the first variable the cell assigns).")
     parser.add_argument("--inputs", default=None, metavar="A,B", help="Comma-separated inputs, overriding inference.")
     parser.add_argument("--outputs", default=None, metavar="A,B", help="Comma-separated outputs, overriding inference.")
-    parser.add_argument("--defer", action="store_true", help="Register the step without running the cell in the kernel.")
+    parser.add_argument("--defer", action="store_true",
+                        help="Register the step without running the cell in the kernel.")
     options_mod.add_option_arguments(parser, per_step=True)
     return parser
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from jupyter_smstep.errors import Problem, SmstepError
 from jupyter_smstep.workspace import Workspace, pipeline_name_from_path
@@ -18,8 +19,9 @@ from jupyter_smstep.workspace import Workspace, pipeline_name_from_path
 
 def load_workspace(path: str | Path) -> Workspace:
     import nbformat
-    from IPython.core.interactiveshell import InteractiveShell
     from IPython.utils.capture import capture_output
+
+    from jupyter_smstep.ipython import extension
 
     from jupyter_smstep.ipython.magics import StepMagics
     from jupyter_smstep.core.registry import analyse_source
@@ -32,12 +34,15 @@ def load_workspace(path: str | Path) -> Workspace:
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets one clear message
         raise SmstepError(f"{path} is not a readable notebook: {exc}") from None
 
-    shell = InteractiveShell.instance()
+    shell = _fresh_shell()
     shell.user_ns["__session__"] = str(path)
     magics = StepMagics(shell, headless=True)
     magics.workspace.default_name = pipeline_name_from_path(str(path))
     magics.workspace.origin = path.name
-    shell.register_magics(magics)
+    # The extension is "loaded" in this shell with the headless magics: the notebook's own
+    # %load_ext / %reload_ext jupyter_smstep lines keep them instead of registering a second recorder.
+    extension.attach(shell, magics)
+    shell.extension_manager.loaded.add("jupyter_smstep")
     cwd = os.getcwd()
     os.chdir(path.parent.resolve())  # relative paths in cells resolve as they do in Jupyter
     try:
@@ -47,8 +52,6 @@ def load_workspace(path: str | Path) -> Workspace:
             source = cell.source
             cell_id = cell.get("id")
             is_step = source.lstrip().startswith("%%step")
-            if source.lstrip().startswith("%load_ext jupyter_smstep") and "\n" not in source.strip():
-                continue  # already loaded
             with capture_output() as captured:
                 shell.parent_header = {"metadata": {"cellId": cell_id}}  # the magics read the cell id here
                 result = shell.run_cell(source, store_history=False)
@@ -72,6 +75,22 @@ def load_workspace(path: str | Path) -> Workspace:
     finally:
         os.chdir(cwd)
     return magics.workspace
+
+
+def _fresh_shell() -> Any:
+    """A new IPython shell for one notebook: nothing leaks from a notebook loaded before it.
+
+    Not ``InteractiveShell.instance()``: that singleton keeps every name a previous
+    notebook defined, so a step reading a name this notebook never defines would
+    silently capture the other notebook's value. History is off (nothing to keep,
+    and no SQLite file to lock).
+    """
+    from IPython.core.interactiveshell import InteractiveShell
+    from traitlets.config import Config
+
+    config = Config()
+    config.HistoryManager.enabled = False
+    return InteractiveShell(config=config)
 
 
 def _uses_step_output(result, magics) -> bool:

@@ -68,7 +68,8 @@ def _convert_one(opt: Option, raw: Any, where: str) -> Any:
             raise bad("true or false", f"write {opt.flag} or {opt.flag} false")
         return value
     if opt.kind == "list":
-        return [item for chunk in raw for item in (chunk.split(",") if opt.key in ("subnets", "security_group_ids") else [chunk])]
+        split = opt.key in ("subnets", "security_group_ids")  # --subnet a,b or --subnet a --subnet b
+        return [item for chunk in raw for item in (chunk.split(",") if split else [chunk])]
     if opt.kind == "kv":
         pairs = {}
         for item in raw:
@@ -101,11 +102,13 @@ def parse_retry(text: str, where: str) -> dict[str, Any]:
         raise SmstepError(f"{where}: --retry {text!r}: unknown exception type {', '.join(unknown) or '(none)'}; "
                           f"known: {choices}", fix=fix)
     if {t.split(".")[0] for t in types} == {"Step", "SageMaker"}:
-        raise SmstepError(f"{where}: --retry {text!r} mixes Step.* and SageMaker.* types", fix="use one --retry for each family")
+        raise SmstepError(f"{where}: --retry {text!r} mixes Step.* and SageMaker.* types",
+                          fix="use one --retry for each family")
     try:
         nums = [float(p) for p in parts[1:4]]
     except ValueError:
-        raise SmstepError(f"{where}: --retry {text!r} has a non-numeric attempt count, interval or backoff", fix=fix) from None
+        raise SmstepError(f"{where}: --retry {text!r} has a non-numeric attempt count, interval or backoff",
+                          fix=fix) from None
     spec: dict[str, Any] = {"exception_types": types}
     for key, value, cast in zip(("max_attempts", "interval_seconds", "backoff_rate"), nums, (int, int, float)):
         spec[key] = cast(value)

@@ -14,7 +14,8 @@ import datetime as _dt
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from jupyter_smstep.core import parameters
 from jupyter_smstep.errors import Problem, SmstepError

@@ -22,7 +22,8 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 from jupyter_smstep.errors import SmstepError
 from jupyter_smstep.local.definition import Resolver, StepSpec, container_option, split_s3_uri, to_text
@@ -640,7 +641,8 @@ def _job_properties(args: dict, attempt: _Attempt, region: str) -> dict:
         "TrainingJobArn": f"arn:aws:sagemaker:{region}:{LOCAL_ACCOUNT}:training-job/{attempt.job_name}",
         "TrainingJobStatus": "Completed",
         "SecondaryStatus": "Completed",
-        "ModelArtifacts": {"S3ModelArtifacts": f"{attempt.output_uri.rstrip('/')}/{attempt.job_name}/output/model.tar.gz"},
+        "ModelArtifacts": {
+            "S3ModelArtifacts": f"{attempt.output_uri.rstrip('/')}/{attempt.job_name}/output/model.tar.gz"},
     })
     return properties
 
@@ -723,7 +725,8 @@ def _explain_failure(step: str, returncode: int, diag: dict | None, attempt: _At
     if phase == "resolve_inputs":
         summary = f"could not read the outputs of an upstream step: {diag.get('cause') or exc_line}"
         return summary, f"step '{step}' {summary}\n(the SDK's traceback is in {attempt.log_path})"
-    return exc_line, f"step '{step}' failed in the SageMaker entry point {log_hint}:\n{diag.get('traceback', '').rstrip()}"
+    sdk_traceback = diag.get("traceback", "").rstrip()
+    return exc_line, f"step '{step}' failed in the SageMaker entry point {log_hint}:\n{sdk_traceback}"
 
 
 def cores() -> int:

@@ -44,7 +44,8 @@ import secrets
 import sys
 import time
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any
+from collections.abc import Callable, Mapping
 
 from jupyter_smstep import sdk as _sdk
 from jupyter_smstep.errors import Problem, SmstepError

@@ -218,7 +218,7 @@ def _spawn(command: dict, invoke, errors, reply, worker_fds: list[int]) -> None:
         except BaseException:  # noqa: BLE001 - nothing may escape a forked child
             try:
                 traceback.print_exc()
-            except BaseException:
+            except BaseException:  # noqa: BLE001 - not even a broken stderr may escape a forked child
                 pass
         finally:
             os._exit(code)
@@ -284,10 +284,10 @@ def _run_step(command: dict, invoke, errors, worker_fds: list[int]) -> int:
         invoke.main(list(command["argv"]))
     except SystemExit as exc:
         code = _exit_code(exc.code)
-    except BaseException as exc:  # KeyboardInterrupt, or anything main() does not catch
+    except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt, or anything main() does not catch
         try:
             _write_diagnostics(exc, diag_path)
-        except BaseException:  # noqa: BLE001
+        except BaseException:  # noqa: BLE001 - the diagnostics are a courtesy; the exit code is what counts
             pass
         traceback.print_exc()
         code = 1

@@ -8,7 +8,8 @@ themes' widget backgrounds); states are drawn with the one glyph table
 from __future__ import annotations
 
 import html
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from jupyter_smstep.core.graph import Input, PipelineGraph, StepNode
 from jupyter_smstep.errors import Problem
@@ -356,7 +357,8 @@ def problem(p: Problem) -> str:
     icon, colour = ("✗", "#cf222e") if p.severity == "error" else ("⚠", "#9a6700")
     where = ", ".join(x for x in (f"step <b>{esc(p.step)}</b>" if p.step else "",
                                    f"line {p.line}" if p.line else "") if x)
-    fix = f"<div style='margin-left:1.4em;color:var(--jp-ui-font-color2,#57606a)'>fix: {esc(p.fix)}</div>" if p.fix else ""
+    fix = (f"<div style='margin-left:1.4em;color:var(--jp-ui-font-color2,#57606a)'>fix: {esc(p.fix)}</div>"
+           if p.fix else "")
     return (f"<div class='smstep-problem' data-severity='{p.severity}' data-step='{esc(p.step or '')}' "
             f"style='margin:3px 0'><span style='color:{colour}'>{icon} {p.severity}</span>"
             f"{' · ' + where if where else ''}: {esc(p.message)}{fix}</div>")

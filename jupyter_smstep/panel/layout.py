@@ -27,7 +27,7 @@ Pure Python, no dependencies; the SVG drawing lives in :mod:`dag_svg`.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 
 @dataclass
@@ -336,7 +336,8 @@ def _isotonic_place(targets: list[float], weights: list[float], offsets: list[fl
 
 
 # --------------------------------------------------------------------------- routing
-def _route(chain: list[str], boxes: dict[str, Box], down: dict[str, list[str]], up: dict[str, list[str]]) -> list[tuple[float, float]]:
+def _route(chain: list[str], boxes: dict[str, Box], down: dict[str, list[str]],
+           up: dict[str, list[str]]) -> list[tuple[float, float]]:
     src, dst = boxes[chain[0]], boxes[chain[-1]]
     points = [(_port(src, chain[1], down, boxes), src.bottom)]
     for d in chain[1:-1]:

@@ -11,7 +11,8 @@ import contextlib
 import html
 import sys
 import time
-from typing import Any, Callable, Iterator
+from typing import Any
+from collections.abc import Callable, Iterator
 
 from jupyter_smstep.core.states import GLYPHS
 

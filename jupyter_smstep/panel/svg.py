@@ -14,18 +14,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from html import escape
-from typing import Sequence
+from collections.abc import Sequence
 
+from jupyter_smstep.core.states import GLYPHS
 from jupyter_smstep.panel.layout import Box, Layout
 
 #: state -> (fill, stroke, icon); light fills keep the dark text legible on dark themes too.
+#: state -> (fill, stroke, glyph); a pending node shows no glyph.
 STATE_STYLE = {
     "pending": ("#f6f8fa", "#8c959f", ""),
-    "running": ("#ddf4ff", "#0969da", "▶"),
-    "succeeded": ("#dafbe1", "#1a7f37", "✓"),
-    "failed": ("#ffebe9", "#cf222e", "✗"),
-    "skipped": ("#fff8c5", "#9a6700", "⤼"),
-    "stopped": ("#eaeef2", "#57606a", "■"),
+    "running": ("#ddf4ff", "#0969da", GLYPHS["running"]),
+    "succeeded": ("#dafbe1", "#1a7f37", GLYPHS["succeeded"]),
+    "failed": ("#ffebe9", "#cf222e", GLYPHS["failed"]),
+    "skipped": ("#fff8c5", "#9a6700", GLYPHS["skipped"]),
+    "stopped": ("#eaeef2", "#57606a", GLYPHS["stopped"]),
 }
 NAME_FONT, SMALL_FONT, LABEL_FONT = 13, 11, 11
 NAME_CHAR, SMALL_CHAR, LABEL_CHAR = 7.4, 6.3, 6.7  # average advance per character, px
@@ -68,7 +70,8 @@ def render(layout: Layout, nodes: dict[str, NodeView], edges: Sequence[EdgeView]
         f'height="{h:.0f}" viewBox="0 0 {w:.0f} {h:.0f}" role="img" aria-label="pipeline graph" '
         f'font-family="var(--jp-ui-font-family, system-ui, sans-serif)">'
         '<defs><marker id="' + dom_id + '-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="9" '
-        'markerHeight="9" markerUnits="userSpaceOnUse" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="#8c959f"/></marker></defs>'
+        'markerHeight="9" markerUnits="userSpaceOnUse" orient="auto-start-reverse">'
+        '<path d="M0,0 L10,5 L0,10 z" fill="#8c959f"/></marker></defs>'
     )
     by_pair = {(e.source, e.target): e for e in edges}
     labels: list[str] = []
@@ -108,7 +111,8 @@ def _node(box: Box, view: NodeView) -> str:
     max_sub = max(4, int((w - 20 - len(status) * SMALL_CHAR - 8) / SMALL_CHAR))
     tip = view.tooltip or view.name
     out = [
-        f'<g class="smstep-node s-{escape(view.state)}" data-step="{escape(view.name)}" data-state="{escape(view.state)}" '
+        f'<g class="smstep-node s-{escape(view.state)}" data-step="{escape(view.name)}" '
+        f'data-state="{escape(view.state)}" '
         f'style="cursor:pointer"><title>{escape(tip)}</title>'
         f'<rect class="box" x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" rx="7" fill="{fill}" '
         f'stroke="{stroke}" stroke-width="1.6"/>'
@@ -207,7 +211,8 @@ def _legend(top: float, width: float) -> str:
     x = 16.0
     out = [f'<g class="smstep-legend" font-size="{SMALL_FONT}">']
     for state, (fill, stroke, _) in STATE_STYLE.items():
-        out.append(f'<rect x="{x:.0f}" y="{top + 4:.0f}" width="12" height="12" rx="3" fill="{fill}" stroke="{stroke}"/>'
+        out.append(f'<rect x="{x:.0f}" y="{top + 4:.0f}" width="12" height="12" rx="3" fill="{fill}" '
+                   f'stroke="{stroke}"/>'
                    f'<text x="{x + 16:.0f}" y="{top + 14:.0f}" fill="var(--jp-ui-font-color2, #57606a)">{state}</text>')
         x += 30 + len(state) * SMALL_CHAR
     out.append("</g>")

@@ -29,7 +29,8 @@ import threading
 import time
 import traceback
 import uuid
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 import ipywidgets as widgets
 
@@ -40,11 +41,11 @@ from jupyter_smstep.panel import html, layout as dag_layout, svg as dag_svg
 from jupyter_smstep.panel.state import PanelState
 from jupyter_smstep.remote.monitor import Backoff, ExecutionMonitor, Snapshot
 
-_live: list["PipelinePanel"] = []  # panels following the notebook (closed ones leave)
+_live: list[PipelinePanel] = []  # panels following the notebook (closed ones leave)
 MAX_FOLLOWING = 3  # panels per notebook refreshed after every cell; older ones refresh when clicked
 
 
-def show(workspace: Any) -> "PipelinePanel":
+def show(workspace: Any) -> PipelinePanel:
     """Display the panel for ``workspace`` and return it.
 
     It is displayed once even when also returned as the cell's value (which is
@@ -119,8 +120,8 @@ class PipelinePanel(widgets.VBox):
         self.submit_button = self._button("Submit", "cloud-upload", "primary",
                                           "upsert the pipeline on SageMaker and start an execution")
         self.stop_button = self._button("Stop", "stop", "danger", "stop the SageMaker execution", disabled=True)
-        self.retry_button = self._button("Retry", "repeat", "warning", "retry the failed steps of the SageMaker execution",
-                                         disabled=True)
+        self.retry_button = self._button("Retry", "repeat", "warning",
+                                         "retry the failed steps of the SageMaker execution", disabled=True)
         self.status = make_html()
         self.toolbar = widgets.HBox([self.validate_button, self.run_button, self.submit_button, self.stop_button,
                                      self.retry_button, self.status],
@@ -135,11 +136,12 @@ class PipelinePanel(widgets.VBox):
         # scoped <style> lays, transparent, over the nodes: clicking a node selects it.
         self.hits = widgets.ToggleButtons(options=[], value=None)
         self.hits.add_class(f"{self.uid}-hits")
-        self.dag_box = widgets.Box([self.svg, self.hits], layout=widgets.Layout(overflow="auto", max_height="640px",
-                                                                      flex="0 1 auto", max_width="66%", min_width="0",
-                                                                      border="1px solid var(--jp-border-color2, #d0d7de)"))
+        self.dag_box = widgets.Box([self.svg, self.hits], layout=widgets.Layout(
+            overflow="auto", max_height="640px", flex="0 1 auto", max_width="66%", min_width="0",
+            border="1px solid var(--jp-border-color2, #d0d7de)"))
         self.dag_box.add_class(f"{self.uid}-dag")
-        self.selector = widgets.Dropdown(description="Step", options=[], layout=widgets.Layout(width="auto", max_width="100%"))
+        self.selector = widgets.Dropdown(description="Step", options=[],
+                                         layout=widgets.Layout(width="auto", max_width="100%"))
         self.details = make_html()
         self.details.add_class("smstep-details")
         self.side = widgets.VBox([self.selector, self.details],
@@ -630,7 +632,8 @@ def _param_widget(name: str, default: Any) -> widgets.ValueWidget:
         w = widgets.Text(value=str(default), description=name, style=style,
                          layout=widgets.Layout(width="auto", min_width="240px", margin="2px 12px 2px 0"))
     else:
-        w = cls(value=default, description=name, style=style, layout=widgets.Layout(width="200px", margin="2px 12px 2px 0"))
+        w = cls(value=default, description=name, style=style,
+                layout=widgets.Layout(width="200px", margin="2px 12px 2px 0"))
     w.add_class("smstep-param")
     w.add_class(f"smstep-param-{re.sub(r'[^A-Za-z0-9_-]', '-', name)}")
     return w

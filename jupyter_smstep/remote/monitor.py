@@ -20,7 +20,8 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Iterator
+from typing import Any
+from collections.abc import Callable, Iterator
 
 from jupyter_smstep.core.states import StepState
 from jupyter_smstep.errors import THROTTLING, SmstepError, aws_error, error_code
@@ -30,8 +31,8 @@ TERMINAL = frozenset({"Succeeded", "Failed", "Stopped"})
 TRANSIENT = frozenset({"InternalFailure", "InternalServerError", "ServiceUnavailable", "RequestTimeout",
                        "RequestTimeoutException", "InternalError"})
 #: SageMaker step status -> the panel's (and the local runner's) state names.
-STATE: dict[str, StepState] = {"Starting": "pending", "Executing": "running", "Stopping": "running", "Stopped": "stopped",
-         "Failed": "failed", "Succeeded": "succeeded"}
+STATE: dict[str, StepState] = {"Starting": "pending", "Executing": "running", "Stopping": "running",
+                               "Stopped": "stopped", "Failed": "failed", "Succeeded": "succeeded"}
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 MAX_TRANSIENT_FAILURES = 8  # consecutive network/service errors before giving up (throttling never gives up)
 
@@ -182,8 +183,9 @@ def _is_transient(exc: BaseException) -> bool:
 
 def _explain(exc: BaseException, what: str) -> SmstepError:
     return aws_error(exc, what,
-                     denied_fix="give your credentials sagemaker:DescribePipelineExecution, ListPipelineExecutionSteps, "
-                     "StopPipelineExecution, RetryPipelineExecution (and logs:GetLogEvents for logs)",
+                     denied_fix="give your credentials sagemaker:DescribePipelineExecution, "
+                     "ListPipelineExecutionSteps, StopPipelineExecution, RetryPipelineExecution "
+                     "(and logs:GetLogEvents for logs)",
                      not_found_fix="check the execution ARN and the region (the ARN's region is used unless "
                      "AWS_REGION says otherwise)")
 
@@ -269,7 +271,8 @@ class ExecutionMonitor:
             token = page.get("NextToken")
             if not token:
                 break
-        rows.sort(key=lambda r: r["StartTime"].timestamp() if isinstance(r.get("StartTime"), datetime) else float("inf"))
+        rows.sort(key=lambda r: r["StartTime"].timestamp() if isinstance(r.get("StartTime"), datetime)
+                  else float("inf"))
         steps: dict[str, StepStatus] = {}
         for row in rows:  # oldest first: a retried step's latest attempt wins
             name = row.get("StepName", "?")
@@ -367,7 +370,8 @@ def log_tail(job_name: str, n: int = 50, client: Any = None, region: str | None 
             for stream in streams[:8]:
                 page = client.get_log_events(logGroupName=group, logStreamName=stream["logStreamName"],
                                              limit=n, startFromHead=False)
-                events.extend((e.get("timestamp", 0), e.get("message", "").rstrip("\n")) for e in page.get("events", []))
+                events.extend((e.get("timestamp", 0), e.get("message", "").rstrip("\n"))
+                              for e in page.get("events", []))
             events.sort(key=lambda e: e[0])
             return [m for _, m in events[-n:]]
         except (ClientError, BotoCoreError) as exc:

@@ -7,7 +7,8 @@ profiles and region honoured as usual). Monitoring lives in ``monitor``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from jupyter_smstep.errors import SmstepError, aws_error
 from jupyter_smstep.core.graph import PipelineGraph, pipeline_role

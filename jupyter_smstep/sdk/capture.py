@@ -22,7 +22,8 @@ it does not import sagemaker.
 from __future__ import annotations
 
 import types
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from jupyter_smstep.core.graph import PipelineGraph
 from jupyter_smstep.errors import Problem, SmstepError

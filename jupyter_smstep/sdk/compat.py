@@ -19,7 +19,8 @@ import importlib.metadata
 import os
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Any, Iterator
+from typing import Any
+from collections.abc import Iterator
 
 from jupyter_smstep.errors import ServiceError
 
@@ -105,7 +106,7 @@ def installed_major() -> int:
     return int(version.split(".")[0])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load() -> Sdk:
     """Import the SDK (v2 or v3) and return its classes. Cached."""
     major = installed_major()

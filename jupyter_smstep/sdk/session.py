@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from jupyter_smstep.errors import SmstepError
+from jupyter_smstep.errors import SmstepError, aws_error
 from jupyter_smstep.sdk.compat import load
 
 
@@ -40,9 +40,14 @@ def make_session(
         kwargs["s3_resource"] = boto_session.resource("s3", endpoint_url=endpoint_url)
     if bucket:
         kwargs["default_bucket"] = bucket
-    session = _construct_session(sdk.PipelineSession, kwargs)
-    if not bucket and not endpoint_url and os.environ.get("AWS_ENDPOINT_URL"):
-        _resolve_default_bucket(session, boto_session)
+    try:
+        session = _construct_session(sdk.PipelineSession, kwargs)
+        if not bucket and not endpoint_url and os.environ.get("AWS_ENDPOINT_URL"):
+            _resolve_default_bucket(session, boto_session)
+    except SmstepError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - botocore's and the SDK's own errors, said by cause
+        raise aws_error(exc, "connecting to AWS (the SageMaker session and its default bucket)") from None
     return session
 
 

@@ -18,7 +18,8 @@ No sagemaker import: :func:`to_sdk` takes the loaded :class:`~.compat.Sdk`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
+from collections.abc import Mapping
 
 from jupyter_smstep.core.graph import StepNode
 

@@ -19,7 +19,8 @@ import pytest
 from helpers.fakes import FakeSageMaker, StepPlan, prepare_account, start_moto_server
 
 pytestmark = pytest.mark.browser
-expect = pytest.importorskip("playwright.sync_api").expect
+playwright_api = pytest.importorskip("playwright.sync_api")
+expect, PlaywrightTimeout = playwright_api.expect, playwright_api.TimeoutError
 
 IMAGE = "111122223333.dkr.ecr.us-east-1.amazonaws.com/smstep-test:1"
 STEPS = ["load", "features", "stats", "train", "report"]
@@ -86,7 +87,7 @@ def test_panel_in_jupyterlab(lab, notebook_name, aws):
     panel = page.locator(".smstep-panel")
     try:
         panel.wait_for(timeout=60_000)
-    except Exception:
+    except PlaywrightTimeout:
         pytest.fail("no panel after %pipeline show; cell outputs:\n" + "\n---\n".join(lab.cell_outputs_text()))
     panel.scroll_into_view_if_needed()
 

@@ -24,7 +24,8 @@ import time
 import urllib.parse
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable
+from typing import Any
+from collections.abc import Callable
 
 ACCOUNT = "123456789012"
 REGION = "us-east-1"
@@ -190,7 +191,7 @@ class FakeSageMaker:
         self.server: ThreadingHTTPServer | None = None
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> "FakeSageMaker":
+    def start(self) -> FakeSageMaker:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):

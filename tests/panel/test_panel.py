@@ -179,7 +179,7 @@ def test_problems_are_listed_with_step_line_and_fix(shell):
         assert nodes(p)["broken"] and 'class="badge"' in p.svg.value
         p.selector.value = "broken"
         assert "undefined_name" in p.details.value  # the step's own problems on its details
-        with pytest.raises(Exception):
+        with pytest.raises(SmstepError, match="undefined_name"):
             p._check_ready("run")
         p.run_button.click()  # refused, and said so, nothing started
         assert "error" in p.status.value and "undefined_name" in p.status.value

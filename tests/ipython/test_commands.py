@@ -1,0 +1,206 @@
+"""``%pipeline`` and ``smstep``: one argparse parser per command, shared; errors by cause.
+
+Through a real IPython shell for the magic, and ``jupyter_smstep.cli.main`` (plus a
+subprocess where the process' own exit code is the point) for the command line.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from jupyter_smstep import cli
+from jupyter_smstep.errors import RunFailed, ServiceError, SmstepError
+from jupyter_smstep.ipython import commands
+from jupyter_smstep.ipython.notebook import load_workspace
+
+from helpers.constants import IMAGE, ROLE
+
+CONFIG = f"%pipeline config --name demo --role {ROLE} --image-uri {IMAGE} --instance-type ml.m5.large"
+
+
+@pytest.fixture
+def demo(shell):
+    shell.run(CONFIG)
+    shell.run("%pipeline param flag=True epochs=3")
+    shell.run("%%step a --defer\nx = epochs")
+    shell.run("%%step b --defer\ny = x + 1")
+    return shell
+
+
+#: (line, what the error must say) — each refused before anything runs
+REFUSED = [
+    ("%pipeline reset --force-typo", "%pipeline reset: unknown option --force-typo"),
+    ("%pipeline reset now", "%pipeline reset: unexpected argument 'now'"),
+    ("%pipeline remove", "the following arguments are required: STEP"),
+    ("%pipeline remove a b", "unexpected argument 'b'"),
+    ("%pipeline remove c", "no step named 'c' (steps: a, b)"),
+    ("%pipeline show --bogus --text", "%pipeline show: unknown option --bogus"),
+    ("%pipeline shwo", "unknown command 'shwo'; did you mean show?"),
+    ("%pipeline run --jsno", "did you mean --json?"),
+    ("%pipeline run -p flag=ture", "parameter 'flag' is a bool (true/false, 1/0 or yes/no, any case); 'ture' is not"),
+    ("%pipeline run -p epochs=2.5", "parameter 'epochs' is an integer; 2.5 is not"),
+    ("%pipeline run -p epoch=2", "unknown parameter 'epoch'"),
+    ("%pipeline run -p", "argument -p/--param: expected one argument"),
+    ("%pipeline export a.py -o b.py", "two output files given (a.py, b.py)"),
+    ("%pipeline param", "the following arguments are required: NAME=VALUE"),
+    ("%pipeline param 3x=1", "parameter '3x=1' is not NAME=VALUE"),
+    ("%pipeline outputs", "the following arguments are required: NAME"),
+    ("%pipeline status --watch", "unknown option --watch"),
+    ("%pipeline pull --run", "argument --run: expected one argument"),
+    ("%pipeline config --instance-typ ml.m5.large", "did you mean --instance-type?"),
+    ("%pipeline config --name 'unbalanced", "No closing quotation"),
+]
+
+
+@pytest.mark.parametrize("line, message", REFUSED, ids=[line for line, _ in REFUSED])
+def test_magic_refuses_what_it_does_not_understand(demo, line, message):
+    registry = demo.workspace.registry
+    before = ([c.key for c in registry.steps], dict(registry.parameters), dict(registry.defaults), registry.name)
+    error = demo.error(line)
+    assert message in error
+    assert "Traceback" not in error
+    after = ([c.key for c in registry.steps], dict(registry.parameters), dict(registry.defaults), registry.name)
+    assert after == before  # nothing was changed or cleared
+
+
+def test_did_you_mean_for_a_misspelt_pull_step(demo):
+    from jupyter_smstep.local.results import RunResult, StepResult
+
+    demo.workspace.last_run = RunResult("r", Path("."), {"a": StepResult("a", "failed")}, False, {})
+    assert "did you mean a?" in demo.error("%pipeline pull aa")
+
+
+def test_reset_and_remove_do_what_they_say(demo):
+    demo.run("%pipeline remove a")
+    assert [c.step.name for c in demo.workspace.registry.steps] == ["b"]
+    demo.run("%pipeline reset")
+    assert demo.workspace.registry.steps == []
+
+
+def test_help_lists_the_same_commands_in_the_magic_and_the_cli(demo, capsys):
+    demo.run("%pipeline")
+    magic = capsys.readouterr().out
+    assert cli.main(["-h"]) == 0
+    terminal = capsys.readouterr().out
+    listed = set(re.findall(r"^    (\w+)", terminal.split("options:")[0], re.M))  # argparse's COMMAND list
+    assert listed == {n for n, c in commands.COMMANDS.items() if c.where == "both"}
+    for name in commands.COMMANDS:
+        assert re.search(rf"^  {name} ", magic, re.M), name
+        assert re.search(rf"\b{name}\b", terminal), name  # notebook-only ones are named too
+    assert demo.ip.find_line_magic("pipeline").__doc__.startswith("%pipeline COMMAND")
+
+
+@pytest.mark.parametrize("name", list(commands.COMMANDS))
+def test_every_command_has_help_in_the_magic(demo, capsys, name):
+    demo.run(f"%pipeline {name} -h")
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: %pipeline {name}"), out
+    assert commands.COMMANDS[name].help in " ".join(out.split())
+
+
+@pytest.mark.parametrize("name", [n for n, c in commands.COMMANDS.items() if c.where == "both"])
+def test_every_cli_command_has_help(capsys, name):
+    assert cli.main([name, "-h"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: smstep {name}"), out
+    usage = out.split("\n\n")[0]
+    assert ("notebook" in usage) == commands.COMMANDS[name].needs_notebook
+
+
+def test_the_cli_and_the_magic_share_each_parser():
+    for name, command in commands.COMMANDS.items():
+        magic = commands.parser_for(command, cli=False)
+        flags = {s for a in magic._actions for s in a.option_strings}
+        if command.where == "both":
+            terminal = commands.parser_for(command, cli=True)
+            assert flags == {s for a in terminal._actions for s in a.option_strings}, name
+
+
+# --------------------------------------------------------------------------- exit codes by cause
+def notebook(tmp_path: Path, *cells: str) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in ("%load_ext jupyter_smstep", CONFIG, *cells)]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+def test_error_classes_carry_their_exit_codes():
+    assert (SmstepError("x").exit_code, RunFailed("x").exit_code, ServiceError("x").exit_code) == (2, 1, 3)
+    assert issubclass(RunFailed, SmstepError) and issubclass(ServiceError, SmstepError)
+
+
+def test_graph_and_definition_agree_on_a_bad_notebook(tmp_path, capsys):
+    path = notebook(tmp_path, "%%step a\ny = missing_name + 1")
+    assert cli.main(["graph", str(path)]) == 2
+    assert "missing_name" in capsys.readouterr().out
+    assert cli.main(["definition", str(path)]) == 2
+    assert cli.main(["export", str(path), "-o", str(tmp_path / "p.py")]) == 2
+    assert cli.main(["run", str(path)]) == 2
+    assert not (tmp_path / "p.py").exists()
+
+
+def test_a_failed_step_exits_1(tmp_path, capsys):
+    path = notebook(tmp_path, "%%step a\nx = 1 / 0")
+    assert cli.main(["run", str(path), "--runs-dir", str(tmp_path / "runs")]) == 1
+    assert "ZeroDivisionError" in capsys.readouterr().err
+
+
+def test_sdk_missing_exits_3(tmp_path, monkeypatch, capsys):
+    from jupyter_smstep.sdk import compat
+
+    monkeypatch.setattr(compat, "installed_version", lambda: None)
+    compat.load.cache_clear()
+    try:
+        assert cli.main(["definition", str(notebook(tmp_path, "%%step a\nx = 1"))]) == 3
+    finally:
+        compat.load.cache_clear()
+    err = capsys.readouterr().err
+    assert "the SageMaker Python SDK is not installed" in err and "pip install" in err
+
+
+def test_unreachable_endpoint_exits_3_without_a_traceback(tmp_path):
+    path = notebook(tmp_path, "%%step a\nx = 1")
+    env = {**__import__("os").environ, "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_MAX_ATTEMPTS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "jupyter_smstep.cli", "definition", str(path)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 3, proc.stderr
+    assert "cannot reach AWS" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_usage_errors_exit_2(capsys):
+    assert cli.main(["grpah", "x.ipynb"]) == 2
+    assert "did you mean graph?" in capsys.readouterr().err
+    assert cli.main(["status"]) == 2
+    assert cli.main(["stop", "arn", "extra"]) == 2
+    assert "unexpected argument 'extra'" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- headless builds are isolated
+def test_a_headless_load_does_not_see_the_previous_notebooks_names(tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    a = notebook(first, "SECRET = 42", "%%step s\nx = SECRET")
+    b = notebook(second, "%%step t\ny = SECRET + 1")
+    assert not load_workspace(a).graph().report.errors
+    errors = load_workspace(b).graph().report.errors
+    assert [e.step for e in errors] == ["t"] and "'SECRET', which is defined nowhere" in errors[0].message
+
+
+def test_load_ext_beside_other_lines_and_reload_ext_keep_the_headless_recorder(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(f"%load_ext jupyter_smstep\n{CONFIG}"),
+                nbformat.v4.new_code_cell("%reload_ext jupyter_smstep\nn = 2"),
+                nbformat.v4.new_code_cell("%%step a\nx = n * 2")]
+    path = tmp_path / "layout.ipynb"
+    nbformat.write(nb, path)
+    graph = load_workspace(path).graph()
+    assert graph.name == "demo" and [s.name for s in graph.steps] == ["a"]
+    assert not graph.report.errors
