@@ -17,8 +17,8 @@ if [ "$what" = all ]; then
   fi
 fi
 
-if [ ! -f jupyter_smstep/labextension/static/style.js ]; then
-  say "building the JupyterLab extension with npm"
+if [ ! -f jupyter_smstep/labextension/static/style.js ] || { [ "$what" = all ] && [ ! -x labextension/node_modules/.bin/jest ]; }; then
+  say "building the JupyterLab extension with npm (and its test tools: jest, eslint, prettier)"
   (cd labextension && npm ci --no-audit --no-fund --loglevel=error && npm run build:prod)
 fi
 

@@ -51,7 +51,8 @@ from jupyter_smstep import sdk as _sdk
 from jupyter_smstep.errors import Problem, SmstepError
 from jupyter_smstep.sdk.capture import explain_serialization_error
 from jupyter_smstep.local.definition import parse_steps, resolve_parameters
-from jupyter_smstep.local.execution import RETRYABLE_FAILURES, TERMINATION_GRACE_SECONDS, Emitter, Execution, cores
+from jupyter_smstep.local.container import cores
+from jupyter_smstep.local.scheduler import RETRYABLE_FAILURES, TERMINATION_GRACE_SECONDS, Emitter, Execution
 from jupyter_smstep.local.results import (
     DEFAULT_RUNS_DIR,
     STATES,

@@ -23,14 +23,18 @@ import { COMM_TARGET, IPipelineState, asState } from './summary';
  * - `connected`: the kernel has jupyter_smstep loaded; `state` is current
  * - `not-loaded`: the kernel has no `jupyter_smstep` comm target
  */
-export type BridgeStatus = 'unknown' | 'connecting' | 'connected' | 'not-loaded';
+export type BridgeStatus =
+  'unknown' | 'connecting' | 'connected' | 'not-loaded';
 
 export class KernelBridge implements IDisposable {
   /**
    * @param cellIds the notebook's cell ids in order: the kernel forgets steps
    * whose cell was deleted and orders steps as the notebook does.
    */
-  constructor(sessionContext: ISessionContext, cellIds: () => string[] = () => []) {
+  constructor(
+    sessionContext: ISessionContext,
+    cellIds: () => string[] = () => []
+  ) {
     this._sessionContext = sessionContext;
     this._cellIds = cellIds;
     sessionContext.kernelChanged.connect(this._onKernelChanged, this);
@@ -159,7 +163,10 @@ export class KernelBridge implements IDisposable {
     this._reset('unknown');
     if (change.newValue) {
       void this._sessionContext.ready.then(() => {
-        if (!this._isDisposed && this._sessionContext.session?.kernel === change.newValue) {
+        if (
+          !this._isDisposed &&
+          this._sessionContext.session?.kernel === change.newValue
+        ) {
           void this.connect();
         }
       });
@@ -167,7 +174,11 @@ export class KernelBridge implements IDisposable {
   }
 
   private _onStatusChanged(_: ISessionContext, status: Kernel.Status): void {
-    if (status === 'restarting' || status === 'autorestarting' || status === 'dead') {
+    if (
+      status === 'restarting' ||
+      status === 'autorestarting' ||
+      status === 'dead'
+    ) {
       // A restarted kernel has forgotten the comm (and %load_ext) without closing it.
       this._restarted = true;
       this._reset('unknown');

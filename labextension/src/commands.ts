@@ -125,7 +125,9 @@ export function registerCommands(
 ): void {
   const views = new Map<string, OutputView>();
 
-  const findPanel = (args: { [key: string]: unknown }): NotebookPanel | null => {
+  const findPanel = (args: {
+    [key: string]: unknown;
+  }): NotebookPanel | null => {
     const id = typeof args.notebookId === 'string' ? args.notebookId : null;
     if (id) {
       return tracker.find(p => p.id === id) || null;
@@ -173,12 +175,16 @@ export function registerCommands(
           const sibling = [...views.entries()]
             .reverse()
             .find(
-              ([k, v]) => k.endsWith(`|${panel.id}`) && !v.isDisposed && v.isAttached
+              ([k, v]) =>
+                k.endsWith(`|${panel.id}`) && !v.isDisposed && v.isAttached
             );
           view = new OutputView(panel, command);
           views.set(key, view);
           if (sibling) {
-            app.shell.add(view, 'main', { mode: 'tab-after', ref: sibling[1].id });
+            app.shell.add(view, 'main', {
+              mode: 'tab-after',
+              ref: sibling[1].id
+            });
           } else {
             app.shell.add(view, 'main', { mode: 'split-right', ref: panel.id });
           }
@@ -200,7 +206,11 @@ export function registerCommands(
           view.setHeader(code, ok ? 'done' : 'failed');
           return ok
             ? { ok: true, status: 'ok' }
-            : { ok: false, status: 'error', message: 'the magic raised an error' };
+            : {
+                ok: false,
+                status: 'error',
+                message: 'the magic raised an error'
+              };
         } catch (error) {
           view.setHeader(code, 'failed');
           return report('error', `Could not run ${code}: ${error}`);

@@ -170,12 +170,15 @@ function decorate(
   }
   const stepSummary = summary && summary.role === 'step' ? summary : null;
   const stale =
-    stepSummary !== null && isStale(line || '', name, stepSummary, ranLines.get(cell.model.id));
+    stepSummary !== null &&
+    isStale(line || '', name, stepSummary, ranLines.get(cell.model.id));
   const badge = isStep
     ? stepBadge(name, stepSummary, stale, state)
     : dependencyBadge(summary as ICellSummary);
   const problems =
-    isStep && stepSummary && !stale ? problemsOf(state, stepSummary.step || null) : [];
+    isStep && stepSummary && !stale
+      ? problemsOf(state, stepSummary.step || null)
+      : [];
   cell.toggleClass(STEP_CLASS, isStep);
   cell.toggleClass(DEPENDENCY_CLASS, isDependency);
   cell.toggleClass(
@@ -234,7 +237,9 @@ function isStale(
     return ranLine !== line;
   }
   const hasOptions = /\s-/.test(line);
-  return !hasOptions && !!typedName && !!summary.step && typedName !== summary.step;
+  return (
+    !hasOptions && !!typedName && !!summary.step && typedName !== summary.step
+  );
 }
 
 function stepBadge(
@@ -342,7 +347,10 @@ function problemList(problems: IProblem[]): HTMLElement {
   return details;
 }
 
-function explainInput(name: string, source: { [key: string]: unknown }): string {
+function explainInput(
+  name: string,
+  source: { [key: string]: unknown }
+): string {
   if (typeof source.step === 'string') {
     return `${name} is returned by step ${source.step}`;
   }
@@ -351,9 +359,6 @@ function explainInput(name: string, source: { [key: string]: unknown }): string 
   }
   if ('value' in source) {
     return `${name} is captured by value from the kernel`;
-  }
-  if ('module' in source) {
-    return `${name} is a module, imported inside the step`;
   }
   return name;
 }

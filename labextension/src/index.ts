@@ -30,16 +30,18 @@ import { CellDecorator } from './decorations';
 /** Cells after which a kernel may have gained (or changed) jupyter_smstep. */
 const RELEVANT_CELL = /jupyter_smstep|^\s*%%step|%pipeline/m;
 
-class PipelineToolbarExtension
-  implements DocumentRegistry.IWidgetExtension<NotebookPanel, INotebookModel>
-{
+class PipelineToolbarExtension implements DocumentRegistry.IWidgetExtension<
+  NotebookPanel,
+  INotebookModel
+> {
   constructor(
     private app: JupyterFrontEnd,
     private bridges: WeakMap<NotebookPanel, KernelBridge>
   ) {}
 
   createNew(panel: NotebookPanel): IDisposable {
-    const cellIds = (): string[] => panel.content.widgets.map(cell => cell.model.id);
+    const cellIds = (): string[] =>
+      panel.content.widgets.map(cell => cell.model.id);
     const bridge = new KernelBridge(panel.sessionContext, cellIds);
     this.bridges.set(panel, bridge);
     // Deleting or moving cells changes the pipeline: let the kernel know (debounced).

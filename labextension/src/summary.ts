@@ -3,7 +3,9 @@
  * ourselves so that a step's name shows while it is being typed.
  *
  * There is deliberately no second analyser here: inputs, producers and
- * outputs come only from the kernel (jupyter_smstep/frontend.py).
+ * outputs come only from the kernel. The payload is defined once, in
+ * jupyter_smstep/ipython/comm.py (PipelineState and its cells); the interfaces
+ * below declare the same fields.
  */
 
 /** Where an input's value comes from, as the kernel resolved it. */
@@ -11,7 +13,6 @@ export interface IInputSource {
   step?: string;
   parameter?: string;
   value?: string;
-  module?: string;
   [key: string]: unknown;
 }
 
@@ -71,26 +72,94 @@ export function isStepCell(source: string): boolean {
 }
 
 /**
- * The step name typed on the `%%step NAME [options]` line: the first token
- * that does not start with `-`; null for a bare `%%step` (the kernel will
- * say what is wrong when the cell runs).
+ * The `%%step` options that take no value (`--defer`) or an optional
+ * `true|false` (the boolean options): every other option consumes the next
+ * token. The kernel's parser is the authority (tests/ipython/test_comm.py
+ * checks this list against it).
+ */
+export const FLAGS_WITHOUT_VALUE = ['--defer', '-h', '--help'];
+export const FLAGS_WITH_OPTIONAL_BOOL = [
+  '--encrypt-inter-container-traffic',
+  '--use-spot-instances'
+];
+
+/** Split a `%%step` line the way a shell does (quotes group, backslashes escape). */
+export function shellWords(text: string): string[] {
+  const words: string[] = [];
+  let word = '';
+  let inWord = false;
+  let quote: string | null = null;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i];
+    if (quote) {
+      if (ch === quote) {
+        quote = null;
+      } else if (ch === '\\' && quote === '"' && i + 1 < text.length) {
+        word += text[++i];
+      } else {
+        word += ch;
+      }
+    } else if (ch === "'" || ch === '"') {
+      quote = ch;
+      inWord = true;
+    } else if (ch === '\\' && i + 1 < text.length) {
+      word += text[++i];
+      inWord = true;
+    } else if (/\s/.test(ch)) {
+      if (inWord) {
+        words.push(word);
+      }
+      word = '';
+      inWord = false;
+    } else {
+      word += ch;
+      inWord = true;
+    }
+  }
+  if (inWord) {
+    words.push(word);
+  }
+  return words;
+}
+
+/**
+ * The step name typed on the `%%step NAME [options]` line, as the kernel's
+ * parser reads it: the first positional word, skipping each option's value;
+ * after `--` the next word is the name even if it starts with `-`. Null for a
+ * bare `%%step` (the kernel names the step when the cell runs).
  */
 export function parseStepName(source: string): string | null {
   const line = stepLine(source);
   if (line === null) {
     return null;
   }
-  const match = STEP_LINE.exec(line);
-  const rest = (match && match[1]) || '';
-  for (const token of rest.split(/\s+/)) {
-    if (token && !token.startsWith('-')) {
-      return token.replace(/^['"]|['"]$/g, '');
+  const words = shellWords(line.slice('%%step'.length));
+  for (let i = 0; i < words.length; i++) {
+    const word = words[i];
+    if (word === '--') {
+      return i + 1 < words.length ? words[i + 1] : null;
     }
+    if (!word.startsWith('-') || word === '-') {
+      return word;
+    }
+    if (word.includes('=') || FLAGS_WITHOUT_VALUE.includes(word)) {
+      continue;
+    }
+    if (FLAGS_WITH_OPTIONAL_BOOL.includes(word)) {
+      if (
+        i + 1 < words.length &&
+        /^(true|false|1|0|yes|no)$/i.test(words[i + 1])
+      ) {
+        i++;
+      }
+      continue;
+    }
+    i++; // the option's value
   }
   return null;
 }
 
-/** How an input's producer reads in a badge: `load`, `parameter`, `captured`, `import`. */
+/** How an input's producer reads in a badge: `load`, `parameter`, `captured`. */
 export function producerLabel(name: string, source: IInputSource): string {
   if (typeof source.step === 'string') {
     return source.step;
@@ -102,9 +171,6 @@ export function producerLabel(name: string, source: IInputSource): string {
   }
   if ('value' in source) {
     return 'captured';
-  }
-  if ('module' in source) {
-    return 'import';
   }
   const keys = Object.keys(source);
   return keys.length ? keys[0] : '?';

@@ -8,6 +8,7 @@ does: ``comm_open`` to target ``jupyter_smstep`` with ``{"type": "request_state"
 from __future__ import annotations
 
 import os
+import re
 import uuid
 from pathlib import Path
 
@@ -281,3 +282,56 @@ def test_cell_ids_from_the_frontend_sync_the_registry():
     bridge._on_msg({"content": {"comm_id": "comm-1", "data": {"type": "notebook_cells", "cell_ids": ["c2"]}}})
     assert [c.step.name for c in registry.steps] == ["b"]
     assert sent[-1]["steps"] == ["b"] and len(sent) == 2
+
+
+# --------------------------------------------------------------------------- the payload, Python and TypeScript
+LABEXT = Path(__file__).resolve().parents[2] / "labextension" / "src"
+
+
+def ts_interface(name: str) -> set[str]:
+    text = (LABEXT / "summary.ts").read_text()
+    body = re.search(rf"export interface {name} \{{(.*?)\n\}}", text, re.S)
+    assert body, name
+    return set(re.findall(r"^\s+(\w+)\??:", body.group(1), re.M))
+
+
+def ts_sources() -> str:
+    return "\n".join(p.read_text() for p in LABEXT.glob("*.ts"))
+
+
+def test_the_typescript_side_declares_and_reads_every_field_of_the_payload():
+    import dataclasses
+
+    from jupyter_smstep.ipython.comm import DependencyCell, PipelineState, ProblemInfo, StepCell
+
+    pairs = {"IPipelineState": [PipelineState], "ICellSummary": [StepCell, DependencyCell],
+             "IProblem": [ProblemInfo]}
+    sources = ts_sources()
+    for interface, classes in pairs.items():
+        declared = ts_interface(interface)
+        for cls in classes:
+            for f in dataclasses.fields(cls):
+                assert f.name in declared, f"{cls.__name__}.{f.name} is not declared in {interface}"
+                assert re.search(rf"\.{f.name}\b|'{f.name}'", sources), f"the extension never reads {f.name}"
+    # an input's origin: the keys Input.to_json can send
+    from jupyter_smstep.core.graph import Input
+
+    kinds = {next(iter(Input("x", kind, 0, step="s", type_name="int").to_json())) for kind in ("step", "parameter", "value")}
+    assert kinds <= ts_interface("IInputSource")
+
+
+def test_the_typescript_step_name_parser_knows_which_options_take_no_value():
+    from jupyter_smstep.ipython.magics import step_parser
+
+    text = (LABEXT / "summary.ts").read_text()
+    def ts_list(name):
+        return set(re.findall(r"'(-[-\w]+)'", re.search(rf"{name} = \[(.*?)\]", text, re.S).group(1)))
+    parser = step_parser()
+    no_value, optional = set(), set()
+    for action in parser._actions:
+        if action.nargs == 0:
+            no_value |= set(action.option_strings)
+        elif action.nargs == "?":
+            optional |= set(action.option_strings)
+    assert ts_list("FLAGS_WITHOUT_VALUE") == no_value
+    assert ts_list("FLAGS_WITH_OPTIONAL_BOOL") == optional

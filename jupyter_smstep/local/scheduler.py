@@ -1,11 +1,11 @@
 """Executing a parsed definition: the service's scheduler, in one thread.
 
 :class:`Execution` starts each step when its dependencies have succeeded,
-bounded by the cores; runs it through the warm worker; enforces
-``StoppingCondition.MaxRuntimeInSeconds``; applies ``RetryStrategy`` and
-``RetryPolicies`` as the service does; skips the dependents of a failure; and
-turns what went wrong into the user's terms (their exception and traceback,
-the output that cannot be pickled, the variable that does not exist).
+bounded by the cores; runs each attempt through the warm worker; enforces
+``StoppingCondition.MaxRuntimeInSeconds``; skips the dependents of a failure;
+and records every attempt. It delegates what a container gets to
+:mod:`.container`, the service's retry rules to :mod:`.retries`, and the
+explanation of a failure in the user's terms to :mod:`.diagnostics`.
 """
 
 from __future__ import annotations
@@ -15,35 +15,27 @@ import json
 import logging
 import os
 import queue
-import re
-import secrets
-import shutil
 import signal
 import time
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable
 
+from jupyter_smstep.core.states import EventKind, StepState
 from jupyter_smstep.errors import SmstepError
-from jupyter_smstep.local.definition import Resolver, StepSpec, container_option, split_s3_uri, to_text
-from jupyter_smstep.local.environment import check_dependencies_dir
+from jupyter_smstep.local import container as containers, diagnostics, retries
+from jupyter_smstep.local.container import Container
+from jupyter_smstep.local.definition import Resolver, StepSpec, container_option, to_text
 from jupyter_smstep.local.results import StepEvent, StepResult
-from jupyter_smstep.local.s3.server import DUMMY_CREDENTIALS, LOCAL_ACCOUNT, LocalS3
-from jupyter_smstep.local.worker import WarmWorker, log_tail, worker_args, worker_log_path
+from jupyter_smstep.local.s3 import LOCAL_ACCOUNT, LocalS3
+from jupyter_smstep.local.worker import WarmWorker, worker_args, worker_log_path
 
 _log = logging.getLogger(__name__)
 
 TERMINATION_GRACE_SECONDS = 5.0  # SageMaker waits 120 s between SIGTERM and SIGKILL
-# What SageMaker's own retry mechanisms can retry. An exception raised by the
-# step's code is an "AlgorithmError" and is never retried by the service.
-RETRYABLE_FAILURES = (
-    "Step.SERVICE_FAULT",
-    "Step.THROTTLING",
-    "SageMaker.JOB_INTERNAL_ERROR",
-    "SageMaker.CAPACITY_ERROR",
-    "SageMaker.RESOURCE_LIMIT",
-)
+RETRYABLE_FAILURES = retries.RETRYABLE_FAILURES
 
 
 # ======================================================================================
@@ -64,7 +56,7 @@ class Emitter:
             except Exception:  # noqa: BLE001 - a broken renderer must not break the run
                 _log.exception("on_event callback failed")
 
-    def run_event(self, state: str, **kwargs: Any) -> None:
+    def run_event(self, state: StepState, **kwargs: Any) -> None:
         self(StepEvent(run_id=self.run_id, step=None, state=state, kind="run", **kwargs))
 
 
@@ -92,13 +84,11 @@ class _StepState:
     result: StepResult
     order: int
     attempt: _Attempt | None = None
-    job_retries: int = 0  # RetryStrategy retries used by the current job
-    policy_retries: dict[int, int] = field(default_factory=dict)
-    first_failure: float | None = None
+    retry: retries.RetryState = field(default_factory=retries.RetryState)
     not_before: float | None = None  # a retry waits until then
     checked_environment: bool = False
     properties: dict | None = None
-    prepared: Any = None  # Future of (template workspace, warnings)
+    prepared: Future | None = None  # of (template workspace, warnings)
 
 
 class Execution:
@@ -115,8 +105,6 @@ class Execution:
         self.max_workers = max(1, int(max_workers))
         self.faults = {k: list(v) for k, v in faults.items()}
         self.functions = functions or {}
-        self._empty_config = run_dir / "container-sagemaker-config.yaml"
-        self._empty_config.write_text("")
         region = s3.region
         pipeline_arn = f"arn:aws:sagemaker:{region}:{LOCAL_ACCOUNT}:pipeline/{pipeline_name.lower()}"
         self.execution = {
@@ -127,7 +115,8 @@ class Execution:
             "StartDateTime": _dt.datetime.fromtimestamp(started, _dt.timezone.utc)
             .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         }
-        self.resolver = Resolver(self.execution, parameters, read_s3=self._read_s3)
+        self.resolver = Resolver(self.execution, parameters, read_s3=lambda uri: s3.path(uri).read_bytes())
+        self.container = Container(run_dir, s3, self.resolver)
         order = _topological_order(steps)
         self.states = {
             name: _StepState(spec=steps[name], order=order.index(name),
@@ -135,8 +124,6 @@ class Execution:
             for name in order
         }
         self.results = {name: st.result for name, st in self.states.items()}
-        from concurrent.futures import ThreadPoolExecutor
-
         self._prep_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="smstep-prepare")
 
     # -- public --------------------------------------------------------------------
@@ -151,7 +138,7 @@ class Execution:
         for st in self.states.values():
             self._event(st, "pending")
         for st in self.states.values():  # in dependency order: the first steps' channels come first
-            st.prepared = self._prep_pool.submit(self._prepare_channels, st)
+            st.prepared = self._prep_pool.submit(self.container.prepare_channels, st.spec)
         try:
             while True:
                 self._skip_blocked()
@@ -247,7 +234,7 @@ class Execution:
             argv = [to_text(v) for v in args["AlgorithmSpecification"]["ContainerArguments"]]
             output_uri = to_text(args["OutputDataConfig"]["S3OutputPath"])
             s3_base_uri = container_option(argv, "s3_base_uri") or ""
-            job_name = _job_name(self.run_id, name, number)
+            job_name = containers.job_name(self.run_id, name, number)
             attempt = _Attempt(
                 number=number, command_id=f"{self.run_id}/{name}/{number}", folder=folder,
                 log_path=folder / "log.txt", failure_path=folder / "failure", diag_path=folder / "error.json",
@@ -256,7 +243,7 @@ class Execution:
                 max_runtime=_positive(args.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")),
             )
             workspace = self._workspace(st, folder)
-            env = self._environment(args, attempt, folder)
+            env = self.container.environment(args, folder, job_name, attempt.failure_path)
         except Exception as exc:  # noqa: BLE001 - the runner's own failure, reported on the step
             text = str(exc) if isinstance(exc, SmstepError) else f"{type(exc).__name__}: {exc}"
             self._finish_failure(st, None, "RunnerError", f"could not prepare the step: {text}", text)
@@ -264,7 +251,7 @@ class Execution:
         result.job_name = job_name
         result.output_uri = output_uri
         result.log_path = str(attempt.log_path)
-        st.properties = _job_properties(args, attempt, self.s3.region)
+        st.properties = containers.job_properties(args, job_name, output_uri, self.s3.region)
         st.attempt = attempt
         self._event(st, "running", attempt=number)
         pending_faults = self.faults.get(name)
@@ -284,110 +271,16 @@ class Execution:
             self._attempt_failed(st, "SageMaker.JOB_INTERNAL_ERROR",
                                  f"the local runner's worker process is gone ({exc})", None, time.time())
 
-    def _prepare_channels(self, st: _StepState) -> tuple[Path, list[str]]:
-        """Fetch the step's input channels once, and check its requirements (in a thread).
-
-        The container bootstrap unpacks the user workspace (when the step ships
-        one) and copies the ``pre_exec_script_and_dependencies`` channel into it;
-        here that becomes a template folder copied into each attempt's working
-        directory. Requirements are checked against this environment, never
-        installed. Runs off the scheduler's critical path, while earlier steps run.
-        """
-        import zipfile
-
-        spec = st.spec
-        name = spec.name
-        template = self.run_dir / "steps" / name / "channels"
-        workspace = template / "sagemaker_remote_function_workspace"
-        warnings: list[str] = []
-        input_config = self.resolver.evaluate(spec.arguments.get("InputDataConfig", []))
-        channels = {c["ChannelName"]: to_text(c["DataSource"]["S3DataSource"]["S3Uri"])
-                    for c in input_config if "S3DataSource" in c.get("DataSource", {})}
-        argv = [to_text(v) for v in spec.arguments["AlgorithmSpecification"]["ContainerArguments"]
-                if not isinstance(v, (dict, list))]
-        step_dir = container_option(argv, "func_step_s3_dir")
-        if step_dir and step_dir in channels:
-            archive = template / "workspace.zip"
-            if self._download(channels[step_dir].rstrip("/") + "/workspace.zip", archive):
-                with zipfile.ZipFile(archive) as z:
-                    z.extractall(template)
-                archive.unlink()
-        workspace.mkdir(parents=True, exist_ok=True)
-        deps_uri = channels.get("pre_exec_script_and_dependencies")
-        if deps_uri:
-            deps_dir = template / "pre_exec_script_and_dependencies"
-            self._download_prefix(deps_uri, deps_dir)
-            for item in deps_dir.iterdir():
-                if item.is_file():
-                    shutil.copy(item, workspace / item.name)
-            settings = container_option(argv, "dependency_settings")
-            dependency_file = None
-            if settings:
-                try:
-                    dependency_file = json.loads(settings).get("dependency_file")
-                except ValueError:
-                    pass
-            warnings += check_dependencies_dir(deps_dir, dependency_file)
-        count = spec.arguments.get("ResourceConfig", {}).get("InstanceCount", 1)
-        if isinstance(count, int) and count > 1:
-            warnings.append(f"instance_count={count}: the local runner runs the step once, in one process")
-        return workspace, warnings
-
     def _workspace(self, st: _StepState, folder: Path) -> Path:
-        """This attempt's working directory: a fresh copy of the step's template."""
+        """This attempt's working directory: a fresh copy of the step's staged channels."""
         if st.prepared is None:
-            st.prepared = self._prep_pool.submit(self._prepare_channels, st)
+            st.prepared = self._prep_pool.submit(self.container.prepare_channels, st.spec)
         template, warnings = st.prepared.result()
         if not st.checked_environment:
             st.checked_environment = True
             for warning in warnings:
                 self._warn(st, warning)
-        workspace = folder / template.name
-        shutil.copytree(template, workspace, dirs_exist_ok=True)
-        return workspace
-
-    def _environment(self, args: dict, attempt: _Attempt, folder: Path) -> dict[str, str]:
-        """The training container's environment, pointed at the local S3 and this run's folders."""
-        region = self.s3.region
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        opt_ml = folder / "opt_ml"
-        for sub in ("model", "output/data", "input/data", "input/config"):
-            (opt_ml / sub).mkdir(parents=True, exist_ok=True)
-        instance_type = to_text(args.get("ResourceConfig", {}).get("InstanceType", ""))
-        env.update({
-            "AWS_REGION": region,
-            "AWS_DEFAULT_REGION": region,
-            "AWS_ACCESS_KEY_ID": DUMMY_CREDENTIALS["aws_access_key_id"],
-            "AWS_SECRET_ACCESS_KEY": DUMMY_CREDENTIALS["aws_secret_access_key"],
-            "AWS_ENDPOINT_URL": self.s3.endpoint_url,
-            "AWS_ENDPOINT_URL_S3": self.s3.endpoint_url,
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "AWS_CONFIG_FILE": os.devnull,
-            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-            "TRAINING_JOB_NAME": attempt.job_name,
-            "TRAINING_JOB_ARN": f"arn:aws:sagemaker:{region}:{LOCAL_ACCOUNT}:training-job/{attempt.job_name}",
-            "SM_CURRENT_HOST": "algo-1",
-            "SM_HOSTS": '["algo-1"]',
-            "SM_HOST_COUNT": "1",
-            "SM_CURRENT_HOST_RANK": "0",
-            "SM_CURRENT_INSTANCE_TYPE": instance_type,
-            "SM_NUM_CPUS": str(cores()),
-            "SM_NUM_GPUS": "0",
-            "SM_MODEL_DIR": str(opt_ml / "model"),
-            "SM_INPUT_DIR": str(opt_ml / "input"),
-            "SM_INPUT_DATA_DIR": str(opt_ml / "input" / "data"),
-            "SM_INPUT_CONFIG_DIR": str(opt_ml / "input" / "config"),
-            "SM_OUTPUT_DIR": str(opt_ml / "output"),
-            "SM_OUTPUT_DATA_DIR": str(opt_ml / "output" / "data"),
-            "SM_OUTPUT_FAILURE": str(attempt.failure_path),
-            # The job's container does not see this machine's SageMaker config files
-            # (~/.config/sagemaker, /etc/xdg/sagemaker); an empty file stands for them.
-            "SAGEMAKER_USER_CONFIG_OVERRIDE": str(self._empty_config),
-            "SAGEMAKER_ADMIN_CONFIG_OVERRIDE": str(self._empty_config),
-        })
-        for key, value in (args.get("Environment") or {}).items():
-            env[key] = to_text(value)
-        return env
+        return Container.attempt_workspace(template, folder)
 
     def _on_message(self, message: dict) -> None:
         op = message.get("op")
@@ -427,13 +320,13 @@ class Execution:
                 ended,
             )
             return
-        diag = _read_json(attempt.diag_path)
-        has_results = self._exists(attempt.output_uri.rstrip("/") + "/payload.pkl")
+        diag = diagnostics.read_json(attempt.diag_path)
+        has_results = self.container.exists(attempt.output_uri.rstrip("/") + "/payload.pkl")
         if returncode == 0 and diag is None and has_results:
             self._succeeded(st, ended)
             return
-        summary, error = _explain_failure(name, returncode, diag, attempt)
-        error = _point_at_sources(error, self.functions.get(name))
+        summary, error = diagnostics.explain_failure(name, returncode, diag, attempt.log_path)
+        error = diagnostics.point_at_sources(error, self.functions.get(name))
         self._attempt_failed(st, "AlgorithmError", summary, error, ended)
 
     def _succeeded(self, st: _StepState, ended: float) -> None:
@@ -470,43 +363,17 @@ class Execution:
         if attempt is not None and attempt.pid is not None and attempt.timed_out:
             _kill_group(attempt.pid, signal.SIGKILL)
         now = time.time()
-        if st.first_failure is None:
-            st.first_failure = now
         args = self.resolver.evaluate(st.spec.arguments.get("RetryStrategy", {}))
         job_budget = int(args.get("MaximumRetryAttempts", 0) or 0) if isinstance(args, dict) else 0
-        delay: float | None = None
-        how = ""
-        # 1. The training job's own RetryStrategy: internal errors, same job, at once.
-        if failure_type == "SageMaker.JOB_INTERNAL_ERROR" and st.job_retries < job_budget:
-            st.job_retries += 1
-            delay, how = 0.0, f"RetryStrategy (retry {st.job_retries} of {job_budget})"
-        else:
-            # 2. The pipeline's RetryPolicies: a new job for a matching failure type.
-            for index, policy in enumerate(st.spec.retry_policies):
-                if failure_type not in policy.get("ExceptionType", []):
-                    continue
-                used = st.policy_retries.get(index, 0)
-                max_attempts = policy.get("MaxAttempts")
-                expire = policy.get("ExpireAfterMin")
-                if max_attempts is not None and used >= int(max_attempts):
-                    break
-                if expire is not None and now - st.first_failure > float(expire) * 60:
-                    break
-                st.policy_retries[index] = used + 1
-                st.job_retries = 0
-                delay = float(policy.get("IntervalSeconds", 1)) * float(policy.get("BackoffRate", 2.0)) ** used
-                how = f"retry policy {policy.get('ExceptionType')} (retry {used + 1}" + (
-                    f" of {max_attempts})" if max_attempts is not None else ")")
-                break
-        if delay is not None:
-            st.not_before = now + delay
-            self._event(st, "running", kind="retry", attempt=attempt.number if attempt else 0,
-                        message=f"attempt {attempt.number if attempt else '?'} failed ({summary}); "
-                                f"retrying in {delay:g} s by {how}")
+        retry = retries.next_retry(st.retry, failure_type, job_budget, st.spec.retry_policies, now)
+        if retry is not None:
+            st.not_before = now + retry.delay
+            number = attempt.number if attempt else 0
+            self._event(st, "running", kind="retry", attempt=number,
+                        message=f"attempt {number or '?'} failed ({summary}); "
+                                f"retrying in {retry.delay:g} s by {retry.how}")
             return
-        if failure_type == "AlgorithmError" and st.spec.retry_policies:
-            summary += " (not retried: SageMaker's retry policies cover service, capacity and internal " \
-                       "errors, never an exception raised by the step's code)"
+        summary += retries.not_retried_note(failure_type, st.spec.retry_policies)
         self._finish_failure(st, attempt, failure_type, summary, error, ended)
 
     def _finish_failure(self, st: _StepState, attempt: _Attempt | None, failure_type: str, summary: str,
@@ -522,7 +389,7 @@ class Execution:
         result.summary = summary
         result.error = error or summary
         if attempt is not None:
-            result.exception_uri = attempt.exception_uri if self._exists(
+            result.exception_uri = attempt.exception_uri if self.container.exists(
                 attempt.exception_uri + "/payload.pkl") else None
         self._event(st, "failed", attempt=result.attempts, duration=result.duration,
                     message=summary, error=result.error)
@@ -565,7 +432,7 @@ class Execution:
                 self._event(st, "skipped", message=reason)
 
     # -- events, S3 ----------------------------------------------------------------------
-    def _event(self, st: _StepState, state: str, *, kind: str = "state", attempt: int = 0,
+    def _event(self, st: _StepState, state: StepState, *, kind: EventKind = "state", attempt: int = 0,
                duration: float | None = None, message: str | None = None, error: str | None = None) -> None:
         self.emit(StepEvent(run_id=self.run_id, step=st.spec.name, state=state, kind=kind,
                             attempt=attempt, duration=duration, message=message, error=error))
@@ -573,32 +440,6 @@ class Execution:
     def _warn(self, st: _StepState, message: str) -> None:
         st.result.warnings.append(message)
         self._event(st, st.result.state, kind="warning", message=message)
-
-    # The runner reads the local S3's files directly: it is the server's own storage.
-    def _read_s3(self, uri: str) -> bytes:
-        return self.s3.path(uri).read_bytes()
-
-    def _exists(self, uri: str) -> bool:
-        return self.s3.exists(uri)
-
-    def _download(self, uri: str, dest: Path) -> bool:
-        if not self._exists(uri):
-            return False
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(self.s3.path(uri), dest)
-        return True
-
-    def _download_prefix(self, uri: str, dest: Path) -> None:
-        bucket, prefix = split_s3_uri(uri)
-        prefix = prefix.rstrip("/") + "/"
-        dest.mkdir(parents=True, exist_ok=True)
-        for key in self.s3.keys(bucket, prefix):
-            rel = key[len(prefix):]
-            if rel and not rel.endswith("/"):
-                target = dest.joinpath(*rel.split("/"))
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(self.s3.path(f"s3://{bucket}/{key}"), target)
-
 
 def _kill_group(pid: int, sig: int) -> None:
     try:
@@ -618,35 +459,6 @@ def _positive(value: Any) -> float | None:
     return number if number > 0 else None
 
 
-def _read_json(path: Path) -> dict | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _job_name(run_id: str, step: str, attempt: int) -> str:
-    """A training job name as the service makes them: ``pipelines-<execution>-<step>-<suffix>``."""
-    clean = re.sub(r"[^A-Za-z0-9-]", "-", step)
-    suffix = secrets.token_hex(3) + f"-{attempt}"
-    base = f"pipelines-{run_id}-{clean}"
-    return f"{base[: 63 - len(suffix) - 1]}-{suffix}"
-
-
-def _job_properties(args: dict, attempt: _Attempt, region: str) -> dict:
-    """What ``Steps.<name>.*`` reads after the step: a DescribeTrainingJob-like view."""
-    properties = dict(args)
-    properties.update({
-        "TrainingJobName": attempt.job_name,
-        "TrainingJobArn": f"arn:aws:sagemaker:{region}:{LOCAL_ACCOUNT}:training-job/{attempt.job_name}",
-        "TrainingJobStatus": "Completed",
-        "SecondaryStatus": "Completed",
-        "ModelArtifacts": {
-            "S3ModelArtifacts": f"{attempt.output_uri.rstrip('/')}/{attempt.job_name}/output/model.tar.gz"},
-    })
-    return properties
-
-
 def _topological_order(steps: dict[str, StepSpec]) -> list[str]:
     order: list[str] = []
     seen: set[str] = set()
@@ -662,112 +474,3 @@ def _topological_order(steps: dict[str, StepSpec]) -> list[str]:
     for name in steps:
         visit(name)
     return order
-
-
-def _explain_failure(step: str, returncode: int, diag: dict | None, attempt: _Attempt) -> tuple[str, str]:
-    """(one-line summary, full error text) for a failed attempt, in the user's terms."""
-    log_hint = f"(log: {attempt.log_path})"
-    if diag is None:
-        tail = log_tail(attempt.log_path, 20)
-        if returncode < 0:
-            sig = -returncode
-            try:
-                sig_name = signal.Signals(sig).name
-            except ValueError:
-                sig_name = f"signal {sig}"
-            hint = " - usually the machine ran out of memory" if sig == signal.SIGKILL else ""
-            summary = f"the step's process was killed by {sig_name}{hint}"
-        elif returncode == 0:
-            summary = ("the step's process exited without writing its results (did the step call sys.exit() "
-                       "or os._exit()?); SageMaker would mark the step Succeeded and fail the steps that read it")
-        else:
-            summary = f"the step's process exited with status {returncode} (did the step call sys.exit?)"
-        return summary, f"step '{step}' failed: {summary} {log_hint}\n{tail}".rstrip()
-    phase = diag.get("phase")
-    exc_line = f"{diag.get('type')}: {diag.get('message')}".rstrip(": ")
-    if phase == "function":
-        user_tb = (diag.get("user_traceback") or diag.get("traceback") or "").rstrip()
-        variable = diag.get("variable")
-        if diag.get("type") == "NameError" and variable:
-            explanation = (
-                f"step '{step}' reads '{variable}', which does not exist when the step runs: it was neither "
-                "passed to the step nor captured with it. Define it in an earlier step or in this cell, "
-                "or import it inside the step."
-            )
-            return f"NameError: '{variable}' is not defined when the step runs", f"{explanation}\n{user_tb}"
-        return exc_line, user_tb
-    if phase == "output":
-        bad = diag.get("unpicklable") or []
-        if bad:
-            parts = ", ".join(
-                (f"output '{key}'" if key is not None else "its return value") + f" ({kind}: {reason})"
-                for key, kind, reason in bad
-            )
-        else:
-            parts = f"its return value ({diag.get('cause') or exc_line})"
-        summary = f"returned a value that cannot be pickled: {parts}"
-        explanation = (
-            f"step '{step}' {summary}. A step's outputs are pickled to S3 for the steps that read them; "
-            "return plain data instead (close files, clients and connections inside the step, return "
-            "what they hold or a path)."
-        )
-        return summary, explanation
-    if phase in ("load_function", "load_arguments"):
-        what = "its code" if phase == "load_function" else "its inputs"
-        cause = diag.get("cause") or exc_line
-        summary = f"could not load {what} in the step's process: {cause}"
-        fix = ""
-        if "ModuleNotFoundError" in cause or "No module named" in cause:
-            fix = (" The step runs in a fresh process, like a SageMaker container: a module that is only "
-                   "importable from the notebook's folder must be shipped with the step, and packages must "
-                   "be in the image or the step's dependencies.")
-        return summary, f"step '{step}' {summary}.{fix}\n(the SDK's traceback is in {attempt.log_path})"
-    if phase == "resolve_inputs":
-        summary = f"could not read the outputs of an upstream step: {diag.get('cause') or exc_line}"
-        return summary, f"step '{step}' {summary}\n(the SDK's traceback is in {attempt.log_path})"
-    sdk_traceback = diag.get("traceback", "").rstrip()
-    return exc_line, f"step '{step}' failed in the SageMaker entry point {log_hint}:\n{sdk_traceback}"
-
-
-def cores() -> int:
-    """The cores this process may use (a container's CPU set, not the host's count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
-_DYNAMIC_FRAME = re.compile(r'^(\s*)File "<dynamic-code>", line (\d+), in (.+)$')
-
-
-def _point_at_sources(text: str | None, func: Any) -> str | None:
-    """Rewrite ``File "<dynamic-code>"`` frames of the step's own code to its file and line."""
-    if not text or func is None or "<dynamic-code>" not in text:
-        return text
-    import linecache
-    import types
-
-    codes = []
-    stack = [getattr(func, "__code__", None)]
-    while stack:
-        code = stack.pop()
-        if not isinstance(code, types.CodeType):
-            continue
-        lines = [line for _, _, line in code.co_lines() if line is not None]
-        if lines:
-            codes.append((code.co_name, code.co_filename, min(lines + [code.co_firstlineno]), max(lines)))
-        stack.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
-    out = []
-    for line in text.splitlines():
-        match = _DYNAMIC_FRAME.match(line)
-        if match:
-            indent, number, name = match.group(1), int(match.group(2)), match.group(3)
-            hit = next((c for c in codes if c[0] == name and c[2] <= number <= c[3]), None)
-            if hit is not None:
-                out.append(f'{indent}File "{hit[1]}", line {number}, in {name}')
-                source = linecache.getline(hit[1], number).strip()
-                if source:
-                    out.append(f"{indent}  {source}")
-                continue
-        out.append(line)
-    return "\n".join(out)
