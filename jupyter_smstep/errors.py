@@ -142,6 +142,9 @@ def aws_error(exc: BaseException, doing: str, *, denied_fix: str | None = None,
     if name in ("NoCredentialsError", "PartialCredentialsError") or "Unable to locate credentials" in text:
         return ServiceError(f"{doing} failed: no AWS credentials",
                             fix="configure credentials (aws configure, AWS_PROFILE), or run locally with %pipeline run")
+    if name == "NoRegionError" or "configuration with a region" in text or "You must specify a region" in text:
+        return ServiceError(f"{doing} failed: no AWS region is configured",
+                            fix="set AWS_REGION (e.g. export AWS_REGION=us-east-1), or region in ~/.aws/config")
     if name in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError") \
             or "Could not connect to the endpoint" in text:
         return ServiceError(f"{doing} failed: cannot reach AWS ({detail})",

@@ -86,8 +86,7 @@ def test_definition_and_submit_against_moto_server(moto_server):
     except iam.exceptions.EntityAlreadyExistsException:
         pass  # moto's backends are per process: another test's server may have made it
     definition = json.loads(smstep("definition", EXAMPLE, env=env).stdout)
-    assert [s["Name"] for s in definition["Steps"]] == ["preprocess", "train", "evaluate"] or \
-        {s["Name"] for s in definition["Steps"]} == {"preprocess", "train", "evaluate"}
+    assert sorted(s["Name"] for s in definition["Steps"]) == ["evaluate", "preprocess", "train"]
     submitted = json.loads(smstep("submit", EXAMPLE, "-p", "seed=3", env=env).stdout)
     assert ":pipeline/abalone/execution/" in submitted["execution_arn"]
     sm = boto3.client("sagemaker", endpoint_url=moto_server)

@@ -26,3 +26,14 @@ def test_prebuilt_extension_is_in_the_package():
     built = ROOT / "jupyter_smstep" / "labextension"
     assert (built / "package.json").is_file()
     assert any((built / "static").glob("remoteEntry.*.js"))
+
+
+def test_the_version_is_written_once_and_every_package_agrees():
+    import importlib.metadata
+    import json
+
+    import jupyter_smstep
+
+    assert importlib.metadata.version("jupyter_smstep") == jupyter_smstep.__version__  # hatch reads __init__
+    assert json.loads((ROOT / "labextension" / "package.json").read_text())["version"] == jupyter_smstep.__version__
+    assert 'dynamic = ["version"]' in (ROOT / "pyproject.toml").read_text()

@@ -10,28 +10,28 @@ from __future__ import annotations
 import contextlib
 import html
 import sys
-import time
 from typing import Any
 from collections.abc import Callable, Iterator
 
 from jupyter_smstep.core.states import GLYPHS
+from jupyter_smstep.local.results import StepEvent
 
 COLOURS = {"pending": "#888", "running": "#1a73e8", "succeeded": "#188038", "failed": "#d93025", "skipped": "#b06000"}
 
 
 class Table:
+    """Each step's latest state, duration and attempt, as the run's events report them."""
+
     def __init__(self) -> None:
         self.rows: dict[str, dict[str, Any]] = {}
-        self.started = time.monotonic()
 
-    def update(self, event: Any) -> None:
-        name = getattr(event, "step", None)
-        if name is None or getattr(event, "kind", "state") not in ("state", "retry"):
+    def update(self, event: StepEvent) -> None:
+        if event.step is None or event.kind not in ("state", "retry"):
             return  # run-level events and warnings are reported elsewhere
-        row = self.rows.setdefault(name, {"state": "pending", "duration": None, "attempt": 1})
-        row["state"] = getattr(event, "state", row["state"])
-        row["duration"] = getattr(event, "duration", None)
-        row["attempt"] = getattr(event, "attempt", row["attempt"]) or row["attempt"]
+        row = self.rows.setdefault(event.step, {"state": "pending", "duration": None, "attempt": 1})
+        row["state"] = event.state
+        row["duration"] = event.duration
+        row["attempt"] = event.attempt or row["attempt"]
 
     def html(self) -> str:
         cells = "".join(
@@ -48,15 +48,15 @@ def _seconds(duration: float | None) -> str:
 
 
 @contextlib.contextmanager
-def notebook_progress() -> Iterator[Callable[[Any], None]]:
+def notebook_progress() -> Iterator[Callable[[StepEvent], None]]:
     """An ``on_event`` callback that redraws one display area in place."""
     from IPython.display import HTML, display
 
     table = Table()
     handle = display(HTML("<i>starting local run…</i>"), display_id=True)
 
-    def on_event(event: Any) -> None:
-        if getattr(event, "kind", "state") == "warning":
+    def on_event(event: StepEvent) -> None:
+        if event.kind == "warning":
             print(f"jupyter_smstep: {event.step or 'run'}: {event.message}", file=sys.stderr)
         table.update(event)
         if handle is not None:

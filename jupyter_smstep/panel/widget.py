@@ -27,7 +27,6 @@ from __future__ import annotations
 import re
 import threading
 import time
-import traceback
 import uuid
 from typing import Any
 from collections.abc import Callable
@@ -39,7 +38,8 @@ from jupyter_smstep.errors import Problem, SmstepError
 from jupyter_smstep.local.results import StepEvent
 from jupyter_smstep.panel import html, layout as dag_layout, svg as dag_svg
 from jupyter_smstep.panel.state import PanelState
-from jupyter_smstep.remote.monitor import Backoff, ExecutionMonitor, Snapshot
+from jupyter_smstep.panel.jobs import Jobs
+from jupyter_smstep.remote.monitor import Snapshot
 
 _live: list[PipelinePanel] = []  # panels following the notebook (closed ones leave)
 MAX_FOLLOWING = 3  # panels per notebook refreshed after every cell; older ones refresh when clicked
@@ -87,11 +87,9 @@ class PipelinePanel(widgets.VBox):
         self.uid = f"smstep-{uuid.uuid4().hex[:8]}"
         self.state = PanelState()
         self._lock = threading.RLock()
+        self.jobs = Jobs(self)
         self._layout: dag_layout.Layout | None = None
         self._shape: tuple | None = None
-        self._monitor: ExecutionMonitor | None = None
-        self._stop_polling: threading.Event | None = None
-        self._threads: list[threading.Thread] = []
         self._displayed_in: int | None = None
         self._syncing = False
         self._last_svg = ""
@@ -195,8 +193,7 @@ class PipelinePanel(widgets.VBox):
     def close(self) -> None:
         """Stop following the notebook and the execution, and close the widgets."""
         self.unfollow()
-        if self._stop_polling is not None:
-            self._stop_polling.set()
+        self.jobs.stop_following()
         if self in _live:
             _live.remove(self)
         for child in self._all_widgets():
@@ -214,7 +211,7 @@ class PipelinePanel(widgets.VBox):
         try:
             self.refresh()
         except Exception as exc:  # noqa: BLE001 - a panel must never break the user's cells
-            self._set_status(f"could not refresh: {html.esc(exc)}", "error")
+            self.set_status(f"could not refresh: {html.esc(exc)}", "error")
 
     def _guard(self, action: Callable[[], Any]) -> None:
         """Run a button's action; a problem is shown on the panel, never raised into the void."""
@@ -222,9 +219,9 @@ class PipelinePanel(widgets.VBox):
             self.refresh()
             action()
         except SmstepError as exc:
-            self._set_status(html.esc(exc).replace("\n", "<br>"), "error")
+            self.set_status(html.esc(exc).replace("\n", "<br>"), "error")
         except Exception as exc:  # noqa: BLE001
-            self._set_status(f"{type(exc).__name__}: {html.esc(exc)}", "error")
+            self.set_status(f"{type(exc).__name__}: {html.esc(exc)}", "error")
 
     # ------------------------------------------------------------------ data
     @property
@@ -261,10 +258,10 @@ class PipelinePanel(widgets.VBox):
         self.selector.options = names
         self.selector.value = current if current in names else (names[0] if names else None)
         self.selector.observe(self._on_select, names="value")
-        self._render_dag()
-        self._render_selection()
+        self.render_dag()
+        self.render_selection()
         self.problems.value = html.problems(self.state)
-        self._render_execution()
+        self.render_execution()
 
     def _render_params(self) -> None:
         graph = self.state.graph
@@ -288,7 +285,7 @@ class PipelinePanel(widgets.VBox):
     def node_views(self) -> dict[str, dag_svg.NodeView]:
         return html.node_views(self.state)
 
-    def _render_dag(self) -> None:
+    def render_dag(self) -> None:
         graph = self.state.graph
         with self._lock:
             if graph is None or not graph.steps:
@@ -334,9 +331,9 @@ class PipelinePanel(widgets.VBox):
                 self.hits.value = self.selector.value
             finally:
                 self._syncing = False
-        self._render_selection()
+        self.render_selection()
 
-    def _render_selection(self) -> None:
+    def render_selection(self) -> None:
         name = self.selector.value
         self.select_style.value = html.selection_style(self.uid, name)
         self.details.value = self.step_details(name) if name else ""
@@ -346,11 +343,11 @@ class PipelinePanel(widgets.VBox):
         sizes = self.workspace.captures.sizes(graph, self.workspace.namespace).get(name, {}) if graph else {}
         return html.step_details(self.state, name, self.parameters(), sizes)
 
-    def _render_execution(self) -> None:
-        mon = self._monitor
+    def render_execution(self) -> None:
+        mon = self.jobs.monitor
         self.execution.value = html.execution(self.state, mon.console_url if mon else None, mon.arn if mon else None)
 
-    def _set_status(self, message: str, kind: str = "info") -> None:
+    def set_status(self, message: str, kind: str = "info") -> None:
         self.status.value = html.status(message, kind)
 
     # ------------------------------------------------------------------ actions
@@ -367,56 +364,11 @@ class PipelinePanel(widgets.VBox):
             except SmstepError as exc:
                 graph.report.problems.extend(p for p in exc.problems if p not in graph.report.problems)
             self.header.value = html.header(self.state)
-            self._render_dag()
+            self.render_dag()
             self.problems.value = html.problems(self.state)
-            self._render_selection()
-        self._set_status(*html.validation_status(self.state))
+            self.render_selection()
+        self.set_status(*html.validation_status(self.state))
         return self.state.problems()
-
-    def _check_ready(self, what: str) -> None:
-        if self.state.busy:
-            raise SmstepError(f"busy with another run or submit; {what} when it is done")
-        errors = self.state.errors()
-        if errors:
-            self.problems.value = html.problems(self.state)
-            raise SmstepError(errors)
-
-    def run_locally(self, wait: bool = False) -> threading.Thread:
-        """Run the pipeline with the local runner in a thread, colouring the DAG as steps progress."""
-        self._check_ready("run")
-        params = self.parameters()
-        self._stop_following()
-        self.state.start_local()
-        self.state.busy = True
-        self._set_buttons()
-        self._set_status("running locally…", "busy")
-        self._render_dag()
-        self._render_execution()
-
-        def work() -> None:
-            try:
-                result = self.workspace.run_local(params, on_event=self.on_local_event)
-            except SmstepError as exc:
-                self._set_status("local run refused: " + html.esc(exc).replace("\n", "<br>"), "error")
-            except Exception as exc:  # noqa: BLE001
-                self._set_status(f"local run crashed: {type(exc).__name__}: {html.esc(exc)}", "error")
-                self.state.local_errors["(runner)"] = traceback.format_exc()
-            else:
-                with self._lock:
-                    failed = self.state.finish_local(result)
-                self._set_status("✓ local run succeeded" if result.succeeded else
-                                 f"✗ local run failed ({', '.join(failed) or 'see below'})",
-                                 "ok" if result.succeeded else "error")
-                if failed and self.selector.value not in failed:
-                    self.selector.value = failed[0]
-            finally:
-                self.state.busy = False
-                self._set_buttons()
-                self._render_dag()
-                self._render_execution()
-                self._render_selection()
-
-        return self._start(work, wait)
 
     def on_local_event(self, event: StepEvent) -> None:
         """The local runner's events drive the DAG colours (the run's thread calls this)."""
@@ -425,7 +377,7 @@ class PipelinePanel(widgets.VBox):
         if redraw:
             self._render_soon()
         else:
-            self._render_execution()
+            self.render_execution()
 
     def _render_soon(self) -> None:
         """Redraw the run's progress now, or within ``render_interval`` if it was just redrawn.
@@ -448,145 +400,56 @@ class PipelinePanel(widgets.VBox):
         with self._lock:
             self._render_timer = None
             self._last_render = time.monotonic()
-            self._render_dag()
-            self._render_execution()
-            self._render_selection()
-
-    def submit(self, wait: bool = False) -> threading.Thread:
-        """Upsert + start on SageMaker (in a thread), then follow the execution."""
-        self._check_ready("submit")
-        params = self.parameters()
-        self._stop_following()
-        self.state.busy = True
-        self._set_buttons()
-        self._set_status("submitting to SageMaker (building and uploading the step code)…", "busy")
-
-        def work() -> None:
-            try:
-                submission = self.workspace.submit(params)
-            except SmstepError as exc:
-                self._set_status("submit failed: " + html.esc(exc).replace("\n", "<br>"), "error")
-                return
-            except Exception as exc:  # noqa: BLE001
-                self._set_status(f"submit failed: {type(exc).__name__}: {html.esc(exc)}", "error")
-                return
-            finally:
-                self.state.busy = False
-                self._set_buttons()
-            self._set_status(f"started <a href='{html.esc(submission.console_url)}' target='_blank' rel='noopener' "
-                             "style='color:var(--jp-content-link-color,#0969da);text-decoration:underline'>"
-                             f"{html.esc(submission.execution_arn.rsplit('/', 1)[-1])}</a>", "ok")
-            self.follow(submission.execution_arn, wait=True)
-
-        return self._start(work, wait)
-
-    def follow(self, arn: str, client: Any = None, wait: bool = False, settle: int = 0) -> threading.Thread:
-        """Show a SageMaker execution's per-step progress on the DAG until it ends (or the panel closes).
-
-        ``settle``: polls during which an ended status does not end the
-        following (after a retry, the service may still say Failed for a moment).
-        """
-        same = self._monitor is not None and self._monitor.arn == arn
-        if same and client is None and self._monitor is not None:
-            client = self._monitor.client
-        self._stop_following()
-        mon = ExecutionMonitor(arn, client=client)
-        stop = threading.Event()
-        self._monitor, self._stop_polling = mon, stop
-        self.state.start_remote(same)
-        self._set_buttons()
-        self._render_dag()
-        self._render_execution()
-
-        def work() -> None:
-            delays = Backoff(self.poll_initial, maximum=self.poll_max)
-            try:
-                for snap in mon.watch(delays=delays, stop=stop, settle=settle):
-                    if stop.is_set():
-                        return
-                    self.on_snapshot(snap)
-                snap = self.state.snapshot
-                if stop.is_set() or snap is None:
-                    return
-                for st in snap.failed_steps:
-                    if st.job_name:
-                        try:
-                            self.state.log_tails[st.name] = mon.log_tail(st.job_name, 50)
-                        except SmstepError as exc:
-                            self.state.log_tails[st.name] = [f"(could not read the log: {exc})"]
-                if snap.failed_steps and self.selector.value not in {s.name for s in snap.failed_steps}:
-                    self.selector.value = snap.failed_steps[0].name
-                self._render_execution()
-                self._render_selection()
-                self._set_buttons()
-            except SmstepError as exc:
-                self._set_status("monitoring stopped: " + html.esc(exc).replace("\n", "<br>"), "error")
-            except Exception as exc:  # noqa: BLE001
-                self._set_status(f"monitoring crashed: {type(exc).__name__}: {html.esc(exc)}", "error")
-
-        return self._start(work, wait)
+            self.render_dag()
+            self.render_execution()
+            self.render_selection()
 
     def on_snapshot(self, snap: Snapshot) -> None:
         """A poll of the execution (the monitoring thread calls this)."""
         with self._lock:
             self.state.on_snapshot(snap)
-            self._render_dag()
-            self._render_execution()
-            self._set_buttons()
+            self.render_dag()
+            self.render_execution()
+            self.set_buttons()
             if self.selector.value in snap.steps:
-                self._render_selection()
+                self.render_selection()
             if snap.done:
-                self._set_status(f"execution {html.esc(snap.status)}", "ok" if snap.succeeded else "error")
+                self.set_status(f"execution {html.esc(snap.status)}", "ok" if snap.succeeded else "error")
 
-    def stop_execution(self) -> None:
-        if self._monitor is None:
-            raise SmstepError("no SageMaker execution to stop", fix="submit the pipeline first")
-        self._monitor.stop()
-        self._set_status("stop requested", "busy")
-        self.follow(self._monitor.arn)  # poll again now, not after the current backoff delay
-
-    def retry_execution(self) -> None:
-        if self._monitor is None:
-            raise SmstepError("no SageMaker execution to retry", fix="submit the pipeline first")
-        mon = self._monitor
-        mon.retry()
-        self.state.retried(mon.last)  # Executing, until the service says otherwise
-        self._set_status("retry requested: the failed steps run again", "busy")
-        self.follow(mon.arn, settle=3)
-
-    def _stop_following(self) -> None:
-        if self._stop_polling is not None:
-            self._stop_polling.set()
-            self._stop_polling = None
-
-    def _set_buttons(self) -> None:
+    def set_buttons(self) -> None:
         busy = self.state.busy
         self.run_button.disabled = busy
         self.submit_button.disabled = busy
-        following = self._monitor is not None
+        following = self.jobs.monitor is not None
         self.stop_button.disabled = not (following and self.state.remote_running())
         self.retry_button.disabled = not (following and self.state.remote_retryable())
 
-    def _start(self, work: Callable[[], None], wait: bool) -> threading.Thread:
-        thread = threading.Thread(target=work, name=f"{self.uid}-worker", daemon=True)
-        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
-        thread.start()
-        if wait:
-            thread.join()
-        return thread
+
+    # ------------------------------------------------------------------ actions (done by .jobs, in threads)
+    def run_locally(self, wait: bool = False) -> threading.Thread:
+        """Run the pipeline with the local runner in a thread, colouring the DAG as steps progress."""
+        return self.jobs.run_locally(wait)
+
+    def submit(self, wait: bool = False) -> threading.Thread:
+        """Upsert + start on SageMaker (in a thread), then follow the execution."""
+        return self.jobs.submit(wait)
+
+    def follow(self, arn: str, client: Any = None, wait: bool = False, settle: int = 0) -> threading.Thread:
+        """Show a SageMaker execution's progress on the DAG until it ends (or the panel closes)."""
+        return self.jobs.follow(arn, client, wait, settle)
+
+    def stop_execution(self) -> None:
+        self.jobs.stop_execution()
+
+    def retry_execution(self) -> None:
+        self.jobs.retry_execution()
 
     def wait(self, timeout: float | None = None) -> None:
         """Wait for the panel's background work (a run, a submit, the monitoring) to finish."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while True:
-            alive = [t for t in self._threads if t.is_alive()]
-            if not alive:
-                return
-            left = None if deadline is None else deadline - time.monotonic()
-            if left is not None and left <= 0:
-                return
-            alive[0].join(left)
+        self.jobs.wait(timeout)
 
+    def _check_ready(self, what: str) -> None:
+        self.jobs.check_ready(what)
 
 # --------------------------------------------------------------------------- helpers
 def _html_style() -> widgets.Widget | None:

@@ -90,10 +90,11 @@ def test_rerun_replaces_the_step(shell):
 def test_default_step_name_is_readable_and_stable(shell):
     shell.configure()
     shell.run("%%step\nfeatures = 1")
-    shell.run("%%step\nfeatures = 2")  # the same cell re-run (no cell id here) keeps its name
+    shell.run("%%step\nfeatures = 2")  # another cell writing the same first name gets a suffix
     shell.run("%%step\nlabels = features")
+    shell.run("%%step\nfeatures = 1")  # the first cell re-run (no cell id here) keeps its name and place
     names = [c.step.name for c in shell.workspace.registry.steps]
-    assert names[0] == "features" and names[-1] == "labels"
+    assert names == ["features", "features-2", "labels"]
 
 
 def test_defer_registers_without_running(shell):

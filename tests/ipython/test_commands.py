@@ -204,3 +204,45 @@ def test_load_ext_beside_other_lines_and_reload_ext_keep_the_headless_recorder(t
     graph = load_workspace(path).graph()
     assert graph.name == "demo" and [s.name for s in graph.steps] == ["a"]
     assert not graph.report.errors
+
+
+# --------------------------------------------------------------------------- AWS errors by cause
+class FakeClientError(Exception):
+    def __init__(self, code: str, message: str = "m") -> None:
+        super().__init__(message)
+        self.response = {"Error": {"Code": code, "Message": message}}
+
+
+class NoCredentialsError(Exception):
+    pass
+
+
+class EndpointConnectionError(Exception):
+    pass
+
+
+class NoRegionError(Exception):
+    pass
+
+
+AWS_CASES = [
+    (NoCredentialsError("Unable to locate credentials"), ServiceError, "no AWS credentials"),
+    (EndpointConnectionError('Could not connect to the endpoint URL: "http://x"'), ServiceError, "cannot reach AWS"),
+    (NoRegionError("You must specify a region."), ServiceError, "no AWS region is configured"),
+    (ValueError("Must setup local AWS configuration with a region supported by SageMaker."), ServiceError,
+     "no AWS region is configured"),
+    (FakeClientError("AccessDenied"), ServiceError, "access denied"),
+    (FakeClientError("ThrottlingException"), ServiceError, "throttling"),
+    (FakeClientError("InternalFailure"), ServiceError, "InternalFailure: m"),
+    (FakeClientError("ResourceNotFound"), SmstepError, "ResourceNotFound: m"),
+    (FakeClientError("ValidationException", "bad arn"), SmstepError, "ValidationException: bad arn"),
+]
+
+
+@pytest.mark.parametrize("exc, kind, says", AWS_CASES, ids=[type(c[0]).__name__ + str(i) for i, c in enumerate(AWS_CASES)])
+def test_aws_errors_are_said_by_cause(exc, kind, says):
+    from jupyter_smstep.errors import aws_error
+
+    error = aws_error(exc, "doing it")
+    assert type(error) is kind and says in str(error) and str(error).startswith("doing it failed")
+    assert error.problems[0].fix

@@ -99,12 +99,18 @@ def test_unpicklable_captured_value_is_named(shell, session, tmp_path):
     shell.ip.user_ns["handle"].close()
 
 
-def test_magic_errors_are_usage_errors_without_traceback(shell):
+def test_magic_errors_are_usage_errors_without_traceback(shell, capsys):
+    from IPython.core.error import UsageError
+
     shell.configure(name="p")
     shell.run("%%step --defer a\ny = nowhere")
-    msg = shell.error("%pipeline definition")
-    assert "UsageError" not in msg or "nowhere" in msg
+    capsys.readouterr()
+    result = shell.ip.run_cell("%pipeline definition")
+    assert isinstance(result.error_in_exec, UsageError)  # IPython shows a UsageError without a traceback
+    msg = str(result.error_in_exec)
     assert "nowhere" in msg and "fix:" in msg
+    shown = capsys.readouterr()
+    assert "nowhere" in shown.err + shown.out and "Traceback" not in shown.err + shown.out
 
 
 def test_empty_pipeline(shell):
