@@ -1,4 +1,4 @@
-"""Issue 2 figures: extension load time, analysis speed, build time vs a hand-written pipeline.
+"""Core figures: extension load time, analysis speed, build time vs a hand-written pipeline.
 
     python bench/bench_core.py
 

@@ -1,4 +1,4 @@
-"""Local runner figures (issue 3, point 6), measured in one run, printed as a table.
+"""Local runner figures, measured in one run, printed as a table.
 
     python bench/bench_local.py [--mb 500] [--runs-dir DIR]
 

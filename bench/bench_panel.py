@@ -1,4 +1,4 @@
-"""Pipeline panel render time for a 50-step DAG, measured inside a real kernel (issue 4).
+"""Pipeline panel render time for a 50-step DAG, measured inside a real kernel.
 
     python bench/bench_panel.py [--steps 50] [--repeat 7] [--in-process]
 

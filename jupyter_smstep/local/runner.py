@@ -53,33 +53,11 @@ from jupyter_smstep.sdk.capture import explain_serialization_error
 from jupyter_smstep.local.definition import parse_steps, resolve_parameters
 from jupyter_smstep.local.container import cores
 from jupyter_smstep.local.scheduler import RETRYABLE_FAILURES, TERMINATION_GRACE_SECONDS, Emitter, Execution
-from jupyter_smstep.local.results import (
-    DEFAULT_RUNS_DIR,
-    STATES,
-    RunResult,
-    StepEvent,
-    StepResult,
-    latest_run,
-    list_runs,
-    load_run,
-)
+from jupyter_smstep.local.results import DEFAULT_RUNS_DIR, RunResult, StepEvent, load_run
 from jupyter_smstep.local.s3.server import DUMMY_CREDENTIALS, LocalS3
 from jupyter_smstep.local.worker import return_worker, take_worker
 
-__all__ = [
-    "DEFAULT_RUNS_DIR",
-    "LocalS3",
-    "RETRYABLE_FAILURES",
-    "RunResult",
-    "STATES",
-    "StepEvent",
-    "StepResult",
-    "TERMINATION_GRACE_SECONDS",
-    "latest_run",
-    "list_runs",
-    "load_run",
-    "run_pipeline",
-]
+__all__ = ["RETRYABLE_FAILURES", "TERMINATION_GRACE_SECONDS", "run_pipeline"]
 
 _log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The local runner (issue 3): real SDK, real entry point, one process per step.
+"""The local runner: real SDK, real entry point, one process per step.
 
 Step functions are made the way the compiler makes them: compiled from source
 in a ``__main__`` namespace, so cloudpickle ships them by value, as it does for

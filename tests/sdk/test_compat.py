@@ -1,0 +1,45 @@
+"""The SDK behind one table: module paths, enum members, and an import that leaves the environment alone."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import subprocess
+import sys
+
+from jupyter_smstep import sdk
+from jupyter_smstep.core.settings import RETRY_TYPES
+from jupyter_smstep.sdk import compat, stepargs
+
+
+def test_every_module_of_the_installed_line_imports():
+    for key, path in compat.modules().items():
+        assert importlib.import_module(path), key
+
+
+def test_the_retry_table_names_the_sdk_enum_members():
+    loaded = sdk.load()
+    assert set(stepargs.RETRY_MEMBERS) == set(RETRY_TYPES)
+    for value, (enum, member) in stepargs.RETRY_MEMBERS.items():
+        assert getattr(getattr(loaded, enum), member).value == value
+
+
+def test_spec_classes_come_from_the_module_table():
+    loaded = sdk.load()
+    table = compat.modules()
+    for cls, key in stepargs.CLASS_MODULES.items():
+        assert getattr(importlib.import_module(table[key]), cls) is getattr(loaded, cls)
+
+
+def test_loading_the_sdk_writes_nothing_into_the_environment(tmp_path):
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("AWS_REGION", "AWS_DEFAULT_REGION", "SAGEMAKER_SUPPRESS_V2_WARNING")}
+    env.update(AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
+    code = ("import json, os; before = dict(os.environ)\n"
+            "from jupyter_smstep import sdk; sdk.load()\n"
+            "print(json.dumps({k: v for k, v in os.environ.items() if before.get(k) != v}))")
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {}
