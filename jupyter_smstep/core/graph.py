@@ -28,6 +28,7 @@ from collections.abc import Mapping
 from jupyter_smstep.core import settings as settings_mod
 from jupyter_smstep.errors import Report, SmstepError
 from jupyter_smstep.core.registry import Cell, Registry
+from jupyter_smstep.core.states import InputKind
 
 BUILTINS = frozenset(dir(builtins))
 #: Names IPython puts in the namespace; a step cannot use them in a container.
@@ -41,7 +42,7 @@ class Input:
     """Where one input of a step comes from, and why (the line that reads it)."""
 
     name: str
-    kind: str  # "step" | "parameter" | "value" | "import"
+    kind: InputKind
     line: int  # line in the cell body; the cell's own line number is line + 1 (after %%step)
     step: str | None = None  # producing step, for kind "step"
     type_name: str | None = None  # for kind "value"

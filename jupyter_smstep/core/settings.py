@@ -24,10 +24,15 @@ from collections.abc import Mapping
 
 import yaml
 
+from jupyter_smstep.core.states import SETTING_SOURCES, SettingSource
 from jupyter_smstep.errors import Report
 
-CELL, NOTEBOOK, CONFIG, KERNEL_IMAGE, DEFAULT = "cell", "notebook", "config.yaml", "kernel image", "default"
-SOURCES = (CELL, NOTEBOOK, CONFIG, KERNEL_IMAGE, DEFAULT)
+CELL: SettingSource = "cell"
+NOTEBOOK: SettingSource = "notebook"
+CONFIG: SettingSource = "config.yaml"
+KERNEL_IMAGE: SettingSource = "kernel image"
+DEFAULT: SettingSource = "default"
+SOURCES = SETTING_SOURCES  # highest first
 
 
 @dataclass(frozen=True)
@@ -107,7 +112,7 @@ MAX_JOB_PREFIX = 63 - 24
 @dataclass(frozen=True)
 class Resolved:
     value: Any
-    source: str
+    source: SettingSource
 
     def to_json(self) -> dict[str, Any]:
         return {"value": self.value, "source": self.source}

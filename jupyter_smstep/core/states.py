@@ -17,7 +17,6 @@ InputKind = Literal["step", "parameter", "value", "import"]
 #: A step's state, locally and on SageMaker (``remote.monitor`` maps the service's statuses onto these).
 StepState = Literal["pending", "running", "succeeded", "failed", "skipped", "stopped"]
 STEP_STATES: tuple[StepState, ...] = get_args(StepState)
-FINAL_STATES: frozenset[StepState] = frozenset({"succeeded", "failed", "skipped", "stopped"})
 
 #: What a local run's event reports: a step's state changed, an attempt is retried, a warning, the run itself.
 EventKind = Literal["state", "retry", "warning", "run"]

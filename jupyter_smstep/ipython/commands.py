@@ -37,13 +37,9 @@ class HelpShown(Exception):
 class CommandParser(argparse.ArgumentParser):
     """argparse that raises :class:`SmstepError` (with "did you mean") instead of exiting."""
 
-    def __init__(self, *args: Any, out: TextIO | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("allow_abbrev", False)  # `--out` must not silently mean `--outputs`
         super().__init__(*args, **kwargs)
-        self._out = out
-
-    def print_help(self, file: TextIO | None = None) -> None:
-        super().print_help(file or self._out or sys.stdout)
 
     def exit(self, status: int = 0, message: str | None = None) -> Any:  # type: ignore[override]
         if message:
@@ -102,12 +98,11 @@ def did_you_mean(word: str, choices: Iterable[str], where: str) -> str:
 # =========================================================================== context
 @dataclass
 class Context:
-    """What a command works on: the workspace (or how to get it), streams, the kernel if any."""
+    """What a command works on: the workspace and the streams it writes to."""
 
     workspace: Any  # jupyter_smstep.workspace.Workspace, or None for commands that need no notebook
     out: TextIO = field(default_factory=lambda: sys.stdout)
     err: TextIO = field(default_factory=lambda: sys.stderr)
-    shell: Any = None  # the kernel's shell: commands that change its namespace (param, pull) need one
     cli: bool = False  # smstep (terminal) rather than %pipeline (notebook)
     display: Any = None  # what the magic returns for display (the panel)
 
@@ -123,14 +118,13 @@ class Command:
     headless: bool = False  # runs while the CLI builds a notebook (config cells), unlike run/submit/show
 
 
-def parser_for(command: Command, *, cli: bool, out: TextIO | None = None,
-               parent: argparse._SubParsersAction | None = None) -> CommandParser:
+def parser_for(command: Command, *, cli: bool, parent: argparse._SubParsersAction | None = None) -> CommandParser:
+    """The command's parser: on its own (the magic), or as a sub-command of ``smstep``'s."""
     prog = f"smstep {command.name}" if cli else f"%pipeline {command.name}"
     if parent is not None:
-        parser = parent.add_parser(command.name, help=command.help, description=command.help, prog=prog,
-                                   out=out)
+        parser = parent.add_parser(command.name, help=command.help, description=command.help, prog=prog)
     else:
-        parser = CommandParser(prog=prog, description=command.help, out=out)
+        parser = CommandParser(prog=prog, description=command.help)
     if cli and command.needs_notebook:
         parser.add_argument("notebook", help="the .ipynb file")
     command.arguments(parser, cli)
@@ -156,7 +150,7 @@ def _execution_argument(parser: CommandParser, cli: bool) -> None:
                             help="default: the execution the last %%pipeline submit started")
 
 
-def _overrides(ctx: Context, args: argparse.Namespace) -> dict[str, Any]:
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The ``-p`` values as written; the workspace checks and coerces them against the parameters."""
     return parse_assignments(list(args.param) + list(args.assignments))
 
@@ -256,7 +250,7 @@ def _run_args(parser: CommandParser, cli: bool) -> None:
 
 
 def _run(ctx: Context, args: argparse.Namespace) -> int:
-    overrides = _overrides(ctx, args)
+    overrides = _overrides(args)
     if ctx.cli:
         from jupyter_smstep.text import TerminalProgress
 
@@ -313,7 +307,7 @@ def _submit_args(parser: CommandParser, cli: bool) -> None:
 
 
 def _submit(ctx: Context, args: argparse.Namespace) -> int:
-    submission = ctx.workspace.submit(_overrides(ctx, args))
+    submission = ctx.workspace.submit(_overrides(args))
     if ctx.cli:
         print(json.dumps(submission.to_json(), indent=2), file=ctx.out)
     else:

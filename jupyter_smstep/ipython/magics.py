@@ -127,7 +127,7 @@ class StepMagics(Magics):
             raise UsageError(f"%pipeline: unknown command {name!r}; {fix}\n\n{commands.overview(cli=False)}")
         if self.headless and not command.headless:
             return None  # building a notebook headless: its own run/submit/show cells must not fire
-        ctx = commands.Context(self.workspace, shell=self.shell)
+        ctx = commands.Context(self.workspace)
         try:
             args = commands.parser_for(command, cli=False).parse_line(rest)
             command.run(ctx, args)

@@ -21,10 +21,9 @@ def load_workspace(path: str | Path) -> Workspace:
     import nbformat
     from IPython.utils.capture import capture_output
 
-    from jupyter_smstep.ipython import extension
-
-    from jupyter_smstep.ipython.magics import StepMagics
     from jupyter_smstep.core.registry import analyse_source
+    from jupyter_smstep.ipython import extension
+    from jupyter_smstep.ipython.magics import StepMagics
 
     path = Path(path)
     if not path.is_file():

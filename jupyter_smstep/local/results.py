@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jupyter_smstep.core.states import EventKind, StepState
+from jupyter_smstep.core.states import STEP_STATES, EventKind, StepState
 from jupyter_smstep.errors import Problem, SmstepError
 from jupyter_smstep.local.definition import split_s3_uri
 
-STATES: tuple[StepState, ...] = ("pending", "running", "succeeded", "failed", "skipped")
+#: The states a local run's step goes through ("stopped" is SageMaker's only).
+STATES: tuple[StepState, ...] = tuple(s for s in STEP_STATES if s != "stopped")
 DEFAULT_RUNS_DIR = ".smstep/runs"
 
 
