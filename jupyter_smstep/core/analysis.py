@@ -39,6 +39,11 @@ What it deliberately approximates
   consumed later (an extra input is safer than a missing one).
 * ``del x`` on a name the cell has not bound yet is a read of ``x`` (the
   statement needs it to exist), besides being recorded in ``deletes``.
+* **Maybe-unbound is still bound.** A ``del`` that may not run (inside an
+  ``if``, a loop, a ``try`` or a ``match``, or through ``global`` in a
+  function that may never be called) and the implicit ``del`` at the end of an
+  ``except ... as name`` handler leave a name that was bound before still
+  bound (a write, an output); only a ``del`` that always runs is a delete.
 * ``mutates`` only lists inputs still holding the mutated value at the end:
   an input the cell re-binds (other than by ``x += ...``) or deletes is
   reported as a write or a delete instead.
@@ -165,6 +170,8 @@ class CellAnalysis:
     """Lines of ``from module import *``."""
     defines: Mapping[str, str]
     """Names whose last cell-scope binding is ``def``/``class`` -> ``"function"`` or ``"class"``."""
+    misplaced: tuple[tuple[int, str], ...] = ()
+    """``(line, keyword)`` of each ``return``, ``yield`` or ``await`` at cell level (outside any function)."""
 
     def __post_init__(self) -> None:
         for name in ("reads", "writes", "mutates", "deletes", "imports", "defines"):
@@ -172,6 +179,7 @@ class CellAnalysis:
             if not isinstance(value, _ReadOnlyDict):
                 object.__setattr__(self, name, _ReadOnlyDict(value))
         object.__setattr__(self, "star_imports", tuple(self.star_imports))
+        object.__setattr__(self, "misplaced", tuple(self.misplaced))
 
     @property
     def outputs(self) -> set[str]:
@@ -253,6 +261,9 @@ class _CellVisitor:
         self.imports: dict[str, str] = {}
         self.defines: dict[str, str] = {}
         self.star_imports: list[int] = []
+        self.misplaced: list[tuple[int, str]] = []
+        # How many statements that may not run (branches, loop bodies, try blocks) enclose the one visited.
+        self.conditional = 0
         # Names bound by cell-level code (not through `global` in a function).
         self.directly_bound: set[str] = set()
         # Names bound at cell scope through `global` -> the scopes that bind them.
@@ -312,6 +323,7 @@ class _CellVisitor:
             imports=self.imports,
             star_imports=tuple(self.star_imports),
             defines=self.defines,
+            misplaced=tuple(self.misplaced),
         )
 
     # -- name uses ----------------------------------------------------------
@@ -419,6 +431,12 @@ class _CellVisitor:
         if scope.kind == _MODULE or name in scope.declared_global:
             # `del x` needs x to exist: if the cell has not bound it, x is an input.
             self._use(name, line)
+            if self.conditional > 0 or scope.kind != _MODULE:
+                # The del may not run: where it does not, the name is still bound, so it stays an
+                # output (an input of the cell becomes one, as if changed in place).
+                if name not in self.cell.bound:
+                    self._use(name, line, is_mutation=True)
+                return
             self._forget_at_cell(name)
             self.deletes[name] = line
             self.rebound.add(name)
@@ -428,12 +446,25 @@ class _CellVisitor:
         elif name not in scope.declared_nonlocal:
             scope.bound.add(name)  # `del x` in a function makes x local
 
-    def _end_except_handler(self, name: str) -> None:
-        """Python deletes ``except ... as name`` when the handler ends."""
+    def _end_except_handler(self, name: str, bound_before: tuple[int, str | None, str | None] | None) -> None:
+        """Python deletes ``except ... as name`` when the handler ends.
+
+        The handler may not run: a name bound before the ``try`` is then still
+        bound after it (with its earlier binding), so it stays an output.
+        """
         scope = self.scope
         if scope.kind == _MODULE or name in scope.declared_global:
-            self._forget_at_cell(name)
-            scope.global_bound.discard(name)
+            if bound_before is None:
+                self._forget_at_cell(name)
+                scope.global_bound.discard(name)
+            else:
+                line, statement, definition = bound_before
+                self.cell.bound.add(name)
+                self.writes[name] = max(line, self.writes.get(name, line))
+                if statement is not None:
+                    self.imports[name] = statement
+                if definition is not None:
+                    self.defines[name] = definition
         elif scope.kind == _CLASS:
             scope.bound.discard(name)
 
@@ -530,19 +561,81 @@ class _CellVisitor:
     def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
         self.visit(node.iter)
         self.visit(node.target)
-        self.visit_statements(node.body)
-        self.visit_statements(node.orelse)
+        self._visit_conditionally(node.body, node.orelse)
 
     visit_AsyncFor = visit_For
 
     def visit_ExceptHandler(self, node: ast.ExceptHandler) -> None:
         if node.type is not None:
             self.visit(node.type)
+        before = None
         if node.name is not None:
-            self._bind(self.scope, node.name, node.lineno)
+            name = node.name
+            if self._at_cell(name) and name in self.cell.bound and name in self.writes:
+                before = (self.writes[name], self.imports.get(name), self.defines.get(name))
+            self._bind(self.scope, name, node.lineno)
+        self.conditional += 1
         self.visit_statements(node.body)
+        self.conditional -= 1
         if node.name is not None:
-            self._end_except_handler(node.name)
+            self._end_except_handler(node.name, before)
+
+    def _at_cell(self, name: str) -> bool:
+        """Whether binding ``name`` in the current scope binds it at cell scope."""
+        return self.scope.kind == _MODULE or name in self.scope.declared_global
+
+    # Statements whose body may not run: a ``del`` in them leaves a bound name bound.
+    def _visit_conditionally(self, *blocks: list[ast.stmt]) -> None:
+        self.conditional += 1
+        for block in blocks:
+            self.visit_statements(block)
+        self.conditional -= 1
+
+    def visit_If(self, node: ast.If) -> None:
+        self.visit(node.test)
+        self._visit_conditionally(node.body, node.orelse)
+
+    def visit_While(self, node: ast.While) -> None:
+        self.visit(node.test)
+        self._visit_conditionally(node.body, node.orelse)
+
+    def visit_Try(self, node: ast.Try) -> None:
+        self._visit_conditionally(node.body)
+        self.visit_statements(node.handlers)  # each handler counts itself as conditional
+        self._visit_conditionally(node.orelse)
+        self.visit_statements(node.finalbody)
+
+    visit_TryStar = visit_Try
+
+    def visit_match_case(self, node: ast.match_case) -> None:
+        self.visit(node.pattern)
+        if node.guard is not None:
+            self.visit(node.guard)
+        self._visit_conditionally(node.body)
+
+    # A step cell becomes a function's body: these belong in a function, not at its top.
+    def visit_Return(self, node: ast.Return) -> None:
+        self._misplaced(node, "return")
+        if node.value is not None:
+            self.visit(node.value)
+
+    def visit_Yield(self, node: ast.Yield | ast.YieldFrom) -> None:
+        self._misplaced(node, "yield")
+        if node.value is not None:
+            self.visit(node.value)
+
+    visit_YieldFrom = visit_Yield
+
+    def visit_Await(self, node: ast.Await) -> None:
+        self._misplaced(node, "await")
+        self.visit(node.value)
+
+    def _misplaced(self, node: ast.AST, keyword: str) -> None:
+        scope = self.scope
+        while scope.kind in (_COMPREHENSION, _CLASS) and scope.parent is not None:
+            scope = scope.parent
+        if scope.kind == _MODULE:
+            self.misplaced.append((getattr(node, "lineno", 0), keyword))
 
     def visit_MatchAs(self, node: ast.MatchAs) -> None:
         if node.pattern is not None:

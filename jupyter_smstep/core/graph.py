@@ -19,7 +19,10 @@ uploaded. Pure: no IPython, no sagemaker.
 from __future__ import annotations
 
 import builtins
+import io
+import socket
 import sys
+import threading
 import types
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,10 +33,19 @@ from jupyter_smstep.errors import Report, SmstepError
 from jupyter_smstep.core.registry import Cell, Registry
 from jupyter_smstep.core.states import InputKind
 
-BUILTINS = frozenset(dir(builtins))
+#: Names IPython adds to ``builtins`` while a cell runs; a job's plain Python has none of them.
+IPYTHON_BUILTINS = frozenset({"display", "get_ipython", "__IPYTHON__", "dreload"})
+#: Python's own builtins (``open``, ``exit``, ``quit``, ``print``...), whatever IPython shadows them with.
+#: (``site`` adds ``exit`` and ``quit``; IPython hides those two while a cell runs, so they are named here.)
+BUILTINS = (frozenset(dir(builtins)) | {"exit", "quit", "copyright", "credits", "license", "help"}) - IPYTHON_BUILTINS
 #: Names IPython puts in the namespace; a step cannot use them in a container.
-IPYTHON_NAMES = frozenset({"In", "Out", "_", "__", "___", "_i", "_ii", "_iii", "_oh", "_dh", "_ih",
-                           "get_ipython", "exit", "quit"})
+IPYTHON_NAMES = frozenset({"In", "Out", "_", "__", "___", "_i", "_ii", "_iii", "_oh", "_dh", "_ih"}) | IPYTHON_BUILTINS
+#: How to do without each statement a step's body cannot hold at its top level.
+MISPLACED_FIX = {
+    "return": "assign the value to a variable instead: a step returns the variables later steps read, by name",
+    "yield": "collect the values in a list, or define a generator function in the cell and call it",
+    "await": "a step runs as a plain function: wrap the coroutine in asyncio.run(...)",
+}
 DEFAULT_PIPELINE_NAME = "notebook-pipeline"
 
 
@@ -164,8 +176,7 @@ def build_graph(
     _check_parameters(registry, report)
 
     # Pass 1: resolve inputs, walking cells in notebook order.
-    writer: dict[str, Cell] = {}  # name -> latest cell that wrote it
-    derived: dict[str, tuple[str, str]] = {}  # name written by an ordinary cell from a step output -> (var, step)
+    bindings = _Bindings()
     warned_plain: set[str] = set()
     nodes: list[StepNode] = []
     later_writers = _later_step_writers(registry)
@@ -175,15 +186,11 @@ def build_graph(
                 report.problems.append(cell.problem)
             continue
         if not cell.is_step:
-            _track_plain_cell(cell, writer, derived, warned_plain, report)
+            _track_plain_cell(cell, bindings, warned_plain, report)
             continue
-        node = _resolve_step(cell, index, registry, namespace, writer, derived, later_writers, report)
+        node = _resolve_step(cell, index, registry, namespace, bindings, later_writers, report)
         nodes.append(node)
-        for var in _candidate_outputs(cell):
-            if var in node.inputs and node.inputs[var].kind == "import":
-                continue  # `np.append(...)` / `sys.path.append(...)` does not make a module an output
-            writer[var] = cell
-            derived.pop(var, None)
+        bindings.after_step(cell, node)
 
     # Pass 2: outputs are what later steps read (plus exports), unless overridden.
     consumed: dict[str, set[str]] = {n.name: set() for n in nodes}
@@ -210,7 +217,7 @@ def build_graph(
             analysis = node.cell.analysis
             assert analysis is not None  # a step node is made from an analysed cell only
             keep = {v for v in candidates - set(analysis.imports) - set(analysis.defines) if not v.startswith("_")}
-            node.outputs = [v for v in _ordered(node.cell) if v in keep]
+            node.outputs = [v for v in _ordered(node.cell) if v in keep and not _left_out(node, v, namespace, report)]
         node.outputs = [v for v in node.outputs
                         if not (v in node.inputs and node.inputs[v].kind == "import") or v in (spec.outputs or ())]
 
@@ -230,13 +237,56 @@ def build_graph(
     return PipelineGraph(name, nodes, dict(registry.parameters), report, kernel_image_note)
 
 
+@dataclass
+class _Bindings:
+    """What each name is bound to at a point of the notebook, walking its cells in order.
+
+    A name has at most one current binding: the latest cell that wrote it
+    (``writer``), an import in an earlier step (``imported``: re-done in the
+    steps that use it, a module is never data), or a ``del`` that always runs
+    (``deleted``: reading it is a NameError when the notebook runs top to bottom).
+    ``derived`` marks names an ordinary cell computed from a step's output.
+    """
+
+    writer: dict[str, Cell] = field(default_factory=dict)
+    imported: dict[str, str] = field(default_factory=dict)  # name -> the import statement
+    deleted: dict[str, tuple[str, int]] = field(default_factory=dict)  # name -> (who, line in the cell)
+    derived: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (step output, step)
+
+    def bind(self, var: str, cell: Cell) -> None:
+        self.writer[var] = cell
+        self.imported.pop(var, None)
+        self.deleted.pop(var, None)
+
+    def after_step(self, cell: Cell, node: StepNode) -> None:
+        analysis = cell.analysis
+        assert analysis is not None
+        for var in _candidate_outputs(cell):
+            if var in node.inputs and node.inputs[var].kind == "import":
+                continue  # `np.append(...)` / `sys.path.append(...)` does not make a module an output
+            if var in analysis.imports and (cell.step is None or var not in (cell.step.outputs or ())):
+                self.writer.pop(var, None)
+                self.deleted.pop(var, None)
+                self.imported[var] = analysis.imports[var]
+            else:
+                self.bind(var, cell)
+            self.derived.pop(var, None)
+        self.forget(analysis.deletes, cell.label, offset=1)  # the %%step line is the cell's line 1
+
+    def forget(self, deletes: Mapping[str, int], who: str, offset: int = 0) -> None:
+        for var, line in deletes.items():
+            self.writer.pop(var, None)
+            self.imported.pop(var, None)
+            self.derived.pop(var, None)
+            self.deleted[var] = (who, line + offset)
+
+
 def _resolve_step(
     cell: Cell,
     index: int,
     registry: Registry,
     namespace: Mapping[str, Any],
-    writer: dict[str, Cell],
-    derived: dict[str, tuple[str, str]],
+    bindings: _Bindings,
     later_writers: dict[str, list[tuple[int, str]]],
     report: Report,
 ) -> StepNode:
@@ -247,6 +297,10 @@ def _resolve_step(
     for line in analysis.star_imports:
         report.error("`from ... import *` in a step: the names it brings in cannot be known",
                      fix="import the names you use explicitly", step=name, line=line + 1)
+    for line, keyword in analysis.misplaced:
+        report.error(f"`{keyword}` at the top level of a %%step cell: the cell is the step function's body, "
+                     "and the step returns the variables later steps read",
+                     fix=MISPLACED_FIX[keyword], step=name, line=line + 1)
     reads = dict(analysis.reads)
     if spec.inputs is not None:
         for var in spec.inputs:
@@ -256,11 +310,25 @@ def _resolve_step(
         if var.startswith("__") and var.endswith("__"):
             continue
         linkable = spec.inputs is None or var in spec.inputs
-        source = writer.get(var)
+        source = bindings.writer.get(var)
         if var in IPYTHON_NAMES:
+            fix = ("print() it, or display it in an ordinary cell below the step" if var == "display"
+                   else "use an ordinary variable instead")
             report.error(f"uses IPython's `{var}`, which does not exist when the step runs as a job",
-                         fix="use an ordinary variable instead", step=name, line=line + 1)
+                         fix=fix, step=name, line=line + 1)
             continue
+        if linkable and var in bindings.deleted:
+            who, del_line = bindings.deleted[var]
+            report.error(f"reads {var!r}, which {who} deletes (its line {del_line}): run top to bottom, "
+                         "the notebook raises NameError here",
+                         fix=f"keep {var!r} (drop the del), or compute it again before step '{name}'",
+                         step=name, line=line + 1)
+            continue
+        if linkable and var in bindings.imported:
+            inputs[var] = Input(var, "import", line, statement=bindings.imported[var])
+            continue
+        if var in BUILTINS and (var not in namespace or _is_builtin(var, namespace[var])):
+            continue  # Python's own (IPython's `open`, `exit`, `quit` wrappers are the builtins in a job)
         if linkable and source is not None and source.is_step:
             assert source.step is not None
             inputs[var] = Input(var, "step", line, step=source.step.name)
@@ -272,8 +340,8 @@ def _resolve_step(
                          "the kernel still holds its last value, which the pipeline cannot use",
                          fix=f"restore step '{gone}', or compute {var!r} in a step or an ordinary cell above",
                          step=name, line=line + 1)
-        elif var in derived:
-            src_var, src_step = derived[var]
+        elif var in bindings.derived:
+            src_var, src_step = bindings.derived[var]
             report.error(
                 f"reads {var!r}, which an ordinary cell computed from {src_var!r}, an output of step "
                 f"'{src_step}': the pipeline cannot use the kernel's copy",
@@ -287,8 +355,6 @@ def _resolve_step(
             else:
                 via = source.label if source is not None else None
                 inputs[var] = Input(var, "value", line, type_name=type(value).__name__, via=via)
-        elif var in BUILTINS:
-            continue
         elif source is not None and source.is_step and not linkable:
             continue  # --inputs excluded it on purpose
         else:
@@ -347,17 +413,64 @@ def _ordered(cell: Cell) -> list[str]:
     return sorted(_candidate_outputs(cell), key=lambda v: (lines.get(v, 0), v))
 
 
-def _track_plain_cell(cell: Cell, writer: dict[str, Cell], derived: dict[str, tuple[str, str]],
-                      warned: set[str], report: Report) -> None:
+#: What is never a step's output: it cannot travel to another process, or means nothing there.
+_NOT_DATA = (types.ModuleType, types.GeneratorType, types.AsyncGeneratorType, types.CoroutineType, io.IOBase,
+             socket.socket, threading.Thread, type(threading.Lock()), type(threading.RLock()), threading.Event,
+             threading.Condition, threading.Semaphore)
+#: Types recognised by their module and name, without importing their packages.
+_NOT_DATA_NAMES = {("botocore.client", None), ("boto3.session", "Session"), ("boto3.resources.base", None),
+                   ("botocore.session", "Session"), ("botocore.credentials", None), ("sqlite3", "Connection"),
+                   ("sqlite3", "Cursor")}
+
+
+def _not_data(value: Any) -> str | None:
+    """Why ``value`` is not plain data (an open file, a client, a lock...), or None."""
+    if isinstance(value, _NOT_DATA):
+        return type(value).__name__
+    cls = type(value)
+    for klass in cls.__mro__:
+        module, name = getattr(klass, "__module__", ""), klass.__name__
+        if (module, name) in _NOT_DATA_NAMES or (module, None) in _NOT_DATA_NAMES:
+            return f"{module}.{name}"
+    return None
+
+
+def _left_out(node: StepNode, var: str, namespace: Mapping[str, Any], report: Report) -> bool:
+    """A final step returns plain data only: leave out (and say so) a value that cannot be data.
+
+    Known only when the cell ran in the kernel (its values are in the namespace);
+    an explicit ``--outputs`` still insists.
+    """
+    if var not in namespace:
+        return False
+    why = _not_data(namespace[var])
+    if why is None:
+        return False
+    line = (node.cell.analysis.writes.get(var) if node.cell.analysis else None) or 0
+    report.warn(f"the final step leaves {var!r} ({why}) out of its outputs: it is not data another process "
+                "can use, so the step returns its other variables", step=node.name, line=line + 1,
+                fix=f"return what {var!r} holds instead (a path, a name, the data), or insist with --outputs")
+    return True
+
+
+def _is_builtin(var: str, value: Any) -> bool:
+    """Whether the namespace's ``var`` is Python's builtin itself, or IPython's wrapper of it."""
+    if value is getattr(builtins, var, None):
+        return True
+    module = getattr(value, "__module__", None) or type(value).__module__
+    return isinstance(module, str) and module.split(".")[0] == "IPython"
+
+
+def _track_plain_cell(cell: Cell, bindings: _Bindings, warned: set[str], report: Report) -> None:
     analysis = cell.analysis
     assert analysis is not None
     used = []
     for var in analysis.reads:
-        src = writer.get(var)
-        if src is not None and src.is_step:
-            used.append((var, src.step.name))  # type: ignore[union-attr]
-        elif var in derived:
-            used.append(derived[var])
+        src = bindings.writer.get(var)
+        if src is not None and src.step is not None:
+            used.append((var, src.step.name))
+        elif var in bindings.derived:
+            used.append(bindings.derived[var])
     if used and cell.key not in warned:
         warned.add(cell.key)
         var, step = used[0]
@@ -365,11 +478,12 @@ def _track_plain_cell(cell: Cell, writer: dict[str, Cell], derived: dict[str, tu
                     "not run, and a later step reading what it computes would get the kernel's copy",
                     fix="make it a %%step cell if the pipeline needs its result")
     for var in analysis.outputs:
-        writer[var] = cell
+        bindings.bind(var, cell)
         if used:
-            derived[var] = used[0]
+            bindings.derived[var] = used[0]
         else:
-            derived.pop(var, None)
+            bindings.derived.pop(var, None)
+    bindings.forget(analysis.deletes, cell.label)
 
 
 def _later_step_writers(registry: Registry) -> dict[str, list[tuple[int, str]]]:

@@ -348,6 +348,23 @@ CASES = [
     case("read-after-del", "x = 1\ndel x\nprint(x)", reads={"print", "x"}, deletes={"x"}),
     case("del-subscript-mutates", "del cache[key]", reads={"cache", "key"}, mutates={"cache"}),
     case("del-attribute-mutates", "del obj.attr", reads={"obj"}, mutates={"obj"}),
+    # -- maybe-unbound is still bound ------------------------------------------------
+    case("except-as-rebinding-an-earlier-name", "err = None\ntry:\n    run()\nexcept ValueError as err:\n    log(err)",
+         reads={"run", "ValueError", "log"}, writes={"err"}),
+    case("except-as-a-new-name-is-gone", "try:\n    run()\nexcept ValueError as e:\n    log(e)",
+         reads={"run", "ValueError", "log"}),
+    case("conditional-del-keeps-the-name", "x = 1\nif c:\n    del x", reads={"c"}, writes={"x"}),
+    case("del-in-a-loop-keeps-the-name", "x = 1\nfor i in r:\n    del x", reads={"r"}, writes={"x", "i"}),
+    case("del-in-try-keeps-the-name", "x = 1\ntry:\n    del x\nexcept KeyError:\n    pass",
+         reads={"KeyError"}, writes={"x"}),
+    case("del-in-a-match-case-keeps-the-name", "x = 1\nmatch v:\n    case 1:\n        del x",
+         reads={"v"}, writes={"x"}),
+    case("conditional-del-of-an-input-makes-it-an-output", "if c:\n    del cache",
+         reads={"c", "cache"}, mutates={"cache"}),
+    case("global-del-in-a-function-that-may-never-run", "x = 1\ndef reset():\n    global x\n    del x",
+         writes={"x", "reset"}, defines={"reset": "function"}),
+    case("unconditional-del-after-an-if-is-a-delete", "x = 1\nif c:\n    y = 2\ndel x",
+         reads={"c"}, writes={"y"}, deletes={"x"}),
     # -- mutation of inputs ---------------------------------------------------------
     case("append", "items.append(x)", reads={"items", "x"}, mutates={"items"}),
     case("inplace-true", "df.drop(columns=['a'], inplace=True)", reads={"df"}, mutates={"df"}),
@@ -607,3 +624,17 @@ def test_python_312_type_parameters() -> None:
     result = analyze("type Pair[T] = tuple[T, T]\ndef first[T](p: Pair[T]) -> T:\n    return p[0]\n")
     assert set(result.reads) == {"tuple"}
     assert set(result.writes) == {"Pair", "first"}
+
+
+@pytest.mark.parametrize("source, misplaced", [
+    ("return model", ((1, "return"),)),
+    ("x = 1\nif x:\n    return {'x': x}", ((3, "return"),)),
+    ("for row in rows:\n    yield row", ((2, "yield"),)),
+    ("yield from rows", ((1, "yield"),)),
+    ("data = await fetch()", ((1, "await"),)),
+    ("def f():\n    return 1\nclass C:\n    def g(self):\n        yield 2", ()),
+    ("h = lambda: (yield)", ()),
+    ("async def f():\n    await g()", ()),
+])
+def test_statements_that_belong_in_a_function_are_found_at_cell_level(source, misplaced):
+    assert analyze(source).misplaced == misplaced

@@ -1,0 +1,124 @@
+"""What each name a step reads is bound to, through a real IPython shell: the rules users hit.
+
+Each case runs the cells in the kernel (as a user does) and checks the graph; the
+last test runs a pipeline locally and compares what the last step computes with
+what the kernel computed running the same cells top to bottom.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+def inputs(shell, step):
+    return {name: (i.kind, i.step or i.statement) for name, i in shell.graph().step(step).inputs.items()}
+
+
+def errors(shell):
+    return [(p.step, p.line, p.message) for p in shell.graph().report.errors]
+
+
+def test_a_module_imported_in_one_step_is_imported_again_in_the_next_never_shipped(shell):
+    shell.configure()
+    shell.run("%%step a\nimport math\nfrom statistics import mean as avg\nr = math.sqrt(16)")
+    shell.run("%%step b\ns = math.floor(r) + avg([1, 2])")
+    graph = shell.graph()
+    assert inputs(shell, "b") == {"math": ("import", "import math"), "avg": ("import", "from statistics import mean as avg"),
+                                  "r": ("step", "a")}
+    assert graph.step("a").outputs == ["r"]  # the modules are not outputs
+
+
+def test_a_name_rebound_by_except_as_is_still_an_output(shell):
+    shell.configure()
+    shell.run("%%step a\nerr = None\ntry:\n    v = int('3')\nexcept ValueError as err:\n    v = 0")
+    shell.run("%%step b\nmsg = repr(err) + str(v)")
+    assert inputs(shell, "b") == {"err": ("step", "a"), "v": ("step", "a")}
+    assert set(shell.graph().step("a").outputs) == {"err", "v"}
+
+
+def test_a_conditional_del_keeps_the_name_an_output(shell):
+    shell.configure()
+    shell.run("%pipeline param flag=False")
+    shell.run("%%step a\nx = 1")
+    shell.run("%%step b\nif flag:\n    del x")
+    shell.run("%%step c\nz = x + 1")
+    assert inputs(shell, "c") == {"x": ("step", "b")}
+    assert not errors(shell)
+
+
+def test_reading_a_name_a_step_deleted_is_an_error(shell):
+    shell.configure()
+    shell.run("%%step a\nx = 1")
+    shell.run("%%step b\ny = x * 2\ndel x")
+    shell.run("x = 5")  # a stale kernel value must not hide it either... unless a cell really rebinds it
+    assert not errors(shell)  # this ordinary cell rebinds x: c captures it
+    shell.run("%pipeline remove b")
+    shell.run("%%step b --defer\ny = x * 2\ndel x")
+    shell.run("%%step c --defer\nz = x")
+    found = [e for e in errors(shell) if e[0] == "c"]
+    assert found and "reads 'x', which step 'b' deletes (its line 3)" in found[0][2]
+
+
+def test_an_ordinary_cell_that_deletes_a_step_output_is_seen(shell):
+    shell.configure()
+    shell.run("%%step a\nx = 1")
+    shell.run("del x")
+    shell.run("%%step c --defer\nz = x")
+    assert any("ordinary cell" in m and "deletes" in m for _, _, m in errors(shell))
+
+
+@pytest.mark.parametrize("body, keyword, line", [
+    ("x = 1\nreturn x", "return", 3),
+    ("for r in range(3):\n    yield r", "yield", 3),
+    ("import asyncio\nv = await asyncio.sleep(0)", "await", 3),
+])
+def test_return_yield_await_at_the_top_of_a_step_are_refused_with_the_line(shell, body, keyword, line):
+    shell.configure()
+    shell.run(f"%%step --defer a\n{body}")
+    found = [e for e in errors(shell) if keyword in e[2]]
+    assert found == [("a", line, found[0][2])]
+    assert "top level of a %%step cell" in found[0][2]
+
+
+def test_ipythons_builtin_wrappers_are_builtins_and_its_own_names_are_errors(shell):
+    shell.configure()
+    shell.ip.user_ns["open"] = open
+    shell.run("%%step --defer a\nwith open('x.txt') as f:\n    text = f.read()\nexit_code = 0 if text else exit")
+    assert inputs(shell, "a") == {}  # open and exit are the job's own builtins
+    shell.run("%%step --defer b\ndisplay(text)")
+    assert any(step == "b" and "IPython's `display`" in m for step, _, m in errors(shell))
+
+
+def test_a_final_step_leaves_out_what_is_not_data(shell, tmp_path):
+    shell.configure()
+    path = tmp_path / "data.txt"
+    path.write_text("hello")
+    shell.ip.user_ns["path"] = str(path)
+    shell.run("%%step a\nimport threading\nfh = open(path)\ndata = fh.read()\nlock = threading.Lock()")
+    graph = shell.graph()
+    assert graph.step("a").outputs == ["data"]
+    notes = [p.message for p in graph.report.warnings if p.step == "a"]
+    assert any("leaves 'fh' (TextIOWrapper)" in n for n in notes) and any("'lock'" in n for n in notes)
+    shell.run("%pipeline remove a")
+    shell.run("%%step a --outputs fh,data\nfh = open(path)\ndata = fh.read()")
+    assert shell.graph().step("a").outputs == ["fh", "data"]  # --outputs insists
+
+
+def test_the_pipeline_computes_what_the_kernel_computed(shell, tmp_path):
+    """Maybe-unbound names and re-imported modules, run locally, against the kernel's own run."""
+    shell.configure()
+    cells = [
+        "%pipeline param text=3",
+        "%%step a\nimport math\nerr = None\ntry:\n    v = int(text)\nexcept ValueError as err:\n    v = -1\n"
+        "root = math.sqrt(81)",
+        "%%step b\nlabel = type(err).__name__\nout = math.floor(root) + v",
+    ]
+    for source in cells:
+        shell.run(source)
+    kernel = {"label": shell.ip.user_ns["label"], "out": shell.ip.user_ns["out"]}
+    assert kernel == {"label": "NoneType", "out": 12}  # no exception: err is still None
+    shell.ip.user_ns["err"] = ValueError("a stale kernel value the pipeline must not use")
+    assert inputs(shell, "b")["err"] == ("step", "a")
+    result = shell.workspace.run_local(runs_dir=tmp_path / "runs")
+    assert result.succeeded, {n: s.error for n, s in result.steps.items()}
+    assert result.outputs("b") == kernel
