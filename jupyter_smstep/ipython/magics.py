@@ -51,6 +51,9 @@ class StepMagics(Magics):
         self.registry = registry or Registry()
         self.headless = headless  # the smstep command: register step cells, never run them
         self._nested = 0
+        # The step the current cell recorded (also when %%step follows another cell magic, e.g.
+        # %%time): the cell is then not an ordinary cell, whatever its first line says.
+        self.recorded_in_cell: str | None = None
         ns = shell.user_ns
         default = pipeline_name_from_path(ns.get("__session__") or ns.get("__vsc_ipynb_file__"))
         self.workspace = Workspace(self.registry, ns, default_name=default)
@@ -66,7 +69,8 @@ class StepMagics(Magics):
             return
         except SmstepError as exc:
             raise UsageError(str(exc)) from None
-        name = args.name or self._default_name(cell)
+        cell_id = self._cell_id()
+        name = args.name or self._default_name(cell, cell_id)
         spec = StepSpec(
             name=name,
             options=options,
@@ -74,7 +78,8 @@ class StepMagics(Magics):
             outputs=_names(args.outputs),
             header=f"%%step {line}".strip(),
         )
-        recorded = self.registry.record_step(spec, cell, cell_id=self._cell_id())
+        recorded = self.registry.record_step(spec, cell, cell_id=cell_id)
+        self.recorded_in_cell = name
         if recorded.problem is not None:
             print(f"jupyter_smstep: {recorded.problem}", file=sys.stderr)
         if self.headless or args.defer:
@@ -84,6 +89,7 @@ class StepMagics(Magics):
             result = self.shell.run_cell(cell, store_history=False)
         finally:
             self._nested -= 1
+            self.recorded_in_cell = name
         if not result.success:
             # The traceback is already shown; fail the cell too, so "Run All" stops here.
             error = result.error_in_exec or result.error_before_exec
@@ -92,20 +98,27 @@ class StepMagics(Magics):
 
     step.__doc__ = _STEP_PARSER.format_help()
 
-    def _default_name(self, cell: str) -> str:
-        """A stable, readable name: the first variable the cell assigns (or step-N)."""
+    def _default_name(self, cell: str, cell_id: str | None) -> str:
+        """A stable, readable name: the first variable the cell assigns (or step-N).
+
+        A cell re-run keeps its name: known by its cell id when the frontend sends
+        one, else by its source (two identical unnamed cells are then one step).
+        """
         from jupyter_smstep.core.registry import analyse_source
 
+        if cell_id is not None:
+            same = next((c.step for c in self.registry.steps if c.cell_id == cell_id and c.step), None)
+            if same is not None:
+                return same.name
         analysis, _ = analyse_source(cell)
-        taken = {c.step.name for c in self.registry.steps}  # type: ignore[union-attr]
+        taken = {c.step.name for c in self.registry.steps if c.step and (cell_id is None or c.cell_id != cell_id)}
         base = None
         if analysis is not None and analysis.writes:
             base = min(analysis.writes.items(), key=lambda kv: kv[1])[0]
         if not base:
             base = f"step-{len(self.registry.steps) + 1}"
         base = re.sub(r"[^A-Za-z0-9_-]", "-", base)[:60]
-        existing = {c.step.name for c in self.registry.steps if c.source == cell}  # type: ignore[union-attr]
-        if base in existing:
+        if cell_id is None and base in {c.step.name for c in self.registry.steps if c.source == cell and c.step}:
             return base
         name, n = base, 2
         while name in taken:
@@ -148,15 +161,34 @@ class StepMagics(Magics):
         """post_run_cell hook: remember ordinary cells (helpers, constants, imports)."""
         if self._nested or self.headless:
             return
+        stepped, self.recorded_in_cell = self.recorded_in_cell, None
         info = result.info
         raw = getattr(info, "raw_cell", "") or ""
-        if raw.lstrip().startswith("%%step") or not raw.strip():
+        if stepped is not None or looks_like_step(raw) or not raw.strip():
             return
         try:
             source = self.shell.transform_cell(raw)
         except Exception:  # noqa: BLE001 - an untransformable cell is simply not recorded
             return
         self.registry.record_plain(source, cell_id=getattr(info, "cell_id", None))
+
+
+#: Cell magics that run their body as a cell: a ``%%step`` line below them still makes a step.
+PASSTHROUGH_MAGICS = frozenset({"%%time", "%%timeit", "%%capture", "%%prun", "%%memit", "%%debug"})
+
+
+def looks_like_step(source: str) -> bool:
+    """Whether a cell is a ``%%step`` cell, also behind cell magics that run their body (``%%time``)."""
+    for line in source.splitlines():
+        text = line.strip()
+        if not text:
+            continue
+        word = text.split()[0]
+        if word == "%%step":
+            return True
+        if word not in PASSTHROUGH_MAGICS:
+            return False
+    return False
 
 
 def _names(text: str | None) -> tuple[str, ...] | None:

@@ -10,6 +10,7 @@ name it assigns becomes a pipeline parameter. Cell output goes nowhere, so
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ def load_workspace(path: str | Path) -> Workspace:
 
     from jupyter_smstep.core.registry import analyse_source
     from jupyter_smstep.ipython import extension
-    from jupyter_smstep.ipython.magics import StepMagics
+    from jupyter_smstep.ipython.magics import StepMagics, looks_like_step
 
     path = Path(path)
     if not path.is_file():
@@ -44,17 +45,24 @@ def load_workspace(path: str | Path) -> Workspace:
     shell.extension_manager.loaded.add("jupyter_smstep")
     cwd = os.getcwd()
     os.chdir(path.parent.resolve())  # relative paths in cells resolve as they do in Jupyter
+    expected: list[int] = []  # cells that are %%step cells
+    sys.path.insert(0, str(path.parent.resolve()))  # as in a kernel started beside the notebook
     try:
         for index, cell in enumerate(nb.cells, start=1):
             if cell.cell_type != "code" or not cell.source.strip():
                 continue
             source = cell.source
-            cell_id = cell.get("id")
-            is_step = source.lstrip().startswith("%%step")
+            # A notebook saved without cell ids (nbformat < 4.5) still has distinct cells: two unnamed
+            # step cells with the same first variable must not replace each other.
+            cell_id = cell.get("id") or f"index-{index}"
+            if looks_like_step(source):
+                expected.append(index)
+            magics.recorded_in_cell = None
             with capture_output() as captured:
                 shell.parent_header = {"metadata": {"cellId": cell_id}}  # the magics read the cell id here
                 result = shell.run_cell(source, store_history=False)
-            if is_step:
+            is_step = magics.recorded_in_cell is not None
+            if is_step or looks_like_step(source):
                 if not result.success:  # e.g. an unknown option: never drop a step silently
                     raise SmstepError(_cell_failure(index, result, magics, captured.stdout))
                 continue
@@ -73,7 +81,22 @@ def load_workspace(path: str | Path) -> Workspace:
                     magics.registry.set_parameter(name, shell.user_ns[name])
     finally:
         os.chdir(cwd)
+        sys.path.remove(str(path.parent.resolve()))
+    _check_every_step_registered(nb, expected, magics)
     return magics.workspace
+
+
+def _check_every_step_registered(nb: Any, expected: list[int], magics: Any) -> None:
+    """A notebook whose %%step cells did not all become steps is an error, never a smaller pipeline."""
+    recorded = {c.cell_id for c in magics.registry.steps}
+    missing = [index for index in expected
+               if (nb.cells[index - 1].get("id") or f"index-{index}") not in recorded]
+    if missing:
+        cells = ", ".join(f"#{i}" for i in missing)
+        raise SmstepError(f"the notebook has {len(expected)} %%step cell(s) but the headless build registered "
+                          f"{len(expected) - len(missing)}: cell(s) {cells} did not become steps",
+                          fix="check those cells' %%step lines (a cell magic above %%step must pass the cell "
+                          "on to it), or run the notebook in a kernel to see what they do")
 
 
 def _fresh_shell() -> Any:
@@ -99,6 +122,8 @@ def _uses_step_output(result, magics) -> bool:
 
 
 def _cell_failure(index: int, result, magics, stdout: str) -> Problem:
+    from jupyter_smstep.ipython.magics import looks_like_step
+
     exc = result.error_in_exec or result.error_before_exec
     if type(exc).__name__ == "UsageError":  # a %%step / %pipeline line the magics refused
         detail = str(exc)
@@ -106,6 +131,6 @@ def _cell_failure(index: int, result, magics, stdout: str) -> Problem:
         detail = f"{type(exc).__name__}: {exc}"
     else:
         detail = "it failed"
-    kind = "step cell" if result.info.raw_cell.lstrip().startswith("%%step") else "ordinary cell"
+    kind = "step cell" if looks_like_step(result.info.raw_cell) else "ordinary cell"
     return Problem(f"{kind} #{index} failed while building the pipeline: {detail}",
                    fix="fix the cell so the notebook runs top to bottom")

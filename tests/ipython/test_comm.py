@@ -58,7 +58,12 @@ def open_comm(bridge: frontend.Bridge, comm_id: str = "c1") -> RecordingComm:
 
 @pytest.fixture
 def shell():
-    return InteractiveShell.instance()
+    """A bare shell of its own (not the InteractiveShell singleton, which other tests' shells would clash with)."""
+    from traitlets.config import Config
+
+    config = Config()
+    config.HistoryManager.enabled = False
+    return InteractiveShell(config=config)
 
 
 def test_install_is_a_no_op_without_a_kernel(shell):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import nbformat
@@ -246,3 +247,82 @@ def test_aws_errors_are_said_by_cause(exc, kind, says):
     error = aws_error(exc, "doing it")
     assert type(error) is kind and says in str(error) and str(error).startswith("doing it failed")
     assert error.problems[0].fix
+
+
+# --------------------------------------------------------------------------- headless = live, whatever the layout
+def write_notebook(tmp_path: Path, cells: list[str], ids: bool = True) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+    if not ids:
+        nb.nbformat_minor = 4
+        for c in nb.cells:
+            c.pop("id", None)
+    path = tmp_path / "layout.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+LAYOUTS = {
+    "load_ext-with-other-lines": [f"%load_ext jupyter_smstep\n{CONFIG}", "%%step a\nx = 1", "%%step b\ny = x + 1"],
+    "load_ext-in-a-later-cell": [CONFIG.replace("%pipeline", "# no config yet"), "%load_ext jupyter_smstep",
+                                 CONFIG, "%%step a\nx = 1", "%%step b\ny = x + 1"],
+    "reload_ext": ["%load_ext jupyter_smstep", "%reload_ext jupyter_smstep", CONFIG, "%%step a\nx = 1",
+                   "%%step b\ny = x + 1"],
+    "cell-magic-before-step": ["%load_ext jupyter_smstep", CONFIG, "%%time\n%%step a\nx = 1",
+                               "%%capture out\n%%step b\ny = x + 1"],
+}
+
+
+@pytest.mark.parametrize("layout", LAYOUTS, ids=list(LAYOUTS))
+def test_every_layout_gives_the_kernels_pipeline_headless(tmp_path, shell, layout):
+    cells = LAYOUTS[layout]
+    graph = load_workspace(write_notebook(tmp_path, cells)).graph()
+    assert graph.name == "demo" and [s.name for s in graph.steps] == ["a", "b"], graph.report.problems
+    assert graph.step("b").inputs["x"].step == "a"
+    for source in cells:  # the same cells in a kernel give the same steps and links
+        shell.run(source)
+    live = shell.graph()
+    assert [s.name for s in live.steps] == ["a", "b"] and live.step("b").inputs["x"].step == "a"
+
+
+def test_unnamed_twins_in_a_notebook_without_cell_ids_are_two_steps(tmp_path):
+    cells = ["%load_ext jupyter_smstep", CONFIG, "%%step\nfeatures = 1", "%%step\nfeatures = 1",
+             "%%step\nlabels = features"]
+    graph = load_workspace(write_notebook(tmp_path, cells, ids=False)).graph()
+    assert [s.name for s in graph.steps] == ["features", "features-2", "labels"]
+
+
+def test_a_step_cell_that_did_not_register_fails_the_build(tmp_path, capsys):
+    cells = ["%load_ext jupyter_smstep", CONFIG, "%%step a\nx = 1",
+             "%%capture\n%pipeline remove a\n%%step b\ny = 2"]  # %%step on line 3: not a cell magic any more
+    with pytest.raises(SmstepError, match="did not become steps"):
+        load_workspace(write_notebook(tmp_path, cells))
+
+
+def test_modules_beside_the_notebook_import_headless_as_in_a_kernel(tmp_path, monkeypatch):
+    name = f"nb_helpers_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text("def double(v):\n    return 2 * v\n")
+    (tmp_path / f"{name}_steps").mkdir()
+    (tmp_path / f"{name}_steps" / "__init__.py").write_text("FACTOR = 3\n")
+    cells = ["%load_ext jupyter_smstep", CONFIG, f"from {name} import double\nfrom {name}_steps import FACTOR",
+             "%%step a\nx = double(FACTOR)"]
+    monkeypatch.chdir(Path("/"))
+    before = list(sys.path)
+    try:
+        graph = load_workspace(write_notebook(tmp_path, cells)).graph()
+    finally:
+        sys.modules.pop(name, None)
+        sys.modules.pop(f"{name}_steps", None)
+    assert not graph.report.errors, graph.report.errors
+    assert graph.step("a").inputs["double"].statement == f"from {name} import double"
+    assert sys.path == before  # the notebook's folder was on sys.path for the build only
+
+
+def test_a_cell_magic_before_step_keeps_the_step_in_a_kernel_that_sends_cell_ids(shell):
+    shell.run(CONFIG)
+    shell.ip.parent_header = {"metadata": {"cellId": "cell-1"}}  # what ipykernel holds during execute_request
+    try:
+        shell.run("%%time\n%%step a\nx = 1")
+    finally:
+        del shell.ip.parent_header
+    assert [(c.step.name, c.cell_id) for c in shell.workspace.registry.steps] == [("a", "cell-1")]
