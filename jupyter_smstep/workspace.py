@@ -26,11 +26,13 @@ class Workspace:
     """One notebook's pipeline: the registry of its cells and the namespace its values live in."""
 
     def __init__(self, registry: Registry, namespace: MutableMapping[str, Any], origin: str = "a notebook",
-                 default_name: str | None = None) -> None:
+                 default_name: str | None = None, root: Path | None = None) -> None:
         self.registry = registry
         self.namespace = namespace
         self.origin = origin
         self.default_name = default_name
+        # The notebook's folder: a kernel starts there, so relative paths in options start there too.
+        self.root = (root or Path.cwd()).resolve()
         self.captures = Captures()  # pickled sizes of captured values, measured once per value
         self.last_run: Any = None  # local.RunResult of the latest %pipeline run
         self.last_execution: Any = None  # remote.submit.Submission of the latest submit
@@ -47,6 +49,7 @@ class Workspace:
             kernel_image_note=image.note,
             in_studio=studio.in_studio(),
             default_name=self.default_name,
+            root=self.root,
         )
         graph.report.problems.extend(self.captures.problems(graph, self.namespace))
         return graph
@@ -65,7 +68,7 @@ class Workspace:
         graph = self._buildable_graph()
         if session is None:
             session = sdk.make_session()
-        compiled = build.build_pipeline(graph, self.namespace, session, self.captures)
+        compiled = build.build_pipeline(graph, self.namespace, session, self.captures, self.root)
         return json.loads(build.definition(compiled))
 
     def export(self, path: str | Path | None = None) -> str:
@@ -87,7 +90,7 @@ class Workspace:
         functions = build.step_functions(graph, self.namespace, self.captures)  # built once, for the runner too
 
         def assemble(session: Any) -> Any:
-            return build.assemble(graph, functions, session)
+            return build.assemble(graph, functions, session, self.root)
 
         kwargs: dict[str, Any] = {"parameters": values, "on_event": on_event, "functions": functions}
         if runs_dir is not None:
@@ -100,7 +103,7 @@ class Workspace:
 
         graph = self._buildable_graph()
         values = coerce_overrides(graph.parameters, parameters or {})
-        self.last_execution = remote.submit(graph, self.namespace, values, session=session)
+        self.last_execution = remote.submit(graph, self.namespace, values, session=session, root=self.root)
         return self.last_execution
 
 

@@ -171,7 +171,7 @@ class CellAnalysis:
     defines: Mapping[str, str]
     """Names whose last cell-scope binding is ``def``/``class`` -> ``"function"`` or ``"class"``."""
     misplaced: tuple[tuple[int, str], ...] = ()
-    """``(line, keyword)`` of each ``return``, ``yield`` or ``await`` at cell level (outside any function)."""
+    """``(line, keyword)`` of each ``return``, ``yield``, ``await`` or ``global`` at cell level."""
 
     def __post_init__(self) -> None:
         for name in ("reads", "writes", "mutates", "deletes", "imports", "defines"):
@@ -680,6 +680,8 @@ class _CellVisitor:
     def visit_Global(self, node: ast.Global) -> None:
         if self.scope.kind != _MODULE:
             self.scope.declared_global.update(node.names)
+        else:  # harmless in a kernel's cell; in the step function it points at the job's module
+            self.misplaced.append((node.lineno, "global"))
 
     def visit_Nonlocal(self, node: ast.Nonlocal) -> None:
         self.scope.declared_nonlocal.update(node.names)

@@ -25,6 +25,7 @@ import sys
 import threading
 import types
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from collections.abc import Mapping
 
@@ -45,6 +46,8 @@ MISPLACED_FIX = {
     "return": "assign the value to a variable instead: a step returns the variables later steps read, by name",
     "yield": "collect the values in a list, or define a generator function in the cell and call it",
     "await": "a step runs as a plain function: wrap the coroutine in asyncio.run(...)",
+    "global": "drop the global statement: at the top of a cell it changes nothing, in a step it breaks the "
+              "function (its names come from earlier steps and the kernel)",
 }
 DEFAULT_PIPELINE_NAME = "notebook-pipeline"
 
@@ -163,7 +166,9 @@ def build_graph(
     kernel_image_note: str = "",
     in_studio: bool = False,
     default_name: str | None = None,
+    root: Path | None = None,
 ) -> PipelineGraph:
+    """The graph of ``registry``'s cells; ``root`` is the notebook's folder (relative paths start there)."""
     report = Report()
     name = registry.name or default_name or DEFAULT_PIPELINE_NAME
     if not settings_mod.PIPELINE_NAME.match(name):
@@ -231,7 +236,7 @@ def build_graph(
                 settings_mod.job_name_prefix(name, node.name), settings_mod.DEFAULT
             )
         node.settings = resolved
-        settings_mod.validate(node.name, resolved, report, in_studio=in_studio)
+        settings_mod.validate(node.name, resolved, report, in_studio=in_studio, root=root)
     settings_mod.validate_pipeline({n.name: n.settings for n in nodes}, report, in_studio=in_studio)
     _dedupe(report)
     return PipelineGraph(name, nodes, dict(registry.parameters), report, kernel_image_note)

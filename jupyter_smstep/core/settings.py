@@ -223,8 +223,31 @@ def job_name_prefix(pipeline: str, step: str) -> str:
     return raw[:MAX_JOB_PREFIX].rstrip("-")
 
 
-def validate(step: str | None, settings: Mapping[str, Resolved], report: Report, *, in_studio: bool) -> None:
-    """Check resolved settings for one step; findings go to ``report``."""
+#: Options that name a local file the SDK uploads with the step.
+FILE_OPTIONS = ("dependencies", "pre_execution_script")
+
+
+def local_file(value: Any, root: Path | None) -> Path | None:
+    """The local file a file option names, resolved against the notebook's folder (None: not a file)."""
+    if not isinstance(value, str) or not value or value == "auto_capture" or value.startswith("s3://"):
+        return None
+    path = Path(value).expanduser()
+    return path if path.is_absolute() or root is None else root / path
+
+
+def validate(step: str | None, settings: Mapping[str, Resolved], report: Report, *, in_studio: bool,
+             root: Path | None = None) -> None:
+    """Check resolved settings for one step; findings go to ``report``.
+
+    ``root`` is the notebook's folder: relative file options resolve against it,
+    as they do in a kernel started there.
+    """
+    for key in FILE_OPTIONS:
+        r = settings.get(key)
+        path = local_file(r.value, root) if r is not None else None
+        if r is not None and path is not None and not path.is_file():
+            report.error(f"{key} {r.value!r} (from {r.source}) names no file ({path})", step=step,
+                         fix=f"create it, or fix the path (relative paths start at the notebook's folder, {root})")
     role = settings.get("role")
     if role is None and not in_studio:
         report.error(
@@ -262,10 +285,78 @@ def validate(step: str | None, settings: Mapping[str, Resolved], report: Report,
         if r is not None and isinstance(r.value, int) and r.value < 1:
             report.error(f"{key} must be at least 1, got {r.value} (from {r.source})", step=step,
                          fix=f"pass a positive --{key.replace('_', '-')}")
-    spot, wait = settings.get("use_spot_instances"), settings.get("max_wait_time_in_seconds")
-    if spot is not None and spot.value and wait is None:
-        report.warn("spot instances without --max-wait-time-in-seconds: the SDK requires it", step=step,
-                    fix="add --max-wait-time-in-seconds (at least the max runtime)")
+    _validate_limits(step, settings, report)
+
+
+#: SageMaker's documented limits for a training job (CreateTrainingJob).
+MAX_RUNTIME_SECONDS = 28 * 24 * 60 * 60  # StoppingCondition.MaxRuntimeInSeconds
+MAX_KEEP_ALIVE_SECONDS = 3600  # ResourceConfig.KeepAlivePeriodInSeconds
+ENV_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,511}$")
+MAX_ENV_ENTRIES, MAX_ENV_VALUE = 48, 512
+MAX_TAG_KEY, MAX_TAG_VALUE = 128, 256
+IMAGE_URI = re.compile(r"^[^\s:/][^\s]*$")
+
+
+def _validate_limits(step: str | None, settings: Mapping[str, Resolved], report: Report) -> None:
+    """Every value SageMaker would refuse when the job is created, refused here first."""
+    def value(key: str) -> Any:
+        r = settings.get(key)
+        return None if r is None else r.value
+
+    def source(key: str) -> str:
+        r = settings.get(key)
+        return f" (from {r.source})" if r is not None else ""
+
+    image = value("image_uri")
+    if isinstance(image, str) and (not image.strip() or "://" in image or not IMAGE_URI.match(image)):
+        report.error(f"image_uri {image!r}{source('image_uri')} is not an image URI", step=step,
+                     fix="use ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPOSITORY:TAG (no scheme, no spaces)")
+    runtime = value("max_runtime_in_seconds")
+    if isinstance(runtime, int) and runtime > MAX_RUNTIME_SECONDS:
+        report.error(f"max_runtime_in_seconds {runtime}{source('max_runtime_in_seconds')} is above SageMaker's "
+                     f"limit of {MAX_RUNTIME_SECONDS} (28 days)", step=step,
+                     fix=f"pass at most --max-runtime-in-seconds {MAX_RUNTIME_SECONDS}")
+    keep_alive = value("keep_alive_period_in_seconds")
+    if isinstance(keep_alive, int) and not 0 <= keep_alive <= MAX_KEEP_ALIVE_SECONDS:
+        report.error(f"keep_alive_period_in_seconds {keep_alive}{source('keep_alive_period_in_seconds')} is "
+                     f"outside 0..{MAX_KEEP_ALIVE_SECONDS}", step=step,
+                     fix=f"pass --keep-alive-period-in-seconds between 0 and {MAX_KEEP_ALIVE_SECONDS}")
+    wait = value("max_wait_time_in_seconds")
+    if isinstance(wait, int) and wait < 1:
+        report.error(f"max_wait_time_in_seconds {wait}{source('max_wait_time_in_seconds')} must be at least 1",
+                     step=step, fix="pass a positive --max-wait-time-in-seconds")
+    if value("use_spot_instances"):
+        limit = runtime if isinstance(runtime, int) else 24 * 60 * 60
+        if not isinstance(wait, int):
+            report.error("spot instances need --max-wait-time-in-seconds (SageMaker waits that long for capacity "
+                         "and the run together)", step=step,
+                         fix=f"add --max-wait-time-in-seconds {limit} or more (at least the max runtime)")
+        elif wait < limit:
+            report.error(f"max_wait_time_in_seconds {wait} is shorter than max_runtime_in_seconds {limit}: "
+                         "SageMaker refuses a spot job whose wait ends before its runtime", step=step,
+                         fix=f"pass --max-wait-time-in-seconds {limit} or more")
+    env = value("environment_variables")
+    if isinstance(env, Mapping):
+        bad = [k for k in env if not ENV_NAME.match(str(k))]
+        if bad:
+            report.error(f"environment variable name(s) {', '.join(map(repr, bad))} are not valid names", step=step,
+                         fix="use letters, digits and underscores, not starting with a digit")
+        if len(env) > MAX_ENV_ENTRIES:
+            report.error(f"{len(env)} environment variables: SageMaker allows {MAX_ENV_ENTRIES}", step=step,
+                         fix="pass fewer --env values (or read settings from a file inside the step)")
+        long = [k for k, v in env.items() if len(str(v)) > MAX_ENV_VALUE]
+        if long:
+            report.error(f"environment variable(s) {', '.join(long)} have values over {MAX_ENV_VALUE} characters",
+                         step=step, fix="shorten them, or read the value from S3 or SSM inside the step")
+    tags = value("tags")
+    if isinstance(tags, Mapping):
+        for key, text in tags.items():
+            if str(key).lower().startswith("aws:"):
+                report.error(f"tag {key!r} uses the prefix 'aws:', which AWS reserves", step=step,
+                             fix="choose a tag key without the aws: prefix")
+            elif not key or len(str(key)) > MAX_TAG_KEY or len(str(text)) > MAX_TAG_VALUE:
+                report.error(f"tag {key!r}: keys are 1-{MAX_TAG_KEY} characters and values at most "
+                             f"{MAX_TAG_VALUE}", step=step, fix="shorten the tag")
 
 
 _PY_IN_IMAGE = re.compile(r"(?:^|[^a-z])py(?:thon)?-?(3)\.?(\d{1,2})(?!\d)", re.IGNORECASE)

@@ -34,11 +34,13 @@ def load_workspace(path: str | Path) -> Workspace:
     except Exception as exc:  # noqa: BLE001 - any unreadable file gets one clear message
         raise SmstepError(f"{path} is not a readable notebook: {exc}") from None
 
+    _check_python_kernel(nb, path)
     shell = _fresh_shell()
     shell.user_ns["__session__"] = str(path)
     magics = StepMagics(shell, headless=True)
     magics.workspace.default_name = pipeline_name_from_path(str(path))
     magics.workspace.origin = path.name
+    magics.workspace.root = path.parent.resolve()
     # The extension is "loaded" in this shell with the headless magics: the notebook's own
     # %load_ext / %reload_ext jupyter_smstep lines keep them instead of registering a second recorder.
     extension.attach(shell, magics)
@@ -77,8 +79,12 @@ def load_workspace(path: str | Path) -> Workspace:
                 raise SmstepError(_cell_failure(index, result, magics, captured.stdout))
             magics.registry.record_plain(python, cell_id=cell_id, analysis=analysis)
             if "parameters" in cell.get("metadata", {}).get("tags", []) and analysis is not None:
+                # papermill's convention: the names the cell assigns plain values to are parameters;
+                # its imports, helpers and other values stay ordinary values of the cell
                 for name in analysis.writes:
-                    magics.registry.set_parameter(name, shell.user_ns[name])
+                    value = shell.user_ns.get(name)
+                    if name not in analysis.imports and type(value) in (str, int, float, bool):
+                        magics.registry.set_parameter(name, value)
     finally:
         os.chdir(cwd)
         sys.path.remove(str(path.parent.resolve()))
@@ -97,6 +103,16 @@ def _check_every_step_registered(nb: Any, expected: list[int], magics: Any) -> N
                           f"{len(expected) - len(missing)}: cell(s) {cells} did not become steps",
                           fix="check those cells' %%step lines (a cell magic above %%step must pass the cell "
                           "on to it), or run the notebook in a kernel to see what they do")
+
+
+def _check_python_kernel(nb: Any, path: Path) -> None:
+    """A notebook for another language would fail on its first cell with a Python error: say what it is."""
+    meta = nb.get("metadata", {})
+    language = (meta.get("kernelspec", {}).get("language") or meta.get("language_info", {}).get("name") or "python")
+    if str(language).lower() != "python":
+        kernel = meta.get("kernelspec", {}).get("name") or language
+        raise SmstepError(f"{path.name} is a {language} notebook (kernel {kernel!r}): jupyter_smstep builds "
+                          "pipelines from Python notebooks", fix="use a notebook whose kernel is Python 3")
 
 
 def _fresh_shell() -> Any:

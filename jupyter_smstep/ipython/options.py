@@ -104,12 +104,19 @@ def parse_retry(text: str, where: str) -> dict[str, Any]:
     if {t.split(".")[0] for t in types} == {"Step", "SageMaker"}:
         raise SmstepError(f"{where}: --retry {text!r} mixes Step.* and SageMaker.* types",
                           fix="use one --retry for each family")
-    try:
-        nums = [float(p) for p in parts[1:4]]
-    except ValueError:
-        raise SmstepError(f"{where}: --retry {text!r} has a non-numeric attempt count, interval or backoff",
-                          fix=fix) from None
+    if len(parts) > 4:
+        raise SmstepError(f"{where}: --retry {text!r} has {len(parts) - 1} fields after the types; it takes "
+                          "MAX_ATTEMPTS[:INTERVAL_S[:BACKOFF]]", fix=fix)
     spec: dict[str, Any] = {"exception_types": types}
-    for key, value, cast in zip(("max_attempts", "interval_seconds", "backoff_rate"), nums, (int, int, float)):
-        spec[key] = cast(value)
+    fields = (("max_attempts", int, 1, "a whole number of attempts, at least 1"),
+              ("interval_seconds", int, 1, "a whole number of seconds, at least 1"),
+              ("backoff_rate", float, 1.0, "a number, at least 1.0"))
+    for (key, cast, least, what), raw in zip(fields, parts[1:4]):
+        try:
+            number = float(raw)
+        except ValueError:
+            raise SmstepError(f"{where}: --retry {text!r}: {key} {raw!r} is not {what}", fix=fix) from None
+        if (cast is int and not number.is_integer()) or number < least:
+            raise SmstepError(f"{where}: --retry {text!r}: {key} {raw!r} is not {what}", fix=fix)
+        spec[key] = cast(number)
     return spec

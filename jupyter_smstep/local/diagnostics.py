@@ -27,6 +27,11 @@ def read_json(path: Path) -> dict | None:
         return None
 
 
+def _disk_full(diag: dict) -> bool:
+    text = " ".join(str(diag.get(k) or "") for k in ("type", "message", "cause", "traceback"))
+    return "No space left on device" in text or "[Errno 28]" in text or "ENOSPC" in text
+
+
 def explain_failure(step: str, returncode: int, diag: dict | None, log_path: Path) -> tuple[str, str]:
     """(one-line summary, full error text) for a failed attempt, in the user's terms."""
     log_hint = f"(log: {log_path})"
@@ -48,6 +53,10 @@ def explain_failure(step: str, returncode: int, diag: dict | None, log_path: Pat
         return summary, f"step '{step}' failed: {summary} {log_hint}\n{tail}".rstrip()
     phase = diag.get("phase")
     exc_line = f"{diag.get('type')}: {diag.get('message')}".rstrip(": ")
+    if phase != "function" and _disk_full(diag):
+        summary = "the disk is full: the step's results could not be written"
+        return summary, (f"step '{step}': {summary} ({exc_line}). Free space where the run folder is, or set "
+                         f"--runs-dir to a larger disk {log_hint}")
     if phase == "function":
         user_tb = (diag.get("user_traceback") or diag.get("traceback") or "").rstrip()
         variable = diag.get("variable")

@@ -7,6 +7,7 @@ profiles and region honoured as usual). Monitoring lives in ``monitor``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from collections.abc import Mapping
 
@@ -38,14 +39,14 @@ def console_url(execution_arn: str, region: str) -> str:
 
 
 def submit(graph: PipelineGraph, namespace: Mapping[str, Any], parameters: Mapping[str, Any],
-           session: Any = None, display_name: str | None = None) -> Submission:
+           session: Any = None, display_name: str | None = None, root: Path | None = None) -> Submission:
     """Upsert the pipeline and start an execution with ``parameters`` (already checked and coerced)."""
     from jupyter_smstep import sdk
     from jupyter_smstep.sdk import build
 
     if session is None:
         session = sdk.make_session()
-    compiled = build.build_pipeline(graph, namespace, session)
+    compiled = build.build_pipeline(graph, namespace, session, root=root)
     role = pipeline_role(graph) or sdk.execution_role(session)
     pipeline = compiled.pipeline
     try:

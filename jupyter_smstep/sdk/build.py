@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import linecache
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from collections.abc import Callable, Mapping
 
@@ -60,14 +61,15 @@ def parameter_objects(graph: PipelineGraph, sdk: Sdk) -> dict[str, Any]:
             for name, value in graph.parameters.items()}
 
 
-def assemble(graph: PipelineGraph, functions: Mapping[str, Callable[..., Any]], session: Any = None) -> Any:
+def assemble(graph: PipelineGraph, functions: Mapping[str, Callable[..., Any]], session: Any = None,
+             root: Path | None = None) -> Any:
     """The SDK ``Pipeline``: each function wrapped with ``@step``, every link a top-level argument."""
     sdk = load()
     params = parameter_objects(graph, sdk)
     returns: dict[str, Any] = {}
     for node in graph.steps:
         args = [returns[i.step][i.name] if i.kind == "step" else params[i.name] for i in node.links]
-        kwargs = stepargs.to_sdk(stepargs.step_arguments(node), sdk)
+        kwargs = stepargs.to_sdk(stepargs.step_arguments(node, root), sdk)
         try:
             returns[node.name] = sdk.step(functions[node.name], **kwargs)(*args)
         except (TypeError, ValueError) as exc:
@@ -83,11 +85,11 @@ def assemble(graph: PipelineGraph, functions: Mapping[str, Callable[..., Any]], 
 
 
 def build_pipeline(graph: PipelineGraph, namespace: Mapping[str, Any], session: Any = None,
-                   captures: Captures | None = None) -> Compiled:
+                   captures: Captures | None = None, root: Path | None = None) -> Compiled:
     """The SDK ``Pipeline`` for ``graph``. Validates first; raises :class:`SmstepError`."""
     check_buildable(graph)
     functions = step_functions(graph, namespace, captures)
-    return Compiled(assemble(graph, functions, session), functions)
+    return Compiled(assemble(graph, functions, session, root), functions)
 
 
 def definition(compiled: Compiled) -> str:

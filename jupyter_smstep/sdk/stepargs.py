@@ -18,10 +18,12 @@ No sagemaker import: :func:`to_sdk` takes the loaded :class:`~.compat.Sdk`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from collections.abc import Mapping
 
 from jupyter_smstep.core.graph import StepNode
+from jupyter_smstep.core.settings import FILE_OPTIONS, local_file
 
 #: ``--retry`` exception type (the enum member's *value*, as the definition writes it) ->
 #: (enum class, member name). SageMaker's ``JOB_INTERNAL_ERROR`` is the member ``INTERNAL_ERROR``.
@@ -71,13 +73,20 @@ def retry_policy(spec: Mapping[str, Any]) -> Call:
     return Call(family, kwargs)
 
 
-def step_arguments(node: StepNode) -> dict[str, Any]:
-    """The keywords ``@step`` gets for ``node`` (besides the function), as a neutral spec."""
+def step_arguments(node: StepNode, root: Path | None = None) -> dict[str, Any]:
+    """The keywords ``@step`` gets for ``node`` (besides the function), as a neutral spec.
+
+    With ``root`` (the notebook's folder), relative file options become absolute,
+    so the SDK finds them whatever the process' working directory; without it
+    (the export) they stay as written.
+    """
     out: dict[str, Any] = {"name": node.name}
     for key, resolved in node.settings.items():
         if resolved.source == "default" and key != "job_name_prefix":
             continue
         value = resolved.value
+        if root is not None and key in FILE_OPTIONS and (path := local_file(value, root)) is not None:
+            value = str(path)
         if key == "tags":
             out[key] = [{"Key": k, "Value": v} for k, v in dict(value).items()]
         elif key == "spark_config":

@@ -122,3 +122,10 @@ def test_the_pipeline_computes_what_the_kernel_computed(shell, tmp_path):
     result = shell.workspace.run_local(runs_dir=tmp_path / "runs")
     assert result.succeeded, {n: s.error for n, s in result.steps.items()}
     assert result.outputs("b") == kernel
+
+
+def test_global_at_the_top_of_a_step_is_refused(shell):
+    shell.configure()
+    shell.run("total = 1")
+    shell.run("%%step --defer a\nglobal total\ntotal = total + 1")
+    assert any(e[0] == "a" and e[1] == 2 and "`global`" in e[2] for e in errors(shell))

@@ -326,3 +326,91 @@ def test_a_cell_magic_before_step_keeps_the_step_in_a_kernel_that_sends_cell_ids
     finally:
         del shell.ip.parent_header
     assert [(c.step.name, c.cell_id) for c in shell.workspace.registry.steps] == [("a", "cell-1")]
+
+
+def test_a_parameters_cell_may_import_modules_and_define_helpers(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    params = nbformat.v4.new_code_cell("import math\nn = 3\nrate = 0.5\nname = 'x'\ndef f(v):\n    return v\nrows = [1]")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_code_cell(f"%load_ext jupyter_smstep\n{CONFIG}"), params,
+                nbformat.v4.new_code_cell("%%step a\nx = math.sqrt(n) * rate + len(rows) + f(1)")]
+    path = tmp_path / "p.ipynb"
+    nbformat.write(nb, path)
+    graph = load_workspace(path).graph()
+    assert graph.parameters == {"n": 3, "rate": 0.5, "name": "x"}
+    assert not graph.report.errors, graph.report.errors
+    kinds = {k: v.kind for k, v in graph.step("a").inputs.items()}
+    assert kinds == {"math": "import", "n": "parameter", "rate": "parameter", "rows": "value", "f": "value"}
+
+
+def test_a_notebook_for_another_language_says_so(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "ir", "language": "R", "display_name": "R"}
+    nb.cells = [nbformat.v4.new_code_cell("library(dplyr)")]
+    path = tmp_path / "r.ipynb"
+    nbformat.write(nb, path)
+    with pytest.raises(SmstepError, match="is a R notebook \\(kernel 'ir'\\)"):
+        load_workspace(path)
+
+
+def test_a_step_name_that_starts_with_a_dash_after_double_dash(shell):
+    shell.run(CONFIG)
+    shell.run("%%step --defer -- -load-\nx = 1")
+    assert [c.step.name for c in shell.workspace.registry.steps] == ["-load-"]
+    assert not shell.graph().report.errors
+
+
+OPTION_CASES = [
+    ("--keep-alive-period-in-seconds -5", "keep_alive_period_in_seconds -5 (from cell) is outside 0..3600"),
+    ("--max-runtime-in-seconds 99999999", "above SageMaker's limit of 2419200"),
+    ("--max-wait-time-in-seconds -1", "max_wait_time_in_seconds -1 (from cell) must be at least 1"),
+    ("--use-spot-instances", "spot instances need --max-wait-time-in-seconds"),
+    ("--use-spot-instances --max-wait-time-in-seconds 60 --max-runtime-in-seconds 120",
+     "max_wait_time_in_seconds 60 is shorter than max_runtime_in_seconds 120"),
+    ("--image-uri ''", "image_uri '' (from cell) is not an image URI"),
+    ("--image-uri 'https://x/y:1'", "is not an image URI"),
+    ("--image-uri 'a b:1'", "is not an image URI"),
+    ("--env 1BAD=x", "'1BAD' are not valid names"),
+    ("--env 'A-B=x'", "'A-B' are not valid names"),
+    ("--tag aws:owner=me", "uses the prefix 'aws:'"),
+    ("--dependencies nowhere/requirements.txt", "dependencies 'nowhere/requirements.txt' (from cell) names no file"),
+    ("--pre-execution-script missing.sh", "pre_execution_script 'missing.sh' (from cell) names no file"),
+]
+
+
+@pytest.mark.parametrize("flags, message", OPTION_CASES, ids=[f for f, _ in OPTION_CASES])
+def test_option_values_sagemaker_would_refuse_are_refused_before_anything_is_uploaded(shell, flags, message):
+    shell.run(CONFIG)
+    shell.run(f"%%step --defer a {flags}\nx = 1")
+    found = [p for p in shell.graph().report.errors if p.step == "a"]
+    assert any(message in p.message for p in found), [p.message for p in found]
+    assert all(p.fix for p in found)
+
+
+RETRY_CASES = [
+    ("SageMaker.CAPACITY_ERROR:2.5", "max_attempts '2.5' is not a whole number"),
+    ("SageMaker.CAPACITY_ERROR:-1", "max_attempts '-1' is not a whole number of attempts, at least 1"),
+    ("SageMaker.CAPACITY_ERROR:3:0", "interval_seconds '0' is not"),
+    ("SageMaker.CAPACITY_ERROR:3:2:0.5", "backoff_rate '0.5' is not a number, at least 1.0"),
+    ("SageMaker.CAPACITY_ERROR:3:2:2:9", "has 4 fields after the types"),
+    ("SageMaker.NOPE:3", "unknown exception type SageMaker.NOPE"),
+]
+
+
+@pytest.mark.parametrize("spec, message", RETRY_CASES, ids=[s for s, _ in RETRY_CASES])
+def test_retry_specs_are_checked(shell, spec, message):
+    shell.run(CONFIG)
+    assert message in shell.error(f"%%step --defer a --retry {spec}\nx = 1")
+
+
+def test_relative_file_options_start_at_the_notebooks_folder(tmp_path, monkeypatch):
+    (tmp_path / "requirements.txt").write_text("numpy\n")
+    path = write_notebook(tmp_path, [f"%load_ext jupyter_smstep\n{CONFIG}",
+                                     "%%step a --dependencies requirements.txt\nx = 1"])
+    monkeypatch.chdir(Path("/"))
+    graph = load_workspace(path).graph()
+    assert not graph.report.errors, graph.report.errors
+    from jupyter_smstep.sdk import stepargs
+
+    assert stepargs.step_arguments(graph.step("a"), tmp_path)["dependencies"] == str(tmp_path / "requirements.txt")
+    assert stepargs.step_arguments(graph.step("a"))["dependencies"] == "requirements.txt"  # the export keeps it

@@ -61,3 +61,17 @@ def test_why_an_algorithm_error_was_not_retried():
     assert "never an exception raised by the step's code" in not_retried_note("AlgorithmError", [CAPACITY])
     assert not_retried_note("AlgorithmError", []) == ""
     assert not_retried_note("SageMaker.CAPACITY_ERROR", [CAPACITY]) == ""
+
+
+def test_a_full_disk_is_said_as_such_not_as_an_unpicklable_value(tmp_path):
+    from jupyter_smstep.local.diagnostics import explain_failure
+
+    log = tmp_path / "log.txt"
+    log.write_text("")
+    diag = {"phase": "output", "type": "OSError", "message": "[Errno 28] No space left on device",
+            "unpicklable": []}
+    summary, text = explain_failure("train", 1, diag, log)
+    assert summary == "the disk is full: the step's results could not be written"
+    assert "cannot be pickled" not in text and "--runs-dir" in text
+    diag["message"] = "cannot pickle '_thread.lock' object"
+    assert "cannot be pickled" in explain_failure("train", 1, diag, log)[0]
