@@ -78,11 +78,12 @@ from __future__ import annotations
 
 import ast
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from collections.abc import Callable, Iterable, Mapping
 
-__all__ = ["CellAnalysis", "MUTATING_METHODS", "analyze"]
+__all__ = ["CallSite", "CellAnalysis", "FunctionInfo", "MUTATING_FUNCTIONS", "MUTATING_METHODS", "analyze",
+           "mutated_through_calls"]
 
 #: Method names whose call is taken to change the object it is called on
 #: (``x.append(1)`` mutates ``x``; ``x.a.append(1)`` and ``x[k].append(1)``
@@ -124,7 +125,7 @@ MUTATING_METHODS: frozenset[str] = frozenset(
 )
 
 
-class _ReadOnlyDict(dict[str, int]):
+class _ReadOnlyDict(dict[str, Any]):
     """A ``dict`` that refuses changes.
 
     Analyses are cached by :func:`analyze` and shared between callers, so their
@@ -146,6 +147,37 @@ class _ReadOnlyDict(dict[str, int]):
 
     def __hash__(self) -> int:  # type: ignore[override]
         return hash(frozenset(self.items()))
+
+
+#: Library functions that change their first argument in place (``random.shuffle(xs)``,
+#: ``np.random.shuffle(a)``, ``rng.shuffle(a)``, ``np.copyto(dst, src)``, ``heapq.heappush(h, x)``,
+#: ``bisect.insort(a, x)``...), recognised by the name called, whatever it is called on.
+MUTATING_FUNCTIONS: frozenset[str] = frozenset({
+    "shuffle", "copyto", "put", "putmask", "place", "fill_diagonal",
+    "heappush", "heappop", "heapify", "heappushpop", "heapreplace",
+    "insort", "insort_left", "insort_right",
+})
+
+
+@dataclass(frozen=True)
+class CallSite:
+    """A call whose arguments a notebook function may change: ``f(a, b=c)`` or ``obj.method(a)``."""
+
+    function: str | None  # ``f`` for ``f(...)``
+    method: str | None  # ``method`` for ``receiver.method(...)``
+    receiver: str | None  # the root name of the receiver (``obj`` for ``obj.x.method()``)
+    args: tuple[str | None, ...]  # the root name of each positional argument (None: not a name)
+    kwargs: tuple[tuple[str, str], ...]  # (keyword, root name) of named arguments
+    line: int
+
+
+@dataclass(frozen=True)
+class FunctionInfo:
+    """What a function defined in a cell does to its parameters."""
+
+    params: tuple[str, ...]  # positional parameters, in order (a method's first is ``self``)
+    mutated: frozenset[str]  # parameters it changes in place, by the cell's syntactic rules
+    calls: tuple[CallSite, ...]  # calls in its body, followed to find what it changes through them
 
 
 @dataclass(frozen=True)
@@ -172,14 +204,21 @@ class CellAnalysis:
     """Names whose last cell-scope binding is ``def``/``class`` -> ``"function"`` or ``"class"``."""
     misplaced: tuple[tuple[int, str], ...] = ()
     """``(line, keyword)`` of each ``return``, ``yield``, ``await`` or ``global`` at cell level."""
+    functions: Mapping[str, FunctionInfo] = field(default_factory=dict)
+    """Functions defined at cell level -> what they do to their parameters."""
+    methods: Mapping[str, FunctionInfo] = field(default_factory=dict)
+    """Methods of the classes defined at cell level, by name."""
+    calls: tuple[CallSite, ...] = ()
+    """Calls made by the cell's own code (not inside its functions), for :func:`mutated_through_calls`."""
 
     def __post_init__(self) -> None:
-        for name in ("reads", "writes", "mutates", "deletes", "imports", "defines"):
+        for name in ("reads", "writes", "mutates", "deletes", "imports", "defines", "functions", "methods"):
             value = getattr(self, name)
             if not isinstance(value, _ReadOnlyDict):
                 object.__setattr__(self, name, _ReadOnlyDict(value))
         object.__setattr__(self, "star_imports", tuple(self.star_imports))
         object.__setattr__(self, "misplaced", tuple(self.misplaced))
+        object.__setattr__(self, "calls", tuple(self.calls))
 
     @property
     def outputs(self) -> set[str]:
@@ -221,7 +260,8 @@ class _Scope:
     a name local to the whole function.
     """
 
-    __slots__ = ("kind", "parent", "bound", "declared_global", "declared_nonlocal", "global_bound", "pending")
+    __slots__ = ("kind", "parent", "bound", "declared_global", "declared_nonlocal", "global_bound", "pending",
+                 "mutated", "calls")
 
     def __init__(self, kind: str, parent: _Scope | None, bound: Iterable[str] = ()) -> None:
         self.kind = kind
@@ -231,6 +271,8 @@ class _Scope:
         self.declared_nonlocal: set[str] = set()
         self.global_bound: set[str] = set()  # `global` names this scope has bound so far
         self.pending: list[tuple[str, int, bool]] = []  # (name, line, is_mutation)
+        self.mutated: set[str] = set()  # names changed in place in this scope (a function's parameters)
+        self.calls: list[CallSite] = []  # calls made in this scope
 
 
 def _enclosing(scope: _Scope) -> _Scope:
@@ -262,6 +304,8 @@ class _CellVisitor:
         self.defines: dict[str, str] = {}
         self.star_imports: list[int] = []
         self.misplaced: list[tuple[int, str]] = []
+        self.functions: dict[str, FunctionInfo] = {}
+        self.methods: dict[str, FunctionInfo] = {}
         # How many statements that may not run (branches, loop bodies, try blocks) enclose the one visited.
         self.conditional = 0
         # Names bound by cell-level code (not through `global` in a function).
@@ -324,6 +368,9 @@ class _CellVisitor:
             star_imports=tuple(self.star_imports),
             defines=self.defines,
             misplaced=tuple(self.misplaced),
+            functions=self.functions,
+            methods=self.methods,
+            calls=tuple(self.cell.calls),
         )
 
     # -- name uses ----------------------------------------------------------
@@ -500,10 +547,30 @@ class _CellVisitor:
             _is_mutating_method(func.attr) or _has_inplace_true(node.keywords)
         ):
             self._use_root_as_mutated(func.value, node.lineno)
+        called = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
+        if called in MUTATING_FUNCTIONS and node.args:
+            self._use_root_as_mutated(node.args[0], node.lineno)
+        scope = self._code_scope()
+        scope.calls.append(CallSite(
+            function=func.id if isinstance(func, ast.Name) else None,
+            method=func.attr if isinstance(func, ast.Attribute) else None,
+            receiver=_root_name(func.value) if isinstance(func, ast.Attribute) else None,
+            args=tuple(_root_name(a) for a in node.args),
+            kwargs=tuple((k.arg, r) for k in node.keywords if k.arg and (r := _root_name(k.value))),
+            line=node.lineno,
+        ))
+
+    def _code_scope(self) -> _Scope:
+        """The function or cell whose code the current node runs in (comprehensions belong to it)."""
+        scope = self.scope
+        while scope.kind in (_COMPREHENSION, _TYPE_PARAMS) and scope.parent is not None:
+            scope = scope.parent
+        return scope
 
     def _use_root_as_mutated(self, expression: ast.expr, line: int) -> None:
         root = _root_name(expression)
         if root is not None:
+            self._code_scope().mutated.add(root)
             self._use(root, line, is_mutation=True)
 
     def visit_NamedExpr(self, node: ast.NamedExpr) -> None:
@@ -698,7 +765,14 @@ class _CellVisitor:
             self._visit_annotations(node.args, node.returns)
         self.scope = outer
         self._bind(outer, node.name, node.lineno, definition="function")
-        self._visit_function_body(node.args, node.body, parent=type_scope or outer)
+        scope = self._visit_function_body(node.args, node.body, parent=type_scope or outer)
+        positional = tuple(a.arg for a in [*node.args.posonlyargs, *node.args.args])
+        info = FunctionInfo(positional, frozenset(scope.mutated & set(_parameter_names(node.args))),
+                            tuple(scope.calls))
+        if outer.kind == _MODULE:
+            self.functions[node.name] = info
+        elif outer.kind == _CLASS and outer.parent is not None and outer.parent.kind == _MODULE:
+            self.methods[node.name] = info
 
     visit_AsyncFunctionDef = visit_FunctionDef
 
@@ -719,13 +793,14 @@ class _CellVisitor:
         if returns is not None:
             self.visit(returns)
 
-    def _visit_function_body(self, args: ast.arguments, body: list[Any], parent: _Scope) -> None:
+    def _visit_function_body(self, args: ast.arguments, body: list[Any], parent: _Scope) -> _Scope:
         saved = self.scope
         scope = _Scope(_FUNCTION, parent, (arg.arg for arg in _all_parameters(args)))
         self.scope = scope
         self.visit_statements(body)
         self.scope = saved
         self._close_function(scope)
+        return scope
 
     def visit_ClassDef(self, node: ast.ClassDef) -> None:
         outer = self.scope
@@ -871,6 +946,64 @@ def _all_parameters(args: ast.arguments) -> list[ast.arg]:
     if args.kwarg is not None:
         parameters.append(args.kwarg)
     return parameters
+
+
+def _parameter_names(args: ast.arguments) -> list[str]:
+    return [a.arg for a in _all_parameters(args)]
+
+
+def mutated_through_calls(calls: Iterable[CallSite], functions: Mapping[str, FunctionInfo],
+                          methods: Mapping[str, FunctionInfo]) -> dict[str, int]:
+    """The names that ``calls`` change in place through notebook functions and methods -> first line.
+
+    A function changes a parameter when its body does by the syntactic rules, or
+    passes it to a function or method that does (followed to a fixed point). A
+    method that changes ``self`` changes the object it is called on. Methods are
+    matched by name, whatever the receiver's class: an extra output costs a
+    transfer, a missed one a wrong result.
+    """
+    changed: dict[str, set[str]] = {name: set(info.mutated) for name, info in functions.items()}
+    changed_methods: dict[str, set[str]] = {name: set(info.mutated) for name, info in methods.items()}
+
+    def through(call: CallSite) -> set[str]:
+        """The root names this call changes, given what is known so far."""
+        out: set[str] = set()
+        info, mutated = None, set()
+        if call.function is not None and call.function in functions:
+            info, mutated = functions[call.function], changed[call.function]
+            params = info.params
+        elif call.method is not None and call.method in methods:
+            info, mutated = methods[call.method], changed_methods[call.method]
+            params = info.params[1:]  # bound method: the first parameter is the receiver
+            if info.params and info.params[0] in mutated and call.receiver:
+                out.add(call.receiver)
+        if info is None:
+            return out
+        for param, root in zip(params, call.args):
+            if root is not None and param in mutated:
+                out.add(root)
+        for keyword, root in call.kwargs:
+            if keyword in mutated:
+                out.add(root)
+        return out
+
+    for _ in range(len(functions) + len(methods) + 1):  # each round adds at least one, or stops
+        grew = False
+        for table, infos in ((changed, functions), (changed_methods, methods)):
+            for name, info in infos.items():
+                params = set(info.params) | set(info.mutated)
+                for call in info.calls:
+                    new = (through(call) & params) - table[name]
+                    if new:
+                        table[name] |= new
+                        grew = True
+        if not grew:
+            break
+    found: dict[str, int] = {}
+    for call in calls:
+        for root in through(call):
+            found.setdefault(root, call.line)
+    return found
 
 
 def _merge_imports(previous: str | None, statement: str) -> str:

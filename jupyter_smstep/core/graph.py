@@ -30,6 +30,7 @@ from typing import Any
 from collections.abc import Mapping
 
 from jupyter_smstep.core import settings as settings_mod
+from jupyter_smstep.core.analysis import FunctionInfo, mutated_through_calls
 from jupyter_smstep.errors import Report, SmstepError
 from jupyter_smstep.core.registry import Cell, Registry
 from jupyter_smstep.core.states import InputKind
@@ -80,6 +81,9 @@ class StepNode:
     outputs: list[str]
     depends_on: list[str]
     settings: dict[str, settings_mod.Resolved]
+    #: Inputs the cell changes through calls of notebook functions or methods (not visible in its
+    #: own syntax): outputs too, so later steps get the changed value. name -> line in the body.
+    changed_by_calls: dict[str, int] = field(default_factory=dict)
 
     @property
     def links(self) -> list[Input]:
@@ -182,6 +186,8 @@ def build_graph(
 
     # Pass 1: resolve inputs, walking cells in notebook order.
     bindings = _Bindings()
+    functions: dict[str, FunctionInfo] = {}  # the latest definition of each notebook function so far
+    methods: dict[str, FunctionInfo] = {}
     warned_plain: set[str] = set()
     nodes: list[StepNode] = []
     later_writers = _later_step_writers(registry)
@@ -190,10 +196,15 @@ def build_graph(
             if cell.is_step and cell.problem:
                 report.problems.append(cell.problem)
             continue
+        functions.update(cell.analysis.functions)
+        methods.update(cell.analysis.methods)
         if not cell.is_step:
             _track_plain_cell(cell, bindings, warned_plain, report)
             continue
         node = _resolve_step(cell, index, registry, namespace, bindings, later_writers, report)
+        changed = mutated_through_calls(cell.analysis.calls, functions, methods)
+        node.changed_by_calls = {v: line for v, line in changed.items()
+                                 if v in node.inputs and node.inputs[v].kind != "import"}
         nodes.append(node)
         bindings.after_step(cell, node)
 
@@ -206,7 +217,7 @@ def build_graph(
     for node in nodes:
         spec = node.cell.step
         assert spec is not None
-        candidates = _candidate_outputs(node.cell)
+        candidates = _candidate_outputs(node.cell, node)
         if spec.outputs is not None:
             node.outputs = list(spec.outputs)
             for var in spec.outputs:
@@ -215,14 +226,15 @@ def build_graph(
                                 fix="check the spelling, or assign it in the cell", step=node.name)
         else:
             wanted = consumed[node.name] | (registry.exports & candidates)
-            node.outputs = [v for v in _ordered(node.cell) if v in wanted]
+            node.outputs = [v for v in _ordered(node.cell, node) if v in wanted]
         if spec.outputs is None and _is_sink(node, nodes):
             # Nothing downstream reads this step: return its variables (not its imports,
             # function/class definitions or _throwaway names) so a run's results can be pulled.
             analysis = node.cell.analysis
             assert analysis is not None  # a step node is made from an analysed cell only
             keep = {v for v in candidates - set(analysis.imports) - set(analysis.defines) if not v.startswith("_")}
-            node.outputs = [v for v in _ordered(node.cell) if v in keep and not _left_out(node, v, namespace, report)]
+            node.outputs = [v for v in _ordered(node.cell, node)
+                            if v in keep and not _left_out(node, v, namespace, report)]
         node.outputs = [v for v in node.outputs
                         if not (v in node.inputs and node.inputs[v].kind == "import") or v in (spec.outputs or ())]
 
@@ -266,7 +278,7 @@ class _Bindings:
     def after_step(self, cell: Cell, node: StepNode) -> None:
         analysis = cell.analysis
         assert analysis is not None
-        for var in _candidate_outputs(cell):
+        for var in _candidate_outputs(cell, node):
             if var in node.inputs and node.inputs[var].kind == "import":
                 continue  # `np.append(...)` / `sys.path.append(...)` does not make a module an output
             if var in analysis.imports and (cell.step is None or var not in (cell.step.outputs or ())):
@@ -404,18 +416,19 @@ def _is_sink(node: StepNode, nodes: list[StepNode]) -> bool:
     return not any(node.name in other.depends_on for other in nodes)
 
 
-def _candidate_outputs(cell: Cell) -> set[str]:
+def _candidate_outputs(cell: Cell, node: StepNode | None = None) -> set[str]:
     assert cell.analysis is not None
+    found = set(cell.analysis.outputs) | (set(node.changed_by_calls) if node is not None else set())
     if cell.step is not None and cell.step.outputs is not None:
-        return set(cell.step.outputs) | set(cell.analysis.outputs)
-    return set(cell.analysis.outputs)
+        return set(cell.step.outputs) | found
+    return found
 
 
-def _ordered(cell: Cell) -> list[str]:
+def _ordered(cell: Cell, node: StepNode | None = None) -> list[str]:
     """Candidate outputs in the order the cell first writes them."""
     assert cell.analysis is not None
-    lines = {**cell.analysis.mutates, **cell.analysis.writes}
-    return sorted(_candidate_outputs(cell), key=lambda v: (lines.get(v, 0), v))
+    lines = {**(node.changed_by_calls if node is not None else {}), **cell.analysis.mutates, **cell.analysis.writes}
+    return sorted(_candidate_outputs(cell, node), key=lambda v: (lines.get(v, 0), v))
 
 
 #: What is never a step's output: it cannot travel to another process, or means nothing there.

@@ -129,3 +129,56 @@ def test_global_at_the_top_of_a_step_is_refused(shell):
     shell.run("total = 1")
     shell.run("%%step --defer a\nglobal total\ntotal = total + 1")
     assert any(e[0] == "a" and e[1] == 2 and "`global`" in e[2] for e in errors(shell))
+
+
+# --------------------------------------------------------------------------- mutation the syntax does not show
+MUTATION_CASES = {
+    "notebook-function": ("def scale_in_place(xs, k):\n    for i in range(len(xs)):\n        xs[i] *= k",
+                          "scale_in_place(values, 10)"),
+    "through-another-function": ("def inner(v):\n    v.append(4)\ndef outer(w):\n    inner(w)", "outer(values)"),
+    "keyword-argument": ("def fill(xs=None, n=0):\n    xs.extend(range(n))", "fill(n=2, xs=values)"),
+    "user-method-changing-self": ("class Tally:\n    def __init__(self):\n        self.n = 0\n"
+                                  "    def bump(self, k):\n        self.n += k", "values.bump(5)"),
+    "random-shuffle": ("import random", "random.shuffle(values)"),
+    "rng-shuffle": ("import random\nrng = random.Random(3)", "rng.shuffle(values)"),
+    "heapq": ("import heapq", "heapq.heappush(values, 0)"),
+    "bisect": ("import bisect", "bisect.insort(values, 3)"),
+}
+
+
+@pytest.mark.parametrize("case", MUTATION_CASES, ids=list(MUTATION_CASES))
+def test_inputs_changed_through_calls_are_outputs(shell, case):
+    helper, call = MUTATION_CASES[case]
+    shell.configure()
+    shell.run(helper)
+    first = "values = Tally()" if "Tally" in helper else "values = [5, 1, 2]"
+    shell.run(f"%%step a --defer\n{first}")
+    shell.run(f"%%step b --defer\n{call}")
+    shell.run("%%step c --defer\nseen = values")
+    graph = shell.graph()
+    assert "values" in graph.step("b").outputs, graph.step("b").outputs
+    assert graph.step("c").inputs["values"].step == "b"
+
+
+def test_a_function_that_only_reads_its_argument_changes_nothing(shell):
+    shell.configure()
+    shell.run("def total(xs):\n    return sum(xs)")
+    shell.run("%%step a --defer\nvalues = [1, 2]")
+    shell.run("%%step b --defer\nt = total(values)")
+    shell.run("%%step c --defer\nseen = values")
+    graph = shell.graph()
+    assert graph.step("b").outputs == ["t"] and graph.step("c").inputs["values"].step == "a"
+
+
+def test_mutation_through_a_notebook_function_reaches_the_next_step_as_in_the_kernel(shell, tmp_path):
+    shell.configure()
+    cells = ["def scale_in_place(xs, k):\n    for i in range(len(xs)):\n        xs[i] *= k",
+             "%%step load\nvalues = [1, 2, 3, 4, 5, 6]",
+             "%%step scale\nscale_in_place(values, 10)\nmarker = 5",
+             "%%step report\ntotal = sum(values) + marker"]
+    for source in cells:
+        shell.run(source)
+    assert shell.ip.user_ns["total"] == 215
+    result = shell.workspace.run_local(runs_dir=tmp_path / "runs")
+    assert result.succeeded, {n: s.error for n, s in result.steps.items()}
+    assert result.outputs("report") == {"total": 215}  # not 21 + 5 = 26 from the unscaled list
