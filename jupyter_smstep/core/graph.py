@@ -81,9 +81,10 @@ class StepNode:
     outputs: list[str]
     depends_on: list[str]
     settings: dict[str, settings_mod.Resolved]
-    #: Inputs the cell changes through calls of notebook functions or methods (not visible in its
-    #: own syntax): outputs too, so later steps get the changed value. name -> line in the body.
-    changed_by_calls: dict[str, int] = field(default_factory=dict)
+    #: Inputs the step changes although its own syntax does not show it: through calls of notebook
+    #: functions or methods, as seen when it ran in the kernel, or as declared with ``%pipeline
+    #: outputs``. Outputs too, so later steps get the changed value. name -> line in the body.
+    hidden_changes: dict[str, int] = field(default_factory=dict)
 
     @property
     def links(self) -> list[Input]:
@@ -203,8 +204,18 @@ def build_graph(
             continue
         node = _resolve_step(cell, index, registry, namespace, bindings, later_writers, report)
         changed = mutated_through_calls(cell.analysis.calls, functions, methods)
-        node.changed_by_calls = {v: line for v, line in changed.items()
+        node.hidden_changes = {v: line for v, line in changed.items()
                                  if v in node.inputs and node.inputs[v].kind != "import"}
+        for var in sorted(registry.exports & set(node.inputs)):
+            if node.inputs[var].kind != "import":  # declared: every step that reads it returns it too
+                node.hidden_changes.setdefault(var, node.inputs[var].line)
+        for var in cell.changed_in_kernel:
+            if var in node.inputs and var not in node.hidden_changes:
+                node.hidden_changes[var] = node.inputs[var].line
+                report.warn(f"changed {var!r} in place when it ran in the kernel (its code does not show it): "
+                            "an output now; a headless build (smstep) cannot see this",
+                            fix=f"add a cell `%pipeline outputs {var}` so every build returns it",
+                            step=node.name, line=node.inputs[var].line + 1)
         nodes.append(node)
         bindings.after_step(cell, node)
 
@@ -418,7 +429,7 @@ def _is_sink(node: StepNode, nodes: list[StepNode]) -> bool:
 
 def _candidate_outputs(cell: Cell, node: StepNode | None = None) -> set[str]:
     assert cell.analysis is not None
-    found = set(cell.analysis.outputs) | (set(node.changed_by_calls) if node is not None else set())
+    found = set(cell.analysis.outputs) | (set(node.hidden_changes) if node is not None else set())
     if cell.step is not None and cell.step.outputs is not None:
         return set(cell.step.outputs) | found
     return found
@@ -427,7 +438,7 @@ def _candidate_outputs(cell: Cell, node: StepNode | None = None) -> set[str]:
 def _ordered(cell: Cell, node: StepNode | None = None) -> list[str]:
     """Candidate outputs in the order the cell first writes them."""
     assert cell.analysis is not None
-    lines = {**(node.changed_by_calls if node is not None else {}), **cell.analysis.mutates, **cell.analysis.writes}
+    lines = {**(node.hidden_changes if node is not None else {}), **cell.analysis.mutates, **cell.analysis.writes}
     return sorted(_candidate_outputs(cell, node), key=lambda v: (lines.get(v, 0), v))
 
 

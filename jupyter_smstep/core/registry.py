@@ -39,6 +39,8 @@ class Cell:
     step: StepSpec | None = None  # None for an ordinary cell
     cell_id: str | None = None
     label: str = ""  # how to name the cell in messages ("cell 3", "step 'train'")
+    # Inputs seen changing in place when the step cell ran in the kernel (the run-time check).
+    changed_in_kernel: tuple[str, ...] = ()
 
     @property
     def is_step(self) -> bool:
@@ -160,6 +162,12 @@ class Registry:
 
     def step(self, name: str) -> Cell | None:
         return next((c for c in self.steps if c.step and c.step.name == name), None)
+
+    def changed_in_kernel(self, cell: Cell, names: list[str]) -> None:
+        """The run-time check saw the step cell change these inputs in place."""
+        if names and tuple(names) != cell.changed_in_kernel:
+            cell.changed_in_kernel = tuple(names)
+            self.revision += 1
 
     def set_parameter(self, name: str, value: Any) -> None:
         self.parameters[name] = value

@@ -16,7 +16,7 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
 from jupyter_smstep.core.registry import Registry, StepSpec
 from jupyter_smstep.errors import SmstepError
-from jupyter_smstep.ipython import commands, options as options_mod
+from jupyter_smstep.ipython import commands, fingerprint, options as options_mod
 from jupyter_smstep.ipython.commands import CommandParser, HelpShown
 from jupyter_smstep.workspace import Workspace, pipeline_name_from_path
 
@@ -84,12 +84,22 @@ class StepMagics(Magics):
             print(f"jupyter_smstep: {recorded.problem}", file=sys.stderr)
         if self.headless or args.defer:
             return
+        reads = recorded.analysis.reads if recorded.analysis is not None else {}
+        before = fingerprint.fingerprints(reads, self.shell.user_ns)
         self._nested += 1
         try:
             result = self.shell.run_cell(cell, store_history=False)
         finally:
             self._nested -= 1
             self.recorded_in_cell = name
+        outputs = recorded.analysis.outputs if recorded.analysis is not None else set()
+        seen = [n for n in fingerprint.changed(before, self.shell.user_ns) if n not in outputs]
+        if seen:
+            self.registry.changed_in_kernel(recorded, seen)
+            shown = ", ".join(seen)
+            print(f"jupyter_smstep: step '{name}' changed {shown} in place when it ran (its code does not show "
+                  f"it): now an output. For a headless build (smstep) to agree, add a cell: "
+                  f"%pipeline outputs {' '.join(seen)}", file=sys.stderr)
         if not result.success:
             # The traceback is already shown; fail the cell too, so "Run All" stops here.
             error = result.error_in_exec or result.error_before_exec

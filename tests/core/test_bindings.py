@@ -182,3 +182,44 @@ def test_mutation_through_a_notebook_function_reaches_the_next_step_as_in_the_ke
     result = shell.workspace.run_local(runs_dir=tmp_path / "runs")
     assert result.succeeded, {n: s.error for n, s in result.steps.items()}
     assert result.outputs("report") == {"total": 215}  # not 21 + 5 = 26 from the unscaled list
+
+
+def test_an_input_changed_by_a_call_no_rule_knows_is_caught_when_the_cell_runs(shell, capsys):
+    np = pytest.importorskip("numpy")
+    shell.configure()
+    shell.ip.user_ns["lib"] = __import__("types").SimpleNamespace(normalize_=lambda a: np.divide(a, a.max(), out=a))
+    shell.run("%%step a\nimport numpy as np\narr = np.arange(1.0, 5.0)")
+    shell.run("%%step b\nlib.normalize_(arr)\nflag = True")  # np.divide(..., out=a): no rule sees it
+    shell.run("%%step c\nseen = arr.sum()")
+    graph = shell.graph()
+    assert "arr" in graph.step("b").outputs and graph.step("c").inputs["arr"].step == "b"
+    err = capsys.readouterr().err
+    assert "step 'b' changed arr in place" in err and "%pipeline outputs arr" in err
+    assert any("a headless build (smstep) cannot see this" in p.message for p in graph.report.warnings)
+    shell.run("%pipeline outputs arr")  # the fix it suggests: every build returns it, and the warning goes
+    graph = shell.graph()
+    assert not any("cannot see this" in p.message for p in graph.report.warnings)
+    assert "arr" in graph.step("b").outputs and graph.step("c").inputs["arr"].step == "b"
+    shell.workspace.registry.step("b").changed_in_kernel = ()  # what a headless build knows: the export alone
+    graph = shell.graph()
+    assert "arr" in graph.step("b").outputs and graph.step("c").inputs["arr"].step == "b"
+
+
+def test_fingerprints_see_in_place_changes_and_skip_what_they_cannot_hash():
+    from jupyter_smstep.ipython import fingerprint
+
+    np = pytest.importorskip("numpy")
+    pd = pytest.importorskip("pandas")
+    values = {"a": np.arange(10.0), "df": pd.DataFrame({"x": [1, 2]}), "l": [1, 2], "f": len,
+              "lock": __import__("threading").Lock()}
+    before = fingerprint.fingerprints(values, values)
+    assert set(before) == {"a", "df", "l"}  # a function is never compared, a lock cannot be pickled
+    values["a"][3] = -1
+    values["df"].loc[0, "x"] = 9
+    values["l"].append(3)
+    assert sorted(fingerprint.changed(before, values)) == ["a", "df", "l"]
+    assert fingerprint.changed(fingerprint.fingerprints(values, values), values) == []
+    big = np.zeros(fingerprint.CAP // 8 + 1000)  # over the cap: first, middle and last thirds are hashed
+    fp = fingerprint.fingerprint(big)
+    big[0] = 1
+    assert fingerprint.fingerprint(big) != fp
