@@ -355,8 +355,6 @@ def _resolve_step(
         if linkable and var in bindings.imported:
             inputs[var] = Input(var, "import", line, statement=bindings.imported[var])
             continue
-        if var in BUILTINS and (var not in namespace or _is_builtin(var, namespace[var])):
-            continue  # Python's own (IPython's `open`, `exit`, `quit` wrappers are the builtins in a job)
         if linkable and source is not None and source.is_step:
             assert source.step is not None
             inputs[var] = Input(var, "step", line, step=source.step.name)
@@ -375,6 +373,8 @@ def _resolve_step(
                 f"'{src_step}': the pipeline cannot use the kernel's copy",
                 fix=f"make that ordinary cell a %%step cell, or move its code into step '{name}'",
                 step=name, line=line + 1)
+        elif var in namespace and var in BUILTINS and _is_builtin(var, namespace[var]):
+            continue  # Python's own (IPython's `open`, `exit`, `quit` wrappers are the builtins in a job)
         elif var in namespace:
             value = namespace[var]
             statement = import_statement(var, value)
@@ -383,6 +383,8 @@ def _resolve_step(
             else:
                 via = source.label if source is not None else None
                 inputs[var] = Input(var, "value", line, type_name=type(value).__name__, via=via)
+        elif var in BUILTINS:
+            continue
         elif source is not None and source.is_step and not linkable:
             continue  # --inputs excluded it on purpose
         else:

@@ -223,3 +223,10 @@ def test_fingerprints_see_in_place_changes_and_skip_what_they_cannot_hash():
     fp = fingerprint.fingerprint(big)
     big[0] = 1
     assert fingerprint.fingerprint(big) != fp
+
+
+def test_a_step_output_named_like_a_builtin_is_a_link_even_when_the_step_never_ran(shell):
+    shell.configure()
+    shell.run("%%step a --defer\nmax = 5\nlist = [1]")
+    shell.run("%%step b --defer\ny = max + len(list)")
+    assert inputs(shell, "b") == {"max": ("step", "a"), "list": ("step", "a")}
