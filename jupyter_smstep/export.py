@@ -79,6 +79,8 @@ def module_source(registry: Registry, graph: PipelineGraph, sdk_major: int | Non
         by_module.setdefault(table[stepargs.CLASS_MODULES[cls]], []).append(cls)
     for module, classes in by_module.items():
         out.append(f"from {module} import {', '.join(classes)}")
+    if any(node.order_only for node in graph.steps):
+        out.append(f"from {table['step_outputs']} import get_step")
     if support:
         out += ["", "", "# ---- from the notebook's ordinary cells (helpers, constants, imports)"]
         for src in support:
@@ -102,6 +104,9 @@ def module_source(registry: Registry, graph: PipelineGraph, sdk_major: int | Non
         args = ", ".join(f"{handles[i.step]}[{i.name!r}]" if i.kind == "step" else f"{i.name}_param"
                          for i in node.links)
         out.append(f"{handle} = {names[node.name]}({args})")
+        if node.order_only:  # --after: runs after these steps, with no data from them
+            after = ", ".join(f"get_step({handles[d]})" for d in node.order_only)
+            out.append(f"get_step({handle}).add_depends_on([{after}])")
     params = ", ".join(f"{n}_param" for n in graph.parameters)
     out += ["",
             "pipeline = Pipeline(",

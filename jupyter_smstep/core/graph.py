@@ -19,6 +19,7 @@ uploaded. Pure: no IPython, no sagemaker.
 from __future__ import annotations
 
 import builtins
+import difflib
 import io
 import socket
 import sys
@@ -85,6 +86,12 @@ class StepNode:
     #: functions or methods, as seen when it ran in the kernel, or as declared with ``%pipeline
     #: outputs``. Outputs too, so later steps get the changed value. name -> line in the body.
     hidden_changes: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def order_only(self) -> list[str]:
+        """Steps this one runs after with no data from them (``--after``)."""
+        linked = {i.step for i in self.inputs.values() if i.kind == "step"}
+        return [d for d in self.depends_on if d not in linked]
 
     @property
     def links(self) -> list[Input]:
@@ -401,6 +408,20 @@ def _resolve_step(
     for inp in sorted(inputs.values(), key=lambda i: i.line):
         if inp.kind == "step" and inp.step not in depends:
             depends.append(inp.step)  # type: ignore[arg-type]
+    earlier = [c.step.name for c in registry.cells[:index] if c.step is not None]
+    for other in spec.after:
+        if other == name:
+            report.error(f"--after {other}: a step cannot run after itself", fix="name another step", step=name)
+        elif other in earlier:
+            if other not in depends:
+                depends.append(other)
+        elif any(c.step is not None and c.step.name == other for c in registry.cells[index:]):
+            report.error(f"--after {other}: step '{other}' comes later in the notebook", step=name,
+                         fix=f"move step '{name}' below step '{other}'")
+        else:
+            close = difflib.get_close_matches(other, earlier, n=1)
+            report.error(f"--after {other}: there is no step '{other}' above this one", step=name,
+                         fix=f"did you mean {close[0]}?" if close else f"steps above: {', '.join(earlier) or 'none'}")
     return StepNode(name, cell, inputs, [], depends, {})
 
 

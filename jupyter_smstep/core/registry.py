@@ -28,6 +28,7 @@ class StepSpec:
     inputs: tuple[str, ...] | None = None  # --inputs override
     outputs: tuple[str, ...] | None = None  # --outputs override
     header: str = ""  # the %%step line as written
+    after: tuple[str, ...] = ()  # --after: steps this one runs after, with no data between them
 
 
 @dataclass

@@ -30,6 +30,8 @@ def step_parser() -> CommandParser:
     parser.add_argument("--outputs", default=None, metavar="A,B", help="Comma-separated outputs, overriding inference.")
     parser.add_argument("--defer", action="store_true",
                         help="Register the step without running the cell in the kernel.")
+    parser.add_argument("--after", action="append", default=[], metavar="STEP",
+                        help="Run after STEP although no data passes between them (repeatable).")
     options_mod.add_option_arguments(parser, per_step=True)
     return parser
 
@@ -77,6 +79,7 @@ class StepMagics(Magics):
             inputs=_names(args.inputs),
             outputs=_names(args.outputs),
             header=f"%%step {line}".strip(),
+            after=tuple(dict.fromkeys(n for item in args.after for n in _names(item) or ())),
         )
         recorded = self.registry.record_step(spec, cell, cell_id=cell_id)
         self.recorded_in_cell = name

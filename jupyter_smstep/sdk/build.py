@@ -75,6 +75,8 @@ def assemble(graph: PipelineGraph, functions: Mapping[str, Callable[..., Any]], 
         except (TypeError, ValueError) as exc:
             raise SmstepError(Problem(f"the SageMaker SDK rejected the step: {exc}",
                                       fix="check the step's options", step=node.name)) from None
+        if node.order_only:  # --after: DependsOn without data
+            sdk.get_step(returns[node.name]).add_depends_on([sdk.get_step(returns[d]) for d in node.order_only])
     return sdk.Pipeline(
         name=graph.name,
         steps=list(returns.values()),

@@ -38,6 +38,7 @@ MODULES: dict[int, dict[str, str]] = {
         "spark_config": "sagemaker.remote_function.spark_config",
         "remote_function": "sagemaker.remote_function",
         "session_helper": "sagemaker.session",
+        "step_outputs": "sagemaker.workflow.step_outputs",
     },
     3: {
         "function_step": "sagemaker.mlops.workflow.function_step",
@@ -49,6 +50,7 @@ MODULES: dict[int, dict[str, str]] = {
         "spark_config": "sagemaker.core.remote_function.spark_config",
         "remote_function": "sagemaker.core.remote_function",
         "session_helper": "sagemaker.core.helper.session_helper",
+        "step_outputs": "sagemaker.core.workflow.step_outputs",
     },
 }
 
@@ -81,6 +83,7 @@ class Sdk:
     SageMakerJobExceptionTypeEnum: Any
     SparkConfig: Any
     get_execution_role: Any
+    get_step: Any  # DelayedReturn -> its step (add_depends_on for order-only dependencies)
     remote_function: ModuleType
     invoke_function_module: str  # run as ``python -m <this>`` inside the container
 
@@ -137,6 +140,7 @@ def load() -> Sdk:
         SageMakerJobExceptionTypeEnum=retry.SageMakerJobExceptionTypeEnum,
         SparkConfig=mod["spark_config"].SparkConfig,
         get_execution_role=mod["session_helper"].get_execution_role,
+        get_step=mod["step_outputs"].get_step,
         remote_function=mod["remote_function"],
         invoke_function_module=f"{table['remote_function']}.invoke_function",
     )

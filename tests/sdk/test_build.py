@@ -161,3 +161,46 @@ def test_compiled_function_runs_and_keeps_cell_line_numbers(shell, session):
     frame = info.traceback[-1]
     assert frame.lineno + 1 == 3  # line 3 of the cell (line 1 is %%step)
     assert "%%step a" in str(frame.path) or "%%step a" in str(info.traceback[-1].frame.code.raw.co_filename)
+
+
+def test_after_adds_an_order_only_dependency_to_the_definition_and_the_export(shell, session, tmp_path):
+    shell.configure(name="ordered")
+    shell.run("%%step --defer publish\nmarker = 'written'")
+    shell.run("%%step --defer notify --after publish\nsent = True")
+    graph = shell.graph()
+    assert graph.step("notify").depends_on == ["publish"] and graph.step("notify").order_only == ["publish"]
+    assert graph.to_json()["steps"][1]["depends_on"] == ["publish"]
+    definition = shell.workspace.definition(session)
+    assert steps_by_name(definition)["notify"]["DependsOn"] == ["publish"]
+    path = tmp_path / "ordered.py"
+    shell.run(f"%pipeline export {path}")
+    assert "get_step(notify_out).add_depends_on([get_step(publish_out)])" in path.read_text()
+    module = runpy.run_path(str(path), run_name="exported")
+    module["pipeline"].sagemaker_session = session
+    assert comparable(json.loads(module["pipeline"].definition())) == comparable(definition)
+
+
+@pytest.mark.parametrize("line, message", [
+    ("--after nope", "there is no step 'nope' above this one"),
+    ("--after publsh", "did you mean publish?"),
+    ("--after later", "step 'later' comes later in the notebook"),
+    ("--after notify", "a step cannot run after itself"),
+])
+def test_after_names_an_earlier_step(shell, line, message):
+    shell.configure(name="ordered")
+    shell.run("%%step --defer publish\nmarker = 1")
+    shell.run(f"%%step --defer notify {line}\nsent = True")
+    shell.run("%%step --defer later\nz = 2")
+    problems = [p for p in shell.graph().report.errors if p.step == "notify"]
+    assert any(message in p.message or message in p.fix for p in problems), problems
+
+
+def test_a_local_run_honours_after(shell, tmp_path):
+    shell.configure(name="ordered")
+    shell.ip.user_ns["flag_file"] = str(tmp_path / "flag")
+    shell.run("%%step --defer publish\nimport time, pathlib\ntime.sleep(0.5)\npathlib.Path(flag_file).write_text('x')")
+    shell.run("%%step --defer notify --after publish\nimport pathlib\nseen = pathlib.Path(flag_file).exists()")
+    result = shell.workspace.run_local(runs_dir=tmp_path / "runs")
+    assert result.succeeded, {n: s.error for n, s in result.steps.items()}
+    assert result.outputs("notify") == {"seen": True}
+    assert result.steps["notify"].started >= result.steps["publish"].ended
