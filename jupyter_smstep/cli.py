@@ -6,7 +6,8 @@ headless and maps errors to exit codes. ``smstep -h`` lists the commands,
 ``smstep COMMAND -h`` their options.
 
 AWS settings come from the standard environment (AWS_ENDPOINT_URL, AWS_PROFILE,
-AWS_REGION, ...). Exit status: 0 success; 1 a step or the pipeline failed; 2 the
+AWS_REGION, ...). Ctrl-C exits 130 and SIGTERM 143, both after a local run has
+stopped its steps and recorded how it ended. Exit status: 0 success; 1 a step or the pipeline failed; 2 the
 notebook or the arguments are wrong; 3 AWS or the environment refused
 (unreachable, no credentials, access denied, throttled, SDK missing). Every
 error says what is wrong and how to fix it, without a traceback.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -38,9 +40,18 @@ def parser() -> CommandParser:
     return top
 
 
+class Terminated(BaseException):
+    """SIGTERM: unwound like Ctrl-C, so a run records its end and stops its steps before exiting."""
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     # botocore's INFO lines ("Found credentials in environment variables") are noise on a terminal.
     logging.getLogger("botocore").setLevel(logging.WARNING)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         args = parser().parse_args(argv)
         return _dispatch(args)
@@ -53,6 +64,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("smstep: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("smstep: terminated", file=sys.stderr)
+        return 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _dispatch(args: argparse.Namespace) -> int:

@@ -414,3 +414,40 @@ def test_relative_file_options_start_at_the_notebooks_folder(tmp_path, monkeypat
 
     assert stepargs.step_arguments(graph.step("a"), tmp_path)["dependencies"] == str(tmp_path / "requirements.txt")
     assert stepargs.step_arguments(graph.step("a"))["dependencies"] == "requirements.txt"  # the export keeps it
+
+
+@pytest.mark.parametrize("sig, code", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_run_stopped_from_outside_records_its_end_and_leaves_nothing_running(tmp_path, sig, code):
+    import json
+    import os
+    import signal
+    import time
+
+    pid_file = tmp_path / "child.pid"
+    path = notebook(tmp_path, f"PID_FILE = {str(pid_file)!r}",
+                    "%%step slow\nimport subprocess, time\nchild = subprocess.Popen(['sleep', '300'])\n"
+                    "open(PID_FILE, 'w').write(str(child.pid))\ntime.sleep(300)")
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "jupyter_smstep.cli", "run", str(path), "--runs-dir", str(runs)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not pid_file.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert pid_file.exists(), proc.communicate(timeout=10)
+    proc.send_signal(getattr(signal, sig))
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == code, err
+    (run_dir,) = list(runs.iterdir())
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["ended"] and info["succeeded"] is False and "interrupted" in info.get("error", "") + err
+    step = json.loads((run_dir / "steps" / "slow" / "step.json").read_text())
+    assert step["state"] == "failed" and step["summary"].startswith("the run was interrupted")
+    child = int(pid_file.read_text())
+    for _ in range(50):
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"the step's subprocess {child} outlived the run")

@@ -263,3 +263,24 @@ def test_a_refused_request_with_a_body_leaves_the_connection_usable(local_endpoi
             data += chunk
     statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", data)
     assert statuses == [b"400", b"200"], data  # the refusal, then the HEAD: nothing smuggled in between
+
+
+def test_a_listing_never_leaves_the_bucket(s3):
+    put(s3, "a/1")
+    for prefix in ("../../../../../etc/pass", "a/../../", "../", "a/./", "//etc"):
+        page = s3.list_objects_v2(Bucket=s3.bucket, Prefix=prefix)
+        assert page.get("Contents", []) == [] and page.get("CommonPrefixes", []) == [], prefix
+
+
+def test_a_key_and_the_same_key_with_a_slash_are_not_one_file(local):
+    put(local, "alias", b"the object")
+    with pytest.raises(ClientError) as info:
+        put(local, "alias/", b"")  # S3 holds both; a file system cannot: refused, never overwritten
+    assert code(info) == "InvalidArgument"
+    assert local.get_object(Bucket=local.bucket, Key="alias")["Body"].read() == b"the object"
+
+
+def test_keys_that_look_like_a_file_being_written_are_refused(local):
+    with pytest.raises(ClientError) as info:
+        put(local, "x.1234abcd.smstep-partial")
+    assert code(info) == "InvalidArgument"

@@ -59,10 +59,15 @@ def check_bucket(name: str) -> str:
 
 
 def object_path(root: Path, bucket: str, key: str) -> Path:
-    """The file of ``bucket/key``; a key a file system cannot hold is an ``InvalidArgument``."""
+    """The file of ``bucket/key``; a key a file system cannot hold is an ``InvalidArgument``.
+
+    Refused: empty segments (``a//b``, a leading or trailing ``/``: ``x/`` would be the
+    file ``x``), ``.`` and ``..``, NUL, and the suffix this store gives files being written.
+    """
     check_bucket(bucket)
     parts = key.split("/")
-    if not key or key.startswith("/") or any(p in ("", ".", "..") for p in parts[:-1]) or parts[-1] in (".", ".."):
+    if (not key or "\0" in key or key.endswith(PARTIAL)
+            or any(p in ("", ".", "..") for p in parts)):
         raise S3Error(400, "InvalidArgument", f"the local S3 cannot store the key {key!r}", Key=key)
     return root.joinpath(bucket, *parts)
 
@@ -207,6 +212,8 @@ class Store:
         base = self.bucket_dir(bucket)
         start = base
         head = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        if "\0" in prefix or (head and any(p in ("", ".", "..") for p in head.split("/"))):
+            return []  # no key this store holds starts so: and never look outside the bucket
         if head:
             candidate = base.joinpath(*head.split("/"))
             if not candidate.is_dir():
