@@ -21,6 +21,8 @@ it does not import sagemaker.
 
 from __future__ import annotations
 
+import io
+import re
 import types
 from typing import Any
 from collections.abc import Mapping
@@ -34,12 +36,42 @@ LARGE_CAPTURE_BYTES = 10 * 1024 * 1024
 
 def pickled_size(value: Any) -> tuple[int | None, str]:
     """``(bytes, "")``, or ``(None, why)`` when the value cannot be pickled."""
+    size, why, _ = _pickle(value)
+    return size, why
+
+
+#: What must never be shipped in a step's code upload, pickled or not: credentials and what holds them,
+#: and open files (cloudpickle ships a file opened for reading with its whole content).
+_NEVER_CAPTURED = {("boto3.session", "Session"): "a boto3 session (it holds credentials)",
+                   ("botocore.session", "Session"): "a botocore session (it holds credentials)",
+                   ("botocore.credentials", None): "AWS credentials",
+                   ("botocore.client", None): "a boto3 client"}
+_SECRET_NAME = re.compile(r"token|secret|passw(or)?d|api_?key|credential|private_?key", re.IGNORECASE)
+_SECRET_BYTES = re.compile(rb"\b(AKIA|ASIA)[A-Z0-9]{16}\b|AWS_SECRET_ACCESS_KEY|aws_secret_access_key|"
+                           rb"AWS_SESSION_TOKEN")
+
+
+def never_captured(value: Any) -> str | None:
+    """Why ``value`` must not be captured into a step (credentials, a client, an open file), or None."""
+    if isinstance(value, io.IOBase):
+        return "an open file (it would be shipped with its content)"
+    for klass in type(value).__mro__:
+        module = getattr(klass, "__module__", "") or ""
+        why = _NEVER_CAPTURED.get((module, klass.__name__)) or _NEVER_CAPTURED.get((module, None))
+        if why:
+            return why
+    return None
+
+
+def _pickle(value: Any) -> tuple[int | None, str, bool]:
+    """(pickled bytes, why not, whether the bytes look like they hold an AWS secret)."""
     import cloudpickle
 
     try:
-        return len(cloudpickle.dumps(value)), ""
+        data = cloudpickle.dumps(value)
     except Exception as exc:  # noqa: BLE001 - any pickling failure is the user's to fix
-        return None, f"{type(exc).__name__}: {exc}"
+        return None, f"{type(exc).__name__}: {exc}", False
+    return len(data), "", bool(_SECRET_BYTES.search(data))
 
 
 def unpicklable_problem(step: str, name: str, type_name: str, why: str, line: int | None) -> Problem:
@@ -58,16 +90,20 @@ class Captures:
     """Pickled sizes of a graph's captured values, measured once per value."""
 
     def __init__(self) -> None:
-        self._cache: dict[tuple[int, type], tuple[int | None, str]] = {}
+        self._cache: dict[tuple[int, type], tuple[int | None, str, bool]] = {}
 
     def clear(self) -> None:
         self._cache.clear()
 
-    def measure(self, value: Any) -> tuple[int | None, str]:
+    def _measured(self, value: Any) -> tuple[int | None, str, bool]:
         key = (id(value), type(value))
         if key not in self._cache:
-            self._cache[key] = pickled_size(value)
+            self._cache[key] = _pickle(value)
         return self._cache[key]
+
+    def measure(self, value: Any) -> tuple[int | None, str]:
+        size, why, _ = self._measured(value)
+        return size, why
 
     def sizes(self, graph: PipelineGraph, namespace: Mapping[str, Any]) -> dict[str, dict[str, int | None]]:
         """step -> captured name -> pickled bytes (None: cannot be pickled)."""
@@ -85,7 +121,22 @@ class Captures:
             for inp in node.captured:
                 if inp.name not in namespace:
                     continue
-                size, why = self.measure(namespace[inp.name])
+                value = namespace[inp.name]
+                refused = never_captured(value)
+                if refused is not None:
+                    found.append(Problem(f"captures {inp.name!r}, {refused}, from the kernel into the step's code "
+                                         "upload, which is stored in S3", step=node.name, line=inp.line + 1,
+                                         fix=f"create {inp.name!r} inside the step: the job gets its own "
+                                         "credentials from its role (and read secrets from Secrets Manager or "
+                                         "SSM there)"))
+                    continue
+                size, why, secret = self._measured(value)
+                if secret or _SECRET_NAME.search(inp.name):
+                    found.append(Problem(f"captures {inp.name!r}, which looks like it holds a secret, into the "
+                                         "step's code upload (stored in S3 and readable by whoever can read the "
+                                         "bucket)", step=node.name, line=inp.line + 1, severity="warning",
+                                         fix=f"read {inp.name!r} inside the step from Secrets Manager or SSM, or "
+                                         "from an environment the job gets, instead of capturing it"))
                 if size is None:
                     found.append(unpicklable_problem(node.name, inp.name, inp.type_name or "object", why, inp.line + 1))
                 elif size > LARGE_CAPTURE_BYTES:

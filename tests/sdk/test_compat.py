@@ -43,3 +43,28 @@ def test_loading_the_sdk_writes_nothing_into_the_environment(tmp_path):
                           cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {}
+
+
+def test_credentials_sessions_clients_and_open_files_are_never_captured(shell, tmp_path):
+    import boto3
+
+    shell.configure()
+    (tmp_path / "data.csv").write_text("a,b\n")
+    shell.ip.user_ns.update(
+        session=boto3.Session(aws_access_key_id="AKIAABCDEFGHIJKLMNOP", aws_secret_access_key="s",
+                              region_name="us-east-1"),
+        creds=boto3.Session(aws_access_key_id="AKIAABCDEFGHIJKLMNOP", aws_secret_access_key="s").get_credentials(),
+        handle=open(tmp_path / "data.csv"),
+        env_copy={"AWS_SECRET_ACCESS_KEY": "s", "HOME": "/root"},
+        api_token="t0k3n",
+        settings={"user": "me"},
+    )
+    shell.run("%%step a --defer\nx = (session, creds, handle.name, env_copy, api_token, settings)")
+    problems = {(p.severity, p.message.split(",")[0]) for p in shell.graph().report.problems if p.step == "a"}
+    assert ("error", "captures 'session'") in problems
+    assert ("error", "captures 'creds'") in problems
+    assert ("error", "captures 'handle'") in problems
+    assert ("warning", "captures 'env_copy'") in problems  # holds AWS_SECRET_ACCESS_KEY
+    assert ("warning", "captures 'api_token'") in problems  # named like a secret
+    assert not any(m.startswith("captures 'settings'") for _, m in problems)
+    shell.ip.user_ns["handle"].close()
