@@ -124,11 +124,13 @@ class Captures:
                 value = namespace[inp.name]
                 refused = never_captured(value)
                 if refused is not None:
+                    fix = ("open the file inside the step (pass its path, or make the data a step output)"
+                           if isinstance(value, io.IOBase) else
+                           f"create {inp.name!r} inside the step: the job gets its own credentials from its "
+                           "role (and reads secrets from Secrets Manager or SSM there)")
                     found.append(Problem(f"captures {inp.name!r}, {refused}, from the kernel into the step's code "
-                                         "upload, which is stored in S3", step=node.name, line=inp.line + 1,
-                                         fix=f"create {inp.name!r} inside the step: the job gets its own "
-                                         "credentials from its role (and read secrets from Secrets Manager or "
-                                         "SSM there)"))
+                                         "upload, which is stored in S3", fix=fix, step=node.name,
+                                         line=inp.line + 1))
                     continue
                 size, why, secret = self._measured(value)
                 if secret or _SECRET_NAME.search(inp.name):

@@ -95,7 +95,8 @@ def test_unpicklable_captured_value_is_named(shell, session, tmp_path):
     with pytest.raises(SmstepError) as info:
         shell.workspace.definition(session)
     text = str(info.value)
-    assert "step 'writes'" in text and "'handle'" in text and "cannot be pickled" in text
+    assert "step 'writes'" in text and "captures 'handle', an open file" in text
+    assert "open the file inside the step" in text
     shell.ip.user_ns["handle"].close()
 
 
