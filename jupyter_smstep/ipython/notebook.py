@@ -40,15 +40,16 @@ def load_workspace(path: str | Path) -> Workspace:
     magics = StepMagics(shell, headless=True)
     magics.workspace.default_name = pipeline_name_from_path(str(path))
     magics.workspace.origin = path.name
-    magics.workspace.root = path.parent.resolve()
+    folder = path.parent.resolve()  # once: the loop below changes the working directory
+    magics.workspace.root = folder
     # The extension is "loaded" in this shell with the headless magics: the notebook's own
     # %load_ext / %reload_ext jupyter_smstep lines keep them instead of registering a second recorder.
     extension.attach(shell, magics)
     shell.extension_manager.loaded.add("jupyter_smstep")
     cwd = os.getcwd()
-    os.chdir(path.parent.resolve())  # relative paths in cells resolve as they do in Jupyter
+    os.chdir(folder)  # relative paths in cells resolve as they do in Jupyter
     expected: list[int] = []  # cells that are %%step cells
-    sys.path.insert(0, str(path.parent.resolve()))  # as in a kernel started beside the notebook
+    sys.path.insert(0, str(folder))  # as in a kernel started beside the notebook
     try:
         for index, cell in enumerate(nb.cells, start=1):
             if cell.cell_type != "code" or not cell.source.strip():
@@ -87,7 +88,8 @@ def load_workspace(path: str | Path) -> Workspace:
                         magics.registry.set_parameter(name, value)
     finally:
         os.chdir(cwd)
-        sys.path.remove(str(path.parent.resolve()))
+        if str(folder) in sys.path:  # a cell may have edited sys.path itself
+            sys.path.remove(str(folder))
     _check_every_step_registered(nb, expected, magics)
     return magics.workspace
 

@@ -306,10 +306,11 @@ def test_modules_beside_the_notebook_import_headless_as_in_a_kernel(tmp_path, mo
     (tmp_path / f"{name}_steps" / "__init__.py").write_text("FACTOR = 3\n")
     cells = ["%load_ext jupyter_smstep", CONFIG, f"from {name} import double\nfrom {name}_steps import FACTOR",
              "%%step a\nx = double(FACTOR)"]
-    monkeypatch.chdir(Path("/"))
+    notebook_path = write_notebook(tmp_path, cells)
+    monkeypatch.chdir(tmp_path.parent)  # a relative path, as users type it: smstep run notebooks/x.ipynb
     before = list(sys.path)
     try:
-        graph = load_workspace(write_notebook(tmp_path, cells)).graph()
+        graph = load_workspace(Path(tmp_path.name) / notebook_path.name).graph()
     finally:
         sys.modules.pop(name, None)
         sys.modules.pop(f"{name}_steps", None)
