@@ -469,22 +469,37 @@ def _ordered(cell: Cell, node: StepNode | None = None) -> list[str]:
 _NOT_DATA = (types.ModuleType, types.GeneratorType, types.AsyncGeneratorType, types.CoroutineType, io.IOBase,
              socket.socket, threading.Thread, type(threading.Lock()), type(threading.RLock()), threading.Event,
              threading.Condition, threading.Semaphore)
-#: Types recognised by their module and name, without importing their packages.
-_NOT_DATA_NAMES = {("botocore.client", None), ("boto3.session", "Session"), ("boto3.resources.base", None),
-                   ("botocore.session", "Session"), ("botocore.credentials", None), ("sqlite3", "Connection"),
-                   ("sqlite3", "Cursor")}
+#: AWS credentials and what holds them, by (module, class name or None for any class of the module):
+#: recognised without importing boto3. Never data, and never captured into a step (``sdk.capture``).
+CREDENTIAL_TYPES: dict[tuple[str, str | None], str] = {
+    ("boto3.session", "Session"): "a boto3 session (it holds credentials)",
+    ("botocore.session", "Session"): "a botocore session (it holds credentials)",
+    ("botocore.credentials", None): "AWS credentials",
+    ("botocore.client", None): "a boto3 client",
+}
+#: Other types recognised by their module and name that are not data.
+_NOT_DATA_NAMES: dict[tuple[str, str | None], str] = {
+    **CREDENTIAL_TYPES, ("boto3.resources.base", None): "a boto3 resource",
+    ("sqlite3", "Connection"): "a database connection", ("sqlite3", "Cursor"): "a database cursor",
+}
+
+
+def match_type(value: Any, table: Mapping[tuple[str, str | None], str]) -> tuple[str, str] | None:
+    """``(module.Class, description)`` when ``value``'s class (or a base) is in ``table``, else None."""
+    for klass in type(value).__mro__:
+        module, name = getattr(klass, "__module__", "") or "", klass.__name__
+        description = table.get((module, name)) or table.get((module, None))
+        if description:
+            return f"{module}.{name}", description
+    return None
 
 
 def _not_data(value: Any) -> str | None:
     """Why ``value`` is not plain data (an open file, a client, a lock...), or None."""
     if isinstance(value, _NOT_DATA):
         return type(value).__name__
-    cls = type(value)
-    for klass in cls.__mro__:
-        module, name = getattr(klass, "__module__", ""), klass.__name__
-        if (module, name) in _NOT_DATA_NAMES or (module, None) in _NOT_DATA_NAMES:
-            return f"{module}.{name}"
-    return None
+    found = match_type(value, _NOT_DATA_NAMES)
+    return found[0] if found else None
 
 
 def _left_out(node: StepNode, var: str, namespace: Mapping[str, Any], report: Report) -> bool:

@@ -27,7 +27,7 @@ import types
 from typing import Any
 from collections.abc import Mapping
 
-from jupyter_smstep.core.graph import PipelineGraph
+from jupyter_smstep.core.graph import CREDENTIAL_TYPES, PipelineGraph, match_type
 from jupyter_smstep.errors import Problem, SmstepError
 
 #: A captured value over this many pickled bytes gets a warning.
@@ -40,12 +40,6 @@ def pickled_size(value: Any) -> tuple[int | None, str]:
     return size, why
 
 
-#: What must never be shipped in a step's code upload, pickled or not: credentials and what holds them,
-#: and open files (cloudpickle ships a file opened for reading with its whole content).
-_NEVER_CAPTURED = {("boto3.session", "Session"): "a boto3 session (it holds credentials)",
-                   ("botocore.session", "Session"): "a botocore session (it holds credentials)",
-                   ("botocore.credentials", None): "AWS credentials",
-                   ("botocore.client", None): "a boto3 client"}
 _SECRET_NAME = re.compile(r"token|secret|passw(or)?d|api_?key|credential|private_?key", re.IGNORECASE)
 _SECRET_BYTES = re.compile(rb"\b(AKIA|ASIA)[A-Z0-9]{16}\b|AWS_SECRET_ACCESS_KEY|aws_secret_access_key|"
                            rb"AWS_SESSION_TOKEN")
@@ -53,14 +47,10 @@ _SECRET_BYTES = re.compile(rb"\b(AKIA|ASIA)[A-Z0-9]{16}\b|AWS_SECRET_ACCESS_KEY|
 
 def never_captured(value: Any) -> str | None:
     """Why ``value`` must not be captured into a step (credentials, a client, an open file), or None."""
-    if isinstance(value, io.IOBase):
+    if isinstance(value, io.IOBase):  # cloudpickle ships a file opened for reading with its content
         return "an open file (it would be shipped with its content)"
-    for klass in type(value).__mro__:
-        module = getattr(klass, "__module__", "") or ""
-        why = _NEVER_CAPTURED.get((module, klass.__name__)) or _NEVER_CAPTURED.get((module, None))
-        if why:
-            return why
-    return None
+    found = match_type(value, CREDENTIAL_TYPES)
+    return found[1] if found else None
 
 
 def _pickle(value: Any) -> tuple[int | None, str, bool]:
