@@ -38,8 +38,10 @@ class Workspace:
         self.last_execution: Any = None  # remote.submit.Submission of the latest submit
 
     # ---------------------------------------------------------------- analysis
-    def graph(self) -> PipelineGraph:
-        """The graph with every check that needs no upload: settings, names, captured values."""
+    def graph(self, keys: bool = False) -> PipelineGraph:
+        """The graph with every check that needs no upload: settings, names, captured values.
+
+        With ``keys``, each step's content key too (every captured value is pickled and hashed)."""
         image = studio.kernel_image()
         graph = build_graph(
             self.registry,
@@ -52,6 +54,10 @@ class Workspace:
             root=self.root,
         )
         graph.report.problems.extend(self.captures.problems(graph, self.namespace))
+        if keys and not graph.report.errors:
+            from jupyter_smstep.sdk import content
+
+            graph.keys = content.step_keys(graph, self.namespace, self.root)
         return graph
 
     # ---------------------------------------------------------------- build
@@ -83,14 +89,15 @@ class Workspace:
     def run_local(self, parameters: Mapping[str, Any] | None = None, on_event: Callable | None = None,
                   runs_dir: str | Path | None = None) -> Any:
         from jupyter_smstep import local
-        from jupyter_smstep.sdk import build
+        from jupyter_smstep.sdk import build, content
 
         graph = self._buildable_graph()
         values = coerce_overrides(graph.parameters, parameters or {})
         functions = build.step_functions(graph, self.namespace, self.captures)  # built once, for the runner too
+        plan = build.plan_for(graph, content.step_keys(graph, self.namespace, self.root, values))
 
         def assemble(session: Any) -> Any:
-            return build.assemble(graph, functions, session, self.root)
+            return build.Compiled(build.assemble(graph, functions, session, self.root), functions, plan)
 
         kwargs: dict[str, Any] = {"parameters": values, "on_event": on_event, "functions": functions}
         if runs_dir is not None:

@@ -19,6 +19,8 @@ def _aws_env(monkeypatch, tmp_path):
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.delenv("SAGEMAKER_INTERNAL_IMAGE_URI", raising=False)
     monkeypatch.delenv("SM_INTERNAL_IMAGE_URI", raising=False)
+    # The signing secret of content-addressed builds: one per test session, never the user's own.
+    monkeypatch.setenv("SMSTEP_DATA_DIR", str(tmp_path.parent / "smstep-data"))
     # Empty SDK config files, so the machine's own never leak in. (Empty, not a bare SchemaVersion:
     # v3 validates a non-empty config on every lookup; sdk.load() memoizes that for users.)
     for kind in ("USER", "ADMIN"):

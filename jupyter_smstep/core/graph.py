@@ -115,6 +115,8 @@ class PipelineGraph:
     parameters: dict[str, Any]
     report: Report = field(default_factory=Report)
     kernel_image_note: str = ""
+    #: step -> core.keys.StepKey, when the caller computed them (the captured values' digests need pickling)
+    keys: dict[str, Any] = field(default_factory=dict)
 
     def step(self, name: str) -> StepNode:
         return next(s for s in self.steps if s.name == name)
@@ -132,6 +134,7 @@ class PipelineGraph:
                     "outputs": list(s.outputs),
                     "depends_on": list(s.depends_on),
                     "settings": {k: {"value": _jsonable(r.value), "source": r.source} for k, r in s.settings.items()},
+                    **({"key": self.keys[s.name].key} if s.name in self.keys else {}),
                 }
                 for s in self.steps
             ],

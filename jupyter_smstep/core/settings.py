@@ -45,6 +45,7 @@ class Option:
     default: Any = None  # the SDK's default
     config_path: tuple[str, ...] | None = None  # under SageMaker.PythonSDK.Modules.RemoteFunction
     per_step: bool = False  # meaningful on a cell only (not as a notebook default)
+    step_kwarg: bool = True  # passed to ``@step``; False: jupyter_smstep applies it to the definition itself
 
     @property
     def flag(self) -> str:
@@ -89,6 +90,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("spark_config", "json", "SparkConfig fields as a JSON object."),
     Option("use_spot_instances", "bool", "Use managed spot training.", default=False),
     Option("max_wait_time_in_seconds", "int", "Maximum wait for spot capacity."),
+    # Not an @step keyword: put on the step's definition (see sdk.content).
+    Option("cache", "duration", "Let SageMaker reuse a succeeded run of the unchanged step for this long "
+           "(ISO 8601 duration: P30D, PT12H).", step_kwarg=False),
 )
 OPTIONS_BY_KEY = {o.key: o for o in OPTIONS}
 
@@ -100,6 +104,8 @@ RETRY_TYPES = ("Step.SERVICE_FAULT", "Step.THROTTLING",
 ALIASES = {"env": "environment_variables", "tag": "tags", "retry": "retry_policies",
            "security-group-id": "security_group_ids", "subnet": "subnets"}
 
+#: An ISO 8601 duration as SageMaker's CacheConfig.ExpireAfter takes it (P30D, PT12H, P1Y2M10DT2H30M, P2W).
+DURATION = re.compile(r"^P(?=\d|T\d)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+S)?)?$")
 PIPELINE_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}$")
 STEP_NAME = re.compile(r"^[A-Za-z0-9\-_]{1,64}$")
 INSTANCE_TYPE = re.compile(r"^ml\.[a-z][a-z0-9-]*\.(nano|micro|small|medium|large|\d*xlarge|metal(-\d+xl)?)$")

@@ -214,7 +214,7 @@ def _graph_args(parser: CommandParser, cli: bool) -> None:
 
 
 def _graph(ctx: Context, args: argparse.Namespace) -> int:
-    graph = ctx.workspace.graph()
+    graph = ctx.workspace.graph(keys=args.json)
     if args.json:
         print(json.dumps(graph.to_json(), indent=2), file=ctx.out)
     else:

@@ -14,7 +14,7 @@ from typing import Any
 
 from jupyter_smstep.core.parameters import parse_bool
 from jupyter_smstep.errors import SmstepError
-from jupyter_smstep.core.settings import ALIASES, OPTIONS, RETRY_TYPES, Option
+from jupyter_smstep.core.settings import ALIASES, DURATION, OPTIONS, RETRY_TYPES, Option
 
 
 
@@ -32,6 +32,8 @@ def add_option_arguments(parser: argparse.ArgumentParser, per_step: bool) -> Non
             kw = dict(nargs="?", const="true", metavar="true|false")
         elif opt.kind in ("list", "kv", "retry"):
             kw = dict(action="append", metavar={"kv": "KEY=VALUE", "retry": "POLICY"}.get(opt.kind, "VALUE"))
+        elif opt.kind == "duration":
+            kw = dict(metavar="DURATION")
         else:
             kw = dict(metavar=opt.kind.upper() if opt.kind != "str" else "VALUE")
         parser.add_argument(*flags, dest=opt.key, default=None, help=opt.help, **kw)
@@ -88,6 +90,11 @@ def _convert_one(opt: Option, raw: Any, where: str) -> Any:
         return value
     if opt.kind == "retry":
         return [parse_retry(item, where) for item in raw]
+    if opt.kind == "duration":
+        if not DURATION.match(raw.strip().upper()):
+            raise bad("an ISO 8601 duration", f"write e.g. {opt.flag} P30D (30 days), {opt.flag} PT12H (12 hours) "
+                      f"or {opt.flag} P1DT6H")
+        return raw.strip().upper()
     return raw
 
 

@@ -50,7 +50,8 @@ def submit(graph: PipelineGraph, namespace: Mapping[str, Any], parameters: Mappi
     role = pipeline_role(graph) or sdk.execution_role(session)
     pipeline = compiled.pipeline
     try:
-        response = pipeline.upsert(role_arn=role, description=f"jupyter_smstep pipeline {graph.name}")
+        with compiled.building():  # content-addressed: unchanged steps are not uploaded again
+            response = pipeline.upsert(role_arn=role, description=f"jupyter_smstep pipeline {graph.name}")
     except SmstepError:
         raise
     except Exception as exc:  # noqa: BLE001 - say what failed without the SDK's traceback

@@ -5,30 +5,62 @@ Every link is passed as its own top-level argument (the SDK rejects a
 step function's globals, so the SDK's cloudpickle ships them by value; each is
 test-pickled first so that an open file or a client fails here, named, rather
 than deep inside the SDK.
+
+The build is content-addressed (:mod:`.content`): each step's payloads live in a
+folder named by its content key, so an unchanged step keeps its definition and
+is not uploaded again. :class:`Compiled` carries the plan; produce the
+definition (or upsert) through it.
 """
 
 from __future__ import annotations
 
 import builtins
+import contextlib
 import linecache
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from jupyter_smstep.core import codegen
 from jupyter_smstep.core.graph import PipelineGraph, check_buildable
 from jupyter_smstep.errors import Problem, SmstepError, aws_error
-from jupyter_smstep.sdk import stepargs
+from jupyter_smstep.core.keys import StepKey
+from jupyter_smstep.sdk import content, stepargs
 from jupyter_smstep.sdk.capture import Captures
 from jupyter_smstep.sdk.compat import Sdk, load
 
 @dataclass
 class Compiled:
-    """The SDK ``Pipeline`` and the Python function of every step (the local runner maps tracebacks with them)."""
+    """The SDK ``Pipeline``, the Python function of every step (the local runner maps tracebacks with
+    them) and the content-addressed build plan (payload folders, signing key, cache settings)."""
 
     pipeline: Any
     functions: dict[str, Callable[..., Any]]
+    plan: content.BuildPlan | None = None
+    uploads: content.UploadCount = field(default_factory=content.UploadCount)
+
+    @property
+    def name(self) -> str:
+        return str(self.pipeline.name)
+
+    @contextlib.contextmanager
+    def building(self) -> Iterator[content.UploadCount]:
+        """While the SDK compiles the steps (``definition()``, ``upsert()``): the plan applies."""
+        if self.plan is None:
+            yield self.uploads
+            return
+        with content.content_addressed(self.plan, self.pipeline.sagemaker_session) as count:
+            yield count
+
+    def definition(self) -> str:
+        with self.building():
+            return str(self.pipeline.definition())
+
+
+def plan_for(graph: PipelineGraph, keys: Mapping[str, StepKey]) -> content.BuildPlan:
+    cache = {node.name: node.settings["cache"].value for node in graph.steps if "cache" in node.settings}
+    return content.BuildPlan(graph.name, dict(keys), cache)
 
 
 def step_functions(graph: PipelineGraph, namespace: Mapping[str, Any],
@@ -91,13 +123,14 @@ def build_pipeline(graph: PipelineGraph, namespace: Mapping[str, Any], session: 
     """The SDK ``Pipeline`` for ``graph``. Validates first; raises :class:`SmstepError`."""
     check_buildable(graph)
     functions = step_functions(graph, namespace, captures)
-    return Compiled(assemble(graph, functions, session, root), functions)
+    keys = content.step_keys(graph, namespace, root)
+    return Compiled(assemble(graph, functions, session, root), functions, plan_for(graph, keys))
 
 
 def definition(compiled: Compiled) -> str:
     """``Pipeline.definition()``, which uploads the pickled functions; SDK errors made readable."""
     try:
-        return compiled.pipeline.definition()
+        return compiled.definition()
     except SmstepError:
         raise
     except Exception as exc:  # noqa: BLE001 - translate, never show the SDK's traceback

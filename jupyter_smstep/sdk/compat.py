@@ -39,6 +39,7 @@ MODULES: dict[int, dict[str, str]] = {
         "remote_function": "sagemaker.remote_function",
         "session_helper": "sagemaker.session",
         "step_outputs": "sagemaker.workflow.step_outputs",
+        "steps_compiler": "sagemaker.workflow._steps_compiler",
     },
     3: {
         "function_step": "sagemaker.mlops.workflow.function_step",
@@ -51,6 +52,7 @@ MODULES: dict[int, dict[str, str]] = {
         "remote_function": "sagemaker.core.remote_function",
         "session_helper": "sagemaker.core.helper.session_helper",
         "step_outputs": "sagemaker.core.workflow.step_outputs",
+        "steps_compiler": "sagemaker.mlops.workflow._steps_compiler",
     },
 }
 

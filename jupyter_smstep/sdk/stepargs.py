@@ -23,7 +23,7 @@ from typing import Any
 from collections.abc import Mapping
 
 from jupyter_smstep.core.graph import StepNode
-from jupyter_smstep.core.settings import FILE_OPTIONS, local_file
+from jupyter_smstep.core.settings import FILE_OPTIONS, OPTIONS_BY_KEY, local_file
 
 #: ``--retry`` exception type (the enum member's *value*, as the definition writes it) ->
 #: (enum class, member name). SageMaker's ``JOB_INTERNAL_ERROR`` is the member ``INTERNAL_ERROR``.
@@ -83,6 +83,8 @@ def step_arguments(node: StepNode, root: Path | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {"name": node.name}
     for key, resolved in node.settings.items():
         if resolved.source == "default" and key != "job_name_prefix":
+            continue
+        if key in OPTIONS_BY_KEY and not OPTIONS_BY_KEY[key].step_kwarg:
             continue
         value = resolved.value
         if root is not None and key in FILE_OPTIONS and (path := local_file(value, root)) is not None:

@@ -1,0 +1,118 @@
+"""Content keys: one hash per step of everything that determines its result.
+
+A step's key is the SHA-256 of its *parts*, each a named digest:
+
+- ``code``: the step function's source (the cell, its re-done imports, its arguments and return);
+- ``capture:NAME``: each value captured from the kernel, as :mod:`jupyter_smstep.sdk.content`
+  hashes it (pickled bytes, code objects without file names and line numbers);
+- ``setting:NAME``: each resolved setting that reaches the job (image, instance type, role,
+  environment...), and ``file:NAME`` the content of the local files they name (requirements,
+  pre-execution script);
+- ``parameter:NAME``: the value of each pipeline parameter the step reads, in this run;
+- ``upstream:STEP``: the key of each step it depends on, data or order (``--after``);
+- ``runtime``: the Python and SDK versions that build and run it.
+
+The parts are kept with the key, so a later build can say *which* changed
+(:func:`changes`). What a step reads by itself at run time (an S3 object, a file
+opened by path, a database) is not part of the key: callers say so wherever a
+cached result is reused. Pure: no SDK, no pickling (the digests come in).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from collections.abc import Mapping
+
+from jupyter_smstep.core import codegen
+from jupyter_smstep.core import settings as settings_mod
+from jupyter_smstep.core.graph import PipelineGraph
+
+#: Hex digits of a key used in names (S3 folders, run records): 80 bits, collision-free in practice.
+SHORT = 20
+
+
+@dataclass(frozen=True)
+class StepKey:
+    key: str  # hex SHA-256 of the parts
+    parts: dict[str, str]  # part name -> digest
+
+    @property
+    def short(self) -> str:
+        return self.key[:SHORT]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"key": self.key, "parts": dict(self.parts)}
+
+
+def digest_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def digest_json(value: Any) -> str:
+    return digest_bytes(json.dumps(value, sort_keys=True, default=repr).encode())
+
+
+def step_keys(graph: PipelineGraph, captures: Mapping[str, str], *, parameters: Mapping[str, Any] | None = None,
+              runtime: Mapping[str, str] | None = None, root: Path | None = None) -> dict[str, StepKey]:
+    """Every step's key, in graph order (an upstream step's key is known before its readers').
+
+    ``captures`` maps each captured name to its digest; ``parameters`` overrides the declared
+    defaults (a run's ``-p`` values); ``root`` is the notebook's folder (relative file options).
+    """
+    values = {**graph.parameters, **(parameters or {})}
+    runtime_part = digest_json(dict(runtime or {}))
+    names = codegen.function_names(graph)
+    keys: dict[str, StepKey] = {}
+    for node in graph.steps:
+        parts = {"code": digest_bytes(codegen.function_source(node, names[node.name]).encode())}
+        for inp in node.captured:
+            parts[f"capture:{inp.name}"] = captures.get(inp.name, "missing")
+        for name, resolved in sorted(node.settings.items()):
+            if name in settings_mod.OPTIONS_BY_KEY and not settings_mod.OPTIONS_BY_KEY[name].step_kwarg:
+                continue  # --cache: how long SageMaker may reuse the result, not what the result is
+            parts[f"setting:{name}"] = digest_json(resolved.value)
+            path = settings_mod.local_file(resolved.value, root) if name in settings_mod.FILE_OPTIONS else None
+            if path is not None:
+                parts[f"file:{name}"] = _file_digest(path)
+        for inp in node.links:
+            if inp.kind == "parameter":
+                parts[f"parameter:{inp.name}"] = digest_json(values.get(inp.name))
+        for upstream in node.depends_on:
+            parts[f"upstream:{upstream}"] = keys[upstream].key if upstream in keys else "missing"
+        parts["runtime"] = runtime_part
+        keys[node.name] = StepKey(digest_json(parts), parts)
+    return keys
+
+
+def _file_digest(path: Path) -> str:
+    try:
+        return digest_bytes(path.read_bytes())
+    except OSError:
+        return "unreadable"
+
+
+def changes(before: Mapping[str, str] | None, after: StepKey) -> list[str]:
+    """Why ``after`` differs from the parts recorded ``before``, in words; ``[]`` when it does not."""
+    if before is None:
+        return ["not run before"]
+    reasons = []
+    for part in sorted(set(before) | set(after.parts)):
+        old, new = before.get(part), after.parts.get(part)
+        if old == new:
+            continue
+        kind, _, name = part.partition(":")
+        what = {"code": "the cell's code", "runtime": "the Python or SDK version",
+                "capture": f"captured value {name!r}", "setting": f"setting {name}",
+                "file": f"the file of {name}", "parameter": f"parameter {name}",
+                "upstream": f"upstream step {name}"}.get(kind, part)
+        if old is None:
+            reasons.append(f"{what} is new")
+        elif new is None:
+            reasons.append(f"{what} is gone")
+        else:
+            reasons.append(f"{what} changed")
+    return reasons
