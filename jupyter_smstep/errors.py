@@ -14,7 +14,9 @@ is, and ``smstep`` exits with its :attr:`~SmstepError.exit_code`:
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
+from collections.abc import Iterable
 
 from jupyter_smstep.core.states import Severity
 
@@ -160,3 +162,9 @@ def aws_error(exc: BaseException, doing: str, *, denied_fix: str | None = None,
     if code:  # another service-side error (internal failure, unavailable)
         return ServiceError(f"{doing} failed: {detail}", fix="try again; if it persists, check the AWS service health")
     return ServiceError(f"{doing} failed: {detail}", fix="check credentials, region and AWS_ENDPOINT_URL")
+
+
+def did_you_mean(word: str, choices: Iterable[str], where: str) -> str:
+    """The fix for a name that is not one of ``choices``: the closest one, or where to look."""
+    match = difflib.get_close_matches(word, list(choices), n=1)
+    return f"did you mean {match[0]}?" if match else f"see {where} for the options"

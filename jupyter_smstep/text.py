@@ -105,8 +105,11 @@ class TerminalProgress:
             again = f" (attempt {event.attempt})" if event.attempt > 1 else ""
             return f"  {symbol} {name}  running{again}"
         took = f"{event.duration:6.2f}s" if event.duration is not None else "       "
-        label = self._paint(key, event.state.ljust(9))
+        cached = event.state == "succeeded" and "cached_from" in event.info
+        label = self._paint(key, ("cached" if cached else event.state).ljust(9))
         text = f"  {symbol} {name}  {label} {took}"
+        if cached:
+            text = f"  {symbol} {name}  {label}          from run {event.info['cached_from']}"
         if event.state == "failed":
             text += f"  {event.message or ''}"
             if event.error:

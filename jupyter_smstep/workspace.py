@@ -18,7 +18,9 @@ from jupyter_smstep.core import settings as settings_mod
 from jupyter_smstep.core import studio
 from jupyter_smstep.core.parameters import coerce_overrides
 from jupyter_smstep.core.graph import PipelineGraph, build_graph, check_buildable
+from jupyter_smstep.core.keys import pipeline_key
 from jupyter_smstep.core.registry import Registry
+from jupyter_smstep.errors import SmstepError, did_you_mean
 from jupyter_smstep.sdk.capture import Captures
 
 
@@ -87,19 +89,28 @@ class Workspace:
 
     # ---------------------------------------------------------------- run
     def run_local(self, parameters: Mapping[str, Any] | None = None, on_event: Callable | None = None,
-                  runs_dir: str | Path | None = None) -> Any:
+                  runs_dir: str | Path | None = None, cache: bool = True, from_step: str | None = None) -> Any:
+        """Run the pipeline locally; a step whose key matches an earlier run's reuses its results unless
+        ``cache`` is False, and ``from_step`` and its dependents always run."""
         from jupyter_smstep import local
         from jupyter_smstep.sdk import build, content
 
         graph = self._buildable_graph()
+        if from_step is not None and from_step not in {s.name for s in graph.steps}:
+            raise SmstepError(f"--from {from_step!r} names no step of the pipeline",
+                              fix=did_you_mean(from_step, [s.name for s in graph.steps], "the steps"))
         values = coerce_overrides(graph.parameters, parameters or {})
         functions = build.step_functions(graph, self.namespace, self.captures)  # built once, for the runner too
-        plan = build.plan_for(graph, content.step_keys(graph, self.namespace, self.root, values))
+        keys = content.step_keys(graph, self.namespace, self.root, values)
+        plan = build.plan_for(graph, keys)
 
         def assemble(session: Any) -> Any:
             return build.Compiled(build.assemble(graph, functions, session, self.root), functions, plan)
 
-        kwargs: dict[str, Any] = {"parameters": values, "on_event": on_event, "functions": functions}
+        kwargs: dict[str, Any] = {"parameters": values, "on_event": on_event, "functions": functions,
+                                  "keys": {name: key.key for name, key in plan.keys.items()}, "cache": cache,
+                                  "force": [from_step] if from_step else [],
+                                  "pipeline_key": pipeline_key(graph, keys, settings_mod.load_sdk_config())}
         if runs_dir is not None:
             kwargs["runs_dir"] = runs_dir
         self.last_run = local.run_pipeline(assemble, **kwargs)

@@ -88,6 +88,13 @@ def step_keys(graph: PipelineGraph, captures: Mapping[str, str], *, parameters: 
     return keys
 
 
+def pipeline_key(graph: PipelineGraph, keys: Mapping[str, StepKey], config: Any = None) -> str:
+    """What determines the whole definition: the name, the declared parameters, every step's key, in
+    order, and the SageMaker config (its S3 root is in every path)."""
+    return digest_json({"name": graph.name, "parameters": graph.parameters, "config": config,
+                        "steps": [[node.name, keys[node.name].key] for node in graph.steps]})
+
+
 def _file_digest(path: Path) -> str:
     try:
         return digest_bytes(path.read_bytes())

@@ -16,7 +16,6 @@ failed); errors are raised by cause (see :mod:`jupyter_smstep.errors`).
 from __future__ import annotations
 
 import argparse
-import difflib
 import json
 import re
 import shlex
@@ -26,7 +25,7 @@ from typing import Any, Literal, TextIO
 from collections.abc import Callable, Iterable
 
 from jupyter_smstep.core.parameters import parse_assignments
-from jupyter_smstep.errors import SmstepError
+from jupyter_smstep.errors import SmstepError, did_you_mean
 from jupyter_smstep.ipython import options as options_mod
 
 
@@ -88,11 +87,6 @@ class CommandParser(argparse.ArgumentParser):
         except ValueError as exc:  # unbalanced quotes
             raise SmstepError(f"{self.prog}: {exc}", fix="balance the quotes on the line") from None
         return self.parse_args(words)
-
-
-def did_you_mean(word: str, choices: Iterable[str], where: str) -> str:
-    match = difflib.get_close_matches(word, list(choices), n=1)
-    return f"did you mean {match[0]}?" if match else f"see {where} for the options"
 
 
 # =========================================================================== context
@@ -247,6 +241,10 @@ def _run_args(parser: CommandParser, cli: bool) -> None:
     _param_arguments(parser, cli)
     parser.add_argument("--json", action="store_true", help="print each step's state, duration and outputs as JSON")
     parser.add_argument("--runs-dir", default=None, metavar="DIR", help="where runs are kept (default .smstep/runs)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="run every step, even one whose result an earlier run already has")
+    parser.add_argument("--from", dest="from_step", default=None, metavar="STEP",
+                        help="run STEP and the steps after it, cached or not")
 
 
 def _run(ctx: Context, args: argparse.Namespace) -> int:
@@ -254,12 +252,14 @@ def _run(ctx: Context, args: argparse.Namespace) -> int:
     if ctx.cli:
         from jupyter_smstep.text import TerminalProgress
 
-        result = ctx.workspace.run_local(overrides, on_event=TerminalProgress(ctx.err), runs_dir=args.runs_dir)
+        result = ctx.workspace.run_local(overrides, on_event=TerminalProgress(ctx.err), runs_dir=args.runs_dir,
+                                         cache=not args.no_cache, from_step=args.from_step)
     else:
         from jupyter_smstep.panel.progress import notebook_progress
 
         with notebook_progress() as on_event:
-            result = ctx.workspace.run_local(overrides, on_event=on_event, runs_dir=args.runs_dir)
+            result = ctx.workspace.run_local(overrides, on_event=on_event, runs_dir=args.runs_dir,
+                                             cache=not args.no_cache, from_step=args.from_step)
     if args.json:
         print(json.dumps(result.to_json(), indent=2, default=str), file=ctx.out)
     else:

@@ -18,8 +18,46 @@ from jupyter_smstep.errors import Problem, SmstepError
 from jupyter_smstep.workspace import Workspace, pipeline_name_from_path
 
 
-def load_workspace(path: str | Path) -> Workspace:
+class _Node(dict):
+    """A notebook or cell dict with attribute access, as nbformat's ``NotebookNode``."""
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def read_notebook(path: Path) -> Any:
+    """The notebook as an nbformat v4 ``NotebookNode``.
+
+    A v4 file (every notebook since 2015) is read as JSON: importing nbformat costs ~3 s (its
+    validator builds JSON-schema format checkers), more than the rest of a headless build. Older
+    files go through nbformat, which converts them.
+    """
+    import json
+
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise SmstepError(f"{path} is not a readable notebook: {exc}") from None
+    if isinstance(data, dict) and data.get("nbformat") == 4 and isinstance(data.get("cells"), list):
+        cells = []
+        for cell in data["cells"]:
+            if not isinstance(cell, dict) or "cell_type" not in cell:
+                raise SmstepError(f"{path} is not a readable notebook: a cell has no cell_type")
+            source = cell.get("source", "")
+            cells.append(_Node(cell, source="".join(source) if isinstance(source, list) else str(source)))
+        return _Node(data, cells=cells)
     import nbformat
+
+    try:
+        return nbformat.read(path, as_version=4)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file gets one clear message
+        raise SmstepError(f"{path} is not a readable notebook: {exc}") from None
+
+
+def load_workspace(path: str | Path) -> Workspace:
     from IPython.utils.capture import capture_output
 
     from jupyter_smstep.core.registry import analyse_source
@@ -29,11 +67,7 @@ def load_workspace(path: str | Path) -> Workspace:
     path = Path(path)
     if not path.is_file():
         raise SmstepError(f"no notebook at {path}", fix="pass the path of an .ipynb file")
-    try:
-        nb = nbformat.read(path, as_version=4)
-    except Exception as exc:  # noqa: BLE001 - any unreadable file gets one clear message
-        raise SmstepError(f"{path} is not a readable notebook: {exc}") from None
-
+    nb = read_notebook(path)
     _check_python_kernel(nb, path)
     shell = _fresh_shell()
     shell.user_ns["__session__"] = str(path)

@@ -69,6 +69,8 @@ class StepResult:
     output_uri: str | None = None  # S3OutputPath: results/{payload.pkl,metadata.json,results.json}
     exception_uri: str | None = None  # where the SDK pickled the step's exception
     attempt_log: list[dict] = field(default_factory=list)
+    key: str | None = None  # the step's content key (core.keys)
+    cached_from: str | None = None  # the earlier run whose results this step reused (no process started)
     run_dir: str | None = field(default=None, repr=False)
     _value: Any = field(default=None, repr=False, compare=False)
     _loaded: bool = field(default=False, repr=False, compare=False)
@@ -154,6 +156,11 @@ class RunResult:
                 entry["error"] = step.error
             if step.skipped_because:
                 entry["skipped_because"] = step.skipped_because
+            if step.cached_from:
+                entry["cached"] = True
+                entry["cached_from"] = step.cached_from
+            if step.key:
+                entry["key"] = step.key
             if step.warnings:
                 entry["warnings"] = step.warnings
             if step.log_path:

@@ -45,11 +45,12 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 from jupyter_smstep import sdk as _sdk
 from jupyter_smstep.errors import Problem, SmstepError
 from jupyter_smstep.sdk.capture import explain_serialization_error
+from jupyter_smstep.local.cache import Entry, StepCache
 from jupyter_smstep.local.definition import parse_steps, resolve_parameters
 from jupyter_smstep.local.container import cores
 from jupyter_smstep.local.scheduler import RETRYABLE_FAILURES, TERMINATION_GRACE_SECONDS, Emitter, Execution
@@ -75,6 +76,10 @@ def run_pipeline(
     faults: dict[str, list[str]] | None = None,
     region: str | None = None,
     functions: Mapping[str, Callable[..., Any]] | None = None,
+    keys: Mapping[str, str] | None = None,
+    cache: bool = True,
+    force: Iterable[str] = (),
+    pipeline_key: str | None = None,
 ) -> RunResult:
     """Build the pipeline against an embedded S3 and run every step locally.
 
@@ -87,8 +92,13 @@ def run_pipeline(
     ["SageMaker.JOB_INTERNAL_ERROR"]}`` fails the first attempt of ``train`` that
     way, to exercise retry policies. ``functions`` (step name -> the Python
     function the step runs) lets a failure's traceback show the user's own file
-    and lines (cloudpickle ships code as ``<dynamic-code>``). Returns a :class:`RunResult` (also when steps
-    failed); raises :class:`SmstepError` when the pipeline cannot be run at all.
+    and lines (cloudpickle ships code as ``<dynamic-code>``). ``keys`` (step name -> content key) lets a
+    step reuse the verified results of an earlier run under ``runs_dir`` with the same key
+    (:mod:`.cache`) unless ``cache`` is False; the steps in ``force`` and their dependents always run.
+    With ``pipeline_key`` (:func:`jupyter_smstep.core.keys.pipeline_key`), a run whose every step is
+    cached reuses the earlier run's definition instead of building one (no SDK import, no upload).
+    Returns a :class:`RunResult` (also when steps failed); raises :class:`SmstepError` when the pipeline
+    cannot be run at all.
     """
     if os.name != "posix" or not hasattr(os, "fork"):
         raise SmstepError(Problem("the local runner needs a POSIX system with fork() (Linux, macOS)",
@@ -123,24 +133,35 @@ def run_pipeline(
     try:
         s3.start()
         lap("start_s3")
-        definition, pipeline_name = _build_definition(build, s3)
-        lap("build_definition")
+        forced = set(force)
+        step_cache = StepCache(run_dir.parent) if cache else None
+        reused = None
+        if step_cache is not None and pipeline_key and keys and not forced and all(
+                isinstance(step_cache.lookup(k), Entry) for k in keys.values()):
+            reused = step_cache.definition(pipeline_key)
+        if reused is not None:
+            definition, pipeline_name = reused
+            lap("reuse_definition")
+        else:
+            definition, pipeline_name = _build_definition(build, s3)
+            lap("build_definition")
         _write_json(run_dir / "definition.json", definition)
         steps = parse_steps(definition)
         values = resolve_parameters(definition, parameters)
         info.update(pipeline=pipeline_name, steps=list(steps), parameters=values,
                     endpoint_url=s3.endpoint_url, bucket=s3.bucket, region=s3.region)
         _write_json(run_dir / "run.json", info)
-        worker.wait_ready()
-        lap("wait_for_worker")
         executor = Execution(
             run_id=run_id, run_dir=run_dir, pipeline_name=pipeline_name, steps=steps,
             parameters=values, s3=s3, worker=worker, emit=emit,
             max_workers=max_workers or cores(), faults=faults or {}, started=started,
-            functions=dict(functions or {}),
+            functions=dict(functions or {}), keys=dict(keys or {}),
+            cache=step_cache, force=_with_dependents(steps, forced),
         )
         executor.run()
         lap("execute")
+        if step_cache is not None and pipeline_key and "build_definition" in timings:
+            step_cache.record_definition(pipeline_key, run_id, pipeline_name)
     except BaseException as exc:
         info["error"] = f"{type(exc).__name__}: {exc}"
         raise
@@ -170,6 +191,16 @@ def run_pipeline(
     return result
 
 
+def _with_dependents(steps: Mapping[str, Any], names: Iterable[str]) -> set[str]:
+    chosen = set(names)
+    grew = True
+    while grew:
+        more = {n for n, spec in steps.items() if n not in chosen and chosen & set(spec.depends_on)}
+        chosen |= more
+        grew = bool(more)
+    return chosen
+
+
 def _new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
 
@@ -184,8 +215,13 @@ def _write_json(path: Path, data: Any) -> None:
 def _run_summary(result: RunResult) -> str:
     counts: dict[str, int] = {}
     for step in result.steps.values():
-        counts[step.state] = counts.get(step.state, 0) + 1
-    return ", ".join(f"{n} {state}" for state, n in counts.items())
+        state = "cached" if step.cached_from else step.state
+        counts[state] = counts.get(state, 0) + 1
+    summary = ", ".join(f"{n} {state}" for state, n in counts.items())
+    if counts.get("cached"):
+        summary += (" (a cached step reused an earlier run's result for the same code, captured values, settings "
+                    "and inputs; data it reads by itself is not checked: --from STEP or --no-cache runs it again)")
+    return summary
 
 
 # -- building the definition against the local S3 ---------------------------------------

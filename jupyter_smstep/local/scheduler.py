@@ -25,7 +25,7 @@ from typing import Any
 
 from jupyter_smstep.core.states import EventKind, StepState
 from jupyter_smstep.errors import SmstepError
-from jupyter_smstep.local import container as containers, diagnostics, retries
+from jupyter_smstep.local import cache as cache_mod, container as containers, diagnostics, retries
 from jupyter_smstep.local.container import Container
 from jupyter_smstep.local.definition import Resolver, StepSpec, container_option, to_text
 from jupyter_smstep.local.results import StepEvent, StepResult
@@ -96,7 +96,9 @@ class Execution:
 
     def __init__(self, *, run_id: str, run_dir: Path, pipeline_name: str, steps: dict[str, StepSpec],
                  parameters: dict, s3: LocalS3, worker: WarmWorker, emit: Emitter, max_workers: int,
-                 faults: dict[str, list[str]], started: float, functions: dict[str, Any] | None = None) -> None:
+                 faults: dict[str, list[str]], started: float, functions: dict[str, Any] | None = None,
+                 keys: dict[str, str] | None = None, cache: cache_mod.StepCache | None = None,
+                 force: set[str] | None = None) -> None:
         self.run_id = run_id
         self.run_dir = run_dir
         self.s3 = s3
@@ -105,6 +107,9 @@ class Execution:
         self.max_workers = max(1, int(max_workers))
         self.faults = {k: list(v) for k, v in faults.items()}
         self.functions = functions or {}
+        self.keys = keys or {}
+        self.cache = cache
+        self.force = force or set()
         region = s3.region
         pipeline_arn = f"arn:aws:sagemaker:{region}:{LOCAL_ACCOUNT}:pipeline/{pipeline_name.lower()}"
         self.execution = {
@@ -120,7 +125,8 @@ class Execution:
         order = _topological_order(steps)
         self.states = {
             name: _StepState(spec=steps[name], order=order.index(name),
-                             result=StepResult(name=name, state="pending", run_dir=str(run_dir)))
+                             result=StepResult(name=name, state="pending", run_dir=str(run_dir),
+                                               key=self.keys.get(name)))
             for name in order
         }
         self.results = {name: st.result for name, st in self.states.items()}
@@ -142,7 +148,8 @@ class Execution:
         try:
             while True:
                 self._skip_blocked()
-                self._launch_ready()
+                if self._launch_ready():
+                    continue  # a step was reused from the cache: its dependents may be ready now
                 if not self._active():
                     break
                 timeout = max(0.0, min(1.0, self._next_deadline() - time.time()))
@@ -193,20 +200,26 @@ class Execution:
                         changed = True
                         break
 
-    def _launch_ready(self) -> None:
+    def _launch_ready(self) -> bool:
+        """Start (or reuse from the cache) the steps that are ready; True when one was reused."""
         now = time.time()
         candidates = sorted(
             (st for st in self.states.values() if self._ready(st) or
              (st.not_before is not None and st.attempt is None)),
             key=lambda s: s.order,
         )
+        reused = False
         for st in candidates:
+            if st.not_before is None and self._reuse(st):
+                reused = True
+                continue
             if self._running_count() >= self.max_workers:
-                return
+                continue
             if st.not_before is not None and st.not_before > now:
                 continue
             st.not_before = None
             self._launch(st)
+        return reused
 
     def _next_deadline(self) -> float:
         deadlines = [time.time() + 1.0]
@@ -218,8 +231,51 @@ class Execution:
                 deadlines.append(a.term_sent + TERMINATION_GRACE_SECONDS if a.term_sent else a.started + a.max_runtime)
         return min(deadlines)
 
+    # -- the cache -------------------------------------------------------------------
+    def _reuse(self, st: _StepState) -> bool:
+        """Succeed ``st`` with an earlier run's verified results for the same key; no process is started."""
+        key = self.keys.get(st.spec.name)
+        if self.cache is None or key is None or st.spec.name in self.force or st.result.attempts:
+            return False
+        found = self.cache.lookup(key)
+        if found is None:
+            return False
+        if isinstance(found, cache_mod.Unusable):
+            self._warn(st, f"not reusing the result of run {found.run_id}: {found.why}; running the step")
+            return False
+        try:
+            args = self.resolver.evaluate(st.spec.arguments)
+            output_uri = to_text(args["OutputDataConfig"]["S3OutputPath"])
+            cache_mod.place(found, self.s3.path(output_uri))
+        except (OSError, KeyError, SmstepError) as exc:
+            self._warn(st, f"could not reuse the result of run {found.run_id} ({exc}); running the step")
+            return False
+        now = time.time()
+        result = st.result
+        result.state = "succeeded"
+        result.started = result.ended = now
+        result.duration = 0.0
+        result.output_uri = output_uri
+        result.cached_from = found.run_id
+        st.properties = containers.job_properties(args, containers.job_name(self.run_id, st.spec.name, 0),
+                                                  output_uri, self.s3.region)
+        self.resolver.step_properties[st.spec.name] = st.properties
+        self._event(st, "succeeded", duration=0.0, message=f"cached: the result of run {found.run_id}",
+                    info={"cached_from": found.run_id})
+        return True
+
+    def _remember(self, st: _StepState) -> None:
+        key = self.keys.get(st.spec.name)
+        if self.cache is None or key is None or not st.result.output_uri:
+            return
+        try:
+            self.cache.record(key, self.run_id, st.spec.name, self.s3.path(st.result.output_uri))
+        except OSError as exc:
+            self._warn(st, f"could not record the result in the cache ({exc})")
+
     # -- one attempt -------------------------------------------------------------------
     def _launch(self, st: _StepState) -> None:
+        self.worker.wait_ready()  # started with the run; a run whose every step is cached never waits
         name = st.spec.name
         result = st.result
         number = result.attempts + 1
@@ -342,6 +398,7 @@ class Execution:
         result.summary = None
         result.failure_type = None
         self.resolver.step_properties[st.spec.name] = st.properties or {}
+        self._remember(st)
         self._event(st, "succeeded", attempt=attempt.number, duration=result.duration)
 
     def _record_attempt(self, st: _StepState, outcome: str, ended: float, failure_type: str | None = None,
@@ -433,9 +490,10 @@ class Execution:
 
     # -- events, S3 ----------------------------------------------------------------------
     def _event(self, st: _StepState, state: StepState, *, kind: EventKind = "state", attempt: int = 0,
-               duration: float | None = None, message: str | None = None, error: str | None = None) -> None:
+               duration: float | None = None, message: str | None = None, error: str | None = None,
+               info: dict | None = None) -> None:
         self.emit(StepEvent(run_id=self.run_id, step=st.spec.name, state=state, kind=kind,
-                            attempt=attempt, duration=duration, message=message, error=error))
+                            attempt=attempt, duration=duration, message=message, error=error, info=info or {}))
 
     def _warn(self, st: _StepState, message: str) -> None:
         st.result.warnings.append(message)

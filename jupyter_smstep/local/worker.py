@@ -175,7 +175,9 @@ def _close_idle_workers() -> None:
         workers = list(_idle_workers.values())
         _idle_workers.clear()
     for worker in workers:
-        worker.close(timeout=2)
+        # One still importing the SDK (a run whose every step was cached never needed it) cannot
+        # read its end of input yet: stop it now rather than wait for the import to finish.
+        worker.close(timeout=2 if worker.ready.is_set() else 0)
 
 
 def worker_args() -> tuple[str, str, str]:

@@ -30,13 +30,14 @@ class Table:
             return  # run-level events and warnings are reported elsewhere
         row = self.rows.setdefault(event.step, {"state": "pending", "duration": None, "attempt": 1})
         row["state"] = event.state
+        row["label"] = f"cached (run {event.info['cached_from']})" if "cached_from" in event.info else event.state
         row["duration"] = event.duration
         row["attempt"] = event.attempt or row["attempt"]
 
     def html(self) -> str:
         cells = "".join(
             f"<tr><td style='color:{COLOURS.get(r['state'], '#000')}'>{GLYPHS.get(r['state'], '?')}</td>"
-            f"<td><code>{html.escape(n)}</code></td><td>{r['state']}</td>"
+            f"<td><code>{html.escape(n)}</code></td><td>{html.escape(r.get('label', r['state']))}</td>"
             f"<td>{_seconds(r['duration'])}</td></tr>"
             for n, r in self.rows.items()
         )

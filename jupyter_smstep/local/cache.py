@@ -1,0 +1,143 @@
+"""The local step cache: a succeeded step's results, found again by its content key.
+
+When a step succeeds, :meth:`StepCache.record` writes ``runs_dir/cache/<key>.json``:
+the run and the step it came from, and the SHA-256 and size of every file of
+its results (``payload.pkl``, ``metadata.json``, ``results.json``) in that
+run's S3 folder. A later run whose step has the same key
+(:mod:`jupyter_smstep.core.keys`) gets those files instead of starting a
+process: :meth:`StepCache.lookup` checks every one against what was recorded,
+and anything missing or different makes the entry unusable (the step runs, and
+the run says why), never trusted.
+
+What the key does not cover, the cache cannot see: data a step reads by itself
+(an S3 object, a file opened by path) and randomness it does not seed. Runs
+say so when they reuse a result; ``--no-cache`` or ``--from STEP`` run again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from jupyter_smstep.local.s3.store import PARTIAL
+
+
+@dataclass(frozen=True)
+class Entry:
+    key: str
+    run_id: str
+    step: str
+    files: dict[str, Path]  # relative name -> the verified file in the earlier run
+
+
+@dataclass(frozen=True)
+class Unusable:
+    run_id: str
+    why: str
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class StepCache:
+    """Results of earlier runs under one runs folder, by step key."""
+
+    def __init__(self, runs_dir: Path) -> None:
+        self.runs_dir = Path(runs_dir)
+        self.folder = self.runs_dir / "cache"
+
+    def _entry_path(self, key: str) -> Path:
+        if not key or not all(c in "0123456789abcdef" for c in key):
+            raise ValueError(f"not a step key: {key!r}")
+        return self.folder / f"{key}.json"
+
+    def lookup(self, key: str) -> Entry | Unusable | None:
+        """The verified entry for ``key``; :class:`Unusable` (with why) when one exists but cannot be used."""
+        path = self._entry_path(key)
+        try:
+            record = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            return Unusable("?", f"its cache record {path} cannot be read ({exc})")
+        run_id = str(record.get("run_id", "?"))
+        try:
+            base = self.runs_dir / run_id / "s3" / record["folder"]
+            recorded = dict(record["files"])
+        except (KeyError, TypeError, ValueError):
+            return Unusable(run_id, f"its cache record {path} is malformed")
+        if not recorded or ".." in Path(record["folder"]).parts or Path(record["folder"]).is_absolute():
+            return Unusable(run_id, f"its cache record {path} is malformed")
+        files: dict[str, Path] = {}
+        for name, (size, sha) in recorded.items():
+            file = base / name
+            if "/" in name or not file.is_file():
+                return Unusable(run_id, f"{file} is missing (was run {run_id} deleted?)")
+            if file.stat().st_size != size or file_sha256(file) != sha:
+                return Unusable(run_id, f"{file} differs from what run {run_id} wrote")
+            files[name] = file
+        return Entry(key, run_id, str(record.get("step", "")), files)
+
+    def record(self, key: str, run_id: str, step: str, results: Path) -> None:
+        """Remember the results folder ``results`` (inside ``runs_dir/run_id/s3``) of a succeeded step."""
+        s3_root = self.runs_dir / run_id / "s3"
+        try:
+            folder = results.relative_to(s3_root)
+        except ValueError:
+            return  # not inside the run's S3 mirror: nothing to point at
+        files = {p.name: [p.stat().st_size, file_sha256(p)] for p in sorted(results.iterdir()) if p.is_file()}
+        if "payload.pkl" not in files:
+            return
+        path = self._entry_path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+        partial.write_text(json.dumps({"key": key, "run_id": run_id, "step": step, "folder": folder.as_posix(),
+                                       "files": files}, indent=1))
+        os.replace(partial, path)
+
+
+    # -- whole definitions: a run whose every step is cached needs no build (no SDK import) ---------
+    def record_definition(self, pipeline_key: str, run_id: str, pipeline: str) -> None:
+        """Remember that run ``run_id``'s ``definition.json`` is the definition for ``pipeline_key``."""
+        source = self.runs_dir / run_id / "definition.json"
+        path = self._entry_path(pipeline_key).with_suffix(".definition.json")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+        partial.write_text(json.dumps({"run_id": run_id, "pipeline": pipeline, "sha256": file_sha256(source)}))
+        os.replace(partial, path)
+
+    def definition(self, pipeline_key: str) -> tuple[dict, str] | None:
+        """The recorded definition for ``pipeline_key`` and the pipeline's name, verified against its hash;
+        None if none is usable."""
+        try:
+            record = json.loads(self._entry_path(pipeline_key).with_suffix(".definition.json").read_text())
+            source = self.runs_dir / str(record["run_id"]) / "definition.json"
+            if "/" in str(record["run_id"]) or file_sha256(source) != record["sha256"]:
+                return None
+            definition = json.loads(source.read_text())
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        return (definition, str(record.get("pipeline", ""))) if isinstance(definition, dict) else None
+
+
+def place(entry: Entry, results: Path) -> None:
+    """Put an entry's files into ``results`` (a hard link when the file system allows, else a copy)."""
+    results.mkdir(parents=True, exist_ok=True)
+    for name, source in entry.files.items():
+        target = results / name
+        partial = target.with_name(f"{name}.{secrets.token_hex(4)}{PARTIAL}")  # listings skip it
+        try:
+            os.link(source, partial)
+        except OSError:
+            shutil.copyfile(source, partial)
+        os.replace(partial, target)

@@ -1,0 +1,125 @@
+"""The local cache through a real shell: a step with an unchanged key reuses an earlier run's verified results."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the local runner forks")
+
+NOTEBOOK = [
+    "%pipeline param epochs=10",
+    "import math\nWEIGHTS = [1, 2, 3]\ndef load():\n    return list(range(10))",
+    "%%step preprocess\ndf = load()",
+    "%%step train\nmodel = sum(df) * epochs + sum(WEIGHTS)",
+    "%%step evaluate\nscore = model - math.sqrt(4)",
+]
+
+
+@pytest.fixture
+def notebook(shell):
+    shell.configure(name="cached")
+    for source in NOTEBOOK:
+        shell.run(source)
+    return shell
+
+
+def run(shell, tmp_path, **kwargs):
+    events = []
+    result = shell.workspace.run_local(runs_dir=tmp_path / "runs", on_event=events.append, **kwargs)
+    assert result.succeeded, result.to_json()
+    return result, events
+
+
+def cached(result) -> dict[str, str | None]:
+    return {name: step.cached_from for name, step in result.steps.items()}
+
+
+def test_an_unchanged_rerun_reuses_every_step_without_starting_a_process(notebook, tmp_path):
+    first, _ = run(notebook, tmp_path)
+    assert cached(first) == {"preprocess": None, "train": None, "evaluate": None}
+    second, events = run(notebook, tmp_path)
+    assert cached(second) == dict.fromkeys(first.steps, first.run_id)
+    assert all(step.attempts == 0 and step.log_path is None for step in second.steps.values())
+    assert not any(e.state == "running" for e in events if e.step)
+    timings = json.loads((second.run_dir / "run.json").read_text())["timings"]
+    assert "reuse_definition" in timings and "build_definition" not in timings  # no SDK build at all
+    assert json.loads((second.run_dir / "definition.json").read_text()) == first.definition
+    # what the kernel computed top to bottom, and what the first run computed
+    assert second.outputs("evaluate") == first.outputs("evaluate") == {"score": notebook.ip.user_ns["score"]}
+    doc = second.to_json()
+    assert doc["steps"]["train"]["cached"] is True and doc["steps"]["train"]["cached_from"] == first.run_id
+    assert doc["steps"]["train"]["key"] == first.steps["train"].key
+
+
+def test_a_changed_cell_runs_that_step_and_reuses_the_rest(notebook, tmp_path):
+    first, _ = run(notebook, tmp_path)
+    notebook.run("%%step evaluate\nscore = model - math.sqrt(9)")
+    second, _ = run(notebook, tmp_path)
+    assert cached(second) == {"preprocess": first.run_id, "train": first.run_id, "evaluate": None}
+    assert second.outputs("evaluate")["score"] == notebook.ip.user_ns["score"] == 453.0
+
+
+def test_a_captured_value_changed_in_place_reruns_its_readers(notebook, tmp_path):
+    first, _ = run(notebook, tmp_path)
+    notebook.run("WEIGHTS.append(100)")
+    second, _ = run(notebook, tmp_path)
+    assert cached(second) == {"preprocess": first.run_id, "train": None, "evaluate": None}
+    assert second.outputs("train")["model"] == 45 * 10 + 106
+
+
+def test_a_parameter_override_reruns_the_steps_that_read_it(notebook, tmp_path):
+    first, _ = run(notebook, tmp_path)
+    second, _ = run(notebook, tmp_path, parameters={"epochs": 3})
+    assert cached(second) == {"preprocess": first.run_id, "train": None, "evaluate": None}
+    third, _ = run(notebook, tmp_path, parameters={"epochs": 3})
+    assert cached(third) == dict.fromkeys(first.steps, second.run_id) | {"preprocess": first.run_id}
+
+
+def test_a_corrupted_cache_entry_is_run_again_and_said_so(notebook, tmp_path):
+    first, _ = run(notebook, tmp_path)
+    payload = next((first.run_dir / "s3").rglob("train/*/*/results/payload.pkl"))
+    payload.write_bytes(payload.read_bytes()[:-1] + b"\0")
+    second, events = run(notebook, tmp_path)
+    assert cached(second) == {"preprocess": first.run_id, "train": None, "evaluate": first.run_id}
+    warnings = [e.message for e in events if e.kind == "warning" and e.step == "train"]
+    assert warnings and "differs from what run" in warnings[0] and "running the step" in warnings[0]
+    assert second.outputs("train")["model"] == notebook.ip.user_ns["model"]
+
+
+def test_a_deleted_earlier_run_is_run_again_and_a_malformed_record_is_not_trusted(notebook, tmp_path):
+    import shutil
+
+    first, _ = run(notebook, tmp_path)
+    shutil.rmtree(first.run_dir / "s3")
+    record = next((tmp_path / "runs" / "cache").glob("*.json"))
+    record.write_text("{not json")
+    second, events = run(notebook, tmp_path)
+    assert cached(second) == dict.fromkeys(first.steps)
+    messages = " ".join(e.message or "" for e in events if e.kind == "warning")
+    assert "was run" in messages and "deleted" in messages and "cannot be read" in messages
+
+
+def test_no_cache_and_from_force_steps_to_run(notebook, tmp_path, capsys):
+    first, _ = run(notebook, tmp_path)
+    everything, _ = run(notebook, tmp_path, cache=False)
+    assert cached(everything) == dict.fromkeys(first.steps)
+    forced, _ = run(notebook, tmp_path, from_step="train")
+    assert forced.steps["preprocess"].cached_from is not None
+    assert cached(forced)["train"] is None and cached(forced)["evaluate"] is None
+    error = notebook.error(f"%pipeline run --runs-dir {tmp_path / 'runs'} --from trian")
+    assert "--from 'trian' names no step" in error and "did you mean train?" in error
+    notebook.run(f"%pipeline run --runs-dir {tmp_path / 'runs'} --json")
+    out = capsys.readouterr().out
+    doc = json.loads(out[out.index("{\n"):])  # after the progress display's text
+    assert all(step["cached"] for step in doc["steps"].values())
+
+
+def test_pull_loads_the_outputs_of_cached_steps(notebook, tmp_path):
+    run(notebook, tmp_path)
+    second, _ = run(notebook, tmp_path)
+    notebook.ip.user_ns.pop("score")
+    notebook.run("%pipeline pull evaluate")
+    assert notebook.ip.user_ns["score"] == second.outputs("evaluate")["score"]
