@@ -10,7 +10,9 @@ A step's key is the SHA-256 of its *parts*, each a named digest:
   pre-execution script);
 - ``parameter:NAME``: the value of each pipeline parameter the step reads, in this run;
 - ``upstream:STEP``: the key of each step it depends on, data or order (``--after``);
-- ``runtime``: the Python and SDK versions that build and run it.
+- ``runtime``: the Python and SDK versions that build and run it;
+- ``local-sources``: the ``.py`` files beside the notebook, for a step that imports one of them
+  (or every step, with ``IncludeLocalWorkDir``).
 
 The parts are kept with the key, so a later build can say *which* changed
 (:func:`changes`). What a step reads by itself at run time (an S3 object, a file
@@ -57,11 +59,13 @@ def digest_json(value: Any) -> str:
 
 
 def step_keys(graph: PipelineGraph, captures: Mapping[str, str], *, parameters: Mapping[str, Any] | None = None,
-              runtime: Mapping[str, str] | None = None, root: Path | None = None) -> dict[str, StepKey]:
+              runtime: Mapping[str, str] | None = None, root: Path | None = None,
+              extra: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, StepKey]:
     """Every step's key, in graph order (an upstream step's key is known before its readers').
 
     ``captures`` maps each captured name to its digest; ``parameters`` overrides the declared
-    defaults (a run's ``-p`` values); ``root`` is the notebook's folder (relative file options).
+    defaults (a run's ``-p`` values); ``root`` is the notebook's folder (relative file options);
+    ``extra`` adds parts per step (``local-sources``: the modules beside the notebook).
     """
     values = {**graph.parameters, **(parameters or {})}
     runtime_part = digest_json(dict(runtime or {}))
@@ -84,6 +88,7 @@ def step_keys(graph: PipelineGraph, captures: Mapping[str, str], *, parameters: 
         for upstream in node.depends_on:
             parts[f"upstream:{upstream}"] = keys[upstream].key if upstream in keys else "missing"
         parts["runtime"] = runtime_part
+        parts.update((extra or {}).get(node.name, {}))
         keys[node.name] = StepKey(digest_json(parts), parts)
     return keys
 
@@ -113,6 +118,7 @@ def changes(before: Mapping[str, str] | None, after: StepKey) -> list[str]:
             continue
         kind, _, name = part.partition(":")
         what = {"code": "the cell's code", "runtime": "the Python or SDK version",
+                "local-sources": "the .py files beside the notebook",
                 "capture": f"captured value {name!r}", "setting": f"setting {name}",
                 "file": f"the file of {name}", "parameter": f"parameter {name}",
                 "upstream": f"upstream step {name}"}.get(kind, part)

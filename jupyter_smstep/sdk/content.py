@@ -135,9 +135,70 @@ def runtime() -> dict[str, str]:
 
 def step_keys(graph: PipelineGraph, namespace: Mapping[str, Any], root: Path | None = None,
               parameters: Mapping[str, Any] | None = None) -> dict[str, keys_mod.StepKey]:
-    """Every step's content key, its captured values hashed now."""
+    """Every step's content key, its captured values hashed now.
+
+    A step that imports a module from the notebook's folder (``helpers.py`` beside it), or every step
+    when the SageMaker config sets ``IncludeLocalWorkDir``, also has the part ``local-sources``: the
+    ``.py`` files under the folder (a change in a module the step's module imports counts too).
+    """
+    from jupyter_smstep.core import settings as settings_mod
+
+    include_workdir = _include_local_workdir(settings_mod.load_sdk_config())
+    local: dict[str, dict[str, str]] = {}
+    sources: str | None = None
+    for node in graph.steps:
+        if root is not None and (include_workdir or any(_is_local(namespace.get(i.name), root)
+                                                        for i in node.imports)):
+            sources = sources or local_sources_digest(root)
+            local[node.name] = {"local-sources": sources}
     return keys_mod.step_keys(graph, capture_digests(graph, namespace), parameters=parameters,
-                              runtime=runtime(), root=root)
+                              runtime=runtime(), root=root, extra=local)
+
+
+def _include_local_workdir(config: Mapping[str, Any]) -> bool:
+    node: Any = config
+    for part in ("SageMaker", "PythonSDK", "Modules", "RemoteFunction", "IncludeLocalWorkDir"):
+        node = node.get(part) if isinstance(node, Mapping) else None
+    return node is True or str(node).lower() == "true"
+
+
+def _is_local(value: Any, root: Path) -> bool:
+    """Whether ``value`` (a module, or a function or class imported from one) comes from a file under ``root``."""
+    module = value if isinstance(value, types.ModuleType) else sys.modules.get(getattr(value, "__module__", "") or "")
+    file = getattr(module, "__file__", None)
+    if not file:
+        return False
+    try:
+        relative = Path(file).resolve().relative_to(root.resolve())
+    except ValueError:
+        return False
+    return not any(part in _NOT_SOURCES or part.startswith(".") for part in relative.parts[:-1])
+
+
+_NOT_SOURCES = {"__pycache__", "node_modules", "site-packages", "venv", "env"}
+#: Beyond this many files the folder is not a project: the key gets a part that never matches.
+MAX_LOCAL_SOURCES = 5000
+
+
+def local_sources_digest(root: Path) -> str:
+    """SHA-256 over every ``.py`` file under ``root`` (relative path and content), hidden folders,
+    virtual environments and caches left out."""
+    digest = hashlib.sha256()
+    count = 0
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _NOT_SOURCES
+                         and not (Path(folder, d) / "pyvenv.cfg").exists())
+        for name in sorted(f for f in files if f.endswith(".py")):
+            count += 1
+            if count > MAX_LOCAL_SOURCES:
+                return f"too-many-files:{secrets.token_hex(8)}"  # never reused: it cannot be hashed here
+            path = Path(folder, name)
+            try:
+                data = path.read_bytes()
+            except OSError:
+                data = b"unreadable"
+            digest.update(path.relative_to(root).as_posix().encode() + b"\0" + hashlib.sha256(data).digest())
+    return digest.hexdigest()
 
 
 # ---------------------------------------------------------------------------- signing

@@ -167,3 +167,20 @@ def test_a_requirements_file_is_part_of_the_key_and_the_build_leaves_it_as_writt
 
     assert changes(keys["train"].parts, again["train"]) == ["the file of dependencies changed"]
     assert steps(shell.workspace.definition(session))["train"] != first
+
+
+def test_a_module_beside_the_notebook_is_part_of_the_key_of_the_steps_that_import_it(shell, tmp_path,
+                                                                                      monkeypatch):
+    (tmp_path / "smstep_helpers_k.py").write_text("from smstep_helpers_k2 import BASE\ndef f(x):\n    return x + BASE\n")
+    (tmp_path / "smstep_helpers_k2.py").write_text("BASE = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    shell.workspace.root = tmp_path
+    build(shell, NOTEBOOK[:3] + ["import smstep_helpers_k\n", "%%step train\nmodel = smstep_helpers_k.f(len(df))"])
+    keys = content.step_keys(shell.workspace.graph(), shell.ip.user_ns, tmp_path)
+    assert "local-sources" in keys["train"].parts and "local-sources" not in keys["preprocess"].parts
+    (tmp_path / "smstep_helpers_k2.py").write_text("BASE = 2\n")  # imported by the imported module
+    again = content.step_keys(shell.workspace.graph(), shell.ip.user_ns, tmp_path)
+    from jupyter_smstep.core.keys import changes
+
+    assert changes(keys["train"].parts, again["train"]) == ["the .py files beside the notebook changed"]
+    assert again["preprocess"].key == keys["preprocess"].key
