@@ -116,13 +116,18 @@ class Workspace:
         self.last_run = local.run_pipeline(assemble, **kwargs)
         return self.last_run
 
-    def submit(self, parameters: Mapping[str, Any] | None = None, session: Any = None) -> Any:
+    def submit(self, parameters: Mapping[str, Any] | None = None, session: Any = None, changed: bool = False,
+               force: bool = False) -> Any:
+        """Upsert and start; with ``changed``, only the steps changed since the last succeeded execution."""
         from jupyter_smstep.remote import submit as remote
 
         graph = self._buildable_graph()
         values = coerce_overrides(graph.parameters, parameters or {})
-        self.last_execution = remote.submit(graph, self.namespace, values, session=session, root=self.root)
-        return self.last_execution
+        submission = remote.submit(graph, self.namespace, values, session=session, root=self.root,
+                                   changed=changed, force=force)
+        if submission.started:
+            self.last_execution = submission
+        return submission
 
 
 def pipeline_name_from_path(path: str | None) -> str | None:

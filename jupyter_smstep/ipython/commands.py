@@ -304,14 +304,25 @@ def _pull(ctx: Context, args: argparse.Namespace) -> int:
 def _submit_args(parser: CommandParser, cli: bool) -> None:
     _param_arguments(parser, cli)
     parser.add_argument("--wait", action="store_true", help="follow the execution until it ends")
+    parser.add_argument("--changed", action="store_true",
+                        help="run only the steps changed since the last succeeded execution (and those after them)")
+    parser.add_argument("--force", action="store_true", help="with --changed: start even when nothing changed")
 
 
 def _submit(ctx: Context, args: argparse.Namespace) -> int:
-    submission = ctx.workspace.submit(_overrides(args))
+    if args.force and not args.changed:
+        raise SmstepError("--force only applies with --changed", fix="add --changed, or drop --force")
+    submission = ctx.workspace.submit(_overrides(args), changed=args.changed, force=args.force)
+    selection = submission.selection
+    if selection is not None:
+        print(selection.note + ("" if submission.started else ": nothing started (--force starts it anyway)"),
+              file=ctx.err if ctx.cli else ctx.out)
     if ctx.cli:
         print(json.dumps(submission.to_json(), indent=2), file=ctx.out)
-    else:
+    elif submission.started:
         print(f"started {submission.execution_arn}\n{submission.console_url}", file=ctx.out)
+    if not submission.started:
+        return 0
     if args.wait:
         from jupyter_smstep import text
 

@@ -6,6 +6,7 @@ profiles and region honoured as usual). Monitoring lives in ``monitor``.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,21 +14,43 @@ from collections.abc import Mapping
 
 from jupyter_smstep.errors import SmstepError, aws_error
 from jupyter_smstep.core.graph import PipelineGraph, pipeline_role
+from jupyter_smstep.sdk.content import definition_keys
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What ``--changed`` runs: the steps whose content key differs from a succeeded execution's."""
+
+    source_arn: str | None  # the latest succeeded execution (None: there is none, everything runs)
+    steps: list[str]  # selected, in pipeline order
+    why: dict[str, str]  # step -> why it is selected
+    note: str  # one line for the user
 
 
 @dataclass(frozen=True)
 class Submission:
     pipeline_arn: str
-    execution_arn: str
+    execution_arn: str  # "" when nothing was started (--changed with nothing changed)
     region: str
+    selection: Selection | None = None
+    uploads: tuple[int, int] = (0, 0)  # objects uploaded, objects already there
+
+    @property
+    def started(self) -> bool:
+        return bool(self.execution_arn)
 
     @property
     def console_url(self) -> str:
-        return console_url(self.execution_arn, self.region)
+        return console_url(self.execution_arn, self.region) if self.started else ""
 
-    def to_json(self) -> dict[str, str]:
-        return {"pipeline_arn": self.pipeline_arn, "execution_arn": self.execution_arn,
-                "console_url": self.console_url}
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"pipeline_arn": self.pipeline_arn, "execution_arn": self.execution_arn or None,
+                               "console_url": self.console_url or None,
+                               "uploaded": self.uploads[0], "already_uploaded": self.uploads[1]}
+        if self.selection is not None:
+            out["changed"] = {"source_execution_arn": self.selection.source_arn, "steps": self.selection.steps,
+                              "why": self.selection.why, "note": self.selection.note}
+        return out
 
 
 def console_url(execution_arn: str, region: str) -> str:
@@ -38,15 +61,69 @@ def console_url(execution_arn: str, region: str) -> str:
             f"#/pipelines/{name}/executions/{exec_id}")
 
 
+def changed_steps(graph: PipelineGraph, keys: Mapping[str, Any], client: Any) -> Selection:
+    """The steps whose key differs from the latest succeeded execution of ``graph``'s pipeline, plus
+    the steps after them; every step when there is no such execution (or it cannot be read)."""
+    everything = [s.name for s in graph.steps]
+    source = _latest_succeeded(client, graph.name)
+    if source is None:
+        return Selection(None, everything, dict.fromkeys(everything, "no succeeded execution to reuse"),
+                         f"pipeline {graph.name!r} has no succeeded execution to start from: every step runs")
+    try:
+        text = client.describe_pipeline_definition_for_execution(PipelineExecutionArn=source)["PipelineDefinition"]
+        ran = definition_keys(json.loads(text))
+    except Exception as exc:  # noqa: BLE001 - unreadable: run everything, and say so
+        return Selection(None, everything, dict.fromkeys(everything, "the source definition cannot be read"),
+                         f"the definition of {source} cannot be read ({exc}): every step runs")
+    why: dict[str, str] = {}
+    for node in graph.steps:
+        after = next((d for d in node.depends_on if d in why), None)
+        if node.name not in ran:
+            why[node.name] = "not in the source execution (or built without content keys)"
+        elif after is not None:  # its key changed with its upstream's
+            why[node.name] = f"runs after changed step {after}"
+        elif ran[node.name] != keys[node.name].short:
+            why[node.name] = "its code, captured values, settings or files changed"
+    steps = [name for name in everything if name in why]
+    note = (f"{len(steps)} of {len(everything)} step(s) changed since {source}: {', '.join(steps)}" if steps
+            else f"nothing changed since {source}")
+    return Selection(source, steps, why, note)
+
+
+def _latest_succeeded(client: Any, pipeline: str) -> str | None:
+    kwargs: dict[str, Any] = {"PipelineName": pipeline, "SortBy": "CreationTime", "SortOrder": "Descending"}
+    try:
+        while True:
+            page = client.list_pipeline_executions(**kwargs)
+            rows = sorted(page.get("PipelineExecutionSummaries", []), key=lambda r: r.get("StartTime") or 0,
+                          reverse=True)
+            for row in rows:
+                if row.get("PipelineExecutionStatus") == "Succeeded":
+                    return str(row["PipelineExecutionArn"])
+            if not page.get("NextToken"):
+                return None
+            kwargs["NextToken"] = page["NextToken"]
+    except Exception as exc:  # noqa: BLE001
+        raise aws_error(exc, f"listing the executions of pipeline {pipeline!r}",
+                        denied_fix="give your credentials sagemaker:ListPipelineExecutions") from None
+
+
 def submit(graph: PipelineGraph, namespace: Mapping[str, Any], parameters: Mapping[str, Any],
-           session: Any = None, display_name: str | None = None, root: Path | None = None) -> Submission:
-    """Upsert the pipeline and start an execution with ``parameters`` (already checked and coerced)."""
+           session: Any = None, display_name: str | None = None, root: Path | None = None,
+           changed: bool = False, force: bool = False) -> Submission:
+    """Upsert the pipeline and start an execution with ``parameters`` (already checked and coerced).
+
+    With ``changed``, the execution re-runs only the steps whose content key changed since the latest
+    succeeded execution (and the steps after them), through the SDK's ``SelectiveExecutionConfig``;
+    when nothing changed, nothing is started unless ``force``.
+    """
     from jupyter_smstep import sdk
     from jupyter_smstep.sdk import build
 
     if session is None:
         session = sdk.make_session()
     compiled = build.build_pipeline(graph, namespace, session, root=root)
+    assert compiled.plan is not None
     role = pipeline_role(graph) or sdk.execution_role(session)
     pipeline = compiled.pipeline
     try:
@@ -58,13 +135,21 @@ def submit(graph: PipelineGraph, namespace: Mapping[str, Any], parameters: Mappi
         raise aws_error(exc, f"creating pipeline {graph.name!r} on SageMaker",
                         denied_fix="give your credentials sagemaker:CreatePipeline/UpdatePipeline and "
                         "iam:PassRole on the pipeline's role") from None
+    uploads = (compiled.plan.uploads.uploaded, compiled.plan.uploads.skipped)
+    selection = changed_steps(graph, compiled.plan.keys, session.sagemaker_client) if changed else None
     kwargs: dict[str, Any] = {"parameters": dict(parameters) or None}
     if display_name:
         kwargs["execution_display_name"] = display_name[:82]
+    if selection is not None and selection.source_arn is not None:
+        if not selection.steps and not force:
+            return Submission(response["PipelineArn"], "", session.boto_region_name, selection, uploads)
+        if selection.steps:
+            kwargs["selective_execution_config"] = sdk.load().SelectiveExecutionConfig(
+                selected_steps=selection.steps, source_pipeline_execution_arn=selection.source_arn)
     try:
         execution = pipeline.start(**kwargs)
     except Exception as exc:  # noqa: BLE001
         error = aws_error(exc, f"starting pipeline {graph.name!r} (it was created: {response['PipelineArn']})",
                           denied_fix="give your credentials sagemaker:StartPipelineExecution")
         raise error from None
-    return Submission(response["PipelineArn"], execution.arn, session.boto_region_name)
+    return Submission(response["PipelineArn"], execution.arn, session.boto_region_name, selection, uploads)

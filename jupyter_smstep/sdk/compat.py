@@ -40,6 +40,7 @@ MODULES: dict[int, dict[str, str]] = {
         "session_helper": "sagemaker.session",
         "step_outputs": "sagemaker.workflow.step_outputs",
         "steps_compiler": "sagemaker.workflow._steps_compiler",
+        "selective_execution_config": "sagemaker.workflow.selective_execution_config",
     },
     3: {
         "function_step": "sagemaker.mlops.workflow.function_step",
@@ -53,6 +54,7 @@ MODULES: dict[int, dict[str, str]] = {
         "session_helper": "sagemaker.core.helper.session_helper",
         "step_outputs": "sagemaker.core.workflow.step_outputs",
         "steps_compiler": "sagemaker.mlops.workflow._steps_compiler",
+        "selective_execution_config": "sagemaker.mlops.workflow.selective_execution_config",
     },
 }
 
@@ -86,6 +88,7 @@ class Sdk:
     SparkConfig: Any
     get_execution_role: Any
     get_step: Any  # DelayedReturn -> its step (add_depends_on for order-only dependencies)
+    SelectiveExecutionConfig: Any
     remote_function: ModuleType
     invoke_function_module: str  # run as ``python -m <this>`` inside the container
 
@@ -143,6 +146,7 @@ def load() -> Sdk:
         SparkConfig=mod["spark_config"].SparkConfig,
         get_execution_role=mod["session_helper"].get_execution_role,
         get_step=mod["step_outputs"].get_step,
+        SelectiveExecutionConfig=mod["selective_execution_config"].SelectiveExecutionConfig,
         remote_function=mod["remote_function"],
         invoke_function_module=f"{table['remote_function']}.invoke_function",
     )

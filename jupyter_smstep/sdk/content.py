@@ -290,6 +290,22 @@ class BuildPlan:
         return _DeterministicSigner(self._material)
 
 
+def definition_keys(definition: Mapping[str, Any]) -> dict[str, str]:
+    """Step name -> the short content key its payload folder names, for the steps of a definition this
+    package built (a step built otherwise, e.g. by a timestamp, is left out)."""
+    found: dict[str, str] = {}
+    for step in definition.get("Steps", []) or []:
+        try:
+            argv = step["Arguments"]["AlgorithmSpecification"]["ContainerArguments"]
+            folder = argv[argv.index("--func_step_s3_dir") + 1]
+        except (KeyError, TypeError, ValueError, IndexError):
+            continue
+        short, _, key_id = str(folder).partition("-")
+        if len(short) == keys_mod.SHORT and len(key_id) == 8 and all(c in "0123456789abcdef" for c in short):
+            found[str(step.get("Name"))] = short
+    return found
+
+
 _PLAN: contextvars.ContextVar[BuildPlan | None] = contextvars.ContextVar("smstep_build_plan", default=None)
 
 

@@ -186,6 +186,7 @@ class FakeSageMaker:
         self.throttle: dict[str, int] = {}  # operation -> how many ThrottlingExceptions to answer first
         self.fail_with: dict[str, tuple[int, str, str]] = {}  # operation -> (http status, code, message), always
         self.calls: list[tuple[str, dict]] = []
+        self.requests: list[tuple[str, str]] = []  # (method, path) of every request, S3 included
         self.auto_plan: Callable[[str, list[dict]], list[StepPlan]] | None = None  # proxy mode: plan from definition
         self.lock = threading.RLock()
         self.server: ThreadingHTTPServer | None = None
@@ -262,6 +263,8 @@ class FakeSageMaker:
         body = req.rfile.read(length) if length else b""
         target = req.headers.get("X-Amz-Target", "")
         op = target.split(".", 1)[1] if target.startswith("SageMaker.") else ""
+        with self.lock:
+            self.requests.append((req.command, req.path))
         handler = getattr(self, f"_op_{op}", None) if op else None
         if op:
             with self.lock:
@@ -309,7 +312,9 @@ class FakeSageMaker:
         for k, v in resp.getheaders():
             if k.lower() not in ("connection", "transfer-encoding", "content-length", "server", "date"):
                 req.send_header(k, v)
-        req.send_header("Content-Length", str(len(data)))
+        # A HEAD answer has no body but tells the object's length
+        req.send_header("Content-Length", resp.getheader("Content-Length", "0") if req.command == "HEAD"
+                        else str(len(data)))
         req.end_headers()
         if req.command != "HEAD":
             req.wfile.write(data)

@@ -80,7 +80,9 @@ def test_a_parameter_override_reruns_the_steps_that_read_it(notebook, tmp_path):
 
 def test_a_corrupted_cache_entry_is_run_again_and_said_so(notebook, tmp_path):
     first, _ = run(notebook, tmp_path)
-    payload = next((first.run_dir / "s3").rglob("train/*/*/results/payload.pkl"))
+    from jupyter_smstep.local.results import local_path
+
+    payload = local_path(first.run_dir, first.steps["train"].output_uri) / "payload.pkl"
     payload.write_bytes(payload.read_bytes()[:-1] + b"\0")
     second, events = run(notebook, tmp_path)
     assert cached(second) == {"preprocess": first.run_id, "train": None, "evaluate": first.run_id}
@@ -94,7 +96,7 @@ def test_a_deleted_earlier_run_is_run_again_and_a_malformed_record_is_not_truste
 
     first, _ = run(notebook, tmp_path)
     shutil.rmtree(first.run_dir / "s3")
-    record = next((tmp_path / "runs" / "cache").glob("*.json"))
+    record = tmp_path / "runs" / "cache" / f"{first.steps['train'].key}.json"
     record.write_text("{not json")
     second, events = run(notebook, tmp_path)
     assert cached(second) == dict.fromkeys(first.steps)
