@@ -79,8 +79,11 @@ def module_source(registry: Registry, graph: PipelineGraph, sdk_major: int | Non
         by_module.setdefault(table[stepargs.CLASS_MODULES[cls]], []).append(cls)
     for module, classes in by_module.items():
         out.append(f"from {module} import {', '.join(classes)}")
-    if any(node.order_only for node in graph.steps):
+    cached = {node.name: node.settings["cache"].value for node in graph.steps if "cache" in node.settings}
+    if any(node.order_only for node in graph.steps) or cached:
         out.append(f"from {table['step_outputs']} import get_step")
+    if cached:
+        out.append(f"from {table['steps']} import CacheConfig")
     if support:
         out += ["", "", "# ---- from the notebook's ordinary cells (helpers, constants, imports)"]
         for src in support:
@@ -90,7 +93,14 @@ def module_source(registry: Registry, graph: PipelineGraph, sdk_major: int | Non
         for name, value in graph.parameters.items():
             out.append(f"{name}_param = {stepargs.parameter_class(value)}({name!r}, "
                        f"default_value={stepargs.parameter_default(value)!r})")
-    names = codegen.function_names(graph, reserved=defined)
+    names = codegen.function_names(graph, reserved=defined | {"cache_step"})
+    if cached:
+        out += ["", "", "def cache_step(out, expire_after):",
+                '    """@step has no cache option: SageMaker reads the CacheConfig of the step\'s definition."""',
+                "    function_step = get_step(out)",
+                "    to_request = function_step.to_request",
+                "    config = CacheConfig(enable_caching=True, expire_after=expire_after).config",
+                "    function_step.to_request = lambda: {**to_request(), **config}"]
     out += ["", "", "# ---- steps"]
     for node in graph.steps:
         keywords = [f"{k}={stepargs.to_source(v)}" for k, v in specs[node.name].items()]
@@ -107,6 +117,8 @@ def module_source(registry: Registry, graph: PipelineGraph, sdk_major: int | Non
         if node.order_only:  # --after: runs after these steps, with no data from them
             after = ", ".join(f"get_step({handles[d]})" for d in node.order_only)
             out.append(f"get_step({handle}).add_depends_on([{after}])")
+        if node.name in cached:
+            out.append(f"cache_step({handle}, {cached[node.name]!r})")
     params = ", ".join(f"{n}_param" for n in graph.parameters)
     out += ["",
             "pipeline = Pipeline(",

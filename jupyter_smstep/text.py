@@ -44,6 +44,13 @@ def text_summary(graph: PipelineGraph) -> str:
         width = max((len(k) for k in node.settings), default=0)
         for key, r in node.settings.items():
             lines.append(f"  set  {key:<{width}}  {r.value!r}  [{r.source}]")
+        if node.name in graph.keys:
+            lines.append(f"  key  {graph.keys[node.name].short}")
+        for since, steps in graph.changes.items():
+            reasons = steps.get(node.name)
+            if reasons is not None:
+                lines.append(f"  {'changed' if reasons else 'same'} since {since}"
+                             + (f": {'; '.join(reasons)}" if reasons else ""))
     if graph.report.problems:
         lines += ["", "problems:"]
         lines += [f"  {p.severity}: {p}".replace("\n", "\n  ") for p in graph.report.problems]

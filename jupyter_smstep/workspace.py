@@ -18,7 +18,7 @@ from jupyter_smstep.core import settings as settings_mod
 from jupyter_smstep.core import studio
 from jupyter_smstep.core.parameters import coerce_overrides
 from jupyter_smstep.core.graph import PipelineGraph, build_graph, check_buildable
-from jupyter_smstep.core.keys import pipeline_key
+from jupyter_smstep.core.keys import changes, pipeline_key
 from jupyter_smstep.core.registry import Registry
 from jupyter_smstep.errors import SmstepError, did_you_mean
 from jupyter_smstep.sdk.capture import Captures
@@ -60,7 +60,32 @@ class Workspace:
             from jupyter_smstep.sdk import content
 
             graph.keys = content.step_keys(graph, self.namespace, self.root)
+            graph.changes = {label: {name: changes(parts.get(name), key) for name, key in graph.keys.items()}
+                             for label, parts in self.baselines(graph.name).items()}
         return graph
+
+    def baselines(self, pipeline: str) -> dict[str, dict[str, dict[str, str]]]:
+        """What the steps were made of in the last local run and the last submitted execution:
+        label -> step -> its key's parts."""
+        found: dict[str, dict[str, dict[str, str]]] = {}
+        run = self.last_run
+        if run is None:
+            from jupyter_smstep.local.results import DEFAULT_RUNS_DIR, list_runs, load_run
+
+            for folder in reversed(list_runs(self.root / DEFAULT_RUNS_DIR)[-20:]):
+                try:
+                    candidate = load_run(folder)
+                except (SmstepError, OSError, ValueError):
+                    continue  # a damaged run folder is no baseline
+                if candidate.pipeline_name == pipeline:
+                    run = candidate
+                    break
+        if run is not None and run.pipeline_name == pipeline:
+            found[f"local run {run.run_id}"] = {n: s.key_parts for n, s in run.steps.items() if s.key_parts}
+        execution = self.last_execution
+        if execution is not None and getattr(execution, "keys", None):
+            found[f"execution {execution.execution_arn.rsplit('/', 1)[-1]}"] = execution.keys
+        return found
 
     # ---------------------------------------------------------------- build
     def _buildable_graph(self) -> PipelineGraph:
@@ -108,7 +133,7 @@ class Workspace:
             return build.Compiled(build.assemble(graph, functions, session, self.root), functions, plan)
 
         kwargs: dict[str, Any] = {"parameters": values, "on_event": on_event, "functions": functions,
-                                  "keys": {name: key.key for name, key in plan.keys.items()}, "cache": cache,
+                                  "keys": dict(plan.keys), "cache": cache,
                                   "force": [from_step] if from_step else [],
                                   "pipeline_key": pipeline_key(graph, keys, settings_mod.load_sdk_config())}
         if runs_dir is not None:

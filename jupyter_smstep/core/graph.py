@@ -117,6 +117,8 @@ class PipelineGraph:
     kernel_image_note: str = ""
     #: step -> core.keys.StepKey, when the caller computed them (the captured values' digests need pickling)
     keys: dict[str, Any] = field(default_factory=dict)
+    #: "local run <id>" / "execution <arn>" -> step -> why it changed since then ([] = unchanged)
+    changes: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
     def step(self, name: str) -> StepNode:
         return next(s for s in self.steps if s.name == name)
@@ -143,6 +145,7 @@ class PipelineGraph:
                 for p in self.report.problems
             ],
             "kernel_image": self.kernel_image_note,
+            **({"changed_since": self.changes} if self.changes else {}),
         }
 
 

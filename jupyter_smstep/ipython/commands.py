@@ -195,7 +195,7 @@ def _show(ctx: Context, args: argparse.Namespace) -> int:
     if args.text:
         from jupyter_smstep.text import text_summary
 
-        print(text_summary(ctx.workspace.graph()), file=ctx.out)
+        print(text_summary(ctx.workspace.graph(keys=True)), file=ctx.out)
         return 0
     from jupyter_smstep.panel import show
 

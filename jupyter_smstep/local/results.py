@@ -70,6 +70,7 @@ class StepResult:
     exception_uri: str | None = None  # where the SDK pickled the step's exception
     attempt_log: list[dict] = field(default_factory=list)
     key: str | None = None  # the step's content key (core.keys)
+    key_parts: dict[str, str] = field(default_factory=dict)  # what the key was made of (to say what changed)
     cached_from: str | None = None  # the earlier run whose results this step reused (no process started)
     run_dir: str | None = field(default=None, repr=False)
     _value: Any = field(default=None, repr=False, compare=False)

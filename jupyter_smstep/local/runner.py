@@ -48,6 +48,7 @@ from typing import Any
 from collections.abc import Callable, Iterable, Mapping
 
 from jupyter_smstep import sdk as _sdk
+from jupyter_smstep.core.keys import StepKey
 from jupyter_smstep.errors import Problem, SmstepError
 from jupyter_smstep.sdk.capture import explain_serialization_error
 from jupyter_smstep.local.cache import Entry, StepCache
@@ -76,7 +77,7 @@ def run_pipeline(
     faults: dict[str, list[str]] | None = None,
     region: str | None = None,
     functions: Mapping[str, Callable[..., Any]] | None = None,
-    keys: Mapping[str, str] | None = None,
+    keys: Mapping[str, StepKey] | None = None,
     cache: bool = True,
     force: Iterable[str] = (),
     pipeline_key: str | None = None,
@@ -137,7 +138,7 @@ def run_pipeline(
         step_cache = StepCache(run_dir.parent) if cache else None
         reused = None
         if step_cache is not None and pipeline_key and keys and not forced and all(
-                isinstance(step_cache.lookup(k), Entry) for k in keys.values()):
+                isinstance(step_cache.lookup(k.key), Entry) for k in keys.values()):
             reused = step_cache.definition(pipeline_key)
         if reused is not None:
             definition, pipeline_name = reused

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jupyter_smstep.core.keys import StepKey
 from jupyter_smstep.core.states import EventKind, StepState
 from jupyter_smstep.errors import SmstepError
 from jupyter_smstep.local import cache as cache_mod, container as containers, diagnostics, retries
@@ -97,7 +98,7 @@ class Execution:
     def __init__(self, *, run_id: str, run_dir: Path, pipeline_name: str, steps: dict[str, StepSpec],
                  parameters: dict, s3: LocalS3, worker: WarmWorker, emit: Emitter, max_workers: int,
                  faults: dict[str, list[str]], started: float, functions: dict[str, Any] | None = None,
-                 keys: dict[str, str] | None = None, cache: cache_mod.StepCache | None = None,
+                 keys: dict[str, StepKey] | None = None, cache: cache_mod.StepCache | None = None,
                  force: set[str] | None = None) -> None:
         self.run_id = run_id
         self.run_dir = run_dir
@@ -126,7 +127,8 @@ class Execution:
         self.states = {
             name: _StepState(spec=steps[name], order=order.index(name),
                              result=StepResult(name=name, state="pending", run_dir=str(run_dir),
-                                               key=self.keys.get(name)))
+                                               key=self.keys[name].key if name in self.keys else None,
+                                               key_parts=dict(self.keys[name].parts) if name in self.keys else {}))
             for name in order
         }
         self.results = {name: st.result for name, st in self.states.items()}
@@ -234,7 +236,7 @@ class Execution:
     # -- the cache -------------------------------------------------------------------
     def _reuse(self, st: _StepState) -> bool:
         """Succeed ``st`` with an earlier run's verified results for the same key; no process is started."""
-        key = self.keys.get(st.spec.name)
+        key = st.result.key
         if self.cache is None or key is None or st.spec.name in self.force or st.result.attempts:
             return False
         found = self.cache.lookup(key)
@@ -265,7 +267,7 @@ class Execution:
         return True
 
     def _remember(self, st: _StepState) -> None:
-        key = self.keys.get(st.spec.name)
+        key = st.result.key
         if self.cache is None or key is None or not st.result.output_uri:
             return
         try:

@@ -185,6 +185,13 @@ def step_details(state: PanelState, name: str, parameter_values: Mapping[str, An
     if problems:
         h.append("<div class='smstep-step-problems'>" + "".join(problem(p) for p in problems) + "</div>")
     h.append(run_details(state, name))
+    since_rows = [(since, steps[name]) for since, steps in graph.changes.items() if name in steps]
+    if since_rows:
+        h.append(section("Changes"))
+        h.append("<table class='smstep-changes'>" + "".join(
+            f"<tr data-since='{esc(since)}'><td style='white-space:nowrap;padding-right:8px'>since {esc(since)}</td>"
+            f"<td>{esc('; '.join(reasons)) if reasons else 'unchanged (its result can be reused)'}</td></tr>"
+            for since, reasons in since_rows) + "</table>")
 
     h.append(section("Inputs"))
     if node.inputs:

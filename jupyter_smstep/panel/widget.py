@@ -242,7 +242,9 @@ class PipelinePanel(widgets.VBox):
             return False
         with self._lock:
             try:
-                self.state.set_graph(self.workspace.graph(), None, revision)
+                # keys (every captured value hashed) only once there is a run or execution to compare with
+                since = self.workspace.last_run is not None or self.workspace.last_execution is not None
+                self.state.set_graph(self.workspace.graph(keys=since), None, revision)
             except SmstepError as exc:
                 self.state.set_graph(None, exc, revision)
             self._render_all()

@@ -7,7 +7,7 @@ profiles and region honoured as usual). Monitoring lives in ``monitor``.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from collections.abc import Mapping
@@ -34,6 +34,7 @@ class Submission:
     region: str
     selection: Selection | None = None
     uploads: tuple[int, int] = (0, 0)  # objects uploaded, objects already there
+    keys: dict[str, dict[str, str]] = field(default_factory=dict)  # step -> its key's parts, as submitted
 
     @property
     def started(self) -> bool:
@@ -137,12 +138,13 @@ def submit(graph: PipelineGraph, namespace: Mapping[str, Any], parameters: Mappi
                         "iam:PassRole on the pipeline's role") from None
     uploads = (compiled.plan.uploads.uploaded, compiled.plan.uploads.skipped)
     selection = changed_steps(graph, compiled.plan.keys, session.sagemaker_client) if changed else None
+    parts = {name: dict(key.parts) for name, key in compiled.plan.keys.items()}
     kwargs: dict[str, Any] = {"parameters": dict(parameters) or None}
     if display_name:
         kwargs["execution_display_name"] = display_name[:82]
     if selection is not None and selection.source_arn is not None:
         if not selection.steps and not force:
-            return Submission(response["PipelineArn"], "", session.boto_region_name, selection, uploads)
+            return Submission(response["PipelineArn"], "", session.boto_region_name, selection, uploads, parts)
         if selection.steps:
             kwargs["selective_execution_config"] = sdk.load().SelectiveExecutionConfig(
                 selected_steps=selection.steps, source_pipeline_execution_arn=selection.source_arn)
@@ -152,4 +154,4 @@ def submit(graph: PipelineGraph, namespace: Mapping[str, Any], parameters: Mappi
         error = aws_error(exc, f"starting pipeline {graph.name!r} (it was created: {response['PipelineArn']})",
                           denied_fix="give your credentials sagemaker:StartPipelineExecution")
         raise error from None
-    return Submission(response["PipelineArn"], execution.arn, session.boto_region_name, selection, uploads)
+    return Submission(response["PipelineArn"], execution.arn, session.boto_region_name, selection, uploads, parts)

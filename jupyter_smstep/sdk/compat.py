@@ -41,6 +41,7 @@ MODULES: dict[int, dict[str, str]] = {
         "step_outputs": "sagemaker.workflow.step_outputs",
         "steps_compiler": "sagemaker.workflow._steps_compiler",
         "selective_execution_config": "sagemaker.workflow.selective_execution_config",
+        "steps": "sagemaker.workflow.steps",
     },
     3: {
         "function_step": "sagemaker.mlops.workflow.function_step",
@@ -55,6 +56,7 @@ MODULES: dict[int, dict[str, str]] = {
         "step_outputs": "sagemaker.core.workflow.step_outputs",
         "steps_compiler": "sagemaker.mlops.workflow._steps_compiler",
         "selective_execution_config": "sagemaker.mlops.workflow.selective_execution_config",
+        "steps": "sagemaker.mlops.workflow.steps",
     },
 }
 

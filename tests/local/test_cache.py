@@ -125,3 +125,22 @@ def test_pull_loads_the_outputs_of_cached_steps(notebook, tmp_path):
     notebook.ip.user_ns.pop("score")
     notebook.run("%pipeline pull evaluate")
     assert notebook.ip.user_ns["score"] == second.outputs("evaluate")["score"]
+
+
+def test_show_says_which_steps_changed_since_the_last_run_and_why(notebook, tmp_path, capsys, monkeypatch):
+    run(notebook, tmp_path)
+    notebook.run("WEIGHTS.append(7)")
+    capsys.readouterr()
+    notebook.run("%pipeline show --text")
+    out = capsys.readouterr().out
+    run_id = notebook.workspace.last_run.run_id
+    assert f"same since local run {run_id}" in out.split("step train")[0]  # preprocess
+    assert f"changed since local run {run_id}: captured value 'WEIGHTS' changed" in out
+    assert f"changed since local run {run_id}: upstream step train changed" in out
+    from jupyter_smstep.panel import html as panel_html
+    from jupyter_smstep.panel.state import PanelState
+
+    state = PanelState()
+    state.set_graph(notebook.workspace.graph(keys=True), None, 0)
+    details = panel_html.step_details(state, "train", {}, {})
+    assert "smstep-changes" in details and "captured value &#x27;WEIGHTS&#x27; changed" in details

@@ -131,6 +131,7 @@ def comparable(definition):
             "role": a["RoleArn"], "job": a.get("TrainingJobName"), "stop": a["StoppingCondition"],
             # v3 signs each build's payloads with a fresh key; everything else must match
             "env": {k: v for k, v in (a.get("Environment") or {}).items() if k != "REMOTE_FUNCTION_SECRET_KEY"}, "display": s.get("DisplayName"), "retry": s.get("RetryPolicies"),
+            "cache": s.get("CacheConfig"),
         }
     return out, definition["Parameters"]
 
@@ -148,6 +149,19 @@ def test_export_builds_the_same_pipeline(shell, session, tmp_path, monkeypatch):
     pipeline.sagemaker_session = session
     exported_def = json.loads(pipeline.definition())
     assert comparable(exported_def) == comparable(notebook_def)
+
+
+def test_the_export_puts_the_same_cache_config_on_the_same_steps(shell, session, tmp_path):
+    build(shell)
+    shell.run("%%step train --cache P30D\nmodel = sum(train) * epochs + math.sqrt(4)")
+    notebook_def = shell.workspace.definition(session)
+    assert steps_by_name(notebook_def)["train"]["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}
+    path = tmp_path / "cached.py"
+    shell.run(f"%pipeline export {path}")
+    assert "cache_step(train_step_out, 'P30D')" in path.read_text()
+    module = runpy.run_path(str(path), run_name="exported")
+    module["pipeline"].sagemaker_session = session
+    assert comparable(json.loads(module["pipeline"].definition())) == comparable(notebook_def)
 
 
 def test_compiled_function_runs_and_keeps_cell_line_numbers(shell, session):
