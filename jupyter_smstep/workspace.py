@@ -127,7 +127,8 @@ class Workspace:
         values = coerce_overrides(graph.parameters, parameters or {})
         functions = build.step_functions(graph, self.namespace, self.captures)  # built once, for the runner too
         keys = content.step_keys(graph, self.namespace, self.root, values)
-        plan = build.plan_for(graph, keys)
+        reused = self._cached_steps(graph, keys, runs_dir, from_step) if cache else frozenset()
+        plan = build.plan_for(graph, keys, reused)
 
         def assemble(session: Any) -> Any:
             return build.Compiled(build.assemble(graph, functions, session, self.root), functions, plan)
@@ -140,6 +141,20 @@ class Workspace:
             kwargs["runs_dir"] = runs_dir
         self.last_run = local.run_pipeline(assemble, **kwargs)
         return self.last_run
+
+    @staticmethod
+    def _cached_steps(graph: PipelineGraph, keys: Mapping[str, Any], runs_dir: str | Path | None,
+                      from_step: str | None) -> frozenset[str]:
+        """The steps a run will take from the cache (verified now): their payloads need no upload."""
+        from jupyter_smstep.local.cache import Entry, StepCache
+        from jupyter_smstep.local.results import DEFAULT_RUNS_DIR
+
+        forced: set[str] = {from_step} if from_step else set()
+        for node in graph.steps:
+            if forced & set(node.depends_on):
+                forced.add(node.name)
+        cache = StepCache(Path(runs_dir or DEFAULT_RUNS_DIR).absolute())
+        return frozenset(n for n, k in keys.items() if n not in forced and isinstance(cache.lookup(k.key), Entry))
 
     def submit(self, parameters: Mapping[str, Any] | None = None, session: Any = None, changed: bool = False,
                force: bool = False) -> Any:

@@ -58,9 +58,11 @@ class Compiled:
             return str(self.pipeline.definition())
 
 
-def plan_for(graph: PipelineGraph, keys: Mapping[str, StepKey]) -> content.BuildPlan:
+def plan_for(graph: PipelineGraph, keys: Mapping[str, StepKey], reuse: frozenset[str] = frozenset()
+             ) -> content.BuildPlan:
+    """``reuse``: steps a local run takes from its cache, whose payloads need not be uploaded."""
     cache = {node.name: node.settings["cache"].value for node in graph.steps if "cache" in node.settings}
-    return content.BuildPlan(graph.name, dict(keys), cache)
+    return content.BuildPlan(graph.name, dict(keys), cache, reuse)
 
 
 def step_functions(graph: PipelineGraph, namespace: Mapping[str, Any],

@@ -268,7 +268,10 @@ class BuildPlan:
     pipeline: str
     keys: Mapping[str, keys_mod.StepKey]
     cache: Mapping[str, str] = field(default_factory=dict)  # step -> ISO 8601 ExpireAfter
+    #: Steps whose payloads are not needed (a local run reuses their cached results): not uploaded.
+    reuse: frozenset[str] = frozenset()
     uploads: UploadCount = field(default_factory=UploadCount)
+    compiling: str | None = None  # the step the SDK is compiling now
 
     @functools.cached_property
     def _material(self) -> bytes:
@@ -325,7 +328,11 @@ def _install(major: int) -> None:
         self.pipeline_build_time = plan.folder(step.name)
         self._function_step_secret_token = plan.token_like(self._function_step_secret_token)
         self.upload_workspace = True  # the workspace lives in each step's own folder
-        compiled = original(self, step)
+        plan.compiling = step.name
+        try:
+            compiled = original(self, step)
+        finally:
+            plan.compiling = None
         if step.name in plan.cache:
             compiled._request_dict["CacheConfig"] = {"Enabled": True, "ExpireAfter": plan.cache[step.name]}
         return compiled
@@ -370,7 +377,7 @@ def content_addressed(plan: BuildPlan, session: Any) -> Iterator[UploadCount]:
     _install(compat.load().major)
     clients = _s3_clients(session)
     for client in clients:
-        _register(client, plan.uploads)
+        _register(client, plan)
     token = _PLAN.set(plan)
     try:
         yield plan.uploads
@@ -392,10 +399,15 @@ def _s3_clients(session: Any) -> list[Any]:
 _HANDLER_ID = "jupyter_smstep.dedupe"
 
 
-def _register(client: Any, count: UploadCount) -> None:
+def _register(client: Any, plan: BuildPlan) -> None:
     events = client.meta.events
+    count = plan.uploads
 
     def before_build(params: dict, context: dict, **_: Any) -> None:
+        step = plan.compiling
+        if step in plan.reuse and f"/{step}/{plan.folder(step)}/" in "/" + str(params.get("Key", "")):
+            context["smstep_skip"] = True  # a payload of a step whose cached result is reused
+            return
         data = _body_bytes(params.get("Body"))
         if data is None:
             return

@@ -60,6 +60,8 @@ def test_a_changed_cell_runs_that_step_and_reuses_the_rest(notebook, tmp_path):
     second, _ = run(notebook, tmp_path)
     assert cached(second) == {"preprocess": first.run_id, "train": first.run_id, "evaluate": None}
     assert second.outputs("evaluate")["score"] == notebook.ip.user_ns["score"] == 453.0
+    uploaded = {p.relative_to(second.run_dir / "s3").parts[2] for p in (second.run_dir / "s3").rglob("function/payload.pkl")}
+    assert uploaded == {"evaluate"}  # a reused step's code is not even uploaded to the run's S3
 
 
 def test_a_captured_value_changed_in_place_reruns_its_readers(notebook, tmp_path):
