@@ -77,8 +77,9 @@ class Jobs:
 
         return self._start(work, wait)
 
-    def submit(self, wait: bool = False) -> threading.Thread:
-        """Upsert + start on SageMaker (in a thread), then follow the execution."""
+    def submit(self, wait: bool = False, changed: bool = False) -> threading.Thread:
+        """Upsert + start on SageMaker (in a thread), then follow the execution (``changed``: a selective
+        execution of the steps changed since the last succeeded one)."""
         self.check_ready("submit")
         params = self.panel.parameters()
         self.stop_following()
@@ -88,7 +89,7 @@ class Jobs:
 
         def work() -> None:
             try:
-                submission = self.panel.workspace.submit(params)
+                submission = self.panel.workspace.submit(params, changed=changed)
             except SmstepError as exc:
                 self.panel.set_status("submit failed: " + html.esc(exc).replace("\n", "<br>"), "error")
                 return
@@ -98,10 +99,15 @@ class Jobs:
             finally:
                 self.panel.state.busy = False
                 self.panel.set_buttons()
+            self.panel.state.selection_note = submission.selection.note if submission.selection is not None else ""
+            note = f" — {html.esc(submission.selection.note)}" if submission.selection is not None else ""
+            if not submission.started:
+                self.panel.set_status(f"nothing started{note}", "ok")
+                return
             link = (f"<a href='{html.esc(submission.console_url)}' target='_blank' rel='noopener' "
                     "style='color:var(--jp-content-link-color,#0969da);text-decoration:underline'>"
                     f"{html.esc(submission.execution_arn.rsplit('/', 1)[-1])}</a>")
-            self.panel.set_status(f"started {link}", "ok")
+            self.panel.set_status(f"started {link}{note}", "ok")
             self.follow(submission.execution_arn, wait=True)
 
         return self._start(work, wait)

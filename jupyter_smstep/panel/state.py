@@ -46,6 +46,7 @@ class PanelState:
     snapshot: Snapshot | None = None
     log_tails: dict[str, list[str]] = field(default_factory=dict)
     busy: bool = False  # a run or a submit is under way
+    selection_note: str = ""  # "Submit changed": which steps the execution re-runs, and why
 
     # ------------------------------------------------------------------ the graph
     def set_graph(self, graph: PipelineGraph | None, error: SmstepError | None, revision: int) -> None:

@@ -117,11 +117,15 @@ class PipelinePanel(widgets.VBox):
                                        "run every step on this machine (no AWS account needed)")
         self.submit_button = self._button("Submit", "cloud-upload", "primary",
                                           "upsert the pipeline on SageMaker and start an execution")
+        self.changed_button = self._button("Submit changed", "forward", "primary",
+                                           "re-run on SageMaker only the steps changed since the last succeeded "
+                                           "execution (and the steps after them)")
         self.stop_button = self._button("Stop", "stop", "danger", "stop the SageMaker execution", disabled=True)
         self.retry_button = self._button("Retry", "repeat", "warning",
                                          "retry the failed steps of the SageMaker execution", disabled=True)
         self.status = make_html()
-        self.toolbar = widgets.HBox([self.validate_button, self.run_button, self.submit_button, self.stop_button,
+        self.toolbar = widgets.HBox([self.validate_button, self.run_button, self.submit_button,
+                                     self.changed_button, self.stop_button,
                                      self.retry_button, self.status],
                                     layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
         self.param_widgets: dict[str, widgets.ValueWidget] = {}
@@ -157,6 +161,7 @@ class PipelinePanel(widgets.VBox):
         self.validate_button.on_click(lambda _: self._guard(self.validate))
         self.run_button.on_click(lambda _: self._guard(self.run_locally))
         self.submit_button.on_click(lambda _: self._guard(self.submit))
+        self.changed_button.on_click(lambda _: self._guard(lambda: self.submit(changed=True)))
         self.stop_button.on_click(lambda _: self._guard(self.stop_execution))
         self.retry_button.on_click(lambda _: self._guard(self.retry_execution))
         self.selector.observe(self._on_select, names="value")
@@ -201,7 +206,8 @@ class PipelinePanel(widgets.VBox):
         super().close()
 
     def _all_widgets(self) -> list[widgets.Widget]:
-        return [self.header, self.validate_button, self.run_button, self.submit_button, self.stop_button,
+        return [self.header, self.validate_button, self.run_button, self.submit_button, self.changed_button,
+                self.stop_button,
                 self.retry_button, self.status, self.toolbar, self.params_box, *self.param_widgets.values(),
                 self.svg, self.dag_style, self.select_style, self.hits, self.dag_box, self.selector,
                 self.details, self.side, self.main, self.problems, self.execution, self._html_layout,
@@ -416,12 +422,15 @@ class PipelinePanel(widgets.VBox):
             if self.selector.value in snap.steps:
                 self.render_selection()
             if snap.done:
-                self.set_status(f"execution {html.esc(snap.status)}", "ok" if snap.succeeded else "error")
+                note = self.state.selection_note
+                self.set_status(f"execution {html.esc(snap.status)}" + (f" — {html.esc(note)}" if note else ""),
+                                "ok" if snap.succeeded else "error")
 
     def set_buttons(self) -> None:
         busy = self.state.busy
         self.run_button.disabled = busy
         self.submit_button.disabled = busy
+        self.changed_button.disabled = busy
         following = self.jobs.monitor is not None
         self.stop_button.disabled = not (following and self.state.remote_running())
         self.retry_button.disabled = not (following and self.state.remote_retryable())
@@ -432,9 +441,10 @@ class PipelinePanel(widgets.VBox):
         """Run the pipeline with the local runner in a thread, colouring the DAG as steps progress."""
         return self.jobs.run_locally(wait)
 
-    def submit(self, wait: bool = False) -> threading.Thread:
-        """Upsert + start on SageMaker (in a thread), then follow the execution."""
-        return self.jobs.submit(wait)
+    def submit(self, wait: bool = False, changed: bool = False) -> threading.Thread:
+        """Upsert + start on SageMaker (in a thread), then follow the execution; with ``changed``, only
+        the steps changed since the last succeeded execution."""
+        return self.jobs.submit(wait, changed)
 
     def follow(self, arn: str, client: Any = None, wait: bool = False, settle: int = 0) -> threading.Thread:
         """Show a SageMaker execution's progress on the DAG until it ends (or the panel closes)."""

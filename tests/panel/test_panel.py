@@ -246,7 +246,7 @@ def test_parameters_get_widgets_by_type_and_edits_reach_run_and_submit(panel, mo
         seen["run"] = dict(parameters)
         return RunResult("r1", Path("/tmp/r1"), {}, succeeded=True, definition={})
 
-    def fake_submit(parameters=None, session=None):
+    def fake_submit(parameters=None, session=None, changed=False):
         seen["submit"] = dict(parameters)
         raise SmstepError("no network in this test")
 
@@ -490,6 +490,27 @@ def test_submit_against_moto_then_follow(shell, fake, moto_server, monkeypatch, 
         assert {"Name": "epochs", "Value": "4"} in start["PipelineParameters"]
         assert {v["data-state"] for v in nodes(p).values()} == {"succeeded"}
         assert shell.workspace.last_execution.execution_arn in p.execution.value
+    finally:
+        p.close()
+
+
+def test_submit_changed_reruns_only_the_edited_step_and_says_so(shell, fake, moto_server, monkeypatch, tmp_path):
+    monkeypatch.chdir(tmp_path)
+    notebook(shell, role=prepare_account(moto_server))
+    shell.run("%pipeline config --name demo-changed")
+    p = panel_mod.show(shell.workspace)
+    p.poll_initial, p.poll_max = 0.1, 0.5
+    try:
+        p.submit(wait=True)
+        p.wait(60)
+        first = shell.workspace.last_execution.execution_arn
+        shell.run("%%step evaluate\nscore = model - sum(test) - 1")
+        p.changed_button.click()
+        p.wait(60)
+        start = fake.ops("StartPipelineExecution")[-1]
+        assert start["SelectiveExecutionConfig"] == {"SourcePipelineExecutionArn": first,
+                                                     "SelectedSteps": [{"StepName": "evaluate"}]}
+        assert "1 of 3 step(s) changed" in p.status.value and "evaluate" in p.status.value
     finally:
         p.close()
 
