@@ -11,6 +11,7 @@ A step's key is the SHA-256 of its *parts*, each a named digest:
 - ``parameter:NAME``: the value of each pipeline parameter the step reads, in this run;
 - ``upstream:STEP``: the key of each step it depends on, data or order (``--after``);
 - ``runtime``: the Python and SDK versions that build and run it;
+- ``imports``: the installed version of each package the step imports;
 - ``local-sources``: the ``.py`` files beside the notebook, for a step that imports one of them
   (or every step, with ``IncludeLocalWorkDir``).
 
@@ -119,6 +120,7 @@ def changes(before: Mapping[str, str] | None, after: StepKey) -> list[str]:
         kind, _, name = part.partition(":")
         what = {"code": "the cell's code", "runtime": "the Python or SDK version",
                 "local-sources": "the .py files beside the notebook",
+                "imports": "the version of an imported package",
                 "capture": f"captured value {name!r}", "setting": f"setting {name}",
                 "file": f"the file of {name}", "parameter": f"parameter {name}",
                 "upstream": f"upstream step {name}"}.get(kind, part)

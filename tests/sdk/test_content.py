@@ -184,3 +184,15 @@ def test_a_module_beside_the_notebook_is_part_of_the_key_of_the_steps_that_impor
 
     assert changes(keys["train"].parts, again["train"]) == ["the .py files beside the notebook changed"]
     assert again["preprocess"].key == keys["preprocess"].key
+
+
+def test_the_version_of_an_imported_package_is_part_of_the_key(shell, monkeypatch):
+    build(shell, NOTEBOOK[:2] + ["import json\nimport yaml", "%%step preprocess\ndf = yaml.safe_load(json.dumps([1]))"])
+    keys = content.step_keys(shell.workspace.graph(), shell.ip.user_ns)
+    import yaml
+
+    monkeypatch.setattr(yaml, "__version__", "0.0-other")
+    again = content.step_keys(shell.workspace.graph(), shell.ip.user_ns)
+    from jupyter_smstep.core.keys import changes
+
+    assert changes(keys["preprocess"].parts, again["preprocess"]) == ["the version of an imported package changed"]
