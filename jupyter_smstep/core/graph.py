@@ -18,6 +18,7 @@ uploaded. Pure: no IPython, no sagemaker.
 
 from __future__ import annotations
 
+import ast
 import builtins
 import difflib
 import io
@@ -149,6 +150,36 @@ class PipelineGraph:
         }
 
 
+def local_file_reads(node: StepNode, root: Path | None) -> list[tuple[str, int, Path]]:
+    """String literals in a step's code that name a file on this machine: (literal, line in the body, path).
+
+    Relative ones start at the notebook's folder, as in the kernel. These are what a local run reads
+    and a SageMaker job cannot: each is a warning, and its content is part of the step's key.
+    """
+    try:
+        tree = ast.parse(node.cell.source)
+    except SyntaxError:
+        return []
+    found: dict[str, tuple[str, int, Path]] = {}
+    for n in ast.walk(tree):
+        if not (isinstance(n, ast.Constant) and isinstance(n.value, str)):
+            continue
+        text = n.value
+        if not text or len(text) > 1024 or "\n" in text or "\0" in text or "://" in text or text in (".", ".."):
+            continue
+        path = Path(text).expanduser()
+        if not path.is_absolute():
+            if root is None:
+                continue
+            path = root / path
+        try:
+            if path.is_file():
+                found.setdefault(text, (text, n.lineno, path))
+        except OSError:
+            continue
+    return list(found.values())
+
+
 def pipeline_role(graph: PipelineGraph) -> str | None:
     """The role the pipeline itself runs as: the notebook-wide (or first step's) role."""
     for node in graph.steps:
@@ -274,6 +305,15 @@ def build_graph(
         node.settings = resolved
         settings_mod.validate(node.name, resolved, report, in_studio=in_studio, root=root)
     settings_mod.validate_pipeline({n.name: n.settings for n in nodes}, report, in_studio=in_studio)
+    for node in nodes:
+        for literal, line, path in local_file_reads(node, root):
+            where = ("a local run finds it on this machine" if Path(literal).expanduser().is_absolute() else
+                     "nor does a local run, which runs the step in its own folder as SageMaker does")
+            report.warn(f"names the local file {literal!r} ({path}): a SageMaker job runs in its own container "
+                        f"and will not find it ({where})",
+                        fix="upload it to S3 and read the s3:// URI (or pass the URI as a parameter), or "
+                        "ship it with IncludeLocalWorkDir and a CustomFileFilter in config.yaml",
+                        step=node.name, line=line + 1)
     _dedupe(report)
     return PipelineGraph(name, nodes, dict(registry.parameters), report, kernel_image_note)
 

@@ -8,6 +8,8 @@ A step's key is the SHA-256 of its *parts*, each a named digest:
 - ``setting:NAME``: each resolved setting that reaches the job (image, instance type, role,
   environment...), and ``file:NAME`` the content of the local files they name (requirements,
   pre-execution script);
+- ``data:LITERAL``: the content of each local file the step's code names in a string literal
+  (``pd.read_csv("data.csv")``; relative to the notebook's folder);
 - ``parameter:NAME``: the value of each pipeline parameter the step reads, in this run;
 - ``upstream:STEP``: the key of each step it depends on, data or order (``--after``);
 - ``runtime``: the Python and SDK versions that build and run it;
@@ -32,7 +34,7 @@ from collections.abc import Mapping
 
 from jupyter_smstep.core import codegen
 from jupyter_smstep.core import settings as settings_mod
-from jupyter_smstep.core.graph import PipelineGraph
+from jupyter_smstep.core.graph import PipelineGraph, local_file_reads
 
 #: Hex digits of a key used in names (S3 folders, run records): 80 bits, collision-free in practice.
 SHORT = 20
@@ -83,6 +85,8 @@ def step_keys(graph: PipelineGraph, captures: Mapping[str, str], *, parameters: 
             path = settings_mod.local_file(resolved.value, root) if name in settings_mod.FILE_OPTIONS else None
             if path is not None:
                 parts[f"file:{name}"] = _file_digest(path)
+        for literal, _, path in local_file_reads(node, root):
+            parts[f"data:{literal}"] = _file_digest(path)
         for inp in node.links:
             if inp.kind == "parameter":
                 parts[f"parameter:{inp.name}"] = digest_json(values.get(inp.name))
@@ -101,9 +105,20 @@ def pipeline_key(graph: PipelineGraph, keys: Mapping[str, StepKey], config: Any 
                         "steps": [[node.name, keys[node.name].key] for node in graph.steps]})
 
 
+#: A file larger than this is known by its size and modification time, not its content.
+HASHED_FILE_BYTES = 256 * 2**20
+
+
 def _file_digest(path: Path) -> str:
     try:
-        return digest_bytes(path.read_bytes())
+        stat = path.stat()
+        if stat.st_size > HASHED_FILE_BYTES:
+            return f"stat:{stat.st_size}:{stat.st_mtime_ns}"
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        return digest.hexdigest()
     except OSError:
         return "unreadable"
 
@@ -123,7 +138,7 @@ def changes(before: Mapping[str, str] | None, after: StepKey) -> list[str]:
                 "imports": "the version of an imported package",
                 "capture": f"captured value {name!r}", "setting": f"setting {name}",
                 "file": f"the file of {name}", "parameter": f"parameter {name}",
-                "upstream": f"upstream step {name}"}.get(kind, part)
+                "upstream": f"upstream step {name}", "data": f"the local file {name}"}.get(kind, part)
         if old is None:
             reasons.append(f"{what} is new")
         elif new is None:

@@ -146,3 +146,21 @@ def test_show_says_which_steps_changed_since_the_last_run_and_why(notebook, tmp_
     state.set_graph(notebook.workspace.graph(keys=True), None, 0)
     details = panel_html.step_details(state, "train", {}, {})
     assert "smstep-changes" in details and "captured value &#x27;WEIGHTS&#x27; changed" in details
+
+
+def test_a_local_data_file_is_a_warning_and_part_of_the_key(shell, tmp_path):
+    (tmp_path / "rows.csv").write_text("1\n2\n3\n")
+    shell.configure(name="reads-file")
+    shell.workspace.root = tmp_path
+    shell.run("%%step peek --defer\nhead = open('rows.csv').read()[:1]")
+    shell.run(f"%%step load --defer\nrows = [int(x) for x in open({str(tmp_path / 'rows.csv')!r}).read().split()]")
+    problems = {p.step: p for p in shell.workspace.graph().report.problems}
+    assert "names the local file 'rows.csv'" in problems["peek"].message and problems["peek"].line == 2
+    assert "nor does a local run" in problems["peek"].message and "upload it to S3" in problems["peek"].fix
+    assert "a local run finds it on this machine" in problems["load"].message
+    shell.run("%pipeline remove peek")
+    first, _ = run(shell, tmp_path)
+    (tmp_path / "rows.csv").write_text("1\n2\n3\n4\n")
+    second, _ = run(shell, tmp_path)
+    assert second.steps["load"].cached_from is None  # the file changed: never a stale result
+    assert second.outputs("load") == {"rows": [1, 2, 3, 4]}
