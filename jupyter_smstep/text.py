@@ -117,6 +117,8 @@ class TerminalProgress:
         text = f"  {symbol} {name}  {label} {took}"
         if cached:
             text = f"  {symbol} {name}  {label}          from run {event.info['cached_from']}"
+        elif event.state == "succeeded" and event.info.get("resources"):
+            text += f"  {resources_line(event.info['resources'])}"
         if event.state == "failed":
             text += f"  {event.message or ''}"
             if event.error:
@@ -124,6 +126,30 @@ class TerminalProgress:
         elif event.state == "skipped" and event.message:
             text = f"  {symbol} {name}  {label}          {event.message}"
         return text
+
+
+def fmt_bytes(n: float) -> str:
+    """``512 B``, ``1.5 KiB``, ``612.3 MiB``, ``1.3 GiB``."""
+    if n < 1024:
+        return f"{n:.0f} B"
+    size = float(n)
+    for unit in ("KiB", "MiB", "GiB"):
+        size /= 1024
+        if size < 1024 or unit == "GiB":
+            break
+    return f"{size:.1f} {unit}"
+
+
+def resources_line(resources: dict) -> str:
+    """``peak 612.3 MiB, cpu 1.0 s, in 2.1 KiB, out 600.0 MiB`` (what was measured)."""
+    parts = []
+    if "peak_rss_bytes" in resources:
+        parts.append(f"peak {fmt_bytes(resources['peak_rss_bytes'])}")
+    if "cpu_s" in resources:
+        parts.append(f"cpu {resources['cpu_s']:.1f} s")
+    parts.append(f"in {fmt_bytes(resources.get('payload_in_bytes', 0))}")
+    parts.append(f"out {fmt_bytes(resources.get('payload_out_bytes', 0))}")
+    return ", ".join(parts)
 
 
 def results_table(doc: dict) -> str:
@@ -136,7 +162,9 @@ def results_table(doc: dict) -> str:
         shown = ", ".join(f"{k}={_one_line(v)}" for k, v in outputs.items())
         duration = step.get("duration")
         took = f"{duration:6.1f}s" if isinstance(duration, (int, float)) else "      -"
-        lines.append(f"{name:<{width}}  {step.get('state', '?'):<9} {took}  {shown}".rstrip())
+        state = "cached" if step.get("cached") else step.get("state", "?")
+        used = f"  [{resources_line(step['resources'])}]" if step.get("resources") else ""
+        lines.append(f"{name:<{width}}  {state:<9} {took}  {shown}{used}".rstrip())
     return "\n".join(lines)
 
 

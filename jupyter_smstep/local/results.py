@@ -71,6 +71,8 @@ class StepResult:
     attempt_log: list[dict] = field(default_factory=list)
     key: str | None = None  # the step's content key (core.keys)
     key_parts: dict[str, str] = field(default_factory=dict)  # what the key was made of (to say what changed)
+    #: The last attempt, measured: wall_s, cpu_s, peak_rss_bytes, payload_in_bytes, payload_out_bytes
+    resources: dict[str, float] = field(default_factory=dict)
     cached_from: str | None = None  # the earlier run whose results this step reused (no process started)
     run_dir: str | None = field(default=None, repr=False)
     _value: Any = field(default=None, repr=False, compare=False)
@@ -157,6 +159,8 @@ class RunResult:
                 entry["error"] = step.error
             if step.skipped_because:
                 entry["skipped_because"] = step.skipped_because
+            if step.resources:
+                entry["resources"] = step.resources
             if step.cached_from:
                 entry["cached"] = True
                 entry["cached_from"] = step.cached_from

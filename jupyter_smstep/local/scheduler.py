@@ -77,6 +77,7 @@ class _Attempt:
     started: float | None = None
     term_sent: float | None = None
     timed_out: bool = False
+    rusage: dict = field(default_factory=dict)  # cpu_s, peak_rss_bytes of the process tree, from wait4
 
 
 @dataclass
@@ -233,6 +234,29 @@ class Execution:
                 deadlines.append(a.term_sent + TERMINATION_GRACE_SECONDS if a.term_sent else a.started + a.max_runtime)
         return min(deadlines)
 
+    def _measured(self, st: _StepState, attempt: _Attempt, ended: float) -> dict[str, float]:
+        """What the attempt used: wall and CPU time, peak memory, and the payload bytes it read and wrote."""
+        def size(uri: str) -> int:
+            try:
+                folder = self.s3.path(uri)
+                return sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) if folder.is_dir() else 0
+            except (OSError, ValueError):
+                return 0
+
+        argv = [to_text(v) for v in st.spec.arguments["AlgorithmSpecification"]["ContainerArguments"]
+                if not isinstance(v, (dict, list))]
+        base = (container_option(argv, "s3_base_uri") or "").rstrip("/")
+        step_dir = container_option(argv, "func_step_s3_dir") or ""
+        payload_in = sum(size(f"{base}/{st.spec.name}/{step_dir}/{part}") for part in ("function", "arguments"))
+        payload_in += sum(size(self.states[d].result.output_uri or "") for d in st.spec.depends_on
+                          if self.states[d].result.output_uri)
+        out = {"wall_s": round(ended - (attempt.started or ended), 3),
+               "payload_in_bytes": payload_in, "payload_out_bytes": size(attempt.output_uri)}
+        if attempt.rusage:
+            out["cpu_s"] = round(float(attempt.rusage.get("cpu_s", 0.0)), 3)
+            out["peak_rss_bytes"] = int(attempt.rusage.get("peak_rss_bytes", 0))
+        return out
+
     # -- the cache -------------------------------------------------------------------
     def _reuse(self, st: _StepState) -> bool:
         """Succeed ``st`` with an earlier run's verified results for the same key; no process is started."""
@@ -356,6 +380,7 @@ class Execution:
             self._attempt_failed(st, "SageMaker.CAPACITY_ERROR",
                                  f"could not start the step's process: {message.get('error')}", None, time.time())
         elif op == "exited":
+            attempt.rusage = message.get("rusage") or {}
             self._attempt_exited(st, message["returncode"], message["time"])
 
     def _state_for(self, command_id: str | None) -> _StepState | None:
@@ -400,8 +425,10 @@ class Execution:
         result.summary = None
         result.failure_type = None
         self.resolver.step_properties[st.spec.name] = st.properties or {}
+        result.resources = self._measured(st, attempt, ended)
         self._remember(st)
-        self._event(st, "succeeded", attempt=attempt.number, duration=result.duration)
+        self._event(st, "succeeded", attempt=attempt.number, duration=result.duration,
+                    info={"resources": result.resources})
 
     def _record_attempt(self, st: _StepState, outcome: str, ended: float, failure_type: str | None = None,
                         summary: str | None = None) -> None:

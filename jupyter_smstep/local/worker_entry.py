@@ -17,7 +17,8 @@ on ``--reply-fd`` (events back to it).
 Commands: ``{"op": "run", "id", "argv", "env", "cwd", "log_path",
 "failure_path", "diag_path"}``, ``{"op": "exit"}``.
 Events: ``{"op": "ready"}``, ``{"op": "started", "id", "pid", "time"}``,
-``{"op": "exited", "id", "pid", "returncode", "time"}`` (``returncode`` < 0 means
+``{"op": "exited", "id", "pid", "returncode", "time", "rusage"}`` (``rusage``: CPU seconds and peak
+resident bytes from ``wait4``; ``returncode`` < 0 means
 killed by that signal), ``{"op": "failed", "id", "error"}`` (could not fork).
 """
 
@@ -190,7 +191,7 @@ def _kill_group(pid: int) -> None:
 def _reap(reply) -> None:
     while _children:
         try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
+            pid, status, usage = os.wait4(-1, os.WNOHANG)
         except ChildProcessError:
             _children.clear()
             return
@@ -200,7 +201,10 @@ def _reap(reply) -> None:
         if command_id is None:
             continue
         returncode = os.waitstatus_to_exitcode(status)
-        reply({"op": "exited", "id": command_id, "pid": pid, "returncode": returncode, "time": time.time()})
+        # The child's own use plus its waited-for descendants' (the kernel folds those in), measured at exit.
+        peak = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)  # bytes on macOS, KiB on Linux
+        reply({"op": "exited", "id": command_id, "pid": pid, "returncode": returncode, "time": time.time(),
+               "rusage": {"cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_bytes": peak}})
 
 
 def _spawn(command: dict, invoke, errors, reply, worker_fds: list[int]) -> None:

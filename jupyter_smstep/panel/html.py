@@ -17,6 +17,7 @@ from jupyter_smstep.panel import svg as dag_svg
 from jupyter_smstep.panel.state import PanelState, fmt_seconds
 from jupyter_smstep.remote.monitor import LOG_GROUP
 from jupyter_smstep.sdk import capture
+from jupyter_smstep.text import fmt_bytes, resources_line
 
 SOURCE_COLOURS = {"cell": "#0969da", "notebook": "#8250df", "config.yaml": "#bf3989", "kernel image": "#1a7f37",
                   "default": "#57606a"}
@@ -25,17 +26,6 @@ STATUS_COLOURS = {"error": "#cf222e", "ok": "#1a7f37", "busy": "#0969da", "info"
 
 def esc(value: Any) -> str:
     return html.escape(str(value))
-
-
-def fmt_bytes(n: int) -> str:
-    if n < 1024:
-        return f"{n} B"
-    size = float(n)
-    for unit in ("KiB", "MiB", "GiB"):
-        size /= 1024
-        if size < 1024 or unit == "GiB":
-            break
-    return f"{size:.1f} {unit}"
 
 
 def plural(n: int, word: str) -> str:
@@ -247,6 +237,11 @@ def run_details(state: PanelState, name: str) -> str:
     out = []
     if state.run_kind == "local" and name in state.local_messages and name not in state.local_errors:
         out.append(f"<div class='smstep-local-message' style='color:#57606a'>{esc(state.local_messages[name])}</div>")
+    result = state.local_result.steps.get(name) if state.local_result is not None else None
+    if state.run_kind == "local" and result is not None and (result.resources or result.cached_from):
+        used = (f"cached: the result of run {result.cached_from}" if result.cached_from else
+                f"measured: {resources_line(result.resources)}, {result.resources.get('wall_s', 0):.1f} s wall")
+        out.append(f"<div class='smstep-resources' style='color:#57606a'>{esc(used)}</div>")
     if state.run_kind == "local" and name in state.local_errors:
         out.append(section("Local run error") +
                    f"<pre class='smstep-error' style='white-space:pre-wrap;max-height:260px;overflow:auto;"

@@ -1,0 +1,42 @@
+"""What a local run measures per step: wall and CPU time, peak memory (wait4), payload bytes."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "wait4"), reason="wait4 measures the step's process")
+
+
+def test_memory_cpu_and_payloads_of_each_step_are_measured(shell, tmp_path):
+    shell.configure(name="measured")
+    shell.run("%%step allocate --defer\nblob = b'x' * (600 * 2**20)\nsize = len(blob)\ndel blob")
+    shell.run("%%step spin --defer\nimport time\nt = time.process_time()\nwhile time.process_time() - t < 1.0:\n"
+              "    pass\nseen = size")
+    result = shell.workspace.run_local(runs_dir=tmp_path / "runs", cache=False)
+    assert result.succeeded, result.to_json()
+    allocate, spin = result.steps["allocate"].resources, result.steps["spin"].resources
+    assert allocate["peak_rss_bytes"] >= 600 * 2**20
+    assert spin["cpu_s"] >= 0.9 and spin["cpu_s"] <= spin["wall_s"] * 1.1
+    assert allocate["payload_out_bytes"] > 0 and spin["payload_in_bytes"] >= allocate["payload_out_bytes"]
+    doc = result.to_json()["steps"]["spin"]["resources"]
+    assert set(doc) == {"wall_s", "cpu_s", "peak_rss_bytes", "payload_in_bytes", "payload_out_bytes"}
+
+
+def test_the_terminal_the_results_table_and_the_panel_show_the_measurements(shell, tmp_path):
+    import io
+
+    from jupyter_smstep.panel import html as panel_html
+    from jupyter_smstep.panel.state import PanelState
+    from jupyter_smstep.text import TerminalProgress, results_table
+
+    shell.configure(name="measured-views")
+    shell.run("%%step make --defer\nvalues = list(range(1000))")
+    stream = io.StringIO()
+    result = shell.workspace.run_local(runs_dir=tmp_path / "runs", on_event=TerminalProgress(stream), cache=False)
+    line = next(x for x in stream.getvalue().splitlines() if " make " in x and "succeeded" in x)
+    assert "peak " in line and "MiB" in line and "cpu " in line and "out " in line
+    assert "[peak " in results_table(result.to_json())
+    state = PanelState(run_kind="local", local_result=result)
+    assert "measured: peak " in panel_html.run_details(state, "make")
