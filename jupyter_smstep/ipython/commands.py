@@ -270,6 +270,8 @@ def _run(ctx: Context, args: argparse.Namespace) -> int:
                 print(f"\nstep '{step.name}' failed:\n{step.error}", file=ctx.err)
         if ctx.cli:
             print(results_table(result.to_json()), file=ctx.out)
+        for suggestion in result.suggestions().values():
+            print(("warning: " if suggestion.too_small else "") + suggestion.note, file=ctx.out)
         verdict = "succeeded" if result.succeeded else "FAILED"
         print(f"run {result.run_id}: {verdict} ({result.run_dir})", file=ctx.out)
     return 0 if result.succeeded else 1
@@ -312,6 +314,11 @@ def _submit_args(parser: CommandParser, cli: bool) -> None:
 def _submit(ctx: Context, args: argparse.Namespace) -> int:
     if args.force and not args.changed:
         raise SmstepError("--force only applies with --changed", fix="add --changed, or drop --force")
+    run = ctx.workspace.last_run
+    if run is not None:  # before paying: a step the last local run measured above its instance's memory
+        for suggestion in run.suggestions().values():
+            if suggestion.too_small:
+                print(f"warning: {suggestion.note}", file=ctx.err)
     submission = ctx.workspace.submit(_overrides(args), changed=args.changed, force=args.force)
     selection = submission.selection
     if selection is not None:

@@ -136,12 +136,39 @@ class RunResult:
         except (OSError, SmstepError):
             return None
 
+    def instance_types(self) -> dict[str, str]:
+        """Each step's instance type as the definition gives it (a parameter's default if it is one)."""
+        defaults = {p.get("Name"): p.get("DefaultValue") for p in self.definition.get("Parameters", []) or []}
+        out = {}
+        for step in self.definition.get("Steps", []) or []:
+            value = (step.get("Arguments", {}).get("ResourceConfig") or {}).get("InstanceType")
+            if isinstance(value, dict) and isinstance(value.get("Get"), str):
+                name = value["Get"].removeprefix("Parameters.")
+                value = self.parameters.get(name, defaults.get(name))
+            if isinstance(value, str):
+                out[str(step.get("Name"))] = value
+        return out
+
+    def suggestions(self) -> dict[str, Any]:
+        """step -> :class:`jupyter_smstep.core.instances.Suggestion`, for the steps this run measured."""
+        from jupyter_smstep.core.instances import suggest
+
+        types = self.instance_types()
+        found = {}
+        for name, step in self.steps.items():
+            if name in types and step.state == "succeeded" and not step.cached_from:
+                suggestion = suggest(name, types[name], step.resources)
+                if suggestion is not None:
+                    found[name] = suggestion
+        return found
+
     def failed_steps(self) -> list[str]:
         return [n for n, s in self.steps.items() if s.state == "failed"]
 
     def to_json(self) -> dict:
         """Per step: state, duration, attempts, a short repr of each output, the error."""
         steps = {}
+        suggestions = self.suggestions()
         for name, step in self.steps.items():
             entry: dict[str, Any] = {
                 "state": step.state,
@@ -161,6 +188,8 @@ class RunResult:
                 entry["skipped_because"] = step.skipped_because
             if step.resources:
                 entry["resources"] = step.resources
+            if name in suggestions:
+                entry["suggestion"] = suggestions[name].to_json()
             if step.cached_from:
                 entry["cached"] = True
                 entry["cached_from"] = step.cached_from

@@ -40,3 +40,21 @@ def test_the_terminal_the_results_table_and_the_panel_show_the_measurements(shel
     assert "[peak " in results_table(result.to_json())
     state = PanelState(run_kind="local", local_result=result)
     assert "measured: peak " in panel_html.run_details(state, "make")
+
+
+def test_a_run_suggests_instance_types_and_submit_warns_about_a_step_too_big_for_its_instance(shell, tmp_path,
+                                                                                            capsys):
+    shell.configure(name="suggested")
+    shell.run("%%step small --defer --instance-type ml.m5.2xlarge\nv = 1")
+    shell.run("%%step big --defer --instance-type ml.t3.micro\nblob = b'x' * (1200 * 2**20)\nn = len(blob) + v\n"
+              "del blob")
+    capsys.readouterr()
+    shell.run(f"%pipeline run --runs-dir {tmp_path / 'runs'} --no-cache")
+    out = capsys.readouterr().out
+    assert "small: peak" in out and "ml.m5.2xlarge (8 vCPU, 32 GiB) → ml.m5.large (2 vCPU, 8 GiB)" in out
+    assert "warning: big: peak" in out and "more than ml.t3.micro (2 vCPU, 1 GiB) holds" in out
+    doc = shell.workspace.last_run.to_json()["steps"]
+    assert doc["small"]["suggestion"]["fits_same_family"] == "ml.m5.large"
+    assert doc["big"]["suggestion"]["too_small"] is True
+    shell.ip.run_cell("%pipeline submit")  # fails without AWS here; the warning comes first, before any upload
+    assert "warning: big: peak" in capsys.readouterr().err
