@@ -68,19 +68,8 @@ class Workspace:
         """What the steps were made of in the last local run and the last submitted execution:
         label -> step -> its key's parts."""
         found: dict[str, dict[str, dict[str, str]]] = {}
-        run = self.last_run
-        if run is None:
-            from jupyter_smstep.local.results import DEFAULT_RUNS_DIR, list_runs, load_run
-
-            for folder in reversed(list_runs(self.root / DEFAULT_RUNS_DIR)[-20:]):
-                try:
-                    candidate = load_run(folder)
-                except (SmstepError, OSError, ValueError):
-                    continue  # a damaged run folder is no baseline
-                if candidate.pipeline_name == pipeline:
-                    run = candidate
-                    break
-        if run is not None and run.pipeline_name == pipeline:
+        run = self.latest_run(pipeline)
+        if run is not None:
             found[f"local run {run.run_id}"] = {n: s.key_parts for n, s in run.steps.items() if s.key_parts}
         execution = self.last_execution
         if execution is not None and getattr(execution, "keys", None):
@@ -141,6 +130,47 @@ class Workspace:
             kwargs["runs_dir"] = runs_dir
         self.last_run = local.run_pipeline(assemble, **kwargs)
         return self.last_run
+
+    def latest_run(self, pipeline: str) -> Any:
+        """The last local run of ``pipeline``: this session's, else the newest in the notebook's runs folder."""
+        if self.last_run is not None and self.last_run.pipeline_name == pipeline:
+            return self.last_run
+        from jupyter_smstep.local.results import DEFAULT_RUNS_DIR, list_runs, load_run
+
+        # where runs go by default (below the working directory) and beside the notebook
+        folders = {Path(DEFAULT_RUNS_DIR).absolute(), self.root / DEFAULT_RUNS_DIR}
+        runs = sorted((run for folder in folders for run in list_runs(folder)[-20:]), key=lambda p: p.name)
+        for folder in reversed(runs):
+            try:
+                candidate = load_run(folder)
+            except (SmstepError, OSError, ValueError):
+                continue  # a damaged run folder is no baseline
+            if candidate.pipeline_name == pipeline:
+                return candidate
+        return None
+
+    def estimate(self, prices_file: str | None = None, region: str | None = None) -> Any:
+        """The cost of the pipeline from its last local run's measurements (core.cost.Estimate)."""
+        from jupyter_smstep.core import cost
+
+        graph = self._buildable_graph()
+        run = self.latest_run(graph.name)
+        if run is None or not any(s.resources for s in run.steps.values()):
+            raise SmstepError(f"no local run of {graph.name!r} with measurements to estimate from",
+                              fix="run it locally first (%pipeline run, smstep run NB)")
+        measured = run.measurements()
+        if region is None:
+            import boto3
+
+            region = boto3.session.Session().region_name
+        if prices_file:
+            return cost.estimate(measured, cost.parse_prices_file(prices_file, region))
+        if not region:
+            return cost.estimate(measured, None, "no AWS region is set (AWS_REGION or the AWS config)")
+        from jupyter_smstep.remote import pricing
+
+        prices, why = pricing.fetch(region, {m["instance_type"] for m in measured.values()})
+        return cost.estimate(measured, prices, why)
 
     @staticmethod
     def _cached_steps(graph: PipelineGraph, keys: Mapping[str, Any], runs_dir: str | Path | None,

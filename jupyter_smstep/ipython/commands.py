@@ -319,6 +319,10 @@ def _submit(ctx: Context, args: argparse.Namespace) -> int:
         for suggestion in run.suggestions().values():
             if suggestion.too_small:
                 print(f"warning: {suggestion.note}", file=ctx.err)
+        try:  # and what it will cost, as one line (never a prompt)
+            print(ctx.workspace.estimate().lines()[0], file=ctx.err)
+        except SmstepError:
+            pass  # nothing measured: nothing to estimate
     submission = ctx.workspace.submit(_overrides(args), changed=args.changed, force=args.force)
     selection = submission.selection
     if selection is not None:
@@ -391,6 +395,22 @@ def _remove(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def _cost_args(parser: CommandParser, cli: bool) -> None:
+    parser.add_argument("--prices", default=None, metavar="FILE",
+                        help='hourly prices to use instead of the AWS Price List API: {"region": "us-east-1", '
+                        '"currency": "USD", "hourly": {"ml.m5.large": 0.115}}')
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def _cost(ctx: Context, args: argparse.Namespace) -> int:
+    estimate = ctx.workspace.estimate(args.prices)
+    if args.json:
+        print(json.dumps(estimate.to_json(), indent=2), file=ctx.out)
+    else:
+        print("\n".join(estimate.lines()), file=ctx.out)
+    return 0
+
+
 def _reset(ctx: Context, args: argparse.Namespace) -> int:
     ctx.workspace.registry.clear_cells()
     return 0
@@ -411,6 +431,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("run", "run the pipeline locally, step by step (no AWS account needed)", _run_args, _run),
     Command("pull", "load step outputs of the last (or a given) local run into the kernel", _pull_args, _pull,
             where="notebook"),
+    Command("cost", "the estimated cost of a submit, from the last local run's measurements and AWS prices",
+            _cost_args, _cost),
     Command("submit", "upsert the pipeline on SageMaker and start an execution", _submit_args, _submit),
     Command("status", "per-step status of an execution", _execution_argument, _status, needs_notebook=False),
     Command("stop", "stop a running execution", _execution_argument, _stop, needs_notebook=False),

@@ -149,6 +149,22 @@ class RunResult:
                 out[str(step.get("Name"))] = value
         return out
 
+    def measurements(self) -> dict[str, dict[str, Any]]:
+        """step -> what a cost estimate needs: instance type and count, measured wall time (None: not
+        measured, e.g. cached), spot."""
+        types = self.instance_types()
+        out: dict[str, dict[str, Any]] = {}
+        for step in self.definition.get("Steps", []) or []:
+            name = str(step.get("Name"))
+            args = step.get("Arguments", {})
+            count = (args.get("ResourceConfig") or {}).get("InstanceCount", 1)
+            result = self.steps.get(name)
+            measured = result.resources.get("wall_s") if result is not None and not result.cached_from else None
+            out[name] = {"instance_type": types.get(name, "?"),
+                         "instance_count": count if isinstance(count, int) else 1,
+                         "wall_s": measured, "spot": bool(args.get("EnableManagedSpotTraining"))}
+        return out
+
     def suggestions(self) -> dict[str, Any]:
         """step -> :class:`jupyter_smstep.core.instances.Suggestion`, for the steps this run measured."""
         from jupyter_smstep.core.instances import suggest

@@ -425,3 +425,68 @@ def prepare_account(url: str, role: str = "SageMakerRole") -> str:
         pass
     boto3.client("s3", endpoint_url=url, **DUMMY).create_bucket(Bucket=f"sagemaker-{REGION}-{ACCOUNT}")
     return f"arn:aws:iam::{ACCOUNT}:role/{role}"
+
+
+# =========================================================================== the Price List API
+def price_item(instance_type: str, usagetype: str, usd: str, region: str = REGION) -> str:
+    """One ``PriceList`` entry as the API returns it: a JSON string of product and terms."""
+    return json.dumps({
+        "product": {"productFamily": "ML Instance", "attributes": {
+            "instanceName": instance_type, "regionCode": region, "usagetype": usagetype}},
+        "terms": {"OnDemand": {"SKU.TERM": {"priceDimensions": {"SKU.TERM.DIM": {
+            "unit": "Hrs", "pricePerUnit": {"USD": usd}}}}}}})
+
+
+class FakePricing:
+    """``AWSPriceListService.GetProducts`` behind a real HTTP endpoint (moto does not implement it), with
+    paging (``page_size`` items a page) and an error mode (``fail_with = (status, code, message)``)."""
+
+    def __init__(self, items: list[str], page_size: int = 1) -> None:
+        self.items, self.page_size = items, page_size
+        self.fail_with: tuple[int, str, str] | None = None
+        self.calls: list[dict] = []
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                status, payload = fake.answer(self.headers.get("X-Amz-Target", ""), body)
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-amz-json-1.1")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, name="fake-pricing", daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def answer(self, target: str, body: dict) -> tuple[int, dict]:
+        self.calls.append(body)
+        if target != "AWSPriceListService.GetProducts":
+            return 400, {"__type": "UnknownOperationException", "message": target}
+        if self.fail_with:
+            status, code, message = self.fail_with
+            return status, {"__type": code, "Message": message}
+        wanted = {f["Field"]: f["Value"] for f in body.get("Filters", [])}
+        matching = [i for i in self.items if all(
+            json.loads(i)["product"]["attributes"].get(k) == v for k, v in wanted.items())]
+        start = int(body.get("NextToken") or 0)
+        page: dict[str, Any] = {"FormatVersion": "aws_v1", "PriceList": matching[start:start + self.page_size]}
+        if start + self.page_size < len(matching):
+            page["NextToken"] = str(start + self.page_size)
+        return 200, page
