@@ -172,6 +172,17 @@ class Workspace:
         prices, why = pricing.fetch(region, {m["instance_type"] for m in measured.values()})
         return cost.estimate(measured, prices, why)
 
+    def suggestions(self) -> tuple[dict[str, Any], str]:
+        """Instance suggestions for the last measured local run, with specs from EC2 when AWS answers
+        (else the shipped table, and why): (step -> Suggestion, note)."""
+        from jupyter_smstep.remote.instances import describe
+
+        run = self.latest_run(self._buildable_graph().name)
+        if run is None:
+            return {}, ""
+        specs, note = describe(run.instance_types().values())
+        return run.suggestions(specs), note
+
     @staticmethod
     def _cached_steps(graph: PipelineGraph, keys: Mapping[str, Any], runs_dir: str | Path | None,
                       from_step: str | None) -> frozenset[str]:

@@ -404,10 +404,18 @@ def _cost_args(parser: CommandParser, cli: bool) -> None:
 
 def _cost(ctx: Context, args: argparse.Namespace) -> int:
     estimate = ctx.workspace.estimate(args.prices)
+    suggestions, specs_note = ctx.workspace.suggestions()
     if args.json:
-        print(json.dumps(estimate.to_json(), indent=2), file=ctx.out)
+        doc = estimate.to_json()
+        doc["suggestions"] = {name: s.to_json() for name, s in suggestions.items()}
+        doc["specs_note"] = specs_note or None
+        print(json.dumps(doc, indent=2), file=ctx.out)
     else:
         print("\n".join(estimate.lines()), file=ctx.out)
+        for suggestion in suggestions.values():
+            print(("warning: " if suggestion.too_small else "") + suggestion.note, file=ctx.out)
+        if specs_note:
+            print(f"(instance specs from the shipped table: {specs_note})", file=ctx.out)
     return 0
 
 

@@ -165,15 +165,16 @@ class RunResult:
                          "wall_s": measured, "spot": bool(args.get("EnableManagedSpotTraining"))}
         return out
 
-    def suggestions(self) -> dict[str, Any]:
-        """step -> :class:`jupyter_smstep.core.instances.Suggestion`, for the steps this run measured."""
+    def suggestions(self, specs: Any = None) -> dict[str, Any]:
+        """step -> :class:`jupyter_smstep.core.instances.Suggestion`, for the steps this run measured
+        (``specs``: a :class:`~jupyter_smstep.core.instances.Specs`, default the shipped table)."""
         from jupyter_smstep.core.instances import suggest
 
         types = self.instance_types()
         found = {}
         for name, step in self.steps.items():
             if name in types and step.state == "succeeded" and not step.cached_from:
-                suggestion = suggest(name, types[name], step.resources)
+                suggestion = suggest(name, types[name], step.resources, specs)
                 if suggestion is not None:
                     found[name] = suggestion
         return found

@@ -92,3 +92,18 @@ def test_no_measured_run_is_an_error_not_a_guess(shell, tmp_path, monkeypatch):
     shell.workspace.root = tmp_path
     shell.run("%%step a --defer\nx = 1")
     assert "no local run of 'never-run' with measurements" in shell.error("%pipeline cost")
+
+
+def test_suggestions_use_ec2_specs_from_moto_and_say_when_they_fall_back(measured, moto_server, monkeypatch):
+    import boto3
+
+    from jupyter_smstep.remote.instances import describe
+
+    specs, note = describe(["ml.m5.2xlarge"], boto3.client("ec2", endpoint_url=moto_server, region_name="us-east-1"))
+    assert note == "" and specs.source.startswith("EC2 DescribeInstanceTypes")
+    assert specs.get("ml.m5.2xlarge").memory_mib == 32768 and specs.get("ml.m5.large").vcpus == 2
+    shell, _ = measured
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EC2", "http://127.0.0.1:9")  # nothing listens: offline
+    found, fallback = shell.workspace.suggestions()
+    assert "could not be asked" in fallback
+    assert "ml.m5.2xlarge (8 vCPU, 32 GiB) → ml.m5.large (2 vCPU, 8 GiB)" in found["prep"].note
