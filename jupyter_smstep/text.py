@@ -16,6 +16,7 @@ from typing import Any, TextIO
 from collections.abc import Callable
 
 from jupyter_smstep.core.graph import PipelineGraph
+from jupyter_smstep.core.settings import shown
 from jupyter_smstep.core.states import ASCII_GLYPHS, GLYPHS
 from jupyter_smstep.errors import ServiceError, SmstepError
 from jupyter_smstep.local.results import StepEvent
@@ -43,7 +44,7 @@ def text_summary(graph: PipelineGraph) -> str:
             lines.append(f"  out  {out}")
         width = max((len(k) for k in node.settings), default=0)
         for key, r in node.settings.items():
-            lines.append(f"  set  {key:<{width}}  {r.value!r}  [{r.source}]")
+            lines.append(f"  set  {key:<{width}}  {shown(key, r.value)!r}  [{r.source}]")
         if node.name in graph.keys:
             lines.append(f"  key  {graph.keys[node.name].short}")
         for since, steps in graph.changes.items():

@@ -136,7 +136,8 @@ class PipelineGraph:
                     "imports": [i.statement for i in s.imports],
                     "outputs": list(s.outputs),
                     "depends_on": list(s.depends_on),
-                    "settings": {k: {"value": _jsonable(r.value), "source": r.source} for k, r in s.settings.items()},
+                    "settings": {k: {"value": _jsonable(settings_mod.shown(k, r.value)), "source": r.source}
+                                 for k, r in s.settings.items()},
                     **({"key": self.keys[s.name].key} if s.name in self.keys else {}),
                 }
                 for s in self.steps

@@ -298,6 +298,25 @@ def validate(step: str | None, settings: Mapping[str, Resolved], report: Report,
 MAX_RUNTIME_SECONDS = 28 * 24 * 60 * 60  # StoppingCondition.MaxRuntimeInSeconds
 MAX_KEEP_ALIVE_SECONDS = 3600  # ResourceConfig.KeepAlivePeriodInSeconds
 ENV_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,511}$")
+#: A name that says its value is a secret (environment variables, captured values).
+SECRET_NAME = re.compile(r"token|secret|passw(or)?d|api_?key|credential|private_?key", re.IGNORECASE)
+MASK = "••••••"
+
+
+_ENV_FLAG = re.compile(r"(--env|--environment-variables)(\s+|=)([A-Za-z_][A-Za-z0-9_]*)=(\S+)")
+
+
+def shown_line(line: str) -> str:
+    """A ``%%step`` / ``%pipeline config`` line as views show it: secret-looking ``--env`` values masked."""
+    return _ENV_FLAG.sub(lambda m: m.group(0) if not SECRET_NAME.search(m.group(3)) else
+                         f"{m.group(1)}{m.group(2)}{m.group(3)}={MASK}", line)
+
+
+def shown(key: str, value: Any) -> Any:
+    """A setting's value as views show it: environment values whose name says secret are masked."""
+    if key == "environment_variables" and isinstance(value, Mapping):
+        return {k: (MASK if SECRET_NAME.search(str(k)) and v else v) for k, v in value.items()}
+    return value
 MAX_ENV_ENTRIES, MAX_ENV_VALUE = 48, 512
 MAX_TAG_KEY, MAX_TAG_VALUE = 128, 256
 IMAGE_URI = re.compile(r"^[^\s:/][^\s]*$")
@@ -350,6 +369,12 @@ def _validate_limits(step: str | None, settings: Mapping[str, Resolved], report:
         if len(env) > MAX_ENV_ENTRIES:
             report.error(f"{len(env)} environment variables: SageMaker allows {MAX_ENV_ENTRIES}", step=step,
                          fix="pass fewer --env values (or read settings from a file inside the step)")
+        secret = [str(k) for k, v in env.items() if SECRET_NAME.search(str(k)) and v]
+        if secret:
+            report.warn(f"environment variable(s) {', '.join(secret)} look like secrets: their values are written "
+                        "into the pipeline definition, which anyone who can describe the pipeline can read",
+                        step=step, fix="pass the name of a Secrets Manager secret or SSM parameter instead, and "
+                        "read the value inside the step (the job's role needs access)")
         long = [k for k, v in env.items() if len(str(v)) > MAX_ENV_VALUE]
         if long:
             report.error(f"environment variable(s) {', '.join(long)} have values over {MAX_ENV_VALUE} characters",

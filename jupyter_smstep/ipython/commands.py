@@ -195,7 +195,13 @@ def _show(ctx: Context, args: argparse.Namespace) -> int:
     if args.text:
         from jupyter_smstep.text import text_summary
 
-        print(text_summary(ctx.workspace.graph(keys=True)), file=ctx.out)
+        graph = ctx.workspace.graph(keys=True)
+        print(text_summary(graph), file=ctx.out)
+        if not graph.report.errors:
+            try:
+                print("\n" + "\n".join(ctx.workspace.estimate().lines()), file=ctx.out)
+            except SmstepError:
+                pass  # no measured local run yet: nothing to estimate from
         return 0
     from jupyter_smstep.panel import show
 

@@ -99,7 +99,7 @@ class StepCache:
         if "payload.pkl" not in files:
             return
         path = self._entry_path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # a record says which pickles to trust
         partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
         partial.write_text(json.dumps({"key": key, "run_id": run_id, "step": step, "folder": folder.as_posix(),
                                        "files": files}, indent=1))

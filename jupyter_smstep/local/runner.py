@@ -112,7 +112,8 @@ def run_pipeline(
     worker = take_worker()  # its SDK import overlaps the build below
     run_id = _new_run_id()
     run_dir = Path(runs_dir).absolute() / run_id
-    run_dir.mkdir(parents=True)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    run_dir.mkdir(mode=0o700)  # the user's only: its payloads are pickles that steps load
     emit = Emitter(run_id, run_dir, on_event)
     s3 = LocalS3(run_dir / "s3", region=region)  # objects are files there as soon as written
     started = time.time()

@@ -12,6 +12,7 @@ from typing import Any
 from collections.abc import Mapping
 
 from jupyter_smstep.core.graph import Input, PipelineGraph, StepNode
+from jupyter_smstep.core.settings import shown, shown_line
 from jupyter_smstep.errors import Problem
 from jupyter_smstep.panel import svg as dag_svg
 from jupyter_smstep.panel.state import PanelState, fmt_seconds
@@ -213,7 +214,7 @@ def step_details(state: PanelState, name: str, parameter_values: Mapping[str, An
     rows_html = "".join(
         f"<tr data-setting='{esc(k)}'><td style='white-space:nowrap;padding-right:8px'><code>{esc(k)}</code></td>"
         f"<td style='word-break:break-all;width:100%'>"
-        f"<code>{esc(short_repr(r.value))}</code></td><td>{source_badge(r.source)}</td></tr>"
+        f"<code>{esc(short_repr(shown(k, r.value)))}</code></td><td>{source_badge(r.source)}</td></tr>"
         for k, r in node.settings.items())
     h.append(f"<table class='smstep-settings' style='border-collapse:collapse;width:100%'>{rows_html}</table>")
     h.append("</div>")
@@ -368,7 +369,7 @@ def problem(p: Problem) -> str:
 
 def source_cell(node: StepNode) -> str:
     spec = node.cell.step
-    header = spec.header if spec and spec.header else f"%%step {node.name}"
+    header = shown_line(spec.header) if spec and spec.header else f"%%step {node.name}"
     body = highlight_python(node.cell.source.rstrip("\n"))
     lines = [f"<span style='color:#8250df'>{esc(header)}</span>"] + body.split("\n")
     numbered = "\n".join(f"<span style='color:#8c959f;user-select:none'>{i:>3} </span>{line}"

@@ -28,6 +28,7 @@ from typing import Any
 from collections.abc import Mapping
 
 from jupyter_smstep.core.graph import CREDENTIAL_TYPES, PipelineGraph, match_type
+from jupyter_smstep.core.settings import SECRET_NAME
 from jupyter_smstep.errors import Problem, SmstepError
 
 #: A captured value over this many pickled bytes gets a warning.
@@ -40,7 +41,6 @@ def pickled_size(value: Any) -> tuple[int | None, str]:
     return size, why
 
 
-_SECRET_NAME = re.compile(r"token|secret|passw(or)?d|api_?key|credential|private_?key", re.IGNORECASE)
 _SECRET_BYTES = re.compile(rb"\b(AKIA|ASIA)[A-Z0-9]{16}\b|AWS_SECRET_ACCESS_KEY|aws_secret_access_key|"
                            rb"AWS_SESSION_TOKEN")
 
@@ -123,7 +123,7 @@ class Captures:
                                          line=inp.line + 1))
                     continue
                 size, why, secret = self._measured(value)
-                if secret or _SECRET_NAME.search(inp.name):
+                if secret or SECRET_NAME.search(inp.name):
                     found.append(Problem(f"captures {inp.name!r}, which looks like it holds a secret, into the "
                                          "step's code upload (stored in S3 and readable by whoever can read the "
                                          "bucket)", step=node.name, line=inp.line + 1, severity="warning",

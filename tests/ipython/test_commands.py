@@ -452,3 +452,26 @@ def test_a_run_stopped_from_outside_records_its_end_and_leaves_nothing_running(t
         time.sleep(0.1)
     else:
         pytest.fail(f"the step's subprocess {child} outlived the run")
+
+
+def test_a_secret_looking_environment_value_is_a_warning_and_masked_in_every_view(shell, capsys):
+    import json
+
+    from jupyter_smstep.panel import html as panel_html
+    from jupyter_smstep.panel.state import PanelState
+
+    shell.configure(name="env-secret")
+    shell.run("%%step a --defer --env API_TOKEN=hunter2-value --env MODE=fast\nx = 1")
+    graph = shell.workspace.graph()
+    warning = next(p for p in graph.report.problems if "look like secrets" in p.message)
+    assert "API_TOKEN" in warning.message and "Secrets Manager" in warning.fix and warning.severity == "warning"
+    capsys.readouterr()
+    shell.run("%pipeline show --text")
+    shell.run("%pipeline graph --json")
+    out = capsys.readouterr().out
+    assert "hunter2-value" not in out and "••••••" in out and "'fast'" in out
+    assert json.loads(out[out.index("{\n"):])["steps"][0]["settings"]["environment_variables"]["value"] == {
+        "API_TOKEN": "••••••", "MODE": "fast"}
+    state = PanelState()
+    state.set_graph(graph, None, 0)
+    assert "hunter2-value" not in panel_html.step_details(state, "a", {}, {})

@@ -164,3 +164,9 @@ def test_a_local_data_file_is_a_warning_and_part_of_the_key(shell, tmp_path):
     second, _ = run(shell, tmp_path)
     assert second.steps["load"].cached_from is None  # the file changed: never a stale result
     assert second.outputs("load") == {"rows": [1, 2, 3, 4]}
+
+
+def test_run_folders_and_cache_records_are_the_users_only(notebook, tmp_path):
+    first, _ = run(notebook, tmp_path)
+    assert first.run_dir.stat().st_mode & 0o077 == 0
+    assert (tmp_path / "runs" / "cache").stat().st_mode & 0o077 == 0
