@@ -19,6 +19,10 @@ def _aws_env(monkeypatch, tmp_path):
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.delenv("SAGEMAKER_INTERNAL_IMAGE_URI", raising=False)
     monkeypatch.delenv("SM_INTERNAL_IMAGE_URI", raising=False)
+    # Prices and instance specs are never asked of real AWS from a test (nothing listens on port 9)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_PRICING", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EC2", "http://127.0.0.1:9")
+    monkeypatch.setenv("SMSTEP_CACHE_DIR", str(tmp_path / "smstep-cache"))
     # The signing secret of content-addressed builds: one per test session, never the user's own.
     monkeypatch.setenv("SMSTEP_DATA_DIR", str(tmp_path.parent / "smstep-data"))
     # Empty SDK config files, so the machine's own never leak in. (Empty, not a bare SchemaVersion:

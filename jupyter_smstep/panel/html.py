@@ -297,7 +297,9 @@ def local_run(state: PanelState) -> str:
                  else "<span style='color:#cf222e'>✗ failed</span>"))
         head += f" <span style='color:#57606a'>— results in <code>{esc(res.run_dir)}</code></span>"
     warnings = "".join(f"<div style='color:#9a6700'>⚠ {esc(w)}</div>" for w in state.local_warnings)
-    return f"<div class='smstep-local'>{head}{state_table(state.graph, state.states)}{warnings}</div>"
+    cost = ("<div class='smstep-estimate' style='color:#57606a;white-space:pre-wrap'>"
+            f"{esc(chr(10).join(state.estimate_lines))}</div>" if state.estimate_lines and res is not None else "")
+    return f"<div class='smstep-local'>{head}{state_table(state.graph, state.states)}{warnings}{cost}</div>"
 
 
 def remote_execution(state: PanelState, console_url: str, arn: str) -> str:

@@ -63,6 +63,10 @@ class Jobs:
             else:
                 with self.panel._lock:
                     failed = self.panel.state.finish_local(result)
+                try:  # what submitting it would cost, from what this run measured (prices: the API or none)
+                    self.panel.state.estimate_lines = self.panel.workspace.estimate().lines()
+                except SmstepError:
+                    self.panel.state.estimate_lines = []
                 self.panel.set_status("✓ local run succeeded" if result.succeeded else
                                  f"✗ local run failed ({', '.join(failed) or 'see below'})",
                                  "ok" if result.succeeded else "error")

@@ -42,6 +42,7 @@ class PanelState:
     local_errors: dict[str, str] = field(default_factory=dict)  # step -> its exception and traceback
     local_messages: dict[str, str] = field(default_factory=dict)  # step -> one line (summary, why skipped)
     local_warnings: list[str] = field(default_factory=list)
+    estimate_lines: list[str] = field(default_factory=list)  # core.cost.Estimate.lines() of the last run
     # a SageMaker execution
     snapshot: Snapshot | None = None
     log_tails: dict[str, list[str]] = field(default_factory=dict)
@@ -83,6 +84,7 @@ class PanelState:
     def start_local(self) -> None:
         self.run_kind = "local"
         self.local_result, self.local_errors, self.local_messages, self.local_warnings = None, {}, {}, []
+        self.estimate_lines = []
         self.states = {name: ("pending", "") for name in self.step_names}
 
     def on_local_event(self, event: StepEvent) -> bool:

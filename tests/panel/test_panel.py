@@ -389,6 +389,8 @@ def test_run_locally_with_the_real_runner(shell, tmp_path, monkeypatch):
         assert {n["data-state"] for n in nodes(p).values()} == {"succeeded"}
         outputs = shell.workspace.last_run.outputs("train")
         assert outputs["model"] == pytest.approx(sum(range(8)) * 2 * 0.5 + 2.0)
+        # what a submit would cost, from this run's measurements: offline here, so instance-hours only
+        assert "estimated: at least" in p.execution.value and "could not be asked" in p.execution.value
     finally:
         p.close()
 
