@@ -18,6 +18,7 @@ from jupyter_smstep.core.graph import PipelineGraph, pipeline_role
 from jupyter_smstep.core.registry import Registry
 from jupyter_smstep.errors import Problem, SmstepError
 from jupyter_smstep.sdk import compat, stepargs
+from jupyter_smstep.sdk.requirements import requirements_name
 
 def support_cells(registry: Registry, graph: PipelineGraph) -> list[str]:
     """Source of the ordinary cells the steps' captured values come from, in notebook order."""
@@ -41,7 +42,8 @@ def _python_only(source: str) -> str:
 
 def module_source(registry: Registry, graph: PipelineGraph, sdk_major: int | None = None,
                   origin: str = "a notebook") -> str:
-    """The module's text, for the installed SDK line unless ``sdk_major`` names one."""
+    """The module's text, for the installed SDK line unless ``sdk_major`` names one. A ``--dependencies
+    auto`` step reads :func:`requirements_name` beside the module (the caller writes it)."""
     table = compat.modules(sdk_major)
     support = support_cells(registry, graph)
     defined: set[str] = set()
@@ -66,9 +68,15 @@ def module_source(registry: Registry, graph: PipelineGraph, sdk_major: int | Non
         raise SmstepError(problems)
 
     specs = {node.name: stepargs.step_arguments(node) for node in graph.steps}
+    for name, spec in specs.items():
+        if spec.get("dependencies") == "auto":
+            spec["dependencies"] = stepargs.Source(
+                f"os.path.join(os.path.dirname(os.path.abspath(__file__)), {requirements_name(name)!r})")
     out = [f'"""SageMaker pipeline {graph.name!r}, exported by jupyter_smstep from {origin}.',
            "", "Run `python THIS_FILE.py` to print the pipeline definition, or",
            "`python THIS_FILE.py --submit` to upsert it and start an execution.", '"""',
+           *(["import os"] if any(isinstance(s.get("dependencies"), stepargs.Source) for s in specs.values())
+             else []),
            f"from {table['function_step']} import step", f"from {table['pipeline']} import Pipeline",
            f"from {table['pipeline_definition_config']} import PipelineDefinitionConfig"]
     kinds = sorted({stepargs.parameter_class(v) for v in graph.parameters.values()})

@@ -56,6 +56,7 @@ class Workspace:
             root=self.root,
         )
         graph.report.problems.extend(self.captures.problems(graph, self.namespace))
+        self._pin_dependencies(graph)
         if keys and not graph.report.errors:
             from jupyter_smstep.sdk import content
 
@@ -63,6 +64,20 @@ class Workspace:
             graph.changes = {label: {name: changes(parts.get(name), key) for name, key in graph.keys.items()}
                              for label, parts in self.baselines(graph.name).items()}
         return graph
+
+    def _pin_dependencies(self, graph: PipelineGraph) -> None:
+        """``--dependencies auto``: each such step's pins, and a warning for what cannot be pinned."""
+        from jupyter_smstep.sdk import requirements
+
+        for node in requirements.auto_steps(graph.steps):
+            pins = requirements.step_pins(node, self.namespace)
+            graph.dependencies[node.name] = pins.lines
+            for module in pins.unresolved:
+                graph.report.warn(f"uses the module {module!r}, which no installed package provides (a .py file "
+                                  "beside the notebook?): --dependencies auto cannot pin it, and the job will "
+                                  "not have it", step=node.name,
+                                  fix="set IncludeLocalWorkDir: true in config.yaml so the notebook's .py files "
+                                  "travel with the step, or make it an installable package")
 
     def baselines(self, pipeline: str) -> dict[str, dict[str, dict[str, str]]]:
         """What the steps were made of in the last local run and the last submitted execution:
@@ -95,10 +110,14 @@ class Workspace:
 
     def export(self, path: str | Path | None = None) -> str:
         from jupyter_smstep import export
+        from jupyter_smstep.sdk.requirements import requirements_name
 
-        text = export.module_source(self.registry, self._buildable_graph(), origin=self.origin)
+        graph = self._buildable_graph()
+        text = export.module_source(self.registry, graph, origin=self.origin)
         if path is not None:
             Path(path).write_text(text)
+            for name, pins in graph.dependencies.items():  # --dependencies auto: the pins beside the module
+                Path(path).with_name(requirements_name(name)).write_text("".join(f"{p}\n" for p in pins))
         return text
 
     # ---------------------------------------------------------------- run
@@ -107,7 +126,7 @@ class Workspace:
         """Run the pipeline locally; a step whose key matches an earlier run's reuses its results unless
         ``cache`` is False, and ``from_step`` and its dependents always run."""
         from jupyter_smstep import local
-        from jupyter_smstep.sdk import build, content
+        from jupyter_smstep.sdk import build, content, requirements
 
         graph = self._buildable_graph()
         if from_step is not None and from_step not in {s.name for s in graph.steps}:
@@ -119,8 +138,10 @@ class Workspace:
         reused = self._cached_steps(graph, keys, runs_dir, from_step) if cache else frozenset()
         plan = build.plan_for(graph, keys, reused)
 
+        files = requirements.auto_files(graph.steps, self.namespace)
+
         def assemble(session: Any) -> Any:
-            return build.Compiled(build.assemble(graph, functions, session, self.root), functions, plan)
+            return build.Compiled(build.assemble(graph, functions, session, self.root, files), functions, plan)
 
         kwargs: dict[str, Any] = {"parameters": values, "on_event": on_event, "functions": functions,
                                   "keys": dict(plan.keys), "cache": cache,

@@ -118,6 +118,8 @@ class PipelineGraph:
     kernel_image_note: str = ""
     #: step -> core.keys.StepKey, when the caller computed them (the captured values' digests need pickling)
     keys: dict[str, Any] = field(default_factory=dict)
+    #: step -> the pins of its ``--dependencies auto`` requirements (filled where the kernel's values are)
+    dependencies: dict[str, list[str]] = field(default_factory=dict)
     #: "local run <id>" / "execution <arn>" -> step -> why it changed since then ([] = unchanged)
     changes: dict[str, dict[str, list[str]]] = field(default_factory=dict)
 
@@ -139,6 +141,7 @@ class PipelineGraph:
                     "settings": {k: {"value": _jsonable(settings_mod.shown(k, r.value)), "source": r.source}
                                  for k, r in s.settings.items()},
                     **({"key": self.keys[s.name].key} if s.name in self.keys else {}),
+                    **({"dependencies": self.dependencies[s.name]} if s.name in self.dependencies else {}),
                 }
                 for s in self.steps
             ],

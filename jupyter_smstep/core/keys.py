@@ -136,6 +136,7 @@ def changes(before: Mapping[str, str] | None, after: StepKey) -> list[str]:
         what = {"code": "the cell's code", "runtime": "the Python or SDK version",
                 "local-sources": "the .py files beside the notebook",
                 "imports": "the version of an imported package",
+                "dependencies": "the pinned packages (--dependencies auto)",
                 "capture": f"captured value {name!r}", "setting": f"setting {name}",
                 "file": f"the file of {name}", "parameter": f"parameter {name}",
                 "upstream": f"upstream step {name}", "data": f"the local file {name}"}.get(kind, part)

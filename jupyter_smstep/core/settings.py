@@ -61,7 +61,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("retry_policies", "retry", "Retry policy EXCEPTION[,EXCEPTION]:MAX_ATTEMPTS[:INTERVAL_S[:BACKOFF]], "
            "e.g. SageMaker.CAPACITY_ERROR:3 or Step.THROTTLING:5:2:2.0 (repeatable)."),
     Option("dependencies", "str", "Path to a requirements.txt or environment.yml installed before the step runs, "
-           "or 'auto_capture'.", config_path=("Dependencies",)),
+           "'auto' (pin, from the kernel, every package the step uses) or 'auto_capture' (the SDK's: the whole "
+           "environment).", config_path=("Dependencies",)),
     Option("pre_execution_commands", "list", "Shell command run before the step (repeatable).",
            config_path=("PreExecutionCommands",)),
     Option("pre_execution_script", "str", "Path to a shell script run before the step.",
@@ -235,7 +236,7 @@ FILE_OPTIONS = ("dependencies", "pre_execution_script")
 
 def local_file(value: Any, root: Path | None) -> Path | None:
     """The local file a file option names, resolved against the notebook's folder (None: not a file)."""
-    if not isinstance(value, str) or not value or value == "auto_capture" or value.startswith("s3://"):
+    if not isinstance(value, str) or not value or value in ("auto", "auto_capture") or value.startswith("s3://"):
         return None
     path = Path(value).expanduser()
     return path if path.is_absolute() or root is None else root / path

@@ -208,6 +208,13 @@ def step_details(state: PanelState, name: str, parameter_values: Mapping[str, An
     else:
         h.append("<div style='color:#57606a'>none</div>")
 
+    if name in graph.dependencies:
+        h.append(section("Dependencies (pinned from the kernel)"))
+        pins = graph.dependencies[name]
+        h.append("<div class='smstep-dependencies'>" + (", ".join(f"<code>{esc(p)}</code>" for p in pins)
+                                                        if pins else "<span style='color:#57606a'>none</span>")
+                 + "</div>")
+
     h.append(section("Source cell"))
     h.append(source_cell(node))
     h.append(section("Settings"))

@@ -26,7 +26,7 @@ from jupyter_smstep.core import codegen
 from jupyter_smstep.core.graph import PipelineGraph, check_buildable
 from jupyter_smstep.errors import Problem, SmstepError, aws_error
 from jupyter_smstep.core.keys import StepKey
-from jupyter_smstep.sdk import content, stepargs
+from jupyter_smstep.sdk import content, requirements, stepargs
 from jupyter_smstep.sdk.capture import Captures
 from jupyter_smstep.sdk.compat import Sdk, load
 
@@ -96,14 +96,21 @@ def parameter_objects(graph: PipelineGraph, sdk: Sdk) -> dict[str, Any]:
 
 
 def assemble(graph: PipelineGraph, functions: Mapping[str, Callable[..., Any]], session: Any = None,
-             root: Path | None = None) -> Any:
-    """The SDK ``Pipeline``: each function wrapped with ``@step``, every link a top-level argument."""
+             root: Path | None = None, dependency_files: Mapping[str, str] | None = None) -> Any:
+    """The SDK ``Pipeline``: each function wrapped with ``@step``, every link a top-level argument.
+
+    ``dependency_files``: the written requirements.txt of each ``--dependencies auto`` step."""
     sdk = load()
     params = parameter_objects(graph, sdk)
     returns: dict[str, Any] = {}
     for node in graph.steps:
         args = [returns[i.step][i.name] if i.kind == "step" else params[i.name] for i in node.links]
         kwargs = stepargs.to_sdk(stepargs.step_arguments(node, root), sdk)
+        if kwargs.get("dependencies") == requirements.AUTO:
+            if not dependency_files or node.name not in dependency_files:
+                raise SmstepError(Problem("--dependencies auto needs the kernel's values to pin from",
+                                          step=node.name, fix="build from the notebook (its workspace)"))
+            kwargs["dependencies"] = dependency_files[node.name]
         try:
             returns[node.name] = sdk.step(functions[node.name], **kwargs)(*args)
         except (TypeError, ValueError) as exc:
@@ -126,7 +133,8 @@ def build_pipeline(graph: PipelineGraph, namespace: Mapping[str, Any], session: 
     check_buildable(graph)
     functions = step_functions(graph, namespace, captures)
     keys = content.step_keys(graph, namespace, root)
-    return Compiled(assemble(graph, functions, session, root), functions, plan_for(graph, keys))
+    files = requirements.auto_files(graph.steps, namespace)
+    return Compiled(assemble(graph, functions, session, root, files), functions, plan_for(graph, keys))
 
 
 def definition(compiled: Compiled) -> str:

@@ -151,6 +151,8 @@ def step_keys(graph: PipelineGraph, namespace: Mapping[str, Any], root: Path | N
         versions = {i.name: _version(namespace.get(i.name)) for i in node.imports}
         if versions:  # a local run uses the kernel's packages: upgrading one runs the step again
             extra["imports"] = keys_mod.digest_json(versions)
+        if node.name in graph.dependencies:  # --dependencies auto: the pins reach the job
+            extra["dependencies"] = keys_mod.digest_json(graph.dependencies[node.name])
         if root is not None and (include_workdir or any(_is_local(namespace.get(i.name), root)
                                                         for i in node.imports)):
             sources = sources or local_sources_digest(root)

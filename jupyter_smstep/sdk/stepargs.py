@@ -52,6 +52,13 @@ class Member:
     member: str
 
 
+@dataclass(frozen=True)
+class Source:
+    """A Python expression written into the export as it is (e.g. a path next to the module)."""
+
+    code: str
+
+
 _PARAMETER_CLASSES = {bool: "ParameterBoolean", int: "ParameterInteger", float: "ParameterFloat"}
 
 
@@ -130,6 +137,8 @@ def to_sdk(spec: Any, sdk: Any) -> Any:
 
 def to_source(spec: Any) -> str:
     """The spec as Python source (``repr`` for plain values)."""
+    if isinstance(spec, Source):
+        return spec.code
     if isinstance(spec, Call):
         return f"{spec.cls}(" + ", ".join(f"{k}={to_source(v)}" for k, v in spec.kwargs.items()) + ")"
     if isinstance(spec, Member):
