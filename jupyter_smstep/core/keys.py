@@ -109,16 +109,21 @@ def pipeline_key(graph: PipelineGraph, keys: Mapping[str, StepKey], config: Any 
 HASHED_FILE_BYTES = 256 * 2**20
 
 
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file's content, read in chunks; raises OSError."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def _file_digest(path: Path) -> str:
     try:
         stat = path.stat()
         if stat.st_size > HASHED_FILE_BYTES:
             return f"stat:{stat.st_size}:{stat.st_mtime_ns}"
-        digest = hashlib.sha256()
-        with open(path, "rb") as f:
-            for chunk in iter(lambda: f.read(1 << 20), b""):
-                digest.update(chunk)
-        return digest.hexdigest()
+        return file_sha256(path)
     except OSError:
         return "unreadable"
 

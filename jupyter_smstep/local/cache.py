@@ -16,7 +16,6 @@ say so when they reuse a result; ``--no-cache`` or ``--from STEP`` run again.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -24,6 +23,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from jupyter_smstep.core.keys import file_sha256
 from jupyter_smstep.local.s3.store import PARTIAL
 
 
@@ -39,14 +39,6 @@ class Entry:
 class Unusable:
     run_id: str
     why: str
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class StepCache:

@@ -151,17 +151,22 @@ def test_export_builds_the_same_pipeline(shell, session, tmp_path, monkeypatch):
     assert comparable(exported_def) == comparable(notebook_def)
 
 
+def export_and_build(shell, session, path) -> tuple[str, dict]:
+    """``%pipeline export`` to ``path``, then the exported module's own definition (against ``session``)."""
+    shell.run(f"%pipeline export {path}")
+    module = runpy.run_path(str(path), run_name="exported")
+    module["pipeline"].sagemaker_session = session
+    return path.read_text(), json.loads(module["pipeline"].definition())
+
+
 def test_the_export_puts_the_same_cache_config_on_the_same_steps(shell, session, tmp_path):
     build(shell)
     shell.run("%%step train --cache P30D\nmodel = sum(train) * epochs + math.sqrt(4)")
     notebook_def = shell.workspace.definition(session)
     assert steps_by_name(notebook_def)["train"]["CacheConfig"] == {"Enabled": True, "ExpireAfter": "P30D"}
-    path = tmp_path / "cached.py"
-    shell.run(f"%pipeline export {path}")
-    assert "cache_step(train_step_out, 'P30D')" in path.read_text()
-    module = runpy.run_path(str(path), run_name="exported")
-    module["pipeline"].sagemaker_session = session
-    assert comparable(json.loads(module["pipeline"].definition())) == comparable(notebook_def)
+    text, exported = export_and_build(shell, session, tmp_path / "cached.py")
+    assert "cache_step(train_step_out, 'P30D')" in text
+    assert comparable(exported) == comparable(notebook_def)
 
 
 def test_compiled_function_runs_and_keeps_cell_line_numbers(shell, session):
@@ -187,12 +192,9 @@ def test_after_adds_an_order_only_dependency_to_the_definition_and_the_export(sh
     assert graph.to_json()["steps"][1]["depends_on"] == ["publish"]
     definition = shell.workspace.definition(session)
     assert steps_by_name(definition)["notify"]["DependsOn"] == ["publish"]
-    path = tmp_path / "ordered.py"
-    shell.run(f"%pipeline export {path}")
-    assert "get_step(notify_out).add_depends_on([get_step(publish_out)])" in path.read_text()
-    module = runpy.run_path(str(path), run_name="exported")
-    module["pipeline"].sagemaker_session = session
-    assert comparable(json.loads(module["pipeline"].definition())) == comparable(definition)
+    text, exported = export_and_build(shell, session, tmp_path / "ordered.py")
+    assert "get_step(notify_out).add_depends_on([get_step(publish_out)])" in text
+    assert comparable(exported) == comparable(definition)
 
 
 @pytest.mark.parametrize("line, message", [
