@@ -135,7 +135,8 @@ class Workspace:
         values = coerce_overrides(graph.parameters, parameters or {})
         functions = build.step_functions(graph, self.namespace, self.captures)  # built once, for the runner too
         keys = content.step_keys(graph, self.namespace, self.root, values)
-        reused = self._cached_steps(graph, keys, runs_dir, from_step) if cache else frozenset()
+        step_cache = local.StepCache(Path(runs_dir or local.DEFAULT_RUNS_DIR).absolute()) if cache else None
+        reused = self._cached_steps(graph, keys, step_cache, from_step) if step_cache else frozenset()
         plan = build.plan_for(graph, keys, reused)
 
         files = requirements.auto_files(graph.steps, self.namespace)
@@ -144,7 +145,7 @@ class Workspace:
             return build.Compiled(build.assemble(graph, functions, session, self.root, files), functions, plan)
 
         kwargs: dict[str, Any] = {"parameters": values, "on_event": on_event, "functions": functions,
-                                  "keys": dict(plan.keys), "cache": cache,
+                                  "keys": dict(plan.keys), "cache": step_cache or False,
                                   "force": [from_step] if from_step else [],
                                   "pipeline_key": pipeline_key(graph, keys, settings_mod.load_sdk_config())}
         if runs_dir is not None:
@@ -205,17 +206,13 @@ class Workspace:
         return run.suggestions(specs), note
 
     @staticmethod
-    def _cached_steps(graph: PipelineGraph, keys: Mapping[str, Any], runs_dir: str | Path | None,
-                      from_step: str | None) -> frozenset[str]:
-        """The steps a run will take from the cache (verified now): their payloads need no upload."""
-        from jupyter_smstep.local.cache import Entry, StepCache
-        from jupyter_smstep.local.results import DEFAULT_RUNS_DIR
+    def _cached_steps(graph: PipelineGraph, keys: Mapping[str, Any], cache: Any, from_step: str | None
+                      ) -> frozenset[str]:
+        """The steps a run will take from ``cache`` (verified now, once): their payloads need no upload."""
+        from jupyter_smstep.core.graph import with_dependents
+        from jupyter_smstep.local.cache import Entry
 
-        forced: set[str] = {from_step} if from_step else set()
-        for node in graph.steps:
-            if forced & set(node.depends_on):
-                forced.add(node.name)
-        cache = StepCache(Path(runs_dir or DEFAULT_RUNS_DIR).absolute())
+        forced = with_dependents({n.name: n.depends_on for n in graph.steps}, [from_step] if from_step else [])
         return frozenset(n for n, k in keys.items() if n not in forced and isinstance(cache.lookup(k.key), Entry))
 
     def submit(self, parameters: Mapping[str, Any] | None = None, session: Any = None, changed: bool = False,

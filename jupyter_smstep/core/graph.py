@@ -29,7 +29,7 @@ import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from jupyter_smstep.core import settings as settings_mod
 from jupyter_smstep.core.analysis import FunctionInfo, mutated_through_calls
@@ -182,6 +182,17 @@ def local_file_reads(node: StepNode, root: Path | None) -> list[tuple[str, int, 
         except OSError:
             continue
     return list(found.values())
+
+
+def with_dependents(depends_on: Mapping[str, Iterable[str]], names: Iterable[str]) -> set[str]:
+    """``names`` and every step that depends on one of them, directly or not."""
+    chosen = set(names)
+    grew = True
+    while grew:
+        more = {n for n, deps in depends_on.items() if n not in chosen and chosen & set(deps)}
+        chosen |= more
+        grew = bool(more)
+    return chosen
 
 
 def pipeline_role(graph: PipelineGraph) -> str | None:

@@ -3,9 +3,11 @@
 ``runner`` (build against the embedded S3, run, record) drives ``definition``
 (read the JSON like the service), ``execution`` (the scheduler), ``worker`` +
 ``worker_entry`` (the warm forking worker), ``environment`` (declared vs
-installed requirements), ``results`` (the run folder) and ``s3`` (the endpoint).
+installed requirements), ``results`` (the run folder), ``cache`` (earlier runs'
+results by step key) and ``s3`` (the endpoint).
 """
 
+from jupyter_smstep.local.cache import StepCache
 from jupyter_smstep.local.results import (
     DEFAULT_RUNS_DIR,
     STATES,
@@ -26,6 +28,7 @@ __all__ = [
     "RunResult",
     "STATES",
     "StepEvent",
+    "StepCache",
     "StepResult",
     "TERMINATION_GRACE_SECONDS",
     "latest_run",

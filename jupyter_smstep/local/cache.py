@@ -47,6 +47,8 @@ class StepCache:
     def __init__(self, runs_dir: Path) -> None:
         self.runs_dir = Path(runs_dir)
         self.folder = self.runs_dir / "cache"
+        # lookups verified during this run (each file hashed once per run, however often it is asked)
+        self._looked_up: dict[str, Entry | Unusable | None] = {}
 
     def _entry_path(self, key: str) -> Path:
         if not key or not all(c in "0123456789abcdef" for c in key):
@@ -55,6 +57,11 @@ class StepCache:
 
     def lookup(self, key: str) -> Entry | Unusable | None:
         """The verified entry for ``key``; :class:`Unusable` (with why) when one exists but cannot be used."""
+        if key not in self._looked_up:
+            self._looked_up[key] = self._verify(key)
+        return self._looked_up[key]
+
+    def _verify(self, key: str) -> Entry | Unusable | None:
         path = self._entry_path(key)
         try:
             record = json.loads(path.read_text())

@@ -48,6 +48,7 @@ from typing import Any
 from collections.abc import Callable, Iterable, Mapping
 
 from jupyter_smstep import sdk as _sdk
+from jupyter_smstep.core.graph import with_dependents
 from jupyter_smstep.core.keys import StepKey
 from jupyter_smstep.errors import Problem, SmstepError
 from jupyter_smstep.sdk.capture import explain_serialization_error
@@ -78,7 +79,7 @@ def run_pipeline(
     region: str | None = None,
     functions: Mapping[str, Callable[..., Any]] | None = None,
     keys: Mapping[str, StepKey] | None = None,
-    cache: bool = True,
+    cache: bool | StepCache = True,
     force: Iterable[str] = (),
     pipeline_key: str | None = None,
 ) -> RunResult:
@@ -95,7 +96,8 @@ def run_pipeline(
     function the step runs) lets a failure's traceback show the user's own file
     and lines (cloudpickle ships code as ``<dynamic-code>``). ``keys`` (step name -> content key) lets a
     step reuse the verified results of an earlier run under ``runs_dir`` with the same key
-    (:mod:`.cache`) unless ``cache`` is False; the steps in ``force`` and their dependents always run.
+    (:mod:`.cache`) unless ``cache`` is False (a :class:`~.cache.StepCache` the caller already consulted
+    is used as it is); the steps in ``force`` and their dependents always run.
     With ``pipeline_key`` (:func:`jupyter_smstep.core.keys.pipeline_key`), a run whose every step is
     cached reuses the earlier run's definition instead of building one (no SDK import, no upload).
     Returns a :class:`RunResult` (also when steps failed); raises :class:`SmstepError` when the pipeline
@@ -136,7 +138,7 @@ def run_pipeline(
         s3.start()
         lap("start_s3")
         forced = set(force)
-        step_cache = StepCache(run_dir.parent) if cache else None
+        step_cache = cache if isinstance(cache, StepCache) else StepCache(run_dir.parent) if cache else None
         reused = None
         if step_cache is not None and pipeline_key and keys and not forced and all(
                 isinstance(step_cache.lookup(k.key), Entry) for k in keys.values()):
@@ -158,7 +160,7 @@ def run_pipeline(
             parameters=values, s3=s3, worker=worker, emit=emit,
             max_workers=max_workers or cores(), faults=faults or {}, started=started,
             functions=dict(functions or {}), keys=dict(keys or {}),
-            cache=step_cache, force=_with_dependents(steps, forced),
+            cache=step_cache, force=with_dependents({n: spec.depends_on for n, spec in steps.items()}, forced),
         )
         executor.run()
         lap("execute")
@@ -191,16 +193,6 @@ def run_pipeline(
     emit.run_event("succeeded" if result.succeeded else "failed", duration=result.duration,
                    message=_run_summary(result))
     return result
-
-
-def _with_dependents(steps: Mapping[str, Any], names: Iterable[str]) -> set[str]:
-    chosen = set(names)
-    grew = True
-    while grew:
-        more = {n for n, spec in steps.items() if n not in chosen and chosen & set(spec.depends_on)}
-        chosen |= more
-        grew = bool(more)
-    return chosen
 
 
 def _new_run_id() -> str:
