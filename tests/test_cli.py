@@ -14,9 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "notebooks" / "abalone.ipynb"
 
 
-def smstep(*args, env=None, check=True):
+def smstep(*args, env=None, check=True, cwd=None):
     proc = subprocess.run([sys.executable, "-m", "jupyter_smstep.cli", *map(str, args)], capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, timeout=600)
+                          text=True, env={**os.environ, **(env or {})}, timeout=600, cwd=cwd)
     if check and proc.returncode != 0:
         raise AssertionError(f"smstep {args} exited {proc.returncode}\n{proc.stderr[-3000:]}")
     return proc
@@ -104,3 +104,14 @@ def test_example_runs_locally_with_correct_values(tmp_path):
     assert result["succeeded"] is True
     assert {s: v["state"] for s, v in result["steps"].items()} == dict.fromkeys(["preprocess", "train", "evaluate"], "succeeded")
     assert float(result["steps"]["evaluate"]["outputs"]["rmse"]) < 1.5
+
+
+def test_submit_from_the_command_line_first_says_what_the_last_local_run_measured(tmp_path, moto_server):
+    from helpers.fakes import prepare_account
+
+    prepare_account(moto_server)
+    env = {"AWS_ENDPOINT_URL": moto_server, "SMSTEP_CACHE_DIR": str(tmp_path / "cache"),
+           "AWS_ENDPOINT_URL_PRICING": "http://127.0.0.1:9"}
+    smstep("run", EXAMPLE, env=env, cwd=tmp_path)
+    proc = smstep("submit", EXAMPLE, env=env, cwd=tmp_path)
+    assert "estimated: at least" in proc.stderr and "instance-hours" in proc.stderr

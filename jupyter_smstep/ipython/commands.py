@@ -320,7 +320,7 @@ def _submit_args(parser: CommandParser, cli: bool) -> None:
 def _submit(ctx: Context, args: argparse.Namespace) -> int:
     if args.force and not args.changed:
         raise SmstepError("--force only applies with --changed", fix="add --changed, or drop --force")
-    run = ctx.workspace.last_run
+    run = ctx.workspace.latest_run(ctx.workspace.graph().name)  # this session's, or the runs folder's
     if run is not None:  # before paying: a step the last local run measured above its instance's memory
         for suggestion in run.suggestions().values():
             if suggestion.too_small:
