@@ -23,7 +23,7 @@ import shutil
 import zipfile
 from pathlib import Path
 
-from jupyter_smstep.local.definition import Resolver, StepSpec, container_option, split_s3_uri, to_text
+from jupyter_smstep.local.definition import Resolver, StepSpec, split_s3_uri, to_text
 from jupyter_smstep.local.environment import check_dependencies_dir
 from jupyter_smstep.local.s3 import DUMMY_CREDENTIALS, LOCAL_ACCOUNT, LocalS3
 
@@ -87,9 +87,7 @@ class Container:
         input_config = self.resolver.evaluate(spec.arguments.get("InputDataConfig", []))
         channels = {c["ChannelName"]: to_text(c["DataSource"]["S3DataSource"]["S3Uri"])
                     for c in input_config if "S3DataSource" in c.get("DataSource", {})}
-        argv = [to_text(v) for v in spec.arguments["AlgorithmSpecification"]["ContainerArguments"]
-                if not isinstance(v, (dict, list))]
-        step_dir = container_option(argv, "func_step_s3_dir")
+        step_dir = spec.option("func_step_s3_dir")
         if step_dir and step_dir in channels:
             archive = template / "workspace.zip"
             if self.download(channels[step_dir].rstrip("/") + "/workspace.zip", archive):
@@ -104,7 +102,7 @@ class Container:
             for item in deps_dir.iterdir():
                 if item.is_file():
                     shutil.copy(item, workspace / item.name)
-            settings = container_option(argv, "dependency_settings")
+            settings = spec.option("dependency_settings")
             dependency_file = None
             if settings:
                 try:

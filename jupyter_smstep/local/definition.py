@@ -34,6 +34,12 @@ class StepSpec:
     retry_policies: list[dict] = field(default_factory=list)
     display_name: str | None = None
 
+    def option(self, name: str) -> str | None:
+        """A literal ``--name VALUE`` of the step's container arguments (expressions are skipped)."""
+        argv = [to_text(v) for v in self.arguments["AlgorithmSpecification"]["ContainerArguments"]
+                if not isinstance(v, (dict, list))]
+        return container_option(argv, name)
+
     @property
     def is_function_step(self) -> bool:
         spec = self.arguments.get("AlgorithmSpecification", {}) if self.type == "Training" else {}

@@ -243,10 +243,8 @@ class Execution:
             except (OSError, ValueError):
                 return 0
 
-        argv = [to_text(v) for v in st.spec.arguments["AlgorithmSpecification"]["ContainerArguments"]
-                if not isinstance(v, (dict, list))]
-        base = (container_option(argv, "s3_base_uri") or "").rstrip("/")
-        step_dir = container_option(argv, "func_step_s3_dir") or ""
+        base = (st.spec.option("s3_base_uri") or "").rstrip("/")
+        step_dir = st.spec.option("func_step_s3_dir") or ""
         payload_in = sum(size(f"{base}/{st.spec.name}/{step_dir}/{part}") for part in ("function", "arguments"))
         payload_in += sum(size(self.states[d].result.output_uri or "") for d in st.spec.depends_on
                           if self.states[d].result.output_uri)
