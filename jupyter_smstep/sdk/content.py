@@ -142,13 +142,15 @@ def step_keys(graph: PipelineGraph, namespace: Mapping[str, Any], root: Path | N
     ``.py`` files under the folder (a change in a module the step's module imports counts too).
     """
     from jupyter_smstep.core import settings as settings_mod
+    from jupyter_smstep.sdk import requirements
 
     include_workdir = _include_local_workdir(settings_mod.load_sdk_config())
     local: dict[str, dict[str, str]] = {}
     sources: str | None = None
     for node in graph.steps:
         extra = local.setdefault(node.name, {})
-        versions = {i.name: _version(namespace.get(i.name)) for i in node.imports}
+        versions = {i.name: requirements.pins_for([requirements.module_of(namespace.get(i.name)) or ""]).lines
+                    for i in node.imports}
         if versions:  # a local run uses the kernel's packages: upgrading one runs the step again
             extra["imports"] = keys_mod.digest_json(versions)
         if node.name in graph.dependencies:  # --dependencies auto: the pins reach the job
@@ -159,36 +161,6 @@ def step_keys(graph: PipelineGraph, namespace: Mapping[str, Any], root: Path | N
             extra["local-sources"] = sources
     return keys_mod.step_keys(graph, capture_digests(graph, namespace), parameters=parameters,
                               runtime=runtime(), root=root, extra=local)
-
-
-def _version(value: Any) -> str:
-    """The installed version of the distribution a module (or a function imported from one) comes from."""
-    name = value.__name__ if isinstance(value, types.ModuleType) else getattr(value, "__module__", "") or ""
-    top = name.split(".")[0]
-    if top in sys.stdlib_module_names:
-        return top
-    version = getattr(sys.modules.get(top), "__version__", None)
-    if isinstance(version, str):
-        return f"{top} {version}"
-    return f"{top} {_distribution_versions(top)}"
-
-
-@functools.lru_cache(maxsize=256)
-def _distribution_versions(top: str) -> str:
-    import importlib.metadata
-
-    try:
-        dists = _packages_distributions().get(top) or []
-        return ",".join(f"{d} {importlib.metadata.version(d)}" for d in sorted(set(dists)))
-    except Exception:  # noqa: BLE001 - a module without metadata (beside the notebook, or vendored)
-        return ""
-
-
-@functools.cache
-def _packages_distributions() -> Mapping[str, list[str]]:
-    import importlib.metadata
-
-    return importlib.metadata.packages_distributions()
 
 
 def _include_local_workdir(config: Mapping[str, Any]) -> bool:

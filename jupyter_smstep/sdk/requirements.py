@@ -48,7 +48,8 @@ def _distributions() -> Mapping[str, list[str]]:
     return importlib.metadata.packages_distributions()
 
 
-def _module_of(value: Any) -> str | None:
+def module_of(value: Any) -> str | None:
+    """The module a value comes from: itself, its definition's, or its type's."""
     if isinstance(value, types.ModuleType):
         return value.__name__
     if isinstance(value, (types.FunctionType, types.BuiltinFunctionType, type)):
@@ -61,7 +62,7 @@ def _modules_used(value: Any, seen: set[int]) -> set[str]:
     if id(value) in seen:
         return set()
     seen.add(id(value))
-    found = {m for m in [_module_of(value)] if m}
+    found = {m for m in [module_of(value)] if m}
     if isinstance(value, types.FunctionType) and value.__module__ == "__main__":
         names: set[str] = set()
         stack = [value.__code__]
