@@ -171,14 +171,15 @@ class Workspace:
                 return candidate
         return None
 
-    def estimate(self, prices_file: str | None = None, region: str | None = None) -> Any:
-        """The cost of the pipeline from its last local run's measurements (core.cost.Estimate)."""
+    def estimate(self, prices_file: str | None = None, region: str | None = None, run: Any = None) -> Any:
+        """The cost of the pipeline from its last local run's measurements (core.cost.Estimate);
+        ``run``: that run, when the caller already has it."""
         from jupyter_smstep.core import cost
 
-        graph = self._buildable_graph()
-        run = self.latest_run(graph.name)
+        name = run.pipeline_name if run is not None else self._buildable_graph().name
+        run = run or self.latest_run(name)
         if run is None or not any(s.resources for s in run.steps.values()):
-            raise SmstepError(f"no local run of {graph.name!r} with measurements to estimate from",
+            raise SmstepError(f"no local run of {name!r} with measurements to estimate from",
                               fix="run it locally first (%pipeline run, smstep run NB)")
         measured = run.measurements()
         if region is None:
@@ -194,12 +195,12 @@ class Workspace:
         prices, why = pricing.fetch(region, {m["instance_type"] for m in measured.values()})
         return cost.estimate(measured, prices, why)
 
-    def suggestions(self) -> tuple[dict[str, Any], str]:
-        """Instance suggestions for the last measured local run, with specs from EC2 when AWS answers
-        (else the shipped table, and why): (step -> Suggestion, note)."""
+    def suggestions(self, run: Any = None) -> tuple[dict[str, Any], str]:
+        """Instance suggestions for the last measured local run (or ``run``), with specs from EC2 when AWS
+        answers (else the shipped table, and why): (step -> Suggestion, note)."""
         from jupyter_smstep.remote.instances import describe
 
-        run = self.latest_run(self._buildable_graph().name)
+        run = run or self.latest_run(self._buildable_graph().name)
         if run is None:
             return {}, ""
         specs, note = describe(run.instance_types().values())

@@ -326,7 +326,7 @@ def _submit(ctx: Context, args: argparse.Namespace) -> int:
             if suggestion.too_small:
                 print(f"warning: {suggestion.note}", file=ctx.err)
         try:  # and what it will cost, as one line (never a prompt)
-            print(ctx.workspace.estimate().lines()[0], file=ctx.err)
+            print(ctx.workspace.estimate(run=run).lines()[0], file=ctx.err)
         except SmstepError:
             pass  # nothing measured: nothing to estimate
     submission = ctx.workspace.submit(_overrides(args), changed=args.changed, force=args.force)
@@ -409,8 +409,9 @@ def _cost_args(parser: CommandParser, cli: bool) -> None:
 
 
 def _cost(ctx: Context, args: argparse.Namespace) -> int:
-    estimate = ctx.workspace.estimate(args.prices)
-    suggestions, specs_note = ctx.workspace.suggestions()
+    run = ctx.workspace.latest_run(ctx.workspace.graph().name)  # read once, for the estimate and the suggestions
+    estimate = ctx.workspace.estimate(args.prices, run=run)
+    suggestions, specs_note = ctx.workspace.suggestions(run)
     if args.json:
         doc = estimate.to_json()
         doc["suggestions"] = {name: s.to_json() for name, s in suggestions.items()}
