@@ -178,14 +178,22 @@ def _deep_merge(into: dict[str, Any], new: Mapping[str, Any]) -> None:
             into[key] = value
 
 
-def _config_value(config: Mapping[str, Any], option: Option) -> Any:
-    if option.config_path is None:
-        return None
+def remote_function_config(config: Mapping[str, Any], *path: str) -> Any:
+    """The value at ``SageMaker.PythonSDK.Modules.RemoteFunction.<path>`` of a config.yaml, or None."""
     node: Any = config
-    for part in _RF + option.config_path:
+    for part in _RF + path:
         if not isinstance(node, Mapping) or part not in node:
             return None
         node = node[part]
+    return node
+
+
+def _config_value(config: Mapping[str, Any], option: Option) -> Any:
+    if option.config_path is None:
+        return None
+    node = remote_function_config(config, *option.config_path)
+    if node is None:
+        return None
     if option.kind == "kv" and isinstance(node, list):  # Tags: [{Key, Value}]
         return {t.get("Key"): t.get("Value") for t in node if isinstance(t, Mapping)}
     return node

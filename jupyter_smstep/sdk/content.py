@@ -144,7 +144,8 @@ def step_keys(graph: PipelineGraph, namespace: Mapping[str, Any], root: Path | N
     from jupyter_smstep.core import settings as settings_mod
     from jupyter_smstep.sdk import requirements
 
-    include_workdir = _include_local_workdir(settings_mod.load_sdk_config())
+    include_workdir = settings_mod.remote_function_config(settings_mod.load_sdk_config(), "IncludeLocalWorkDir")
+    include_workdir = include_workdir is True or str(include_workdir).lower() == "true"
     local: dict[str, dict[str, str]] = {}
     sources: str | None = None
     for node in graph.steps:
@@ -163,17 +164,11 @@ def step_keys(graph: PipelineGraph, namespace: Mapping[str, Any], root: Path | N
                               runtime=runtime(), root=root, extra=local)
 
 
-def _include_local_workdir(config: Mapping[str, Any]) -> bool:
-    node: Any = config
-    for part in ("SageMaker", "PythonSDK", "Modules", "RemoteFunction", "IncludeLocalWorkDir"):
-        node = node.get(part) if isinstance(node, Mapping) else None
-    return node is True or str(node).lower() == "true"
-
-
 def _is_local(value: Any, root: Path) -> bool:
     """Whether ``value`` (a module, or a function or class imported from one) comes from a file under ``root``."""
-    module = value if isinstance(value, types.ModuleType) else sys.modules.get(getattr(value, "__module__", "") or "")
-    file = getattr(module, "__file__", None)
+    from jupyter_smstep.sdk.requirements import module_of
+
+    file = getattr(sys.modules.get(module_of(value) or ""), "__file__", None)
     if not file:
         return False
     try:

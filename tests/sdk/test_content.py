@@ -197,3 +197,16 @@ def test_the_version_of_an_imported_package_is_part_of_the_key(shell, monkeypatc
     from jupyter_smstep.core.keys import changes
 
     assert changes(keys["preprocess"].parts, again["preprocess"]) == ["the version of an imported package changed"]
+
+
+def test_include_local_workdir_puts_the_notebooks_sources_in_every_steps_key(shell, tmp_path):
+    import os
+
+    (tmp_path / "anything.py").write_text("X = 1\n")
+    with open(os.environ["SAGEMAKER_USER_CONFIG_OVERRIDE"], "w") as config:
+        config.write("SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      RemoteFunction:\n"
+                     "        IncludeLocalWorkDir: true\n")
+    shell.workspace.root = tmp_path
+    build(shell)
+    keys = content.step_keys(shell.workspace.graph(), shell.ip.user_ns, tmp_path)
+    assert all("local-sources" in key.parts for key in keys.values())
