@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from IPython.core.error import UsageError
-from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
 
 from jupyter_smstep.core.registry import Registry, StepSpec
 from jupyter_smstep.errors import SmstepError
@@ -62,6 +62,7 @@ class StepMagics(Magics):
 
     # ------------------------------------------------------------------ %%step
     @cell_magic
+    @no_var_expand  # the line as written: a headless build, which has no kernel values, reads the same
     def step(self, line: str, cell: str) -> None:
         # (the docstring is set below from the option table: `%%step?` shows every option)
         try:

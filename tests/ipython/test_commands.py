@@ -475,3 +475,14 @@ def test_a_secret_looking_environment_value_is_a_warning_and_masked_in_every_vie
     state = PanelState()
     state.set_graph(graph, None, 0)
     assert "hunter2-value" not in panel_html.step_details(state, "a", {}, {})
+
+
+def test_the_step_line_is_read_as_written_never_expanded_with_kernel_values(shell):
+    """IPython expands {expr} and $name in magic lines with the kernel's values; a headless build has none, so
+    the same notebook would give another pipeline. %%step opts out."""
+    shell.configure(name="literal")
+    shell.run("prefix = 'expanded'")
+    shell.run("%%step --defer a --job-name-prefix {prefix}-x --description $prefix\ny = 1")
+    settings = shell.graph().step("a").settings
+    assert settings["description"].value == "$prefix"
+    assert settings["job_name_prefix"].value == "{prefix}-x"
