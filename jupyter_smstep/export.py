@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import ast
 import re
+from typing import Any
 
 from jupyter_smstep.core import codegen
 from jupyter_smstep.core.graph import PipelineGraph, pipeline_role
 from jupyter_smstep.core.registry import Registry
 from jupyter_smstep.errors import Problem, SmstepError
-from jupyter_smstep.sdk import compat, stepargs
+from jupyter_smstep.sdk import compat, conditions, stepargs
 from jupyter_smstep.sdk.requirements import requirements_name
 
 def support_cells(registry: Registry, graph: PipelineGraph) -> list[str]:
@@ -82,9 +83,20 @@ def module_source(registry: Registry, graph: PipelineGraph, sdk_major: int | Non
     kinds = sorted({stepargs.parameter_class(v) for v in graph.parameters.values()})
     if kinds:
         out.append(f"from {table['parameters']} import {', '.join(kinds)}")
+    names = codegen.function_names(graph, reserved=defined | {"cache_step"})
+    handles = {node.name: f"{names[node.name]}_out" for node in graph.steps}
+
+    def value(operand: Any) -> Any:
+        if operand.kind == "output":
+            return stepargs.Source(handles[operand.step] + "".join(f"[{p!r}]" for p in (operand.name,) + operand.path))
+        return stepargs.Source(f"{operand.name}_param") if operand.kind == "parameter" else operand.value
+
+    branches = {c.name: conditions.condition_step(c, value, [stepargs.Source(handles[s]) for s in c.steps])
+                for c in graph.conditions}
     by_module: dict[str, list[str]] = {}
-    for cls in sorted(stepargs.classes_used(list(specs.values()))):
-        by_module.setdefault(table[stepargs.CLASS_MODULES[cls]], []).append(cls)
+    homes = {**stepargs.CLASS_MODULES, **conditions.CLASS_MODULES}
+    for cls in sorted(stepargs.classes_used(list(specs.values()) + list(branches.values()))):
+        by_module.setdefault(table[homes[cls]], []).append(cls)
     for module, classes in by_module.items():
         out.append(f"from {module} import {', '.join(classes)}")
     cached = {node.name: node.settings["cache"].value for node in graph.steps if "cache" in node.settings}
@@ -101,7 +113,6 @@ def module_source(registry: Registry, graph: PipelineGraph, sdk_major: int | Non
         for name, value in graph.parameters.items():
             out.append(f"{name}_param = {stepargs.parameter_class(value)}({name!r}, "
                        f"default_value={stepargs.parameter_default(value)!r})")
-    names = codegen.function_names(graph, reserved=defined | {"cache_step"})
     if cached:
         out += ["", "", "def cache_step(out, expire_after):",
                 '    """@step has no cache option: SageMaker reads the CacheConfig of the step\'s definition."""',
@@ -115,10 +126,8 @@ def module_source(registry: Registry, graph: PipelineGraph, sdk_major: int | Non
         out += ["", "", "@step(" + ",\n      ".join(keywords) + ")",
                 codegen.function_source(node, names[node.name]).rstrip()]
     out += ["", "", "# ---- the pipeline"]
-    handles = {}
     for node in graph.steps:
-        handle = f"{names[node.name]}_out"
-        handles[node.name] = handle
+        handle = handles[node.name]
         args = ", ".join(f"{handles[i.step]}[{i.name!r}]" if i.kind == "step" else f"{i.name}_param"
                          for i in node.links)
         out.append(f"{handle} = {names[node.name]}({args})")
@@ -127,11 +136,16 @@ def module_source(registry: Registry, graph: PipelineGraph, sdk_major: int | Non
             out.append(f"get_step({handle}).add_depends_on([{after}])")
         if node.name in cached:
             out.append(f"cache_step({handle}, {cached[node.name]!r})")
+    conditional = {}
+    for condition in graph.conditions:  # --when: the steps run only in the condition's if branch
+        conditional[condition.name] = variable = condition.name.replace("-", "_") + "_step"
+        out += ["", f"{variable} = {stepargs.to_source(branches[condition.name])}"]
+    top = [handles[n.name] for n in graph.steps if n.guard is None] + list(conditional.values())
     params = ", ".join(f"{n}_param" for n in graph.parameters)
     out += ["",
             "pipeline = Pipeline(",
             f"    name={graph.name!r},",
-            f"    steps=[{', '.join(handles.values())}],",
+            f"    steps=[{', '.join(top)}],",
             f"    parameters=[{params}],",
             "    pipeline_definition_config=PipelineDefinitionConfig(use_custom_job_prefix=True),",
             ")", "", "",

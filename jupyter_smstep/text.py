@@ -32,6 +32,11 @@ def text_summary(graph: PipelineGraph) -> str:
     for node in graph.steps:
         after = f" (after {', '.join(node.depends_on)})" if node.depends_on else ""
         lines += ["", f"step {node.name}{after}"]
+        if node.guard is not None:
+            condition = graph.condition(node.guard)
+            lines.append(f"  when {condition.expression}  [{condition.name}"
+                         + (f"; else {condition.fail_name} fails: {condition.else_fail.text!r}]"
+                            if condition.else_fail is not None else "; else skipped]"))
         for inp in sorted(node.inputs.values(), key=lambda i: i.line):
             where = {
                 "step": f"output of step '{inp.step}'",
@@ -120,6 +125,8 @@ class TerminalProgress:
             text = f"  {symbol} {name}  {label}          from run {event.info['cached_from']}"
         elif event.state == "succeeded" and event.info.get("resources"):
             text += f"  {resources_line(event.info['resources'])}"
+        elif event.state == "succeeded" and event.info.get("condition"):
+            text += f"  {event.message}"  # "accuracy >= 0.7 is true"
         if event.state == "failed":
             text += f"  {event.message or ''}"
             if event.error:
@@ -161,6 +168,11 @@ def results_table(doc: dict) -> str:
     for name, step in steps.items():
         outputs = step.get("outputs") or {}
         shown = ", ".join(f"{k}={_one_line(v)}" for k, v in outputs.items())
+        if step.get("condition"):
+            decided = step["condition"]
+            shown = f"{decided.get('when') or 'the condition'} is {'true' if decided.get('outcome') else 'false'}"
+        elif step.get("state") in ("skipped", "failed") and step.get("summary"):
+            shown = _one_line(step["summary"], 100)
         duration = step.get("duration")
         took = f"{duration:6.1f}s" if isinstance(duration, (int, float)) else "      -"
         state = "cached" if step.get("cached") else step.get("state", "?")

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Iterable, Mapping
 
-from jupyter_smstep.core import settings as settings_mod
+from jupyter_smstep.core import conditions as cond_mod, settings as settings_mod
 from jupyter_smstep.core.analysis import FunctionInfo, mutated_through_calls
 from jupyter_smstep.errors import Report, SmstepError
 from jupyter_smstep.core.registry import Cell, Registry
@@ -87,6 +87,8 @@ class StepNode:
     #: functions or methods, as seen when it ran in the kernel, or as declared with ``%pipeline
     #: outputs``. Outputs too, so later steps get the changed value. name -> line in the body.
     hidden_changes: dict[str, int] = field(default_factory=dict)
+    #: The ConditionStep whose if branch holds this step (its own --when, or an upstream step's)
+    guard: str | None = None
 
     @property
     def order_only(self) -> list[str]:
@@ -122,9 +124,14 @@ class PipelineGraph:
     dependencies: dict[str, list[str]] = field(default_factory=dict)
     #: "local run <id>" / "execution <arn>" -> step -> why it changed since then ([] = unchanged)
     changes: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    #: The ConditionSteps (--when), in notebook order of their first step
+    conditions: list[cond_mod.Condition] = field(default_factory=list)
 
     def step(self, name: str) -> StepNode:
         return next(s for s in self.steps if s.name == name)
+
+    def condition(self, name: str) -> cond_mod.Condition:
+        return next(c for c in self.conditions if c.name == name)
 
     def to_json(self) -> dict[str, Any]:
         """The ``smstep graph --json`` document."""
@@ -142,9 +149,11 @@ class PipelineGraph:
                                  for k, r in s.settings.items()},
                     **({"key": self.keys[s.name].key} if s.name in self.keys else {}),
                     **({"dependencies": self.dependencies[s.name]} if s.name in self.dependencies else {}),
+                    **_guard_json(self, s),
                 }
                 for s in self.steps
             ],
+            "conditions": [c.to_json() for c in self.conditions],
             "problems": [
                 {"step": p.step, "line": p.line, "severity": p.severity, "message": p.message, "fix": p.fix}
                 for p in self.report.problems
@@ -152,6 +161,18 @@ class PipelineGraph:
             "kernel_image": self.kernel_image_note,
             **({"changed_since": self.changes} if self.changes else {}),
         }
+
+
+def _guard_json(graph: PipelineGraph, node: StepNode) -> dict[str, Any]:
+    """A guarded step's ``when`` (and ``else_fail``, for the step that declared it) in ``graph --json``."""
+    if node.guard is None:
+        return {}
+    condition = graph.condition(node.guard)
+    out: dict[str, Any] = {"when": condition.expression, "condition": condition.name}
+    spec = node.cell.step
+    if spec is not None and spec.else_fail is not None and condition.else_fail is not None:
+        out["else_fail"] = condition.else_fail.text
+    return out
 
 
 def local_file_reads(node: StepNode, root: Path | None) -> list[tuple[str, int, Path]]:
@@ -251,6 +272,7 @@ def build_graph(
     warned_plain: set[str] = set()
     nodes: list[StepNode] = []
     later_writers = _later_step_writers(registry)
+    own: dict[str, tuple[cond_mod.Cond, cond_mod.Message | None] | None] = {}  # step -> its resolved --when
     for index, cell in enumerate(registry.cells):
         if cell.analysis is None:
             if cell.is_step and cell.problem:
@@ -276,7 +298,10 @@ def build_graph(
                             fix=f"add a cell `%pipeline outputs {var}` so every build returns it",
                             step=node.name, line=node.inputs[var].line + 1)
         nodes.append(node)
+        if cell.step is not None and cell.step.when is not None:
+            own[node.name] = _step_condition(cell, index, registry, namespace, bindings, later_writers, report)
         bindings.after_step(cell, node)
+    conditions = _conditions(nodes, own, report)
 
     # Pass 2: outputs are what later steps read (plus exports), unless overridden.
     consumed: dict[str, set[str]] = {n.name: set() for n in nodes}
@@ -284,6 +309,10 @@ def build_graph(
         for inp in node.inputs.values():
             if inp.kind == "step" and inp.step in consumed:
                 consumed[inp.step].add(inp.name)
+    for condition in conditions:  # a condition reads its outputs from the producing step's results.json
+        for operand in condition_operands(condition):
+            if operand.kind == "output" and operand.step in consumed:
+                consumed[operand.step].add(operand.name)
     for node in nodes:
         spec = node.cell.step
         assert spec is not None
@@ -329,8 +358,9 @@ def build_graph(
                         fix="upload it to S3 and read the s3:// URI (or pass the URI as a parameter), or "
                         "ship it with IncludeLocalWorkDir and a CustomFileFilter in config.yaml",
                         step=node.name, line=line + 1)
+    _check_json_outputs(nodes, conditions, namespace, report)
     _dedupe(report)
-    return PipelineGraph(name, nodes, dict(registry.parameters), report, kernel_image_note)
+    return PipelineGraph(name, nodes, dict(registry.parameters), report, kernel_image_note, conditions=conditions)
 
 
 @dataclass
@@ -667,3 +697,174 @@ def _suggest_step_name(name: str) -> str:
     import re
 
     return re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-")[:64] or "step"
+
+
+# ---------------------------------------------------------------------------- --when
+def condition_operands(condition: cond_mod.Condition) -> list[cond_mod.Operand]:
+    found = list(cond_mod.operands(condition.tree))
+    return found + (condition.else_fail.operands() if condition.else_fail is not None else [])
+
+
+def _step_condition(cell: Cell, index: int, registry: Registry, namespace: Mapping[str, Any], bindings: _Bindings,
+                    later_writers: dict[str, list[tuple[int, str]]], report: Report
+                    ) -> tuple[cond_mod.Cond, cond_mod.Message | None] | None:
+    """The step's ``--when`` (and ``--else-fail``) with every name resolved where the step stands; None
+    (and an error on the %%step line) when it cannot be."""
+    spec = cell.step
+    assert spec is not None and spec.when is not None
+    own_outputs = _candidate_outputs(cell)
+
+    def lookup(var: str) -> cond_mod.Operand:
+        source = bindings.writer.get(var)
+        if var in bindings.deleted:
+            who, line = bindings.deleted[var]
+            raise cond_mod.ConditionError(f"names {var!r}, which {who} deletes (its line {line})",
+                                          fix=f"keep {var!r}, or compare another value")
+        if source is not None and source.step is not None:
+            return cond_mod.Operand("output", var, step=source.step.name)
+        if var in registry.parameters:
+            return cond_mod.Operand("parameter", var)
+        if var in bindings.derived:
+            src_var, src_step = bindings.derived[var]
+            raise cond_mod.ConditionError(
+                f"names {var!r}, which an ordinary cell computed from {src_var!r} (step '{src_step}'): the "
+                "pipeline cannot use the kernel's copy",
+                fix="make that ordinary cell a %%step cell, or compare an output of a step")
+        if source is None:  # the kernel may hold it, but from this step or a later one
+            later = [s for i, s in later_writers.get(var, []) if i > index]
+            if later:
+                raise cond_mod.ConditionError(f"names {var!r}, which step '{later[0]}' produces, but that step "
+                                              "comes later", fix=f"move step '{spec.name}' below step '{later[0]}'")
+            if var in own_outputs:
+                raise cond_mod.ConditionError(
+                    f"names {var!r}, which this step computes: the condition is checked before the step runs",
+                    fix=f"put the --when on the step that uses {var!r}, or compute it in an earlier step")
+        if var in namespace and type(namespace[var]) in cond_mod.CONSTANT_TYPES:
+            return cond_mod.Operand("constant", var, value=namespace[var])
+        if var in namespace:
+            raise cond_mod.ConditionError(
+                f"names {var!r}, a {type(namespace[var]).__name__} from the kernel: a condition compares step "
+                "outputs, parameters and str/int/float/bool constants",
+                fix=f"compare an output of an earlier step, or declare {var!r} with %pipeline param")
+        known = [n for n, c in bindings.writer.items() if c.step is not None] + list(registry.parameters)
+        close = difflib.get_close_matches(var, known, n=1)
+        raise cond_mod.ConditionError(
+            f"names {var!r}, which is no earlier step's output, pipeline parameter or kernel constant",
+            fix=f"did you mean {close[0]}?" if close else
+            f"compare an output of a step above, or declare {var!r} with %pipeline param")
+
+    try:
+        tree = cond_mod.resolve(cond_mod.parse(spec.when), lookup)
+        message = None
+        if spec.else_fail is not None:
+            message = cond_mod.resolve_message(cond_mod.parse_message(spec.else_fail), lookup)
+    except cond_mod.ConditionError as exc:
+        report.error(f"--when {spec.when!r}: {exc.message}" if not exc.message.startswith("--") else exc.message,
+                     fix=exc.fix, step=spec.name, line=1)
+        return None
+    return tree, message
+
+
+def _conditions(nodes: list[StepNode], own: Mapping[str, tuple[cond_mod.Cond, cond_mod.Message | None] | None],
+                report: Report) -> list[cond_mod.Condition]:
+    """One ConditionStep per distinct condition; each step's guard is its own --when or an upstream step's.
+
+    A step that depends (data or ``--after``) on a guarded step runs only when that step ran: it joins the
+    same if branch. A step under two different conditions is refused: nesting ConditionSteps is not built.
+    """
+    by_identity: dict[str, cond_mod.Condition] = {}
+    guards: dict[str, str | None] = {}
+    taken = {n.name for n in nodes}
+    for node in nodes:
+        found: dict[str, str] = {}  # condition name -> why (own, or the upstream step)
+        if node.name in own:
+            resolved = own[node.name]
+            if resolved is None:
+                guards[node.name] = None
+                continue
+            tree, message = resolved
+            identity = repr(cond_mod.to_json(tree))
+            condition = by_identity.get(identity)
+            if condition is None:
+                condition = cond_mod.Condition(_free_name(f"when-{node.name}", taken), cond_mod.to_text(tree),
+                                               tree, [])
+                by_identity[identity] = condition
+            if message is not None:
+                if condition.else_fail is not None and condition.else_fail != message:
+                    report.error(f"--else-fail differs from that of another step with --when "
+                                 f"{condition.expression!r} (they share one condition, so one else branch)",
+                                 fix="give the same --else-fail, or keep it on one of them", step=node.name, line=1)
+                elif condition.else_fail is None:
+                    condition.else_fail = message
+                    condition.fail_name = _free_name(f"fail-{node.name}", taken)
+            found[condition.name] = "its --when"
+            for operand in cond_mod.operands(tree):  # the condition runs after the steps it reads
+                if operand.kind == "output" and guards.get(operand.step or "") not in (None, condition.name):
+                    found.setdefault(guards[operand.step or ""] or "", f"step '{operand.step}', which it reads")
+        for dep in node.depends_on:
+            guard = guards.get(dep)
+            if guard is not None:
+                found.setdefault(guard, f"step '{dep}'")
+        if len(found) > 1:
+            shown = "; ".join(f"{name} (from {why})" for name, why in found.items())
+            report.error(f"is under two conditions ({shown}): nested conditions are not supported yet",
+                         fix="give the steps one shared --when (write the conditions joined with `and`)",
+                         step=node.name, line=1)
+            guards[node.name] = None
+            continue
+        guard = next(iter(found), None)
+        guards[node.name] = guard
+        node.guard = guard
+        if guard is not None:
+            next(c for c in by_identity.values() if c.name == guard).steps.append(node.name)
+    conditions = list(by_identity.values())
+    for condition in conditions:
+        for operand in condition_operands(condition):
+            if operand.kind == "output" and operand.step in condition.steps:
+                report.error(f"--when {condition.expression!r} reads {operand.name!r} from step '{operand.step}', "
+                             "which runs only when the condition holds", step=condition.steps[0], line=1,
+                             fix="compare an output of a step that always runs")
+    return conditions
+
+
+def _free_name(wanted: str, taken: set[str]) -> str:
+    """A step name like ``wanted`` (at most 64 characters) that no other step has."""
+    base = wanted[:64]
+    name, n = base, 2
+    while name in taken:
+        suffix = f"-{n}"
+        name, n = base[:64 - len(suffix)] + suffix, n + 1
+    taken.add(name)
+    return name
+
+
+def _check_json_outputs(nodes: list[StepNode], conditions: list[cond_mod.Condition], namespace: Mapping[str, Any],
+                        report: Report) -> None:
+    """A condition reads its step's results.json, which the SDK writes empty (``"Result": null``) when any
+    output of that step is not JSON: refuse that before anything is paid for, where the kernel holds the values."""
+    import json
+
+    readers: dict[str, str] = {}
+    for condition in conditions:
+        for operand in condition_operands(condition):
+            if operand.kind == "output" and operand.step:
+                readers.setdefault(operand.step, condition.expression)
+    for node in nodes:
+        if node.name not in readers:
+            continue
+        for var in node.outputs:
+            if var not in namespace:
+                continue
+            try:
+                json.dumps(namespace[var])
+            except (TypeError, ValueError):
+                value = namespace[var]
+                scalar = getattr(value, "shape", None) == ()  # a numpy scalar: int64, float32
+                hint = f"int({var}) or float({var})" if scalar else f"return {var!r} from another step"
+                report.error(f"returns {var!r} (a {type(value).__module__}.{type(value).__name__}), which is not "
+                             f"JSON, and --when {readers[node.name]!r} reads this step's results: SageMaker then "
+                             "finds no results to compare and the condition fails",
+                             fix=f"make every output of this step JSON (numbers, strings, lists, dicts): {hint}, "
+                                 "or compute the compared value in a step of its own", step=node.name,
+                             line=(node.cell.analysis.writes.get(var, 0) if node.cell.analysis else 0) + 1)
+                break

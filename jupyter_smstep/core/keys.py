@@ -15,7 +15,10 @@ A step's key is the SHA-256 of its *parts*, each a named digest:
 - ``runtime``: the Python and SDK versions that build and run it;
 - ``imports``: the installed version of each package the step imports;
 - ``local-sources``: the ``.py`` files beside the notebook, for a step that imports one of them
-  (or every step, with ``IncludeLocalWorkDir``).
+  (or every step, with ``IncludeLocalWorkDir``);
+- ``when``: the condition whose if branch holds the step (``--when``, its own or an upstream step's)
+  and its ``--else-fail``: they do not change what the step computes, but they are the definition
+  around it, so a changed condition is never a reused one.
 
 The parts are kept with the key, so a later build can say *which* changed
 (:func:`changes`). What a step reads by itself at run time (an S3 object, a file
@@ -92,6 +95,8 @@ def step_keys(graph: PipelineGraph, captures: Mapping[str, str], *, parameters: 
                 parts[f"parameter:{inp.name}"] = digest_json(values.get(inp.name))
         for upstream in node.depends_on:
             parts[f"upstream:{upstream}"] = keys[upstream].key if upstream in keys else "missing"
+        if node.guard is not None:
+            parts["when"] = digest_json(graph.condition(node.guard).to_json())
         parts["runtime"] = runtime_part
         parts.update((extra or {}).get(node.name, {}))
         keys[node.name] = StepKey(digest_json(parts), parts)
@@ -102,7 +107,8 @@ def pipeline_key(graph: PipelineGraph, keys: Mapping[str, StepKey], config: Any 
     """What determines the whole definition: the name, the declared parameters, every step's key, in
     order, and the SageMaker config (its S3 root is in every path)."""
     return digest_json({"name": graph.name, "parameters": graph.parameters, "config": config,
-                        "steps": [[node.name, keys[node.name].key] for node in graph.steps]})
+                        "steps": [[node.name, keys[node.name].key] for node in graph.steps],
+                        "conditions": [c.to_json() for c in graph.conditions]})
 
 
 #: A file larger than this is known by its size and modification time, not its content.
@@ -142,6 +148,7 @@ def changes(before: Mapping[str, str] | None, after: StepKey) -> list[str]:
                 "local-sources": "the .py files beside the notebook",
                 "imports": "the version of an imported package",
                 "dependencies": "the pinned packages (--dependencies auto)",
+                "when": "the --when condition around it",
                 "capture": f"captured value {name!r}", "setting": f"setting {name}",
                 "file": f"the file of {name}", "parameter": f"parameter {name}",
                 "upstream": f"upstream step {name}", "data": f"the local file {name}"}.get(kind, part)

@@ -29,6 +29,8 @@ class StepSpec:
     outputs: tuple[str, ...] | None = None  # --outputs override
     header: str = ""  # the %%step line as written
     after: tuple[str, ...] = ()  # --after: steps this one runs after, with no data between them
+    when: str | None = None  # --when EXPR: run only when it holds (core.conditions)
+    else_fail: str | None = None  # --else-fail MESSAGE: otherwise fail the execution with it
 
 
 @dataclass

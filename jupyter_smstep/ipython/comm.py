@@ -49,6 +49,7 @@ class StepCell:
     inputs: dict[str, dict[str, str]]
     outputs: list[str]
     role: Literal["step"] = "step"
+    when: str | None = None  # the condition it runs under (its own --when, or an upstream step's)
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,9 @@ def summary(workspace: Any) -> PipelineState:
         if cell.step is not None:
             node = nodes.get(cell.step.name)
             inputs = {i.name: i.to_json() for i in node.inputs.values() if i.kind != "import"} if node else {}
-            cells.append(StepCell(cell.cell_id, cell.step.name, inputs, list(node.outputs) if node else []))
+            when = graph.condition(node.guard).expression if node is not None and node.guard else None
+            cells.append(StepCell(cell.cell_id, cell.step.name, inputs, list(node.outputs) if node else [],
+                                  when=when))
         elif cell.analysis is not None:
             provides = sorted(v for v in cell.analysis.outputs if v in users)
             if provides:

@@ -299,8 +299,12 @@ def _pull(ctx: Context, args: argparse.Namespace) -> int:
         if name not in run.steps:
             raise SmstepError(f"the run has no step {name!r} (steps: {', '.join(run.steps)})",
                               fix=did_you_mean(name, run.steps, "the run's steps"))
-        if run.steps[name].state != "succeeded":
-            print(f"step '{name}' {run.steps[name].state}: nothing to pull", file=ctx.err)
+        step = run.steps[name]
+        if step.condition is not None:
+            continue  # a condition has no outputs
+        if step.state != "succeeded":
+            why = f" ({step.summary})" if step.state == "skipped" and step.skipped_because and step.summary else ""
+            print(f"step '{name}' {step.state}: nothing to pull{why}", file=ctx.err)
             continue
         values = run.outputs(name) or {}
         ctx.workspace.namespace.update(values)

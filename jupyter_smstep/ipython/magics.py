@@ -32,6 +32,11 @@ def step_parser() -> CommandParser:
                         help="Register the step without running the cell in the kernel.")
     parser.add_argument("--after", action="append", default=[], metavar="STEP",
                         help="Run after STEP although no data passes between them (repeatable).")
+    parser.add_argument("--when", default=None, metavar="EXPR",
+                        help="Run only when EXPR holds, e.g. \"evaluation['rmse'] < 5\" (outputs of earlier "
+                             "steps, parameters, constants; < <= > >= == != in, not in, and, or, not).")
+    parser.add_argument("--else-fail", default=None, metavar="MESSAGE",
+                        help="With --when: otherwise stop the execution with MESSAGE ({name} shows a value).")
     options_mod.add_option_arguments(parser, per_step=True)
     return parser
 
@@ -68,6 +73,7 @@ class StepMagics(Magics):
         try:
             args = _STEP_PARSER.parse_line(line)
             options = options_mod.convert(args, "%%step")
+            _check_condition(args)
         except HelpShown:
             return
         except SmstepError as exc:
@@ -81,6 +87,8 @@ class StepMagics(Magics):
             outputs=_names(args.outputs),
             header=f"%%step {line}".strip(),
             after=tuple(dict.fromkeys(n for item in args.after for n in _names(item) or ())),
+            when=args.when,
+            else_fail=args.else_fail,
         )
         recorded = self.registry.record_step(spec, cell, cell_id=cell_id)
         self.recorded_in_cell = name
@@ -208,3 +216,19 @@ def looks_like_step(source: str) -> bool:
 def _names(text: str | None) -> tuple[str, ...] | None:
     """``--inputs a,b`` -> ``("a", "b")``; not given -> None (infer)."""
     return tuple(n.strip() for n in text.split(",") if n.strip()) if text else None
+
+
+def _check_condition(args: Any) -> None:
+    """``--when`` / ``--else-fail`` syntax, at once (what the names are is the graph's to say)."""
+    from jupyter_smstep.core import conditions
+
+    try:
+        if args.when is not None:
+            conditions.parse(args.when)
+        if args.else_fail is not None:
+            if args.when is None:
+                raise conditions.ConditionError("--else-fail needs --when: it is what happens when the condition "
+                                                "does not hold", fix='add --when "EXPR"')
+            conditions.parse_message(args.else_fail)
+    except conditions.ConditionError as exc:
+        raise SmstepError(f"%%step: {exc.message}", fix=exc.fix) from None

@@ -18,6 +18,7 @@ from typing import Any
 from collections.abc import Callable
 
 from jupyter_smstep.core import parameters
+from jupyter_smstep.core.conditions import definition_steps
 from jupyter_smstep.errors import Problem, SmstepError
 
 _ENTRY_POINT_MARK = "sagemaker_remote_function_bootstrap"
@@ -33,6 +34,9 @@ class StepSpec:
     depends_on: list[str]
     retry_policies: list[dict] = field(default_factory=list)
     display_name: str | None = None
+    description: str | None = None
+    #: (ConditionStep, outcome): the step is in that condition's if (True) or else (False) branch
+    branch: tuple[str, bool] | None = None
 
     def option(self, name: str) -> str | None:
         """A literal ``--name VALUE`` of the step's container arguments (expressions are skipped)."""
@@ -54,25 +58,31 @@ def parse_steps(definition: dict) -> dict[str, StepSpec]:
     whose properties its arguments read (``{"Get": "Steps.X...."}``), as in the
     service. Raises :class:`SmstepError` for what the local runner cannot run.
     """
-    raw_steps = definition.get("Steps", [])
-    names = {s["Name"] for s in raw_steps}
+    raw_steps = definition_steps(definition)
+    names = {raw["Name"] for raw, _ in raw_steps}
     steps: dict[str, StepSpec] = {}
     problems: list[Problem] = []
-    for raw in raw_steps:
+    for raw, branch in raw_steps:
         name = raw["Name"]
-        deps = list(dict.fromkeys(list(raw.get("DependsOn", [])) + sorted(referenced_steps(raw.get("Arguments", {})))))
+        arguments = raw.get("Arguments", {})
+        if raw.get("Type") == "Condition":  # its branches are steps of their own; it reads its conditions
+            arguments = {"Conditions": arguments.get("Conditions", [])}
+        deps = list(dict.fromkeys(([branch[0]] if branch else []) + list(raw.get("DependsOn", []))
+                                  + sorted(referenced_steps(arguments))))
         spec = StepSpec(
             name=name,
             type=raw.get("Type", ""),
-            arguments=raw.get("Arguments", {}),
+            arguments=arguments,
             depends_on=[d for d in deps if d != name],
             retry_policies=list(raw.get("RetryPolicies", [])),
             display_name=raw.get("DisplayName"),
+            description=raw.get("Description"),
+            branch=branch,
         )
         for dep in spec.depends_on:
             if dep not in names:
                 problems.append(Problem(f"depends on step '{dep}', which is not in the pipeline", step=name))
-        if not spec.is_function_step:
+        if not spec.is_function_step and spec.type not in ("Condition", "Fail"):
             problems.append(
                 Problem(
                     f"is a '{spec.type}' step; the local runner runs @step (function) steps only",
@@ -209,11 +219,47 @@ class Resolver:
         if "S3Uri" not in spec or self.read_s3 is None:
             raise SmstepError(Problem("the local runner resolves Std:JsonGet on an S3Uri only (not PropertyFile)"))
         uri = to_text(self.evaluate(spec["S3Uri"]))
-        document = json.loads(self.read_s3(uri))
+        try:
+            document = json.loads(self.read_s3(uri))
+        except (OSError, ValueError) as exc:
+            raise SmstepError(Problem(f"Std:JsonGet: cannot read {uri} ({exc})")) from None
         value = _walk(document, spec.get("Path", ""))
+        if value is _MISSING and isinstance(document, dict) and document.get("Exception"):
+            # the SDK writes {"Result": null, "Exception": "... is not JSON serializable."}
+            raise SmstepError(Problem(f"cannot read {spec.get('Path')} from the step's results: "
+                                      f"{document['Exception']}",
+                                      fix="make every output of that step JSON (numbers, strings, lists, dicts; "
+                                          "int()/float() for numpy numbers), or compute the compared value in a "
+                                          "step of its own"))
         if value is _MISSING:
             raise SmstepError(Problem(f"Std:JsonGet: no '{spec.get('Path')}' in {uri}"))
         return value
+
+
+_COMPARE: dict[str, Callable[[Any, Any], bool]] = {
+    "Equals": lambda a, b: a == b, "GreaterThan": lambda a, b: a > b, "GreaterThanOrEqualTo": lambda a, b: a >= b,
+    "LessThan": lambda a, b: a < b, "LessThanOrEqualTo": lambda a, b: a <= b,
+}
+
+
+def evaluate_condition(condition: dict, resolver: Resolver) -> bool:
+    """One entry of a ConditionStep's ``Conditions``, as the service evaluates it; raises SmstepError."""
+    kind = condition.get("Type")
+    if kind in _COMPARE:
+        left, right = resolver.evaluate(condition.get("LeftValue")), resolver.evaluate(condition.get("RightValue"))
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (left, right))
+        if kind != "Equals" and not numbers and not (isinstance(left, str) and isinstance(right, str)):
+            raise SmstepError(Problem(f"cannot compare {left!r} with {right!r} ({kind}): SageMaker compares two "
+                                      "numbers or two strings", fix="compare values of the same type"))
+        return bool(_COMPARE[kind](left, right))
+    if kind == "In":
+        value = resolver.evaluate(condition.get("QueryValue"))
+        return value in [resolver.evaluate(v) for v in condition.get("Values", [])]
+    if kind == "Not":
+        return not evaluate_condition(condition.get("Condition") or condition.get("Expression") or {}, resolver)
+    if kind == "Or":
+        return any(evaluate_condition(c, resolver) for c in condition.get("Conditions", []))
+    raise SmstepError(Problem(f"the local runner does not evaluate '{kind}' conditions"))
 
 
 _MISSING = object()

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jupyter_smstep.core.conditions import definition_steps
 from jupyter_smstep.core.states import STEP_STATES, EventKind, StepState
 from jupyter_smstep.errors import Problem, SmstepError
 from jupyter_smstep.local.definition import split_s3_uri
@@ -74,6 +75,7 @@ class StepResult:
     #: The last attempt, measured: wall_s, cpu_s, peak_rss_bytes, payload_in_bytes, payload_out_bytes
     resources: dict[str, float] = field(default_factory=dict)
     cached_from: str | None = None  # the earlier run whose results this step reused (no process started)
+    condition: dict | None = None  # a ConditionStep's decision: {"outcome": bool, "when": "EXPR"}
     run_dir: str | None = field(default=None, repr=False)
     _value: Any = field(default=None, repr=False, compare=False)
     _loaded: bool = field(default=False, repr=False, compare=False)
@@ -91,7 +93,7 @@ class StepResult:
     @property
     def outputs(self) -> dict:
         """The step's outputs by name (our steps return a dict); ``{"return": v}`` otherwise."""
-        if self.state != "succeeded":
+        if self.state != "succeeded" or self.condition is not None:
             return {}
         value = self.value
         return value if isinstance(value, dict) else {"return": value}
@@ -140,7 +142,7 @@ class RunResult:
         """Each step's instance type as the definition gives it (a parameter's default if it is one)."""
         defaults = {p.get("Name"): p.get("DefaultValue") for p in self.definition.get("Parameters", []) or []}
         out = {}
-        for step in self.definition.get("Steps", []) or []:
+        for step, _ in definition_steps(self.definition):
             value = (step.get("Arguments", {}).get("ResourceConfig") or {}).get("InstanceType")
             if isinstance(value, dict) and isinstance(value.get("Get"), str):
                 name = value["Get"].removeprefix("Parameters.")
@@ -154,7 +156,9 @@ class RunResult:
         measured, e.g. cached), spot."""
         types = self.instance_types()
         out: dict[str, dict[str, Any]] = {}
-        for step in self.definition.get("Steps", []) or []:
+        for step, _ in definition_steps(self.definition):
+            if step.get("Type") != "Training":
+                continue  # a condition or a fail step costs nothing
             name = str(step.get("Name"))
             args = step.get("Arguments", {})
             count = (args.get("ResourceConfig") or {}).get("InstanceCount", 1)
@@ -192,7 +196,9 @@ class RunResult:
                 "duration": None if step.duration is None else round(step.duration, 3),
                 "attempts": step.attempts,
             }
-            if step.state == "succeeded":
+            if step.condition is not None:
+                entry["condition"] = step.condition
+            elif step.state == "succeeded":
                 try:
                     entry["outputs"] = {k: _short_repr(v) for k, v in step.outputs.items()}
                 except Exception as exc:  # noqa: BLE001 - a report must not fail on one value

@@ -28,7 +28,7 @@ from jupyter_smstep.core.states import EventKind, StepState
 from jupyter_smstep.errors import SmstepError
 from jupyter_smstep.local import cache as cache_mod, container as containers, diagnostics, retries
 from jupyter_smstep.local.container import Container
-from jupyter_smstep.local.definition import Resolver, StepSpec, container_option, to_text
+from jupyter_smstep.local.definition import Resolver, StepSpec, container_option, evaluate_condition, to_text
 from jupyter_smstep.local.results import StepEvent, StepResult
 from jupyter_smstep.local.s3 import LOCAL_ACCOUNT, LocalS3
 from jupyter_smstep.local.worker import WarmWorker, worker_args, worker_log_path
@@ -133,11 +133,13 @@ class Execution:
             for name in order
         }
         self.results = {name: st.result for name, st in self.states.items()}
+        #: steps skipped because a condition sent the run down the other branch (not a failure)
+        self.not_taken: set[str] = set()
         self._prep_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="smstep-prepare")
 
     # -- public --------------------------------------------------------------------
     def succeeded(self) -> bool:
-        return all(st.result.state == "succeeded" for st in self.states.values())
+        return all(st.result.state == "succeeded" or name in self.not_taken for name, st in self.states.items())
 
     def busy(self) -> bool:
         return any(st.attempt is not None for st in self.states.values())
@@ -147,7 +149,8 @@ class Execution:
         for st in self.states.values():
             self._event(st, "pending")
         for st in self.states.values():  # in dependency order: the first steps' channels come first
-            st.prepared = self._prep_pool.submit(self.container.prepare_channels, st.spec)
+            if st.spec.is_function_step:
+                st.prepared = self._prep_pool.submit(self.container.prepare_channels, st.spec)
         try:
             while True:
                 self._skip_blocked()
@@ -181,7 +184,14 @@ class Execution:
     def _ready(self, st: _StepState) -> bool:
         if st.result.state != "pending" or st.attempt is not None:
             return False
+        if st.spec.branch is not None and self._outcome(st.spec.branch[0]) != st.spec.branch[1]:
+            return False
         return all(self.states[d].result.state == "succeeded" for d in st.spec.depends_on)
+
+    def _outcome(self, condition: str) -> bool | None:
+        """What a ConditionStep decided (None: not yet, or it failed)."""
+        result = self.states[condition].result
+        return result.condition.get("outcome") if result.state == "succeeded" and result.condition else None
 
     def _running_count(self) -> int:
         return sum(1 for st in self.states.values() if st.attempt is not None)
@@ -193,12 +203,26 @@ class Execution:
             for st in self.states.values():
                 if st.result.state != "pending" or st.not_before is not None or st.attempt is not None:
                     continue
+                branch = st.spec.branch
+                if branch is not None and self._outcome(branch[0]) is (not branch[1]):
+                    condition = self.states[branch[0]].result.condition or {}
+                    st.result.state = "skipped"
+                    st.result.skipped_because = branch[0]
+                    st.result.summary = (f"skipped: {condition.get('when') or 'the condition'} is "
+                                         f"{'false' if branch[1] else 'true'} (step '{branch[0]}')")
+                    self.not_taken.add(st.spec.name)
+                    self._event(st, "skipped", message=st.result.summary,
+                                info={"condition": branch[0], "outcome": not branch[1]})
+                    changed = True
+                    continue
                 for dep in st.spec.depends_on:
                     dep_state = self.states[dep].result.state
                     if dep_state in ("failed", "skipped"):
                         st.result.state = "skipped"
                         st.result.skipped_because = dep
                         st.result.summary = f"skipped: step '{dep}' {dep_state}"
+                        if dep in self.not_taken:
+                            self.not_taken.add(st.spec.name)
                         self._event(st, "skipped", message=st.result.summary)
                         changed = True
                         break
@@ -213,6 +237,10 @@ class Execution:
         )
         reused = False
         for st in candidates:
+            if not st.spec.is_function_step:
+                self._decide(st)  # a condition or a fail step: the service's own, no process
+                reused = True
+                continue
             if st.not_before is None and self._reuse(st):
                 reused = True
                 continue
@@ -254,6 +282,31 @@ class Execution:
             out["cpu_s"] = round(float(attempt.rusage.get("cpu_s", 0.0)), 3)
             out["peak_rss_bytes"] = int(attempt.rusage.get("peak_rss_bytes", 0))
         return out
+
+    # -- conditions and fail steps ------------------------------------------------------
+    def _decide(self, st: _StepState) -> None:
+        """Evaluate a ConditionStep on its upstream results, or stop the run at a FailStep."""
+        result = st.result
+        result.started = result.ended = time.time()
+        result.duration = 0.0
+        if st.spec.type == "Fail":
+            try:
+                message = to_text(self.resolver.evaluate(st.spec.arguments.get("ErrorMessage", "")))
+            except SmstepError as exc:
+                message = f"(the message could not be rendered: {exc})"
+            self._finish_failure(st, None, "Fail", f"failed: {message}" if message else "failed (FailStep)", message)
+            return
+        when = (st.spec.description or "").removeprefix("when ") or None
+        try:
+            outcome = all(evaluate_condition(c, self.resolver) for c in st.spec.arguments.get("Conditions", []))
+        except SmstepError as exc:
+            self._finish_failure(st, None, "ConditionError", f"could not evaluate the condition: {exc}", str(exc))
+            return
+        result.state = "succeeded"
+        result.condition = {"outcome": outcome, "when": when}
+        result.summary = f"{when or 'the condition'} is {'true' if outcome else 'false'}"
+        self.resolver.step_properties[st.spec.name] = {"Outcome": outcome}
+        self._event(st, "succeeded", duration=0.0, message=result.summary, info={"condition": result.condition})
 
     # -- the cache -------------------------------------------------------------------
     def _reuse(self, st: _StepState) -> bool:

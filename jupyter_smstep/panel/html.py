@@ -11,7 +11,7 @@ import html
 from typing import Any
 from collections.abc import Mapping
 
-from jupyter_smstep.core.graph import Input, PipelineGraph, StepNode
+from jupyter_smstep.core.graph import Input, PipelineGraph, StepNode, condition_operands
 from jupyter_smstep.core.settings import shown, shown_line
 from jupyter_smstep.errors import Problem
 from jupyter_smstep.panel import svg as dag_svg
@@ -83,7 +83,17 @@ def edges(graph: PipelineGraph) -> list[dag_svg.EdgeView]:
         for inp in sorted(node.inputs.values(), key=lambda i: (i.line, i.name)):
             if inp.kind == "step" and inp.step:
                 carried.setdefault((inp.step, node.name), []).append(inp.name)
-    return [dag_svg.EdgeView(u, v, vs) for (u, v), vs in carried.items()]
+    for condition in graph.conditions:  # a condition is its own node: inputs -> condition -> its branches
+        for source in condition.inputs:
+            carried.setdefault((source, condition.name), [o.name for o in condition_operands(condition)
+                                                          if o.kind == "output" and o.step == source])
+        branch = set(condition.steps)
+        for name in condition.steps:
+            if not branch & set(graph.step(name).depends_on):
+                carried.setdefault((condition.name, name), [])
+        if condition.fail_name:
+            carried.setdefault((condition.name, condition.fail_name), [])
+    return [dag_svg.EdgeView(u, v, list(dict.fromkeys(vs))) for (u, v), vs in carried.items()]
 
 
 def consumers(graph: PipelineGraph) -> dict[tuple[str, str], list[str]]:
@@ -108,6 +118,18 @@ def node_views(state: PanelState) -> dict[str, dag_svg.NodeView]:
         tip = f"{node.name}: {len(node.links)} input link(s), outputs {', '.join(node.outputs) or 'none'}"
         views[node.name] = dag_svg.NodeView(node.name, str(itype.value) if itype else "no instance type",
                                             step_state, text, err, warn, tip)
+    for condition in graph.conditions:
+        step_state, text = state.step_state(condition.name)
+        views[condition.name] = dag_svg.NodeView(
+            condition.name, f"when {condition.expression}", step_state, text,
+            tooltip=f"{condition.name}: runs {', '.join(condition.steps)} when {condition.expression}",
+            shape="condition")
+        if condition.fail_name and condition.else_fail is not None:
+            step_state, text = state.step_state(condition.fail_name)
+            views[condition.fail_name] = dag_svg.NodeView(
+                condition.fail_name, f"fails: {condition.else_fail.text}", step_state, text,
+                tooltip=f"{condition.fail_name}: stops the execution with {condition.else_fail.text!r} when "
+                        f"{condition.expression} does not hold", shape="fail")
     return views
 
 

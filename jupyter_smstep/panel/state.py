@@ -102,6 +102,8 @@ class PanelState:
         else:
             state = event.state
             status = fmt_seconds(event.duration) if state in ("succeeded", "failed") else ""
+            if event.info.get("condition"):
+                status = "true" if event.info["condition"].get("outcome") else "false"
             if attempt > 1 and state in ("running", "succeeded", "failed"):
                 status = f"{status} #{attempt}".strip()
         self.states[name] = (state, status)
@@ -115,7 +117,9 @@ class PanelState:
         """Take the run's final states (what the run folder says); returns the failed steps."""
         self.local_result = result
         for name, step in result.steps.items():
-            self.states[name] = (step.state, fmt_seconds(step.duration))
+            decided = step.condition.get("outcome") if step.condition else None
+            self.states[name] = (step.state, fmt_seconds(step.duration) if decided is None else
+                                 "true" if decided else "false")
             if step.error:
                 self.local_errors[name] = str(step.error)
             note = step.summary or step.skipped_because

@@ -43,6 +43,7 @@ class NodeView:
     errors: int = 0
     warnings: int = 0
     tooltip: str = ""
+    shape: str = "step"  # "condition" (a --when: dashed) or "fail" (its FailStep)
 
 
 @dataclass
@@ -112,10 +113,12 @@ def _node(box: Box, view: NodeView) -> str:
     tip = view.tooltip or view.name
     out = [
         f'<g class="smstep-node s-{escape(view.state)}" data-step="{escape(view.name)}" '
+        f'data-shape="{escape(view.shape)}" '
         f'data-state="{escape(view.state)}" '
         f'style="cursor:pointer"><title>{escape(tip)}</title>'
-        f'<rect class="box" x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" rx="7" fill="{fill}" '
-        f'stroke="{stroke}" stroke-width="1.6"/>'
+        f'<rect class="box" x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" '
+        f'rx="{h / 2 if view.shape == "condition" else 7:.1f}" fill="{fill}" stroke="{stroke}" stroke-width="1.6"'
+        + (' stroke-dasharray="5 3"' if view.shape != "step" else "") + "/>"
         f'<text x="{x + 10:.1f}" y="{y + 19:.1f}" font-size="{NAME_FONT}" font-weight="600" fill="{TEXT}">'
         f"{escape(_short(view.name, max_name))}</text>"
         f'<text x="{x + 10:.1f}" y="{y + h - 11:.1f}" font-size="{SMALL_FONT}" fill="#57606a">'

@@ -26,7 +26,7 @@ from jupyter_smstep.core import codegen
 from jupyter_smstep.core.graph import PipelineGraph, check_buildable
 from jupyter_smstep.errors import Problem, SmstepError, aws_error
 from jupyter_smstep.core.keys import StepKey
-from jupyter_smstep.sdk import content, requirements, stepargs
+from jupyter_smstep.sdk import conditions, content, requirements, stepargs
 from jupyter_smstep.sdk.capture import Captures
 from jupyter_smstep.sdk.compat import Sdk, load
 
@@ -118,9 +118,17 @@ def assemble(graph: PipelineGraph, functions: Mapping[str, Callable[..., Any]], 
                                       fix="check the step's options", step=node.name)) from None
         if node.order_only:  # --after: DependsOn without data
             sdk.get_step(returns[node.name]).add_depends_on([sdk.get_step(returns[d]) for d in node.order_only])
+
+    def value(operand: Any) -> Any:
+        if operand.kind == "output":
+            return conditions.item(returns[operand.step][operand.name], operand.path)
+        return params[operand.name] if operand.kind == "parameter" else operand.value
+
+    branches = [stepargs.to_sdk(conditions.condition_step(c, value, [returns[s] for s in c.steps]), sdk)
+                for c in graph.conditions]
     return sdk.Pipeline(
         name=graph.name,
-        steps=list(returns.values()),
+        steps=[returns[n.name] for n in graph.steps if n.guard is None] + branches,
         parameters=[params[n] for n in graph.parameters],
         sagemaker_session=session,
         pipeline_definition_config=sdk.PipelineDefinitionConfig(use_custom_job_prefix=True),

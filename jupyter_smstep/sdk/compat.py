@@ -42,6 +42,10 @@ MODULES: dict[int, dict[str, str]] = {
         "steps_compiler": "sagemaker.workflow._steps_compiler",
         "selective_execution_config": "sagemaker.workflow.selective_execution_config",
         "steps": "sagemaker.workflow.steps",
+        "conditions": "sagemaker.workflow.conditions",
+        "condition_step": "sagemaker.workflow.condition_step",
+        "fail_step": "sagemaker.workflow.fail_step",
+        "functions": "sagemaker.workflow.functions",
     },
     3: {
         "function_step": "sagemaker.mlops.workflow.function_step",
@@ -57,6 +61,10 @@ MODULES: dict[int, dict[str, str]] = {
         "steps_compiler": "sagemaker.mlops.workflow._steps_compiler",
         "selective_execution_config": "sagemaker.mlops.workflow.selective_execution_config",
         "steps": "sagemaker.mlops.workflow.steps",
+        "conditions": "sagemaker.core.workflow.conditions",
+        "condition_step": "sagemaker.mlops.workflow.condition_step",
+        "fail_step": "sagemaker.mlops.workflow.fail_step",
+        "functions": "sagemaker.core.workflow.functions",
     },
 }
 
@@ -91,8 +99,18 @@ class Sdk:
     get_execution_role: Any
     get_step: Any  # DelayedReturn -> its step (add_depends_on for order-only dependencies)
     SelectiveExecutionConfig: Any
+    ConditionStep: Any
+    FailStep: Any
+    Join: Any
+    conditions: ModuleType  # ConditionEquals, ConditionGreaterThan, ... ConditionIn, ConditionNot, ConditionOr
     remote_function: ModuleType
     invoke_function_module: str  # run as ``python -m <this>`` inside the container
+
+    def __getattr__(self, name: str) -> Any:
+        """``sdk.ConditionGreaterThan`` and the other ``Condition*`` classes (a spec names them so)."""
+        if name.startswith("Condition"):
+            return getattr(self.conditions, name)
+        raise AttributeError(name)
 
     @property
     def errors_module(self) -> ModuleType:
@@ -149,6 +167,10 @@ def load() -> Sdk:
         get_execution_role=mod["session_helper"].get_execution_role,
         get_step=mod["step_outputs"].get_step,
         SelectiveExecutionConfig=mod["selective_execution_config"].SelectiveExecutionConfig,
+        ConditionStep=mod["condition_step"].ConditionStep,
+        FailStep=mod["fail_step"].FailStep,
+        Join=mod["functions"].Join,
+        conditions=mod["conditions"],
         remote_function=mod["remote_function"],
         invoke_function_module=f"{table['remote_function']}.invoke_function",
     )

@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Iterator, Mapping
 
+from jupyter_smstep.core.conditions import definition_steps
 from jupyter_smstep.core import keys as keys_mod
 from jupyter_smstep.core.graph import PipelineGraph
 
@@ -300,7 +301,7 @@ def definition_keys(definition: Mapping[str, Any]) -> dict[str, str]:
     """Step name -> the short content key its payload folder names, for the steps of a definition this
     package built (a step built otherwise, e.g. by a timestamp, is left out)."""
     found: dict[str, str] = {}
-    for step in definition.get("Steps", []) or []:
+    for step, _ in definition_steps(definition):
         try:
             argv = step["Arguments"]["AlgorithmSpecification"]["ContainerArguments"]
             folder = argv[argv.index("--func_step_s3_dir") + 1]

@@ -273,6 +273,16 @@ function stepBadge(
     return badge;
   }
 
+  if (summary.when) {
+    badge.appendChild(
+      el(
+        'span',
+        'jp-smstep-when',
+        `when ${summary.when}`,
+        'the step runs only when this condition holds (--when)'
+      )
+    );
+  }
   const inputs = Object.entries(summary.inputs || {});
   if (inputs.length) {
     const list = el('span', 'jp-smstep-inputs');

@@ -22,6 +22,7 @@ export interface ICellSummary {
   step?: string;
   inputs?: { [name: string]: IInputSource };
   outputs?: string[];
+  when?: string | null;
   provides?: string[];
   used_by?: string[];
 }

@@ -320,3 +320,46 @@ def test_deleting_a_producer_cell_shows_the_error_on_its_consumer(lab, notebook_
     problem.first.wait_for(timeout=30_000)
     assert "'x'" in problem.first.inner_text() and "step 'produce' computed" in problem.first.inner_text()
     lab.screenshot("labext-14-deleted-producer", consumer)
+
+
+def test_a_condition_is_on_the_badges_and_drawn_in_the_panel(lab, notebook_name):
+    """--when: the guarded steps' badges say when they run; the panel draws the condition as its own node, and a
+    local run shows what it decided."""
+    lab.write_notebook(notebook_name, [
+        "%load_ext jupyter_smstep",
+        "%pipeline config --name gated-lab --role arn:aws:iam::111122223333:role/SmstepTest"
+        " --image-uri 111122223333.dkr.ecr.us-east-1.amazonaws.com/smstep:3.11 --instance-type ml.m5.large",
+        "%pipeline param threshold=0.7",
+        "%%step evaluate\naccuracy = 0.9",
+        "%%step register --when 'accuracy >= threshold' --else-fail 'accuracy {accuracy} below {threshold}'\n"
+        "registered = accuracy",
+        "%%step deploy\nendpoint = registered",
+        "%pipeline show",
+    ])
+    lab.open(notebook_name)
+    lab.run_all()
+    when = badge(lab, "register").locator(".jp-smstep-when")
+    when.wait_for(timeout=60_000)
+    assert when.inner_text() == "when accuracy >= threshold"
+    assert badge(lab, "deploy").locator(".jp-smstep-when").inner_text() == "when accuracy >= threshold"
+    assert badge(lab, "evaluate").locator(".jp-smstep-when").count() == 0
+    panel = lab.page.locator(".smstep-panel")
+    panel.wait_for(timeout=60_000)
+    graph = panel.locator("svg.smstep-dag")
+    shapes = dict(graph.locator("g.smstep-node").evaluate_all("gs => gs.map(g => [g.dataset.step, g.dataset.shape])"))
+    assert shapes == {"evaluate": "step", "register": "step", "deploy": "step", "when-register": "condition",
+                      "fail-register": "fail"}
+    edges = {tuple(e) for e in graph.locator("g.smstep-edge").evaluate_all(
+        "gs => gs.map(g => [g.dataset.source, g.dataset.target])")}
+    assert {("evaluate", "when-register"), ("when-register", "register"), ("when-register", "fail-register"),
+            ("register", "deploy")} <= edges
+    assert "when accuracy >= threshold" in graph.locator("g.smstep-node[data-step='when-register']").text_content()
+    lab.screenshot("labext-15-condition", panel)
+    panel.locator("button.jupyter-button", has_text="Run locally").first.click()
+    lab.page.wait_for_function(
+        "() => { const state = s => document.querySelector(`.smstep-panel g.smstep-node[data-step='${s}']`)"
+        "?.dataset.state; return state('deploy') === 'succeeded' && state('fail-register') === 'skipped'; }",
+        timeout=COMMAND_TIMEOUT_MS)
+    node = graph.locator("g.smstep-node[data-step='when-register']")
+    assert node.get_attribute("data-state") == "succeeded" and "true" in node.text_content()
+    lab.screenshot("labext-16-condition-run", panel)
