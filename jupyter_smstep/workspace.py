@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, MutableMapping
 from jupyter_smstep.core import settings as settings_mod
 from jupyter_smstep.core import studio
 from jupyter_smstep.core.parameters import coerce_overrides
-from jupyter_smstep.core.graph import PipelineGraph, build_graph, check_buildable
+from jupyter_smstep.core.graph import PipelineGraph, build_graph, check_buildable, check_parameter_settings
 from jupyter_smstep.core.keys import changes, pipeline_key
 from jupyter_smstep.core.registry import Registry
 from jupyter_smstep.errors import SmstepError, did_you_mean
@@ -133,6 +133,7 @@ class Workspace:
             raise SmstepError(f"--from {from_step!r} names no step of the pipeline",
                               fix=did_you_mean(from_step, [s.name for s in graph.steps], "the steps"))
         values = coerce_overrides(graph.parameters, parameters or {})
+        check_parameter_settings(graph, values)
         functions = build.step_functions(graph, self.namespace, self.captures)  # built once, for the runner too
         keys = content.step_keys(graph, self.namespace, self.root, values)
         step_cache = local.StepCache(Path(runs_dir or local.DEFAULT_RUNS_DIR).absolute()) if cache else None
@@ -223,6 +224,7 @@ class Workspace:
 
         graph = self._buildable_graph()
         values = coerce_overrides(graph.parameters, parameters or {})
+        check_parameter_settings(graph, values)
         submission = remote.submit(graph, self.namespace, values, session=session, root=self.root,
                                    changed=changed, force=force)
         if submission.started:

@@ -145,7 +145,7 @@ class PipelineGraph:
                     "imports": [i.statement for i in s.imports],
                     "outputs": list(s.outputs),
                     "depends_on": list(s.depends_on),
-                    "settings": {k: {"value": _jsonable(settings_mod.shown(k, r.value)), "source": r.source}
+                    "settings": {k: {**r.to_json(), "value": _jsonable(settings_mod.shown(k, r.to_json()["value"]))}
                                  for k, r in s.settings.items()},
                     **({"key": self.keys[s.name].key} if s.name in self.keys else {}),
                     **({"dependencies": self.dependencies[s.name]} if s.name in self.dependencies else {}),
@@ -346,9 +346,12 @@ def build_graph(
             resolved["job_name_prefix"] = settings_mod.Resolved(
                 settings_mod.job_name_prefix(name, node.name), settings_mod.DEFAULT
             )
+        settings_mod.bind_parameters(node.name, resolved, registry.parameters, report)
         node.settings = resolved
-        settings_mod.validate(node.name, resolved, report, in_studio=in_studio, root=root)
-    settings_mod.validate_pipeline({n.name: n.settings for n in nodes}, report, in_studio=in_studio)
+        settings_mod.validate(node.name, settings_mod.with_parameter_values(resolved, registry.parameters), report,
+                              in_studio=in_studio, root=root)
+    settings_mod.validate_pipeline({n.name: settings_mod.with_parameter_values(n.settings, registry.parameters)
+                                    for n in nodes}, report, in_studio=in_studio)
     for node in nodes:
         for literal, line, path in local_file_reads(node, root):
             where = ("a local run finds it on this machine" if Path(literal).expanduser().is_absolute() else
@@ -868,3 +871,19 @@ def _check_json_outputs(nodes: list[StepNode], conditions: list[cond_mod.Conditi
                                  "or compute the compared value in a step of its own", step=node.name,
                              line=(node.cell.analysis.writes.get(var, 0) if node.cell.analysis else 0) + 1)
                 break
+
+
+def check_parameter_settings(graph: PipelineGraph, values: Mapping[str, Any]) -> None:
+    """A run's ``-p`` values of the parameters settings are bound to (``--instance-type TrainingInstanceType``),
+    checked as a literal is; raises :class:`SmstepError` before anything runs or is uploaded."""
+    merged = {**graph.parameters, **values}
+    report = Report()
+    for node in graph.steps:
+        bound = {r.value.name for r in node.settings.values()
+                 if isinstance(r.value, settings_mod.ParameterRef) and r.value.name in values}
+        if bound:
+            found = Report()
+            settings_mod.validate(node.name, settings_mod.with_parameter_values(node.settings, merged), found,
+                                  in_studio=True)
+            report.problems += [p for p in found.errors if any(f"parameter {name})" in p.message for name in bound)]
+    report.raise_if_errors()

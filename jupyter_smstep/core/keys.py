@@ -84,7 +84,10 @@ def step_keys(graph: PipelineGraph, captures: Mapping[str, str], *, parameters: 
         for name, resolved in sorted(node.settings.items()):
             if name in settings_mod.OPTIONS_BY_KEY and not settings_mod.OPTIONS_BY_KEY[name].step_kwarg:
                 continue  # --cache: how long SageMaker may reuse the result, not what the result is
-            parts[f"setting:{name}"] = digest_json(resolved.value)
+            value = resolved.value
+            if isinstance(value, settings_mod.ParameterRef):  # what this run's jobs get
+                value = {"parameter": value.name, "value": values.get(value.name, value.default)}
+            parts[f"setting:{name}"] = digest_json(value)
             path = settings_mod.local_file(resolved.value, root) if name in settings_mod.FILE_OPTIONS else None
             if path is not None:
                 parts[f"file:{name}"] = _file_digest(path)

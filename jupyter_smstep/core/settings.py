@@ -116,13 +116,89 @@ ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 MAX_JOB_PREFIX = 63 - 24
 
 
+#: The options whose ``@step`` argument accepts a pipeline variable and that take a parameter's name as
+#: their value (``--instance-type TrainingInstanceType``). Environment values and VPC ids accept one too,
+#: but a literal string there could be a parameter's name by chance: they stay literal.
+PARAMETER_OPTIONS = frozenset({
+    "image_uri", "instance_count", "instance_type", "job_conda_env", "keep_alive_period_in_seconds",
+    "max_retry_attempts", "max_runtime_in_seconds", "volume_kms_key", "volume_size",
+    "encrypt_inter_container_traffic", "use_spot_instances", "max_wait_time_in_seconds",
+})
+
+
+@dataclass(frozen=True)
+class ParameterRef:
+    """An option whose value is a pipeline parameter: SageMaker reads the value of each execution."""
+
+    name: str
+    default: Any = None  # the parameter's declared default (filled when the graph binds it)
+
+    def __str__(self) -> str:
+        return f"{self.name} = {self.default!r}"
+
+    def __repr__(self) -> str:
+        return f"parameter {self.name} (default {self.default!r})"
+
+
 @dataclass(frozen=True)
 class Resolved:
     value: Any
     source: SettingSource
+    via: str | None = None  # set while a parameter's value stands in for it (validation)
+
+    @property
+    def origin(self) -> str:
+        """Where the value came from, as messages say it."""
+        return self.source if self.via is None else f"{self.source}, {self.via}"
 
     def to_json(self) -> dict[str, Any]:
+        if isinstance(self.value, ParameterRef):
+            return {"value": self.value.default, "source": self.source, "parameter": self.value.name}
         return {"value": self.value, "source": self.source}
+
+
+def bind_parameters(step: str | None, settings: dict[str, Resolved], parameters: Mapping[str, Any],
+                    report: Report) -> None:
+    """Make each :data:`PARAMETER_OPTIONS` value that names a declared parameter a :class:`ParameterRef`
+    (in place). A number or flag option given a name that is no parameter, or a parameter of another
+    type, is an error."""
+    import difflib
+
+    for key in sorted(PARAMETER_OPTIONS & set(settings)):
+        r = settings[key]
+        option = OPTIONS_BY_KEY[key]
+        name = r.value.name if isinstance(r.value, ParameterRef) else r.value if (
+            isinstance(r.value, str) and r.value in parameters) else None
+        if name is None:
+            continue
+        if name not in parameters:
+            close = difflib.get_close_matches(name, list(parameters), n=1)
+            kind = {"int": "an integer", "bool": "true/false"}.get(option.kind, option.kind)
+            report.error(f"{option.flag} {name!r} (from {r.source}) is neither {kind} nor a declared pipeline "
+                         "parameter", step=step,
+                         fix=f"did you mean {close[0]}?" if close else
+                         f"declare it in the parameters cell (%pipeline param {name}=VALUE), or give {kind}")
+            continue
+        default = parameters[name]
+        want = {"int": int, "bool": bool}.get(option.kind, str)
+        if type(default) is not want:
+            article = "an" if want is int else "a"
+            report.error(f"{option.flag} {name}: parameter {name!r} is a {type(default).__name__} "
+                         f"({default!r}); {option.flag} takes {article} {want.__name__} parameter", step=step,
+                         fix=f"declare {name} with {article} {want.__name__} default, or use another parameter")
+            continue
+        settings[key] = Resolved(ParameterRef(name, default), r.source)
+
+
+def with_parameter_values(settings: Mapping[str, Resolved], values: Mapping[str, Any]) -> dict[str, Resolved]:
+    """The settings with each parameter-bound value replaced by that parameter's value in ``values``
+    (its default, or a run's override): what validation checks as it checks a literal."""
+    out = dict(settings)
+    for key, r in settings.items():
+        if isinstance(r.value, ParameterRef):
+            name = r.value.name
+            out[key] = Resolved(values.get(name, r.value.default), r.source, f"parameter {name}")
+    return out
 
 
 # --------------------------------------------------------------------------- config.yaml
@@ -261,7 +337,7 @@ def validate(step: str | None, settings: Mapping[str, Resolved], report: Report,
         r = settings.get(key)
         path = local_file(r.value, root) if r is not None else None
         if r is not None and path is not None and not path.is_file():
-            report.error(f"{key} {r.value!r} (from {r.source}) names no file ({path})", step=step,
+            report.error(f"{key} {r.value!r} (from {r.origin}) names no file ({path})", step=step,
                          fix=f"create it, or fix the path (relative paths start at the notebook's folder, {root})")
     role = settings.get("role")
     if role is None and not in_studio:
@@ -272,7 +348,7 @@ def validate(step: str | None, settings: Mapping[str, Resolved], report: Report,
             step=step,
         )
     elif role is not None and isinstance(role.value, str) and not ROLE_ARN.match(role.value):
-        report.error(f"role {role.value!r} (from {role.source}) is not an IAM role ARN",
+        report.error(f"role {role.value!r} (from {role.origin}) is not an IAM role ARN",
                      fix="use arn:aws:iam::ACCOUNT:role/NAME", step=step)
     image = settings.get("image_uri")
     if image is None and not in_studio and f"{_py_minor()}" not in ("3.8", "3.10"):
@@ -287,7 +363,7 @@ def validate(step: str | None, settings: Mapping[str, Resolved], report: Report,
         report.error("no instance type", fix="set one with --instance-type ml.m5.xlarge "
                      "(on the cell or with %pipeline config)", step=step)
     elif isinstance(itype.value, str) and not INSTANCE_TYPE.match(itype.value):
-        report.error(f"instance type {itype.value!r} (from {itype.source}) is not a SageMaker instance type",
+        report.error(f"instance type {itype.value!r} (from {itype.origin}) is not a SageMaker instance type",
                      fix="use a name like ml.m5.xlarge, ml.c5.2xlarge or ml.g5.xlarge", step=step)
     prefix = settings.get("job_name_prefix")
     if prefix is not None and prefix.source != DEFAULT:
@@ -298,7 +374,7 @@ def validate(step: str | None, settings: Mapping[str, Resolved], report: Report,
     for key in ("instance_count", "volume_size", "max_retry_attempts", "max_runtime_in_seconds"):
         r = settings.get(key)
         if r is not None and isinstance(r.value, int) and r.value < 1:
-            report.error(f"{key} must be at least 1, got {r.value} (from {r.source})", step=step,
+            report.error(f"{key} must be at least 1, got {r.value} (from {r.origin})", step=step,
                          fix=f"pass a positive --{key.replace('_', '-')}")
     _validate_limits(step, settings, report)
 
@@ -339,7 +415,7 @@ def _validate_limits(step: str | None, settings: Mapping[str, Resolved], report:
 
     def source(key: str) -> str:
         r = settings.get(key)
-        return f" (from {r.source})" if r is not None else ""
+        return f" (from {r.origin})" if r is not None else ""
 
     image = value("image_uri")
     if isinstance(image, str) and (not image.strip() or "://" in image or not IMAGE_URI.match(image)):

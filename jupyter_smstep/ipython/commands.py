@@ -160,7 +160,7 @@ def _config_arguments(parser: CommandParser, cli: bool) -> None:
 
 
 def _config(ctx: Context, args: argparse.Namespace) -> int:
-    options = options_mod.convert(args, "%pipeline config")
+    options = options_mod.convert(args, "%pipeline config", ctx.workspace.registry.parameters)
     ctx.workspace.registry.set_defaults(options, name=args.name)
     return 0
 

@@ -72,7 +72,7 @@ class StepMagics(Magics):
         # (the docstring is set below from the option table: `%%step?` shows every option)
         try:
             args = _STEP_PARSER.parse_line(line)
-            options = options_mod.convert(args, "%%step")
+            options = options_mod.convert(args, "%%step", self.registry.parameters)
             _check_condition(args)
         except HelpShown:
             return

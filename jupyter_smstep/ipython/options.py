@@ -9,12 +9,15 @@ No sagemaker import.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 from typing import Any
+from collections.abc import Collection
 
 from jupyter_smstep.core.parameters import parse_bool
 from jupyter_smstep.errors import SmstepError
-from jupyter_smstep.core.settings import ALIASES, DURATION, OPTIONS, RETRY_TYPES, Option
+from jupyter_smstep.core.settings import (ALIASES, DURATION, OPTIONS, PARAMETER_OPTIONS, RETRY_TYPES, Option,
+                                          ParameterRef)
 
 
 
@@ -39,18 +42,22 @@ def add_option_arguments(parser: argparse.ArgumentParser, per_step: bool) -> Non
         parser.add_argument(*flags, dest=opt.key, default=None, help=opt.help, **kw)
 
 
-def convert(args: Any, where: str) -> dict[str, Any]:
-    """Parsed namespace -> SDK keyword values (only the options given)."""
+def convert(args: Any, where: str, parameters: Collection[str] = ()) -> dict[str, Any]:
+    """Parsed namespace -> SDK keyword values (only the options given). A number or flag option may name
+    one of the declared ``parameters`` instead (the graph binds it)."""
     out: dict[str, Any] = {}
     for opt in OPTIONS:
         raw = getattr(args, opt.key, None)
         if raw is None:
             continue
-        out[opt.key] = _convert_one(opt, raw, where)
+        out[opt.key] = _convert_one(opt, raw, where, parameters)
     return out
 
 
-def _convert_one(opt: Option, raw: Any, where: str) -> Any:
+def _convert_one(opt: Option, raw: Any, where: str, parameters: Collection[str] = ()) -> Any:
+    if opt.key in PARAMETER_OPTIONS and opt.kind in ("int", "bool") and raw in parameters:
+        return ParameterRef(raw)  # a pipeline parameter's name: the graph binds it and checks its type
+
     def bad(expected: str, fix: str) -> SmstepError:
         return SmstepError(f"{where}: {opt.flag} {raw!r} is not {expected}", fix=fix)
 
@@ -58,7 +65,11 @@ def _convert_one(opt: Option, raw: Any, where: str) -> Any:
         try:
             return int(raw)
         except ValueError:
-            raise bad("an integer", f"write e.g. {opt.flag} 3") from None
+            named = " or a declared pipeline parameter" if opt.key in PARAMETER_OPTIONS else ""
+            close = difflib.get_close_matches(str(raw), list(parameters), n=1) if named else []
+            raise bad(f"an integer{named}", f"did you mean {close[0]}?" if close else f"write e.g. {opt.flag} 3" + (
+                f", or declare {raw} first with %pipeline param {raw}=3" if named and str(raw).isidentifier()
+                else "")) from None
     if opt.kind == "float":
         try:
             return float(raw)
@@ -67,7 +78,8 @@ def _convert_one(opt: Option, raw: Any, where: str) -> Any:
     if opt.kind == "bool":
         value = parse_bool(raw)
         if value is None:
-            raise bad("true or false", f"write {opt.flag} or {opt.flag} false")
+            named = " or a declared pipeline parameter" if opt.key in PARAMETER_OPTIONS else ""
+            raise bad(f"true or false{named}", f"write {opt.flag} or {opt.flag} false")
         return value
     if opt.kind == "list":
         split = opt.key in ("subnets", "security_group_ids")  # --subnet a,b or --subnet a --subnet b

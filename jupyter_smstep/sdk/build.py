@@ -105,7 +105,7 @@ def assemble(graph: PipelineGraph, functions: Mapping[str, Callable[..., Any]], 
     returns: dict[str, Any] = {}
     for node in graph.steps:
         args = [returns[i.step][i.name] if i.kind == "step" else params[i.name] for i in node.links]
-        kwargs = stepargs.to_sdk(stepargs.step_arguments(node, root), sdk)
+        kwargs = stepargs.to_sdk(stepargs.step_arguments(node, root), sdk, params)
         if kwargs.get("dependencies") == requirements.AUTO:
             if not dependency_files or node.name not in dependency_files:
                 raise SmstepError(Problem("--dependencies auto needs the kernel's values to pin from",

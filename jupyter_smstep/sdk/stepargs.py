@@ -23,7 +23,7 @@ from typing import Any
 from collections.abc import Mapping
 
 from jupyter_smstep.core.graph import StepNode
-from jupyter_smstep.core.settings import FILE_OPTIONS, OPTIONS_BY_KEY, local_file
+from jupyter_smstep.core.settings import FILE_OPTIONS, OPTIONS_BY_KEY, ParameterRef, local_file
 
 #: ``--retry`` exception type (the enum member's *value*, as the definition writes it) ->
 #: (enum class, member name). SageMaker's ``JOB_INTERNAL_ERROR`` is the member ``INTERNAL_ERROR``.
@@ -122,16 +122,19 @@ def classes_used(spec: Any) -> set[str]:
     return set()
 
 
-def to_sdk(spec: Any, sdk: Any) -> Any:
-    """The spec with every :class:`Call` and :class:`Member` made into the SDK's objects."""
+def to_sdk(spec: Any, sdk: Any, parameters: Mapping[str, Any] | None = None) -> Any:
+    """The spec with every :class:`Call` and :class:`Member` made into the SDK's objects, and every
+    :class:`~jupyter_smstep.core.settings.ParameterRef` into its ``Parameter*`` object in ``parameters``."""
+    if isinstance(spec, ParameterRef):
+        return (parameters or {})[spec.name]
     if isinstance(spec, Call):
-        return getattr(sdk, spec.cls)(**{k: to_sdk(v, sdk) for k, v in spec.kwargs.items()})
+        return getattr(sdk, spec.cls)(**{k: to_sdk(v, sdk, parameters) for k, v in spec.kwargs.items()})
     if isinstance(spec, Member):
         return getattr(getattr(sdk, spec.enum), spec.member)
     if isinstance(spec, dict):
-        return {k: to_sdk(v, sdk) for k, v in spec.items()}
+        return {k: to_sdk(v, sdk, parameters) for k, v in spec.items()}
     if isinstance(spec, list):
-        return [to_sdk(v, sdk) for v in spec]
+        return [to_sdk(v, sdk, parameters) for v in spec]
     return spec
 
 
@@ -139,6 +142,8 @@ def to_source(spec: Any) -> str:
     """The spec as Python source (``repr`` for plain values)."""
     if isinstance(spec, Source):
         return spec.code
+    if isinstance(spec, ParameterRef):
+        return f"{spec.name}_param"  # the export names each parameter object so
     if isinstance(spec, Call):
         return f"{spec.cls}(" + ", ".join(f"{k}={to_source(v)}" for k, v in spec.kwargs.items()) + ")"
     if isinstance(spec, Member):
