@@ -88,3 +88,12 @@ def test_cache_reaches_the_service_definition(notebook, fake):
     body = (fake.ops("CreatePipeline") + fake.ops("UpdatePipeline"))[-1]
     steps = {s["Name"]: s for s in json.loads(body["PipelineDefinition"])["Steps"]}
     assert {s["CacheConfig"]["ExpireAfter"] for s in steps.values()} == {"P7D"}
+
+
+def test_changed_with_a_condition_runs_everything_and_says_so(notebook, fake):
+    """The last succeeded execution may have skipped a conditional step whose outputs a selected step reads."""
+    notebook.workspace.submit()
+    notebook.run("%%step publish --defer --when 'score > 0'\nurl = 'published'")
+    submission = notebook.workspace.submit(changed=True)
+    assert submission.started and "--changed is not built for them yet" in submission.selection.note
+    assert "SelectiveExecutionConfig" not in fake.ops("StartPipelineExecution")[-1]
