@@ -60,6 +60,19 @@ class Shell:
     def graph(self):
         return self.workspace.graph()
 
+    def notebook(self, name: str, cells: list[str]) -> Shell:
+        """Configure the pipeline ``name`` and run ``cells`` in order (each must succeed)."""
+        self.configure(name=name)
+        for source in cells:
+            self.run(source)
+        return self
+
+    def run_local(self, runs_dir, **kwargs):
+        """A local run of the workspace into ``runs_dir``: (its result, the events it emitted)."""
+        events: list = []
+        result = self.workspace.run_local(runs_dir=runs_dir, on_event=events.append, **kwargs)
+        return result, events
+
     def configure(self, name: str = "test-pipeline", **extra: str) -> None:
         flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in extra.items())
         self.run(f"%pipeline config --name {name} --role {ROLE} --image-uri {IMAGE} --instance-type ml.m5.large {flags}")

@@ -20,15 +20,11 @@ NOTEBOOK = [
 
 @pytest.fixture
 def notebook(shell):
-    shell.configure(name="cached")
-    for source in NOTEBOOK:
-        shell.run(source)
-    return shell
+    return shell.notebook("cached", NOTEBOOK)
 
 
 def run(shell, tmp_path, **kwargs):
-    events = []
-    result = shell.workspace.run_local(runs_dir=tmp_path / "runs", on_event=events.append, **kwargs)
+    result, events = shell.run_local(tmp_path / "runs", **kwargs)
     assert result.succeeded, result.to_json()
     return result, events
 

@@ -29,16 +29,11 @@ NOTEBOOK = [
 
 @pytest.fixture
 def notebook(shell):
-    shell.configure(name="gated")
-    for source in NOTEBOOK:
-        shell.run(source)
-    return shell
+    return shell.notebook("gated", NOTEBOOK)
 
 
 def run(shell, tmp_path, **kwargs):
-    events = []
-    result = shell.workspace.run_local(runs_dir=tmp_path / "runs", on_event=events.append, **kwargs)
-    return result, events
+    return shell.run_local(tmp_path / "runs", **kwargs)
 
 
 def test_the_graph_puts_the_step_and_its_dependents_under_one_condition(notebook):

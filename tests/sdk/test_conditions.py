@@ -19,9 +19,7 @@ NOTEBOOK = [
 
 
 def build(shell):
-    shell.configure(name="gated")
-    for source in NOTEBOOK:
-        shell.run(source)
+    shell.notebook("gated", NOTEBOOK)
 
 
 def shape(definition):

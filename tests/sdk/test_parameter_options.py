@@ -23,10 +23,7 @@ NOTEBOOK = [
 
 @pytest.fixture
 def notebook(shell):
-    shell.configure(name="param-options")
-    for source in NOTEBOOK:
-        shell.run(source)
-    return shell
+    return shell.notebook("param-options", NOTEBOOK)
 
 
 def test_the_graph_binds_the_options_to_the_parameters_and_shows_their_values(notebook):
