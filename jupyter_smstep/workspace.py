@@ -172,6 +172,29 @@ class Workspace:
                 return candidate
         return None
 
+    def schedule(self, name: str, expression: Any, *, role: str | None = None,
+                 parameters: Mapping[str, Any] | None = None, start: Any = None, end: Any = None,
+                 enabled: bool = True, session: Any = None) -> Any:
+        """Create or update schedule ``name`` (a ``core.schedules.Expression``), upserting the pipeline first
+        when its definition changed."""
+        from jupyter_smstep.remote import schedules
+
+        graph = self._buildable_graph()
+        values = coerce_overrides(graph.parameters, parameters or {})
+        check_parameter_settings(graph, values)
+        return schedules.put(graph, self.namespace, name, expression, role=role, parameters=values, start=start,
+                             end=end, enabled=enabled, session=session, root=self.root)
+
+    def schedules(self, session: Any = None) -> list[Any]:
+        from jupyter_smstep.remote import schedules
+
+        return schedules.listing(self.graph().name, session)
+
+    def unschedule(self, name: str, session: Any = None) -> None:
+        from jupyter_smstep.remote import schedules
+
+        schedules.remove(self.graph().name, name, session)
+
     def estimate(self, prices_file: str | None = None, region: str | None = None, run: Any = None) -> Any:
         """The cost of the pipeline from its last local run's measurements (core.cost.Estimate);
         ``run``: that run, when the caller already has it."""

@@ -430,6 +430,69 @@ def _cost(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+def _schedule_args(parser: CommandParser, cli: bool) -> None:
+    parser.add_argument("name", metavar="NAME", help="the schedule's name (EventBridge Scheduler, default group)")
+    when = parser.add_mutually_exclusive_group(required=True)
+    when.add_argument("--cron", metavar="EXPR", help='six fields, e.g. "cron(0 6 * * ? *)" (06:00 UTC daily)')
+    when.add_argument("--rate", metavar="EXPR", help='e.g. "rate(1 day)", "rate(6 hours)"')
+    when.add_argument("--at", metavar="EXPR", help='once, e.g. "at(2027-01-01T06:00:00)" (UTC)')
+    parser.add_argument("--start", metavar="ISO", help="first possible run (default: now)")
+    parser.add_argument("--end", metavar="ISO", help="no run after this")
+    parser.add_argument("--disabled", action="store_true", help="create it paused")
+    parser.add_argument("--role", metavar="ARN", help="the role EventBridge Scheduler assumes to start the "
+                        "pipeline (trusts scheduler.amazonaws.com; default: SageMaker.Pipeline.RoleArn)")
+    _param_arguments(parser, cli)
+
+
+def _schedule(ctx: Context, args: argparse.Namespace) -> int:
+    from jupyter_smstep.core import schedules
+
+    expression = schedules.parse(cron=args.cron, rate=args.rate, at=args.at)
+    start = schedules.parse_date(args.start, "--start") if args.start else None
+    end = schedules.parse_date(args.end, "--end") if args.end else None
+    found = ctx.workspace.schedule(args.name, expression, role=args.role, parameters=_overrides(args),
+                                   start=start, end=end, enabled=not args.disabled)
+    if ctx.cli:
+        print(json.dumps(found.to_json(), indent=2), file=ctx.out)
+    else:
+        print(f"scheduled {found.name}: {found.expression}, {found.state.lower()} (the pipeline: {found.upserted})",
+              file=ctx.out)
+        print(_schedule_line(found), file=ctx.out)
+    return 0
+
+
+def _schedule_line(found: Any) -> str:
+    times = ", ".join(t.strftime("%Y-%m-%d %H:%M UTC") for t in found.next_times) or "none"
+    params = " ".join(f"{k}={v}" for k, v in found.parameters.items())
+    return (f"  {found.name:<20} {found.state:<9} {found.expression}" + (f"  -p {params}" if params else "")
+            + f"\n    next: {times}" + (f"\n    role: {found.role}" if found.role else ""))
+
+
+def _schedules_args(parser: CommandParser, cli: bool) -> None:
+    parser.add_argument("--json", action="store_true", help="as JSON")
+
+
+def _schedules(ctx: Context, args: argparse.Namespace) -> int:
+    found = ctx.workspace.schedules()
+    if args.json:
+        print(json.dumps([s.to_json() for s in found], indent=2), file=ctx.out)
+    elif not found:
+        print(f"pipeline {ctx.workspace.graph().name!r} has no schedules", file=ctx.out)
+    else:
+        print("\n".join(_schedule_line(s) for s in found), file=ctx.out)
+    return 0
+
+
+def _unschedule_args(parser: CommandParser, cli: bool) -> None:
+    parser.add_argument("name", metavar="NAME")
+
+
+def _unschedule(ctx: Context, args: argparse.Namespace) -> int:
+    ctx.workspace.unschedule(args.name)
+    print(f"deleted schedule {args.name}", file=ctx.out)
+    return 0
+
+
 def _reset(ctx: Context, args: argparse.Namespace) -> int:
     ctx.workspace.registry.clear_cells()
     return 0
@@ -453,6 +516,11 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("cost", "the estimated cost of a submit, from the last local run's measurements and AWS prices",
             _cost_args, _cost),
     Command("submit", "upsert the pipeline on SageMaker and start an execution", _submit_args, _submit),
+    Command("schedule", "create or update a schedule that starts the pipeline (EventBridge Scheduler)",
+            _schedule_args, _schedule),
+    Command("schedules", "the pipeline's schedules, each with its state and next three runs", _schedules_args,
+            _schedules),
+    Command("unschedule", "delete one of the pipeline's schedules", _unschedule_args, _unschedule),
     Command("status", "per-step status of an execution", _execution_argument, _status, needs_notebook=False),
     Command("stop", "stop a running execution", _execution_argument, _stop, needs_notebook=False),
     Command("retry", "retry a failed or stopped execution from its failed steps", _retry_args, _retry,

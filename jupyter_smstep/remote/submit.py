@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Mapping
 
-from jupyter_smstep.errors import SmstepError, aws_error
+from jupyter_smstep.errors import SmstepError, aws_error, error_code
 from jupyter_smstep.core.graph import PipelineGraph, pipeline_role
 from jupyter_smstep.sdk.content import definition_keys
 
@@ -114,6 +114,46 @@ def _latest_succeeded(client: Any, pipeline: str) -> str | None:
                         denied_fix="give your credentials sagemaker:ListPipelineExecutions") from None
 
 
+def upsert(graph: PipelineGraph, namespace: Mapping[str, Any], session: Any, root: Path | None = None,
+           only_if_changed: bool = False) -> tuple[Any, dict[str, Any]]:
+    """Create or update the pipeline: the compiled pipeline and the service's answer (``PipelineArn``).
+
+    With ``only_if_changed``, a pipeline whose stored definition is already this one is left alone
+    (the answer then has ``"Unchanged": True``).
+    """
+    from jupyter_smstep import sdk
+    from jupyter_smstep.sdk import build
+
+    compiled = build.build_pipeline(graph, namespace, session, root=root)
+    role = pipeline_role(graph) or sdk.execution_role(session)
+    pipeline = compiled.pipeline
+    try:
+        with compiled.building():  # content-addressed: unchanged steps are not uploaded again
+            if only_if_changed:
+                stored = _stored_pipeline(session.sagemaker_client, graph.name)
+                if stored is not None and json.loads(stored["PipelineDefinition"]) == json.loads(
+                        pipeline.definition()):
+                    return compiled, {"PipelineArn": stored["PipelineArn"], "Unchanged": True}
+            response = pipeline.upsert(role_arn=role, description=f"jupyter_smstep pipeline {graph.name}")
+    except SmstepError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - say what failed without the SDK's traceback
+        raise aws_error(exc, f"creating pipeline {graph.name!r} on SageMaker",
+                        denied_fix="give your credentials sagemaker:CreatePipeline/UpdatePipeline and "
+                        "iam:PassRole on the pipeline's role") from None
+    return compiled, dict(response)
+
+
+def _stored_pipeline(client: Any, name: str) -> dict[str, Any] | None:
+    """The service's ``DescribePipeline`` of ``name``, or None when there is no such pipeline."""
+    try:
+        return dict(client.describe_pipeline(PipelineName=name))
+    except Exception as exc:  # noqa: BLE001
+        if error_code(exc) in ("ResourceNotFound", "ValidationException"):
+            return None
+        raise
+
+
 def submit(graph: PipelineGraph, namespace: Mapping[str, Any], parameters: Mapping[str, Any],
            session: Any = None, display_name: str | None = None, root: Path | None = None,
            changed: bool = False, force: bool = False) -> Submission:
@@ -124,23 +164,12 @@ def submit(graph: PipelineGraph, namespace: Mapping[str, Any], parameters: Mappi
     when nothing changed, nothing is started unless ``force``.
     """
     from jupyter_smstep import sdk
-    from jupyter_smstep.sdk import build
 
     if session is None:
         session = sdk.make_session()
-    compiled = build.build_pipeline(graph, namespace, session, root=root)
+    compiled, response = upsert(graph, namespace, session, root)
     assert compiled.plan is not None
-    role = pipeline_role(graph) or sdk.execution_role(session)
     pipeline = compiled.pipeline
-    try:
-        with compiled.building():  # content-addressed: unchanged steps are not uploaded again
-            response = pipeline.upsert(role_arn=role, description=f"jupyter_smstep pipeline {graph.name}")
-    except SmstepError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - say what failed without the SDK's traceback
-        raise aws_error(exc, f"creating pipeline {graph.name!r} on SageMaker",
-                        denied_fix="give your credentials sagemaker:CreatePipeline/UpdatePipeline and "
-                        "iam:PassRole on the pipeline's role") from None
     uploads = (compiled.plan.uploads.uploaded, compiled.plan.uploads.skipped)
     selection = changed_steps(graph, compiled.plan.keys, session.sagemaker_client) if changed else None
     parts = {name: dict(key.parts) for name, key in compiled.plan.keys.items()}

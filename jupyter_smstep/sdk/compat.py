@@ -46,6 +46,7 @@ MODULES: dict[int, dict[str, str]] = {
         "condition_step": "sagemaker.workflow.condition_step",
         "fail_step": "sagemaker.workflow.fail_step",
         "functions": "sagemaker.workflow.functions",
+        "triggers": "sagemaker.workflow.triggers",
     },
     3: {
         "function_step": "sagemaker.mlops.workflow.function_step",
@@ -65,6 +66,7 @@ MODULES: dict[int, dict[str, str]] = {
         "condition_step": "sagemaker.mlops.workflow.condition_step",
         "fail_step": "sagemaker.mlops.workflow.fail_step",
         "functions": "sagemaker.core.workflow.functions",
+        "triggers": "sagemaker.mlops.workflow.triggers",
     },
 }
 
@@ -102,6 +104,7 @@ class Sdk:
     ConditionStep: Any
     FailStep: Any
     Join: Any
+    PipelineSchedule: Any
     conditions: ModuleType  # ConditionEquals, ConditionGreaterThan, ... ConditionIn, ConditionNot, ConditionOr
     remote_function: ModuleType
     invoke_function_module: str  # run as ``python -m <this>`` inside the container
@@ -170,6 +173,7 @@ def load() -> Sdk:
         ConditionStep=mod["condition_step"].ConditionStep,
         FailStep=mod["fail_step"].FailStep,
         Join=mod["functions"].Join,
+        PipelineSchedule=mod["triggers"].PipelineSchedule,
         conditions=mod["conditions"],
         remote_function=mod["remote_function"],
         invoke_function_module=f"{table['remote_function']}.invoke_function",
