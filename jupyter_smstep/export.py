@@ -21,6 +21,11 @@ from jupyter_smstep.errors import Problem, SmstepError
 from jupyter_smstep.sdk import compat, conditions, stepargs
 from jupyter_smstep.sdk.requirements import requirements_name
 
+#: What a step that reads jupyter_smstep.execution is passed (core.graph.EXECUTION_ARGS, in order)
+EXECUTION_SOURCE = ["ExecutionVariables.PIPELINE_EXECUTION_ID", "ExecutionVariables.START_DATETIME",
+                    "ExecutionVariables.PIPELINE_NAME"]
+
+
 def support_cells(registry: Registry, graph: PipelineGraph) -> list[str]:
     """Source of the ordinary cells the steps' captured values come from, in notebook order."""
     needed = {i.name for node in graph.steps for i in node.captured}
@@ -99,6 +104,8 @@ def module_source(registry: Registry, graph: PipelineGraph, sdk_major: int | Non
         by_module.setdefault(table[homes[cls]], []).append(cls)
     for module, classes in by_module.items():
         out.append(f"from {module} import {', '.join(classes)}")
+    if any(node.execution for node in graph.steps):
+        out.append(f"from {table['execution_variables']} import ExecutionVariables")
     cached = {node.name: node.settings["cache"].value for node in graph.steps if "cache" in node.settings}
     if any(node.order_only for node in graph.steps) or cached:
         out.append(f"from {table['step_outputs']} import get_step")
@@ -128,8 +135,8 @@ def module_source(registry: Registry, graph: PipelineGraph, sdk_major: int | Non
     out += ["", "", "# ---- the pipeline"]
     for node in graph.steps:
         handle = handles[node.name]
-        args = ", ".join(f"{handles[i.step]}[{i.name!r}]" if i.kind == "step" else f"{i.name}_param"
-                         for i in node.links)
+        args = ", ".join([f"{handles[i.step]}[{i.name!r}]" if i.kind == "step" else f"{i.name}_param"
+                          for i in node.links] + (EXECUTION_SOURCE if node.execution else []))
         out.append(f"{handle} = {names[node.name]}({args})")
         if node.order_only:  # --after: runs after these steps, with no data from them
             after = ", ".join(f"get_step({handles[d]})" for d in node.order_only)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 from pathlib import Path
 from typing import Any
 from collections.abc import Callable, Mapping, MutableMapping
@@ -135,7 +136,8 @@ class Workspace:
         values = coerce_overrides(graph.parameters, parameters or {})
         check_parameter_settings(graph, values)
         functions = build.step_functions(graph, self.namespace, self.captures)  # built once, for the runner too
-        keys = content.step_keys(graph, self.namespace, self.root, values)
+        # a fresh run identity: a step that reads jupyter_smstep.execution is never reused
+        keys = content.step_keys(graph, self.namespace, self.root, values, run=secrets.token_hex(8))
         step_cache = local.StepCache(Path(runs_dir or local.DEFAULT_RUNS_DIR).absolute()) if cache else None
         reused = self._cached_steps(graph, keys, step_cache, from_step) if step_cache else frozenset()
         plan = build.plan_for(graph, keys, reused)

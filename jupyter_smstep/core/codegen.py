@@ -16,7 +16,7 @@ import keyword
 import re
 from collections.abc import Iterable
 
-from jupyter_smstep.core.graph import PipelineGraph, StepNode
+from jupyter_smstep.core.graph import EXECUTION_ARGS, PipelineGraph, StepNode
 
 HEADER_LINE = 1  # line 1 of a %%step cell is the magic line; the body starts on line 2
 
@@ -32,11 +32,25 @@ def function_name(step: str, taken: Iterable[str] = ()) -> str:
     return ident
 
 
+def arguments(node: StepNode) -> list[str]:
+    """The step function's parameters: its links, then the execution's variables if it reads them."""
+    return [i.name for i in node.links] + (list(EXECUTION_ARGS) if node.execution else [])
+
+
+def prologue(node: StepNode) -> list[str]:
+    """The statements before the cell's code: its imports, and ``execution`` rebuilt from the arguments
+    (a plain namespace: the container has no jupyter_smstep)."""
+    lines = [i.statement or "" for i in node.imports]
+    for inp in node.execution:
+        lines.append(f"{inp.name} = __import__('types').SimpleNamespace(id={EXECUTION_ARGS[0]}, "
+                     f"start_time={EXECUTION_ARGS[1]}, pipeline_name={EXECUTION_ARGS[2]})")
+    return lines
+
+
 def function_source(node: StepNode, fname: str) -> str:
     """Readable source of the step function (used by export)."""
-    args = ", ".join(i.name for i in node.links)
-    lines = [f"def {fname}({args}):"]
-    lines += [f"    {i.statement}" for i in node.imports]
+    lines = [f"def {fname}({', '.join(arguments(node))}):"]
+    lines += [f"    {line}" for line in prologue(node)]
     body = node.cell.source.rstrip("\n")
     lines += [("    " + line) if line.strip() else "" for line in body.splitlines()]
     lines.append("    " + return_statement(node))
@@ -58,18 +72,18 @@ def function_code(node: StepNode, fname: str, filename: str) -> ast.Module:
     """
     body = ast.parse(node.cell.source, filename=filename)
     ast.increment_lineno(body, HEADER_LINE)
-    prologue = ast.parse("\n".join(i.statement or "" for i in node.imports)).body
+    before = ast.parse("\n".join(prologue(node))).body
     last = max((getattr(n, "end_lineno", 0) or 0 for n in ast.walk(body)), default=HEADER_LINE) + 1
     epilogue = ast.parse(return_statement(node)).body
-    for stmt in prologue:
+    for stmt in before:
         _set_lines(stmt, HEADER_LINE)
     for stmt in epilogue:
         _set_lines(stmt, last)
     args = ast.arguments(
-        posonlyargs=[], args=[ast.arg(arg=i.name) for i in node.links], vararg=None, kwonlyargs=[],
+        posonlyargs=[], args=[ast.arg(arg=name) for name in arguments(node)], vararg=None, kwonlyargs=[],
         kw_defaults=[], kwarg=None, defaults=[],
     )
-    func = ast.FunctionDef(name=fname, args=args, body=prologue + body.body + epilogue, decorator_list=[],
+    func = ast.FunctionDef(name=fname, args=args, body=before + body.body + epilogue, decorator_list=[],
                            returns=None, type_comment=None, lineno=HEADER_LINE, col_offset=0)
     if hasattr(ast.FunctionDef, "type_params"):
         func.type_params = []  # type: ignore[attr-defined]  # Python 3.12+

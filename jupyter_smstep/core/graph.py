@@ -53,6 +53,10 @@ MISPLACED_FIX = {
               "function (its names come from earlier steps and the kernel)",
 }
 DEFAULT_PIPELINE_NAME = "notebook-pipeline"
+#: ``from jupyter_smstep import execution``: read in a step, it becomes the execution's variables
+EXECUTION_MODULE = "jupyter_smstep.execution"
+#: The step function's arguments for them (id, start time, pipeline name; see jupyter_smstep.execution)
+EXECUTION_ARGS = ("_smstep_execution_id", "_smstep_execution_start", "_smstep_pipeline_name")
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,8 @@ class Input:
             return {"step": self.step or ""}
         if self.kind == "parameter":
             return {"parameter": self.name}
+        if self.kind == "execution":
+            return {"execution": "id, start_time, pipeline_name of the pipeline execution"}
         return {"value": self.type_name or "object"}
 
 
@@ -101,6 +107,11 @@ class StepNode:
         """Inputs passed as function arguments (step outputs and parameters), in reading order."""
         links = (i for i in self.inputs.values() if i.kind in ("step", "parameter"))
         return sorted(links, key=lambda i: (i.line, i.name))
+
+    @property
+    def execution(self) -> list[Input]:
+        """``jupyter_smstep.execution`` as the step reads it (by its name in the notebook)."""
+        return [i for i in self.inputs.values() if i.kind == "execution"]
 
     @property
     def captured(self) -> list[Input]:
@@ -426,6 +437,12 @@ def _resolve_step(
     for line in analysis.star_imports:
         report.error("`from ... import *` in a step: the names it brings in cannot be known",
                      fix="import the names you use explicitly", step=name, line=line + 1)
+    for var, written in analysis.imports.items():
+        if "jupyter_smstep" in written:
+            report.error(f"`{written}` in a step: the step's container has no jupyter_smstep",
+                         fix=f"import it in an ordinary cell above (`{written}`); a step that reads "
+                             f"`{var}` gets the execution's values as arguments", step=name,
+                         line=(analysis.writes.get(var) or 0) + 1)
     for line, keyword in analysis.misplaced:
         report.error(f"`{keyword}` at the top level of a %%step cell: the cell is the step function's body, "
                      "and the step returns the variables later steps read",
@@ -476,6 +493,9 @@ def _resolve_step(
                 step=name, line=line + 1)
         elif var in namespace and var in BUILTINS and _is_builtin(var, namespace[var]):
             continue  # Python's own (IPython's `open`, `exit`, `quit` wrappers are the builtins in a job)
+        elif var in namespace and isinstance(namespace[var], types.ModuleType) and \
+                namespace[var].__name__ == EXECUTION_MODULE:
+            inputs[var] = Input(var, "execution", line)
         elif var in namespace:
             value = namespace[var]
             statement = import_statement(var, value)

@@ -66,12 +66,14 @@ def digest_json(value: Any) -> str:
 
 def step_keys(graph: PipelineGraph, captures: Mapping[str, str], *, parameters: Mapping[str, Any] | None = None,
               runtime: Mapping[str, str] | None = None, root: Path | None = None,
-              extra: Mapping[str, Mapping[str, str]] | None = None) -> dict[str, StepKey]:
+              extra: Mapping[str, Mapping[str, str]] | None = None, run: str | None = None) -> dict[str, StepKey]:
     """Every step's key, in graph order (an upstream step's key is known before its readers').
 
     ``captures`` maps each captured name to its digest; ``parameters`` overrides the declared
     defaults (a run's ``-p`` values); ``root`` is the notebook's folder (relative file options);
-    ``extra`` adds parts per step (``local-sources``: the modules beside the notebook).
+    ``extra`` adds parts per step (``local-sources``: the modules beside the notebook); ``run`` names
+    the run a step that reads ``jupyter_smstep.execution`` is keyed for (its result is that run's: a
+    local run passes a fresh one, so such a step and those after it are never reused).
     """
     values = {**graph.parameters, **(parameters or {})}
     runtime_part = digest_json(dict(runtime or {}))
@@ -98,6 +100,8 @@ def step_keys(graph: PipelineGraph, captures: Mapping[str, str], *, parameters: 
                 parts[f"parameter:{inp.name}"] = digest_json(values.get(inp.name))
         for upstream in node.depends_on:
             parts[f"upstream:{upstream}"] = keys[upstream].key if upstream in keys else "missing"
+        if node.execution:
+            parts["execution"] = run or "each execution"
         if node.guard is not None:
             parts["when"] = digest_json(graph.condition(node.guard).to_json())
         parts["runtime"] = runtime_part
@@ -152,6 +156,7 @@ def changes(before: Mapping[str, str] | None, after: StepKey) -> list[str]:
                 "imports": "the version of an imported package",
                 "dependencies": "the pinned packages (--dependencies auto)",
                 "when": "the --when condition around it",
+                "execution": "the pipeline execution it reads (a new one each run)",
                 "capture": f"captured value {name!r}", "setting": f"setting {name}",
                 "file": f"the file of {name}", "parameter": f"parameter {name}",
                 "upstream": f"upstream step {name}", "data": f"the local file {name}"}.get(kind, part)

@@ -12,7 +12,7 @@ from typing import Literal, get_args
 Severity = Literal["error", "warning"]
 
 #: Where one input of a step comes from.
-InputKind = Literal["step", "parameter", "value", "import"]
+InputKind = Literal["step", "parameter", "value", "import", "execution"]
 
 #: A step's state, locally and on SageMaker (``remote.monitor`` maps the service's statuses onto these).
 StepState = Literal["pending", "running", "succeeded", "failed", "skipped", "stopped"]

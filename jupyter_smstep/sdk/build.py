@@ -105,6 +105,9 @@ def assemble(graph: PipelineGraph, functions: Mapping[str, Callable[..., Any]], 
     returns: dict[str, Any] = {}
     for node in graph.steps:
         args = [returns[i.step][i.name] if i.kind == "step" else params[i.name] for i in node.links]
+        if node.execution:  # jupyter_smstep.execution: the SDK resolves these when the step starts
+            variables = sdk.ExecutionVariables
+            args += [variables.PIPELINE_EXECUTION_ID, variables.START_DATETIME, variables.PIPELINE_NAME]
         kwargs = stepargs.to_sdk(stepargs.step_arguments(node, root), sdk, params)
         if kwargs.get("dependencies") == requirements.AUTO:
             if not dependency_files or node.name not in dependency_files:

@@ -47,6 +47,7 @@ MODULES: dict[int, dict[str, str]] = {
         "fail_step": "sagemaker.workflow.fail_step",
         "functions": "sagemaker.workflow.functions",
         "triggers": "sagemaker.workflow.triggers",
+        "execution_variables": "sagemaker.workflow.execution_variables",
     },
     3: {
         "function_step": "sagemaker.mlops.workflow.function_step",
@@ -67,6 +68,7 @@ MODULES: dict[int, dict[str, str]] = {
         "fail_step": "sagemaker.mlops.workflow.fail_step",
         "functions": "sagemaker.core.workflow.functions",
         "triggers": "sagemaker.mlops.workflow.triggers",
+        "execution_variables": "sagemaker.core.workflow.execution_variables",
     },
 }
 
@@ -105,6 +107,7 @@ class Sdk:
     FailStep: Any
     Join: Any
     PipelineSchedule: Any
+    ExecutionVariables: Any
     conditions: ModuleType  # ConditionEquals, ConditionGreaterThan, ... ConditionIn, ConditionNot, ConditionOr
     remote_function: ModuleType
     invoke_function_module: str  # run as ``python -m <this>`` inside the container
@@ -174,6 +177,7 @@ def load() -> Sdk:
         FailStep=mod["fail_step"].FailStep,
         Join=mod["functions"].Join,
         PipelineSchedule=mod["triggers"].PipelineSchedule,
+        ExecutionVariables=mod["execution_variables"].ExecutionVariables,
         conditions=mod["conditions"],
         remote_function=mod["remote_function"],
         invoke_function_module=f"{table['remote_function']}.invoke_function",

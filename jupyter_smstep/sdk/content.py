@@ -135,7 +135,7 @@ def runtime() -> dict[str, str]:
 
 
 def step_keys(graph: PipelineGraph, namespace: Mapping[str, Any], root: Path | None = None,
-              parameters: Mapping[str, Any] | None = None) -> dict[str, keys_mod.StepKey]:
+              parameters: Mapping[str, Any] | None = None, run: str | None = None) -> dict[str, keys_mod.StepKey]:
     """Every step's content key, its captured values hashed now.
 
     A step that imports a module from the notebook's folder (``helpers.py`` beside it), or every step
@@ -162,7 +162,7 @@ def step_keys(graph: PipelineGraph, namespace: Mapping[str, Any], root: Path | N
             sources = sources or local_sources_digest(root)
             extra["local-sources"] = sources
     return keys_mod.step_keys(graph, capture_digests(graph, namespace), parameters=parameters,
-                              runtime=runtime(), root=root, extra=local)
+                              runtime=runtime(), root=root, extra=local, run=run)
 
 
 def _is_local(value: Any, root: Path) -> bool:
