@@ -12,6 +12,8 @@ kernel long after the run (``%pipeline pull``).
 from __future__ import annotations
 
 import json
+import os
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -117,6 +119,7 @@ class RunResult:
     started: float | None = None
     ended: float | None = None
     sdk_version: str | None = None
+    interrupted: str | None = None  # why the run ended without recording its end (its process died)
 
     @property
     def duration(self) -> float | None:
@@ -231,6 +234,7 @@ class RunResult:
             "duration": None if self.duration is None else round(self.duration, 3),
             "parameters": self.parameters,
             "steps": steps,
+            **({"interrupted": self.interrupted} if self.interrupted else {}),
         }
 
     def _step(self, step: str) -> StepResult:
@@ -288,13 +292,75 @@ def load_payload(run_dir: Path, uri: str) -> Any:
 # ======================================================================================
 # Reopening runs
 # ======================================================================================
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` to ``path`` whole or not at all (a reader never sees half a file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=1, default=str))
+    os.replace(tmp, path)
+
+
+def owner() -> dict[str, Any]:
+    """Who is running a run: recorded in its run.json, so a later reader can tell a live run from a dead one."""
+    return {"pid": os.getpid(), "host": socket.gethostname(), "since": _process_start(os.getpid())}
+
+
+def _process_start(pid: int) -> str | None:
+    """The process's start time in clock ticks since boot (Linux), telling a reused pid from its first owner."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _owner_gone(info: dict[str, Any]) -> str | None:
+    """Why the process that ran an unfinished run is gone, or None (alive, on another host, or unknown)."""
+    who = info.get("owner") or {}
+    pid = who.get("pid")
+    if not isinstance(pid, int) or who.get("host") != socket.gethostname():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return f"its process (pid {pid}) is gone: it was killed or crashed before recording the end"
+    except PermissionError:
+        pass
+    since = who.get("since")
+    if since is not None and _process_start(pid) not in (None, since):
+        return f"its process (pid {pid}) is gone (the pid now belongs to another process)"
+    return None
+
+
+def _mark_dead(run_dir: Path, info: dict[str, Any], why: str) -> dict[str, Any]:
+    """Record the end of a run whose owner died: steps not finished are ``stopped``; the next reader sees it."""
+    last = info.get("started") or time.time()
+    events = run_dir / "events.jsonl"
+    if events.is_file():
+        for line in events.read_text().splitlines():
+            try:
+                last = max(last, float(json.loads(line).get("time") or 0))
+            except (ValueError, AttributeError):
+                continue
+    for name in info.get("steps", []):
+        path = run_dir / "steps" / name / "step.json"
+        if not path.is_file():
+            write_json(path, StepResult(name=name, state="stopped", summary=f"stopped: the run ended early ({why})",
+                                        error=why).to_json())
+    info.update(ended=last, succeeded=False, interrupted=why)
+    write_json(run_dir / "run.json", info)
+    return info
+
+
 def load_run(run_dir: str | Path) -> RunResult:
-    """Reopen a finished run from its folder (``runs_dir/<run_id>``)."""
+    """Reopen a run from its folder (``runs_dir/<run_id>``). A run whose process died without recording its
+    end (SIGKILL, a crash) is marked here, once: its unfinished steps ``stopped``, the run failed."""
     run_dir = Path(run_dir)
     info_path = run_dir / "run.json"
     if not info_path.is_file():
         raise SmstepError(Problem(f"{run_dir} is not a local run folder (no run.json)"))
     info = json.loads(info_path.read_text())
+    if info.get("ended") is None and (why := _owner_gone(info)) is not None:
+        info = _mark_dead(run_dir, info, why)
     definition_path = run_dir / "definition.json"
     definition = json.loads(definition_path.read_text()) if definition_path.is_file() else {}
     steps: dict[str, StepResult] = {}
@@ -318,6 +384,7 @@ def load_run(run_dir: str | Path) -> RunResult:
         started=info.get("started"),
         ended=info.get("ended"),
         sdk_version=info.get("sdk_version"),
+        interrupted=info.get("interrupted"),
     )
 
 

@@ -56,7 +56,7 @@ from jupyter_smstep.local.cache import Entry, StepCache
 from jupyter_smstep.local.definition import parse_steps, resolve_parameters
 from jupyter_smstep.local.container import cores
 from jupyter_smstep.local.scheduler import RETRYABLE_FAILURES, TERMINATION_GRACE_SECONDS, Emitter, Execution
-from jupyter_smstep.local.results import DEFAULT_RUNS_DIR, RunResult, StepEvent, load_run
+from jupyter_smstep.local.results import DEFAULT_RUNS_DIR, RunResult, StepEvent, load_run, owner, write_json
 from jupyter_smstep.local.s3.server import DUMMY_CREDENTIALS, LocalS3
 from jupyter_smstep.local.worker import return_worker, take_worker
 
@@ -121,8 +121,8 @@ def run_pipeline(
     started = time.time()
     sdk_version = _sdk.installed_version()
     info: dict[str, Any] = {"run_id": run_id, "started": started, "sdk_version": sdk_version,
-                            "python": sys.version.split()[0], "steps": [], "succeeded": False}
-    _write_json(run_dir / "run.json", info)
+                            "python": sys.version.split()[0], "steps": [], "succeeded": False, "owner": owner()}
+    write_json(run_dir / "run.json", info)
     executor: Execution | None = None
     timings: dict[str, float] = {}
     info["timings"] = timings
@@ -149,12 +149,12 @@ def run_pipeline(
         else:
             definition, pipeline_name = _build_definition(build, s3)
             lap("build_definition")
-        _write_json(run_dir / "definition.json", definition)
+        write_json(run_dir / "definition.json", definition)
         steps = parse_steps(definition)
         values = resolve_parameters(definition, parameters)
         info.update(pipeline=pipeline_name, steps=list(steps), parameters=values,
                     endpoint_url=s3.endpoint_url, bucket=s3.bucket, region=s3.region)
-        _write_json(run_dir / "run.json", info)
+        write_json(run_dir / "run.json", info)
         executor = Execution(
             run_id=run_id, run_dir=run_dir, pipeline_name=pipeline_name, steps=steps,
             parameters=values, s3=s3, worker=worker, emit=emit,
@@ -179,8 +179,8 @@ def run_pipeline(
             if executor is not None:
                 info["succeeded"] = executor.succeeded()
                 for result in executor.results.values():
-                    _write_json(run_dir / "steps" / result.name / "step.json", result.to_json())
-            _write_json(run_dir / "run.json", info)
+                    write_json(run_dir / "steps" / result.name / "step.json", result.to_json())
+            write_json(run_dir / "run.json", info)
             if executor is not None and executor.worker is not worker:  # replaced after a crash
                 worker.close(timeout=2)
                 worker = executor.worker
@@ -197,13 +197,6 @@ def run_pipeline(
 
 def _new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(3)
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    os.replace(tmp, path)
 
 
 def _run_summary(result: RunResult) -> str:

@@ -29,7 +29,7 @@ from jupyter_smstep.errors import SmstepError
 from jupyter_smstep.local import cache as cache_mod, container as containers, diagnostics, retries
 from jupyter_smstep.local.container import Container
 from jupyter_smstep.local.definition import Resolver, StepSpec, container_option, evaluate_condition, to_text
-from jupyter_smstep.local.results import StepEvent, StepResult
+from jupyter_smstep.local.results import StepEvent, StepResult, write_json
 from jupyter_smstep.local.s3 import LOCAL_ACCOUNT, LocalS3
 from jupyter_smstep.local.worker import WarmWorker, worker_args, worker_log_path
 
@@ -432,6 +432,10 @@ class Execution:
                                  f"could not start the step's process: {message.get('error')}", None, time.time())
         elif op == "exited":
             attempt.rusage = message.get("rusage") or {}
+            if message.get("escaped"):
+                self._warn(st, f"{message['escaped']} process(es) the step started (in a new session) were still "
+                           "running when it ended: stopped, as SageMaker stops everything when a job's container "
+                           "ends")
             self._attempt_exited(st, message["returncode"], message["time"])
 
     def _state_for(self, command_id: str | None) -> _StepState | None:
@@ -572,6 +576,9 @@ class Execution:
     def _event(self, st: _StepState, state: StepState, *, kind: EventKind = "state", attempt: int = 0,
                duration: float | None = None, message: str | None = None, error: str | None = None,
                info: dict | None = None) -> None:
+        if kind == "state" and state in ("succeeded", "failed", "skipped"):
+            # recorded as the step ends: a run killed later (SIGKILL) keeps what it finished
+            write_json(self.run_dir / "steps" / st.spec.name / "step.json", st.result.to_json())
         self.emit(StepEvent(run_id=self.run_id, step=st.spec.name, state=state, kind=kind,
                             attempt=attempt, duration=duration, message=message, error=error, info=info or {}))
 
