@@ -188,6 +188,42 @@ def _kill_group(pid: int) -> None:
             pass
 
 
+#: Set in every step process, and so inherited by whatever it starts (``start_new_session`` included):
+#: the step's processes are found by it when the step ends (the cookie Jenkins' ProcessTreeKiller uses).
+STEP_COOKIE = "SMSTEP_STEP"
+
+
+def _kill_escaped(command_id: str) -> int:
+    """SIGKILL every process still carrying this step's cookie (Linux: /proc); how many were killed."""
+    marker = f"{STEP_COOKIE}={command_id}".encode() + b"\0"
+    killed = 0
+    for _ in range(5):  # a process may fork while we look
+        found = []
+        try:
+            entries = os.listdir("/proc")
+        except OSError:
+            return killed  # no /proc (macOS): a process group is all that is known
+        for entry in entries:
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            try:
+                with open(f"/proc/{entry}/environ", "rb") as f:
+                    if b"\0" + marker in b"\0" + f.read() + b"\0":
+                        found.append(int(entry))
+            except OSError:
+                continue
+        if not found:
+            return killed
+        for pid in found:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+            except OSError:
+                pass
+        time.sleep(0.01)
+    return killed
+
+
 def _reap(reply) -> None:
     while _children:
         try:
@@ -200,11 +236,12 @@ def _reap(reply) -> None:
         command_id = _children.pop(pid, None)
         if command_id is None:
             continue
+        escaped = _kill_escaped(command_id)  # a daemon (new session) ends with its step, as in a container
         returncode = os.waitstatus_to_exitcode(status)
         # The child's own use plus its waited-for descendants' (the kernel folds those in), measured at exit.
         peak = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)  # bytes on macOS, KiB on Linux
         reply({"op": "exited", "id": command_id, "pid": pid, "returncode": returncode, "time": time.time(),
-               "rusage": {"cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_bytes": peak}})
+               "rusage": {"cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_bytes": peak}, "escaped": escaped})
 
 
 def _spawn(command: dict, invoke, errors, reply, worker_fds: list[int]) -> None:
@@ -253,6 +290,7 @@ def _run_step(command: dict, invoke, errors, worker_fds: list[int]) -> int:
     os.chdir(cwd)
     os.environ.clear()
     os.environ.update(command["env"])
+    os.environ[STEP_COOKIE] = command["id"]
     sys.path.insert(0, cwd)  # what ``python -m`` does in the job's working directory
     sys.argv = [getattr(invoke, "__file__", invoke.__name__)] + list(command["argv"])
 

@@ -6,6 +6,7 @@ subprocess where the process' own exit code is the point) for the command line.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -452,6 +453,67 @@ def test_a_run_stopped_from_outside_records_its_end_and_leaves_nothing_running(t
         time.sleep(0.1)
     else:
         pytest.fail(f"the step's subprocess {child} outlived the run")
+
+
+def _gone(pid: int, seconds: float = 5.0) -> bool:
+    """Whether process ``pid`` has ended (or is a zombie nobody reaped yet) within ``seconds``."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return True
+        if state == "Z":
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="escaped processes are found through /proc")
+def test_a_killed_run_is_marked_by_the_next_reader_and_keeps_what_it_finished(tmp_path):
+    """SIGKILL leaves no chance to record the end: the next command that reads the folder sees the dead owner
+    and marks the run; the steps that finished before keep their records; the step's daemon is gone."""
+    import signal
+    import time
+
+    from jupyter_smstep import local
+
+    pid_file = tmp_path / "daemon.pid"
+    path = notebook(tmp_path, f"PID_FILE = {str(pid_file)!r}", "%%step first\nx = 41",
+                    "%%step slow\nimport subprocess, time\n"
+                    "daemon = subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
+                    "open(PID_FILE, 'w').write(str(daemon.pid))\ntime.sleep(300)\ny = x + 1")
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen([sys.executable, "-m", "jupyter_smstep.cli", "run", str(path), "--runs-dir", str(runs)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not pid_file.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert pid_file.exists(), proc.communicate(timeout=10)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=60)
+    (run_dir,) = local.list_runs(runs)
+    assert "ended" not in json.loads((run_dir / "run.json").read_text())
+    result = local.load_run(run_dir)
+    assert result.interrupted and f"pid {proc.pid}" in result.interrupted and not result.succeeded
+    assert result.steps["first"].state == "succeeded" and result.outputs("first") == {"x": 41}
+    assert result.steps["slow"].state == "stopped" and "the run ended early" in result.steps["slow"].summary
+    info = json.loads((run_dir / "run.json").read_text())  # marked once, for every later reader
+    assert info["ended"] and info["interrupted"] == result.interrupted
+    assert _gone(int(pid_file.read_text())), "the step's daemon outlived the run"
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="escaped processes are found through /proc")
+def test_a_daemon_a_step_starts_ends_with_the_step(shell, tmp_path):
+    shell.configure(name="daemon")
+    shell.run("%%step --defer spawn\nimport subprocess\n"
+              "pid = subprocess.Popen(['sleep', '300'], start_new_session=True).pid")
+    result, _ = shell.run_local(tmp_path / "runs")
+    assert result.succeeded
+    assert _gone(result.outputs("spawn")["pid"])
+    assert any("were still running when it ended: stopped" in w for w in result.steps["spawn"].warnings)
 
 
 def test_a_secret_looking_environment_value_is_a_warning_and_masked_in_every_view(shell, capsys):
