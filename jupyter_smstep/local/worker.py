@@ -17,9 +17,11 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from jupyter_smstep.sdk.compat import modules
+from jupyter_smstep.folders import cache_dir
 from jupyter_smstep.errors import Problem, SmstepError
 
 
@@ -140,9 +142,34 @@ _idle_workers: dict[tuple, WarmWorker] = {}
 _idle_lock = threading.Lock()
 
 
+#: A worker log older than this whose runner is gone is removed when a new worker starts.
+STALE_LOG_SECONDS = 24 * 60 * 60
+
+
 def worker_log_path() -> Path:
-    """The worker's own output (its import errors); removed when it exits cleanly."""
-    return Path(tempfile.gettempdir(), f"smstep-worker-{os.getpid()}-{secrets.token_hex(3)}.log")
+    """The worker's own output (its import errors), in the user's cache folder (``workers/``); removed
+    when the worker exits cleanly, and, when it did not, by a later start once a day old."""
+    folder = cache_dir() / "workers"
+    folder.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for old in folder.glob("smstep-worker-*.log"):
+        try:
+            pid = int(old.name.split("-")[2])
+            if now - old.stat().st_mtime > STALE_LOG_SECONDS and not _alive(pid):
+                old.unlink()
+        except (ValueError, IndexError, OSError):
+            continue
+    return folder / f"smstep-worker-{os.getpid()}-{secrets.token_hex(3)}.log"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def take_worker() -> WarmWorker:

@@ -19,19 +19,11 @@ from typing import Any
 from collections.abc import Iterable
 
 from jupyter_smstep.core.cost import Prices
+from jupyter_smstep.folders import cache_dir
 
 CACHE_SECONDS = 24 * 60 * 60
 #: The Price List API answers in these regions only; its prices cover every region.
 API_REGION = "us-east-1"
-
-
-def cache_dir() -> Path:
-    override = os.environ.get("SMSTEP_CACHE_DIR")
-    if override:
-        return Path(override)
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("jupyter_smstep"))
 
 
 def fetch(region: str, instance_types: Iterable[str], client: Any = None) -> tuple[Prices | None, str]:

@@ -599,3 +599,22 @@ def test_local_s3_endpoint(tmp_path):
         assert "other" in [b["Name"] for b in c.list_buckets()["Buckets"]]
     # the data outlives the endpoint: it was written as files
     assert (tmp_path / "data" / "smstep-local" / "big" / "x y.bin").read_bytes() == big
+
+
+def test_worker_logs_live_in_the_cache_folder_and_stale_ones_are_removed(tmp_path, monkeypatch):
+    from jupyter_smstep.local import worker
+
+    monkeypatch.setenv("SMSTEP_CACHE_DIR", str(tmp_path / "cache"))
+    folder = tmp_path / "cache" / "workers"
+    folder.mkdir(parents=True)
+    stale, recent = folder / "smstep-worker-999999999-abcdef.log", folder / "smstep-worker-999999998-abcdef.log"
+    mine = folder / f"smstep-worker-{os.getpid()}-abcdef.log"
+    for path in (stale, recent, mine):
+        path.write_text("import error\n")
+    old = time.time() - 2 * worker.STALE_LOG_SECONDS
+    os.utime(stale, (old, old))
+    os.utime(mine, (old, old))
+    path = worker.worker_log_path()
+    assert path.parent == folder and path.name.startswith(f"smstep-worker-{os.getpid()}-")
+    assert not stale.exists()  # a day old, its runner gone
+    assert recent.exists() and mine.exists()  # too recent to judge; its runner (this process) alive
