@@ -104,7 +104,7 @@ def module_source(registry: Registry, graph: PipelineGraph, sdk_major: int | Non
         by_module.setdefault(table[homes[cls]], []).append(cls)
     for module, classes in by_module.items():
         out.append(f"from {module} import {', '.join(classes)}")
-    if any(node.execution for node in graph.steps):
+    if any(node.needs_execution for node in graph.steps):
         out.append(f"from {table['execution_variables']} import ExecutionVariables")
     cached = {node.name: node.settings["cache"].value for node in graph.steps if "cache" in node.settings}
     if any(node.order_only for node in graph.steps) or cached:
@@ -127,6 +127,11 @@ def module_source(registry: Registry, graph: PipelineGraph, sdk_major: int | Non
                 "    to_request = function_step.to_request",
                 "    config = CacheConfig(enable_caching=True, expire_after=expire_after).config",
                 "    function_step.to_request = lambda: {**to_request(), **config}"]
+    if any(node.saves for node in graph.steps):
+        from jupyter_smstep.sdk.build import saving_source
+
+        body = saving_source().split('"""', 2)[2]  # without its module docstring
+        out += ["", "", "# ---- --save: writes a step's value to S3 at its end", body.strip("\n")]
     out += ["", "", "# ---- steps"]
     for node in graph.steps:
         keywords = [f"{k}={stepargs.to_source(v)}" for k, v in specs[node.name].items()]
@@ -136,7 +141,7 @@ def module_source(registry: Registry, graph: PipelineGraph, sdk_major: int | Non
     for node in graph.steps:
         handle = handles[node.name]
         args = ", ".join([f"{handles[i.step]}[{i.name!r}]" if i.kind == "step" else f"{i.name}_param"
-                          for i in node.links] + (EXECUTION_SOURCE if node.execution else []))
+                          for i in node.links] + (EXECUTION_SOURCE if node.needs_execution else []))
         out.append(f"{handle} = {names[node.name]}({args})")
         if node.order_only:  # --after: runs after these steps, with no data from them
             after = ", ".join(f"get_step({handles[d]})" for d in node.order_only)

@@ -47,6 +47,8 @@ def text_summary(graph: PipelineGraph) -> str:
             lines.append(f"  in   {inp.name:<16} {where}  (line {inp.line + 1})")
         for out in node.outputs:
             lines.append(f"  out  {out}")
+        for save in node.saves:
+            lines.append(f"  save {save.name} → {save.uri}" + ("" if save.format else "  (format by type)"))
         width = max((len(k) for k in node.settings), default=0)
         for key, r in node.settings.items():
             lines.append(f"  set  {key:<{width}}  {shown(key, r.value)!r}  [{r.source}]")
@@ -178,7 +180,13 @@ def results_table(doc: dict) -> str:
         state = "cached" if step.get("cached") else step.get("state", "?")
         used = f"  [{resources_line(step['resources'])}]" if step.get("resources") else ""
         lines.append(f"{name:<{width}}  {state:<9} {took}  {shown}{used}".rstrip())
-    return "\n".join(lines)
+    return "\n".join(lines + saved_lines(doc))
+
+
+def saved_lines(doc: dict) -> list[str]:
+    """One line per object a run's ``--save`` values wrote: its URI and its file in the run's S3."""
+    return [f"saved {step}.{item['name']} → {item['uri']}  ({item['path']})"
+            for step, saved in (doc.get("saved") or {}).items() for item in saved]
 
 
 def _one_line(value: object, limit: int = 60) -> str:

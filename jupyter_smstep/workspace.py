@@ -153,6 +153,10 @@ class Workspace:
                                   "pipeline_key": pipeline_key(graph, keys, settings_mod.load_sdk_config())}
         if runs_dir is not None:
             kwargs["runs_dir"] = runs_dir
+        saves = {n.name: [s.to_json() for s in n.saves] for n in graph.steps if n.saves}
+        if saves:  # the buckets they write to exist in the run's S3, and the run lists what they wrote
+            kwargs["buckets"] = sorted({s.uri[len("s3://"):].split("/", 1)[0] for n in graph.steps for s in n.saves})
+            kwargs["saves"] = saves
         self.last_run = local.run_pipeline(assemble, **kwargs)
         return self.last_run
 

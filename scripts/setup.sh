@@ -40,7 +40,7 @@ if [ "$what" = all ]; then
     "$PY" -m venv .venv-v2
   fi
   .venv-v2/bin/pip install -q -U pip
-  .venv-v2/bin/pip install -q "sagemaker>=2.245,<3" -e . pytest pytest-timeout nbval \
+  .venv-v2/bin/pip install -q "sagemaker>=2.245,<3" -e . pytest pytest-timeout nbval pyarrow joblib \
       "moto[server,s3,sagemaker,iam,sts,logs]>=5.2" 2>&1 | grep -v "^WARNING: Location" || true
   .venv-v2/bin/python -c "import jupyter_smstep, sagemaker; assert sagemaker.__version__.startswith('2.')"
 fi

@@ -33,8 +33,8 @@ def function_name(step: str, taken: Iterable[str] = ()) -> str:
 
 
 def arguments(node: StepNode) -> list[str]:
-    """The step function's parameters: its links, then the execution's variables if it reads them."""
-    return [i.name for i in node.links] + (list(EXECUTION_ARGS) if node.execution else [])
+    """The step function's parameters: its links, then the execution's variables if it needs them."""
+    return [i.name for i in node.links] + (list(EXECUTION_ARGS) if node.needs_execution else [])
 
 
 def prologue(node: StepNode) -> list[str]:
@@ -53,8 +53,19 @@ def function_source(node: StepNode, fname: str) -> str:
     lines += [f"    {line}" for line in prologue(node)]
     body = node.cell.source.rstrip("\n")
     lines += [("    " + line) if line.strip() else "" for line in body.splitlines()]
-    lines.append("    " + return_statement(node))
+    lines += ["    " + line for line in epilogue(node)]
     return "\n".join(lines) + "\n"
+
+
+#: The function each --save calls at the end of the step (its source: jupyter_smstep/sdk/saving.py)
+SAVE_FUNCTION = "_smstep_save"
+
+
+def epilogue(node: StepNode) -> list[str]:
+    """The statements after the cell's code: each ``--save``, then the return."""
+    lines = [f"{SAVE_FUNCTION}({s.name!r}, {s.name}, {s.uri!r}, {s.format!r}"
+             + (f", {EXECUTION_ARGS[0]})" if s.per_execution else ")") for s in node.saves]
+    return lines + [return_statement(node)]
 
 
 def return_statement(node: StepNode) -> str:
@@ -74,16 +85,16 @@ def function_code(node: StepNode, fname: str, filename: str) -> ast.Module:
     ast.increment_lineno(body, HEADER_LINE)
     before = ast.parse("\n".join(prologue(node))).body
     last = max((getattr(n, "end_lineno", 0) or 0 for n in ast.walk(body)), default=HEADER_LINE) + 1
-    epilogue = ast.parse(return_statement(node)).body
+    after = ast.parse("\n".join(epilogue(node))).body
     for stmt in before:
         _set_lines(stmt, HEADER_LINE)
-    for stmt in epilogue:
+    for stmt in after:
         _set_lines(stmt, last)
     args = ast.arguments(
         posonlyargs=[], args=[ast.arg(arg=name) for name in arguments(node)], vararg=None, kwonlyargs=[],
         kw_defaults=[], kwarg=None, defaults=[],
     )
-    func = ast.FunctionDef(name=fname, args=args, body=before + body.body + epilogue, decorator_list=[],
+    func = ast.FunctionDef(name=fname, args=args, body=before + body.body + after, decorator_list=[],
                            returns=None, type_comment=None, lineno=HEADER_LINE, col_offset=0)
     if hasattr(ast.FunctionDef, "type_params"):
         func.type_params = []  # type: ignore[attr-defined]  # Python 3.12+

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Iterable, Mapping
 
-from jupyter_smstep.core import conditions as cond_mod, settings as settings_mod
+from jupyter_smstep.core import conditions as cond_mod, saves as saves_mod, settings as settings_mod
 from jupyter_smstep.core.analysis import FunctionInfo, mutated_through_calls
 from jupyter_smstep.errors import Report, SmstepError
 from jupyter_smstep.core.registry import Cell, Registry
@@ -95,6 +95,8 @@ class StepNode:
     hidden_changes: dict[str, int] = field(default_factory=dict)
     #: The ConditionStep whose if branch holds this step (its own --when, or an upstream step's)
     guard: str | None = None
+    #: --save: values written to S3 at the end of the step
+    saves: list[saves_mod.Save] = field(default_factory=list)
 
     @property
     def order_only(self) -> list[str]:
@@ -116,6 +118,17 @@ class StepNode:
     @property
     def captured(self) -> list[Input]:
         return [i for i in self.inputs.values() if i.kind == "value"]
+
+    @property
+    def per_run(self) -> bool:
+        """Whether what the step does depends on the run: it reads the execution, or writes to S3."""
+        return bool(self.execution or self.saves)
+
+    @property
+    def needs_execution(self) -> bool:
+        """Whether the step function takes the execution's variables (it reads them, or saves to a URI
+        with {execution_id})."""
+        return bool(self.execution) or any(s.per_execution for s in self.saves)
 
     @property
     def imports(self) -> list[Input]:
@@ -161,6 +174,7 @@ class PipelineGraph:
                     **({"key": self.keys[s.name].key} if s.name in self.keys else {}),
                     **({"dependencies": self.dependencies[s.name]} if s.name in self.dependencies else {}),
                     **_guard_json(self, s),
+                    **({"saves": [v.to_json() for v in s.saves]} if s.saves else {}),
                 }
                 for s in self.steps
             ],
@@ -363,6 +377,8 @@ def build_graph(
                               in_studio=in_studio, root=root)
     settings_mod.validate_pipeline({n.name: settings_mod.with_parameter_values(n.settings, registry.parameters)
                                     for n in nodes}, report, in_studio=in_studio)
+    for node in nodes:
+        _resolve_saves(node, name, registry.save_root, report)
     for node in nodes:
         for literal, line, path in local_file_reads(node, root):
             where = ("a local run finds it on this machine" if Path(literal).expanduser().is_absolute() else
@@ -907,3 +923,27 @@ def check_parameter_settings(graph: PipelineGraph, values: Mapping[str, Any]) ->
                                   in_studio=True)
             report.problems += [p for p in found.errors if any(f"parameter {name})" in p.message for name in bound)]
     report.raise_if_errors()
+
+
+def _resolve_saves(node: StepNode, pipeline: str, root: str | None, report: Report) -> None:
+    """The step's ``--save`` values, each checked (an error on the %%step line, before anything runs)."""
+    spec = node.cell.step
+    assert spec is not None
+    bound = _candidate_outputs(node.cell, node)
+    seen: dict[str, str] = {}
+    for name, uri in spec.saves:
+        try:
+            save = saves_mod.resolve(name, uri, pipeline=pipeline, step=node.name, root=root, bound=bound)
+        except saves_mod.SaveError as exc:
+            report.error(exc.message, fix=exc.fix, step=node.name, line=1)
+            continue
+        if save.uri in seen:
+            report.error(f"--save {name} and --save {seen[save.uri]} write the same object {save.uri}",
+                         fix="give each its own URI", step=node.name, line=1)
+            continue
+        seen[save.uri] = name
+        node.saves.append(save)
+    if "cache" in node.settings and any(s.per_execution for s in node.saves):
+        report.warn("--cache with a --save URI that has {execution_id}: when SageMaker reuses the step's earlier "
+                    "result it runs nothing, so this execution's object is never written",
+                    fix="drop {execution_id} from the URI, or --cache from the step", step=node.name, line=1)

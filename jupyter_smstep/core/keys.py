@@ -100,8 +100,10 @@ def step_keys(graph: PipelineGraph, captures: Mapping[str, str], *, parameters: 
                 parts[f"parameter:{inp.name}"] = digest_json(values.get(inp.name))
         for upstream in node.depends_on:
             parts[f"upstream:{upstream}"] = keys[upstream].key if upstream in keys else "missing"
-        if node.execution:
+        if node.per_run:  # it reads the execution, or writes to S3: what it does is this run's
             parts["execution"] = run or "each execution"
+        if node.saves:
+            parts["saves"] = digest_json([s.to_json() for s in node.saves])
         if node.guard is not None:
             parts["when"] = digest_json(graph.condition(node.guard).to_json())
         parts["runtime"] = runtime_part
@@ -156,7 +158,8 @@ def changes(before: Mapping[str, str] | None, after: StepKey) -> list[str]:
                 "imports": "the version of an imported package",
                 "dependencies": "the pinned packages (--dependencies auto)",
                 "when": "the --when condition around it",
-                "execution": "the pipeline execution it reads (a new one each run)",
+                "execution": "the run (it reads the execution or writes to S3: it runs each time)",
+                "saves": "its --save values",
                 "capture": f"captured value {name!r}", "setting": f"setting {name}",
                 "file": f"the file of {name}", "parameter": f"parameter {name}",
                 "upstream": f"upstream step {name}", "data": f"the local file {name}"}.get(kind, part)

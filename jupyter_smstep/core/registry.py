@@ -31,6 +31,7 @@ class StepSpec:
     after: tuple[str, ...] = ()  # --after: steps this one runs after, with no data between them
     when: str | None = None  # --when EXPR: run only when it holds (core.conditions)
     else_fail: str | None = None  # --else-fail MESSAGE: otherwise fail the execution with it
+    saves: tuple[tuple[str, str | None], ...] = ()  # --save NAME[=S3URI] (core.saves)
 
 
 @dataclass
@@ -67,6 +68,7 @@ def analyse_source(source: str, step: str | None = None) -> tuple[CellAnalysis |
 class Registry:
     cells: list[Cell] = field(default_factory=list)
     name: str | None = None  # pipeline name (%pipeline config --name)
+    save_root: str | None = None  # %pipeline config --save-root: where `--save NAME` writes
     defaults: dict[str, Any] = field(default_factory=dict)  # %pipeline config options
     parameters: dict[str, Any] = field(default_factory=dict)  # name -> default value
     exports: set[str] = field(default_factory=set)  # names every producing step must return
@@ -176,8 +178,10 @@ class Registry:
         self.parameters[name] = value
         self.revision += 1
 
-    def set_defaults(self, options: dict[str, Any], name: str | None = None) -> None:
+    def set_defaults(self, options: dict[str, Any], name: str | None = None, save_root: str | None = None) -> None:
         self.defaults.update(options)
         if name:
             self.name = name
+        if save_root:
+            self.save_root = save_root
         self.revision += 1

@@ -156,12 +156,20 @@ def _names(values: Iterable[str]) -> list[str]:
 # =========================================================================== commands
 def _config_arguments(parser: CommandParser, cli: bool) -> None:
     parser.add_argument("--name", default=None, help="the pipeline's name")
+    parser.add_argument("--save-root", default=None, metavar="S3URI",
+                        help="where %%step --save NAME writes: S3URI/<pipeline>/<step>/NAME.<format>")
     options_mod.add_option_arguments(parser, per_step=False)
 
 
 def _config(ctx: Context, args: argparse.Namespace) -> int:
+    from jupyter_smstep.core import saves
+
     options = options_mod.convert(args, "%pipeline config", ctx.workspace.registry.parameters)
-    ctx.workspace.registry.set_defaults(options, name=args.name)
+    try:
+        root = saves.check_root(args.save_root) if args.save_root else None
+    except saves.SaveError as exc:
+        raise SmstepError(f"%pipeline config: {exc.message}", fix=exc.fix) from None
+    ctx.workspace.registry.set_defaults(options, name=args.name, save_root=root)
     return 0
 
 
@@ -269,13 +277,15 @@ def _run(ctx: Context, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_json(), indent=2, default=str), file=ctx.out)
     else:
-        from jupyter_smstep.text import results_table
+        from jupyter_smstep.text import results_table, saved_lines
 
         for step in result.steps.values():
             if step.error:
                 print(f"\nstep '{step.name}' failed:\n{step.error}", file=ctx.err)
         if ctx.cli:
             print(results_table(result.to_json()), file=ctx.out)
+        elif result.saved:  # the progress display showed the steps; where their --save values went
+            print("\n".join(saved_lines(result.to_json())), file=ctx.out)
         for suggestion in result.suggestions().values():
             print(("warning: " if suggestion.too_small else "") + suggestion.note, file=ctx.out)
         verdict = "succeeded" if result.succeeded else "FAILED"

@@ -35,6 +35,10 @@ def step_parser() -> CommandParser:
     parser.add_argument("--when", default=None, metavar="EXPR",
                         help="Run only when EXPR holds, e.g. \"evaluation['rmse'] < 5\" (outputs of earlier "
                              "steps, parameters, constants; < <= > >= == != in, not in, and, or, not).")
+    parser.add_argument("--save", action="append", default=[], metavar="NAME[=S3URI]",
+                        help="At the end of the step, write NAME's value to S3URI in the format its suffix names "
+                             "(.parquet .csv .json .npy .joblib .pkl .txt; {execution_id} {pipeline} {step}); "
+                             "NAME alone: under %%pipeline config --save-root (repeatable).")
     parser.add_argument("--else-fail", default=None, metavar="MESSAGE",
                         help="With --when: otherwise stop the execution with MESSAGE ({name} shows a value).")
     options_mod.add_option_arguments(parser, per_step=True)
@@ -74,6 +78,7 @@ class StepMagics(Magics):
             args = _STEP_PARSER.parse_line(line)
             options = options_mod.convert(args, "%%step", self.registry.parameters)
             _check_condition(args)
+            saves = _saves(args.save)
         except HelpShown:
             return
         except SmstepError as exc:
@@ -89,6 +94,7 @@ class StepMagics(Magics):
             after=tuple(dict.fromkeys(n for item in args.after for n in _names(item) or ())),
             when=args.when,
             else_fail=args.else_fail,
+            saves=saves,
         )
         recorded = self.registry.record_step(spec, cell, cell_id=cell_id)
         self.recorded_in_cell = name
@@ -112,6 +118,9 @@ class StepMagics(Magics):
             print(f"jupyter_smstep: step '{name}' changed {shown} in place when it ran (its code does not show "
                   f"it): now an output. For a headless build (smstep) to agree, add a cell: "
                   f"%pipeline outputs {' '.join(seen)}", file=sys.stderr)
+        if spec.saves and result.success:
+            print(f"jupyter_smstep: step '{name}' --save writes when the pipeline runs, not in the kernel: "
+                  "%pipeline run writes into the run's S3 (listed after the run), a submit to S3", file=sys.stderr)
         if not result.success:
             # The traceback is already shown; fail the cell too, so "Run All" stops here.
             error = result.error_in_exec or result.error_before_exec
@@ -231,4 +240,14 @@ def _check_condition(args: Any) -> None:
                                                 "does not hold", fix='add --when "EXPR"')
             conditions.parse_message(args.else_fail)
     except conditions.ConditionError as exc:
+        raise SmstepError(f"%%step: {exc.message}", fix=exc.fix) from None
+
+
+def _saves(values: list[str]) -> tuple[tuple[str, str | None], ...]:
+    """``--save NAME[=S3URI]`` values (what each URI holds is the graph's to check)."""
+    from jupyter_smstep.core import saves
+
+    try:
+        return tuple(saves.parse(v) for v in values)
+    except saves.SaveError as exc:
         raise SmstepError(f"%%step: {exc.message}", fix=exc.fix) from None

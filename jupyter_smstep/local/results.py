@@ -120,6 +120,8 @@ class RunResult:
     ended: float | None = None
     sdk_version: str | None = None
     interrupted: str | None = None  # why the run ended without recording its end (its process died)
+    #: step -> what its --save values wrote: [{"name", "uri", "path"}] (path: the object in this run's S3)
+    saved: dict[str, list[dict[str, str]]] = field(default_factory=dict)
 
     @property
     def duration(self) -> float | None:
@@ -235,6 +237,7 @@ class RunResult:
             "parameters": self.parameters,
             "steps": steps,
             **({"interrupted": self.interrupted} if self.interrupted else {}),
+            **({"saved": self.saved} if self.saved else {}),
         }
 
     def _step(self, step: str) -> StepResult:
@@ -351,6 +354,34 @@ def _mark_dead(run_dir: Path, info: dict[str, Any], why: str) -> dict[str, Any]:
     return info
 
 
+SAVES_FILE = "saves.json"  # step -> its --save values (core.saves.Save.to_json), written before the run
+
+
+def record_saves(run_dir: Path, saves: dict[str, list[dict[str, Any]]]) -> None:
+    write_json(run_dir / SAVES_FILE, saves)
+
+
+def _saved(run_dir: Path, run_id: str, steps: dict[str, StepResult]) -> dict[str, list[dict[str, str]]]:
+    """What each succeeded step's --save values wrote into this run's S3 (``{execution_id}`` is the run id)."""
+    path = run_dir / SAVES_FILE
+    if not path.is_file():
+        return {}
+    found: dict[str, list[dict[str, str]]] = {}
+    for step, specs in json.loads(path.read_text()).items():
+        if step not in steps or steps[step].state != "succeeded" or steps[step].cached_from:
+            continue
+        for spec in specs:
+            uri = str(spec["uri"]).replace("{execution_id}", run_id)
+            bucket, key = split_s3_uri(uri)
+            local = run_dir / "s3" / bucket / key
+            if spec.get("format") == "by type":  # the step picked the format and appended its suffix
+                local = next(iter(sorted(local.parent.glob(local.name + ".*"))), local)
+                uri = f"s3://{bucket}/{key}{local.name[len(Path(key).name):]}"
+            if local.is_file():
+                found.setdefault(step, []).append({"name": spec["name"], "uri": uri, "path": str(local)})
+    return found
+
+
 def load_run(run_dir: str | Path) -> RunResult:
     """Reopen a run from its folder (``runs_dir/<run_id>``). A run whose process died without recording its
     end (SIGKILL, a crash) is marked here, once: its unfinished steps ``stopped``, the run failed."""
@@ -385,6 +416,7 @@ def load_run(run_dir: str | Path) -> RunResult:
         ended=info.get("ended"),
         sdk_version=info.get("sdk_version"),
         interrupted=info.get("interrupted"),
+        saved=_saved(run_dir, info["run_id"], steps),
     )
 
 

@@ -56,7 +56,8 @@ from jupyter_smstep.local.cache import Entry, StepCache
 from jupyter_smstep.local.definition import parse_steps, resolve_parameters
 from jupyter_smstep.local.container import cores
 from jupyter_smstep.local.scheduler import RETRYABLE_FAILURES, TERMINATION_GRACE_SECONDS, Emitter, Execution
-from jupyter_smstep.local.results import DEFAULT_RUNS_DIR, RunResult, StepEvent, load_run, owner, write_json
+from jupyter_smstep.local.results import (DEFAULT_RUNS_DIR, RunResult, StepEvent, load_run, owner,
+                                          record_saves, write_json)
 from jupyter_smstep.local.s3.server import DUMMY_CREDENTIALS, LocalS3
 from jupyter_smstep.local.worker import return_worker, take_worker
 
@@ -82,6 +83,8 @@ def run_pipeline(
     cache: bool | StepCache = True,
     force: Iterable[str] = (),
     pipeline_key: str | None = None,
+    buckets: Iterable[str] = (),
+    saves: Mapping[str, list[dict[str, Any]]] | None = None,
 ) -> RunResult:
     """Build the pipeline against an embedded S3 and run every step locally.
 
@@ -118,6 +121,8 @@ def run_pipeline(
     run_dir.mkdir(mode=0o700)  # the user's only: its payloads are pickles that steps load
     emit = Emitter(run_id, run_dir, on_event)
     s3 = LocalS3(run_dir / "s3", region=region)  # objects are files there as soon as written
+    if saves:  # what the steps' --save values write: the run lists the objects (RunResult.saved)
+        record_saves(run_dir, dict(saves))
     started = time.time()
     sdk_version = _sdk.installed_version()
     info: dict[str, Any] = {"run_id": run_id, "started": started, "sdk_version": sdk_version,
@@ -136,6 +141,8 @@ def run_pipeline(
 
     try:
         s3.start()
+        for bucket in buckets:  # the buckets --save writes to, in this run's S3
+            s3.create_bucket(bucket)
         lap("start_s3")
         forced = set(force)
         step_cache = cache if isinstance(cache, StepCache) else StepCache(run_dir.parent) if cache else None

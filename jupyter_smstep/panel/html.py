@@ -230,6 +230,13 @@ def step_details(state: PanelState, name: str, parameter_values: Mapping[str, An
     else:
         h.append("<div style='color:#57606a'>none</div>")
 
+    if node.saves:
+        h.append(section("Saved to S3 (at the end of the step; nothing is written when the cell runs in the kernel)"))
+        h.append("<table class='smstep-saves'>" + "".join(
+            f"<tr data-save='{esc(s.name)}'><td><code>{esc(s.name)}</code></td><td><code>{esc(s.uri)}</code></td>"
+            f"<td style='color:#57606a'>{esc(s.format or 'format by type')}</td></tr>" for s in node.saves)
+            + "</table>")
+
     if name in graph.dependencies:
         h.append(section("Dependencies (pinned from the kernel)"))
         pins = graph.dependencies[name]

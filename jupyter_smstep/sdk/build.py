@@ -81,6 +81,8 @@ def step_functions(graph: PipelineGraph, namespace: Mapping[str, Any],
         glb: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
         for inp in node.captured:
             glb[inp.name] = namespace[inp.name]
+        if node.saves:  # compiled here, so the step ships it by value (the container has no jupyter_smstep)
+            exec(compile(saving_source(), "<jupyter_smstep --save>", "exec"), glb)  # noqa: S102
         code = compile(codegen.function_code(node, fname, filename), filename, "exec")
         # Register the cell so local tracebacks can show the user's lines.
         text = "\n" + node.cell.source
@@ -88,6 +90,13 @@ def step_functions(graph: PipelineGraph, namespace: Mapping[str, Any],
         exec(code, glb)  # noqa: S102 - this is the compiler
         functions[node.name] = glb[fname]
     return functions
+
+
+def saving_source() -> str:
+    """The source of ``sdk/saving.py``: compiled into each saving step, written into the export."""
+    from jupyter_smstep.sdk import saving
+
+    return Path(saving.__file__).read_text()
 
 
 def parameter_objects(graph: PipelineGraph, sdk: Sdk) -> dict[str, Any]:
@@ -105,7 +114,7 @@ def assemble(graph: PipelineGraph, functions: Mapping[str, Callable[..., Any]], 
     returns: dict[str, Any] = {}
     for node in graph.steps:
         args = [returns[i.step][i.name] if i.kind == "step" else params[i.name] for i in node.links]
-        if node.execution:  # jupyter_smstep.execution: the SDK resolves these when the step starts
+        if node.needs_execution:  # jupyter_smstep.execution: the SDK resolves these when the step starts
             variables = sdk.ExecutionVariables
             args += [variables.PIPELINE_EXECUTION_ID, variables.START_DATETIME, variables.PIPELINE_NAME]
         kwargs = stepargs.to_sdk(stepargs.step_arguments(node, root), sdk, params)

@@ -1,0 +1,121 @@
+"""``--save NAME=S3URI``: a local run writes each value into its embedded S3 in the suffix's format; read back,
+each equals what the kernel computed. Bad ``--save`` values are refused before anything runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+
+import joblib
+import numpy as np
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the local runner forks")
+
+NOTEBOOK = [
+    "import numpy as np\nimport pandas as pd",
+    "%%step prepare --save frame=s3://smstep-results/{pipeline}/{step}/frame.parquet "
+    "--save table=s3://smstep-results/table.csv --save weights=s3://smstep-results/{execution_id}/weights.npy\n"
+    "frame = pd.DataFrame({'a': [1, 2, 3], 'b': ['x', 'y', 'z']})\ntable = frame.copy()\n"
+    "weights = np.arange(6, dtype='float64').reshape(2, 3)",
+    "%%step fit --save model=s3://smstep-results/models/model.joblib --save metrics=s3://smstep-results/m.json "
+    "--save note=s3://smstep-results/note.txt --save raw\n"
+    "model = {'coef': weights.sum(), 'rows': len(frame)}\nmetrics = {'rmse': 0.5, 'n': len(table)}\n"
+    "note = 'fitted'\nraw = [1, 2, 3]",
+]
+
+
+@pytest.fixture
+def notebook(shell):
+    shell.run("%pipeline config --save-root s3://smstep-results/root")
+    return shell.notebook("saver", NOTEBOOK)
+
+
+def test_a_local_run_writes_each_value_in_its_format_and_lists_it(notebook, tmp_path):
+    result, _ = notebook.run_local(tmp_path / "runs")
+    assert result.succeeded, result.to_json()
+    ns = notebook.ip.user_ns
+    saved = {s["name"]: s for step in result.saved.values() for s in step}
+    assert set(saved) == {"frame", "table", "weights", "model", "metrics", "note", "raw"}
+    assert saved["frame"]["uri"] == "s3://smstep-results/saver/prepare/frame.parquet"
+    assert saved["weights"]["uri"] == f"s3://smstep-results/{result.run_id}/weights.npy"
+    assert saved["raw"]["uri"] == "s3://smstep-results/root/saver/fit/raw.json"  # under the root, by type
+    pd.testing.assert_frame_equal(pd.read_parquet(saved["frame"]["path"]), ns["frame"])
+    pd.testing.assert_frame_equal(pd.read_csv(saved["table"]["path"]), ns["table"])
+    assert np.array_equal(np.load(saved["weights"]["path"]), ns["weights"])
+    assert joblib.load(saved["model"]["path"]) == ns["model"]
+    assert json.loads(open(saved["metrics"]["path"]).read()) == ns["metrics"]
+    assert open(saved["note"]["path"]).read() == ns["note"]
+    assert json.loads(open(saved["raw"]["path"]).read()) == ns["raw"]
+    assert result.to_json()["saved"] == result.saved
+    again, _ = notebook.run_local(tmp_path / "runs")  # a saving step writes each run: never reused
+    assert again.steps["prepare"].cached_from is None and again.saved.keys() == result.saved.keys()
+
+
+def test_a_suffix_the_value_does_not_fit_fails_the_step_naming_both(shell, tmp_path):
+    shell.notebook("unfit", ["%%step make --save rows=s3://smstep-results/rows.npy\nrows = [1, 2]"])
+    result, _ = shell.run_local(tmp_path / "runs")
+    assert not result.succeeded
+    error = result.steps["make"].error
+    assert "--save rows: rows is a builtins.list, which .npy cannot hold (a numpy array)" in error
+
+
+def test_graph_json_and_the_export_show_the_saves(notebook, tmp_path):
+    doc = {s["name"]: s for s in notebook.graph().to_json()["steps"]}
+    assert doc["prepare"]["saves"][0] == {"name": "frame", "uri": "s3://smstep-results/saver/prepare/frame.parquet",
+                                          "format": "parquet"}
+    assert doc["fit"]["saves"][-1]["format"] == "by type"
+    path = tmp_path / "saver.py"
+    notebook.run(f"%pipeline export {path}")
+    text = path.read_text()
+    assert "def _smstep_save(name, value, uri, suffix, execution_id=None):" in text
+    assert ("_smstep_save('weights', weights, 's3://smstep-results/{execution_id}/weights.npy', 'npy', "
+            "_smstep_execution_id)") in text
+    runpy.run_path(str(path), run_name="exported-module")  # it builds (no definition asked)
+
+
+@pytest.mark.parametrize("line, message, fix", [
+    ("--save nothere=s3://b-1/x.json", "the cell never assigns 'nothere'", "assign nothere"),
+    ("--save y=b-1/x.json", "is not an s3:// URI", "s3://bucket"),
+    ("--save y=s3://B_1/x.json", "'B_1' is not an S3 bucket name", "lowercase"),
+    ("--save y=s3://bucket-1/", "names a folder, not an object", "/model.joblib"),
+    ("--save y=s3://bucket-1/x.xlsx", "the suffix .xlsx names no format", ".parquet"),
+    ("--save y=s3://bucket-1/x", "the suffix (none) names no format", ".parquet"),
+    ("--save y=s3://bucket-1/{run}/x.json", "unknown placeholder {run}", "{execution_id}"),
+    ("--save y=s3://bucket-1/{x.json", "--save y=s3://bucket-1/{x.json:", "{{ }}"),
+    ("--save y", "has no S3 URI and the notebook has no save root", "--save-root"),
+    ("--save y=s3://bucket-1/a.json --save z=s3://bucket-1/a.json", "write the same object", "its own URI"),
+])
+def test_bad_saves_are_errors_on_the_step_line_before_anything_runs(shell, line, message, fix):
+    shell.configure(name="bad-save")
+    shell.run(f"%%step make {line}\ny = 1\nz = 2")
+    errors = [p for p in shell.graph().report.errors if p.step == "make"]
+    assert any(message in p.message and fix in p.fix and p.line == 1 for p in errors), errors
+    assert "bad-save" not in shell.error("%pipeline run")
+
+
+@pytest.mark.parametrize("line, message", [
+    ("%%step make --save 'not a name=s3://b/x.json'", "is not a variable name"),
+    ("%pipeline config --save-root s3://Bad_Bucket/prefix", "is not an S3 bucket name"),
+    ("%pipeline config --save-root bucket-1/prefix", "is not an s3:// URI"),
+])
+def test_bad_save_syntax_fails_the_cell(shell, line, message):
+    assert message in shell.error(f"{line}\ny = 1" if line.startswith("%%") else line)
+
+
+def test_the_kernel_writes_nothing_and_says_so_and_the_run_report_lists_the_objects(shell, tmp_path, capsys):
+    shell.notebook("report", [])
+    capsys.readouterr()
+    shell.run("%%step make --save rows=s3://smstep-results/rows.json\nrows = [1, 2]")
+    assert "--save writes when the pipeline runs, not in the kernel" in capsys.readouterr().err
+    shell.run(f"%pipeline run --runs-dir {tmp_path / 'runs'}")
+    out = capsys.readouterr().out
+    assert "saved make.rows → s3://smstep-results/rows.json  (" in out and "/s3/smstep-results/rows.json)" in out
+    from jupyter_smstep.panel import html as panel_html
+    from jupyter_smstep.panel.state import PanelState
+
+    state = PanelState()
+    state.set_graph(shell.graph(), None, 0)
+    assert "data-save='rows'" in panel_html.step_details(state, "make", {}, {})
