@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from collections.abc import Callable, Mapping, MutableMapping
@@ -21,8 +23,46 @@ from jupyter_smstep.core.parameters import coerce_overrides
 from jupyter_smstep.core.graph import PipelineGraph, build_graph, check_buildable, check_parameter_settings
 from jupyter_smstep.core.keys import changes, pipeline_key
 from jupyter_smstep.core.registry import Registry
-from jupyter_smstep.errors import SmstepError, did_you_mean
+from jupyter_smstep.errors import RunFailed, SmstepError, did_you_mean
 from jupyter_smstep.sdk.capture import Captures
+
+
+#: The step name a %%remote cell runs as.
+REMOTE_STEP = "remote"
+
+
+@dataclass(frozen=True)
+class RemoteRun:
+    """What ``%%remote`` did: its job, where, how long, the variables it put back."""
+
+    job_name: str
+    instance_type: str
+    local: bool
+    seconds: float
+    names: list[str]
+
+    def line(self) -> str:
+        where = "locally (the local runner)" if self.local else f"on {self.instance_type}"
+        back = ", ".join(self.names) or "nothing"
+        return f"%%remote: job {self.job_name} ran {where} in {self.seconds:.1f} s; back in the kernel: {back}"
+
+
+def _with_cell_lines(error: BaseException, source: str) -> BaseException:
+    """The cell's exception, with a note naming the cell's lines it passed through (its traceback's frames
+    are the job's: cloudpickle calls the cell's code ``<dynamic-code>``, with the cell's line numbers)."""
+    lines = source.splitlines()
+    tb = error.__traceback__
+    seen: list[str] = []
+    while tb is not None:
+        code = tb.tb_frame.f_code
+        if code.co_filename in ("<dynamic-code>", f"<%%step {REMOTE_STEP}>") and code.co_name == REMOTE_STEP:
+            number = tb.tb_lineno  # line 1 is the %%remote line
+            if 2 <= number <= len(lines) + 1:
+                seen.append(f"  %%remote cell, line {number}: {lines[number - 2].strip()}")
+        tb = tb.tb_next
+    if seen and hasattr(error, "add_note"):
+        error.add_note("\n".join(seen))
+    return error
 
 
 class Workspace:
@@ -41,13 +81,14 @@ class Workspace:
         self.last_execution: Any = None  # remote.submit.Submission of the latest submit
 
     # ---------------------------------------------------------------- analysis
-    def graph(self, keys: bool = False) -> PipelineGraph:
+    def graph(self, keys: bool = False, registry: Registry | None = None) -> PipelineGraph:
         """The graph with every check that needs no upload: settings, names, captured values.
 
-        With ``keys``, each step's content key too (every captured value is pickled and hashed)."""
+        With ``keys``, each step's content key too (every captured value is pickled and hashed);
+        ``registry``: other cells than the notebook's (``%%remote`` builds its one cell so)."""
         image = studio.kernel_image()
         graph = build_graph(
-            self.registry,
+            registry or self.registry,
             self.namespace,
             config=settings_mod.load_sdk_config(),
             kernel_image=image.uri,
@@ -126,13 +167,18 @@ class Workspace:
                   runs_dir: str | Path | None = None, cache: bool = True, from_step: str | None = None) -> Any:
         """Run the pipeline locally; a step whose key matches an earlier run's reuses its results unless
         ``cache`` is False, and ``from_step`` and its dependents always run."""
-        from jupyter_smstep import local
-        from jupyter_smstep.sdk import build, content, requirements
-
         graph = self._buildable_graph()
         if from_step is not None and from_step not in {s.name for s in graph.steps}:
             raise SmstepError(f"--from {from_step!r} names no step of the pipeline",
                               fix=did_you_mean(from_step, [s.name for s in graph.steps], "the steps"))
+        self.last_run = self._run_graph(graph, parameters, on_event, runs_dir, cache, from_step)
+        return self.last_run
+
+    def _run_graph(self, graph: PipelineGraph, parameters: Mapping[str, Any] | None, on_event: Callable | None,
+                   runs_dir: str | Path | None, cache: bool, from_step: str | None) -> Any:
+        from jupyter_smstep import local
+        from jupyter_smstep.sdk import build, content, requirements
+
         values = coerce_overrides(graph.parameters, parameters or {})
         check_parameter_settings(graph, values)
         functions = build.step_functions(graph, self.namespace, self.captures)  # built once, for the runner too
@@ -157,8 +203,45 @@ class Workspace:
         if saves:  # the buckets they write to exist in the run's S3, and the run lists what they wrote
             kwargs["buckets"] = sorted({s.uri[len("s3://"):].split("/", 1)[0] for n in graph.steps for s in n.saves})
             kwargs["saves"] = saves
-        self.last_run = local.run_pipeline(assemble, **kwargs)
-        return self.last_run
+        return local.run_pipeline(assemble, **kwargs)
+
+    # ---------------------------------------------------------------- %%remote
+    def remote_cell(self, source: str, options: Mapping[str, Any], *, local: bool = False,
+                    on_event: Callable | None = None, runs_dir: str | Path | None = None,
+                    session: Any = None) -> Any:
+        """Run one cell as a SageMaker training job (the SDK's remote function), or with ``local`` through the
+        local runner, and put the variables it assigns back into the namespace. Its settings resolve as a
+        step's (cell > %pipeline config > config.yaml > kernel image > default); what it reads comes from
+        the kernel. Raises the cell's own exception when it fails."""
+        from jupyter_smstep.core.registry import StepSpec
+
+        registry = Registry(name=f"{self.graph().name}-remote"[:256], defaults=dict(self.registry.defaults))
+        registry.record_step(StepSpec(name=REMOTE_STEP, options=dict(options), header="%%remote"), source)
+        graph = self.graph(registry=registry)
+        check_buildable(graph)
+        started = time.time()
+        if local:
+            run = self._run_graph(graph, {}, on_event, runs_dir, cache=False, from_step=None)
+            step = run.steps[REMOTE_STEP]
+            if not run.succeeded:
+                error = run.exception(REMOTE_STEP)
+                if error is not None:
+                    raise _with_cell_lines(error, source)
+                raise RunFailed(step.summary or "the cell failed", fix=f"see {step.log_path}")
+            values = run.outputs(REMOTE_STEP)
+            job = step.job_name or run.run_id
+        else:
+            from jupyter_smstep.sdk import remote
+
+            try:
+                values, job = remote.run(graph, self.namespace, session=session, root=self.root)
+            except (KeyboardInterrupt, SmstepError):
+                raise
+            except Exception as error:  # noqa: BLE001 - the cell's own exception, as the job pickled it
+                raise _with_cell_lines(error, source) from None
+        self.namespace.update(values)
+        itype = graph.steps[0].settings.get("instance_type")
+        return RemoteRun(job, str(itype.value) if itype else "?", local, time.time() - started, sorted(values))
 
     def latest_run(self, pipeline: str) -> Any:
         """The last local run of ``pipeline``: this session's, else the newest in the notebook's runs folder."""

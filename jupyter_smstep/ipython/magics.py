@@ -45,6 +45,29 @@ def step_parser() -> CommandParser:
     return parser
 
 
+def remote_parser() -> CommandParser:
+    """``%%remote``'s parser: every ``@step`` option, ``--local``, and the pipeline-only options refused."""
+    parser = CommandParser(prog="%%remote", description=REMOTE_HELP,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--local", action="store_true",
+                        help="Run it through the local runner (the SDK's entry point, an embedded S3; no AWS).")
+    for flag in PIPELINE_ONLY:
+        parser.add_argument(flag, default=None, help=argparse.SUPPRESS)
+    options_mod.add_option_arguments(parser, per_step=True)
+    return parser
+
+
+#: %%step options that mean something in a pipeline only
+PIPELINE_ONLY = ("--when", "--else-fail", "--after", "--save", "--inputs", "--outputs")
+REMOTE_HELP = """Run this cell as a SageMaker training job and put the variables it assigns back in the kernel.
+
+The same options, settings and inputs as %%step (what the cell reads comes from the kernel);
+the job's log lines stream while it runs, and the stop button stops the job. --local runs it
+through the local runner instead.
+"""
+_REMOTE_PARSER = remote_parser()
+
+
 STEP_HELP = """Mark this cell as a SageMaker pipeline step.
 
 Inputs are the variables the cell reads: an earlier step's output becomes a
@@ -128,6 +151,36 @@ class StepMagics(Magics):
                              f"{type(error).__name__} (traceback above)")
 
     step.__doc__ = _STEP_PARSER.format_help()
+
+    # ------------------------------------------------------------------ %%remote
+    @cell_magic
+    @no_var_expand
+    def remote(self, line: str, cell: str) -> None:
+        try:
+            args = _REMOTE_PARSER.parse_line(line)
+            for flag in PIPELINE_ONLY:
+                if getattr(args, flag[2:].replace("-", "_")) is not None:
+                    raise SmstepError(f"%%remote: {flag} is a pipeline option; %%remote runs this one cell now",
+                                      fix=f"drop {flag}, or make the cell a %%step in the pipeline")
+            options = options_mod.convert(args, "%%remote", self.registry.parameters)
+        except HelpShown:
+            return
+        except SmstepError as exc:
+            raise UsageError(str(exc)) from None
+        if self.headless:
+            return  # a saved notebook's build runs no job; steps reading the cell's values then say so
+        self.recorded_in_cell = "%%remote"
+        self.registry.record_plain(cell, cell_id=self._cell_id())  # what it assigns is the kernel's, as after a cell
+        progress = None
+        if args.local:
+            from jupyter_smstep.text import TerminalProgress
+
+            progress = TerminalProgress(sys.stderr)
+        try:
+            done = self.workspace.remote_cell(cell, options, local=args.local, on_event=progress)
+        except SmstepError as exc:
+            raise UsageError(str(exc)) from None
+        print(done.line(), file=sys.stderr)
 
     def _default_name(self, cell: str, cell_id: str | None) -> str:
         """A stable, readable name: the first variable the cell assigns (or step-N).

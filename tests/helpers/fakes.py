@@ -32,6 +32,8 @@ REGION = "us-east-1"
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 #: moto accepts any credentials; the fake's own clients never depend on the caller's environment.
 DUMMY = {"region_name": REGION, "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+DUMMY_ENV = {"AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION, "AWS_ACCESS_KEY_ID": "testing",
+             "AWS_SECRET_ACCESS_KEY": "testing"}
 
 
 # =========================================================================== the fake
@@ -189,6 +191,10 @@ class FakeSageMaker:
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request, S3 included
         self.auto_plan: Callable[[str, list[dict]], list[StepPlan]] | None = None  # proxy mode: plan from definition
         self.lock = threading.RLock()
+        #: training jobs (%%remote): name -> {"status", "request", "process"}; with ``run_jobs`` each job's
+        #: entry point runs for real, against moto's S3, as the container's last step would
+        self.training_jobs: dict[str, dict] = {}
+        self.run_jobs = False
         self.server: ThreadingHTTPServer | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -372,6 +378,78 @@ class FakeSageMaker:
         if start + size < len(rows):
             out["NextToken"] = str(start + size)
         return out
+
+    # ------------------------------------------------------------------ training jobs (%%remote)
+    def _op_CreateTrainingJob(self, body: dict) -> dict:
+        name = body["TrainingJobName"]
+        job = {"status": "InProgress", "request": body, "process": None, "failure": None, "started": time.time()}
+        self.training_jobs[name] = job
+        if self.run_jobs:
+            threading.Thread(target=self._run_job, args=(name, job), daemon=True).start()
+        return {"TrainingJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/{name}"}
+
+    def _run_job(self, name: str, job: dict) -> None:
+        """The job's entry point (``python -m <remote_function>.invoke_function ARGS``) in a fresh folder, with
+        the job's environment and moto as AWS; its output becomes the job's CloudWatch log."""
+        import os
+        import subprocess
+        import sys
+        import tempfile
+
+        from jupyter_smstep.sdk import compat
+
+        request = job["request"]
+        module = compat.modules()["remote_function"] + ".invoke_function"
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, **DUMMY_ENV,
+               "AWS_ENDPOINT_URL": self.upstream or "", "TRAINING_JOB_NAME": name,
+               **(request.get("Environment") or {})}
+        argv = [sys.executable, "-m", module, *request["AlgorithmSpecification"]["ContainerArguments"]]
+        with tempfile.TemporaryDirectory() as cwd:
+            proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    text=True)
+            job["process"] = proc
+            out, _ = proc.communicate(timeout=300)
+        job["log"] = out.splitlines()
+        if self.upstream and job["log"]:  # the job's CloudWatch stream, as the SDK reads it while it waits
+            import boto3
+
+            logs = boto3.client("logs", endpoint_url=self.upstream, **DUMMY)
+            try:
+                logs.create_log_group(logGroupName=LOG_GROUP)
+            except logs.exceptions.ResourceAlreadyExistsException:
+                pass
+            stream = f"{name}/algo-1-{int(time.time())}"
+            logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
+            now_ms = int(time.time() * 1000)
+            logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=stream, logEvents=[
+                {"timestamp": now_ms + i, "message": line} for i, line in enumerate(job["log"])])
+        with self.lock:
+            if job["status"] == "InProgress":
+                job["status"] = "Completed" if proc.returncode == 0 else "Failed"
+                job["failure"] = None if proc.returncode == 0 else f"AlgorithmError: exit code {proc.returncode}"
+
+    def _op_DescribeTrainingJob(self, body: dict) -> dict:
+        name = body["TrainingJobName"]
+        job = self.training_jobs[name]
+        request = job["request"]
+        out = {"TrainingJobName": name, "TrainingJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/{name}",
+               "TrainingJobStatus": job["status"], "SecondaryStatus": {"InProgress": "Training"}.get(
+                   job["status"], job["status"]),
+               "AlgorithmSpecification": request["AlgorithmSpecification"], "RoleArn": request["RoleArn"],
+               "ResourceConfig": request["ResourceConfig"], "StoppingCondition": request["StoppingCondition"],
+               "CreationTime": job["started"], "TrainingStartTime": job["started"]}
+        if job["status"] != "InProgress":
+            out["TrainingEndTime"] = time.time()
+        if job.get("failure"):
+            out["FailureReason"] = job["failure"]
+        return out
+
+    def _op_StopTrainingJob(self, body: dict) -> dict:
+        job = self.training_jobs[body["TrainingJobName"]]
+        job["status"] = "Stopped"
+        if job.get("process") is not None:
+            job["process"].kill()
+        return {}
 
     def _op_StopPipelineExecution(self, body: dict) -> dict:
         ex = self._execution(body)
