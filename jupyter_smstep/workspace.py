@@ -215,7 +215,8 @@ class Workspace:
         the kernel. Raises the cell's own exception when it fails."""
         from jupyter_smstep.core.registry import StepSpec
 
-        registry = Registry(name=f"{self.graph().name}-remote"[:256], defaults=dict(self.registry.defaults))
+        base = self.registry.name or self.default_name or "notebook"
+        registry = Registry(name=f"{base}-remote"[:256], defaults=dict(self.registry.defaults))
         registry.record_step(StepSpec(name=REMOTE_STEP, options=dict(options), header="%%remote"), source)
         graph = self.graph(registry=registry)
         check_buildable(graph)

@@ -126,3 +126,42 @@ def test_the_stop_button_stops_the_training_job(shell, account):
     (request,) = fake.ops("CreateTrainingJob")
     assert fake.ops("StopTrainingJob") == [{"TrainingJobName": request["TrainingJobName"]}]
     assert "value" not in shell.ip.user_ns
+
+
+# ----------------------------------------------------------------------------- in a real kernel
+def test_in_a_real_kernel_values_come_back_and_the_interrupt_stops_the_cell(tmp_path):
+    """What JupyterLab does: execute_request for the cell, and the stop button's interrupt (SIGINT to the kernel)."""
+    from helpers.kernel import Kernel
+
+    kernel = Kernel()
+    try:
+        kernel.execute(f"import os\nos.chdir({str(tmp_path)!r})\n%load_ext jupyter_smstep\n"
+                       "%pipeline config --name kernel-remote --role arn:aws:iam::111122223333:role/R "
+                       "--image-uri 111122223333.dkr.ecr.us-east-1.amazonaws.com/i:1 --instance-type ml.m5.large")
+        kernel.execute("WORDS = ['a', 'bb', 'ccc']")
+        seen = kernel.execute("%%remote --local\nlengths = {w: len(w) for w in WORDS}")
+        assert any("%%remote: job" in m["content"].get("text", "") for m in seen if m["msg_type"] == "stream")
+        seen = kernel.execute("print(lengths)")
+        assert "{'a': 1, 'bb': 2, 'ccc': 3}" in "".join(m["content"].get("text", "") for m in seen
+                                                        if m["msg_type"] == "stream")
+        marker = tmp_path / "running"
+
+        def interrupt_when_running():
+            deadline = time.monotonic() + 120
+            while not marker.exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            kernel.km.interrupt_kernel()
+
+        threading.Thread(target=interrupt_when_running, daemon=True).start()
+        started = time.monotonic()
+        content = {"code": f"%%remote --local\nimport time\nopen({str(marker)!r}, 'w').write('x')\n"
+                           "time.sleep(120)\nlate = True", "silent": False, "store_history": True,
+                   "user_expressions": {}, "allow_stdin": False, "stop_on_error": True}
+        seen = kernel._send("execute_request", content)
+        errors = [m["content"] for m in seen if m["msg_type"] == "error"]
+        assert errors and errors[0]["ename"] == "KeyboardInterrupt", errors
+        assert time.monotonic() - started < 100
+        seen = kernel.execute("print('late' in dir())")
+        assert "False" in "".join(m["content"].get("text", "") for m in seen if m["msg_type"] == "stream")
+    finally:
+        kernel.stop()
