@@ -50,6 +50,7 @@ class StepCell:
     outputs: list[str]
     role: Literal["step"] = "step"
     when: str | None = None  # the condition it runs under (its own --when, or an upstream step's)
+    after: list[str] = dataclasses.field(default_factory=list)  # --after: steps it runs after, no data between
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,7 @@ def summary(workspace: Any) -> PipelineState:
             inputs = {i.name: i.to_json() for i in node.inputs.values() if i.kind != "import"} if node else {}
             when = graph.condition(node.guard).expression if node is not None and node.guard else None
             cells.append(StepCell(cell.cell_id, cell.step.name, inputs, list(node.outputs) if node else [],
-                                  when=when))
+                                  when=when, after=list(node.order_only) if node else []))
         elif cell.analysis is not None:
             provides = sorted(v for v in cell.analysis.outputs if v in users)
             if provides:

@@ -283,6 +283,17 @@ function stepBadge(
       )
     );
   }
+  const after = summary.after || [];
+  if (after.length) {
+    badge.appendChild(
+      el(
+        'span',
+        'jp-smstep-after',
+        `after ${after.join(', ')}`,
+        'runs after these steps although no data passes between them (--after)'
+      )
+    );
+  }
   const inputs = Object.entries(summary.inputs || {});
   if (inputs.length) {
     const list = el('span', 'jp-smstep-inputs');

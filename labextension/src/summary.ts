@@ -23,6 +23,7 @@ export interface ICellSummary {
   inputs?: { [name: string]: IInputSource };
   outputs?: string[];
   when?: string | null;
+  after?: string[];
   provides?: string[];
   used_by?: string[];
 }

@@ -334,6 +334,7 @@ def test_a_condition_is_on_the_badges_and_drawn_in_the_panel(lab, notebook_name)
         "%%step register --when 'accuracy >= threshold' --else-fail 'accuracy {accuracy} below {threshold}'\n"
         "registered = accuracy",
         "%%step deploy\nendpoint = registered",
+        "%%step notify --after register\nsent = True",
         "%pipeline show",
     ])
     lab.open(notebook_name)
@@ -343,16 +344,18 @@ def test_a_condition_is_on_the_badges_and_drawn_in_the_panel(lab, notebook_name)
     assert when.inner_text() == "when accuracy >= threshold"
     assert badge(lab, "deploy").locator(".jp-smstep-when").inner_text() == "when accuracy >= threshold"
     assert badge(lab, "evaluate").locator(".jp-smstep-when").count() == 0
+    assert badge(lab, "notify").locator(".jp-smstep-after").inner_text() == "after register"
+    assert badge(lab, "notify").locator(".jp-smstep-when").inner_text() == "when accuracy >= threshold"
     panel = lab.page.locator(".smstep-panel")
     panel.wait_for(timeout=60_000)
     graph = panel.locator("svg.smstep-dag")
     shapes = dict(graph.locator("g.smstep-node").evaluate_all("gs => gs.map(g => [g.dataset.step, g.dataset.shape])"))
-    assert shapes == {"evaluate": "step", "register": "step", "deploy": "step", "when-register": "condition",
-                      "fail-register": "fail"}
+    assert shapes == {"evaluate": "step", "register": "step", "deploy": "step", "notify": "step",
+                      "when-register": "condition", "fail-register": "fail"}
     edges = {tuple(e) for e in graph.locator("g.smstep-edge").evaluate_all(
         "gs => gs.map(g => [g.dataset.source, g.dataset.target])")}
     assert {("evaluate", "when-register"), ("when-register", "register"), ("when-register", "fail-register"),
-            ("register", "deploy")} <= edges
+            ("register", "deploy"), ("register", "notify")} <= edges
     assert "when accuracy >= threshold" in graph.locator("g.smstep-node[data-step='when-register']").text_content()
     lab.screenshot("labext-15-condition", panel)
     panel.locator("button.jupyter-button", has_text="Run locally").first.click()
