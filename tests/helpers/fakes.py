@@ -247,7 +247,10 @@ class FakeSageMaker:
         return [body for op, body in self.calls if op == name]
 
     def _write_logs(self, ex: FakeExecution, step: str, attempt: Attempt) -> None:
-        lines = ex.plans[step].log
+        self._put_log(ex.job_name(step, attempt.number), ex.plans[step].log)
+
+    def _put_log(self, job_name: str, lines: list[str]) -> None:
+        """A training job's CloudWatch log stream (in moto), as the SDK and the monitor read it."""
         if not lines or not self.upstream:
             return
         import boto3
@@ -257,7 +260,7 @@ class FakeSageMaker:
             logs.create_log_group(logGroupName=LOG_GROUP)
         except logs.exceptions.ResourceAlreadyExistsException:
             pass
-        stream = f"{ex.job_name(step, attempt.number)}/algo-1-{int(time.time())}"
+        stream = f"{job_name}/algo-1-{int(time.time())}"
         logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
         now_ms = int(time.time() * 1000)
         logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=stream,
@@ -410,19 +413,7 @@ class FakeSageMaker:
             job["process"] = proc
             out, _ = proc.communicate(timeout=300)
         job["log"] = out.splitlines()
-        if self.upstream and job["log"]:  # the job's CloudWatch stream, as the SDK reads it while it waits
-            import boto3
-
-            logs = boto3.client("logs", endpoint_url=self.upstream, **DUMMY)
-            try:
-                logs.create_log_group(logGroupName=LOG_GROUP)
-            except logs.exceptions.ResourceAlreadyExistsException:
-                pass
-            stream = f"{name}/algo-1-{int(time.time())}"
-            logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
-            now_ms = int(time.time() * 1000)
-            logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=stream, logEvents=[
-                {"timestamp": now_ms + i, "message": line} for i, line in enumerate(job["log"])])
+        self._put_log(name, job["log"])  # before the status changes: the SDK reads it while it waits
         with self.lock:
             if job["status"] == "InProgress":
                 job["status"] = "Completed" if proc.returncode == 0 else "Failed"

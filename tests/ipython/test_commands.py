@@ -418,6 +418,19 @@ def test_relative_file_options_start_at_the_notebooks_folder(tmp_path, monkeypat
     assert stepargs.step_arguments(graph.step("a"))["dependencies"] == "requirements.txt"  # the export keeps it
 
 
+def run_until(path: Path, runs: Path, pid_file: Path) -> subprocess.Popen:
+    """``smstep run`` of ``path`` in a process of its own, returned once a step has written ``pid_file``."""
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "jupyter_smstep.cli", "run", str(path), "--runs-dir", str(runs)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not pid_file.exists() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert pid_file.exists(), proc.communicate(timeout=10)
+    return proc
+
+
 @pytest.mark.parametrize("sig, code", [("SIGTERM", 143), ("SIGINT", 130)])
 def test_a_run_stopped_from_outside_records_its_end_and_leaves_nothing_running(tmp_path, sig, code):
     import json
@@ -430,12 +443,7 @@ def test_a_run_stopped_from_outside_records_its_end_and_leaves_nothing_running(t
                     "%%step slow\nimport subprocess, time\nchild = subprocess.Popen(['sleep', '300'])\n"
                     "open(PID_FILE, 'w').write(str(child.pid))\ntime.sleep(300)")
     runs = tmp_path / "runs"
-    proc = subprocess.Popen([sys.executable, "-m", "jupyter_smstep.cli", "run", str(path), "--runs-dir", str(runs)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not pid_file.exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    assert pid_file.exists(), proc.communicate(timeout=10)
+    proc = run_until(path, runs, pid_file)
     proc.send_signal(getattr(signal, sig))
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == code, err
@@ -476,7 +484,6 @@ def test_a_killed_run_is_marked_by_the_next_reader_and_keeps_what_it_finished(tm
     """SIGKILL leaves no chance to record the end: the next command that reads the folder sees the dead owner
     and marks the run; the steps that finished before keep their records; the step's daemon is gone."""
     import signal
-    import time
 
     from jupyter_smstep import local
 
@@ -486,12 +493,7 @@ def test_a_killed_run_is_marked_by_the_next_reader_and_keeps_what_it_finished(tm
                     "daemon = subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
                     "open(PID_FILE, 'w').write(str(daemon.pid))\ntime.sleep(300)\ny = x + 1")
     runs = tmp_path / "runs"
-    proc = subprocess.Popen([sys.executable, "-m", "jupyter_smstep.cli", "run", str(path), "--runs-dir", str(runs)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not pid_file.exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    assert pid_file.exists(), proc.communicate(timeout=10)
+    proc = run_until(path, runs, pid_file)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
     (run_dir,) = local.list_runs(runs)
