@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import re
 import difflib
 import io
 import socket
@@ -379,6 +380,7 @@ def build_graph(
                                     for n in nodes}, report, in_studio=in_studio)
     for node in nodes:
         _resolve_saves(node, name, registry.save_root, report)
+        _warn_unexpanded(node, report)
     for node in nodes:
         for literal, line, path in local_file_reads(node, root):
             where = ("a local run finds it on this machine" if Path(literal).expanduser().is_absolute() else
@@ -947,3 +949,30 @@ def _resolve_saves(node: StepNode, pipeline: str, root: str | None, report: Repo
         report.warn("--cache with a --save URI that has {execution_id}: when SageMaker reuses the step's earlier "
                     "result it runs nothing, so this execution's object is never written",
                     fix="drop {execution_id} from the URI, or --cache from the step", step=node.name, line=1)
+
+
+#: What IPython would expand in another magic's line (``$name``, ``$$`` aside)
+_DOLLAR = re.compile(r"(?<!\$)\$\{?([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def _warn_unexpanded(node: StepNode, report: Report) -> None:
+    """``$name`` on a %%step line stays as written (a headless build has no kernel values to expand it
+    with): say so, once, unless it is in a shell command the job runs (``--pre-execution-commands``)."""
+    import shlex
+
+    spec = node.cell.step
+    assert spec is not None
+    try:
+        words = shlex.split(spec.header)
+    except ValueError:
+        return
+    previous = ""
+    for word in words:
+        match = _DOLLAR.search(word)
+        if match and previous not in ("--pre-execution-commands",):
+            report.warn(f"the %%step line has ${match.group(1)} ({word!r}): %%step reads its line as written, so the "
+                        "value is that text, not the kernel variable (a headless build could not expand it)",
+                        fix="write the value itself (or, for an option that takes one, a pipeline parameter's "
+                            "name: --instance-type TrainingInstanceType)", step=node.name, line=1)
+            return
+        previous = word if word.startswith("--") else previous

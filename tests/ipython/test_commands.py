@@ -547,6 +547,11 @@ def test_the_step_line_is_read_as_written_never_expanded_with_kernel_values(shel
     shell.configure(name="literal")
     shell.run("prefix = 'expanded'")
     shell.run("%%step --defer a --job-name-prefix {prefix}-x --description $prefix\ny = 1")
-    settings = shell.graph().step("a").settings
+    graph = shell.graph()
+    settings = graph.step("a").settings
     assert settings["description"].value == "$prefix"
     assert settings["job_name_prefix"].value == "{prefix}-x"
+    (warning,) = [p for p in graph.report.warnings if "reads its line as written" in p.message]
+    assert "$prefix ('$prefix')" in warning.message and warning.step == "a" and warning.line == 1
+    shell.run("%%step --defer b --pre-execution-commands 'echo $PATH'\ny = 2")  # the job's shell expands it
+    assert not [p for p in shell.graph().report.warnings if p.step == "b" and "as written" in p.message]
