@@ -91,7 +91,37 @@ def account(shell, moto_server, fake_sagemaker, monkeypatch, tmp_path):
     return fake, role, IMAGE
 
 
-def test_the_job_is_created_with_the_cells_settings_and_its_values_come_back(shell, account, capsys):
+class FastClock:
+    """The SDK's log follower polls a job every 10 s and describes it every 30 s of ``time.time()``: a clock
+    whose time jumps by each sleep keeps its logic and makes the test wait for the job, not the poll."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def time(self) -> float:
+        return time.time() + self.offset
+
+    def sleep(self, seconds: float) -> None:
+        self.offset += seconds
+        time.sleep(0.05)
+
+    def __getattr__(self, name: str):
+        return getattr(time, name)
+
+
+@pytest.fixture
+def fast_polling(monkeypatch):
+    import importlib
+    import sys
+
+    from jupyter_smstep.sdk.compat import load
+
+    client = importlib.import_module(f"{load().remote_function.__name__}.client")
+    follower = client._Job.wait.__globals__["_logs_for_job"]
+    monkeypatch.setattr(sys.modules[follower.__module__], "time", FastClock())
+
+
+def test_the_job_is_created_with_the_cells_settings_and_its_values_come_back(shell, account, capsys, fast_polling):
     fake, role, image = account
     fake.run_jobs = True
     shell.run("BASE = [1, 2, 3]")
@@ -110,7 +140,7 @@ def test_the_job_is_created_with_the_cells_settings_and_its_values_come_back(she
     assert "Invoking the function" in shown.out + shown.err  # the job's own log lines, streamed by the SDK
 
 
-def test_the_stop_button_stops_the_training_job(shell, account):
+def test_the_stop_button_stops_the_training_job(shell, account, fast_polling):
     fake, _, _ = account  # jobs stay InProgress: only the stop ends one
 
     def interrupt_when_created():
