@@ -66,6 +66,16 @@ class SmstepError(Exception):
         return "\n".join(lines)
 
 
+class BadValue(ValueError):
+    """A value the user wrote that cannot be used: what is wrong and how to write it. The caller knows
+    where (the cell, the line) and turns it into a :class:`Problem`."""
+
+    def __init__(self, message: str, fix: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fix = fix
+
+
 class RunFailed(SmstepError):
     """A step or the pipeline failed (locally or on SageMaker)."""
 

@@ -22,6 +22,8 @@ from dataclasses import dataclass, replace
 from typing import Any, Literal, Union
 from collections.abc import Callable, Iterator, Mapping
 
+from jupyter_smstep.errors import BadValue
+
 OperandKind = Literal["name", "output", "parameter", "constant"]
 #: Python's comparison operators and the SageMaker condition each becomes ("!=" is Not(Equals)).
 COMPARISONS: dict[type[ast.cmpop], str] = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=",
@@ -31,11 +33,8 @@ SUPPORTED = "<, <=, >, >=, ==, !=, in [...], not in [...], and, or, not"
 CONSTANT_TYPES = (bool, int, float, str)
 
 
-class ConditionError(ValueError):
-    def __init__(self, message: str, fix: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.fix = fix
+class ConditionError(BadValue):
+    """A --when or --else-fail value that cannot be used."""
 
 
 @dataclass(frozen=True)

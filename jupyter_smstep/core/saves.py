@@ -16,16 +16,15 @@ import string
 from dataclasses import dataclass
 from typing import Any
 
+from jupyter_smstep.errors import BadValue
+
 FORMATS = ("parquet", "csv", "json", "npy", "joblib", "pkl", "txt")
 PLACEHOLDERS = ("execution_id", "pipeline", "step")
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 
 
-class SaveError(ValueError):
-    def __init__(self, message: str, fix: str) -> None:
-        super().__init__(message)
-        self.message = message
-        self.fix = fix
+class SaveError(BadValue):
+    """A --save or --save-root value that cannot be used."""
 
 
 @dataclass(frozen=True)
