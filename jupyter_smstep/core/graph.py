@@ -29,14 +29,17 @@ import threading
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from collections.abc import Iterable, Mapping
 
-from jupyter_smstep.core import conditions as cond_mod, saves as saves_mod, settings as settings_mod
+from jupyter_smstep.core import settings as settings_mod
 from jupyter_smstep.core.analysis import FunctionInfo, mutated_through_calls
 from jupyter_smstep.errors import Report, SmstepError
 from jupyter_smstep.core.registry import Cell, Registry
 from jupyter_smstep.core.states import InputKind
+
+if TYPE_CHECKING:  # imported where used: %load_ext builds no graph, and should not pay for these
+    from jupyter_smstep.core import conditions as cond_mod, saves as saves_mod
 
 #: Names IPython adds to ``builtins`` while a cell runs; a job's plain Python has none of them.
 IPYTHON_BUILTINS = frozenset({"display", "get_ipython", "__IPYTHON__", "dreload"})
@@ -742,6 +745,8 @@ def _suggest_step_name(name: str) -> str:
 
 # ---------------------------------------------------------------------------- --when
 def condition_operands(condition: cond_mod.Condition) -> list[cond_mod.Operand]:
+    from jupyter_smstep.core import conditions as cond_mod
+
     found = list(cond_mod.operands(condition.tree))
     return found + (condition.else_fail.operands() if condition.else_fail is not None else [])
 
@@ -751,6 +756,8 @@ def _step_condition(cell: Cell, index: int, registry: Registry, namespace: Mappi
                     ) -> tuple[cond_mod.Cond, cond_mod.Message | None] | None:
     """The step's ``--when`` (and ``--else-fail``) with every name resolved where the step stands; None
     (and an error on the %%step line) when it cannot be."""
+    from jupyter_smstep.core import conditions as cond_mod
+
     spec = cell.step
     assert spec is not None and spec.when is not None
     own_outputs = _candidate_outputs(cell)
@@ -813,6 +820,8 @@ def _conditions(nodes: list[StepNode], own: Mapping[str, tuple[cond_mod.Cond, co
     A step that depends (data or ``--after``) on a guarded step runs only when that step ran: it joins the
     same if branch. A step under two different conditions is refused: nesting ConditionSteps is not built.
     """
+    from jupyter_smstep.core import conditions as cond_mod
+
     by_identity: dict[str, cond_mod.Condition] = {}
     guards: dict[str, str | None] = {}
     taken = {n.name for n in nodes}
@@ -929,6 +938,8 @@ def check_parameter_settings(graph: PipelineGraph, values: Mapping[str, Any]) ->
 
 def _resolve_saves(node: StepNode, pipeline: str, root: str | None, report: Report) -> None:
     """The step's ``--save`` values, each checked (an error on the %%step line, before anything runs)."""
+    from jupyter_smstep.core import saves as saves_mod
+
     spec = node.cell.step
     assert spec is not None
     bound = _candidate_outputs(node.cell, node)
