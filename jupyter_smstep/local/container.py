@@ -25,7 +25,7 @@ from pathlib import Path
 
 from jupyter_smstep.local.definition import Resolver, StepSpec, split_s3_uri, to_text
 from jupyter_smstep.local.environment import check_dependencies_dir
-from jupyter_smstep.local.s3 import DUMMY_CREDENTIALS, LOCAL_ACCOUNT, LocalS3
+from jupyter_smstep.local.s3 import LOCAL_ACCOUNT, LocalS3
 
 WORKSPACE = "sagemaker_remote_function_workspace"
 
@@ -134,8 +134,9 @@ class Container:
         env.update({
             "AWS_REGION": region,
             "AWS_DEFAULT_REGION": region,
-            "AWS_ACCESS_KEY_ID": DUMMY_CREDENTIALS["aws_access_key_id"],
-            "AWS_SECRET_ACCESS_KEY": DUMMY_CREDENTIALS["aws_secret_access_key"],
+            # the run's own credentials: its endpoint answers only requests signed with them
+            "AWS_ACCESS_KEY_ID": self.s3.credentials.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.s3.credentials.secret_key,
             "AWS_ENDPOINT_URL": self.s3.endpoint_url,
             "AWS_ENDPOINT_URL_S3": self.s3.endpoint_url,
             "AWS_EC2_METADATA_DISABLED": "true",

@@ -58,7 +58,7 @@ from jupyter_smstep.local.container import cores
 from jupyter_smstep.local.scheduler import RETRYABLE_FAILURES, TERMINATION_GRACE_SECONDS, Emitter, Execution
 from jupyter_smstep.local.results import (DEFAULT_RUNS_DIR, RunResult, StepEvent, load_run, owner,
                                           record_saves, write_json)
-from jupyter_smstep.local.s3.server import DUMMY_CREDENTIALS, LocalS3
+from jupyter_smstep.local.s3.server import LocalS3
 from jupyter_smstep.local.worker import return_worker, take_worker
 
 __all__ = ["RETRYABLE_FAILURES", "TERMINATION_GRACE_SECONDS", "run_pipeline"]
@@ -230,7 +230,7 @@ def _local_boto_session(s3: LocalS3) -> Any:
     core = botocore.session.Session()
     core.set_config_variable("endpoint_url", s3.endpoint_url)
     core.set_config_variable("region", s3.region)
-    return boto3.session.Session(botocore_session=core, **DUMMY_CREDENTIALS)
+    return boto3.session.Session(botocore_session=core, **s3.credentials.as_boto())
 
 
 def _build_definition(build: Any, s3: LocalS3) -> tuple[dict, str]:

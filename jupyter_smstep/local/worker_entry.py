@@ -291,6 +291,11 @@ def _run_step(command: dict, invoke, errors, worker_fds: list[int]) -> int:
     os.environ.clear()
     os.environ.update(command["env"])
     os.environ[STEP_COOKIE] = command["id"]
+    # As in a fresh container: boto3's default session (the warm-up's SDK session made one) must
+    # read this step's credentials, not keep the warm-up's.
+    boto3 = sys.modules.get("boto3")
+    if boto3 is not None:
+        boto3.DEFAULT_SESSION = None
     sys.path.insert(0, cwd)  # what ``python -m`` does in the job's working directory
     sys.argv = [getattr(invoke, "__file__", invoke.__name__)] + list(command["argv"])
 

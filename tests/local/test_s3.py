@@ -8,6 +8,7 @@ the local endpoint only.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import re
 import socket
@@ -19,7 +20,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from jupyter_smstep.local.s3 import DUMMY_CREDENTIALS, LocalS3
+from jupyter_smstep.local.s3 import LocalS3
 
 MiB = 1024 * 1024
 
@@ -33,7 +34,7 @@ def local_endpoint(tmp_path_factory):
 @pytest.fixture(params=["local", "moto"])
 def s3(request, local_endpoint, moto_server):
     url = local_endpoint.endpoint_url if request.param == "local" else moto_server
-    client = boto3.session.Session(region_name="us-east-1", **DUMMY_CREDENTIALS).client(
+    client = boto3.session.Session(region_name="us-east-1", **local_endpoint.credentials.as_boto()).client(
         "s3", endpoint_url=url, config=Config(retries={"max_attempts": 1}))
     bucket = f"t-{uuid.uuid4().hex[:12]}"
     client.create_bucket(Bucket=bucket)
@@ -48,6 +49,19 @@ def code(info: pytest.ExceptionInfo) -> str:
 
 def put(s3, key: str, body: bytes = b"x", **kw):
     return s3.put_object(Bucket=s3.bucket, Key=key, Body=body, **kw)
+
+
+def signed_headers(local: LocalS3, method: str, path: str, body: bytes = b"", secret: str | None = None,
+                   **headers: str) -> dict[str, str]:
+    """The headers of a request to ``path`` signed as botocore signs for S3 (with the endpoint's keys)."""
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    request = AWSRequest(method=method, url=local.endpoint_url + path, data=body, headers=headers)
+    keys = Credentials(local.credentials.access_key, secret or local.credentials.secret_key)
+    S3SigV4Auth(keys, "s3", local.region).add_auth(request)
+    return {"Host": local.endpoint_url.split("//", 1)[1], **dict(request.headers)}
 
 
 def test_put_then_get_returns_the_bytes_etag_type_and_metadata(s3):
@@ -225,7 +239,9 @@ def test_keys_a_file_system_cannot_hold_are_refused(local, key):
 def test_error_bodies_are_s3_xml_with_code_message_and_fields(local_endpoint):
     import urllib.request
 
-    request = urllib.request.Request(f"{local_endpoint.endpoint_url}/{local_endpoint.bucket}/nope")
+    path = f"/{local_endpoint.bucket}/nope"
+    request = urllib.request.Request(local_endpoint.endpoint_url + path,
+                                     headers=signed_headers(local_endpoint, "GET", path))
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(request, timeout=10)
     body = info.value.read().decode()
@@ -235,12 +251,13 @@ def test_error_bodies_are_s3_xml_with_code_message_and_fields(local_endpoint):
 
 
 def test_other_services_are_refused_not_faked(local_endpoint):
-    sqs = boto3.session.Session(region_name="us-east-1", **DUMMY_CREDENTIALS).client(
+    keys = local_endpoint.credentials.as_boto()
+    sqs = boto3.session.Session(region_name="us-east-1", **keys).client(
         "sqs", endpoint_url=local_endpoint.endpoint_url)
     with pytest.raises(ClientError) as info:
         sqs.list_queues()
     assert "serves S3 only" in str(info.value)
-    sts = boto3.session.Session(region_name="us-east-1", **DUMMY_CREDENTIALS).client(
+    sts = boto3.session.Session(region_name="us-east-1", **keys).client(
         "sts", endpoint_url=local_endpoint.endpoint_url)
     assert sts.get_caller_identity()["Account"] == "123456789012"
     with pytest.raises(ClientError):
@@ -251,10 +268,16 @@ def test_a_refused_request_with_a_body_leaves_the_connection_usable(local_endpoi
     """A PUT refused before its body is read (bad key) must not leave the body to be parsed as a request."""
     host, port = local_endpoint.endpoint_url.rsplit("//", 1)[1].split(":")
     body = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n" * 4
+    put_path, head_path = f"/{local_endpoint.bucket}/a//b", f"/{local_endpoint.bucket}"
+
+    def request(method: str, path: str, data: bytes = b"") -> bytes:
+        headers = signed_headers(local_endpoint, method, path, data) | {"Content-Length": str(len(data))}
+        return (f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+                ).encode() + data
+
     with socket.create_connection((host, int(port)), timeout=10) as conn:
-        conn.sendall(f"PUT /{local_endpoint.bucket}/a//b HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n\r\n"
-                     .encode() + body)
-        conn.sendall(f"HEAD /{local_endpoint.bucket} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n".encode())
+        conn.sendall(request("PUT", put_path, body))
+        conn.sendall(request("HEAD", head_path))
         data = b""
         while data.count(b"HTTP/1.1 ") < 2:
             chunk = conn.recv(65536)
@@ -284,3 +307,94 @@ def test_keys_that_look_like_a_file_being_written_are_refused(local):
     with pytest.raises(ClientError) as info:
         put(local, "x.1234abcd.smstep-partial")
     assert code(info) == "InvalidArgument"
+
+
+# ======================================================================================
+# Only the run's own signed requests get in (the endpoint listens where any local user can connect)
+# ======================================================================================
+def _status(request) -> tuple[int, str]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read().decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+
+
+def test_an_unsigned_request_is_refused_and_reveals_nothing(local):
+    import urllib.request
+
+    put(local, "secret.txt", b"the token")
+    base = f"{local.meta.endpoint_url}/{local.bucket}"
+    for request in (urllib.request.Request(f"{base}/secret.txt"),
+                    urllib.request.Request(f"{base}?list-type=2"),
+                    urllib.request.Request(f"{base}/planted.pkl", data=b"cos\nsystem\n", method="PUT")):
+        status, body = _status(request)
+        assert status == 403 and "<Code>AccessDenied</Code>" in body and "the token" not in body
+        assert "signed with the run's credentials" in body
+    keys = [o["Key"] for o in local.list_objects_v2(Bucket=local.bucket)["Contents"]]
+    assert "planted.pkl" not in keys
+
+
+def test_a_wrong_secret_an_unknown_key_and_an_old_signature_are_refused(local_endpoint, monkeypatch):
+    import datetime
+
+    import botocore.auth
+
+    def client(**keys):
+        return boto3.session.Session(region_name="us-east-1", **keys).client(
+            "s3", endpoint_url=local_endpoint.endpoint_url, config=Config(retries={"max_attempts": 1}))
+
+    right = local_endpoint.credentials
+    cases = [({"aws_access_key_id": right.access_key, "aws_secret_access_key": "x" * 40}, "SignatureDoesNotMatch"),
+             ({"aws_access_key_id": "smstep-local", "aws_secret_access_key": "smstep-local"}, "InvalidAccessKeyId")]
+    for keys, expected in cases:
+        with pytest.raises(ClientError) as info:
+            client(**keys).list_objects_v2(Bucket=local_endpoint.bucket)
+        assert code(info) == expected
+    # A signature made 20 minutes ago (a replayed request) is too old, as on AWS.
+    real_now = botocore.auth.get_current_datetime
+    monkeypatch.setattr(botocore.auth, "get_current_datetime",
+                        lambda: real_now() - datetime.timedelta(minutes=20))
+    with pytest.raises(ClientError) as info:
+        client(**right.as_boto()).list_objects_v2(Bucket=local_endpoint.bucket)
+    assert code(info) == "RequestTimeTooSkewed"
+
+
+def test_a_body_that_is_not_what_was_signed_is_not_stored(local, local_endpoint):
+    import http.client
+
+    put(local, "model.pkl", b"the real model")
+    endpoint = local.meta.endpoint_url
+    path = f"/{local.bucket}/model.pkl"
+    headers = signed_headers(local_endpoint, "PUT", path, b"the real model")
+    assert headers["X-Amz-Content-SHA256"] == hashlib.sha256(b"the real model").hexdigest()  # signed, so checked
+    connection = http.client.HTTPConnection(endpoint.split("//", 1)[1], timeout=10)
+    connection.request("PUT", path, body=b"a planted one", headers=headers)  # signed for another body
+    response = connection.getresponse()
+    body = response.read().decode()
+    connection.close()
+    assert response.status == 400 and "<Code>XAmzContentSHA256Mismatch</Code>" in body
+    assert local.get_object(Bucket=local.bucket, Key="model.pkl")["Body"].read() == b"the real model"
+
+
+def test_presigned_urls_work_until_they_expire_and_signature_v2_is_explained(local, local_endpoint):
+    import urllib.request
+
+    put(local, "shared.txt", b"shared")
+    v4 = boto3.session.Session(region_name="us-east-1", **local_endpoint.credentials.as_boto()).client(
+        "s3", endpoint_url=local.meta.endpoint_url, config=Config(signature_version="s3v4"))
+    url = v4.generate_presigned_url("get_object", Params={"Bucket": local.bucket, "Key": "shared.txt"})
+    assert _status(urllib.request.Request(url)) == (200, "shared")
+    expired = v4.generate_presigned_url("get_object", Params={"Bucket": local.bucket, "Key": "shared.txt"},
+                                        ExpiresIn=-1)
+    status, body = _status(urllib.request.Request(expired))
+    assert status == 403 and "Request has expired" in body
+    v2 = boto3.session.Session(region_name="us-east-1", **local_endpoint.credentials.as_boto()).client(
+        "s3", endpoint_url=local.meta.endpoint_url, config=Config(signature_version="s3"))
+    status, body = _status(urllib.request.Request(
+        v2.generate_presigned_url("get_object", Params={"Bucket": local.bucket, "Key": "shared.txt"})))
+    assert status == 403 and "Signature Version 2 is not accepted" in body and "s3v4" in body
+

@@ -4,7 +4,8 @@ One :class:`Handler` per connection (``ThreadingHTTPServer``), HTTP/1.1 with
 keep-alive. A request's body is always read to its end before the response,
 also when the request fails part-way, so the next request on the connection is
 parsed from where it starts. Bodies come plain, ``chunked``, or ``aws-chunked``
-(boto3's streaming uploads, with trailers). Requests for another service are
+(boto3's streaming uploads, with trailers). Every request must be signed with the
+run's credentials (:mod:`.sigv4`), else 403. Requests for another service are
 refused with ``NotImplemented``, except STS ``GetCallerIdentity`` (:mod:`.sts`),
 which the SDK calls to find the account.
 """
@@ -12,6 +13,7 @@ which the SDK calls to find the account.
 from __future__ import annotations
 
 import email.utils
+import hashlib
 import logging
 import re
 import socket
@@ -25,7 +27,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 from xml.etree import ElementTree
 from xml.sax.saxutils import escape
 
-from jupyter_smstep.local.s3 import sts
+from jupyter_smstep.local.s3 import sigv4, sts
 from jupyter_smstep.local.s3.store import (
     CHUNK,
     BodyWriter,
@@ -48,10 +50,11 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: Any, *, root: Path, region: str) -> None:
+    def __init__(self, address: Any, *, root: Path, region: str, credentials: sigv4.Credentials) -> None:
         super().__init__(address, Handler)
         self.store = Store(root)
         self.region = region
+        self.credentials = credentials  # every request must be signed with them (:mod:`.sigv4`)
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -86,13 +89,18 @@ class Handler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         self._left = 0 if self._framed() else int(self.headers.get("Content-Length", 0) or 0)
         self._chunks: Iterator[bytes] | None = None
+        self._buffered: bytes | None = None
+        self._payload = sigv4.PayloadCheck("")
         try:
             split = urlsplit(self.path)
             self.query = {k: v[0] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
-            service = self._service()
+            signed = sigv4.verify(method, self.path, lambda name: self.headers.get_all(name) or [],
+                                  self.server.credentials, self._body_hash)
+            self._payload = sigv4.PayloadCheck(signed.payload_hash if self._buffered is None else "")
+            service = signed.service
             if service == "sts":
                 return self._xml(200, sts.respond(self._form()))
-            if service not in ("s3", None):
+            if service != "s3":
                 raise S3Error(501, "NotImplemented",
                               f"the local runner's endpoint serves S3 only; a {service} call reached it")
             bucket, _, key = unquote(split.path).lstrip("/").partition("/")
@@ -111,10 +119,6 @@ class Handler(BaseHTTPRequestHandler):
             _log.debug("local S3 failed on %s %s", method, self.path, exc_info=True)
             self.close_connection = True  # where the request's body stopped is not known
             self._error(S3Error(500, "InternalError", f"{type(exc).__name__}: {exc}"))
-
-    def _service(self) -> str | None:
-        match = re.search(r"Credential=[^/]+/[^/]+/[^/]+/([^/]+)/", self.headers.get("Authorization", ""))
-        return match.group(1) if match else None
 
     def _bucket_operation(self, method: str, bucket: str) -> None:
         store, q = self.server.store, self.query
@@ -319,19 +323,27 @@ class Handler(BaseHTTPRequestHandler):
                 or self.headers.get("x-amz-content-sha256", "").startswith("STREAMING-"))
 
     def _body_writer(self) -> BodyWriter:
+        if self._buffered is not None:
+            return BodyWriter(None, None, (self._buffered,))
         if self._framed():
-            return BodyWriter(None, None, self._chunk_stream())
-        return BodyWriter(self._left, self._read_into, ())
+            return BodyWriter(None, None, self._chunk_stream(), self._payload.check)
+        return BodyWriter(self._left, self._read_into, (), self._payload.check)
 
     def _read_into(self, buffer: memoryview) -> int:
         n = self.rfile.readinto(buffer[: self._left]) or 0
         self._left -= n
+        self._payload.update(buffer[:n])
         return n
 
     def _chunk_stream(self) -> Iterator[bytes]:
         if self._chunks is None:
-            self._chunks = self._body_chunks()
+            self._chunks = self._hashed(self._body_chunks())
         return self._chunks
+
+    def _hashed(self, chunks: Iterator[bytes]) -> Iterator[bytes]:
+        for data in chunks:
+            self._payload.update(data)
+            yield data
 
     def _drain_body(self) -> None:
         try:
@@ -377,11 +389,23 @@ class Handler(BaseHTTPRequestHandler):
             self.rfile.readline(65537)
 
     def _body(self) -> bytes:
+        """The whole (small) request body, checked against the hash it was signed with."""
+        if self._buffered is not None:
+            return self._buffered
         if self._framed():
-            return b"".join(self._chunk_stream())
-        data = self.rfile.read(self._left) if self._left else b""
-        self._left -= len(data)
+            data = b"".join(self._chunk_stream())
+        else:
+            data = self.rfile.read(self._left) if self._left else b""
+            self._left -= len(data)
+            self._payload.update(data)
+        self._payload.check()
         return data
+
+    def _body_hash(self) -> str:
+        """For a request that declares no payload hash (STS's form): read the body, hash it."""
+        self._buffered = None
+        self._buffered = self._body()
+        return hashlib.sha256(self._buffered).hexdigest()
 
     def _form(self) -> dict[str, str]:
         form = {k: v[0] for k, v in parse_qs(self._body().decode(), keep_blank_values=True).items()}

@@ -17,6 +17,10 @@ boto3's transfer manager use (objects, listings, multipart uploads, buckets),
 plus STS ``GetCallerIdentity``, and answers anything else with a clear
 ``NotImplemented`` error. Only the standard library is needed.
 
+Any local user can connect to 127.0.0.1, so each endpoint makes random
+:attr:`LocalS3.credentials` and answers only requests signed with them
+(:mod:`.sigv4`): the runner hands them to its steps alone, never to a file.
+
 :class:`LocalS3` is the endpoint's handle (start, stop, a client, paths);
 :mod:`.http` speaks the protocol, :mod:`.store` keeps the objects, :mod:`.sts`
 answers the account lookup.
@@ -32,14 +36,13 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_smstep.local.s3.http import Server
+from jupyter_smstep.local.s3.sigv4 import Credentials, new_credentials
 from jupyter_smstep.local.s3.store import S3Error, Store, check_bucket, object_path
 from jupyter_smstep.local.s3.sts import ACCOUNT as LOCAL_ACCOUNT
 
 DEFAULT_BUCKET = "smstep-local"
-# Any credentials are accepted; these only exist so that botocore can sign.
-DUMMY_CREDENTIALS = {"aws_access_key_id": "smstep-local", "aws_secret_access_key": "smstep-local"}
 
-__all__ = ["DEFAULT_BUCKET", "DUMMY_CREDENTIALS", "LOCAL_ACCOUNT", "LocalS3", "default_region"]
+__all__ = ["DEFAULT_BUCKET", "LOCAL_ACCOUNT", "Credentials", "LocalS3", "default_region"]
 
 
 def default_region() -> str:
@@ -58,7 +61,8 @@ def default_region() -> str:
 class LocalS3:
     """Embedded S3 endpoint on 127.0.0.1 (free port), used as a context manager.
 
-    ``endpoint_url``, ``bucket`` and ``region`` are set once started. Objects are
+    ``endpoint_url``, ``bucket`` and ``region`` are set once started; ``credentials`` (random, this
+    endpoint's own) are the only ones it accepts. Objects are
     files under ``data_dir/<bucket>/<key>`` as soon as they are written, so the
     data outlives the endpoint; without ``data_dir`` a temporary folder is used
     and removed on stop.
@@ -69,6 +73,7 @@ class LocalS3:
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.region = region or default_region()
         self.bucket = bucket
+        self.credentials: Credentials = new_credentials()
         self.endpoint_url = ""
         self._temporary: str | None = None
         self._server: Server | None = None
@@ -95,7 +100,7 @@ class LocalS3:
         else:
             root = self.data_dir
         root.mkdir(parents=True, exist_ok=True)
-        self._server = Server(("127.0.0.1", 0), root=root, region=self.region)
+        self._server = Server(("127.0.0.1", 0), root=root, region=self.region, credentials=self.credentials)
         host, port = self._server.server_address[:2]
         self.endpoint_url = f"http://{host}:{port}"
         self._thread = threading.Thread(
@@ -127,11 +132,11 @@ class LocalS3:
 
     # -- conveniences for the runner and tests -------------------------------------------
     def client(self) -> Any:
-        """A boto3 S3 client bound to this endpoint (dummy credentials)."""
+        """A boto3 S3 client bound to this endpoint, with its credentials."""
         if self._client is None:
             import boto3
 
-            self._client = boto3.session.Session(region_name=self.region, **DUMMY_CREDENTIALS).client(
+            self._client = boto3.session.Session(region_name=self.region, **self.credentials.as_boto()).client(
                 "s3", endpoint_url=self.endpoint_url
             )
         return self._client

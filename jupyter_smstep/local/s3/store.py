@@ -21,7 +21,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -319,10 +319,12 @@ class Store:
 class BodyWriter:
     """How a request body reaches a file: ``length`` bytes read straight into a buffer, or chunks."""
 
-    def __init__(self, length: int | None, read_into: Any, chunks: Iterable[bytes]) -> None:
+    def __init__(self, length: int | None, read_into: Any, chunks: Iterable[bytes],
+                 verify: Callable[[], None] | None = None) -> None:
         self.length = length  # None: framed (chunked, aws-chunked), read through ``chunks``
         self.read_into = read_into
         self.chunks = chunks
+        self.verify = verify  # raises if the body is not what was signed; called before it is stored
 
 
 def write_atomically(dest: Path, body: BodyWriter, want_md5: bool = True) -> tuple[int, str]:
@@ -353,6 +355,8 @@ def write_atomically(dest: Path, body: BodyWriter, want_md5: bool = True) -> tup
                             md5 = None
                         else:
                             md5.update(data)
+        if body.verify is not None:
+            body.verify()
         os.replace(partial, dest)
     except BaseException:
         partial.unlink(missing_ok=True)
