@@ -87,14 +87,17 @@ class StepCache:
             files[name] = file
         return Entry(key, run_id, str(record.get("step", "")), files)
 
-    def record(self, key: str, run_id: str, step: str, results: Path) -> None:
-        """Remember the results folder ``results`` (inside ``runs_dir/run_id/s3``) of a succeeded step."""
+    def record(self, key: str, run_id: str, step: str, results: Path, known: dict[str, str] | None = None) -> None:
+        """Remember the results folder ``results`` (inside ``runs_dir/run_id/s3``) of a succeeded step;
+        ``known`` gives the SHA-256 of files the caller already hashed (the payload)."""
         s3_root = self.runs_dir / run_id / "s3"
         try:
             folder = results.relative_to(s3_root)
         except ValueError:
             return  # not inside the run's S3 mirror: nothing to point at
-        files = {p.name: [p.stat().st_size, file_sha256(p)] for p in sorted(results.iterdir()) if p.is_file()}
+        known = known or {}
+        files = {p.name: [p.stat().st_size, known.get(p.name) or file_sha256(p)]
+                 for p in sorted(results.iterdir()) if p.is_file()}
         if "payload.pkl" not in files:
             return
         path = self._entry_path(key)

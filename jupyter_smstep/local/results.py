@@ -11,6 +11,7 @@ kernel long after the run (``%pipeline pull``).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -71,6 +72,10 @@ class StepResult:
     job_name: str | None = None
     output_uri: str | None = None  # S3OutputPath: results/{payload.pkl,metadata.json,results.json}
     exception_uri: str | None = None  # where the SDK pickled the step's exception
+    #: SHA-256 of results/payload.pkl (and of the exception's) when the runner saw the step end: a pickle
+    #: is loaded only if it is still what this run's step wrote (see :func:`load_payload`)
+    payload_sha256: str | None = None
+    exception_sha256: str | None = None
     attempt_log: list[dict] = field(default_factory=list)
     key: str | None = None  # the step's content key (core.keys)
     key_parts: dict[str, str] = field(default_factory=dict)  # what the key was made of (to say what changed)
@@ -88,7 +93,7 @@ class StepResult:
         if not self._loaded:
             if self.state != "succeeded" or not self.output_uri or not self.run_dir:
                 raise SmstepError(Problem(f"has no outputs: it {self.state}", step=self.name))
-            self._value = load_payload(Path(self.run_dir), self.output_uri)
+            self._value = load_payload(Path(self.run_dir), self.output_uri, self.payload_sha256, self.name)
             self._loaded = True
         return self._value
 
@@ -139,7 +144,7 @@ class RunResult:
         if not result.exception_uri:
             return None
         try:
-            return load_payload(self.run_dir, result.exception_uri)
+            return load_payload(self.run_dir, result.exception_uri, result.exception_sha256, result.name)
         except (OSError, SmstepError):
             return None
 
@@ -273,22 +278,28 @@ def local_path(run_dir: Path, uri: str) -> Path:
     return Path(run_dir, "s3", bucket, *[p for p in key.split("/") if p])
 
 
-def load_payload(run_dir: Path, uri: str) -> Any:
-    """Read ``<uri>/payload.pkl`` from the run's S3 mirror, checking the SDK's sha256."""
-    import hashlib
+def load_payload(run_dir: Path, uri: str, recorded: str | None, step: str | None = None) -> Any:
+    """Unpickle ``<uri>/payload.pkl`` from the run's S3 mirror, only if it is what the run's step wrote.
 
+    ``recorded`` is the SHA-256 the runner took when the step ended (in the run's own
+    ``step.json``, in a folder only the user can open). The SDK's ``metadata.json`` hash beside
+    the pickle proves nothing: whoever replaces the one can replace the other. A pickle runs
+    code when loaded, so one that differs, or that no run recorded, is refused, never loaded.
+    """
     import cloudpickle
 
     folder = local_path(run_dir, uri)
     payload = folder / "payload.pkl"
     if not payload.is_file():
-        raise SmstepError(Problem(f"no {payload} (was the run's S3 data deleted?)"))
+        raise SmstepError(Problem(f"no {payload} (was the run's S3 data deleted?)", step=step))
+    if recorded is None:
+        raise SmstepError(Problem(f"not loading {payload}: the run did not record its hash when the step ended "
+                                  "(a run by an older jupyter_smstep, or one that was killed)", step=step,
+                                  fix="run the step again"))
     data = payload.read_bytes()
-    meta_path = folder / "metadata.json"
-    if meta_path.is_file():
-        expected = json.loads(meta_path.read_text()).get("sha256_hash")
-        if expected and hashlib.sha256(data).hexdigest() != expected:
-            raise SmstepError(Problem(f"{payload} does not match the hash the SDK recorded; it was modified"))
+    if hashlib.sha256(data).hexdigest() != recorded:
+        raise SmstepError(Problem(f"not loading {payload}: it changed after the step wrote it (a pickle runs "
+                                  "code when loaded)", step=step, fix="run the step again"))
     return cloudpickle.loads(data)
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jupyter_smstep.core.keys import StepKey
+from jupyter_smstep.core.keys import StepKey, file_sha256
 from jupyter_smstep.core.states import EventKind, StepState
 from jupyter_smstep.errors import SmstepError
 from jupyter_smstep.local import cache as cache_mod, container as containers, diagnostics, retries
@@ -31,6 +31,7 @@ from jupyter_smstep.local.container import Container
 from jupyter_smstep.local.definition import Resolver, StepSpec, container_option, evaluate_condition, to_text
 from jupyter_smstep.local.results import StepEvent, StepResult, write_json
 from jupyter_smstep.local.s3 import LOCAL_ACCOUNT, LocalS3
+from jupyter_smstep.local.s3.store import S3Error
 from jupyter_smstep.local.worker import WarmWorker, worker_args, worker_log_path
 
 _log = logging.getLogger(__name__)
@@ -333,6 +334,7 @@ class Execution:
         result.started = result.ended = now
         result.duration = 0.0
         result.output_uri = output_uri
+        result.payload_sha256 = self._payload_hash(output_uri)
         result.cached_from = found.run_id
         st.properties = containers.job_properties(args, containers.job_name(self.run_id, st.spec.name, 0),
                                                   output_uri, self.s3.region)
@@ -346,7 +348,8 @@ class Execution:
         if self.cache is None or key is None or not st.result.output_uri:
             return
         try:
-            self.cache.record(key, self.run_id, st.spec.name, self.s3.path(st.result.output_uri))
+            known = {"payload.pkl": st.result.payload_sha256} if st.result.payload_sha256 else {}
+            self.cache.record(key, self.run_id, st.spec.name, self.s3.path(st.result.output_uri), known)
         except OSError as exc:
             self._warn(st, f"could not record the result in the cache ({exc})")
 
@@ -481,9 +484,18 @@ class Execution:
         result.failure_type = None
         self.resolver.step_properties[st.spec.name] = st.properties or {}
         result.resources = self._measured(st, attempt, ended)
+        result.payload_sha256 = self._payload_hash(attempt.output_uri)
         self._remember(st)
         self._event(st, "succeeded", attempt=attempt.number, duration=result.duration,
                     info={"resources": result.resources})
+
+    def _payload_hash(self, uri: str) -> str | None:
+        """SHA-256 of ``<uri>/payload.pkl`` as the step left it (None if it wrote none): results are
+        loaded later only if they still match (:func:`~.results.load_payload`)."""
+        try:
+            return file_sha256(self.s3.path(uri.rstrip("/") + "/payload.pkl"))
+        except (OSError, ValueError, S3Error):
+            return None
 
     def _record_attempt(self, st: _StepState, outcome: str, ended: float, failure_type: str | None = None,
                         summary: str | None = None) -> None:
@@ -530,8 +542,8 @@ class Execution:
         result.summary = summary
         result.error = error or summary
         if attempt is not None:
-            result.exception_uri = attempt.exception_uri if self.container.exists(
-                attempt.exception_uri + "/payload.pkl") else None
+            result.exception_sha256 = self._payload_hash(attempt.exception_uri)
+            result.exception_uri = attempt.exception_uri if result.exception_sha256 else None
         self._event(st, "failed", attempt=result.attempts, duration=result.duration,
                     message=summary, error=result.error)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import linecache
+
 ROLE = "arn:aws:iam::111122223333:role/SMRole"
 IMAGE = "111122223333.dkr.ecr.us-east-1.amazonaws.com/smstep-test:1"
 
@@ -13,3 +15,13 @@ def s3_keys(boto_session) -> list[str]:
         for obj in s3.list_objects_v2(Bucket=bucket["Name"]).get("Contents", []):
             keys.append(f"{bucket['Name']}/{obj['Key']}")
     return keys
+
+
+def cell(source: str, name: str = "cell") -> dict:
+    """Functions defined like the compiler's: by value (``__main__``), with their source in linecache."""
+    filename = f"<smstep-test-{name}>"
+    text = source.lstrip("\n")
+    linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
+    namespace: dict = {"__name__": "__main__"}
+    exec(compile(text, filename, "exec"), namespace)  # noqa: S102
+    return namespace

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import linecache
 import os
 import time
 from pathlib import Path
@@ -29,8 +28,8 @@ from jupyter_smstep.local.definition import Resolver, parse_steps, resolve_param
 from jupyter_smstep.local.environment import check_pre_execution_script, check_requirements_text
 from jupyter_smstep.local.s3.server import LocalS3
 
-ROLE = "arn:aws:iam::111122223333:role/SMRole"
-IMAGE = "111122223333.dkr.ecr.us-east-1.amazonaws.com/smstep-test:1"
+from helpers.constants import IMAGE, ROLE, cell
+
 KW = dict(image_uri=IMAGE, role=ROLE, instance_type="ml.m5.large")
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the local runner forks")
@@ -39,16 +38,6 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the local runne
 @pytest.fixture(scope="module")
 def S():
     return sdk.load()
-
-
-def cell(source: str, name: str = "cell") -> dict:
-    """Functions defined like the compiler's: by value (``__main__``), with their source in linecache."""
-    filename = f"<smstep-test-{name}>"
-    text = source.lstrip("\n")
-    linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
-    namespace: dict = {"__name__": "__main__"}
-    exec(compile(text, filename, "exec"), namespace)  # noqa: S102
-    return namespace
 
 
 def run(build, tmp_path, **kwargs) -> local.RunResult:
