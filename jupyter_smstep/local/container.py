@@ -23,6 +23,7 @@ import shutil
 import zipfile
 from pathlib import Path
 
+from jupyter_smstep.errors import Problem, SmstepError
 from jupyter_smstep.local.definition import Resolver, StepSpec, split_s3_uri, to_text
 from jupyter_smstep.local.environment import check_dependencies_dir
 from jupyter_smstep.local.s3 import LOCAL_ACCOUNT, LocalS3
@@ -88,12 +89,8 @@ class Container:
         channels = {c["ChannelName"]: to_text(c["DataSource"]["S3DataSource"]["S3Uri"])
                     for c in input_config if "S3DataSource" in c.get("DataSource", {})}
         step_dir = spec.option("func_step_s3_dir")
-        if step_dir and step_dir in channels:
-            archive = template / "workspace.zip"
-            if self.download(channels[step_dir].rstrip("/") + "/workspace.zip", archive):
-                with zipfile.ZipFile(archive) as z:
-                    z.extractall(template)
-                archive.unlink()
+        if step_dir and step_dir in channels:  # IncludeLocalWorkDir: the notebook folder's files, zipped
+            self._stage_workspace(spec.name, channels[step_dir], template / "input" / step_dir, template)
         workspace.mkdir(parents=True, exist_ok=True)
         deps_uri = channels.get("pre_exec_script_and_dependencies")
         if deps_uri:
@@ -114,6 +111,25 @@ class Container:
         if isinstance(count, int) and count > 1:
             warnings.append(f"instance_count={count}: the local runner runs the step once, in one process")
         return workspace, warnings
+
+    def _stage_workspace(self, step: str, uri: str, channel: Path, template: Path) -> None:
+        """Unpack the workspace channel into ``template`` as the job's bootstrap does.
+
+        The SDK gives the first step that uploads it the archive itself
+        (``.../sm_rf_user_ws/<build>/workspace.zip``) and every later step its folder; SageMaker
+        downloads either into the channel as ``workspace.zip``, and so does this. A channel with no
+        archive is an error: the step would run in an empty folder and miss every file.
+        """
+        self.download_prefix(uri, channel)
+        archive = channel / "workspace.zip"
+        if not archive.is_file():
+            raise SmstepError(Problem(
+                f"its workspace channel (IncludeLocalWorkDir) has no workspace.zip at {uri}", step=step,
+                fix="build the pipeline again; if it persists, report it with the step's definition "
+                    "(%pipeline definition)"))
+        with zipfile.ZipFile(archive) as z:
+            z.extractall(template)
+        shutil.rmtree(channel, ignore_errors=True)
 
     @staticmethod
     def attempt_workspace(template: Path, folder: Path) -> Path:
@@ -179,13 +195,23 @@ class Container:
         shutil.copyfile(self.s3.path(uri), dest)
         return True
 
-    def download_prefix(self, uri: str, dest: Path) -> None:
+    def download_prefix(self, uri: str, dest: Path) -> int:
+        """Stage an ``S3Prefix`` channel into ``dest`` as SageMaker does: an object whose key is the
+        prefix itself lands as its base name, the objects under ``prefix/`` at their relative paths.
+        Returns how many files were staged."""
         bucket, prefix = split_s3_uri(uri)
-        prefix = prefix.rstrip("/") + "/"
+        prefix = prefix.rstrip("/")
         dest.mkdir(parents=True, exist_ok=True)
-        for key in self.s3.keys(bucket, prefix):
-            rel = key[len(prefix):]
+        staged = 0
+        if prefix and self.exists(f"s3://{bucket}/{prefix}"):
+            shutil.copyfile(self.s3.path(f"s3://{bucket}/{prefix}"), dest / prefix.rsplit("/", 1)[-1])
+            staged += 1
+        folder = prefix + "/" if prefix else ""
+        for key in self.s3.keys(bucket, folder):
+            rel = key[len(folder):]
             if rel and not rel.endswith("/"):
                 target = dest.joinpath(*rel.split("/"))
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(self.s3.path(f"s3://{bucket}/{key}"), target)
+                staged += 1
+        return staged
