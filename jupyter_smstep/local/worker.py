@@ -150,7 +150,7 @@ def worker_log_path() -> Path:
     """The worker's own output (its import errors), in the user's cache folder (``workers/``); removed
     when the worker exits cleanly, and, when it did not, by a later start once a day old."""
     folder = cache_dir() / "workers"
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)  # a step's import errors may show its data
     now = time.time()
     for old in folder.glob("smstep-worker-*.log"):
         try:
