@@ -78,6 +78,10 @@ class Shell:
         self.run(f"%pipeline config --name {name} --role {ROLE} --image-uri {IMAGE} --instance-type ml.m5.large {flags}")
 
 
+#: What a fresh IPython shell puts in the user's namespace (besides ``_``-names): kept, as a kernel has them.
+FRESH_NAMES = ("In", "Out", "get_ipython", "exit", "quit", "open")
+
+
 @pytest.fixture
 def shell():
     from IPython.testing.globalipapp import start_ipython
@@ -86,7 +90,7 @@ def shell():
 
     ip = start_ipython() or __import__("IPython").get_ipython()
     jupyter_smstep.unload_ipython_extension(ip)
-    keep = {k: v for k, v in ip.user_ns.items() if k.startswith("_") or k in ("In", "Out", "get_ipython", "exit", "quit")}
+    keep = {k: v for k, v in ip.user_ns.items() if k.startswith("_") or k in FRESH_NAMES}
     ip.user_ns.clear()
     ip.user_ns.update(keep)
     ip.extension_manager.loaded.discard("jupyter_smstep")

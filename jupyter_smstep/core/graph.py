@@ -656,8 +656,12 @@ def _left_out(node: StepNode, var: str, namespace: Mapping[str, Any], report: Re
 
 
 def _is_builtin(var: str, value: Any) -> bool:
-    """Whether the namespace's ``var`` is Python's builtin itself, or IPython's wrapper of it."""
-    if value is getattr(builtins, var, None):
+    """Whether the namespace's ``var`` is Python's builtin itself, or IPython's wrapper of it.
+
+    IPython's ``open`` (``_modified_open``) is made with ``functools.wraps(io.open)``: its
+    ``__module__`` says ``io``, its ``__wrapped__`` is the builtin."""
+    builtin = getattr(builtins, var, None)
+    if value is builtin or (builtin is not None and getattr(value, "__wrapped__", None) is builtin):
         return True
     module = getattr(value, "__module__", None) or type(value).__module__
     return isinstance(module, str) and module.split(".")[0] == "IPython"

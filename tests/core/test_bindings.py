@@ -82,7 +82,8 @@ def test_return_yield_await_at_the_top_of_a_step_are_refused_with_the_line(shell
 
 def test_ipythons_builtin_wrappers_are_builtins_and_its_own_names_are_errors(shell):
     shell.configure()
-    shell.ip.user_ns["open"] = open
+    wrapper = shell.ip.user_ns["open"]  # what IPython puts there: functools.wraps(io.open), __module__ "io"
+    assert wrapper is not open and wrapper.__wrapped__ is open
     shell.run("%%step --defer a\nwith open('x.txt') as f:\n    text = f.read()\nexit_code = 0 if text else exit")
     assert inputs(shell, "a") == {}  # open and exit are the job's own builtins
     shell.run("%%step --defer b\ndisplay(text)")

@@ -286,6 +286,20 @@ def test_every_layout_gives_the_kernels_pipeline_headless(tmp_path, shell, layou
     assert [s.name for s in live.steps] == ["a", "b"] and live.step("b").inputs["x"].step == "a"
 
 
+def test_ipythons_open_exit_and_quit_are_builtins_headless_and_live(tmp_path, shell, monkeypatch):
+    """A headless shell's `open` is IPython's wrapper (functools.wraps(io.open): module "io"), as a
+    kernel's is: neither may capture it as a value."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "x.txt").write_text("hello")
+    cells = ["%load_ext jupyter_smstep", CONFIG,
+             "%%step a\nwith open('x.txt') as f:\n    text = f.read()\nstop = exit if not text else quit"]
+    headless = load_workspace(write_notebook(tmp_path, cells)).graph()
+    for source in cells:
+        shell.run(source)
+    for graph in (headless, shell.graph()):
+        assert dict(graph.step("a").inputs) == {}, graph.step("a").inputs
+
+
 def test_unnamed_twins_in_a_notebook_without_cell_ids_are_two_steps(tmp_path):
     cells = ["%load_ext jupyter_smstep", CONFIG, "%%step\nfeatures = 1", "%%step\nfeatures = 1",
              "%%step\nlabels = features"]
