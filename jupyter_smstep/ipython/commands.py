@@ -232,7 +232,15 @@ def _graph(ctx: Context, args: argparse.Namespace) -> int:
     return 2 if graph.report.errors else 0
 
 
+def say_warnings(ctx: Context) -> None:
+    """Before a command builds, runs or submits the pipeline: every warning of its graph, with its cell,
+    line and fix (what the tool could not know, said where the user looks, not only in ``graph``)."""
+    for problem in ctx.workspace.graph().report.warnings:
+        print(f"warning: {problem}", file=ctx.err)
+
+
 def _definition(ctx: Context, args: argparse.Namespace) -> int:
+    say_warnings(ctx)
     print(json.dumps(ctx.workspace.definition(), indent=2), file=ctx.out)
     return 0
 
@@ -246,6 +254,7 @@ def _export(ctx: Context, args: argparse.Namespace) -> int:
     if args.file and args.output and args.file != args.output:
         raise SmstepError(f"export: two output files given ({args.file}, {args.output})", fix="give one")
     path = args.output or args.file or "pipeline.py"
+    say_warnings(ctx)
     ctx.workspace.export(path)
     print(f"wrote {path}", file=ctx.err if ctx.cli else ctx.out)
     return 0
@@ -263,6 +272,7 @@ def _run_args(parser: CommandParser, cli: bool) -> None:
 
 def _run(ctx: Context, args: argparse.Namespace) -> int:
     overrides = _overrides(args)
+    say_warnings(ctx)
     if ctx.cli:
         from jupyter_smstep.text import TerminalProgress
 
@@ -334,6 +344,7 @@ def _submit_args(parser: CommandParser, cli: bool) -> None:
 def _submit(ctx: Context, args: argparse.Namespace) -> int:
     if args.force and not args.changed:
         raise SmstepError("--force only applies with --changed", fix="add --changed, or drop --force")
+    say_warnings(ctx)
     run = ctx.workspace.latest_run(ctx.workspace.graph().name)  # this session's, or the runs folder's
     if run is not None:  # before paying: a step the last local run measured above its instance's memory
         for suggestion in run.suggestions().values():
@@ -460,6 +471,7 @@ def _schedule(ctx: Context, args: argparse.Namespace) -> int:
     expression = schedules.parse(cron=args.cron, rate=args.rate, at=args.at)
     start = schedules.parse_date(args.start, "--start") if args.start else None
     end = schedules.parse_date(args.end, "--end") if args.end else None
+    say_warnings(ctx)
     found = ctx.workspace.schedule(args.name, expression, role=args.role, parameters=_overrides(args),
                                    start=start, end=end, enabled=not args.disabled)
     if ctx.cli:
