@@ -127,11 +127,12 @@ def module_source(registry: Registry, graph: PipelineGraph, sdk_major: int | Non
                 "    to_request = function_step.to_request",
                 "    config = CacheConfig(enable_caching=True, expire_after=expire_after).config",
                 "    function_step.to_request = lambda: {**to_request(), **config}"]
-    if any(node.saves for node in graph.steps):
-        from jupyter_smstep.sdk.build import saving_source
-
-        body = saving_source().split('"""', 2)[2]  # without its module docstring
-        out += ["", "", "# ---- --save: writes a step's value to S3 at its end", body.strip("\n")]
+    helpers = [(codegen.SAVE_FUNCTION, "--save: writes a step's value to S3 at its end")
+               if any(node.saves for node in graph.steps) else None,
+               (codegen.PLAIN_FUNCTION, "a final step returns only data (files, locks and clients stay behind)")
+               if any(node.unchecked for node in graph.steps) else None]
+    for name, title in filter(None, helpers):
+        out += ["", "", f"# ---- {title}", _helper_block(name)]
     out += ["", "", "# ---- steps"]
     for node in graph.steps:
         keywords = [f"{k}={stepargs.to_source(v)}" for k, v in specs[node.name].items()]
@@ -171,3 +172,12 @@ def module_source(registry: Registry, graph: PipelineGraph, sdk_major: int | Non
             "        print(pipeline.definition())", ""]
     return "\n".join(out)
 
+
+def _helper_block(name: str) -> str:
+    """A helper's source inside a function of its own, so that its imports and names never meet the
+    notebook's (a cell's ``types = [...]`` must stay the cell's)."""
+    from jupyter_smstep.sdk.build import helper_source
+
+    body = helper_source(name).split('"""', 2)[2].strip("\n")  # without its module docstring
+    indented = "\n".join(("    " + line) if line.strip() else "" for line in body.splitlines())
+    return f"def {name}_helper():\n{indented}\n    return {name}\n\n\n{name} = {name}_helper()"

@@ -47,6 +47,9 @@ def text_summary(graph: PipelineGraph) -> str:
             lines.append(f"  in   {inp.name:<16} {where}  (line {inp.line + 1})")
         for out in node.outputs:
             lines.append(f"  out  {out}")
+        if node.unchecked:  # a headless build or --defer: the kernel's values were not there to check
+            lines.append("       (not built from a run: the step leaves out, when it runs, any of these that is "
+                         "not data: files, locks, clients)")
         for save in node.saves:
             lines.append(f"  save {save.name} → {save.uri}" + ("" if save.format else "  (format by type)"))
         width = max((len(k) for k in node.settings), default=0)

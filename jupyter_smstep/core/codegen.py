@@ -59,6 +59,8 @@ def function_source(node: StepNode, fname: str) -> str:
 
 #: The function each --save calls at the end of the step (its source: jupyter_smstep/sdk/saving.py)
 SAVE_FUNCTION = "_smstep_save"
+#: What a final step's return goes through when the build could not see its values (core/plain.py)
+PLAIN_FUNCTION = "_smstep_plain"
 
 
 def epilogue(node: StepNode) -> list[str]:
@@ -71,8 +73,10 @@ def epilogue(node: StepNode) -> list[str]:
 def return_statement(node: StepNode) -> str:
     if not node.outputs:
         return "return {}"
-    pairs = ", ".join(f"{name!r}: {name}" for name in node.outputs)
-    return "return {" + pairs + "}"
+    pairs = "{" + ", ".join(f"{name!r}: {name}" for name in node.outputs) + "}"
+    if node.unchecked:
+        return f"return {PLAIN_FUNCTION}({node.name!r}, {pairs}, {tuple(node.unchecked)!r})"
+    return "return " + pairs
 
 
 def function_code(node: StepNode, fname: str, filename: str) -> ast.Module:

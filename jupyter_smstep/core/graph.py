@@ -22,10 +22,7 @@ import ast
 import builtins
 import re
 import difflib
-import io
-import socket
 import sys
-import threading
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +31,7 @@ from collections.abc import Iterable, Mapping
 
 from jupyter_smstep.core import settings as settings_mod
 from jupyter_smstep.core.analysis import FunctionInfo, mutated_through_calls
+from jupyter_smstep.core.plain import not_data
 from jupyter_smstep.errors import Report, SmstepError
 from jupyter_smstep.core.registry import Cell, Registry
 from jupyter_smstep.core.states import InputKind
@@ -101,6 +99,9 @@ class StepNode:
     guard: str | None = None
     #: --save: values written to S3 at the end of the step
     saves: list[saves_mod.Save] = field(default_factory=list)
+    #: A final step's implicit outputs whose values the build could not see (headless, --defer): the
+    #: job leaves out those that are not data (``core.plain``), as the build does for the ones it sees
+    unchecked: list[str] = field(default_factory=list)
 
     @property
     def order_only(self) -> list[str]:
@@ -179,6 +180,7 @@ class PipelineGraph:
                     **({"dependencies": self.dependencies[s.name]} if s.name in self.dependencies else {}),
                     **_guard_json(self, s),
                     **({"saves": [v.to_json() for v in s.saves]} if s.saves else {}),
+                    **({"unchecked_outputs": list(s.unchecked)} if s.unchecked else {}),
                 }
                 for s in self.steps
             ],
@@ -363,6 +365,7 @@ def build_graph(
             keep = {v for v in candidates - set(analysis.imports) - set(analysis.defines) if not v.startswith("_")}
             node.outputs = [v for v in _ordered(node.cell, node)
                             if v in keep and not _left_out(node, v, namespace, report)]
+            node.unchecked = [v for v in node.outputs if v not in namespace]
         node.outputs = [v for v in node.outputs
                         if not (v in node.inputs and node.inputs[v].kind == "import") or v in (spec.outputs or ())]
 
@@ -600,43 +603,6 @@ def _ordered(cell: Cell, node: StepNode | None = None) -> list[str]:
     return sorted(_candidate_outputs(cell, node), key=lambda v: (lines.get(v, 0), v))
 
 
-#: What is never a step's output: it cannot travel to another process, or means nothing there.
-_NOT_DATA = (types.ModuleType, types.GeneratorType, types.AsyncGeneratorType, types.CoroutineType, io.IOBase,
-             socket.socket, threading.Thread, type(threading.Lock()), type(threading.RLock()), threading.Event,
-             threading.Condition, threading.Semaphore)
-#: AWS credentials and what holds them, by (module, class name or None for any class of the module):
-#: recognised without importing boto3. Never data, and never captured into a step (``sdk.capture``).
-CREDENTIAL_TYPES: dict[tuple[str, str | None], str] = {
-    ("boto3.session", "Session"): "a boto3 session (it holds credentials)",
-    ("botocore.session", "Session"): "a botocore session (it holds credentials)",
-    ("botocore.credentials", None): "AWS credentials",
-    ("botocore.client", None): "a boto3 client",
-}
-#: Other types recognised by their module and name that are not data.
-_NOT_DATA_NAMES: dict[tuple[str, str | None], str] = {
-    **CREDENTIAL_TYPES, ("boto3.resources.base", None): "a boto3 resource",
-    ("sqlite3", "Connection"): "a database connection", ("sqlite3", "Cursor"): "a database cursor",
-}
-
-
-def match_type(value: Any, table: Mapping[tuple[str, str | None], str]) -> tuple[str, str] | None:
-    """``(module.Class, description)`` when ``value``'s class (or a base) is in ``table``, else None."""
-    for klass in type(value).__mro__:
-        module, name = getattr(klass, "__module__", "") or "", klass.__name__
-        description = table.get((module, name)) or table.get((module, None))
-        if description:
-            return f"{module}.{name}", description
-    return None
-
-
-def _not_data(value: Any) -> str | None:
-    """Why ``value`` is not plain data (an open file, a client, a lock...), or None."""
-    if isinstance(value, _NOT_DATA):
-        return type(value).__name__
-    found = match_type(value, _NOT_DATA_NAMES)
-    return found[0] if found else None
-
-
 def _left_out(node: StepNode, var: str, namespace: Mapping[str, Any], report: Report) -> bool:
     """A final step returns plain data only: leave out (and say so) a value that cannot be data.
 
@@ -645,7 +611,7 @@ def _left_out(node: StepNode, var: str, namespace: Mapping[str, Any], report: Re
     """
     if var not in namespace:
         return False
-    why = _not_data(namespace[var])
+    why = not_data(namespace[var])
     if why is None:
         return False
     line = (node.cell.analysis.writes.get(var) if node.cell.analysis else None) or 0
@@ -708,6 +674,13 @@ def _check_step_names(registry: Registry, report: Report) -> None:
         if not settings_mod.STEP_NAME.match(name):
             report.error(f"step name {name!r} is invalid: SageMaker allows 1-64 letters, digits, '-' and '_'",
                          fix=f"rename it, e.g. %%step {_suggest_step_name(name)}", step=name)
+        elif name.startswith("-"):
+            # The job runs `invoke_function ... --pipeline_step_name -load-`, and argparse reads the
+            # name as an option: the job fails as it starts (the local runner runs the same command).
+            report.error(f"step name {name!r} starts with '-': SageMaker accepts it, but the @step job passes it "
+                         "to the SDK's entry point as `--pipeline_step_name " + name + "`, which reads it as an "
+                         "option and fails as the job starts",
+                         fix=f"rename it, e.g. %%step {name.lstrip('-') or 'step'}", step=name)
         seen[name] = seen.get(name, 0) + 1
     for name, count in seen.items():
         if count > 1:

@@ -15,6 +15,7 @@ definition (or upsert) through it.
 from __future__ import annotations
 
 import builtins
+import functools
 import contextlib
 import linecache
 from dataclasses import dataclass, field
@@ -82,7 +83,9 @@ def step_functions(graph: PipelineGraph, namespace: Mapping[str, Any],
         for inp in node.captured:
             glb[inp.name] = namespace[inp.name]
         if node.saves:  # compiled here, so the step ships it by value (the container has no jupyter_smstep)
-            exec(compile(saving_source(), "<jupyter_smstep --save>", "exec"), glb)  # noqa: S102
+            glb[codegen.SAVE_FUNCTION] = helper(codegen.SAVE_FUNCTION)
+        if node.unchecked:
+            glb[codegen.PLAIN_FUNCTION] = helper(codegen.PLAIN_FUNCTION)
         code = compile(codegen.function_code(node, fname, filename), filename, "exec")
         # Register the cell so local tracebacks can show the user's lines.
         text = "\n" + node.cell.source
@@ -92,11 +95,23 @@ def step_functions(graph: PipelineGraph, namespace: Mapping[str, Any],
     return functions
 
 
-def saving_source() -> str:
-    """The source of ``sdk/saving.py``: compiled into each saving step, written into the export."""
+def helper_source(name: str) -> str:
+    """The source of a self-contained helper the steps call (``_smstep_save``: ``sdk/saving.py``;
+    ``_smstep_plain``: ``core/plain.py``): compiled for the build, written into the export."""
+    from jupyter_smstep.core import plain
     from jupyter_smstep.sdk import saving
 
-    return Path(saving.__file__).read_text()
+    module = {codegen.SAVE_FUNCTION: saving, codegen.PLAIN_FUNCTION: plain}[name]
+    return Path(module.__file__ or "").read_text()
+
+
+@functools.cache
+def helper(name: str) -> Callable[..., Any]:
+    """The helper ``name``, compiled from its source in a namespace of its own (so its imports never
+    shadow a captured value of the step), as ``__main__``: cloudpickle ships it by value."""
+    namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
+    exec(compile(helper_source(name), f"<jupyter_smstep {name}>", "exec"), namespace)  # noqa: S102
+    return namespace[name]
 
 
 def parameter_objects(graph: PipelineGraph, sdk: Sdk) -> dict[str, Any]:

@@ -27,7 +27,8 @@ import types
 from typing import Any
 from collections.abc import Mapping
 
-from jupyter_smstep.core.graph import CREDENTIAL_TYPES, PipelineGraph, match_type
+from jupyter_smstep.core.graph import PipelineGraph
+from jupyter_smstep.core.plain import CREDENTIAL_TYPES, match_type
 from jupyter_smstep.core.settings import SECRET_NAME
 from jupyter_smstep.errors import Problem, SmstepError
 

@@ -369,11 +369,15 @@ def test_a_notebook_for_another_language_says_so(tmp_path):
         load_workspace(path)
 
 
-def test_a_step_name_that_starts_with_a_dash_after_double_dash(shell):
+def test_a_step_name_that_starts_with_a_dash_is_read_after_double_dash_and_refused_for_its_job(shell, tmp_path):
+    """`%%step -- -load-` parses, but such a step cannot run: its job passes `--pipeline_step_name -load-`
+    to the SDK's entry point, whose argparse takes the name for an option (the local run shows it)."""
     shell.run(CONFIG)
     shell.run("%%step --defer -- -load-\nx = 1")
     assert [c.step.name for c in shell.workspace.registry.steps] == ["-load-"]
-    assert not shell.graph().report.errors
+    (error,) = shell.graph().report.errors
+    assert "starts with '-'" in error.message and "--pipeline_step_name -load-" in error.message
+    assert error.fix == "rename it, e.g. %%step load-"
 
 
 OPTION_CASES = [
