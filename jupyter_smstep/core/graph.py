@@ -206,23 +206,31 @@ def _guard_json(graph: PipelineGraph, node: StepNode) -> dict[str, Any]:
     return out
 
 
-def local_file_reads(node: StepNode, root: Path | None) -> list[tuple[str, int, Path]]:
-    """String literals in a step's code that name a file on this machine: (literal, line in the body, path).
-
-    Relative ones start at the notebook's folder, as in the kernel. These are what a local run reads
-    and a SageMaker job cannot: each is a warning, and its content is part of the step's key.
-    """
+def _path_literals(node: StepNode) -> list[tuple[str, int]]:
+    """The string literals of a step's code that could be paths: (text, line in the body)."""
     try:
         tree = ast.parse(node.cell.source)
     except SyntaxError:
         return []
-    found: dict[str, tuple[str, int, Path]] = {}
+    found = []
     for n in ast.walk(tree):
         if not (isinstance(n, ast.Constant) and isinstance(n.value, str)):
             continue
         text = n.value
         if not text or len(text) > 1024 or "\n" in text or "\0" in text or "://" in text or text in (".", ".."):
             continue
+        found.append((text, n.lineno))
+    return found
+
+
+def local_file_reads(node: StepNode, root: Path | None) -> list[tuple[str, int, Path]]:
+    """String literals in a step's code that name a file on this machine: (literal, line in the body, path).
+
+    Relative ones start at the notebook's folder, as in the kernel. These are what a local run reads
+    and a SageMaker job cannot: each is a warning, and its content is part of the step's key.
+    """
+    found: dict[str, tuple[str, int, Path]] = {}
+    for text, line in _path_literals(node):
         path = Path(text).expanduser()
         if not path.is_absolute():
             if root is None:
@@ -230,7 +238,24 @@ def local_file_reads(node: StepNode, root: Path | None) -> list[tuple[str, int, 
             path = root / path
         try:
             if path.is_file():
-                found.setdefault(text, (text, n.lineno, path))
+                found.setdefault(text, (text, line, path))
+        except OSError:
+            continue
+    return list(found.values())
+
+
+def local_folder_reads(node: StepNode, root: Path | None) -> list[tuple[str, int, Path]]:
+    """Relative path literals with a ``/`` that name a folder beside the notebook (``"data/"``, joined
+    with a file name later, as in ``pd.read_csv(path + "train.csv")``): the job has no such folder."""
+    if root is None:
+        return []
+    found: dict[str, tuple[str, int, Path]] = {}
+    for text, line in _path_literals(node):
+        if "/" not in text or Path(text).expanduser().is_absolute() or text.strip("/.") == "":
+            continue
+        try:
+            if (root / text).is_dir():
+                found.setdefault(text, (text, line, root / text))
         except OSError:
             continue
     return list(found.values())
@@ -388,10 +413,11 @@ def build_graph(
         _resolve_saves(node, name, registry.save_root, report)
         _warn_unexpanded(node, report)
     for node in nodes:
-        for literal, line, path in local_file_reads(node, root):
+        for kind, (literal, line, path) in [("file", r) for r in local_file_reads(node, root)] + [
+                ("folder", r) for r in local_folder_reads(node, root)]:
             where = ("a local run finds it on this machine" if Path(literal).expanduser().is_absolute() else
                      "nor does a local run, which runs the step in its own folder as SageMaker does")
-            report.warn(f"names the local file {literal!r} ({path}): a SageMaker job runs in its own container "
+            report.warn(f"names the local {kind} {literal!r} ({path}): a SageMaker job runs in its own container "
                         f"and will not find it ({where})",
                         fix="upload it to S3 and read the s3:// URI (or pass the URI as a parameter), or "
                         "ship it with IncludeLocalWorkDir and a CustomFileFilter in config.yaml",

@@ -162,6 +162,20 @@ def test_a_local_data_file_is_a_warning_and_part_of_the_key(shell, tmp_path):
     assert second.outputs("load") == {"rows": [1, 2, 3, 4]}
 
 
+def test_a_local_folder_joined_with_file_names_is_a_warning(shell, tmp_path):
+    """Kale's titanic example: `path = "data/"` then `pd.read_csv(path + "train.csv")`; no literal names a
+    file, but "data/" names a folder beside the notebook that no job has."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.csv").write_text("a\n1\n")
+    shell.configure(name="reads-folder")
+    shell.workspace.root = tmp_path
+    shell.run("%%step load --defer\npath = 'data/'\nrows = open(path + 'train.csv').read()")
+    shell.run("%%step other --defer\nlabel = 'data'\nunit = 'km/h'")  # a word, a unit: no folder with a slash
+    problems = [p for p in shell.workspace.graph().report.warnings if "names the local" in p.message]
+    assert [(p.step, p.line) for p in problems] == [("load", 2)]
+    assert "names the local folder 'data/'" in problems[0].message and "upload it to S3" in problems[0].fix
+
+
 def test_run_folders_and_cache_records_are_the_users_only(notebook, tmp_path):
     first, _ = run(notebook, tmp_path)
     assert first.run_dir.stat().st_mode & 0o077 == 0
