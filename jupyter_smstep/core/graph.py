@@ -548,7 +548,8 @@ def _resolve_step(
             inputs[var] = Input(var, "execution", line)
         elif var in namespace:
             value = namespace[var]
-            statement = import_statement(var, value)
+            cell_import = source.analysis.imports.get(var) if source is not None and source.analysis else None
+            statement = import_statement(var, value, cell_import)
             if statement:
                 inputs[var] = Input(var, "import", line, statement=statement)
             else:
@@ -589,8 +590,14 @@ def _resolve_step(
     return StepNode(name, cell, inputs, [], depends, {})
 
 
-def import_statement(var: str, value: Any) -> str | None:
-    """How to re-create ``value`` by import inside the step, or None to capture it by value."""
+def import_statement(var: str, value: Any, written: str | None = None) -> str | None:
+    """How to re-create ``value`` by import inside the step, or None to capture it by value.
+
+    ``written`` is the import the notebook's cell wrote for ``var``: kept when it gives this very
+    object (``from sklearn.ensemble import RandomForestClassifier``, not the private module the class
+    says it lives in, which another version of the library may not have)."""
+    if written and _imports_this(written, var, value):
+        return written
     if isinstance(value, types.ModuleType):
         name = value.__name__
         if name == var:
@@ -608,6 +615,26 @@ def import_statement(var: str, value: Any) -> str | None:
             return None
         return f"from {module} import {qualname}" + ("" if qualname == var else f" as {var}")
     return None
+
+
+def _imports_this(statement: str, var: str, value: Any) -> bool:
+    """Whether the one-name import ``statement`` binds ``var`` to ``value`` in this process (no import runs)."""
+    try:
+        (node,) = ast.parse(statement).body
+    except (SyntaxError, ValueError):
+        return False
+    if not isinstance(node, (ast.Import, ast.ImportFrom)) or len(node.names) != 1:
+        return False
+    alias = node.names[0]
+    if (alias.asname or alias.name.split(".")[0]) != var:
+        return False
+    if isinstance(node, ast.Import):
+        found = sys.modules.get(alias.name if alias.asname else alias.name.split(".")[0])
+    elif node.level or not node.module:
+        return False
+    else:
+        found = getattr(sys.modules.get(node.module), alias.name, None)
+    return found is value
 
 
 def _is_sink(node: StepNode, nodes: list[StepNode]) -> bool:

@@ -231,3 +231,25 @@ def test_a_step_output_named_like_a_builtin_is_a_link_even_when_the_step_never_r
     shell.run("%%step a --defer\nmax = 5\nlist = [1]")
     shell.run("%%step b --defer\ny = max + len(list)")
     assert inputs(shell, "b") == {"max": ("step", "a"), "list": ("step", "a")}
+
+
+def test_a_name_imported_in_an_ordinary_cell_is_imported_in_the_step_as_the_cell_wrote_it(shell, monkeypatch):
+    """`from os.path import join` gives posixpath.join, and sklearn's classes live in private modules
+    (`sklearn.ensemble._forest`): the step imports what the notebook wrote, which another version of
+    the library still has, when it is the same object."""
+    shell.configure()
+    shell.run("from os.path import join\nfrom json import JSONDecoder\nimport os.path as osp")
+    shell.run("%%step --defer a\npath = join('a', 'b')\ndecoder = JSONDecoder()\nhere = osp.sep")
+    statements = {name: i.statement for name, i in shell.graph().step("a").inputs.items()}
+    assert statements == {"join": "from os.path import join", "JSONDecoder": "from json import JSONDecoder",
+                          "osp": "import os.path as osp"}
+    import sys
+    import types
+
+    fake = types.ModuleType("smstep_fake_module")
+    monkeypatch.setitem(sys.modules, "smstep_fake_module", fake)
+    fake.f = lambda: 1
+    shell.run("from smstep_fake_module import f")
+    fake.f = lambda: 2  # the written import no longer gives the kernel's object: it is captured by value
+    shell.run("%%step --defer b\nn = f()")
+    assert inputs(shell, "b") == {"f": ("value", None)}
