@@ -422,6 +422,7 @@ def build_graph(
                         fix="upload it to S3 and read the s3:// URI (or pass the URI as a parameter), or "
                         "ship it with IncludeLocalWorkDir and a CustomFileFilter in config.yaml",
                         step=node.name, line=line + 1)
+    _warn_reseeded(registry, report)
     _check_json_outputs(nodes, conditions, namespace, report)
     _dedupe(report)
     return PipelineGraph(name, nodes, dict(registry.parameters), report, kernel_image_note, conditions=conditions)
@@ -718,6 +719,40 @@ def _later_step_writers(registry: Registry) -> dict[str, list[tuple[int, str]]]:
             for var in _candidate_outputs(cell):
                 found.setdefault(var, []).append((i, cell.step.name))  # type: ignore[union-attr]
     return found
+
+
+def _warn_reseeded(registry: Registry, report: Report) -> None:
+    """A step that draws from a global random state an earlier cell seeded, without seeding it first
+    itself: in the kernel it continues the seeded sequence, in its job it starts unseeded."""
+    from jupyter_smstep.core import randomness
+
+    names: dict[str, str] = {}
+    seeded: dict[str, tuple[Cell, randomness.Use]] = {}
+    for cell in registry.cells:
+        if cell.analysis is None:
+            continue
+        names.update(randomness.aliases(cell.analysis.imports.values()))
+        seeds, draws = randomness.uses(cell.source, names)
+        if cell.step is not None:
+            own: dict[str, int] = {}
+            for seed in seeds:
+                own.setdefault(seed.library, seed.line)
+            warned: set[str] = set()
+            for draw in draws:
+                seeded_first = own.get(draw.library, draw.line + 1) < draw.line
+                if draw.library in seeded and draw.library not in warned and not seeded_first:
+                    warned.add(draw.library)
+                    where, seed = seeded[draw.library]
+                    seed_line = seed.line + (1 if where.step is not None else 0)  # a step's body starts on line 2
+                    report.warn(
+                        f"draws from {draw.library}'s global random state ({draw.call}), which {where.label} seeds "
+                        f"({seed.call}, line {seed_line}): in the kernel it continues that seeded sequence, in its "
+                        "job it starts unseeded, so its numbers (and what is computed from them) differ from the "
+                        "kernel's", step=cell.step.name, line=draw.line + 1,
+                        fix=f"seed it at the top of this step too ({seed.call}(...)), or draw from a generator made "
+                            "in the step from a seed parameter (rng = np.random.default_rng(seed))")
+        for seed in seeds:
+            seeded[seed.library] = (cell, seed)
 
 
 def _check_step_names(registry: Registry, report: Report) -> None:
