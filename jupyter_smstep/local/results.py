@@ -265,6 +265,11 @@ def _short_repr(value: Any, limit: int = 80) -> str:
     r.maxlist = r.maxdict = r.maxtuple = r.maxset = 6
     shape = getattr(value, "shape", None)
     if shape is not None and hasattr(value, "dtype"):
+        if tuple(shape) == () and hasattr(value, "item"):  # a numpy scalar: its value says more
+            try:
+                return r.repr(value.item())
+            except (TypeError, ValueError):
+                pass
         return f"<{type(value).__name__} shape={tuple(shape)} dtype={value.dtype}>"
     if shape is not None and hasattr(value, "columns"):  # pandas/polars-like frames
         columns = ", ".join(map(str, list(value.columns)[:6])) + (", …" if len(value.columns) > 6 else "")

@@ -607,3 +607,9 @@ def test_worker_logs_live_in_the_cache_folder_and_stale_ones_are_removed(tmp_pat
     assert path.parent == folder and path.name.startswith(f"smstep-worker-{os.getpid()}-")
     assert not stale.exists()  # a day old, its runner gone
     assert recent.exists() and mine.exists()  # too recent to judge; its runner (this process) alive
+
+
+def test_a_numpy_scalar_result_is_shown_by_its_value_an_array_by_its_shape():
+    np = pytest.importorskip("numpy")
+    assert local_results._short_repr(np.float64(6.25)) == "6.25"
+    assert local_results._short_repr(np.arange(6).reshape(2, 3)) == "<ndarray shape=(2, 3) dtype=int64>"
