@@ -21,7 +21,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 #: The measured peak is multiplied by this before comparing with an instance's memory.
 HEADROOM = 1.5
@@ -73,6 +73,15 @@ class Suggestion:
     too_small: bool
     note: str  # one line, e.g. "train: peak 1.3 GiB, 1.0 core — ml.m5.2xlarge (...) → ml.m5.large (...) fits"
 
+    @property
+    def already_smallest(self) -> bool:
+        """The step has the smallest instance type that fits what the run measured: nothing to do."""
+        if self.current is None or self.too_small:
+            return False
+        current = self.current
+        return not any(s is not None and _size_order(s) < _size_order(current)
+                       for s in (self.same_family, self.general))
+
     def to_json(self) -> dict[str, Any]:
         return {"instance_type": self.current.name if self.current else None, "peak_bytes": self.peak_bytes,
                 "cores": round(self.cores, 2), "fits_same_family": self.same_family.name if self.same_family else None,
@@ -120,6 +129,25 @@ def suggest(step: str, instance_type: str, resources: Mapping[str, float], specs
                 + " fits" if better else f"{used} — {current.describe()} is the smallest that fits")
     note += f" (with {HEADROOM:g}× headroom; a local run on less data than production's is a lower bound)"
     return Suggestion(step, current, peak, cores, same, general, too_small, note)
+
+
+def summary_lines(suggestions: Iterable[Suggestion]) -> list[str]:
+    """What a run's measurements say, one line per step that should change (a warning first when it
+    would run out of memory), and one line for all the steps that already have the smallest type."""
+    found = list(suggestions)
+    fine = [s for s in found if s.already_smallest]
+    lines = [("warning: " if s.too_small else "") + s.note for s in found if not s.already_smallest]
+    if len(fine) == 1:
+        lines.append(fine[0].note)
+    elif fine:
+        low, high = min(s.peak_bytes for s in fine), max(s.peak_bytes for s in fine)
+        peaks = _gib(low) if _gib(low) == _gib(high) else f"{_gib(low)}–{_gib(high)}"
+        kinds = sorted({s.current.name for s in fine if s.current is not None})
+        which = f"{kinds[0]}, " if len(kinds) == 1 else ""
+        lines.append(f"{', '.join(s.step for s in fine)}: each has {which}the smallest instance type that fits (peak "
+                     f"{peaks}; with {HEADROOM:g}× headroom, and a local run on less data than production's is a "
+                     "lower bound)")
+    return lines
 
 
 def _gib(n: int) -> str:

@@ -296,8 +296,10 @@ def _run(ctx: Context, args: argparse.Namespace) -> int:
             print(results_table(result.to_json()), file=ctx.out)
         elif result.saved:  # the progress display showed the steps; where their --save values went
             print("\n".join(saved_lines(result.to_json())), file=ctx.out)
-        for suggestion in result.suggestions().values():
-            print(("warning: " if suggestion.too_small else "") + suggestion.note, file=ctx.out)
+        from jupyter_smstep.core.instances import summary_lines
+
+        for line in summary_lines(result.suggestions().values()):
+            print(line, file=ctx.out)
         verdict = "succeeded" if result.succeeded else "FAILED"
         print(f"run {result.run_id}: {verdict} ({result.run_dir})", file=ctx.out)
     return 0 if result.succeeded else 1

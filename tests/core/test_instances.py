@@ -42,3 +42,17 @@ def test_an_unknown_type_and_an_unmeasured_step_are_said_not_guessed():
     s = instances.suggest("train", "ml.zz9.large", measured(1.0))
     assert "do not know 'ml.zz9.large'" in s.note and s.current is None and not s.too_small
     assert instances.suggest("train", "ml.m5.large", {"wall_s": 1.0}) is None
+
+
+def test_a_runs_summary_groups_the_steps_that_need_nothing_and_keeps_the_others_apart():
+    found = [instances.suggest("load", "ml.m5.large", measured(0.2)),
+             instances.suggest("train", "ml.m5.large", measured(0.3)),
+             instances.suggest("big", "ml.m5.2xlarge", measured(1.3)),
+             instances.suggest("oom", "ml.m5.large", measured(9.0))]
+    assert [s.already_smallest for s in found] == [True, True, False, False]
+    lines = instances.summary_lines(found)
+    assert lines[0].startswith("big: peak 1.3 GiB") and "→ ml.m5.large" in lines[0]
+    assert lines[1].startswith("warning: oom: peak 9.0 GiB")
+    assert lines[2].startswith("load, train: each has ml.m5.large, the smallest instance type that fits (peak "
+                               "205 MiB–307 MiB;")
+    assert instances.summary_lines(found[:1]) == [found[0].note]
