@@ -232,11 +232,20 @@ def _graph(ctx: Context, args: argparse.Namespace) -> int:
     return 2 if graph.report.errors else 0
 
 
+#: At most this many warnings before a command acts; the rest are counted (``graph`` lists them all).
+SHOWN_WARNINGS = 8
+
+
 def say_warnings(ctx: Context) -> None:
-    """Before a command builds, runs or submits the pipeline: every warning of its graph, with its cell,
-    line and fix (what the tool could not know, said where the user looks, not only in ``graph``)."""
-    for problem in ctx.workspace.graph().report.warnings:
+    """Before a command builds, runs or submits the pipeline: the warnings of its graph, with cell, line
+    and fix (what the tool could not know, said where the user looks, not only in ``graph``)."""
+    warnings = ctx.workspace.graph().report.warnings
+    warnings.sort(key=lambda p: p.step is None)  # a step's own first: they are about what the jobs do
+    for problem in warnings[:SHOWN_WARNINGS]:
         print(f"warning: {problem}", file=ctx.err)
+    if len(warnings) > SHOWN_WARNINGS:
+        command = "smstep graph NOTEBOOK" if ctx.cli else "%pipeline graph"
+        print(f"... and {len(warnings) - SHOWN_WARNINGS} more warnings ({command} lists them all)", file=ctx.err)
 
 
 def _definition(ctx: Context, args: argparse.Namespace) -> int:

@@ -573,3 +573,18 @@ def test_the_step_line_is_read_as_written_never_expanded_with_kernel_values(shel
     assert "$prefix ('$prefix')" in warning.message and warning.step == "a" and warning.line == 1
     shell.run("%%step --defer b --pre-execution-commands 'echo $PATH'\ny = 2")  # the job's shell expands it
     assert not [p for p in shell.graph().report.warnings if p.step == "b" and "as written" in p.message]
+
+
+def test_commands_that_act_say_the_warnings_first_and_count_the_rest(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "rows.csv").write_text("1\n")
+    peeks = [f"print(total + {i})" for i in range(commands.SHOWN_WARNINGS + 2)]  # each reads a step's output
+    path = write_notebook(tmp_path, ["%load_ext jupyter_smstep", CONFIG,
+                                     "%%step a\nrows = open('rows.csv').read()\ntotal = len(rows)", *peeks])
+    assert cli.main(["export", str(path), "-o", str(tmp_path / "out.py")]) == 0
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("warning: ")]
+    assert len(lines) == commands.SHOWN_WARNINGS
+    assert "names the local file 'rows.csv'" in lines[0] and "line 2" in lines[0]
+    assert "... and 3 more warnings (smstep graph NOTEBOOK lists them all)" in err
+    assert err.index("warning: ") < err.index("wrote ")
