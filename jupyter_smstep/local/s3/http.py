@@ -403,7 +403,6 @@ class Handler(BaseHTTPRequestHandler):
 
     def _body_hash(self) -> str:
         """For a request that declares no payload hash (STS's form): read the body, hash it."""
-        self._buffered = None
         self._buffered = self._body()
         return hashlib.sha256(self._buffered).hexdigest()
 
