@@ -195,17 +195,14 @@ class Container:
         shutil.copyfile(self.s3.path(uri), dest)
         return True
 
-    def download_prefix(self, uri: str, dest: Path) -> int:
+    def download_prefix(self, uri: str, dest: Path) -> None:
         """Stage an ``S3Prefix`` channel into ``dest`` as SageMaker does: an object whose key is the
-        prefix itself lands as its base name, the objects under ``prefix/`` at their relative paths.
-        Returns how many files were staged."""
+        prefix itself lands as its base name, the objects under ``prefix/`` at their relative paths."""
         bucket, prefix = split_s3_uri(uri)
         prefix = prefix.rstrip("/")
         dest.mkdir(parents=True, exist_ok=True)
-        staged = 0
         if prefix and self.exists(f"s3://{bucket}/{prefix}"):
             shutil.copyfile(self.s3.path(f"s3://{bucket}/{prefix}"), dest / prefix.rsplit("/", 1)[-1])
-            staged += 1
         folder = prefix + "/" if prefix else ""
         for key in self.s3.keys(bucket, folder):
             rel = key[len(folder):]
@@ -213,5 +210,3 @@ class Container:
                 target = dest.joinpath(*rel.split("/"))
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(self.s3.path(f"s3://{bucket}/{key}"), target)
-                staged += 1
-        return staged
