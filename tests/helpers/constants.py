@@ -6,6 +6,8 @@ import linecache
 
 ROLE = "arn:aws:iam::111122223333:role/SMRole"
 IMAGE = "111122223333.dkr.ecr.us-east-1.amazonaws.com/smstep-test:1"
+#: The @step keywords the local runner's tests give every step.
+STEP_KW = dict(image_uri=IMAGE, role=ROLE, instance_type="ml.m5.large")
 
 
 def s3_keys(boto_session) -> list[str]:

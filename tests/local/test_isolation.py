@@ -9,6 +9,7 @@ virtual environment would, while the run's step waits for it to finish.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -24,11 +25,10 @@ from jupyter_smstep import local, sdk
 from jupyter_smstep.errors import SmstepError
 from jupyter_smstep.local import results as local_results
 
-from helpers.constants import IMAGE, ROLE, cell
+from helpers.constants import STEP_KW as KW, cell
 
 NOBODY = 65534
 SYSTEM_PYTHON = "/usr/bin/python3"
-KW = dict(image_uri=IMAGE, role=ROLE, instance_type="ml.m5.large")
 
 pytestmark = [
     pytest.mark.skipif(not hasattr(os, "fork"), reason="the local runner forks"),
@@ -222,7 +222,7 @@ def test_a_result_replaced_after_the_run_is_never_unpickled(finished_run, tmp_pa
     planted = b"cos\nsystem\n(V touch " + str(marker).encode() + b"\ntR."
     (folder / "payload.pkl").write_bytes(planted)
     meta = json.loads((folder / "metadata.json").read_text())
-    meta["sha256_hash"] = __import__("hashlib").sha256(planted).hexdigest()
+    meta["sha256_hash"] = hashlib.sha256(planted).hexdigest()
     (folder / "metadata.json").write_text(json.dumps(meta))
 
     reopened = local.load_run(copy)

@@ -28,9 +28,8 @@ from jupyter_smstep.local.definition import Resolver, parse_steps, resolve_param
 from jupyter_smstep.local.environment import check_pre_execution_script, check_requirements_text
 from jupyter_smstep.local.s3.server import LocalS3
 
-from helpers.constants import IMAGE, ROLE, cell
+from helpers.constants import STEP_KW as KW, cell
 
-KW = dict(image_uri=IMAGE, role=ROLE, instance_type="ml.m5.large")
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the local runner forks")
 
