@@ -33,7 +33,6 @@ from jupyter_smstep.local.s3.store import S3Error
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 MAX_SKEW = 15 * 60  # seconds, as AWS allows
-EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 _AUTHORIZATION = re.compile(
     r"AWS4-HMAC-SHA256\s+Credential=(?P<credential>[^,\s]+)\s*,\s*"
@@ -76,6 +75,7 @@ def verify(method: str, raw_path: str, headers: Callable[[str], list[str]], cred
     ``headers(name)`` gives every value of a header; ``body_hash()`` hashes the body when
     the request does not declare one in ``x-amz-content-sha256`` (STS sends a form).
     """
+    now = time.time() if now is None else now
     path, _, query = raw_path.partition("?")
     pairs = [pair.partition("=")[::2] for pair in query.split("&")] if query else []
     fields = {unquote(k): unquote(v.replace("+", " ")) for k, v in pairs}
@@ -112,9 +112,9 @@ def verify(method: str, raw_path: str, headers: Callable[[str], list[str]], cred
             expires = int(fields.get("X-Amz-Expires", ""))
         except ValueError:
             raise denied("AuthorizationQueryParametersError", "X-Amz-Expires must be a number") from None
-        if (now or time.time()) > signed_at + expires:
+        if now > signed_at + expires:
             raise denied("AccessDenied", "Request has expired")
-    if abs((now or time.time()) - signed_at) > MAX_SKEW and not presigned:
+    if abs(now - signed_at) > MAX_SKEW and not presigned:
         raise denied("RequestTimeTooSkewed", "The difference between the request time and the current time is "
                                              "too large.")
     names = signed_names.split(";")
