@@ -17,6 +17,7 @@ global draw. Draws inside functions the step calls are not followed.
 from __future__ import annotations
 
 import ast
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -90,16 +91,15 @@ def _draw_library(resolved: str) -> str | None:
     return None
 
 
-def uses(source: str, names: Mapping[str, str]) -> tuple[list[Use], list[Use]]:
-    """The (seeds, draws) of global random state in a cell's own code (not inside its functions or
-    classes, which run when called), in line order. ``names`` maps the cell's visible import names to
-    what they import (:func:`aliases`)."""
+@functools.lru_cache(maxsize=512)
+def _calls(source: str) -> tuple[tuple[str, int], ...]:
+    """The dotted calls of a cell's own code (``np.random.normal`` ...), not inside its functions or
+    classes (which run when called): (as written, line). Cached by source, as the analysis is."""
     try:
         tree = ast.parse(source)
     except SyntaxError:
-        return [], []
-    seeds: list[Use] = []
-    draws: list[Use] = []
+        return ()
+    found = []
     stack: list[ast.AST] = list(tree.body)
     while stack:
         node = stack.pop()
@@ -108,14 +108,26 @@ def uses(source: str, names: Mapping[str, str]) -> tuple[list[Use], list[Use]]:
         if isinstance(node, ast.Call):
             written = _dotted(node.func)
             if written is not None:
-                root, _, rest = written.partition(".")
-                if root in names:
-                    resolved = names[root] + (f".{rest}" if rest else "")
-                    if resolved in SEEDS:
-                        seeds.append(Use(SEEDS[resolved], written, node.lineno))
-                    else:
-                        library = _draw_library(resolved)
-                        if library is not None:
-                            draws.append(Use(library, written, node.lineno))
+                found.append((written, node.lineno))
         stack.extend(ast.iter_child_nodes(node))
-    return sorted(seeds, key=lambda u: u.line), sorted(draws, key=lambda u: u.line)
+    return tuple(sorted(found, key=lambda c: c[1]))
+
+
+def uses(source: str, names: Mapping[str, str]) -> tuple[list[Use], list[Use]]:
+    """The (seeds, draws) of global random state in a cell's own code (not inside its functions or
+    classes, which run when called), in line order. ``names`` maps the cell's visible import names to
+    what they import (:func:`aliases`)."""
+    seeds: list[Use] = []
+    draws: list[Use] = []
+    for written, line in _calls(source):
+        root, _, rest = written.partition(".")
+        if root not in names:
+            continue
+        resolved = names[root] + (f".{rest}" if rest else "")
+        if resolved in SEEDS:
+            seeds.append(Use(SEEDS[resolved], written, line))
+        else:
+            library = _draw_library(resolved)
+            if library is not None:
+                draws.append(Use(library, written, line))
+    return seeds, draws
