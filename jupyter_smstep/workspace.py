@@ -79,6 +79,8 @@ class Workspace:
         self.captures = Captures()  # pickled sizes of captured values, measured once per value
         self.last_run: Any = None  # local.RunResult of the latest %pipeline run
         self.last_execution: Any = None  # remote.submit.Submission of the latest submit
+        #: a kernel's (False: a saved notebook built headless, whose later cells ran after every step)
+        self.live = True
 
     # ---------------------------------------------------------------- analysis
     def graph(self, keys: bool = False, registry: Registry | None = None) -> PipelineGraph:
@@ -98,6 +100,7 @@ class Workspace:
             root=self.root,
         )
         graph.report.problems.extend(self.captures.problems(graph, self.namespace))
+        self._check_seen(graph)
         self._pin_dependencies(graph)
         if keys and not graph.report.errors:
             from jupyter_smstep.sdk import content
@@ -106,6 +109,55 @@ class Workspace:
             graph.changes = {label: {name: changes(parts.get(name), key) for name, key in graph.keys.items()}
                              for label, parts in self.baselines(graph.name).items()}
         return graph
+
+    def _check_seen(self, graph: PipelineGraph) -> None:
+        """Each step gets the values its cell saw (``sdk.snapshot``). Refuse a value too large to have been
+        copied that changed in place since; in a kernel, say which values have moved on since the step's
+        cell ran (the step keeps the ones its cell saw)."""
+        from jupyter_smstep.sdk.snapshot import CAP, Snapshot
+
+        for node in graph.steps:
+            seen = node.cell.seen
+            if not isinstance(seen, Snapshot):
+                continue
+            captured = {i.name: i for i in node.captured}
+            for var in seen.changed_in_place(captured):
+                who = ("the step's own cell when it ran in the kernel" if var in node.cell.changed_in_kernel
+                       else self._writer_after(node.cell, var) or "a later cell")
+                graph.report.error(
+                    f"reads {var!r}, which changed in place after this step's cell saw it ({who}): it is too large "
+                    f"to keep a copy of (over {CAP // 2**20} MiB pickled), so the pipeline would give the step the "
+                    "changed value, not the one its cell saw",
+                    fix=f"copy it where it changes ({var} = {var}.copy() before changing it), or make {var!r} "
+                        "an output of a step above so it travels as data", step=node.name,
+                    line=captured[var].line + 1)
+            if not self.live:
+                continue
+            analysis = node.cell.analysis
+            own = set(node.cell.changed_in_kernel) | set(node.hidden_changes)  # the step changes these itself
+            if analysis is not None:
+                own |= set(analysis.outputs) | set(analysis.mutates)
+            for var, inp in captured.items():
+                if var not in own and seen.moved(var, self.namespace):
+                    who = self._writer_after(node.cell, var, anywhere=True)
+                    graph.report.warn(
+                        f"{var!r} changed in the kernel after this step's cell ran{f' ({who})' if who else ''}: "
+                        "the step uses the value its cell saw, as the notebook run top to bottom does",
+                        fix=f"to use the kernel's current {var!r}, run step '{node.name}' again",
+                        step=node.name, line=inp.line + 1)
+
+    def _writer_after(self, cell: Any, var: str, anywhere: bool = False) -> str | None:
+        """The label of the last cell below ``cell`` (or, with ``anywhere``, any other) that binds or changes
+        ``var``."""
+        cells = self.registry.cells
+        index = next((i for i, c in enumerate(cells) if c is cell), len(cells))
+        found = None
+        for i, other in enumerate(cells):
+            if other is cell or other.analysis is None or (i < index and not anywhere):
+                continue
+            if var in other.analysis.outputs or var in other.analysis.mutates:
+                found = other.label
+        return found
 
     def _pin_dependencies(self, graph: PipelineGraph) -> None:
         """``--dependencies auto``: each such step's pins, and a warning for what cannot be pinned."""

@@ -27,7 +27,7 @@ import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 from jupyter_smstep.core import settings as settings_mod
 from jupyter_smstep.core.analysis import FunctionInfo, mutated_through_calls
@@ -339,7 +339,8 @@ def build_graph(
         if not cell.is_step:
             _track_plain_cell(cell, bindings, warned_plain, report)
             continue
-        node = _resolve_step(cell, index, registry, namespace, bindings, later_writers, report)
+        values = values_at(cell, namespace)
+        node = _resolve_step(cell, index, registry, values, bindings, later_writers, report)
         changed = mutated_through_calls(cell.analysis.calls, functions, methods)
         node.hidden_changes = {v: line for v, line in changed.items()
                                  if v in node.inputs and node.inputs[v].kind != "import"}
@@ -355,7 +356,7 @@ def build_graph(
                             step=node.name, line=node.inputs[var].line + 1)
         nodes.append(node)
         if cell.step is not None and cell.step.when is not None:
-            own[node.name] = _step_condition(cell, index, registry, namespace, bindings, later_writers, report)
+            own[node.name] = _step_condition(cell, index, registry, values, bindings, later_writers, report)
         bindings.after_step(cell, node)
     conditions = _conditions(nodes, own, report)
 
@@ -542,6 +543,13 @@ def _resolve_step(
                 f"'{src_step}': the pipeline cannot use the kernel's copy",
                 fix=f"make that ordinary cell a %%step cell, or move its code into step '{name}'",
                 step=name, line=line + 1)
+        elif var in cell.unbound and var not in BUILTINS and (unbound := _unbound(var, cell, index, registry)):
+            later = [s for i, s in later_writers.get(var, []) if i > index]
+            if later:
+                report.error(f"reads {var!r}, which step '{later[0]}' produces, but that step comes later",
+                             fix=f"move step '{name}' below step '{later[0]}'", step=name, line=line + 1)
+            else:
+                report.error(*unbound, step=name, line=line + 1)
         elif var in namespace and var in BUILTINS and _is_builtin(var, namespace[var]):
             continue  # Python's own (IPython's `open`, `exit`, `quit` wrappers are the builtins in a job)
         elif var in namespace and isinstance(namespace[var], types.ModuleType) and \
@@ -589,6 +597,52 @@ def _resolve_step(
             report.error(f"--after {other}: there is no step '{other}' above this one", step=name,
                          fix=f"did you mean {close[0]}?" if close else f"steps above: {', '.join(earlier) or 'none'}")
     return StepNode(name, cell, inputs, [], depends, {})
+
+
+class _Layered(Mapping[str, Any]):
+    """A step cell's own values over the namespace: what it saw first, the rest as the namespace has it."""
+
+    def __init__(self, seen: Mapping[str, Any], namespace: Mapping[str, Any]) -> None:
+        self.seen, self.namespace = seen, namespace
+
+    def __getitem__(self, name: str) -> Any:
+        return self.seen[name] if name in self.seen else self.namespace[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.seen or name in self.namespace
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.seen
+        yield from (n for n in self.namespace if n not in self.seen)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def values_at(cell: Cell, namespace: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The values a step's cell saw (``Cell.seen``: recorded when the notebook reached it) over
+    ``namespace``: the one view of a step's captured values, for the graph and for every build.
+    Notebook order is the truth: a later cell that rebinds a name does not reach the step."""
+    return _Layered(cell.seen, namespace) if cell.seen else namespace
+
+
+def _unbound(var: str, cell: Cell, index: int, registry: Registry) -> tuple[str, str] | None:
+    """(message, fix) for a name the step read before another cell bound it; None when no cell binds it."""
+    assert cell.step is not None
+    name = cell.step.name
+    writers = [(i, c) for i, c in enumerate(registry.cells)
+               if c is not cell and c.analysis is not None and var in c.analysis.outputs]
+    if not writers:
+        return None
+    below = [c for i, c in writers if i > index]
+    above = [c for i, c in writers if i < index]
+    if above and not below:  # a kernel: the step cell ran before the cell above it was run
+        return (f"reads {var!r}, which was not defined yet when this step's cell ran ({above[-1].label} above "
+                "defines it, but ran after it)",
+                f"run step '{name}' again, or Restart & Run All")
+    return (f"reads {var!r}, which is not defined yet where this step stands ({below[0].label}, below this step, "
+            "defines it): run top to bottom, the notebook raises NameError at this cell",
+            f"define {var!r} in a cell above step '{name}' (move {below[0].label} up)")
 
 
 def import_statement(var: str, value: Any, written: str | None = None) -> str | None:

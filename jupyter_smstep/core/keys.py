@@ -64,13 +64,15 @@ def digest_json(value: Any) -> str:
     return digest_bytes(json.dumps(value, sort_keys=True, default=repr).encode())
 
 
-def step_keys(graph: PipelineGraph, captures: Mapping[str, str], *, parameters: Mapping[str, Any] | None = None,
-              runtime: Mapping[str, str] | None = None, root: Path | None = None,
+def step_keys(graph: PipelineGraph, captures: Mapping[str, Mapping[str, str]], *,
+              parameters: Mapping[str, Any] | None = None, runtime: Mapping[str, str] | None = None,
+              root: Path | None = None,
               extra: Mapping[str, Mapping[str, str]] | None = None, run: str | None = None) -> dict[str, StepKey]:
     """Every step's key, in graph order (an upstream step's key is known before its readers').
 
-    ``captures`` maps each captured name to its digest; ``parameters`` overrides the declared
-    defaults (a run's ``-p`` values); ``root`` is the notebook's folder (relative file options);
+    ``captures`` maps each step's captured names to the digests of the values its cell saw;
+    ``parameters`` overrides the declared defaults (a run's ``-p`` values); ``root`` is the notebook's
+    folder (relative file options);
     ``extra`` adds parts per step (``local-sources``: the modules beside the notebook); ``run`` names
     the run a step that reads ``jupyter_smstep.execution`` is keyed for (its result is that run's: a
     local run passes a fresh one, so such a step and those after it are never reused).
@@ -82,7 +84,7 @@ def step_keys(graph: PipelineGraph, captures: Mapping[str, str], *, parameters: 
     for node in graph.steps:
         parts = {"code": digest_bytes(codegen.function_source(node, names[node.name]).encode())}
         for inp in node.captured:
-            parts[f"capture:{inp.name}"] = captures.get(inp.name, "missing")
+            parts[f"capture:{inp.name}"] = captures.get(node.name, {}).get(inp.name, "missing")
         for name, resolved in sorted(node.settings.items()):
             if name in settings_mod.OPTIONS_BY_KEY and not settings_mod.OPTIONS_BY_KEY[name].step_kwarg:
                 continue  # --cache: how long SageMaker may reuse the result, not what the result is

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any
+from collections.abc import Mapping
 
 from jupyter_smstep.core.analysis import CellAnalysis, analyze
 from jupyter_smstep.errors import Problem
@@ -45,6 +46,11 @@ class Cell:
     label: str = ""  # how to name the cell in messages ("cell 3", "step 'train'")
     # Inputs seen changing in place when the step cell ran in the kernel (the run-time check).
     changed_in_kernel: tuple[str, ...] = ()
+    # A step's values as its cell saw them when recorded (in a kernel, just before it ran; headless, when
+    # the build reached it): the step gets these, not what a later cell rebinds (sdk.snapshot.Snapshot).
+    seen: Mapping[str, Any] | None = None
+    # Names the step cell read that were bound nowhere yet when it was recorded (top to bottom: NameError).
+    unbound: frozenset[str] = frozenset()
 
     @property
     def is_step(self) -> bool:
@@ -78,10 +84,13 @@ class Registry:
     revision: int = 0  # bumped on every change; lets the panel and frontend refresh cheaply
 
     # ---------------------------------------------------------------- recording
-    def record_step(self, spec: StepSpec, source: str, cell_id: str | None = None) -> Cell:
+    def record_step(self, spec: StepSpec, source: str, cell_id: str | None = None,
+                    seen: Mapping[str, Any] | None = None, unbound: frozenset[str] = frozenset()) -> Cell:
+        """Record a step cell; ``seen``: its values now (see :attr:`Cell.seen`), ``unbound``: the names it
+        reads that nothing has bound yet."""
         analysis, problem = analyse_source(source, spec.name)
         key = f"id:{cell_id}" if cell_id else f"step:{spec.name}"
-        cell = Cell(key, source, analysis, problem, spec, cell_id, f"step '{spec.name}'")
+        cell = Cell(key, source, analysis, problem, spec, cell_id, f"step '{spec.name}'", seen=seen, unbound=unbound)
         self._put(cell)
         return cell
 

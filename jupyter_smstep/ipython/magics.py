@@ -16,7 +16,8 @@ from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_
 
 from jupyter_smstep.core.registry import Registry, StepSpec
 from jupyter_smstep.errors import SmstepError
-from jupyter_smstep.ipython import commands, fingerprint, options as options_mod
+from jupyter_smstep.core import fingerprint
+from jupyter_smstep.ipython import commands, options as options_mod
 from jupyter_smstep.ipython.commands import CommandParser, HelpShown
 from jupyter_smstep.workspace import Workspace, pipeline_name_from_path
 
@@ -119,14 +120,16 @@ class StepMagics(Magics):
             else_fail=args.else_fail,
             saves=saves,
         )
-        recorded = self.registry.record_step(spec, cell, cell_id=cell_id)
+        seen = self._seen(spec, cell, cell_id)
+        recorded = self.registry.record_step(spec, cell, cell_id=cell_id, seen=seen, unbound=seen.unbound)
         self.recorded_in_cell = name
         if recorded.problem is not None:
             print(f"jupyter_smstep: {recorded.problem}", file=sys.stderr)
         if self.headless or args.defer:
             return
         reads = recorded.analysis.reads if recorded.analysis is not None else {}
-        before = fingerprint.fingerprints(reads, self.shell.user_ns)
+        before = {n: fp for n, fp in seen.fingerprints.items() if n in reads}
+        before.update(fingerprint.fingerprints([n for n in reads if n not in seen], self.shell.user_ns))
         self._nested += 1
         try:
             result = self.shell.run_cell(cell, store_history=False)
@@ -181,6 +184,23 @@ class StepMagics(Magics):
         except SmstepError as exc:
             raise UsageError(str(exc)) from None
         print(done.line(), file=sys.stderr)
+
+    def _seen(self, spec: StepSpec, cell: str, cell_id: str | None) -> Any:
+        """The values the step cell reads, as they are now (``sdk.snapshot``): what the step gets, whatever
+        a later cell rebinds. Parameters come from the pipeline and are not kept."""
+        from jupyter_smstep.core import conditions
+        from jupyter_smstep.core.registry import analyse_source
+        from jupyter_smstep.sdk import snapshot
+
+        analysis, _ = analyse_source(cell)
+        names = list(analysis.reads) if analysis is not None else []
+        names += list(spec.inputs or ())
+        if spec.when is not None:
+            try:
+                names += [op.name for op in conditions.operands(conditions.parse(spec.when)) if op.name]
+            except conditions.ConditionError:
+                pass  # refused on the %%step line already
+        return snapshot.take(names, self.shell.user_ns, skip=self.registry.parameters)
 
     def _default_name(self, cell: str, cell_id: str | None) -> str:
         """A stable, readable name: the first variable the cell assigns (or step-N).

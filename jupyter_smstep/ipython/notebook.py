@@ -76,6 +76,7 @@ def load_workspace(path: str | Path) -> Workspace:
     magics.workspace.origin = path.name
     folder = path.parent.resolve()  # once: the loop below changes the working directory
     magics.workspace.root = folder
+    magics.workspace.live = False
     # The extension is "loaded" in this shell with the headless magics: the notebook's own
     # %load_ext / %reload_ext jupyter_smstep lines keep them instead of registering a second recorder.
     extension.attach(shell, magics)

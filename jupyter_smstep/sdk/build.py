@@ -24,7 +24,7 @@ from typing import Any
 from collections.abc import Callable, Iterator, Mapping
 
 from jupyter_smstep.core import codegen
-from jupyter_smstep.core.graph import PipelineGraph, check_buildable
+from jupyter_smstep.core.graph import PipelineGraph, check_buildable, values_at
 from jupyter_smstep.errors import Problem, SmstepError, aws_error
 from jupyter_smstep.core.keys import StepKey
 from jupyter_smstep.sdk import conditions, content, requirements, stepargs
@@ -80,8 +80,9 @@ def step_functions(graph: PipelineGraph, namespace: Mapping[str, Any],
         fname = names[node.name]
         filename = f"<%%step {node.name}>"
         glb: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
+        values = values_at(node.cell, namespace)  # as the step's cell saw them
         for inp in node.captured:
-            glb[inp.name] = namespace[inp.name]
+            glb[inp.name] = values[inp.name]
         if node.saves:  # compiled here, so the step ships it by value (the container has no jupyter_smstep)
             glb[codegen.SAVE_FUNCTION] = helper(codegen.SAVE_FUNCTION)
         if node.unchecked:

@@ -27,7 +27,7 @@ import types
 from typing import Any
 from collections.abc import Mapping
 
-from jupyter_smstep.core.graph import PipelineGraph
+from jupyter_smstep.core.graph import PipelineGraph, values_at
 from jupyter_smstep.core.plain import CREDENTIAL_TYPES, match_type
 from jupyter_smstep.core.settings import SECRET_NAME
 from jupyter_smstep.errors import Problem, SmstepError
@@ -100,19 +100,21 @@ class Captures:
         """step -> captured name -> pickled bytes (None: cannot be pickled)."""
         out: dict[str, dict[str, int | None]] = {}
         for node in graph.steps:
+            values = values_at(node.cell, namespace)
             for inp in node.captured:
-                if inp.name in namespace:
-                    out.setdefault(node.name, {})[inp.name] = self.measure(namespace[inp.name])[0]
+                if inp.name in values:
+                    out.setdefault(node.name, {})[inp.name] = self.measure(values[inp.name])[0]
         return out
 
     def problems(self, graph: PipelineGraph, namespace: Mapping[str, Any]) -> list[Problem]:
         """An error for every value that cannot be pickled, a warning for every large one."""
         found: list[Problem] = []
         for node in graph.steps:
+            values = values_at(node.cell, namespace)
             for inp in node.captured:
-                if inp.name not in namespace:
+                if inp.name not in values:
                     continue
-                value = namespace[inp.name]
+                value = values[inp.name]
                 refused = never_captured(value)
                 if refused is not None:
                     fix = ("open the file inside the step (pass its path, or make the data a step output)"

@@ -56,7 +56,7 @@ from collections.abc import Iterator, Mapping
 
 from jupyter_smstep.core.conditions import definition_steps
 from jupyter_smstep.core import keys as keys_mod
-from jupyter_smstep.core.graph import PipelineGraph
+from jupyter_smstep.core.graph import PipelineGraph, values_at
 
 #: Object metadata holding the SHA-256 of the body (S3 stores it as ``x-amz-meta-smstep-sha256``).
 HASH_METADATA = "smstep-sha256"
@@ -122,10 +122,20 @@ def digest(value: Any) -> str:
         return f"unpicklable:{type(exc).__name__}"
 
 
-def capture_digests(graph: PipelineGraph, namespace: Mapping[str, Any]) -> dict[str, str]:
-    """Captured name -> digest, computed now (never cached: a value mutated in place must change its key)."""
-    names = {inp.name for node in graph.steps for inp in node.captured if inp.name in namespace}
-    return {name: digest(namespace[name]) for name in sorted(names)}
+def capture_digests(graph: PipelineGraph, namespace: Mapping[str, Any]) -> dict[str, dict[str, str]]:
+    """step -> captured name -> digest of the value its cell saw, computed now (never cached: a value mutated
+    in place must change its key; one object read by several steps is hashed once)."""
+    done: dict[int, tuple[Any, str]] = {}  # id -> (the object, kept alive so the id stays its own; digest)
+    out: dict[str, dict[str, str]] = {}
+    for node in graph.steps:
+        values = values_at(node.cell, namespace)
+        for inp in node.captured:
+            if inp.name in values:
+                value = values[inp.name]
+                if id(value) not in done:
+                    done[id(value)] = (value, digest(value))
+                out.setdefault(node.name, {})[inp.name] = done[id(value)][1]
+    return out
 
 
 def runtime() -> dict[str, str]:

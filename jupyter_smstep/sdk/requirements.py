@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Iterable, Mapping
 
-from jupyter_smstep.core.graph import StepNode
+from jupyter_smstep.core.graph import StepNode, values_at
 
 #: Left to the SDK (it adds its own, compatible requirement) or to the image.
 NOT_PINNED = {"sagemaker", "jupyter_smstep", "__main__", "builtins", "IPython", "ipykernel"}
@@ -95,9 +95,10 @@ def step_pins(node: StepNode, namespace: Mapping[str, Any]) -> Pins:
     """The pins for one step, from the kernel's installed distributions."""
     modules: set[str] = set()
     seen: set[int] = set()
+    values = values_at(node.cell, namespace)
     for inp in list(node.imports) + list(node.captured):
-        if inp.name in namespace:
-            modules |= _modules_used(namespace[inp.name], seen)
+        if inp.name in values:
+            modules |= _modules_used(values[inp.name], seen)
     return pins_for(modules)
 
 

@@ -207,7 +207,7 @@ def test_an_input_changed_by_a_call_no_rule_knows_is_caught_when_the_cell_runs(s
 
 
 def test_fingerprints_see_in_place_changes_and_skip_what_they_cannot_hash():
-    from jupyter_smstep.ipython import fingerprint
+    from jupyter_smstep.core import fingerprint
 
     np = pytest.importorskip("numpy")
     pd = pytest.importorskip("pandas")

@@ -60,12 +60,16 @@ def test_a_changed_cell_runs_that_step_and_reuses_the_rest(notebook, tmp_path):
     assert uploaded == {"evaluate"}  # a reused step's code is not even uploaded to the run's S3
 
 
-def test_a_captured_value_changed_in_place_reruns_its_readers(notebook, tmp_path):
+def test_a_captured_value_changed_in_place_reruns_its_readers_once_their_cell_sees_it(notebook, tmp_path):
     first, _ = run(notebook, tmp_path)
-    notebook.run("WEIGHTS.append(100)")
+    notebook.run("WEIGHTS.append(100)")  # after the step: run top to bottom, the step still sees [1, 2, 3]
     second, _ = run(notebook, tmp_path)
-    assert cached(second) == {"preprocess": first.run_id, "train": None, "evaluate": None}
-    assert second.outputs("train")["model"] == 45 * 10 + 106
+    assert cached(second) == dict.fromkeys(first.steps, first.run_id)
+    assert second.outputs("train")["model"] == notebook.ip.user_ns["model"] == 45 * 10 + 6
+    notebook.run(NOTEBOOK[3])  # the step cell again: it sees the longer list
+    third, _ = run(notebook, tmp_path)
+    assert cached(third) == {"preprocess": first.run_id, "train": None, "evaluate": None}
+    assert third.outputs("train")["model"] == notebook.ip.user_ns["model"] == 45 * 10 + 106
 
 
 def test_a_parameter_override_reruns_the_steps_that_read_it(notebook, tmp_path):
@@ -128,6 +132,11 @@ def test_pull_loads_the_outputs_of_cached_steps(notebook, tmp_path):
 def test_show_says_which_steps_changed_since_the_last_run_and_why(notebook, tmp_path, capsys, monkeypatch):
     run(notebook, tmp_path)
     notebook.run("WEIGHTS.append(7)")
+    capsys.readouterr()
+    notebook.run("%pipeline show --text")  # the step keeps what its cell saw, and says the kernel moved on
+    out = capsys.readouterr().out
+    assert "'WEIGHTS' changed in the kernel after this step's cell ran (ordinary cell" in out
+    notebook.run(NOTEBOOK[3])  # the step cell sees the new list
     capsys.readouterr()
     notebook.run("%pipeline show --text")
     out = capsys.readouterr().out

@@ -82,10 +82,12 @@ def test_editing_one_cell_changes_that_step_and_its_dependents_only(shell, sessi
     assert len(puts) == 2 * per_step()
 
 
-def test_a_captured_value_mutated_in_place_changes_the_key_of_the_steps_that_read_it(shell, session):
+def test_a_captured_value_changed_and_seen_again_changes_the_key_of_the_steps_that_read_it(shell, session):
     build(shell)
     keys = content.step_keys(shell.workspace.graph(), shell.ip.user_ns)
-    shell.run("STOP.add('and')")
+    shell.run("STOP.add('and')")  # after the step: the step keeps what its cell saw, and so does its key
+    assert content.step_keys(shell.workspace.graph(), shell.ip.user_ns)["train"].key == keys["train"].key
+    shell.run(NOTEBOOK[3])  # the step cell again: now it sees the changed set
     again = content.step_keys(shell.workspace.graph(), shell.ip.user_ns)
     assert again["preprocess"].key == keys["preprocess"].key
     assert again["train"].key != keys["train"].key

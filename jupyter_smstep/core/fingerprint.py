@@ -1,4 +1,4 @@
-"""Did running a step cell in the kernel change one of its inputs? Size-capped content fingerprints.
+"""Has a value changed? Size-capped content fingerprints.
 
 The static rules (:mod:`jupyter_smstep.core.analysis`) see mutation in the cell's
 syntax and through the notebook's own functions; a library call they do not know
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import sys
 import types
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -74,8 +75,8 @@ def _is_frame(value: Any) -> bool:
 
 
 def _hash_frame(frame: Any, digest: Any) -> None:
-    import pandas as pd
-
+    # pandas is loaded: ``frame`` is one of its objects (taken from sys.modules, so core imports no pandas)
+    hash_pandas_object = sys.modules["pandas"].util.hash_pandas_object
     digest.update(repr((frame.shape, getattr(frame, "columns", None), getattr(frame, "dtypes", None))).encode())
     rows = len(frame)
     if rows > MAX_ROWS:
@@ -84,7 +85,7 @@ def _hash_frame(frame: Any, digest: Any) -> None:
     else:
         parts = [frame]
     for part in parts:
-        digest.update(pd.util.hash_pandas_object(part, index=True).values.tobytes())
+        digest.update(hash_pandas_object(part, index=True).values.tobytes())
 
 
 def _hash_array(array: Any, digest: Any) -> None:
