@@ -39,22 +39,44 @@ labextension_part() {
   (cd labextension && npm ci --no-audit --no-fund --loglevel=error && npm run build:prod)
 }
 
+# Each environment installs the versions CI was last green with, from its committed constraints file
+# (pip freeze of a green run); scripts/latest-sdk.sh tries the newest SDKs instead. uv installs them
+# (a fresh SDK v3 environment: about 10 s against about 160 s with pip); where uv cannot be had, pip.
+V3_CONSTRAINTS="${SMSTEP_V3_CONSTRAINTS-.ci/constraints-v3.txt}"
+V2_CONSTRAINTS="${SMSTEP_V2_CONSTRAINTS-.ci/constraints-v2.txt}"
+UV=()
+if "$PY" -m uv --version >/dev/null 2>&1 || "$PY" -m pip install -q uv >/dev/null 2>&1; then
+  UV=("$PY" -m uv)
+fi
+
+make_venv() {  # make_venv DIR: a virtual environment with pip in it (for the user's own installs)
+  [ -x "$1/bin/python" ] && return 0
+  if [ ${#UV[@]} -gt 0 ]; then "${UV[@]}" venv -q --seed --python "$PY" "$1"; else "$PY" -m venv "$1"; fi
+}
+
+install() {  # install DIR CONSTRAINTS ARGS...: pip install ARGS into DIR's environment, within CONSTRAINTS
+  local venv="$1" constraints="$2"; shift 2
+  local with=()
+  [ -n "$constraints" ] && with=(-c "$constraints")
+  if [ ${#UV[@]} -gt 0 ]; then
+    "${UV[@]}" pip install -q --python "$venv/bin/python" "${with[@]}" "$@"
+  else
+    "$venv/bin/pip" install -q "${with[@]}" "$@"
+  fi
+}
+
 v3_part() {  # && throughout: errexit does not apply inside "if ! part ..."
-  { [ -x .venv/bin/python ] || "$PY" -m venv .venv; } &&
-    .venv/bin/pip install -q -U pip &&
-    if [ "$what" = all ]; then
-      .venv/bin/pip install -q "sagemaker>=3,<4" -e ".[test]"
-    else
-      .venv/bin/pip install -q "sagemaker>=3,<4" -e .
-    fi &&
+  local extra=.
+  [ "$what" = all ] && extra=".[test]"
+  make_venv .venv &&
+    install .venv "$V3_CONSTRAINTS" "sagemaker>=3,<4" -e "$extra" &&
     .venv/bin/python -c "import jupyter_smstep, sagemaker"
 }
 
 v2_part() {
-  { [ -x .venv-v2/bin/python ] || "$PY" -m venv .venv-v2; } &&
-    .venv-v2/bin/pip install -q -U pip &&
-    .venv-v2/bin/pip install -q "sagemaker>=2.245,<3" -e . pytest pytest-timeout nbval pyarrow joblib \
-      "moto[server,s3,sagemaker,iam,sts,logs]>=5.2" &&
+  make_venv .venv-v2 &&
+    install .venv-v2 "$V2_CONSTRAINTS" "sagemaker>=2.245,<3" -e . pytest pytest-timeout pytest-xdist nbval \
+      pyarrow joblib "moto[server,s3,sagemaker,iam,sts,logs]>=5.2" &&
     .venv-v2/bin/python -c "import jupyter_smstep, sagemaker; assert sagemaker.__version__.startswith('2.')"
 }
 

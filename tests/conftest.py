@@ -1,17 +1,26 @@
-"""Shared fixtures: a real IPython shell with the extension loaded, moto as AWS, the fake SageMaker."""
+"""Shared fixtures: a real IPython shell with the extension loaded, moto as AWS, the fake SageMaker.
+
+Every test runs in a folder of its own (its ``tmp_path``), so what a test leaves in the working
+directory (a local run's ``.smstep/runs``, whose cache the next run would reuse) reaches no other
+test, and tests can run side by side (``pytest -n``). The suite's own rules (required skips fail,
+the SDK-line marker) live in :mod:`helpers.suite`.
+"""
 
 from __future__ import annotations
-
 
 import pytest
 
 from helpers.constants import IMAGE, ROLE
 from helpers.fakes import FakeSageMaker, start_moto_server
 
+pytest_plugins = ["helpers.suite"]
+
 
 @pytest.fixture(autouse=True)
 def _aws_env(monkeypatch, tmp_path):
-    """Dummy credentials and no stray config: tests never reach a real AWS account."""
+    """Dummy credentials and no stray config: tests never reach a real AWS account. Each test runs in
+    its own folder (its local runs, their cache, anything written relative to it stay its own)."""
+    monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
