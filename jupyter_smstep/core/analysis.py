@@ -261,7 +261,7 @@ class _Scope:
     """
 
     __slots__ = ("kind", "parent", "bound", "declared_global", "declared_nonlocal", "global_bound", "pending",
-                 "mutated", "calls")
+                 "mutated", "calls", "params")
 
     def __init__(self, kind: str, parent: _Scope | None, bound: Iterable[str] = ()) -> None:
         self.kind = kind
@@ -273,6 +273,7 @@ class _Scope:
         self.pending: list[tuple[str, int, bool]] = []  # (name, line, is_mutation)
         self.mutated: set[str] = set()  # names changed in place in this scope (a function's parameters)
         self.calls: list[CallSite] = []  # calls made in this scope
+        self.params: frozenset[str] = frozenset(self.bound) if kind == _FUNCTION else frozenset()
 
 
 def _enclosing(scope: _Scope) -> _Scope:
@@ -590,6 +591,11 @@ class _CellVisitor:
     def visit_AugAssign(self, node: ast.AugAssign) -> None:
         target = node.target
         if isinstance(target, ast.Name):
+            code = self._code_scope()
+            if target.id in code.params:
+                # `arr -= arr.mean()` on a parameter changes the caller's array in place (__isub__); an int
+                # is rebound instead, and then the extra output costs a transfer, never a wrong result
+                code.mutated.add(target.id)
             self._use(target.id, target.lineno)
             self.visit(node.value)
             self._use(target.id, target.lineno, is_mutation=True)

@@ -22,6 +22,7 @@ import ast
 import builtins
 import re
 import difflib
+import functools
 import sys
 import types
 from dataclasses import dataclass, field
@@ -30,8 +31,8 @@ from typing import TYPE_CHECKING, Any
 from collections.abc import Iterable, Iterator, Mapping
 
 from jupyter_smstep.core import settings as settings_mod
-from jupyter_smstep.core.analysis import FunctionInfo, mutated_through_calls
-from jupyter_smstep.core.plain import not_data
+from jupyter_smstep.core.analysis import CallSite, FunctionInfo, analyze, mutated_through_calls
+from jupyter_smstep.core.plain import match_type, not_data
 from jupyter_smstep.errors import Report, SmstepError
 from jupyter_smstep.core.registry import Cell, Registry
 from jupyter_smstep.core.states import InputKind
@@ -39,6 +40,14 @@ from jupyter_smstep.core.states import InputKind
 if TYPE_CHECKING:  # imported where used: %load_ext builds no graph, and should not pay for these
     from jupyter_smstep.core import conditions as cond_mod, saves as saves_mod
 
+#: Random generators: a step that reads one may advance it, so it is an output of that step too (the next
+#: step reading it draws on from where this one left it, as in the kernel, not the same numbers again).
+RANDOM_STATES: dict[tuple[str, str | None], str] = {
+    ("random", "Random"): "a random.Random",
+    ("numpy.random._generator", "Generator"): "a numpy Generator",
+    ("numpy.random.mtrand", "RandomState"): "a numpy RandomState",
+    ("torch._C", "Generator"): "a torch Generator",
+}
 #: Names IPython adds to ``builtins`` while a cell runs; a job's plain Python has none of them.
 IPYTHON_BUILTINS = frozenset({"display", "get_ipython", "__IPYTHON__", "dreload"})
 #: Python's own builtins (``open``, ``exit``, ``quit``, ``print``...), whatever IPython shadows them with.
@@ -310,7 +319,7 @@ def build_graph(
     root: Path | None = None,
 ) -> PipelineGraph:
     """The graph of ``registry``'s cells; ``root`` is the notebook's folder (relative paths start there)."""
-    report = Report()
+    report = Report(list(registry.notices))
     name = registry.name or default_name or DEFAULT_PIPELINE_NAME
     if not settings_mod.PIPELINE_NAME.match(name):
         report.error(
@@ -341,9 +350,16 @@ def build_graph(
             continue
         values = values_at(cell, namespace)
         node = _resolve_step(cell, index, registry, values, bindings, later_writers, report)
-        changed = mutated_through_calls(cell.analysis.calls, functions, methods)
+        calls, known = _beside(cell, node, values, functions, root)
+        changed = mutated_through_calls(calls, known, methods)
         node.hidden_changes = {v: line for v, line in changed.items()
                                  if v in node.inputs and node.inputs[v].kind != "import"}
+        for inp in node.captured:  # drawing from a generator advances it: the next step draws on from there
+            if inp.name in values and match_type(values[inp.name], RANDOM_STATES):
+                node.hidden_changes.setdefault(inp.name, inp.line)
+        for inp in node.inputs.values():
+            if inp.kind == "step" and inp.name in namespace and match_type(namespace[inp.name], RANDOM_STATES):
+                node.hidden_changes.setdefault(inp.name, inp.line)
         for var in sorted(registry.exports & set(node.inputs)):
             if node.inputs[var].kind != "import":  # declared: every step that reads it returns it too
                 node.hidden_changes.setdefault(var, node.inputs[var].line)
@@ -597,6 +613,62 @@ def _resolve_step(
             report.error(f"--after {other}: there is no step '{other}' above this one", step=name,
                          fix=f"did you mean {close[0]}?" if close else f"steps above: {', '.join(earlier) or 'none'}")
     return StepNode(name, cell, inputs, [], depends, {})
+
+
+def _beside(cell: Cell, node: StepNode, values: Mapping[str, Any], functions: dict[str, FunctionInfo],
+            root: Path | None) -> tuple[tuple[CallSite, ...], dict[str, FunctionInfo]]:
+    """The step's calls and the functions they may reach, with those of modules beside the notebook
+    (``from prep import clean; clean(df)``, ``import prep; prep.clean(df)``): their source is read, so a
+    function there that changes its argument in place makes that argument an output, as a notebook
+    function does."""
+    assert cell.analysis is not None
+    calls = cell.analysis.calls
+    if root is None:
+        return calls, functions
+    known = dict(functions)
+    extra: list[CallSite] = []
+    for inp in node.imports:
+        value = values.get(inp.name)
+        if isinstance(value, types.ModuleType):
+            found = _module_functions(value, root)
+            if found:
+                for call in calls:
+                    if call.receiver == inp.name and call.method in found:
+                        name = f"{inp.name}.{call.method}"
+                        known[name] = found[call.method]
+                        extra.append(CallSite(name, None, None, call.args, call.kwargs, call.line))
+                known.update({n: f for n, f in found.items() if n not in known})
+        elif isinstance(value, types.FunctionType):
+            found = _module_functions(sys.modules.get(value.__module__), root)
+            if found and value.__name__ in found:
+                known.update({n: f for n, f in found.items() if n not in functions})
+                known[inp.name] = found[value.__name__]
+    return calls + tuple(extra), known
+
+
+def _module_functions(module: Any, root: Path) -> dict[str, FunctionInfo] | None:
+    """What the functions of ``module`` do to their parameters, when its source is a file under ``root``."""
+    file = getattr(module, "__file__", None)
+    if not file or not str(file).endswith(".py"):
+        return None
+    path = Path(file).resolve()
+    try:
+        path.relative_to(root.resolve())
+        stat = path.stat()
+    except (ValueError, OSError):
+        return None
+    if "site-packages" in path.parts or any(part.startswith(".") for part in path.parts[len(root.parts):]):
+        return None
+    return _functions_of(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=128)
+def _functions_of(path: str, mtime_ns: int, size: int) -> dict[str, FunctionInfo] | None:
+    try:
+        analysis = analyze(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
+        return None
+    return dict(analysis.functions)
 
 
 class _Layered(Mapping[str, Any]):

@@ -82,6 +82,9 @@ class Registry:
     # linger in the kernel, but capturing them would silently freeze a step's output.
     retired: dict[str, str] = field(default_factory=dict)
     revision: int = 0  # bumped on every change; lets the panel and frontend refresh cheaply
+    #: What reading the notebook found that the graph should say (shared cell ids, a parameters cell's
+    #: value that cannot be a parameter): added to every graph's report.
+    notices: list[Problem] = field(default_factory=list)
 
     # ---------------------------------------------------------------- recording
     def record_step(self, spec: StepSpec, source: str, cell_id: str | None = None,
@@ -182,6 +185,10 @@ class Registry:
         if names and tuple(names) != cell.changed_in_kernel:
             cell.changed_in_kernel = tuple(names)
             self.revision += 1
+
+    def note(self, problem: Problem) -> None:
+        self.notices.append(problem)
+        self.revision += 1
 
     def set_parameter(self, name: str, value: Any) -> None:
         self.parameters[name] = value

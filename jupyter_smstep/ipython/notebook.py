@@ -43,9 +43,13 @@ def read_notebook(path: Path) -> Any:
         raise SmstepError(f"{path} is not a readable notebook: {exc}") from None
     if isinstance(data, dict) and data.get("nbformat") == 4 and isinstance(data.get("cells"), list):
         cells = []
-        for cell in data["cells"]:
+        for index, cell in enumerate(data["cells"], start=1):
             if not isinstance(cell, dict) or "cell_type" not in cell:
                 raise SmstepError(f"{path} is not a readable notebook: a cell has no cell_type")
+            if cell["cell_type"] == "code" and not isinstance(cell.get("source"), (str, list)):
+                raise SmstepError(f"{path} is not a readable notebook: code cell #{index} has no source "
+                                  "(nbformat requires one; a tool that wrote the file dropped it)",
+                                  fix="open and save the notebook in Jupyter, or restore the cell's source")
             source = cell.get("source", "")
             cells.append(_Node(cell, source="".join(source) if isinstance(source, list) else str(source)))
         return _Node(data, cells=cells)
@@ -83,7 +87,8 @@ def load_workspace(path: str | Path) -> Workspace:
     shell.extension_manager.loaded.add("jupyter_smstep")
     cwd = os.getcwd()
     os.chdir(folder)  # relative paths in cells resolve as they do in Jupyter
-    expected: list[int] = []  # cells that are %%step cells
+    expected: dict[int, str] = {}  # the %%step cells: their index -> their cell id
+    ids: dict[str, int] = {}  # cell id -> the first cell that has it
     sys.path.insert(0, str(folder))  # as in a kernel started beside the notebook
     try:
         for index, cell in enumerate(nb.cells, start=1):
@@ -92,9 +97,9 @@ def load_workspace(path: str | Path) -> Workspace:
             source = cell.source
             # A notebook saved without cell ids (nbformat < 4.5) still has distinct cells: two unnamed
             # step cells with the same first variable must not replace each other.
-            cell_id = cell.get("id") or f"index-{index}"
+            cell_id = _unique_id(cell.get("id") or f"index-{index}", index, ids, magics)
             if looks_like_step(source):
-                expected.append(index)
+                expected[index] = cell_id
             magics.recorded_in_cell = None
             with capture_output() as captured:
                 shell.parent_header = {"metadata": {"cellId": cell_id}}  # the magics read the cell id here
@@ -119,21 +124,43 @@ def load_workspace(path: str | Path) -> Workspace:
                 # its imports, helpers and other values stay ordinary values of the cell
                 for name in analysis.writes:
                     value = shell.user_ns.get(name)
-                    if name not in analysis.imports and type(value) in (str, int, float, bool):
+                    if name in analysis.imports or name in analysis.defines:
+                        continue
+                    if type(value) in (str, int, float, bool):
                         magics.registry.set_parameter(name, value)
+                    else:
+                        magics.registry.note(Problem(
+                            f"cell #{index} is tagged parameters, but {name!r} is a {type(value).__name__}: a "
+                            "pipeline parameter holds a string, an integer, a float or a boolean, so it is an "
+                            "ordinary value, captured by the steps that read it",
+                            fix=f"assign {name!r} in an untagged cell, or make it a str, int, float or bool "
+                                "(a path or URI to the data, read inside the step)", severity="warning"))
     finally:
         os.chdir(cwd)
         if str(folder) in sys.path:  # a cell may have edited sys.path itself
             sys.path.remove(str(folder))
-    _check_every_step_registered(nb, expected, magics)
+    _check_every_step_registered(expected, magics)
     return magics.workspace
 
 
-def _check_every_step_registered(nb: Any, expected: list[int], magics: Any) -> None:
+def _unique_id(cell_id: str, index: int, ids: dict[str, int], magics: Any) -> str:
+    """A cell id no earlier cell has: two cells sharing one (merged notebooks) stay two cells, with a word."""
+    if cell_id not in ids:
+        ids[cell_id] = index
+        return cell_id
+    magics.registry.note(Problem(
+        f"cells #{ids[cell_id]} and #{index} share the cell id {cell_id!r} (a merged or hand-edited notebook?): "
+        "both are kept, in their order", fix="open and save the notebook in JupyterLab, which gives each cell "
+        "an id of its own", severity="warning"))
+    unique = f"{cell_id}#{index}"
+    ids[unique] = index
+    return unique
+
+
+def _check_every_step_registered(expected: dict[int, str], magics: Any) -> None:
     """A notebook whose %%step cells did not all become steps is an error, never a smaller pipeline."""
     recorded = {c.cell_id for c in magics.registry.steps}
-    missing = [index for index in expected
-               if (nb.cells[index - 1].get("id") or f"index-{index}") not in recorded]
+    missing = [index for index, cell_id in expected.items() if cell_id not in recorded]
     if missing:
         cells = ", ".join(f"#{i}" for i in missing)
         raise SmstepError(f"the notebook has {len(expected)} %%step cell(s) but the headless build registered "

@@ -1,0 +1,84 @@
+"""Changes the step's syntax does not show reach the next step, headless as in the kernel.
+
+Each case runs the same cells in one shell top to bottom (what the kernel computes), then runs the
+pipeline locally from the kernel and from the saved notebook (headless), and compares what the later
+step received:
+
+- a notebook helper doing in-place arithmetic on its parameter (``arr -= arr.mean()``), through a
+  second helper;
+- a random generator that one step advances and the next draws from;
+- a function from a module beside the notebook that changes its argument in place, imported by name
+  and called through the module.
+"""
+
+from __future__ import annotations
+
+import os
+
+import nbformat
+import pytest
+
+from jupyter_smstep.ipython.notebook import load_workspace
+
+from helpers.constants import IMAGE, ROLE
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the local runner forks")
+
+CONFIG = f"%pipeline config --name hidden --role {ROLE} --image-uri {IMAGE} --instance-type ml.m5.large"
+
+
+def same_everywhere(shell, tmp_path, cells: list[str], step: str, names: list[str]) -> dict:
+    """Run ``cells`` in the kernel, then locally from the kernel and headless; ``step``'s ``names`` must agree."""
+    for source in cells[1:]:
+        shell.run(source)
+    kernel = {n: shell.ip.user_ns[n] for n in names}
+    live, _ = shell.run_local(tmp_path / "live")
+    assert live.succeeded, live.to_json()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+    path = tmp_path / "hidden.ipynb"
+    nbformat.write(nb, path)
+    headless = load_workspace(path).run_local(runs_dir=tmp_path / "headless")
+    assert headless.succeeded, headless.to_json()
+    for result in (live, headless):
+        got = result.outputs(step)
+        assert {n: got[n] for n in names} == kernel, (result.run_dir, got, kernel)
+    return kernel
+
+
+def test_a_helper_doing_in_place_arithmetic_on_its_parameter(shell, tmp_path):
+    cells = ["%load_ext jupyter_smstep", CONFIG,
+             "def centre(arr):\n    arr -= arr.mean()\n\ndef normalise(arr):\n    centre(arr)\n    arr /= arr.std()",
+             "%%step load\nimport numpy as np\nvalues = np.array([1.0, 2.0, 3.0, 10.0])",
+             "%%step scale\nnormalise(values)",
+             "%%step report\nlargest = float(values.max())"]
+    kernel = same_everywhere(shell, tmp_path, cells, "report", ["largest"])
+    assert kernel["largest"] == pytest.approx(6 / 12.5 ** 0.5)  # centred, then divided by its deviation
+
+
+def test_a_generator_advanced_by_one_step_draws_on_in_the_next(shell, tmp_path):
+    cells = ["%load_ext jupyter_smstep", CONFIG,
+             "import numpy as np\nrng = np.random.default_rng(7)",
+             "%%step first\nnoise_a = rng.normal(size=3).tolist()",
+             "%%step second\nnoise_b = rng.normal(size=3).tolist()\nsame = noise_b == noise_a"]
+    kernel = same_everywhere(shell, tmp_path, cells, "second", ["noise_b", "same"])
+    assert kernel["same"] is False
+
+
+@pytest.mark.parametrize("module, style", [("prep_from", "from prep_from import clean\n"),
+                                           ("prep_import", "import prep_import\n")])
+def test_a_function_beside_the_notebook_that_changes_its_argument(shell, tmp_path, monkeypatch, module, style):
+    (tmp_path / f"{module}.py").write_text(
+        "def _drop(frame):\n    frame.pop()\n\ndef clean(frame):\n    _drop(frame)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    shell.workspace.root = tmp_path
+    call = "clean(rows)" if style.startswith("from") else f"{module}.clean(rows)"
+    cells = ["%load_ext jupyter_smstep", CONFIG, style,
+             "%%step load\nrows = [1, 2, 3, 4, 5]",
+             f"%%step tidy\n{call}",
+             "%%step count\nn = len(rows)"]
+    with open(os.environ["SAGEMAKER_USER_CONFIG_OVERRIDE"], "w") as config:  # the module travels
+        config.write("SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      RemoteFunction:\n"
+                     "        IncludeLocalWorkDir: true\n")
+    kernel = same_everywhere(shell, tmp_path, cells, "count", ["n"])
+    assert kernel == {"n": 4}
