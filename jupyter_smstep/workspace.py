@@ -236,7 +236,10 @@ class Workspace:
         functions = build.step_functions(graph, self.namespace, self.captures)  # built once, for the runner too
         # a fresh run identity: a step that reads jupyter_smstep.execution is never reused
         keys = content.step_keys(graph, self.namespace, self.root, values, run=secrets.token_hex(8))
-        step_cache = local.StepCache(Path(runs_dir or local.DEFAULT_RUNS_DIR).absolute()) if cache else None
+        anyway = frozenset(n.name for n in graph.steps if n.settings.get("reuse") is not None
+                           and n.settings["reuse"].value == "always")
+        step_cache = local.StepCache(Path(runs_dir or local.DEFAULT_RUNS_DIR).absolute(), root=self.root,
+                                     reuse_anyway=anyway) if cache else None
         reused = self._cached_steps(graph, keys, step_cache, from_step) if step_cache else frozenset()
         plan = build.plan_for(graph, keys, reused)
 
@@ -247,7 +250,7 @@ class Workspace:
 
         kwargs: dict[str, Any] = {"parameters": values, "on_event": on_event, "functions": functions,
                                   "keys": dict(plan.keys), "cache": step_cache or False,
-                                  "force": [from_step] if from_step else [],
+                                  "force": [from_step] if from_step else [], "root": self.root,
                                   "pipeline_key": pipeline_key(graph, keys, settings_mod.load_sdk_config())}
         if runs_dir is not None:
             kwargs["runs_dir"] = runs_dir

@@ -80,8 +80,9 @@ def test_only_sdk_imports_sagemaker():
     assert not bad, "only jupyter_smstep/sdk/ may import sagemaker:\n" + "\n".join(bad)
 
 
-def test_the_forked_worker_imports_nothing_of_ours():
-    names = [name for _, name in imports(PACKAGE / "local" / "worker_entry.py")]
+@pytest.mark.parametrize("module", ["worker_entry.py", "recorder.py"])
+def test_the_forked_worker_imports_nothing_of_ours(module):
+    names = [name for _, name in imports(PACKAGE / "local" / module)]
     assert not [n for n in names if n.startswith("jupyter_smstep")]
 
 

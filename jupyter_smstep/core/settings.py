@@ -94,6 +94,10 @@ OPTIONS: tuple[Option, ...] = (
     # Not an @step keyword: put on the step's definition (see sdk.content).
     Option("cache", "duration", "Let SageMaker reuse a succeeded run of the unchanged step for this long "
            "(ISO 8601 duration: P30D, PT12H).", step_kwarg=False),
+    # Not an @step keyword: the local runner's cache (local.reads).
+    Option("reuse", "str", "'always': a local run may reuse the step's cached result although the step read "
+           "something that cannot be pinned (the clock, the network, unseeded randomness).", per_step=True,
+           step_kwarg=False),
 )
 OPTIONS_BY_KEY = {o.key: o for o in OPTIONS}
 
@@ -339,6 +343,11 @@ def validate(step: str | None, settings: Mapping[str, Resolved], report: Report,
         if r is not None and path is not None and not path.is_file():
             report.error(f"{key} {r.value!r} (from {r.origin}) names no file ({path})", step=step,
                          fix=f"create it, or fix the path (relative paths start at the notebook's folder, {root})")
+    reuse = settings.get("reuse")
+    if reuse is not None and reuse.value != "always":
+        report.error(f"--reuse {reuse.value!r}: the only value is 'always' (reuse the cached result although the "
+                     "step read the clock, the network or unseeded randomness)", fix="--reuse always, or drop it",
+                     step=step)
     role = settings.get("role")
     if role is None and not in_studio:
         report.error(

@@ -9,9 +9,12 @@ process: :meth:`StepCache.lookup` checks every one against what was recorded,
 and anything missing or different makes the entry unusable (the step runs, and
 the run says why), never trusted.
 
-What the key does not cover, the cache cannot see: data a step reads by itself
-(an S3 object, a file opened by path) and randomness it does not seed. Runs
-say so when they reuse a result; ``--no-cache`` or ``--from STEP`` run again.
+What the key does not cover, the step's process records while it runs (:mod:`.recorder`):
+the files and folders its code read, the modules and packages it imported, the
+environment variables it read, and what cannot be pinned (the network, the clock,
+unseeded randomness). The record keeps them, and a result is reused only when every
+one still holds (:mod:`.reads`); otherwise the step runs and the run says which read
+changed. A result without such a record is never reused.
 """
 
 from __future__ import annotations
@@ -20,10 +23,11 @@ import json
 import os
 import secrets
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from jupyter_smstep.core.keys import file_sha256
+from jupyter_smstep.local import reads as reads_mod
 from jupyter_smstep.local.s3.store import PARTIAL
 
 
@@ -33,6 +37,7 @@ class Entry:
     run_id: str
     step: str
     files: dict[str, Path]  # relative name -> the verified file in the earlier run
+    reads: dict = field(default_factory=dict)  # what the step read then, all of it unchanged since (.reads)
 
 
 @dataclass(frozen=True)
@@ -44,8 +49,12 @@ class Unusable:
 class StepCache:
     """Results of earlier runs under one runs folder, by step key."""
 
-    def __init__(self, runs_dir: Path) -> None:
+    def __init__(self, runs_dir: Path, root: Path | None = None, reuse_anyway: frozenset[str] = frozenset()) -> None:
+        """``root``: the notebook's folder (reads are shown relative to it); ``reuse_anyway``: steps whose result
+        may be reused although they read something that cannot be pinned (``%%step --reuse always``)."""
         self.runs_dir = Path(runs_dir)
+        self.root = root
+        self.reuse_anyway = reuse_anyway
         self.folder = self.runs_dir / "cache"
         # lookups verified during this run (each file hashed once per run, however often it is asked)
         self._looked_up: dict[str, Entry | Unusable | None] = {}
@@ -85,11 +94,22 @@ class StepCache:
             if file.stat().st_size != size or file_sha256(file) != sha:
                 return Unusable(run_id, f"{file} differs from what run {run_id} wrote")
             files[name] = file
-        return Entry(key, run_id, str(record.get("step", "")), files)
+        step = str(record.get("step", ""))
+        recorded_reads = record.get("reads")
+        if not reads_mod.valid(recorded_reads):
+            return Unusable(run_id, f"run {run_id} did not record what the step read")
+        moved = reads_mod.changed(recorded_reads, run_id, self.root, step in self.reuse_anyway)
+        if moved:
+            return Unusable(run_id, moved)
+        return Entry(key, run_id, step, files, recorded_reads)
 
-    def record(self, key: str, run_id: str, step: str, results: Path, known: dict[str, str] | None = None) -> None:
+    def record(self, key: str, run_id: str, step: str, results: Path, known: dict[str, str] | None = None,
+               reads: dict | None = None) -> None:
         """Remember the results folder ``results`` (inside ``runs_dir/run_id/s3``) of a succeeded step;
-        ``known`` gives the SHA-256 of files the caller already hashed (the payload)."""
+        ``known`` gives the SHA-256 of files the caller already hashed (the payload); ``reads``: what the
+        step read (:mod:`.reads`), without which nothing is recorded."""
+        if reads is None:
+            return
         s3_root = self.runs_dir / run_id / "s3"
         try:
             folder = results.relative_to(s3_root)
@@ -104,7 +124,7 @@ class StepCache:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # a record says which pickles to trust
         partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
         partial.write_text(json.dumps({"key": key, "run_id": run_id, "step": step, "folder": folder.as_posix(),
-                                       "files": files}, indent=1))
+                                       "files": files, "reads": reads}, indent=1))
         os.replace(partial, path)
 
 

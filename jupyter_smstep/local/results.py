@@ -83,6 +83,9 @@ class StepResult:
     resources: dict[str, float] = field(default_factory=dict)
     cached_from: str | None = None  # the earlier run whose results this step reused (no process started)
     condition: dict | None = None  # a ConditionStep's decision: {"outcome": bool, "when": "EXPR"}
+    #: what the step's code read when it ran (files, folders, modules, packages, environment variables, what
+    #: cannot be pinned): the cache reuses its result only while all of it holds (local.reads)
+    reads: dict = field(default_factory=dict)
     run_dir: str | None = field(default=None, repr=False)
     _value: Any = field(default=None, repr=False, compare=False)
     _loaded: bool = field(default=False, repr=False, compare=False)

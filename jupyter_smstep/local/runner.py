@@ -85,6 +85,7 @@ def run_pipeline(
     pipeline_key: str | None = None,
     buckets: Iterable[str] = (),
     saves: Mapping[str, list[dict[str, Any]]] | None = None,
+    root: str | Path | None = None,
 ) -> RunResult:
     """Build the pipeline against an embedded S3 and run every step locally.
 
@@ -168,6 +169,7 @@ def run_pipeline(
             max_workers=max_workers or cores(), faults=faults or {}, started=started,
             functions=dict(functions or {}), keys=dict(keys or {}),
             cache=step_cache, force=with_dependents({n: spec.depends_on for n, spec in steps.items()}, forced),
+            root=Path(root).resolve() if root else None,
         )
         executor.run()
         lap("execute")
@@ -213,8 +215,8 @@ def _run_summary(result: RunResult) -> str:
         counts[state] = counts.get(state, 0) + 1
     summary = ", ".join(f"{n} {state}" for state, n in counts.items())
     if counts.get("cached"):
-        summary += (" (a cached step reused an earlier run's result for the same code, captured values, settings "
-                    "and inputs; data it reads by itself is not checked: --from STEP or --no-cache runs it again)")
+        summary += (" (a cached step reused an earlier run's result: the same code, captured values, settings and "
+                    "inputs, and every file, module, package and environment variable it read unchanged)")
     return summary
 
 

@@ -27,6 +27,7 @@ from jupyter_smstep.core.keys import StepKey, file_sha256
 from jupyter_smstep.core.states import EventKind, StepState
 from jupyter_smstep.errors import SmstepError
 from jupyter_smstep.local import cache as cache_mod, container as containers, diagnostics, retries
+from jupyter_smstep.local import reads as reads_mod
 from jupyter_smstep.local.container import Container
 from jupyter_smstep.local.definition import Resolver, StepSpec, container_option, evaluate_condition, to_text
 from jupyter_smstep.local.results import StepEvent, StepResult, write_json
@@ -79,6 +80,7 @@ class _Attempt:
     term_sent: float | None = None
     timed_out: bool = False
     rusage: dict = field(default_factory=dict)  # cpu_s, peak_rss_bytes of the process tree, from wait4
+    container_env: frozenset[str] = frozenset()  # variables the container sets (not the host's): not reads
 
 
 @dataclass
@@ -101,8 +103,9 @@ class Execution:
                  parameters: dict, s3: LocalS3, worker: WarmWorker, emit: Emitter, max_workers: int,
                  faults: dict[str, list[str]], started: float, functions: dict[str, Any] | None = None,
                  keys: dict[str, StepKey] | None = None, cache: cache_mod.StepCache | None = None,
-                 force: set[str] | None = None) -> None:
+                 force: set[str] | None = None, root: Path | None = None) -> None:
         self.run_id = run_id
+        self.root = root  # the notebook's folder: a staged file the step reads is recorded as the original
         self.run_dir = run_dir
         self.s3 = s3
         self.worker = worker
@@ -319,7 +322,7 @@ class Execution:
         if found is None:
             return False
         if isinstance(found, cache_mod.Unusable):
-            self._warn(st, f"not reusing the result of run {found.run_id}: {found.why}; running the step")
+            self._warn(st, f"runs again: {found.why}")
             return False
         try:
             args = self.resolver.evaluate(st.spec.arguments)
@@ -336,6 +339,7 @@ class Execution:
         result.output_uri = output_uri
         result.payload_sha256 = self._payload_hash(output_uri)
         result.cached_from = found.run_id
+        result.reads = reads_mod.summary(found.reads, self.root)
         st.properties = containers.job_properties(args, containers.job_name(self.run_id, st.spec.name, 0),
                                                   output_uri, self.s3.region)
         self.resolver.step_properties[st.spec.name] = st.properties
@@ -343,13 +347,17 @@ class Execution:
                     info={"cached_from": found.run_id})
         return True
 
-    def _remember(self, st: _StepState) -> None:
+    def _remember(self, st: _StepState, recorded: dict | None) -> None:
         key = st.result.key
         if self.cache is None or key is None or not st.result.output_uri:
             return
+        if recorded is None:
+            self._warn(st, "the step's process recorded nothing of what it read: its result is not cached")
+            return
         try:
             known = {"payload.pkl": st.result.payload_sha256} if st.result.payload_sha256 else {}
-            self.cache.record(key, self.run_id, st.spec.name, self.s3.path(st.result.output_uri), known)
+            self.cache.record(key, self.run_id, st.spec.name, self.s3.path(st.result.output_uri), known,
+                              reads=recorded)
         except OSError as exc:
             self._warn(st, f"could not record the result in the cache ({exc})")
 
@@ -380,6 +388,8 @@ class Execution:
             )
             workspace = self._workspace(st, folder)
             env = self.container.environment(args, folder, job_name, attempt.failure_path)
+            host = {k for k in os.environ if not k.startswith("AWS_")}
+            attempt.container_env = frozenset(k for k in env if k not in host or k in (args.get("Environment") or {}))
         except Exception as exc:  # noqa: BLE001 - the runner's own failure, reported on the step
             text = str(exc) if isinstance(exc, SmstepError) else f"{type(exc).__name__}: {exc}"
             self._finish_failure(st, None, "RunnerError", f"could not prepare the step: {text}", text)
@@ -401,7 +411,8 @@ class Execution:
             self.worker.send({
                 "op": "run", "id": attempt.command_id, "argv": argv, "env": env, "cwd": str(workspace),
                 "log_path": str(attempt.log_path), "failure_path": str(attempt.failure_path),
-                "diag_path": str(attempt.diag_path),
+                "diag_path": str(attempt.diag_path), "reads_path": str(attempt.folder / "reads.json"),
+                "ignore": [str(self.run_dir)], "root": str(self.root) if self.root else None,
             })
         except OSError as exc:  # the worker is gone; its "worker-died" message restarts it
             self._attempt_failed(st, "SageMaker.JOB_INTERNAL_ERROR",
@@ -485,7 +496,11 @@ class Execution:
         self.resolver.step_properties[st.spec.name] = st.properties or {}
         result.resources = self._measured(st, attempt, ended)
         result.payload_sha256 = self._payload_hash(attempt.output_uri)
-        self._remember(st)
+        recorded = reads_mod.load(attempt.folder / "reads.json")
+        if recorded is not None:
+            recorded = reads_mod.keep_env(recorded, set(attempt.container_env))
+            result.reads = reads_mod.summary(recorded, self.root)
+        self._remember(st, recorded)
         self._event(st, "succeeded", attempt=attempt.number, duration=result.duration,
                     info={"resources": result.resources})
 

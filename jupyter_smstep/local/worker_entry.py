@@ -56,6 +56,7 @@ def main(argv: list[str]) -> None:
     import cloudpickle  # noqa: F401  (the entry point imports it lazily; warm it here)
 
     _warm_up(invoke, invoke_name)
+    _load_recorder()  # once, before the forks
     # Everything imported so far lives as long as the worker: move it out of the
     # collector's sight, so that a child's garbage collections do not walk (and
     # copy-on-write) the whole SDK. This is what gc.freeze() exists for.
@@ -319,6 +320,11 @@ def _run_step(command: dict, invoke, errors, worker_fds: list[int]) -> int:
             return 1
 
     invoke.handle_error = handle_error
+    recorder = None
+    if command.get("reads_path"):  # what the step's own code reads, for the cache (recorder.py)
+        recorder = _load_recorder().Recorder(command.get("ignore") or [], cwd, command.get("root"))
+        recorder.install()
+        recorder.watch_numpy()
     code = 0
     profile_dir = os.environ.get("SMSTEP_PROFILE_DIR")  # debugging the runner's overhead
     profiler = None
@@ -341,8 +347,26 @@ def _run_step(command: dict, invoke, errors, worker_fds: list[int]) -> int:
     if profiler is not None:
         profiler.disable()
         profiler.dump_stats(os.path.join(profile_dir, f"{os.getpid()}.prof"))
+    if recorder is not None and code == 0:
+        try:
+            recorder.write(command["reads_path"])
+        except BaseException:  # noqa: BLE001 - no record: the runner does not cache the result
+            traceback.print_exc()
     _finish_interpreter()
     return code
+
+
+def _load_recorder():
+    """``recorder.py`` beside this file, loaded by path as this file is (it imports nothing of ours)."""
+    import importlib.util
+
+    name = "_smstep_step_recorder"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, os.path.join(os.path.dirname(__file__), "recorder.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
 
 
 def _exit_code(code) -> int:

@@ -1,0 +1,318 @@
+"""What a step's own code read while it ran, recorded in the step's process (standard library only).
+
+Loaded by path into the warm worker (like :mod:`.worker_entry`, it imports nothing of
+jupyter_smstep) and started in each step's process before the SDK's entry point runs
+the step. A read counts when the user's code is on the stack: the step's cell, the
+notebook's helpers, a module beside the notebook or an editable package, directly or
+through a library (``pd.read_csv`` is the user's read; the SDK reading its own config
+before the step starts is not). What it records:
+
+- files opened for reading and folders listed (Python's audit hooks: ``open``,
+  ``os.listdir``, ``os.scandir``): path, size, modification time, and a SHA-256 for
+  files up to :data:`HASH_CAP` bytes; files the step wrote itself, and the run's own
+  folder, are left out. A file in the step's working folder that came from the
+  notebook's folder (IncludeLocalWorkDir) is recorded as the notebook's file;
+- modules: every ``import`` the user's code runs (a wrapped ``__import__``, which also
+  sees imports that the warm worker had already done) and every class an unpickled
+  upstream value needs (``pickle.find_class``): a module from a file outside the
+  Python installation by that file's hash, an installed one by its distribution's
+  version;
+- environment variables, by the SHA-256 of the value read (never the value);
+- what cannot be pinned: a network connection, a direct read of the clock
+  (``time.time()``, ``time.time_ns()`` called by the user's code), a draw from an unseeded
+  random generator (``random``, ``numpy.random``'s global state, ``default_rng()`` without a
+  seed, called by the user's code).
+
+At the end, :meth:`Recorder.write` puts it all in ``reads.json`` beside the step's log;
+the runner keeps it with the cached result (:mod:`.reads` checks it before a reuse).
+"""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import json
+import os
+import sys
+import threading
+
+#: Files larger than this are pinned by size and modification time only.
+HASH_CAP = 256 * 1024 * 1024
+_WATCHED = frozenset({"open", "os.listdir", "os.scandir", "socket.connect", "pickle.find_class"})
+#: What runs every step (the SDK's entry point and what it unpickles with): not the step's own reads.
+_INFRASTRUCTURE = frozenset({"sagemaker", "cloudpickle", "boto3", "botocore", "s3transfer", "tblib", "urllib3"})
+#: Standard-library modules between a reader of the environment and ``os.environ``.
+_ENV_PLUMBING = ("os.py", "_collections_abc.py", "<frozen os>", "<frozen _collections_abc>")
+
+
+class Recorder:
+    def __init__(self, ignore: list[str], workdir: str, root: str | None) -> None:
+        self.ignore = tuple(os.path.join(os.path.realpath(p), "") for p in ignore if p)
+        self.workdir = os.path.join(os.path.realpath(workdir), "")
+        self.root = os.path.realpath(root) if root else None
+        self.library = tuple(sorted({os.path.join(os.path.realpath(p), "") for p in
+                                     (sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(__file__))}))
+        self.files: dict[str, list] = {}
+        self.folders: dict[str, None] = {}
+        self.written: set[str] = set()
+        self.modules: dict[str, None] = {}
+        self.env: dict[str, str | None] = {}
+        self.unpinned: dict[str, None] = {}
+        self._busy = threading.local()
+        self._numpy_watched = False
+        self._seeded = {"random": False, "numpy": False}
+
+    # -- who is reading ------------------------------------------------------------
+    def _user_frame(self, depth: int = 2, direct: bool = False, skip: tuple[str, ...] = ()) -> str | None:
+        """``file:line`` of the user's code on the stack (the nearest one; with ``direct``, only the caller,
+        past frames of files whose names end with one of ``skip``). ``<string>`` is the warm worker's own
+        ``python -c``, at the bottom of every step's stack; the step's code is ``<dynamic-code>`` or a file."""
+        frame = sys._getframe(depth)
+        while frame is not None:
+            name = frame.f_code.co_filename
+            if not name.startswith(("<frozen", "<string>")) and name != __file__ and not name.startswith(self.library):
+                return f"{name}:{frame.f_lineno}"
+            if direct and not (skip and name.endswith(skip)):
+                return None
+            frame = frame.f_back
+        return None
+
+    def _guarded(self, fn, *args):
+        if getattr(self._busy, "on", False):
+            return None
+        self._busy.on = True
+        try:
+            return fn(*args)
+        finally:
+            self._busy.on = False
+
+    # -- the audit hook ------------------------------------------------------------
+    def hook(self, event: str, args: tuple) -> None:
+        if event in _WATCHED:
+            self._guarded(self._event, event, args)
+
+    def _event(self, event: str, args: tuple) -> None:
+        if event == "pickle.find_class":
+            if str(args[0]).split(".")[0] not in _INFRASTRUCTURE:
+                self.modules[str(args[0])] = None
+            return
+        if self._user_frame(4) is None:
+            return
+        if event == "open":
+            path, mode, flags = args
+            if isinstance(path, int) or path is None:
+                return
+            path = os.path.realpath(os.fsdecode(path))
+            writing = (mode is not None and any(c in str(mode) for c in "wax+")) or \
+                (mode is None and isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+            if writing:
+                self.written.add(path)
+            elif path not in self.written:
+                self._file(path)
+        elif event in ("os.listdir", "os.scandir"):
+            path = args[0] if args else "."
+            if isinstance(path, (str, bytes, os.PathLike)):
+                self._folder(os.path.realpath(os.fsdecode(path)))
+        elif event == "socket.connect":
+            address = args[1] if len(args) > 1 else "?"
+            if not self._local_s3(address):
+                self.unpinned[f"a network connection ({address})"] = None
+
+    def _local_s3(self, address) -> bool:
+        endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or ""
+        return isinstance(address, tuple) and len(address) >= 2 and f":{address[1]}" in endpoint and \
+            str(address[0]) in ("127.0.0.1", "::1", "localhost")
+
+    def _outside(self, path: str) -> str | None:
+        """``path`` as recorded: the notebook's file for one staged in the working folder, None to leave out."""
+        if path.startswith(self.workdir) and self.root:
+            original = os.path.join(self.root, path[len(self.workdir):])
+            return original if os.path.exists(original) else None
+        if path.startswith((*self.ignore, "/proc/", "/dev/", "/sys/")):
+            return None
+        if path.startswith(self.library):
+            return None
+        return path
+
+    def _file(self, path: str) -> None:
+        path = self._outside(path) or ""
+        if path and path not in self.files and os.path.isfile(path):
+            stat = os.stat(path)
+            self.files[path] = [stat.st_size, stat.st_mtime_ns]
+
+    def _folder(self, path: str) -> None:
+        path = self._outside(path) or ""
+        if path and os.path.isdir(path):
+            self.folders[path] = None
+
+    # -- imports, the environment, the clock, randomness -------------------------
+    def install(self) -> None:
+        sys.addaudithook(self.hook)
+        original_import = builtins.__import__
+        recorder = self
+
+        def recording_import(name, globals=None, locals=None, fromlist=(), level=0):  # noqa: A002
+            module = original_import(name, globals, locals, fromlist, level)
+            if level == 0 and name.split(".")[0] not in _INFRASTRUCTURE and not getattr(recorder._busy, "on", False) \
+                    and recorder._guarded(recorder._user_frame, 3):
+                recorder.modules[name] = None
+                for item in fromlist or ():
+                    recorder.modules[f"{name}.{item}"] = None
+                if name.startswith("numpy") and not recorder._numpy_watched:
+                    recorder.watch_numpy()
+            return module
+
+        builtins.__import__ = recording_import
+        environ = os.environ
+
+        class RecordingEnviron(type(environ)):  # type: ignore[misc]
+            def __getitem__(self, key):
+                try:
+                    value = super().__getitem__(key)
+                except KeyError:
+                    recorder._env(key, None)
+                    raise
+                recorder._env(key, value)
+                return value
+
+        environ.__class__ = RecordingEnviron
+        self._watch_clock_and_randomness()
+
+    def _env(self, key: str, value: str | None) -> None:
+        # read by the user's code itself (os.environ[...], os.getenv, os.environ.get), not a library's settings
+        if not getattr(self._busy, "on", False) and key not in self.env and \
+                self._guarded(self._user_frame, 4, True, _ENV_PLUMBING):
+            self.env[key] = None if value is None else hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()
+
+    def _watch_clock_and_randomness(self) -> None:
+        import random
+        import time
+
+        recorder = self
+        seeded = self._seeded
+
+        def direct(what: str, fn):
+            def wrapper(*args, **kwargs):
+                if recorder._guarded(recorder._user_frame, 3, True):  # its caller, not a library under it
+                    recorder.unpinned[what] = None
+                return fn(*args, **kwargs)
+            return wrapper
+
+        for name in ("time", "time_ns"):
+            setattr(time, name, direct(f"the clock (time.{name}())", getattr(time, name)))
+        original_seed = random.seed
+
+        def seed(*args, **kwargs):
+            seeded["random"] = True
+            return original_seed(*args, **kwargs)
+
+        random.seed = seed
+        for name in ("random", "randint", "randrange", "choice", "choices", "shuffle", "sample", "uniform", "gauss",
+                     "normalvariate"):
+            fn = getattr(random, name)
+
+            def draw(*args, __fn=fn, __name=name, **kwargs):
+                if not seeded["random"] and recorder._guarded(recorder._user_frame, 2):
+                    recorder.unpinned[f"unseeded randomness (random.{__name}())"] = None
+                return __fn(*args, **kwargs)
+            setattr(random, name, draw)
+
+    def watch_numpy(self) -> None:
+        """numpy's global random state and ``default_rng()`` (called when the step starts, if numpy is loaded)."""
+        np_random = sys.modules.get("numpy.random")
+        if np_random is None or self._numpy_watched:
+            return
+        self._numpy_watched = True
+        recorder, seeded = self, self._seeded
+        original_seed = np_random.seed
+
+        def seed(*args, **kwargs):
+            seeded["numpy"] = True
+            return original_seed(*args, **kwargs)
+
+        np_random.seed = seed
+        for name in ("rand", "randn", "randint", "random", "random_sample", "choice", "shuffle", "permutation",
+                     "normal", "uniform", "binomial", "poisson"):
+            fn = getattr(np_random, name, None)
+            if fn is None:
+                continue
+
+            def draw(*args, __fn=fn, __name=name, **kwargs):
+                if not seeded["numpy"] and recorder._guarded(recorder._user_frame, 2):
+                    recorder.unpinned[f"unseeded randomness (numpy.random.{__name}())"] = None
+                return __fn(*args, **kwargs)
+            setattr(np_random, name, draw)
+        default_rng = np_random.default_rng
+
+        def rng(seed=None, *args, **kwargs):
+            if seed is None and recorder._guarded(recorder._user_frame, 2):
+                recorder.unpinned["unseeded randomness (numpy.random.default_rng() without a seed)"] = None
+            return default_rng(seed, *args, **kwargs)
+        np_random.default_rng = rng
+
+    # -- the record ---------------------------------------------------------------
+    def write(self, path: str) -> None:
+        self._guarded(self._write, path)
+
+    def _write(self, path: str) -> None:
+        files = {}
+        for name, (size, mtime) in self.files.items():
+            files[name] = [size, mtime, _sha256(name) if size <= HASH_CAP else None]
+        folders = {name: _listing(name) for name in self.folders}
+        sources, packages = {}, {}
+        dists = _distributions()
+        for name in sorted(self.modules):
+            module = sys.modules.get(name) or sys.modules.get(name.rsplit(".", 1)[0])
+            file = getattr(module, "__file__", None)
+            top = name.split(".")[0]
+            if not file or top in sys.stdlib_module_names:
+                continue
+            real = os.path.realpath(file)
+            if real.startswith(self.library) or "site-packages" in real or "dist-packages" in real:
+                for dist in dists.get(top, ()):
+                    packages[dist] = _version(dist)
+                continue
+            recorded = self._outside(real)
+            if recorded and os.path.isfile(recorded) and recorded not in sources:
+                stat = os.stat(recorded)
+                sources[recorded] = [stat.st_size, stat.st_mtime_ns, _sha256(recorded)]
+        data = {"files": files, "folders": folders, "modules": sources, "packages": packages, "env": self.env,
+                "unpinned": list(self.unpinned)}
+        with open(path, "w") as out:
+            json.dump(data, out)
+
+
+def _sha256(path: str) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def _listing(path: str) -> str | None:
+    try:
+        return hashlib.sha256("\0".join(sorted(os.listdir(path))).encode("utf-8", "replace")).hexdigest()
+    except OSError:
+        return None
+
+
+def _distributions() -> dict[str, list[str]]:
+    try:
+        import importlib.metadata
+
+        return importlib.metadata.packages_distributions()
+    except Exception:  # noqa: BLE001 - no distribution metadata: modules are pinned by file only
+        return {}
+
+
+def _version(dist: str) -> str | None:
+    try:
+        import importlib.metadata
+
+        return importlib.metadata.version(dist)
+    except Exception:  # noqa: BLE001
+        return None
