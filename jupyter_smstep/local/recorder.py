@@ -47,11 +47,14 @@ _ENV_PLUMBING = ("os.py", "_collections_abc.py", "<frozen os>", "<frozen _collec
 
 class Recorder:
     def __init__(self, ignore: list[str], workdir: str, root: str | None) -> None:
-        self.ignore = tuple(os.path.join(os.path.realpath(p), "") for p in ignore if p)
-        self.workdir = os.path.join(os.path.realpath(workdir), "")
+        # each folder as given and as the file system resolves it: paths are compared as opened (no realpath
+        # per read), so both spellings must match
+        self.ignore = tuple({os.path.join(f(p), "") for p in ignore if p for f in (os.path.abspath, os.path.realpath)})
+        self.workdirs = tuple({os.path.join(f(workdir), "") for f in (os.path.abspath, os.path.realpath)})
         self.root = os.path.realpath(root) if root else None
-        self.library = tuple(sorted({os.path.join(os.path.realpath(p), "") for p in
-                                     (sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(__file__))}))
+        self.library = tuple(sorted({os.path.join(f(p), "") for p in
+                                     (sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(__file__))
+                                     for f in (os.path.abspath, os.path.realpath)}))
         self.files: dict[str, list] = {}
         self.folders: dict[str, None] = {}
         self.written: set[str] = set()
@@ -96,13 +99,14 @@ class Recorder:
             if str(args[0]).split(".")[0] not in _INFRASTRUCTURE:
                 self.modules[str(args[0])] = None
             return
-        if self._user_frame(4) is None:
-            return
         if event == "open":
             path, mode, flags = args
             if isinstance(path, int) or path is None:
                 return
-            path = os.path.realpath(os.fsdecode(path))
+            path = os.fsdecode(path)
+            if path.startswith(self.library) or self._user_frame(4) is None:  # a library's own file: no stack walk
+                return
+            path = os.path.abspath(path)
             writing = (mode is not None and any(c in str(mode) for c in "wax+")) or \
                 (mode is None and isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
             if writing:
@@ -111,9 +115,9 @@ class Recorder:
                 self._file(path)
         elif event in ("os.listdir", "os.scandir"):
             path = args[0] if args else "."
-            if isinstance(path, (str, bytes, os.PathLike)):
-                self._folder(os.path.realpath(os.fsdecode(path)))
-        elif event == "socket.connect":
+            if isinstance(path, (str, bytes, os.PathLike)) and self._user_frame(4) is not None:
+                self._folder(os.path.abspath(os.fsdecode(path)))
+        elif event == "socket.connect" and self._user_frame(4) is not None:
             address = args[1] if len(args) > 1 else "?"
             if not self._local_s3(address):
                 self.unpinned[f"a network connection ({address})"] = None
@@ -125,9 +129,10 @@ class Recorder:
 
     def _outside(self, path: str) -> str | None:
         """``path`` as recorded: the notebook's file for one staged in the working folder, None to leave out."""
-        if path.startswith(self.workdir) and self.root:
-            original = os.path.join(self.root, path[len(self.workdir):])
-            return original if os.path.exists(original) else None
+        for workdir in self.workdirs:
+            if path.startswith(workdir):
+                original = os.path.join(self.root, path[len(workdir):]) if self.root else ""
+                return original if original and os.path.exists(original) else None
         if path.startswith((*self.ignore, "/proc/", "/dev/", "/sys/")):
             return None
         if path.startswith(self.library):
@@ -136,9 +141,13 @@ class Recorder:
 
     def _file(self, path: str) -> None:
         path = self._outside(path) or ""
-        if path and path not in self.files and os.path.isfile(path):
-            stat = os.stat(path)
-            self.files[path] = [stat.st_size, stat.st_mtime_ns]
+        if path and path not in self.files:
+            try:
+                stat = os.stat(path)
+            except OSError:
+                return
+            if stat.st_mode & 0o170000 == 0o100000:  # a regular file
+                self.files[path] = [stat.st_size, stat.st_mtime_ns]
 
     def _folder(self, path: str) -> None:
         path = self._outside(path) or ""
@@ -153,7 +162,9 @@ class Recorder:
 
         def recording_import(name, globals=None, locals=None, fromlist=(), level=0):  # noqa: A002
             module = original_import(name, globals, locals, fromlist, level)
-            if level == 0 and name.split(".")[0] not in _INFRASTRUCTURE and not getattr(recorder._busy, "on", False) \
+            importer = str((globals or {}).get("__file__") or "")
+            if level == 0 and not importer.startswith(recorder.library) and \
+                    name.split(".")[0] not in _INFRASTRUCTURE and not getattr(recorder._busy, "on", False) \
                     and recorder._guarded(recorder._user_frame, 3):
                 recorder.modules[name] = None
                 for item in fromlist or ():
@@ -220,8 +231,9 @@ class Recorder:
     def watch_numpy(self) -> None:
         """numpy's global random state and ``default_rng()`` (called when the step starts, if numpy is loaded)."""
         np_random = sys.modules.get("numpy.random")
-        if np_random is None or self._numpy_watched:
-            return
+        if np_random is None or self._numpy_watched or not all(
+                hasattr(np_random, n) for n in ("seed", "default_rng", "rand")):
+            return  # not loaded, or still loading (an import inside numpy's own): the next import tries again
         self._numpy_watched = True
         recorder, seeded = self, self._seeded
         original_seed = np_random.seed
@@ -260,14 +272,14 @@ class Recorder:
             files[name] = [size, mtime, _sha256(name) if size <= HASH_CAP else None]
         folders = {name: _listing(name) for name in self.folders}
         sources, packages = {}, {}
-        dists = _distributions()
+        dists = distributions()
         for name in sorted(self.modules):
             module = sys.modules.get(name) or sys.modules.get(name.rsplit(".", 1)[0])
             file = getattr(module, "__file__", None)
             top = name.split(".")[0]
             if not file or top in sys.stdlib_module_names:
                 continue
-            real = os.path.realpath(file)
+            real = os.path.abspath(file)
             if real.startswith(self.library) or "site-packages" in real or "dist-packages" in real:
                 for dist in dists.get(top, ()):
                     packages[dist] = _version(dist)
@@ -300,13 +312,20 @@ def _listing(path: str) -> str | None:
         return None
 
 
-def _distributions() -> dict[str, list[str]]:
-    try:
-        import importlib.metadata
+_DISTRIBUTIONS: list[dict[str, list[str]]] = []
 
-        return importlib.metadata.packages_distributions()
-    except Exception:  # noqa: BLE001 - no distribution metadata: modules are pinned by file only
-        return {}
+
+def distributions() -> dict[str, list[str]]:
+    """Top-level module -> the distributions that provide it: read once per process (about 0.5 s), by the warm
+    worker before it forks, so a step pays nothing for it."""
+    if not _DISTRIBUTIONS:
+        try:
+            import importlib.metadata
+
+            _DISTRIBUTIONS.append(importlib.metadata.packages_distributions())
+        except Exception:  # noqa: BLE001 - no distribution metadata: modules are pinned by file only
+            _DISTRIBUTIONS.append({})
+    return _DISTRIBUTIONS[0]
 
 
 def _version(dist: str) -> str | None:

@@ -56,7 +56,7 @@ def main(argv: list[str]) -> None:
     import cloudpickle  # noqa: F401  (the entry point imports it lazily; warm it here)
 
     _warm_up(invoke, invoke_name)
-    _load_recorder()  # once, before the forks
+    _load_recorder().distributions()  # once, before the forks: each step's record names its packages for free
     # Everything imported so far lives as long as the worker: move it out of the
     # collector's sight, so that a child's garbage collections do not walk (and
     # copy-on-write) the whole SDK. This is what gc.freeze() exists for.
