@@ -76,7 +76,7 @@ v3_part() {  # && throughout: errexit does not apply inside "if ! part ..."
 v2_part() {
   make_venv .venv-v2 &&
     install .venv-v2 "$V2_CONSTRAINTS" "sagemaker>=2.245,<3" -e . pytest pytest-timeout pytest-xdist nbval \
-      pyarrow joblib "moto[server,s3,sagemaker,iam,sts,logs]>=5.2" &&
+      pyarrow joblib scikit-learn "moto[server,s3,sagemaker,iam,sts,logs]>=5.2" &&
     .venv-v2/bin/python -c "import jupyter_smstep, sagemaker; assert sagemaker.__version__.startswith('2.')"
 }
 

@@ -51,6 +51,8 @@ class Cell:
     seen: Mapping[str, Any] | None = None
     # Names the step cell read that were bound nowhere yet when it was recorded (top to bottom: NameError).
     unbound: frozenset[str] = frozenset()
+    # In a kernel: the values the step cell left when it last ran (what `%pipeline verify` compares).
+    after: Mapping[str, Any] | None = None
 
     @property
     def is_step(self) -> bool:
@@ -179,6 +181,10 @@ class Registry:
 
     def step(self, name: str) -> Cell | None:
         return next((c for c in self.steps if c.step and c.step.name == name), None)
+
+    def ran(self, cell: Cell, values: Mapping[str, Any]) -> None:
+        """The step cell ran in the kernel and left ``values`` (kept for ``%pipeline verify``)."""
+        cell.after = values
 
     def changed_in_kernel(self, cell: Cell, names: list[str]) -> None:
         """The run-time check saw the step cell change these inputs in place."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 import re
 import shlex
 import sys
@@ -314,6 +315,43 @@ def _run(ctx: Context, args: argparse.Namespace) -> int:
     return 0 if result.succeeded else 1
 
 
+def _verify_args(parser: CommandParser, cli: bool) -> None:
+    _param_arguments(parser, cli)
+    parser.add_argument("--rtol", type=float, default=1e-9, help="relative tolerance for floats (default 1e-9)")
+    parser.add_argument("--atol", type=float, default=0.0, help="absolute tolerance for floats (default 0)")
+    parser.add_argument("--json", action="store_true", help="print the verdicts as JSON")
+    parser.add_argument("--runs-dir", default=None, metavar="DIR", help="where runs are kept (default .smstep/runs)")
+    parser.add_argument("--timeout", type=float, default=600, metavar="S",
+                        help="seconds each cell may take in the fresh kernel smstep verify starts (default 600; "
+                             "%%pipeline verify uses the values this kernel already has)")
+
+
+def _verify(ctx: Context, args: argparse.Namespace) -> int:
+    from jupyter_smstep import verify
+
+    problem = verify.bad_tolerance(args.rtol, args.atol)
+    if problem is not None:
+        raise SmstepError(problem)
+    overrides = _overrides(args)
+    say_warnings(ctx)
+    if ctx.cli:
+        from jupyter_smstep.text import TerminalProgress
+
+        print(f"verify: running {Path(args.notebook).name} top to bottom in a fresh kernel...", file=ctx.err)
+        done = verify.verify_notebook(Path(args.notebook), ctx.workspace, overrides, args.rtol, args.atol,
+                                      args.runs_dir, args.timeout, on_event=TerminalProgress(ctx.err))
+    else:
+        from jupyter_smstep.panel.progress import notebook_progress
+
+        with notebook_progress() as on_event:
+            done = verify.verify_live(ctx.workspace, overrides, args.rtol, args.atol, args.runs_dir, on_event)
+    if args.json:
+        print(json.dumps(done.to_json(), indent=2, default=str), file=ctx.out)
+    else:
+        print("\n".join(done.lines()), file=ctx.out)
+    return done.exit_code
+
+
 def _pull_args(parser: CommandParser, cli: bool) -> None:
     parser.add_argument("steps", nargs="*", metavar="STEP", help="default: every step")
     parser.add_argument("--run", default=None, metavar="DIR", help="a run folder (default: the last run)")
@@ -544,6 +582,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("definition", "the pipeline definition JSON (uploads the step code to S3)", _no_arguments, _definition),
     Command("export", "write a standalone Python module with @step functions", _export_args, _export),
     Command("run", "run the pipeline locally, step by step (no AWS account needed)", _run_args, _run),
+    Command("verify", "run the notebook top to bottom and the pipeline locally: is every step's value the "
+            "kernel's? (exit 0 all equal, 1 a difference)", _verify_args, _verify),
     Command("pull", "load step outputs of the last (or a given) local run into the kernel", _pull_args, _pull,
             where="notebook"),
     Command("cost", "the estimated cost of a submit, from the last local run's measurements and AWS prices",

@@ -7,6 +7,7 @@ modules; this file only talks to IPython.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import sys
 from typing import Any
@@ -19,6 +20,7 @@ from jupyter_smstep.errors import SmstepError
 from jupyter_smstep.core import fingerprint
 from jupyter_smstep.ipython import commands, options as options_mod
 from jupyter_smstep.ipython.commands import CommandParser, HelpShown
+from jupyter_smstep.verify import VERIFY_ENV
 from jupyter_smstep.workspace import Workspace, pipeline_name_from_path
 
 
@@ -137,6 +139,10 @@ class StepMagics(Magics):
             self._nested -= 1
             self.recorded_in_cell = name
         outputs = recorded.analysis.outputs if recorded.analysis is not None else set()
+        if result.success:  # what the cell left, as it left it (a later cell may change it): %pipeline verify
+            from jupyter_smstep.sdk import snapshot
+
+            self.registry.ran(recorded, snapshot.take(sorted(set(outputs) | set(reads)), self.shell.user_ns))
         seen = [n for n in fingerprint.changed(before, self.shell.user_ns) if n not in outputs]
         if seen:
             self.registry.changed_in_kernel(recorded, seen)
@@ -244,6 +250,9 @@ class StepMagics(Magics):
             raise UsageError(f"%pipeline: unknown command {name!r}; {fix}\n\n{commands.overview(cli=False)}")
         if self.headless and not command.headless:
             return None  # building a notebook headless: its own run/submit/show cells must not fire
+        if not command.headless and os.environ.get(VERIFY_ENV) == "1":
+            print(f"%pipeline {name}: skipped while smstep verify runs the notebook", file=sys.stderr)
+            return None
         ctx = commands.Context(self.workspace)
         try:
             args = commands.parser_for(command, cli=False).parse_line(rest)

@@ -86,6 +86,7 @@ def load_workspace(path: str | Path) -> Workspace:
     extension.attach(shell, magics)
     shell.extension_manager.loaded.add("jupyter_smstep")
     cwd = os.getcwd()
+    environment = dict(os.environ)  # the cells' os.environ changes stay theirs: jobs start without them
     os.chdir(folder)  # relative paths in cells resolve as they do in Jupyter
     expected: dict[int, str] = {}  # the %%step cells: their index -> their cell id
     ids: dict[str, int] = {}  # cell id -> the first cell that has it
@@ -139,8 +140,24 @@ def load_workspace(path: str | Path) -> Workspace:
         os.chdir(cwd)
         if str(folder) in sys.path:  # a cell may have edited sys.path itself
             sys.path.remove(str(folder))
+        _restore_environment(environment, magics)
     _check_every_step_registered(expected, magics)
     return magics.workspace
+
+
+def _restore_environment(before: dict[str, str], magics: Any) -> None:
+    """Undo what the notebook's cells did to ``os.environ``, and say it: a job never sees a kernel's changes."""
+    changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k))
+    if not changed:
+        return
+    os.environ.clear()
+    os.environ.update(before)
+    names = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+    magics.registry.note(Problem(
+        f"the notebook's cells set the environment variable(s) {names}: only the kernel has them; a SageMaker job "
+        "(and a local run) starts without them, so a step that reads them gets something else",
+        fix=f"give them to the steps that read them: %%step --env {changed[0]}=VALUE (or %pipeline config --env), "
+            "or make the value a parameter", severity="warning"))
 
 
 def _unique_id(cell_id: str, index: int, ids: dict[str, int], magics: Any) -> str:

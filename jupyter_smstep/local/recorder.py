@@ -19,9 +19,11 @@ before the step starts is not). What it records:
   version;
 - environment variables, by the SHA-256 of the value read (never the value);
 - what cannot be pinned: a network connection, a direct read of the clock
-  (``time.time()``, ``time.time_ns()`` called by the user's code), a draw from an unseeded
-  random generator (``random``, ``numpy.random``'s global state, ``default_rng()`` without a
-  seed, called by the user's code).
+  (``time.time()``, ``time.time_ns()``), a draw from an unseeded random generator (``random``,
+  ``numpy.random``'s global state, ``default_rng()`` without a seed), each called by the user's
+  code itself (a library that seeds its own generator is not the user's randomness; one that
+  draws from numpy's global state without a seed, as scikit-learn's ``random_state=None``
+  does, is not seen: said in the README).
 
 At the end, :meth:`Recorder.write` puts it all in ``reads.json`` beside the step's log;
 the runner keeps it with the cached result (:mod:`.reads` checks it before a reuse).
@@ -223,7 +225,7 @@ class Recorder:
             fn = getattr(random, name)
 
             def draw(*args, __fn=fn, __name=name, **kwargs):
-                if not seeded["random"] and recorder._guarded(recorder._user_frame, 2):
+                if not seeded["random"] and recorder._guarded(recorder._user_frame, 3, True):
                     recorder.unpinned[f"unseeded randomness (random.{__name}())"] = None
                 return __fn(*args, **kwargs)
             setattr(random, name, draw)
@@ -250,14 +252,14 @@ class Recorder:
                 continue
 
             def draw(*args, __fn=fn, __name=name, **kwargs):
-                if not seeded["numpy"] and recorder._guarded(recorder._user_frame, 2):
+                if not seeded["numpy"] and recorder._guarded(recorder._user_frame, 3, True):
                     recorder.unpinned[f"unseeded randomness (numpy.random.{__name}())"] = None
                 return __fn(*args, **kwargs)
             setattr(np_random, name, draw)
         default_rng = np_random.default_rng
 
         def rng(seed=None, *args, **kwargs):
-            if seed is None and recorder._guarded(recorder._user_frame, 2):
+            if seed is None and recorder._guarded(recorder._user_frame, 3, True):
                 recorder.unpinned["unseeded randomness (numpy.random.default_rng() without a seed)"] = None
             return default_rng(seed, *args, **kwargs)
         np_random.default_rng = rng

@@ -1,0 +1,278 @@
+"""``smstep verify`` / ``%pipeline verify``: the pipeline computes what the notebook computes, shown.
+
+Two sides, compared per step and per output name (:mod:`jupyter_smstep.core.compare`):
+
+- **the kernel**: from ``smstep verify``, a fresh kernel of the notebook's kernelspec runs
+  the notebook top to bottom, as Restart & Run All does, in the notebook's folder; right
+  after each ``%%step`` cell, the values of the names the step returns are pickled out of
+  the kernel. ``%pipeline`` commands other than ``config``/``param``/``outputs`` do
+  nothing there (no run, no submit). From ``%pipeline verify``, the values each step cell
+  left when it last ran in this kernel (kept then: ``Cell.after``);
+- **the pipeline**: a local run (its cache reuses a run of the same definition whose
+  reads all still hold).
+
+Each name is *equal*, *differs* (where, and both values) or *not comparable* (why).
+A difference names its likely cause from what the step's process recorded that it read
+(:mod:`jupyter_smstep.local.reads`): unseeded randomness or the clock, an environment
+variable (the job's environment is not the kernel's: a cell that sets ``os.environ`` runs
+only in the kernel), a file; otherwise a change in place the build did not see, with its
+fix. Exit status: 0 all equal, 1 a difference (or a failed run), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from collections.abc import Callable, Mapping
+
+from jupyter_smstep.core.compare import Verdict, compare
+from jupyter_smstep.errors import Problem, SmstepError
+
+#: In the verifying kernel: %pipeline commands that would act (run, submit, schedule...) do nothing.
+VERIFY_ENV = "SMSTEP_VERIFYING"
+
+
+@dataclass
+class Finding:
+    step: str
+    name: str
+    verdict: Verdict
+    cause: str = ""
+
+    def to_json(self) -> dict[str, str]:
+        return {**self.verdict.to_json(), **({"likely_cause": self.cause} if self.cause else {})}
+
+
+@dataclass
+class Verification:
+    kernel: str  # where the kernel's values came from
+    run_id: str
+    run_succeeded: bool
+    findings: list[Finding] = field(default_factory=list)
+    failed_steps: list[str] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        out = {"equal": 0, "differs": 0, "not comparable": 0}
+        for finding in self.findings:
+            out[finding.verdict.kind] += 1
+        return out
+
+    @property
+    def exit_code(self) -> int:
+        return 0 if self.run_succeeded and not self.counts["differs"] else 1
+
+    def to_json(self) -> dict[str, Any]:
+        steps: dict[str, dict[str, Any]] = {}
+        for finding in self.findings:
+            steps.setdefault(finding.step, {})[finding.name] = finding.to_json()
+        return {"kernel": self.kernel, "run_id": self.run_id, "run_succeeded": self.run_succeeded,
+                "failed_steps": self.failed_steps, "steps": steps, **self.counts}
+
+    def lines(self) -> list[str]:
+        out = [f"kernel: {self.kernel}", f"pipeline: local run {self.run_id}"]
+        step = None
+        for finding in self.findings:
+            if finding.step != step:
+                step = finding.step
+                out.append(f"step {step}")
+            mark = {"equal": "=", "differs": "≠", "not comparable": "?"}[finding.verdict.kind]
+            text = f"  {mark} {finding.name}"
+            if finding.verdict.detail:
+                text += f": {finding.verdict.detail}"
+            out.append(text)
+            if finding.cause:
+                out.append(f"      likely cause: {finding.cause}")
+        for failed in self.failed_steps:
+            out.append(f"step {failed}: failed in the pipeline (see the run's log)")
+        counts = self.counts
+        out.append(f"{counts['equal']} equal, {counts['differs']} differ, {counts['not comparable']} not comparable"
+                   + ("" if self.run_succeeded else "; the pipeline run failed"))
+        return out
+
+
+# ------------------------------------------------------------------------------------------- the kernel
+def kernel_values(path: Path, workspace: Any, parameters: Mapping[str, Any] | None = None,
+                  timeout: float = 600) -> dict[str, dict[str, Any]]:
+    """step -> name -> the value right after its cell ran, in a fresh kernel running ``path`` top to bottom
+    (a value that could not be pickled out of the kernel: an :class:`Unavailable`)."""
+    import json
+
+    from jupyter_client.kernelspec import NoSuchKernel
+    from jupyter_client.manager import start_new_kernel
+
+    notebook = json.loads(path.read_text(encoding="utf-8"))
+    kernel_name = (notebook.get("metadata", {}).get("kernelspec", {}) or {}).get("name") or "python3"
+    by_id = {node.cell.cell_id: node for node in workspace.graph().steps}
+    env = {**os.environ, VERIFY_ENV: "1"}
+    try:
+        manager, client = start_new_kernel(kernel_name=kernel_name, cwd=str(path.parent.resolve()), env=env,
+                                           startup_timeout=120, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except NoSuchKernel:
+        raise SmstepError(f"the notebook's kernel {kernel_name!r} is not installed here",
+                          fix="install it (python -m ipykernel install --user --name NAME), or change the "
+                              "notebook's kernel") from None
+    found: dict[str, dict[str, Any]] = {}
+    try:
+        with tempfile.TemporaryDirectory(prefix="smstep-verify-") as folder:
+            for index, cell in enumerate(notebook.get("cells", []), start=1):
+                if cell.get("cell_type") != "code":
+                    continue
+                source = cell.get("source", "")
+                source = "".join(source) if isinstance(source, list) else str(source)
+                if not source.strip():
+                    continue
+                _execute(client, source, index, timeout)
+                tags = cell.get("metadata", {}).get("tags", [])
+                if parameters and ("parameters" in tags or "%pipeline param" in source):
+                    _execute(client, "\n".join(f"{k} = {v!r}" for k, v in parameters.items()), index, timeout)
+                cell_id = cell.get("id") or f"index-{index}"
+                node = by_id.get(cell_id) or by_id.get(f"index-{index}") or by_id.get(f"{cell_id}#{index}")
+                if node is not None:
+                    found[node.name] = _pull(client, node.outputs, Path(folder) / f"{index}.pkl", index, timeout)
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+    return found
+
+
+@dataclass(frozen=True)
+class Unavailable:
+    why: str
+
+
+def _execute(client: Any, source: str, index: int, timeout: float) -> None:
+    try:
+        reply = client.execute_interactive(source, store_history=True, timeout=timeout, allow_stdin=False,
+                                           output_hook=lambda message: None)
+    except TimeoutError:
+        raise SmstepError(f"cell #{index} ran longer than {timeout:g} s in the verifying kernel",
+                          fix="pass a larger --timeout, or make the cell faster") from None
+    content = reply.get("content", {})
+    if content.get("status") == "error":
+        raise SmstepError(f"cell #{index} failed in a fresh kernel running the notebook top to bottom: "
+                          f"{content.get('ename')}: {content.get('evalue')}",
+                          fix="fix the cell so that Restart & Run All runs the notebook through")
+
+
+_PULL = """
+def _smstep_pull(names, path):
+    import pickle
+    try:
+        import cloudpickle as dumper
+    except ImportError:
+        dumper = pickle
+    values = {}
+    for name in names:
+        if name not in globals():
+            values[name] = None
+            continue
+        try:
+            values[name] = dumper.dumps(globals()[name])
+        except Exception as exc:
+            values[name] = f"{type(exc).__name__}: {exc}"
+    with open(path, "wb") as out:
+        pickle.dump(values, out)
+_smstep_pull(%r, %r)
+del _smstep_pull
+"""
+
+
+def _pull(client: Any, names: list[str], path: Path, index: int, timeout: float) -> dict[str, Any]:
+    _execute(client, _PULL % (list(names), str(path)), index, timeout)
+    import cloudpickle
+
+    with open(path, "rb") as handle:
+        raw = pickle.load(handle)  # noqa: S301 - written just now by the kernel this process started
+    values: dict[str, Any] = {}
+    for name, data in raw.items():
+        if data is None:
+            values[name] = Unavailable("the kernel has no such value after the cell (a --defer step does not run "
+                                       "in the kernel)")
+        elif isinstance(data, str):
+            values[name] = Unavailable(f"it cannot be pickled out of the kernel ({data})")
+        else:
+            values[name] = cloudpickle.loads(data)
+    return values
+
+
+# ------------------------------------------------------------------------------------------- comparing
+def compare_run(kernel: Mapping[str, Mapping[str, Any]], result: Any, graph: Any, rtol: float, atol: float,
+                kernel_label: str) -> Verification:
+    """The kernel's values against a local run's."""
+    verification = Verification(kernel_label, result.run_id, bool(result.succeeded))
+    for node in graph.steps:
+        step = result.steps.get(node.name)
+        if step is None or step.state != "succeeded":
+            if step is not None and step.state == "failed":
+                verification.failed_steps.append(node.name)
+            continue
+        outputs = result.outputs(node.name)
+        values = kernel.get(node.name)
+        for name in node.outputs:
+            mine = values.get(name, Unavailable("not recorded")) if values is not None else \
+                Unavailable("the step's cell has not run in the kernel")
+            if isinstance(mine, Unavailable):
+                finding = Finding(node.name, name, Verdict("not comparable", mine.why))
+            elif name not in outputs:
+                finding = Finding(node.name, name, Verdict("not comparable", "the pipeline's step did not return it"))
+            else:
+                verdict = compare(mine, outputs[name], rtol, atol)
+                finding = Finding(node.name, name, verdict)
+                if verdict.kind == "differs":
+                    finding.cause = likely_cause(name, node, step.reads)
+            verification.findings.append(finding)
+    return verification
+
+
+def likely_cause(name: str, node: Any, reads: Mapping[str, Any]) -> str:
+    """What most likely made the step's ``name`` differ, from what the step recorded that it read."""
+    unpinned = [r for r in reads.get("unpinned", []) if "random" in r or "clock" in r]
+    if unpinned:
+        return (f"the step read {', '.join(unpinned)}: the job draws other numbers than the kernel did "
+                "(fix: seed it inside the step, e.g. np.random.seed(0) or default_rng(0))")
+    if reads.get("env"):
+        names = ", ".join(reads["env"])
+        return (f"the step read the environment variable(s) {names} when it ran: the job has the environment it "
+                "starts with, not the kernel's (a cell that sets os.environ runs only in the kernel; fix: "
+                "--env NAME=VALUE on the step, or a parameter)")
+    if reads.get("files") or reads.get("folders"):
+        return (f"the step read {', '.join([*reads.get('files', []), *reads.get('folders', [])][:3])} when it ran: "
+                "the job read them as they are now, the kernel as they were")
+    return (f"a change the build did not see: a cell changed {name!r} (or a value it is made from) in place "
+            f"without its code showing it (fix: %%step --outputs on the step that changes it, or a cell "
+            f"`%pipeline outputs {name}`)")
+
+
+def verify_notebook(path: Path, workspace: Any, parameters: Mapping[str, Any], rtol: float, atol: float,
+                    runs_dir: str | None = None, timeout: float = 600,
+                    on_event: Callable | None = None) -> Verification:
+    """``smstep verify``: a fresh kernel top to bottom against a local run."""
+    kernel = kernel_values(path, workspace, parameters, timeout)
+    result = workspace.run_local(parameters, on_event=on_event, runs_dir=runs_dir)
+    return compare_run(kernel, result, workspace.graph(), rtol, atol,
+                       f"a fresh kernel running {path.name} top to bottom")
+
+
+def verify_live(workspace: Any, parameters: Mapping[str, Any], rtol: float, atol: float,
+                runs_dir: str | None = None, on_event: Callable | None = None) -> Verification:
+    """``%pipeline verify``: the values each step cell left in this kernel against a local run."""
+    graph = workspace.graph()
+    kernel = {node.name: dict(node.cell.after) for node in graph.steps if node.cell.after is not None}
+    if not kernel:
+        raise SmstepError("no step cell has run in this kernel yet (a --defer step does not)",
+                          fix="run the notebook's cells (Run All), then %pipeline verify")
+    result = workspace.run_local(parameters, on_event=on_event, runs_dir=runs_dir)
+    return compare_run(kernel, result, graph, rtol, atol, "this kernel, as each step cell left its values")
+
+
+def bad_tolerance(rtol: float, atol: float) -> Problem | None:
+    if not (rtol >= 0 and atol >= 0) or rtol != rtol or atol != atol:
+        return Problem(f"--rtol {rtol} --atol {atol}: tolerances are numbers of at least 0",
+                       fix="e.g. --rtol 1e-9 --atol 0 (the default)")
+    return None
