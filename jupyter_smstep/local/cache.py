@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from jupyter_smstep.core.keys import file_sha256
+from jupyter_smstep.folders import private_folder, untrusted
 from jupyter_smstep.local import reads as reads_mod
 from jupyter_smstep.local.s3.store import PARTIAL
 
@@ -50,11 +53,13 @@ class StepCache:
     """Results of earlier runs under one runs folder, by step key."""
 
     def __init__(self, runs_dir: Path, root: Path | None = None, reuse_anyway: frozenset[str] = frozenset()) -> None:
-        """``root``: the notebook's folder (reads are shown relative to it); ``reuse_anyway``: steps whose result
-        may be reused although they read something that cannot be pinned (``%%step --reuse always``)."""
+        """``root``: the notebook's folder (reads are shown relative to it, and the runs folder is trusted only
+        if it and every folder up to it is this user's alone); ``reuse_anyway``: steps whose result may be
+        reused although they read something that cannot be pinned (``%%step --reuse always``)."""
         self.runs_dir = Path(runs_dir)
         self.root = root
         self.reuse_anyway = reuse_anyway
+        self._refused: str | None | bool = False  # not checked yet
         self.folder = self.runs_dir / "cache"
         # lookups verified during this run (each file hashed once per run, however often it is asked)
         self._looked_up: dict[str, Entry | Unusable | None] = {}
@@ -64,10 +69,22 @@ class StepCache:
             raise ValueError(f"not a step key: {key!r}")
         return self.folder / f"{key}.json"
 
+    def refused(self) -> str | None:
+        """Why this runs folder's cache is not to be trusted at all (another user could write it), or None."""
+        if self._refused is False:
+            top = self.root if self.root is not None and self.runs_dir.absolute().is_relative_to(
+                Path(self.root).absolute()) else self.runs_dir.absolute().parent
+            why = untrusted(self.folder, top)
+            self._refused = (f"the cache {self.folder} is not safe to use: {why}; another user could plant a result "
+                             f"there that runs as you (fix: remove {self.runs_dir}, or keep the notebook in a folder "
+                             "only you can write, e.g. chmod go-w)") if why else None
+        return self._refused if isinstance(self._refused, str) else None
+
     def lookup(self, key: str) -> Entry | Unusable | None:
         """The verified entry for ``key``; :class:`Unusable` (with why) when one exists but cannot be used."""
         if key not in self._looked_up:
-            self._looked_up[key] = self._verify(key)
+            refused = self.refused()
+            self._looked_up[key] = Unusable("?", refused) if refused else self._verify(key)
         return self._looked_up[key]
 
     def _verify(self, key: str) -> Entry | Unusable | None:
@@ -78,14 +95,13 @@ class StepCache:
             return None
         except (OSError, ValueError) as exc:
             return Unusable("?", f"its cache record {path} cannot be read ({exc})")
-        run_id = str(record.get("run_id", "?"))
-        try:
-            base = self.runs_dir / run_id / "s3" / record["folder"]
-            recorded = dict(record["files"])
-        except (KeyError, TypeError, ValueError):
-            return Unusable(run_id, f"its cache record {path} is malformed")
-        if not recorded or ".." in Path(record["folder"]).parts or Path(record["folder"]).is_absolute():
-            return Unusable(run_id, f"its cache record {path} is malformed")
+        malformed = _malformed(record, key, self.runs_dir)
+        if malformed:
+            return Unusable(str(record.get("run_id", "?")) if isinstance(record, dict) else "?",
+                            f"its cache record {path} is not to be trusted: {malformed}")
+        run_id = str(record["run_id"])
+        base = self.runs_dir / run_id / "s3" / record["folder"]
+        recorded = dict(record["files"])
         files: dict[str, Path] = {}
         for name, (size, sha) in recorded.items():
             file = base / name
@@ -120,8 +136,10 @@ class StepCache:
                  for p in sorted(results.iterdir()) if p.is_file()}
         if "payload.pkl" not in files:
             return
+        if self.refused():
+            return
         path = self._entry_path(key)
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # a record says which pickles to trust
+        private_folder(path.parent)  # a record says which pickles to trust: nobody else may write here
         partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
         partial.write_text(json.dumps({"key": key, "run_id": run_id, "step": step, "folder": folder.as_posix(),
                                        "files": files, "reads": reads}, indent=1))
@@ -131,9 +149,11 @@ class StepCache:
     # -- whole definitions: a run whose every step is cached needs no build (no SDK import) ---------
     def record_definition(self, pipeline_key: str, run_id: str, pipeline: str) -> None:
         """Remember that run ``run_id``'s ``definition.json`` is the definition for ``pipeline_key``."""
+        if self.refused():
+            return
         source = self.runs_dir / run_id / "definition.json"
         path = self._entry_path(pipeline_key).with_suffix(".definition.json")
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_folder(path.parent)
         partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
         partial.write_text(json.dumps({"run_id": run_id, "pipeline": pipeline, "sha256": file_sha256(source)}))
         os.replace(partial, path)
@@ -141,6 +161,8 @@ class StepCache:
     def definition(self, pipeline_key: str) -> tuple[dict, str] | None:
         """The recorded definition for ``pipeline_key`` and the pipeline's name, verified against its hash;
         None if none is usable."""
+        if self.refused():
+            return None
         try:
             record = json.loads(self._entry_path(pipeline_key).with_suffix(".definition.json").read_text())
             source = self.runs_dir / str(record["run_id"]) / "definition.json"
@@ -150,6 +172,36 @@ class StepCache:
         except (OSError, ValueError, KeyError, TypeError):
             return None
         return (definition, str(record.get("pipeline", ""))) if isinstance(definition, dict) else None
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _malformed(record: Any, key: str, runs_dir: Path) -> str | None:
+    """What is wrong with a cache record (None: it has the documented shape and names a run of this user's)."""
+    if not isinstance(record, dict):
+        return f"it is a {type(record).__name__}, not a record"
+    if record.get("key") != key:
+        return "it is the record of another key"
+    run_id = record.get("run_id")
+    if not isinstance(run_id, str) or not run_id or "/" in run_id or run_id.startswith("."):
+        return "its run_id names no run folder"
+    run = runs_dir / run_id
+    try:
+        info = os.lstat(run)
+    except OSError:
+        return f"its run {run_id} is gone"
+    if not hasattr(os, "geteuid") or info.st_uid != os.geteuid() or info.st_mode & 0o077:
+        return f"its run folder {run} is not this user's alone"
+    folder = record.get("folder")
+    if not isinstance(folder, str) or ".." in Path(folder).parts or Path(folder).is_absolute():
+        return "its folder is not inside the run's S3"
+    files = record.get("files")
+    if not isinstance(files, dict) or not files or not all(
+            isinstance(n, str) and "/" not in n and isinstance(v, list) and len(v) == 2 and isinstance(v[0], int)
+            and isinstance(v[1], str) and _SHA256.fullmatch(v[1]) for n, v in files.items()):
+        return "its files are not (size, sha256) pairs"
+    return None
 
 
 def place(entry: Entry, results: Path) -> None:

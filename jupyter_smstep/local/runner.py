@@ -52,6 +52,7 @@ from jupyter_smstep.core.graph import with_dependents
 from jupyter_smstep.core.keys import StepKey
 from jupyter_smstep.errors import Problem, SmstepError
 from jupyter_smstep.sdk.capture import explain_serialization_error
+from jupyter_smstep.folders import private_folder
 from jupyter_smstep.local.cache import Entry, StepCache
 from jupyter_smstep.local.definition import parse_steps, resolve_parameters
 from jupyter_smstep.local.container import cores
@@ -118,8 +119,13 @@ def run_pipeline(
     worker = take_worker()  # its SDK import overlaps the build below
     run_id = _new_run_id()
     run_dir = Path(runs_dir).absolute() / run_id
-    run_dir.parent.mkdir(parents=True, exist_ok=True)
-    run_dir.mkdir(mode=0o700)  # the user's only: its payloads are pickles that steps load
+    try:
+        private_folder(run_dir.parent)  # .smstep and runs: 0700 whatever the umask
+        run_dir.mkdir(mode=0o700)  # the user's only: its payloads are pickles that steps load
+    except OSError as exc:
+        raise SmstepError(Problem(f"cannot create the run folder {run_dir}: {exc.strerror or exc}",
+                                  fix="pass --runs-dir DIR with a folder you can write, or make "
+                                      f"{run_dir.parent} writable")) from None
     emit = Emitter(run_id, run_dir, on_event)
     s3 = LocalS3(run_dir / "s3", region=region)  # objects are files there as soon as written
     if saves:  # what the steps' --save values write: the run lists the objects (RunResult.saved)
@@ -174,7 +180,11 @@ def run_pipeline(
         executor.run()
         lap("execute")
         if step_cache is not None and pipeline_key and "build_definition" in timings:
-            step_cache.record_definition(pipeline_key, run_id, pipeline_name)
+            try:
+                step_cache.record_definition(pipeline_key, run_id, pipeline_name)
+            except OSError as exc:  # a full or read-only cache folder costs the next run a build, nothing more
+                emit(StepEvent(run_id=run_id, step=None, state="running", kind="warning",
+                               message=f"could not record the definition in the cache ({exc.strerror or exc})"))
     except BaseException as exc:
         info["error"] = f"{type(exc).__name__}: {exc}"
         raise
