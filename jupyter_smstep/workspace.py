@@ -164,8 +164,19 @@ class Workspace:
         from jupyter_smstep.sdk import requirements
 
         for node in requirements.auto_steps(graph.steps):
-            pins = requirements.step_pins(node, self.namespace)
+            pins = requirements.step_pins(node, self.namespace, graph.steps)
             graph.dependencies[node.name] = pins.lines
+            for module in pins.missing:
+                graph.report.error(f"imports {module!r}, which this kernel cannot import: --dependencies auto "
+                                   "cannot pin it, and the job would fail on it", step=node.name,
+                                   fix=f"install it in the kernel (pip install the package that provides "
+                                       f"{module!r}) and run the cell again, or fix the import's spelling")
+            for dist in pins.local:
+                graph.report.warn(f"uses the package {dist!r}, installed here from a local folder (editable or "
+                                  "a path): pinned by name, pip in the job would install whatever PyPI has under "
+                                  "that name, so it is not pinned", step=node.name,
+                                  fix="ship its source with IncludeLocalWorkDir (its folder beside the notebook), "
+                                      "or build a wheel and list the wheel's path in --dependencies FILE")
             for module in pins.unresolved:
                 graph.report.warn(f"uses the module {module!r}, which no installed package provides (a .py file "
                                   "beside the notebook?): --dependencies auto cannot pin it, and the job will "

@@ -1,16 +1,22 @@
 """``--dependencies auto``: a requirements.txt pinning, from the kernel, every package a step needs.
 
-A step needs the distributions of: the modules it imports; the modules its
-captured functions and classes come from, and those their code uses (a helper
-defined in the notebook that calls ``np.mean`` is pickled by value, and
-unpickling it imports numpy); and the modules of its captured values' types (a
-fitted scikit-learn estimator needs scikit-learn, a DataFrame pandas). Each
+A step needs the distributions of: the modules it imports (its inputs, and the
+``import`` statements of its own cell, functions in it included); the modules its
+captured functions and classes come from, and those their code uses or imports in
+its body (a helper defined in the notebook that calls ``np.mean`` is pickled by
+value, and unpickling it imports numpy); the modules of its captured values' types
+(a fitted scikit-learn estimator needs scikit-learn, a DataFrame pandas); and what
+its producers need, since it unpickles their values (a consumer of a fitted model
+needs scikit-learn too). Each
 top-level module is mapped to its distributions with
 ``importlib.metadata.packages_distributions()`` and pinned to the version
 installed in the kernel. The standard library is left out, and so is
 ``sagemaker`` (the SDK adds its own requirement). A module no distribution
 provides (a ``helpers.py`` beside the notebook) cannot be pinned: it is
-reported with the fix.
+reported with the fix. Nor is a distribution installed from a folder (editable, or
+``pip install ./pkg``: its ``direct_url.json`` says so): pinned by name, pip in the
+job would fetch whatever PyPI has under that name. A module the step imports that the
+kernel cannot import at all is an error naming it.
 """
 
 from __future__ import annotations
@@ -37,6 +43,8 @@ NOT_PINNED = {"sagemaker", "jupyter_smstep", "__main__", "builtins", "IPython", 
 class Pins:
     lines: list[str] = field(default_factory=list)  # "numpy==2.1.3", sorted
     unresolved: list[str] = field(default_factory=list)  # top-level modules no distribution provides
+    local: list[str] = field(default_factory=list)  # distributions installed from a folder: never pinned by name
+    missing: list[str] = field(default_factory=list)  # modules the kernel cannot import
 
     @property
     def text(self) -> str:
@@ -64,11 +72,14 @@ def _modules_used(value: Any, seen: set[int]) -> set[str]:
     seen.add(id(value))
     found = {m for m in [module_of(value)] if m}
     if isinstance(value, types.FunctionType) and value.__module__ == "__main__":
+        import dis
+
         names: set[str] = set()
         stack = [value.__code__]
         while stack:
             code = stack.pop()
             names.update(code.co_names)
+            found |= {i.argval for i in dis.get_instructions(code) if i.opname == "IMPORT_NAME"}  # `import` in a body
             stack.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
         for name in names & set(value.__globals__):
             found |= _modules_used(value.__globals__[name], seen)
@@ -91,15 +102,52 @@ def _modules_used(value: Any, seen: set[int]) -> set[str]:
     return found
 
 
-def step_pins(node: StepNode, namespace: Mapping[str, Any]) -> Pins:
-    """The pins for one step, from the kernel's installed distributions."""
+def step_pins(node: StepNode, namespace: Mapping[str, Any], steps: Iterable[StepNode] = ()) -> Pins:
+    """The pins for one step, from the kernel's installed distributions; ``steps``: the graph's steps, whose
+    producers' needs are the step's too."""
+    by_name = {n.name: n for n in steps}
     modules: set[str] = set()
+    done: set[str] = set()
+    todo = [node]
+    while todo:
+        current = todo.pop()
+        if current.name in done:
+            continue
+        done.add(current.name)
+        modules |= _step_modules(current, namespace)
+        todo.extend(by_name[d] for d in current.depends_on if d in by_name)
+    return pins_for(modules)
+
+
+def _step_modules(node: StepNode, namespace: Mapping[str, Any]) -> set[str]:
+    """The modules one step's own code and captured values need."""
+    modules = set(_imported(node.cell.source))
     seen: set[int] = set()
     values = values_at(node.cell, namespace)
     for inp in list(node.imports) + list(node.captured):
         if inp.name in values:
             modules |= _modules_used(values[inp.name], seen)
-    return pins_for(modules)
+    for inp in node.inputs.values():  # in a kernel, an upstream value is there to look at
+        if inp.kind == "step" and inp.name in namespace:
+            modules |= _modules_used(namespace[inp.name], seen)
+    return modules
+
+
+def _imported(source: str) -> list[str]:
+    """The absolute modules ``import`` statements in ``source`` name, at any depth."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return []
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.append(node.module)
+    return found
 
 
 def pins_for(modules: Iterable[str]) -> Pins:
@@ -112,14 +160,43 @@ def pins_for(modules: Iterable[str]) -> Pins:
         if not provided:
             if top in sys.modules and getattr(sys.modules[top], "__file__", None):
                 pins.unresolved.append(top)
+            elif top not in sys.modules and not _importable(top):
+                pins.missing.append(top)
+            elif top not in sys.modules:
+                pins.unresolved.append(top)
             continue
         dists.update(d for d in provided if d.lower() not in ("sagemaker",))
     for dist in sorted(dists, key=str.lower):
         try:
+            if _from_a_folder(dist):
+                pins.local.append(dist)
+                continue
             pins.lines.append(f"{dist}=={importlib.metadata.version(dist)}")
         except importlib.metadata.PackageNotFoundError:
             continue
     return pins
+
+
+def _importable(top: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _from_a_folder(dist: str) -> bool:
+    """Whether ``dist`` was installed from a local folder or file (editable or not), per its direct_url.json."""
+    import json
+
+    try:
+        text = importlib.metadata.distribution(dist).read_text("direct_url.json")
+        data = json.loads(text) if text else None
+    except (importlib.metadata.PackageNotFoundError, ValueError, OSError):
+        return False
+    return isinstance(data, dict) and (bool((data.get("dir_info") or {}).get("editable"))
+                                       or str(data.get("url", "")).startswith("file:"))
 
 
 def requirements_name(step: str) -> str:
@@ -151,4 +228,5 @@ AUTO = "auto"
 
 def auto_files(nodes: Iterable[StepNode], namespace: Mapping[str, Any]) -> dict[str, str]:
     """step -> the written requirements.txt, for every ``--dependencies auto`` step."""
-    return {n.name: str(write(step_pins(n, namespace), requirements_name(n.name))) for n in auto_steps(nodes)}
+    nodes = list(nodes)
+    return {n.name: str(write(step_pins(n, namespace, nodes), requirements_name(n.name))) for n in auto_steps(nodes)}

@@ -85,3 +85,57 @@ def test_a_local_run_checks_the_pins_against_its_environment_and_they_hold(shell
     assert result.succeeded, result.to_json()
     assert result.outputs("load") == {"rows": [1, 2]}
     assert not any("requirement" in w for s in result.steps.values() for w in s.warnings)
+
+
+def test_the_steps_own_imports_helper_bodies_and_its_producers_needs_are_pinned(tmp_path):
+    """Headless, as smstep builds it: the step's `import numpy`, an import inside a helper's body, and a
+    consumer of a fitted scikit-learn model (which unpickles it) all need their packages."""
+    import nbformat
+
+    from jupyter_smstep.ipython.notebook import load_workspace
+
+    from helpers.constants import IMAGE, ROLE
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in [
+        "%load_ext jupyter_smstep",
+        f"%pipeline config --name pins --role {ROLE} --image-uri {IMAGE} --dependencies auto",
+        "def load_rows():\n    import yaml\n    return yaml.safe_load('[[1, 2], [3, 4]]')",
+        "%%step arrays\nimport numpy as np\nrows = np.array(load_rows())",
+        "%%step fit\nfrom sklearn.linear_model import LinearRegression\nmodel = LinearRegression().fit(rows, [1, 2])",
+        "%%step predict\nprediction = model.predict(rows).tolist()",
+    ]]
+    path = tmp_path / "pins.ipynb"
+    nbformat.write(nb, path)
+    graph = load_workspace(path).graph()
+    assert pin("numpy") in graph.dependencies["arrays"] and pin("PyYAML") in graph.dependencies["arrays"]
+    assert pin("scikit-learn") in graph.dependencies["fit"]
+    assert pin("scikit-learn") in graph.dependencies["predict"]  # it unpickles fit's model
+    assert pin("numpy") in graph.dependencies["predict"]
+
+
+def test_a_package_installed_from_a_folder_is_never_pinned_by_name(shell, monkeypatch):
+    real = importlib.metadata.distribution
+
+    class FromFolder:
+        def __init__(self, dist):
+            self.dist = dist
+
+        def read_text(self, name):
+            return json.dumps({"url": "file:///home/me/src/mylib", "dir_info": {"editable": True}}) \
+                if name == "direct_url.json" else self.dist.read_text(name)
+
+    monkeypatch.setattr(importlib.metadata, "distribution",
+                        lambda d: FromFolder(real(d)) if d == "PyYAML" else real(d))
+    build(shell)
+    graph = shell.workspace.graph()
+    assert graph.dependencies["load"] == []
+    (warning,) = [p for p in graph.report.warnings if p.step == "load" and "local folder" in p.message]
+    assert "'PyYAML'" in warning.message and "PyPI" in warning.message and "IncludeLocalWorkDir" in warning.fix
+
+
+def test_a_module_the_kernel_cannot_import_is_an_error_naming_it(shell):
+    shell.configure(name="pinned-missing")
+    shell.run("%%step a --defer --dependencies auto\nimport no_such_module_anywhere\ny = 1")
+    (error,) = [p for p in shell.workspace.graph().report.errors if p.step == "a"]
+    assert "'no_such_module_anywhere', which this kernel cannot import" in error.message
