@@ -257,7 +257,8 @@ class Workspace:
         files = requirements.auto_files(graph.steps, self.namespace)
 
         def assemble(session: Any) -> Any:
-            return build.Compiled(build.assemble(graph, functions, session, self.root, files), functions, plan)
+            return build.Compiled(build.assemble(graph, functions, session, self.root, files), functions, plan,
+                                  root=self.root)
 
         kwargs: dict[str, Any] = {"parameters": values, "on_event": on_event, "functions": functions,
                                   "keys": dict(plan.keys), "cache": step_cache or False,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import builtins
 import functools
 import contextlib
+import os
 import linecache
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,9 @@ class Compiled:
     functions: dict[str, Callable[..., Any]]
     plan: content.BuildPlan | None = None
     uploads: content.UploadCount = field(default_factory=content.UploadCount)
+    #: The notebook's folder: the SDK ships the current directory (IncludeLocalWorkDir), the key hashes the
+    #: notebook's folder; one truth, the notebook's folder (``smstep run proj/nb.ipynb`` from the parent).
+    root: Path | None = None
 
     @property
     def name(self) -> str:
@@ -47,16 +51,31 @@ class Compiled:
 
     @contextlib.contextmanager
     def building(self) -> Iterator[content.UploadCount]:
-        """While the SDK compiles the steps (``definition()``, ``upsert()``): the plan applies."""
-        if self.plan is None:
-            yield self.uploads
-            return
-        with content.content_addressed(self.plan, self.pipeline.sagemaker_session) as count:
-            yield count
+        """While the SDK compiles the steps (``definition()``, ``upsert()``): the plan applies, in the notebook's
+        folder."""
+        with _in_folder(self.root):
+            if self.plan is None:
+                yield self.uploads
+                return
+            with content.content_addressed(self.plan, self.pipeline.sagemaker_session) as count:
+                yield count
 
     def definition(self) -> str:
         with self.building():
             return str(self.pipeline.definition())
+
+
+@contextlib.contextmanager
+def _in_folder(folder: Path | None) -> Iterator[None]:
+    if folder is None or Path.cwd() == Path(folder):
+        yield
+        return
+    previous = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(previous)
 
 
 def plan_for(graph: PipelineGraph, keys: Mapping[str, StepKey], reuse: frozenset[str] = frozenset()
@@ -170,7 +189,7 @@ def build_pipeline(graph: PipelineGraph, namespace: Mapping[str, Any], session: 
     functions = step_functions(graph, namespace, captures)
     keys = content.step_keys(graph, namespace, root)
     files = requirements.auto_files(graph.steps, namespace)
-    return Compiled(assemble(graph, functions, session, root, files), functions, plan_for(graph, keys))
+    return Compiled(assemble(graph, functions, session, root, files), functions, plan_for(graph, keys), root=root)
 
 
 def definition(compiled: Compiled) -> str:

@@ -66,3 +66,42 @@ def test_a_workspace_channel_without_its_archive_is_an_error_not_an_empty_folder
             template = tmp_path / "t" / uri.rsplit("/", 1)[-1]
             container._stage_workspace("train", uri, template / "input", template)
             assert (template / "sagemaker_remote_function_workspace" / "helper.py").read_text() == "X = 1\n"
+
+
+def test_one_working_folder_the_notebooks_when_smstep_runs_it_from_another(tmp_path, monkeypatch, capsys):
+    """`smstep run proj/nb.ipynb` from the parent: the job gets proj's files (what the key hashes and what a
+    kernel started beside the notebook imports), not the current directory's; an edit there runs it again."""
+    import json
+    import sys
+
+    import nbformat
+
+    from jupyter_smstep import cli
+    from helpers.constants import IMAGE, ROLE
+
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG)
+    monkeypatch.setenv("SAGEMAKER_USER_CONFIG_OVERRIDE", str(config))
+    (tmp_path / "wd_helper.py").write_text("VALUE = 'the parent folder'\n")  # a decoy where smstep is started
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "wd_helper.py").write_text("VALUE = 'the notebook folder'\n")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in [
+        "%load_ext jupyter_smstep",
+        f"%pipeline config --name workdir --role {ROLE} --image-uri {IMAGE} --instance-type ml.m5.large",
+        "%%step use\nimport wd_helper\nvalue = wd_helper.VALUE"]]
+    nbformat.write(nb, project / "nb.ipynb")
+    monkeypatch.chdir(tmp_path)
+
+    def run() -> str:
+        sys.modules.pop("wd_helper", None)
+        capsys.readouterr()
+        assert cli.main(["run", "proj/nb.ipynb", "--json", "--runs-dir", str(tmp_path / "runs")]) == 0
+        return json.loads(capsys.readouterr().out)["steps"]["use"]
+
+    first = run()
+    assert first["outputs"]["value"] == "'the notebook folder'"
+    (project / "wd_helper.py").write_text("VALUE = 'edited'\n")
+    second = run()
+    assert not second.get("cached") and second["outputs"]["value"] == "'edited'"
