@@ -108,6 +108,9 @@ class Workspace:
             graph.keys = content.step_keys(graph, self.namespace, self.root)
             graph.changes = {label: {name: changes(parts.get(name), key) for name, key in graph.keys.items()}
                              for label, parts in self.baselines(graph.name).items()}
+            run = self.latest_run(graph.name)
+            if run is not None:  # what each step read when it last ran (the cache checks these)
+                graph.reads = {n: dict(s.reads, run=run.run_id) for n, s in run.steps.items() if s.reads}
         return graph
 
     def _check_seen(self, graph: PipelineGraph) -> None:

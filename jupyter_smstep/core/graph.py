@@ -164,6 +164,9 @@ class PipelineGraph:
     changes: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     #: The ConditionSteps (--when), in notebook order of their first step
     conditions: list[cond_mod.Condition] = field(default_factory=list)
+    #: step -> what it read when it last ran locally (files, folders, modules, packages, environment variables,
+    #: what cannot be pinned: local.reads.summary), when the caller looked it up
+    reads: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def step(self, name: str) -> StepNode:
         return next(s for s in self.steps if s.name == name)
@@ -190,6 +193,7 @@ class PipelineGraph:
                     **_guard_json(self, s),
                     **({"saves": [v.to_json() for v in s.saves]} if s.saves else {}),
                     **({"unchecked_outputs": list(s.unchecked)} if s.unchecked else {}),
+                    **({"reads": self.reads[s.name]} if s.name in self.reads else {}),
                 }
                 for s in self.steps
             ],

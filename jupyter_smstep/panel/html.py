@@ -206,6 +206,20 @@ def step_details(state: PanelState, name: str, parameter_values: Mapping[str, An
             f"<td>{esc('; '.join(reasons)) if reasons else 'unchanged (its result can be reused)'}</td></tr>"
             for since, reasons in since_rows) + "</table>")
 
+    reads = graph.reads.get(name)
+    if reads:
+        h.append(section("Read when it ran"))
+        parts = [(what, reads.get(key) or []) for what, key in (
+            ("files", "files"), ("folders", "folders"), ("modules", "modules"), ("environment", "env"),
+            ("cannot be pinned", "unpinned"))]
+        packages = [f"{d}=={v}" for d, v in (reads.get("packages") or {}).items()]
+        rows = [(what, items) for what, items in [*parts, ("packages", packages)] if items]
+        h.append("<table class='smstep-reads'>" + "".join(
+            f"<tr data-read='{esc(what)}'><td style='white-space:nowrap;padding-right:8px'>{esc(what)}</td>"
+            f"<td>{esc(', '.join(map(str, items)))}</td></tr>" for what, items in rows)
+            + f"</table><div style='color:#57606a'>in local run {esc(str(reads.get('run', '')))}: its result is "
+              "reused only while all of this holds</div>")
+
     h.append(section("Inputs"))
     if node.inputs:
         rows = []

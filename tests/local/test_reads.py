@@ -155,3 +155,24 @@ def test_seeded_randomness_is_reused(tmp_path):
     first = run(path, tmp_path)
     assert first.steps["use"].reads["unpinned"] == []
     assert run(path, tmp_path).steps["use"].cached_from == first.run_id
+
+
+def test_graph_json_and_the_panel_show_what_each_step_read(tmp_path, capsys):
+    from jupyter_smstep import cli
+    from jupyter_smstep.panel import html as panel_html
+    from jupyter_smstep.panel.state import PanelState
+
+    data = tmp_path / "numbers.txt"
+    data.write_text("7")
+    path = notebook(tmp_path, f"%%step use\nimport os\nvalue = int(open({str(data)!r}).read())\n"
+                              "mode = os.environ.get('NOTEBOOK_TEST_MODE')")
+    os.chdir(tmp_path)  # the runs folder smstep uses: beside the notebook
+    first = load_workspace(path).run_local()
+    capsys.readouterr()
+    assert cli.main(["graph", str(path), "--json"]) == 0
+    reads = {s["name"]: s.get("reads") for s in json.loads(capsys.readouterr().out)["steps"]}["use"]
+    assert reads["files"] == ["numbers.txt"] and reads["env"] == ["NOTEBOOK_TEST_MODE"] and reads["run"] == first.run_id
+    state = PanelState()
+    state.set_graph(load_workspace(path).graph(keys=True), None, 0)
+    details = panel_html.step_details(state, "use", {}, {})
+    assert "Read when it ran" in details and "numbers.txt" in details and "NOTEBOOK_TEST_MODE" in details
