@@ -206,6 +206,7 @@ def compare_run(kernel: Mapping[str, Mapping[str, Any]], result: Any, graph: Any
                 kernel_label: str) -> Verification:
     """The kernel's values against a local run's."""
     verification = Verification(kernel_label, result.run_id, bool(result.succeeded))
+    differing: set[str] = set()  # steps with a difference: what their readers get already differs
     for node in graph.steps:
         step = result.steps.get(node.name)
         if step is None or step.state != "succeeded":
@@ -225,8 +226,13 @@ def compare_run(kernel: Mapping[str, Mapping[str, Any]], result: Any, graph: Any
                 verdict = compare(mine, outputs[name], rtol, atol)
                 finding = Finding(node.name, name, verdict)
                 if verdict.kind == "differs":
-                    finding.cause = likely_cause(name, node, step.reads)
+                    upstream = sorted({f"{i.name!r} from step '{i.step}'" for i in node.inputs.values()
+                                       if i.kind == "step" and i.step in differing})
+                    finding.cause = (f"it reads {', '.join(upstream)}, which already differs there"
+                                     if upstream else likely_cause(name, node, step.reads))
             verification.findings.append(finding)
+        if any(f.step == node.name and f.verdict.kind == "differs" for f in verification.findings):
+            differing.add(node.name)
     return verification
 
 
@@ -234,8 +240,11 @@ def likely_cause(name: str, node: Any, reads: Mapping[str, Any]) -> str:
     """What most likely made the step's ``name`` differ, from what the step recorded that it read."""
     unpinned = [r for r in reads.get("unpinned", []) if "random" in r or "clock" in r]
     if unpinned:
-        return (f"the step read {', '.join(unpinned)}: the job draws other numbers than the kernel did "
-                "(fix: seed it inside the step, e.g. np.random.seed(0) or default_rng(0))")
+        seeds = [seed for key, seed in (("(random.", "random.seed(0)"), ("numpy.random.default_rng", "default_rng(0)"),
+                                        ("(numpy.random.", "np.random.seed(0)")) if any(key in r for r in unpinned)]
+        fix = f"seed it inside the step ({' / '.join(seeds)})" if seeds else "pass the time in as a parameter"
+        return (f"the step read {', '.join(unpinned)}: the job got other values than the kernel did (fix: {fix}, "
+                "and run the cells again)")
     if reads.get("env"):
         names = ", ".join(reads["env"])
         return (f"the step read the environment variable(s) {names} when it ran: the job has the environment it "

@@ -141,6 +141,8 @@ def _arrays(kernel: Any, pipeline: Any, rtol: float, atol: float, path: str) -> 
     if bool(same.all()):
         return EQUAL
     index = tuple(int(i) for i in np.argwhere(~same)[0])
+    if not kernel.shape:  # a numpy scalar
+        return _scalar(kernel.item(), pipeline.item(), path)
     detail = f"{where}: first differs at {list(index)}: kernel {_short(kernel[index].item())}, " \
              f"pipeline {_short(pipeline[index].item())}"
     if kernel.dtype.kind in "iufc":

@@ -41,6 +41,7 @@ class Entry:
     step: str
     files: dict[str, Path]  # relative name -> the verified file in the earlier run
     reads: dict = field(default_factory=dict)  # what the step read then, all of it unchanged since (.reads)
+    upstream: dict = field(default_factory=dict)  # upstream step -> the SHA-256 of the result it read then
 
 
 @dataclass(frozen=True)
@@ -117,10 +118,11 @@ class StepCache:
         moved = reads_mod.changed(recorded_reads, run_id, self.root, step in self.reuse_anyway)
         if moved:
             return Unusable(run_id, moved)
-        return Entry(key, run_id, step, files, recorded_reads)
+        upstream = record.get("upstream") if isinstance(record.get("upstream"), dict) else {}
+        return Entry(key, run_id, step, files, recorded_reads, upstream)
 
     def record(self, key: str, run_id: str, step: str, results: Path, known: dict[str, str] | None = None,
-               reads: dict | None = None) -> None:
+               reads: dict | None = None, upstream: dict[str, str | None] | None = None) -> None:
         """Remember the results folder ``results`` (inside ``runs_dir/run_id/s3``) of a succeeded step;
         ``known`` gives the SHA-256 of files the caller already hashed (the payload); ``reads``: what the
         step read (:mod:`.reads`), without which nothing is recorded."""
@@ -142,7 +144,8 @@ class StepCache:
         private_folder(path.parent)  # a record says which pickles to trust: nobody else may write here
         partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
         partial.write_text(json.dumps({"key": key, "run_id": run_id, "step": step, "folder": folder.as_posix(),
-                                       "files": files, "reads": reads}, indent=1))
+                                       "files": files, "reads": reads,
+                                       "upstream": upstream or {}}, indent=1))
         os.replace(partial, path)
 
 

@@ -57,7 +57,7 @@ def keep_env(data: dict[str, Any], container_names: set[str]) -> dict[str, Any]:
 def changed(data: dict[str, Any], since: str, root: Path | None = None, reuse_anyway: bool = False) -> str | None:
     """Why the result of run ``since`` no longer holds (the first read that moved), or None."""
     if data.get("unpinned") and not reuse_anyway:
-        return (f"it read {', '.join(data['unpinned'])} in run {since}, which cannot be pinned: it runs again "
+        return (f"it read {', '.join(data['unpinned'])} in run {since}, which cannot be pinned "
                 "(%%step --reuse always says its result may be reused anyway)")
     for kind in ("modules", "files"):
         for path, (size, mtime, sha) in data.get(kind, {}).items():

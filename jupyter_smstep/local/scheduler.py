@@ -324,6 +324,11 @@ class Execution:
         if isinstance(found, cache_mod.Unusable):
             self._warn(st, f"runs again: {found.why}")
             return False
+        for dep in st.spec.depends_on:  # an upstream step that ran again may have given other values
+            now = self.states[dep].result.payload_sha256 if dep in self.states else None
+            if now != found.upstream.get(dep, "not recorded"):
+                self._warn(st, f"runs again: step {dep}'s result differs from the one run {found.run_id} read")
+                return False
         try:
             args = self.resolver.evaluate(st.spec.arguments)
             output_uri = to_text(args["OutputDataConfig"]["S3OutputPath"])
@@ -356,8 +361,9 @@ class Execution:
             return
         try:
             known = {"payload.pkl": st.result.payload_sha256} if st.result.payload_sha256 else {}
+            upstream = {d: self.states[d].result.payload_sha256 for d in st.spec.depends_on if d in self.states}
             self.cache.record(key, self.run_id, st.spec.name, self.s3.path(st.result.output_uri), known,
-                              reads=recorded)
+                              reads=recorded, upstream=upstream)
         except OSError as exc:
             self._warn(st, f"could not record the result in the cache ({exc})")
 

@@ -176,3 +176,14 @@ def test_graph_json_and_the_panel_show_what_each_step_read(tmp_path, capsys):
     state.set_graph(load_workspace(path).graph(keys=True), None, 0)
     details = panel_html.step_details(state, "use", {}, {})
     assert "Read when it ran" in details and "numbers.txt" in details and "NOTEBOOK_TEST_MODE" in details
+
+
+def test_a_step_whose_upstream_ran_again_with_other_values_runs_again(tmp_path):
+    path = notebook(tmp_path, "%%step draw\nimport random\nvalue = random.random()", "%%step use\ndoubled = value * 2")
+    first = run(path, tmp_path)
+    second = run(path, tmp_path)
+    assert second.steps["draw"].cached_from is None  # unseeded: it runs again, and draws another number
+    assert second.steps["use"].cached_from is None
+    assert f"runs again: step draw's result differs from the one run {first.run_id} read" in \
+        second.steps["use"].warnings
+    assert second.outputs("use") == {"doubled": second.outputs("draw")["value"] * 2}

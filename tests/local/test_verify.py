@@ -88,7 +88,8 @@ def test_unseeded_randomness_is_a_difference_with_its_cause(tmp_path, capsys):
     noise = report["steps"]["sample"]["noise"]
     assert noise["verdict"] == "differs" and "first differs at [0]" in noise["detail"]
     assert "largest absolute difference" in noise["detail"]
-    assert "unseeded randomness (numpy.random.rand())" in noise["likely_cause"] and "seed it" in noise["likely_cause"]
+    assert "unseeded randomness (numpy.random.rand())" in noise["likely_cause"]
+    assert "seed it inside the step (np.random.seed(0))" in noise["likely_cause"]
 
 
 def test_bad_input_exits_2(tmp_path, capsys):
