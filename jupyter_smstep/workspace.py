@@ -395,10 +395,12 @@ class Workspace:
                       ) -> frozenset[str]:
         """The steps a run will take from ``cache`` (verified now, once): their payloads need no upload."""
         from jupyter_smstep.core.graph import with_dependents
-        from jupyter_smstep.local.cache import Entry
+        from jupyter_smstep.local.cache import reusable
 
         forced = with_dependents({n.name: n.depends_on for n in graph.steps}, [from_step] if from_step else [])
-        return frozenset(n for n, k in keys.items() if n not in forced and isinstance(cache.lookup(k.key), Entry))
+        taken = reusable(cache, {n.name: keys[n.name].key for n in graph.steps if n.name in keys},
+                         {n.name: n.depends_on for n in graph.steps})
+        return frozenset(taken - forced)
 
     def submit(self, parameters: Mapping[str, Any] | None = None, session: Any = None, changed: bool = False,
                force: bool = False) -> Any:

@@ -42,6 +42,10 @@ class Entry:
     files: dict[str, Path]  # relative name -> the verified file in the earlier run
     reads: dict = field(default_factory=dict)  # what the step read then, all of it unchanged since (.reads)
     upstream: dict = field(default_factory=dict)  # upstream step -> the SHA-256 of the result it read then
+    payload_sha256: str = ""  # of its own result
+
+    def __hash__(self) -> int:
+        return hash(self.key)
 
 
 @dataclass(frozen=True)
@@ -119,7 +123,7 @@ class StepCache:
         if moved:
             return Unusable(run_id, moved)
         upstream = record.get("upstream") if isinstance(record.get("upstream"), dict) else {}
-        return Entry(key, run_id, step, files, recorded_reads, upstream)
+        return Entry(key, run_id, step, files, recorded_reads, upstream, str(recorded["payload.pkl"][1]))
 
     def record(self, key: str, run_id: str, step: str, results: Path, known: dict[str, str] | None = None,
                reads: dict | None = None, upstream: dict[str, str | None] | None = None) -> None:
@@ -205,6 +209,19 @@ def _malformed(record: Any, key: str, runs_dir: Path) -> str | None:
             and isinstance(v[1], str) and _SHA256.fullmatch(v[1]) for n, v in files.items()):
         return "its files are not (size, sha256) pairs"
     return None
+
+
+def reusable(cache: StepCache, keys: dict[str, str], depends_on: dict[str, list[str]]) -> frozenset[str]:
+    """The steps (of ``keys``: step -> key, in an order where producers come first) whose cached results a run
+    can take together: each one's record holds, and every producer it read is taken too, with the very result
+    it read then. A step whose producer must run again runs again (the producer may give other values)."""
+    taken: dict[str, Entry] = {}
+    for step, key in keys.items():
+        entry = cache.lookup(key)
+        if isinstance(entry, Entry) and all(
+                d in taken and taken[d].payload_sha256 == entry.upstream.get(d) for d in depends_on.get(step, [])):
+            taken[step] = entry
+    return frozenset(taken)
 
 
 def place(entry: Entry, results: Path) -> None:

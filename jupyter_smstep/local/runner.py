@@ -53,7 +53,7 @@ from jupyter_smstep.core.keys import StepKey
 from jupyter_smstep.errors import Problem, SmstepError
 from jupyter_smstep.sdk.capture import explain_serialization_error
 from jupyter_smstep.folders import private_folder
-from jupyter_smstep.local.cache import Entry, StepCache
+from jupyter_smstep.local.cache import Entry, StepCache, reusable
 from jupyter_smstep.local.definition import parse_steps, resolve_parameters
 from jupyter_smstep.local.container import cores
 from jupyter_smstep.local.scheduler import RETRYABLE_FAILURES, TERMINATION_GRACE_SECONDS, Emitter, Execution
@@ -154,8 +154,11 @@ def run_pipeline(
         forced = set(force)
         step_cache = cache if isinstance(cache, StepCache) else StepCache(run_dir.parent) if cache else None
         reused = None
+        entries = {n: step_cache.lookup(k.key) for n, k in keys.items()} if step_cache is not None and keys else {}
         if step_cache is not None and pipeline_key and keys and not forced and all(
-                isinstance(step_cache.lookup(k.key), Entry) for k in keys.values()):
+                isinstance(e, Entry) for e in entries.values()) and len(reusable(
+                step_cache, {n: k.key for n, k in keys.items()},
+                {n: list(e.upstream) for n, e in entries.items() if isinstance(e, Entry)})) == len(keys):
             reused = step_cache.definition(pipeline_key)
         if reused is not None:
             definition, pipeline_name = reused
