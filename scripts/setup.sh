@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Idempotent setup of the project's environments on a fresh machine.
-#   scripts/setup.sh core   .venv with the SageMaker SDK v3 + jupyter_smstep and its prebuilt lab extension
+#   scripts/setup.sh core   .venv with the SageMaker SDK v3, jupyter_smstep, its prebuilt lab extension, JupyterLab
 #   scripts/setup.sh all    also the test tools, Debian chromium and .venv-v2 (SDK v2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -66,8 +66,8 @@ install() {  # install DIR CONSTRAINTS ARGS...: pip install ARGS into DIR's envi
 }
 
 v3_part() {  # && throughout: errexit does not apply inside "if ! part ..."
-  local extra=.
-  [ "$what" = all ] && extra=".[test]"
+  local extra=".[lab]"
+  [ "$what" = all ] && extra=".[lab,test]"
   make_venv .venv &&
     install .venv "$V3_CONSTRAINTS" "sagemaker>=3,<4" -e "$extra" &&
     .venv/bin/python -c "import jupyter_smstep, sagemaker"
