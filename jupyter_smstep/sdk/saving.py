@@ -7,16 +7,50 @@ brings) and the libraries the chosen format needs. It must stay self-contained:
 the standard library at the top, everything else imported inside the function.
 
 Formats, by the URI's suffix: ``.parquet`` (pandas or polars DataFrame), ``.csv``
-(DataFrame), ``.json`` (JSON-serialisable), ``.npy`` (numpy array), ``.joblib`` /
-``.pkl`` (anything picklable), ``.txt`` (str). Without a suffix (``--save NAME`` under
-``--save-root``), the value's type picks one and it is appended. A suffix the value
-does not fit is a ``TypeError`` naming both, at the end of the step.
+(DataFrame; a pandas index that holds data, as a ``groupby``'s keys, is written as
+columns), ``.json`` (JSON-serialisable: no NaN or Infinity, which JSON has not, and no
+two keys of one dict that JSON would make one, as ``1`` and ``'1'``), ``.npy`` (numpy
+array of plain values), ``.joblib`` / ``.pkl`` (anything picklable), ``.txt`` (str).
+Without a suffix (``--save NAME`` under ``--save-root``), the value's type picks one and
+it is appended. A value the suffix cannot hold is a ``TypeError`` naming ``--save``, the
+name, what it is, why and the fix, at the end of the step: nothing is written then.
 """
 
 import io
 import json
 import os
 import pickle
+
+
+def _json_problem(value, path="", depth=0):
+    """Why ``value`` is not JSON as written (a NaN or Infinity; two keys JSON would make one), or None."""
+    if depth > 100:
+        return f"it nests deeper than 100 levels at {path or 'the top'}"
+    if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
+        return f"{path or 'the value'} is {value}, which JSON has not"
+    if isinstance(value, dict):
+        seen = {}
+        for key in value:
+            if not isinstance(key, (str, int, float, bool)) and key is not None:
+                return f"a key at {path or 'the top'} is a {type(key).__name__}"
+            text = json.dumps(key) if not isinstance(key, str) else key
+            text = text.strip('"')
+            if text in seen:
+                return f"the keys {seen[text]!r} and {key!r} at {path or 'the top'} are the same in JSON"
+            seen[text] = key
+            found = _json_problem(value[key], f"{path}[{key!r}]", depth + 1)
+            if found:
+                return found
+        return None
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            found = _json_problem(item, f"{path}[{i}]", depth + 1)
+            if found:
+                return found
+        return None
+    if isinstance(value, (str, int, bool)) or value is None or isinstance(value, float):
+        return None
+    return f"{path or 'the value'} is a {type(value).__name__}"
 
 
 def _smstep_save(name, value, uri, suffix, execution_id=None):  # noqa: C901 - one dispatch over the formats
@@ -31,11 +65,7 @@ def _smstep_save(name, value, uri, suffix, execution_id=None):  # noqa: C901 - o
         elif isinstance(value, str):
             suffix = "txt"
         else:
-            try:
-                json.dumps(value)
-                suffix = "json"
-            except (TypeError, ValueError):
-                suffix = "pkl"
+            suffix = "json" if _json_problem(value) is None else "pkl"
         uri = f"{uri}.{suffix}"
     if execution_id is not None:
         uri = uri.replace("{execution_id}", str(execution_id))
@@ -54,28 +84,41 @@ def _smstep_save(name, value, uri, suffix, execution_id=None):  # noqa: C901 - o
             raise unfit("a pandas or polars DataFrame")
     elif suffix == "csv":
         if hasattr(value, "to_csv"):
-            buffer.write(value.to_csv(index=False).encode() if "pandas" in kind else value.to_csv().encode())
+            if "pandas" in kind:  # a default 0..n-1 index is row numbers; any other holds data (a groupby's keys)
+                index = value.index
+                plain = type(index).__name__ == "RangeIndex" and index.name is None and index.start == 0 \
+                    and index.step == 1
+                buffer.write(value.to_csv(index=not plain).encode())
+            else:
+                buffer.write(value.to_csv().encode())
         elif hasattr(value, "write_csv"):
             value.write_csv(buffer)
         else:
             raise unfit("a DataFrame")
     elif suffix == "json":
-        try:
-            buffer.write(json.dumps(value).encode())
-        except (TypeError, ValueError) as exc:
-            raise unfit(f"JSON: numbers, strings, lists, dicts; {exc}") from None
+        problem = _json_problem(value)
+        if problem is not None:
+            raise unfit(f"JSON: numbers, strings, lists, dicts; {problem}")
+        buffer.write(json.dumps(value, allow_nan=False).encode())
     elif suffix == "npy":
         if type(value).__module__ != "numpy" or not hasattr(value, "shape"):
             raise unfit("a numpy array")
         import numpy
 
-        numpy.save(buffer, value, allow_pickle=False)
-    elif suffix == "joblib":
-        import joblib
+        try:
+            numpy.save(buffer, value, allow_pickle=False)
+        except ValueError as exc:  # an object array
+            raise unfit(f"an array of plain values, not objects ({exc}); .pkl or .joblib hold any") from None
+    elif suffix in ("joblib", "pkl"):
+        try:
+            if suffix == "joblib":
+                import joblib
 
-        joblib.dump(value, buffer)
-    elif suffix == "pkl":
-        pickle.dump(value, buffer, protocol=pickle.HIGHEST_PROTOCOL)
+                joblib.dump(value, buffer)
+            else:
+                pickle.dump(value, buffer, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:  # noqa: BLE001 - a lambda, a lock, an open file: not picklable
+            raise unfit(f"something picklable; {type(exc).__name__}: {exc}; save what it is made of") from None
     elif suffix == "txt":
         if not isinstance(value, str):
             raise unfit("a str")
