@@ -17,6 +17,7 @@ Pure: no IPython, no sagemaker.
 from __future__ import annotations
 
 import ast
+import math
 import string
 from dataclasses import dataclass, replace
 from typing import Any, Literal, Union
@@ -145,13 +146,19 @@ def _comparison(op: ast.cmpop, left: ast.expr, right: ast.expr, source: str) -> 
 
 
 def _operand(node: ast.expr, source: str) -> Operand:
+    if isinstance(node, ast.Constant) and isinstance(node.value, float) and not math.isfinite(node.value):
+        raise ConditionError(f"--when {_segment(source, node)!r} is {node.value}, which the definition (JSON) cannot "
+                             "hold", fix="compare with a finite number")
     if isinstance(node, ast.Constant) and isinstance(node.value, CONSTANT_TYPES):
         return Operand("constant", value=node.value)
     if (isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd))
             and isinstance(node.operand, ast.Constant) and isinstance(node.operand.value, (int, float))
             and not isinstance(node.operand.value, bool)):
-        value = node.operand.value
-        return Operand("constant", value=-value if isinstance(node.op, ast.USub) else value)
+        value = -node.operand.value if isinstance(node.op, ast.USub) else node.operand.value
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConditionError(f"--when {_segment(source, node)!r} is {value}, which the definition (JSON) cannot "
+                                 "hold", fix="compare with a finite number")
+        return Operand("constant", value=value)
     if isinstance(node, ast.Name):
         return Operand("name", node.id)
     if isinstance(node, ast.Subscript):

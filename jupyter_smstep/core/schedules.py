@@ -104,6 +104,10 @@ def parse(cron: str | None = None, rate: str | None = None, at: str | None = Non
     return _parse_cron(inner)
 
 
+#: The longest rate accepted: ten years (a datetime a rate's runs are counted in overflows near 2.7 million days)
+MAX_RATE_SECONDS = 10 * 366 * 86400
+
+
 def _parse_rate(inner: str) -> Expression:
     fix = 'write e.g. --rate "rate(1 day)", "rate(6 hours)" or "rate(30 minutes)"'
     m = re.fullmatch(r"(\d+)\s+([a-z]+)", inner)
@@ -115,6 +119,9 @@ def _parse_rate(inner: str) -> Expression:
         raise _bad(f"rate({inner}): {unit!r} is not a unit EventBridge knows (minute(s), hour(s), day(s))", fix=fix)
     if value < 1:
         raise _bad(f"rate({inner}): the value must be a positive whole number", fix=fix)
+    if value * RATE_UNITS[base] > MAX_RATE_SECONDS:  # timedelta overflows long before; EventBridge refuses too
+        raise _bad(f"rate({inner}) is longer than any schedule can wait (at most {MAX_RATE_SECONDS // 86400} days)",
+                   fix="use a shorter interval, or --at for one run at a given time")
     if (value == 1) != (unit == base):
         right = base if value == 1 else base + "s"
         raise _bad(f"rate({inner}): EventBridge wants the singular for 1 and the plural otherwise",

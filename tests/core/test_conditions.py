@@ -84,3 +84,9 @@ def test_definition_steps_walks_into_both_branches():
                                 "ElseSteps": [{"Name": "fail-b", "Type": "Fail"}]}}]}
     assert [(s["Name"], branch) for s, branch in c.definition_steps(definition)] == [
         ("a", None), ("when-b", None), ("b", ("when-b", True)), ("fail-b", ("when-b", False))]
+
+
+@pytest.mark.parametrize("text", ["x < 1e400", "x > -1e400", "x == 1e999"])
+def test_a_number_json_cannot_hold_is_refused(text):
+    with pytest.raises(c.ConditionError, match="which the definition \\(JSON\\) cannot hold"):
+        c.parse(text)

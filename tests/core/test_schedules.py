@@ -92,3 +92,9 @@ def test_names_and_dates():
     assert s.parse_date("2027-01-01T06:00:00+02:00", "--end").utcoffset() == dt.timedelta(hours=2)
     with pytest.raises(SmstepError, match="--end 'tomorrow' is not an ISO 8601 date"):
         s.parse_date("tomorrow", "--end")
+
+
+@pytest.mark.parametrize("rate", ["rate(999999999 days)", "rate(100000000000000000000 days)", "rate(99999999 hours)"])
+def test_a_rate_longer_than_any_schedule_waits_is_refused_not_an_overflow(rate):
+    with pytest.raises(SmstepError, match="longer than any schedule can wait"):
+        s.parse(rate=rate)
