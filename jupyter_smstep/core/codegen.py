@@ -37,6 +37,17 @@ def arguments(node: StepNode) -> list[str]:
     return [i.name for i in node.links] + (list(EXECUTION_ARGS) if node.needs_execution else [])
 
 
+def rebound(node: StepNode) -> list[str]:
+    """Captured values the cell binds again (``data = data[data.x > 1]``): in a function they would be local
+    from its first line, and reading them first an UnboundLocalError. They become parameters whose default
+    is the captured value (``def step(..., data=data)``), so the cell reads them, then rebinds them."""
+    analysis = node.cell.analysis
+    if analysis is None:
+        return []
+    local = set(analysis.writes) | set(analysis.deletes)
+    return [i.name for i in sorted(node.captured, key=lambda i: (i.line, i.name)) if i.name in local]
+
+
 def prologue(node: StepNode) -> list[str]:
     """The statements before the cell's code: its imports, and ``execution`` rebuilt from the arguments
     (a plain namespace: the container has no jupyter_smstep)."""
@@ -49,7 +60,7 @@ def prologue(node: StepNode) -> list[str]:
 
 def function_source(node: StepNode, fname: str) -> str:
     """Readable source of the step function (used by export)."""
-    lines = [f"def {fname}({', '.join(arguments(node))}):"]
+    lines = [f"def {fname}({', '.join(arguments(node) + [f'{n}={n}' for n in rebound(node)])}):"]
     lines += [f"    {line}" for line in prologue(node)]
     body = node.cell.source.rstrip("\n")
     lines += [("    " + line) if line.strip() else "" for line in body.splitlines()]
@@ -94,9 +105,10 @@ def function_code(node: StepNode, fname: str, filename: str) -> ast.Module:
         _set_lines(stmt, HEADER_LINE)
     for stmt in after:
         _set_lines(stmt, last)
+    defaults = rebound(node)
     args = ast.arguments(
-        posonlyargs=[], args=[ast.arg(arg=name) for name in arguments(node)], vararg=None, kwonlyargs=[],
-        kw_defaults=[], kwarg=None, defaults=[],
+        posonlyargs=[], args=[ast.arg(arg=name) for name in arguments(node) + defaults], vararg=None, kwonlyargs=[],
+        kw_defaults=[], kwarg=None, defaults=[ast.Name(id=name, ctx=ast.Load()) for name in defaults],
     )
     func = ast.FunctionDef(name=fname, args=args, body=before + body.body + after, decorator_list=[],
                            returns=None, type_comment=None, lineno=HEADER_LINE, col_offset=0)

@@ -122,3 +122,19 @@ def test_a_step_that_changes_its_own_input_gets_the_input_as_its_cell_saw_it(she
     result, _ = shell.run_local(tmp_path / "runs")
     assert result.succeeded, result.to_json()
     assert result.outputs("grow")["count"] == 4
+
+
+def test_a_step_that_rebinds_a_captured_name_reads_it_first(shell, tmp_path):
+    """`data = data[data.x > 1]`, the commonest pandas line, with `data` from an ordinary cell and from a step."""
+    cells = ["%load_ext jupyter_smstep", CONFIG,
+             "import pandas as pd\ndata = pd.DataFrame({'x': [0, 1, 2, 3]})\nlimit = 10",
+             "%%step keep\ndata = data[data.x > 1]\nlimit = limit - len(data)\nn = len(data)",
+             "%%step again\ndata = data[data.x > 2]\nm = len(data)\ntotal = n + limit"]
+    kernel = kernel_values(shell, cells, ["m", "total"])
+    assert kernel == {"m": 1, "total": 10}
+    result, _ = shell.run_local(tmp_path / "live")
+    assert result.succeeded, result.to_json()
+    headless = load_workspace(write_notebook(tmp_path, cells, "rebind.ipynb")).run_local(runs_dir=tmp_path / "h")
+    assert headless.succeeded, headless.to_json()
+    for run in (result, headless):
+        assert {k: run.outputs("again")[k] for k in ("m", "total")} == kernel
