@@ -207,9 +207,22 @@ def _fresh_shell() -> Any:
     from IPython.core.interactiveshell import InteractiveShell
     from traitlets.config import Config
 
+    class HeadlessShell(InteractiveShell):
+        """A shell with no screen: ``%matplotlib`` (any backend word) and ``%gui`` are accepted and plots go to
+        matplotlib's non-GUI Agg backend, as papermill's and nbclient's kernels draw them."""
+
+        def enable_gui(self, gui: Any = None) -> None:
+            return None
+
+        def enable_matplotlib(self, gui: Any = None) -> tuple[str, str]:
+            import matplotlib
+
+            matplotlib.use("agg", force=True)
+            return "agg", "agg"
+
     config = Config()
     config.HistoryManager.enabled = False
-    return InteractiveShell(config=config)
+    return HeadlessShell(config=config)
 
 
 def _uses_step_output(result, magics) -> bool:

@@ -588,3 +588,16 @@ def test_commands_that_act_say_the_warnings_first_and_count_the_rest(tmp_path, c
     assert "names the local file 'rows.csv'" in lines[0] and "line 2" in lines[0]
     assert "... and 3 more warnings (smstep graph NOTEBOOK lists them all)" in err
     assert err.index("warning: ") < err.index("wrote ")
+
+
+@pytest.mark.parametrize("magic", ["%matplotlib inline", "%matplotlib widget", "%matplotlib", "%pylab inline"])
+def test_a_notebook_with_matplotlib_magics_and_plots_builds_headless(tmp_path, magic):
+    path = write_notebook(tmp_path, [
+        "%load_ext jupyter_smstep",
+        f"%pipeline config --name plots --role {ROLE} --image-uri {IMAGE} --instance-type ml.m5.large",
+        f"{magic}\nimport matplotlib.pyplot as plt",
+        "%%step values\nys = [1, 4, 9]",
+        "plt.plot([1, 2, 3], [1, 4, 9])\nplt.title('exploration')\nplt.show()",
+    ])
+    graph = load_workspace(path).graph()
+    assert [s.name for s in graph.steps] == ["values"] and not graph.report.errors, graph.report.errors
