@@ -143,13 +143,13 @@ class StepMagics(Magics):
             from jupyter_smstep.sdk import snapshot
 
             self.registry.ran(recorded, snapshot.take(sorted(set(outputs) | set(reads)), self.shell.user_ns))
-        seen = [n for n in fingerprint.changed(before, self.shell.user_ns) if n not in outputs]
-        if seen:
-            self.registry.changed_in_kernel(recorded, seen)
-            shown = ", ".join(seen)
+        changed = [n for n in fingerprint.changed(before, self.shell.user_ns) if n not in outputs]
+        if changed:
+            self.registry.changed_in_kernel(recorded, changed)
+            shown = ", ".join(changed)
             print(f"jupyter_smstep: step '{name}' changed {shown} in place when it ran (its code does not show "
                   f"it): now an output. For a headless build (smstep) to agree, add a cell: "
-                  f"%pipeline outputs {' '.join(seen)}", file=sys.stderr)
+                  f"%pipeline outputs {' '.join(changed)}", file=sys.stderr)
         if spec.saves and result.success:
             print(f"jupyter_smstep: step '{name}' --save writes when the pipeline runs, not in the kernel: "
                   "%pipeline run writes into the run's S3 (listed after the run), a submit to S3", file=sys.stderr)
