@@ -200,9 +200,9 @@ class Workspace:
         return found
 
     # ---------------------------------------------------------------- build
-    def _buildable_graph(self) -> PipelineGraph:
+    def _buildable_graph(self, for_the_service: bool = True) -> PipelineGraph:
         graph = self.graph()
-        check_buildable(graph)
+        check_buildable(graph, for_the_service)
         return graph
 
     def definition(self, session: Any = None) -> dict[str, Any]:
@@ -233,7 +233,7 @@ class Workspace:
                   runs_dir: str | Path | None = None, cache: bool = True, from_step: str | None = None) -> Any:
         """Run the pipeline locally; a step whose key matches an earlier run's reuses its results unless
         ``cache`` is False, and ``from_step`` and its dependents always run."""
-        graph = self._buildable_graph()
+        graph = self._buildable_graph(for_the_service=False)  # a local run uses no image
         if from_step is not None and from_step not in {s.name for s in graph.steps}:
             raise SmstepError(f"--from {from_step!r} names no step of the pipeline",
                               fix=did_you_mean(from_step, [s.name for s in graph.steps], "the steps"))
@@ -260,8 +260,8 @@ class Workspace:
         files = requirements.auto_files(graph.steps, self.namespace)
 
         def assemble(session: Any) -> Any:
-            return build.Compiled(build.assemble(graph, functions, session, self.root, files), functions, plan,
-                                  root=self.root)
+            return build.Compiled(build.assemble(graph, functions, session, self.root, files, local=True),
+                                  functions, plan, root=self.root)
 
         kwargs: dict[str, Any] = {"parameters": values, "on_event": on_event, "functions": functions,
                                   "keys": dict(plan.keys), "cache": step_cache or False,
@@ -289,7 +289,7 @@ class Workspace:
         registry = Registry(name=f"{base}-remote"[:256], defaults=dict(self.registry.defaults))
         registry.record_step(StepSpec(name=REMOTE_STEP, options=dict(options), header="%%remote"), source)
         graph = self.graph(registry=registry)
-        check_buildable(graph)
+        check_buildable(graph, for_the_service=not local)
         started = time.time()
         if local:
             run = self._run_graph(graph, {}, on_event, runs_dir, cache=False, from_step=None)

@@ -115,3 +115,28 @@ def test_submit_from_the_command_line_first_says_what_the_last_local_run_measure
     smstep("run", EXAMPLE, env=env, cwd=tmp_path)
     proc = smstep("submit", EXAMPLE, env=env, cwd=tmp_path)
     assert "estimated: at least" in proc.stderr and "instance-hours" in proc.stderr
+
+
+def test_no_image_is_needed_until_the_service_needs_it(tmp_path, capsys):
+    """The guide's own config line (no --image-uri): graph and a local run work, with one warning; definition
+    refuses once, with the fix."""
+    from jupyter_smstep import cli
+
+    from helpers.constants import ROLE
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in [
+        "%load_ext jupyter_smstep",
+        f"%pipeline config --name noimage --role {ROLE} --instance-type ml.m5.large",
+        "%%step a\nx = 1", "%%step b\ny = x + 1", "%%step c\nz = y + 1"]]
+    path = tmp_path / "noimage.ipynb"
+    nbformat.write(nb, path)
+    capsys.readouterr()
+    assert cli.main(["graph", str(path)]) == 0
+    out = capsys.readouterr()
+    assert (out.out + out.err).count("no image_uri") == 1 and "a local run needs none" in out.out + out.err
+    assert cli.main(["run", str(path), "--runs-dir", str(tmp_path / "runs")]) == 0
+    capsys.readouterr()
+    assert cli.main(["definition", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("no image_uri for every step") == 1 and "--image-uri" in err and "Traceback" not in err

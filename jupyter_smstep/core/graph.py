@@ -167,6 +167,8 @@ class PipelineGraph:
     #: step -> what it read when it last ran locally (files, folders, modules, packages, environment variables,
     #: what cannot be pinned: local.reads.summary), when the caller looked it up
     reads: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: Steps with no image_uri where the SDK has none either: a local run needs none, the service does
+    no_image: list[str] = field(default_factory=list)
 
     def step(self, name: str) -> StepNode:
         return next(s for s in self.steps if s.name == name)
@@ -293,11 +295,14 @@ def pipeline_role(graph: PipelineGraph) -> str | None:
     return None
 
 
-def check_buildable(graph: PipelineGraph) -> None:
-    """Refuse to build a graph with errors, or with no step (nothing is uploaded)."""
+def check_buildable(graph: PipelineGraph, for_the_service: bool = True) -> None:
+    """Refuse to build a graph with errors, or with no step (nothing is uploaded); ``for_the_service``: a
+    definition SageMaker will run (submit, definition, export, schedule) also needs every step's image."""
     if not graph.steps and not graph.report.errors:
         raise SmstepError("the notebook has no %%step cells", fix="mark a cell with %%step NAME and run it")
     graph.report.raise_if_errors()
+    if for_the_service and graph.no_image:
+        raise SmstepError(settings_mod.no_image_problem(graph.no_image, len(graph.steps)))
 
 
 def _jsonable(value: Any) -> Any:
@@ -428,8 +433,9 @@ def build_graph(
         node.settings = resolved
         settings_mod.validate(node.name, settings_mod.with_parameter_values(resolved, registry.parameters), report,
                               in_studio=in_studio, root=root)
-    settings_mod.validate_pipeline({n.name: settings_mod.with_parameter_values(n.settings, registry.parameters)
-                                    for n in nodes}, report, in_studio=in_studio)
+    resolved_steps = {n.name: settings_mod.with_parameter_values(n.settings, registry.parameters) for n in nodes}
+    settings_mod.validate_pipeline(resolved_steps, report, in_studio=in_studio)
+    no_image = settings_mod.missing_image(resolved_steps, in_studio=in_studio)
     for node in nodes:
         _resolve_saves(node, name, registry.save_root, report)
         _warn_unexpanded(node, report)
@@ -446,7 +452,8 @@ def build_graph(
     _warn_reseeded(registry, report)
     _check_json_outputs(nodes, conditions, namespace, report)
     _dedupe(report)
-    return PipelineGraph(name, nodes, dict(registry.parameters), report, kernel_image_note, conditions=conditions)
+    return PipelineGraph(name, nodes, dict(registry.parameters), report, kernel_image_note, conditions=conditions,
+                         no_image=no_image)
 
 
 @dataclass

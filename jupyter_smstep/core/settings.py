@@ -25,7 +25,7 @@ from collections.abc import Mapping
 import yaml
 
 from jupyter_smstep.core.states import SETTING_SOURCES, SettingSource
-from jupyter_smstep.errors import Report
+from jupyter_smstep.errors import Problem, Report
 
 CELL: SettingSource = "cell"
 NOTEBOOK: SettingSource = "notebook"
@@ -359,14 +359,7 @@ def validate(step: str | None, settings: Mapping[str, Resolved], report: Report,
     elif role is not None and isinstance(role.value, str) and not ROLE_ARN.match(role.value):
         report.error(f"role {role.value!r} (from {role.origin}) is not an IAM role ARN",
                      fix="use arn:aws:iam::ACCOUNT:role/NAME", step=step)
-    image = settings.get("image_uri")
-    if image is None and not in_studio and f"{_py_minor()}" not in ("3.8", "3.10"):
-        report.error(
-            f"no image_uri: outside Studio the SDK has no default image for Python {_py_minor()}",
-            fix="pass --image-uri (an image with Python " + _py_minor() + " and the SageMaker SDK), "
-            "e.g. %pipeline config --image-uri ACCOUNT.dkr.ecr.REGION.amazonaws.com/IMAGE:TAG",
-            step=step,
-        )
+    # A missing image_uri is said once for the pipeline (validate_pipeline): a local run needs none.
     itype = settings.get("instance_type")
     if itype is None:
         report.error("no instance type", fix="set one with --instance-type ml.m5.xlarge "
@@ -504,6 +497,11 @@ def validate_pipeline(steps: Mapping[str, Mapping[str, Resolved]], report: Repor
       different minor version, so the step would fail on SageMaker after the upload.
     """
     kernel_python = kernel_python or _py_minor()
+    no_image = missing_image(steps, in_studio=in_studio)
+    if no_image:
+        problem = no_image_problem(no_image, len(steps))
+        report.warn(problem.message + ": a local run needs none; submit, definition, export and schedule do",
+                    fix=problem.fix, step=no_image[0] if len(no_image) == 1 else None)
     no_role = [name for name, s in steps.items() if "role" not in s]
     if in_studio and no_role:
         report.warn(f"no IAM role set{_for_steps(no_role, len(steps))}: submitting uses the Studio execution role",
@@ -522,6 +520,20 @@ def validate_pipeline(steps: Mapping[str, Mapping[str, Resolved]], report: Repor
                     f"kernel runs Python {kernel_python}: the job's bootstrap refuses a different minor version",
                     fix=f"use an image with Python {kernel_python}, or run the notebook on a Python {py} kernel",
                     step=names[0] if len(names) == 1 else None)
+
+
+def missing_image(steps: Mapping[str, Mapping[str, Resolved]], *, in_studio: bool) -> list[str]:
+    """The steps with no image_uri where the SDK has no default for this Python (outside Studio, not 3.8/3.10)."""
+    if in_studio or _py_minor() in ("3.8", "3.10"):
+        return []
+    return [name for name, s in steps.items() if s.get("image_uri") is None]
+
+
+def no_image_problem(names: list[str], total: int) -> Problem:
+    return Problem(f"no image_uri{_for_steps(names, total)}: outside Studio the SDK has no default image for Python "
+                   f"{_py_minor()}",
+                   fix="pass --image-uri (an image with Python " + _py_minor() + " and the SageMaker SDK), "
+                       "e.g. %pipeline config --image-uri ACCOUNT.dkr.ecr.REGION.amazonaws.com/IMAGE:TAG")
 
 
 def _for_steps(names: list[str], total: int) -> str:

@@ -237,10 +237,16 @@ def _graph(ctx: Context, args: argparse.Namespace) -> int:
 SHOWN_WARNINGS = 8
 
 
-def say_warnings(ctx: Context) -> None:
+def say_warnings(ctx: Context, service: bool = False) -> None:
     """Before a command builds, runs or submits the pipeline: the warnings of its graph, with cell, line
-    and fix (what the tool could not know, said where the user looks, not only in ``graph``)."""
-    warnings = ctx.workspace.graph().report.warnings
+    and fix (what the tool could not know, said where the user looks, not only in ``graph``). ``service``: a
+    definition SageMaker will run, which refuses (once) what it cannot do without, as a missing image."""
+    graph = ctx.workspace.graph()
+    if service:
+        from jupyter_smstep.core.graph import check_buildable
+
+        check_buildable(graph)
+    warnings = graph.report.warnings
     warnings.sort(key=lambda p: p.step is None)  # a step's own first: they are about what the jobs do
     for problem in warnings[:SHOWN_WARNINGS]:
         print(f"warning: {problem}", file=ctx.err)
@@ -250,7 +256,7 @@ def say_warnings(ctx: Context) -> None:
 
 
 def _definition(ctx: Context, args: argparse.Namespace) -> int:
-    say_warnings(ctx)
+    say_warnings(ctx, service=True)
     print(json.dumps(ctx.workspace.definition(), indent=2), file=ctx.out)
     return 0
 
@@ -264,7 +270,7 @@ def _export(ctx: Context, args: argparse.Namespace) -> int:
     if args.file and args.output and args.file != args.output:
         raise SmstepError(f"export: two output files given ({args.file}, {args.output})", fix="give one")
     path = args.output or args.file or "pipeline.py"
-    say_warnings(ctx)
+    say_warnings(ctx, service=True)
     ctx.workspace.export(path)
     print(f"wrote {path}", file=ctx.err if ctx.cli else ctx.out)
     return 0
@@ -393,7 +399,7 @@ def _submit_args(parser: CommandParser, cli: bool) -> None:
 def _submit(ctx: Context, args: argparse.Namespace) -> int:
     if args.force and not args.changed:
         raise SmstepError("--force only applies with --changed", fix="add --changed, or drop --force")
-    say_warnings(ctx)
+    say_warnings(ctx, service=True)
     run = ctx.workspace.latest_run(ctx.workspace.graph().name)  # this session's, or the runs folder's
     if run is not None:  # before paying: a step the last local run measured above its instance's memory
         for suggestion in run.suggestions().values():
@@ -520,7 +526,7 @@ def _schedule(ctx: Context, args: argparse.Namespace) -> int:
     expression = schedules.parse(cron=args.cron, rate=args.rate, at=args.at)
     start = schedules.parse_date(args.start, "--start") if args.start else None
     end = schedules.parse_date(args.end, "--end") if args.end else None
-    say_warnings(ctx)
+    say_warnings(ctx, service=True)
     found = ctx.workspace.schedule(args.name, expression, role=args.role, parameters=_overrides(args),
                                    start=start, end=end, enabled=not args.disabled)
     if ctx.cli:

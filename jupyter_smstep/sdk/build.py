@@ -18,6 +18,7 @@ import builtins
 import functools
 import contextlib
 import os
+import sys
 import linecache
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,11 +140,17 @@ def parameter_objects(graph: PipelineGraph, sdk: Sdk) -> dict[str, Any]:
             for name, value in graph.parameters.items()}
 
 
+#: The image a local run's definition names for a step without one: the local runner runs no image, and the
+#: SDK refuses to build without one for this Python (the service would; check_buildable says so there)
+LOCAL_IMAGE = f"local/jupyter-smstep-no-image:python{sys.version_info[0]}.{sys.version_info[1]}"
+
+
 def assemble(graph: PipelineGraph, functions: Mapping[str, Callable[..., Any]], session: Any = None,
-             root: Path | None = None, dependency_files: Mapping[str, str] | None = None) -> Any:
+             root: Path | None = None, dependency_files: Mapping[str, str] | None = None, local: bool = False) -> Any:
     """The SDK ``Pipeline``: each function wrapped with ``@step``, every link a top-level argument.
 
-    ``dependency_files``: the written requirements.txt of each ``--dependencies auto`` step."""
+    ``dependency_files``: the written requirements.txt of each ``--dependencies auto`` step; ``local``: for the
+    local runner (a step without an image gets :data:`LOCAL_IMAGE`)."""
     sdk = load()
     params = parameter_objects(graph, sdk)
     returns: dict[str, Any] = {}
@@ -153,6 +160,8 @@ def assemble(graph: PipelineGraph, functions: Mapping[str, Callable[..., Any]], 
             variables = sdk.ExecutionVariables
             args += [variables.PIPELINE_EXECUTION_ID, variables.START_DATETIME, variables.PIPELINE_NAME]
         kwargs = stepargs.to_sdk(stepargs.step_arguments(node, root), sdk, params)
+        if local and node.name in graph.no_image:
+            kwargs["image_uri"] = LOCAL_IMAGE
         if kwargs.get("dependencies") == requirements.AUTO:
             if not dependency_files or node.name not in dependency_files:
                 raise SmstepError(Problem("--dependencies auto needs the kernel's values to pin from",

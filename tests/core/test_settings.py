@@ -59,7 +59,22 @@ def test_missing_role_and_image_outside_studio(shell):
     import sys
 
     if f"{sys.version_info[0]}.{sys.version_info[1]}" not in ("3.8", "3.10"):
-        assert any("no image_uri" in e and "--image-uri" in e for e in errors)
+        # a warning (a local run needs no image), and an error where the service needs it
+        warnings = [str(p) for p in shell.graph().report.warnings]
+        assert any("no image_uri" in w and "a local run needs none" in w and "--image-uri" in w for w in warnings)
+        assert not any("no image_uri" in e for e in errors)
+        from jupyter_smstep.core.graph import check_buildable
+        from jupyter_smstep.errors import SmstepError
+
+        graph = shell.graph()
+        graph.report.problems = [p for p in graph.report.problems if "IAM role" not in p.message]
+        check_buildable(graph, for_the_service=False)
+        try:
+            check_buildable(graph)
+        except SmstepError as exc:
+            assert "no image_uri" in str(exc) and "--image-uri" in str(exc)
+        else:
+            raise AssertionError("a definition for the service needs an image")
 
 
 def test_invalid_instance_type(shell):
