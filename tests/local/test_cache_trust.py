@@ -112,3 +112,14 @@ def test_a_record_copied_under_another_key_or_malformed_is_not_used(tmp_path):
     fourth = run(path)
     assert fourth.steps["double"].cached_from is None
     assert "not (size, sha256) pairs" in fourth.steps["double"].warnings[0]
+
+
+def test_a_runs_folder_that_cannot_be_made_is_an_error_naming_it(tmp_path):
+    from jupyter_smstep.errors import SmstepError
+
+    path = notebook(tmp_path / "nb")
+    (tmp_path / "taken").write_text("a file where the runs folder should be")  # as root, mkdir refuses this too
+    with pytest.raises(SmstepError) as info:
+        load_workspace(path).run_local(runs_dir=tmp_path / "taken" / "runs")
+    assert "cannot create the run folder" in str(info.value) and str(tmp_path / "taken") in str(info.value)
+    assert "--runs-dir" in str(info.value)
