@@ -401,10 +401,13 @@ def build_graph(
         candidates = _candidate_outputs(node.cell, node)
         if spec.outputs is not None:
             node.outputs = list(spec.outputs)
+            assigned = set(node.cell.analysis.outputs) | set(node.hidden_changes) if node.cell.analysis else set()
             for var in spec.outputs:
-                if var not in candidates:
-                    report.warn(f"--outputs names {var!r}, which the cell never assigns",
-                                fix="check the spelling, or assign it in the cell", step=node.name)
+                if var not in assigned and var not in node.inputs:  # an input it changes unseen is returned
+                    report.error(f"--outputs names {var!r}, which the cell neither assigns nor reads: the step "
+                                 "would fail with NameError when it returns it",
+                                 fix="check the spelling, or assign it in the cell", step=node.name,
+                                 line=1)
         else:
             wanted = consumed[node.name] | (registry.exports & candidates)
             node.outputs = [v for v in _ordered(node.cell, node) if v in wanted]

@@ -318,3 +318,13 @@ def test_a_failing_step_cell_fails_the_notebook_cell(shell):
     msg = shell.error("%%step boom\nx = 1 / 0")
     assert "step 'boom' is registered" in msg and "ZeroDivisionError" in msg
     assert shell.workspace.registry.step("boom") is not None
+
+
+def test_outputs_naming_nothing_the_cell_has_is_an_error_but_an_input_it_changes_unseen_is_fine(shell):
+    shell.configure()
+    shell.run("rows = [1, 2]\nimport random")
+    shell.run("%%step --defer a --outputs totl\ntotal = 3")
+    shell.run("%%step --defer b --outputs rows\nrandom.Random(0).shuffle(rows)\nn = len(rows)")
+    errors = [p for p in shell.graph().report.errors]
+    assert [(p.step, p.line) for p in errors] == [("a", 1)], errors
+    assert "'totl', which the cell neither assigns nor reads" in errors[0].message
