@@ -81,6 +81,9 @@ class Workspace:
         self.last_execution: Any = None  # remote.submit.Submission of the latest submit
         #: a kernel's (False: a saved notebook built headless, whose later cells ran after every step)
         self.live = True
+        #: (cell, name, id of the kernel's value, registry revision) -> moved since the cell ran: a panel refresh
+        #: between two cells fingerprints nothing again (running any cell bumps the revision)
+        self._moved: dict[tuple[str, str, int, int], bool] = {}
 
     # ---------------------------------------------------------------- analysis
     def graph(self, keys: bool = False, registry: Registry | None = None) -> PipelineGraph:
@@ -141,13 +144,21 @@ class Workspace:
             if analysis is not None:
                 own |= set(analysis.outputs) | set(analysis.mutates)
             for var, inp in captured.items():
-                if var not in own and seen.moved(var, self.namespace):
+                if var not in own and self._has_moved(node.cell.key, var, seen):
                     who = self._writer_after(node.cell, var, anywhere=True)
                     graph.report.warn(
                         f"{var!r} changed in the kernel after this step's cell ran{f' ({who})' if who else ''}: "
                         "the step uses the value its cell saw, as the notebook run top to bottom does",
                         fix=f"to use the kernel's current {var!r}, run step '{node.name}' again",
                         step=node.name, line=inp.line + 1)
+
+    def _has_moved(self, cell_key: str, var: str, seen: Any) -> bool:
+        key = (cell_key, var, id(self.namespace.get(var)), self.registry.revision)
+        if key not in self._moved:
+            if len(self._moved) > 10_000:
+                self._moved.clear()
+            self._moved[key] = seen.moved(var, self.namespace)
+        return self._moved[key]
 
     def _writer_after(self, cell: Any, var: str, anywhere: bool = False) -> str | None:
         """The label of the last cell below ``cell`` (or, with ``anywhere``, any other) that binds or changes

@@ -206,7 +206,8 @@ class StepMagics(Magics):
                 names += [op.name for op in conditions.operands(conditions.parse(spec.when)) if op.name]
             except conditions.ConditionError:
                 pass  # refused on the %%step line already
-        return snapshot.take(names, self.shell.user_ns, skip=self.registry.parameters)
+        changes = list(analysis.mutates) if analysis is not None else []
+        return snapshot.take(names, self.shell.user_ns, skip=self.registry.parameters, changes=changes)
 
     def _default_name(self, cell: str, cell_id: str | None) -> str:
         """A stable, readable name: the first variable the cell assigns (or step-N).

@@ -27,6 +27,7 @@ top to bottom, the cell raised ``NameError`` there.
 from __future__ import annotations
 
 import builtins
+import copy
 import types
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -139,9 +140,11 @@ class Snapshot(Mapping[str, Any]):
         return out
 
 
-def take(names: Iterable[str], namespace: Mapping[str, Any], skip: Iterable[str] = ()) -> Snapshot:
+def take(names: Iterable[str], namespace: Mapping[str, Any], skip: Iterable[str] = (),
+         changes: Iterable[str] = ()) -> Snapshot:
     """The values of ``names`` in ``namespace`` now; ``skip``: names the graph takes from elsewhere
-    (earlier steps' outputs, parameters), which are not kept."""
+    (parameters), which are not kept; ``changes``: names the cell itself changes in place (``df.dropna(
+    inplace=True)``), copied whatever their size, since the kernel runs the cell on them next."""
     skipped = set(skip)
     kept: dict[str, Any] = {}
     to_copy: dict[str, Any] = {}
@@ -159,6 +162,12 @@ def take(names: Iterable[str], namespace: Mapping[str, Any], skip: Iterable[str]
         else:
             to_copy[name] = value
     frozen, copied = _freeze(to_copy, kept)
+    for name in set(changes) & set(kept):
+        if not _immutable(kept[name]) and not _importable(kept[name]):
+            try:
+                kept[name] = copy.deepcopy(kept[name])  # one copy, not a pickle: a frame's copy() is a memcpy
+            except Exception:  # noqa: BLE001 - kept by reference: changing it is then refused at the build
+                pass
     prints = {name: fingerprint(namespace[name]) for name in [*kept, *to_copy]
               if not _immutable(namespace[name]) and not _importable(namespace[name])}
     originals = {name: namespace[name] for name in [*kept, *to_copy]}

@@ -138,3 +138,15 @@ def test_a_step_that_rebinds_a_captured_name_reads_it_first(shell, tmp_path):
     assert headless.succeeded, headless.to_json()
     for run in (result, headless):
         assert {k: run.outputs("again")[k] for k in ("m", "total")} == kernel
+
+
+def test_a_large_value_the_step_changes_in_place_is_copied_for_it_in_a_kernel(shell, tmp_path, monkeypatch):
+    from jupyter_smstep.sdk import snapshot
+
+    monkeypatch.setattr(snapshot, "CAP", 64)  # the list below is "large"
+    cells = ["%load_ext jupyter_smstep", CONFIG, "big = list(range(100))", "%%step grow\nbig.append(-1)\nn = len(big)"]
+    kernel = kernel_values(shell, cells, ["n"])
+    graph = shell.graph()
+    assert not graph.report.errors, graph.report.errors
+    result, _ = shell.run_local(tmp_path / "runs")
+    assert result.succeeded and result.outputs("grow")["n"] == kernel["n"] == 101
