@@ -123,12 +123,10 @@ class Snapshot(Mapping[str, Any]):
             return False
         if name not in namespace:
             return True
-        current = namespace[name]
-        if current is self._originals.get(name):
-            fp = self._prints.get(name)
-            return fp is not None and fingerprint(current) != fp
-        fp = self._prints.get(name)
-        return fp is None or fingerprint(current) != fp
+        current, fp = namespace[name], self._prints.get(name)
+        if fp is None:  # no fingerprint (a function, a class, something unpicklable): by identity
+            return current is not self._originals.get(name)
+        return fingerprint(current) != fp
 
     def changed_in_place(self, names: Iterable[str]) -> list[str]:
         """Of ``names``, those kept by reference (too large to copy) whose object has changed since."""
