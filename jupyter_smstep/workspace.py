@@ -24,6 +24,7 @@ from jupyter_smstep.core.graph import PipelineGraph, build_graph, check_buildabl
 from jupyter_smstep.core.keys import changes, pipeline_key
 from jupyter_smstep.core.registry import Registry
 from jupyter_smstep.errors import RunFailed, SmstepError, did_you_mean
+from jupyter_smstep.sdk import rules
 from jupyter_smstep.sdk.capture import Captures
 
 
@@ -103,6 +104,7 @@ class Workspace:
             root=self.root,
         )
         graph.report.problems.extend(self.captures.problems(graph, self.namespace))
+        graph.report.problems.extend(rules.graph_problems(graph))  # what SageMaker would refuse, by its model
         self._check_seen(graph)
         self._pin_dependencies(graph)
         if keys and not graph.report.errors:
@@ -225,6 +227,7 @@ class Workspace:
         if session is None:
             session = sdk.make_session()
         compiled = build.build_pipeline(graph, self.namespace, session, self.captures, self.root)
+        compiled.checked()  # SageMaker's rules, before anything is uploaded
         return json.loads(build.definition(compiled))
 
     def export(self, path: str | Path | None = None) -> str:
@@ -257,7 +260,7 @@ class Workspace:
         from jupyter_smstep.sdk import build, content, requirements
 
         values = coerce_overrides(graph.parameters, parameters or {})
-        check_parameter_settings(graph, values)
+        _check_values(graph, values)
         functions = build.step_functions(graph, self.namespace, self.captures)  # built once, for the runner too
         # a fresh run identity: a step that reads jupyter_smstep.execution is never reused
         keys = content.step_keys(graph, self.namespace, self.root, values, run=secrets.token_hex(8))
@@ -352,7 +355,7 @@ class Workspace:
 
         graph = self._buildable_graph()
         values = coerce_overrides(graph.parameters, parameters or {})
-        check_parameter_settings(graph, values)
+        _check_values(graph, values)
         return schedules.put(graph, self.namespace, name, expression, role=role, parameters=values, start=start,
                              end=end, enabled=enabled, session=session, root=self.root)
 
@@ -420,12 +423,21 @@ class Workspace:
 
         graph = self._buildable_graph()
         values = coerce_overrides(graph.parameters, parameters or {})
-        check_parameter_settings(graph, values)
+        _check_values(graph, values)
         submission = remote.submit(graph, self.namespace, values, session=session, root=self.root,
                                    changed=changed, force=force)
         if submission.started:
             self.last_execution = submission
         return submission
+
+
+def _check_values(graph: PipelineGraph, values: Mapping[str, Any]) -> None:
+    """A run's ``-p`` values, checked before anything runs or is uploaded: the settings bound to them (by the
+    notebook's rules and the service's) and the request that carries them."""
+    check_parameter_settings(graph, values)
+    errors = rules.graph_problems(graph, values) if values else []
+    if errors:
+        raise SmstepError(errors)
 
 
 def pipeline_name_from_path(path: str | None) -> str | None:

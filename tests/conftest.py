@@ -16,6 +16,26 @@ from helpers.fakes import FakeSageMaker, start_moto_server
 pytest_plugins = ["helpers.suite"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _every_definition_checked():
+    """Every pipeline definition a test builds (submit, definition, schedule, a local run) is checked against
+    SageMaker's published rules: its training steps against botocore's CreateTrainingJob model, the whole
+    against the definition JSON schema. A test whose definition breaks them fails, naming the rule."""
+    from jupyter_smstep.sdk import build, rules, schema
+
+    original = build.Compiled.definition
+
+    def definition(self):
+        text = original(self)
+        problems = rules.definition_problems(text) + schema.problems(text)
+        assert not problems, "the SDK built a definition SageMaker would refuse:\n" + "\n".join(map(str, problems))
+        return text
+
+    build.Compiled.definition = definition
+    yield
+    build.Compiled.definition = original
+
+
 @pytest.fixture(autouse=True)
 def _aws_env(monkeypatch, tmp_path):
     """Dummy credentials and no stray config: tests never reach a real AWS account. Each test runs in

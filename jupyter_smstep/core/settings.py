@@ -113,7 +113,6 @@ ALIASES = {"env": "environment_variables", "tag": "tags", "retry": "retry_polici
 DURATION = re.compile(r"^P(?=\d|T\d)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+S)?)?$")
 PIPELINE_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,255}$")
 STEP_NAME = re.compile(r"^[A-Za-z0-9\-_]{1,64}$")
-INSTANCE_TYPE = re.compile(r"^ml\.[a-z][a-z0-9-]*\.(nano|micro|small|medium|large|\d*xlarge|metal(-\d+xl)?)$")
 ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 #: The SDK appends "-YYYY-MM-DD-HH-MM-SS-mmm" (24 chars) to a job name prefix and
 #: the service keeps training job names to 63 characters.
@@ -356,35 +355,27 @@ def validate(step: str | None, settings: Mapping[str, Resolved], report: Report,
             "(or RoleArn in the SageMaker config.yaml)",
             step=step,
         )
-    elif role is not None and isinstance(role.value, str) and not ROLE_ARN.match(role.value):
-        report.error(f"role {role.value!r} (from {role.origin}) is not an IAM role ARN",
-                     fix="use arn:aws:iam::ACCOUNT:role/NAME", step=step)
     # A missing image_uri is said once for the pipeline (validate_pipeline): a local run needs none.
     itype = settings.get("instance_type")
     if itype is None:
         report.error("no instance type", fix="set one with --instance-type ml.m5.xlarge "
                      "(on the cell or with %pipeline config)", step=step)
-    elif isinstance(itype.value, str) and not INSTANCE_TYPE.match(itype.value):
-        report.error(f"instance type {itype.value!r} (from {itype.origin}) is not a SageMaker instance type",
-                     fix="use a name like ml.m5.xlarge, ml.c5.2xlarge or ml.g5.xlarge", step=step)
     prefix = settings.get("job_name_prefix")
     if prefix is not None and prefix.source != DEFAULT:
         value = str(prefix.value)
         if not re.match(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$", value) or len(value) > MAX_JOB_PREFIX:
             report.error(f"job name prefix {value!r} is invalid",
                          fix=f"use letters, digits and dashes, at most {MAX_JOB_PREFIX} characters", step=step)
-    for key in ("instance_count", "volume_size", "max_retry_attempts", "max_runtime_in_seconds"):
-        r = settings.get(key)
-        if r is not None and isinstance(r.value, int) and r.value < 1:
-            report.error(f"{key} must be at least 1, got {r.value} (from {r.origin})", step=step,
-                         fix=f"pass a positive --{key.replace('_', '-')}")
+    count = settings.get("instance_count")  # the model allows 0 (for InstanceGroups, which a step never has)
+    if count is not None and isinstance(count.value, int) and count.value < 1:
+        report.error(f"instance_count must be at least 1, got {count.value} (from {count.origin})", step=step,
+                     fix="pass a positive --instance-count")
     _validate_limits(step, settings, report)
 
 
-#: SageMaker's documented limits for a training job (CreateTrainingJob).
+#: SageMaker's documented limits for a training job that its service model cannot say (sdk.rules.LIMITS lists
+#: them with their pages; every other value is checked against the model itself, by sdk.rules).
 MAX_RUNTIME_SECONDS = 28 * 24 * 60 * 60  # StoppingCondition.MaxRuntimeInSeconds
-MAX_KEEP_ALIVE_SECONDS = 3600  # ResourceConfig.KeepAlivePeriodInSeconds
-ENV_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,511}$")
 #: A name that says its value is a secret (environment variables, captured values).
 SECRET_NAME = re.compile(r"token|secret|passw(or)?d|api_?key|credential|private_?key", re.IGNORECASE)
 MASK = "••••••"
@@ -404,13 +395,11 @@ def shown(key: str, value: Any) -> Any:
     if key == "environment_variables" and isinstance(value, Mapping):
         return {k: (MASK if SECRET_NAME.search(str(k)) and v else v) for k, v in value.items()}
     return value
-MAX_ENV_ENTRIES, MAX_ENV_VALUE = 48, 512
-MAX_TAG_KEY, MAX_TAG_VALUE = 128, 256
 IMAGE_URI = re.compile(r"^[^\s:/][^\s]*$")
 
 
 def _validate_limits(step: str | None, settings: Mapping[str, Resolved], report: Report) -> None:
-    """Every value SageMaker would refuse when the job is created, refused here first."""
+    """The rules SageMaker documents but its model cannot say (sdk.rules checks the rest against the model)."""
     def value(key: str) -> Any:
         r = settings.get(key)
         return None if r is None else r.value
@@ -428,15 +417,7 @@ def _validate_limits(step: str | None, settings: Mapping[str, Resolved], report:
         report.error(f"max_runtime_in_seconds {runtime}{source('max_runtime_in_seconds')} is above SageMaker's "
                      f"limit of {MAX_RUNTIME_SECONDS} (28 days)", step=step,
                      fix=f"pass at most --max-runtime-in-seconds {MAX_RUNTIME_SECONDS}")
-    keep_alive = value("keep_alive_period_in_seconds")
-    if isinstance(keep_alive, int) and not 0 <= keep_alive <= MAX_KEEP_ALIVE_SECONDS:
-        report.error(f"keep_alive_period_in_seconds {keep_alive}{source('keep_alive_period_in_seconds')} is "
-                     f"outside 0..{MAX_KEEP_ALIVE_SECONDS}", step=step,
-                     fix=f"pass --keep-alive-period-in-seconds between 0 and {MAX_KEEP_ALIVE_SECONDS}")
     wait = value("max_wait_time_in_seconds")
-    if isinstance(wait, int) and wait < 1:
-        report.error(f"max_wait_time_in_seconds {wait}{source('max_wait_time_in_seconds')} must be at least 1",
-                     step=step, fix="pass a positive --max-wait-time-in-seconds")
     if value("use_spot_instances"):
         limit = runtime if isinstance(runtime, int) else 24 * 60 * 60
         if not isinstance(wait, int):
@@ -449,32 +430,18 @@ def _validate_limits(step: str | None, settings: Mapping[str, Resolved], report:
                          fix=f"pass --max-wait-time-in-seconds {limit} or more")
     env = value("environment_variables")
     if isinstance(env, Mapping):
-        bad = [k for k in env if not ENV_NAME.match(str(k))]
-        if bad:
-            report.error(f"environment variable name(s) {', '.join(map(repr, bad))} are not valid names", step=step,
-                         fix="use letters, digits and underscores, not starting with a digit")
-        if len(env) > MAX_ENV_ENTRIES:
-            report.error(f"{len(env)} environment variables: SageMaker allows {MAX_ENV_ENTRIES}", step=step,
-                         fix="pass fewer --env values (or read settings from a file inside the step)")
         secret = [str(k) for k, v in env.items() if SECRET_NAME.search(str(k)) and v]
         if secret:
             report.warn(f"environment variable(s) {', '.join(secret)} look like secrets: their values are written "
                         "into the pipeline definition, which anyone who can describe the pipeline can read",
                         step=step, fix="pass the name of a Secrets Manager secret or SSM parameter instead, and "
                         "read the value inside the step (the job's role needs access)")
-        long = [k for k, v in env.items() if len(str(v)) > MAX_ENV_VALUE]
-        if long:
-            report.error(f"environment variable(s) {', '.join(long)} have values over {MAX_ENV_VALUE} characters",
-                         step=step, fix="shorten them, or read the value from S3 or SSM inside the step")
     tags = value("tags")
     if isinstance(tags, Mapping):
-        for key, text in tags.items():
+        for key in tags:
             if str(key).lower().startswith("aws:"):
                 report.error(f"tag {key!r} uses the prefix 'aws:', which AWS reserves", step=step,
                              fix="choose a tag key without the aws: prefix")
-            elif not key or len(str(key)) > MAX_TAG_KEY or len(str(text)) > MAX_TAG_VALUE:
-                report.error(f"tag {key!r}: keys are 1-{MAX_TAG_KEY} characters and values at most "
-                             f"{MAX_TAG_VALUE}", step=step, fix="shorten the tag")
 
 
 _PY_IN_IMAGE = re.compile(r"(?:^|[^a-z])py(?:thon)?-?(3)\.?(\d{1,2})(?!\d)", re.IGNORECASE)

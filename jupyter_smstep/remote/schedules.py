@@ -68,16 +68,17 @@ def put(graph: PipelineGraph, namespace: Mapping[str, Any], name: str, expressio
         root: Path | None = None, now: dt.datetime | None = None) -> Schedule:
     """Create or update schedule ``name`` for ``graph``'s pipeline; everything is checked before any call."""
     from jupyter_smstep import sdk
-    from jupyter_smstep.core.settings import ROLE_ARN
     from jupyter_smstep.remote.submit import upsert
+    from jupyter_smstep.sdk import rules
 
     expr_mod.check_name(name)
     role = role or config_role()
     if role is None:
         raise SmstepError(Problem("a schedule needs a role for EventBridge Scheduler to start the pipeline with",
                                   fix=ROLE_FIX))
-    if not ROLE_ARN.match(role):
-        raise SmstepError(Problem(f"--role {role!r} is not an IAM role ARN", fix="use arn:aws:iam::ACCOUNT:role/NAME"))
+    problems = rules.schedule_problems(name, expression.text, role, parameters)
+    if problems:
+        raise SmstepError(problems)
     if start is not None and end is not None and end <= start:
         raise SmstepError(Problem("--end is not after --start", fix="give an end date after the start date"))
     now = now or dt.datetime.now(dt.timezone.utc)
@@ -88,7 +89,7 @@ def put(graph: PipelineGraph, namespace: Mapping[str, Any], name: str, expressio
                                   fix="pick a time in the future (at() is UTC), or a later --end"))
     if session is None:
         session = sdk.make_session()
-    compiled, response = upsert(graph, namespace, session, root, only_if_changed=True)
+    compiled, response = upsert(graph, namespace, session, root, only_if_changed=True, parameters=parameters)
     pipeline = compiled.pipeline
     kwargs: dict[str, Any] = {"name": name, "enabled": enabled, "start_date": start}
     if expression.kind == "cron":
@@ -132,7 +133,11 @@ def _text(value: Any) -> str:
 
 
 def _client(session: Any) -> Any:
-    return session.boto_session.client("scheduler")
+    from jupyter_smstep.sdk import rules
+
+    client = session.boto_session.client("scheduler")
+    rules.guard(client)
+    return client
 
 
 def _schedule(raw: Mapping[str, Any], now: dt.datetime) -> Schedule:

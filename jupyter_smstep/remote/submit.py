@@ -115,16 +115,20 @@ def _latest_succeeded(client: Any, pipeline: str) -> str | None:
 
 
 def upsert(graph: PipelineGraph, namespace: Mapping[str, Any], session: Any, root: Path | None = None,
-           only_if_changed: bool = False) -> tuple[Any, dict[str, Any]]:
+           only_if_changed: bool = False, parameters: Mapping[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
     """Create or update the pipeline: the compiled pipeline and the service's answer (``PipelineArn``).
 
+    The definition is checked by SageMaker's rules first (at each parameter's default and at ``parameters``,
+    the run's ``-p``), before anything is uploaded; the requests themselves are checked as they are sent.
     With ``only_if_changed``, a pipeline whose stored definition is already this one is left alone
     (the answer then has ``"Unchanged": True``).
     """
     from jupyter_smstep import sdk
-    from jupyter_smstep.sdk import build
+    from jupyter_smstep.sdk import build, rules
 
     compiled = build.build_pipeline(graph, namespace, session, root=root)
+    compiled.checked(parameters)
+    rules.guard(session.sagemaker_client)
     role = pipeline_role(graph) or sdk.execution_role(session)
     pipeline = compiled.pipeline
     try:
@@ -167,7 +171,7 @@ def submit(graph: PipelineGraph, namespace: Mapping[str, Any], parameters: Mappi
 
     if session is None:
         session = sdk.make_session()
-    compiled, response = upsert(graph, namespace, session, root)
+    compiled, response = upsert(graph, namespace, session, root, parameters=parameters)
     assert compiled.plan is not None
     pipeline = compiled.pipeline
     uploads = (compiled.plan.uploads.uploaded, compiled.plan.uploads.skipped)
@@ -184,6 +188,8 @@ def submit(graph: PipelineGraph, namespace: Mapping[str, Any], parameters: Mappi
                 selected_steps=selection.steps, source_pipeline_execution_arn=selection.source_arn)
     try:
         execution = pipeline.start(**kwargs)
+    except SmstepError:
+        raise
     except Exception as exc:  # noqa: BLE001
         error = aws_error(exc, f"starting pipeline {graph.name!r} (it was created: {response['PipelineArn']})",
                           denied_fix="give your credentials sagemaker:StartPipelineExecution")

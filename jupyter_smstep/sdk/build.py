@@ -15,6 +15,7 @@ definition (or upsert) through it.
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import functools
 import contextlib
 import os
@@ -64,6 +65,21 @@ class Compiled:
     def definition(self) -> str:
         with self.building():
             return str(self.pipeline.definition())
+
+    def checked(self, values: Mapping[str, Any] | None = None) -> str:
+        """The definition, built with nothing sent to S3, checked by SageMaker's published rules (every training
+        step against the service's CreateTrainingJob model, at each parameter's default and at ``values``; the
+        whole against its JSON schema). Raises :class:`SmstepError` naming each value it would refuse."""
+        from jupyter_smstep.sdk import rules, schema
+
+        assert self.plan is not None
+        dry = dataclasses.replace(self.plan, dry=True, uploads=content.UploadCount(), compiling=None)
+        with _in_folder(self.root), content.content_addressed(dry, self.pipeline.sagemaker_session):
+            text = str(self.pipeline.definition())
+        problems = rules.definition_problems(text, values) + schema.problems(text)
+        if problems:
+            raise SmstepError(problems)
+        return text
 
 
 @contextlib.contextmanager

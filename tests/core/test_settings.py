@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from jupyter_smstep.core import settings
 from jupyter_smstep.core import studio
-from jupyter_smstep.errors import Report
 
 from helpers.constants import IMAGE, ROLE
 
@@ -81,7 +80,8 @@ def test_invalid_instance_type(shell):
     shell.configure()
     shell.run("%%step --defer a --instance-type m5.large\nx = 1")
     (err,) = shell.graph().report.errors
-    assert "instance type 'm5.large' (from cell)" in str(err) and "ml.m5.xlarge" in str(err)
+    assert "--instance-type 'm5.large' (from cell): InstanceType must be one of the" in err.message
+    assert "(CreateTrainingJob.ResourceConfig.InstanceType)" in err.message and "ml.m5.large" in err.fix
 
 
 def test_job_name_prefix_fits_63_characters():
@@ -91,12 +91,11 @@ def test_job_name_prefix_fits_63_characters():
     assert settings.job_name_prefix("abalone", "train") == "abalone-train"
 
 
-def test_bad_role_arn():
-    report = Report()
-    resolved = {"role": settings.Resolved("MyRole", "notebook"), "image_uri": settings.Resolved("i", "cell"),
-                "instance_type": settings.Resolved("ml.m5.large", "cell")}
-    settings.validate("a", resolved, report, in_studio=False)
-    assert any("not an IAM role ARN" in str(p) for p in report.errors)
+def test_bad_role_arn(shell):
+    shell.configure()
+    shell.run("%%step --defer a --role MyRole\nx = 1")
+    (err,) = shell.graph().report.errors
+    assert err.message.startswith("--role 'MyRole' (from cell): RoleArn must match arn:aws")
 
 
 def test_invalid_yaml_config_is_reported(tmp_path, monkeypatch):

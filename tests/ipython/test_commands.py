@@ -381,17 +381,25 @@ def test_a_step_name_that_starts_with_a_dash_is_read_after_double_dash_and_refus
 
 
 OPTION_CASES = [
-    ("--keep-alive-period-in-seconds -5", "keep_alive_period_in_seconds -5 (from cell) is outside 0..3600"),
+    ("--keep-alive-period-in-seconds -5", "--keep-alive-period-in-seconds -5 (from cell): KeepAlivePeriodInSeconds "
+     "is at least 0 (CreateTrainingJob.ResourceConfig.KeepAlivePeriodInSeconds)"),
+    ("--keep-alive-period-in-seconds 21601", "KeepAlivePeriodInSeconds is at most 21600"),
     ("--max-runtime-in-seconds 99999999", "above SageMaker's limit of 2419200"),
-    ("--max-wait-time-in-seconds -1", "max_wait_time_in_seconds -1 (from cell) must be at least 1"),
+    ("--max-wait-time-in-seconds -1", "MaxWaitTimeInSeconds is at least 1 (CreateTrainingJob.StoppingCondition"),
     ("--use-spot-instances", "spot instances need --max-wait-time-in-seconds"),
     ("--use-spot-instances --max-wait-time-in-seconds 60 --max-runtime-in-seconds 120",
      "max_wait_time_in_seconds 60 is shorter than max_runtime_in_seconds 120"),
     ("--image-uri ''", "image_uri '' (from cell) is not an image URI"),
     ("--image-uri 'https://x/y:1'", "is not an image URI"),
     ("--image-uri 'a b:1'", "is not an image URI"),
-    ("--env 1BAD=x", "'1BAD' are not valid names"),
-    ("--env 'A-B=x'", "'A-B' are not valid names"),
+    ("--env 1BAD=x", "--env '1BAD' (from cell): Environment keys must match [a-zA-Z_][a-zA-Z0-9_]* "
+     "(CreateTrainingJob.Environment)"),
+    ("--env 'A-B=x'", "--env 'A-B' (from cell): Environment keys must match"),
+    ("--security-group-id 'bad!sg'", "SecurityGroupIds entries must match [-0-9a-zA-Z]+"),
+    ("--volume-kms-key " + "k" * 3000, "VolumeKmsKeyId has at most 2048 characters"),
+    ("--max-retry-attempts 31", "MaximumRetryAttempts is at most 30"),
+    ("--instance-type ml.m5.xlarg", "InstanceType must be one of the"),
+    ("--tag " + "k" * 129 + "=v", "Key has at most 128 characters (CreateTrainingJob.Tags.Key)"),
     ("--tag aws:owner=me", "uses the prefix 'aws:'"),
     ("--dependencies nowhere/requirements.txt", "dependencies 'nowhere/requirements.txt' (from cell) names no file"),
     ("--pre-execution-script missing.sh", "pre_execution_script 'missing.sh' (from cell) names no file"),

@@ -62,7 +62,7 @@ def test_local_stops_on_the_stop_button(shell, tmp_path):
     ("%%remote --else-fail no", "--else-fail is a pipeline option"),
     ("%%remote --instance-typo ml.m5.large", "unknown option --instance-typo"),
     ("%%remote --instance-count many", "--instance-count 'many' is not an integer"),
-    ("%%remote --instance-type xlarge", "is not a SageMaker instance type"),
+    ("%%remote --instance-type xlarge", "--instance-type 'xlarge' (from cell): InstanceType must be one of"),
 ])
 def test_bad_remote_lines_are_refused_before_anything_starts(shell, line, message):
     shell.configure(name="remote-bad")

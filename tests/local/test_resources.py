@@ -43,16 +43,24 @@ def test_the_terminal_the_results_table_and_the_panel_show_the_measurements(shel
 
 
 def test_a_run_suggests_instance_types_and_submit_warns_about_a_step_too_big_for_its_instance(shell, tmp_path,
-                                                                                            capsys):
+                                                                                            capsys, monkeypatch):
+    # The smallest instance SageMaker trains on has 4 GiB; this test's says 1 GiB (a 1.2 GiB step outgrows it).
+    from jupyter_smstep.core import instances
+    from jupyter_smstep.remote import instances as remote_instances
+
+    table = instances.shipped()
+    small = {**table.types, "ml.t3.medium": instances.Spec("ml.t3.medium", 2, 1024, 0)}
+    for module in (instances, remote_instances):
+        monkeypatch.setattr(module, "shipped", lambda: instances.Specs(small, table.source))
     shell.configure(name="suggested")
     shell.run("%%step small --defer --instance-type ml.m5.2xlarge\nv = 1")
-    shell.run("%%step big --defer --instance-type ml.t3.micro\nblob = b'x' * (1200 * 2**20)\nn = len(blob) + v\n"
+    shell.run("%%step big --defer --instance-type ml.t3.medium\nblob = b'x' * (1200 * 2**20)\nn = len(blob) + v\n"
               "del blob")
     capsys.readouterr()
     shell.run(f"%pipeline run --runs-dir {tmp_path / 'runs'} --no-cache")
     out = capsys.readouterr().out
     assert "small: peak" in out and "ml.m5.2xlarge (8 vCPU, 32 GiB) → ml.m5.large (2 vCPU, 8 GiB)" in out
-    assert "warning: big: peak" in out and "more than ml.t3.micro (2 vCPU, 1 GiB) holds" in out
+    assert "warning: big: peak" in out and "more than ml.t3.medium (2 vCPU, 1 GiB) holds" in out
     doc = shell.workspace.last_run.to_json()["steps"]
     assert doc["small"]["suggestion"]["fits_same_family"] == "ml.m5.large"
     assert doc["big"]["suggestion"]["too_small"] is True

@@ -80,7 +80,7 @@ def test_schedules_lists_each_with_its_next_three_runs_and_unschedule_deletes(no
     ("%pipeline schedule nightly --at 'at(2020-01-01T06:00:00)' --role ROLE", "never fires after now"),
     ("%pipeline schedule 'every night' --rate 'rate(1 day)' --role ROLE", "schedule name 'every night' is invalid"),
     ("%pipeline schedule nightly --rate 'rate(1 day)'", "needs a role for EventBridge Scheduler"),
-    ("%pipeline schedule nightly --rate 'rate(1 day)' --role admin", "--role 'admin' is not an IAM role ARN"),
+    ("%pipeline schedule nightly --rate 'rate(1 day)' --role admin", "--role 'admin': RoleArn must match arn:aws"),
     ("%pipeline schedule nightly --rate 'rate(1 day)' --role ROLE -p epoch=3", "epoch"),
     ("%pipeline schedule nightly --rate 'rate(1 day)' --role ROLE -p epochs=many", "epochs"),
     ("%pipeline schedule nightly --rate 'rate(1 day)' --role ROLE --start 2030-01-02 --end 2030-01-01",

@@ -62,7 +62,8 @@ def test_a_local_run_resolves_the_parameter_and_a_bad_override_is_refused_before
     assert result.instance_types()["train"] == "ml.c5.2xlarge"
     with pytest.raises(SmstepError) as info:
         notebook.workspace.run_local(runs_dir=tmp_path / "runs", parameters={"TrainingInstanceType": "xlarge"})
-    assert "instance type 'xlarge' (from cell, parameter TrainingInstanceType)" in str(info.value)
+    assert "--instance-type 'xlarge' (from cell, parameter TrainingInstanceType): InstanceType must be one of" \
+        in str(info.value)
     with pytest.raises(SmstepError, match="instance_count must be at least 1"):
         notebook.workspace.run_local(runs_dir=tmp_path / "runs", parameters={"TrainingInstanceCount": "0"})
     assert not list((tmp_path / "runs").glob("*/steps/train/2"))  # nothing ran for the refused ones
