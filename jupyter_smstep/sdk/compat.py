@@ -150,7 +150,9 @@ def load() -> Sdk:
     with _import_environment(major):
         mod = {key: importlib.import_module(path) for key, path in table.items()}
     if major >= 3:
-        _memoize_config_validation()
+        from jupyter_smstep.sdk import patches
+
+        patches.memoize_config_validation()
     _quiet_sdk_loggers()  # after the imports: the SDK sets its loggers' levels when imported
     retry = mod["retry"]
     return Sdk(
@@ -209,32 +211,6 @@ def _import_environment(major: int) -> Iterator[None]:
     finally:
         for name in added:
             os.environ.pop(name, None)
-
-
-def _memoize_config_validation() -> None:
-    """v3 re-validates the whole config.yaml against its JSON schema on every lookup.
-
-    That is ~0.5 s a time and ~15 lookups per step built, so a Studio admin
-    config made a 10-step build take over a minute. Validation depends only on
-    the config's content, so remember the configs that passed.
-    """
-    import json
-
-    from sagemaker.core.config.config_manager import SageMakerConfig
-
-    original = SageMakerConfig.__dict__["validate_sagemaker_config"].__func__
-    if getattr(original, "_smstep_memo", False):
-        return
-    valid: set[str] = set()
-
-    def validate(sagemaker_config=None):
-        key = json.dumps(sagemaker_config, sort_keys=True, default=str)
-        if key not in valid:
-            original(sagemaker_config)  # raises on an invalid config, which is then not remembered
-            valid.add(key)
-
-    validate._smstep_memo = True  # type: ignore[attr-defined]
-    SageMakerConfig.validate_sagemaker_config = staticmethod(validate)
 
 
 def _quiet_sdk_loggers() -> None:

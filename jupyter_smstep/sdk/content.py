@@ -12,7 +12,7 @@ Three changes, all made here, for both SDK lines:
    plus the signing key's id, instead of the build time. The SDK has no
    setting for it: its ``StepsCompiler`` hands ``pipeline_build_time`` to each
    step's compilation context. :func:`_install` wraps ``StepsCompiler._build_step``
-   (the same private method in v2 and v3) once; the wrapper acts only while a
+   (the same private method in v2 and v3, through :mod:`.patches`) once; the wrapper acts only while a
    :class:`BuildPlan` is set in a context variable for the current thread, so
    other builds (and other threads) see the SDK unchanged.
 2. **The signing key is stable per user and pipeline**: derived with HMAC from a
@@ -43,7 +43,6 @@ import contextvars
 import functools
 import hashlib
 import hmac
-import importlib
 import io
 import os
 import secrets
@@ -329,60 +328,44 @@ _PLAN: contextvars.ContextVar[BuildPlan | None] = contextvars.ContextVar("smstep
 
 
 def _install(major: int) -> None:
-    """Wrap ``StepsCompiler._build_step`` once; the wrapper does nothing unless a plan is set."""
-    from jupyter_smstep.sdk import compat
+    """Wrap the steps compiler's per-step build once (``sdk.patches``); the wrapper does nothing unless a plan is
+    set."""
+    from jupyter_smstep.sdk import compat, patches
 
-    compiler = importlib.import_module(compat.modules(major)["steps_compiler"]).StepsCompiler
-    original = compiler.__dict__["_build_step"]
-    if getattr(original, "_smstep", False):
-        return
-
-    def _build_step(self: Any, step: Any) -> Any:
+    def build_step(compiler: Any, step: Any, original: Any) -> Any:
         plan = _PLAN.get()
         if plan is None or step.name not in plan.keys:
-            return original(self, step)
-        self.pipeline_build_time = plan.folder(step.name)
-        self._function_step_secret_token = plan.token_like(self._function_step_secret_token)
-        self.upload_workspace = True  # the workspace lives in each step's own folder
+            return original(compiler, step)
+        patches.set_compilation(compiler, plan.folder(step.name), plan.token_like)
         plan.compiling = step.name
         try:
-            compiled = original(self, step)
+            compiled = original(compiler, step)
         finally:
             plan.compiling = None
         if step.name in plan.cache:
-            compiled._request_dict["CacheConfig"] = {"Enabled": True, "ExpireAfter": plan.cache[step.name]}
+            patches.set_request_field(compiled, "CacheConfig", {"Enabled": True, "ExpireAfter": plan.cache[step.name]})
         return compiled
 
-    _build_step._smstep = True  # type: ignore[attr-defined]
-    compiler._build_step = _build_step
-    _install_stable_requirements(compat.modules(major)["remote_function"])
+    patches.wrap_build_step(major, build_step)
+    patches.wrap_ensure_dependency(compat.modules(major)["remote_function"], _stable_requirements)
 
 
-def _install_stable_requirements(remote_function: str) -> None:
+def _stable_requirements(original: Any, local_dependencies_path: str | None) -> str:
     """v2 (2.256+) adds its own ``sagemaker`` requirement to every step: in a temporary file with a random
     name (which the definition names), or by appending to the user's own requirements file. While a plan
     is set, it does that to a copy named by its content instead: the definition stays the same and the
     user's file is left alone."""
-    job = importlib.import_module(f"{remote_function}.job")
-    original = getattr(job, "_ensure_sagemaker_dependency", None)
-    if original is None or getattr(original, "_smstep", False):
-        return
-
-    def ensure(local_dependencies_path: str | None) -> str:
-        if _PLAN.get() is None or (local_dependencies_path and not local_dependencies_path.endswith(".txt")):
-            return original(local_dependencies_path)
-        text = Path(local_dependencies_path).read_bytes() if local_dependencies_path else b""
-        name = Path(local_dependencies_path).name if local_dependencies_path else "sagemaker_requirements.txt"
-        staged = data_dir() / "requirements" / hashlib.sha256(text).hexdigest()[:16] / name
-        if not staged.exists():
-            staged.parent.mkdir(parents=True, exist_ok=True)
-            partial = staged.with_name(f".{name}.{secrets.token_hex(4)}")
-            partial.write_bytes(text)
-            os.replace(partial, staged)
-        return original(str(staged))  # appends the SDK's line to the copy, once
-
-    ensure._smstep = True  # type: ignore[attr-defined]
-    job._ensure_sagemaker_dependency = ensure
+    if _PLAN.get() is None or (local_dependencies_path and not local_dependencies_path.endswith(".txt")):
+        return str(original(local_dependencies_path))
+    text = Path(local_dependencies_path).read_bytes() if local_dependencies_path else b""
+    name = Path(local_dependencies_path).name if local_dependencies_path else "sagemaker_requirements.txt"
+    staged = data_dir() / "requirements" / hashlib.sha256(text).hexdigest()[:16] / name
+    if not staged.exists():
+        staged.parent.mkdir(parents=True, exist_ok=True)
+        partial = staged.with_name(f".{name}.{secrets.token_hex(4)}")
+        partial.write_bytes(text)
+        os.replace(partial, staged)
+    return str(original(str(staged)))  # appends the SDK's line to the copy, once
 
 
 @contextlib.contextmanager

@@ -67,7 +67,9 @@ def _resolve_default_bucket(session: Any, boto_session: Any) -> None:
     except Exception:  # noqa: BLE001 - missing: create it, as the SDK would
         config = {} if region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": region}}
         s3.create_bucket(Bucket=name, **config)
-    session._default_bucket = name  # the SDK's own cache of default_bucket()
+    from jupyter_smstep.sdk import patches
+
+    patches.set_default_bucket(session, name)
 
 
 def _construct_session(cls: Any, kwargs: dict[str, Any]) -> Any:

@@ -1,0 +1,141 @@
+"""Every place jupyter_smstep touches a private part of the SageMaker SDK: here, and only here.
+
+- ``StepsCompiler._build_step`` (wrapped), and on the compiler ``pipeline_build_time``,
+  ``_function_step_secret_token``, ``upload_workspace``, on its result ``_request_dict``. v2 and v3.
+  The SDK has no setting for a step's payload folder, signing key, workspace upload or cache config;
+  content-addressed builds (``sdk.content``) set them per step.
+- ``remote_function.job._ensure_sagemaker_dependency`` (wrapped). v2 2.256+. It writes the SDK's
+  own requirement into a temporary file with a random name (which the definition names), or
+  appends to the user's file; a copy named by its content keeps the definition stable (``sdk.content``).
+- ``SageMakerConfig.validate_sagemaker_config`` (memoized). v3. It re-validates config.yaml against
+  its JSON schema on every lookup, ~0.5 s each, ~15 lookups a step (``sdk.compat.load``).
+- ``Session._default_bucket`` (set). v2 and v3. The SDK's cache of ``default_bucket()``, set after
+  finding the bucket through clients that honour ``AWS_ENDPOINT_URL`` (``sdk.session``).
+
+Each wrapper is installed once, marks itself (``_smstep``) and does nothing unless its caller asks.
+``tests/sdk/test_patches.py`` has one canary per patched attribute under each SDK line: a release
+that moves one fails one named test. (botocore's event hooks that ``sdk.content`` and ``sdk.rules``
+use are public API and not listed.)
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Patched:
+    """One private attribute of the SDK that jupyter_smstep relies on (a canary test checks it exists)."""
+
+    module: str  # sdk.compat.MODULES key
+    path: str  # "StepsCompiler._build_step"
+    lines: tuple[int, ...]  # SDK majors it applies to
+    optional: bool = False  # absent in some releases of the line (then the patch is not applied)
+
+
+PATCHED = (
+    Patched("steps_compiler", "StepsCompiler._build_step", (2, 3)),
+    Patched("steps_compiler", "StepsCompiler.__init__", (2, 3)),  # sets the three attributes below
+    Patched("remote_function", "job._ensure_sagemaker_dependency", (2,), optional=True),
+    Patched("config_manager", "SageMakerConfig.validate_sagemaker_config", (3,)),
+)
+#: The compiler attributes the build-step wrapper sets (present once StepsCompiler.__init__ ran).
+COMPILER_ATTRIBUTES = ("pipeline_build_time", "_function_step_secret_token", "upload_workspace")
+
+
+def resolve(patched: Patched, major: int) -> Any:
+    """The patched attribute in the installed SDK (AttributeError/ImportError when a release moved it)."""
+    from jupyter_smstep.sdk import compat
+
+    path = (compat.modules(major) | _EXTRA[major])[patched.module]
+    *parents, last = patched.path.split(".")
+    node: Any = importlib.import_module(path)
+    for part in parents:
+        node = getattr(node, part, None) or importlib.import_module(f"{path}.{part}")
+    return getattr(node, last)
+
+
+_EXTRA = {2: {"config_manager": "sagemaker.config.config_manager"},
+          3: {"config_manager": "sagemaker.core.config.config_manager"}}
+
+
+# ---------------------------------------------------------------------------- the steps compiler
+BuildStep = Callable[[Any, Any, Callable[[Any, Any], Any]], Any]
+
+
+def wrap_build_step(major: int, around: BuildStep) -> None:
+    """``StepsCompiler._build_step(self, step)`` becomes ``around(self, step, original)``. Once."""
+    from jupyter_smstep.sdk import compat
+
+    compiler = importlib.import_module(compat.modules(major)["steps_compiler"]).StepsCompiler
+    original = compiler.__dict__["_build_step"]
+    if getattr(original, "_smstep", False):
+        return
+
+    def _build_step(self: Any, step: Any) -> Any:
+        return around(self, step, original)
+
+    _build_step._smstep = True  # type: ignore[attr-defined]
+    compiler._build_step = _build_step
+
+
+def set_compilation(compiler: Any, folder: str, token: Callable[[Any], Any]) -> None:
+    """The step's payload folder (instead of the build time), signing key (``token`` of the SDK's) and a workspace
+    upload into the step's own folder."""
+    compiler.pipeline_build_time = folder
+    compiler._function_step_secret_token = token(compiler._function_step_secret_token)
+    compiler.upload_workspace = True
+
+
+def set_request_field(compiled: Any, key: str, value: Any) -> None:
+    """A field of a compiled step's request (``CacheConfig``), which the SDK's @step has no keyword for."""
+    compiled._request_dict[key] = value
+
+
+def wrap_ensure_dependency(remote_function: str, around: Callable[[Any, str | None], str]) -> None:
+    """v2's ``job._ensure_sagemaker_dependency(path)`` becomes ``around(original, path)``, where it exists. Once."""
+    job = importlib.import_module(f"{remote_function}.job")
+    original = getattr(job, "_ensure_sagemaker_dependency", None)
+    if original is None or getattr(original, "_smstep", False):
+        return
+
+    def ensure(local_dependencies_path: str | None) -> str:
+        return around(original, local_dependencies_path)
+
+    ensure._smstep = True  # type: ignore[attr-defined]
+    job._ensure_sagemaker_dependency = ensure
+
+
+# ---------------------------------------------------------------------------- config and session
+def memoize_config_validation() -> None:
+    """v3 re-validates the whole config.yaml against its JSON schema on every lookup.
+
+    That is ~0.5 s a time and ~15 lookups per step built, so a Studio admin
+    config made a 10-step build take over a minute. Validation depends only on
+    the config's content, so remember the configs that passed.
+    """
+    import json
+
+    from sagemaker.core.config.config_manager import SageMakerConfig
+
+    original = SageMakerConfig.__dict__["validate_sagemaker_config"].__func__
+    if getattr(original, "_smstep", False):
+        return
+    valid: set[str] = set()
+
+    def validate(sagemaker_config: Any = None) -> None:
+        key = json.dumps(sagemaker_config, sort_keys=True, default=str)
+        if key not in valid:
+            original(sagemaker_config)  # raises on an invalid config, which is then not remembered
+            valid.add(key)
+
+    validate._smstep = True  # type: ignore[attr-defined]
+    SageMakerConfig.validate_sagemaker_config = staticmethod(validate)
+
+
+def set_default_bucket(session: Any, name: str) -> None:
+    """The SDK's own cache of ``default_bucket()``."""
+    session._default_bucket = name
