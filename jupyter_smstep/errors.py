@@ -169,6 +169,12 @@ def aws_error(exc: BaseException, doing: str, *, denied_fix: str | None = None,
                             fix="wait a little and try again, or ask for a higher quota")
     if code in _BAD_REQUEST:
         return SmstepError(f"{doing} failed: {detail}", fix=not_found_fix or "check the names, ARN and region given")
+    if name == "RoleValidationError":  # SDK v3 checks the role before it creates anything
+        reason, _, _ = text.partition("\n\nTo fix this")
+        return SmstepError(f"{doing} failed: the SageMaker SDK's role check: {' '.join(reason.split())}",
+                           fix="give the role the permissions named and let the service assume it (its trust "
+                           "policy), or pass another role (--role, or RoleArn in config.yaml); "
+                           "SAGEMAKER_VALIDATE_ROLE=false skips the SDK's check")
     if code:  # another service-side error (internal failure, unavailable)
         return ServiceError(f"{doing} failed: {detail}", fix="try again; if it persists, check the AWS service health")
     return ServiceError(f"{doing} failed: {detail}", fix="check credentials, region and AWS_ENDPOINT_URL")

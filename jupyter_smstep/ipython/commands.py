@@ -410,6 +410,8 @@ def _submit(ctx: Context, args: argparse.Namespace) -> int:
         except SmstepError:
             pass  # nothing measured: nothing to estimate
     submission = ctx.workspace.submit(_overrides(args), changed=args.changed, force=args.force)
+    for note in submission.notes:
+        print(f"note: {note}", file=ctx.err)
     selection = submission.selection
     if selection is not None:
         print(selection.note + ("" if submission.started else ": nothing started (--force starts it anyway)"),
@@ -529,6 +531,8 @@ def _schedule(ctx: Context, args: argparse.Namespace) -> int:
     say_warnings(ctx, service=True)
     found = ctx.workspace.schedule(args.name, expression, role=args.role, parameters=_overrides(args),
                                    start=start, end=end, enabled=not args.disabled)
+    for note in found.notes:
+        print(f"note: {note}", file=ctx.err)
     if ctx.cli:
         print(json.dumps(found.to_json(), indent=2), file=ctx.out)
     else:

@@ -35,6 +35,7 @@ class Submission:
     selection: Selection | None = None
     uploads: tuple[int, int] = (0, 0)  # objects uploaded, objects already there
     keys: dict[str, dict[str, str]] = field(default_factory=dict)  # step -> its key's parts, as submitted
+    notes: list[str] = field(default_factory=list)  # what was not checked, and why (a role's trust)
 
     @property
     def started(self) -> bool:
@@ -47,7 +48,8 @@ class Submission:
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"pipeline_arn": self.pipeline_arn, "execution_arn": self.execution_arn or None,
                                "console_url": self.console_url or None,
-                               "uploaded": self.uploads[0], "already_uploaded": self.uploads[1]}
+                               "uploaded": self.uploads[0], "already_uploaded": self.uploads[1],
+                               "notes": list(self.notes)}
         if self.selection is not None:
             out["changed"] = {"source_execution_arn": self.selection.source_arn, "steps": self.selection.steps,
                               "why": self.selection.why, "note": self.selection.note}
@@ -115,21 +117,27 @@ def _latest_succeeded(client: Any, pipeline: str) -> str | None:
 
 
 def upsert(graph: PipelineGraph, namespace: Mapping[str, Any], session: Any, root: Path | None = None,
-           only_if_changed: bool = False, parameters: Mapping[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
+           only_if_changed: bool = False, parameters: Mapping[str, Any] | None = None,
+           notes: list[str] | None = None) -> tuple[Any, dict[str, Any]]:
     """Create or update the pipeline: the compiled pipeline and the service's answer (``PipelineArn``).
 
     The definition is checked by SageMaker's rules first (at each parameter's default and at ``parameters``,
     the run's ``-p``), before anything is uploaded; the requests themselves are checked as they are sent.
     With ``only_if_changed``, a pipeline whose stored definition is already this one is left alone
-    (the answer then has ``"Unchanged": True``).
+    (the answer then has ``"Unchanged": True``). The pipeline's role must trust SageMaker (asked of IAM first;
+    ``notes`` gets why when IAM cannot be asked).
     """
     from jupyter_smstep import sdk
+    from jupyter_smstep.remote import roles
     from jupyter_smstep.sdk import build, rules
 
+    role = pipeline_role(graph) or sdk.execution_role(session)
+    checked = roles.trust(session, role, roles.SAGEMAKER, "the pipeline's role")
+    if checked.note and notes is not None:
+        notes.append(checked.note)
     compiled = build.build_pipeline(graph, namespace, session, root=root)
     compiled.checked(parameters)
     rules.guard(session.sagemaker_client)
-    role = pipeline_role(graph) or sdk.execution_role(session)
     pipeline = compiled.pipeline
     try:
         with compiled.building():  # content-addressed: unchanged steps are not uploaded again
@@ -171,7 +179,8 @@ def submit(graph: PipelineGraph, namespace: Mapping[str, Any], parameters: Mappi
 
     if session is None:
         session = sdk.make_session()
-    compiled, response = upsert(graph, namespace, session, root, parameters=parameters)
+    notes: list[str] = []
+    compiled, response = upsert(graph, namespace, session, root, parameters=parameters, notes=notes)
     assert compiled.plan is not None
     pipeline = compiled.pipeline
     uploads = (compiled.plan.uploads.uploaded, compiled.plan.uploads.skipped)
@@ -182,7 +191,7 @@ def submit(graph: PipelineGraph, namespace: Mapping[str, Any], parameters: Mappi
         kwargs["execution_display_name"] = display_name[:82]
     if selection is not None and selection.source_arn is not None:
         if not selection.steps and not force:
-            return Submission(response["PipelineArn"], "", session.boto_region_name, selection, uploads, parts)
+            return Submission(response["PipelineArn"], "", session.boto_region_name, selection, uploads, parts, notes)
         if selection.steps:
             kwargs["selective_execution_config"] = sdk.load().SelectiveExecutionConfig(
                 selected_steps=selection.steps, source_pipeline_execution_arn=selection.source_arn)
@@ -194,4 +203,5 @@ def submit(graph: PipelineGraph, namespace: Mapping[str, Any], parameters: Mappi
         error = aws_error(exc, f"starting pipeline {graph.name!r} (it was created: {response['PipelineArn']})",
                           denied_fix="give your credentials sagemaker:StartPipelineExecution")
         raise error from None
-    return Submission(response["PipelineArn"], execution.arn, session.boto_region_name, selection, uploads, parts)
+    return Submission(response["PipelineArn"], execution.arn, session.boto_region_name, selection, uploads, parts,
+                      notes)

@@ -9,6 +9,10 @@
   appends to the user's file; a copy named by its content keeps the definition stable (``sdk.content``).
 - ``SageMakerConfig.validate_sagemaker_config`` (memoized). v3. It re-validates config.yaml against
   its JSON schema on every lookup, ~0.5 s each, ~15 lookups a step (``sdk.compat.load``).
+- ``SAGEMAKER_VALIDATE_ROLE`` (set to false around one call). v3 3.27. ``Pipeline.put_triggers`` checks the
+  schedule's role as a pipeline role (that it trusts sagemaker.amazonaws.com), but EventBridge Scheduler
+  is what assumes it; after ``remote.roles`` has checked the right trust, the SDK's check is off for
+  that call only (``remote.schedules``).
 - ``Session._default_bucket`` (set). v2 and v3. The SDK's cache of ``default_bucket()``, set after
   finding the bucket through clients that honour ``AWS_ENDPOINT_URL`` (``sdk.session``).
 
@@ -20,8 +24,10 @@ use are public API and not listed.)
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,6 +140,20 @@ def memoize_config_validation() -> None:
 
     validate._smstep = True  # type: ignore[attr-defined]
     SageMakerConfig.validate_sagemaker_config = staticmethod(validate)
+
+
+@contextlib.contextmanager
+def without_sdk_role_check() -> Iterator[None]:
+    """SDK v3's own role check off for one call (its public switch, ``SAGEMAKER_VALIDATE_ROLE``)."""
+    previous = os.environ.get("SAGEMAKER_VALIDATE_ROLE")
+    os.environ["SAGEMAKER_VALIDATE_ROLE"] = "false"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("SAGEMAKER_VALIDATE_ROLE", None)
+        else:
+            os.environ["SAGEMAKER_VALIDATE_ROLE"] = previous
 
 
 def set_default_bucket(session: Any, name: str) -> None:

@@ -481,12 +481,13 @@ def start_moto_server():
     return server, f"http://{host}:{port}"
 
 
-def prepare_account(url: str, role: str = "SageMakerRole") -> str:
-    """What submit needs from moto: a role SageMaker may assume (SDK v3 checks) and the default bucket."""
+def prepare_account(url: str, role: str = "SageMakerRole", service: str = "sagemaker.amazonaws.com") -> str:
+    """What submit needs from moto: a role SageMaker may assume (SDK v3 checks) and the default bucket;
+    ``service``: the service the role trusts (``scheduler.amazonaws.com`` for a schedule's)."""
     import boto3
 
     trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                     "Principal": {"Service": "sagemaker.amazonaws.com"}}]}
+                                                     "Principal": {"Service": service}}]}
     iam = boto3.client("iam", endpoint_url=url, **DUMMY)
     try:
         iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust))

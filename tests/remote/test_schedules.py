@@ -27,7 +27,9 @@ def notebook(shell, moto_server, fake_sagemaker, monkeypatch, tmp_path):
     shell.run(f"%pipeline config --name {name} --role {role} --image-uri {IMAGE} --instance-type ml.m5.large")
     for source in NOTEBOOK:
         shell.run(source)
-    shell.role, shell.fake, shell.scheduler = role, fake, boto3.client("scheduler", endpoint_url=moto_server, **DUMMY)
+    scheduler_role = prepare_account(moto_server, "SchedulerRole", "scheduler.amazonaws.com")  # the schedule's
+    shell.role, shell.fake = scheduler_role, fake
+    shell.scheduler = boto3.client("scheduler", endpoint_url=moto_server, **DUMMY)
     return shell
 
 

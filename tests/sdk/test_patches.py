@@ -36,3 +36,18 @@ def test_the_wrappers_are_installed_once_and_say_so():
     content._install(MAJOR)
     wrapped = patches.resolve(patches.PATCHED[0], MAJOR)
     assert wrapped._smstep and "around" in wrapped.__code__.co_freevars
+
+
+def test_the_sdks_role_check_switch_is_the_one_put_triggers_honours():
+    """v3's Pipeline.put_triggers checks the schedule's role through resolve_and_validate_role, which
+    SAGEMAKER_VALIDATE_ROLE=false turns off (remote.schedules turns it off after checking the right trust);
+    v2 has no such check."""
+    pipeline = __import__(compat.modules(MAJOR)["pipeline"], fromlist=["Pipeline"]).Pipeline
+    source = inspect.getsource(pipeline.put_triggers)
+    if MAJOR < 3:
+        assert "resolve_and_validate_role" not in source
+        return
+    assert "resolve_and_validate_role" in source
+    from sagemaker.core.helper import iam_role_resolver
+
+    assert 'os.getenv("SAGEMAKER_VALIDATE_ROLE"' in inspect.getsource(iam_role_resolver.resolve_and_validate_role)
