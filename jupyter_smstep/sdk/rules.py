@@ -268,19 +268,29 @@ def option_of(path: str) -> str | None:
 def step_problems(step: str, settings: Mapping[str, Any], origins: Mapping[str, str] | None = None
                   ) -> list[Problem]:
     """A step's settings checked against ``CreateTrainingJob``: one error per value the service would refuse,
-    naming the option, the field and the rule."""
+    naming the option, the field and the rule. (Remembered by content: a panel refresh walks nothing again.)"""
+    key = json.dumps([step, step_request(settings), dict(origins or {})], sort_keys=True, default=repr)
+    return list(_step_problems(key))
+
+
+@functools.lru_cache(maxsize=4096)
+def _step_problems(key: str) -> tuple[Problem, ...]:
+    step, request, origins = json.loads(key)
+    return tuple(_walk_step(step, request, origins))
+
+
+def _walk_step(step: str, request: dict[str, Any], origins: Mapping[str, str]) -> list[Problem]:
     problems = []
-    request = step_request(settings)
     env = request.get("Environment")
     for violation in check("sagemaker", "CreateTrainingJob", request):
         key = option_of(violation.path)
-        problems.append(_problem(violation, key, step, (origins or {}).get(key or "")))
+        problems.append(_problem(violation, key, step, origins.get(key or "")))
     if isinstance(env, Mapping):  # the SDK adds its own entries: the service counts them too
         room = int(input_shape("sagemaker", "CreateTrainingJob").members["Environment"].metadata["max"])
         if room - SDK_ENVIRONMENT < len(env) <= room:
             problems.append(_problem(Violation("CreateTrainingJob", "Environment", env,
                                                f"has at most {room} entries, {SDK_ENVIRONMENT} of them the SDK's"),
-                                     "environment_variables", step, (origins or {}).get("environment_variables")))
+                                     "environment_variables", step, origins.get("environment_variables")))
     return problems
 
 
