@@ -381,13 +381,14 @@ class Workspace:
                               fix="run it locally first (%pipeline run, smstep run NB)")
         measured = run.measurements()
         if region is None:
-            import boto3
+            from jupyter_smstep.sdk.compat import aws_region
 
-            region = boto3.session.Session().region_name
+            region = aws_region()
         if prices_file:
             return cost.estimate(measured, cost.parse_prices_file(prices_file, region))
         if not region:
-            return cost.estimate(measured, None, "no AWS region is set (AWS_REGION or the AWS config)")
+            return cost.estimate(measured, None, "no AWS region is set (AWS_REGION, AWS_DEFAULT_REGION or the AWS "
+                                 "config)")
         from jupyter_smstep.remote import pricing
 
         prices, why = pricing.fetch(region, {m["instance_type"] for m in measured.values()})

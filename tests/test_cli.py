@@ -140,3 +140,27 @@ def test_no_image_is_needed_until_the_service_needs_it(tmp_path, capsys):
     assert cli.main(["definition", str(path)]) == 2
     err = capsys.readouterr().err
     assert err.count("no image_uri for every step") == 1 and "--image-uri" in err and "Traceback" not in err
+
+
+def test_the_no_region_fix_works_when_followed(tmp_path):
+    """Without a region, submit says how to set one; following it (AWS_REGION, which this botocore does not read
+    itself) gets past the region, with no traceback."""
+    import shutil
+
+    notebook = Path(shutil.copy(EXAMPLE, tmp_path / "abalone.ipynb"))
+    env = {k: v for k, v in os.environ.items() if k not in ("AWS_REGION", "AWS_DEFAULT_REGION")}
+    config = tmp_path / "aws-config"
+    config.write_text("")
+    env.update({"AWS_CONFIG_FILE": str(config), "AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
+
+    def submit(extra):
+        return subprocess.run([sys.executable, "-m", "jupyter_smstep.cli", "submit", str(notebook)],
+                              capture_output=True, text=True, env={**env, **extra}, timeout=600, cwd=tmp_path)
+
+    first = submit({})
+    assert first.returncode == 3 and "no AWS region is configured" in first.stderr, first.stderr[-2000:]
+    assert "fix: set AWS_REGION (e.g. export AWS_REGION=us-east-1)" in first.stderr
+    followed = submit({"AWS_REGION": "eu-west-1"})
+    assert "region" not in followed.stderr.split("smstep: error:")[-1].split("fix:")[0]
+    assert "Traceback" not in followed.stderr and followed.returncode == 3  # the port-9 endpoint: cannot reach AWS
+    assert "cannot reach AWS" in followed.stderr

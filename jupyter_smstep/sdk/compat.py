@@ -200,17 +200,25 @@ def _import_environment(major: int) -> Iterator[None]:
     if "SAGEMAKER_SUPPRESS_V2_WARNING" not in os.environ:
         added.append("SAGEMAKER_SUPPRESS_V2_WARNING")
         os.environ["SAGEMAKER_SUPPRESS_V2_WARNING"] = "1"
-    if major >= 3 and not (os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")):
+    if major >= 3 and not os.environ.get("AWS_DEFAULT_REGION"):
         import boto3
 
         if boto3.session.Session().region_name is None:
             added.append("AWS_DEFAULT_REGION")
-            os.environ["AWS_DEFAULT_REGION"] = "us-east-1"
+            os.environ["AWS_DEFAULT_REGION"] = aws_region() or "us-east-1"
     try:
         yield
     finally:
         for name in added:
             os.environ.pop(name, None)
+
+
+def aws_region() -> str | None:
+    """The region the user set: botocore's (AWS_DEFAULT_REGION, the profile), else ``AWS_REGION``, which the
+    AWS CLI and most SDKs honour but this botocore does not."""
+    import boto3
+
+    return boto3.session.Session().region_name or os.environ.get("AWS_REGION") or None
 
 
 def _quiet_sdk_loggers() -> None:

@@ -32,6 +32,9 @@ def make_session(
 
     sdk = load()
     if boto_session is None:
+        from jupyter_smstep.sdk.compat import aws_region
+
+        region = region or aws_region()
         boto_session = boto3.Session(region_name=region) if region else boto3.Session()
     kwargs: dict[str, Any] = {"boto_session": boto_session}
     if endpoint_url:

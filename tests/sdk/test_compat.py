@@ -68,3 +68,20 @@ def test_credentials_sessions_clients_and_open_files_are_never_captured(shell, t
     assert ("warning", "captures 'api_token'") in problems  # named like a secret
     assert not any(m.startswith("captures 'settings'") for _, m in problems)
     shell.ip.user_ns["handle"].close()
+
+
+def test_aws_region_is_honoured_as_the_aws_cli_does(monkeypatch, tmp_path):
+    """botocore reads AWS_DEFAULT_REGION and the config, not AWS_REGION: the tool reads both (cost, sessions)."""
+    from jupyter_smstep.sdk.compat import aws_region
+
+    config = tmp_path / "config"
+    config.write_text("")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")
+    assert aws_region() == "eu-west-1"
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-west-2")
+    assert aws_region() == "us-west-2"
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.delenv("AWS_REGION")
+    assert aws_region() is None
