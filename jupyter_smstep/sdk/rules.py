@@ -142,11 +142,14 @@ def _walk(shape: Any, value: Any, path: str, operation: str, candidates: Mapping
     if kind == "string":
         if not isinstance(value, str):
             return
-        if "enum" in meta and value not in meta["enum"]:
+        # one rule per value: too long first (no pattern runs over a huge value), then enum, pattern, too short
+        if "max" in meta and len(value) > meta["max"]:
+            _count(meta, len(value), "characters", refuse)
+        elif "enum" in meta and value not in meta["enum"]:
             found.append(Violation(operation, path.lstrip("."), value, f"must be one of the {len(meta['enum'])} "
                                    f"values botocore {_botocore()} lists", via, tuple(meta["enum"])))
-        elif "pattern" in meta and not _pattern(meta["pattern"]).fullmatch(value):
-            refuse(f"must match {meta['pattern']}")  # one rule per value: the pattern says more than a length
+        elif "pattern" in meta and not _matches(meta["pattern"], value):
+            refuse(f"must match {meta['pattern']}")
         else:
             _count(meta, len(value), "characters", refuse)
         return
@@ -156,6 +159,15 @@ def _walk(shape: Any, value: Any, path: str, operation: str, candidates: Mapping
             refuse(f"is at least {meta['min']}")
         if "max" in meta and value > meta["max"]:
             refuse(f"is at most {meta['max']}")
+
+
+def _matches(pattern: str, value: str) -> bool:
+    """Whether ``value`` matches the service's ``pattern`` whole; one that takes over a second to decide (a
+    pattern that backtracks) is not refused here (the service says)."""
+    try:
+        return bool(_pattern(pattern).fullmatch(value, timeout=1.0))
+    except TimeoutError:
+        return True
 
 
 def _botocore() -> str:

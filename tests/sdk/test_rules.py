@@ -196,3 +196,8 @@ def test_a_request_the_sdk_builds_is_checked_as_it_is_sent(notebook):
     with pytest.raises(SmstepError, match=r"PipelineExecutionDisplayName must match"):
         session.sagemaker_client.start_pipeline_execution(PipelineName="refused", PipelineExecutionDisplayName="a b")
     assert fake.requests == []
+
+
+def test_a_huge_value_is_refused_by_its_length_without_running_the_pattern():
+    (violation,) = rules.check("sagemaker", "CreateTrainingJob", {"RoleArn": "x" * 100_000})
+    assert violation.rule == "has at most 2048 characters"
