@@ -72,6 +72,8 @@ def function_source(node: StepNode, fname: str) -> str:
 SAVE_FUNCTION = "_smstep_save"
 #: What a final step's return goes through when the build could not see its values (core/plain.py)
 PLAIN_FUNCTION = "_smstep_plain"
+#: The preloader a step function carries (sdk.build): imports what its upstream results are made of.
+PRELOAD_FUNCTION = "_smstep_preload"
 
 
 def epilogue(node: StepNode) -> list[str]:

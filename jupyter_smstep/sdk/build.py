@@ -111,6 +111,7 @@ def step_functions(graph: PipelineGraph, namespace: Mapping[str, Any],
     if errors:
         raise SmstepError(errors)
     names = codegen.function_names(graph)
+    node_by_name = {n.name: n for n in graph.steps}
     functions: dict[str, Callable[..., Any]] = {}
     for node in graph.steps:
         fname = names[node.name]
@@ -129,7 +130,51 @@ def step_functions(graph: PipelineGraph, namespace: Mapping[str, Any],
         linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
         exec(code, glb)  # noqa: S102 - this is the compiler
         functions[node.name] = glb[fname]
+        upstream = sorted({i.step for i in node.links if i.kind == "step"})
+        preload = _preload_names([namespace[i.name] for i in node.links if i.kind == "step" and i.name in namespace],
+                                 [node_by_name[name].cell for name in upstream])
+        if preload:
+            functions[node.name].__dict__[PRELOAD] = _Preload(preload)
     return functions
+
+
+#: A step function's attribute naming the modules its upstream results are made of (imported when it is unpickled).
+PRELOAD = "_smstep_preload"
+
+
+def _preload_names(values: list[Any], cells: list[Any]) -> tuple[str, ...]:
+    """The modules a step's upstream results are made of: those defining the kernel's values' types (and their
+    items', one level down) and those the upstream cells import.
+
+    The SDK unpickles a step's function, then its upstream results, in parallel threads; two threads importing
+    scikit-learn at once can see a half-initialised ``sklearn.base`` (``cannot import name 'clone'``). The
+    function carries these names in its ``__dict__`` and unpickling it imports them, in one thread, before the
+    results are read: in the local runner and on SageMaker alike (a module the container lacks is skipped)."""
+    import ast
+
+    names: set[str] = set()
+    for value in values:
+        items = list(value.values()) if isinstance(value, dict) else list(value) if isinstance(
+            value, (list, tuple)) else []
+        names.update(type(item).__module__ for item in [value, *items[:64]])
+    for cell in cells:
+        for statement in (cell.analysis.imports.values() if cell.analysis else ()):
+            for node in ast.walk(ast.parse(statement)):
+                if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    names.add(node.module)
+                elif isinstance(node, ast.Import):
+                    names.update(alias.name for alias in node.names)
+    return tuple(sorted(n for n in names if n not in ("builtins", "__main__") and not n.startswith("_")))
+
+
+class _Preload:
+    """Pickled as a call of the step's own preloader (shipped by value): unpickling imports the names."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        return helper(codegen.PRELOAD_FUNCTION), (self.names,)
 
 
 def helper_source(name: str) -> str:
@@ -138,8 +183,22 @@ def helper_source(name: str) -> str:
     from jupyter_smstep.core import plain
     from jupyter_smstep.sdk import saving
 
+    if name == codegen.PRELOAD_FUNCTION:
+        return _PRELOAD_SOURCE
     module = {codegen.SAVE_FUNCTION: saving, codegen.PLAIN_FUNCTION: plain}[name]
     return Path(module.__file__ or "").read_text()
+
+
+_PRELOAD_SOURCE = f"""
+def {codegen.PRELOAD_FUNCTION}(names):
+    import importlib
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception:  # the container lacks it: the result that needs it says so when it is read
+            pass
+    return tuple(names)
+"""
 
 
 @functools.cache

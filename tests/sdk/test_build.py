@@ -221,3 +221,30 @@ def test_a_local_run_honours_after(shell, tmp_path):
     assert result.succeeded, {n: s.error for n, s in result.steps.items()}
     assert result.outputs("notify") == {"seen": True}
     assert result.steps["notify"].started >= result.steps["publish"].ended
+
+
+def test_unpickling_a_step_function_first_imports_what_its_upstream_results_are_made_of(shell, tmp_path):
+    """The SDK reads a step's upstream results in parallel threads, which can race importing the library that
+    made them (scikit-learn: "cannot import name 'clone' from partially initialized module"). The step function
+    carries those modules, so unpickling it, before the threads, imports them, in one thread."""
+    import subprocess
+    import sys
+
+    import cloudpickle
+
+    from jupyter_smstep.sdk import build
+
+    shell.configure(name="preload")
+    shell.run("%%step make\nfrom fractions import Fraction\nimport ipaddress\n"
+              "third = Fraction(1, 3)\nhosts = [ipaddress.ip_address('10.0.0.1')]")
+    shell.run("%%step --defer use\nboth = (third, hosts)")
+    functions = build.step_functions(shell.graph(), shell.ip.user_ns)
+    assert functions["use"].__dict__[build.PRELOAD].names == ("fractions", "ipaddress")
+    assert build.PRELOAD not in functions["make"].__dict__  # no upstream: nothing to preload
+    path = tmp_path / "use.pkl"
+    path.write_bytes(cloudpickle.dumps(functions["use"]))
+    check = ("import sys, cloudpickle\nassert 'fractions' not in sys.modules\n"
+             f"cloudpickle.loads(open({str(path)!r}, 'rb').read())\n"
+             "print('fractions' in sys.modules, 'ipaddress' in sys.modules)")  # (no jupyter_smstep needed)
+    out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["True", "True"]
