@@ -141,7 +141,7 @@ def module_source(registry: Registry, graph: PipelineGraph, sdk_major: int | Non
     out += ["", "", "# ---- the pipeline"]
     for node in graph.steps:
         handle = handles[node.name]
-        args = ", ".join([f"{handles[i.step]}[{i.name!r}]" if i.kind == "step" else f"{i.name}_param"
+        args = ", ".join([f"{handles[i.step]}[{i.produced!r}]" if i.kind == "step" else f"{i.name}_param"
                           for i in node.links] + (EXECUTION_SOURCE if node.needs_execution else []))
         out.append(f"{handle} = {names[node.name]}({args})")
         if node.order_only:  # --after: runs after these steps, with no data from them

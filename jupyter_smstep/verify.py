@@ -214,7 +214,7 @@ def compare_run(kernel: Mapping[str, Mapping[str, Any]], result: Any, graph: Any
                 verification.failed_steps.append(node.name)
             continue
         outputs = result.outputs(node.name)
-        values = kernel.get(node.name)
+        values = kernel.get(node.name) or _iteration_values(kernel, node)
         for name in node.outputs:
             mine = values.get(name, Unavailable("not recorded")) if values is not None else \
                 Unavailable("the step's cell has not run in the kernel")
@@ -234,6 +234,20 @@ def compare_run(kernel: Mapping[str, Mapping[str, Any]], result: Any, graph: Any
         if any(f.step == node.name and f.verdict.kind == "differs" for f in verification.findings):
             differing.add(node.name)
     return verification
+
+
+def _iteration_values(kernel: Mapping[str, Mapping[str, Any]], node: Any) -> dict[str, Any] | None:
+    """One ``--foreach`` iteration's values in the kernel: item ``index`` of each list the cell left (with
+    ``--select`` the kernel keeps only the chosen iteration's values, which the gather step compares)."""
+    fan = node.fanout
+    if fan is None or fan.index is None or fan.step not in kernel:
+        return None
+    if fan.select is not None:
+        why = f"--select keeps only the chosen iteration in the kernel (step '{fan.step}' compares it)"
+        return {name: Unavailable(why) for name in node.outputs}
+    lists = kernel[fan.step]
+    return {name: lists[name][fan.index] if isinstance(lists.get(name), list) and len(lists[name]) > fan.index
+            else Unavailable("the kernel's list has no such item") for name in node.outputs}
 
 
 def likely_cause(name: str, node: Any, reads: Mapping[str, Any]) -> str:

@@ -38,7 +38,7 @@ from jupyter_smstep.core.registry import Cell, Registry
 from jupyter_smstep.core.states import InputKind
 
 if TYPE_CHECKING:  # imported where used: %load_ext builds no graph, and should not pay for these
-    from jupyter_smstep.core import conditions as cond_mod, saves as saves_mod
+    from jupyter_smstep.core import conditions as cond_mod, foreach as foreach_mod, saves as saves_mod
 
 #: Random generators: a step that reads one may advance it, so it is an output of that step too (the next
 #: step reading it draws on from where this one left it, as in the kernel, not the same numbers again).
@@ -81,6 +81,12 @@ class Input:
     type_name: str | None = None  # for kind "value"
     statement: str | None = None  # for kind "import": the import statement
     via: str | None = None  # the cell that wrote a captured value, if known
+    output: str | None = None  # for kind "step": the producer's output, when the argument is named otherwise
+
+    @property
+    def produced(self) -> str:
+        """The name the producing step returns this under (a gather step's ``auc__0`` is ``auc``)."""
+        return self.output or self.name
 
     def to_json(self) -> dict[str, str]:
         if self.kind == "step":
@@ -111,6 +117,8 @@ class StepNode:
     #: A final step's implicit outputs whose values the build could not see (headless, --defer): the
     #: job leaves out those that are not data (``core.plain``), as the build does for the ones it sees
     unchecked: list[str] = field(default_factory=list)
+    #: --foreach: one iteration of the cell, or the gather that makes its lists (core.foreach)
+    fanout: foreach_mod.FanOut | None = None
 
     @property
     def order_only(self) -> list[str]:
@@ -196,6 +204,7 @@ class PipelineGraph:
                     **({"saves": [v.to_json() for v in s.saves]} if s.saves else {}),
                     **({"unchecked_outputs": list(s.unchecked)} if s.unchecked else {}),
                     **({"reads": self.reads[s.name]} if s.name in self.reads else {}),
+                    **({"foreach": s.fanout.to_json()} if s.fanout is not None else {}),
                 }
                 for s in self.steps
             ],
@@ -379,6 +388,8 @@ def build_graph(
                             "an output now; a headless build (smstep) cannot see this",
                             fix=f"add a cell `%pipeline outputs {var}` so every build returns it",
                             step=node.name, line=node.inputs[var].line + 1)
+        if cell.step is not None and cell.step.foreach is not None:
+            node.fanout = _fan_out(cell, node, values, bindings, registry, report)
         nodes.append(node)
         if cell.step is not None and cell.step.when is not None:
             own[node.name] = _step_condition(cell, index, registry, values, bindings, later_writers, report)
@@ -390,7 +401,7 @@ def build_graph(
     for node in nodes:
         for inp in node.inputs.values():
             if inp.kind == "step" and inp.step in consumed:
-                consumed[inp.step].add(inp.name)
+                consumed[inp.step].add(inp.produced)
     for condition in conditions:  # a condition reads its outputs from the producing step's results.json
         for operand in condition_operands(condition):
             if operand.kind == "output" and operand.step in consumed:
@@ -452,11 +463,61 @@ def build_graph(
                         fix="upload it to S3 and read the s3:// URI (or pass the URI as a parameter), or "
                         "ship it with IncludeLocalWorkDir and a CustomFileFilter in config.yaml",
                         step=node.name, line=line + 1)
+    if any(n.fanout is not None for n in nodes):
+        nodes, no_image = _expand(nodes, conditions, no_image, registry, config, kernel_image, report)
     _warn_reseeded(registry, report)
     _check_json_outputs(nodes, conditions, namespace, report)
     _dedupe(report)
     return PipelineGraph(name, nodes, dict(registry.parameters), report, kernel_image_note, conditions=conditions,
                          no_image=no_image)
+
+
+def _fan_out(cell: Cell, node: StepNode, values: Mapping[str, Any], bindings: _Bindings, registry: Registry,
+             report: Report) -> foreach_mod.FanOut | None:
+    """A ``--foreach`` step's items, as its cell saw them (checked: ``core.foreach.check``)."""
+    from jupyter_smstep.core import foreach as foreach_mod
+
+    spec = cell.step
+    assert spec is not None and spec.foreach is not None
+    var, source = spec.foreach
+    writer = bindings.writer.get(source)
+    fan, why = None, ""
+    if writer is not None and writer.step is not None:
+        why = (f"the items come from step '{writer.step.name}', so they are known only when it runs; a step's "
+               "iterations are built one job per item before the pipeline runs (SageMaker's ForEachStep cannot "
+               "carry @step results per iteration)")
+    elif source in registry.parameters:
+        why = (f"{source!r} is a pipeline parameter, known only when an execution starts; the iterations are built "
+               "one job per item before that")
+    elif source not in values:
+        why = f"{source!r} is defined nowhere (no earlier cell binds it)"
+    else:
+        items, why = foreach_mod.items_of(values[source])
+        if items is not None:
+            fan = foreach_mod.FanOut(node.name, var, source, items, spec.max_concurrency, spec.select)
+    foreach_mod.check(node, fan, f"{source!r} {why}" if fan is None and source in values else why, report)
+    return fan
+
+
+def _expand(nodes: list[StepNode], conditions: list[cond_mod.Condition], no_image: list[str], registry: Registry,
+            config: Mapping[str, Any] | None, kernel_image: str | None, report: Report,
+            ) -> tuple[list[StepNode], list[str]]:
+    """The fan-out steps as their iterations and gathers (``core.foreach.expand``). A gather runs on the
+    pipeline's default instance, not the cell's: it only makes lists."""
+    from jupyter_smstep.core import foreach as foreach_mod
+
+    gathers: dict[str, dict[str, settings_mod.Resolved]] = {}
+    for node in nodes:
+        if node.fanout is not None and node.cell.step is not None:
+            options = {k: v for k, v in node.cell.step.options.items() if k not in ("instance_type", "instance_count")}
+            resolved = settings_mod.resolve(options, registry.defaults, config or {}, kernel_image)
+            resolved.setdefault("job_name_prefix", node.settings["job_name_prefix"])
+            settings_mod.bind_parameters(node.name, resolved, registry.parameters, Report())
+            gathers[node.name] = resolved
+    expanded = foreach_mod.expand(nodes, conditions, gathers, report)
+    missing = set(no_image)
+    no_image = [n.name for n in expanded if n.name in missing or (n.fanout is not None and n.fanout.step in missing)]
+    return expanded, no_image
 
 
 @dataclass
@@ -534,6 +595,10 @@ def _resolve_step(
         for var in spec.inputs:
             reads.setdefault(var, 0)
     inputs: dict[str, Input] = {}
+    if spec.foreach is not None:  # the item: each iteration captures its own (core.foreach)
+        item, items = spec.foreach
+        if item in reads:
+            inputs[item] = Input(item, "value", reads.pop(item), type_name="item", via=f"--foreach {item}={items}")
     for var, line in sorted(reads.items(), key=lambda kv: (kv[1], kv[0])):
         if var.startswith("__") and var.endswith("__"):
             continue

@@ -33,6 +33,9 @@ class StepSpec:
     when: str | None = None  # --when EXPR: run only when it holds (core.conditions)
     else_fail: str | None = None  # --else-fail MESSAGE: otherwise fail the execution with it
     saves: tuple[tuple[str, str | None], ...] = ()  # --save NAME[=S3URI] (core.saves)
+    foreach: tuple[str, str] | None = None  # --foreach VAR=ITEMS: once per item (core.foreach)
+    max_concurrency: int | None = None  # --max-concurrency N: at most N iterations at once
+    select: tuple[str, str] | None = None  # --select max:NAME / min:NAME: later cells get that iteration's values
 
 
 @dataclass

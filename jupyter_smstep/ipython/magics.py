@@ -44,6 +44,14 @@ def step_parser() -> CommandParser:
                              "NAME alone: under %%pipeline config --save-root (repeatable).")
     parser.add_argument("--else-fail", default=None, metavar="MESSAGE",
                         help="With --when: otherwise stop the execution with MESSAGE ({name} shows a value).")
+    parser.add_argument("--foreach", action="append", default=[], metavar="VAR=ITEMS",
+                        help="Run the cell once per item of the list ITEMS, with VAR bound to the item (one job "
+                             "each, in parallel); later cells get each name it assigns as a list in item order.")
+    parser.add_argument("--max-concurrency", type=int, default=None, metavar="N",
+                        help="With --foreach: at most N iterations at once (1-50; default: all).")
+    parser.add_argument("--select", default=None, metavar="max:NAME",
+                        help="With --foreach: later cells get the values of the iteration whose NAME is largest "
+                             "(max:NAME) or smallest (min:NAME), not lists.")
     options_mod.add_option_arguments(parser, per_step=True)
     return parser
 
@@ -105,6 +113,7 @@ class StepMagics(Magics):
             options = options_mod.convert(args, "%%step", self.registry.parameters)
             _check_condition(args)
             saves = _saves(args.save)
+            foreach, select = _fan_out(args)
         except HelpShown:
             return
         except SmstepError as exc:
@@ -121,6 +130,9 @@ class StepMagics(Magics):
             when=args.when,
             else_fail=args.else_fail,
             saves=saves,
+            foreach=foreach,
+            max_concurrency=args.max_concurrency,
+            select=select,
         )
         seen = self._seen(spec, cell, cell_id)
         recorded = self.registry.record_step(spec, cell, cell_id=cell_id, seen=seen, unbound=seen.unbound)
@@ -134,7 +146,10 @@ class StepMagics(Magics):
         before.update(fingerprint.fingerprints([n for n in reads if n not in seen], self.shell.user_ns))
         self._nested += 1
         try:
-            result = self.shell.run_cell(cell, store_history=False)
+            if spec.foreach is not None:
+                result = self._run_foreach(spec, recorded, seen)
+            else:
+                result = self.shell.run_cell(cell, store_history=False)
         finally:
             self._nested -= 1
             self.recorded_in_cell = name
@@ -191,6 +206,57 @@ class StepMagics(Magics):
             raise UsageError(str(exc)) from None
         print(done.line(), file=sys.stderr)
 
+    def _run_foreach(self, spec: StepSpec, recorded: Any, seen: Any) -> Any:
+        """Run a ``--foreach`` cell once per item, as each iteration's job does: the item bound to the loop's
+        name, and every value the cell reads as its cell saw it (an iteration never sees what an earlier one
+        rebound or changed in place). Then each name the cell assigns becomes the list of the iterations'
+        values, or with ``--select`` the chosen iteration's (``core.foreach``). Returns the last result."""
+        import copy
+
+        from jupyter_smstep.core import foreach
+
+        assert spec.foreach is not None
+        var, source = spec.foreach
+        ns = self.shell.user_ns
+        items, why = foreach.items_of(ns[source]) if source in ns else (None, "is not defined")
+        if items is None:
+            raise UsageError(f"step '{spec.name}': --foreach {var}={source}: {source!r} {why}")
+        analysis = recorded.analysis
+        reads = set(analysis.reads) if analysis is not None else set()
+        changes = (set(analysis.writes) | set(analysis.mutates)) if analysis is not None else set()
+        restore = {n: seen[n] for n in sorted(reads & changes) if n in seen and n != var}
+        assigned = [n for n in (analysis.outputs if analysis is not None else ())
+                    if n != var and n not in analysis.imports and n not in analysis.defines]
+        before = ns.get(var, _UNSET)
+        runs: list[dict[str, Any]] = []
+        result = None
+        try:
+            for index, item in enumerate(items):
+                for name, value in restore.items():
+                    ns[name] = copy.deepcopy(value)
+                ns[var] = item
+                print(f"jupyter_smstep: step '{spec.name}' {index + 1}/{len(items)}: {var} = {item!r}", file=sys.stderr)
+                result = self.shell.run_cell(recorded.source, store_history=False)
+                if not result.success:
+                    print(f"jupyter_smstep: step '{spec.name}' failed at item {index} ({var} = {item!r})",
+                          file=sys.stderr)
+                    return result
+                runs.append({n: ns[n] for n in assigned if n in ns})
+        finally:
+            if before is _UNSET:
+                ns.pop(var, None)
+            else:
+                ns[var] = before
+        if spec.select is not None:
+            how, key = spec.select
+            best = foreach.pick(how, [run[key] for run in runs])
+            ns.update(runs[best])
+            print(f"jupyter_smstep: step '{spec.name}' --select {how}:{key}: item {best} ({var} = {items[best]!r})",
+                  file=sys.stderr)
+        else:
+            ns.update({n: [run[n] for run in runs] for n in assigned if all(n in run for run in runs)})
+        return result
+
     def _seen(self, spec: StepSpec, cell: str, cell_id: str | None) -> Any:
         """The values the step cell reads, as they are now (``sdk.snapshot``): what the step gets, whatever
         a later cell rebinds. Parameters come from the pipeline and are not kept."""
@@ -207,6 +273,8 @@ class StepMagics(Magics):
             except conditions.ConditionError:
                 pass  # refused on the %%step line already
         changes = list(analysis.mutates) if analysis is not None else []
+        if spec.foreach is not None:  # the item is bound per iteration; the list is read by the %%step line
+            names = [n for n in names if n != spec.foreach[0]] + [spec.foreach[1]]
         return snapshot.take(names, self.shell.user_ns, skip=self.registry.parameters, changes=changes)
 
     def _default_name(self, cell: str, cell_id: str | None) -> str:
@@ -323,6 +391,28 @@ def _check_condition(args: Any) -> None:
                                                 "does not hold", fix='add --when "EXPR"')
             conditions.parse_message(args.else_fail)
     except conditions.ConditionError as exc:
+        raise SmstepError(f"%%step: {exc.message}", fix=exc.fix) from None
+
+
+_UNSET = object()
+
+
+def _fan_out(args: Any) -> tuple[tuple[str, str] | None, tuple[str, str] | None]:
+    """``--foreach`` / ``--select`` / ``--max-concurrency`` syntax, at once (the items are the graph's to check)."""
+    from jupyter_smstep.core import foreach
+
+    try:
+        if len(args.foreach) > 1:
+            raise foreach.ForEachError("--foreach is given twice: one cell fans out over one list (nested "
+                                       "--foreach is not supported)",
+                                       fix="loop over the pairs: --foreach pair=pairs, with pairs = "
+                                           "[(a, b) for a in A for b in B] in a cell above")
+        if not args.foreach and (args.select is not None or args.max_concurrency is not None):
+            flag = "--select" if args.select is not None else "--max-concurrency"
+            raise foreach.ForEachError(f"{flag} needs --foreach", fix="add --foreach VAR=ITEMS, or drop " + flag)
+        return (foreach.parse_foreach(args.foreach[0]) if args.foreach else None,
+                foreach.parse_select(args.select) if args.select is not None else None)
+    except foreach.ForEachError as exc:
         raise SmstepError(f"%%step: {exc.message}", fix=exc.fix) from None
 
 

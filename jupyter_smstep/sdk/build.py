@@ -131,8 +131,8 @@ def step_functions(graph: PipelineGraph, namespace: Mapping[str, Any],
         exec(code, glb)  # noqa: S102 - this is the compiler
         functions[node.name] = glb[fname]
         upstream = sorted({i.step for i in node.links if i.kind == "step"})
-        preload = _preload_names([namespace[i.name] for i in node.links if i.kind == "step" and i.name in namespace],
-                                 [node_by_name[name].cell for name in upstream])
+        kernel = [namespace[i.produced] for i in node.links if i.kind == "step" and i.produced in namespace]
+        preload = _preload_names(kernel, [node_by_name[name].cell for name in upstream])
         if preload:
             functions[node.name].__dict__[PRELOAD] = _Preload(preload)
     return functions
@@ -230,7 +230,7 @@ def assemble(graph: PipelineGraph, functions: Mapping[str, Callable[..., Any]], 
     params = parameter_objects(graph, sdk)
     returns: dict[str, Any] = {}
     for node in graph.steps:
-        args = [returns[i.step][i.name] if i.kind == "step" else params[i.name] for i in node.links]
+        args = [returns[i.step][i.produced] if i.kind == "step" else params[i.name] for i in node.links]
         if node.needs_execution:  # jupyter_smstep.execution: the SDK resolves these when the step starts
             variables = sdk.ExecutionVariables
             args += [variables.PIPELINE_EXECUTION_ID, variables.START_DATETIME, variables.PIPELINE_NAME]

@@ -128,8 +128,8 @@ def _step_modules(node: StepNode, namespace: Mapping[str, Any]) -> set[str]:
         if inp.name in values:
             modules |= _modules_used(values[inp.name], seen)
     for inp in node.inputs.values():  # in a kernel, an upstream value is there to look at
-        if inp.kind == "step" and inp.name in namespace:
-            modules |= _modules_used(namespace[inp.name], seen)
+        if inp.kind == "step" and inp.produced in namespace:
+            modules |= _modules_used(namespace[inp.produced], seen)
     return modules
 
 

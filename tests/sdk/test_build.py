@@ -248,3 +248,22 @@ def test_unpickling_a_step_function_first_imports_what_its_upstream_results_are_
              "print('fractions' in sys.modules, 'ipaddress' in sys.modules)")  # (no jupyter_smstep needed)
     out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["True", "True"]
+
+
+def test_a_fan_out_cell_is_one_training_step_per_item_and_a_gather_in_the_definition(shell, session):
+    shell.notebook("sweep", [
+        "alphas = [0.1, 1.0, 10.0]",
+        "%%step data\nxs = list(range(10))",
+        "%%step fit --foreach alpha=alphas --max-concurrency 2 --select max:score --instance-type ml.c5.xlarge\n"
+        "w = [x * alpha for x in xs]\nscore = -abs(sum(w) - 45)",
+        "%%step report\nbest = w",
+    ])
+    steps = steps_by_name(shell.workspace.definition(session))
+    assert set(steps) == {"data", "fit-0", "fit-1", "fit-2", "fit", "report"}
+    assert all(steps[f"fit-{i}"]["Type"] == "Training" for i in range(3))
+    assert steps["fit-0"]["DependsOn"] == ["data"] and set(steps["fit-2"]["DependsOn"]) == {"data", "fit-0"}
+    assert set(steps["fit"]["DependsOn"]) == {"fit-0", "fit-1", "fit-2"} and steps["report"]["DependsOn"] == ["fit"]
+    assert {f"Steps.fit-{i}.OutputDataConfig.S3OutputPath" for i in range(3)} <= property_refs(steps["fit"])
+    # the iterations run on the cell's instance type; the gather, which only makes lists, on the pipeline's
+    assert steps["fit-1"]["Arguments"]["ResourceConfig"]["InstanceType"] == "ml.c5.xlarge"
+    assert steps["fit"]["Arguments"]["ResourceConfig"]["InstanceType"] == "ml.m5.large"

@@ -1,0 +1,254 @@
+"""Fan-out cells: ``%%step train --foreach lr=learning_rates [--max-concurrency N] [--select max:auc]``.
+
+The cell runs once per item, with ``lr`` bound to the item. For later cells, every name the cell
+assigns is a list in item order (as Metaflow's join step gets it), or, with ``--select max:auc``, the
+value of the iteration whose ``auc`` is largest (the first such iteration on a tie).
+
+**Built by static expansion**, on SDK v3 as on v2: one step per item, ``train-0 … train-N-1`` (each
+captures its item as a value, so each has its own content key and cache entry), and a gather step named
+``train`` that takes every iteration's outputs and makes the lists (or the selection); later steps read
+``train`` as they would any step. ``--max-concurrency K`` chains the iterations in K lanes (iteration
+``i`` runs after ``i-K``), which bounds them on SageMaker and locally alike.
+
+Why not SDK 3.27's ``ForEachStep``: a ``@step`` function's results go to
+``<base>/<step>/<build time>/<execution id>/results``, fixed when the definition is built, so every
+iteration of one body step would write the same object and a reader could not tell them apart; nor can a
+``@step`` function take ``CurrentItem`` (the SDK pickles only parameters, execution variables and step
+properties as arguments). So the items must be known when the pipeline is built: a list made in an
+ordinary cell. Items from a parameter or an upstream step are refused with that reason.
+
+Pure: no IPython, no sagemaker.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from jupyter_smstep.errors import Report
+
+if TYPE_CHECKING:
+    from jupyter_smstep.core import conditions as cond_mod
+    from jupyter_smstep.core.graph import StepNode
+    from jupyter_smstep.core.registry import Cell
+
+#: At most this many items (ForEachStep's own limit on literal items; one job each)
+MAX_ITEMS = 100
+#: --max-concurrency's range (ForEachStep's)
+MIN_CONCURRENCY, MAX_CONCURRENCY = 1, 50
+#: --select's ways to pick an iteration
+PICKS = ("max", "min")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*$")
+#: The names a gather step's arguments take: ``auc__0`` is iteration 0's ``auc``
+_ARG = "{name}__{index}"
+
+
+class ForEachError(ValueError):
+    def __init__(self, message: str, fix: str = "") -> None:
+        super().__init__(message)
+        self.message, self.fix = message, fix
+
+
+def parse_foreach(text: str) -> tuple[str, str]:
+    """``"lr=learning_rates"`` -> ``("lr", "learning_rates")``."""
+    var, sep, source = (part.strip() for part in text.partition("="))
+    if not sep or not _NAME.match(var) or not _NAME.match(source):
+        raise ForEachError(f"--foreach {text!r}: expected VAR=ITEMS, two Python names",
+                           fix="e.g. --foreach lr=learning_rates: the cell runs once per item of learning_rates, "
+                               "with lr bound to it")
+    if var == source:
+        raise ForEachError(f"--foreach {text!r}: the item and the list need different names",
+                           fix=f"e.g. --foreach item={source}")
+    return var, source
+
+
+def parse_select(text: str) -> tuple[str, str]:
+    """``"max:auc"`` -> ``("max", "auc")``."""
+    pick, sep, name = (part.strip() for part in text.partition(":"))
+    if not sep or pick not in PICKS or not _NAME.match(name):
+        raise ForEachError(f"--select {text!r}: expected max:NAME or min:NAME",
+                           fix="e.g. --select max:auc: later cells get the values of the iteration whose auc is "
+                               "largest")
+    return pick, name
+
+
+def pick(pick_: str, scores: list[Any]) -> int:
+    """The selected iteration: the first whose score is the largest (``max``) or smallest (``min``). The kernel
+    and the gather step both pick with this rule (the gather's source spells out the same expression)."""
+    best = max(scores) if pick_ == "max" else min(scores)
+    return scores.index(best)
+
+
+def iteration_name(step: str, index: int) -> str:
+    return f"{step}-{index}"
+
+
+def items_of(value: Any) -> tuple[tuple[Any, ...] | None, str]:
+    """The items of a --foreach list, or (None, why it cannot be one)."""
+    if isinstance(value, (str, bytes)):
+        return None, f"is a {type(value).__name__}: the cell would run once per character"
+    if isinstance(value, (set, frozenset)):
+        return None, "is a set, which has no order: each item's iteration number would change from run to run"
+    if isinstance(value, Mapping):
+        return None, "is a dict: say which items, e.g. list(d.items()) or list(d)"
+    if isinstance(value, (list, tuple, range)):
+        return tuple(value), ""
+    if hasattr(value, "tolist") and getattr(value, "ndim", 1) == 1:  # a 1-D numpy array, a pandas Series
+        return tuple(value), ""
+    return None, f"is a {type(value).__name__}, not a list"
+
+
+@dataclass(frozen=True)
+class FanOut:
+    """What a fan-out step node is: one iteration (``index``) or the gather (``index`` None)."""
+
+    step: str  # the cell's step name, which the gather takes
+    var: str  # the name each iteration binds to its item
+    source: str  # the name holding the items
+    items: tuple[Any, ...]
+    max_concurrency: int | None = None
+    select: tuple[str, str] | None = None
+    index: int | None = None
+
+    @property
+    def iterations(self) -> list[str]:
+        return [iteration_name(self.step, i) for i in range(len(self.items))]
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"step": self.step, "var": self.var, "source": self.source, "count": len(self.items),
+                               "max_concurrency": self.max_concurrency or len(self.items)}
+        if self.index is not None:
+            out["index"] = self.index
+        if self.select is not None:
+            out["select"] = f"{self.select[0]}:{self.select[1]}"
+        return out
+
+
+class ItemView(Mapping[str, Any]):
+    """One iteration's view of the values its cell saw: the item under the loop's name, the rest as seen."""
+
+    def __init__(self, base: Mapping[str, Any] | None, var: str, item: Any) -> None:
+        self.base: Mapping[str, Any] = base or {}
+        self.var, self.item = var, item
+
+    def __getitem__(self, name: str) -> Any:
+        return self.item if name == self.var else self.base[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name == self.var or name in self.base
+
+    def __iter__(self) -> Iterator[str]:
+        yield self.var
+        yield from (n for n in self.base if n != self.var)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def __bool__(self) -> bool:
+        return True
+
+
+def gather_source(outputs: list[str], count: int, select: tuple[str, str] | None) -> str:
+    """The gather step's body: each output as the list of the iterations' values, or the selected one's."""
+    def listed(name: str) -> str:
+        return "[" + ", ".join(_ARG.format(name=name, index=i) for i in range(count)) + "]"
+
+    if select is None:
+        return "".join(f"{name} = {listed(name)}\n" for name in outputs)
+    how, key = select
+    lines = [f"_scores = {listed(key)}", f"_best = _scores.index({how}(_scores))"]
+    lines += [f"{name} = {listed(name)}[_best]" for name in outputs]
+    return "\n".join(lines) + "\n"
+
+
+def check(node: StepNode, fan: FanOut | None, why: str, report: Report) -> None:
+    """The errors a fan-out step can have before anything is built (``why``: why its items are unknown)."""
+    spec = node.cell.step
+    assert spec is not None
+    if fan is None:
+        var, source = spec.foreach or ("", "")
+        report.error(f"--foreach {var}={source}: {why}",
+                     fix="make the list in an ordinary cell above (the items are then fixed when the pipeline is "
+                         "built, one job each)", step=node.name, line=1)
+        return
+    if not fan.items:
+        report.error(f"--foreach {fan.var}={fan.source}: {fan.source!r} is empty, so there is nothing to run",
+                     fix=f"give {fan.source!r} at least one item", step=node.name, line=1)
+    if len(fan.items) > MAX_ITEMS:
+        report.error(f"--foreach {fan.var}={fan.source}: {len(fan.items)} items, more than {MAX_ITEMS} (one job each; "
+                     "SageMaker's ForEach takes at most 100 literal items too)",
+                     fix="split the sweep over two cells, or sample fewer items", step=node.name, line=1)
+    if fan.max_concurrency is not None and not MIN_CONCURRENCY <= fan.max_concurrency <= MAX_CONCURRENCY:
+        report.error(f"--max-concurrency {fan.max_concurrency}: must be between {MIN_CONCURRENCY} and "
+                     f"{MAX_CONCURRENCY}", fix="e.g. --max-concurrency 4", step=node.name, line=1)
+    if spec.saves:
+        report.error("--save with --foreach: every iteration would write the same object",
+                     fix="save from a step below, which reads the list (or the selected value)", step=node.name,
+                     line=1)
+    assigned = set(node.cell.analysis.outputs) if node.cell.analysis is not None else set()
+    if fan.select is not None and fan.select[1] not in assigned:
+        report.error(f"--select {fan.select[0]}:{fan.select[1]}: the cell does not assign {fan.select[1]!r}, so "
+                     "there is nothing to compare", fix="name a value the cell computes, e.g. --select max:auc",
+                     step=node.name, line=1)
+
+
+def expand(nodes: list[StepNode], conditions: list[cond_mod.Condition], gather_settings: Mapping[str, Any],
+           report: Report) -> list[StepNode]:
+    """Each fan-out node as its iterations and its gather (see the module docstring); the rest as they are.
+    ``gather_settings``: step -> the gather's settings (the cell's, without its instance type and count)."""
+    from jupyter_smstep.core.graph import Input, StepNode
+    from jupyter_smstep.core.registry import analyse_source
+
+    taken = {n.name for n in nodes}
+    out: list[StepNode] = []
+    for node in nodes:
+        fan: FanOut | None = getattr(node, "fanout", None)
+        if fan is None or fan.index is not None:
+            out.append(node)
+            continue
+        clash = [n for n in taken if re.fullmatch(re.escape(node.name) + r"-\d+", n)]
+        if clash:
+            report.error(f"step '{clash[0]}' has the name an iteration of this --foreach step takes "
+                         f"('{node.name}-0', '{node.name}-1', …)", fix=f"rename step '{clash[0]}'",
+                         step=node.name, line=1)
+            out.append(node)
+            continue
+        names = fan.iterations
+        body_outputs = list(dict.fromkeys(node.outputs + ([fan.select[1]] if fan.select else [])))
+        kept = [v for v in node.outputs if v not in node.unchecked]  # a value the job may leave out cannot gather
+        for i, item in enumerate(fan.items):
+            cell = _iteration_cell(node.cell, names[i], fan, i, item)
+            lanes = [names[i - fan.max_concurrency]] if fan.max_concurrency and i >= fan.max_concurrency else []
+            out.append(dataclasses.replace(
+                node, name=names[i], cell=cell, inputs=dict(node.inputs), outputs=list(body_outputs),
+                depends_on=list(node.depends_on) + lanes, settings=dict(node.settings),
+                hidden_changes=dict(node.hidden_changes), unchecked=list(node.unchecked),
+                fanout=dataclasses.replace(fan, index=i)))
+        source = gather_source(kept, len(names), fan.select)
+        analysis, _ = analyse_source(source)
+        assert node.cell.step is not None
+        spec = dataclasses.replace(node.cell.step, foreach=None, saves=(), when=None, else_fail=None,
+                                   max_concurrency=None, select=None, inputs=None, outputs=None, after=())
+        cell = dataclasses.replace(node.cell, key=node.cell.key + "#gather", source=source, analysis=analysis,
+                                   step=spec, seen=None, unbound=frozenset(), changed_in_kernel=())
+        wanted = kept + ([fan.select[1]] if fan.select and fan.select[1] not in kept else [])
+        inputs = {_ARG.format(name=v, index=i): Input(_ARG.format(name=v, index=i), "step", 0, step=names[i], output=v)
+                  for v in wanted for i in range(len(names))}
+        out.append(StepNode(node.name, cell, inputs, kept, list(names), dict(gather_settings.get(node.name, {})),
+                            guard=node.guard, fanout=fan))
+        for condition in conditions:
+            if node.name in condition.steps:
+                at = condition.steps.index(node.name)
+                condition.steps[at:at + 1] = [*names, node.name]
+    return out
+
+
+def _iteration_cell(cell: Cell, name: str, fan: FanOut, index: int, item: Any) -> Cell:
+    assert cell.step is not None
+    spec = dataclasses.replace(cell.step, name=name, foreach=None, max_concurrency=None, select=None)
+    return dataclasses.replace(cell, key=f"{cell.key}#{index}", step=spec, cell_id=None,
+                               label=f"step '{fan.step}' ({fan.var}={item!r}, item {index})",
+                               seen=ItemView(cell.seen, fan.var, item))
