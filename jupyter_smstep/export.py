@@ -65,12 +65,17 @@ def module_source(registry: Registry, graph: PipelineGraph, sdk_major: int | Non
                         defined.add((t.asname or t.name).split(".")[0])
         except SyntaxError:
             pass
-    missing = [(node.name, i) for node in graph.steps for i in node.captured if i.name not in defined]
+    missing = [(node, i) for node in graph.steps for i in node.captured if i.name not in defined and not (
+        i.type_name == "item" and codegen.item_literal(node) is not None)]  # an iteration's item: its default
     if missing:
-        problems = [Problem(f"captures {i.name!r} ({i.type_name}), which no recorded ordinary cell defines, "
-                            "so the exported module could not re-create it", step=step, line=i.line,
+        problems = [Problem(f"its --foreach item {i.name!r} has no literal form, so the exported module could not "
+                            "write it", step=node.name, line=i.line,
+                            fix="iterate over numbers, strings, or tuples and lists of them")
+                    if i.type_name == "item" else
+                    Problem(f"captures {i.name!r} ({i.type_name}), which no recorded ordinary cell defines, "
+                            "so the exported module could not re-create it", step=node.name, line=i.line,
                             fix=f"define {i.name!r} in an ordinary cell (and run it), or make it a parameter")
-                    for step, i in missing]
+                    for node, i in missing]
         raise SmstepError(problems)
 
     specs = {node.name: stepargs.step_arguments(node) for node in graph.steps}

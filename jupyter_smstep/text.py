@@ -37,11 +37,16 @@ def text_summary(graph: PipelineGraph) -> str:
             lines.append(f"  when {condition.expression}  [{condition.name}"
                          + (f"; else {condition.fail_name} fails: {condition.else_fail.text!r}]"
                             if condition.else_fail is not None else "; else skipped]"))
+        fan = node.fanout
+        if fan is not None:
+            lines.append("  " + fanout_line(fan))
         for inp in sorted(node.inputs.values(), key=lambda i: i.line):
             where = {
                 "step": f"output of step '{inp.step}'",
                 "parameter": "pipeline parameter",
-                "value": f"captured {inp.type_name}" + (f" from {inp.via}" if inp.via else ""),
+                "value": (f"item {fan.index}: {fan.items[fan.index]!r}" if inp.type_name == "item" and fan
+                          and fan.index is not None else
+                          f"captured {inp.type_name}" + (f" from {inp.via}" if inp.via else "")),
                 "import": inp.statement,
             }[inp.kind]
             lines.append(f"  in   {inp.name:<16} {where}  (line {inp.line + 1})")
@@ -301,3 +306,13 @@ def follow(arn: str, stream: TextIO | None = None, client: Any = None, logs_clie
               file=stream, flush=True)
         return False
     return False
+
+
+def fanout_line(fan: Any) -> str:
+    """What a ``--foreach`` node is, in one line."""
+    limit = f", at most {fan.max_concurrency} at once" if fan.max_concurrency else ""
+    if fan.index is not None:
+        return f"foreach {fan.var} = {fan.source}[{fan.index}]: iteration {fan.index + 1} of {len(fan.items)}{limit}"
+    chosen = (f"the values of the iteration with the {'largest' if fan.select[0] == 'max' else 'smallest'} "
+              f"{fan.select[1]}" if fan.select else "each output as a list in item order")
+    return f"foreach {fan.var} in {fan.source} ({len(fan.items)} items{limit}): gathers {chosen}"

@@ -125,7 +125,9 @@ class Workspace:
         from jupyter_smstep.sdk.snapshot import CAP, Snapshot
 
         for node in graph.steps:
-            seen = node.cell.seen
+            if node.fanout is not None and node.fanout.index:
+                continue  # a --foreach cell's iterations share what it saw: said once, on the first
+            seen = getattr(node.cell.seen, "base", node.cell.seen)  # an iteration's item over what its cell saw
             if not isinstance(seen, Snapshot):
                 continue
             captured = {i.name: i for i in node.captured}

@@ -58,9 +58,25 @@ def prologue(node: StepNode) -> list[str]:
     return lines
 
 
+def item_literal(node: StepNode) -> str | None:
+    """A ``--foreach`` iteration's item as Python source (the export writes ``def fit_0(X, alpha=0.01)``), or None
+    when the node is no iteration or its item has no literal form."""
+    fan = node.fanout
+    if fan is None or fan.index is None or fan.var not in node.inputs:
+        return None
+    text = repr(fan.items[fan.index])
+    try:
+        return text if ast.literal_eval(text) == fan.items[fan.index] else None
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+        return None
+
+
 def function_source(node: StepNode, fname: str) -> str:
     """Readable source of the step function (used by export)."""
-    lines = [f"def {fname}({', '.join(arguments(node) + [f'{n}={n}' for n in rebound(node)])}):"]
+    item = item_literal(node)
+    var = node.fanout.var if item is not None and node.fanout is not None else None
+    params = arguments(node) + [f"{n}={n}" for n in rebound(node) if n != var] + ([f"{var}={item}"] if var else [])
+    lines = [f"def {fname}({', '.join(params)}):"]
     lines += [f"    {line}" for line in prologue(node)]
     body = node.cell.source.rstrip("\n")
     lines += [("    " + line) if line.strip() else "" for line in body.splitlines()]

@@ -122,9 +122,25 @@ class FanOut:
                                "max_concurrency": self.max_concurrency or len(self.items)}
         if self.index is not None:
             out["index"] = self.index
+            out["item"] = _json_safe(self.items[self.index])
+        else:
+            out["items"] = [_json_safe(item) for item in self.items]
         if self.select is not None:
             out["select"] = f"{self.select[0]}:{self.select[1]}"
         return out
+
+
+def _json_safe(value: Any) -> Any:
+    """An item as ``graph --json`` shows it: itself when JSON holds it (numpy scalars as numbers), else its repr."""
+    import json
+
+    if hasattr(value, "item") and callable(value.item) and getattr(value, "ndim", None) == 0:
+        value = value.item()
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return repr(value)
 
 
 class ItemView(Mapping[str, Any]):

@@ -91,13 +91,16 @@ def summary(workspace: Any) -> PipelineState:
     nodes = {node.name: node for node in graph.steps}
     users: dict[str, set[str]] = {}
     for node in graph.steps:
-        for inp in node.captured:
-            users.setdefault(inp.name, set()).add(node.name)
+        for inp in node.captured:  # a --foreach iteration is its cell's step to the badges
+            users.setdefault(inp.name, set()).add(node.fanout.step if node.fanout is not None else node.name)
     cells: list[Union[StepCell, DependencyCell]] = []
     for cell in workspace.registry.cells:
         if cell.step is not None:
             node = nodes.get(cell.step.name)
-            inputs = {i.name: i.to_json() for i in node.inputs.values() if i.kind != "import"} if node else {}
+            reads = node  # a --foreach cell reads what its first iteration reads (the gather reads the iterations)
+            if node is not None and node.fanout is not None and node.fanout.iterations:
+                reads = nodes.get(node.fanout.iterations[0], node)
+            inputs = {i.name: i.to_json() for i in reads.inputs.values() if i.kind != "import"} if reads else {}
             when = graph.condition(node.guard).expression if node is not None and node.guard else None
             cells.append(StepCell(cell.cell_id, cell.step.name, inputs, list(node.outputs) if node else [],
                                   when=when, after=list(node.order_only) if node else []))

@@ -75,14 +75,22 @@ def validation_status(state: PanelState) -> tuple[str, str]:
 
 
 # --------------------------------------------------------------------------- the DAG
+def stacked(graph: PipelineGraph) -> dict[str, str]:
+    """Each ``--foreach`` iteration -> its cell's step: the DAG draws them as one stack, under the gather's name."""
+    return {n.name: n.fanout.step for n in graph.steps if n.fanout is not None and n.fanout.index is not None}
+
+
 def edges(graph: PipelineGraph) -> list[dag_svg.EdgeView]:
     carried: dict[tuple[str, str], list[str]] = {}
+    stack = stacked(graph)
     for node in graph.steps:
+        target = stack.get(node.name, node.name)
         for dep in node.depends_on:
-            carried.setdefault((dep, node.name), [])
+            if stack.get(dep, dep) != target:
+                carried.setdefault((stack.get(dep, dep), target), [])
         for inp in sorted(node.inputs.values(), key=lambda i: (i.line, i.name)):
-            if inp.kind == "step" and inp.step:
-                carried.setdefault((inp.step, node.name), []).append(inp.name)
+            if inp.kind == "step" and inp.step and stack.get(inp.step, inp.step) != target:
+                carried.setdefault((stack.get(inp.step, inp.step), target), []).append(inp.name)
     for condition in graph.conditions:  # a condition is its own node: inputs -> condition -> its branches
         for source in condition.inputs:
             carried.setdefault((source, condition.name), [o.name for o in condition_operands(condition)
@@ -111,13 +119,24 @@ def node_views(state: PanelState) -> dict[str, dag_svg.NodeView]:
         return {}
     counts = state.problem_counts()
     views = {}
+    stack = stacked(graph)
     for node in graph.steps:
+        if node.name in stack:
+            continue  # drawn in its fan-out's stack
         itype = node.settings.get("instance_type")
         step_state, text = state.step_state(node.name)
         err, warn = counts.get(node.name, (0, 0))
         tip = f"{node.name}: {len(node.links)} input link(s), outputs {', '.join(node.outputs) or 'none'}"
-        views[node.name] = dag_svg.NodeView(node.name, str(itype.value) if itype else "no instance type",
-                                            step_state, text, err, warn, tip)
+        subtitle, shape = str(itype.value) if itype else "no instance type", "step"
+        if node.fanout is not None:
+            fan, shape = node.fanout, "stack"
+            iterations = [state.step_state(name)[0] for name in fan.iterations]
+            step_state, text = fan_out_state(iterations, step_state, text)
+            first = graph.step(fan.iterations[0]).settings.get("instance_type") if fan.iterations else None
+            subtitle = f"{len(fan.iterations)} × {first.value if first else 'no instance type'}"
+            tip = (f"{node.name}: --foreach {fan.var} in {fan.source}, {len(fan.iterations)} iterations ("
+                   + ", ".join(f"{name} {s}" for name, s in zip(fan.iterations, iterations)) + ")")
+        views[node.name] = dag_svg.NodeView(node.name, subtitle, step_state, text, err, warn, tip, shape)
     for condition in graph.conditions:
         step_state, text = state.step_state(condition.name)
         views[condition.name] = dag_svg.NodeView(
@@ -131,6 +150,18 @@ def node_views(state: PanelState) -> dict[str, dag_svg.NodeView]:
                 tooltip=f"{condition.fail_name}: stops the execution with {condition.else_fail.text!r} when "
                         f"{condition.expression} does not hold", shape="fail")
     return views
+
+
+def fan_out_state(iterations: list[str], gather: str, text: str) -> tuple[str, str]:
+    """One state for a fan-out's stack: a failed or running iteration shows; else the gather's, with i/N done."""
+    done = sum(1 for s in iterations if s == "succeeded")
+    progress = f"{done}/{len(iterations)}"
+    for worst in ("failed", "stopped", "running"):
+        if worst in iterations:
+            return worst, progress
+    if gather != "pending" or done == 0:
+        return gather, text if gather != "pending" else ""
+    return "running", progress
 
 
 NO_STEPS = ("<div style='padding:12px;line-height:1.4'>No <code>%%step</code> cells yet: mark a cell with "

@@ -43,7 +43,7 @@ class NodeView:
     errors: int = 0
     warnings: int = 0
     tooltip: str = ""
-    shape: str = "step"  # "condition" (a --when: dashed) or "fail" (its FailStep)
+    shape: str = "step"  # "condition" (a --when: dashed), "fail" (its FailStep), "stack" (a --foreach's iterations)
 
 
 @dataclass
@@ -111,14 +111,17 @@ def _node(box: Box, view: NodeView) -> str:
     status = " ".join(p for p in (icon, view.status) if p)
     max_sub = max(4, int((w - 20 - len(status) * SMALL_CHAR - 8) / SMALL_CHAR))
     tip = view.tooltip or view.name
+    behind = "".join(  # a stack: two cards behind the node
+        f'<rect x="{x + d:.1f}" y="{y - d:.1f}" width="{w:.1f}" height="{h:.1f}" rx="7" fill="{fill}" '
+        f'stroke="{stroke}" stroke-width="1.2"/>' for d in (6, 3)) if view.shape == "stack" else ""
     out = [
         f'<g class="smstep-node s-{escape(view.state)}" data-step="{escape(view.name)}" '
         f'data-shape="{escape(view.shape)}" '
         f'data-state="{escape(view.state)}" '
-        f'style="cursor:pointer"><title>{escape(tip)}</title>'
+        f'style="cursor:pointer"><title>{escape(tip)}</title>{behind}'
         f'<rect class="box" x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" '
         f'rx="{h / 2 if view.shape == "condition" else 7:.1f}" fill="{fill}" stroke="{stroke}" stroke-width="1.6"'
-        + (' stroke-dasharray="5 3"' if view.shape != "step" else "") + "/>"
+        + (' stroke-dasharray="5 3"' if view.shape in ("condition", "fail") else "") + "/>"
         f'<text x="{x + 10:.1f}" y="{y + 19:.1f}" font-size="{NAME_FONT}" font-weight="600" fill="{TEXT}">'
         f"{escape(_short(view.name, max_name))}</text>"
         f'<text x="{x + 10:.1f}" y="{y + h - 11:.1f}" font-size="{SMALL_FONT}" fill="#57606a">'

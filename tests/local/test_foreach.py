@@ -70,7 +70,8 @@ def test_iterations_overlap_and_max_concurrency_chains_them_in_lanes(shell, tmp_
     fits = [result.steps[f"fit-{i}"] for i in range(3)]
     assert fits[0].ended <= fits[1].started and fits[1].ended <= fits[2].started
     assert graph.to_json()["steps"][1]["foreach"] == {
-        "step": "fit", "var": "alpha", "source": "alphas", "count": 3, "max_concurrency": 1, "index": 0}
+        "step": "fit", "var": "alpha", "source": "alphas", "count": 3, "max_concurrency": 1, "index": 0, "item": 0.01}
+    assert graph.to_json()["steps"][4]["foreach"]["items"] == [0.01, 1.0, 100.0]
 
 
 def test_the_kernel_binds_lists_and_the_loop_name_is_gone_after(shell):
@@ -163,3 +164,13 @@ def test_each_fan_out_mistake_is_refused_before_anything_is_built(shell, cells, 
 def test_a_malformed_fan_out_line_is_refused_at_the_cell(shell, line, expected):
     shell.run("items = [1, 2]")
     assert expected in shell.error(f"%%step s {line}\nr = 1")
+
+
+def test_a_fan_out_under_when_runs_all_its_iterations_in_the_branch_or_none(shell, tmp_path):
+    shell.notebook("gated", ["items = [1, 2]", "%%step gate\nok = 0",
+                             '%%step sq --foreach n=items --when "ok == 1"\nsq = n * n', "%%step total\nt = sum(sq)"])
+    graph = shell.graph()
+    assert graph.conditions[0].steps == ["sq-0", "sq-1", "sq", "total"]
+    result, _ = shell.run_local(tmp_path / "runs")
+    assert {n: s.state for n, s in result.steps.items() if n not in ("gate",) and not n.startswith("when-")} == {
+        "sq-0": "skipped", "sq-1": "skipped", "sq": "skipped", "total": "skipped"}

@@ -565,3 +565,29 @@ def test_layout_reduces_crossings():
     lay = dag_layout.layered_layout(["a", "b", "x", "y"], [("a", "y"), ("b", "x")])
     assert lay.crossings == 0
     assert (lay.boxes["a"].x < lay.boxes["b"].x) == (lay.boxes["y"].x < lay.boxes["x"].x)
+
+
+def test_a_fan_out_is_one_stack_marked_with_its_count_and_its_iterations_progress(shell):
+    shell.run(f"%pipeline config --name fan --role {ROLE} --instance-type ml.m5.xlarge "
+              "--image-uri 111122223333.dkr.ecr.us-east-1.amazonaws.com/img:1")
+    shell.run("rates = [0.1, 0.2, 0.3]")
+    shell.run("%%step data\nxs = list(range(5))")
+    shell.run("%%step fit --foreach r=rates --instance-type ml.c5.xlarge\nw = [x * r for x in xs]")
+    shell.run("%%step report\nn = len(w)")
+    p = panel_mod.show(shell.workspace)
+    try:
+        found = nodes(p)
+        assert set(found) == {"data", "fit", "report"}  # the iterations fold into their stack
+        assert found["fit"]["data-shape"] == "stack" and found["data"]["data-shape"] == "step"
+        assert "3 × ml.c5.xlarge" in p.svg.value
+        assert edges(p) == {("data", "fit"): "xs", ("fit", "report"): "w"}
+        state = p.state
+        state.start_local()
+        for name, st in (("fit-0", "succeeded"), ("fit-1", "running"), ("fit-2", "pending"), ("fit", "pending")):
+            state.on_local_event(StepEvent("r1", name, st))
+        views = panel_mod.html.node_views(state)
+        assert (views["fit"].state, views["fit"].status) == ("running", "1/3")
+        state.on_local_event(StepEvent("r1", "fit-1", "failed", error="ValueError"))
+        assert panel_mod.html.node_views(state)["fit"].state == "failed"
+    finally:
+        p.close()

@@ -267,3 +267,16 @@ def test_a_fan_out_cell_is_one_training_step_per_item_and_a_gather_in_the_defini
     # the iterations run on the cell's instance type; the gather, which only makes lists, on the pipeline's
     assert steps["fit-1"]["Arguments"]["ResourceConfig"]["InstanceType"] == "ml.c5.xlarge"
     assert steps["fit"]["Arguments"]["ResourceConfig"]["InstanceType"] == "ml.m5.large"
+
+
+def test_the_export_of_a_fan_out_builds_the_same_pipeline_each_iteration_with_its_item(shell, session, tmp_path):
+    shell.notebook("sweep", [
+        "alphas = [0.1, 'x', (1, 2)]",
+        "%%step fit --foreach alpha=alphas --max-concurrency 1 --select max:n\nn = len(str(alpha))",
+        "%%step report\nbest = n",
+    ])
+    notebook_def = shell.workspace.definition(session)
+    text, exported_def = export_and_build(shell, session, tmp_path / "pipeline.py")
+    assert "def fit_1(alpha='x'):" in text and "def fit_2(alpha=(1, 2)):" in text
+    assert comparable(exported_def) == comparable(notebook_def)
+    assert steps_by_name(exported_def)["fit-2"]["DependsOn"] == ["fit-1"]
