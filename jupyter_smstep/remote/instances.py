@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 from collections.abc import Iterable
 
@@ -21,8 +22,9 @@ def describe(instance_types: Iterable[str], client: Any = None) -> tuple[Specs, 
             import boto3
             from botocore.config import Config
 
-            client = boto3.client("ec2", config=Config(connect_timeout=3, read_timeout=10,
-                                                       retries={"max_attempts": 1, "mode": "standard"}))
+            region = boto3.session.Session().region_name or os.environ.get("AWS_REGION") or None  # as the AWS CLI
+            client = boto3.client("ec2", region_name=region, config=Config(
+                connect_timeout=3, read_timeout=10, retries={"max_attempts": 1, "mode": "standard"}))
         found: dict[str, Spec] = {}
         unique = sorted(set(names))
         for start in range(0, len(unique), 100):  # the API takes up to 100 names a call

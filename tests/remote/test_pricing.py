@@ -107,3 +107,13 @@ def test_suggestions_use_ec2_specs_from_moto_and_say_when_they_fall_back(measure
     found, fallback = shell.workspace.suggestions()
     assert "could not be asked" in fallback
     assert "ml.m5.2xlarge (8 vCPU, 32 GiB) → ml.m5.large (2 vCPU, 8 GiB)" in found["prep"].note
+
+
+def test_ec2_specs_are_asked_in_the_region_aws_region_names(moto_server, monkeypatch):
+    from jupyter_smstep.remote.instances import describe
+
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")  # the AWS CLI's variable, which this botocore does not read
+    monkeypatch.setenv("AWS_ENDPOINT_URL_EC2", moto_server)
+    specs, note = describe(["ml.m5.2xlarge"])
+    assert note == "" and specs.source.startswith("EC2 DescribeInstanceTypes"), note
