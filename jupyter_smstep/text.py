@@ -10,6 +10,7 @@ They all draw states with :data:`jupyter_smstep.core.states.GLYPHS`.
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from typing import Any, TextIO
@@ -139,8 +140,9 @@ class TerminalProgress:
             text += f"  {event.message}"  # "accuracy >= 0.7 is true"
         if event.state == "failed":
             text += f"  {event.message or ''}"
-            if event.error:
-                text += "\n" + "\n".join("      " + line for line in event.error.rstrip().splitlines())
+            if event.error:  # the lead here; the whole traceback once, after the run
+                shown_lines = failure_lead(event.error)[1:] or event.error.rstrip().splitlines()
+                text += "\n" + "\n".join("      " + line for line in shown_lines)
         elif event.state == "skipped" and event.message:
             text = f"  {symbol} {name}  {label}          {event.message}"
         return text
@@ -316,3 +318,49 @@ def fanout_line(fan: Any) -> str:
     chosen = (f"the values of the iteration with the {'largest' if fan.select[0] == 'max' else 'smallest'} "
               f"{fan.select[1]}" if fan.select else "each output as a list in item order")
     return f"foreach {fan.var} in {fan.source} ({len(fan.items)} items{limit}): gathers {chosen}"
+
+
+_FRAME = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+), in (?P<func>.+)$')
+
+
+def failure_lead(error: str) -> list[str]:
+    """A step's traceback led by what the user needs first: the exception, then the user's own frame (the step
+    cell's line, or a module of theirs), then how many library frames lie beneath. [] when ``error`` is no
+    traceback."""
+    lines = error.rstrip().splitlines()
+    if not lines or not any(line.startswith("Traceback") for line in lines):
+        return []
+    exception = next((line for line in reversed(lines) if line and not line.startswith(" ")), lines[-1])
+    frames: list[tuple[str, str, str]] = []  # (file, line, the source line shown under it)
+    for i, line in enumerate(lines):
+        match = _FRAME.match(line)
+        if match:
+            source = lines[i + 1].strip() if i + 1 < len(lines) and not _FRAME.match(lines[i + 1]) else ""
+            frames.append((match["file"], match["line"], source))
+    mine = [f for f in frames if _users(f[0])]
+    out = [exception]
+    if mine:
+        file, line, source = mine[-1]
+        where = f"step '{file[8:-1]}', cell line {line}" if file.startswith("<%%step ") else f"{file}, line {line}"
+        out.append(f"  at {where}: {source}" if source else f"  at {where}")
+        below = len(frames) - frames.index(mine[-1]) - 1
+        if below:
+            libraries = sorted({_library(f[0]) for f in frames[frames.index(mine[-1]) + 1:]})
+            out.append(f"  (then {below} frame{'s' if below != 1 else ''} inside {', '.join(libraries)})")
+    return out
+
+
+def _users(file: str) -> bool:
+    """Whether a frame is the user's: a step cell, or a file outside Python and its installed packages."""
+    if file.startswith("<%%step "):
+        return True
+    if file.startswith("<") or "site-packages" in file or "dist-packages" in file:
+        return False
+    return not file.startswith(sys.base_prefix) and not file.startswith(sys.prefix)
+
+
+def _library(file: str) -> str:
+    for marker in ("site-packages/", "dist-packages/"):
+        if marker in file:
+            return file.split(marker, 1)[1].split("/", 1)[0].removesuffix(".py")
+    return "Python" if not file.startswith("<") else file

@@ -164,3 +164,26 @@ def test_the_no_region_fix_works_when_followed(tmp_path):
     assert "region" not in followed.stderr.split("smstep: error:")[-1].split("fix:")[0]
     assert "Traceback" not in followed.stderr and followed.returncode == 3  # the port-9 endpoint: cannot reach AWS
     assert "cannot reach AWS" in followed.stderr
+
+
+def test_a_data_path_in_a_constant_is_warned_and_a_failure_leads_with_the_users_line_once(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "customers.csv").write_text("a,b\n1,2\n")
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in (
+        "%load_ext jupyter_smstep",
+        "%pipeline config --name churn --role arn:aws:iam::111122223333:role/R --instance-type ml.m5.large",
+        "import pandas as pd\nDATA_PATH = 'data/customers.csv'",
+        "%%step load\nraw = pd.read_csv(DATA_PATH)")]
+    path = tmp_path / "churn.ipynb"
+    nbformat.write(nb, path)
+    graph = json.loads(smstep("graph", path, "--json").stdout)
+    assert any("'data/customers.csv' through DATA_PATH" in p["message"] and p["step"] == "load" and p["line"] == 2
+               for p in graph["problems"]), graph["problems"]
+    proc = smstep("run", path, check=False, cwd=tmp_path)
+    assert proc.returncode == 1
+    err = proc.stderr
+    assert err.count("Traceback (most recent call last)") == 1, err  # the whole traceback once, after the run
+    lead = "at step 'load', cell line 2: raw = pd.read_csv(DATA_PATH)"
+    assert err.count(lead) == 2 and err.index(lead) < err.index("Traceback"), err  # in the progress and first after
+    assert "frames inside pandas" in err

@@ -230,31 +230,31 @@ def _guard_json(graph: PipelineGraph, node: StepNode) -> dict[str, Any]:
     return out
 
 
-def _path_literals(node: StepNode) -> list[tuple[str, int]]:
-    """The string literals of a step's code that could be paths: (text, line in the body)."""
+def _path_literals(node: StepNode, values: Mapping[str, Any] | None = None) -> list[tuple[str, int]]:
+    """The string literals of a step's code that could be paths: (text, line in the body); with ``values`` (what
+    the step's cell saw), its captured string constants too (``DATA_PATH = "data/x.csv"`` in a cell above)."""
     try:
         tree = ast.parse(node.cell.source)
     except SyntaxError:
         return []
-    found = []
-    for n in ast.walk(tree):
-        if not (isinstance(n, ast.Constant) and isinstance(n.value, str)):
-            continue
-        text = n.value
-        if not text or len(text) > 1024 or "\n" in text or "\0" in text or "://" in text or text in (".", ".."):
-            continue
-        found.append((text, n.lineno))
-    return found
+    found = [(n.value, n.lineno) for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    if values is not None:
+        found += [(values[i.name], i.line) for i in sorted(node.captured, key=lambda i: i.line)
+                  if i.name in values and isinstance(values[i.name], str)]
+    return [(text, line) for text, line in found if text and len(text) <= 1024 and "\n" not in text
+            and "\0" not in text and "://" not in text and text not in (".", "..")]
 
 
-def local_file_reads(node: StepNode, root: Path | None) -> list[tuple[str, int, Path]]:
-    """String literals in a step's code that name a file on this machine: (literal, line in the body, path).
+def local_file_reads(node: StepNode, root: Path | None, values: Mapping[str, Any] | None = None,
+                     ) -> list[tuple[str, int, Path]]:
+    """String literals in a step's code (and, given ``values``, its captured string constants) that name a file on
+    this machine: (text, line in the body, path).
 
     Relative ones start at the notebook's folder, as in the kernel. These are what a local run reads
     and a SageMaker job cannot: each is a warning, and its content is part of the step's key.
     """
     found: dict[str, tuple[str, int, Path]] = {}
-    for text, line in _path_literals(node):
+    for text, line in _path_literals(node, values):
         path = Path(text).expanduser()
         if not path.is_absolute():
             if root is None:
@@ -268,13 +268,14 @@ def local_file_reads(node: StepNode, root: Path | None) -> list[tuple[str, int, 
     return list(found.values())
 
 
-def local_folder_reads(node: StepNode, root: Path | None) -> list[tuple[str, int, Path]]:
+def local_folder_reads(node: StepNode, root: Path | None, values: Mapping[str, Any] | None = None,
+                       ) -> list[tuple[str, int, Path]]:
     """Relative path literals with a ``/`` that name a folder beside the notebook (``"data/"``, joined
     with a file name later, as in ``pd.read_csv(path + "train.csv")``): the job has no such folder."""
     if root is None:
         return []
     found: dict[str, tuple[str, int, Path]] = {}
-    for text, line in _path_literals(node):
+    for text, line in _path_literals(node, values):
         if "/" not in text or Path(text).expanduser().is_absolute() or text.strip("/.") == "":
             continue
         try:
@@ -454,12 +455,16 @@ def build_graph(
         _resolve_saves(node, name, registry.save_root, report)
         _warn_unexpanded(node, report)
     for node in nodes:
-        for kind, (literal, line, path) in [("file", r) for r in local_file_reads(node, root)] + [
-                ("folder", r) for r in local_folder_reads(node, root)]:
+        seen = values_at(node.cell, namespace)
+        constants = {seen[i.name]: i.name for i in node.captured if i.name in seen and isinstance(seen[i.name], str)}
+        for kind, (literal, line, path) in [("file", r) for r in local_file_reads(node, root, seen)] + [
+                ("folder", r) for r in local_folder_reads(node, root, seen)]:
+            through = f" through {constants[literal]}" if literal in constants and literal not in (
+                t for t, _ in _path_literals(node)) else ""  # a captured constant, said as the user wrote it
             where = ("a local run finds it on this machine" if Path(literal).expanduser().is_absolute() else
                      "nor does a local run, which runs the step in its own folder as SageMaker does")
-            report.warn(f"names the local {kind} {literal!r} ({path}): a SageMaker job runs in its own container "
-                        f"and will not find it ({where})",
+            report.warn(f"names the local {kind} {literal!r}{through} ({path}): a SageMaker job runs in its own "
+                        f"container and will not find it ({where})",
                         fix="upload it to S3 and read the s3:// URI (or pass the URI as a parameter), or "
                         "ship it with IncludeLocalWorkDir and a CustomFileFilter in config.yaml",
                         step=node.name, line=line + 1)

@@ -303,11 +303,12 @@ def _run(ctx: Context, args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(result.to_json(), indent=2, default=str), file=ctx.out)
     else:
-        from jupyter_smstep.text import results_table, saved_lines
+        from jupyter_smstep.text import failure_lead, results_table, saved_lines
 
         for step in result.steps.values():
             if step.error:
-                print(f"\nstep '{step.name}' failed:\n{step.error}", file=ctx.err)
+                lead = "\n".join(failure_lead(step.error))
+                print(f"\nstep '{step.name}' failed:\n" + (f"{lead}\n\n" if lead else "") + step.error, file=ctx.err)
         if ctx.cli:
             print(results_table(result.to_json()), file=ctx.out)
         elif result.saved:  # the progress display showed the steps; where their --save values went

@@ -159,6 +159,8 @@ class StepMagics(Magics):
 
             self.registry.ran(recorded, snapshot.take(sorted(set(outputs) | set(reads)), self.shell.user_ns))
         changed = [n for n in fingerprint.changed(before, self.shell.user_ns) if n not in outputs]
+        if changed:  # what the build sees by itself (a notebook helper that changes its argument) needs no word
+            changed = [n for n in changed if n not in self._seen_changing(name)]
         if changed:
             self.registry.changed_in_kernel(recorded, changed)
             shown = ", ".join(changed)
@@ -256,6 +258,16 @@ class StepMagics(Magics):
         else:
             ns.update({n: [run[n] for run in runs] for n in assigned if all(n in run for run in runs)})
         return result
+
+    def _seen_changing(self, name: str) -> set[str]:
+        """The inputs the graph already knows step ``name`` changes in place (through the notebook's own
+        functions, or declared with ``%pipeline outputs``): a headless build sees these too."""
+        try:
+            graph = self.workspace.graph()
+        except Exception:  # noqa: BLE001 - no graph, no knowledge: say every change
+            return set()
+        node = next((n for n in graph.steps if n.name == name or (n.fanout and n.fanout.step == name)), None)
+        return set(node.hidden_changes) if node is not None else set()
 
     def _seen(self, spec: StepSpec, cell: str, cell_id: str | None) -> Any:
         """The values the step cell reads, as they are now (``sdk.snapshot``): what the step gets, whatever

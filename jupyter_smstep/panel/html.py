@@ -18,7 +18,7 @@ from jupyter_smstep.panel import svg as dag_svg
 from jupyter_smstep.panel.state import PanelState, fmt_seconds
 from jupyter_smstep.remote.monitor import LOG_GROUP
 from jupyter_smstep.sdk import capture
-from jupyter_smstep.text import fmt_bytes, resources_line
+from jupyter_smstep.text import failure_lead, fmt_bytes, resources_line
 
 SOURCE_COLOURS = {"cell": "#0969da", "notebook": "#8250df", "config.yaml": "#bf3989", "kernel image": "#1a7f37",
                   "default": "#57606a"}
@@ -315,6 +315,12 @@ def input_origin(inp: Input, parameter_value: Any, size: int | None) -> str:
     return f"captured value <code>{esc(inp.type_name)}</code>{size_text}{via}{big}"
 
 
+def _led(error: str) -> str:
+    """A local step's error for the panel: the exception and the user's line first, then the traceback's end."""
+    lead = failure_lead(error)
+    return ("\n".join(lead) + "\n\n" if lead else "") + tail_lines(error, 60)
+
+
 def run_details(state: PanelState, name: str) -> str:
     out = []
     if state.run_kind == "local" and name in state.local_messages and name not in state.local_errors:
@@ -327,7 +333,7 @@ def run_details(state: PanelState, name: str) -> str:
     if state.run_kind == "local" and name in state.local_errors:
         out.append(section("Local run error") +
                    f"<pre class='smstep-error' style='white-space:pre-wrap;max-height:260px;overflow:auto;"
-                   f"color:#cf222e;font-size:0.85em'>{esc(tail_lines(state.local_errors[name], 60))}</pre>")
+                   f"color:#cf222e;font-size:0.85em'>{esc(_led(state.local_errors[name]))}</pre>")
     snap = state.snapshot
     if state.run_kind == "remote" and snap is not None and name in snap.steps:
         st = snap.steps[name]

@@ -253,3 +253,18 @@ def test_a_name_imported_in_an_ordinary_cell_is_imported_in_the_step_as_the_cell
     fake.f = lambda: 2  # the written import no longer gives the kernel's object: it is captured by value
     shell.run("%%step --defer b\nn = f()")
     assert inputs(shell, "b") == {"f": ("value", None)}
+
+
+def test_a_change_the_build_sees_by_itself_raises_no_alarm_when_the_cell_runs(shell, capsys):
+    pd = pytest.importorskip("pandas")
+    shell.configure()
+    shell.ip.user_ns["pd"] = pd
+    shell.run("def fill(df):\n    df.fillna(0, inplace=True)")
+    shell.run("%%step load\nraw = pd.DataFrame({'a': [1.0, None]})")
+    shell.run("%%step fix\nfill(raw)\nn = len(raw)")  # the helper's body shows the change: the graph sees it
+    shell.run("%%step use\ntotal = raw['a'].sum() + n")
+    err = capsys.readouterr().err
+    assert "changed raw in place" not in err and "%pipeline outputs raw" not in err, err
+    graph = shell.graph()
+    assert "raw" in graph.step("fix").outputs and graph.step("use").inputs["raw"].step == "fix"
+    assert not any("cannot see this" in p.message for p in graph.report.warnings)
