@@ -30,6 +30,10 @@ def text_summary(graph: PipelineGraph) -> str:
         lines.append("parameters: " + ", ".join(f"{k}={v!r}" for k, v in graph.parameters.items()))
     if graph.kernel_image_note:
         lines.append(f"kernel image: {graph.kernel_image_note}")
+    if graph.ships:
+        files = graph.ships["files"]
+        shown_files = ", ".join(files[:6]) + (f" and {len(files) - 6} more" if len(files) > 6 else "")
+        lines.append(f"ships with every step (IncludeLocalWorkDir): {shown_files} ({fmt_bytes(graph.ships['bytes'])})")
     for node in graph.steps:
         after = f" (after {', '.join(node.depends_on)})" if node.depends_on else ""
         lines += ["", f"step {node.name}{after}"]

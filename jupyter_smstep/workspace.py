@@ -107,6 +107,7 @@ class Workspace:
         graph.report.problems.extend(rules.graph_problems(graph))  # what SageMaker would refuse, by its model
         self._check_seen(graph)
         self._pin_dependencies(graph)
+        self._check_workspace(graph)
         if keys and not graph.report.errors:
             from jupyter_smstep.sdk import content
 
@@ -117,6 +118,24 @@ class Workspace:
             if run is not None:  # what each step read when it last ran (the cache checks these)
                 graph.reads = {n: dict(s.reads, run=run.run_id) for n, s in run.steps.items() if s.reads}
         return graph
+
+    def _check_workspace(self, graph: PipelineGraph) -> None:
+        """What the steps' workspace ships (``sdk.workdir``): listed on the graph, and a warning when it is large."""
+        from jupyter_smstep.sdk import build, workdir
+        from jupyter_smstep.text import fmt_bytes
+
+        shipping = build.shipping_for(graph, self.namespace, self.root)
+        if shipping is None:
+            return
+        files = workdir.shipped(shipping)
+        graph.ships = {"files": sorted(f for f, _ in files), "bytes": sum(n for _, n in files),
+                       "because": {step: list(mods) for step, mods in shipping.because.items()}}
+        if graph.ships["bytes"] > workdir.LARGE:
+            largest = ", ".join(f"{f} ({fmt_bytes(n)})" for f, n in files[:3])
+            graph.report.warn(f"the steps' workspace (IncludeLocalWorkDir) is {fmt_bytes(graph.ships['bytes'])}, "
+                              f"zipped and uploaded with every step of every build; largest: {largest}",
+                              fix="list those names under CustomFileFilter: IgnoreNamePatterns in config.yaml, or "
+                                  "move them out of the notebook's folder (upload data to S3)")
 
     def _check_seen(self, graph: PipelineGraph) -> None:
         """Each step gets the values its cell saw (``sdk.snapshot``). Refuse a value too large to have been
@@ -246,18 +265,20 @@ class Workspace:
 
     # ---------------------------------------------------------------- run
     def run_local(self, parameters: Mapping[str, Any] | None = None, on_event: Callable | None = None,
-                  runs_dir: str | Path | None = None, cache: bool = True, from_step: str | None = None) -> Any:
+                  runs_dir: str | Path | None = None, cache: bool = True, from_step: str | None = None,
+                  stop: Any = None) -> Any:
         """Run the pipeline locally; a step whose key matches an earlier run's reuses its results unless
-        ``cache`` is False, and ``from_step`` and its dependents always run."""
+        ``cache`` is False, and ``from_step`` and its dependents always run. Setting ``stop`` (a
+        ``threading.Event``) stops the run."""
         graph = self._buildable_graph(for_the_service=False)  # a local run uses no image
         if from_step is not None and from_step not in {s.name for s in graph.steps}:
             raise SmstepError(f"--from {from_step!r} names no step of the pipeline",
                               fix=did_you_mean(from_step, [s.name for s in graph.steps], "the steps"))
-        self.last_run = self._run_graph(graph, parameters, on_event, runs_dir, cache, from_step)
+        self.last_run = self._run_graph(graph, parameters, on_event, runs_dir, cache, from_step, stop)
         return self.last_run
 
     def _run_graph(self, graph: PipelineGraph, parameters: Mapping[str, Any] | None, on_event: Callable | None,
-                   runs_dir: str | Path | None, cache: bool, from_step: str | None) -> Any:
+                   runs_dir: str | Path | None, cache: bool, from_step: str | None, stop: Any = None) -> Any:
         from jupyter_smstep import local
         from jupyter_smstep.sdk import build, content, requirements
 
@@ -268,20 +289,22 @@ class Workspace:
         keys = content.step_keys(graph, self.namespace, self.root, values, run=secrets.token_hex(8))
         anyway = frozenset(n.name for n in graph.steps if n.settings.get("reuse") is not None
                            and n.settings["reuse"].value == "always")
-        step_cache = local.StepCache(Path(runs_dir or local.DEFAULT_RUNS_DIR).absolute(), root=self.root,
+        runs_dir = runs_dir or self.runs_folder  # beside the notebook, wherever the command was started
+        step_cache = local.StepCache(Path(runs_dir).absolute(), root=self.root,
                                      reuse_anyway=anyway) if cache else None
         reused = self._cached_steps(graph, keys, step_cache, from_step) if step_cache else frozenset()
         plan = build.plan_for(graph, keys, reused)
 
         files = requirements.auto_files(graph.steps, self.namespace)
+        shipping = build.shipping_for(graph, self.namespace, self.root)
 
         def assemble(session: Any) -> Any:
             return build.Compiled(build.assemble(graph, functions, session, self.root, files, local=True),
-                                  functions, plan, root=self.root)
+                                  functions, plan, root=self.root, shipping=shipping)
 
         kwargs: dict[str, Any] = {"parameters": values, "on_event": on_event, "functions": functions,
                                   "keys": dict(plan.keys), "cache": step_cache or False,
-                                  "force": [from_step] if from_step else [], "root": self.root,
+                                  "force": [from_step] if from_step else [], "root": self.root, "stop": stop,
                                   "pipeline_key": pipeline_key(graph, keys, settings_mod.load_sdk_config())}
         if runs_dir is not None:
             kwargs["runs_dir"] = runs_dir
@@ -329,6 +352,13 @@ class Workspace:
         self.namespace.update(values)
         itype = graph.steps[0].settings.get("instance_type")
         return RemoteRun(job, str(itype.value) if itype else "?", local, time.time() - started, sorted(values))
+
+    @property
+    def runs_folder(self) -> Path:
+        """Where local runs go by default: `.smstep/runs` beside the notebook (for the kernel and smstep alike)."""
+        from jupyter_smstep.local.results import DEFAULT_RUNS_DIR
+
+        return self.root / DEFAULT_RUNS_DIR
 
     def latest_run(self, pipeline: str) -> Any:
         """The last local run of ``pipeline``: this session's, else the newest in the notebook's runs folder."""

@@ -177,6 +177,8 @@ class PipelineGraph:
     reads: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: Steps with no image_uri where the SDK has none either: a local run needs none, the service does
     no_image: list[str] = field(default_factory=list)
+    #: The steps' workspace (IncludeLocalWorkDir): files, bytes and which steps import which local modules
+    ships: dict[str, Any] = field(default_factory=dict)
 
     def step(self, name: str) -> StepNode:
         return next(s for s in self.steps if s.name == name)
@@ -214,6 +216,7 @@ class PipelineGraph:
                 for p in self.report.problems
             ],
             "kernel_image": self.kernel_image_note,
+            **({"ships": self.ships} if self.ships else {}),
             **({"changed_since": self.changes} if self.changes else {}),
         }
 

@@ -367,9 +367,13 @@ def _pull_args(parser: CommandParser, cli: bool) -> None:
 def _pull(ctx: Context, args: argparse.Namespace) -> int:
     from jupyter_smstep import local
 
-    run = local.load_run(args.run) if args.run else ctx.workspace.last_run
+    name = ctx.workspace.graph().name
+    # this session's last run, else the newest of this pipeline beside the notebook (`smstep run`'s too)
+    run = local.load_run(args.run) if args.run else ctx.workspace.last_run or ctx.workspace.latest_run(name)
     if run is None:
-        raise SmstepError("no local run to pull from", fix="run the pipeline first with %pipeline run")
+        raise SmstepError(f"no local run of {name!r} to pull from (looked in {ctx.workspace.runs_folder})",
+                          fix="run the pipeline first (%pipeline run, or smstep run NB), or name a run folder "
+                              "with --run DIR")
     loaded: list[str] = []
     for name in args.steps or list(run.steps):
         if name not in run.steps:

@@ -42,6 +42,7 @@ import logging
 import os
 import secrets
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,7 @@ def run_pipeline(
     buckets: Iterable[str] = (),
     saves: Mapping[str, list[dict[str, Any]]] | None = None,
     root: str | Path | None = None,
+    stop: threading.Event | None = None,
 ) -> RunResult:
     """Build the pipeline against an embedded S3 and run every step locally.
 
@@ -105,8 +107,9 @@ def run_pipeline(
     is used as it is); the steps in ``force`` and their dependents always run.
     With ``pipeline_key`` (:func:`jupyter_smstep.core.keys.pipeline_key`), a run whose every step is
     cached reuses the earlier run's definition instead of building one (no SDK import, no upload).
-    Returns a :class:`RunResult` (also when steps failed); raises :class:`SmstepError` when the pipeline
-    cannot be run at all.
+    Setting ``stop`` (the panel's Stop) ends the run within about a second: running steps are killed and
+    ``stopped``, the rest skipped. Returns a :class:`RunResult` (also when steps failed); raises
+    :class:`SmstepError` when the pipeline cannot be run at all.
     """
     if os.name != "posix" or not hasattr(os, "fork"):
         raise SmstepError(Problem("the local runner needs a POSIX system with fork() (Linux, macOS)",
@@ -178,7 +181,7 @@ def run_pipeline(
             max_workers=max_workers or cores(), faults=faults or {}, started=started,
             functions=dict(functions or {}), keys=dict(keys or {}),
             cache=step_cache, force=with_dependents({n: spec.depends_on for n, spec in steps.items()}, forced),
-            root=Path(root).resolve() if root else None,
+            root=Path(root).resolve() if root else None, stop=stop,
         )
         executor.run()
         lap("execute")
@@ -206,13 +209,14 @@ def run_pipeline(
             if executor is not None and executor.worker is not worker:  # replaced after a crash
                 worker.close(timeout=2)
                 worker = executor.worker
-            if worker.alive() and (executor is None or not executor.busy()):
+            if worker.alive() and (executor is None or not (executor.busy() or executor.stopped)):
                 return_worker(worker)
             else:
                 worker.close(timeout=2)
     assert executor is not None
     result = load_run(run_dir)
-    emit.run_event("succeeded" if result.succeeded else "failed", duration=result.duration,
+    emit.run_event("succeeded" if result.succeeded else "stopped" if executor.stopped else "failed",
+                   duration=result.duration,
                    message=_run_summary(result))
     return result
 

@@ -16,6 +16,7 @@ import logging
 import os
 import queue
 import signal
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -103,8 +104,11 @@ class Execution:
                  parameters: dict, s3: LocalS3, worker: WarmWorker, emit: Emitter, max_workers: int,
                  faults: dict[str, list[str]], started: float, functions: dict[str, Any] | None = None,
                  keys: dict[str, StepKey] | None = None, cache: cache_mod.StepCache | None = None,
-                 force: set[str] | None = None, root: Path | None = None) -> None:
+                 force: set[str] | None = None, root: Path | None = None,
+                 stop: threading.Event | None = None) -> None:
         self.run_id = run_id
+        self.stop = stop  # set by the panel's Stop: running steps are killed, the rest skipped
+        self.stopped = False
         self.root = root  # the notebook's folder: a staged file the step reads is recorded as the original
         self.run_dir = run_dir
         self.s3 = s3
@@ -157,6 +161,10 @@ class Execution:
                 st.prepared = self._prep_pool.submit(self.container.prepare_channels, st.spec)
         try:
             while True:
+                if self.stop is not None and self.stop.is_set():
+                    self.stopped = True
+                    self._abort("stopped before it ended (Stop)", state="stopped")
+                    break
                 self._skip_blocked()
                 if self._launch_ready():
                     continue  # a step was reused from the cache: its dependents may be ready now
@@ -594,11 +602,21 @@ class Execution:
                                  "the local runner's worker process died", None, time.time())
         self.worker.wait_ready()
 
-    def _abort(self, reason: str) -> None:
+    def _abort(self, reason: str, state: StepState = "failed") -> None:
+        """End the run now: running steps killed (``failed``, or ``stopped`` when the user stopped it), the
+        pending ones skipped."""
         for st in self.states.values():
             if st.attempt is not None:
                 if st.attempt.pid:
                     _kill_group(st.attempt.pid, signal.SIGKILL)
+                if state == "stopped":
+                    st.attempt, st.not_before = None, None
+                    result, ended = st.result, time.time()
+                    result.state, result.ended, result.failure_type = "stopped", ended, "Stopped"
+                    result.duration = ended - (result.started or ended)
+                    result.summary = result.error = reason
+                    self._event(st, "stopped", duration=result.duration, message=reason)
+                    continue
                 self._finish_failure(st, None, "Stopped", reason, reason)
             elif st.result.state == "pending":
                 st.result.state = "skipped"
@@ -609,7 +627,7 @@ class Execution:
     def _event(self, st: _StepState, state: StepState, *, kind: EventKind = "state", attempt: int = 0,
                duration: float | None = None, message: str | None = None, error: str | None = None,
                info: dict | None = None) -> None:
-        if kind == "state" and state in ("succeeded", "failed", "skipped"):
+        if kind == "state" and state in ("succeeded", "failed", "skipped", "stopped"):
             # recorded as the step ends: a run killed later (SIGKILL) keeps what it finished
             write_json(self.run_dir / "steps" / st.spec.name / "step.json", st.result.to_json())
         self.emit(StepEvent(run_id=self.run_id, step=st.spec.name, state=state, kind=kind,

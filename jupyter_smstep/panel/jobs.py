@@ -30,6 +30,7 @@ class Jobs:
         self.panel = panel
         self.monitor: ExecutionMonitor | None = None
         self._stop_polling: threading.Event | None = None
+        self.local_stop: threading.Event | None = None  # set: the local run in progress stops
         self._threads: list[threading.Thread] = []
 
     def check_ready(self, what: str) -> None:
@@ -47,6 +48,7 @@ class Jobs:
         self.stop_following()
         self.panel.state.start_local()
         self.panel.state.busy = True
+        stop = self.local_stop = threading.Event()  # before the buttons: Stop is enabled while it runs
         self.panel.set_buttons()
         self.panel.set_status("running locally…", "busy")
         self.panel.render_dag()
@@ -54,7 +56,7 @@ class Jobs:
 
         def work() -> None:
             try:
-                result = self.panel.workspace.run_local(params, on_event=self.panel.on_local_event)
+                result = self.panel.workspace.run_local(params, on_event=self.panel.on_local_event, stop=stop)
             except SmstepError as exc:
                 self.panel.set_status("local run refused: " + html.esc(exc).replace("\n", "<br>"), "error")
             except Exception as exc:  # noqa: BLE001
@@ -68,11 +70,13 @@ class Jobs:
                 except SmstepError:
                     self.panel.state.estimate_lines = []
                 self.panel.set_status("✓ local run succeeded" if result.succeeded else
-                                 f"✗ local run failed ({', '.join(failed) or 'see below'})",
-                                 "ok" if result.succeeded else "error")
+                                      "■ local run stopped" if stop.is_set() else
+                                      f"✗ local run failed ({', '.join(failed) or 'see below'})",
+                                      "ok" if result.succeeded else "error")
                 if failed and self.panel.selector.value not in failed:
                     self.panel.selector.value = failed[0]
             finally:
+                self.local_stop = None
                 self.panel.state.busy = False
                 self.panel.set_buttons()
                 self.panel.render_dag()
@@ -161,6 +165,12 @@ class Jobs:
                 self.panel.set_status(f"monitoring crashed: {type(exc).__name__}: {html.esc(exc)}", "error")
 
         return self._start(work, wait)
+
+    def stop_local(self) -> None:
+        """Stop the local run in progress: its running steps are killed within about a second."""
+        if self.local_stop is not None:
+            self.local_stop.set()
+            self.panel.set_status("stopping the local run…", "busy")
 
     def stop_execution(self) -> None:
         if self.monitor is None:

@@ -120,7 +120,8 @@ class PipelinePanel(widgets.VBox):
         self.changed_button = self._button("Submit changed", "forward", "primary",
                                            "re-run on SageMaker only the steps changed since the last succeeded "
                                            "execution (and the steps after them)")
-        self.stop_button = self._button("Stop", "stop", "danger", "stop the SageMaker execution", disabled=True)
+        self.stop_button = self._button("Stop", "stop", "danger", "stop the local run or the SageMaker execution",
+                                        disabled=True)
         self.retry_button = self._button("Retry", "repeat", "warning",
                                          "retry the failed steps of the SageMaker execution", disabled=True)
         self.status = make_html()
@@ -432,7 +433,8 @@ class PipelinePanel(widgets.VBox):
         self.submit_button.disabled = busy
         self.changed_button.disabled = busy
         following = self.jobs.monitor is not None
-        self.stop_button.disabled = not (following and self.state.remote_running())
+        stoppable = self.jobs.local_stop is not None or (following and self.state.remote_running())
+        self.stop_button.disabled = not stoppable
         self.retry_button.disabled = not (following and self.state.remote_retryable())
 
 
@@ -451,7 +453,11 @@ class PipelinePanel(widgets.VBox):
         return self.jobs.follow(arn, client, wait, settle)
 
     def stop_execution(self) -> None:
-        self.jobs.stop_execution()
+        """Stop: the local run in progress, else the SageMaker execution followed."""
+        if self.jobs.local_stop is not None:
+            self.jobs.stop_local()
+        else:
+            self.jobs.stop_execution()
 
     def retry_execution(self) -> None:
         self.jobs.retry_execution()

@@ -30,7 +30,7 @@ from jupyter_smstep.core import codegen
 from jupyter_smstep.core.graph import PipelineGraph, check_buildable, values_at
 from jupyter_smstep.errors import Problem, SmstepError, aws_error
 from jupyter_smstep.core.keys import StepKey
-from jupyter_smstep.sdk import conditions, content, requirements, stepargs
+from jupyter_smstep.sdk import conditions, content, requirements, stepargs, workdir
 from jupyter_smstep.sdk.capture import Captures
 from jupyter_smstep.sdk.compat import Sdk, load
 
@@ -46,6 +46,9 @@ class Compiled:
     #: The notebook's folder: the SDK ships the current directory (IncludeLocalWorkDir), the key hashes the
     #: notebook's folder; one truth, the notebook's folder (``smstep run proj/nb.ipynb`` from the parent).
     root: Path | None = None
+    #: The steps' workspace: the notebook's modules they import, or what config.yaml's IncludeLocalWorkDir asks
+    #: (``sdk.workdir``); None ships none.
+    shipping: workdir.Shipping | None = None
 
     @property
     def name(self) -> str:
@@ -55,7 +58,7 @@ class Compiled:
     def building(self) -> Iterator[content.UploadCount]:
         """While the SDK compiles the steps (``definition()``, ``upsert()``): the plan applies, in the notebook's
         folder."""
-        with _in_folder(self.root):
+        with _in_folder(self.root), workdir.shipping(self.shipping):
             if self.plan is None:
                 yield self.uploads
                 return
@@ -74,7 +77,8 @@ class Compiled:
 
         assert self.plan is not None
         dry = dataclasses.replace(self.plan, dry=True, uploads=content.UploadCount(), compiling=None)
-        with _in_folder(self.root), content.content_addressed(dry, self.pipeline.sagemaker_session):
+        with _in_folder(self.root), workdir.shipping(self.shipping), content.content_addressed(
+                dry, self.pipeline.sagemaker_session):
             text = str(self.pipeline.definition())
         problems = rules.definition_problems(text, values) + schema.problems(text)
         if problems:
@@ -273,7 +277,15 @@ def build_pipeline(graph: PipelineGraph, namespace: Mapping[str, Any], session: 
     functions = step_functions(graph, namespace, captures)
     keys = content.step_keys(graph, namespace, root)
     files = requirements.auto_files(graph.steps, namespace)
-    return Compiled(assemble(graph, functions, session, root, files), functions, plan_for(graph, keys), root=root)
+    return Compiled(assemble(graph, functions, session, root, files), functions, plan_for(graph, keys), root=root,
+                    shipping=shipping_for(graph, namespace, root))
+
+
+def shipping_for(graph: PipelineGraph, namespace: Mapping[str, Any], root: Path | None) -> workdir.Shipping | None:
+    """What the steps' workspace ships (``sdk.workdir``), by config.yaml and the modules the steps import."""
+    from jupyter_smstep.core import settings as settings_mod
+
+    return workdir.plan(graph.steps, namespace, root, settings_mod.load_sdk_config())
 
 
 def definition(compiled: Compiled) -> str:

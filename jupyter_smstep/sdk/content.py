@@ -154,8 +154,12 @@ def step_keys(graph: PipelineGraph, namespace: Mapping[str, Any], root: Path | N
     from jupyter_smstep.core import settings as settings_mod
     from jupyter_smstep.sdk import requirements
 
+    from jupyter_smstep.sdk import workdir
+
     include_workdir = settings_mod.remote_function_config(settings_mod.load_sdk_config(), "IncludeLocalWorkDir")
     include_workdir = include_workdir is True or str(include_workdir).lower() == "true"
+    shipping = workdir.plan(graph.steps, namespace, root, settings_mod.load_sdk_config())
+    imports_local = set(shipping.because) if shipping is not None else set()  # the notebook's modules it imports
     local: dict[str, dict[str, str]] = {}
     sources: str | None = None
     for node in graph.steps:
@@ -166,8 +170,8 @@ def step_keys(graph: PipelineGraph, namespace: Mapping[str, Any], root: Path | N
             extra["imports"] = keys_mod.digest_json(versions)
         if node.name in graph.dependencies:  # --dependencies auto: the pins reach the job
             extra["dependencies"] = keys_mod.digest_json(graph.dependencies[node.name])
-        if root is not None and (include_workdir or any(_is_local(namespace.get(i.name), root)
-                                                        for i in node.imports)):
+        if root is not None and (include_workdir or node.name in imports_local or any(
+                _is_local(namespace.get(i.name), root) for i in node.imports)):
             sources = sources or local_sources_digest(root)
             extra["local-sources"] = sources
     return keys_mod.step_keys(graph, capture_digests(graph, namespace), parameters=parameters,

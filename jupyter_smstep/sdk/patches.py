@@ -13,6 +13,9 @@
   schedule's role as a pipeline role (that it trusts sagemaker.amazonaws.com), but EventBridge Scheduler
   is what assumes it; after ``remote.roles`` has checked the right trust, the SDK's check is off for
   that call only (``remote.schedules``).
+- ``remote_function.job._prepare_and_upload_workspace`` (wrapped). v2 and v3. The @step decorator takes
+  neither ``include_local_workdir`` nor ``custom_file_filter`` (it reads them from config.yaml, whose filter
+  cannot be a function); the build ships the notebook's own modules, and never ``.smstep`` (``sdk.workdir``).
 - ``Session._default_bucket`` (set). v2 and v3. The SDK's cache of ``default_bucket()``, set after
   finding the bucket through clients that honour ``AWS_ENDPOINT_URL`` (``sdk.session``).
 
@@ -46,6 +49,7 @@ PATCHED = (
     Patched("steps_compiler", "StepsCompiler._build_step", (2, 3)),
     Patched("steps_compiler", "StepsCompiler.__init__", (2, 3)),  # sets the three attributes below
     Patched("remote_function", "job._ensure_sagemaker_dependency", (2,), optional=True),
+    Patched("remote_function", "job._prepare_and_upload_workspace", (2, 3)),
     Patched("config_manager", "SageMakerConfig.validate_sagemaker_config", (3,)),
 )
 #: The compiler attributes the build-step wrapper sets (present once StepsCompiler.__init__ ran).
@@ -113,6 +117,22 @@ def wrap_ensure_dependency(remote_function: str, around: Callable[[Any, str | No
 
     ensure._smstep = True  # type: ignore[attr-defined]
     job._ensure_sagemaker_dependency = ensure
+
+
+def wrap_prepare_workspace(remote_function: str, around: Callable[[Callable[..., Any], dict[str, Any]], Any]) -> None:
+    """``job._prepare_and_upload_workspace(**kwargs)`` becomes ``around(original, kwargs)``. Once."""
+    job = importlib.import_module(f"{remote_function}.job")
+    original = job.__dict__["_prepare_and_upload_workspace"]
+    if getattr(original, "_smstep", False):
+        return
+
+    def prepare(*args: Any, **kwargs: Any) -> Any:
+        if args:  # the SDK passes keywords; a release that passes positions is not ours to rewrite
+            return original(*args, **kwargs)
+        return around(original, kwargs)
+
+    prepare._smstep = True  # type: ignore[attr-defined]
+    job._prepare_and_upload_workspace = prepare
 
 
 # ---------------------------------------------------------------------------- config and session

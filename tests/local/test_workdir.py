@@ -105,3 +105,107 @@ def test_one_working_folder_the_notebooks_when_smstep_runs_it_from_another(tmp_p
     (project / "wd_helper.py").write_text("VALUE = 'edited'\n")
     second = run()
     assert not second.get("cached") and second["outputs"]["value"] == "'edited'"
+
+
+def _project(tmp_path, *cells):
+    import nbformat
+
+    from helpers.constants import IMAGE, ROLE
+
+    project = tmp_path / "churn"
+    project.mkdir()
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in [
+        "%load_ext jupyter_smstep",
+        f"%pipeline config --name churn --role {ROLE} --image-uri {IMAGE} --instance-type ml.m5.large", *cells]]
+    nbformat.write(nb, project / "churn.ipynb")
+    return project
+
+
+def _workspace_files(run_dir) -> set[str]:
+    archives = sorted(run_dir.rglob("workspace.zip"))
+    assert archives, "no workspace was shipped"
+    with zipfile.ZipFile(archives[0]) as z:
+        return {n.split("/", 1)[1] for n in z.namelist() if not n.endswith("/")}
+
+
+def test_a_module_beside_the_notebook_ships_by_itself_with_what_it_imports(tmp_path, monkeypatch, capsys):
+    """No config.yaml: a step importing churn_models.py (which imports features/, a package) runs, started from
+    another folder; the workspace holds those files and nothing else (not .smstep, not the other .py files)."""
+    import json
+
+    from jupyter_smstep import cli
+
+    project = _project(tmp_path, "import math",
+                       "%%step fit\nfrom churn_models import score\nresult = score(3)",
+                       "%%step report\nimport churn_models\nshown = f'{result} {churn_models.NAME}'")
+    (project / "churn_models.py").write_text("from features.scale import twice\nNAME = 'churn'\n"
+                                             "def score(x):\n    return twice(x) + 1\n")
+    (project / "features").mkdir()
+    (project / "features" / "__init__.py").write_text("")
+    (project / "features" / "scale.py").write_text("def twice(x):\n    return 2 * x\n")
+    (project / "scratch.py").write_text("raise SystemExit('not needed by any step')\n")
+    (project / ".ipynb_checkpoints").mkdir()
+    (project / ".ipynb_checkpoints" / "churn_models-checkpoint.py").write_text("")
+    monkeypatch.chdir(tmp_path)
+    capsys.readouterr()
+    assert cli.main(["graph", "churn/churn.ipynb", "--json"]) == 0
+    ships = json.loads(capsys.readouterr().out)["ships"]
+    assert ships["files"] == ["churn_models.py", "features/__init__.py", "features/scale.py"]
+    assert ships["because"] == {"fit": ["churn_models"], "report": ["churn_models"]}
+    assert cli.main(["run", "churn/churn.ipynb", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["steps"]["report"]["outputs"]["shown"] == "'7 churn'"
+    run_dir = project / ".smstep" / "runs" / out["run_id"]  # beside the notebook, not where smstep started
+    assert run_dir.is_dir() and not (tmp_path / ".smstep").exists()
+    assert _workspace_files(run_dir) == {"churn_models.py", "features/__init__.py", "features/scale.py"}
+
+
+def test_ten_runs_in_a_row_keep_the_workspace_the_same_size(tmp_path, monkeypatch, capsys):
+    """config.yaml's IncludeLocalWorkDir with a CustomFileFilter used to take in .smstep/runs: every run copied
+    every earlier one. The workspace never holds .smstep, .git or a virtual environment."""
+    import json
+
+    from jupyter_smstep import cli
+
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG + "        CustomFileFilter:\n          IgnoreNamePatterns: ['*.ipynb']\n")
+    monkeypatch.setenv("SAGEMAKER_USER_CONFIG_OVERRIDE", str(config))
+    project = _project(tmp_path, "%%step use\nimport os\nfiles = sorted(os.listdir('.'))")
+    (project / "data.csv").write_text("a,b\n1,2\n")
+    (project / ".git").mkdir()
+    (project / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (project / "venv").mkdir()
+    (project / "venv" / "pyvenv.cfg").write_text("home = /usr\n")
+    monkeypatch.chdir(project)
+    sizes = []
+    for _ in range(10):
+        capsys.readouterr()
+        assert cli.main(["run", "churn.ipynb", "--json", "--no-cache"]) == 0
+        run_dir = project / ".smstep" / "runs" / json.loads(capsys.readouterr().out)["run_id"]
+        sizes.append(sorted(run_dir.rglob("workspace.zip"))[0].stat().st_size)
+        assert _workspace_files(run_dir) == {"data.csv"}
+    assert len(set(sizes)) == 1, sizes
+
+
+def test_a_kernel_pulls_what_smstep_run_ran_from_another_folder(tmp_path, monkeypatch, capsys):
+    """`smstep run churn/churn.ipynb` from the parent, then `%pipeline pull` in a real kernel beside the notebook:
+    one runs folder, the notebook's."""
+    from jupyter_smstep import cli
+    from helpers.kernel import Kernel
+    from helpers.constants import IMAGE, ROLE
+
+    project = _project(tmp_path, "%%step make\nvalue = 6 * 7")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["run", "churn/churn.ipynb"]) == 0
+    monkeypatch.chdir(project)
+    kernel = Kernel()
+    try:
+        kernel.execute("%load_ext jupyter_smstep")
+        kernel.execute(f"%pipeline config --name churn --role {ROLE} --image-uri {IMAGE} --instance-type ml.m5.large")
+        kernel.execute("%%step make --defer\nvalue = 6 * 7")  # registered, not run: the kernel has no value
+        out = kernel.execute("%pipeline pull\nprint('value is', value)")
+        text = "".join(m["content"].get("text", "") for m in out if m["msg_type"] == "stream")
+        assert "pulled value" in text and "value is 42" in text, text
+    finally:
+        kernel.stop()

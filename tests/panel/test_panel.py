@@ -395,6 +395,36 @@ def test_run_locally_with_the_real_runner(shell, tmp_path, monkeypatch):
         p.close()
 
 
+def test_stop_stops_a_local_run_within_seconds_and_its_steps_process(shell, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    shell.configure(name="long")
+    pid_file = tmp_path / "pid"
+    shell.run(f"%%step slow --defer\nimport os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+              "time.sleep(120)\ndone = True")
+    shell.run("%%step after --defer\nflag = done")
+    p = panel_mod.show(shell.workspace)
+    try:
+        assert p.stop_button.disabled  # nothing to stop yet
+        thread = p.run_locally()
+        wait_for(lambda: pid_file.exists() and pid_file.read_text(), timeout=60, what="the step to start")
+        assert not p.stop_button.disabled, "Stop is the way out of a local run"
+        started = time.monotonic()
+        p.stop_button.click()
+        thread.join(timeout=30)
+        assert not thread.is_alive() and time.monotonic() - started < 10
+        pid = int(pid_file.read_text())
+        wait_for(lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2],
+                 timeout=10, what="the step's process to end")
+        assert "local run stopped" in p.status.value, p.status.value
+        states = {n: d["data-state"] for n, d in nodes(p).items()}
+        assert states == {"slow": "stopped", "after": "skipped"}, states
+        assert p.stop_button.disabled and not p.run_button.disabled
+        run = shell.workspace.last_run
+        assert run.steps["slow"].state == "stopped" and not run.succeeded
+    finally:
+        p.close()
+
+
 # --------------------------------------------------------------------------- remote monitoring
 @pytest.fixture
 def fake(fake_sagemaker):
