@@ -57,7 +57,11 @@ What it deliberately approximates
 * **Mutation is recognised syntactically**: calls of the methods in
   :data:`MUTATING_METHODS` (and any ``*_update`` method), any method call with
   ``inplace=True``, assignment to or deletion of a subscript/attribute, and
-  augmented assignment. Mutation through a function (``random.shuffle(lst)``,
+  augmented assignment; through an alias too (``for s in (a, b): s.drop(..., inplace=True)``,
+  ``x = y``, ``x = y[0]``, ``p, q = a, b``, ``both = [a]``, ``enumerate``/``zip``/``d.values()``): a change
+  through a cell-level name is a change of every name it may refer to (``CellAnalysis.aliases``;
+  flow-insensitive, so a rebinding in between still counts: an extra output costs a transfer, a missed
+  one a wrong result). Mutation through a function (``random.shuffle(lst)``,
   ``np.random.shuffle(a)``, ``fill(lst)``) cannot be seen. Conversely a module
   function with a mutating method's name (``np.append(a, 1)``,
   ``os.remove(p)``) looks like a mutation of the module name (``np``, ``os``)
@@ -210,9 +214,14 @@ class CellAnalysis:
     """Methods of the classes defined at cell level, by name."""
     calls: tuple[CallSite, ...] = ()
     """Calls made by the cell's own code (not inside its functions), for :func:`mutated_through_calls`."""
+    aliases: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Names bound at cell level that may refer to (or hold) other names' objects -> those names, transitively
+    (``for s in (a, b)``, ``x = y``, ``x = y[0]``, ``p, q = a, b``, ``both = [a]``): a change through one is a
+    change of them all."""
 
     def __post_init__(self) -> None:
-        for name in ("reads", "writes", "mutates", "deletes", "imports", "defines", "functions", "methods"):
+        for name in ("reads", "writes", "mutates", "deletes", "imports", "defines", "functions", "methods",
+                     "aliases"):
             value = getattr(self, name)
             if not isinstance(value, _ReadOnlyDict):
                 object.__setattr__(self, name, _ReadOnlyDict(value))
@@ -317,6 +326,8 @@ class _CellVisitor:
         self.rebound: set[str] = set()
         # Reads from function bodies run at call time: decided once the whole cell is seen.
         self.deferred: list[tuple[str, int, bool, _Scope | None]] = []
+        # Cell-level names -> the names whose objects they may refer to or hold (see CellAnalysis.aliases).
+        self.aliases: dict[str, set[str]] = {}
 
     # -- traversal ----------------------------------------------------------
 
@@ -372,6 +383,7 @@ class _CellVisitor:
             functions=self.functions,
             methods=self.methods,
             calls=tuple(self.cell.calls),
+            aliases={name: tuple(sorted(self._aliased(name))) for name in self.aliases},
         )
 
     # -- name uses ----------------------------------------------------------
@@ -573,6 +585,42 @@ class _CellVisitor:
         if root is not None:
             self._code_scope().mutated.add(root)
             self._use(root, line, is_mutation=True)
+            self._mutate_aliased(root, line)
+
+    # -- aliases: a change through one name is a change of every object it may refer to --------------
+
+    def _aliased(self, name: str) -> set[str]:
+        """Every name ``name`` may refer to or hold, transitively (``name`` itself left out)."""
+        found: set[str] = set()
+        todo = list(self.aliases.get(name, ()))
+        while todo:
+            other = todo.pop()
+            if other not in found and other != name:
+                found.add(other)
+                todo += self.aliases.get(other, ())
+        return found
+
+    def _mutate_aliased(self, name: str, line: int) -> None:
+        if self._code_scope() is self.cell:
+            for other in sorted(self._aliased(name)):
+                self._use(other, line, is_mutation=True)
+
+    def _note_aliases(self, targets: list[ast.expr], value: ast.expr) -> None:
+        """At cell level, what each assigned (or loop) name may refer to after ``targets = value``."""
+        if self._code_scope() is not self.cell:
+            return
+        for target in targets:
+            if isinstance(target, (ast.Tuple, ast.List)) and isinstance(value, (ast.Tuple, ast.List)) and \
+                    len(target.elts) == len(value.elts) and not any(isinstance(e, ast.Starred) for e in target.elts):
+                for t, v in zip(target.elts, value.elts):  # `a, b = x, y`: pairwise
+                    self._note_aliases([t], v)
+                continue
+            sources = _alias_sources(value)
+            if sources:
+                names: set[str] = set()
+                _collect_target_names(target, names)
+                for name in names:
+                    self.aliases.setdefault(name, set()).update(sources - {name})
 
     def visit_NamedExpr(self, node: ast.NamedExpr) -> None:
         self.visit(node.value)
@@ -587,6 +635,7 @@ class _CellVisitor:
     def visit_Assign(self, node: ast.Assign) -> None:
         self.visit(node.value)
         self.visit_statements(node.targets)
+        self._note_aliases(node.targets, node.value)
 
     def visit_AugAssign(self, node: ast.AugAssign) -> None:
         target = node.target
@@ -599,6 +648,7 @@ class _CellVisitor:
             self._use(target.id, target.lineno)
             self.visit(node.value)
             self._use(target.id, target.lineno, is_mutation=True)
+            self._mutate_aliased(target.id, target.lineno)  # `x += [1]` on an alias extends the list it names
             self._bind(self.scope, target.id, target.lineno, augmented=True)
         else:
             self.visit(target)  # `x[k] += v` reads x and k, and mutates x
@@ -634,6 +684,7 @@ class _CellVisitor:
     def visit_For(self, node: ast.For | ast.AsyncFor) -> None:
         self.visit(node.iter)
         self.visit(node.target)
+        self._note_aliases([node.target], node.iter)  # `for s in (a, b)`: s is a, then b
         self._visit_conditionally(node.body, node.orelse)
 
     visit_AsyncFor = visit_For
@@ -923,6 +974,39 @@ def _has_inplace_true(keywords: list[ast.keyword]) -> bool:
         if keyword.arg == "inplace" and isinstance(keyword.value, ast.Constant) and keyword.value.value is True:
             return True
     return False
+
+
+#: Calls whose result holds the very objects of their arguments (``for i, df in enumerate(frames)``)
+_HOLDING_CALLS = frozenset({"list", "tuple", "reversed", "sorted", "iter", "enumerate", "zip", "set", "frozenset"})
+#: Methods whose result holds the objects of the container they are called on (``d.values()``)
+_HOLDING_METHODS = frozenset({"values", "items", "copy"})
+
+
+def _alias_sources(expression: ast.expr) -> set[str]:
+    """The names whose objects ``expression``'s value may be, or hold (see ``CellAnalysis.aliases``)."""
+    if isinstance(expression, ast.Name):
+        return {expression.id}
+    if isinstance(expression, (ast.Tuple, ast.List, ast.Set)):
+        return set().union(*(_alias_sources(e) for e in expression.elts)) if expression.elts else set()
+    if isinstance(expression, ast.Dict):
+        return set().union(*(_alias_sources(v) for v in expression.values)) if expression.values else set()
+    if isinstance(expression, (ast.Starred, ast.Subscript, ast.Attribute)):
+        return _alias_sources(expression.value)
+    if isinstance(expression, ast.IfExp):
+        return _alias_sources(expression.body) | _alias_sources(expression.orelse)
+    if isinstance(expression, ast.BoolOp):
+        return set().union(*(_alias_sources(v) for v in expression.values))
+    if isinstance(expression, ast.NamedExpr):
+        return _alias_sources(expression.value) | {expression.target.id}
+    if isinstance(expression, ast.Call):
+        func = expression.func
+        if isinstance(func, ast.Name) and func.id in _HOLDING_CALLS:
+            return set().union(*(_alias_sources(a) for a in expression.args)) if expression.args else set()
+        if isinstance(func, ast.Attribute) and func.attr in _HOLDING_METHODS and not expression.args:
+            # `d.copy()` is shallow: its items are still d's (a DataFrame's copy is deep, and then an extra
+            # output costs a transfer, never a wrong result)
+            return _alias_sources(func.value)
+    return set()
 
 
 def _root_name(expression: ast.expr) -> str | None:

@@ -374,6 +374,10 @@ def build_graph(
         node = _resolve_step(cell, index, registry, values, bindings, later_writers, report)
         calls, known = _beside(cell, node, values, functions, root)
         changed = mutated_through_calls(calls, known, methods)
+        aliases = cell.analysis.aliases
+        for var, line in list(changed.items()):  # `fill(s)` inside `for s in (a, b)` changes a and b
+            for other in aliases.get(var, ()):
+                changed.setdefault(other, line)
         node.hidden_changes = {v: line for v, line in changed.items()
                                  if v in node.inputs and node.inputs[v].kind != "import"}
         for inp in node.captured:  # drawing from a generator advances it: the next step draws on from there

@@ -638,3 +638,19 @@ def test_python_312_type_parameters() -> None:
 ])
 def test_statements_that_belong_in_a_function_are_found_at_cell_level(source, misplaced):
     assert analyze(source).misplaced == misplaced
+
+
+@pytest.mark.parametrize(("source", "mutates"), [
+    ("for s in (a, b):\n    s.drop('c', axis=1, inplace=True)", {"a", "b"}),
+    ("x = a\nx['k'] = 1", {"a"}),
+    ("both = [b]\nboth[0]['c'] = 2", {"b"}),
+    ("p, q = a, b\nq['d'] = 3", {"b"}),
+    ("for i, df in enumerate(frames):\n    df.dropna(inplace=True)", {"frames"}),
+    ("for k, v in d.items():\n    v.append(1)", {"d"}),
+    ("x = a if flag else b\nx += [1]", {"a", "b"}),
+    ("x = a.y\nx.z = 1", {"a"}),
+    ("x = len(a)\nx += 1", set()),  # a number computed from a: no alias
+    ("y = 1\nx = a\ny += 2", set()),
+])
+def test_a_change_through_an_alias_is_a_change_of_what_it_names(source, mutates):
+    assert set(analyze(source).mutates) == mutates
