@@ -328,6 +328,14 @@ class _CellVisitor:
         self.deferred: list[tuple[str, int, bool, _Scope | None]] = []
         # Cell-level names -> the names whose objects they may refer to or hold (see CellAnalysis.aliases).
         self.aliases: dict[str, set[str]] = {}
+        # Evaluation order at cell level: when each name is first bound, when each cell function is first called,
+        # and which deferred reads each cell function's body makes (a function called before the cell binds a name
+        # it reads, as in `combined = get_titles()`, reads the earlier value: an input).
+        self.clock = 0
+        self.first_bound: dict[str, int] = {}
+        self.first_call: dict[str, int] = {}
+        self.deferred_by: dict[str, tuple[int, int]] = {}  # function -> its slice of self.deferred
+        self.calls_in: dict[str, set[str]] = {}  # cell function -> the names it calls
 
     # -- traversal ----------------------------------------------------------
 
@@ -359,8 +367,9 @@ class _CellVisitor:
     # -- result -------------------------------------------------------------
 
     def result(self) -> CellAnalysis:
-        for name, line, is_mutation, origin in self.deferred:
-            if name in self.directly_bound:
+        early = self._called_before_binding()
+        for index, (name, line, is_mutation, origin) in enumerate(self.deferred):
+            if name in self.directly_bound and (index, name) not in early:
                 continue  # the cell binds it before any call can happen
             binders = self.global_binders.get(name)
             if binders and any(binder is not origin for binder in binders):
@@ -385,6 +394,31 @@ class _CellVisitor:
             calls=tuple(self.cell.calls),
             aliases={name: tuple(sorted(self._aliased(name))) for name in self.aliases},
         )
+
+    def _called_before_binding(self) -> set[tuple[int, str]]:
+        """(deferred index, name) of the reads a cell function makes when the cell calls it before binding the
+        name (directly, or through another cell function it calls)."""
+        called = dict(self.first_call)
+        changed = True
+        while changed:
+            changed = False
+            for function, callees in self.calls_in.items():
+                if function not in called:
+                    continue
+                for callee in callees:
+                    if callee in self.deferred_by and called.get(callee, 1 << 60) > called[function]:
+                        called[callee] = called[function]
+                        changed = True
+        early = set()
+        for function, (start, end) in self.deferred_by.items():
+            when = called.get(function)
+            if when is None:
+                continue
+            for index in range(start, end):
+                name = self.deferred[index][0]
+                if when < self.first_bound.get(name, 1 << 60):
+                    early.add((index, name))
+        return early
 
     # -- name uses ----------------------------------------------------------
 
@@ -463,6 +497,9 @@ class _CellVisitor:
         origin: _Scope | None,
     ) -> None:
         self.cell.bound.add(name)
+        self.clock += 1
+        if origin is None:
+            self.first_bound.setdefault(name, self.clock)
         self.writes[name] = line
         self.deletes.pop(name, None)
         if import_statement is None:
@@ -564,6 +601,9 @@ class _CellVisitor:
         if called in MUTATING_FUNCTIONS and node.args:
             self._use_root_as_mutated(node.args[0], node.lineno)
         scope = self._code_scope()
+        if scope is self.cell and isinstance(func, ast.Name):
+            self.clock += 1
+            self.first_call.setdefault(func.id, self.clock)
         scope.calls.append(CallSite(
             function=func.id if isinstance(func, ast.Name) else None,
             method=func.attr if isinstance(func, ast.Attribute) else None,
@@ -822,7 +862,11 @@ class _CellVisitor:
             self._visit_annotations(node.args, node.returns)
         self.scope = outer
         self._bind(outer, node.name, node.lineno, definition="function")
+        start = len(self.deferred)
         scope = self._visit_function_body(node.args, node.body, parent=type_scope or outer)
+        if outer.kind == _MODULE:
+            self.deferred_by[node.name] = (start, len(self.deferred))
+            self.calls_in[node.name] = {c.function for c in scope.calls if c.function}
         positional = tuple(a.arg for a in [*node.args.posonlyargs, *node.args.args])
         info = FunctionInfo(positional, frozenset(scope.mutated & set(_parameter_names(node.args))),
                             tuple(scope.calls))

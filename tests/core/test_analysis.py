@@ -654,3 +654,13 @@ def test_statements_that_belong_in_a_function_are_found_at_cell_level(source, mi
 ])
 def test_a_change_through_an_alias_is_a_change_of_what_it_names(source, mutates):
     assert set(analyze(source).mutates) == mutates
+
+
+@pytest.mark.parametrize(("source", "reads"), [
+    ("def get_titles():\n    return combined.upper()\ncombined = get_titles()", {"combined"}),
+    ("def g():\n    return data * 2\ndef f():\n    return g()\ndata = f()", {"data"}),  # through another
+    ("combined = load()\ndef f():\n    return combined + 1\nx = f()", {"load"}),  # bound before the call
+    ("def f():\n    return data\ndata = 2\nz = f()", set()),
+])
+def test_a_function_called_before_the_cell_binds_a_name_it_reads_reads_the_earlier_value(source, reads):
+    assert set(analyze(source).reads) == reads

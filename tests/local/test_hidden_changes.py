@@ -101,3 +101,18 @@ def test_a_change_through_an_alias_reaches_the_next_step(shell, tmp_path, change
              "%%step fit\ncolumns = sorted(train_set.columns) + sorted(test_set.columns)"]
     kernel = same_everywhere(shell, tmp_path, cells, "fit", ["columns"])
     assert kernel["columns"] == ["x", "x"]
+
+
+def test_a_helper_defined_and_called_in_a_step_reads_the_value_before_the_step_rebinds_it(shell, tmp_path):
+    """Kaggle Titanic, with the tool's own fix followed (the helper moved into the step): the function reads
+    `combined` when it is called, before the cell rebinds it; that earlier value is the step's input."""
+    cells = ["%load_ext jupyter_smstep", CONFIG,
+             "import pandas as pd",
+             "%%step load\ncombined = pd.DataFrame({'Name': ['Braund, Mr. Owen', 'Heikkinen, Miss. Laina']})",
+             "%%step titles\ndef get_titles():\n    out = combined.copy()\n"
+             "    out['Title'] = out['Name'].str.extract(r', (\\w+)\\.', expand=False)\n    return out\n"
+             "combined = get_titles()",
+             "%%step report\ntitles = combined['Title'].tolist()"]
+    kernel = same_everywhere(shell, tmp_path, cells, "report", ["titles"])
+    assert kernel["titles"] == ["Mr", "Miss"]
+    assert shell.graph().step("titles").inputs["combined"].step == "load"
