@@ -121,7 +121,8 @@ class Workspace:
 
     def _check_workspace(self, graph: PipelineGraph) -> None:
         """What the steps' workspace ships (``sdk.workdir``): listed on the graph, and a warning when it is large."""
-        from jupyter_smstep.sdk import build, workdir
+        from jupyter_smstep.core import workdir
+        from jupyter_smstep.sdk import build
         from jupyter_smstep.text import fmt_bytes
 
         shipping = build.shipping_for(graph, self.namespace, self.root)

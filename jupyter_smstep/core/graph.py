@@ -461,11 +461,16 @@ def build_graph(
     for node in nodes:
         _resolve_saves(node, name, registry.save_root, report)
         _warn_unexpanded(node, report)
+    from jupyter_smstep.core import workdir
+
+    shipping = workdir.plan(nodes, namespace, root, config)  # what IncludeLocalWorkDir takes: a job finds it
     for node in nodes:
         seen = values_at(node.cell, namespace)
         constants = {seen[i.name]: i.name for i in node.captured if i.name in seen and isinstance(seen[i.name], str)}
         for kind, (literal, line, path) in [("file", r) for r in local_file_reads(node, root, seen)] + [
                 ("folder", r) for r in local_folder_reads(node, root, seen)]:
+            if kind == "file" and workdir.travels(shipping, path):
+                continue
             through = f" through {constants[literal]}" if literal in constants and literal not in (
                 t for t, _ in _path_literals(node)) else ""  # a captured constant, said as the user wrote it
             where = ("a local run finds it on this machine" if Path(literal).expanduser().is_absolute() else
@@ -475,6 +480,7 @@ def build_graph(
                         fix="upload it to S3 and read the s3:// URI (or pass the URI as a parameter), or "
                         "ship it with IncludeLocalWorkDir and a CustomFileFilter in config.yaml",
                         step=node.name, line=line + 1)
+    _check_passed_files(nodes, namespace, report)
     if any(n.fanout is not None for n in nodes):
         nodes, no_image = _expand(nodes, conditions, no_image, registry, config, kernel_image, report)
     _warn_reseeded(registry, report)
@@ -482,6 +488,29 @@ def build_graph(
     _dedupe(report)
     return PipelineGraph(name, nodes, dict(registry.parameters), report, kernel_image_note, conditions=conditions,
                          no_image=no_image)
+
+
+def _check_passed_files(nodes: list[StepNode], namespace: Mapping[str, Any], report: Report) -> None:
+    """A local file one step writes and a later step reads does not travel between their containers
+    (``core.files``): an error naming both lines."""
+    import os.path
+
+    from jupyter_smstep.core import files as files_mod
+
+    writers: dict[str, tuple[str, int]] = {}  # normalised path -> (step, line in its body)
+    for node in nodes:
+        seen = values_at(node.cell, namespace)
+        constants = {i.name: seen[i.name] for i in node.captured if i.name in seen and isinstance(seen[i.name], str)}
+        for text, line in _path_literals(node, seen):
+            writer = writers.get(os.path.normpath(text))
+            if writer is not None and writer[0] != node.name:
+                report.error(f"reads {text!r}, which step '{writer[0]}' writes (its line {writer[1] + 1}): each step "
+                             "runs in its own container, so the file does not travel from one to the other",
+                             fix=f"pass the object as a variable (assign it in step '{writer[0]}', read the variable "
+                                 "here: it travels as data), or --save it to S3 there and read the s3:// URI here",
+                             step=node.name, line=line + 1)
+        for path, line in files_mod.written_paths(node.cell.source, constants).items():
+            writers.setdefault(os.path.normpath(path), (node.name, line))
 
 
 def _fan_out(cell: Cell, node: StepNode, values: Mapping[str, Any], bindings: _Bindings, registry: Registry,

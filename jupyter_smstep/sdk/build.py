@@ -30,6 +30,7 @@ from jupyter_smstep.core import codegen
 from jupyter_smstep.core.graph import PipelineGraph, check_buildable, values_at
 from jupyter_smstep.errors import Problem, SmstepError, aws_error
 from jupyter_smstep.core.keys import StepKey
+from jupyter_smstep.core.workdir import Shipping, plan as plan_shipping
 from jupyter_smstep.sdk import conditions, content, requirements, stepargs, workdir
 from jupyter_smstep.sdk.capture import Captures
 from jupyter_smstep.sdk.compat import Sdk, load
@@ -48,7 +49,7 @@ class Compiled:
     root: Path | None = None
     #: The steps' workspace: the notebook's modules they import, or what config.yaml's IncludeLocalWorkDir asks
     #: (``sdk.workdir``); None ships none.
-    shipping: workdir.Shipping | None = None
+    shipping: Shipping | None = None
 
     @property
     def name(self) -> str:
@@ -281,11 +282,11 @@ def build_pipeline(graph: PipelineGraph, namespace: Mapping[str, Any], session: 
                     shipping=shipping_for(graph, namespace, root))
 
 
-def shipping_for(graph: PipelineGraph, namespace: Mapping[str, Any], root: Path | None) -> workdir.Shipping | None:
+def shipping_for(graph: PipelineGraph, namespace: Mapping[str, Any], root: Path | None) -> Shipping | None:
     """What the steps' workspace ships (``sdk.workdir``), by config.yaml and the modules the steps import."""
     from jupyter_smstep.core import settings as settings_mod
 
-    return workdir.plan(graph.steps, namespace, root, settings_mod.load_sdk_config())
+    return plan_shipping(graph.steps, namespace, root, settings_mod.load_sdk_config())
 
 
 def definition(compiled: Compiled) -> str:

@@ -154,7 +154,7 @@ def step_keys(graph: PipelineGraph, namespace: Mapping[str, Any], root: Path | N
     from jupyter_smstep.core import settings as settings_mod
     from jupyter_smstep.sdk import requirements
 
-    from jupyter_smstep.sdk import workdir
+    from jupyter_smstep.core import workdir
 
     include_workdir = settings_mod.remote_function_config(settings_mod.load_sdk_config(), "IncludeLocalWorkDir")
     include_workdir = include_workdir is True or str(include_workdir).lower() == "true"

@@ -71,3 +71,23 @@ def test_a_parameters_cell_assigning_a_frame_captures_it_with_a_word(shell, tmp_
     for source in (CONFIG, tagged.source, cells[3]):  # one kernel, top to bottom
         shell.run(source)
     assert result.outputs("total") == {"s": shell.ip.user_ns["s"]} == {"s": 3.0}
+
+
+@pytest.mark.parametrize(("write_line", "read_line"), [
+    ("joblib.dump(model, 'model.pkl')", "model = joblib.load('./model.pkl')"),
+    ("joblib.dump(model, MODEL_PATH)", "model = joblib.load(MODEL_PATH)"),
+    ("with open('out/model.json', 'w') as f:\n    f.write(str(model))", "model = open('out/model.json').read()"),
+    ("pd.DataFrame(model, index=[0]).to_csv(MODEL_PATH)", "model = pd.read_csv(MODEL_PATH)"),
+])
+def test_a_file_one_step_writes_and_a_later_step_reads_is_refused_naming_both_lines(tmp_path, write_line, read_line):
+    """A Kubeflow-style notebook passes a model through a file: in the kernel one folder holds it, as steps
+    each job has its own. Refused before any job runs, headless and in the kernel alike."""
+    (tmp_path / "out").mkdir()
+    path = write(tmp_path, ["%load_ext jupyter_smstep", CONFIG,
+                            "import joblib\nimport pandas as pd\nMODEL_PATH = 'out/model.bin'",
+                            f"%%step train\nmodel = {{'w': 1}}\n{write_line}",
+                            f"%%step serve\n{read_line}\nready = True"])
+    graph = load_workspace(path).graph()
+    found = [p for p in graph.report.errors if "which step 'train' writes (its line 3)" in p.message]
+    assert found and found[0].step == "serve" and found[0].line == 2, graph.report.problems
+    assert "pass the object as a variable" in found[0].fix

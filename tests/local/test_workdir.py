@@ -209,3 +209,28 @@ def test_a_kernel_pulls_what_smstep_run_ran_from_another_folder(tmp_path, monkey
         assert "pulled value" in text and "value is 42" in text, text
     finally:
         kernel.stop()
+
+
+@pytest.mark.parametrize("patterns", [None, ["*.ipynb"]])
+def test_the_local_file_warning_is_said_only_when_the_file_will_not_travel(tmp_path, monkeypatch, capsys, patterns):
+    """IncludeLocalWorkDir alone ships .py files: data/train.csv does not travel (warned). With a CustomFileFilter it
+    does: no warning, and the run reads it as the kernel did."""
+    import json
+
+    from jupyter_smstep import cli
+
+    extra = f"        CustomFileFilter:\n          IgnoreNamePatterns: {patterns}\n" if patterns else ""
+    config = tmp_path / "config.yaml"
+    config.write_text(CONFIG + extra)
+    monkeypatch.setenv("SAGEMAKER_USER_CONFIG_OVERRIDE", str(config))
+    project = _project(tmp_path, "%%step load\nrows = open('data/train.csv').read().split()")
+    (project / "data").mkdir()
+    (project / "data" / "train.csv").write_text("a b c\n")
+    monkeypatch.chdir(project)
+    capsys.readouterr()
+    assert cli.main(["graph", "churn.ipynb", "--json"]) == 0
+    warned = [p for p in json.loads(capsys.readouterr().out)["problems"] if "names the local file" in p["message"]]
+    assert bool(warned) == (patterns is None), warned
+    if patterns:
+        assert cli.main(["run", "churn.ipynb", "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["steps"]["load"]["outputs"]["rows"] == "['a', 'b', 'c']"
