@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -112,8 +113,9 @@ def test_submit_from_the_command_line_first_says_what_the_last_local_run_measure
     prepare_account(moto_server)
     env = {"AWS_ENDPOINT_URL": moto_server, "SMSTEP_CACHE_DIR": str(tmp_path / "cache"),
            "AWS_ENDPOINT_URL_PRICING": "http://127.0.0.1:9"}
-    smstep("run", EXAMPLE, env=env, cwd=tmp_path)
-    proc = smstep("submit", EXAMPLE, env=env, cwd=tmp_path)
+    notebook = Path(shutil.copy(EXAMPLE, tmp_path / "abalone.ipynb"))  # its runs go beside it
+    smstep("run", notebook, env=env, cwd=tmp_path)
+    proc = smstep("submit", notebook, env=env, cwd=tmp_path)
     assert "estimated: at least" in proc.stderr and "instance-hours" in proc.stderr
 
 

@@ -52,6 +52,8 @@ def prologue(node: StepNode) -> list[str]:
     """The statements before the cell's code: its imports, and ``execution`` rebuilt from the arguments
     (a plain namespace: the container has no jupyter_smstep)."""
     lines = [i.statement or "" for i in node.imports]
+    for helper, names in sorted(node.helper_globals.items()):  # it reads this step's inputs, not the kernel's
+        lines.append(f"{helper}.__globals__.update({', '.join(f'{n}={n}' for n in names)})")
     for inp in node.execution:
         lines.append(f"{inp.name} = __import__('types').SimpleNamespace(id={EXECUTION_ARGS[0]}, "
                      f"start_time={EXECUTION_ARGS[1]}, pipeline_name={EXECUTION_ARGS[2]})")

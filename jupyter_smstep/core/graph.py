@@ -28,7 +28,7 @@ import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from jupyter_smstep.core import settings as settings_mod
 from jupyter_smstep.core.analysis import CallSite, FunctionInfo, analyze, mutated_through_calls
@@ -119,6 +119,8 @@ class StepNode:
     unchecked: list[str] = field(default_factory=list)
     #: --foreach: one iteration of the cell, or the gather that makes its lists (core.foreach)
     fanout: foreach_mod.FanOut | None = None
+    #: Notebook functions the step calls that read step outputs when they run -> those outputs (its inputs too)
+    helper_globals: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
     @property
     def order_only(self) -> list[str]:
@@ -504,11 +506,14 @@ def _check_passed_files(nodes: list[StepNode], namespace: Mapping[str, Any], rep
         for text, line in _path_literals(node, seen):
             writer = writers.get(os.path.normpath(text))
             if writer is not None and writer[0] != node.name:
-                report.error(f"reads {text!r}, which step '{writer[0]}' writes (its line {writer[1] + 1}): each step "
-                             "runs in its own container, so the file does not travel from one to the other",
-                             fix=f"pass the object as a variable (assign it in step '{writer[0]}', read the variable "
-                                 "here: it travels as data), or --save it to S3 there and read the s3:// URI here",
-                             step=node.name, line=line + 1)
+                absolute = Path(text).expanduser().is_absolute()  # a local run shares this machine's files
+                (report.warn if absolute else report.error)(
+                    f"reads {text!r}, which step '{writer[0]}' writes (its line {writer[1] + 1}): "
+                    + ("a local run on this machine finds it, but on SageMaker " if absolute else "")
+                    + "each step runs in its own container, so the file does not travel from one to the other",
+                    fix=f"pass the object as a variable (assign it in step '{writer[0]}', read the variable "
+                        "here: it travels as data), or --save it to S3 there and read the s3:// URI here",
+                    step=node.name, line=line + 1)
         for path, line in files_mod.written_paths(node.cell.source, constants).items():
             writers.setdefault(os.path.normpath(path), (node.name, line))
 
@@ -714,6 +719,7 @@ def _resolve_step(
                              "kernel variable); was the cell that defined it deleted or not run?",
                              fix=f"define {var!r} in an earlier cell and run it, or declare it with %pipeline param",
                              step=name, line=line + 1)
+    helpers = _helper_links(inputs, namespace, bindings, name, report)
     depends: list[str] = []
     for inp in sorted(inputs.values(), key=lambda i: i.line):
         if inp.kind == "step" and inp.step not in depends:
@@ -732,7 +738,45 @@ def _resolve_step(
             close = difflib.get_close_matches(other, earlier, n=1)
             report.error(f"--after {other}: there is no step '{other}' above this one", step=name,
                          fix=f"did you mean {close[0]}?" if close else f"steps above: {', '.join(earlier) or 'none'}")
-    return StepNode(name, cell, inputs, [], depends, {})
+    return StepNode(name, cell, inputs, [], depends, {}, helper_globals=helpers)
+
+
+def _helper_links(inputs: dict[str, Input], namespace: Mapping[str, Any], bindings: _Bindings, step: str,
+                  report: Report) -> dict[str, tuple[str, ...]]:
+    """A notebook function the step calls that reads a step's output when it runs (``def predict(x): return
+    model.predict(x)``): that output becomes the step's input, and the function reads it (``StepNode.
+    helper_globals``) instead of the kernel's copy. One an ordinary cell computed from a step output is an
+    error, as when the step reads it itself."""
+    found: dict[str, tuple[str, ...]] = {}
+    for inp in [i for i in inputs.values() if i.kind == "value"]:
+        value = namespace.get(inp.name)
+        if not isinstance(value, types.FunctionType) or value.__module__ != "__main__":
+            continue
+        needs = []
+        for var in sorted(_global_names(value.__code__)):
+            src = bindings.writer.get(var)
+            if src is not None and src.step is not None:
+                needs.append(var)
+                if var not in inputs:
+                    inputs[var] = Input(var, "step", inp.line, step=src.step.name)
+            elif var in bindings.derived:
+                src_var, src_step = bindings.derived[var]
+                report.error(f"calls {inp.name}(), which reads {var!r} when it runs; an ordinary cell computed "
+                             f"{var!r} from {src_var!r}, an output of step '{src_step}': the pipeline cannot use "
+                             "the kernel's copy", fix=f"make that ordinary cell a %%step cell, or move its code into "
+                             f"step '{step}'", step=step, line=inp.line + 1)
+        if needs:
+            found[inp.name] = tuple(needs)
+    return found
+
+
+def _global_names(code: types.CodeType) -> set[str]:
+    """The global names a function's code (and the functions nested in it) may read."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _global_names(const)
+    return names
 
 
 def _beside(cell: Cell, node: StepNode, values: Mapping[str, Any], functions: dict[str, FunctionInfo],
@@ -934,28 +978,98 @@ def _is_builtin(var: str, value: Any) -> bool:
 
 
 def _track_plain_cell(cell: Cell, bindings: _Bindings, warned: set[str], report: Report) -> None:
+    """An ordinary cell: what it binds, and which of those names it computed from a step's output (tainted by
+    name, statement by statement: an import, a ``def`` or a ``class`` is never computed from data; a function
+    that reads a step output when it runs gets it as its calling step's input, ``_helper_links``)."""
     analysis = cell.analysis
     assert analysis is not None
-    used = []
-    for var in analysis.reads:
+
+    def source_of(var: str) -> tuple[str, str] | None:
         src = bindings.writer.get(var)
         if src is not None and src.step is not None:
-            used.append((var, src.step.name))
-        elif var in bindings.derived:
-            used.append(bindings.derived[var])
-    if used and cell.key not in warned:
+            return var, src.step.name
+        return bindings.derived.get(var)
+
+    used = [found for var in analysis.reads if (found := source_of(var)) is not None]
+    tainted = _tainted_names(cell.source, source_of) if used else {}
+    if tainted is None:  # not plain Python (a magic): every name it binds, as before
+        tainted = {var: used[0] for var in analysis.outputs}
+    computed = _computes_from(cell.source, source_of) if used else None
+    if computed and cell.key not in warned:
         warned.add(cell.key)
-        var, step = used[0]
+        var, step = computed
         report.warn(f"{cell.label} uses {var!r}, an output of step '{step}': in the pipeline this cell does "
                     "not run, and a later step reading what it computes would get the kernel's copy",
                     fix="make it a %%step cell if the pipeline needs its result")
     for var in analysis.outputs:
         bindings.bind(var, cell)
-        if used:
-            bindings.derived[var] = used[0]
+        if var in tainted:
+            bindings.derived[var] = tainted[var]
         else:
             bindings.derived.pop(var, None)
     bindings.forget(analysis.deletes, cell.label)
+
+
+def _statement_names(stmt: ast.stmt) -> tuple[set[str], set[str]]:
+    """(names a statement reads, names it binds or changes in place: targets, and the roots of mutated values)."""
+    reads = {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    writes = {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del))}
+    for node in ast.walk(stmt):
+        target = node.func.value if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) else \
+            node.value if isinstance(node, (ast.Subscript, ast.Attribute)) and isinstance(
+                getattr(node, "ctx", None), (ast.Store, ast.Del)) else None
+        while isinstance(target, (ast.Attribute, ast.Subscript)):
+            target = target.value
+        if isinstance(target, ast.Name):
+            writes.add(target.id)  # `rows.append(x)`, `d[k] = v`: changed by what the statement reads
+    return reads, writes
+
+
+def _tainted_names(source: str, source_of: Callable[[str], tuple[str, str] | None],
+                   ) -> dict[str, tuple[str, str]] | None:
+    """The names a cell computes from a step's output, statement by statement (None when it is not plain Python).
+    Imports, ``def`` and ``class`` statements compute nothing from data."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return None
+    tainted: dict[str, tuple[str, str]] = {}
+    for stmt in tree.body:
+        if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            for name in _statement_names(stmt)[1] | {getattr(stmt, "name", "")}:
+                tainted.pop(name, None)
+            continue
+        reads, writes = _statement_names(stmt)
+        hit = next((found for var in sorted(reads) if (found := tainted.get(var) or source_of(var))), None)
+        for name in writes:
+            if hit is not None:
+                tainted[name] = hit
+            elif name in tainted and name not in reads:
+                tainted.pop(name)  # rebound from clean values
+    return tainted
+
+
+def _computes_from(source: str, source_of: Callable[[str], tuple[str, str] | None]) -> tuple[str, str] | None:
+    """The first step output a cell-level statement other than an import, ``def`` or ``class`` reads (a
+    ``print(score)`` binds nothing, yet the cell does not run in the pipeline), as (name, step)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:  # not plain Python (a magic): what the cell reads
+        return next((found for var in sorted(_reads_of(source)) if (found := source_of(var))), None)
+    for stmt in tree.body:
+        if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            continue
+        for var in sorted(_statement_names(stmt)[0]):
+            if (found := source_of(var)) is not None:
+                return found
+    return None
+
+
+def _reads_of(source: str) -> set[str]:
+    try:
+        return set(analyze(source).reads)
+    except SyntaxError:
+        return set()
 
 
 def _later_step_writers(registry: Registry) -> dict[str, list[tuple[int, str]]]:

@@ -268,3 +268,24 @@ def test_a_change_the_build_sees_by_itself_raises_no_alarm_when_the_cell_runs(sh
     graph = shell.graph()
     assert "raw" in graph.step("fix").outputs and graph.step("use").inputs["raw"].step == "fix"
     assert not any("cannot see this" in p.message for p in graph.report.warnings)
+
+
+def test_taint_is_by_name_not_by_cell(shell, tmp_path):
+    """rasbt / scikit-learn gallery shapes: an import beside a print of a step's value, a helper that reads a step's
+    model when it is called, and a cell where only one of two names is computed from a step's output."""
+    shell.configure()
+    shell.run("%%step fit\nmodel = {'w': 3}\ny_test = [1, 2, 4]")
+    shell.run("from statistics import mean\nTHRESHOLD = 0.5\nscaled = [v * 2 for v in y_test]\n"
+              "def predict(x):\n    return model['w'] * x\nprint(mean(y_test))")
+    shell.run("%%step score\npreds = [predict(v) for v in y_test]\nm = mean(preds) > THRESHOLD")
+    graph = shell.graph()
+    assert not graph.report.errors, graph.report.errors
+    score = graph.step("score")
+    assert score.inputs["model"].step == "fit" and score.helper_globals == {"predict": ("model",)}
+    assert score.inputs["mean"].kind == "import" and score.inputs["THRESHOLD"].kind == "value"
+    result = shell.workspace.run_local(runs_dir=tmp_path / "runs")
+    assert result.succeeded, {n: s.error for n, s in result.steps.items()}
+    assert result.outputs("score")["preds"] == shell.ip.user_ns["preds"] == [3, 6, 12]
+    shell.run("%%step uses_scaled\ntotal = sum(scaled)")  # the one name the cell computed from y_test
+    errors = [p.message for p in shell.graph().report.errors]
+    assert any("reads 'scaled', which an ordinary cell computed from 'y_test'" in m for m in errors), errors

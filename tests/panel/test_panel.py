@@ -242,7 +242,7 @@ def test_parameters_get_widgets_by_type_and_edits_reach_run_and_submit(panel, mo
     w["shuffle"].value = False
     seen = {}
 
-    def fake_run(parameters=None, on_event=None, runs_dir=None):
+    def fake_run(parameters=None, on_event=None, runs_dir=None, stop=None):
         seen["run"] = dict(parameters)
         return RunResult("r1", Path("/tmp/r1"), {}, succeeded=True, definition={})
 
@@ -342,7 +342,7 @@ def test_local_run_events_colour_the_dag(panel, monkeypatch):
     ev = lambda step, state, kind="state", **kw: StepEvent("r2", step, state, kind=kind, **kw)  # noqa: E731
     snapshots = []
 
-    def fake_run(parameters=None, on_event=None, runs_dir=None):
+    def fake_run(parameters=None, on_event=None, runs_dir=None, stop=None):
         on_event(ev(None, "running", kind="run"))
         for s in ("preprocess", "train", "evaluate"):
             on_event(ev(s, "pending"))
