@@ -460,9 +460,17 @@ def build_graph(
     resolved_steps = {n.name: settings_mod.with_parameter_values(n.settings, registry.parameters) for n in nodes}
     settings_mod.validate_pipeline(resolved_steps, report, in_studio=in_studio)
     no_image = settings_mod.missing_image(resolved_steps, in_studio=in_studio)
+    written: dict[str, tuple[str, str]] = {}  # --save URI -> (step, name): one object, one writer
     for node in nodes:
         _resolve_saves(node, name, registry.save_root, report)
         _warn_unexpanded(node, report)
+        for save in node.saves:
+            if save.uri in written:
+                other, what = written[save.uri]
+                report.error(f"--save {save.name} writes {save.uri}, which step '{other}' writes too (--save {what}): "
+                             "the step that ends last would overwrite the other's object without a word",
+                             fix="give each its own URI (or use {step} in the URI)", step=node.name, line=1)
+            written.setdefault(save.uri, (node.name, save.name))
     from jupyter_smstep.core import workdir
 
     shipping = workdir.plan(nodes, namespace, root, config)  # what IncludeLocalWorkDir takes: a job finds it

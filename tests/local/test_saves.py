@@ -119,3 +119,13 @@ def test_the_kernel_writes_nothing_and_says_so_and_the_run_report_lists_the_obje
     state = PanelState()
     state.set_graph(shell.graph(), None, 0)
     assert "data-save='rows'" in panel_html.step_details(state, "make", {}, {})
+
+
+def test_two_steps_saving_to_one_object_are_refused_before_anything_runs(shell):
+    shell.configure(name="two-writers")
+    shell.run("%%step first --save y=s3://bucket-1/out/y.json\ny = 1")
+    shell.run("%%step second --save z=s3://bucket-1/out/y.json\nz = y + 1")
+    shell.run("%%step third --save w=s3://bucket-1/out/{step}.json\nw = 3")  # its own object per step
+    errors = [p for p in shell.graph().report.errors]
+    assert [(p.step, p.line) for p in errors] == [("second", 1)], errors
+    assert "which step 'first' writes too (--save y)" in errors[0].message and "{step}" in errors[0].fix
