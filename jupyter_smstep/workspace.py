@@ -306,6 +306,7 @@ class Workspace:
         kwargs: dict[str, Any] = {"parameters": values, "on_event": on_event, "functions": functions,
                                   "keys": dict(plan.keys), "cache": step_cache or False,
                                   "force": [from_step] if from_step else [], "root": self.root, "stop": stop,
+                                  "notebook": self.notebook,
                                   "pipeline_key": pipeline_key(graph, keys, settings_mod.load_sdk_config())}
         if runs_dir is not None:
             kwargs["runs_dir"] = runs_dir
@@ -355,6 +356,13 @@ class Workspace:
         return RemoteRun(job, str(itype.value) if itype else "?", local, time.time() - started, sorted(values))
 
     @property
+    def notebook(self) -> str | None:
+        """The notebook file's name (``__session__``, as Jupyter and ``smstep`` set it), when known: a run records it,
+        and cost and the baselines use only this notebook's runs, not another's with the same pipeline name."""
+        path = self.namespace.get("__session__") or self.namespace.get("__vsc_ipynb_file__")
+        return Path(str(path)).name if path else None
+
+    @property
     def runs_folder(self) -> Path:
         """Where local runs go by default: `.smstep/runs` beside the notebook (for the kernel and smstep alike)."""
         from jupyter_smstep.local.results import DEFAULT_RUNS_DIR
@@ -375,7 +383,8 @@ class Workspace:
                 candidate = load_run(folder)
             except (SmstepError, OSError, ValueError):
                 continue  # a damaged run folder is no baseline
-            if candidate.pipeline_name == pipeline:
+            if candidate.pipeline_name == pipeline and (
+                    candidate.notebook is None or self.notebook is None or candidate.notebook == self.notebook):
                 return candidate
         return None
 

@@ -130,6 +130,8 @@ class RunResult:
     interrupted: str | None = None  # why the run ended without recording its end (its process died)
     #: step -> what its --save values wrote: [{"name", "uri", "path"}] (path: the object in this run's S3)
     saved: dict[str, list[dict[str, str]]] = field(default_factory=dict)
+    #: the notebook file the run was made from (its name: runs live beside it), when known
+    notebook: str | None = None
 
     @property
     def duration(self) -> float | None:
@@ -436,6 +438,7 @@ def load_run(run_dir: str | Path) -> RunResult:
         sdk_version=info.get("sdk_version"),
         interrupted=info.get("interrupted"),
         saved=_saved(run_dir, info["run_id"], steps),
+        notebook=info.get("notebook"),
     )
 
 

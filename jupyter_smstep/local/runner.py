@@ -89,6 +89,7 @@ def run_pipeline(
     saves: Mapping[str, list[dict[str, Any]]] | None = None,
     root: str | Path | None = None,
     stop: threading.Event | None = None,
+    notebook: str | None = None,
 ) -> RunResult:
     """Build the pipeline against an embedded S3 and run every step locally.
 
@@ -136,7 +137,8 @@ def run_pipeline(
     started = time.time()
     sdk_version = _sdk.installed_version()
     info: dict[str, Any] = {"run_id": run_id, "started": started, "sdk_version": sdk_version,
-                            "python": sys.version.split()[0], "steps": [], "succeeded": False, "owner": owner()}
+                            "python": sys.version.split()[0], "steps": [], "succeeded": False, "owner": owner(),
+                            **({"notebook": notebook} if notebook else {})}
     write_json(run_dir / "run.json", info)
     executor: Execution | None = None
     timings: dict[str, float] = {}

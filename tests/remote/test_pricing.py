@@ -117,3 +117,25 @@ def test_ec2_specs_are_asked_in_the_region_aws_region_names(moto_server, monkeyp
     monkeypatch.setenv("AWS_ENDPOINT_URL_EC2", moto_server)
     specs, note = describe(["ml.m5.2xlarge"])
     assert note == "" and specs.source.startswith("EC2 DescribeInstanceTypes"), note
+
+
+def test_cost_uses_only_this_notebooks_runs_not_anothers_with_the_same_pipeline_name(tmp_path, monkeypatch, capsys):
+    import nbformat
+
+    from jupyter_smstep import cli
+    from helpers.constants import IMAGE, ROLE
+
+    for name, step in (("a.ipynb", "%%step heavy\nx = sum(range(10))"), ("b.ipynb", "%%step light\ny = 1")):
+        nb = nbformat.v4.new_notebook()
+        nb.cells = [nbformat.v4.new_code_cell(c) for c in (
+            "%load_ext jupyter_smstep",
+            f"%pipeline config --name shared --role {ROLE} --image-uri {IMAGE} --instance-type ml.m5.large", step)]
+        nbformat.write(nb, tmp_path / name)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_PRICING", "http://127.0.0.1:9")
+    assert cli.main(["run", "a.ipynb"]) == 0
+    capsys.readouterr()
+    assert cli.main(["cost", "b.ipynb"]) == 2  # a.ipynb's run is no measurement of b.ipynb
+    assert "no local run of 'shared' with measurements" in capsys.readouterr().err
+    assert cli.main(["cost", "a.ipynb"]) == 0
+    assert "heavy" in capsys.readouterr().out
