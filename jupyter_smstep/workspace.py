@@ -456,7 +456,8 @@ class Workspace:
 
         forced = with_dependents({n.name: n.depends_on for n in graph.steps}, [from_step] if from_step else [])
         taken = reusable(cache, {n.name: keys[n.name].key for n in graph.steps if n.name in keys},
-                         {n.name: n.depends_on for n in graph.steps})
+                         {n.name: n.depends_on for n in graph.steps},
+                         {n.name: [s.to_json() for s in n.saves] for n in graph.steps if n.saves})
         return frozenset(taken - forced)
 
     def submit(self, parameters: Mapping[str, Any] | None = None, session: Any = None, changed: bool = False,

@@ -102,7 +102,7 @@ def step_keys(graph: PipelineGraph, captures: Mapping[str, Mapping[str, str]], *
                 parts[f"parameter:{inp.name}"] = digest_json(values.get(inp.name))
         for upstream in node.depends_on:
             parts[f"upstream:{upstream}"] = keys[upstream].key if upstream in keys else "missing"
-        if node.per_run:  # it reads the execution, or writes to S3: what it does is this run's
+        if node.needs_execution:  # it reads the execution, or saves under {execution_id}: what it does is this run's
             parts["execution"] = run or "each execution"
         if node.saves:
             parts["saves"] = digest_json([s.to_json() for s in node.saves])

@@ -211,17 +211,41 @@ def _malformed(record: Any, key: str, runs_dir: Path) -> str | None:
     return None
 
 
-def reusable(cache: StepCache, keys: dict[str, str], depends_on: dict[str, list[str]]) -> frozenset[str]:
+def reusable(cache: StepCache, keys: dict[str, str], depends_on: dict[str, list[str]],
+             saves: dict[str, list[dict[str, Any]]] | None = None) -> frozenset[str]:
     """The steps (of ``keys``: step -> key, in an order where producers come first) whose cached results a run
-    can take together: each one's record holds, and every producer it read is taken too, with the very result
-    it read then. A step whose producer must run again runs again (the producer may give other values)."""
+    can take together: each one's record holds, its ``--save`` objects (``saves``: step -> values) are still in
+    the run it reuses, and every producer it read is taken too, with the very result it read then. A step whose
+    producer must run again runs again (the producer may give other values)."""
     taken: dict[str, Entry] = {}
     for step, key in keys.items():
         entry = cache.lookup(key)
         if isinstance(entry, Entry) and all(
-                d in taken and taken[d].payload_sha256 == entry.upstream.get(d) for d in depends_on.get(step, [])):
+                d in taken and taken[d].payload_sha256 == entry.upstream.get(d) for d in depends_on.get(step, [])) \
+                and missing_saved_object(cache.runs_dir, entry.run_id, (saves or {}).get(step, [])) is None:
             taken[step] = entry
     return frozenset(taken)
+
+
+def saved_object(runs_dir: Path, run_id: str, spec: dict[str, Any]) -> tuple[Path, str]:
+    """A ``--save`` value's object in run ``run_id``'s S3 (``{execution_id}`` is the run's id), and the suffix a
+    format picked by type appended to its key."""
+    from jupyter_smstep.local.definition import split_s3_uri
+
+    bucket, key = split_s3_uri(str(spec["uri"]).replace("{execution_id}", run_id))
+    local = runs_dir / run_id / "s3" / bucket / key
+    if spec.get("format") == "by type":
+        local = next(iter(sorted(local.parent.glob(local.name + ".*"))), local)
+    return local, local.name[len(Path(key).name):]
+
+
+def missing_saved_object(runs_dir: Path, run_id: str, specs: list[dict[str, Any]]) -> str | None:
+    """Why a reused step's ``--save`` objects cannot be put again from run ``run_id`` (None: they can)."""
+    for spec in specs:
+        old, _ = saved_object(runs_dir, run_id, spec)
+        if not old.is_file():
+            return f"its --save {spec['name']} object of run {run_id} is gone ({old.name})"
+    return None
 
 
 def place(entry: Entry, results: Path) -> None:

@@ -389,8 +389,8 @@ def _saved(run_dir: Path, run_id: str, steps: dict[str, StepResult]) -> dict[str
         return {}
     found: dict[str, list[dict[str, str]]] = {}
     for step, specs in json.loads(path.read_text()).items():
-        if step not in steps or steps[step].state != "succeeded" or steps[step].cached_from:
-            continue
+        if step not in steps or steps[step].state != "succeeded":
+            continue  # a reused step's objects were put again from the run it reuses
         for spec in specs:
             uri = str(spec["uri"]).replace("{execution_id}", run_id)
             bucket, key = split_s3_uri(uri)

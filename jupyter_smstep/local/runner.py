@@ -163,7 +163,8 @@ def run_pipeline(
         if step_cache is not None and pipeline_key and keys and not forced and all(
                 isinstance(e, Entry) for e in entries.values()) and len(reusable(
                 step_cache, {n: k.key for n, k in keys.items()},
-                {n: list(e.upstream) for n, e in entries.items() if isinstance(e, Entry)})) == len(keys):
+                {n: list(e.upstream) for n, e in entries.items() if isinstance(e, Entry)},
+                dict(saves or {}))) == len(keys):
             reused = step_cache.definition(pipeline_key)
         if reused is not None:
             definition, pipeline_name = reused
@@ -183,7 +184,7 @@ def run_pipeline(
             max_workers=max_workers or cores(), faults=faults or {}, started=started,
             functions=dict(functions or {}), keys=dict(keys or {}),
             cache=step_cache, force=with_dependents({n: spec.depends_on for n, spec in steps.items()}, forced),
-            root=Path(root).resolve() if root else None, stop=stop,
+            root=Path(root).resolve() if root else None, stop=stop, saves=dict(saves or {}),
         )
         executor.run()
         lap("execute")

@@ -15,6 +15,7 @@ import json
 import logging
 import os
 import queue
+import shutil
 import signal
 import threading
 import time
@@ -30,7 +31,8 @@ from jupyter_smstep.errors import SmstepError
 from jupyter_smstep.local import cache as cache_mod, container as containers, diagnostics, retries
 from jupyter_smstep.local import reads as reads_mod
 from jupyter_smstep.local.container import Container
-from jupyter_smstep.local.definition import Resolver, StepSpec, container_option, evaluate_condition, to_text
+from jupyter_smstep.local.definition import (Resolver, StepSpec, container_option, evaluate_condition, split_s3_uri,
+                                             to_text)
 from jupyter_smstep.local.results import StepEvent, StepResult, write_json
 from jupyter_smstep.local.s3 import LOCAL_ACCOUNT, LocalS3
 from jupyter_smstep.local.s3.store import S3Error
@@ -105,8 +107,9 @@ class Execution:
                  faults: dict[str, list[str]], started: float, functions: dict[str, Any] | None = None,
                  keys: dict[str, StepKey] | None = None, cache: cache_mod.StepCache | None = None,
                  force: set[str] | None = None, root: Path | None = None,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None, saves: dict[str, list[dict]] | None = None) -> None:
         self.run_id = run_id
+        self.saves = saves or {}  # step -> its --save values ({"name", "uri", "format"}): re-put when it is reused
         self.stop = stop  # set by the panel's Stop: running steps are killed, the rest skipped
         self.stopped = False
         self.root = root  # the notebook's folder: a staged file the step reads is recorded as the original
@@ -340,8 +343,14 @@ class Execution:
         try:
             args = self.resolver.evaluate(st.spec.arguments)
             output_uri = to_text(args["OutputDataConfig"]["S3OutputPath"])
+            missing = cache_mod.missing_saved_object(self.run_dir.parent, found.run_id,
+                                                     self.saves.get(st.spec.name, []))
+            if missing:
+                self._warn(st, f"runs again: {missing}")
+                return False
             cache_mod.place(found, self.s3.path(output_uri))
-        except (OSError, KeyError, SmstepError) as exc:
+            self._put_saved_objects(st, found.run_id)
+        except (OSError, KeyError, ValueError, SmstepError) as exc:
             self._warn(st, f"could not reuse the result of run {found.run_id} ({exc}); running the step")
             return False
         now = time.time()
@@ -359,6 +368,15 @@ class Execution:
         self._event(st, "succeeded", duration=0.0, message=f"cached: the result of run {found.run_id}",
                     info={"cached_from": found.run_id})
         return True
+
+    def _put_saved_objects(self, st: _StepState, run_id: str) -> None:
+        """A reused step's --save objects, copied from the run whose result it reuses into this run's S3."""
+        for spec in self.saves.get(st.spec.name, []):
+            old, suffix = cache_mod.saved_object(self.run_dir.parent, run_id, spec)
+            bucket, key = split_s3_uri(str(spec["uri"]).replace("{execution_id}", self.run_id))
+            target = self.s3.path(f"s3://{bucket}/{key}{suffix}")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(old, target)
 
     def _remember(self, st: _StepState, recorded: dict | None) -> None:
         key = st.result.key
