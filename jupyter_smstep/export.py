@@ -93,6 +93,11 @@ def module_source(registry: Registry, graph: PipelineGraph, sdk_major: int | Non
     kinds = sorted({stepargs.parameter_class(v) for v in graph.parameters.values()})
     if kinds:
         out.append(f"from {table['parameters']} import {', '.join(kinds)}")
+    if graph.mlflow:
+        if (sdk_major or compat.installed_major()) < 3:
+            raise SmstepError("%pipeline config --mlflow-arn: SageMaker Pipelines' MLflow settings are in SDK v3",
+                              fix="export for SDK v3, or drop --mlflow-arn")
+        out.append("from sagemaker.core.shapes import MlflowConfig")
     names = codegen.function_names(graph, reserved=defined | {"cache_step"})
     handles = {node.name: f"{names[node.name]}_out" for node in graph.steps}
 
@@ -166,6 +171,8 @@ def module_source(registry: Registry, graph: PipelineGraph, sdk_major: int | Non
             f"    steps=[{', '.join(top)}],",
             f"    parameters=[{params}],",
             "    pipeline_definition_config=PipelineDefinitionConfig(use_custom_job_prefix=True),",
+            *([f"    mlflow_config=MlflowConfig(mlflow_resource_arn={graph.mlflow['arn']!r}, "
+               f"mlflow_experiment_name={graph.mlflow.get('experiment')!r}),"] if graph.mlflow else []),
             ")", "", "",
             'if __name__ == "__main__":',
             "    import sys",

@@ -24,7 +24,7 @@ from jupyter_smstep.core.graph import PipelineGraph, build_graph, check_buildabl
 from jupyter_smstep.core.keys import changes, pipeline_key
 from jupyter_smstep.core.registry import Registry
 from jupyter_smstep.errors import RunFailed, SmstepError, did_you_mean
-from jupyter_smstep.sdk import rules
+from jupyter_smstep.sdk import compat, rules
 from jupyter_smstep.sdk.capture import Captures
 
 
@@ -108,6 +108,10 @@ class Workspace:
         self._check_seen(graph)
         self._pin_dependencies(graph)
         self._check_workspace(graph)
+        if graph.mlflow and compat.installed_major() < 3:
+            graph.report.error("%pipeline config --mlflow-arn: SageMaker Pipelines' MLflow settings are in SDK v3 "
+                               f"(installed: {compat.installed_version()})",
+                               fix="pip install 'sagemaker>=3.27' (or drop --mlflow-arn)")
         if keys and not graph.report.errors:
             from jupyter_smstep.sdk import content
 

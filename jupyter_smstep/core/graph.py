@@ -181,6 +181,8 @@ class PipelineGraph:
     no_image: list[str] = field(default_factory=list)
     #: The steps' workspace (IncludeLocalWorkDir): files, bytes and which steps import which local modules
     ships: dict[str, Any] = field(default_factory=dict)
+    #: SageMaker managed MLflow: {"arn": ..., "experiment": ...} (%pipeline config --mlflow-arn)
+    mlflow: dict[str, str] = field(default_factory=dict)
 
     def step(self, name: str) -> StepNode:
         return next(s for s in self.steps if s.name == name)
@@ -219,6 +221,7 @@ class PipelineGraph:
             ],
             "kernel_image": self.kernel_image_note,
             **({"ships": self.ships} if self.ships else {}),
+            **({"mlflow": self.mlflow} if self.mlflow else {}),
             **({"changed_since": self.changes} if self.changes else {}),
         }
 
@@ -497,7 +500,7 @@ def build_graph(
     _check_json_outputs(nodes, conditions, namespace, report)
     _dedupe(report)
     return PipelineGraph(name, nodes, dict(registry.parameters), report, kernel_image_note, conditions=conditions,
-                         no_image=no_image)
+                         no_image=no_image, mlflow=dict(registry.mlflow))
 
 
 def _check_passed_files(nodes: list[StepNode], namespace: Mapping[str, Any], report: Report) -> None:

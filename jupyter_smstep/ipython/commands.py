@@ -159,6 +159,10 @@ def _config_arguments(parser: CommandParser, cli: bool) -> None:
     parser.add_argument("--name", default=None, help="the pipeline's name")
     parser.add_argument("--save-root", default=None, metavar="S3URI",
                         help="where %%step --save NAME writes: S3URI/<pipeline>/<step>/NAME.<format>")
+    parser.add_argument("--mlflow-arn", default=None, metavar="ARN",
+                        help="follow executions in this SageMaker managed MLflow tracking server (SDK v3)")
+    parser.add_argument("--mlflow-experiment", default=None, metavar="NAME",
+                        help="with --mlflow-arn: the MLflow experiment (default: the pipeline's name)")
     options_mod.add_option_arguments(parser, per_step=False)
 
 
@@ -170,7 +174,13 @@ def _config(ctx: Context, args: argparse.Namespace) -> int:
         root = saves.check_root(args.save_root) if args.save_root else None
     except saves.SaveError as exc:
         raise SmstepError(f"%pipeline config: {exc.message}", fix=exc.fix) from None
+    if args.mlflow_experiment and not (args.mlflow_arn or ctx.workspace.registry.mlflow):
+        raise SmstepError("%pipeline config: --mlflow-experiment needs --mlflow-arn (the tracking server)",
+                          fix="add --mlflow-arn arn:aws:sagemaker:REGION:ACCOUNT:mlflow-tracking-server/NAME")
     ctx.workspace.registry.set_defaults(options, name=args.name, save_root=root)
+    if args.mlflow_arn or args.mlflow_experiment:
+        ctx.workspace.registry.mlflow.update({k: v for k, v in (("arn", args.mlflow_arn),
+                                                                ("experiment", args.mlflow_experiment)) if v})
     return 0
 
 

@@ -268,7 +268,15 @@ def assemble(graph: PipelineGraph, functions: Mapping[str, Callable[..., Any]], 
         parameters=[params[n] for n in graph.parameters],
         sagemaker_session=session,
         pipeline_definition_config=sdk.PipelineDefinitionConfig(use_custom_job_prefix=True),
+        **({"mlflow_config": mlflow_config(graph.mlflow)} if graph.mlflow else {}),
     )
+
+
+def mlflow_config(mlflow: Mapping[str, str]) -> Any:
+    """SDK v3's ``MlflowConfig`` for ``%pipeline config --mlflow-arn`` (v2 has none: the graph said so already)."""
+    from sagemaker.core.shapes import MlflowConfig
+
+    return MlflowConfig(mlflow_resource_arn=mlflow["arn"], mlflow_experiment_name=mlflow.get("experiment"))
 
 
 def build_pipeline(graph: PipelineGraph, namespace: Mapping[str, Any], session: Any = None,

@@ -351,6 +351,14 @@ def request_problems(service: str, operation: str, request: Mapping[str, Any], w
             for v in check(service, operation, request)]
 
 
+def shape_problems(shape: str, value: Mapping[str, Any], what: str) -> list[Problem]:
+    """A value the tool will send as the SageMaker model's ``shape`` (``MlflowConfig``), checked; ``what``: where it
+    was given."""
+    found: list[Violation] = []
+    _walk(_model("sagemaker").shape_for(shape), value, "", shape, {}, "", found)
+    return [Problem(f"{what}: {v}", fix=f"use a value SageMaker accepts ({v.path} {v.rule})") for v in found]
+
+
 # ---------------------------------------------------------------------------- a graph
 def graph_problems(graph: Any, values: Mapping[str, Any] | None = None) -> list[Problem]:
     """Every step's settings as ``CreateTrainingJob`` takes them, each parameter-bound one at the parameter's
@@ -366,12 +374,20 @@ def graph_problems(graph: Any, values: Mapping[str, Any] | None = None) -> list[
             settings = {k: r for k, r in settings.items() if k in bound}
         request = {k: r.value for k, r in settings.items() if k != "job_name_prefix"}  # core checks it (LIMITS)
         problems += step_problems(node.name, request, {k: r.origin for k, r in settings.items()})
+    if graph.mlflow and values is None:
+        problems += shape_problems("MlflowConfig", mlflow_request(graph.mlflow), "%pipeline config --mlflow-arn")
     for name, value in (values or {}).items():  # the StartPipelineExecution request that carries them
         start = {"PipelineParameters": [{"Name": name, "Value": _parameter_text(value)}]}
         problems += [Problem(f"-p {name}={_short(value)}: {v}",
                              fix=f"use a value SageMaker accepts ({v.what} {v.rule})")
                      for v in check("sagemaker", "StartPipelineExecution", start)]
     return problems
+
+
+def mlflow_request(mlflow: Mapping[str, str]) -> dict[str, str]:
+    """``%pipeline config --mlflow-*`` as the definition's ``MlflowConfig``."""
+    return {"MlflowResourceArn": mlflow.get("arn", ""),
+            **({"MlflowExperimentName": mlflow["experiment"]} if mlflow.get("experiment") else {})}
 
 
 def _parameter_text(value: Any) -> str:

@@ -280,3 +280,38 @@ def test_the_export_of_a_fan_out_builds_the_same_pipeline_each_iteration_with_it
     assert "def fit_1(alpha='x'):" in text and "def fit_2(alpha=(1, 2)):" in text
     assert comparable(exported_def) == comparable(notebook_def)
     assert steps_by_name(exported_def)["fit-2"]["DependsOn"] == ["fit-1"]
+
+
+MLFLOW = "arn:aws:sagemaker:us-east-1:111122223333:mlflow-tracking-server/team"
+
+
+def test_mlflow_settings_reach_the_definition_and_the_export_under_sdk_v3(shell, session, tmp_path):
+    from jupyter_smstep.sdk import compat
+
+    shell.notebook("tracked", [f"%pipeline config --mlflow-arn {MLFLOW} --mlflow-experiment churn",
+                               "%%step a\nx = 1"])
+    if compat.installed_major() < 3:  # SDK v2 has no MLflow settings for pipelines: said before anything is built
+        errors = [p for p in shell.graph().report.errors if "--mlflow-arn" in p.message]
+        assert errors and "sagemaker>=3.27" in errors[0].fix, shell.graph().report.problems
+        return
+    definition = shell.workspace.definition(session)
+    assert definition["MlflowConfig"] == {"MlflowResourceArn": MLFLOW, "MlflowExperimentName": "churn"}
+    _, exported = export_and_build(shell, session, tmp_path / "pipeline.py")
+    assert exported["MlflowConfig"] == definition["MlflowConfig"]
+    result = shell.workspace.run_local(runs_dir=tmp_path / "runs")  # the local runner reads it as the service does
+    assert result.succeeded and result.outputs("a") == {"x": 1}
+
+
+def test_an_mlflow_arn_sagemaker_would_refuse_is_refused_by_its_model(shell):
+    from jupyter_smstep.sdk import compat
+
+    shell.notebook("tracked", ["%pipeline config --mlflow-arn arn:aws:sagemaker:us-east-1:1234:mlflow-tracking-server/t",
+                               "%%step a\nx = 1"])
+    errors = [p for p in shell.graph().report.errors if "%pipeline config --mlflow-arn" in p.message]
+    # the account has 4 digits: the model's pattern wants 12 (botocore's model, under either SDK line)
+    assert any("MlflowResourceArn" in p.message and "[0-9]{12}" in p.fix for p in errors), errors
+    assert any("sagemaker>=3.27" in p.fix for p in errors) == (compat.installed_major() < 3), errors
+
+
+def test_an_mlflow_experiment_without_a_tracking_server_is_refused_at_the_line(shell):
+    assert "--mlflow-experiment needs --mlflow-arn" in shell.error("%pipeline config --mlflow-experiment churn")
