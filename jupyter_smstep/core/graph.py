@@ -690,10 +690,11 @@ def _resolve_step(
                          step=name, line=line + 1)
         elif var in bindings.derived:
             src_var, src_step = bindings.derived[var]
+            who = source.label if source is not None and source.label else "an ordinary cell"
             report.error(
-                f"reads {var!r}, which an ordinary cell computed from {src_var!r}, an output of step "
+                f"reads {var!r}, which {who} computed from {src_var!r}, an output of step "
                 f"'{src_step}': the pipeline cannot use the kernel's copy",
-                fix=f"make that ordinary cell a %%step cell, or move its code into step '{name}'",
+                fix=f"make {who} a %%step cell, or move its code into step '{name}'",
                 step=name, line=line + 1)
         elif var in cell.unbound and var not in BUILTINS and (unbound := _unbound(var, cell, index, registry)):
             later = [s for i, s in later_writers.get(var, []) if i > index]

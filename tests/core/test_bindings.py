@@ -288,4 +288,5 @@ def test_taint_is_by_name_not_by_cell(shell, tmp_path):
     assert result.outputs("score")["preds"] == shell.ip.user_ns["preds"] == [3, 6, 12]
     shell.run("%%step uses_scaled\ntotal = sum(scaled)")  # the one name the cell computed from y_test
     errors = [p.message for p in shell.graph().report.errors]
-    assert any("reads 'scaled', which an ordinary cell computed from 'y_test'" in m for m in errors), errors
+    # the error names the cell that computed it, and the fix names that cell too
+    assert any("reads 'scaled', which ordinary cell #4 computed from 'y_test'" in m for m in errors), errors

@@ -190,7 +190,7 @@ def test_non_step_cell_using_step_output(shell):
     shell.run("%%step --defer b\ntotal = sum(cleaned)")
     g = shell.graph()
     assert any("ordinary cell" in str(p) and "'raw'" in str(p) for p in g.report.warnings)
-    assert any("computed from 'raw'" in str(p) and "make that ordinary cell a %%step" in str(p) for p in g.report.errors)
+    assert any("computed from 'raw'" in str(p) and "make ordinary cell #" in str(p) for p in g.report.errors)
 
 
 def test_ipython_history_names_rejected(shell):
