@@ -233,7 +233,10 @@ def saved_object(runs_dir: Path, run_id: str, spec: dict[str, Any]) -> tuple[Pat
     from jupyter_smstep.local.definition import split_s3_uri
 
     bucket, key = split_s3_uri(str(spec["uri"]).replace("{execution_id}", run_id))
-    local = runs_dir / run_id / "s3" / bucket / key
+    store = (runs_dir / run_id / "s3").resolve()
+    local = (store / bucket / key).resolve()
+    if not local.is_relative_to(store):  # a key with `..` never reaches outside the run's S3
+        raise ValueError(f"--save {spec.get('name')}: {spec['uri']} is not a key of the run's S3")
     if spec.get("format") == "by type":
         local = next(iter(sorted(local.parent.glob(local.name + ".*"))), local)
     return local, local.name[len(Path(key).name):]
@@ -242,7 +245,10 @@ def saved_object(runs_dir: Path, run_id: str, spec: dict[str, Any]) -> tuple[Pat
 def missing_saved_object(runs_dir: Path, run_id: str, specs: list[dict[str, Any]]) -> str | None:
     """Why a reused step's ``--save`` objects cannot be put again from run ``run_id`` (None: they can)."""
     for spec in specs:
-        old, _ = saved_object(runs_dir, run_id, spec)
+        try:
+            old, _ = saved_object(runs_dir, run_id, spec)
+        except ValueError as exc:
+            return str(exc)
         if not old.is_file():
             return f"its --save {spec['name']} object of run {run_id} is gone ({old.name})"
     return None

@@ -189,3 +189,12 @@ def test_run_folders_and_cache_records_are_the_users_only(notebook, tmp_path):
     first, _ = run(notebook, tmp_path)
     assert first.run_dir.stat().st_mode & 0o077 == 0
     assert (tmp_path / "runs" / "cache").stat().st_mode & 0o077 == 0
+
+
+def test_a_saved_object_key_never_reaches_outside_the_runs_s3(tmp_path):
+    from jupyter_smstep.local.cache import missing_saved_object, saved_object
+
+    spec = {"name": "y", "uri": "s3://bucket/../../../../etc/passwd", "format": ".txt"}
+    with pytest.raises(ValueError, match="is not a key of the run's S3"):
+        saved_object(tmp_path, "r1", spec)
+    assert "is not a key of the run's S3" in (missing_saved_object(tmp_path, "r1", [spec]) or "")
