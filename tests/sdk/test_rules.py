@@ -78,7 +78,7 @@ def test_a_parameter_bound_option_is_checked_at_its_default_and_at_each_p_value(
 
 
 def test_a_p_value_the_start_request_cannot_carry_is_refused():
-    graph = type("G", (), {"name": "p", "parameters": {"Big": "x"}, "steps": []})()
+    graph = type("G", (), {"name": "p", "parameters": {"Big": "x"}, "steps": [], "mlflow": {}})()
     (problem,) = rules.graph_problems(graph, {"Big": "x" * 1025})
     assert problem.message.startswith("-p Big='xxxx") and "StartPipelineExecution.PipelineParameters.Value" in \
         problem.message
