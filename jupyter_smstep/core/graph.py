@@ -514,9 +514,10 @@ def _check_passed_files(nodes: list[StepNode], namespace: Mapping[str, Any], rep
     for node in nodes:
         seen = values_at(node.cell, namespace)
         constants = {i.name: seen[i.name] for i in node.captured if i.name in seen and isinstance(seen[i.name], str)}
+        own = {os.path.normpath(p) for p in files_mod.written_paths(node.cell.source, constants)}
         for text, line in _path_literals(node, seen):
             writer = writers.get(os.path.normpath(text))
-            if writer is not None and writer[0] != node.name:
+            if writer is not None and writer[0] != node.name and os.path.normpath(text) not in own:
                 absolute = Path(text).expanduser().is_absolute()  # a local run shares this machine's files
                 (report.warn if absolute else report.error)(
                     f"reads {text!r}, which step '{writer[0]}' writes (its line {writer[1] + 1}): "

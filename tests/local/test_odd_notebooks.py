@@ -91,3 +91,10 @@ def test_a_file_one_step_writes_and_a_later_step_reads_is_refused_naming_both_li
     found = [p for p in graph.report.errors if "which step 'train' writes (its line 3)" in p.message]
     assert found and found[0].step == "serve" and found[0].line == 2, graph.report.problems
     assert "pass the object as a variable" in found[0].fix
+
+
+def test_a_later_step_that_writes_the_same_file_again_is_no_reader(tmp_path):
+    path = write(tmp_path, ["%load_ext jupyter_smstep", CONFIG, "import pandas as pd",
+                            "%%step first\ndf = pd.DataFrame({'a': [1]})\ndf.to_csv('out.csv')",
+                            "%%step second\ndf2 = df.assign(b=2)\ndf2.to_csv('out.csv')"])
+    assert not [p for p in load_workspace(path).graph().report.errors if "writes (its line" in p.message]
