@@ -90,8 +90,10 @@ class TerminalProgress:
 
     _COLORS = {"running": "36", "succeeded": "32", "failed": "31", "skipped": "33", "warning": "33", "retry": "35"}
 
-    def __init__(self, stream: Any = None, *, color: bool | None = None, show_pending: bool = False) -> None:
+    def __init__(self, stream: Any = None, *, color: bool | None = None, show_pending: bool = False,
+                 verbose: bool = False) -> None:
         self.stream = stream if stream is not None else sys.stderr
+        self.verbose = verbose  # show what the steps print (``log`` events)
         isatty = getattr(self.stream, "isatty", lambda: False)()
         self.color = isatty if color is None else color
         encoding = (getattr(self.stream, "encoding", None) or "").lower()
@@ -121,6 +123,8 @@ class TerminalProgress:
             verdict = self._paint(event.state, f"run {event.state}{took}")
             return f"{verdict}: {event.message or ''}".rstrip(": ")
         name = (event.step or "").ljust(self.width)
+        if event.kind == "log":
+            return f"    {name}  | {event.message}" if self.verbose else None
         key = event.kind if event.kind in ("warning", "retry") else event.state
         if event.state == "pending" and event.kind == "state" and not self.show_pending:
             return None

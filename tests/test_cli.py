@@ -189,3 +189,19 @@ def test_a_data_path_in_a_constant_is_warned_and_a_failure_leads_with_the_users_
     lead = "at step 'load', cell line 2: raw = pd.read_csv(DATA_PATH)"
     assert err.count(lead) == 2 and err.index(lead) < err.index("Traceback"), err  # in the progress and first after
     assert "frames inside pandas" in err
+
+
+def test_run_verbose_streams_what_the_steps_print_and_nothing_of_the_sdk(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in (
+        "%load_ext jupyter_smstep",
+        "%pipeline config --name chatty --role arn:aws:iam::111122223333:role/R --instance-type ml.m5.large",
+        "%%step fit\nfor epoch in range(3):\n    print(f'epoch {epoch}: loss {1 / (epoch + 1):.2f}')\nw = 1")]
+    path = tmp_path / "chatty.ipynb"
+    nbformat.write(nb, path)
+    loud = smstep("run", path, "-v", "--no-cache", cwd=tmp_path).stderr
+    lines = [line.split("| ", 1)[1] for line in loud.splitlines() if "| epoch" in line]
+    assert lines == ["epoch 0: loss 1.00", "epoch 1: loss 0.50", "epoch 2: loss 0.33"], loud
+    assert "Invoking the function" not in loud and "botocore" not in loud
+    quiet = smstep("run", path, "--no-cache", cwd=tmp_path).stderr
+    assert "epoch 0" not in quiet

@@ -19,7 +19,7 @@ StepState = Literal["pending", "running", "succeeded", "failed", "skipped", "sto
 STEP_STATES: tuple[StepState, ...] = get_args(StepState)
 
 #: What a local run's event reports: a step's state changed, an attempt is retried, a warning, the run itself.
-EventKind = Literal["state", "retry", "warning", "run"]
+EventKind = Literal["state", "retry", "warning", "run", "log"]  # log: a line the step's own code printed
 
 #: Which level of the precedence gave a setting its value, highest first.
 SettingSource = Literal["cell", "notebook", "config.yaml", "kernel image", "default"]

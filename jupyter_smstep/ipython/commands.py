@@ -294,6 +294,8 @@ def _run_args(parser: CommandParser, cli: bool) -> None:
                         help="run every step, even one whose result an earlier run already has")
     parser.add_argument("--from", dest="from_step", default=None, metavar="STEP",
                         help="run STEP and the steps after it, cached or not")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show what each step prints, as it prints it (in a notebook it is always kept, folded)")
 
 
 def _run(ctx: Context, args: argparse.Namespace) -> int:
@@ -302,7 +304,8 @@ def _run(ctx: Context, args: argparse.Namespace) -> int:
     if ctx.cli:
         from jupyter_smstep.text import TerminalProgress
 
-        result = ctx.workspace.run_local(overrides, on_event=TerminalProgress(ctx.err), runs_dir=args.runs_dir,
+        result = ctx.workspace.run_local(overrides, on_event=TerminalProgress(ctx.err, verbose=args.verbose),
+                                         runs_dir=args.runs_dir,
                                          cache=not args.no_cache, from_step=args.from_step)
     else:
         from jupyter_smstep.panel.progress import notebook_progress

@@ -84,6 +84,8 @@ class _Attempt:
     timed_out: bool = False
     rusage: dict = field(default_factory=dict)  # cpu_s, peak_rss_bytes of the process tree, from wait4
     container_env: frozenset[str] = frozenset()  # variables the container sets (not the host's): not reads
+    log_offset: int = 0  # how much of log.txt has been streamed
+    in_user_code: bool = False  # between the SDK's "Invoking the function" and its "Serializing the function return"
 
 
 @dataclass
@@ -178,6 +180,7 @@ class Execution:
                     message = self.worker.messages.get(timeout=timeout)
                 except queue.Empty:
                     message = None
+                self._stream_logs()
                 while message is not None:
                     self._on_message(message)
                     try:
@@ -477,12 +480,40 @@ class Execution:
             self._attempt_failed(st, "SageMaker.CAPACITY_ERROR",
                                  f"could not start the step's process: {message.get('error')}", None, time.time())
         elif op == "exited":
+            self._stream_log(st, attempt)  # the last lines it printed, before its end is said
             attempt.rusage = message.get("rusage") or {}
             if message.get("escaped"):
                 self._warn(st, f"{message['escaped']} process(es) the step started (in a new session) were still "
                            "running when it ended: stopped, as SageMaker stops everything when a job's container "
                            "ends")
             self._attempt_exited(st, message["returncode"], message["time"])
+
+    def _stream_logs(self) -> None:
+        for st in self.states.values():
+            if st.attempt is not None and st.attempt.started is not None:
+                self._stream_log(st, st.attempt)
+
+    def _stream_log(self, st: _StepState, attempt: _Attempt) -> None:
+        """The lines the step's own code printed since the last look, each as a ``log`` event (the SDK's lines
+        before and after the user's function are left in log.txt)."""
+        try:
+            with open(attempt.log_path, "rb") as log:
+                log.seek(attempt.log_offset)
+                data = log.read(1 << 20)
+        except OSError:
+            return
+        end = data.rfind(b"\n") + 1  # whole lines only: the rest is read next time
+        attempt.log_offset += end
+        for raw in data[:end].splitlines():
+            line = raw.decode("utf-8", "replace").rstrip()
+            sdk = _SDK_LOGGER in line
+            if sdk and _SDK_INVOKES in line:
+                attempt.in_user_code = True
+            elif sdk and _SDK_RETURNS in line:
+                attempt.in_user_code = False
+            elif attempt.in_user_code:
+                self.emit(StepEvent(run_id=self.run_id, step=st.spec.name, state="running", kind="log",
+                                    attempt=attempt.number, message=line))
 
     def _state_for(self, command_id: str | None) -> _StepState | None:
         for st in self.states.values():
@@ -654,6 +685,11 @@ class Execution:
     def _warn(self, st: _StepState, message: str) -> None:
         st.result.warnings.append(message)
         self._event(st, st.result.state, kind="warning", message=message)
+
+#: The SDK's log lines around the user's function in a step's log (``remote_function/invoke_function.py``)
+_SDK_LOGGER, _SDK_INVOKES, _SDK_RETURNS = "sagemaker.remote_function", "Invoking the function", \
+    "Serializing the function return"
+
 
 def _kill_group(pid: int, sig: int) -> None:
     try:

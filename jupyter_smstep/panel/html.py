@@ -330,6 +330,11 @@ def run_details(state: PanelState, name: str) -> str:
         used = (f"cached: the result of run {result.cached_from}" if result.cached_from else
                 f"measured: {resources_line(result.resources)}, {result.resources.get('wall_s', 0):.1f} s wall")
         out.append(f"<div class='smstep-resources' style='color:#57606a'>{esc(used)}</div>")
+    if state.run_kind == "local" and state.local_printed.get(name):
+        lines = state.local_printed[name]
+        out.append(f"<details class='smstep-printed'><summary>printed {len(lines)} line"
+                   f"{'s' if len(lines) != 1 else ''}</summary><pre style='white-space:pre-wrap;max-height:240px;"
+                   f"overflow:auto;font-size:0.85em'>{esc(chr(10).join(lines))}</pre></details>")
     if state.run_kind == "local" and name in state.local_errors:
         out.append(section("Local run error") +
                    f"<pre class='smstep-error' style='white-space:pre-wrap;max-height:260px;overflow:auto;"

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from jupyter_smstep.core.states import GLYPHS
 from jupyter_smstep.local.results import StepEvent
 
+#: The lines of a step's output the notebook keeps (the whole output is in the step's log.txt)
+PRINTED_LINES = 200
 COLOURS = {"pending": "#888", "running": "#1a73e8", "succeeded": "#188038", "failed": "#d93025", "skipped": "#b06000"}
 
 
@@ -24,8 +26,14 @@ class Table:
 
     def __init__(self) -> None:
         self.rows: dict[str, dict[str, Any]] = {}
+        self.printed: dict[str, list[str]] = {}  # step -> the lines its code printed (the last PRINTED_LINES)
 
     def update(self, event: StepEvent) -> None:
+        if event.step is not None and event.kind == "log":
+            lines = self.printed.setdefault(event.step, [])
+            lines.append(event.message or "")
+            del lines[:-PRINTED_LINES]
+            return
         if event.step is None or event.kind not in ("state", "retry"):
             return  # run-level events and warnings are reported elsewhere
         row = self.rows.setdefault(event.step, {"state": "pending", "duration": None, "attempt": 1})
@@ -41,7 +49,11 @@ class Table:
             f"<td>{_seconds(r['duration'])}</td></tr>"
             for n, r in self.rows.items()
         )
-        return f"<table class='smstep-progress'>{cells}</table>"
+        printed = "".join(
+            f"<details class='smstep-printed' data-step='{html.escape(n)}'><summary>{html.escape(n)} printed "
+            f"{len(lines)} line{'s' if len(lines) != 1 else ''}</summary><pre style='max-height:240px;overflow:auto'>"
+            + html.escape("\n".join(lines)) + "</pre></details>" for n, lines in self.printed.items())
+        return f"<table class='smstep-progress'>{cells}</table>{printed}"
 
 
 def _seconds(duration: float | None) -> str:

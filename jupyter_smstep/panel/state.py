@@ -42,6 +42,7 @@ class PanelState:
     local_errors: dict[str, str] = field(default_factory=dict)  # step -> its exception and traceback
     local_messages: dict[str, str] = field(default_factory=dict)  # step -> one line (summary, why skipped)
     local_warnings: list[str] = field(default_factory=list)
+    local_printed: dict[str, list[str]] = field(default_factory=dict)  # step -> what its code printed (last 200)
     estimate_lines: list[str] = field(default_factory=list)  # core.cost.Estimate.lines() of the last run
     # a SageMaker execution
     snapshot: Snapshot | None = None
@@ -84,12 +85,19 @@ class PanelState:
     def start_local(self) -> None:
         self.run_kind = "local"
         self.local_result, self.local_errors, self.local_messages, self.local_warnings = None, {}, {}, []
+        self.local_printed = {}
         self.estimate_lines = []
         self.states = {name: ("pending", "") for name in self.step_names}
 
     def on_local_event(self, event: StepEvent) -> bool:
         """Apply one runner event; True if the DAG needs redrawing (a warning only changes the table)."""
         name = event.step
+        if event.kind == "log":  # what the step printed: kept for its details
+            if name:
+                lines = self.local_printed.setdefault(name, [])
+                lines.append(event.message or "")
+                del lines[:-200]
+            return False
         if event.kind == "warning":
             self.local_warnings.append(f"{name}: {event.message}" if name else str(event.message))
             return False

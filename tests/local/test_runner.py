@@ -612,3 +612,21 @@ def test_a_numpy_scalar_result_is_shown_by_its_value_an_array_by_its_shape():
     np = pytest.importorskip("numpy")
     assert local_results._short_repr(np.float64(6.25)) == "6.25"
     assert local_results._short_repr(np.arange(6).reshape(2, 3)) == "<ndarray shape=(2, 3) dtype=int64>"
+
+
+def test_what_a_step_prints_is_streamed_as_log_events_and_folded_in_the_notebook(shell, tmp_path):
+    from jupyter_smstep.panel.progress import Table
+
+    shell.notebook("printing", ["def say(x):\n    print('helper says', x)",
+                                "%%step talk --defer\nprint('first')\nsay(2)\nimport sys\nprint('to stderr', "
+                                "file=sys.stderr)\nn = 1"])
+    result, events = shell.run_local(tmp_path / "runs")
+    assert result.succeeded
+    printed = [e.message for e in events if e.kind == "log" and e.step == "talk"]
+    assert printed == ["first", "helper says 2", "to stderr"], printed
+    table = Table()
+    for event in events:
+        table.update(event)
+    html = table.html()
+    assert "<details class='smstep-printed' data-step='talk'>" in html and "helper says 2" in html
+    assert "talk printed 3 lines" in html
