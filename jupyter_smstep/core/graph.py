@@ -766,7 +766,7 @@ def _helper_links(inputs: dict[str, Input], namespace: Mapping[str, Any], bindin
         if not isinstance(value, types.FunctionType) or value.__module__ != "__main__":
             continue
         needs = []
-        for var in sorted(_global_names(value.__code__)):
+        for var in sorted(_reachable_globals(value)):
             src = bindings.writer.get(var)
             if src is not None and src.step is not None:
                 needs.append(var)
@@ -781,6 +781,23 @@ def _helper_links(inputs: dict[str, Input], namespace: Mapping[str, Any], bindin
         if needs:
             found[inp.name] = tuple(needs)
     return found
+
+
+def _reachable_globals(function: types.FunctionType) -> set[str]:
+    """The global names a notebook function may read when it runs, through the notebook functions it calls too
+    (their globals are one dict once pickled together, so the calling step sets them once)."""
+    names: set[str] = set()
+    todo, seen = [function], set()
+    while todo:
+        current = todo.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        found = _global_names(current.__code__)
+        names |= found
+        todo += [v for n in found if isinstance(v := current.__globals__.get(n), types.FunctionType)
+                 and v.__module__ == "__main__"]
+    return names
 
 
 def _global_names(code: types.CodeType) -> set[str]:

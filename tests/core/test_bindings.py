@@ -286,6 +286,11 @@ def test_taint_is_by_name_not_by_cell(shell, tmp_path):
     result = shell.workspace.run_local(runs_dir=tmp_path / "runs")
     assert result.succeeded, {n: s.error for n, s in result.steps.items()}
     assert result.outputs("score")["preds"] == shell.ip.user_ns["preds"] == [3, 6, 12]
+    shell.run("def predict_all(xs):\n    return [predict(x) for x in xs]")  # model is read one call further
+    shell.run("%%step score_all\nall_preds = predict_all(y_test)")
+    assert shell.graph().step("score_all").inputs["model"].step == "fit"
+    result = shell.workspace.run_local(runs_dir=tmp_path / "runs")
+    assert result.outputs("score_all")["all_preds"] == shell.ip.user_ns["all_preds"] == [3, 6, 12]
     shell.run("%%step uses_scaled\ntotal = sum(scaled)")  # the one name the cell computed from y_test
     errors = [p.message for p in shell.graph().report.errors]
     # the error names the cell that computed it, and the fix names that cell too
