@@ -9,7 +9,9 @@
  * without us touching the cell's layout.
  *
  * Nothing is shown unless jupyter_smstep is loaded in the kernel: a kernel
- * without it is an ordinary notebook.
+ * without it is an ordinary notebook, except for one line on each `%%step`
+ * cell saying how to load it (IPython's own "magic not found" says nothing of
+ * jupyter_smstep).
  */
 
 import { Cell } from '@jupyterlab/cells';
@@ -33,6 +35,9 @@ const DEPENDENCY_CLASS = 'jp-smstep-dependency';
 const PROBLEM_CLASS = 'jp-smstep-has-problem';
 const BADGE_CLASS = 'jp-smstep-badge';
 const HEADER_CLASS = 'jp-CellHeader';
+const HINT_CLASS = 'jp-smstep-hint';
+export const NOT_LOADED_HINT =
+  'jupyter_smstep is not loaded in this kernel: run %load_ext jupyter_smstep in a cell above, then this cell again';
 
 export class CellDecorator implements IDisposable {
   constructor(panel: NotebookPanel, bridge: KernelBridge) {
@@ -103,8 +108,11 @@ export class CellDecorator implements IDisposable {
     }
     const notebook: Notebook = this._panel.content;
     const state = this._bridge.state;
+    const notLoaded = state === null && this._bridge.status === 'not-loaded';
     notebook.widgets.forEach(cell => {
-      if (state === null) {
+      if (notLoaded) {
+        hint(cell, this._schedule.bind(this));
+      } else if (state === null) {
         clear(cell);
       } else {
         decorate(cell, state, this._ranLines, this._schedule.bind(this));
@@ -136,6 +144,30 @@ function clear(cell: Cell): void {
   cell.removeClass(PROBLEM_CLASS);
   const head = header(cell);
   head?.node.querySelector(`.${BADGE_CLASS}`)?.remove();
+  head?.node.querySelector(`.${HINT_CLASS}`)?.remove();
+}
+
+/** A `%%step` cell in a kernel without jupyter_smstep: one line saying how to load it; other cells: nothing. */
+function hint(cell: Cell, retry: () => void): void {
+  if (cell.isDisposed) {
+    return;
+  }
+  const isStep =
+    cell.model.type === 'code' &&
+    stepLine(cell.model.sharedModel.getSource()) !== null;
+  if (!isStep) {
+    clear(cell);
+    return;
+  }
+  const head = header(cell);
+  if (!head) {
+    void cell.ready.then(retry);
+    return;
+  }
+  head.node.querySelector(`.${BADGE_CLASS}`)?.remove();
+  if (!head.node.querySelector(`.${HINT_CLASS}`)) {
+    head.node.appendChild(el('div', HINT_CLASS, NOT_LOADED_HINT));
+  }
 }
 
 function decorate(

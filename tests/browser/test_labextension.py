@@ -292,6 +292,10 @@ def test_commands_say_when_the_extension_is_not_loaded(lab, notebook_name):
     dialog.wait_for()
     assert NOT_LOADED in dialog.inner_text()
     assert lab.page.locator(".jp-smstep-badge").count() == 0
+    # the %%step cell, and only it, says how to load the extension (IPython's "magic not found" does not)
+    hints = lab.page.locator(".jp-smstep-hint")
+    hints.first.wait_for()
+    assert hints.count() == 1 and "%load_ext jupyter_smstep" in hints.first.inner_text()
     assert lab.page.locator("[id^='jupyter-smstep-preview-']").count() == 0
     lab.screenshot("labext-12-not-loaded")
     dialog.locator(".jp-mod-accept").click()
