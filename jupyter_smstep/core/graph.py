@@ -733,6 +733,14 @@ def _resolve_step(
                              fix=f"define {var!r} in an earlier cell and run it, or declare it with %pipeline param",
                              step=name, line=line + 1)
     helpers = _helper_links(inputs, namespace, bindings, name, report)
+    for helper, needs in helpers.items():  # a global the cell rebinds: the function still sees the input's value
+        for var in needs:
+            if var in analysis.writes:
+                report.warn(f"calls {helper}(), which reads {var!r} when it runs; this step also assigns {var!r}, "
+                            f"but inside the step {helper}() sees the value from before the step (a step's names "
+                            "are its own), while the kernel's cell changed the global",
+                            fix=f"pass {var} to {helper}() as an argument", step=name,
+                            line=analysis.writes[var] + 1)
     depends: list[str] = []
     for inp in sorted(inputs.values(), key=lambda i: i.line):
         if inp.kind == "step" and inp.step not in depends:

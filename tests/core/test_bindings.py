@@ -295,3 +295,12 @@ def test_taint_is_by_name_not_by_cell(shell, tmp_path):
     errors = [p.message for p in shell.graph().report.errors]
     # the error names the cell that computed it, and the fix names that cell too
     assert any("reads 'scaled', which ordinary cell #4 computed from 'y_test'" in m for m in errors), errors
+
+
+def test_a_helper_reading_a_name_the_step_itself_rebinds_is_warned(shell):
+    shell.configure()
+    shell.run("%%step fit\nmodel = {'w': 3}")
+    shell.run("def predict(x):\n    return model['w'] * x")
+    shell.run("%%step refit\nmodel = {'w': 5}\npreds = [predict(v) for v in (1, 2)]")
+    warned = [p for p in shell.graph().report.warnings if "calls predict(), which reads 'model'" in p.message]
+    assert warned and warned[0].step == "refit" and warned[0].line == 2 and "as an argument" in warned[0].fix
