@@ -69,3 +69,4 @@ def test_the_sdk_v2_run_collects_only_the_sdk_line(tmp_path):
     assert {"tests/sdk/test_build.py", "tests/local/test_runner.py", "tests/remote/test_submit.py",
             "tests/test_cli.py"} <= files, done.stdout[-2000:]
     assert not [f for f in files if f.startswith(("tests/core/", "tests/ipython/", "tests/panel/", "tests/browser/"))]
+    assert "tests/local/test_fan_in.py" not in files  # primary_line: the v3 run only

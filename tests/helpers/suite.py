@@ -5,7 +5,8 @@ a violation of each):
   of :data:`ALLOWED_SKIPS` (code this Python cannot parse): a missing browser, second user or library
   must not leave the run green;
 - the tests the SageMaker SDK line changes are marked ``sdk_line`` by directory (:data:`SDK_LINE`), and
-  the SDK v2 run runs only those.
+  the SDK v2 run runs only those; a test marked ``primary_line`` (a long stress test whose fix has a unit test
+  on both lines) runs in the v3 run only.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ def pytest_collection_modifyitems(config, items):
             first = path.relative_to(TESTS).parts[0]
         except ValueError:
             first = path.parent.name  # notebooks/*.ipynb (nbval)
-        if first in SDK_LINE:
+        if first in SDK_LINE and item.get_closest_marker("primary_line") is None:
             item.add_marker(pytest.mark.sdk_line)
 
 

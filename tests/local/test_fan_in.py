@@ -21,6 +21,7 @@ CELLS = [
 
 
 @pytest.mark.timeout(240)
+@pytest.mark.primary_line  # about 100 s a run; the fix's unit test (tests/sdk/test_build.py) runs on both lines
 def test_a_fan_in_of_scikit_learn_models_never_races(shell, tmp_path):
     shell.configure(name="fan-in")
     for cell in CELLS:
