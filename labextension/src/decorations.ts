@@ -217,6 +217,7 @@ function decorate(
     PROBLEM_CLASS,
     problems.some(p => p.severity !== 'warning')
   );
+  head.node.querySelector(`.${HINT_CLASS}`)?.remove(); // loaded since: the badge replaces the hint
   const old = head.node.querySelector(`.${BADGE_CLASS}`);
   // keep an expanded problem list expanded across re-renders
   if (old?.querySelector('details[open]')) {

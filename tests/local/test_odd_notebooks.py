@@ -81,7 +81,7 @@ def test_a_parameters_cell_assigning_a_frame_captures_it_with_a_word(shell, tmp_
 ])
 def test_a_file_one_step_writes_and_a_later_step_reads_is_refused_naming_both_lines(tmp_path, write_line, read_line):
     """A Kubeflow-style notebook passes a model through a file: in the kernel one folder holds it, as steps
-    each job has its own. Refused before any job runs, headless and in the kernel alike."""
+    each job has its own. Refused by the headless build, before any job runs."""
     (tmp_path / "out").mkdir()
     path = write(tmp_path, ["%load_ext jupyter_smstep", CONFIG,
                             "import joblib\nimport pandas as pd\nMODEL_PATH = 'out/model.bin'",
