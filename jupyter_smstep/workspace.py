@@ -126,10 +126,9 @@ class Workspace:
     def _check_workspace(self, graph: PipelineGraph) -> None:
         """What the steps' workspace ships (``sdk.workdir``): listed on the graph, and a warning when it is large."""
         from jupyter_smstep.core import workdir
-        from jupyter_smstep.sdk import build
         from jupyter_smstep.text import fmt_bytes
 
-        shipping = build.shipping_for(graph, self.namespace, self.root)
+        shipping = graph.shipping
         if shipping is None:
             return
         files = workdir.shipped(shipping)
@@ -301,7 +300,7 @@ class Workspace:
         plan = build.plan_for(graph, keys, reused)
 
         files = requirements.auto_files(graph.steps, self.namespace)
-        shipping = build.shipping_for(graph, self.namespace, self.root)
+        shipping = graph.shipping
 
         def assemble(session: Any) -> Any:
             return build.Compiled(build.assemble(graph, functions, session, self.root, files, local=True),

@@ -19,6 +19,7 @@ uploaded. Pure: no IPython, no sagemaker.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import builtins
 import re
 import difflib
@@ -183,6 +184,8 @@ class PipelineGraph:
     ships: dict[str, Any] = field(default_factory=dict)
     #: SageMaker managed MLflow: {"arn": ..., "experiment": ...} (%pipeline config --mlflow-arn)
     mlflow: dict[str, str] = field(default_factory=dict)
+    #: What the steps' workspace ships (core.workdir.Shipping), None: no workspace; decided once, here
+    shipping: Any = None
 
     def step(self, name: str) -> StepNode:
         return next(s for s in self.steps if s.name == name)
@@ -496,11 +499,16 @@ def build_graph(
     _check_passed_files(nodes, namespace, report)
     if any(n.fanout is not None for n in nodes):
         nodes, no_image = _expand(nodes, conditions, no_image, registry, config, kernel_image, report)
+        if shipping is not None:  # an iteration imports what its cell imports
+            because = dict(shipping.because)
+            because.update({n.name: because[n.fanout.step] for n in nodes if n.fanout is not None
+                            and n.fanout.index is not None and n.fanout.step in because})
+            shipping = dataclasses.replace(shipping, because=because)
     _warn_reseeded(registry, report)
     _check_json_outputs(nodes, conditions, namespace, report)
     _dedupe(report)
     return PipelineGraph(name, nodes, dict(registry.parameters), report, kernel_image_note, conditions=conditions,
-                         no_image=no_image, mlflow=dict(registry.mlflow))
+                         no_image=no_image, mlflow=dict(registry.mlflow), shipping=shipping)
 
 
 def _check_passed_files(nodes: list[StepNode], namespace: Mapping[str, Any], report: Report) -> None:

@@ -30,7 +30,7 @@ from jupyter_smstep.core import codegen
 from jupyter_smstep.core.graph import PipelineGraph, check_buildable, values_at
 from jupyter_smstep.errors import Problem, SmstepError, aws_error
 from jupyter_smstep.core.keys import StepKey
-from jupyter_smstep.core.workdir import Shipping, plan as plan_shipping
+from jupyter_smstep.core.workdir import Shipping
 from jupyter_smstep.sdk import conditions, content, requirements, stepargs, workdir
 from jupyter_smstep.sdk.capture import Captures
 from jupyter_smstep.sdk.compat import Sdk, load
@@ -287,14 +287,7 @@ def build_pipeline(graph: PipelineGraph, namespace: Mapping[str, Any], session: 
     keys = content.step_keys(graph, namespace, root)
     files = requirements.auto_files(graph.steps, namespace)
     return Compiled(assemble(graph, functions, session, root, files), functions, plan_for(graph, keys), root=root,
-                    shipping=shipping_for(graph, namespace, root))
-
-
-def shipping_for(graph: PipelineGraph, namespace: Mapping[str, Any], root: Path | None) -> Shipping | None:
-    """What the steps' workspace ships (``sdk.workdir``), by config.yaml and the modules the steps import."""
-    from jupyter_smstep.core import settings as settings_mod
-
-    return plan_shipping(graph.steps, namespace, root, settings_mod.load_sdk_config())
+                    shipping=graph.shipping)
 
 
 def definition(compiled: Compiled) -> str:

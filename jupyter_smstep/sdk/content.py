@@ -154,12 +154,10 @@ def step_keys(graph: PipelineGraph, namespace: Mapping[str, Any], root: Path | N
     from jupyter_smstep.core import settings as settings_mod
     from jupyter_smstep.sdk import requirements
 
-    from jupyter_smstep.core import workdir
-
     include_workdir = settings_mod.remote_function_config(settings_mod.load_sdk_config(), "IncludeLocalWorkDir")
     include_workdir = include_workdir is True or str(include_workdir).lower() == "true"
-    shipping = workdir.plan(graph.steps, namespace, root, settings_mod.load_sdk_config())
-    imports_local = set(shipping.because) if shipping is not None else set()  # the notebook's modules it imports
+    # the steps that import the notebook's own modules (core.workdir, decided with the graph)
+    imports_local = set(graph.shipping.because) if graph.shipping is not None else set()
     local: dict[str, dict[str, str]] = {}
     sources: str | None = None
     for node in graph.steps:
