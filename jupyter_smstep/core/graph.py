@@ -118,6 +118,10 @@ class StepNode:
     #: A final step's implicit outputs whose values the build could not see (headless, --defer): the
     #: job leaves out those that are not data (``core.plain``), as the build does for the ones it sees
     unchecked: list[str] = field(default_factory=list)
+    #: A final step's implicit outputs before the kernel's values were checked (None: not a final step). Its
+    #: content key is made from these, so a build that saw the values and one that did not agree
+    #: (``core.keys``): the job's check leaves out what the build's does.
+    sink_outputs: list[str] | None = None
     #: --foreach: one iteration of the cell, or the gather that makes its lists (core.foreach)
     fanout: foreach_mod.FanOut | None = None
     #: Notebook functions the step calls that read step outputs when they run -> those outputs (its inputs too)
@@ -444,9 +448,10 @@ def build_graph(
             analysis = node.cell.analysis
             assert analysis is not None  # a step node is made from an analysed cell only
             keep = {v for v in candidates - set(analysis.imports) - set(analysis.defines) if not v.startswith("_")}
-            node.outputs = [v for v in _ordered(node.cell, node)
-                            if v in keep and not _left_out(node, v, namespace, report)]
+            returned = [v for v in _ordered(node.cell, node) if v in keep]
+            node.outputs = [v for v in returned if not _left_out(node, v, namespace, report)]
             node.unchecked = [v for v in node.outputs if v not in namespace]
+            node.sink_outputs = [v for v in returned if not (v in node.inputs and node.inputs[v].kind == "import")]
         node.outputs = [v for v in node.outputs
                         if not (v in node.inputs and node.inputs[v].kind == "import") or v in (spec.outputs or ())]
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from collections.abc import Mapping
 
 from jupyter_smstep.core import codegen
 from jupyter_smstep.core import settings as settings_mod
-from jupyter_smstep.core.graph import PipelineGraph, local_file_reads
+from jupyter_smstep.core.graph import PipelineGraph, StepNode, local_file_reads
 
 #: Hex digits of a key used in names (S3 folders, run records): 80 bits, collision-free in practice.
 SHORT = 20
@@ -64,6 +65,15 @@ def digest_json(value: Any) -> str:
     return digest_bytes(json.dumps(value, sort_keys=True, default=repr).encode())
 
 
+def _as_built_anywhere(node: StepNode) -> StepNode:
+    """A final step as a build that could not see its values writes it: its return checks every value in the
+    job. That returns what the kernel-checked return does (the same test, ``core.plain``), so the step keeps
+    one key whether or not the kernel ran its cell (``smstep`` builds headless)."""
+    if node.sink_outputs is None:
+        return node
+    return dataclasses.replace(node, outputs=list(node.sink_outputs), unchecked=list(node.sink_outputs))
+
+
 def step_keys(graph: PipelineGraph, captures: Mapping[str, Mapping[str, str]], *,
               parameters: Mapping[str, Any] | None = None, runtime: Mapping[str, str] | None = None,
               root: Path | None = None,
@@ -82,7 +92,7 @@ def step_keys(graph: PipelineGraph, captures: Mapping[str, Mapping[str, str]], *
     names = codegen.function_names(graph)
     keys: dict[str, StepKey] = {}
     for node in graph.steps:
-        parts = {"code": digest_bytes(codegen.function_source(node, names[node.name]).encode())}
+        parts = {"code": digest_bytes(codegen.function_source(_as_built_anywhere(node), names[node.name]).encode())}
         for inp in node.captured:
             parts[f"capture:{inp.name}"] = captures.get(node.name, {}).get(inp.name, "missing")
         for name, resolved in sorted(node.settings.items()):

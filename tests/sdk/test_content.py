@@ -212,3 +212,18 @@ def test_include_local_workdir_puts_the_notebooks_sources_in_every_steps_key(she
     build(shell)
     keys = content.step_keys(shell.workspace.graph(), shell.ip.user_ns, tmp_path)
     assert all("local-sources" in key.parts for key in keys.values())
+
+
+def test_a_final_step_has_one_key_whether_or_not_the_kernel_ran_its_cell(shell):
+    """``smstep`` builds headless (the final step's values unseen: its job checks them) and the kernel after
+    the cell ran (the build checks them): both return the same values, so both give the same key; otherwise
+    a CLI submit's execution would look changed to the kernel, and their caches would never meet."""
+    shell.notebook("final", ["%%step make\nimport io\nrows = [1, 2]\nbuf = io.StringIO()",
+                             "%%step report\ntotal = sum(rows)\nhandle = open('/dev/null')"])
+    seen = content.step_keys(shell.workspace.graph(), shell.ip.user_ns)
+    assert "handle" not in shell.workspace.graph().steps[-1].outputs  # left out by the build: not data
+    for name in ("total", "handle"):
+        del shell.ip.user_ns[name]
+    unseen = content.step_keys(shell.workspace.graph(), shell.ip.user_ns)
+    assert shell.workspace.graph().steps[-1].unchecked == ["total", "handle"]
+    assert unseen["report"].key == seen["report"].key and unseen["make"].key == seen["make"].key
