@@ -12,7 +12,7 @@ import json
 import re
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from collections.abc import Callable, Mapping, MutableMapping
@@ -476,6 +476,74 @@ class Workspace:
         if submission.started:
             self.last_execution = submission
         return submission
+
+    # ---------------------------------------------------------------- back from SageMaker
+    def execution(self, execution: str, session: Any = None) -> tuple[Any, Any, str]:
+        """A SageMaker execution of this notebook's pipeline (an ARN, or ``latest``): (the execution, the
+        session, the pipeline's own S3 root, the only place its results are read from)."""
+        from jupyter_smstep import sdk
+        from jupyter_smstep.remote import executions
+
+        name = self.graph().name
+        session = session or sdk.make_session()
+        return executions.find(session.sagemaker_client, name, execution), session, executions.own_root(session, name)
+
+    def pull_execution(self, execution: str, steps: list[str] | None = None, changed_ok: bool = False,
+                       session: Any = None) -> Pulled:
+        """The outputs of an execution's steps (default: every step it has), each checked to be what the
+        notebook builds now (unless ``changed_ok``); the caller puts them in the kernel."""
+        from jupyter_smstep.remote import executions
+        from jupyter_smstep.sdk import content
+
+        graph = self._buildable_graph()
+        remote, session, root = self.execution(execution, session)
+        names = [n.name for n in graph.steps]
+        for name in steps or []:
+            if name not in names:
+                raise SmstepError(f"the pipeline has no step {name!r}", fix=did_you_mean(name, names, "the steps"))
+        wanted = list(steps) if steps else [n for n in names if n in remote.steps]
+        pulled = Pulled(remote, notes=_parameter_notes(graph, remote))
+        ready = []
+        for name in wanted:
+            step = remote.steps.get(name)
+            if step is None or step.status != "Succeeded":
+                pulled.notes.append(f"{remote.label(name)} " + (f"is {step.status}" if step else "did not run")
+                                    + ": nothing to pull")
+            elif not step.job_name:
+                continue  # a condition or a fail step has no outputs
+            else:
+                ready.append(name)
+        if not changed_ok:
+            executions.refuse_changed(remote, executions.changed(
+                remote, content.step_keys(graph, self.namespace, self.root), ready), "--changed-ok")
+        for name in ready:
+            pulled.values[name] = executions.load(session, remote, name, root)
+        return pulled
+
+
+@dataclass
+class Pulled:
+    """What ``pull --execution`` read: each step's outputs, and what it could not read or the user should know."""
+
+    execution: Any  # remote.executions.RemoteExecution
+    values: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = list(self.notes)
+        for step, values in self.values.items():
+            out.append(f"from {self.execution.label(step)}: {', '.join(values) or 'no outputs'}")
+        return out
+
+
+def _parameter_notes(graph: PipelineGraph, remote: Any) -> list[str]:
+    """The parameters the execution ran with that differ from the notebook's defaults."""
+    out = []
+    for name, value in remote.parameters.items():
+        default = graph.parameters.get(name)
+        if name in graph.parameters and str(value).lower() != str(default).lower():
+            out.append(f"execution {remote.id} ran with {name}={value} (the notebook's default: {default!r})")
+    return out
 
 
 def _check_values(graph: PipelineGraph, values: Mapping[str, Any]) -> None:

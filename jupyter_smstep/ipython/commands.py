@@ -374,10 +374,48 @@ def _verify(ctx: Context, args: argparse.Namespace) -> int:
 
 def _pull_args(parser: CommandParser, cli: bool) -> None:
     parser.add_argument("steps", nargs="*", metavar="STEP", help="default: every step")
-    parser.add_argument("--run", default=None, metavar="DIR", help="a run folder (default: the last run)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--run", default=None, metavar="DIR", help="a local run folder (default: the last run)")
+    source.add_argument("--execution", default=None, metavar="ARN",
+                        help="a SageMaker execution of the pipeline (its ARN, or latest) instead of a local run")
+    parser.add_argument("--changed-ok", action="store_true",
+                        help="with --execution: pull a step even when the notebook builds it differently now")
+    parser.add_argument("--json", action="store_true", help="print each step's outputs as JSON (repr when a "
+                        "value is not JSON)")
 
 
 def _pull(ctx: Context, args: argparse.Namespace) -> int:
+    if args.changed_ok and not args.execution:
+        raise SmstepError("--changed-ok applies to --execution only", fix="add --execution ARN (or latest)")
+    values = _pull_execution(ctx, args) if args.execution else _pull_local(ctx, args)
+    if args.json:
+        print(json.dumps(values, indent=2, default=repr), file=ctx.out)
+    elif ctx.cli:
+        for step, outputs in values.items():
+            for name, value in outputs.items():
+                print(f"{step}.{name} = {_short_repr(value)}", file=ctx.out)
+    if ctx.cli:
+        return 0
+    for outputs in values.values():
+        ctx.workspace.namespace.update(outputs)
+    names = [n for outputs in values.values() for n in outputs]
+    print(f"pulled {', '.join(names) or 'nothing'}", file=ctx.out)
+    return 0
+
+
+def _short_repr(value: Any, width: int = 100) -> str:
+    text = repr(value).replace("\n", " ")
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def _pull_execution(ctx: Context, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
+    pulled = ctx.workspace.pull_execution(args.execution, args.steps or None, changed_ok=args.changed_ok)
+    for line in pulled.lines():
+        print(line, file=ctx.err if ctx.cli else ctx.out)
+    return pulled.values
+
+
+def _pull_local(ctx: Context, args: argparse.Namespace) -> dict[str, dict[str, Any]]:
     from jupyter_smstep import local
 
     name = ctx.workspace.graph().name
@@ -385,9 +423,9 @@ def _pull(ctx: Context, args: argparse.Namespace) -> int:
     run = local.load_run(args.run) if args.run else ctx.workspace.last_run or ctx.workspace.latest_run(name)
     if run is None:
         raise SmstepError(f"no local run of {name!r} to pull from (looked in {ctx.workspace.runs_folder})",
-                          fix="run the pipeline first (%pipeline run, or smstep run NB), or name a run folder "
-                              "with --run DIR")
-    loaded: list[str] = []
+                          fix="run the pipeline first (%pipeline run, or smstep run NB), name a run folder "
+                              "with --run DIR, or pull a SageMaker execution with --execution latest")
+    out: dict[str, dict[str, Any]] = {}
     for name in args.steps or list(run.steps):
         if name not in run.steps:
             raise SmstepError(f"the run has no step {name!r} (steps: {', '.join(run.steps)})",
@@ -399,11 +437,8 @@ def _pull(ctx: Context, args: argparse.Namespace) -> int:
             why = f" ({step.summary})" if step.state == "skipped" and step.skipped_because and step.summary else ""
             print(f"step '{name}' {step.state}: nothing to pull{why}", file=ctx.err)
             continue
-        values = run.outputs(name) or {}
-        ctx.workspace.namespace.update(values)
-        loaded += list(values)
-    print(f"pulled {', '.join(loaded) or 'nothing'}", file=ctx.out)
-    return 0
+        out[name] = run.outputs(name) or {}
+    return out
 
 
 def _submit_args(parser: CommandParser, cli: bool) -> None:
@@ -612,8 +647,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("run", "run the pipeline locally, step by step (no AWS account needed)", _run_args, _run),
     Command("verify", "run the notebook top to bottom and the pipeline locally: is every step's value the "
             "kernel's? (exit 0 all equal, 1 a difference)", _verify_args, _verify),
-    Command("pull", "load step outputs of the last (or a given) local run into the kernel", _pull_args, _pull,
-            where="notebook"),
+    Command("pull", "load step outputs of the last (or a given) local run, or of a SageMaker execution, into the "
+            "kernel (smstep: print them)", _pull_args, _pull),
     Command("cost", "the estimated cost of a submit, from the last local run's measurements and AWS prices",
             _cost_args, _cost),
     Command("submit", "upsert the pipeline on SageMaker and start an execution", _submit_args, _submit),

@@ -166,6 +166,68 @@ class FakeExecution:
     t0_epoch = 1_700_000_000.0
 
 
+class JobExecution(FakeExecution):
+    """An execution whose training steps run for real (``FakeSageMaker.run_pipelines``): each step's
+    arguments resolved as the service resolves them, then the SDK's entry point run as a training job of
+    the fake (``_run_job``), one step after another in definition order, against moto's S3."""
+
+    def __init__(self, fake: FakeSageMaker, arn: str, pipeline: str, definition: dict, parameters: dict[str, Any],
+                 display_name: str = "") -> None:
+        steps = definition.get("Steps", [])
+        super().__init__(arn, pipeline, [StepPlan(s["Name"], list(s.get("DependsOn", []))) for s in steps],
+                         fake.now(), display_name)
+        self.fake, self.steps = fake, steps
+        self.parameters = {p["Name"]: p.get("DefaultValue") for p in definition.get("Parameters", [])}
+        self.parameters.update(parameters)
+        self.properties: dict[str, dict] = {}
+        threading.Thread(target=self._run, name=f"fake-execution-{arn[-8:]}", daemon=True).start()
+
+    def advance(self, now: float) -> None:  # the thread moves it
+        pass
+
+    def _resolve(self, expr: Any) -> Any:
+        if isinstance(expr, dict) and len(expr) == 1 and "Get" in expr:
+            head, _, rest = expr["Get"].partition(".")
+            if head == "Execution" and rest == "PipelineExecutionId":
+                return self.arn.rsplit("/", 1)[-1]
+            if head == "Parameters":
+                return self.parameters[rest]
+            step, _, path = rest.partition(".")
+            value: Any = self.properties[step]
+            for part in path.split("."):
+                value = value[part]
+            return value
+        if isinstance(expr, dict) and len(expr) == 1 and "Std:Join" in expr:
+            spec = expr["Std:Join"]
+            return spec.get("On", "").join(str(self._resolve(v)) for v in spec.get("Values", []))
+        if isinstance(expr, dict):
+            return {k: self._resolve(v) for k, v in expr.items()}
+        if isinstance(expr, list):
+            return [self._resolve(v) for v in expr]
+        return expr
+
+    def _run(self) -> None:
+        for step in self.steps:
+            name = step["Name"]
+            attempt = Attempt(1, self.fake.now())
+            self.attempts[name].append(attempt)
+            if step.get("Type") != "Training":
+                attempt.status, attempt.reason = "Failed", f"the fake runs training steps only, not {step['Type']}"
+                return
+            request = self._resolve(step["Arguments"])
+            job_name = self.job_name(name, 1)
+            job = {"status": "InProgress", "request": request, "process": None, "failure": None,
+                   "started": time.time()}
+            self.fake.training_jobs[job_name] = job
+            self.fake._run_job(job_name, job)
+            attempt.end = self.fake.now()
+            if job["status"] != "Completed":
+                attempt.status, attempt.reason = "Failed", job["failure"] or job["status"]
+                return
+            attempt.status = "Succeeded"
+            self.properties[name] = {"OutputDataConfig": request["OutputDataConfig"]}
+
+
 class _Reply(Exception):
     """Raised by an operation to answer with an error payload."""
 
@@ -195,6 +257,8 @@ class FakeSageMaker:
         #: entry point runs for real, against moto's S3, as the container's last step would
         self.training_jobs: dict[str, dict] = {}
         self.run_jobs = False
+        #: with ``run_pipelines``, a started execution's training steps run for real (:class:`JobExecution`)
+        self.run_pipelines = False
         self.server: ThreadingHTTPServer | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -337,6 +401,12 @@ class FakeSageMaker:
         sm = boto3.client("sagemaker", endpoint_url=self.upstream, **DUMMY)
         desc = sm.describe_pipeline(PipelineName=request["PipelineName"])
         definition = json.loads(desc["PipelineDefinition"])
+        if self.run_pipelines:
+            parameters = {p["Name"]: p["Value"] for p in request.get("PipelineParameters", [])}
+            with self.lock:
+                self.executions[arn] = JobExecution(self, arn, request["PipelineName"], definition, parameters,
+                                                    request.get("PipelineExecutionDisplayName", ""))
+            return
         steps = definition.get("Steps", [])
         plans = self.auto_plan(request["PipelineName"], steps) if self.auto_plan else [
             StepPlan(s["Name"], list(s.get("DependsOn", []))) for s in steps]
@@ -429,6 +499,8 @@ class FakeSageMaker:
                "AlgorithmSpecification": request["AlgorithmSpecification"], "RoleArn": request["RoleArn"],
                "ResourceConfig": request["ResourceConfig"], "StoppingCondition": request["StoppingCondition"],
                "CreationTime": job["started"], "TrainingStartTime": job["started"]}
+        if "OutputDataConfig" in request:
+            out["OutputDataConfig"] = request["OutputDataConfig"]
         if job["status"] != "InProgress":
             out["TrainingEndTime"] = time.time()
         if job.get("failure"):
