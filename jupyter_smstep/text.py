@@ -138,10 +138,13 @@ class TerminalProgress:
             return f"  {symbol} {name}  running{again}"
         took = f"{event.duration:6.2f}s" if event.duration is not None else "       "
         cached = event.state == "succeeded" and "cached_from" in event.info
-        label = self._paint(key, ("cached" if cached else event.state).ljust(9))
+        taken = event.state == "succeeded" and "taken_from" in event.info
+        label = self._paint(key, ("cached" if cached else "taken" if taken else event.state).ljust(9))
         text = f"  {symbol} {name}  {label} {took}"
         if cached:
             text = f"  {symbol} {name}  {label}          from run {event.info['cached_from']}"
+        elif taken:
+            text = f"  {symbol} {name}  {label}          from {event.info['taken_from']}"
         elif event.state == "succeeded" and event.info.get("resources"):
             text += f"  {resources_line(event.info['resources'])}"
         elif event.state == "succeeded" and event.info.get("condition"):
@@ -195,7 +198,9 @@ def results_table(doc: dict) -> str:
             shown = _one_line(step["summary"], 100)
         duration = step.get("duration")
         took = f"{duration:6.1f}s" if isinstance(duration, (int, float)) else "      -"
-        state = "cached" if step.get("cached") else step.get("state", "?")
+        state = "cached" if step.get("cached") else "taken" if step.get("taken_from") else step.get("state", "?")
+        if step.get("taken_from"):
+            shown = f"{shown}  (from {step['taken_from']})".lstrip()
         used = f"  [{resources_line(step['resources'])}]" if step.get("resources") else ""
         lines.append(f"{name:<{width}}  {state:<9} {took}  {shown}{used}".rstrip())
     return "\n".join(lines + saved_lines(doc))

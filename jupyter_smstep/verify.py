@@ -55,6 +55,8 @@ class Verification:
     run_succeeded: bool
     findings: list[Finding] = field(default_factory=list)
     failed_steps: list[str] = field(default_factory=list)
+    source: str = "local run"  # or "SageMaker execution" (run_id: its id)
+    notes: list[str] = field(default_factory=list)  # what the reader should know first (parameters that differ)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -71,11 +73,12 @@ class Verification:
         steps: dict[str, dict[str, Any]] = {}
         for finding in self.findings:
             steps.setdefault(finding.step, {})[finding.name] = finding.to_json()
-        return {"kernel": self.kernel, "run_id": self.run_id, "run_succeeded": self.run_succeeded,
-                "failed_steps": self.failed_steps, "steps": steps, **self.counts}
+        return {"kernel": self.kernel, "pipeline": self.source, "run_id": self.run_id,
+                "run_succeeded": self.run_succeeded, "failed_steps": self.failed_steps, "steps": steps,
+                **({"notes": self.notes} if self.notes else {}), **self.counts}
 
     def lines(self) -> list[str]:
-        out = [f"kernel: {self.kernel}", f"pipeline: local run {self.run_id}"]
+        out = [f"kernel: {self.kernel}", f"pipeline: {self.source} {self.run_id}", *self.notes]
         step = None
         for finding in self.findings:
             if finding.step != step:
@@ -89,10 +92,11 @@ class Verification:
             if finding.cause:
                 out.append(f"      likely cause: {finding.cause}")
         for failed in self.failed_steps:
-            out.append(f"step {failed}: failed in the pipeline (see the run's log)")
+            where = "the run's log" if self.source == "local run" else "the execution in the console"
+            out.append(f"step {failed}: failed in the pipeline (see {where})")
         counts = self.counts
         out.append(f"{counts['equal']} equal, {counts['differs']} differ, {counts['not comparable']} not comparable"
-                   + ("" if self.run_succeeded else "; the pipeline run failed"))
+                   + ("" if self.run_succeeded else f"; the pipeline's {self.source} failed"))
         return out
 
 
@@ -299,3 +303,50 @@ def bad_tolerance(rtol: float, atol: float) -> Problem | None:
         return Problem(f"--rtol {rtol} --atol {atol}: tolerances are numbers of at least 0",
                        fix="e.g. --rtol 1e-9 --atol 0 (the default)")
     return None
+
+
+# ------------------------------------------------------------------------------------------- a SageMaker execution
+@dataclass
+class _RemoteStep:
+    state: str
+    reads: dict
+
+
+@dataclass
+class _ExecutionSide:
+    """A SageMaker execution's outputs, as :func:`compare_run` reads a local run: step states, outputs, and
+    what the step read when it last ran locally (the likely cause of a difference; the service records none)."""
+
+    run_id: str
+    succeeded: bool
+    steps: dict[str, _RemoteStep]
+    values: dict[str, dict[str, Any]]
+
+    def outputs(self, step: str) -> dict[str, Any]:
+        return self.values.get(step, {})
+
+
+def verify_execution(workspace: Any, execution: str, rtol: float, atol: float, path: Path | None = None,
+                     timeout: float = 600, changed_ok: bool = False) -> Verification:
+    """``verify --execution``: the kernel's values (a fresh kernel running ``path`` with the execution's
+    parameter values, or this kernel's) against what the SageMaker execution's steps returned."""
+    pulled = workspace.pull_execution(execution, changed_ok=changed_ok)
+    remote = pulled.execution
+    graph = workspace.graph()
+    ran_with = {k: v for k, v in remote.parameters.items() if k in graph.parameters}
+    if path is not None:
+        kernel = kernel_values(path, workspace, ran_with, timeout)
+        label = f"a fresh kernel running {path.name} top to bottom with the execution's parameters"
+    else:
+        kernel = {node.name: dict(node.cell.after) for node in graph.steps if node.cell.after is not None}
+        label = "this kernel, as each step cell left its values"
+    local = workspace.last_run or workspace.latest_run(graph.name)
+    states = {"Succeeded": "succeeded", "Failed": "failed"}
+    side = _ExecutionSide(remote.id, remote.status == "Succeeded",
+                          {name: _RemoteStep(states.get(step.status, step.status.lower()),
+                                             dict(local.steps[name].reads) if local is not None
+                                             and name in local.steps else {})
+                           for name, step in remote.steps.items()}, pulled.values)
+    verification = compare_run(kernel, side, graph, rtol, atol, label)
+    verification.source, verification.notes = "SageMaker execution", list(pulled.notes)
+    return verification

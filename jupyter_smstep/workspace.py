@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 import secrets
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from jupyter_smstep.core.parameters import coerce_overrides
 from jupyter_smstep.core.graph import PipelineGraph, build_graph, check_buildable, check_parameter_settings
 from jupyter_smstep.core.keys import changes, pipeline_key
 from jupyter_smstep.core.registry import Registry
-from jupyter_smstep.errors import RunFailed, SmstepError, did_you_mean
+from jupyter_smstep.errors import Problem, RunFailed, SmstepError, did_you_mean
 from jupyter_smstep.sdk import compat, rules
 from jupyter_smstep.sdk.capture import Captures
 
@@ -270,19 +271,69 @@ class Workspace:
     # ---------------------------------------------------------------- run
     def run_local(self, parameters: Mapping[str, Any] | None = None, on_event: Callable | None = None,
                   runs_dir: str | Path | None = None, cache: bool = True, from_step: str | None = None,
-                  stop: Any = None) -> Any:
+                  stop: Any = None, upstream: str | None = None, changed_ok: bool = False) -> Any:
         """Run the pipeline locally; a step whose key matches an earlier run's reuses its results unless
         ``cache`` is False, and ``from_step`` and its dependents always run. Setting ``stop`` (a
-        ``threading.Event``) stops the run."""
+        ``threading.Event``) stops the run. With ``upstream`` (a SageMaker execution: ARN or ``latest``), every
+        other step takes its results from that execution, and the run has its parameter values (``parameters``
+        still win); a step the notebook now builds differently is refused unless ``changed_ok``."""
         graph = self._buildable_graph(for_the_service=False)  # a local run uses no image
         if from_step is not None and from_step not in {s.name for s in graph.steps}:
             raise SmstepError(f"--from {from_step!r} names no step of the pipeline",
                               fix=did_you_mean(from_step, [s.name for s in graph.steps], "the steps"))
-        self.last_run = self._run_graph(graph, parameters, on_event, runs_dir, cache, from_step, stop)
+        if upstream is None:
+            if changed_ok:
+                raise SmstepError("--changed-ok applies to --upstream only", fix="add --upstream ARN (or latest)")
+            self.last_run = self._run_graph(graph, parameters, on_event, runs_dir, cache, from_step, stop)
+            return self.last_run
+        if from_step is None:
+            raise SmstepError("--upstream needs --from STEP: the step (and those after it) to run locally on the "
+                              "execution's results", fix="add --from STEP")
+        with tempfile.TemporaryDirectory(prefix="smstep-upstream-") as folder:
+            taken, ran_with = self._upstream(graph, upstream, from_step, changed_ok, Path(folder))
+            self.last_run = self._run_graph(graph, {**ran_with, **(parameters or {})}, on_event, runs_dir, cache,
+                                            from_step, stop, taken=taken)
         return self.last_run
 
+    def _upstream(self, graph: PipelineGraph, upstream: str, from_step: str, changed_ok: bool,
+                  folder: Path) -> tuple[dict[str, tuple[Path, str]], dict[str, str]]:
+        """The results ``run --from STEP --upstream`` takes from the execution (step -> (their folder, where
+        they came from)), and the parameter values the execution ran with."""
+        from jupyter_smstep.core.graph import with_dependents
+        from jupyter_smstep.remote import executions
+        from jupyter_smstep.sdk import content
+
+        remote, session, root = self.execution(upstream)
+        depends = {n.name: n.depends_on for n in graph.steps}
+        runs = with_dependents(depends, [from_step])
+        needed: set[str] = set()
+        todo = [d for name in runs for d in depends[name]]
+        while todo:  # every step the run's steps read from, directly or not
+            name = todo.pop()
+            if name not in needed and name not in runs:
+                needed.add(name)
+                todo += depends.get(name, [])
+        missing = sorted(n for n in needed if n in depends and (remote.steps.get(n) is None
+                                                                 or remote.steps[n].status != "Succeeded"))
+        if missing:
+            raise SmstepError([Problem(f"{remote.label(n)} " + (f"is {remote.steps[n].status}" if n in remote.steps
+                                                               else "did not run")
+                                       + f": --from {from_step} needs its results",
+                                       fix=f"pass an execution in which it succeeded, or run from it (--from {n})")
+                               for n in missing])
+        take = [n.name for n in graph.steps if n.name not in runs and n.name in remote.steps
+                and remote.steps[n.name].status == "Succeeded" and remote.steps[n.name].job_name]
+        if not changed_ok:
+            executions.refuse_changed(remote, executions.changed(
+                remote, content.step_keys(graph, self.namespace, self.root), take), "--changed-ok")
+        taken = {name: (executions.download(session, remote, name, root, folder / name), remote.label(name))
+                 for name in take}
+        ran_with = {k: v for k, v in remote.parameters.items() if k in graph.parameters}
+        return taken, ran_with
+
     def _run_graph(self, graph: PipelineGraph, parameters: Mapping[str, Any] | None, on_event: Callable | None,
-                   runs_dir: str | Path | None, cache: bool, from_step: str | None, stop: Any = None) -> Any:
+                   runs_dir: str | Path | None, cache: bool, from_step: str | None, stop: Any = None,
+                   taken: Mapping[str, tuple[Path, str]] | None = None) -> Any:
         from jupyter_smstep import local
         from jupyter_smstep.sdk import build, content, requirements
 
@@ -297,6 +348,7 @@ class Workspace:
         step_cache = local.StepCache(Path(runs_dir).absolute(), root=self.root,
                                      reuse_anyway=anyway) if cache else None
         reused = self._cached_steps(graph, keys, step_cache, from_step) if step_cache else frozenset()
+        reused |= frozenset(taken or ())  # taken from elsewhere: nothing of theirs is uploaded either
         plan = build.plan_for(graph, keys, reused)
 
         files = requirements.auto_files(graph.steps, self.namespace)
@@ -309,7 +361,7 @@ class Workspace:
         kwargs: dict[str, Any] = {"parameters": values, "on_event": on_event, "functions": functions,
                                   "keys": dict(plan.keys), "cache": step_cache or False,
                                   "force": [from_step] if from_step else [], "root": self.root, "stop": stop,
-                                  "notebook": self.notebook,
+                                  "notebook": self.notebook, "taken": dict(taken or {}),
                                   "pipeline_key": pipeline_key(graph, keys, settings_mod.load_sdk_config())}
         if runs_dir is not None:
             kwargs["runs_dir"] = runs_dir

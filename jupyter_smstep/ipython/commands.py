@@ -294,6 +294,12 @@ def _run_args(parser: CommandParser, cli: bool) -> None:
                         help="run every step, even one whose result an earlier run already has")
     parser.add_argument("--from", dest="from_step", default=None, metavar="STEP",
                         help="run STEP and the steps after it, cached or not")
+    parser.add_argument("--upstream", default=None, metavar="ARN",
+                        help="with --from: every other step's results come from this SageMaker execution (its ARN, "
+                             "or latest), and its parameter values are the run's")
+    parser.add_argument("--changed-ok", action="store_true",
+                        help="with --upstream: take a step's results even when the notebook builds it differently "
+                             "now")
     parser.add_argument("-v", "--verbose", action="store_true",
                         help="show what each step prints, as it prints it (in a notebook it is always kept, folded)")
 
@@ -305,14 +311,15 @@ def _run(ctx: Context, args: argparse.Namespace) -> int:
         from jupyter_smstep.text import TerminalProgress
 
         result = ctx.workspace.run_local(overrides, on_event=TerminalProgress(ctx.err, verbose=args.verbose),
-                                         runs_dir=args.runs_dir,
-                                         cache=not args.no_cache, from_step=args.from_step)
+                                         runs_dir=args.runs_dir, cache=not args.no_cache, from_step=args.from_step,
+                                         upstream=args.upstream, changed_ok=args.changed_ok)
     else:
         from jupyter_smstep.panel.progress import notebook_progress
 
         with notebook_progress() as on_event:
             result = ctx.workspace.run_local(overrides, on_event=on_event, runs_dir=args.runs_dir,
-                                             cache=not args.no_cache, from_step=args.from_step)
+                                             cache=not args.no_cache, from_step=args.from_step,
+                                             upstream=args.upstream, changed_ok=args.changed_ok)
     if args.json:
         print(json.dumps(result.to_json(), indent=2, default=str), file=ctx.out)
     else:
@@ -344,6 +351,11 @@ def _verify_args(parser: CommandParser, cli: bool) -> None:
     parser.add_argument("--timeout", type=float, default=600, metavar="S",
                         help="seconds each cell may take in the fresh kernel smstep verify starts (default 600; "
                              "%%pipeline verify uses the values this kernel already has)")
+    parser.add_argument("--execution", default=None, metavar="ARN",
+                        help="compare with a SageMaker execution's outputs (its ARN, or latest) instead of a local "
+                             "run; the fresh kernel runs with the execution's parameter values")
+    parser.add_argument("--changed-ok", action="store_true",
+                        help="with --execution: compare a step even when the notebook builds it differently now")
 
 
 def _verify(ctx: Context, args: argparse.Namespace) -> int:
@@ -353,8 +365,18 @@ def _verify(ctx: Context, args: argparse.Namespace) -> int:
     if problem is not None:
         raise SmstepError(problem)
     overrides = _overrides(args)
+    if args.execution and overrides:
+        raise SmstepError("-p does not apply with --execution: the kernel runs with the execution's parameter values",
+                          fix="drop the -p values")
+    if args.changed_ok and not args.execution:
+        raise SmstepError("--changed-ok applies to --execution only", fix="add --execution ARN (or latest)")
     say_warnings(ctx)
-    if ctx.cli:
+    if args.execution:
+        if ctx.cli:
+            print(f"verify: running {Path(args.notebook).name} top to bottom in a fresh kernel...", file=ctx.err)
+        done = verify.verify_execution(ctx.workspace, args.execution, args.rtol, args.atol,
+                                       Path(args.notebook) if ctx.cli else None, args.timeout, args.changed_ok)
+    elif ctx.cli:
         from jupyter_smstep.text import TerminalProgress
 
         print(f"verify: running {Path(args.notebook).name} top to bottom in a fresh kernel...", file=ctx.err)

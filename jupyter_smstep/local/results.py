@@ -82,6 +82,8 @@ class StepResult:
     #: The last attempt, measured: wall_s, cpu_s, peak_rss_bytes, payload_in_bytes, payload_out_bytes
     resources: dict[str, float] = field(default_factory=dict)
     cached_from: str | None = None  # the earlier run whose results this step reused (no process started)
+    #: where results taken from elsewhere came from (``run --upstream``: "step X of execution ID"); no process
+    taken_from: str | None = None
     condition: dict | None = None  # a ConditionStep's decision: {"outcome": bool, "when": "EXPR"}
     #: what the step's code read when it ran (files, folders, modules, packages, environment variables, what
     #: cannot be pinned): the cache reuses its result only while all of it holds (local.reads)
@@ -178,7 +180,8 @@ class RunResult:
             args = step.get("Arguments", {})
             count = (args.get("ResourceConfig") or {}).get("InstanceCount", 1)
             result = self.steps.get(name)
-            measured = result.resources.get("wall_s") if result is not None and not result.cached_from else None
+            measured = (result.resources.get("wall_s") if result is not None and not result.cached_from
+                        and not result.taken_from else None)
             out[name] = {"instance_type": types.get(name, "?"),
                          "instance_count": count if isinstance(count, int) else 1,
                          "wall_s": measured, "spot": bool(args.get("EnableManagedSpotTraining"))}
@@ -192,7 +195,7 @@ class RunResult:
         types = self.instance_types()
         found = {}
         for name, step in self.steps.items():
-            if name in types and step.state == "succeeded" and not step.cached_from:
+            if name in types and step.state == "succeeded" and not step.cached_from and not step.taken_from:
                 suggestion = suggest(name, types[name], step.resources, specs)
                 if suggestion is not None:
                     found[name] = suggestion
@@ -231,6 +234,8 @@ class RunResult:
             if step.cached_from:
                 entry["cached"] = True
                 entry["cached_from"] = step.cached_from
+            if step.taken_from:
+                entry["taken_from"] = step.taken_from
             if step.key:
                 entry["key"] = step.key
             if step.warnings:

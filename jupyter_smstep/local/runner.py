@@ -90,6 +90,7 @@ def run_pipeline(
     root: str | Path | None = None,
     stop: threading.Event | None = None,
     notebook: str | None = None,
+    taken: Mapping[str, tuple[Path, str]] | None = None,
 ) -> RunResult:
     """Build the pipeline against an embedded S3 and run every step locally.
 
@@ -109,7 +110,9 @@ def run_pipeline(
     With ``pipeline_key`` (:func:`jupyter_smstep.core.keys.pipeline_key`), a run whose every step is
     cached reuses the earlier run's definition instead of building one (no SDK import, no upload).
     Setting ``stop`` (the panel's Stop) ends the run within about a second: running steps are killed and
-    ``stopped``, the rest skipped. Returns a :class:`RunResult` (also when steps failed); raises
+    ``stopped``, the rest skipped. ``taken`` (step -> a folder holding its results files, and where they came
+    from) gives steps their results from elsewhere (``run --upstream``: a SageMaker execution's).
+    Returns a :class:`RunResult` (also when steps failed); raises
     :class:`SmstepError` when the pipeline cannot be run at all.
     """
     if os.name != "posix" or not hasattr(os, "fork"):
@@ -185,6 +188,7 @@ def run_pipeline(
             functions=dict(functions or {}), keys=dict(keys or {}),
             cache=step_cache, force=with_dependents({n: spec.depends_on for n, spec in steps.items()}, forced),
             root=Path(root).resolve() if root else None, stop=stop, saves=dict(saves or {}),
+            taken=dict(taken or {}),
         )
         executor.run()
         lap("execute")
@@ -231,7 +235,7 @@ def _new_run_id() -> str:
 def _run_summary(result: RunResult) -> str:
     counts: dict[str, int] = {}
     for step in result.steps.values():
-        state = "cached" if step.cached_from else step.state
+        state = "cached" if step.cached_from else "taken from SageMaker" if step.taken_from else step.state
         counts[state] = counts.get(state, 0) + 1
     summary = ", ".join(f"{n} {state}" for state, n in counts.items())
     if counts.get("cached"):

@@ -109,8 +109,10 @@ class Execution:
                  faults: dict[str, list[str]], started: float, functions: dict[str, Any] | None = None,
                  keys: dict[str, StepKey] | None = None, cache: cache_mod.StepCache | None = None,
                  force: set[str] | None = None, root: Path | None = None,
-                 stop: threading.Event | None = None, saves: dict[str, list[dict]] | None = None) -> None:
+                 stop: threading.Event | None = None, saves: dict[str, list[dict]] | None = None,
+                 taken: dict[str, tuple[Path, str]] | None = None) -> None:
         self.run_id = run_id
+        self.taken = taken or {}  # step -> (a folder with its results files, where they came from)
         self.saves = saves or {}  # step -> its --save values ({"name", "uri", "format"}): re-put when it is reused
         self.stop = stop  # set by the panel's Stop: running steps are killed, the rest skipped
         self.stopped = False
@@ -259,7 +261,7 @@ class Execution:
                 self._decide(st)  # a condition or a fail step: the service's own, no process
                 reused = True
                 continue
-            if st.not_before is None and self._reuse(st):
+            if st.not_before is None and (self._take(st) or self._reuse(st)):
                 reused = True
                 continue
             if self._running_count() >= self.max_workers:
@@ -370,6 +372,31 @@ class Execution:
         self.resolver.step_properties[st.spec.name] = st.properties
         self._event(st, "succeeded", duration=0.0, message=f"cached: the result of run {found.run_id}",
                     info={"cached_from": found.run_id})
+        return True
+
+    def _take(self, st: _StepState) -> bool:
+        """Succeed ``st`` with results from elsewhere (``self.taken``); no process is started."""
+        if st.spec.name not in self.taken or st.result.attempts:
+            return False
+        folder, source = self.taken[st.spec.name]
+        args = self.resolver.evaluate(st.spec.arguments)
+        output_uri = to_text(args["OutputDataConfig"]["S3OutputPath"])
+        target = self.s3.path(output_uri)
+        target.mkdir(parents=True, exist_ok=True)
+        for file in sorted(folder.iterdir()):
+            shutil.copyfile(file, target / file.name)
+        now = time.time()
+        result = st.result
+        result.state = "succeeded"
+        result.started = result.ended = now
+        result.duration = 0.0
+        result.output_uri = output_uri
+        result.payload_sha256 = self._payload_hash(output_uri)
+        result.taken_from = source
+        st.properties = containers.job_properties(args, containers.job_name(self.run_id, st.spec.name, 0),
+                                                  output_uri, self.s3.region)
+        self.resolver.step_properties[st.spec.name] = st.properties
+        self._event(st, "succeeded", duration=0.0, message=f"from {source}", info={"taken_from": source})
         return True
 
     def _put_saved_objects(self, st: _StepState, run_id: str) -> None:

@@ -38,7 +38,8 @@ class Table:
             return  # run-level events and warnings are reported elsewhere
         row = self.rows.setdefault(event.step, {"state": "pending", "duration": None, "attempt": 1})
         row["state"] = event.state
-        row["label"] = f"cached (run {event.info['cached_from']})" if "cached_from" in event.info else event.state
+        row["label"] = (f"cached (run {event.info['cached_from']})" if "cached_from" in event.info else
+                        f"taken ({event.info['taken_from']})" if "taken_from" in event.info else event.state)
         row["duration"] = event.duration
         row["attempt"] = event.attempt or row["attempt"]
 

@@ -8,6 +8,7 @@ from a notebook file, and every test reads it from a kernel (a real IPython shel
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import boto3
@@ -162,3 +163,110 @@ def test_smstep_pull_prints_the_outputs(executed, monkeypatch, capsys):
     assert cli.main(["pull", str(path), "--changed-ok"]) == 2
     assert "--changed-ok applies to --execution only" in capsys.readouterr().err
 
+
+
+def test_run_from_a_step_on_an_executions_upstream_results(kernel, executed, tmp_path):
+    from jupyter_smstep.panel.progress import Table
+
+    _, arn, _, _ = executed
+    kernel.run("%%step evaluate\nscore = model['w'] / model['n'] + 1")  # the step being debugged
+    events: list = []
+    run = kernel.workspace.run_local(from_step="evaluate", upstream=arn, runs_dir=tmp_path / "runs",
+                                     on_event=events.append)
+    exec_id = arn.rsplit("/", 1)[-1]
+    assert run.succeeded and run.outputs("evaluate") == {"score": KERNEL["score"] + 1}
+    assert {n: s.taken_from for n, s in run.steps.items()} == {
+        "preprocess": f"step preprocess of execution {exec_id}", "train": f"step train of execution {exec_id}",
+        "evaluate": None}
+    assert run.steps["train"].attempts == 0 and run.steps["evaluate"].attempts == 1
+    assert run.outputs("train") == {"model": KERNEL["model"]}
+    table = Table()
+    for event in events:
+        table.update(event)
+    assert f"taken (step train of execution {exec_id})" in table.html()  # the notebook's progress
+
+
+def test_smstep_run_upstream_says_where_each_result_came_from(executed, monkeypatch, tmp_path, capsys):
+    from jupyter_smstep import cli
+
+    fake, arn, path, _ = executed
+    monkeypatch.setenv("AWS_ENDPOINT_URL", fake.url)
+    assert cli.main(["run", str(path), "--from", "train", "--upstream", "latest", "--runs-dir",
+                     str(tmp_path / "runs")]) == 0
+    captured = capsys.readouterr()
+    exec_id = arn.rsplit("/", 1)[-1]
+    assert re.search(rf"✓ preprocess +taken +from step preprocess of execution {exec_id}\n", captured.err)
+    table = {line.split()[0]: line for line in captured.out.splitlines() if line.split()}
+    assert "taken" in table["preprocess"] and f"(from step preprocess of execution {exec_id})" in table["preprocess"]
+    assert "succeeded" in table["train"] and "succeeded" in table["evaluate"]
+    assert "1 taken from SageMaker, 2 succeeded" in captured.err
+
+
+def test_run_upstream_refuses_upstream_steps_the_notebook_now_builds_differently(kernel, executed, tmp_path):
+    kernel.run("%%step train\nmodel = {'w': 1, 'n': n}")
+    runs = tmp_path / "runs"
+    error = kernel.error(f"%pipeline run --from evaluate --upstream latest --runs-dir {runs}")
+    assert "step train of execution" in error and "is not what this notebook builds now" in error
+    kernel.run(f"%pipeline run --from evaluate --upstream latest --changed-ok --runs-dir {runs}")
+    assert kernel.workspace.last_run.outputs("evaluate") == {"score": KERNEL["score"]}  # on the execution's model
+    assert "--upstream needs --from STEP" in kernel.error("%pipeline run --upstream latest")
+    assert "--changed-ok applies to --upstream only" in kernel.error("%pipeline run --from train --changed-ok")
+
+
+def test_run_upstream_refuses_an_execution_whose_needed_step_did_not_succeed(kernel, executed, tmp_path):
+    fake, arn, _, _ = executed
+    attempt = fake.executions[arn].attempts["train"][-1]
+    attempt.status = "Failed"
+    try:
+        error = kernel.error(f"%pipeline run --from evaluate --upstream {arn} --runs-dir {tmp_path / 'runs'}")
+        assert "nothing to pull" in "\n".join(kernel.workspace.pull_execution(arn, ["train"]).notes)
+    finally:
+        attempt.status = "Succeeded"
+    assert "step train of execution" in error and "is Failed: --from evaluate needs its results" in error
+    assert "run from it (--from train)" in error
+
+
+def test_verify_execution_says_the_service_computed_what_the_kernel_did(kernel, executed, capsys):
+    _, arn, _, _ = executed
+    capsys.readouterr()
+    kernel.run("%pipeline verify --execution latest")
+    out = capsys.readouterr().out
+    assert f"pipeline: SageMaker execution {arn.rsplit('/', 1)[-1]}" in out
+    assert "  = score" in out and "  = model" in out and "4 equal, 0 differ, 0 not comparable" in out
+
+
+def test_verify_execution_shows_a_value_the_service_computed_differently(kernel, executed, moto_server, capsys):
+    import hashlib
+
+    import cloudpickle
+
+    fake, arn, _, _ = executed
+    s3 = boto3.client("s3", endpoint_url=moto_server, **DUMMY)
+    bucket, payload = s3_object(fake, arn, "evaluate", "payload.pkl")
+    _, metadata = s3_object(fake, arn, "evaluate", "metadata.json")
+    originals = {key: s3.get_object(Bucket=bucket, Key=key)["Body"].read() for key in (payload, metadata)}
+    body = cloudpickle.dumps({"score": 90.7})  # as if the job had computed another score, and said so honestly
+    meta = dict(json.loads(originals[metadata]), sha256_hash=hashlib.sha256(body).hexdigest())
+    s3.put_object(Bucket=bucket, Key=payload, Body=body)
+    s3.put_object(Bucket=bucket, Key=metadata, Body=json.dumps(meta).encode())
+    try:
+        capsys.readouterr()
+        kernel.run("%pipeline verify --execution latest --json")
+    finally:
+        for key, original in originals.items():
+            s3.put_object(Bucket=bucket, Key=key, Body=original)
+    report = json.loads(capsys.readouterr().out)
+    assert report["pipeline"] == "SageMaker execution" and report["differs"] == 1 and report["equal"] == 3
+    assert report["steps"]["evaluate"]["score"]["verdict"] == "differs"
+    assert "90.6" in json.dumps(report["steps"]["evaluate"]["score"])
+    assert "-p does not apply with --execution" in kernel.error("%pipeline verify --execution latest -p epochs=3")
+
+
+def test_smstep_verify_execution_runs_the_notebook_in_a_fresh_kernel(executed, monkeypatch, capsys):
+    from jupyter_smstep import cli
+
+    fake, arn, path, _ = executed
+    monkeypatch.setenv("AWS_ENDPOINT_URL", fake.url)
+    assert cli.main(["verify", str(path), "--execution", arn]) == 0
+    out = capsys.readouterr().out
+    assert "with the execution's parameters" in out and "4 equal, 0 differ, 0 not comparable" in out
