@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import threading
 import time
 import urllib.parse
@@ -207,6 +208,15 @@ class JobExecution(FakeExecution):
         return expr
 
     def _run(self) -> None:
+        try:
+            self._run_steps()
+        except Exception as exc:  # a broken fake fails the step it was on, visibly, instead of hanging
+            for tries in self.attempts.values():
+                if tries and tries[-1].status == "Executing":
+                    tries[-1].status, tries[-1].reason = "Failed", f"the fake failed: {exc!r}"
+            raise
+
+    def _run_steps(self) -> None:
         for step in self.steps:
             name = step["Name"]
             attempt = Attempt(1, self.fake.now())
@@ -226,6 +236,92 @@ class JobExecution(FakeExecution):
                 return
             attempt.status = "Succeeded"
             self.properties[name] = {"OutputDataConfig": request["OutputDataConfig"]}
+
+
+_ZYGOTE = r"""
+import json, os, runpy, signal, sys, traceback
+module = sys.argv[1]
+reply = os.fdopen(os.dup(1), "w")  # answers only: what imports print goes to stderr
+os.dup2(2, 1)
+import importlib; importlib.import_module(module)  # the SDK, once
+for line in sys.stdin:
+    job = json.loads(line)
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setsid()
+            os.chdir(job["cwd"])
+            os.environ.clear(); os.environ.update(job["env"])
+            out = os.open(job["out"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.dup2(out, 1); os.dup2(out, 2)
+            sys.argv = [module, *job["argv"]]
+            try:
+                runpy.run_module(module, run_name="__main__", alter_sys=True)
+                code = 0
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stdout.flush(); sys.stderr.flush()
+            os._exit(code)
+    print(json.dumps({"pid": pid}), file=reply, flush=True)
+    _, status = os.waitpid(pid, 0)
+    print(json.dumps({"code": os.waitstatus_to_exitcode(status)}), file=reply, flush=True)
+"""
+
+
+class JobZygote:
+    """A process that imported the SDK's job entry point once and forks one child per job (one at a time), as a
+    fresh container would run it: its own folder, environment and output, exit status kept."""
+
+    def __init__(self, module: str) -> None:
+        import subprocess
+        import sys
+
+        self.lock = threading.Lock()
+        self.proc = subprocess.Popen([sys.executable, "-c", _ZYGOTE, module], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True, env={**os.environ, **DUMMY_ENV})
+
+    def start(self, argv: list[str], env: dict[str, str], cwd: str) -> ZygoteJob:
+        self.lock.acquire()  # released when the job ends (ZygoteJob.wait)
+        out = f"{cwd}/.job-output"
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps({"argv": argv, "env": env, "cwd": cwd, "out": out}) + "\n")
+        self.proc.stdin.flush()
+        return ZygoteJob(self, json.loads(self.proc.stdout.readline())["pid"], out)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class ZygoteJob:
+    """One job forked by a :class:`JobZygote`: ``kill()`` as StopTrainingJob does, ``wait()`` for its status."""
+
+    def __init__(self, zygote: JobZygote, pid: int, out: str) -> None:
+        self.zygote, self.pid, self.out = zygote, pid, out
+
+    def kill(self) -> None:
+        import signal
+
+        try:
+            os.killpg(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def wait(self) -> int:
+        try:
+            assert self.zygote.proc.stdout is not None
+            return int(json.loads(self.zygote.proc.stdout.readline())["code"])
+        finally:
+            self.zygote.lock.release()
+
+    def output(self) -> str:
+        with open(self.out, errors="replace") as handle:
+            return handle.read()
 
 
 class _Reply(Exception):
@@ -260,6 +356,7 @@ class FakeSageMaker:
         #: with ``run_pipelines``, a started execution's training steps run for real (:class:`JobExecution`)
         self.run_pipelines = False
         self.server: ThreadingHTTPServer | None = None
+        self.zygote: JobZygote | None = None
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> FakeSageMaker:
@@ -286,6 +383,8 @@ class FakeSageMaker:
         if self.server is not None:
             self.server.shutdown()
             self.server.server_close()
+        if self.zygote is not None:
+            self.zygote.close()
 
     @property
     def url(self) -> str:
@@ -463,10 +562,8 @@ class FakeSageMaker:
 
     def _run_job(self, name: str, job: dict) -> None:
         """The job's entry point (``python -m <remote_function>.invoke_function ARGS``) in a fresh folder, with
-        the job's environment and moto as AWS; its output becomes the job's CloudWatch log."""
-        import os
-        import subprocess
-        import sys
+        the job's environment and moto as AWS; its output becomes the job's CloudWatch log. The process is
+        forked from a :class:`JobZygote` that imported the SDK once (a fresh interpreter pays seconds)."""
         import tempfile
 
         from jupyter_smstep.sdk import compat
@@ -476,18 +573,20 @@ class FakeSageMaker:
         env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, **DUMMY_ENV,
                "AWS_ENDPOINT_URL": self.upstream or "", "TRAINING_JOB_NAME": name,
                **(request.get("Environment") or {})}
-        argv = [sys.executable, "-m", module, *request["AlgorithmSpecification"]["ContainerArguments"]]
+        with self.lock:
+            if self.zygote is None:
+                self.zygote = JobZygote(module)
         with tempfile.TemporaryDirectory() as cwd:
-            proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    text=True)
+            proc = self.zygote.start(request["AlgorithmSpecification"]["ContainerArguments"], env, cwd)
             job["process"] = proc
-            out, _ = proc.communicate(timeout=300)
+            returncode = proc.wait()
+            out = proc.output()
         job["log"] = out.splitlines()
         self._put_log(name, job["log"])  # before the status changes: the SDK reads it while it waits
         with self.lock:
             if job["status"] == "InProgress":
-                job["status"] = "Completed" if proc.returncode == 0 else "Failed"
-                job["failure"] = None if proc.returncode == 0 else f"AlgorithmError: exit code {proc.returncode}"
+                job["status"] = "Completed" if returncode == 0 else "Failed"
+                job["failure"] = None if returncode == 0 else f"AlgorithmError: exit code {returncode}"
 
     def _op_DescribeTrainingJob(self, body: dict) -> dict:
         name = body["TrainingJobName"]
