@@ -270,3 +270,23 @@ def test_smstep_verify_execution_runs_the_notebook_in_a_fresh_kernel(executed, m
     assert cli.main(["verify", str(path), "--execution", arn]) == 0
     out = capsys.readouterr().out
     assert "with the execution's parameters" in out and "4 equal, 0 differ, 0 not comparable" in out
+
+
+def test_pull_in_a_real_kernel(executed, monkeypatch, tmp_path):
+    """What JupyterLab does: execute_request for each cell, then for the pull."""
+    from helpers.kernel import Kernel
+
+    fake, arn, _, role = executed
+    monkeypatch.setenv("AWS_ENDPOINT_URL", fake.url)
+    kernel = Kernel()
+    try:
+        kernel.execute(f"import os\nos.chdir({str(tmp_path)!r})\n%load_ext jupyter_smstep\n{config_cell(role)}")
+        for source in CELLS:
+            kernel.execute(source)
+        kernel.execute("del df, model, score")
+        seen = kernel.execute("%pipeline pull --execution latest\nprint(repr((df, model, score)))")
+        text = "".join(m["content"].get("text", "") for m in seen if m["msg_type"] == "stream")
+        assert repr((KERNEL["df"], KERNEL["model"], KERNEL["score"])) in text
+        assert f"from step train of execution {arn.rsplit('/', 1)[-1]}: model" in text
+    finally:
+        kernel.stop()
