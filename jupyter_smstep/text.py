@@ -272,6 +272,8 @@ def print_status(arn: str, stream: TextIO | None = None, client: Any = None, log
     name = f" ({snap.display_name})" if snap.display_name else ""
     print(f"execution {arn}{name}: {snap.status}", file=stream)
     print(monitor.console_url, file=stream)
+    if snap.mlflow_line:
+        print(snap.mlflow_line, file=stream)
     for step in snap.steps.values():
         print(_step_line(step), file=stream)
     if snap.status in ("Failed", "Stopped"):

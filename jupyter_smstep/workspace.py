@@ -572,6 +572,22 @@ class Workspace:
             pulled.values[name] = executions.load(session, remote, name, root)
         return pulled
 
+    def history(self, limit: int = 5, session: Any = None) -> tuple[list[Any], dict[str, float]]:
+        """The pipeline's ``limit`` newest SageMaker executions (``remote.history``), and each step's billable
+        seconds as the last local run estimates them (measured time plus start-up, per instance)."""
+        from jupyter_smstep import sdk
+        from jupyter_smstep.core.cost import STARTUP_BILLABLE_S
+        from jupyter_smstep.remote import history
+
+        name = self.graph().name
+        session = session or sdk.make_session()
+        rows = history.history(session.sagemaker_client, name, limit)
+        run = self.latest_run(name)
+        estimates = {step: (float(m["wall_s"]) + STARTUP_BILLABLE_S) * int(m.get("instance_count") or 1)
+                     for step, m in (run.measurements() if run is not None else {}).items()
+                     if m.get("wall_s") is not None}
+        return rows, estimates
+
 
 @dataclass
 class Pulled:

@@ -463,6 +463,23 @@ def _pull_local(ctx: Context, args: argparse.Namespace) -> dict[str, dict[str, A
     return out
 
 
+def _history_args(parser: CommandParser, cli: bool) -> None:
+    parser.add_argument("-n", "--last", type=int, default=5, metavar="N", help="how many executions (default 5)")
+    parser.add_argument("--json", action="store_true", help="print them as JSON")
+
+
+def _history(ctx: Context, args: argparse.Namespace) -> int:
+    from jupyter_smstep.remote import history
+
+    if not 1 <= args.last <= 100:
+        raise SmstepError(f"--last {args.last}: between 1 and 100 executions", fix="e.g. --last 5")
+    rows, estimates = ctx.workspace.history(args.last)
+    if args.json:
+        print(json.dumps([row.to_json(estimates) for row in rows], indent=2), file=ctx.out)
+    else:
+        print("\n".join(history.lines(rows, estimates)), file=ctx.out)
+    return 0
+
 def _submit_args(parser: CommandParser, cli: bool) -> None:
     _param_arguments(parser, cli)
     parser.add_argument("--wait", action="store_true", help="follow the execution until it ends")
@@ -679,6 +696,8 @@ COMMANDS: dict[str, Command] = {c.name: c for c in (
     Command("schedules", "the pipeline's schedules, each with its state and next three runs", _schedules_args,
             _schedules),
     Command("unschedule", "delete one of the pipeline's schedules", _unschedule_args, _unschedule),
+    Command("history", "the pipeline's last executions on SageMaker: status, duration, who started them, and each "
+            "step's billed seconds beside the local estimate", _history_args, _history),
     Command("status", "per-step status of an execution", _execution_argument, _status, needs_notebook=False),
     Command("stop", "stop a running execution", _execution_argument, _stop, needs_notebook=False),
     Command("retry", "retry a failed or stopped execution from its failed steps", _retry_args, _retry,

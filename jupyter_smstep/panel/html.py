@@ -379,6 +379,27 @@ def execution(state: PanelState, console_url: str | None, arn: str | None) -> st
     return ""
 
 
+def history(rows: list[Any], estimates: Mapping[str, float]) -> str:
+    """The pipeline's last SageMaker executions (``remote.history``): one row each, its steps' billed seconds
+    beside the local estimate."""
+    if not rows:
+        return ("<div class='smstep-history'><b>Executions</b> <span style='color:#57606a'>none on SageMaker yet "
+                "(Submit starts one)</span></div>")
+    out = ["<div class='smstep-history'><b>Executions</b> <span style='color:#57606a'>(newest first; billed: "
+           "DescribeTrainingJob's BillableTimeInSeconds; estimate: the last local run)</span>"
+           "<table style='border-collapse:collapse'><tr><th>execution</th><th>status</th><th>started</th>"
+           "<th>took</th><th>by</th><th>billed per step (estimate)</th></tr>"]
+    for row in rows:
+        steps = ", ".join(
+            f"{esc(s.step)} {s.billable_s if s.billable_s is not None else '–'} s"
+            + (f" ({estimates[s.step]:.0f} s)" if s.step in estimates else "") for s in row.steps)
+        started = row.started.strftime("%Y-%m-%d %H:%M") if row.started else ""
+        out.append(f"<tr data-execution='{esc(row.id)}' data-status='{esc(row.status)}'><td><code>{esc(row.id)}"
+                   f"</code></td><td>{esc(row.status)}</td><td>{esc(started)}</td><td>{fmt_seconds(row.duration_s)}"
+                   f"</td><td>{esc(row.started_by)}</td><td>{steps}</td></tr>")
+    return "".join(out) + "</table></div>"
+
+
 def local_run(state: PanelState) -> str:
     res = state.local_result
     head = "<b>Local run</b>"
@@ -404,6 +425,8 @@ def remote_execution(state: PanelState, console_url: str, arn: str) -> str:
          f"style='color:var(--jp-content-link-color,#0969da);text-decoration:underline'>"
          f"open in the SageMaker console ↗</a>"
          f"<div style='color:#57606a;font-size:0.85em'><code>{esc(arn)}</code></div>"]
+    if snap is not None and snap.mlflow_line:
+        h.append(f"<div class='smstep-mlflow' style='color:#57606a'>{esc(snap.mlflow_line)}</div>")
     if snap is not None and snap.throttled:
         h.append("<div style='color:#9a6700'>SageMaker is throttling requests: polling less often</div>")
     if snap is not None and snap.error:

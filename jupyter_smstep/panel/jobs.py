@@ -188,6 +188,22 @@ class Jobs:
         self.panel.set_status("retry requested: the failed steps run again", "busy")
         self.follow(mon.arn, settle=3)
 
+    def history(self, wait: bool = False) -> threading.Thread:
+        """List the pipeline's last SageMaker executions under the panel (read-only)."""
+        self.panel.set_status("reading the executions…", "busy")
+
+        def work() -> None:
+            try:
+                rows, estimates = self.panel.workspace.history(5)
+                self.panel.history.value = html.history(rows, estimates)
+                self.panel.set_status(f"{len(rows)} execution(s) of the pipeline", "info")
+            except SmstepError as exc:
+                self.panel.set_status(html.esc(exc).replace("\n", "<br>"), "error")
+            except Exception as exc:  # noqa: BLE001
+                self.panel.set_status(f"{type(exc).__name__}: {html.esc(exc)}", "error")
+
+        return self._start(work, wait)
+
     def stop_following(self) -> None:
         if self._stop_polling is not None:
             self._stop_polling.set()

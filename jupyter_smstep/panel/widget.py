@@ -124,10 +124,13 @@ class PipelinePanel(widgets.VBox):
                                         disabled=True)
         self.retry_button = self._button("Retry", "repeat", "warning",
                                          "retry the failed steps of the SageMaker execution", disabled=True)
+        self.history_button = self._button("History", "history", "",
+                                           "the pipeline's last executions on SageMaker: status, who started them, "
+                                           "billed seconds per step")
         self.status = make_html()
         self.toolbar = widgets.HBox([self.validate_button, self.run_button, self.submit_button,
                                      self.changed_button, self.stop_button,
-                                     self.retry_button, self.status],
+                                     self.retry_button, self.history_button, self.status],
                                     layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
         self.param_widgets: dict[str, widgets.ValueWidget] = {}
         self.params_box = widgets.HBox(layout=widgets.Layout(flex_flow="row wrap"))
@@ -154,8 +157,9 @@ class PipelinePanel(widgets.VBox):
                                                                                   align_items="flex-start"))
         self.problems = make_html()
         self.execution = make_html()
+        self.history = make_html()
         super().__init__([self.header, self.toolbar, self.params_box, self.main, self.problems, self.execution,
-                          self.dag_style, self.select_style])
+                          self.history, self.dag_style, self.select_style])
         self.add_class("smstep-panel")
         self.add_class(self.uid)
 
@@ -165,6 +169,7 @@ class PipelinePanel(widgets.VBox):
         self.changed_button.on_click(lambda _: self._guard(lambda: self.submit(changed=True)))
         self.stop_button.on_click(lambda _: self._guard(self.stop_execution))
         self.retry_button.on_click(lambda _: self._guard(self.retry_execution))
+        self.history_button.on_click(lambda _: self._guard(self.jobs.history))
         self.selector.observe(self._on_select, names="value")
         self.hits.observe(self._on_hit, names="value")
 
@@ -209,9 +214,10 @@ class PipelinePanel(widgets.VBox):
     def _all_widgets(self) -> list[widgets.Widget]:
         return [self.header, self.validate_button, self.run_button, self.submit_button, self.changed_button,
                 self.stop_button,
-                self.retry_button, self.status, self.toolbar, self.params_box, *self.param_widgets.values(),
+                self.retry_button, self.history_button, self.status, self.toolbar, self.params_box,
+                *self.param_widgets.values(),
                 self.svg, self.dag_style, self.select_style, self.hits, self.dag_box, self.selector,
-                self.details, self.side, self.main, self.problems, self.execution, self._html_layout,
+                self.details, self.side, self.main, self.problems, self.execution, self.history, self._html_layout,
                 *([self._html_style] if self._html_style else []), self._button_style]
 
     def _on_post_run_cell(self, result: Any = None) -> None:

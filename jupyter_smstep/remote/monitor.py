@@ -74,6 +74,22 @@ class Snapshot:
     steps: dict[str, StepStatus] = field(default_factory=dict)
     throttled: bool = False  # this poll was throttled: the data is the previous poll's
     error: str = ""  # a transient error hit by this poll (the data is the previous poll's)
+    mlflow: dict[str, str] = field(default_factory=dict)  # MLflowConfig: MlflowResourceArn, MlflowExperimentName
+
+    @property
+    def mlflow_line(self) -> str:
+        """Where the execution's MLflow run is, and the command that opens it ("" without MLflow)."""
+        arn = self.mlflow.get("MlflowResourceArn", "")
+        if not arn:
+            return ""
+        kind, _, name = arn.split(":", 5)[-1].partition("/")
+        experiment = self.mlflow.get("MlflowExperimentName") or "the pipeline's name"
+        if kind == "mlflow-tracking-server":
+            where = f"tracking server {name}"
+            command = f"aws sagemaker create-presigned-mlflow-tracking-server-url --tracking-server-name {name}"
+        else:
+            where, command = arn, f"aws sagemaker create-presigned-mlflow-app-url --arn {arn}"
+        return f"MLflow: experiment {experiment} on {where} (open it: {command})"
 
     @property
     def done(self) -> bool:
@@ -251,13 +267,14 @@ class ExecutionMonitor:
             desc.get("FailureReason", "") or "",
             desc.get("PipelineExecutionDisplayName", "") or "",
             steps,
+            mlflow={k: str(v) for k, v in (desc.get("MLflowConfig") or {}).items()},
         )
         return self.last
 
     def _stale(self, throttled: bool = False, error: str = "") -> Snapshot:
         last = self.last
         return Snapshot(last.arn, last.status, last.failure_reason, last.display_name, dict(last.steps),
-                        throttled=throttled, error=error)
+                        throttled=throttled, error=error, mlflow=dict(last.mlflow))
 
     def _list_steps(self) -> dict[str, StepStatus]:
         rows: list[dict[str, Any]] = []

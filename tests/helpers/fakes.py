@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import os
 import threading
 import time
@@ -67,6 +68,7 @@ class FakeExecution:
         self.stop_time: float | None = None
         self.restart_at: dict[str, float] = {}
         self.on_end: Callable[[FakeExecution, str, Attempt], None] | None = None
+        self.mlflow: dict[str, str] = {}  # the definition's MlflowConfig, as DescribePipelineExecution says it
 
     # ------------------------------------------------------------------ simulation
     def job_name(self, step: str, attempt: int) -> str:
@@ -166,6 +168,10 @@ class FakeExecution:
 
     t0_epoch = 1_700_000_000.0
 
+    def modified(self, now: float) -> float:
+        """LastModifiedTime (epoch seconds)."""
+        return self.t0_epoch + now
+
 
 class JobExecution(FakeExecution):
     """An execution whose training steps run for real (``FakeSageMaker.run_pipelines``): each step's
@@ -176,8 +182,9 @@ class JobExecution(FakeExecution):
                  display_name: str = "") -> None:
         steps = definition.get("Steps", [])
         super().__init__(arn, pipeline, [StepPlan(s["Name"], list(s.get("DependsOn", []))) for s in steps],
-                         fake.now(), display_name)
+                         self._clock(), display_name)
         self.fake, self.steps = fake, steps
+        self.mlflow = dict(definition.get("MlflowConfig") or {})
         self.parameters = {p["Name"]: p.get("DefaultValue") for p in definition.get("Parameters", [])}
         self.parameters.update(parameters)
         self.properties: dict[str, dict] = {}
@@ -185,6 +192,14 @@ class JobExecution(FakeExecution):
 
     def advance(self, now: float) -> None:  # the thread moves it
         pass
+
+    def _clock(self) -> float:
+        """Wall time, on the simulation's scale (its rows add ``t0_epoch``): real jobs take real time."""
+        return time.time() - self.t0_epoch
+
+    def modified(self, now: float) -> float:
+        times = [t for tries in self.attempts.values() for a in tries for t in (a.start, a.end) if t is not None]
+        return self.t0_epoch + max(times, default=self.t0)
 
     def _resolve(self, expr: Any) -> Any:
         if isinstance(expr, dict) and len(expr) == 1 and "Get" in expr:
@@ -219,7 +234,7 @@ class JobExecution(FakeExecution):
     def _run_steps(self) -> None:
         for step in self.steps:
             name = step["Name"]
-            attempt = Attempt(1, self.fake.now())
+            attempt = Attempt(1, self._clock())
             self.attempts[name].append(attempt)
             if step.get("Type") != "Training":
                 attempt.status, attempt.reason = "Failed", f"the fake runs training steps only, not {step['Type']}"
@@ -230,7 +245,7 @@ class JobExecution(FakeExecution):
                    "started": time.time()}
             self.fake.training_jobs[job_name] = job
             self.fake._run_job(job_name, job)
-            attempt.end = self.fake.now()
+            attempt.end = self._clock()
             if job["status"] != "Completed":
                 attempt.status, attempt.reason = "Failed", job["failure"] or job["status"]
                 return
@@ -531,9 +546,12 @@ class FakeSageMaker:
         status, reason = ex.status()
         out = {"PipelineArn": ex.arn.split("/execution/")[0], "PipelineExecutionArn": ex.arn,
                "PipelineExecutionDisplayName": ex.display_name, "PipelineExecutionStatus": status,
-               "CreationTime": ex.t0_epoch + ex.t0, "LastModifiedTime": ex.t0_epoch + self.now()}
+               "CreationTime": ex.t0_epoch + ex.t0, "LastModifiedTime": ex.modified(self.now()),
+               "CreatedBy": {"IamIdentity": {"Arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/DataScientist/alice"}}}
         if reason:
             out["FailureReason"] = reason
+        if ex.mlflow:
+            out["MLflowConfig"] = ex.mlflow
         return out
 
     def _op_ListPipelineExecutionSteps(self, body: dict) -> dict:
@@ -580,6 +598,7 @@ class FakeSageMaker:
             proc = self.zygote.start(request["AlgorithmSpecification"]["ContainerArguments"], env, cwd)
             job["process"] = proc
             returncode = proc.wait()
+            job["ended"] = time.time()
             out = proc.output()
         job["log"] = out.splitlines()
         self._put_log(name, job["log"])  # before the status changes: the SDK reads it while it waits
@@ -601,7 +620,9 @@ class FakeSageMaker:
         if "OutputDataConfig" in request:
             out["OutputDataConfig"] = request["OutputDataConfig"]
         if job["status"] != "InProgress":
-            out["TrainingEndTime"] = time.time()
+            out["TrainingEndTime"] = job.setdefault("ended", time.time())
+            # billed from the start of training (the service rounds up to a second), at least one second
+            out["BillableTimeInSeconds"] = max(1, math.ceil(out["TrainingEndTime"] - job["started"]))
         if job.get("failure"):
             out["FailureReason"] = job["failure"]
         return out

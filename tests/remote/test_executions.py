@@ -290,3 +290,40 @@ def test_pull_in_a_real_kernel(executed, monkeypatch, tmp_path):
         assert f"from step train of execution {arn.rsplit('/', 1)[-1]}: model" in text
     finally:
         kernel.stop()
+
+
+def test_history_lists_the_executions_with_who_started_them_and_each_steps_billed_seconds(kernel, executed,
+                                                                                         tmp_path, capsys):
+    _, arn, _, _ = executed
+    kernel.run(f"%pipeline run --runs-dir {tmp_path / 'runs'}")  # the estimate comes from a local run
+    capsys.readouterr()
+    kernel.run("%pipeline history --json")
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["execution_arn"] == arn and row["status"] == "Succeeded"
+    assert row["started_by"] == "assumed-role/DataScientist/alice" and row["duration_s"] >= 0
+    steps = row["steps"]
+    assert list(steps) == ["preprocess", "train", "evaluate"]
+    assert all(s["billable_s"] >= 1 and s["instance_type"] == "ml.m5.large" for s in steps.values())
+    assert row["billable_s"] == sum(s["billable_s"] for s in steps.values())
+    assert all(60 < s["estimated_billable_s"] < 120 for s in steps.values())  # measured + 60 s start-up
+    kernel.run("%pipeline history")
+    text = capsys.readouterr().out
+    assert f"{arn.rsplit('/', 1)[-1]}  Succeeded" in text and "by assumed-role/DataScientist/alice" in text
+    assert re.search(r"    train: Succeeded, billed \d+ s \(local estimate ≥ \d+ s\)", text)
+    assert "--last 0: between 1 and 100" in kernel.error("%pipeline history --last 0")
+
+
+def test_the_panels_history_button_lists_the_executions(kernel, executed):
+    from jupyter_smstep.panel.widget import PipelinePanel
+
+    _, arn, _, _ = executed
+    panel = PipelinePanel(kernel.workspace)
+    try:
+        panel.history_button.click()
+        panel.wait(60)
+        shown = panel.history.value
+        assert f"data-execution='{arn.rsplit('/', 1)[-1]}' data-status='Succeeded'" in shown
+        assert "assumed-role/DataScientist/alice" in shown and re.search(r"train \d+ s", shown)
+        assert "1 execution(s) of the pipeline" in panel.status.value
+    finally:
+        panel.close()

@@ -218,6 +218,28 @@ def test_print_status_running_and_succeeded(fake):
     assert text.count("✓") == 3
 
 
+def test_status_and_the_panel_say_where_the_executions_mlflow_run_is_and_how_to_open_it(fake):
+    from jupyter_smstep.panel import html
+    from jupyter_smstep.panel.state import PanelState
+
+    arn = fake.add_execution(three_steps())
+    server = "arn:aws:sagemaker:us-east-1:123456789012:mlflow-tracking-server/team"
+    fake.executions[arn].mlflow = {"MlflowResourceArn": server, "MlflowExperimentName": "churn"}
+    _, text = print_status_text(arn)
+    line = ("MLflow: experiment churn on tracking server team (open it: aws sagemaker "
+            "create-presigned-mlflow-tracking-server-url --tracking-server-name team)")
+    assert line in text
+    state = PanelState()
+    state.run_kind, state.snapshot = "remote", monitor.ExecutionMonitor(arn).poll()
+    assert line in html.execution(state, "https://console", arn)
+    app = "arn:aws:sagemaker:us-east-1:123456789012:mlflow-app/app-1"
+    fake.executions[arn].mlflow = {"MlflowResourceArn": app}
+    assert (f"MLflow: experiment the pipeline's name on {app} (open it: aws sagemaker create-presigned-mlflow-app-url "
+            f"--arn {app})") in print_status_text(arn)[1]
+    fake.executions[arn].mlflow = {}
+    assert "MLflow" not in print_status_text(arn)[1]
+
+
 def test_print_status_failed_shows_reason_and_log(fake):
     arn = fake.add_execution(three_steps(fail="AlgorithmError: out of memory", log=["loading", "OOM killed"]))
     list(monitor.ExecutionMonitor(arn).watch(sleep=Recorder()))
