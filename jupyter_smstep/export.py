@@ -15,13 +15,13 @@ import re
 from typing import Any
 
 from jupyter_smstep.core import codegen
-from jupyter_smstep.core.graph import PipelineGraph, pipeline_role
+from jupyter_smstep.core.model import PipelineGraph, pipeline_role
 from jupyter_smstep.core.registry import Registry
 from jupyter_smstep.errors import Problem, SmstepError
 from jupyter_smstep.sdk import compat, conditions, stepargs
 from jupyter_smstep.sdk.requirements import requirements_name
 
-#: What a step that reads jupyter_smstep.execution is passed (core.graph.EXECUTION_ARGS, in order)
+#: What a step that reads jupyter_smstep.execution is passed (core.model.EXECUTION_ARGS, in order)
 EXECUTION_SOURCE = ["ExecutionVariables.PIPELINE_EXECUTION_ID", "ExecutionVariables.START_DATETIME",
                     "ExecutionVariables.PIPELINE_NAME"]
 

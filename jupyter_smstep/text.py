@@ -16,7 +16,7 @@ import time
 from typing import Any, TextIO
 from collections.abc import Callable
 
-from jupyter_smstep.core.graph import PipelineGraph
+from jupyter_smstep.core.model import PipelineGraph
 from jupyter_smstep.core.settings import shown
 from jupyter_smstep.core.states import ASCII_GLYPHS, GLYPHS
 from jupyter_smstep.errors import ServiceError, SmstepError

@@ -21,7 +21,8 @@ from collections.abc import Callable, Mapping, MutableMapping
 from jupyter_smstep.core import settings as settings_mod
 from jupyter_smstep.core import studio
 from jupyter_smstep.core.parameters import coerce_overrides
-from jupyter_smstep.core.graph import PipelineGraph, build_graph, check_buildable, check_parameter_settings
+from jupyter_smstep.core.graph import build_graph, check_parameter_settings
+from jupyter_smstep.core.model import PipelineGraph, check_buildable
 from jupyter_smstep.core.keys import changes, pipeline_key
 from jupyter_smstep.core.registry import Registry
 from jupyter_smstep.errors import Problem, RunFailed, SmstepError, did_you_mean
@@ -299,7 +300,7 @@ class Workspace:
                   folder: Path) -> tuple[dict[str, tuple[Path, str]], dict[str, str]]:
         """The results ``run --from STEP --upstream`` takes from the execution (step -> (their folder, where
         they came from)), and the parameter values the execution ran with."""
-        from jupyter_smstep.core.graph import with_dependents
+        from jupyter_smstep.core.model import with_dependents
         from jupyter_smstep.remote import executions
         from jupyter_smstep.sdk import content
 
@@ -506,7 +507,7 @@ class Workspace:
     def _cached_steps(graph: PipelineGraph, keys: Mapping[str, Any], cache: Any, from_step: str | None
                       ) -> frozenset[str]:
         """The steps a run will take from ``cache`` (verified now, once): their payloads need no upload."""
-        from jupyter_smstep.core.graph import with_dependents
+        from jupyter_smstep.core.model import with_dependents
         from jupyter_smstep.local.cache import reusable
 
         forced = with_dependents({n.name: n.depends_on for n in graph.steps}, [from_step] if from_step else [])

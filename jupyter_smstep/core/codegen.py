@@ -16,7 +16,7 @@ import keyword
 import re
 from collections.abc import Iterable
 
-from jupyter_smstep.core.graph import EXECUTION_ARGS, PipelineGraph, StepNode
+from jupyter_smstep.core.model import EXECUTION_ARGS, PipelineGraph, StepNode
 
 HEADER_LINE = 1  # line 1 of a %%step cell is the magic line; the body starts on line 2
 

@@ -32,7 +32,7 @@ from jupyter_smstep.errors import Report
 
 if TYPE_CHECKING:
     from jupyter_smstep.core import conditions as cond_mod
-    from jupyter_smstep.core.graph import StepNode
+    from jupyter_smstep.core.model import StepNode
     from jupyter_smstep.core.registry import Cell
 
 #: At most this many items (ForEachStep's own limit on literal items; one job each)
@@ -215,7 +215,7 @@ def expand(nodes: list[StepNode], conditions: list[cond_mod.Condition], gather_s
            report: Report) -> list[StepNode]:
     """Each fan-out node as its iterations and its gather (see the module docstring); the rest as they are.
     ``gather_settings``: step -> the gather's settings (the cell's, without its instance type and count)."""
-    from jupyter_smstep.core.graph import Input, StepNode
+    from jupyter_smstep.core.model import Input, StepNode
     from jupyter_smstep.core.registry import analyse_source
 
     taken = {n.name for n in nodes}

@@ -14,6 +14,14 @@ Each name a step reads resolves, in this order, to
 A step returns only the names later steps read (plus exported names), as a dict.
 Validation collects every problem in a :class:`Report` before anything is
 uploaded. Pure: no IPython, no sagemaker.
+
+This module walks the cells and resolves each step (:func:`build_graph`); it delegates
+
+- the model it builds and the bindings it keeps while walking to :mod:`.model`;
+- ``--when`` / ``--else-fail`` to :mod:`.guards`;
+- ordinary cells that compute from a step's output to :mod:`.taint`;
+- ``--foreach`` expansion to :mod:`.foreach`, ``--save`` to :mod:`.saves`, each cell's syntax to
+  :mod:`.analysis`, settings to :mod:`.settings`.
 """
 
 from __future__ import annotations
@@ -26,318 +34,23 @@ import difflib
 import functools
 import sys
 import types
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 
 from jupyter_smstep.core import settings as settings_mod
 from jupyter_smstep.core.analysis import CallSite, FunctionInfo, analyze, mutated_through_calls
 from jupyter_smstep.core.plain import match_type, not_data
-from jupyter_smstep.errors import Report, SmstepError
+from jupyter_smstep.errors import Report
+from jupyter_smstep.core.model import (BUILTINS, DEFAULT_PIPELINE_NAME, EXECUTION_MODULE, IPYTHON_NAMES,
+                                       MISPLACED_FIX, RANDOM_STATES, Bindings, Input, PipelineGraph, StepNode,
+                                       candidate_outputs, local_file_reads, local_folder_reads, path_literals)
+from jupyter_smstep.core.guards import check_json_outputs, condition_operands, condition_steps, step_condition
 from jupyter_smstep.core.registry import Cell, Registry
-from jupyter_smstep.core.states import InputKind
+from jupyter_smstep.core.taint import track_plain_cell
 
 if TYPE_CHECKING:  # imported where used: %load_ext builds no graph, and should not pay for these
-    from jupyter_smstep.core import conditions as cond_mod, foreach as foreach_mod, saves as saves_mod
-
-#: Random generators: a step that reads one may advance it, so it is an output of that step too (the next
-#: step reading it draws on from where this one left it, as in the kernel, not the same numbers again).
-RANDOM_STATES: dict[tuple[str, str | None], str] = {
-    ("random", "Random"): "a random.Random",
-    ("numpy.random._generator", "Generator"): "a numpy Generator",
-    ("numpy.random.mtrand", "RandomState"): "a numpy RandomState",
-    ("torch._C", "Generator"): "a torch Generator",
-}
-#: Names IPython adds to ``builtins`` while a cell runs; a job's plain Python has none of them.
-IPYTHON_BUILTINS = frozenset({"display", "get_ipython", "__IPYTHON__", "dreload"})
-#: Python's own builtins (``open``, ``exit``, ``quit``, ``print``...), whatever IPython shadows them with.
-#: (``site`` adds ``exit`` and ``quit``; IPython hides those two while a cell runs, so they are named here.)
-BUILTINS = (frozenset(dir(builtins)) | {"exit", "quit", "copyright", "credits", "license", "help"}) - IPYTHON_BUILTINS
-#: Names IPython puts in the namespace; a step cannot use them in a container.
-IPYTHON_NAMES = frozenset({"In", "Out", "_", "__", "___", "_i", "_ii", "_iii", "_oh", "_dh", "_ih"}) | IPYTHON_BUILTINS
-#: How to do without each statement a step's body cannot hold at its top level.
-MISPLACED_FIX = {
-    "return": "assign the value to a variable instead: a step returns the variables later steps read, by name",
-    "yield": "collect the values in a list, or define a generator function in the cell and call it",
-    "await": "a step runs as a plain function: wrap the coroutine in asyncio.run(...)",
-    "global": "drop the global statement: at the top of a cell it changes nothing, in a step it breaks the "
-              "function (its names come from earlier steps and the kernel)",
-}
-DEFAULT_PIPELINE_NAME = "notebook-pipeline"
-#: ``from jupyter_smstep import execution``: read in a step, it becomes the execution's variables
-EXECUTION_MODULE = "jupyter_smstep.execution"
-#: The step function's arguments for them (id, start time, pipeline name; see jupyter_smstep.execution)
-EXECUTION_ARGS = ("_smstep_execution_id", "_smstep_execution_start", "_smstep_pipeline_name")
-
-
-@dataclass(frozen=True)
-class Input:
-    """Where one input of a step comes from, and why (the line that reads it)."""
-
-    name: str
-    kind: InputKind
-    line: int  # line in the cell body; the cell's own line number is line + 1 (after %%step)
-    step: str | None = None  # producing step, for kind "step"
-    type_name: str | None = None  # for kind "value"
-    statement: str | None = None  # for kind "import": the import statement
-    via: str | None = None  # the cell that wrote a captured value, if known
-    output: str | None = None  # for kind "step": the producer's output, when the argument is named otherwise
-
-    @property
-    def produced(self) -> str:
-        """The name the producing step returns this under (a gather step's ``auc__0`` is ``auc``)."""
-        return self.output or self.name
-
-    def to_json(self) -> dict[str, str]:
-        if self.kind == "step":
-            return {"step": self.step or ""}
-        if self.kind == "parameter":
-            return {"parameter": self.name}
-        if self.kind == "execution":
-            return {"execution": "id, start_time, pipeline_name of the pipeline execution"}
-        return {"value": self.type_name or "object"}
-
-
-@dataclass
-class StepNode:
-    name: str
-    cell: Cell
-    inputs: dict[str, Input]
-    outputs: list[str]
-    depends_on: list[str]
-    settings: dict[str, settings_mod.Resolved]
-    #: Inputs the step changes although its own syntax does not show it: through calls of notebook
-    #: functions or methods, as seen when it ran in the kernel, or as declared with ``%pipeline
-    #: outputs``. Outputs too, so later steps get the changed value. name -> line in the body.
-    hidden_changes: dict[str, int] = field(default_factory=dict)
-    #: The ConditionStep whose if branch holds this step (its own --when, or an upstream step's)
-    guard: str | None = None
-    #: --save: values written to S3 at the end of the step
-    saves: list[saves_mod.Save] = field(default_factory=list)
-    #: A final step's implicit outputs whose values the build could not see (headless, --defer): the
-    #: job leaves out those that are not data (``core.plain``), as the build does for the ones it sees
-    unchecked: list[str] = field(default_factory=list)
-    #: A final step's implicit outputs before the kernel's values were checked (None: not a final step). Its
-    #: content key is made from these, so a build that saw the values and one that did not agree
-    #: (``core.keys``): the job's check leaves out what the build's does.
-    sink_outputs: list[str] | None = None
-    #: --foreach: one iteration of the cell, or the gather that makes its lists (core.foreach)
-    fanout: foreach_mod.FanOut | None = None
-    #: Notebook functions the step calls that read step outputs when they run -> those outputs (its inputs too)
-    helper_globals: dict[str, tuple[str, ...]] = field(default_factory=dict)
-
-    @property
-    def order_only(self) -> list[str]:
-        """Steps this one runs after with no data from them (``--after``)."""
-        linked = {i.step for i in self.inputs.values() if i.kind == "step"}
-        return [d for d in self.depends_on if d not in linked]
-
-    @property
-    def links(self) -> list[Input]:
-        """Inputs passed as function arguments (step outputs and parameters), in reading order."""
-        links = (i for i in self.inputs.values() if i.kind in ("step", "parameter"))
-        return sorted(links, key=lambda i: (i.line, i.name))
-
-    @property
-    def execution(self) -> list[Input]:
-        """``jupyter_smstep.execution`` as the step reads it (by its name in the notebook)."""
-        return [i for i in self.inputs.values() if i.kind == "execution"]
-
-    @property
-    def captured(self) -> list[Input]:
-        return [i for i in self.inputs.values() if i.kind == "value"]
-
-    @property
-    def per_run(self) -> bool:
-        """Whether what the step does depends on the run: it reads the execution, or writes to S3."""
-        return bool(self.execution or self.saves)
-
-    @property
-    def needs_execution(self) -> bool:
-        """Whether the step function takes the execution's variables (it reads them, or saves to a URI
-        with {execution_id})."""
-        return bool(self.execution) or any(s.per_execution for s in self.saves)
-
-    @property
-    def imports(self) -> list[Input]:
-        return [i for i in self.inputs.values() if i.kind == "import"]
-
-
-@dataclass
-class PipelineGraph:
-    name: str
-    steps: list[StepNode]
-    parameters: dict[str, Any]
-    report: Report = field(default_factory=Report)
-    kernel_image_note: str = ""
-    #: step -> core.keys.StepKey, when the caller computed them (the captured values' digests need pickling)
-    keys: dict[str, Any] = field(default_factory=dict)
-    #: step -> the pins of its ``--dependencies auto`` requirements (filled where the kernel's values are)
-    dependencies: dict[str, list[str]] = field(default_factory=dict)
-    #: "local run <id>" / "execution <arn>" -> step -> why it changed since then ([] = unchanged)
-    changes: dict[str, dict[str, list[str]]] = field(default_factory=dict)
-    #: The ConditionSteps (--when), in notebook order of their first step
-    conditions: list[cond_mod.Condition] = field(default_factory=list)
-    #: step -> what it read when it last ran locally (files, folders, modules, packages, environment variables,
-    #: what cannot be pinned: local.reads.summary), when the caller looked it up
-    reads: dict[str, dict[str, Any]] = field(default_factory=dict)
-    #: Steps with no image_uri where the SDK has none either: a local run needs none, the service does
-    no_image: list[str] = field(default_factory=list)
-    #: The steps' workspace (IncludeLocalWorkDir): files, bytes and which steps import which local modules
-    ships: dict[str, Any] = field(default_factory=dict)
-    #: SageMaker managed MLflow: {"arn": ..., "experiment": ...} (%pipeline config --mlflow-arn)
-    mlflow: dict[str, str] = field(default_factory=dict)
-    #: What the steps' workspace ships (core.workdir.Shipping), None: no workspace; decided once, here
-    shipping: Any = None
-
-    def step(self, name: str) -> StepNode:
-        return next(s for s in self.steps if s.name == name)
-
-    def condition(self, name: str) -> cond_mod.Condition:
-        return next(c for c in self.conditions if c.name == name)
-
-    def to_json(self) -> dict[str, Any]:
-        """The ``smstep graph --json`` document."""
-        return {
-            "pipeline": self.name,
-            "parameters": {k: _jsonable(v) for k, v in self.parameters.items()},
-            "steps": [
-                {
-                    "name": s.name,
-                    "inputs": {i.name: i.to_json() for i in s.inputs.values() if i.kind != "import"},
-                    "imports": [i.statement for i in s.imports],
-                    "outputs": list(s.outputs),
-                    "depends_on": list(s.depends_on),
-                    "settings": {k: {**r.to_json(), "value": _jsonable(settings_mod.shown(k, r.to_json()["value"]))}
-                                 for k, r in s.settings.items()},
-                    **({"key": self.keys[s.name].key} if s.name in self.keys else {}),
-                    **({"dependencies": self.dependencies[s.name]} if s.name in self.dependencies else {}),
-                    **_guard_json(self, s),
-                    **({"saves": [v.to_json() for v in s.saves]} if s.saves else {}),
-                    **({"unchecked_outputs": list(s.unchecked)} if s.unchecked else {}),
-                    **({"reads": self.reads[s.name]} if s.name in self.reads else {}),
-                    **({"foreach": s.fanout.to_json()} if s.fanout is not None else {}),
-                }
-                for s in self.steps
-            ],
-            "conditions": [c.to_json() for c in self.conditions],
-            "problems": [
-                {"step": p.step, "line": p.line, "severity": p.severity, "message": p.message, "fix": p.fix}
-                for p in self.report.problems
-            ],
-            "kernel_image": self.kernel_image_note,
-            **({"ships": self.ships} if self.ships else {}),
-            **({"mlflow": self.mlflow} if self.mlflow else {}),
-            **({"changed_since": self.changes} if self.changes else {}),
-        }
-
-
-def _guard_json(graph: PipelineGraph, node: StepNode) -> dict[str, Any]:
-    """A guarded step's ``when`` (and ``else_fail``, for the step that declared it) in ``graph --json``."""
-    if node.guard is None:
-        return {}
-    condition = graph.condition(node.guard)
-    out: dict[str, Any] = {"when": condition.expression, "condition": condition.name}
-    spec = node.cell.step
-    if spec is not None and spec.else_fail is not None and condition.else_fail is not None:
-        out["else_fail"] = condition.else_fail.text
-    return out
-
-
-def _path_literals(node: StepNode, values: Mapping[str, Any] | None = None) -> list[tuple[str, int]]:
-    """The string literals of a step's code that could be paths: (text, line in the body); with ``values`` (what
-    the step's cell saw), its captured string constants too (``DATA_PATH = "data/x.csv"`` in a cell above)."""
-    try:
-        tree = ast.parse(node.cell.source)
-    except SyntaxError:
-        return []
-    found = [(n.value, n.lineno) for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
-    if values is not None:
-        found += [(values[i.name], i.line) for i in sorted(node.captured, key=lambda i: i.line)
-                  if i.name in values and isinstance(values[i.name], str)]
-    return [(text, line) for text, line in found if text and len(text) <= 1024 and "\n" not in text
-            and "\0" not in text and "://" not in text and text not in (".", "..")]
-
-
-def local_file_reads(node: StepNode, root: Path | None, values: Mapping[str, Any] | None = None,
-                     ) -> list[tuple[str, int, Path]]:
-    """String literals in a step's code (and, given ``values``, its captured string constants) that name a file on
-    this machine: (text, line in the body, path).
-
-    Relative ones start at the notebook's folder, as in the kernel. These are what a local run reads
-    and a SageMaker job cannot: each is a warning, and its content is part of the step's key.
-    """
-    found: dict[str, tuple[str, int, Path]] = {}
-    for text, line in _path_literals(node, values):
-        path = Path(text).expanduser()
-        if not path.is_absolute():
-            if root is None:
-                continue
-            path = root / path
-        try:
-            if path.is_file():
-                found.setdefault(text, (text, line, path))
-        except OSError:
-            continue
-    return list(found.values())
-
-
-def local_folder_reads(node: StepNode, root: Path | None, values: Mapping[str, Any] | None = None,
-                       ) -> list[tuple[str, int, Path]]:
-    """Relative path literals with a ``/`` that name a folder beside the notebook (``"data/"``, joined
-    with a file name later, as in ``pd.read_csv(path + "train.csv")``): the job has no such folder."""
-    if root is None:
-        return []
-    found: dict[str, tuple[str, int, Path]] = {}
-    for text, line in _path_literals(node, values):
-        if "/" not in text or Path(text).expanduser().is_absolute() or text.strip("/.") == "":
-            continue
-        try:
-            if (root / text).is_dir():
-                found.setdefault(text, (text, line, root / text))
-        except OSError:
-            continue
-    return list(found.values())
-
-
-def with_dependents(depends_on: Mapping[str, Iterable[str]], names: Iterable[str]) -> set[str]:
-    """``names`` and every step that depends on one of them, directly or not."""
-    chosen = set(names)
-    grew = True
-    while grew:
-        more = {n for n, deps in depends_on.items() if n not in chosen and chosen & set(deps)}
-        chosen |= more
-        grew = bool(more)
-    return chosen
-
-
-def pipeline_role(graph: PipelineGraph) -> str | None:
-    """The role the pipeline itself runs as: the notebook-wide (or first step's) role."""
-    for node in graph.steps:
-        if "role" in node.settings:
-            return node.settings["role"].value
-    return None
-
-
-def check_buildable(graph: PipelineGraph, for_the_service: bool = True) -> None:
-    """Refuse to build a graph with errors, or with no step (nothing is uploaded); ``for_the_service``: a
-    definition SageMaker will run (submit, definition, export, schedule) also needs every step's image."""
-    if not graph.steps and not graph.report.errors:
-        raise SmstepError("the notebook has no %%step cells", fix="mark a cell with %%step NAME and run it")
-    graph.report.raise_if_errors()
-    if for_the_service and graph.no_image:
-        raise SmstepError(settings_mod.no_image_problem(graph.no_image, len(graph.steps)))
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return value
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return repr(value)
+    from jupyter_smstep.core import conditions as cond_mod, foreach as foreach_mod
 
 
 # ---------------------------------------------------------------------------- build
@@ -365,7 +78,7 @@ def build_graph(
     _check_parameters(registry, report)
 
     # Pass 1: resolve inputs, walking cells in notebook order.
-    bindings = _Bindings()
+    bindings = Bindings()
     functions: dict[str, FunctionInfo] = {}  # the latest definition of each notebook function so far
     methods: dict[str, FunctionInfo] = {}
     warned_plain: set[str] = set()
@@ -380,7 +93,7 @@ def build_graph(
         functions.update(cell.analysis.functions)
         methods.update(cell.analysis.methods)
         if not cell.is_step:
-            _track_plain_cell(cell, bindings, warned_plain, report)
+            track_plain_cell(cell, bindings, warned_plain, report)
             continue
         values = values_at(cell, namespace)
         node = _resolve_step(cell, index, registry, values, bindings, later_writers, report)
@@ -412,9 +125,9 @@ def build_graph(
             node.fanout = _fan_out(cell, node, values, bindings, registry, report)
         nodes.append(node)
         if cell.step is not None and cell.step.when is not None:
-            own[node.name] = _step_condition(cell, index, registry, values, bindings, later_writers, report)
+            own[node.name] = step_condition(cell, index, registry, values, bindings, later_writers, report)
         bindings.after_step(cell, node)
-    conditions = _conditions(nodes, own, report)
+    conditions = condition_steps(nodes, own, report)
 
     # Pass 2: outputs are what later steps read (plus exports), unless overridden.
     consumed: dict[str, set[str]] = {n.name: set() for n in nodes}
@@ -429,7 +142,7 @@ def build_graph(
     for node in nodes:
         spec = node.cell.step
         assert spec is not None
-        candidates = _candidate_outputs(node.cell, node)
+        candidates = candidate_outputs(node.cell, node)
         if spec.outputs is not None:
             node.outputs = list(spec.outputs)
             assigned = set(node.cell.analysis.outputs) | set(node.hidden_changes) if node.cell.analysis else set()
@@ -493,7 +206,7 @@ def build_graph(
             if kind == "file" and workdir.travels(shipping, path):
                 continue
             through = f" through {constants[literal]}" if literal in constants and literal not in (
-                t for t, _ in _path_literals(node)) else ""  # a captured constant, said as the user wrote it
+                t for t, _ in path_literals(node)) else ""  # a captured constant, said as the user wrote it
             where = ("a local run finds it on this machine" if Path(literal).expanduser().is_absolute() else
                      "nor does a local run, which runs the step in its own folder as SageMaker does")
             report.warn(f"names the local {kind} {literal!r}{through} ({path}): a SageMaker job runs in its own "
@@ -510,7 +223,7 @@ def build_graph(
                             and n.fanout.index is not None and n.fanout.step in because})
             shipping = dataclasses.replace(shipping, because=because)
     _warn_reseeded(registry, report)
-    _check_json_outputs(nodes, conditions, namespace, report)
+    check_json_outputs(nodes, conditions, namespace, report)
     _dedupe(report)
     return PipelineGraph(name, nodes, dict(registry.parameters), report, kernel_image_note, conditions=conditions,
                          no_image=no_image, mlflow=dict(registry.mlflow), shipping=shipping)
@@ -528,7 +241,7 @@ def _check_passed_files(nodes: list[StepNode], namespace: Mapping[str, Any], rep
         seen = values_at(node.cell, namespace)
         constants = {i.name: seen[i.name] for i in node.captured if i.name in seen and isinstance(seen[i.name], str)}
         own = {os.path.normpath(p) for p in files_mod.written_paths(node.cell.source, constants)}
-        for text, line in _path_literals(node, seen):
+        for text, line in path_literals(node, seen):
             writer = writers.get(os.path.normpath(text))
             if writer is not None and writer[0] != node.name and os.path.normpath(text) not in own:
                 absolute = Path(text).expanduser().is_absolute()  # a local run shares this machine's files
@@ -543,7 +256,7 @@ def _check_passed_files(nodes: list[StepNode], namespace: Mapping[str, Any], rep
             writers.setdefault(os.path.normpath(path), (node.name, line))
 
 
-def _fan_out(cell: Cell, node: StepNode, values: Mapping[str, Any], bindings: _Bindings, registry: Registry,
+def _fan_out(cell: Cell, node: StepNode, values: Mapping[str, Any], bindings: Bindings, registry: Registry,
              report: Report) -> foreach_mod.FanOut | None:
     """A ``--foreach`` step's items, as its cell saw them (checked: ``core.foreach.check``)."""
     from jupyter_smstep.core import foreach as foreach_mod
@@ -591,56 +304,12 @@ def _expand(nodes: list[StepNode], conditions: list[cond_mod.Condition], no_imag
     return expanded, no_image
 
 
-@dataclass
-class _Bindings:
-    """What each name is bound to at a point of the notebook, walking its cells in order.
-
-    A name has at most one current binding: the latest cell that wrote it
-    (``writer``), an import in an earlier step (``imported``: re-done in the
-    steps that use it, a module is never data), or a ``del`` that always runs
-    (``deleted``: reading it is a NameError when the notebook runs top to bottom).
-    ``derived`` marks names an ordinary cell computed from a step's output.
-    """
-
-    writer: dict[str, Cell] = field(default_factory=dict)
-    imported: dict[str, str] = field(default_factory=dict)  # name -> the import statement
-    deleted: dict[str, tuple[str, int]] = field(default_factory=dict)  # name -> (who, line in the cell)
-    derived: dict[str, tuple[str, str]] = field(default_factory=dict)  # name -> (step output, step)
-
-    def bind(self, var: str, cell: Cell) -> None:
-        self.writer[var] = cell
-        self.imported.pop(var, None)
-        self.deleted.pop(var, None)
-
-    def after_step(self, cell: Cell, node: StepNode) -> None:
-        analysis = cell.analysis
-        assert analysis is not None
-        for var in _candidate_outputs(cell, node):
-            if var in node.inputs and node.inputs[var].kind == "import":
-                continue  # `np.append(...)` / `sys.path.append(...)` does not make a module an output
-            if var in analysis.imports and (cell.step is None or var not in (cell.step.outputs or ())):
-                self.writer.pop(var, None)
-                self.deleted.pop(var, None)
-                self.imported[var] = analysis.imports[var]
-            else:
-                self.bind(var, cell)
-            self.derived.pop(var, None)
-        self.forget(analysis.deletes, cell.label, offset=1)  # the %%step line is the cell's line 1
-
-    def forget(self, deletes: Mapping[str, int], who: str, offset: int = 0) -> None:
-        for var, line in deletes.items():
-            self.writer.pop(var, None)
-            self.imported.pop(var, None)
-            self.derived.pop(var, None)
-            self.deleted[var] = (who, line + offset)
-
-
 def _resolve_step(
     cell: Cell,
     index: int,
     registry: Registry,
     namespace: Mapping[str, Any],
-    bindings: _Bindings,
+    bindings: Bindings,
     later_writers: dict[str, list[tuple[int, str]]],
     report: Report,
 ) -> StepNode:
@@ -775,7 +444,7 @@ def _resolve_step(
     return StepNode(name, cell, inputs, [], depends, {}, helper_globals=helpers)
 
 
-def _helper_links(inputs: dict[str, Input], namespace: Mapping[str, Any], bindings: _Bindings, step: str,
+def _helper_links(inputs: dict[str, Input], namespace: Mapping[str, Any], bindings: Bindings, step: str,
                   report: Report) -> dict[str, tuple[str, ...]]:
     """A notebook function the step calls that reads a step's output when it runs (``def predict(x): return
     model.predict(x)``): that output becomes the step's input, and the function reads it (``StepNode.
@@ -983,19 +652,11 @@ def _is_sink(node: StepNode, nodes: list[StepNode]) -> bool:
     return not any(node.name in other.depends_on for other in nodes)
 
 
-def _candidate_outputs(cell: Cell, node: StepNode | None = None) -> set[str]:
-    assert cell.analysis is not None
-    found = set(cell.analysis.outputs) | (set(node.hidden_changes) if node is not None else set())
-    if cell.step is not None and cell.step.outputs is not None:
-        return set(cell.step.outputs) | found
-    return found
-
-
 def _ordered(cell: Cell, node: StepNode | None = None) -> list[str]:
     """Candidate outputs in the order the cell first writes them."""
     assert cell.analysis is not None
     lines = {**(node.hidden_changes if node is not None else {}), **cell.analysis.mutates, **cell.analysis.writes}
-    return sorted(_candidate_outputs(cell, node), key=lambda v: (lines.get(v, 0), v))
+    return sorted(candidate_outputs(cell, node), key=lambda v: (lines.get(v, 0), v))
 
 
 def _left_out(node: StepNode, var: str, namespace: Mapping[str, Any], report: Report) -> bool:
@@ -1028,106 +689,11 @@ def _is_builtin(var: str, value: Any) -> bool:
     return isinstance(module, str) and module.split(".")[0] == "IPython"
 
 
-def _track_plain_cell(cell: Cell, bindings: _Bindings, warned: set[str], report: Report) -> None:
-    """An ordinary cell: what it binds, and which of those names it computed from a step's output (tainted by
-    name, statement by statement: an import, a ``def`` or a ``class`` is never computed from data; a function
-    that reads a step output when it runs gets it as its calling step's input, ``_helper_links``)."""
-    analysis = cell.analysis
-    assert analysis is not None
-
-    def source_of(var: str) -> tuple[str, str] | None:
-        src = bindings.writer.get(var)
-        if src is not None and src.step is not None:
-            return var, src.step.name
-        return bindings.derived.get(var)
-
-    used = [found for var in analysis.reads if (found := source_of(var)) is not None]
-    tainted = _tainted_names(cell.source, source_of) if used else {}
-    if tainted is None:  # not plain Python (a magic): every name it binds, as before
-        tainted = {var: used[0] for var in analysis.outputs}
-    computed = _computes_from(cell.source, source_of) if used else None
-    if computed and cell.key not in warned:
-        warned.add(cell.key)
-        var, step = computed
-        report.warn(f"{cell.label} uses {var!r}, an output of step '{step}': in the pipeline this cell does "
-                    "not run, and a later step reading what it computes would get the kernel's copy",
-                    fix="make it a %%step cell if the pipeline needs its result")
-    for var in analysis.outputs:
-        bindings.bind(var, cell)
-        if var in tainted:
-            bindings.derived[var] = tainted[var]
-        else:
-            bindings.derived.pop(var, None)
-    bindings.forget(analysis.deletes, cell.label)
-
-
-def _statement_names(stmt: ast.stmt) -> tuple[set[str], set[str]]:
-    """(names a statement reads, names it binds or changes in place: targets, and the roots of mutated values)."""
-    reads = {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
-    writes = {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del))}
-    for node in ast.walk(stmt):
-        target = node.func.value if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) else \
-            node.value if isinstance(node, (ast.Subscript, ast.Attribute)) and isinstance(
-                getattr(node, "ctx", None), (ast.Store, ast.Del)) else None
-        while isinstance(target, (ast.Attribute, ast.Subscript)):
-            target = target.value
-        if isinstance(target, ast.Name):
-            writes.add(target.id)  # `rows.append(x)`, `d[k] = v`: changed by what the statement reads
-    return reads, writes
-
-
-def _tainted_names(source: str, source_of: Callable[[str], tuple[str, str] | None],
-                   ) -> dict[str, tuple[str, str]] | None:
-    """The names a cell computes from a step's output, statement by statement (None when it is not plain Python).
-    Imports, ``def`` and ``class`` statements compute nothing from data."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return None
-    tainted: dict[str, tuple[str, str]] = {}
-    for stmt in tree.body:
-        if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            for name in _statement_names(stmt)[1] | {getattr(stmt, "name", "")}:
-                tainted.pop(name, None)
-            continue
-        reads, writes = _statement_names(stmt)
-        hit = next((found for var in sorted(reads) if (found := tainted.get(var) or source_of(var))), None)
-        for name in writes:
-            if hit is not None:
-                tainted[name] = hit
-            elif name in tainted and name not in reads:
-                tainted.pop(name)  # rebound from clean values
-    return tainted
-
-
-def _computes_from(source: str, source_of: Callable[[str], tuple[str, str] | None]) -> tuple[str, str] | None:
-    """The first step output a cell-level statement other than an import, ``def`` or ``class`` reads (a
-    ``print(score)`` binds nothing, yet the cell does not run in the pipeline), as (name, step)."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:  # not plain Python (a magic): what the cell reads
-        return next((found for var in sorted(_reads_of(source)) if (found := source_of(var))), None)
-    for stmt in tree.body:
-        if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-            continue
-        for var in sorted(_statement_names(stmt)[0]):
-            if (found := source_of(var)) is not None:
-                return found
-    return None
-
-
-def _reads_of(source: str) -> set[str]:
-    try:
-        return set(analyze(source).reads)
-    except SyntaxError:
-        return set()
-
-
 def _later_step_writers(registry: Registry) -> dict[str, list[tuple[int, str]]]:
     found: dict[str, list[tuple[int, str]]] = {}
     for i, cell in enumerate(registry.cells):
         if cell.is_step and cell.analysis is not None:
-            for var in _candidate_outputs(cell):
+            for var in candidate_outputs(cell):
                 found.setdefault(var, []).append((i, cell.step.name))  # type: ignore[union-attr]
     return found
 
@@ -1220,180 +786,6 @@ def _suggest_step_name(name: str) -> str:
 
 
 # ---------------------------------------------------------------------------- --when
-def condition_operands(condition: cond_mod.Condition) -> list[cond_mod.Operand]:
-    from jupyter_smstep.core import conditions as cond_mod
-
-    found = list(cond_mod.operands(condition.tree))
-    return found + (condition.else_fail.operands() if condition.else_fail is not None else [])
-
-
-def _step_condition(cell: Cell, index: int, registry: Registry, namespace: Mapping[str, Any], bindings: _Bindings,
-                    later_writers: dict[str, list[tuple[int, str]]], report: Report
-                    ) -> tuple[cond_mod.Cond, cond_mod.Message | None] | None:
-    """The step's ``--when`` (and ``--else-fail``) with every name resolved where the step stands; None
-    (and an error on the %%step line) when it cannot be."""
-    from jupyter_smstep.core import conditions as cond_mod
-
-    spec = cell.step
-    assert spec is not None and spec.when is not None
-    own_outputs = _candidate_outputs(cell)
-
-    def lookup(var: str) -> cond_mod.Operand:
-        source = bindings.writer.get(var)
-        if var in bindings.deleted:
-            who, line = bindings.deleted[var]
-            raise cond_mod.ConditionError(f"names {var!r}, which {who} deletes (its line {line})",
-                                          fix=f"keep {var!r}, or compare another value")
-        if source is not None and source.step is not None:
-            return cond_mod.Operand("output", var, step=source.step.name)
-        if var in registry.parameters:
-            return cond_mod.Operand("parameter", var)
-        if var in bindings.derived:
-            src_var, src_step = bindings.derived[var]
-            raise cond_mod.ConditionError(
-                f"names {var!r}, which an ordinary cell computed from {src_var!r} (step '{src_step}'): the "
-                "pipeline cannot use the kernel's copy",
-                fix="make that ordinary cell a %%step cell, or compare an output of a step")
-        if source is None:  # the kernel may hold it, but from this step or a later one
-            later = [s for i, s in later_writers.get(var, []) if i > index]
-            if later:
-                raise cond_mod.ConditionError(f"names {var!r}, which step '{later[0]}' produces, but that step "
-                                              "comes later", fix=f"move step '{spec.name}' below step '{later[0]}'")
-            if var in own_outputs:
-                raise cond_mod.ConditionError(
-                    f"names {var!r}, which this step computes: the condition is checked before the step runs",
-                    fix=f"put the --when on the step that uses {var!r}, or compute it in an earlier step")
-        if var in namespace and type(namespace[var]) in cond_mod.CONSTANT_TYPES:
-            return cond_mod.Operand("constant", var, value=namespace[var])
-        if var in namespace:
-            raise cond_mod.ConditionError(
-                f"names {var!r}, a {type(namespace[var]).__name__} from the kernel: a condition compares step "
-                "outputs, parameters and str/int/float/bool constants",
-                fix=f"compare an output of an earlier step, or declare {var!r} with %pipeline param")
-        known = [n for n, c in bindings.writer.items() if c.step is not None] + list(registry.parameters)
-        close = difflib.get_close_matches(var, known, n=1)
-        raise cond_mod.ConditionError(
-            f"names {var!r}, which is no earlier step's output, pipeline parameter or kernel constant",
-            fix=f"did you mean {close[0]}?" if close else
-            f"compare an output of a step above, or declare {var!r} with %pipeline param")
-
-    try:
-        tree = cond_mod.resolve(cond_mod.parse(spec.when), lookup)
-        message = None
-        if spec.else_fail is not None:
-            message = cond_mod.resolve_message(cond_mod.parse_message(spec.else_fail), lookup)
-    except cond_mod.ConditionError as exc:
-        report.error(f"--when {spec.when!r}: {exc.message}" if not exc.message.startswith("--") else exc.message,
-                     fix=exc.fix, step=spec.name, line=1)
-        return None
-    return tree, message
-
-
-def _conditions(nodes: list[StepNode], own: Mapping[str, tuple[cond_mod.Cond, cond_mod.Message | None] | None],
-                report: Report) -> list[cond_mod.Condition]:
-    """One ConditionStep per distinct condition; each step's guard is its own --when or an upstream step's.
-
-    A step that depends (data or ``--after``) on a guarded step runs only when that step ran: it joins the
-    same if branch. A step under two different conditions is refused: nesting ConditionSteps is not built.
-    """
-    from jupyter_smstep.core import conditions as cond_mod
-
-    by_identity: dict[str, cond_mod.Condition] = {}
-    guards: dict[str, str | None] = {}
-    taken = {n.name for n in nodes}
-    for node in nodes:
-        found: dict[str, str] = {}  # condition name -> why (own, or the upstream step)
-        if node.name in own:
-            resolved = own[node.name]
-            if resolved is None:
-                guards[node.name] = None
-                continue
-            tree, message = resolved
-            identity = repr(cond_mod.to_json(tree))
-            condition = by_identity.get(identity)
-            if condition is None:
-                condition = cond_mod.Condition(_free_name(f"when-{node.name}", taken), cond_mod.to_text(tree),
-                                               tree, [])
-                by_identity[identity] = condition
-            if message is not None:
-                if condition.else_fail is not None and condition.else_fail != message:
-                    report.error(f"--else-fail differs from that of another step with --when "
-                                 f"{condition.expression!r} (they share one condition, so one else branch)",
-                                 fix="give the same --else-fail, or keep it on one of them", step=node.name, line=1)
-                elif condition.else_fail is None:
-                    condition.else_fail = message
-                    condition.fail_name = _free_name(f"fail-{node.name}", taken)
-            found[condition.name] = "its --when"
-            for operand in cond_mod.operands(tree):  # the condition runs after the steps it reads
-                if operand.kind == "output" and guards.get(operand.step or "") not in (None, condition.name):
-                    found.setdefault(guards[operand.step or ""] or "", f"step '{operand.step}', which it reads")
-        for dep in node.depends_on:
-            guard = guards.get(dep)
-            if guard is not None:
-                found.setdefault(guard, f"step '{dep}'")
-        if len(found) > 1:
-            shown = "; ".join(f"{name} (from {why})" for name, why in found.items())
-            report.error(f"is under two conditions ({shown}): nested conditions are not supported yet",
-                         fix="give the steps one shared --when (write the conditions joined with `and`)",
-                         step=node.name, line=1)
-            guards[node.name] = None
-            continue
-        guard = next(iter(found), None)
-        guards[node.name] = guard
-        node.guard = guard
-        if guard is not None:
-            next(c for c in by_identity.values() if c.name == guard).steps.append(node.name)
-    conditions = list(by_identity.values())
-    for condition in conditions:
-        for operand in condition_operands(condition):
-            if operand.kind == "output" and operand.step in condition.steps:
-                report.error(f"--when {condition.expression!r} reads {operand.name!r} from step '{operand.step}', "
-                             "which runs only when the condition holds", step=condition.steps[0], line=1,
-                             fix="compare an output of a step that always runs")
-    return conditions
-
-
-def _free_name(wanted: str, taken: set[str]) -> str:
-    """A step name like ``wanted`` (at most 64 characters) that no other step has."""
-    base = wanted[:64]
-    name, n = base, 2
-    while name in taken:
-        suffix = f"-{n}"
-        name, n = base[:64 - len(suffix)] + suffix, n + 1
-    taken.add(name)
-    return name
-
-
-def _check_json_outputs(nodes: list[StepNode], conditions: list[cond_mod.Condition], namespace: Mapping[str, Any],
-                        report: Report) -> None:
-    """A condition reads its step's results.json, which the SDK writes empty (``"Result": null``) when any
-    output of that step is not JSON: refuse that before anything is paid for, where the kernel holds the values."""
-    import json
-
-    readers: dict[str, str] = {}
-    for condition in conditions:
-        for operand in condition_operands(condition):
-            if operand.kind == "output" and operand.step:
-                readers.setdefault(operand.step, condition.expression)
-    for node in nodes:
-        if node.name not in readers:
-            continue
-        for var in node.outputs:
-            if var not in namespace:
-                continue
-            try:
-                json.dumps(namespace[var])
-            except (TypeError, ValueError):
-                value = namespace[var]
-                scalar = getattr(value, "shape", None) == ()  # a numpy scalar: int64, float32
-                hint = f"int({var}) or float({var})" if scalar else f"return {var!r} from another step"
-                report.error(f"returns {var!r} (a {type(value).__module__}.{type(value).__name__}), which is not "
-                             f"JSON, and --when {readers[node.name]!r} reads this step's results: SageMaker then "
-                             "finds no results to compare and the condition fails",
-                             fix=f"make every output of this step JSON (numbers, strings, lists, dicts): {hint}, "
-                                 "or compute the compared value in a step of its own", step=node.name,
-                             line=(node.cell.analysis.writes.get(var, 0) if node.cell.analysis else 0) + 1)
-                break
 
 
 def check_parameter_settings(graph: PipelineGraph, values: Mapping[str, Any]) -> None:
@@ -1418,7 +810,7 @@ def _resolve_saves(node: StepNode, pipeline: str, root: str | None, report: Repo
 
     spec = node.cell.step
     assert spec is not None
-    bound = _candidate_outputs(node.cell, node)
+    bound = candidate_outputs(node.cell, node)
     seen: dict[str, str] = {}
     for name, uri in spec.saves:
         try:

@@ -38,7 +38,7 @@ from collections.abc import Mapping
 
 from jupyter_smstep.core import codegen
 from jupyter_smstep.core import settings as settings_mod
-from jupyter_smstep.core.graph import PipelineGraph, StepNode, local_file_reads
+from jupyter_smstep.core.model import PipelineGraph, StepNode, local_file_reads
 
 #: Hex digits of a key used in names (S3 folders, run records): 80 bits, collision-free in practice.
 SHORT = 20

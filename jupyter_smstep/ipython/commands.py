@@ -253,7 +253,7 @@ def say_warnings(ctx: Context, service: bool = False) -> None:
     definition SageMaker will run, which refuses (once) what it cannot do without, as a missing image."""
     graph = ctx.workspace.graph()
     if service:
-        from jupyter_smstep.core.graph import check_buildable
+        from jupyter_smstep.core.model import check_buildable
 
         check_buildable(graph)
     warnings = graph.report.warnings

@@ -49,7 +49,7 @@ from typing import Any
 from collections.abc import Callable, Iterable, Mapping
 
 from jupyter_smstep import sdk as _sdk
-from jupyter_smstep.core.graph import with_dependents
+from jupyter_smstep.core.model import with_dependents
 from jupyter_smstep.core.keys import StepKey
 from jupyter_smstep.errors import Problem, SmstepError
 from jupyter_smstep.sdk.capture import explain_serialization_error

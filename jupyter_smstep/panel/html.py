@@ -11,7 +11,9 @@ import html
 from typing import Any
 from collections.abc import Mapping
 
-from jupyter_smstep.core.graph import Input, PipelineGraph, StepNode, condition_operands
+from jupyter_smstep.core.guards import condition_operands
+
+from jupyter_smstep.core.model import Input, PipelineGraph, StepNode
 from jupyter_smstep.core.settings import shown, shown_line
 from jupyter_smstep.errors import Problem
 from jupyter_smstep.panel import svg as dag_svg

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from jupyter_smstep.core.graph import PipelineGraph
+from jupyter_smstep.core.model import PipelineGraph
 from jupyter_smstep.core.states import StepState
 from jupyter_smstep.errors import Problem, SmstepError
 from jupyter_smstep.local.results import RunResult, StepEvent

@@ -33,7 +33,7 @@ from collections.abc import Callable
 
 import ipywidgets as widgets
 
-from jupyter_smstep.core.graph import PipelineGraph
+from jupyter_smstep.core.model import PipelineGraph
 from jupyter_smstep.errors import Problem, SmstepError
 from jupyter_smstep.local.results import StepEvent
 from jupyter_smstep.panel import html, layout as dag_layout, svg as dag_svg

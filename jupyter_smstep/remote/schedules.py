@@ -22,7 +22,7 @@ from typing import Any
 from collections.abc import Mapping
 
 from jupyter_smstep.core import schedules as expr_mod
-from jupyter_smstep.core.graph import PipelineGraph
+from jupyter_smstep.core.model import PipelineGraph
 from jupyter_smstep.errors import Problem, SmstepError, aws_error, error_code
 
 ROLE_FIX = ("pass --role ARN of a role that trusts scheduler.amazonaws.com and may call "

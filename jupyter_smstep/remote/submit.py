@@ -13,7 +13,7 @@ from typing import Any
 from collections.abc import Mapping
 
 from jupyter_smstep.errors import SmstepError, aws_error, error_code
-from jupyter_smstep.core.graph import PipelineGraph, pipeline_role
+from jupyter_smstep.core.model import PipelineGraph, pipeline_role
 from jupyter_smstep.sdk.content import definition_keys
 
 

@@ -27,7 +27,9 @@ import types
 from typing import Any
 from collections.abc import Mapping
 
-from jupyter_smstep.core.graph import PipelineGraph, values_at
+from jupyter_smstep.core.graph import values_at
+
+from jupyter_smstep.core.model import PipelineGraph
 from jupyter_smstep.core.plain import CREDENTIAL_TYPES, match_type
 from jupyter_smstep.core.settings import SECRET_NAME
 from jupyter_smstep.errors import Problem, SmstepError

@@ -55,7 +55,8 @@ from collections.abc import Iterator, Mapping
 
 from jupyter_smstep.core.conditions import definition_steps
 from jupyter_smstep.core import keys as keys_mod
-from jupyter_smstep.core.graph import PipelineGraph, values_at
+from jupyter_smstep.core.graph import values_at
+from jupyter_smstep.core.model import PipelineGraph
 
 #: Object metadata holding the SHA-256 of the body (S3 stores it as ``x-amz-meta-smstep-sha256``).
 HASH_METADATA = "smstep-sha256"

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Mapping
 
-from jupyter_smstep.core.graph import PipelineGraph, check_buildable
+from jupyter_smstep.core.model import PipelineGraph, check_buildable
 from jupyter_smstep.errors import Problem, RunFailed, SmstepError, aws_error
 from jupyter_smstep.sdk.compat import load
 

@@ -33,7 +33,9 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Iterable, Mapping
 
-from jupyter_smstep.core.graph import StepNode, values_at
+from jupyter_smstep.core.graph import values_at
+
+from jupyter_smstep.core.model import StepNode
 
 #: Left to the SDK (it adds its own, compatible requirement) or to the image.
 NOT_PINNED = {"sagemaker", "jupyter_smstep", "__main__", "builtins", "IPython", "ipykernel"}

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Mapping
 
-from jupyter_smstep.core.graph import StepNode
+from jupyter_smstep.core.model import StepNode
 from jupyter_smstep.core.settings import FILE_OPTIONS, OPTIONS_BY_KEY, ParameterRef, local_file
 
 #: ``--retry`` exception type (the enum member's *value*, as the definition writes it) ->

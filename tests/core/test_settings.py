@@ -62,7 +62,7 @@ def test_missing_role_and_image_outside_studio(shell):
         warnings = [str(p) for p in shell.graph().report.warnings]
         assert any("no image_uri" in w and "a local run needs none" in w and "--image-uri" in w for w in warnings)
         assert not any("no image_uri" in e for e in errors)
-        from jupyter_smstep.core.graph import check_buildable
+        from jupyter_smstep.core.model import check_buildable
         from jupyter_smstep.errors import SmstepError
 
         graph = shell.graph()

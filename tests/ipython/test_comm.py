@@ -278,7 +278,7 @@ def test_the_typescript_side_declares_and_reads_every_field_of_the_payload():
                 assert f.name in declared, f"{cls.__name__}.{f.name} is not declared in {interface}"
                 assert re.search(rf"\.{f.name}\b|'{f.name}'", sources), f"the extension never reads {f.name}"
     # an input's origin: the keys Input.to_json can send
-    from jupyter_smstep.core.graph import Input
+    from jupyter_smstep.core.model import Input
 
     kinds = {next(iter(Input("x", kind, 0, step="s", type_name="int").to_json())) for kind in ("step", "parameter", "value")}
     assert kinds <= ts_interface("IInputSource")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from jupyter_smstep.core.graph import PipelineGraph
+from jupyter_smstep.core.model import PipelineGraph
 from jupyter_smstep.errors import Problem, Report, SmstepError
 from jupyter_smstep.local.results import RunResult, StepEvent, StepResult
 from jupyter_smstep.panel.state import PanelState
