@@ -10,12 +10,14 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "notebooks" / "abalone.ipynb"
 
 
-def smstep(*args, env=None, check=True, cwd=None):
+def smstep_process(*args, env=None, check=True, cwd=None):
+    """``smstep ARGS`` as a real process: where what the process itself does is the point."""
     proc = subprocess.run([sys.executable, "-m", "jupyter_smstep.cli", *map(str, args)], capture_output=True,
                           text=True, env={**os.environ, **(env or {})}, timeout=600, cwd=cwd)
     if check and proc.returncode != 0:
@@ -23,7 +25,29 @@ def smstep(*args, env=None, check=True, cwd=None):
     return proc
 
 
-def test_graph_json_needs_no_aws():
+@pytest.fixture
+def smstep(monkeypatch, capsys):
+    """``smstep ARGS`` in this process (``cli.main``, the SDK imported once for every call), with its own
+    environment and folder: its exit status and what it printed, as a finished process."""
+    from jupyter_smstep import cli
+
+    def run(*args, env=None, check=True, cwd=None):
+        with monkeypatch.context() as patch:
+            for key, value in (env or {}).items():
+                patch.setenv(key, value)
+            if cwd is not None:
+                patch.chdir(cwd)
+            capsys.readouterr()
+            code = cli.main([str(a) for a in args])
+            printed = capsys.readouterr()
+        if check and code != 0:
+            raise AssertionError(f"smstep {args} exited {code}\n{printed.err[-3000:]}")
+        return subprocess.CompletedProcess(args, code, printed.out, printed.err)
+
+    return run
+
+
+def test_graph_json_needs_no_aws(smstep):
     doc = json.loads(smstep("graph", EXAMPLE, "--json", env={"AWS_ENDPOINT_URL": "http://127.0.0.1:9"}).stdout)
     assert doc["pipeline"] == "abalone"
     steps = {s["name"]: s for s in doc["steps"]}
@@ -40,7 +64,7 @@ def test_graph_json_needs_no_aws():
     assert any(p["severity"] == "warning" and "'rmse'" in p["message"] for p in doc["problems"])
 
 
-def test_bad_notebook_exits_2_with_a_clear_message(tmp_path):
+def test_bad_notebook_exits_2_with_a_clear_message(smstep, tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("%load_ext jupyter_smstep"),
                 nbformat.v4.new_code_cell("%pipeline config --name p --role arn:aws:iam::111122223333:role/R "
@@ -54,7 +78,7 @@ def test_bad_notebook_exits_2_with_a_clear_message(tmp_path):
     assert smstep("graph", tmp_path / "nope.ipynb", check=False).returncode == 2
 
 
-def test_step_cell_with_a_bad_option_fails_the_build(tmp_path):
+def test_step_cell_with_a_bad_option_fails_the_build(smstep, tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("%load_ext jupyter_smstep"),
                 nbformat.v4.new_code_cell("%%step a --instance-typo ml.m5.large\nx = 1")]
@@ -66,7 +90,7 @@ def test_step_cell_with_a_bad_option_fails_the_build(tmp_path):
     assert "did you mean --instance-type" in proc.stderr
 
 
-def test_export_from_the_command_line(tmp_path):
+def test_export_from_the_command_line(smstep, tmp_path):
     out = tmp_path / "abalone_pipeline.py"
     smstep("export", EXAMPLE, "-o", out)
     text = out.read_text()
@@ -74,7 +98,7 @@ def test_export_from_the_command_line(tmp_path):
     assert "def make_abalone(n, seed):" in text and "@step(name='train'" in text
 
 
-def test_definition_and_submit_against_moto_server(moto_server):
+def test_definition_and_submit_against_moto_server(smstep, moto_server):
     import boto3
 
     env = {"AWS_ENDPOINT_URL": moto_server}
@@ -94,12 +118,12 @@ def test_definition_and_submit_against_moto_server(moto_server):
     assert sm.describe_pipeline(PipelineName="abalone")["PipelineName"] == "abalone"
 
 
-def test_unknown_parameter_is_rejected():
+def test_unknown_parameter_is_rejected(smstep):
     proc = smstep("run", EXAMPLE, "-p", "nope=1", check=False)
     assert proc.returncode == 2 and "unknown parameter 'nope'" in proc.stderr
 
 
-def test_example_runs_locally_with_correct_values(tmp_path):
+def test_example_runs_locally_with_correct_values(smstep, tmp_path):
     proc = smstep("run", EXAMPLE, "--json", "--runs-dir", tmp_path)
     result = json.loads(proc.stdout)
     assert result["succeeded"] is True
@@ -107,7 +131,7 @@ def test_example_runs_locally_with_correct_values(tmp_path):
     assert float(result["steps"]["evaluate"]["outputs"]["rmse"]) < 1.5
 
 
-def test_submit_from_the_command_line_first_says_what_the_last_local_run_measured(tmp_path, moto_server):
+def test_submit_from_the_command_line_first_says_what_the_last_local_run_measured(smstep, tmp_path, moto_server):
     from helpers.fakes import prepare_account
 
     prepare_account(moto_server)
@@ -168,7 +192,7 @@ def test_the_no_region_fix_works_when_followed(tmp_path):
     assert "cannot reach AWS" in followed.stderr
 
 
-def test_a_data_path_in_a_constant_is_warned_and_a_failure_leads_with_the_users_line_once(tmp_path):
+def test_a_data_path_in_a_constant_is_warned_and_a_failure_leads_with_the_users_line_once(smstep, tmp_path):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "customers.csv").write_text("a,b\n1,2\n")
     nb = nbformat.v4.new_notebook()
@@ -191,7 +215,7 @@ def test_a_data_path_in_a_constant_is_warned_and_a_failure_leads_with_the_users_
     assert "frames inside pandas" in err
 
 
-def test_run_verbose_streams_what_the_steps_print_and_nothing_of_the_sdk(tmp_path):
+def test_run_verbose_streams_what_the_steps_print_and_nothing_of_the_sdk(smstep, tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(c) for c in (
         "%load_ext jupyter_smstep",
@@ -199,7 +223,7 @@ def test_run_verbose_streams_what_the_steps_print_and_nothing_of_the_sdk(tmp_pat
         "%%step fit\nfor epoch in range(3):\n    print(f'epoch {epoch}: loss {1 / (epoch + 1):.2f}')\nw = 1")]
     path = tmp_path / "chatty.ipynb"
     nbformat.write(nb, path)
-    loud = smstep("run", path, "-v", "--no-cache", cwd=tmp_path).stderr
+    loud = smstep_process("run", path, "-v", "--no-cache", cwd=tmp_path).stderr
     lines = [line.split("| ", 1)[1] for line in loud.splitlines() if "| epoch" in line]
     assert lines == ["epoch 0: loss 1.00", "epoch 1: loss 0.50", "epoch 2: loss 0.33"], loud
     assert "Invoking the function" not in loud and "botocore" not in loud

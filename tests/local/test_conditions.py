@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
 import nbformat
 import pytest
@@ -159,7 +157,7 @@ def test_a_condition_that_does_not_parse_fails_the_cell(shell, line, message):
     assert message in shell.error(f"{line}\ny = 1")
 
 
-def test_a_saved_notebook_builds_the_same_conditions_headless(tmp_path):
+def test_a_saved_notebook_builds_the_same_conditions_headless(tmp_path, monkeypatch, capsys):
     """IPython expands {name} in magic lines; %%step opts out, so the kernel and `smstep` read the same line."""
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(source) for source in [
@@ -168,15 +166,16 @@ def test_a_saved_notebook_builds_the_same_conditions_headless(tmp_path):
         *NOTEBOOK]]
     path = tmp_path / "gated.ipynb"
     nbformat.write(nb, path)
-    env = {**os.environ, "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
-    graph = subprocess.run([sys.executable, "-m", "jupyter_smstep.cli", "graph", str(path), "--json"],
-                           capture_output=True, text=True, env=env, timeout=300)
-    assert graph.returncode == 0, graph.stderr
-    doc = json.loads(graph.stdout)
+    from jupyter_smstep import cli
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    capsys.readouterr()
+    assert cli.main(["graph", str(path), "--json"]) == 0, capsys.readouterr().err
+    doc = json.loads(capsys.readouterr().out)
     (condition,) = doc["conditions"]
     assert condition["else_fail"] == "rmse {evaluation['rmse']} is over {threshold}"
     assert condition["steps"] == ["register", "deploy", "notify"]
-    proc = subprocess.run([sys.executable, "-m", "jupyter_smstep.cli", "run", str(path), "-p", "threshold=1",
-                           "--runs-dir", str(tmp_path / "runs")], capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 1, proc.stderr
-    assert "rmse 3.5 is over 1.0" in proc.stderr and "is false" in proc.stderr
+    code = cli.main(["run", str(path), "-p", "threshold=1", "--runs-dir", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "rmse 3.5 is over 1.0" in err and "is false" in err
