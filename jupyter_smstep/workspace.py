@@ -324,9 +324,10 @@ class Workspace:
                                for n in missing])
         take = [n.name for n in graph.steps if n.name not in runs and n.name in remote.steps
                 and remote.steps[n.name].status == "Succeeded" and remote.steps[n.name].job_name]
-        if not changed_ok:
-            executions.refuse_changed(remote, executions.changed(
-                remote, content.step_keys(graph, self.namespace, self.root), take), "--changed-ok")
+        why = {} if changed_ok else executions.changed(remote, content.step_keys(graph, self.namespace, self.root),
+                                                       take)
+        executions.refuse_changed(remote, {n: w for n, w in why.items() if n in needed}, "--changed-ok")
+        take = [n for n in take if n not in why]  # a changed step the run does not need runs here, as it is now
         taken = {name: (executions.download(session, remote, name, root, folder / name), remote.label(name))
                  for name in take}
         ran_with = {k: v for k, v in remote.parameters.items() if k in graph.parameters}

@@ -25,9 +25,11 @@ CELLS = [
     "%%step preprocess\ndf = [x * 2 for x in range(10)]\nn = len(df)",
     "%%step train\nmodel = {'w': sum(df) * epochs + sum(WEIGHTS), 'n': n}",
     "%%step evaluate\nscore = model['w'] / model['n']",
+    "%%step report\nsummary = f'{n} rows'",  # a side branch: evaluate does not need it
 ]
 #: what one kernel computes top to bottom
-KERNEL = {"df": [x * 2 for x in range(10)], "n": 10, "model": {"w": 906, "n": 10}, "score": 90.6}
+KERNEL = {"df": [x * 2 for x in range(10)], "n": 10, "model": {"w": 906, "n": 10}, "score": 90.6,
+          "summary": "10 rows"}
 
 
 def config_cell(role: str) -> str:
@@ -177,7 +179,7 @@ def test_run_from_a_step_on_an_executions_upstream_results(kernel, executed, tmp
     assert run.succeeded and run.outputs("evaluate") == {"score": KERNEL["score"] + 1}
     assert {n: s.taken_from for n, s in run.steps.items()} == {
         "preprocess": f"step preprocess of execution {exec_id}", "train": f"step train of execution {exec_id}",
-        "evaluate": None}
+        "evaluate": None, "report": f"step report of execution {exec_id}"}
     assert run.steps["train"].attempts == 0 and run.steps["evaluate"].attempts == 1
     assert run.outputs("train") == {"model": KERNEL["model"]}
     table = Table()
@@ -199,7 +201,7 @@ def test_smstep_run_upstream_says_where_each_result_came_from(executed, monkeypa
     table = {line.split()[0]: line for line in captured.out.splitlines() if line.split()}
     assert "taken" in table["preprocess"] and f"(from step preprocess of execution {exec_id})" in table["preprocess"]
     assert "succeeded" in table["train"] and "succeeded" in table["evaluate"]
-    assert "1 taken from SageMaker, 2 succeeded" in captured.err
+    assert "2 taken from SageMaker, 2 succeeded" in captured.err
 
 
 def test_run_upstream_refuses_upstream_steps_the_notebook_now_builds_differently(kernel, executed, tmp_path):
@@ -211,6 +213,13 @@ def test_run_upstream_refuses_upstream_steps_the_notebook_now_builds_differently
     assert kernel.workspace.last_run.outputs("evaluate") == {"score": KERNEL["score"]}  # on the execution's model
     assert "--upstream needs --from STEP" in kernel.error("%pipeline run --upstream latest")
     assert "--changed-ok applies to --upstream only" in kernel.error("%pipeline run --from train --changed-ok")
+
+
+def test_run_upstream_runs_a_changed_step_it_does_not_need_here_instead_of_refusing(kernel, executed, tmp_path):
+    kernel.run("%%step report\nsummary = f'{n} rows, {len(df)} values'")  # not upstream of evaluate
+    run = kernel.workspace.run_local(from_step="evaluate", upstream="latest", runs_dir=tmp_path / "runs")
+    assert run.succeeded and run.steps["report"].taken_from is None and run.steps["report"].attempts == 1
+    assert run.outputs("report") == {"summary": "10 rows, 10 values"} and run.steps["train"].taken_from
 
 
 def test_run_upstream_refuses_an_execution_whose_needed_step_did_not_succeed(kernel, executed, tmp_path):
@@ -232,7 +241,7 @@ def test_verify_execution_says_the_service_computed_what_the_kernel_did(kernel, 
     kernel.run("%pipeline verify --execution latest")
     out = capsys.readouterr().out
     assert f"pipeline: SageMaker execution {arn.rsplit('/', 1)[-1]}" in out
-    assert "  = score" in out and "  = model" in out and "4 equal, 0 differ, 0 not comparable" in out
+    assert "  = score" in out and "  = model" in out and "5 equal, 0 differ, 0 not comparable" in out
 
 
 def test_verify_execution_shows_a_value_the_service_computed_differently(kernel, executed, moto_server, capsys):
@@ -256,7 +265,7 @@ def test_verify_execution_shows_a_value_the_service_computed_differently(kernel,
         for key, original in originals.items():
             s3.put_object(Bucket=bucket, Key=key, Body=original)
     report = json.loads(capsys.readouterr().out)
-    assert report["pipeline"] == "SageMaker execution" and report["differs"] == 1 and report["equal"] == 3
+    assert report["pipeline"] == "SageMaker execution" and report["differs"] == 1 and report["equal"] == 4
     assert report["steps"]["evaluate"]["score"]["verdict"] == "differs"
     assert "90.6" in json.dumps(report["steps"]["evaluate"]["score"])
     assert "-p does not apply with --execution" in kernel.error("%pipeline verify --execution latest -p epochs=3")
@@ -269,7 +278,7 @@ def test_smstep_verify_execution_runs_the_notebook_in_a_fresh_kernel(executed, m
     monkeypatch.setenv("AWS_ENDPOINT_URL", fake.url)
     assert cli.main(["verify", str(path), "--execution", arn]) == 0
     out = capsys.readouterr().out
-    assert "with the execution's parameters" in out and "4 equal, 0 differ, 0 not comparable" in out
+    assert "with the execution's parameters" in out and "5 equal, 0 differ, 0 not comparable" in out
 
 
 def test_pull_in_a_real_kernel(executed, monkeypatch, tmp_path):
@@ -302,7 +311,7 @@ def test_history_lists_the_executions_with_who_started_them_and_each_steps_bille
     assert row["execution_arn"] == arn and row["status"] == "Succeeded"
     assert row["started_by"] == "assumed-role/DataScientist/alice" and row["duration_s"] >= 0
     steps = row["steps"]
-    assert list(steps) == ["preprocess", "train", "evaluate"]
+    assert list(steps) == ["preprocess", "train", "evaluate", "report"]
     assert all(s["billable_s"] >= 1 and s["instance_type"] == "ml.m5.large" for s in steps.values())
     assert row["billable_s"] == sum(s["billable_s"] for s in steps.values())
     assert all(60 < s["estimated_billable_s"] < 120 for s in steps.values())  # measured + 60 s start-up
