@@ -153,6 +153,13 @@ def _parse_cron(inner: str) -> Expression:
         raise _bad(f"cron({inner}): exactly one of day-of-month ({dom}) and day-of-week ({dow}) must be ?",
                    fix="write ? in the one you do not use, e.g. cron(0 6 * * ? *) or cron(0 6 ? * MON *)")
     fields = tuple(_cron_field(name, text, inner) for name, text in zip(CRON_FIELDS, parts))
+    day, month = fields[2], fields[3]
+    months = range(1, 13) if month.any else sorted(month.values)
+    longest = {m: calendar.monthrange(2028, m)[1] for m in months}  # 2028: February has 29 days
+    if day.values and not (day.any or day.last) and all(d > longest[m] for d in day.values for m in months):
+        named = ", ".join(f"{calendar.month_name[m]} {min(day.values)}" for m in months[:3])
+        raise _bad(f"cron({inner}) never fires: no year has {named}",
+                   fix="pick a day every chosen month has (at most 28 for February), or L for the month's last day")
     return Expression("cron", f"cron({' '.join(parts)})", fields=fields, pieces=tuple(parts))
 
 

@@ -98,3 +98,18 @@ def test_names_and_dates():
 def test_a_rate_longer_than_any_schedule_waits_is_refused_not_an_overflow(rate):
     with pytest.raises(SmstepError, match="longer than any schedule can wait"):
         s.parse(rate=rate)
+
+
+@pytest.mark.parametrize("cron, named", [("cron(0 6 30 2 ? *)", "February 30"),
+                                         ("cron(0 6 31 4,6 ? *)", "April 31, June 31")])
+def test_a_cron_on_a_day_no_year_has_is_said_to_never_fire(cron, named):
+    with pytest.raises(SmstepError) as caught:
+        s.parse(cron=cron)
+    assert f"{cron} never fires: no year has {named}" in str(caught.value)
+    assert "at most 28 for February), or L for the month's last day" in str(caught.value)
+
+
+@pytest.mark.parametrize("cron", ["cron(0 6 29 2 ? *)", "cron(0 6 31 * ? *)", "cron(0 6 L 2 ? *)",
+                                  "cron(0 6 30 1-3 ? *)"])
+def test_a_day_some_chosen_month_has_fires(cron):
+    assert s.parse(cron=cron).next_times(dt.datetime(2026, 12, 3, tzinfo=dt.timezone.utc), n=1)

@@ -182,6 +182,8 @@ def test_usage_errors_exit_2(capsys):
     assert cli.main(["status"]) == 2
     assert cli.main(["stop", "arn", "extra"]) == 2
     assert "unexpected argument 'extra'" in capsys.readouterr().err
+    assert cli.main(["status", "not-an-arn"]) == 2  # said before anything reaches AWS (no region is needed)
+    assert "'not-an-arn' is not a pipeline execution ARN" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- headless builds are isolated
