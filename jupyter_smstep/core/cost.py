@@ -12,6 +12,7 @@ why. Pure.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,23 +117,56 @@ def estimate(measured: Mapping[str, Mapping[str, Any]], prices: Prices | None, w
     return Estimate(steps, prices, why_no_prices, unmeasured)
 
 
+class _Duplicate(ValueError):
+    def __init__(self, key: str, values: tuple[Any, Any]) -> None:
+        super().__init__(key)
+        self.key, self.values = key, values
+
+
+def _one_value_per_key(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out and out[key] != value:
+            raise _Duplicate(key, (out[key], value))
+        out[key] = value
+    return out
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def _price(value: Any) -> bool:
+    """A price per hour: a finite number of at least 0 that a float holds (not 10**400)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(float(value)) and value >= 0
+    except OverflowError:
+        return False
+
+
 def parse_prices_file(path: str | Path, region: str | None = None) -> Prices:
     """A prices file (:data:`PRICES_FORMAT`); every problem is an error naming the file and the fix."""
     path = Path(path)
     fix = f"write it as {PRICES_FORMAT}"
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(), object_pairs_hook=_one_value_per_key, parse_constant=_no_constant)
     except OSError as exc:
         raise SmstepError(f"cannot read the prices file {path}: {exc}", fix=fix) from None
+    except _Duplicate as exc:
+        raise SmstepError(f"the prices file {path} gives {exc.key!r} two values ({exc.values[0]!r} and "
+                          f"{exc.values[1]!r})", fix=f"keep one price for {exc.key!r}") from None
+    except RecursionError:
+        raise SmstepError(f"the prices file {path} is nested too deeply to be a prices file", fix=fix) from None
     except ValueError as exc:
         raise SmstepError(f"the prices file {path} is not JSON: {exc}", fix=fix) from None
     if not isinstance(data, dict) or not isinstance(data.get("hourly"), dict) or not data["hourly"]:
         raise SmstepError(f"the prices file {path} has no \"hourly\" object of instance types", fix=fix)
-    bad = [k for k, v in data["hourly"].items()
-           if not (isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0) or not k.startswith("ml.")]
+    bad = [k for k, v in data["hourly"].items() if not _price(v) or not k.startswith("ml.")]
     if bad:
         raise SmstepError(f"the prices file {path}: {', '.join(map(repr, bad))} is not an ml.* type with a "
-                          "price per hour of at least 0", fix=fix)
+                          "finite price per hour of at least 0", fix=fix)
     file_region = data.get("region")
     if region and file_region and file_region != region:
         raise SmstepError(f"the prices file {path} is for {file_region}, the pipeline runs in {region}",

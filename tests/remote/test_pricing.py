@@ -78,7 +78,12 @@ def test_a_prices_file_is_used_as_given_and_a_bad_one_is_an_error(measured, tmp_
     assert doc["total"] == pytest.approx(expected_total(result), rel=1e-3) and doc["prices_source"] == str(good)
     for text, message in [("{", "is not JSON"), ('{"hourly": {}}', 'has no "hourly" object'),
                           ('{"hourly": {"m5.large": 1}}', "is not an ml.* type"),
-                          ('{"hourly": {"ml.m5.large": -1}}', "price per hour of at least 0")]:
+                          ('{"hourly": {"ml.m5.large": -1}}', "price per hour of at least 0"),
+                          ('{"hourly": {"ml.m5.large": 1' + "0" * 400 + '}}', "finite price per hour"),
+                          ('{"hourly": {"ml.m5.large": Infinity}}', "Infinity is not a number JSON allows"),
+                          ('{"hourly": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
+                          ('{"hourly": {"ml.m5.large": 0.1, "ml.m5.large": 0.2}}',
+                           "gives 'ml.m5.large' two values (0.1 and 0.2)")]:
         good.write_text(text)
         assert message in shell.error(f"%pipeline cost --prices {good}")
     good.write_text(json.dumps({"hourly": {"ml.m5.large": 0.115}}))
