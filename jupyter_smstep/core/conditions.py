@@ -101,12 +101,19 @@ def parse(text: str) -> Cond:
     source = text.strip()
     if not source:
         raise ConditionError("--when is empty", fix='write a comparison, e.g. --when "accuracy >= 0.7"')
+    deep = ConditionError(f"--when nests its expression too deeply ({len(source)} characters)",
+                          fix="write the condition with fewer nested not/and/or/parentheses")
     try:
         tree = ast.parse(source, mode="eval")
     except SyntaxError as exc:
         raise ConditionError(f"--when {text!r} is not a Python expression ({exc.msg})",
                              fix='quote the whole expression: --when "evaluation[\'rmse\'] < 5"') from None
-    return _condition(tree.body, source)
+    except (RecursionError, MemoryError):
+        raise deep from None
+    try:
+        return _condition(tree.body, source)
+    except RecursionError:
+        raise deep from None
 
 
 def _condition(node: ast.expr, source: str) -> Cond:

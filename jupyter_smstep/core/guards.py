@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from collections.abc import Mapping
 
 from jupyter_smstep.core.model import Bindings, StepNode, candidate_outputs
+from jupyter_smstep.core.settings import SECRET_NAME
 from jupyter_smstep.core.registry import Cell, Registry
 from jupyter_smstep.errors import Report
 
@@ -80,6 +81,12 @@ def step_condition(cell: Cell, index: int, registry: Registry, namespace: Mappin
         message = None
         if spec.else_fail is not None:
             message = cond_mod.resolve_message(cond_mod.parse_message(spec.else_fail), lookup)
+            secrets = sorted({o.name for o in message.operands()
+                              if o.kind == "constant" and SECRET_NAME.search(o.name)})
+            if secrets:
+                report.warn(f"--else-fail writes the value of {', '.join(map(repr, secrets))} into the pipeline "
+                            "definition (its failure message), which anyone who can describe the pipeline can read",
+                            fix="leave secrets out of the message", step=spec.name, line=1)
     except cond_mod.ConditionError as exc:
         report.error(f"--when {spec.when!r}: {exc.message}" if not exc.message.startswith("--") else exc.message,
                      fix=exc.fix, step=spec.name, line=1)

@@ -376,6 +376,17 @@ def validate(step: str | None, settings: Mapping[str, Resolved], report: Report,
 #: SageMaker's documented limits for a training job that its service model cannot say (sdk.rules.LIMITS lists
 #: them with their pages; every other value is checked against the model itself, by sdk.rules).
 MAX_RUNTIME_SECONDS = 28 * 24 * 60 * 60  # StoppingCondition.MaxRuntimeInSeconds
+#: The SDK's ``SparkConfig`` fields (the same in v2 and v3): what ``--spark-config`` may hold.
+SPARK_CONFIG_FIELDS = ("submit_jars", "submit_py_files", "submit_files", "configuration", "spark_event_logs_uri")
+
+
+def did_you_mean_field(word: str, fields: tuple[str, ...]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(word, fields, n=1)
+    return f"did you mean {close[0]!r}?" if close else f"use one of: {', '.join(fields)}"
+
+
 #: A name that says its value is a secret (environment variables, captured values).
 SECRET_NAME = re.compile(r"token|secret|passw(or)?d|api_?key|credential|private_?key", re.IGNORECASE)
 MASK = "••••••"
@@ -430,12 +441,27 @@ def _validate_limits(step: str | None, settings: Mapping[str, Resolved], report:
                          fix=f"pass --max-wait-time-in-seconds {limit} or more")
     env = value("environment_variables")
     if isinstance(env, Mapping):
+        nul = [str(k).replace("\x00", "\\0") for k, v in env.items() if "\x00" in str(k) or "\x00" in str(v)]
+        if nul:
+            report.error(f"environment variable(s) {', '.join(nul)} hold a NUL byte, which no process environment "
+                         "can carry (the job would fail to start)", step=step, fix="remove the NUL character")
         secret = [str(k) for k, v in env.items() if SECRET_NAME.search(str(k)) and v]
         if secret:
             report.warn(f"environment variable(s) {', '.join(secret)} look like secrets: their values are written "
                         "into the pipeline definition, which anyone who can describe the pipeline can read",
                         step=step, fix="pass the name of a Secrets Manager secret or SSM parameter instead, and "
                         "read the value inside the step (the job's role needs access)")
+    spark = value("spark_config")
+    if isinstance(spark, Mapping):
+        unknown = sorted(str(k) for k in spark if k not in SPARK_CONFIG_FIELDS)
+        if unknown:
+            report.error(f"--spark-config has no field {', '.join(map(repr, unknown))} (SparkConfig's fields: "
+                         f"{', '.join(SPARK_CONFIG_FIELDS)})", step=step,
+                         fix=did_you_mean_field(unknown[0], SPARK_CONFIG_FIELDS))
+    elif spark is not None and not isinstance(spark, ParameterRef):
+        report.error(f"--spark-config is {type(spark).__name__}, not a JSON object of SparkConfig's fields",
+                     step=step, fix='e.g. --spark-config \'{"configuration": {"Classification": "spark-defaults", '
+                                    '"Properties": {}}}\'')
     tags = value("tags")
     if isinstance(tags, Mapping):
         for key in tags:

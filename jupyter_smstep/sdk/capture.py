@@ -45,7 +45,7 @@ def pickled_size(value: Any) -> tuple[int | None, str]:
 
 
 _SECRET_BYTES = re.compile(rb"\b(AKIA|ASIA)[A-Z0-9]{16}\b|AWS_SECRET_ACCESS_KEY|aws_secret_access_key|"
-                           rb"AWS_SESSION_TOKEN")
+                           rb"AWS_SESSION_TOKEN|\b[Bb]earer [A-Za-z0-9\-._~+/]{16,}=*")
 
 
 def never_captured(value: Any) -> str | None:
