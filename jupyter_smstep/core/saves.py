@@ -21,6 +21,12 @@ from jupyter_smstep.errors import BadValue
 FORMATS = ("parquet", "csv", "json", "npy", "joblib", "pkl", "txt")
 PLACEHOLDERS = ("execution_id", "pipeline", "step")
 BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+#: What S3's bucket naming rules forbid beyond the characters (docs: "General purpose bucket naming rules")
+_RESERVED_BUCKETS = (
+    (lambda b: bool(re.fullmatch(r"\d{1,3}(\.\d{1,3}){3}", b)), "formatted as an IP address"),
+    (lambda b: b.startswith(("xn--", "sthree-", "amzn-s3-demo-")), "a prefix S3 reserves"),
+    (lambda b: b.endswith(("-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3")), "a suffix S3 reserves"),
+)
 
 
 class SaveError(BadValue):
@@ -99,6 +105,13 @@ def _check_uri(uri: str, what: str, root: bool = False) -> None:
     if not BUCKET.match(bucket) or ".." in bucket:
         raise SaveError(f"{what}: {bucket!r} is not an S3 bucket name",
                         fix="use 3-63 lowercase letters, digits, dots and dashes")
+    reserved = next((why for test, why in _RESERVED_BUCKETS if test(bucket)), None)
+    if reserved:
+        raise SaveError(f"{what}: {bucket!r} is not an S3 bucket name ({reserved})",
+                        fix="use another bucket name (lowercase letters, digits, dashes)")
+    if any(part in (".", "..") for part in key.split("/")):
+        raise SaveError(f"{what}: the key has a '.' or '..' segment, which S3 keeps literally (not a folder move)",
+                        fix="write the key without . and .. segments")
     if not key or key.endswith("/"):
         raise SaveError(f"{what} names a folder, not an object", fix="end it with the object's name, e.g. "
                                                                      "/model.joblib")
