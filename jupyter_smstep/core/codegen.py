@@ -88,6 +88,9 @@ def function_source(node: StepNode, fname: str) -> str:
 
 #: The function each --save calls at the end of the step (its source: jupyter_smstep/sdk/saving.py)
 SAVE_FUNCTION = "_smstep_save"
+#: What a --save gets for a name the cell did not assign on the path it took (the save says so: sdk/saving.py
+#: holds the same text, as it must stay self-contained)
+UNASSIGNED = "<jupyter_smstep: not assigned>"
 #: What a final step's return goes through when the build could not see its values (core/plain.py)
 PLAIN_FUNCTION = "_smstep_plain"
 #: The preloader a step function carries (sdk.build): imports what its upstream results are made of.
@@ -96,7 +99,7 @@ PRELOAD_FUNCTION = "_smstep_preload"
 
 def epilogue(node: StepNode) -> list[str]:
     """The statements after the cell's code: each ``--save``, then the return."""
-    lines = [f"{SAVE_FUNCTION}({s.name!r}, {s.name}, {s.uri!r}, {s.format!r}"
+    lines = [f"{SAVE_FUNCTION}({s.name!r}, locals().get({s.name!r}, {UNASSIGNED!r}), {s.uri!r}, {s.format!r}"
              + (f", {EXECUTION_ARGS[0]})" if s.per_execution else ")") for s in node.saves]
     return lines + [return_statement(node)]
 

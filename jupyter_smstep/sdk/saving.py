@@ -21,6 +21,9 @@ import json
 import os
 import pickle
 
+#: what the step passes for a name it did not assign (core.codegen.UNASSIGNED: the same text)
+_UNASSIGNED = "<jupyter_smstep: not assigned>"
+
 
 def _json_problem(value, path="", depth=0):
     """Why ``value`` is not JSON as written (a NaN or Infinity; two keys JSON would make one), or None."""
@@ -55,6 +58,10 @@ def _json_problem(value, path="", depth=0):
 
 def _smstep_save(name, value, uri, suffix, execution_id=None):  # noqa: C901 - one dispatch over the formats
     """Write ``value`` to ``uri`` (``{execution_id}`` filled in) as ``suffix``; returns the URI written."""
+    if isinstance(value, str) and value == _UNASSIGNED:
+        raise NameError(f"--save {name}: the cell did not assign {name!r} on the path it took, so there is nothing "
+                        f"to save (fix: assign {name} on every path, e.g. {name} = None before the if, or drop "
+                        f"--save {name})")
     kind = f"{type(value).__module__}.{type(value).__qualname__}"
     is_frame = hasattr(value, "to_parquet") or hasattr(value, "write_parquet")
     if suffix is None:

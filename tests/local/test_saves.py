@@ -63,6 +63,20 @@ def test_a_suffix_the_value_does_not_fit_fails_the_step_naming_both(shell, tmp_p
     assert "--save rows: rows is a builtins.list, which .npy cannot hold (a numpy array)" in error
 
 
+def test_a_save_the_cell_did_not_assign_on_its_path_says_so_with_the_fix(shell, tmp_path):
+    from jupyter_smstep.core import codegen
+    from jupyter_smstep.sdk import saving
+
+    assert saving._UNASSIGNED == codegen.UNASSIGNED  # the step passes what the save recognises
+    shell.notebook("unassigned", ["FLAG = False", "%%step make --save x=s3://smstep-results/x.json --defer\n"
+                                                  "if FLAG:\n    x = 1\ny = 2"])
+    result, _ = shell.run_local(tmp_path / "runs")
+    error = result.steps["make"].error
+    assert not result.succeeded and "UnboundLocalError" not in error
+    assert ("NameError: --save x: the cell did not assign 'x' on the path it took, so there is nothing to save "
+            "(fix: assign x on every path, e.g. x = None before the if, or drop --save x)") in error
+
+
 def test_graph_json_and_the_export_show_the_saves(notebook, tmp_path):
     doc = {s["name"]: s for s in notebook.graph().to_json()["steps"]}
     assert doc["prepare"]["saves"][0] == {"name": "frame", "uri": "s3://smstep-results/saver/prepare/frame.parquet",
@@ -72,8 +86,8 @@ def test_graph_json_and_the_export_show_the_saves(notebook, tmp_path):
     notebook.run(f"%pipeline export {path}")
     text = path.read_text()
     assert "def _smstep_save(name, value, uri, suffix, execution_id=None):" in text
-    assert ("_smstep_save('weights', weights, 's3://smstep-results/{execution_id}/weights.npy', 'npy', "
-            "_smstep_execution_id)") in text
+    assert ("_smstep_save('weights', locals().get('weights', '<jupyter_smstep: not assigned>'), "
+            "'s3://smstep-results/{execution_id}/weights.npy', 'npy', _smstep_execution_id)") in text
     runpy.run_path(str(path), run_name="exported-module")  # it builds (no definition asked)
 
 
