@@ -148,6 +148,9 @@ def aws_error(exc: BaseException, doing: str, *, denied_fix: str | None = None,
     text = str(exc)
     if code:
         message = ((getattr(exc, "response", {}) or {}).get("Error") or {}).get("Message") or text
+        if "<html" in message.lower() or "<!doctype" in message.lower():  # a proxy's or a server's error page
+            status = ((getattr(exc, "response", {}) or {}).get("ResponseMetadata") or {}).get("HTTPStatusCode")
+            message = f"the endpoint answered with an HTML page{f' (HTTP {status})' if status else ''}"
         detail = f"{code}: {message}"
     else:
         detail = f"{name}: {text}"
@@ -167,6 +170,11 @@ def aws_error(exc: BaseException, doing: str, *, denied_fix: str | None = None,
     if code in THROTTLING:
         return ServiceError(f"{doing} failed: AWS is throttling requests ({detail})",
                             fix="wait a little and try again, or ask for a higher quota")
+    if code == "NoSuchBucket":
+        bucket = ((getattr(exc, "response", {}) or {}).get("Error") or {}).get("BucketName") or "the bucket"
+        return SmstepError(f"{doing} failed: the S3 bucket {bucket} does not exist",
+                           fix=not_found_fix or f"create it (aws s3 mb s3://{bucket}), or set S3RootUri in "
+                           "config.yaml to a bucket you have")
     if code in _BAD_REQUEST:
         return SmstepError(f"{doing} failed: {detail}", fix=not_found_fix or "check the names, ARN and region given")
     if name == "RoleValidationError":  # SDK v3 checks the role before it creates anything

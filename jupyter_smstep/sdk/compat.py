@@ -227,3 +227,7 @@ def _quiet_sdk_loggers() -> None:
     for name in ("sagemaker.config", "sagemaker.remote_function", "sagemaker.core.remote_function",
                  "sagemaker.workflow.utilities", "sagemaker.core.workflow.utilities"):
         logging.getLogger(name).setLevel(logging.ERROR if name.endswith("utilities") else logging.WARNING)
+    # The SDK's usage telemetry logs its own failures (offline: "Request exception: HTTPSConnectionPool ..."
+    # at ERROR, with a traceback) into the user's output; they say nothing about the user's pipeline.
+    for name in ("sagemaker.telemetry", "sagemaker.core.telemetry"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)

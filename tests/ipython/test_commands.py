@@ -252,6 +252,39 @@ def test_aws_errors_are_said_by_cause(exc, kind, says):
     assert error.problems[0].fix
 
 
+def test_a_missing_bucket_is_named_with_the_fix(aws):
+    from jupyter_smstep.errors import aws_error
+
+    try:
+        aws.client("s3").get_object(Bucket="no-such-bucket-here", Key="x")
+    except Exception as exc:  # noqa: BLE001 - botocore's own ClientError, from moto
+        error = aws_error(exc, "reading the results")
+    assert "reading the results failed: the S3 bucket no-such-bucket-here does not exist" in str(error)
+    assert "aws s3 mb s3://no-such-bucket-here" in error.problems[0].fix
+
+
+def test_an_html_error_page_is_not_printed(aws):
+    from botocore.exceptions import ClientError
+
+    from jupyter_smstep.errors import aws_error
+
+    page = "<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1>" + "x" * 2000 + "</body></html>"
+    exc = ClientError({"Error": {"Code": "502", "Message": page}, "ResponseMetadata": {"HTTPStatusCode": 502}},
+                      "DescribePipeline")
+    text = str(aws_error(exc, "describing the pipeline"))
+    assert "the endpoint answered with an HTML page (HTTP 502)" in text and "<html" not in text
+
+
+def test_the_sdks_telemetry_failures_stay_out_of_the_users_output():
+    import logging
+
+    from jupyter_smstep.sdk import compat
+
+    compat.load()
+    for name in ("sagemaker.telemetry", "sagemaker.core.telemetry"):
+        assert not logging.getLogger(f"{name}.telemetry_logging").isEnabledFor(logging.ERROR)
+
+
 # --------------------------------------------------------------------------- headless = live, whatever the layout
 def write_notebook(tmp_path: Path, cells: list[str], ids: bool = True) -> Path:
     nb = nbformat.v4.new_notebook()
