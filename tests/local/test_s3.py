@@ -303,6 +303,25 @@ def test_a_key_and_the_same_key_with_a_slash_are_not_one_file(local):
     assert local.get_object(Bucket=local.bucket, Key="alias")["Body"].read() == b"the object"
 
 
+def test_a_key_under_an_object_is_refused_with_s3s_kind_of_answer_not_a_500(local):
+    put(local, "x", b"the object")
+    with pytest.raises(ClientError) as info:
+        put(local, "x/y", b"under it")
+    message = info.value.response["Error"]["Message"]
+    assert code(info) == "InvalidArgument" and info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert "'x' is already an object, so 'x/y' cannot be stored under it" in message and "/tmp" not in message
+    assert local.get_object(Bucket=local.bucket, Key="x")["Body"].read() == b"the object"
+
+
+@pytest.mark.parametrize("key, says", [("a/" + "k" * 300, "a key segment over 200 bytes"),
+                                       ("k/" * 520, "Your key is too long")])
+def test_a_key_too_long_is_s3s_key_too_long_error_without_the_machines_path(local, key, says):
+    with pytest.raises(ClientError) as info:
+        put(local, key)
+    assert code(info) == "KeyTooLongError" and info.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert says in info.value.response["Error"]["Message"] and "/tmp" not in str(info.value.response)
+
+
 def test_keys_that_look_like_a_file_being_written_are_refused(local):
     with pytest.raises(ClientError) as info:
         put(local, "x.1234abcd.smstep-partial")

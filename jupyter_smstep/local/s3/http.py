@@ -118,7 +118,9 @@ class Handler(BaseHTTPRequestHandler):
         except Exception as exc:  # noqa: BLE001 - report, keep serving
             _log.debug("local S3 failed on %s %s", method, self.path, exc_info=True)
             self.close_connection = True  # where the request's body stopped is not known
-            self._error(S3Error(500, "InternalError", f"{type(exc).__name__}: {exc}"))
+            # the cause by kind only: an OSError's text names this machine's folders
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+            self._error(S3Error(500, "InternalError", f"the local S3 could not serve the request ({why})"))
 
     def _bucket_operation(self, method: str, bucket: str) -> None:
         store, q = self.server.store, self.query

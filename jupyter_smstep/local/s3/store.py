@@ -58,6 +58,12 @@ def check_bucket(name: str) -> str:
     return name
 
 
+#: S3's own limit on a key (UTF-8 bytes), and the longest key segment the store can make a file of (a file
+#: name is at most 255 bytes; the partial file being written adds its suffix)
+MAX_KEY_BYTES = 1024
+MAX_SEGMENT_BYTES = 200
+
+
 def object_path(root: Path, bucket: str, key: str) -> Path:
     """The file of ``bucket/key``; a key a file system cannot hold is an ``InvalidArgument``.
 
@@ -66,9 +72,15 @@ def object_path(root: Path, bucket: str, key: str) -> Path:
     """
     check_bucket(bucket)
     parts = key.split("/")
+    if len(key.encode()) > MAX_KEY_BYTES:
+        raise S3Error(400, "KeyTooLongError", "Your key is too long", Key=key[:100] + "...")
     if (not key or "\0" in key or key.endswith(PARTIAL)
             or any(p in ("", ".", "..") for p in parts)):
         raise S3Error(400, "InvalidArgument", f"the local S3 cannot store the key {key!r}", Key=key)
+    if any(len(p.encode()) > MAX_SEGMENT_BYTES for p in parts):
+        raise S3Error(400, "KeyTooLongError", f"the local S3 keeps each object as a file, and a key segment over "
+                      f"{MAX_SEGMENT_BYTES} bytes cannot name one (S3 itself takes keys up to {MAX_KEY_BYTES} bytes)",
+                      Key=key[:100] + "...")
     return root.joinpath(bucket, *parts)
 
 
@@ -166,6 +178,13 @@ class Store:
         if path.is_dir():
             raise S3Error(400, "InvalidArgument",
                           f"the local S3 stores objects as files and '{key}' is already a folder of keys", Key=key)
+        parts = key.split("/")
+        for n in range(1, len(parts)):
+            if object_path(self.root, bucket, "/".join(parts[:n])).is_file():
+                prefix = "/".join(parts[:n])
+                raise S3Error(400, "InvalidArgument", f"the local S3 stores objects as files and '{prefix}' is "
+                              f"already an object, so '{key}' cannot be stored under it (S3 itself takes both)",
+                              Key=key)
         _size, etag = write_atomically(path, body)
         meta = Meta(etag, content_type or "binary/octet-stream", user)
         self.remember(bucket, key, meta)
