@@ -133,6 +133,36 @@ def test_multipart_upload_complete_and_abort(s3):
     assert "n" not in [o["Key"] for o in s3.list_objects_v2(Bucket=s3.bucket).get("Contents", [])]
 
 
+def refused_completion(s3, case: str) -> str:
+    """Start an upload of two parts, complete it the way ``case`` says S3 refuses; the error code."""
+    upload = s3.create_multipart_upload(Bucket=s3.bucket, Key="m")["UploadId"]
+    first = b"a" * (10 if case == "small" else 5 * MiB)
+    parts = [{"PartNumber": n, "ETag": s3.upload_part(Bucket=s3.bucket, Key="m", UploadId=upload, PartNumber=n,
+                                                      Body=body)["ETag"]}
+             for n, body in ((1, first), (2, b"b" * 10))]
+    if case == "etag":
+        parts[1]["ETag"] = '"0123456789abcdef0123456789abcdef"'
+    if case == "order":
+        parts.reverse()
+    with pytest.raises(ClientError) as info:
+        s3.complete_multipart_upload(Bucket=s3.bucket, Key="other" if case == "key" else "m", UploadId=upload,
+                                     MultipartUpload={"Parts": parts})
+    assert [o["Key"] for o in s3.list_objects_v2(Bucket=s3.bucket).get("Contents", [])] == []  # nothing stored
+    return code(info)
+
+
+@pytest.mark.parametrize("case, expected", [("small", "EntityTooSmall"), ("etag", "InvalidPart")])
+def test_a_multipart_upload_s3_would_refuse_is_refused(s3, case, expected):
+    """As S3 and moto refuse them: a part but the last under 5 MiB, a part's wrong ETag."""
+    assert refused_completion(s3, case) == expected
+
+
+@pytest.mark.parametrize("case, expected", [("order", "InvalidPartOrder"), ("key", "NoSuchUpload")])
+def test_parts_out_of_order_or_another_key_are_refused_as_s3_documents(local, case, expected):
+    """S3's documented answers (moto 5.2 accepts both, so only the local endpoint is held to them)."""
+    assert refused_completion(local, case) == expected
+
+
 KEYS = ["a/1", "a/2", "a/b/3", "b/1", "c", "d e/ü+x", "z/1", "z/2"]
 
 

@@ -226,8 +226,14 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, headers={"ETag": etag, "Content-Length": "0"})
         if method == "POST":
             document = _parse_xml(self._body())
-            numbers = [int(e.text or 0) for e in document.iter() if e.tag.rsplit("}", 1)[-1] == "PartNumber"]
-            meta = store.complete_upload(bucket, key, upload_id, numbers)
+            parts = []
+            for part in (e for e in document.iter() if e.tag.rsplit("}", 1)[-1] == "Part"):
+                fields = {child.tag.rsplit("}", 1)[-1]: (child.text or "") for child in part}
+                try:
+                    parts.append((int(fields.get("PartNumber", "0")), fields.get("ETag", "")))
+                except ValueError:
+                    raise S3Error(400, "MalformedXML", "The XML you provided was not well-formed") from None
+            meta = store.complete_upload(bucket, key, upload_id, parts)
             return self._xml(200, f'<CompleteMultipartUploadResult xmlns="{NS}"><Location>/{escape(bucket)}/'
                                   f"{escape(key)}</Location><Bucket>{escape(bucket)}</Bucket><Key>{escape(key)}</Key>"
                                   f"<ETag>{escape(meta.etag)}</ETag></CompleteMultipartUploadResult>")

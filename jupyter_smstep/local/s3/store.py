@@ -58,6 +58,8 @@ def check_bucket(name: str) -> str:
     return name
 
 
+#: S3's smallest part but the last of a multipart upload
+MIN_PART_BYTES = 5 * 1024 * 1024
 #: S3's own limit on a key (UTF-8 bytes), and the longest key segment the store can make a file of (a file
 #: name is at most 255 bytes; the partial file being written adds its suffix)
 MAX_KEY_BYTES = 1024
@@ -296,6 +298,7 @@ class Store:
         folder = self.upload_dir(upload_id, exists=False)
         folder.mkdir(parents=True)
         (folder / "content-type").write_text(content_type or "binary/octet-stream")
+        (folder / "key").write_text(f"{bucket}/{key}")
         return upload_id
 
     def upload_part(self, upload_id: str, number: int, body: BodyWriter) -> str:
@@ -304,21 +307,37 @@ class Store:
             raise S3Error(400, "InvalidArgument", "Part number must be an integer between 1 and 10000")
         # boto3 does not check part ETags; skipping the MD5 keeps a core free for the step
         _size, etag = write_atomically(folder / f"{number:05d}", body, want_md5=False)
+        (folder / f"{number:05d}.etag").write_text(etag)
         return etag
 
-    def complete_upload(self, bucket: str, key: str, upload_id: str, numbers: list[int]) -> Meta:
+    def complete_upload(self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]) -> Meta:
+        """Join the parts as S3 does, refusing what S3 refuses: another key than the upload's, parts out of
+        order, a part not uploaded or with another ETag, a part but the last under 5 MiB."""
         folder = self.upload_dir(upload_id)
+        started = folder / "key"
+        if started.is_file() and started.read_text() != f"{bucket}/{key}":
+            raise S3Error(404, "NoSuchUpload", "The specified upload does not exist. The upload ID may be invalid, "
+                          "or the upload may have been aborted or completed.", UploadId=upload_id)
+        numbers = [number for number, _ in parts]
+        if not numbers or any(a >= b for a, b in zip(numbers, numbers[1:])):
+            raise S3Error(400, "InvalidPartOrder", "The list of parts was not in ascending order. The parts list "
+                          "must be specified in order by part number.", UploadId=upload_id)
+        for index, (number, etag) in enumerate(parts):
+            part = folder / f"{number:05d}"
+            stored = folder / f"{number:05d}.etag"
+            if not part.is_file() or (stored.is_file() and stored.read_text().strip('"') != etag.strip('"')):
+                raise S3Error(400, "InvalidPart", "One or more of the specified parts could not be found. The part "
+                              "may not have been uploaded, or the specified entity tag may not match the part's "
+                              "entity tag.", PartNumber=str(number), ETag=etag)
+            if index < len(parts) - 1 and part.stat().st_size < MIN_PART_BYTES:
+                raise S3Error(400, "EntityTooSmall", "Your proposed upload is smaller than the minimum allowed "
+                              "object size.", PartNumber=str(number), MinSizeAllowed=str(MIN_PART_BYTES))
         path = object_path(self.root, bucket, key)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + f".{upload_id[:8]}{PARTIAL}")
         with open(partial, "wb") as out:
-            for number in sorted(numbers):
-                part = folder / f"{number:05d}"
-                if not part.is_file():
-                    out.close()
-                    partial.unlink(missing_ok=True)
-                    raise S3Error(400, "InvalidPart", f"part {number} was not uploaded")
-                with open(part, "rb") as src:
+            for number in numbers:
+                with open(folder / f"{number:05d}", "rb") as src:
                     append_file(src, out)
         os.replace(partial, path)
         content_type = (folder / "content-type").read_text()
