@@ -352,6 +352,35 @@ def test_a_key_too_long_is_s3s_key_too_long_error_without_the_machines_path(loca
     assert says in info.value.response["Error"]["Message"] and "/tmp" not in str(info.value.response)
 
 
+def test_under_concurrent_overwrites_every_get_has_the_etag_of_its_own_bytes(local):
+    import hashlib
+    import threading
+
+    bodies = [bytes([n]) * (1000 + n) for n in range(8)]
+    put(local, "hot", bodies[0])
+    stop = threading.Event()
+
+    def overwrite():
+        n = 0
+        while not stop.is_set():
+            put(local, "hot", bodies[n % len(bodies)])
+            n += 1
+
+    writers = [threading.Thread(target=overwrite) for _ in range(3)]
+    for writer in writers:
+        writer.start()
+    try:
+        wrong = 0
+        for _ in range(150):
+            got = local.get_object(Bucket=local.bucket, Key="hot")
+            wrong += got["ETag"].strip('"') != hashlib.md5(got["Body"].read()).hexdigest()
+    finally:
+        stop.set()
+        for writer in writers:
+            writer.join()
+    assert wrong == 0
+
+
 def test_keys_that_look_like_a_file_being_written_are_refused(local):
     with pytest.raises(ClientError) as info:
         put(local, "x.1234abcd.smstep-partial")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import email.utils
 import hashlib
 import logging
+import os
 import re
 import socket
 import time
@@ -38,6 +39,7 @@ from jupyter_smstep.local.s3.store import (
     decode_token,
     encode_token,
     iso,
+    no_such_key,
 )
 
 NS = "http://s3.amazonaws.com/doc/2006-03-01/"
@@ -243,40 +245,45 @@ class Handler(BaseHTTPRequestHandler):
         raise S3Error(405, "MethodNotAllowed", "The specified method is not allowed against this resource")
 
     def _get(self, bucket: str, key: str, head: bool) -> None:
-        path, meta = self.server.store.get(bucket, key)
-        stat = path.stat()
-        size = stat.st_size
-        headers = {
-            "ETag": meta.etag,
-            "Last-Modified": email.utils.formatdate(stat.st_mtime, usegmt=True),
-            "Content-Type": meta.content_type,
-            "Accept-Ranges": "bytes",
-            **meta.user,
-        }
-        start, end, status = 0, size - 1, 200
-        requested = self.headers.get("Range")
-        if requested and not head:
-            start, end = _byte_range(requested, size)
-            status = 206
-            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-        length = end - start + 1 if size else 0
-        headers["Content-Length"] = str(length)
-        self._drain_body()
-        self.send_response(status)
-        for name, value in headers.items():
-            self.send_header(name, value)
-        if head or length == 0:
-            self.end_headers()
-            return
-        if length <= CHUNK:  # one write for headers and body: small objects are most requests
-            with open(path, "rb") as f:
+        store = self.server.store
+        path, meta = store.get(bucket, key)
+        try:
+            f = open(path, "rb")  # one version of the object, whatever overwrites come: its ETag and its bytes
+        except (FileNotFoundError, IsADirectoryError):
+            raise no_such_key(key, bucket) from None
+        with f:
+            meta = store.consistent(meta, f)
+            stat = os.fstat(f.fileno())
+            size = stat.st_size
+            headers = {
+                "ETag": meta.etag,
+                "Last-Modified": email.utils.formatdate(stat.st_mtime, usegmt=True),
+                "Content-Type": meta.content_type,
+                "Accept-Ranges": "bytes",
+                **meta.user,
+            }
+            start, end, status = 0, size - 1, 200
+            requested = self.headers.get("Range")
+            if requested and not head:
+                start, end = _byte_range(requested, size)
+                status = 206
+                headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+            length = end - start + 1 if size else 0
+            headers["Content-Length"] = str(length)
+            self._drain_body()
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            if head or length == 0:
+                self.end_headers()
+                return
+            if length <= CHUNK:  # one write for headers and body: small objects are most requests
                 f.seek(start)
                 data = f.read(length)
-            self._headers_buffer.append(b"\r\n" + data)  # type: ignore[attr-defined]
-            self.flush_headers()
-            return
-        self.end_headers()
-        with open(path, "rb") as f:
+                self._headers_buffer.append(b"\r\n" + data)  # type: ignore[attr-defined]
+                self.flush_headers()
+                return
+            self.end_headers()
             try:
                 self.connection.sendfile(f, start, length)
             except (AttributeError, OSError):  # no sendfile: copy in chunks

@@ -95,6 +95,13 @@ class Meta:
     etag: str
     content_type: str = "binary/octet-stream"
     user: dict[str, str] = field(default_factory=dict)  # x-amz-meta-* headers, as sent
+    #: the file this ETag is of (inode, mtime, size): a reader holding another version of the file (an
+    #: overwrite raced it) gets that version's own ETag (:meth:`Store.consistent`), never another's
+    version: tuple[int, int, int] | None = None
+
+
+def identity(stat: os.stat_result) -> tuple[int, int, int]:
+    return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
 
 @dataclass(frozen=True)
@@ -187,10 +194,24 @@ class Store:
                 raise S3Error(400, "InvalidArgument", f"the local S3 stores objects as files and '{prefix}' is "
                               f"already an object, so '{key}' cannot be stored under it (S3 itself takes both)",
                               Key=key)
-        _size, etag = write_atomically(path, body)
-        meta = Meta(etag, content_type or "binary/octet-stream", user)
+        _size, etag, version = write_atomically(path, body)
+        meta = Meta(etag, content_type or "binary/octet-stream", user, version)
         self.remember(bucket, key, meta)
         return meta
+
+    def consistent(self, meta: Meta, f: Any) -> Meta:
+        """``meta`` for the version of the object open as ``f``: when an overwrite replaced the file between the
+        metadata and the open, the ETag of the bytes ``f`` holds (their MD5, up to the MD5 limit)."""
+        stat = os.fstat(f.fileno())
+        if meta.version is None or meta.version == identity(stat):
+            return meta
+        if stat.st_size > MD5_LIMIT:
+            return Meta(f'"{stat.st_size:x}{stat.st_mtime_ns:x}"', meta.content_type, meta.user, identity(stat))
+        digest = hashlib.md5()
+        for chunk in iter(lambda: f.read(CHUNK), b""):
+            digest.update(chunk)
+        f.seek(0)
+        return Meta(f'"{digest.hexdigest()}"', meta.content_type, meta.user, identity(stat))
 
     def get(self, bucket: str, key: str) -> tuple[Path, Meta]:
         """The file and metadata of an existing object; ``NoSuchKey`` otherwise."""
@@ -205,7 +226,10 @@ class Store:
         self.bucket_dir(bucket)
         path = object_path(self.root, bucket, key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(source, path)
+        partial = path.with_name(path.name + f".{uuid.uuid4().hex[:8]}{PARTIAL}")
+        shutil.copyfile(source, partial)
+        meta = Meta(meta.etag, meta.content_type, meta.user, identity(os.stat(partial)))
+        os.replace(partial, path)
         self.remember(bucket, key, meta)
         return meta
 
@@ -306,7 +330,7 @@ class Store:
         if not 1 <= number <= 10000:
             raise S3Error(400, "InvalidArgument", "Part number must be an integer between 1 and 10000")
         # boto3 does not check part ETags; skipping the MD5 keeps a core free for the step
-        _size, etag = write_atomically(folder / f"{number:05d}", body, want_md5=False)
+        _size, etag, _version = write_atomically(folder / f"{number:05d}", body, want_md5=False)
         (folder / f"{number:05d}.etag").write_text(etag)
         return etag
 
@@ -339,10 +363,11 @@ class Store:
             for number in numbers:
                 with open(folder / f"{number:05d}", "rb") as src:
                     append_file(src, out)
+        version = identity(os.stat(partial))
         os.replace(partial, path)
         content_type = (folder / "content-type").read_text()
         shutil.rmtree(folder, ignore_errors=True)
-        meta = Meta(f'"{uuid.uuid4().hex}-{len(numbers)}"', content_type)
+        meta = Meta(f'"{uuid.uuid4().hex}-{len(numbers)}"', content_type, version=version)
         self.remember(bucket, key, meta)
         return meta
 
@@ -365,8 +390,9 @@ class BodyWriter:
         self.verify = verify  # raises if the body is not what was signed; called before it is stored
 
 
-def write_atomically(dest: Path, body: BodyWriter, want_md5: bool = True) -> tuple[int, str]:
-    """Stream the body into ``dest`` (into a partial file, then renamed). Returns (size, ETag)."""
+def write_atomically(dest: Path, body: BodyWriter, want_md5: bool = True) -> tuple[int, str, tuple[int, int, int]]:
+    """Stream the body into ``dest`` (into a partial file, then renamed). Returns (size, ETag, the file's
+    :func:`identity`)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     partial = dest.with_name(dest.name + f".{uuid.uuid4().hex[:8]}{PARTIAL}")
     length = body.length
@@ -395,12 +421,13 @@ def write_atomically(dest: Path, body: BodyWriter, want_md5: bool = True) -> tup
                             md5.update(data)
         if body.verify is not None:
             body.verify()
+        version = identity(os.stat(partial))  # the same file once renamed: its inode and times stay
         os.replace(partial, dest)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
     etag = md5.hexdigest() if md5 is not None else hashlib.md5(f"{dest}:{size}:{time.time()}".encode()).hexdigest()
-    return size, f'"{etag}"'
+    return size, f'"{etag}"', version
 
 
 def append_file(src: BinaryIO, dst: BinaryIO) -> None:
