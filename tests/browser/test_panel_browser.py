@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+import time
 
 import pytest
 
@@ -23,7 +24,7 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 expect, PlaywrightTimeout = playwright_api.expect, playwright_api.TimeoutError
 
 IMAGE = "111122223333.dkr.ecr.us-east-1.amazonaws.com/smstep-test:1"
-STEPS = ["load", "features", "stats", "train", "report"]
+STEPS = ["load", "features", "stats", "train", "report", "rest"]
 EDGES = {("load", "features"): "rows", ("load", "stats"): "rows", ("features", "train"): "feats",
          ("stats", "train"): "mean", ("train", "report"): "model"}
 
@@ -54,13 +55,14 @@ def cells(fake_url: str, role: str) -> list:
         setup,
         "%load_ext jupyter_smstep",
         f"%pipeline config --name panel-demo --role {role} --instance-type ml.m5.large --image-uri {IMAGE}",
-        "%pipeline param epochs=3",
+        "%pipeline param epochs=3 nap=0",
         "SCALE = 2.0\ndef normalise(xs):\n    top = max(xs)\n    return [x / top for x in xs]",
         "%%step load\nrows = [float(i) for i in range(20)]",
         "%%step features --instance-type ml.c5.xlarge\nfeats = normalise(rows)",
         "%%step stats\nmean = sum(rows) / len(rows)",
         "%%step train --instance-type ml.m5.2xlarge\nmodel = [f * SCALE * epochs - mean for f in feats]",
         "%%step report\nsummary = {'n': len(model), 'max': max(model)}",
+        "%%step rest\nimport time\ntime.sleep(nap)  # long only when the test wants a run to stop\nrested = nap",
         "%pipeline show",
     ]
 
@@ -176,5 +178,26 @@ def test_panel_in_jupyterlab(lab, notebook_name, aws):
     wait_states(page, "succeeded", timeout=30_000)
     assert fake.ops("RetryPipelineExecution")
     lab.screenshot("panel-retried", panel)
+
+    # ---- History: the pipeline's executions (two submits; the retry is the second one again)
+    button(panel, "History").click()
+    expect(panel.locator(".smstep-history tr[data-execution]")).to_have_count(2, timeout=60_000)
+    assert "assumed-role/DataScientist/alice" in panel.locator(".smstep-history").inner_text()
+
+    # ---- Stop a local run while a step runs: it stops within seconds, the step marked stopped
+    nap = panel.locator(".smstep-param-nap input")
+    nap.fill("120")
+    nap.press("Tab")
+    button(panel, "Run locally").click()
+    page.wait_for_function("() => document.querySelector(\".smstep-panel g.smstep-node[data-step='rest']\")"
+                           "?.dataset.state === 'running'", timeout=240_000)
+    stop = button(panel, "Stop")
+    assert stop.is_enabled()
+    clicked = time.monotonic()
+    stop.click()
+    expect(panel.locator(".smstep-status")).to_contain_text("local run stopped", timeout=30_000)
+    assert time.monotonic() - clicked < 30  # not the step's 120 s
+    assert graph.locator("g.smstep-node[data-step='rest']").get_attribute("data-state") == "stopped"
+    lab.screenshot("panel-stopped", panel)
     errors = [m for m in page.console_messages if m.startswith("pageerror")]
     assert not errors, errors
