@@ -300,12 +300,16 @@ class JobZygote:
                                      stdout=subprocess.PIPE, text=True, env={**os.environ, **DUMMY_ENV})
 
     def start(self, argv: list[str], env: dict[str, str], cwd: str) -> ZygoteJob:
-        self.lock.acquire()  # released when the job ends (ZygoteJob.wait)
+        self.lock.acquire()  # released when the job ends (ZygoteJob.wait), or here if it cannot start
         out = f"{cwd}/.job-output"
-        assert self.proc.stdin is not None and self.proc.stdout is not None
-        self.proc.stdin.write(json.dumps({"argv": argv, "env": env, "cwd": cwd, "out": out}) + "\n")
-        self.proc.stdin.flush()
-        return ZygoteJob(self, json.loads(self.proc.stdout.readline())["pid"], out)
+        try:
+            assert self.proc.stdin is not None and self.proc.stdout is not None
+            self.proc.stdin.write(json.dumps({"argv": argv, "env": env, "cwd": cwd, "out": out}) + "\n")
+            self.proc.stdin.flush()
+            return ZygoteJob(self, json.loads(self.proc.stdout.readline())["pid"], out)
+        except BaseException:
+            self.lock.release()
+            raise
 
     def close(self) -> None:
         if self.proc.poll() is None:
