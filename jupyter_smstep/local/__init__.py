@@ -1,10 +1,12 @@
 """The local runner: a pipeline's definition executed on this machine as SageMaker would.
 
 ``runner`` (build against the embedded S3, run, record) drives ``definition``
-(read the JSON like the service), ``execution`` (the scheduler), ``worker`` +
-``worker_entry`` (the warm forking worker), ``environment`` (declared vs
-installed requirements), ``results`` (the run folder), ``cache`` (earlier runs'
-results by step key) and ``s3`` (the endpoint).
+(read the JSON like the service), ``scheduler`` (the service's scheduler: ready steps, cache reuse, results
+taken from a SageMaker execution, retries, limits), ``container`` (what a step's container gets), ``retries``,
+``diagnostics`` (failures in the user's terms), ``worker`` + ``worker_entry`` (the warm forking worker),
+``recorder`` + ``reads`` (what a step read, and whether it still holds), ``environment`` (declared vs installed
+requirements), ``results`` (the run folder), ``cache`` (earlier runs' results by step key) and ``s3`` (the
+endpoint).
 """
 
 from jupyter_smstep.local.cache import StepCache

@@ -21,7 +21,7 @@ short and well understood:
    is an isotonic regression, solved exactly in O(n) with pool-adjacent-violators;
    alternating down/up sweeps straighten chains and centre parents over children.
 
-Pure Python, no dependencies; the SVG drawing lives in :mod:`dag_svg`.
+Pure Python, no dependencies; the SVG drawing lives in :mod:`jupyter_smstep.panel.svg`.
 """
 
 from __future__ import annotations
