@@ -358,20 +358,10 @@ class Execution:
         except (OSError, KeyError, ValueError, SmstepError) as exc:
             self._warn(st, f"could not reuse the result of run {found.run_id} ({exc}); running the step")
             return False
-        now = time.time()
-        result = st.result
-        result.state = "succeeded"
-        result.started = result.ended = now
-        result.duration = 0.0
-        result.output_uri = output_uri
-        result.payload_sha256 = self._payload_hash(output_uri)
-        result.cached_from = found.run_id
-        result.reads = reads_mod.summary(found.reads, self.root)
-        st.properties = containers.job_properties(args, containers.job_name(self.run_id, st.spec.name, 0),
-                                                  output_uri, self.s3.region)
-        self.resolver.step_properties[st.spec.name] = st.properties
-        self._event(st, "succeeded", duration=0.0, message=f"cached: the result of run {found.run_id}",
-                    info={"cached_from": found.run_id})
+        st.result.cached_from = found.run_id
+        st.result.reads = reads_mod.summary(found.reads, self.root)
+        self._succeed_in_place(st, args, output_uri, f"cached: the result of run {found.run_id}",
+                               {"cached_from": found.run_id})
         return True
 
     def _take(self, st: _StepState) -> bool:
@@ -385,19 +375,22 @@ class Execution:
         target.mkdir(parents=True, exist_ok=True)
         for file in sorted(folder.iterdir()):
             shutil.copyfile(file, target / file.name)
-        now = time.time()
+        st.result.taken_from = source
+        self._succeed_in_place(st, args, output_uri, f"from {source}", {"taken_from": source})
+        return True
+
+    def _succeed_in_place(self, st: _StepState, args: dict, output_uri: str, message: str, info: dict) -> None:
+        """``st`` succeeded without a process: its results are already at ``output_uri`` (reused or taken)."""
         result = st.result
         result.state = "succeeded"
-        result.started = result.ended = now
+        result.started = result.ended = time.time()
         result.duration = 0.0
         result.output_uri = output_uri
         result.payload_sha256 = self._payload_hash(output_uri)
-        result.taken_from = source
         st.properties = containers.job_properties(args, containers.job_name(self.run_id, st.spec.name, 0),
                                                   output_uri, self.s3.region)
         self.resolver.step_properties[st.spec.name] = st.properties
-        self._event(st, "succeeded", duration=0.0, message=f"from {source}", info={"taken_from": source})
-        return True
+        self._event(st, "succeeded", duration=0.0, message=message, info=info)
 
     def _put_saved_objects(self, st: _StepState, run_id: str) -> None:
         """A reused step's --save objects, copied from the run whose result it reuses into this run's S3."""
