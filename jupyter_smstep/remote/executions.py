@@ -85,7 +85,7 @@ def find(client: Any, pipeline: str, execution: str) -> RemoteExecution:
         described = client.describe_pipeline_execution(PipelineExecutionArn=arn)
         definition = json.loads(client.describe_pipeline_definition_for_execution(
             PipelineExecutionArn=arn)["PipelineDefinition"])
-        rows = _pages(client.list_pipeline_execution_steps, "PipelineExecutionSteps", PipelineExecutionArn=arn)
+        latest = last_attempts(client, arn)
         parameters = {p["Name"]: p["Value"] for p in _pages(client.list_pipeline_parameters_for_execution,
                                                             "PipelineParameters", PipelineExecutionArn=arn)}
     except Exception as exc:  # noqa: BLE001 - botocore's errors, said by cause
@@ -95,15 +95,9 @@ def find(client: Any, pipeline: str, execution: str) -> RemoteExecution:
     from jupyter_smstep.sdk.content import definition_keys
 
     keys = definition_keys(definition)
-    latest: dict[str, dict] = {}
-    for row in rows:  # newest first; the last attempt of each step is the one that counts
-        name = str(row.get("StepName"))
-        if name not in latest or (row.get("AttemptCount") or 0) > (latest[name].get("AttemptCount") or 0):
-            latest[name] = row
     steps = {}
     for name, row in latest.items():
-        job_arn = str((row.get("Metadata") or {}).get("TrainingJob", {}).get("Arn", ""))
-        steps[name] = RemoteStep(name, str(row.get("StepStatus", "")), job_arn.rsplit("/", 1)[-1], keys.get(name))
+        steps[name] = RemoteStep(name, str(row.get("StepStatus", "")), training_job(row), keys.get(name))
     return RemoteExecution(arn, pipeline, str(described.get("PipelineExecutionStatus", "")), steps, parameters)
 
 
@@ -119,6 +113,22 @@ def _latest(client: Any, pipeline: str) -> str:
         raise SmstepError(f"pipeline {pipeline!r} has no execution on SageMaker",
                           fix="start one with %pipeline submit (smstep submit NB)")
     return str(rows[0]["PipelineExecutionArn"])
+
+
+def last_attempts(client: Any, arn: str) -> dict[str, dict]:
+    """Step name -> the row of its last attempt (``ListPipelineExecutionSteps``, every page): the one that
+    counts after a retry."""
+    latest: dict[str, dict] = {}
+    for row in _pages(client.list_pipeline_execution_steps, "PipelineExecutionSteps", PipelineExecutionArn=arn):
+        name = str(row.get("StepName"))
+        if name not in latest or (row.get("AttemptCount") or 0) > (latest[name].get("AttemptCount") or 0):
+            latest[name] = row
+    return latest
+
+
+def training_job(row: Mapping[str, Any]) -> str:
+    """The training job a ``ListPipelineExecutionSteps`` row ran ("" for a condition or a fail step)."""
+    return str((row.get("Metadata") or {}).get("TrainingJob", {}).get("Arn", "")).rsplit("/", 1)[-1]
 
 
 def _pages(call: Any, key: str, **kwargs: Any) -> list[dict]:

@@ -13,6 +13,7 @@ from typing import Any
 from collections.abc import Mapping
 
 from jupyter_smstep.errors import aws_error, error_code
+from jupyter_smstep.remote.executions import last_attempts, training_job
 
 
 @dataclass(frozen=True)
@@ -84,25 +85,15 @@ def _row(client: Any, summary: Mapping[str, Any]) -> ExecutionRow:
     if status in ("Executing", "Stopping"):
         ended = datetime.now(started.tzinfo) if started else None
     duration = (ended - started).total_seconds() if started and ended else None
-    latest: dict[str, Mapping[str, Any]] = {}
-    kwargs: dict[str, Any] = {"PipelineExecutionArn": arn}
-    while True:
-        page = client.list_pipeline_execution_steps(**kwargs)
-        for step in page.get("PipelineExecutionSteps", []):
-            name = str(step.get("StepName"))
-            if name not in latest or (step.get("AttemptCount") or 0) > (latest[name].get("AttemptCount") or 0):
-                latest[name] = step
-        if not page.get("NextToken"):
-            break
-        kwargs["NextToken"] = page["NextToken"]
+    latest = last_attempts(client, arn)
     steps = []
+
     def began(item: tuple[str, Mapping[str, Any]]) -> float:
         when = _time(item[1].get("StartTime"))
         return when.timestamp() if when is not None else float("inf")
 
     for name, step in sorted(latest.items(), key=began):  # in the order they started
-        job = str((step.get("Metadata") or {}).get("TrainingJob", {}).get("Arn", "")).rsplit("/", 1)[-1]
-        steps.append(_bill(client, name, str(step.get("StepStatus", "")), job))
+        steps.append(_bill(client, name, str(step.get("StepStatus", "")), training_job(step)))
     return ExecutionRow(arn, status, started, duration, started_by(described), steps)
 
 
