@@ -304,7 +304,7 @@ class Workspace:
         from jupyter_smstep.remote import executions
         from jupyter_smstep.sdk import content
 
-        remote, session, root = self.execution(upstream)
+        remote, session, root = self.execution(upstream, graph=graph)
         depends = {n.name: n.depends_on for n in graph.steps}
         runs = with_dependents(depends, [from_step])
         needed: set[str] = set()
@@ -532,13 +532,15 @@ class Workspace:
         return submission
 
     # ---------------------------------------------------------------- back from SageMaker
-    def execution(self, execution: str, session: Any = None) -> tuple[Any, Any, str]:
+    def execution(self, execution: str, session: Any = None, graph: PipelineGraph | None = None
+                  ) -> tuple[Any, Any, str]:
         """A SageMaker execution of this notebook's pipeline (an ARN, or ``latest``): (the execution, the
-        session, the pipeline's own S3 root, the only place its results are read from)."""
+        session, the pipeline's own S3 root, the only place its results are read from). ``graph``: the
+        notebook's graph, when the caller has built it already."""
         from jupyter_smstep import sdk
         from jupyter_smstep.remote import executions
 
-        name = self.graph().name
+        name = (graph or self.graph()).name
         session = session or sdk.make_session()
         return executions.find(session.sagemaker_client, name, execution), session, executions.own_root(session, name)
 
@@ -550,7 +552,7 @@ class Workspace:
         from jupyter_smstep.sdk import content
 
         graph = self._buildable_graph()
-        remote, session, root = self.execution(execution, session)
+        remote, session, root = self.execution(execution, session, graph)
         names = [n.name for n in graph.steps]
         for name in steps or []:
             if name not in names:
