@@ -527,12 +527,9 @@ def _execution_arn(ctx: Context, args: argparse.Namespace) -> str:
         arn = ctx.workspace.last_execution.execution_arn
     if not arn:
         raise SmstepError("no execution given", fix="%pipeline submit first, or pass an execution ARN")
-    from jupyter_smstep.remote.executions import pipeline_of
+    from jupyter_smstep.remote.executions import owner_of
 
-    if pipeline_of(arn) is None:  # said here, before anything reaches AWS
-        raise SmstepError(f"{arn!r} is not a pipeline execution ARN",
-                          fix="pass arn:aws:sagemaker:REGION:ACCOUNT:pipeline/NAME/execution/ID (the ARN %pipeline "
-                              "submit printed; %pipeline history lists the latest)")
+    owner_of(arn)  # its form, before anything reaches AWS
     return arn
 
 

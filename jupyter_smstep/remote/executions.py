@@ -64,16 +64,24 @@ def pipeline_of(arn: str) -> str | None:
     return parts[1] if len(parts) == 4 and parts[0] == "pipeline" and parts[2] == "execution" else None
 
 
+def owner_of(arn: str, or_latest: bool = False) -> str:
+    """The pipeline an execution ARN names; an error with the ARN's form when it is none (said before anything
+    reaches AWS)."""
+    owner = pipeline_of(arn)
+    if owner is None:
+        raise SmstepError(f"{arn!r} is not a pipeline execution ARN",
+                          fix="pass arn:aws:sagemaker:REGION:ACCOUNT:pipeline/NAME/execution/ID (the ARN %pipeline "
+                              "submit printed; %pipeline history lists the latest)" + (", or latest" if or_latest
+                                                                                      else ""))
+    return owner
+
+
 def find(client: Any, pipeline: str, execution: str) -> RemoteExecution:
     """The execution ``execution`` (an ARN, or ``latest``) of ``pipeline``, with its steps and parameters."""
     if execution == "latest":
         arn = _latest(client, pipeline)
     else:
-        owner = pipeline_of(execution)
-        if owner is None:
-            raise SmstepError(f"{execution!r} is not a pipeline execution ARN",
-                              fix="pass arn:aws:sagemaker:REGION:ACCOUNT:pipeline/NAME/execution/ID (the ARN "
-                                  "%pipeline submit printed), or latest")
+        owner = owner_of(execution, or_latest=True)
         if owner.lower() != pipeline.lower():
             raise SmstepError(f"execution {execution} is of pipeline {owner!r}, not of this notebook's "
                               f"pipeline {pipeline!r}",
