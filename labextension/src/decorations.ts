@@ -135,6 +135,15 @@ function header(cell: Cell): Widget | null {
   return layout.widgets.find(w => w.hasClass(HEADER_CLASS)) || null;
 }
 
+/** The cell's header, or null after asking for ``retry`` once the cell is rendered (notebook windowing). */
+function renderedHeader(cell: Cell, retry: () => void): Widget | null {
+  const head = header(cell);
+  if (!head) {
+    void cell.ready.then(retry);
+  }
+  return head;
+}
+
 function clear(cell: Cell): void {
   if (cell.isDisposed) {
     return;
@@ -159,9 +168,8 @@ function hint(cell: Cell, retry: () => void): void {
     clear(cell);
     return;
   }
-  const head = header(cell);
+  const head = renderedHeader(cell, retry);
   if (!head) {
-    void cell.ready.then(retry);
     return;
   }
   head.node.querySelector(`.${BADGE_CLASS}`)?.remove();
@@ -194,10 +202,8 @@ function decorate(
     clear(cell);
     return;
   }
-  const head = header(cell);
+  const head = renderedHeader(cell, retry);
   if (!head) {
-    // A cell not rendered yet (notebook windowing): mark it once it is.
-    void cell.ready.then(retry);
     return;
   }
   const stepSummary = summary && summary.role === 'step' ? summary : null;
