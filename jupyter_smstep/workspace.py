@@ -13,7 +13,7 @@ import re
 import secrets
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from collections.abc import Callable, Mapping, MutableMapping
@@ -300,20 +300,14 @@ class Workspace:
                   folder: Path) -> tuple[dict[str, tuple[Path, str]], dict[str, str]]:
         """The results ``run --from STEP --upstream`` takes from the execution (step -> (their folder, where
         they came from)), and the parameter values the execution ran with."""
-        from jupyter_smstep.core.model import with_dependents
+        from jupyter_smstep.core.model import upstream_of, with_dependents
         from jupyter_smstep.remote import executions
         from jupyter_smstep.sdk import content
 
         remote, session, root = self.execution(upstream, graph=graph)
         depends = {n.name: n.depends_on for n in graph.steps}
         runs = with_dependents(depends, [from_step])
-        needed: set[str] = set()
-        todo = [d for name in runs for d in depends[name]]
-        while todo:  # every step the run's steps read from, directly or not
-            name = todo.pop()
-            if name not in needed and name not in runs:
-                needed.add(name)
-                todo += depends.get(name, [])
+        needed = upstream_of(depends, runs)  # every step the run's steps read from, directly or not
         missing = sorted(n for n in needed if n in depends and (remote.steps.get(n) is None
                                                                  or remote.steps[n].status != "Succeeded"))
         if missing:
@@ -545,9 +539,10 @@ class Workspace:
         return executions.find(session.sagemaker_client, name, execution), session, executions.own_root(session, name)
 
     def pull_execution(self, execution: str, steps: list[str] | None = None, changed_ok: bool = False,
-                       session: Any = None) -> Pulled:
+                       session: Any = None) -> Any:
         """The outputs of an execution's steps (default: every step it has), each checked to be what the
-        notebook builds now (unless ``changed_ok``); the caller puts them in the kernel."""
+        notebook builds now (unless ``changed_ok``), as a ``remote.executions.Pulled``; the caller puts them in
+        the kernel."""
         from jupyter_smstep.remote import executions
         from jupyter_smstep.sdk import content
 
@@ -558,7 +553,7 @@ class Workspace:
             if name not in names:
                 raise SmstepError(f"the pipeline has no step {name!r}", fix=did_you_mean(name, names, "the steps"))
         wanted = list(steps) if steps else [n for n in names if n in remote.steps]
-        pulled = Pulled(remote, notes=_parameter_notes(graph, remote))
+        pulled = executions.Pulled(remote, notes=executions.parameter_notes(remote, graph.parameters))
         ready = []
         for name in wanted:
             step = remote.steps.get(name)
@@ -591,31 +586,6 @@ class Workspace:
                      for step, m in (run.measurements() if run is not None else {}).items()
                      if m.get("wall_s") is not None}
         return rows, estimates
-
-
-@dataclass
-class Pulled:
-    """What ``pull --execution`` read: each step's outputs, and what it could not read or the user should know."""
-
-    execution: Any  # remote.executions.RemoteExecution
-    values: dict[str, dict[str, Any]] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-
-    def lines(self) -> list[str]:
-        out = list(self.notes)
-        for step, values in self.values.items():
-            out.append(f"from {self.execution.label(step)}: {', '.join(values) or 'no outputs'}")
-        return out
-
-
-def _parameter_notes(graph: PipelineGraph, remote: Any) -> list[str]:
-    """The parameters the execution ran with that differ from the notebook's defaults."""
-    out = []
-    for name, value in remote.parameters.items():
-        default = graph.parameters.get(name)
-        if name in graph.parameters and str(value).lower() != str(default).lower():
-            out.append(f"execution {remote.id} ran with {name}={value} (the notebook's default: {default!r})")
-    return out
 
 
 def _check_values(graph: PipelineGraph, values: Mapping[str, Any]) -> None:

@@ -307,6 +307,19 @@ def with_dependents(depends_on: Mapping[str, Iterable[str]], names: Iterable[str
     return chosen
 
 
+def upstream_of(depends_on: Mapping[str, Iterable[str]], names: Iterable[str]) -> set[str]:
+    """Every step one of ``names`` depends on, directly or not, outside ``names``."""
+    chosen = set(names)
+    found: set[str] = set()
+    todo = [d for n in chosen for d in depends_on.get(n, [])]
+    while todo:
+        name = todo.pop()
+        if name not in found and name not in chosen:
+            found.add(name)
+            todo += depends_on.get(name, [])
+    return found
+
+
 def pipeline_role(graph: PipelineGraph) -> str | None:
     """The role the pipeline itself runs as: the notebook-wide (or first step's) role."""
     for node in graph.steps:

@@ -58,6 +58,31 @@ class RemoteExecution:
         return f"step {step} of execution {self.id}"
 
 
+@dataclass
+class Pulled:
+    """What ``pull --execution`` read: each step's outputs, and what it could not read or the user should know."""
+
+    execution: RemoteExecution
+    values: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = list(self.notes)
+        for step, values in self.values.items():
+            out.append(f"from {self.execution.label(step)}: {', '.join(values) or 'no outputs'}")
+        return out
+
+
+def parameter_notes(remote: RemoteExecution, defaults: Mapping[str, Any]) -> list[str]:
+    """The parameters the execution ran with that differ from the notebook's defaults."""
+    out = []
+    for name, value in remote.parameters.items():
+        default = defaults.get(name)
+        if name in defaults and str(value).lower() != str(default).lower():
+            out.append(f"execution {remote.id} ran with {name}={value} (the notebook's default: {default!r})")
+    return out
+
+
 def pipeline_of(arn: str) -> str | None:
     """The pipeline an execution ARN names (``arn:aws:sagemaker:R:A:pipeline/NAME/execution/ID``)."""
     parts = arn.split(":", 5)[-1].split("/") if arn.startswith("arn:") else []
