@@ -16,7 +16,9 @@ error says what is wrong and how to fix it, without a traceback.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -40,6 +42,10 @@ def parser() -> CommandParser:
     return top
 
 
+#: What the machine refused, not a bug: a full disk or quota, a read-only folder, a folder that is not yours.
+_REFUSED_BY_THE_MACHINE = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
 class Terminated(BaseException):
     """SIGTERM: unwound like Ctrl-C, so a run records its end and stops its steps before exiting."""
 
@@ -61,6 +67,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         text = str(exc)
         print(f"error: {text}" if text.startswith("smstep") else f"smstep: error: {text}", file=sys.stderr)
         return exc.exit_code
+    except OSError as exc:
+        if exc.errno not in _REFUSED_BY_THE_MACHINE:
+            raise  # a bug of ours: its traceback is what a report needs
+        folder = os.path.dirname(os.path.abspath(exc.filename)) if isinstance(exc.filename, str) else "."
+        fix = (f"free space on the disk that holds {folder} (df -h {folder})"
+               if exc.errno in (errno.ENOSPC, errno.EDQUOT) else f"make {folder} writable (ls -ld {folder})")
+        print(f"smstep: error: {exc.strerror}" + (f": {exc.filename}" if exc.filename else "") +
+              f"\n  fix: {fix}, or write somewhere else (--runs-dir DIR for runs, -o FILE for files)",
+              file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("smstep: interrupted", file=sys.stderr)
         return 130

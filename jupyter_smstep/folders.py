@@ -8,6 +8,7 @@ worker's own logs (``local.worker``) live there.
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 
@@ -35,6 +36,18 @@ def private_folder(path: Path) -> Path:
             continue
         os.chmod(folder, 0o700)  # the umask may have taken bits away; it never adds group or other bits back
     return path
+
+
+def write_whole(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` whole or not at all: a reader never sees half a file, two writers never mix
+    their bytes, and a full or read-only disk leaves nothing behind (the OSError is raised)."""
+    partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
+    try:
+        partial.write_text(text)
+        os.replace(partial, path)
+    except OSError:
+        partial.unlink(missing_ok=True)
+        raise
 
 
 def untrusted(path: Path, top: Path) -> str | None:

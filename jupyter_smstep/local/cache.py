@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_smstep.core.keys import file_sha256
-from jupyter_smstep.folders import private_folder, untrusted
+from jupyter_smstep.folders import private_folder, untrusted, write_whole
 from jupyter_smstep.local import reads as reads_mod
 from jupyter_smstep.local.s3.store import PARTIAL
 
@@ -146,11 +146,8 @@ class StepCache:
             return
         path = self._entry_path(key)
         private_folder(path.parent)  # a record says which pickles to trust: nobody else may write here
-        partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-        partial.write_text(json.dumps({"key": key, "run_id": run_id, "step": step, "folder": folder.as_posix(),
-                                       "files": files, "reads": reads,
-                                       "upstream": upstream or {}}, indent=1))
-        os.replace(partial, path)
+        write_whole(path, json.dumps({"key": key, "run_id": run_id, "step": step, "folder": folder.as_posix(),
+                                      "files": files, "reads": reads, "upstream": upstream or {}}, indent=1))
 
 
     # -- whole definitions: a run whose every step is cached needs no build (no SDK import) ---------
@@ -161,9 +158,7 @@ class StepCache:
         source = self.runs_dir / run_id / "definition.json"
         path = self._entry_path(pipeline_key).with_suffix(".definition.json")
         private_folder(path.parent)
-        partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-        partial.write_text(json.dumps({"run_id": run_id, "pipeline": pipeline, "sha256": file_sha256(source)}))
-        os.replace(partial, path)
+        write_whole(path, json.dumps({"run_id": run_id, "pipeline": pipeline, "sha256": file_sha256(source)}))
 
     def definition(self, pipeline_key: str) -> tuple[dict, str] | None:
         """The recorded definition for ``pipeline_key`` and the pipeline's name, verified against its hash;

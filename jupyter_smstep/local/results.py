@@ -23,6 +23,7 @@ from typing import Any
 from jupyter_smstep.core.conditions import definition_steps
 from jupyter_smstep.core.states import STEP_STATES, EventKind, StepState
 from jupyter_smstep.errors import Problem, SmstepError
+from jupyter_smstep.folders import write_whole
 from jupyter_smstep.local.definition import split_s3_uri
 
 #: The states a local run's step goes through ("stopped" is SageMaker's only).
@@ -324,9 +325,7 @@ def load_payload(run_dir: Path, uri: str, recorded: str | None, step: str | None
 def write_json(path: Path, data: Any) -> None:
     """Write ``data`` to ``path`` whole or not at all (a reader never sees half a file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=1, default=str))
-    os.replace(tmp, path)
+    write_whole(path, json.dumps(data, indent=1, default=str))
 
 
 def owner() -> dict[str, Any]:

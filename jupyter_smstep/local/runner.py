@@ -37,6 +37,7 @@ exercised locally.
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -59,7 +60,7 @@ from jupyter_smstep.local.definition import parse_steps, resolve_parameters
 from jupyter_smstep.local.container import cores
 from jupyter_smstep.local.scheduler import RETRYABLE_FAILURES, TERMINATION_GRACE_SECONDS, Emitter, Execution
 from jupyter_smstep.local.results import (DEFAULT_RUNS_DIR, RunResult, StepEvent, load_run, owner,
-                                          record_saves, write_json)
+                                          record_saves)
 from jupyter_smstep.local.s3.server import LocalS3
 from jupyter_smstep.local.worker import return_worker, take_worker
 
@@ -142,7 +143,9 @@ def run_pipeline(
     info: dict[str, Any] = {"run_id": run_id, "started": started, "sdk_version": sdk_version,
                             "python": sys.version.split()[0], "steps": [], "succeeded": False, "owner": owner(),
                             **({"notebook": notebook} if notebook else {})}
-    write_json(run_dir / "run.json", info)
+    emit.record(run_dir / "run.json", info)
+    if emit.lost is not None:  # nothing has run yet: say so before building anything
+        raise _record_lost(run_dir, *emit.lost, None)
     executor: Execution | None = None
     timings: dict[str, float] = {}
     info["timings"] = timings
@@ -175,12 +178,14 @@ def run_pipeline(
         else:
             definition, pipeline_name = _build_definition(build, s3)
             lap("build_definition")
-        write_json(run_dir / "definition.json", definition)
+        emit.record(run_dir / "definition.json", definition)
         steps = parse_steps(definition)
         values = resolve_parameters(definition, parameters)
         info.update(pipeline=pipeline_name, steps=list(steps), parameters=values,
                     endpoint_url=s3.endpoint_url, bucket=s3.bucket, region=s3.region)
-        write_json(run_dir / "run.json", info)
+        emit.record(run_dir / "run.json", info)
+        if emit.lost is not None:
+            raise _record_lost(run_dir, *emit.lost, None)
         executor = Execution(
             run_id=run_id, run_dir=run_dir, pipeline_name=pipeline_name, steps=steps,
             parameters=values, s3=s3, worker=worker, emit=emit,
@@ -197,7 +202,8 @@ def run_pipeline(
                 step_cache.record_definition(pipeline_key, run_id, pipeline_name)
             except OSError as exc:  # a full or read-only cache folder costs the next run a build, nothing more
                 emit(StepEvent(run_id=run_id, step=None, state="running", kind="warning",
-                               message=f"could not record the definition in the cache ({exc.strerror or exc})"))
+                               message=f"could not record the definition in the cache {step_cache.folder} "
+                                       f"({exc.strerror or exc}): the next run builds it again"))
     except BaseException as exc:
         info["error"] = f"{type(exc).__name__}: {exc}"
         raise
@@ -211,8 +217,8 @@ def run_pipeline(
             if executor is not None:
                 info["succeeded"] = executor.succeeded()
                 for result in executor.results.values():
-                    write_json(run_dir / "steps" / result.name / "step.json", result.to_json())
-            write_json(run_dir / "run.json", info)
+                    emit.record(run_dir / "steps" / result.name / "step.json", result.to_json())
+            emit.record(run_dir / "run.json", info)
             if executor is not None and executor.worker is not worker:  # replaced after a crash
                 worker.close(timeout=2)
                 worker = executor.worker
@@ -221,11 +227,26 @@ def run_pipeline(
             else:
                 worker.close(timeout=2)
     assert executor is not None
+    if emit.lost is not None:
+        raise _record_lost(run_dir, *emit.lost, executor)
     result = load_run(run_dir)
     emit.run_event("succeeded" if result.succeeded else "stopped" if executor.stopped else "failed",
                    duration=result.duration,
                    message=_run_summary(result))
     return result
+
+
+def _record_lost(run_dir: Path, path: Path, exc: OSError, executor: Execution | None) -> SmstepError:
+    """The error for a run whose record could not be written: what ran, what is missing, and where."""
+    ran = (" (its steps: " + ", ".join(f"{r.name} {r.state}" for r in executor.results.values()) + ")"
+           if executor is not None else ", and no step ran")
+    full = exc.errno == errno.ENOSPC
+    return SmstepError(Problem(
+        f"the run's record could not be written ({path.relative_to(run_dir.parent)}: "
+        f"{'the disk is full' if full else exc.strerror or exc}), so run {run_dir.name} cannot be reopened, "
+        f"pulled or reused{ran}",
+        fix=(f"free space on the disk that holds {run_dir.parent} (df -h {run_dir.parent})" if full else
+             f"make {run_dir.parent} writable") + ", or pass --runs-dir DIR on another disk, and run again"))
 
 
 def _new_run_id() -> str:
@@ -287,6 +308,12 @@ def _build_definition(build: Any, s3: LocalS3) -> tuple[dict, str]:
                     # The user's SageMaker config names another S3 root: give it a local twin.
                     s3.create_bucket(missing)
                     continue
+                if _disk_full(exc):
+                    raise SmstepError(Problem(
+                        "the disk is full: the build could not put the steps' code and captured values into the "
+                        f"run's local S3 ({s3.root})",
+                        fix=f"free space on the disk that holds {s3.root.parent.parent} (df -h "
+                            f"{s3.root.parent.parent}), or pass --runs-dir DIR on a larger disk")) from None
                 explained = explain_serialization_error(exc, getattr(sdk.errors_module, "SerializationError", None))
                 if explained is not None:
                     raise explained from exc
@@ -297,12 +324,25 @@ def _build_definition(build: Any, s3: LocalS3) -> tuple[dict, str]:
     raise SmstepError(Problem("could not build the pipeline against the local S3 (buckets keep missing)"))
 
 
-def _missing_bucket(exc: BaseException) -> str | None:
+def _causes(exc: BaseException | None) -> Iterable[BaseException]:
+    """``exc`` and the exceptions it was raised from or while handling, nearest first."""
     seen = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
-        response = getattr(exc, "response", None)
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _missing_bucket(exc: BaseException) -> str | None:
+    for cause in _causes(exc):
+        response = getattr(cause, "response", None)
         if isinstance(response, dict) and response.get("Error", {}).get("Code") == "NoSuchBucket":
             return response["Error"].get("BucketName")
-        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
     return None
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from a full disk: an ENOSPC, or the local S3's answer to one (the SDK's upload
+    keeps only the text of the S3 error it got)."""
+    return any((isinstance(c, OSError) and c.errno == errno.ENOSPC) or "No space left on device" in str(c)
+               for c in _causes(exc))

@@ -48,14 +48,28 @@ RETRYABLE_FAILURES = retries.RETRYABLE_FAILURES
 # Executing the definition
 # ======================================================================================
 class Emitter:
+    """Tells the caller of each event and keeps the run's record on disk (``events.jsonl``, ``step.json``,
+    ``run.json``). A record that cannot be written (a full or read-only disk) does not stop the run: the
+    first such failure is kept in :attr:`lost` for the runner to report once the steps have ended."""
+
     def __init__(self, run_id: str, run_dir: Path, on_event: Callable[[StepEvent], None] | None) -> None:
         self.run_id = run_id
         self.on_event = on_event
         self.path = run_dir / "events.jsonl"
+        self.lost: tuple[Path, OSError] | None = None
+
+    def record(self, path: Path, data: Any) -> None:
+        try:
+            write_json(path, data)
+        except OSError as exc:
+            self.lost = self.lost or (path, exc)
 
     def __call__(self, event: StepEvent) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(event.__dict__, default=str) + "\n")
+        try:
+            with open(self.path, "a") as f:
+                f.write(json.dumps(event.__dict__, default=str) + "\n")
+        except OSError as exc:
+            self.lost = self.lost or (self.path, exc)
         if self.on_event is not None:
             try:
                 self.on_event(event)
@@ -414,7 +428,8 @@ class Execution:
             self.cache.record(key, self.run_id, st.spec.name, self.s3.path(st.result.output_uri), known,
                               reads=recorded, upstream=upstream)
         except OSError as exc:
-            self._warn(st, f"could not record the result in the cache ({exc})")
+            self._warn(st, f"could not record the result in the cache {self.cache.folder} ({exc.strerror or exc}): "
+                           "the next run runs this step again")
 
     # -- one attempt -------------------------------------------------------------------
     def _launch(self, st: _StepState) -> None:
@@ -698,7 +713,7 @@ class Execution:
                info: dict | None = None) -> None:
         if kind == "state" and state in ("succeeded", "failed", "skipped", "stopped"):
             # recorded as the step ends: a run killed later (SIGKILL) keeps what it finished
-            write_json(self.run_dir / "steps" / st.spec.name / "step.json", st.result.to_json())
+            self.emit.record(self.run_dir / "steps" / st.spec.name / "step.json", st.result.to_json())
         self.emit(StepEvent(run_id=self.run_id, step=st.spec.name, state=state, kind=kind,
                             attempt=attempt, duration=duration, message=message, error=error, info=info or {}))
 

@@ -11,15 +11,13 @@ caller gets the reason, not a number.
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import time
 from pathlib import Path
 from typing import Any
 from collections.abc import Iterable
 
 from jupyter_smstep.core.cost import Prices
-from jupyter_smstep.folders import cache_dir
+from jupyter_smstep.folders import cache_dir, write_whole
 
 CACHE_SECONDS = 24 * 60 * 60
 #: The Price List API answers in these regions only; its prices cover every region.
@@ -93,8 +91,6 @@ def _read_cache(path: Path) -> dict[str, tuple[float, float]]:
 def _write_cache(path: Path, entries: dict[str, tuple[float, float]]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
-        partial.write_text(json.dumps({k: list(v) for k, v in entries.items()}))
-        os.replace(partial, path)
+        write_whole(path, json.dumps({k: list(v) for k, v in entries.items()}))
     except OSError:
         pass  # a read-only cache folder costs a new request next time, nothing else

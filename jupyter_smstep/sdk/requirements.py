@@ -24,8 +24,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.metadata
-import os
-import secrets
 import sys
 import types
 from dataclasses import dataclass, field
@@ -36,6 +34,7 @@ from collections.abc import Iterable, Mapping
 from jupyter_smstep.core.graph import values_at
 
 from jupyter_smstep.core.model import StepNode
+from jupyter_smstep.folders import write_whole
 
 #: Left to the SDK (it adds its own, compatible requirement) or to the image.
 NOT_PINNED = {"sagemaker", "jupyter_smstep", "__main__", "builtins", "IPython", "ipykernel"}
@@ -214,9 +213,7 @@ def write(pins: Pins, name: str) -> Path:
     path = data_dir() / "requirements" / ("auto-" + hashlib.sha256(text.encode()).hexdigest()[:16]) / name
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".{name}.{secrets.token_hex(4)}")
-        partial.write_text(text)
-        os.replace(partial, path)
+        write_whole(path, text)
     return path
 
 
