@@ -388,7 +388,8 @@ def did_you_mean_field(word: str, fields: tuple[str, ...]) -> str:
 
 
 #: A name that says its value is a secret (environment variables, captured values).
-SECRET_NAME = re.compile(r"token|secret|passw(or)?d|api_?key|credential|private_?key", re.IGNORECASE)
+SECRET_NAME = re.compile(r"token|secret|passw(or)?d|api_?key|credential|private_?key|authorization",
+                         re.IGNORECASE)
 MASK = "••••••"
 
 

@@ -48,6 +48,68 @@ _SECRET_BYTES = re.compile(rb"\b(AKIA|ASIA)[A-Z0-9]{16}\b|AWS_SECRET_ACCESS_KEY|
                            rb"AWS_SESSION_TOKEN|\b[Bb]earer [A-Za-z0-9\-._~+/]{16,}=*")
 
 
+def _is_text(value: Any) -> bool:
+    """A value a secret could be: non-empty text (a number, a flag, a tokenizer object is not)."""
+    return isinstance(value, (str, bytes)) and len(value.strip()) > 0
+
+
+def _by_value(fn: types.FunctionType) -> bool:
+    """Whether cloudpickle ships ``fn`` by value (with the globals it reads and its closure), as it does a
+    notebook's function or a nested one; an importable module function travels as a reference."""
+    import sys
+
+    module = sys.modules.get(fn.__module__ or "")
+    return module is None or getattr(module, "__dict__", None) is not fn.__globals__ or "<locals>" in fn.__qualname__
+
+
+def _names(code: types.CodeType) -> set[str]:
+    """The global names ``code`` and the code nested in it read."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names(const)
+    return names
+
+
+def carried_secrets(value: Any, limit: int = 2000) -> list[str]:
+    """Where pickling ``value`` would carry text under a secret-looking name, as paths from the value: a
+    function's global (``headers → API_TOKEN``), a closure's variable (``login → password (closed over)``), a
+    dict's key (``['GITHUB_TOKEN']``) or an attribute (``.api_key``). Names only: never the secret itself."""
+    found: list[str] = []
+    seen: set[int] = set()
+
+    def visit(obj: Any, path: str, depth: int) -> None:
+        if id(obj) in seen or depth > 6 or len(seen) > limit:
+            return
+        seen.add(id(obj))
+        named: list[tuple[str, str, Any]] = []  # (name, how it is reached, value)
+        if isinstance(obj, types.FunctionType):
+            if not _by_value(obj):
+                return
+            named += [(n, f" → {n}", obj.__globals__[n]) for n in sorted(_names(obj.__code__))
+                      if n in obj.__globals__]
+            for n, cell in zip(obj.__code__.co_freevars, obj.__closure__ or ()):
+                try:
+                    named.append((n, f" → {n} (closed over)", cell.cell_contents))
+                except ValueError:  # an empty cell
+                    continue
+        elif isinstance(obj, Mapping):
+            named += [(k, f"[{k!r}]", v) for k, v in list(obj.items())[:limit] if isinstance(k, str)]
+        elif isinstance(obj, (list, tuple)):
+            named += [("", f"[{i}]", v) for i, v in enumerate(obj[:limit])]
+        elif isinstance(getattr(obj, "__dict__", None), dict) and not isinstance(obj, (type, types.ModuleType)):
+            named += [(k, f".{k}", v) for k, v in list(vars(obj).items())[:limit]]
+        for name, step, item in named:
+            if name and SECRET_NAME.search(name) and (_is_text(item) or carried_secrets(item)):
+                found.append(path + step)
+            elif isinstance(item, (types.FunctionType, Mapping, list, tuple)) or (
+                    hasattr(item, "__dict__") and type(item).__module__ == "__main__"):
+                visit(item, path + step, depth + 1)
+
+    visit(value, "", 0)
+    return found
+
+
 def never_captured(value: Any) -> str | None:
     """Why ``value`` must not be captured into a step (credentials, a client, an open file), or None."""
     if isinstance(value, io.IOBase):  # cloudpickle ships a file opened for reading with its content
@@ -128,17 +190,31 @@ class Captures:
                                          line=inp.line + 1))
                     continue
                 size, why, secret = self._measured(value)
-                if secret or SECRET_NAME.search(inp.name):
-                    found.append(Problem(f"captures {inp.name!r}, which looks like it holds a secret, into the "
-                                         "step's code upload (stored in S3 and readable by whoever can read the "
-                                         "bucket)", step=node.name, line=inp.line + 1, severity="warning",
-                                         fix=f"read {inp.name!r} inside the step from Secrets Manager or SSM, or "
-                                         "from an environment the job gets, instead of capturing it"))
+                problem = self._secret(node.name, inp.name, inp.line + 1, value, secret)
+                if problem is not None:
+                    found.append(problem)
                 if size is None:
                     found.append(unpicklable_problem(node.name, inp.name, inp.type_name or "object", why, inp.line + 1))
                 elif size > LARGE_CAPTURE_BYTES:
                     found.append(large_problem(node.name, inp.name, size, inp.line + 1))
         return found
+
+
+    @staticmethod
+    def _secret(step: str, name: str, line: int, value: Any, secret_bytes: bool) -> Problem | None:
+        """A warning when captured ``value`` holds, or carries with it, what looks like a secret."""
+        carried = [] if SECRET_NAME.search(name) and _is_text(value) else carried_secrets(value)
+        if not (secret_bytes or carried or SECRET_NAME.search(name) and _is_text(value)):
+            return None
+        shown = ", ".join(f"{name}{path}" for path in carried[:3]) + (" …" if len(carried) > 3 else "")
+        what = (f"captures {name!r}, which carries what looks like a secret ({shown})," if carried else
+                f"captures {name!r}, which looks like it holds a secret,")
+        source = carried[0].split(" → ")[-1].split(" ")[0].strip("[]'.") if carried else name
+        return Problem(f"{what} into the step's code upload (stored in S3 and readable by whoever can read the "
+                       "bucket)", step=step, line=line, severity="warning",
+                       fix=f"keep {source!r} out of the notebook's values: read it inside the step, where the "
+                       "job's role can, e.g. boto3.client('secretsmanager').get_secret_value(SecretId=NAME)"
+                       "['SecretString'] or boto3.client('ssm').get_parameter(Name=NAME, WithDecryption=True)")
 
 
 # --------------------------------------------------------------------------- SerializationError forensics
