@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import difflib
 from dataclasses import dataclass, field
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 from jupyter_smstep.core.states import Severity
 
@@ -127,6 +127,15 @@ _BAD_REQUEST = frozenset({"ResourceNotFound", "ResourceNotFoundException", "Vali
                           "NoSuchBucket", "NoSuchKey", "InvalidParameterValue"})
 
 
+def causes(exc: BaseException | None) -> Iterator[BaseException]:
+    """``exc`` and the exceptions it was raised from or while handling, nearest first."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
 def error_code(exc: BaseException) -> str | None:
     """The AWS error code of a botocore ``ClientError`` (read by duck typing: no botocore import)."""
     response = getattr(exc, "response", None)
@@ -141,8 +150,10 @@ def aws_error(exc: BaseException, doing: str, *, denied_fix: str | None = None,
 
     Unreachable endpoints, missing credentials, denied access and throttling are
     :class:`ServiceError` (exit 3); a request AWS found wrong (an unknown
-    execution, an invalid value) is a plain :class:`SmstepError` (exit 2).
+    execution, an invalid value) is a plain :class:`SmstepError` (exit 2). The cause is read from the AWS
+    error the SDK wrapped, when it wrapped one (its upload errors keep the ``ClientError`` as their cause).
     """
+    exc = next((c for c in causes(exc) if error_code(c)), exc)
     code = error_code(exc)
     name = type(exc).__name__
     text = str(exc)

@@ -52,7 +52,7 @@ from collections.abc import Callable, Iterable, Mapping
 from jupyter_smstep import sdk as _sdk
 from jupyter_smstep.core.model import with_dependents
 from jupyter_smstep.core.keys import StepKey
-from jupyter_smstep.errors import Problem, SmstepError
+from jupyter_smstep.errors import Problem, SmstepError, causes
 from jupyter_smstep.sdk.capture import explain_serialization_error
 from jupyter_smstep.folders import private_folder
 from jupyter_smstep.local.cache import Entry, StepCache, reusable
@@ -324,17 +324,8 @@ def _build_definition(build: Any, s3: LocalS3) -> tuple[dict, str]:
     raise SmstepError(Problem("could not build the pipeline against the local S3 (buckets keep missing)"))
 
 
-def _causes(exc: BaseException | None) -> Iterable[BaseException]:
-    """``exc`` and the exceptions it was raised from or while handling, nearest first."""
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        yield exc
-        exc = exc.__cause__ or exc.__context__
-
-
 def _missing_bucket(exc: BaseException) -> str | None:
-    for cause in _causes(exc):
+    for cause in causes(exc):
         response = getattr(cause, "response", None)
         if isinstance(response, dict) and response.get("Error", {}).get("Code") == "NoSuchBucket":
             return response["Error"].get("BucketName")
@@ -345,4 +336,4 @@ def _disk_full(exc: BaseException) -> bool:
     """Whether ``exc`` comes from a full disk: an ENOSPC, or the local S3's answer to one (the SDK's upload
     keeps only the text of the S3 error it got)."""
     return any((isinstance(c, OSError) and c.errno == errno.ENOSPC) or "No space left on device" in str(c)
-               for c in _causes(exc))
+               for c in causes(exc))

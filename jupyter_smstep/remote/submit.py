@@ -6,7 +6,9 @@ profiles and region honoured as usual). Monitoring lives in ``monitor``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -139,8 +141,9 @@ def upsert(graph: PipelineGraph, namespace: Mapping[str, Any], session: Any, roo
     compiled.checked(parameters)
     rules.guard(session.sagemaker_client)
     pipeline = compiled.pipeline
+    uploads = None
     try:
-        with compiled.building():  # content-addressed: unchanged steps are not uploaded again
+        with compiled.building() as uploads:  # content-addressed: unchanged steps are not uploaded again
             if only_if_changed:
                 stored = _stored_pipeline(session.sagemaker_client, graph.name)
                 if stored is not None and json.loads(stored["PipelineDefinition"]) == json.loads(
@@ -150,10 +153,25 @@ def upsert(graph: PipelineGraph, namespace: Mapping[str, Any], session: Any, roo
     except SmstepError:
         raise
     except Exception as exc:  # noqa: BLE001 - say what failed without the SDK's traceback
-        raise aws_error(exc, f"creating pipeline {graph.name!r} on SageMaker",
-                        denied_fix="give your credentials sagemaker:CreatePipeline/UpdatePipeline and "
-                        "iam:PassRole on the pipeline's role") from None
+        uploading = _UPLOADING.search(str(exc))
+        if uploading is None:
+            raise aws_error(exc, f"creating pipeline {graph.name!r} on SageMaker",
+                            denied_fix="give your credentials sagemaker:CreatePipeline/UpdatePipeline and "
+                            "iam:PassRole on the pipeline's role") from None
+        bucket, key = uploading["bucket"], uploading["key"]
+        sent = uploads.uploaded if uploads is not None else 0
+        error = aws_error(exc, f"uploading s3://{bucket}/{key} for pipeline {graph.name!r}",
+                          denied_fix=f"give your credentials s3:PutObject on arn:aws:s3:::{bucket}/{graph.name}/* "
+                          "(or set S3RootUri in config.yaml to a bucket you may write)")
+        left = (f"; nothing was created on SageMaker, and the {sent} object(s) uploaded before it stay in S3: "
+                "their names are their content, so the next submit reuses them and uploads only the rest")
+        error.problems = [dataclasses.replace(p, message=p.message + left) for p in error.problems]
+        raise error from None
     return compiled, dict(response)
+
+
+#: The SDK's text for an upload it could not make (``Failed to upload serialized bytes to s3://B/K: …``).
+_UPLOADING = re.compile(r"Failed to upload [^:]*? to s3://(?P<bucket>[^/\s]+)/(?P<key>[^\s:]+)")
 
 
 def _stored_pipeline(client: Any, name: str) -> dict[str, Any] | None:

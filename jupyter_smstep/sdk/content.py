@@ -422,17 +422,21 @@ def _register(client: Any, plan: BuildPlan) -> None:
 
     def before_call(context: dict, **_: Any) -> Any:
         if not context.get("smstep_skip"):
-            count.uploaded += 1
             return None
         if context["smstep_skip"] != "dry":
             count.skipped += 1
         return _answered()
+
+    def after_call(context: dict, http_response: Any, **_: Any) -> None:  # counted once S3 has it
+        if not context.get("smstep_skip") and getattr(http_response, "status_code", 0) == 200:
+            count.uploaded += 1
 
     def dry_call(**_: Any) -> Any:  # a multipart upload of a large workspace file, in a dry build
         return _answered() if plan.dry else None
 
     events.register("before-parameter-build.s3.PutObject", before_build, unique_id=_HANDLER_ID + ".build")
     events.register("before-call.s3.PutObject", before_call, unique_id=_HANDLER_ID + ".call")
+    events.register("after-call.s3.PutObject", after_call, unique_id=_HANDLER_ID + ".after")
     for operation in _MULTIPART:
         events.register(f"before-call.s3.{operation}", dry_call, unique_id=f"{_HANDLER_ID}.dry.{operation}")
 
@@ -455,6 +459,7 @@ def _unregister(client: Any) -> None:
     events = client.meta.events
     events.unregister("before-parameter-build.s3.PutObject", unique_id=_HANDLER_ID + ".build")
     events.unregister("before-call.s3.PutObject", unique_id=_HANDLER_ID + ".call")
+    events.unregister("after-call.s3.PutObject", unique_id=_HANDLER_ID + ".after")
     for operation in _MULTIPART:
         events.unregister(f"before-call.s3.{operation}", unique_id=f"{_HANDLER_ID}.dry.{operation}")
 

@@ -364,6 +364,9 @@ class FakeSageMaker:
         self.executions: dict[str, FakeExecution] = {}
         self.throttle: dict[str, int] = {}  # operation -> how many ThrottlingExceptions to answer first
         self.fail_with: dict[str, tuple[int, str, str]] = {}  # operation -> (http status, code, message), always
+        #: S3 PUTs (objects and parts) allowed before every further one is denied (403 AccessDenied), as a
+        #: bucket policy or a lost permission refuses them mid-upload; None: no limit
+        self.s3_puts_allowed: int | None = None
         self.calls: list[tuple[str, dict]] = []
         self.requests: list[tuple[str, str]] = []  # (method, path) of every request, S3 included
         self.auto_plan: Callable[[str, list[dict]], list[StepPlan]] | None = None  # proxy mode: plan from definition
@@ -457,6 +460,12 @@ class FakeSageMaker:
         with self.lock:
             self.requests.append((req.command, req.path))
         handler = getattr(self, f"_op_{op}", None) if op else None
+        if not op and req.command == "PUT" and self.s3_puts_allowed is not None:
+            with self.lock:
+                self.s3_puts_allowed -= 1
+                denied = self.s3_puts_allowed < 0
+            if denied:
+                return self._reply_xml(req, 403, "AccessDenied", "Access Denied")
         if op:
             with self.lock:
                 self.calls.append((op, json.loads(body or b"{}")))
@@ -478,6 +487,16 @@ class FakeSageMaker:
                     if result is not None:
                         return self._reply(req, 200, result)
         self._forward(req, body, op)
+
+    def _reply_xml(self, req: BaseHTTPRequestHandler, status: int, code: str, message: str) -> None:
+        """An S3 error as S3 answers it."""
+        data = (f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code><Message>{message}</Message>"
+                "<RequestId>fake-request</RequestId></Error>").encode()
+        req.send_response(status)
+        req.send_header("Content-Type", "application/xml")
+        req.send_header("Content-Length", str(len(data)))
+        req.end_headers()
+        req.wfile.write(data)
 
     def _reply(self, req: BaseHTTPRequestHandler, status: int, payload: dict) -> None:
         data = json.dumps(payload).encode()

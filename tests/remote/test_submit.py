@@ -97,3 +97,23 @@ def test_changed_with_a_condition_runs_everything_and_says_so(notebook, fake):
     submission = notebook.workspace.submit(changed=True)
     assert submission.started and "--changed is not built for them yet" in submission.selection.note
     assert "SelectiveExecutionConfig" not in fake.ops("StartPipelineExecution")[-1]
+
+
+def test_an_upload_denied_midway_names_the_object_the_permission_and_what_stays(notebook, fake):
+    """A bucket policy (or a permission lost mid-way) refuses the third object: the error says which object,
+    which permission, and that what was uploaded stays and is reused (content-addressed)."""
+    from jupyter_smstep.errors import SmstepError
+
+    fake.s3_puts_allowed = 2
+    with pytest.raises(SmstepError) as caught:
+        notebook.workspace.submit()
+    text = str(caught.value)
+    assert "access denied (AccessDenied: Access Denied)" in text, text
+    assert "uploading s3://sagemaker-us-east-1-" in text, text
+    assert "nothing was created on SageMaker, and the 2 object(s) uploaded before it stay in S3" in text, text
+    assert "fix: give your credentials s3:PutObject on arn:aws:s3:::sagemaker-us-east-1-" in text, text
+    assert "check credentials, region and AWS_ENDPOINT_URL" not in text
+    assert fake.ops("CreatePipeline") == []
+    fake.s3_puts_allowed = None
+    again = notebook.workspace.submit()  # with the permission back: only what was missing is uploaded
+    assert again.started and again.uploads[1] >= 1
