@@ -19,6 +19,7 @@ import shutil
 import signal
 import threading
 import time
+import types
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ from jupyter_smstep.local import reads as reads_mod
 from jupyter_smstep.local.container import Container
 from jupyter_smstep.local.definition import (Resolver, StepSpec, container_option, evaluate_condition, split_s3_uri,
                                              to_text)
+from jupyter_smstep.core import code
 from jupyter_smstep.local.results import StepEvent, StepResult, write_json
 from jupyter_smstep.local.s3 import LOCAL_ACCOUNT, LocalS3
 from jupyter_smstep.local.s3.store import S3Error
@@ -597,6 +599,10 @@ class Execution:
         recorded = reads_mod.load(attempt.folder / "reads.json")
         if recorded is not None:
             recorded = reads_mod.keep_env(recorded, set(attempt.container_env))
+            function = self.functions.get(st.spec.name)
+            if isinstance(function, types.FunctionType):  # what the recorder cannot wrap: datetime.now() and kin
+                clock = [f"the clock ({call})" for call in code.clock_reads(function)]
+                recorded["unpinned"] = list(dict.fromkeys([*recorded.get("unpinned", []), *clock]))
             result.reads = reads_mod.summary(recorded, self.root)
         self._remember(st, recorded)
         self._event(st, "succeeded", attempt=attempt.number, duration=result.duration,

@@ -27,6 +27,7 @@ import types
 from typing import Any
 from collections.abc import Mapping
 
+from jupyter_smstep.core.code import by_value, global_names
 from jupyter_smstep.core.graph import values_at
 
 from jupyter_smstep.core.model import PipelineGraph
@@ -53,24 +54,6 @@ def _is_text(value: Any) -> bool:
     return isinstance(value, (str, bytes)) and len(value.strip()) > 0
 
 
-def _by_value(fn: types.FunctionType) -> bool:
-    """Whether cloudpickle ships ``fn`` by value (with the globals it reads and its closure), as it does a
-    notebook's function or a nested one; an importable module function travels as a reference."""
-    import sys
-
-    module = sys.modules.get(fn.__module__ or "")
-    return module is None or getattr(module, "__dict__", None) is not fn.__globals__ or "<locals>" in fn.__qualname__
-
-
-def _names(code: types.CodeType) -> set[str]:
-    """The global names ``code`` and the code nested in it read."""
-    names = set(code.co_names)
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            names |= _names(const)
-    return names
-
-
 def carried_secrets(value: Any, limit: int = 2000) -> list[str]:
     """Where pickling ``value`` would carry text under a secret-looking name, as paths from the value: a
     function's global (``headers → API_TOKEN``), a closure's variable (``login → password (closed over)``), a
@@ -84,9 +67,9 @@ def carried_secrets(value: Any, limit: int = 2000) -> list[str]:
         seen.add(id(obj))
         named: list[tuple[str, str, Any]] = []  # (name, how it is reached, value)
         if isinstance(obj, types.FunctionType):
-            if not _by_value(obj):
+            if not by_value(obj):
                 return
-            named += [(n, f" → {n}", obj.__globals__[n]) for n in sorted(_names(obj.__code__))
+            named += [(n, f" → {n}", obj.__globals__[n]) for n in sorted(global_names(obj.__code__))
                       if n in obj.__globals__]
             for n, cell in zip(obj.__code__.co_freevars, obj.__closure__ or ()):
                 try:

@@ -132,6 +132,9 @@ def test_an_upgraded_package_imported_inside_the_step(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("draw, read", [
     ("import time\nstamp = time.time()", "the clock (time.time())"),
+    ("from datetime import datetime\nstamp = datetime.now()", "the clock (datetime.now())"),
+    ("import datetime as dt\nday = dt.date.today()", "the clock (date.today())"),
+    ("import numpy as np\nstamp = np.datetime64('now')", "the clock (datetime64('now'))"),
     ("import random\nvalue = random.random()", "unseeded randomness (random.random())"),
     ("import numpy as np\nvalue = float(np.random.rand())", "unseeded randomness (numpy.random.rand())"),
     ("import numpy as np\nvalue = float(np.random.default_rng().random())",
@@ -140,7 +143,7 @@ def test_an_upgraded_package_imported_inside_the_step(tmp_path, monkeypatch):
 def test_what_cannot_be_pinned_is_never_reused_unless_the_step_says_so(tmp_path, draw, read):
     path = notebook(tmp_path, f"%%step use\n{draw}")
     first = run(path, tmp_path)
-    assert first.steps["use"].reads["unpinned"] == [read]
+    assert read in first.steps["use"].reads["unpinned"]  # date.today() also calls time.time()
     second = run(path, tmp_path)
     assert second.steps["use"].cached_from is None
     (said,) = [w for w in second.steps["use"].warnings if w.startswith("runs again")]
