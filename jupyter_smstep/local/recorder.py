@@ -21,9 +21,11 @@ before the step starts is not). What it records:
 - what cannot be pinned: a network connection, a direct read of the clock
   (``time.time()``, ``time.time_ns()``), a draw from an unseeded random generator (``random``,
   ``numpy.random``'s global state, ``default_rng()`` without a seed), each called by the user's
-  code itself (a library that seeds its own generator is not the user's randomness; one that
-  draws from numpy's global state without a seed, as scikit-learn's ``random_state=None``
-  does, is not seen: said in the README).
+  code itself (a library that seeds its own generator is not the user's randomness). A library
+  that draws from ``random``'s or numpy's global generator with no seed set (scikit-learn's
+  ``random_state=None``) is seen at the end: the generator's state moved since the step
+  started. (The clock reads no wrapper sees, ``datetime.now()``, are found in the step's code
+  by the runner: ``core/code.py``.)
 
 At the end, :meth:`Recorder.write` puts it all in ``reads.json`` beside the step's log;
 the runner keeps it with the cached result (:mod:`.reads` checks it before a reuse).
@@ -37,6 +39,7 @@ import json
 import os
 import sys
 import threading
+from typing import Any
 
 #: Files larger than this are pinned by size and modification time only.
 HASH_CAP = 256 * 1024 * 1024
@@ -66,6 +69,9 @@ class Recorder:
         self._busy = threading.local()
         self._numpy_watched = False
         self._seeded = {"random": False, "numpy": False}
+        #: the global generators' states when the step started (numpy's: when numpy.random was loaded): a
+        #: state that moved with no seed set was drawn from, by the user's code or a library's under it
+        self._started: dict[str, Any] = {}
 
     # -- who is reading ------------------------------------------------------------
     def _user_frame(self, depth: int = 2, direct: bool = False, skip: tuple[str, ...] = ()) -> str | None:
@@ -171,8 +177,8 @@ class Recorder:
                 recorder.modules[name] = None
                 for item in fromlist or ():
                     recorder.modules[f"{name}.{item}"] = None
-                if name.startswith("numpy") and not recorder._numpy_watched:
-                    recorder.watch_numpy()
+            if not recorder._numpy_watched and "numpy.random" in sys.modules:  # loaded by the user or a library
+                recorder.watch_numpy()
             return module
 
         builtins.__import__ = recording_import
@@ -220,6 +226,7 @@ class Recorder:
             return original_seed(*args, **kwargs)
 
         random.seed = seed
+        self._started["random"] = random.getstate()
         for name in ("random", "randint", "randrange", "choice", "choices", "shuffle", "sample", "uniform", "gauss",
                      "normalvariate"):
             fn = getattr(random, name)
@@ -237,6 +244,7 @@ class Recorder:
                 hasattr(np_random, n) for n in ("seed", "default_rng", "rand")):
             return  # not loaded, or still loading (an import inside numpy's own): the next import tries again
         self._numpy_watched = True
+        self._started["numpy"] = _numpy_state(np_random)
         recorder, seeded = self, self._seeded
         original_seed = np_random.seed
 
@@ -264,6 +272,24 @@ class Recorder:
             return default_rng(seed, *args, **kwargs)
         np_random.default_rng = rng
 
+    def _global_draws(self) -> None:
+        """A global generator drawn from with no seed, where no wrapped call of the user's said so: a library
+        drew (scikit-learn's ``random_state=None`` takes numpy's global generator; ``random.shuffle`` inside
+        a helper module)."""
+        import random
+
+        np_random = sys.modules.get("numpy.random")
+        now = {"random": random.getstate(),
+               "numpy": _numpy_state(np_random) if np_random is not None and "numpy" in self._started else None}
+        said = {"random": "unseeded randomness (random's global generator, drawn by a library)",
+                "numpy": "unseeded randomness (numpy's global generator, drawn by a library: e.g. "
+                         "scikit-learn with random_state=None)"}
+        for which, started in self._started.items():
+            direct = f"unseeded randomness ({'numpy.random' if which == 'numpy' else 'random'}."
+            if not self._seeded[which] and now[which] != started and \
+                    not any(u.startswith(direct) for u in self.unpinned):
+                self.unpinned[said[which]] = None
+
     # -- the record ---------------------------------------------------------------
     def write(self, path: str) -> None:
         self._guarded(self._write, path)
@@ -290,10 +316,17 @@ class Recorder:
             if recorded and os.path.isfile(recorded) and recorded not in sources:
                 stat = os.stat(recorded)
                 sources[recorded] = [stat.st_size, stat.st_mtime_ns, _sha256(recorded)]
+        self._global_draws()
         data = {"files": files, "folders": folders, "modules": sources, "packages": packages, "env": self.env,
                 "unpinned": list(self.unpinned)}
         with open(path, "w") as out:
             json.dump(data, out)
+
+
+def _numpy_state(np_random: Any) -> Any:
+    """numpy's global generator's state, comparable with ``==`` (its key array as bytes)."""
+    name, keys, pos, has_gauss, gauss = np_random.get_state()
+    return name, keys.tobytes(), pos, has_gauss, gauss
 
 
 def _sha256(path: str) -> str | None:

@@ -135,6 +135,10 @@ def test_an_upgraded_package_imported_inside_the_step(tmp_path, monkeypatch):
     ("from datetime import datetime\nstamp = datetime.now()", "the clock (datetime.now())"),
     ("import datetime as dt\nday = dt.date.today()", "the clock (date.today())"),
     ("import numpy as np\nstamp = np.datetime64('now')", "the clock (datetime64('now'))"),
+    ("from sklearn.utils import shuffle\nvalue = shuffle([1, 2, 3, 4, 5])",  # random_state=None: numpy's global
+     "unseeded randomness (numpy's global generator, drawn by a library: e.g. scikit-learn with random_state=None)"),
+    ("from email.utils import make_msgid\nvalue = make_msgid()",  # random.getrandbits, inside the standard library
+     "unseeded randomness (random's global generator, drawn by a library)"),
     ("import random\nvalue = random.random()", "unseeded randomness (random.random())"),
     ("import numpy as np\nvalue = float(np.random.rand())", "unseeded randomness (numpy.random.rand())"),
     ("import numpy as np\nvalue = float(np.random.default_rng().random())",
@@ -155,6 +159,14 @@ def test_what_cannot_be_pinned_is_never_reused_unless_the_step_says_so(tmp_path,
 def test_seeded_randomness_is_reused(tmp_path):
     path = notebook(tmp_path, "%%step use\nimport random\nrandom.seed(3)\nvalue = random.random()\n"
                               "import numpy as np\nnp.random.seed(3)\nother = float(np.random.rand())")
+    first = run(path, tmp_path)
+    assert first.steps["use"].reads["unpinned"] == []
+    assert run(path, tmp_path).steps["use"].cached_from == first.run_id
+
+
+def test_a_library_given_a_seed_is_reused(tmp_path):
+    path = notebook(tmp_path, "%%step use\nfrom sklearn.utils import shuffle\n"
+                              "value = shuffle([1, 2, 3, 4, 5], random_state=0)")
     first = run(path, tmp_path)
     assert first.steps["use"].reads["unpinned"] == []
     assert run(path, tmp_path).steps["use"].cached_from == first.run_id
