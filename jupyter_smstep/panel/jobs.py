@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from jupyter_smstep.errors import SmstepError
-from jupyter_smstep.panel import html
+from jupyter_smstep.panel import html, interrupts
 from jupyter_smstep.remote.monitor import Backoff, ExecutionMonitor
 
 if TYPE_CHECKING:
@@ -54,6 +54,8 @@ class Jobs:
         self.panel.render_dag()
         self.panel.render_execution()
 
+        interrupts.watch(stop)  # Kernel → Interrupt stops it, as Stop does
+
         def work() -> None:
             try:
                 result = self.panel.workspace.run_local(params, on_event=self.panel.on_local_event, stop=stop)
@@ -76,6 +78,7 @@ class Jobs:
                 if failed and self.panel.selector.value not in failed:
                     self.panel.selector.value = failed[0]
             finally:
+                interrupts.unwatch(stop)
                 self.local_stop = None
                 self.panel.state.busy = False
                 self.panel.set_buttons()

@@ -425,6 +425,36 @@ def test_stop_stops_a_local_run_within_seconds_and_its_steps_process(shell, tmp_
         p.close()
 
 
+def test_kernel_interrupt_stops_a_local_run_the_panel_started(tmp_path):
+    """In a real ipykernel, idle while the panel's run goes on in its thread: Kernel → Interrupt (SIGINT, as
+    JupyterLab sends it) stops the run within seconds, as Stop does, and the kernel stays usable."""
+    from helpers.kernel import Kernel
+
+    pid_file = tmp_path / "pid"
+    kernel = Kernel()
+    try:
+        kernel.execute(f"import os\nos.chdir({str(tmp_path)!r})\n%load_ext jupyter_smstep")
+        kernel.execute(f"%pipeline config --name interrupt --role {ROLE} --instance-type ml.m5.large")
+        kernel.execute(f"%%step slow --defer\nimport os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))"
+                       "\ntime.sleep(120)\ndone = True")
+        kernel.execute("import jupyter_smstep.panel.widget as panel_mod\n"
+                       "magics = get_ipython().magics_manager.registry['StepMagics']\n"
+                       "panel = panel_mod.show(magics.workspace)\nthread = panel.run_locally()")
+        wait_for(lambda: pid_file.exists() and pid_file.read_text(), timeout=60, what="the step to start")
+        started = time.monotonic()
+        kernel.km.interrupt_kernel()  # the kernel is idle: only the run can take it
+        pid = int(pid_file.read_text())
+        wait_for(lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2],
+                 timeout=20, what="the step's process to end")  # before the next cell, which SIGINT would hit
+        assert time.monotonic() - started < 20
+        kernel.execute("thread.join(timeout=30)\nassert not thread.is_alive()\n"
+                       "assert 'local run stopped' in panel.status.value, panel.status.value\n"
+                       "assert magics.workspace.last_run.steps['slow'].state == 'stopped'")
+        kernel.execute("x = 1 + 1\nassert x == 2")  # the interrupt did not break the kernel
+    finally:
+        kernel.stop()
+
+
 # --------------------------------------------------------------------------- remote monitoring
 @pytest.fixture
 def fake(fake_sagemaker):
