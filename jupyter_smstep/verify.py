@@ -259,7 +259,10 @@ def likely_cause(name: str, node: Any, reads: Mapping[str, Any]) -> str:
     unpinned = [r for r in reads.get("unpinned", []) if "random" in r or "clock" in r]
     if unpinned:
         seeds = [seed for key, seed in (("(random.", "random.seed(0)"), ("numpy.random.default_rng", "default_rng(0)"),
-                                        ("(numpy.random.", "np.random.seed(0)")) if any(key in r for r in unpinned)]
+                                        ("(numpy.random.", "np.random.seed(0)"), ("(random's global", "random.seed(0)"),
+                                        ("(numpy's global", "random_state=0 on the library's call, or "
+                                                            "np.random.seed(0)"))
+                 if any(key in r for r in unpinned)]
         fix = f"seed it inside the step ({' / '.join(seeds)})" if seeds else "pass the time in as a parameter"
         return (f"the step read {', '.join(unpinned)}: the job got other values than the kernel did (fix: {fix}, "
                 "and run the cells again)")

@@ -92,6 +92,16 @@ def test_unseeded_randomness_is_a_difference_with_its_cause(tmp_path, capsys):
     assert "seed it inside the step (np.random.seed(0))" in noise["likely_cause"]
 
 
+def test_a_library_drawing_unseeded_is_a_difference_with_its_cause(tmp_path, capsys):
+    path = write(tmp_path, "%%step sample\nfrom sklearn.utils import shuffle\norder = shuffle(list(range(50)))")
+    code, report = verify(path, capsys)
+    assert code == 1, report
+    order = report["steps"]["sample"]["order"]
+    assert order["verdict"] == "differs", order
+    assert "numpy's global generator, drawn by a library" in order["likely_cause"], order
+    assert "random_state=0 on the library's call, or np.random.seed(0)" in order["likely_cause"]
+
+
 def test_bad_input_exits_2(tmp_path, capsys):
     path = write(tmp_path, "%%step s\nx = 1")
     assert cli.main(["verify", str(path), "--rtol", "-1"]) == 2
