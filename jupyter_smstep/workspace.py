@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import os
 import secrets
 import tempfile
 import time
@@ -81,6 +82,10 @@ class Workspace:
         self.root = (root or Path.cwd()).resolve()
         self.captures = Captures()  # pickled sizes of captured values, measured once per value
         self.last_run: Any = None  # local.RunResult of the latest %pipeline run
+        self.last_verification: Any = None  # verify.Verification of the latest %pipeline verify
+        #: environment variables the kernel's cells set or removed: name -> its value before (None: unset).
+        #: A SageMaker job never has a cell's change, so a local run's steps do not get it either.
+        self.cells_env: dict[str, str | None] = {}
         self.last_execution: Any = None  # remote.submit.Submission of the latest submit
         #: a kernel's (False: a saved notebook built headless, whose later cells ran after every step)
         self.live = True
@@ -341,8 +346,9 @@ class Workspace:
         anyway = frozenset(n.name for n in graph.steps if n.settings.get("reuse") is not None
                            and n.settings["reuse"].value == "always")
         runs_dir = runs_dir or self.runs_folder  # beside the notebook, wherever the command was started
+        host_env = self.host_environment()
         step_cache = local.StepCache(Path(runs_dir).absolute(), root=self.root,
-                                     reuse_anyway=anyway) if cache else None
+                                     reuse_anyway=anyway, environ=host_env) if cache else None
         reused = self._cached_steps(graph, keys, step_cache, from_step) if step_cache else frozenset()
         reused |= frozenset(taken or ())  # taken from elsewhere: nothing of theirs is uploaded either
         plan = build.plan_for(graph, keys, reused)
@@ -357,7 +363,7 @@ class Workspace:
         kwargs: dict[str, Any] = {"parameters": values, "on_event": on_event, "functions": functions,
                                   "keys": dict(plan.keys), "cache": step_cache or False,
                                   "force": [from_step] if from_step else [], "root": self.root, "stop": stop,
-                                  "notebook": self.notebook, "taken": dict(taken or {}),
+                                  "notebook": self.notebook, "taken": dict(taken or {}), "host_env": host_env,
                                   "pipeline_key": pipeline_key(graph, keys, settings_mod.load_sdk_config())}
         if runs_dir is not None:
             kwargs["runs_dir"] = runs_dir
@@ -366,6 +372,16 @@ class Workspace:
             kwargs["buckets"] = sorted({s.uri[len("s3://"):].split("/", 1)[0] for n in graph.steps for s in n.saves})
             kwargs["saves"] = saves
         return local.run_pipeline(assemble, **kwargs)
+
+    def host_environment(self) -> dict[str, str]:
+        """The environment a local run's steps inherit: this process's, without what the cells set."""
+        env = dict(os.environ)
+        for name, before in self.cells_env.items():
+            if before is None:
+                env.pop(name, None)
+            else:
+                env[name] = before
+        return env
 
     # ---------------------------------------------------------------- %%remote
     def remote_cell(self, source: str, options: Mapping[str, Any], *, local: bool = False,

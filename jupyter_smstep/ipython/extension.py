@@ -32,6 +32,8 @@ def attach(shell: Any, magics: Any) -> None:
     """Register ``magics`` on ``shell`` as the extension's (the headless build calls this with its own)."""
     shell.register_magics(magics)
     shell.events.register("post_run_cell", magics.record_plain_cell)
+    shell.events.register("pre_run_cell", magics.environment_before)
+    shell.events.register("post_run_cell", magics.environment_after)
     _loaded[shell] = magics
 
 
@@ -42,10 +44,12 @@ def unload(shell: Any) -> None:
     if magics is None or magics.headless:
         return  # a headless build's notebook may %reload_ext: its recorder stays
     del _loaded[shell]
-    try:
-        shell.events.unregister("post_run_cell", magics.record_plain_cell)
-    except ValueError:
-        pass
+    for event, hook in (("post_run_cell", magics.record_plain_cell), ("pre_run_cell", magics.environment_before),
+                        ("post_run_cell", magics.environment_after)):
+        try:
+            shell.events.unregister(event, hook)
+        except ValueError:
+            pass
     comm.uninstall(shell)
 
 

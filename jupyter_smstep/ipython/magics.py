@@ -16,7 +16,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
 
 from jupyter_smstep.core.registry import Registry, StepSpec
-from jupyter_smstep.errors import SmstepError
+from jupyter_smstep.errors import Problem, SmstepError
 from jupyter_smstep.core import fingerprint
 from jupyter_smstep.ipython import commands, options as options_mod
 from jupyter_smstep.ipython.commands import CommandParser, HelpShown
@@ -351,6 +351,24 @@ class StepMagics(Magics):
         header = getattr(self.shell, "parent_header", None) or {}
         return (header.get("metadata") or {}).get("cellId")
 
+    def environment_before(self, info: Any = None) -> None:
+        """pre_run_cell hook: the environment as the cell finds it."""
+        self._environment = None if self.headless else dict(os.environ)
+
+    def environment_after(self, result: Any = None) -> None:
+        """post_run_cell hook: what the cell did to ``os.environ`` is the kernel's alone; a SageMaker job (and
+        so a local run) starts without it. Remembered, and said once per variable."""
+        before, self._environment = getattr(self, "_environment", None), None
+        if before is None:
+            return
+        changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k)
+                         and k not in self.workspace.cells_env and not k.startswith("AWS_"))  # a job has its own
+        if not changed:
+            return
+        for name in changed:
+            self.workspace.cells_env[name] = before.get(name)
+        self.registry.note(cells_set_environment(changed))
+
     def record_plain_cell(self, result) -> None:
         """post_run_cell hook: remember ordinary cells (helpers, constants, imports)."""
         if self._nested or self.headless:
@@ -365,6 +383,16 @@ class StepMagics(Magics):
         except Exception:  # noqa: BLE001 - an untransformable cell is simply not recorded
             return
         self.registry.record_plain(source, cell_id=getattr(info, "cell_id", None))
+
+
+def cells_set_environment(changed: list[str]) -> Problem:
+    """The warning for environment variables the notebook's cells set: a job never sees a kernel's changes."""
+    names = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+    return Problem(
+        f"the notebook's cells set the environment variable(s) {names}: only the kernel has them; a SageMaker job "
+        "(and a local run) starts without them, so a step that reads them gets something else",
+        fix=f"give them to the steps that read them: %%step --env {changed[0]}=VALUE (or %pipeline config --env), "
+            "or make the value a parameter", severity="warning")
 
 
 #: Cell magics that run their body as a cell: a ``%%step`` line below them still makes a step.

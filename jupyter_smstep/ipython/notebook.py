@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_smstep.errors import Problem, SmstepError
+from jupyter_smstep.ipython.magics import cells_set_environment
 from jupyter_smstep.workspace import Workspace, pipeline_name_from_path
 
 
@@ -152,12 +153,7 @@ def _restore_environment(before: dict[str, str], magics: Any) -> None:
         return
     os.environ.clear()
     os.environ.update(before)
-    names = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
-    magics.registry.note(Problem(
-        f"the notebook's cells set the environment variable(s) {names}: only the kernel has them; a SageMaker job "
-        "(and a local run) starts without them, so a step that reads them gets something else",
-        fix=f"give them to the steps that read them: %%step --env {changed[0]}=VALUE (or %pipeline config --env), "
-            "or make the value a parameter", severity="warning"))
+    magics.registry.note(cells_set_environment(changed))
 
 
 def _unique_id(cell_id: str, index: int, ids: dict[str, int], magics: Any) -> str:

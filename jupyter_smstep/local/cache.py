@@ -27,6 +27,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from collections.abc import Mapping
 
 from jupyter_smstep.core.keys import file_sha256
 from jupyter_smstep.folders import private_folder, untrusted, write_whole
@@ -57,13 +58,15 @@ class Unusable:
 class StepCache:
     """Results of earlier runs under one runs folder, by step key."""
 
-    def __init__(self, runs_dir: Path, root: Path | None = None, reuse_anyway: frozenset[str] = frozenset()) -> None:
+    def __init__(self, runs_dir: Path, root: Path | None = None, reuse_anyway: frozenset[str] = frozenset(),
+                 environ: Mapping[str, str] | None = None) -> None:
         """``root``: the notebook's folder (reads are shown relative to it, and the runs folder is trusted only
         if it and every folder up to it is this user's alone); ``reuse_anyway``: steps whose result may be
         reused although they read something that cannot be pinned (``%%step --reuse always``)."""
         self.runs_dir = Path(runs_dir)
         self.root = root
         self.reuse_anyway = reuse_anyway
+        self.environ = environ  # what the steps' processes get (a kernel's: without what its cells set)
         self._refused: str | None | bool = False  # not checked yet
         self.folder = self.runs_dir / "cache"
         # lookups verified during this run (each file hashed once per run, however often it is asked)
@@ -119,7 +122,7 @@ class StepCache:
         recorded_reads = record.get("reads")
         if not reads_mod.valid(recorded_reads):
             return Unusable(run_id, f"run {run_id} did not record what the step read")
-        moved = reads_mod.changed(recorded_reads, run_id, self.root, step in self.reuse_anyway)
+        moved = reads_mod.changed(recorded_reads, run_id, self.root, step in self.reuse_anyway, self.environ)
         if moved:
             return Unusable(run_id, moved)
         upstream = record.get("upstream") if isinstance(record.get("upstream"), dict) else {}

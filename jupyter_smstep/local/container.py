@@ -21,6 +21,7 @@ import re
 import secrets
 import shutil
 import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 
 from jupyter_smstep.errors import Problem, SmstepError
@@ -63,8 +64,12 @@ def job_properties(args: dict, name: str, output_uri: str, region: str) -> dict:
 class Container:
     """The containers of one run: staging channels and building environments against its S3."""
 
-    def __init__(self, run_dir: Path, s3: LocalS3, resolver: Resolver) -> None:
+    def __init__(self, run_dir: Path, s3: LocalS3, resolver: Resolver,
+                 host_env: Mapping[str, str] | None = None) -> None:
         self.run_dir = run_dir
+        #: what a step's process inherits from this machine (default: this process's environment; a kernel
+        #: passes its own without what its cells set, which a SageMaker job would not have)
+        self.host_env = os.environ if host_env is None else host_env
         self.s3 = s3
         self.resolver = resolver
         # The job's container does not see this machine's SageMaker config files
@@ -142,7 +147,7 @@ class Container:
     def environment(self, args: dict, folder: Path, name: str, failure_path: Path) -> dict[str, str]:
         """The training container's environment, pointed at the local S3 and this attempt's folders."""
         region = self.s3.region
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env = {k: v for k, v in self.host_env.items() if not k.startswith("AWS_")}
         opt_ml = folder / "opt_ml"
         for sub in ("model", "output/data", "input/data", "input/config"):
             (opt_ml / sub).mkdir(parents=True, exist_ok=True)

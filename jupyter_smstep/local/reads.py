@@ -23,6 +23,7 @@ import json
 import os
 from pathlib import Path
 from typing import Any
+from collections.abc import Mapping
 
 from jupyter_smstep.core.keys import file_sha256
 
@@ -54,8 +55,11 @@ def keep_env(data: dict[str, Any], container_names: set[str]) -> dict[str, Any]:
     return {**data, "env": env}
 
 
-def changed(data: dict[str, Any], since: str, root: Path | None = None, reuse_anyway: bool = False) -> str | None:
-    """Why the result of run ``since`` no longer holds (the first read that moved), or None."""
+def changed(data: dict[str, Any], since: str, root: Path | None = None, reuse_anyway: bool = False,
+            environ: Mapping[str, str] | None = None) -> str | None:
+    """Why the result of run ``since`` no longer holds (the first read that moved), or None. ``environ``: the
+    environment the step's next run would get (default: this process's)."""
+    environ = os.environ if environ is None else environ
     if data.get("unpinned") and not reuse_anyway:
         return (f"it read {', '.join(data['unpinned'])} in run {since}, which cannot be pinned "
                 "(%%step --reuse always says its result may be reused anyway)")
@@ -76,7 +80,7 @@ def changed(data: dict[str, Any], since: str, root: Path | None = None, reuse_an
         if now != version:
             return f"the package {dist} is {now or 'not installed'} (was {version}) since run {since}"
     for name, digest in data.get("env", {}).items():
-        value = os.environ.get(name)
+        value = environ.get(name)
         now = None if value is None else hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()
         if now != digest:
             return f"the environment variable {name} changed since run {since}"

@@ -92,6 +92,7 @@ def run_pipeline(
     stop: threading.Event | None = None,
     notebook: str | None = None,
     taken: Mapping[str, tuple[Path, str]] | None = None,
+    host_env: Mapping[str, str] | None = None,
 ) -> RunResult:
     """Build the pipeline against an embedded S3 and run every step locally.
 
@@ -110,6 +111,8 @@ def run_pipeline(
     is used as it is); the steps in ``force`` and their dependents always run.
     With ``pipeline_key`` (:func:`jupyter_smstep.core.keys.pipeline_key`), a run whose every step is
     cached reuses the earlier run's definition instead of building one (no SDK import, no upload).
+    ``host_env`` is the environment a step's process inherits (default: this process's; a kernel passes
+    its own without what its cells set, as a SageMaker job would not have it).
     Setting ``stop`` (the panel's Stop) ends the run within about a second: running steps are killed and
     ``stopped``, the rest skipped. ``taken`` (step -> a folder holding its results files, and where they came
     from) gives steps their results from elsewhere (``run --upstream``: a SageMaker execution's).
@@ -193,7 +196,7 @@ def run_pipeline(
             functions=dict(functions or {}), keys=dict(keys or {}),
             cache=step_cache, force=with_dependents({n: spec.depends_on for n, spec in steps.items()}, forced),
             root=Path(root).resolve() if root else None, stop=stop, saves=dict(saves or {}),
-            taken=dict(taken or {}),
+            taken=dict(taken or {}), host_env=host_env,
         )
         executor.run()
         lap("execute")

@@ -20,7 +20,7 @@ import signal
 import threading
 import time
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,7 +126,8 @@ class Execution:
                  keys: dict[str, StepKey] | None = None, cache: cache_mod.StepCache | None = None,
                  force: set[str] | None = None, root: Path | None = None,
                  stop: threading.Event | None = None, saves: dict[str, list[dict]] | None = None,
-                 taken: dict[str, tuple[Path, str]] | None = None) -> None:
+                 taken: dict[str, tuple[Path, str]] | None = None,
+                 host_env: Mapping[str, str] | None = None) -> None:
         self.run_id = run_id
         self.taken = taken or {}  # step -> (a folder with its results files, where they came from)
         self.saves = saves or {}  # step -> its --save values ({"name", "uri", "format"}): re-put when it is reused
@@ -154,7 +155,7 @@ class Execution:
             .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
         }
         self.resolver = Resolver(self.execution, parameters, read_s3=lambda uri: s3.path(uri).read_bytes())
-        self.container = Container(run_dir, s3, self.resolver)
+        self.container = Container(run_dir, s3, self.resolver, host_env)
         order = _topological_order(steps)
         self.states = {
             name: _StepState(spec=steps[name], order=order.index(name),
@@ -460,7 +461,7 @@ class Execution:
             )
             workspace = self._workspace(st, folder)
             env = self.container.environment(args, folder, job_name, attempt.failure_path)
-            host = {k for k in os.environ if not k.startswith("AWS_")}
+            host = {k for k in self.container.host_env if not k.startswith("AWS_")}
             attempt.container_env = frozenset(k for k in env if k not in host or k in (args.get("Environment") or {}))
         except Exception as exc:  # noqa: BLE001 - the runner's own failure, reported on the step
             text = str(exc) if isinstance(exc, SmstepError) else f"{type(exc).__name__}: {exc}"

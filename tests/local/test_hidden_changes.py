@@ -116,3 +116,31 @@ def test_a_helper_defined_and_called_in_a_step_reads_the_value_before_the_step_r
     kernel = same_everywhere(shell, tmp_path, cells, "report", ["titles"])
     assert kernel["titles"] == ["Mr", "Miss"]
     assert shell.graph().step("titles").inputs["combined"].step == "load"
+
+
+def test_a_variable_a_cell_sets_reaches_no_job_live_or_headless_and_is_said(shell, tmp_path, monkeypatch):
+    """A cell's os.environ change is the kernel's alone: a SageMaker job starts without it, so the local run's
+    steps do too, in a kernel as headless, whenever the run's warm worker started. What the machine had before
+    the kernel (here: the test's own environment) is the host's, and a step gets it."""
+    monkeypatch.setenv("HOST_LEVEL", "host")
+    monkeypatch.delenv("CELL_LEVEL", raising=False)
+    cells = ["%load_ext jupyter_smstep", CONFIG,
+             "import os\nos.environ['CELL_LEVEL'] = 'cell'\nos.environ['HOST_LEVEL'] = 'changed'",
+             "%%step read\nimport os\nseen = (os.environ.get('CELL_LEVEL'), os.environ.get('HOST_LEVEL'))"]
+    try:
+        for source in cells[1:]:
+            shell.run(source)
+        warned = [str(p) for p in shell.graph().report.problems if "set the environment variable(s)" in str(p)]
+        assert len(warned) == 1 and "CELL_LEVEL, HOST_LEVEL: only the kernel has them" in warned[0], warned
+        live, _ = shell.run_local(tmp_path / "live")
+        assert live.outputs("read")["seen"] == (None, "host")
+        again, _ = shell.run_local(tmp_path / "live")  # what the job gets did not change: reused
+        assert again.steps["read"].cached_from == live.run_id
+    finally:  # what the cell did to this process, undone, as a fresh CLI process starts
+        os.environ.pop("CELL_LEVEL", None)
+        os.environ["HOST_LEVEL"] = "host"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+    nbformat.write(nb, tmp_path / "env.ipynb")
+    headless = load_workspace(tmp_path / "env.ipynb").run_local(runs_dir=tmp_path / "headless")
+    assert headless.outputs("read")["seen"] == (None, "host")
