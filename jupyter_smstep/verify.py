@@ -65,6 +65,30 @@ class Verification:
             out[finding.verdict.kind] += 1
         return out
 
+    def by_step(self) -> dict[str, tuple[str, str]]:
+        """Each step's one mark, as the panel draws it, with what to say: ``≠ kernel`` when a name differs
+        (naming the names and the likely cause), ``? kernel`` when none differs but one cannot be compared,
+        ``= kernel`` when every name is equal."""
+        found: dict[str, list[Finding]] = {}
+        for finding in self.findings:
+            found.setdefault(finding.step, []).append(finding)
+        marks: dict[str, tuple[str, str]] = {}
+        for step, findings in found.items():
+            differs = [f for f in findings if f.verdict.kind == "differs"]
+            unknown = [f for f in findings if f.verdict.kind == "not comparable"]
+            if differs:
+                first = differs[0]
+                marks[step] = ("≠ kernel", f"{', '.join(f.name for f in differs)} differ(s) from the kernel's: "
+                               f"{first.name}: {first.verdict.detail}" + (f"; likely cause: {first.cause}"
+                                                                         if first.cause else ""))
+            elif unknown:
+                marks[step] = ("? kernel", f"{', '.join(f.name for f in unknown)} cannot be compared: "
+                               f"{unknown[0].verdict.detail}")
+            else:
+                marks[step] = ("= kernel", f"{len(findings)} value(s) equal to the kernel's "
+                               f"({', '.join(f.name for f in findings)})")
+        return marks
+
     @property
     def exit_code(self) -> int:
         return 0 if self.run_succeeded and not self.counts["differs"] else 1
@@ -290,15 +314,17 @@ def verify_notebook(path: Path, workspace: Any, parameters: Mapping[str, Any], r
 
 
 def verify_live(workspace: Any, parameters: Mapping[str, Any], rtol: float, atol: float,
-                runs_dir: str | None = None, on_event: Callable | None = None) -> Verification:
+                runs_dir: str | None = None, on_event: Callable | None = None, stop: Any = None) -> Verification:
     """``%pipeline verify``: the values each step cell left in this kernel against a local run."""
     graph = workspace.graph()
     kernel = {node.name: dict(node.cell.after) for node in graph.steps if node.cell.after is not None}
     if not kernel:
         raise SmstepError("no step cell has run in this kernel yet (a --defer step does not)",
                           fix="run the notebook's cells (Run All), then %pipeline verify")
-    result = workspace.run_local(parameters, on_event=on_event, runs_dir=runs_dir)
-    return compare_run(kernel, result, graph, rtol, atol, "this kernel, as each step cell left its values")
+    result = workspace.run_local(parameters, on_event=on_event, runs_dir=runs_dir, stop=stop)
+    done = compare_run(kernel, result, graph, rtol, atol, "this kernel, as each step cell left its values")
+    workspace.last_verification = done  # the panel marks each step with it
+    return done
 
 
 def bad_tolerance(rtol: float, atol: float) -> Problem | None:

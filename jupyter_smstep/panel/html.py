@@ -138,6 +138,9 @@ def node_views(state: PanelState) -> dict[str, dag_svg.NodeView]:
             subtitle = f"{len(fan.iterations)} × {first.value if first else 'no instance type'}"
             tip = (f"{node.name}: --foreach {fan.var} in {fan.source}, {len(fan.iterations)} iterations ("
                    + ", ".join(f"{name} {s}" for name, s in zip(fan.iterations, iterations)) + ")")
+        if node.name in state.kernel_marks:  # the last verify: is the pipeline's value the kernel's?
+            mark, said = state.kernel_marks[node.name]
+            text, tip = f"{text} {mark}".strip(), f"{tip}\n{mark}: {said}"
         views[node.name] = dag_svg.NodeView(node.name, subtitle, step_state, text, err, warn, tip, shape)
     for condition in graph.conditions:
         step_state, text = state.step_state(condition.name)
@@ -227,6 +230,9 @@ def step_details(state: PanelState, name: str, parameter_values: Mapping[str, An
         title += (f" <span style='background:{fill};color:{stroke};border:1px solid {stroke};border-radius:4px;"
                   f"padding:0 5px'>{icon} {esc(step_state)} {esc(text)}</span>")
     h.append(f"<div>{title}</div>")
+    if name in state.kernel_marks:
+        mark, said = state.kernel_marks[name]
+        h.append(f"<div class='smstep-kernel-mark' data-mark='{esc(mark)}'><b>{esc(mark)}</b> {esc(said)}</div>")
     problems = [p for p in state.problems() if p.step == name]
     if problems:
         h.append("<div class='smstep-step-problems'>" + "".join(problem(p) for p in problems) + "</div>")

@@ -41,9 +41,11 @@ class Jobs:
             self.panel.problems.value = html.problems(self.panel.state)
             raise SmstepError(errors)
 
-    def run_locally(self, wait: bool = False) -> threading.Thread:
-        """Run the pipeline with the local runner in a thread, colouring the DAG as steps progress."""
-        self.check_ready("run")
+    def run_locally(self, wait: bool = False, verify: bool = False) -> threading.Thread:
+        """Run the pipeline with the local runner in a thread, colouring the DAG as steps progress; with
+        ``verify``, then compare each step's values with the ones its cell left in this kernel and mark each
+        step ``= kernel`` or ``≠ kernel`` (``%pipeline verify``)."""
+        self.check_ready("verify" if verify else "run")
         params = self.panel.parameters()
         self.stop_following()
         self.panel.state.start_local()
@@ -57,10 +59,19 @@ class Jobs:
         interrupts.watch(stop)  # Kernel → Interrupt stops it, as Stop does
 
         def work() -> None:
+            verification = None
             try:
-                result = self.panel.workspace.run_local(params, on_event=self.panel.on_local_event, stop=stop)
+                if verify:
+                    from jupyter_smstep import verify as verify_mod
+
+                    verification = verify_mod.verify_live(self.panel.workspace, params, 1e-9, 0.0,
+                                                          on_event=self.panel.on_local_event, stop=stop)
+                    result = self.panel.workspace.last_run
+                else:
+                    result = self.panel.workspace.run_local(params, on_event=self.panel.on_local_event, stop=stop)
             except SmstepError as exc:
-                self.panel.set_status("local run refused: " + html.esc(exc).replace("\n", "<br>"), "error")
+                self.panel.set_status(("verify" if verify else "local run") + " refused: " +
+                                      html.esc(exc).replace("\n", "<br>"), "error")
             except Exception as exc:  # noqa: BLE001
                 self.panel.set_status(f"local run crashed: {type(exc).__name__}: {html.esc(exc)}", "error")
                 self.panel.state.local_errors["(runner)"] = traceback.format_exc()
@@ -71,10 +82,18 @@ class Jobs:
                     self.panel.state.estimate_lines = self.panel.workspace.estimate().lines()
                 except SmstepError:
                     self.panel.state.estimate_lines = []
-                self.panel.set_status("✓ local run succeeded" if result.succeeded else
-                                      "■ local run stopped" if stop.is_set() else
-                                      f"✗ local run failed ({', '.join(failed) or 'see below'})",
-                                      "ok" if result.succeeded else "error")
+                if verification is not None:
+                    with self.panel._lock:
+                        self.panel.state.set_verification(verification)
+                    counts = verification.counts
+                    self.panel.set_status("verify: " + ", ".join(f"{n} {kind}" for kind, n in counts.items()) +
+                                          ("" if result.succeeded else " (the run did not succeed)"),
+                                          "ok" if verification.exit_code == 0 else "error")
+                else:
+                    self.panel.set_status("✓ local run succeeded" if result.succeeded else
+                                          "■ local run stopped" if stop.is_set() else
+                                          f"✗ local run failed ({', '.join(failed) or 'see below'})",
+                                          "ok" if result.succeeded else "error")
                 if failed and self.panel.selector.value not in failed:
                     self.panel.selector.value = failed[0]
             finally:

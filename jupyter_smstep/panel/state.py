@@ -47,6 +47,10 @@ class PanelState:
     # a SageMaker execution
     snapshot: Snapshot | None = None
     log_tails: dict[str, list[str]] = field(default_factory=dict)
+    #: the last verify: step -> (mark, what to say), ``= kernel`` / ``≠ kernel`` / ``? kernel``
+    #: (``verify.Verification.by_step``), and the Verification they came from
+    kernel_marks: dict[str, tuple[str, str]] = field(default_factory=dict)
+    verification: object | None = None
     busy: bool = False  # a run or a submit is under way
     selection_note: str = ""  # "Submit changed": which steps the execution re-runs, and why
 
@@ -81,9 +85,16 @@ class PanelState:
             return "pending", ""
         return self.states.get(name, ("pending", ""))
 
+    def set_verification(self, verification: object | None) -> None:
+        """Mark each step with the last verify's verdict (``verify.Verification``; None: no marks)."""
+        self.verification = verification
+        by_step = getattr(verification, "by_step", None)
+        self.kernel_marks = by_step() if by_step is not None else {}
+
     # ------------------------------------------------------------------ a local run
     def start_local(self) -> None:
         self.run_kind = "local"
+        self.set_verification(None)  # the marks said how the last run compared; a new run is not compared yet
         self.local_result, self.local_errors, self.local_messages, self.local_warnings = None, {}, {}, []
         self.local_printed = {}
         self.estimate_lines = []

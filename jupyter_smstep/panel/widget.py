@@ -120,6 +120,9 @@ class PipelinePanel(widgets.VBox):
         self.changed_button = self._button("Submit changed", "forward", "primary",
                                            "re-run on SageMaker only the steps changed since the last succeeded "
                                            "execution (and the steps after them)")
+        self.verify_button = self._button("Verify", "balance-scale", "",
+                                          "run locally, then compare each step's values with the ones its cell "
+                                          "left in this kernel: = kernel or ≠ kernel on each step")
         self.stop_button = self._button("Stop", "stop", "danger", "stop the local run or the SageMaker execution",
                                         disabled=True)
         self.retry_button = self._button("Retry", "repeat", "warning",
@@ -128,7 +131,7 @@ class PipelinePanel(widgets.VBox):
                                            "the pipeline's last executions on SageMaker: status, who started them, "
                                            "billed seconds per step")
         self.status = make_html()
-        self.toolbar = widgets.HBox([self.validate_button, self.run_button, self.submit_button,
+        self.toolbar = widgets.HBox([self.validate_button, self.run_button, self.verify_button, self.submit_button,
                                      self.changed_button, self.stop_button,
                                      self.retry_button, self.history_button, self.status],
                                     layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
@@ -165,6 +168,7 @@ class PipelinePanel(widgets.VBox):
 
         self.validate_button.on_click(lambda _: self._guard(self.validate))
         self.run_button.on_click(lambda _: self._guard(self.run_locally))
+        self.verify_button.on_click(lambda _: self._guard(self.verify))
         self.submit_button.on_click(lambda _: self._guard(self.submit))
         self.changed_button.on_click(lambda _: self._guard(lambda: self.submit(changed=True)))
         self.stop_button.on_click(lambda _: self._guard(self.stop_execution))
@@ -212,7 +216,8 @@ class PipelinePanel(widgets.VBox):
         super().close()
 
     def _all_widgets(self) -> list[widgets.Widget]:
-        return [self.header, self.validate_button, self.run_button, self.submit_button, self.changed_button,
+        return [self.header, self.validate_button, self.run_button, self.verify_button, self.submit_button,
+                self.changed_button,
                 self.stop_button,
                 self.retry_button, self.history_button, self.status, self.toolbar, self.params_box,
                 *self.param_widgets.values(),
@@ -223,6 +228,12 @@ class PipelinePanel(widgets.VBox):
     def _on_post_run_cell(self, result: Any = None) -> None:
         try:
             self.refresh()
+            verification = self.workspace.last_verification  # a %pipeline verify in a cell: mark the steps
+            if verification is not self.state.verification and not self.state.busy:
+                with self._lock:
+                    self.state.set_verification(verification)
+                self.render_dag()
+                self.render_selection()
         except Exception as exc:  # noqa: BLE001 - a panel must never break the user's cells
             self.set_status(f"could not refresh: {html.esc(exc)}", "error")
 
@@ -436,6 +447,7 @@ class PipelinePanel(widgets.VBox):
     def set_buttons(self) -> None:
         busy = self.state.busy
         self.run_button.disabled = busy
+        self.verify_button.disabled = busy
         self.submit_button.disabled = busy
         self.changed_button.disabled = busy
         following = self.jobs.monitor is not None
@@ -448,6 +460,10 @@ class PipelinePanel(widgets.VBox):
     def run_locally(self, wait: bool = False) -> threading.Thread:
         """Run the pipeline with the local runner in a thread, colouring the DAG as steps progress."""
         return self.jobs.run_locally(wait)
+
+    def verify(self, wait: bool = False) -> threading.Thread:
+        """Run locally, then mark each step ``= kernel`` or ``≠ kernel`` (its values against its cell's)."""
+        return self.jobs.run_locally(wait, verify=True)
 
     def submit(self, wait: bool = False, changed: bool = False) -> threading.Thread:
         """Upsert + start on SageMaker (in a thread), then follow the execution; with ``changed``, only

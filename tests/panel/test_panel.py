@@ -425,6 +425,41 @@ def test_stop_stops_a_local_run_within_seconds_and_its_steps_process(shell, tmp_
         p.close()
 
 
+def node_text(panel, name):
+    root = svg_tree(panel)
+    group = next(g for g in root.iter(f"{SVG}g") if g.get("data-step") == name)
+    return " ".join("".join(t.itertext()) for t in group.iter(f"{SVG}text"))
+
+
+def test_verify_marks_each_step_equal_or_not_to_the_kernel(shell, tmp_path, monkeypatch):
+    """The Verify button runs locally and marks each step = kernel or ≠ kernel, with the cause; a
+    %pipeline verify in a cell marks them too, and a new run clears the marks until it is compared."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("NOTEBOOK_MODE", raising=False)
+    shell.configure(name="marks")
+    shell.run("%%step make\nvalue = 21")
+    shell.run("import os\nos.environ['NOTEBOOK_MODE'] = 'kernel'")  # only the kernel has it
+    shell.run("%%step use\nimport os\nmode = os.environ.get('NOTEBOOK_MODE')\nanswer = value * 2")
+    p = panel_mod.show(shell.workspace)
+    try:
+        p.verify_button.click()
+        p.jobs.wait(120)
+        assert "≠ kernel" not in node_text(p, "make") and "= kernel" in node_text(p, "make")
+        assert "≠ kernel" in node_text(p, "use")
+        assert "verify: 2 equal, 1 differs" in p.status.value, p.status.value
+        p.selector.value = "use"
+        assert "data-mark='≠ kernel'" in p.details.value
+        assert "mode differ(s) from the kernel&#x27;s" in p.details.value, p.details.value
+        assert "NOTEBOOK_MODE" in p.details.value  # the likely cause: the variable only the kernel has
+        p.run_locally(wait=True)
+        p.jobs.wait(60)
+        assert "kernel" not in node_text(p, "use")  # a new run is not compared yet
+        shell.run("%pipeline verify")  # the magic, in a cell: the panel marks the steps after it
+        assert "≠ kernel" in node_text(p, "use") and "= kernel" in node_text(p, "make")
+    finally:
+        p.close()
+
+
 def test_kernel_interrupt_stops_a_local_run_the_panel_started(tmp_path):
     """In a real ipykernel, idle while the panel's run goes on in its thread: Kernel → Interrupt (SIGINT, as
     JupyterLab sends it) stops the run within seconds, as Stop does, and the kernel stays usable."""
@@ -470,7 +505,8 @@ def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def test_follow_shows_failure_reason_log_tail_and_retry(panel, fake):
+def test_follow_shows_failure_reason_log_tail_and_retry(panel, fake_sagemaker):
+    fake = fake_sagemaker()  # its clock ticks per poll: the panel sees the execution run, however busy the machine
     panel.poll_initial, panel.poll_max = 0.1, 0.5
     arn = fake.add_execution([StepPlan("preprocess", [], 10), StepPlan("train", ["preprocess"], 2,
                                                                       fail="AlgorithmError: ValueError: bad rows",
