@@ -175,6 +175,13 @@ def _operand(node: ast.expr, source: str) -> Operand:
         index = node.slice
         if isinstance(index, ast.Constant) and isinstance(index.value, (int, str)) and not isinstance(index.value,
                                                                                                        bool):
+            if isinstance(index.value, str) and ("'" in index.value or "\\" in index.value):
+                # the SDK writes the key into a JsonGet path as ['key'], which a quote or a backslash breaks:
+                # the condition would fail on SageMaker when it is evaluated, not here
+                raise ConditionError(f"--when {_segment(source, node)!r}: the key {index.value!r} holds a quote or a "
+                                     "backslash, which SageMaker's JsonGet path (['key']) cannot carry",
+                                     fix=f"rename the key, or have the step return the value under a plain name "
+                                         f"(e.g. value = {base.name}[{index.value!r}]) and compare that")
             return replace(base, path=base.path + (index.value,))
         if (isinstance(index, ast.UnaryOp) and isinstance(index.op, ast.USub)
                 and isinstance(index.operand, ast.Constant) and type(index.operand.value) is int):

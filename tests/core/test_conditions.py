@@ -36,6 +36,8 @@ def test_parse_keeps_the_structure_and_one_canonical_spelling():
     ("x if y else z", "is not something a SageMaker condition can evaluate", "accuracy >= 0.7"),
     ("accuracy >= 0.7; import os", "is not a Python expression", "quote"),
     ("lambda: 1", "is not something a SageMaker condition can evaluate", "accuracy >= 0.7"),
+    ("ev[\"it's\"] > 0", "holds a quote or a backslash, which SageMaker's JsonGet path", "value = ev[\"it's\"]"),
+    ("ev['a\\\\b'] > 0", "holds a quote or a backslash", "rename the key"),
 ])
 def test_parse_refuses_what_a_condition_step_cannot_evaluate(expr, message, fix):
     with pytest.raises(c.ConditionError) as info:
