@@ -21,6 +21,17 @@ def cache_dir() -> Path:
     return Path(platformdirs.user_cache_dir("jupyter_smstep"))
 
 
+def data_dir() -> Path:
+    """The user's jupyter_smstep data folder (``SMSTEP_DATA_DIR``, else the platform's): the content-addressed
+    staging of step payloads and requirements files (``sdk.content``, ``sdk.requirements``)."""
+    override = os.environ.get("SMSTEP_DATA_DIR")
+    if override:
+        return Path(override)
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("jupyter_smstep"))
+
+
 def private_folder(path: Path) -> Path:
     """``path`` and every missing folder above it, created 0700 whatever the umask (only their owner may list
     or enter them, and nobody else may put anything in them). Raises OSError as mkdir does."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from typing import Any
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from jupyter_smstep.core.analysis import CellAnalysis, analyze
 from jupyter_smstep.errors import Problem
@@ -198,6 +198,11 @@ class Registry:
 
     def note(self, problem: Problem) -> None:
         self.notices.append(problem)
+        self.revision += 1
+
+    def export(self, names: Iterable[str]) -> None:
+        """``%pipeline outputs NAME…``: every step that produces one of ``names`` returns it."""
+        self.exports |= set(names)
         self.revision += 1
 
     def set_parameter(self, name: str, value: Any) -> None:

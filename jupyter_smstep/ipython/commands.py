@@ -200,9 +200,7 @@ def _outputs_args(parser: CommandParser, cli: bool) -> None:
 
 
 def _outputs(ctx: Context, args: argparse.Namespace) -> int:
-    registry = ctx.workspace.registry
-    registry.exports |= set(_names(args.names))
-    registry.revision += 1
+    ctx.workspace.registry.export(_names(args.names))
     return 0
 
 

@@ -57,6 +57,7 @@ from jupyter_smstep.core.conditions import definition_steps
 from jupyter_smstep.core import keys as keys_mod
 from jupyter_smstep.core.graph import values_at
 from jupyter_smstep.core.model import PipelineGraph
+from jupyter_smstep.folders import data_dir
 
 #: Object metadata holding the SHA-256 of the body (S3 stores it as ``x-amz-meta-smstep-sha256``).
 HASH_METADATA = "smstep-sha256"
@@ -218,16 +219,6 @@ def local_sources_digest(root: Path) -> str:
 
 
 # ---------------------------------------------------------------------------- signing
-def data_dir() -> Path:
-    """The user's jupyter_smstep data folder (``SMSTEP_DATA_DIR``, else the platform's)."""
-    override = os.environ.get("SMSTEP_DATA_DIR")
-    if override:
-        return Path(override)
-    import platformdirs
-
-    return Path(platformdirs.user_data_dir("jupyter_smstep"))
-
-
 @functools.cache
 def _user_secret(folder: Path) -> bytes:
     path = folder / SECRET_FILE

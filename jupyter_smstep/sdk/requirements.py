@@ -34,7 +34,7 @@ from collections.abc import Iterable, Mapping
 from jupyter_smstep.core.graph import values_at
 
 from jupyter_smstep.core.model import StepNode
-from jupyter_smstep.folders import write_whole
+from jupyter_smstep.folders import data_dir, write_whole
 
 #: Left to the SDK (it adds its own, compatible requirement) or to the image.
 NOT_PINNED = {"sagemaker", "jupyter_smstep", "__main__", "builtins", "IPython", "ipykernel"}
@@ -207,8 +207,6 @@ def requirements_name(step: str) -> str:
 
 def write(pins: Pins, name: str) -> Path:
     """The pins as the file ``name`` in a folder named by its content."""
-    from jupyter_smstep.sdk.content import data_dir
-
     text = pins.text
     path = data_dir() / "requirements" / ("auto-" + hashlib.sha256(text.encode()).hexdigest()[:16]) / name
     if not path.exists():
