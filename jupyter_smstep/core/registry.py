@@ -209,6 +209,11 @@ class Registry:
         self.parameters[name] = value
         self.revision += 1
 
+    def drop_parameters(self, names: Iterable[str]) -> None:
+        for name in names:
+            self.parameters.pop(name, None)
+        self.revision += 1
+
     def set_defaults(self, options: dict[str, Any], name: str | None = None, save_root: str | None = None) -> None:
         self.defaults.update(options)
         if name:

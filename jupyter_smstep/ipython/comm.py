@@ -126,7 +126,7 @@ class Bridge:
     a cell that does not change the pipeline (most cells) sends nothing.
     """
 
-    def __init__(self, summary: Summary, sync_cells: Callable[[list], bool] | None = None) -> None:
+    def __init__(self, summary: Summary, sync_cells: Callable[[list, list | None], bool] | None = None) -> None:
         self._summary = summary
         self._sync_cells = sync_cells
         self._comms: dict[str, Any] = {}
@@ -185,9 +185,11 @@ class Bridge:
 
     def _handle(self, comm: Any, data: dict) -> None:
         cell_ids = data.get("cell_ids")
+        tagged = data.get("parameter_cells")  # absent from an older frontend: tags unknown, left as they are
         if isinstance(cell_ids, list) and self._sync_cells is not None:
             try:
-                self._sync_cells([str(c) for c in cell_ids])
+                self._sync_cells([str(c) for c in cell_ids],
+                                 [str(c) for c in tagged] if isinstance(tagged, list) else None)
             except Exception:  # never fail the kernel because of the frontend's view
                 log.warning("jupyter_smstep: could not sync the notebook's cells", exc_info=True)
         if data.get("type") == "request_state":
@@ -225,12 +227,14 @@ class Bridge:
         self._comms.clear()
 
 
-def install(shell: Any, summary: Summary, sync_cells: Callable[[list], bool] | None = None) -> Bridge | None:
+def install(shell: Any, summary: Summary, sync_cells: Callable[[list, list | None], bool] | None = None
+            ) -> Bridge | None:
     """Connect the kernel to the lab extension; called by ``%load_ext jupyter_smstep``.
 
     ``summary`` is a zero-argument callable returning the :class:`PipelineState`;
     ``sync_cells`` receives the notebook's cell ids in order whenever the frontend
-    sends them (so deleted step cells are forgotten and steps follow the notebook's order).
+    sends them (so deleted step cells are forgotten and steps follow the notebook's order), and the ids of
+    the cells tagged ``parameters`` (None from a frontend that does not send them).
     Without a kernel (terminal IPython, tests with a bare shell) there is nobody
     to talk to, so this does nothing and returns None. Calling it again (for
     ``%reload_ext``) replaces the previous bridge.

@@ -25,7 +25,7 @@ def load(shell: Any) -> None:
     magics = StepMagics(shell)
     attach(shell, magics)
     ws = magics.workspace
-    comm.install(shell, lambda: comm.summary(ws), magics.registry.sync_cells)
+    comm.install(shell, lambda: comm.summary(ws), magics.sync_notebook)
 
 
 def attach(shell: Any, magics: Any) -> None:

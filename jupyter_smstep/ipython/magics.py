@@ -11,6 +11,7 @@ import os
 import re
 import sys
 from typing import Any
+from collections.abc import Mapping
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
@@ -102,6 +103,11 @@ class StepMagics(Magics):
         ns = shell.user_ns
         default = pipeline_name_from_path(ns.get("__session__") or ns.get("__vsc_ipynb_file__"))
         self.workspace = Workspace(self.registry, ns, default_name=default)
+        # Cells tagged `parameters` (papermill's convention), as the lab extension reports them: a kernel never
+        # sees cell tags otherwise. What each recorded cell would give as parameters, and what each gave.
+        self.parameter_cells: set[str] = set()
+        self._would_give: dict[str, tuple[dict[str, Any], list[Problem]]] = {}
+        self._gave: dict[str, set[str]] = {}
 
     # ------------------------------------------------------------------ %%step
     @cell_magic
@@ -382,7 +388,59 @@ class StepMagics(Magics):
             source = self.shell.transform_cell(raw)
         except Exception:  # noqa: BLE001 - an untransformable cell is simply not recorded
             return
-        self.registry.record_plain(source, cell_id=getattr(info, "cell_id", None))
+        cell_id = getattr(info, "cell_id", None) or self._cell_id()
+        cell = self.registry.record_plain(source, cell_id=cell_id)
+        if cell_id and cell is not None and cell.analysis is not None:
+            self._would_give[cell_id] = tagged_parameters(cell.analysis, self.shell.user_ns, cell.label or "a cell")
+            if cell_id in self.parameter_cells:
+                self._give(cell_id)
+
+    def sync_notebook(self, cell_ids: list[str], parameter_cells: list[str] | None = None) -> bool:
+        """The notebook as the frontend sees it: its cells' order, and which are tagged ``parameters``
+        (their plain values become pipeline parameters, as in a headless build)."""
+        changed = self.registry.sync_cells(cell_ids)
+        if parameter_cells is None:
+            return changed
+        tagged = set(parameter_cells)
+        for cell_id in sorted(self.parameter_cells - tagged):  # untagged: its values are ordinary again
+            self.registry.drop_parameters(self._gave.pop(cell_id, set()))
+        added = [c for c in cell_ids if c in tagged - self.parameter_cells]
+        self.parameter_cells = tagged
+        for cell_id in added:  # in notebook order, as a headless build meets them
+            self._give(cell_id)
+        return changed or bool(added)
+
+    def _give(self, cell_id: str) -> None:
+        if cell_id not in self._would_give:
+            return  # not run yet: its values become parameters when it runs
+        values, problems = self._would_give[cell_id]
+        for name, value in values.items():
+            self.registry.set_parameter(name, value)
+        self._gave[cell_id] = set(values)
+        for problem in problems:
+            self.registry.note(problem)
+
+
+def tagged_parameters(analysis: Any, namespace: Mapping[str, Any], label: str) -> tuple[dict[str, Any], list[Problem]]:
+    """papermill's convention, for a cell tagged ``parameters`` that just ran: the names it assigns a str,
+    int, float or bool become pipeline parameters with those defaults; its imports and helpers stay ordinary
+    values, and any other value is a warning (it stays a captured value). The same in a kernel and headless."""
+    values: dict[str, Any] = {}
+    problems: list[Problem] = []
+    for name in analysis.writes:
+        if name in analysis.imports or name in analysis.defines or name not in namespace:
+            continue
+        value = namespace[name]
+        if type(value) in (str, int, float, bool):
+            values[name] = value
+        else:
+            problems.append(Problem(
+                f"{label} is tagged parameters, but {name!r} is a {type(value).__name__}: a pipeline parameter "
+                "holds a string, an integer, a float or a boolean, so it is an ordinary value, captured by the "
+                "steps that read it",
+                fix=f"assign {name!r} in an untagged cell, or make it a str, int, float or bool (a path or URI to "
+                    "the data, read inside the step)", severity="warning"))
+    return values, problems
 
 
 def cells_set_environment(changed: list[str]) -> Problem:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_smstep.errors import Problem, SmstepError
-from jupyter_smstep.ipython.magics import cells_set_environment
+from jupyter_smstep.ipython.magics import cells_set_environment, tagged_parameters
 from jupyter_smstep.workspace import Workspace, pipeline_name_from_path
 
 
@@ -122,21 +122,11 @@ def load_workspace(path: str | Path) -> Workspace:
                 raise SmstepError(_cell_failure(index, result, magics, captured.stdout))
             magics.registry.record_plain(python, cell_id=cell_id, analysis=analysis)
             if "parameters" in cell.get("metadata", {}).get("tags", []) and analysis is not None:
-                # papermill's convention: the names the cell assigns plain values to are parameters;
-                # its imports, helpers and other values stay ordinary values of the cell
-                for name in analysis.writes:
-                    value = shell.user_ns.get(name)
-                    if name in analysis.imports or name in analysis.defines:
-                        continue
-                    if type(value) in (str, int, float, bool):
-                        magics.registry.set_parameter(name, value)
-                    else:
-                        magics.registry.note(Problem(
-                            f"cell #{index} is tagged parameters, but {name!r} is a {type(value).__name__}: a "
-                            "pipeline parameter holds a string, an integer, a float or a boolean, so it is an "
-                            "ordinary value, captured by the steps that read it",
-                            fix=f"assign {name!r} in an untagged cell, or make it a str, int, float or bool "
-                                "(a path or URI to the data, read inside the step)", severity="warning"))
+                values, problems = tagged_parameters(analysis, shell.user_ns, f"cell #{index}")
+                for name, value in values.items():
+                    magics.registry.set_parameter(name, value)
+                for problem in problems:
+                    magics.registry.note(problem)
     finally:
         os.chdir(cwd)
         if str(folder) in sys.path:  # a cell may have edited sys.path itself

@@ -15,7 +15,12 @@ import { Kernel, KernelMessage } from '@jupyterlab/services';
 import { IDisposable } from '@lumino/disposable';
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { COMM_TARGET, IPipelineState, asState } from './summary';
+import {
+  COMM_TARGET,
+  INotebookCells,
+  IPipelineState,
+  asState
+} from './summary';
 
 /**
  * - `unknown`: no answer yet (no kernel, kernel starting or restarting)
@@ -28,15 +33,16 @@ export type BridgeStatus =
 
 export class KernelBridge implements IDisposable {
   /**
-   * @param cellIds the notebook's cell ids in order: the kernel forgets steps
-   * whose cell was deleted and orders steps as the notebook does.
+   * @param cells the notebook's cell ids in order (the kernel forgets steps
+   * whose cell was deleted and orders steps as the notebook does) and the
+   * cells tagged `parameters`.
    */
   constructor(
     sessionContext: ISessionContext,
-    cellIds: () => string[] = () => []
+    cells: () => INotebookCells = () => ({ cell_ids: [], parameter_cells: [] })
   ) {
     this._sessionContext = sessionContext;
-    this._cellIds = cellIds;
+    this._cells = cells;
     sessionContext.kernelChanged.connect(this._onKernelChanged, this);
     sessionContext.statusChanged.connect(this._onStatusChanged, this);
     void sessionContext.ready.then(() => {
@@ -114,7 +120,7 @@ export class KernelBridge implements IDisposable {
       this._settle(false);
     };
     try {
-      comm.open({ type: 'request_state', cell_ids: this._cellIds() });
+      comm.open({ type: 'request_state', ...this._cells() });
     } catch (error) {
       console.warn('jupyter-smstep: cannot open a comm', error);
       this._reset('unknown');
@@ -125,16 +131,16 @@ export class KernelBridge implements IDisposable {
   /** Ask the kernel for its state again (used after a relevant cell ran). */
   refresh(): void {
     if (this._status === 'connected' && this._comm && !this._comm.isDisposed) {
-      this._comm.send({ type: 'request_state', cell_ids: this._cellIds() });
+      this._comm.send({ type: 'request_state', ...this._cells() });
     } else if (this._status !== 'connecting') {
       void this.connect();
     }
   }
 
-  /** Tell the kernel the notebook's cells changed (added, deleted or moved). */
+  /** Tell the kernel the notebook's cells changed (added, deleted, moved or (un)tagged `parameters`). */
   syncCells(): void {
     if (this._status === 'connected' && this._comm && !this._comm.isDisposed) {
-      this._comm.send({ type: 'notebook_cells', cell_ids: this._cellIds() });
+      this._comm.send({ type: 'notebook_cells', ...this._cells() });
     }
   }
 
@@ -220,7 +226,7 @@ export class KernelBridge implements IDisposable {
   }
 
   private _sessionContext: ISessionContext;
-  private _cellIds: () => string[];
+  private _cells: () => INotebookCells;
   private _status: BridgeStatus = 'unknown';
   private _state: IPipelineState | null = null;
   private _comm: Kernel.IComm | null = null;

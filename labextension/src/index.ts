@@ -26,6 +26,7 @@ import { Menu } from '@lumino/widgets';
 import { KernelBridge } from './bridge';
 import { CATEGORY, COMMANDS, registerCommands } from './commands';
 import { CellDecorator } from './decorations';
+import { INotebookCells, notebookCells } from './summary';
 
 /** Cells after which a kernel may have gained (or changed) jupyter_smstep. */
 const RELEVANT_CELL = /jupyter_smstep|^\s*%%step|%pipeline/m;
@@ -40,17 +41,32 @@ class PipelineToolbarExtension implements DocumentRegistry.IWidgetExtension<
   ) {}
 
   createNew(panel: NotebookPanel): IDisposable {
-    const cellIds = (): string[] =>
-      panel.content.widgets.map(cell => cell.model.id);
-    const bridge = new KernelBridge(panel.sessionContext, cellIds);
+    const cells = (): INotebookCells =>
+      notebookCells(
+        panel.content.widgets.map(cell => ({
+          id: cell.model.id,
+          tags: cell.model.getMetadata('tags')
+        }))
+      );
+    const bridge = new KernelBridge(panel.sessionContext, cells);
     this.bridges.set(panel, bridge);
-    // Deleting or moving cells changes the pipeline: let the kernel know (debounced).
+    // Deleting, moving or (un)tagging cells changes the pipeline: let the kernel know (debounced).
     let syncTimer: number | undefined;
     const scheduleSync = (): void => {
       window.clearTimeout(syncTimer);
       syncTimer = window.setTimeout(() => bridge.syncCells(), 300);
     };
-    panel.content.model?.cells.changed.connect(scheduleSync);
+    const watchTags = (): void => {
+      // a tag is cell metadata: each cell's changes are watched (connecting twice is a no-op)
+      for (const cell of panel.content.widgets) {
+        cell.model.metadataChanged.connect(scheduleSync);
+      }
+    };
+    watchTags();
+    panel.content.model?.cells.changed.connect(() => {
+      watchTags();
+      scheduleSync();
+    });
     panel.disposed.connect(() => window.clearTimeout(syncTimer));
     const decorator = new CellDecorator(panel, bridge);
 

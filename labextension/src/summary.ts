@@ -226,3 +226,24 @@ export function findCellSummary(
   }
   return null;
 }
+
+/** What the kernel needs to know of the notebook's cells: their ids in order, and which are tagged
+ * `parameters` (papermill's convention; the kernel never sees cell tags otherwise, so without this a
+ * kernel and `smstep` would build different pipelines from one notebook). */
+export interface INotebookCells {
+  cell_ids: string[];
+  parameter_cells: string[];
+}
+
+export function notebookCells(
+  cells: ReadonlyArray<{ id: string; tags: unknown }>
+): INotebookCells {
+  return {
+    cell_ids: cells.map(cell => cell.id),
+    parameter_cells: cells
+      .filter(
+        cell => Array.isArray(cell.tags) && cell.tags.includes('parameters')
+      )
+      .map(cell => cell.id)
+  };
+}

@@ -12,6 +12,7 @@ Screenshots land in ``test-artifacts/``.
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -370,3 +371,43 @@ def test_a_condition_is_on_the_badges_and_drawn_in_the_panel(lab, notebook_name)
     node = graph.locator("g.smstep-node[data-step='when-register']")
     assert node.get_attribute("data-state") == "succeeded" and "true" in node.text_content()
     lab.screenshot("labext-16-condition-run", panel)
+
+
+def test_a_cell_tagged_parameters_reaches_the_kernel_and_untagging_it_too(lab, notebook_name):
+    """The kernel never sees cell tags: the extension tells it which cells are tagged `parameters`, at once
+    and whenever a tag changes, so the kernel builds the pipeline `smstep` builds from the saved notebook."""
+    show = ("print('PARAMS', sorted(get_ipython().magics_manager.registry['StepMagics']"
+            ".workspace.graph().parameters))")
+    lab.write_notebook(notebook_name, [
+        "%load_ext jupyter_smstep",
+        "%pipeline config --name tags-lab --role arn:aws:iam::111122223333:role/SmstepTest"
+        " --image-uri 111122223333.dkr.ecr.us-east-1.amazonaws.com/smstep:3.11 --instance-type ml.m5.large",
+        ("epochs = 3\nrate = 0.5", ["parameters"]),
+        "%%step train\nscore = epochs * rate",
+        show,
+    ])
+    lab.open(notebook_name)
+    lab.run_all()
+
+    def shown(expected: str) -> None:
+        last = cell(lab, 4)
+        deadline = time.monotonic() + 60
+        while True:
+            text = last.locator(".jp-OutputArea-output").all_inner_texts()
+            if any(expected in t for t in text):
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{expected!r} not shown; the cell shows {text}")
+            last.click(position={"x": 5, "y": 5})
+            lab.execute("notebook:run-cell")
+            time.sleep(1)
+
+    shown("PARAMS ['epochs', 'rate']")
+    lab.page.evaluate(
+        """(name) => {
+            const panel = [...window.jupyterapp.shell.widgets('main')].find(w => w.context && w.context.path === name);
+            panel.content.widgets[2].model.deleteMetadata('tags');
+        }""",
+        lab.name,
+    )
+    shown("PARAMS []")

@@ -16,6 +16,7 @@ from IPython.core.interactiveshell import InteractiveShell
 
 from jupyter_smstep.ipython import comm as frontend
 
+from helpers.constants import IMAGE, ROLE
 from helpers.kernel import Kernel
 REPO = Path(__file__).resolve().parents[1]
 
@@ -240,12 +241,17 @@ def test_cell_ids_from_the_frontend_sync_the_registry():
         def on_close(self, callback):
             pass
 
-    bridge = Bridge(lambda: {"steps": [c.step.name for c in registry.steps]}, registry.sync_cells)
+    tagged = []
+    bridge = Bridge(lambda: {"steps": [c.step.name for c in registry.steps]},
+                    lambda ids, parameter_cells: tagged.append(parameter_cells) or registry.sync_cells(ids))
     bridge.open(Comm(), {"content": {"data": {"type": "request_state", "cell_ids": ["c1", "c2"]}}})
     assert sent[-1]["steps"] == ["a", "b"]
     bridge._on_msg({"content": {"comm_id": "comm-1", "data": {"type": "notebook_cells", "cell_ids": ["c2"]}}})
     assert [c.step.name for c in registry.steps] == ["b"]
     assert sent[-1]["steps"] == ["b"] and len(sent) == 2
+    bridge._on_msg({"content": {"comm_id": "comm-1", "data": {"type": "notebook_cells", "cell_ids": ["c2"],
+                                                              "parameter_cells": ["c2"]}}})
+    assert tagged == [None, None, ["c2"]]  # an older frontend sends no tags: left as they are
 
 
 # --------------------------------------------------------------------------- the payload, Python and TypeScript
@@ -299,3 +305,58 @@ def test_the_typescript_step_name_parser_knows_which_options_take_no_value():
             optional |= set(action.option_strings)
     assert ts_list("FLAGS_WITHOUT_VALUE") == no_value
     assert ts_list("FLAGS_WITH_OPTIONAL_BOOL") == optional
+
+
+def test_a_cell_tagged_parameters_gives_the_kernel_the_pipeline_smstep_builds(kernel, tmp_path):
+    """The kernel never sees cell tags; the lab extension sends which cells are tagged `parameters`. The
+    kernel then builds the pipeline `smstep` builds from the saved notebook: the same parameters, so the
+    same keys, so a kernel run reuses what a CLI run computed (and a DataFrame in the tagged cell stays a
+    captured value, with the same warning)."""
+    import nbformat
+
+    from jupyter_smstep.ipython.notebook import load_workspace
+
+    sources = {
+        "c-load": "%load_ext jupyter_smstep",
+        "c-config": f"%pipeline config --name tagged --role {ROLE} --image-uri {IMAGE} --instance-type ml.m5.large",
+        "c-params": "import pandas as pd\nepochs = 3\nrate = 0.5\nlabel = 'x'\nframe = pd.DataFrame({'a': [1]})",
+        "c-train": "%%step train\nscore = epochs * rate + len(frame)",
+    }
+    nb = nbformat.v4.new_notebook()
+    for cell_id, source in sources.items():
+        cell = nbformat.v4.new_code_cell(source)
+        cell["id"] = cell_id
+        nb.cells.append(cell)
+    nb.cells[2]["metadata"]["tags"] = ["parameters"]
+    path = tmp_path / "tagged.ipynb"
+    nbformat.write(nb, path)
+    os.chdir(tmp_path)
+    headless = load_workspace(path)
+    cli_run = headless.run_local()
+    assert cli_run.succeeded
+    expected = dict(headless.graph().parameters)
+    assert expected == {"epochs": 3, "rate": 0.5, "label": "x"}
+
+    kernel.execute(f"import os\nos.chdir({str(tmp_path)!r})")
+    kernel.execute(sources["c-load"], cell_id="c-load")
+    kernel._send("comm_open", {"comm_id": "tags", "target_name": "jupyter_smstep",
+                               "data": {"type": "request_state", "cell_ids": list(sources),
+                                        "parameter_cells": ["c-params"]}})
+    for cell_id in ("c-config", "c-params", "c-train"):
+        kernel.execute(sources[cell_id], cell_id=cell_id)
+    shown = kernel.execute(
+        "ws = get_ipython().magics_manager.registry['StepMagics'].workspace\n"
+        "graph = ws.graph()\nprint('PARAMS', dict(graph.parameters))\n"
+        "print('WARN', [p.message for p in graph.report.problems if 'tagged parameters' in p.message])\n"
+        "run = ws.run_local()\nprint('CACHED', run.steps['train'].cached_from)")
+    out = "".join(m["content"].get("text", "") for m in shown if m["msg_type"] == "stream")
+    assert f"PARAMS {expected}" in out, out
+    assert "'frame' is a DataFrame" in out, out
+    assert f"CACHED {cli_run.run_id}" in out, out  # the same definition: the kernel's run reuses the CLI's
+
+    # untagged in the notebook: its values are ordinary again, as they would be headless
+    kernel._send("comm_msg", {"comm_id": "tags", "data": {"type": "notebook_cells", "cell_ids": list(sources),
+                                                           "parameter_cells": []}})
+    out = "".join(m["content"].get("text", "") for m in kernel.execute("print('PARAMS', dict(ws.graph().parameters))")
+                  if m["msg_type"] == "stream")
+    assert "PARAMS {}" in out, out

@@ -5,6 +5,7 @@ import {
   asState,
   findCellSummary,
   isStepCell,
+  notebookCells,
   parseStepName,
   producerLabel,
   shellWords,
@@ -124,5 +125,22 @@ describe('findCellSummary', () => {
     expect(findCellSummary(state, 'cX', 'load')).toBeNull(); // known by id elsewhere: not this cell
     expect(findCellSummary(state, 'c3', null)?.role).toBe('dependency');
     expect(findCellSummary(null, 'c1', 'load')).toBeNull();
+  });
+});
+
+describe('notebookCells', () => {
+  it('lists every cell in order and the cells tagged parameters', () => {
+    expect(
+      notebookCells([
+        { id: 'a', tags: undefined },
+        { id: 'p', tags: ['parameters'] },
+        { id: 'b', tags: ['hide-input', 'parameters'] },
+        { id: 'c', tags: 'parameters' },
+        { id: 'd', tags: ['injected-parameters'] }
+      ])
+    ).toEqual({
+      cell_ids: ['a', 'p', 'b', 'c', 'd'],
+      parameter_cells: ['p', 'b']
+    });
   });
 });
