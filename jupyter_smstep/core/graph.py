@@ -44,7 +44,8 @@ from jupyter_smstep.core.plain import match_type, not_data
 from jupyter_smstep.errors import Report
 from jupyter_smstep.core.model import (BUILTINS, DEFAULT_PIPELINE_NAME, EXECUTION_MODULE, IPYTHON_NAMES,
                                        MISPLACED_FIX, RANDOM_STATES, Bindings, Input, PipelineGraph, StepNode,
-                                       candidate_outputs, local_file_reads, local_folder_reads, path_literals)
+                                       candidate_outputs, local_file_reads, local_folder_reads, path_literals,
+                                       upstream_of)
 from jupyter_smstep.core.guards import check_json_outputs, condition_operands, condition_steps, step_condition
 from jupyter_smstep.core.registry import Cell, Registry
 from jupyter_smstep.core.taint import track_plain_cell
@@ -215,6 +216,7 @@ def build_graph(
                         "ship it with IncludeLocalWorkDir and a CustomFileFilter in config.yaml",
                         step=node.name, line=line + 1)
     _check_passed_files(nodes, namespace, report)
+    _check_read_saves(nodes, namespace, report)
     if any(n.fanout is not None for n in nodes):
         nodes, no_image = _expand(nodes, conditions, no_image, registry, config, kernel_image, report)
         if shipping is not None:  # an iteration imports what its cell imports
@@ -254,6 +256,34 @@ def _check_passed_files(nodes: list[StepNode], namespace: Mapping[str, Any], rep
                     step=node.name, line=line + 1)
         for path, line in files_mod.written_paths(node.cell.source, constants).items():
             writers.setdefault(os.path.normpath(path), (node.name, line))
+
+
+def _check_read_saves(nodes: list[StepNode], namespace: Mapping[str, Any], report: Report) -> None:
+    """A step that names another step's --save object (its ``s3://`` URI, or its bucket and its key) reads it
+    over S3: unless it runs after that step, both run at once on SageMaker, and it reads nothing or an older
+    execution's object. A warning with the fix (a local run also never reuses such a step: ``local.scheduler``)."""
+    written = [(split, node.name) for node in nodes for save in node.saves
+               if (split := save.uri[len("s3://"):].partition("/")) and "{" not in save.uri]
+    if not written:
+        return
+    depends_on = {n.name: list(n.depends_on) for n in nodes}
+    for node in nodes:
+        seen = values_at(node.cell, namespace)
+        try:
+            texts = {n.value for n in ast.walk(ast.parse(node.cell.source))
+                     if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+        except SyntaxError:
+            continue
+        texts |= {seen[i.name] for i in node.captured if isinstance(seen.get(i.name), str)}
+        before = upstream_of(depends_on, [node.name])
+        for (bucket, _, key), writer in written:
+            named = f"s3://{bucket}/{key}" in texts or (bucket in texts and key in texts)
+            if named and writer != node.name and writer not in before:
+                report.warn(f"names s3://{bucket}/{key}, which step '{writer}' writes (--save), but does not run "
+                            f"after '{writer}': on SageMaker both run at once, so it reads nothing or an older "
+                            "execution's object",
+                            fix=f"%%step {node.name} --after {writer} (or read the value '{writer}' returns: it "
+                                "travels as data)", step=node.name)
 
 
 def _fan_out(cell: Cell, node: StepNode, values: Mapping[str, Any], bindings: Bindings, registry: Registry,

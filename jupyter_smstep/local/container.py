@@ -15,6 +15,7 @@ staging a channel is a file copy, not a download.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -70,6 +71,7 @@ class Container:
         #: what a step's process inherits from this machine (default: this process's environment; a kernel
         #: passes its own without what its cells set, which a SageMaker job would not have)
         self.host_env = os.environ if host_env is None else host_env
+        self._callers = itertools.count(1)
         self.s3 = s3
         self.resolver = resolver
         # The job's container does not see this machine's SageMaker config files
@@ -156,7 +158,7 @@ class Container:
             "AWS_REGION": region,
             "AWS_DEFAULT_REGION": region,
             # the run's own credentials: its endpoint answers only requests signed with them
-            "AWS_ACCESS_KEY_ID": self.s3.credentials.access_key,
+            "AWS_ACCESS_KEY_ID": self.s3.caller(str(next(self._callers))),  # this attempt's: what it reads is known
             "AWS_SECRET_ACCESS_KEY": self.s3.credentials.secret_key,
             "AWS_ENDPOINT_URL": self.s3.endpoint_url,
             "AWS_ENDPOINT_URL_S3": self.s3.endpoint_url,

@@ -100,6 +100,7 @@ class _Attempt:
     timed_out: bool = False
     rusage: dict = field(default_factory=dict)  # cpu_s, peak_rss_bytes of the process tree, from wait4
     container_env: frozenset[str] = frozenset()  # variables the container sets (not the host's): not reads
+    caller: str = ""  # the access key this attempt signs its S3 requests with (what it read of the run's S3)
     log_offset: int = 0  # how much of log.txt has been streamed
     in_user_code: bool = False  # between the SDK's "Invoking the function" and its "Serializing the function return"
 
@@ -409,6 +410,25 @@ class Execution:
         self.resolver.step_properties[st.spec.name] = st.properties
         self._event(st, "succeeded", duration=0.0, message=message, info=info)
 
+    def _unordered_saves(self, st: _StepState, attempt: _Attempt) -> list[str]:
+        """The objects ``st`` read that another step writes with --save without ``st`` running after it: on
+        SageMaker both run at once, so it may read nothing, or an older execution's object. Each is a warning
+        with the fix, and a read that cannot be pinned (its result is not reused)."""
+        if not attempt.caller or not self.saves:
+            return []
+        writers = [(split_s3_uri(str(spec["uri"]).replace("{execution_id}", self.run_id)), step)
+                   for step, specs in self.saves.items() for spec in specs]
+        found = []
+        for bucket, key in self.s3.reads_by(attempt.caller):
+            writer = next((step for (b, k), step in writers if b == bucket and key.startswith(k)), None)
+            if writer is None or writer == st.spec.name or writer in st.spec.depends_on:
+                continue
+            self._warn(st, f"read s3://{bucket}/{key}, which step '{writer}' writes (--save), but it does not run "
+                           f"after '{writer}': on SageMaker both run at once, so it may read nothing or an older "
+                           f"object, and its result is not reused (fix: %%step {st.spec.name} --after {writer})")
+            found.append(f"s3://{bucket}/{key}, which step '{writer}' writes (--save), without running after it")
+        return found
+
     def _put_saved_objects(self, st: _StepState, run_id: str) -> None:
         """A reused step's --save objects, copied from the run whose result it reuses into this run's S3."""
         for spec in self.saves.get(st.spec.name, []):
@@ -463,6 +483,7 @@ class Execution:
             env = self.container.environment(args, folder, job_name, attempt.failure_path)
             host = {k for k in self.container.host_env if not k.startswith("AWS_")}
             attempt.container_env = frozenset(k for k in env if k not in host or k in (args.get("Environment") or {}))
+            attempt.caller = env.get("AWS_ACCESS_KEY_ID", "")
         except Exception as exc:  # noqa: BLE001 - the runner's own failure, reported on the step
             text = str(exc) if isinstance(exc, SmstepError) else f"{type(exc).__name__}: {exc}"
             self._finish_failure(st, None, "RunnerError", f"could not prepare the step: {text}", text)
@@ -604,6 +625,9 @@ class Execution:
             if isinstance(function, types.FunctionType):  # what the recorder cannot wrap: datetime.now() and kin
                 clock = [f"the clock ({call})" for call in code.clock_reads(function)]
                 recorded["unpinned"] = list(dict.fromkeys([*recorded.get("unpinned", []), *clock]))
+            unordered = self._unordered_saves(st, attempt)
+            if unordered:  # its result depends on when another step happened to write: never reused
+                recorded["unpinned"] = [*recorded.get("unpinned", []), *unordered]
             result.reads = reads_mod.summary(recorded, self.root)
         self._remember(st, recorded)
         self._event(st, "succeeded", attempt=attempt.number, duration=result.duration,

@@ -427,7 +427,18 @@ def test_a_wrong_secret_an_unknown_key_and_an_old_signature_are_refused(local_en
 
     right = local_endpoint.credentials
     cases = [({"aws_access_key_id": right.access_key, "aws_secret_access_key": "x" * 40}, "SignatureDoesNotMatch"),
-             ({"aws_access_key_id": "smstep-local", "aws_secret_access_key": "smstep-local"}, "InvalidAccessKeyId")]
+             ({"aws_access_key_id": "smstep-local", "aws_secret_access_key": "smstep-local"}, "InvalidAccessKeyId"),
+             ({"aws_access_key_id": right.access_key + "-a.b", "aws_secret_access_key": right.secret_key},
+              "InvalidAccessKeyId"),  # a step's key is the run's with a plain suffix
+             ({"aws_access_key_id": right.access_key[:-1] + "-1", "aws_secret_access_key": right.secret_key},
+              "InvalidAccessKeyId"),
+             ({"aws_access_key_id": local_endpoint.caller("1"), "aws_secret_access_key": "x" * 40},
+              "SignatureDoesNotMatch")]
+    step = client(aws_access_key_id=local_endpoint.caller("7"), aws_secret_access_key=right.secret_key)
+    step.put_object(Bucket=local_endpoint.bucket, Key="mine.txt", Body=b"x")  # a step's own key is served
+    step.get_object(Bucket=local_endpoint.bucket, Key="mine.txt")
+    assert local_endpoint.reads_by(local_endpoint.caller("7")) == [(local_endpoint.bucket, "mine.txt")]
+    assert local_endpoint.reads_by(local_endpoint.caller("8")) == []
     for keys, expected in cases:
         with pytest.raises(ClientError) as info:
             client(**keys).list_objects_v2(Bucket=local_endpoint.bucket)

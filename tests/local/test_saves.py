@@ -171,3 +171,35 @@ def test_a_saving_step_is_reused_and_its_objects_are_put_again_in_the_new_run(sh
     assert not third.steps["make"].cached_from and third.succeeded
     assert any("runs again: its --save" in (e.message or "") and e.step == "make" for e in events), \
         [e.message for e in events if e.message]
+
+
+READER = ("%%step read --defer{after}\nimport boto3, json, time\ns3 = boto3.client('s3')\n"
+          "for _ in range(200):  # waits for the object, so the run does not depend on which step starts first\n"
+          "    try:\n        got = json.loads(s3.get_object(Bucket='smstep-results', Key='shared.json')['Body'].read())\n"
+          "        break\n    except s3.exceptions.NoSuchKey:\n        time.sleep(0.05)")
+
+
+def test_a_step_reading_another_steps_saved_object_without_running_after_it_is_said_and_never_reused(
+        shell, tmp_path):
+    """It names the object: a warning at the graph. It read it at run time (its own S3 key tells its reads
+    apart): a warning on the step, and its result is never reused, since it depends on which step wrote
+    first. On SageMaker the two would run at once. With --after, it is ordered, and reused as any step."""
+    shell.notebook("unordered", ["size = 5", "%%step write --defer --save table=s3://smstep-results/shared.json\n"
+                                 "table = {'n': size}", READER.format(after="")])
+    warned = [str(p) for p in shell.graph().report.problems if "names s3://smstep-results/shared.json" in str(p)]
+    assert len(warned) == 1 and "fix: %%step read --after write" in warned[0], warned
+    first, _ = shell.run_local(tmp_path / "runs")
+    assert first.outputs("read")["got"] == {"n": 5}
+    said = [w for w in first.steps["read"].warnings if "which step 'write' writes (--save)" in w]
+    assert said and "(fix: %%step read --after write)" in said[0], first.steps["read"].warnings
+    shell.run("size = 6")
+    shell.run("%%step write --defer --save table=s3://smstep-results/shared.json\ntable = {'n': size}")
+    again, _ = shell.run_local(tmp_path / "runs")
+    assert again.steps["read"].cached_from is None and again.outputs("read")["got"] == {"n": 6}
+
+    shell.notebook("ordered", ["size = 5", "%%step write --defer --save table=s3://smstep-results/shared.json\n"
+                               "table = {'n': size}", READER.format(after=" --after write")])
+    assert not [p for p in shell.graph().report.problems if "names s3://" in str(p)]
+    ordered, _ = shell.run_local(tmp_path / "ordered")
+    assert not [w for w in ordered.steps["read"].warnings if "--save" in w]
+    assert shell.run_local(tmp_path / "ordered")[0].steps["read"].cached_from == ordered.run_id

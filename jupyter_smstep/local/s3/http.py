@@ -57,6 +57,9 @@ class Server(ThreadingHTTPServer):
         self.store = Store(root)
         self.region = region
         self.credentials = credentials  # every request must be signed with them (:mod:`.sigv4`)
+        #: every object read (GET or HEAD that found it): (the access key that asked, bucket, key); a step signs
+        #: with its own key, so a run knows what each step read of its S3
+        self.reads: list[tuple[str, str, str]] = []
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -99,6 +102,7 @@ class Handler(BaseHTTPRequestHandler):
             signed = sigv4.verify(method, self.path, lambda name: self.headers.get_all(name) or [],
                                   self.server.credentials, self._body_hash)
             self._payload = sigv4.PayloadCheck(signed.payload_hash if self._buffered is None else "")
+            self.caller = signed.access_key
             service = signed.service
             if service == "sts":
                 return self._xml(200, sts.respond(self._form()))
@@ -161,7 +165,9 @@ class Handler(BaseHTTPRequestHandler):
             meta = store.put(bucket, key, self._body_writer(), self.headers.get("Content-Type"), self._user_meta())
             return self._send(200, headers={"ETag": meta.etag, "Content-Length": "0"})
         if method in ("GET", "HEAD") and not ({"acl", "tagging", "attributes", "legal-hold", "retention"} & set(q)):
-            return self._get(bucket, key, head=method == "HEAD")
+            self._get(bucket, key, head=method == "HEAD")
+            self.server.reads.append((self.caller, bucket, key))  # found: _get raises NoSuchKey otherwise
+            return None
         if method == "DELETE" and not q:
             store.remove(bucket, key)
             return self._send(204, headers={"Content-Length": "0"})

@@ -141,6 +141,16 @@ class LocalS3:
             )
         return self._client
 
+    def caller(self, tag: str) -> str:
+        """An access key id for one step's attempt (the run's, suffixed): signed with the run's secret, so the
+        endpoint serves it, and the reads it makes are told apart (:meth:`reads_by`)."""
+        return f"{self.credentials.access_key}-{tag}"
+
+    def reads_by(self, access_key: str) -> list[tuple[str, str]]:
+        """The objects (bucket, key) requests signed with ``access_key`` found, in order, each once."""
+        server = self._server
+        return list(dict.fromkeys((b, k) for who, b, k in list(server.reads) if who == access_key)) if server else []
+
     def create_bucket(self, name: str) -> None:
         (self.root / check_bucket(name)).mkdir(exist_ok=True)
 

@@ -65,6 +65,7 @@ class Signed:
 
     service: str
     payload_hash: str
+    access_key: str = ""  # the run's, or one it made for a step (``<run's>-<n>``): who asked
 
 
 def verify(method: str, raw_path: str, headers: Callable[[str], list[str]], credentials: Credentials,
@@ -102,7 +103,8 @@ def verify(method: str, raw_path: str, headers: Callable[[str], list[str]], cred
         stamp = " ".join(headers("x-amz-date"))
     access_key, _, scope = credential.partition("/")
     date, region, service, terminator = (scope.split("/") + ["", "", "", ""])[:4]
-    if not hmac.compare_digest(access_key, credentials.access_key):
+    base, dash, _caller = access_key.partition("-")  # a step's own key: the run's with a suffix, same secret
+    if not hmac.compare_digest(base, credentials.access_key) or (dash and not _caller.isalnum()):
         raise denied("InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records.")
     if terminator != "aws4_request" or not re.fullmatch(r"\d{8}T\d{6}Z", stamp) or stamp[:8] != date:
         raise denied("AccessDenied", "Access Denied: the credential scope or the request date is malformed")
@@ -130,7 +132,7 @@ def verify(method: str, raw_path: str, headers: Callable[[str], list[str]], cred
         to_sign = "\n".join([ALGORITHM, stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()])
         expected = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
         if hmac.compare_digest(expected, signature):
-            return Signed(service, payload)
+            return Signed(service, payload, access_key)
     raise denied("SignatureDoesNotMatch", "The request signature we calculated does not match the signature you "
                                           "provided. Check your key and signing method.")
 
