@@ -303,6 +303,20 @@ def test_commands_say_when_the_extension_is_not_loaded(lab, notebook_name):
     for command in ("jupyter-smstep:run-locally", "jupyter-smstep:submit", "jupyter-smstep:export"):
         assert lab.execute(command)["status"] == "not-loaded"
         lab.page.locator(".jp-Dialog .jp-mod-accept").click()
+    # the hint followed as written: a first cell loading the extension, then the notebook run again
+    lab.page.evaluate(
+        """(name) => {
+            const panel = [...window.jupyterapp.shell.widgets('main')].find(w => w.context && w.context.path === name);
+            panel.content.model.sharedModel.insertCell(0, {cell_type: 'code', source: '%load_ext jupyter_smstep'});
+        }""",
+        lab.name,
+    )
+    lab.run_all()
+    inputs = badge(lab, "lonely").locator(".jp-smstep-input")
+    inputs.first.wait_for(timeout=60_000)
+    assert inputs.all_inner_texts() == ["x \u2190 captured"], inputs.all_inner_texts()
+    assert lab.page.locator(".jp-smstep-hint").count() == 0  # the badge replaced the hint
+    lab.screenshot("labext-13-hint-followed", badge(lab, "lonely"))
 
 
 def test_deleting_a_producer_cell_shows_the_error_on_its_consumer(lab, notebook_name):
