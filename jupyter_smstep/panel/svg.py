@@ -19,19 +19,34 @@ from collections.abc import Sequence
 from jupyter_smstep.core.states import GLYPHS
 from jupyter_smstep.panel.layout import Box, Layout
 
-#: state -> (fill, stroke, icon); light fills keep the dark text legible on dark themes too.
-#: state -> (fill, stroke, glyph); a pending node shows no glyph.
+#: state -> (fill, stroke, glyph) as CSS colours; a pending node shows no glyph. Each state's colour is
+#: JupyterLab's own variable for it (light or dark theme alike), with GitHub's light palette where there is no
+#: JupyterLab (VS Code, a plain HTML page); a fill is that colour over the theme's background, so the name
+#: stays legible in a dark theme as in a light one. Used in SVG (through style=, where var() works) and in HTML.
+_STATES = {
+    "pending": ("--jp-ui-font-color3", "#8c959f", 6),
+    "running": ("--jp-brand-color1", "#0969da", 16),
+    "succeeded": ("--jp-success-color1", "#1a7f37", 16),
+    "failed": ("--jp-error-color1", "#cf222e", 16),
+    "skipped": ("--jp-warn-color1", "#9a6700", 16),
+    "stopped": ("--jp-ui-font-color2", "#57606a", 10),
+}
+BACKGROUND = "var(--jp-layout-color1, #fff)"
 STATE_STYLE = {
-    "pending": ("#f6f8fa", "#8c959f", ""),
-    "running": ("#ddf4ff", "#0969da", GLYPHS["running"]),
-    "succeeded": ("#dafbe1", "#1a7f37", GLYPHS["succeeded"]),
-    "failed": ("#ffebe9", "#cf222e", GLYPHS["failed"]),
-    "skipped": ("#fff8c5", "#9a6700", GLYPHS["skipped"]),
-    "stopped": ("#eaeef2", "#57606a", GLYPHS["stopped"]),
+    state: (f"color-mix(in srgb, var({var}, {colour}) {tint}%, {BACKGROUND})", f"var({var}, {colour})",
+            GLYPHS.get(state, "") if state != "pending" else "")
+    for state, (var, colour, tint) in _STATES.items()
 }
 NAME_FONT, SMALL_FONT, LABEL_FONT = 13, 11, 11
 NAME_CHAR, SMALL_CHAR, LABEL_CHAR = 7.4, 6.3, 6.7  # average advance per character, px
-TEXT = "#1f2328"
+TEXT = "var(--jp-ui-font-color0, #1f2328)"
+MUTED = "var(--jp-ui-font-color2, #57606a)"
+EDGE = "var(--jp-ui-font-color3, #8c959f)"
+
+
+def _paint(fill: str, stroke: str = "") -> str:
+    """A style attribute: CSS variables work in style, not in SVG's presentation attributes."""
+    return f'style="fill:{fill}' + (f';stroke:{stroke}"' if stroke else '"')
 
 
 @dataclass
@@ -72,7 +87,7 @@ def render(layout: Layout, nodes: dict[str, NodeView], edges: Sequence[EdgeView]
         f'font-family="var(--jp-ui-font-family, system-ui, sans-serif)">'
         '<defs><marker id="' + dom_id + '-arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="9" '
         'markerHeight="9" markerUnits="userSpaceOnUse" orient="auto-start-reverse">'
-        '<path d="M0,0 L10,5 L0,10 z" fill="#8c959f"/></marker></defs>'
+        f'<path d="M0,0 L10,5 L0,10 z" {_paint(EDGE)}/></marker></defs>'
     )
     by_pair = {(e.source, e.target): e for e in edges}
     labels: list[str] = []
@@ -88,7 +103,7 @@ def render(layout: Layout, nodes: dict[str, NodeView], edges: Sequence[EdgeView]
         parts.append(
             f'<g class="smstep-edge" data-source="{escape(route.source)}" data-target="{escape(route.target)}" '
             f'data-vars="{escape(full)}"><title>{title}</title>'
-            f'<path d="{path}" fill="none" stroke="#8c959f" stroke-width="1.4" marker-end="url(#{dom_id}-arrow)"/>'
+            f'<path d="{path}" {_paint("none", EDGE)} stroke-width="1.4" marker-end="url(#{dom_id}-arrow)"/>'
         )
         if variables:
             labels.append(_label(route.points, _short(full, 30), placed))
@@ -112,24 +127,24 @@ def _node(box: Box, view: NodeView) -> str:
     max_sub = max(4, int((w - 20 - len(status) * SMALL_CHAR - 8) / SMALL_CHAR))
     tip = view.tooltip or view.name
     behind = "".join(  # a stack: two cards behind the node
-        f'<rect x="{x + d:.1f}" y="{y - d:.1f}" width="{w:.1f}" height="{h:.1f}" rx="7" fill="{fill}" '
-        f'stroke="{stroke}" stroke-width="1.2"/>' for d in (6, 3)) if view.shape == "stack" else ""
+        f'<rect x="{x + d:.1f}" y="{y - d:.1f}" width="{w:.1f}" height="{h:.1f}" rx="7" {_paint(fill, stroke)} '
+        'stroke-width="1.2"/>' for d in (6, 3)) if view.shape == "stack" else ""
     out = [
         f'<g class="smstep-node s-{escape(view.state)}" data-step="{escape(view.name)}" '
         f'data-shape="{escape(view.shape)}" '
         f'data-state="{escape(view.state)}" '
         f'style="cursor:pointer"><title>{escape(tip)}</title>{behind}'
         f'<rect class="box" x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" '
-        f'rx="{h / 2 if view.shape == "condition" else 7:.1f}" fill="{fill}" stroke="{stroke}" stroke-width="1.6"'
+        f'rx="{h / 2 if view.shape == "condition" else 7:.1f}" {_paint(fill, stroke)} stroke-width="1.6"'
         + (' stroke-dasharray="5 3"' if view.shape in ("condition", "fail") else "") + "/>"
-        f'<text x="{x + 10:.1f}" y="{y + 19:.1f}" font-size="{NAME_FONT}" font-weight="600" fill="{TEXT}">'
+        f'<text x="{x + 10:.1f}" y="{y + 19:.1f}" font-size="{NAME_FONT}" font-weight="600" {_paint(TEXT)}>'
         f"{escape(_short(view.name, max_name))}</text>"
-        f'<text x="{x + 10:.1f}" y="{y + h - 11:.1f}" font-size="{SMALL_FONT}" fill="#57606a">'
+        f'<text x="{x + 10:.1f}" y="{y + h - 11:.1f}" font-size="{SMALL_FONT}" {_paint(MUTED)}>'
         f"{escape(_short(view.subtitle, max_sub))}</text>"
     ]
     if status:
         out.append(f'<text class="status" x="{x + w - 9:.1f}" y="{y + h - 11:.1f}" font-size="{SMALL_FONT}" '
-                   f'text-anchor="end" fill="{stroke}" font-weight="600">{escape(status)}</text>')
+                   f'text-anchor="end" {_paint(stroke)} font-weight="600">{escape(status)}</text>')
     if view.errors or view.warnings:
         colour = "#cf222e" if view.errors else "#9a6700"
         count = view.errors or view.warnings
@@ -199,9 +214,9 @@ def _label(points: list[tuple[float, float]], text: str, placed: _Grid) -> str:
     placed.add(choice)
     x, y, _, _ = choice
     return (f'<g class="smstep-label"><rect x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" rx="3" '
-            f'fill="var(--jp-layout-color1, #fff)" fill-opacity="0.92" stroke="#d0d7de" stroke-width="0.6"/>'
+            f'{_paint(BACKGROUND, "var(--jp-border-color2, #d0d7de)")} fill-opacity="0.92" stroke-width="0.6"/>'
             f'<text x="{x + w / 2:.1f}" y="{y + h - 4.5:.1f}" font-size="{LABEL_FONT}" text-anchor="middle" '
-            f'font-family="var(--jp-code-font-family, monospace)" fill="var(--jp-ui-font-color1, {TEXT})">'
+            f'font-family="var(--jp-code-font-family, monospace)" {_paint("var(--jp-ui-font-color1, #1f2328)")}>'
             f"{escape(text)}</text></g>")
 
 
@@ -217,9 +232,8 @@ def _legend(top: float, width: float) -> str:
     x = 16.0
     out = [f'<g class="smstep-legend" font-size="{SMALL_FONT}">']
     for state, (fill, stroke, _) in STATE_STYLE.items():
-        out.append(f'<rect x="{x:.0f}" y="{top + 4:.0f}" width="12" height="12" rx="3" fill="{fill}" '
-                   f'stroke="{stroke}"/>'
-                   f'<text x="{x + 16:.0f}" y="{top + 14:.0f}" fill="var(--jp-ui-font-color2, #57606a)">{state}</text>')
+        out.append(f'<rect x="{x:.0f}" y="{top + 4:.0f}" width="12" height="12" rx="3" {_paint(fill, stroke)}/>'
+                   f'<text x="{x + 16:.0f}" y="{top + 14:.0f}" {_paint(MUTED)}>{state}</text>')
         x += 30 + len(state) * SMALL_CHAR
     out.append("</g>")
     return "".join(out)

@@ -12,6 +12,7 @@ reason and log tail, and Retry finishes it. Screenshots land in ``test-artifacts
 from __future__ import annotations
 
 import json
+import re
 import textwrap
 import time
 
@@ -80,6 +81,22 @@ def button(panel, text: str):
     return panel.locator("button.jupyter-button", has_text=text).first
 
 
+def node_colours(page) -> tuple[str, str]:
+    """The computed fill of the first node's box and of its name."""
+    return tuple(page.evaluate(
+        "() => { const g = document.querySelector('.smstep-panel g.smstep-node');"
+        " return [getComputedStyle(g.querySelector('rect.box')).fill, getComputedStyle(g.querySelector('text')).fill]; }"))
+
+
+def luminance(css: str) -> float:
+    """Relative lightness (0 black, 1 white) of a computed colour: ``rgb(r, g, b)`` or ``color(srgb r g b)``."""
+    numbers = [float(n) for n in re.findall(r"[\d.]+", css)[:3]]
+    if css.startswith("rgb"):
+        numbers = [n / 255 for n in numbers]
+    r, g, b = numbers
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
 def test_panel_in_jupyterlab(lab, notebook_name, aws):
     fake, role = aws
     page = lab.page
@@ -140,6 +157,19 @@ def test_panel_in_jupyterlab(lab, notebook_name, aws):
     wait_states(page, "succeeded", timeout=420_000)
     expect(panel.locator(".smstep-status")).to_contain_text("local run succeeded", timeout=60_000)
     lab.screenshot("panel-local-run", panel)
+
+    # ---- the theme: a succeeded node is a light tint with dark text in the light theme, a dark tint with light
+    # text in the dark one (JupyterLab's own colour variables), so its name stays legible in both
+    fill, text = node_colours(page)
+    assert luminance(fill) > 0.7 and luminance(text) < 0.3, (fill, text)
+    lab.execute("apputils:change-theme", {"theme": "JupyterLab Dark"})
+    page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'", timeout=30_000)
+    page.wait_for_function("(light) => { const g = document.querySelector('.smstep-panel g.smstep-node rect.box');"
+                           " return getComputedStyle(g).fill !== light; }", arg=fill, timeout=30_000)
+    dark_fill, dark_text = node_colours(page)
+    assert luminance(dark_fill) < 0.3 and luminance(dark_text) > 0.6, (dark_fill, dark_text)
+    page.wait_for_function("() => !document.querySelector('#jupyterlab-splash')", timeout=30_000)
+    lab.screenshot("panel-dark-theme", panel)
 
     # ---- submit to "SageMaker" (moto + fake): the execution is followed to the end
     button(panel, "Submit").click()
