@@ -117,3 +117,12 @@ def test_the_architecture_test_would_catch_a_violation(tmp_path, monkeypatch):
         test_only_sdk_imports_sagemaker()
     with pytest.raises(AssertionError, match="core/bad.py:5"):
         test_lower_layers_never_print("core/")
+
+
+def test_the_layers_hold(capsys):
+    """import-linter's contracts in pyproject.toml: each layer imports only its own and the ones below; core
+    imports no SDK, AWS, IPython or widgets; only sdk imports sagemaker (others reach it through sdk)."""
+    from importlinter.cli import lint_imports
+
+    code = lint_imports(config_filename=str(PACKAGE.parent / "pyproject.toml"), no_cache=True)
+    assert code == 0, capsys.readouterr().out[-3000:]
