@@ -66,9 +66,42 @@ def build_graph(
     default_name: str | None = None,
     root: Path | None = None,
 ) -> PipelineGraph:
-    """The graph of ``registry``'s cells; ``root`` is the notebook's folder (relative paths start there)."""
+    """The graph of ``registry``'s cells; ``root`` is the notebook's folder (relative paths start there).
+
+    Its phases, in order: the names; the walk (each step's inputs, in notebook order, and what it changes
+    unseen); the conditions; the outputs (what later steps read); the settings; the ``--save`` targets; the
+    local paths and files a job would not find; the fan-outs' iterations; the checks on the whole.
+    """
     report = Report(list(registry.notices))
     name = registry.name or default_name or DEFAULT_PIPELINE_NAME
+    _check_names(name, registry, report)
+    nodes, own = _walk(registry, namespace, root, report)
+    conditions = condition_steps(nodes, own, report)
+    _choose_outputs(nodes, conditions, registry, namespace, report)
+    no_image = _resolve_settings(nodes, name, registry, config, kernel_image, in_studio, root, report)
+    _check_saves(nodes, name, registry, report)
+    from jupyter_smstep.core import workdir
+
+    shipping = workdir.plan(nodes, namespace, root, config)  # what IncludeLocalWorkDir takes: a job finds it
+    _check_local_paths(nodes, namespace, root, shipping, report)
+    _check_passed_files(nodes, namespace, report)
+    _check_read_saves(nodes, namespace, report)
+    if any(n.fanout is not None for n in nodes):
+        nodes, no_image = _expand(nodes, conditions, no_image, registry, config, kernel_image, report)
+        if shipping is not None:  # an iteration imports what its cell imports
+            because = dict(shipping.because)
+            because.update({n.name: because[n.fanout.step] for n in nodes if n.fanout is not None
+                            and n.fanout.index is not None and n.fanout.step in because})
+            shipping = dataclasses.replace(shipping, because=because)
+    _warn_reseeded(registry, report)
+    check_json_outputs(nodes, conditions, namespace, report)
+    _dedupe(report)
+    return PipelineGraph(name, nodes, dict(registry.parameters), report, kernel_image_note, conditions=conditions,
+                         no_image=no_image, mlflow=dict(registry.mlflow), shipping=shipping)
+
+
+def _check_names(name: str, registry: Registry, report: Report) -> None:
+    """The pipeline's name, the steps' names and the parameters' names, as SageMaker takes them."""
     if not settings_mod.PIPELINE_NAME.match(name):
         report.error(
             f"pipeline name {name!r} is invalid: SageMaker allows letters, digits and single dashes "
@@ -78,7 +111,11 @@ def build_graph(
     _check_step_names(registry, report)
     _check_parameters(registry, report)
 
-    # Pass 1: resolve inputs, walking cells in notebook order.
+
+def _walk(registry: Registry, namespace: Mapping[str, Any], root: Path | None, report: Report,
+          ) -> tuple[list[StepNode], dict[str, tuple[cond_mod.Cond, cond_mod.Message | None] | None]]:
+    """The cells in notebook order: each step's inputs (who wrote each name it reads, as of its cell), what it
+    changes without its code showing it, its fan-out and its own ``--when``."""
     bindings = Bindings()
     functions: dict[str, FunctionInfo] = {}  # the latest definition of each notebook function so far
     methods: dict[str, FunctionInfo] = {}
@@ -98,39 +135,53 @@ def build_graph(
             continue
         values = values_at(cell, namespace)
         node = _resolve_step(cell, index, registry, values, bindings, later_writers, report)
-        calls, known = _beside(cell, node, values, functions, root)
-        changed = mutated_through_calls(calls, known, methods)
-        aliases = cell.analysis.aliases
-        for var, line in list(changed.items()):  # `fill(s)` inside `for s in (a, b)` changes a and b
-            for other in aliases.get(var, ()):
-                changed.setdefault(other, line)
-        node.hidden_changes = {v: line for v, line in changed.items()
-                                 if v in node.inputs and node.inputs[v].kind != "import"}
-        for inp in node.captured:  # drawing from a generator advances it: the next step draws on from there
-            if inp.name in values and match_type(values[inp.name], RANDOM_STATES):
-                node.hidden_changes.setdefault(inp.name, inp.line)
-        for inp in node.inputs.values():
-            if inp.kind == "step" and inp.name in namespace and match_type(namespace[inp.name], RANDOM_STATES):
-                node.hidden_changes.setdefault(inp.name, inp.line)
-        for var in sorted(registry.exports & set(node.inputs)):
-            if node.inputs[var].kind != "import":  # declared: every step that reads it returns it too
-                node.hidden_changes.setdefault(var, node.inputs[var].line)
-        for var in cell.changed_in_kernel:
-            if var in node.inputs and var not in node.hidden_changes:
-                node.hidden_changes[var] = node.inputs[var].line
-                report.warn(f"changed {var!r} in place when it ran in the kernel (its code does not show it): "
-                            "an output now; a headless build (smstep) cannot see this",
-                            fix=f"add a cell `%pipeline outputs {var}` so every build returns it",
-                            step=node.name, line=node.inputs[var].line + 1)
+        node.hidden_changes = _hidden_changes(cell, node, values, functions, methods, registry, namespace, root,
+                                              report)
         if cell.step is not None and cell.step.foreach is not None:
             node.fanout = _fan_out(cell, node, values, bindings, registry, report)
         nodes.append(node)
         if cell.step is not None and cell.step.when is not None:
             own[node.name] = step_condition(cell, index, registry, values, bindings, later_writers, report)
         bindings.after_step(cell, node)
-    conditions = condition_steps(nodes, own, report)
+    return nodes, own
 
-    # Pass 2: outputs are what later steps read (plus exports), unless overridden.
+
+def _hidden_changes(cell: Cell, node: StepNode, values: Mapping[str, Any], functions: dict[str, FunctionInfo],
+                    methods: dict[str, FunctionInfo], registry: Registry, namespace: Mapping[str, Any],
+                    root: Path | None, report: Report) -> dict[str, int]:
+    """The inputs ``node`` changes without its code showing it (through calls, aliases, a generator it draws
+    from, ``%pipeline outputs``, or as seen in the kernel): each is an output too. name -> line."""
+    assert cell.analysis is not None
+    calls, known = _beside(cell, node, values, functions, root)
+    changed = mutated_through_calls(calls, known, methods)
+    aliases = cell.analysis.aliases
+    for var, line in list(changed.items()):  # `fill(s)` inside `for s in (a, b)` changes a and b
+        for other in aliases.get(var, ()):
+            changed.setdefault(other, line)
+    hidden = {v: line for v, line in changed.items() if v in node.inputs and node.inputs[v].kind != "import"}
+    for inp in node.captured:  # drawing from a generator advances it: the next step draws on from there
+        if inp.name in values and match_type(values[inp.name], RANDOM_STATES):
+            hidden.setdefault(inp.name, inp.line)
+    for inp in node.inputs.values():
+        if inp.kind == "step" and inp.name in namespace and match_type(namespace[inp.name], RANDOM_STATES):
+            hidden.setdefault(inp.name, inp.line)
+    for var in sorted(registry.exports & set(node.inputs)):
+        if node.inputs[var].kind != "import":  # declared: every step that reads it returns it too
+            hidden.setdefault(var, node.inputs[var].line)
+    for var in cell.changed_in_kernel:
+        if var in node.inputs and var not in hidden:
+            hidden[var] = node.inputs[var].line
+            report.warn(f"changed {var!r} in place when it ran in the kernel (its code does not show it): "
+                        "an output now; a headless build (smstep) cannot see this",
+                        fix=f"add a cell `%pipeline outputs {var}` so every build returns it",
+                        step=node.name, line=node.inputs[var].line + 1)
+    return hidden
+
+
+def _choose_outputs(nodes: list[StepNode], conditions: list[cond_mod.Condition], registry: Registry,
+                    namespace: Mapping[str, Any], report: Report) -> None:
+    """Each step's outputs: what later steps and conditions read (plus exports), unless ``--outputs`` says;
+    a step nothing reads returns its variables, so a run's results can be pulled."""
     consumed: dict[str, set[str]] = {n.name: set() for n in nodes}
     for node in nodes:
         for inp in node.inputs.values():
@@ -169,7 +220,11 @@ def build_graph(
         node.outputs = [v for v in node.outputs
                         if not (v in node.inputs and node.inputs[v].kind == "import") or v in (spec.outputs or ())]
 
-    # Pass 3: settings.
+
+def _resolve_settings(nodes: list[StepNode], name: str, registry: Registry, config: Mapping[str, Any] | None,
+                      kernel_image: str | None, in_studio: bool, root: Path | None, report: Report) -> list[str]:
+    """Each step's settings, cell > ``%pipeline config`` > config.yaml > kernel image > default, checked; the
+    steps with no image (said once, where an image is needed)."""
     for node in nodes:
         spec = node.cell.step
         assert spec is not None
@@ -184,7 +239,11 @@ def build_graph(
                               in_studio=in_studio, root=root)
     resolved_steps = {n.name: settings_mod.with_parameter_values(n.settings, registry.parameters) for n in nodes}
     settings_mod.validate_pipeline(resolved_steps, report, in_studio=in_studio)
-    no_image = settings_mod.missing_image(resolved_steps, in_studio=in_studio)
+    return settings_mod.missing_image(resolved_steps, in_studio=in_studio)
+
+
+def _check_saves(nodes: list[StepNode], name: str, registry: Registry, report: Report) -> None:
+    """Each step's ``--save`` targets, resolved; one object has one writer."""
     written: dict[str, tuple[str, str]] = {}  # --save URI -> (step, name): one object, one writer
     for node in nodes:
         _resolve_saves(node, name, registry.save_root, report)
@@ -196,9 +255,13 @@ def build_graph(
                              "the step that ends last would overwrite the other's object without a word",
                              fix="give each its own URI (or use {step} in the URI)", step=node.name, line=1)
             written.setdefault(save.uri, (node.name, save.name))
+
+
+def _check_local_paths(nodes: list[StepNode], namespace: Mapping[str, Any], root: Path | None, shipping: Any,
+                       report: Report) -> None:
+    """A local file or folder a step names, which a SageMaker job will not find (unless the workspace ships it)."""
     from jupyter_smstep.core import workdir
 
-    shipping = workdir.plan(nodes, namespace, root, config)  # what IncludeLocalWorkDir takes: a job finds it
     for node in nodes:
         seen = values_at(node.cell, namespace)
         constants = {seen[i.name]: i.name for i in node.captured if i.name in seen and isinstance(seen[i.name], str)}
@@ -215,20 +278,6 @@ def build_graph(
                         fix="upload it to S3 and read the s3:// URI (or pass the URI as a parameter), or "
                         "ship it with IncludeLocalWorkDir and a CustomFileFilter in config.yaml",
                         step=node.name, line=line + 1)
-    _check_passed_files(nodes, namespace, report)
-    _check_read_saves(nodes, namespace, report)
-    if any(n.fanout is not None for n in nodes):
-        nodes, no_image = _expand(nodes, conditions, no_image, registry, config, kernel_image, report)
-        if shipping is not None:  # an iteration imports what its cell imports
-            because = dict(shipping.because)
-            because.update({n.name: because[n.fanout.step] for n in nodes if n.fanout is not None
-                            and n.fanout.index is not None and n.fanout.step in because})
-            shipping = dataclasses.replace(shipping, because=because)
-    _warn_reseeded(registry, report)
-    check_json_outputs(nodes, conditions, namespace, report)
-    _dedupe(report)
-    return PipelineGraph(name, nodes, dict(registry.parameters), report, kernel_image_note, conditions=conditions,
-                         no_image=no_image, mlflow=dict(registry.mlflow), shipping=shipping)
 
 
 def _check_passed_files(nodes: list[StepNode], namespace: Mapping[str, Any], report: Report) -> None:
