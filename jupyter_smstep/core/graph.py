@@ -36,7 +36,7 @@ import sys
 import types
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 
 from jupyter_smstep.core import settings as settings_mod
 from jupyter_smstep.core.analysis import CallSite, FunctionInfo, analyze, mutated_through_calls
@@ -392,10 +392,44 @@ def _resolve_step(
     later_writers: dict[str, list[tuple[int, str]]],
     report: Report,
 ) -> StepNode:
+    """One step cell as a node: what its code may not do in a job, each name it reads as an input (or an error
+    saying why it cannot be one), the helpers that read step outputs, and the steps it runs after."""
     spec = cell.step
     analysis = cell.analysis
     assert spec is not None and analysis is not None
     name = spec.name
+    _check_step_code(name, analysis, report)
+    reads = dict(analysis.reads)
+    if spec.inputs is not None:
+        for var in spec.inputs:
+            reads.setdefault(var, 0)
+    inputs: dict[str, Input] = {}
+    if spec.foreach is not None:  # the item: each iteration captures its own (core.foreach)
+        item, items = spec.foreach
+        if item in reads:
+            inputs[item] = Input(item, "value", reads.pop(item), type_name="item", via=f"--foreach {item}={items}")
+    for var, line in sorted(reads.items(), key=lambda kv: (kv[1], kv[0])):
+        if var.startswith("__") and var.endswith("__"):
+            continue
+        found = _resolve_input(var, line, cell, index, registry, namespace, bindings, later_writers, report)
+        if found is not None:
+            inputs[var] = found
+    helpers = _helper_links(inputs, namespace, bindings, name, report)
+    for helper, needs in helpers.items():  # a global the cell rebinds: the function still sees the input's value
+        for var in needs:
+            if var in analysis.writes:
+                report.warn(f"calls {helper}(), which reads {var!r} when it runs; this step also assigns {var!r}, "
+                            f"but inside the step {helper}() sees the value from before the step (a step's names "
+                            "are its own), while the kernel's cell changed the global",
+                            fix=f"pass {var} to {helper}() as an argument", step=name,
+                            line=analysis.writes[var] + 1)
+    depends = _depends_on(inputs, spec.after, name, index, registry, report)
+    return StepNode(name, cell, inputs, [], depends, {}, helper_globals=helpers)
+
+
+def _check_step_code(name: str, analysis: Any, report: Report) -> None:
+    """What a step's code may not do, since it runs as a function in a job: ``import *``, import
+    jupyter_smstep, ``return`` / ``yield`` / ``global`` at its top level."""
     for line in analysis.star_imports:
         report.error("`from ... import *` in a step: the names it brings in cannot be known",
                      fix="import the names you use explicitly", step=name, line=line + 1)
@@ -409,105 +443,100 @@ def _resolve_step(
         report.error(f"`{keyword}` at the top level of a %%step cell: the cell is the step function's body, "
                      "and the step returns the variables later steps read",
                      fix=MISPLACED_FIX[keyword], step=name, line=line + 1)
-    reads = dict(analysis.reads)
-    if spec.inputs is not None:
-        for var in spec.inputs:
-            reads.setdefault(var, 0)
-    inputs: dict[str, Input] = {}
-    if spec.foreach is not None:  # the item: each iteration captures its own (core.foreach)
-        item, items = spec.foreach
-        if item in reads:
-            inputs[item] = Input(item, "value", reads.pop(item), type_name="item", via=f"--foreach {item}={items}")
-    for var, line in sorted(reads.items(), key=lambda kv: (kv[1], kv[0])):
-        if var.startswith("__") and var.endswith("__"):
-            continue
-        linkable = spec.inputs is None or var in spec.inputs
-        source = bindings.writer.get(var)
-        if var in IPYTHON_NAMES:
-            fix = ("print() it, or display it in an ordinary cell below the step" if var == "display"
-                   else "use an ordinary variable instead")
-            report.error(f"uses IPython's `{var}`, which does not exist when the step runs as a job",
-                         fix=fix, step=name, line=line + 1)
-            continue
-        if linkable and var in bindings.deleted:
-            who, del_line = bindings.deleted[var]
-            report.error(f"reads {var!r}, which {who} deletes (its line {del_line}): run top to bottom, "
-                         "the notebook raises NameError here",
-                         fix=f"keep {var!r} (drop the del), or compute it again before step '{name}'",
-                         step=name, line=line + 1)
-            continue
-        if linkable and var in bindings.imported:
-            inputs[var] = Input(var, "import", line, statement=bindings.imported[var])
-            continue
-        if linkable and source is not None and source.is_step:
-            assert source.step is not None
-            inputs[var] = Input(var, "step", line, step=source.step.name)
-        elif linkable and var in registry.parameters:
-            inputs[var] = Input(var, "parameter", line)
-        elif var in registry.retired and (source is None or source.is_step):
-            gone = registry.retired[var]
-            report.error(f"reads {var!r}, which step '{gone}' computed, but that step is gone (deleted or removed); "
-                         "the kernel still holds its last value, which the pipeline cannot use",
-                         fix=f"restore step '{gone}', or compute {var!r} in a step or an ordinary cell above",
-                         step=name, line=line + 1)
-        elif var in bindings.derived:
-            src_var, src_step = bindings.derived[var]
-            who = source.label if source is not None and source.label else "an ordinary cell"
-            report.error(
-                f"reads {var!r}, which {who} computed from {src_var!r}, an output of step "
-                f"'{src_step}': the pipeline cannot use the kernel's copy",
-                fix=f"make {who} a %%step cell, or move its code into step '{name}'",
-                step=name, line=line + 1)
-        elif var in cell.unbound and var not in BUILTINS and (unbound := _unbound(var, cell, index, registry)):
-            later = [s for i, s in later_writers.get(var, []) if i > index]
-            if later:
-                report.error(f"reads {var!r}, which step '{later[0]}' produces, but that step comes later",
-                             fix=f"move step '{name}' below step '{later[0]}'", step=name, line=line + 1)
-            else:
-                report.error(*unbound, step=name, line=line + 1)
-        elif var in namespace and var in BUILTINS and _is_builtin(var, namespace[var]):
-            continue  # Python's own (IPython's `open`, `exit`, `quit` wrappers are the builtins in a job)
-        elif var in namespace and isinstance(namespace[var], types.ModuleType) and \
-                namespace[var].__name__ == EXECUTION_MODULE:
-            inputs[var] = Input(var, "execution", line)
-        elif var in namespace:
-            value = namespace[var]
-            cell_import = source.analysis.imports.get(var) if source is not None and source.analysis else None
-            statement = import_statement(var, value, cell_import)
-            if statement:
-                inputs[var] = Input(var, "import", line, statement=statement)
-            else:
-                via = source.label if source is not None else None
-                inputs[var] = Input(var, "value", line, type_name=type(value).__name__, via=via)
-        elif var in BUILTINS:
-            continue
-        elif source is not None and source.is_step and not linkable:
-            continue  # --inputs excluded it on purpose
+
+
+def _resolve_input(var: str, line: int, cell: Cell, index: int, registry: Registry, namespace: Mapping[str, Any],
+                   bindings: Bindings, later_writers: dict[str, list[tuple[int, str]]], report: Report,
+                   ) -> Input | None:
+    """What the name ``var`` that a step reads (at ``line`` of its body) is, as of the step's cell: an import, a
+    step's output, a parameter, the execution, a captured value; None for a builtin, a name ``--inputs`` leaves
+    out, or one it cannot be (an error says why, with the fix)."""
+    spec = cell.step
+    assert spec is not None
+    name = spec.name
+    linkable = spec.inputs is None or var in spec.inputs
+    source = bindings.writer.get(var)
+    if var in IPYTHON_NAMES:
+        fix = ("print() it, or display it in an ordinary cell below the step" if var == "display"
+               else "use an ordinary variable instead")
+        report.error(f"uses IPython's `{var}`, which does not exist when the step runs as a job",
+                     fix=fix, step=name, line=line + 1)
+        return None
+    if linkable and var in bindings.deleted:
+        who, del_line = bindings.deleted[var]
+        report.error(f"reads {var!r}, which {who} deletes (its line {del_line}): run top to bottom, "
+                     "the notebook raises NameError here",
+                     fix=f"keep {var!r} (drop the del), or compute it again before step '{name}'",
+                     step=name, line=line + 1)
+        return None
+    if linkable and var in bindings.imported:
+        return Input(var, "import", line, statement=bindings.imported[var])
+    if linkable and source is not None and source.is_step:
+        assert source.step is not None
+        return Input(var, "step", line, step=source.step.name)
+    if linkable and var in registry.parameters:
+        return Input(var, "parameter", line)
+    if var in registry.retired and (source is None or source.is_step):
+        gone = registry.retired[var]
+        report.error(f"reads {var!r}, which step '{gone}' computed, but that step is gone (deleted or removed); "
+                     "the kernel still holds its last value, which the pipeline cannot use",
+                     fix=f"restore step '{gone}', or compute {var!r} in a step or an ordinary cell above",
+                     step=name, line=line + 1)
+        return None
+    if var in bindings.derived:
+        src_var, src_step = bindings.derived[var]
+        who = source.label if source is not None and source.label else "an ordinary cell"
+        report.error(
+            f"reads {var!r}, which {who} computed from {src_var!r}, an output of step "
+            f"'{src_step}': the pipeline cannot use the kernel's copy",
+            fix=f"make {who} a %%step cell, or move its code into step '{name}'",
+            step=name, line=line + 1)
+        return None
+    if var in cell.unbound and var not in BUILTINS and (unbound := _unbound(var, cell, index, registry)):
+        later = [s for i, s in later_writers.get(var, []) if i > index]
+        if later:
+            report.error(f"reads {var!r}, which step '{later[0]}' produces, but that step comes later",
+                         fix=f"move step '{name}' below step '{later[0]}'", step=name, line=line + 1)
         else:
-            later = [s for i, s in later_writers.get(var, []) if i > index]
-            if later:
-                report.error(f"reads {var!r}, which step '{later[0]}' produces, but that step comes later",
-                             fix=f"move step '{name}' below step '{later[0]}'", step=name, line=line + 1)
-            else:
-                report.error(f"reads {var!r}, which is defined nowhere (no earlier step, parameter or "
-                             "kernel variable); was the cell that defined it deleted or not run?",
-                             fix=f"define {var!r} in an earlier cell and run it, or declare it with %pipeline param",
-                             step=name, line=line + 1)
-    helpers = _helper_links(inputs, namespace, bindings, name, report)
-    for helper, needs in helpers.items():  # a global the cell rebinds: the function still sees the input's value
-        for var in needs:
-            if var in analysis.writes:
-                report.warn(f"calls {helper}(), which reads {var!r} when it runs; this step also assigns {var!r}, "
-                            f"but inside the step {helper}() sees the value from before the step (a step's names "
-                            "are its own), while the kernel's cell changed the global",
-                            fix=f"pass {var} to {helper}() as an argument", step=name,
-                            line=analysis.writes[var] + 1)
+            report.error(*unbound, step=name, line=line + 1)
+        return None
+    if var in namespace and var in BUILTINS and _is_builtin(var, namespace[var]):
+        return None  # Python's own (IPython's `open`, `exit`, `quit` wrappers are the builtins in a job)
+    if var in namespace and isinstance(namespace[var], types.ModuleType) and \
+            namespace[var].__name__ == EXECUTION_MODULE:
+        return Input(var, "execution", line)
+    if var in namespace:
+        value = namespace[var]
+        cell_import = source.analysis.imports.get(var) if source is not None and source.analysis else None
+        statement = import_statement(var, value, cell_import)
+        if statement:
+            return Input(var, "import", line, statement=statement)
+        via = source.label if source is not None else None
+        return Input(var, "value", line, type_name=type(value).__name__, via=via)
+    if var in BUILTINS or (source is not None and source.is_step and not linkable):
+        return None  # Python's own, or a step output --inputs excluded on purpose
+    later = [s for i, s in later_writers.get(var, []) if i > index]
+    if later:
+        report.error(f"reads {var!r}, which step '{later[0]}' produces, but that step comes later",
+                     fix=f"move step '{name}' below step '{later[0]}'", step=name, line=line + 1)
+    else:
+        report.error(f"reads {var!r}, which is defined nowhere (no earlier step, parameter or "
+                     "kernel variable); was the cell that defined it deleted or not run?",
+                     fix=f"define {var!r} in an earlier cell and run it, or declare it with %pipeline param",
+                     step=name, line=line + 1)
+    return None
+
+
+def _depends_on(inputs: dict[str, Input], after: Sequence[str], name: str, index: int, registry: Registry,
+                report: Report) -> list[str]:
+    """The steps a step runs after: those whose outputs it reads, in the order it reads them, then ``--after``
+    (each checked: an earlier step, not itself)."""
     depends: list[str] = []
     for inp in sorted(inputs.values(), key=lambda i: i.line):
         if inp.kind == "step" and inp.step not in depends:
             depends.append(inp.step)  # type: ignore[arg-type]
     earlier = [c.step.name for c in registry.cells[:index] if c.step is not None]
-    for other in spec.after:
+    for other in after:
         if other == name:
             report.error(f"--after {other}: a step cannot run after itself", fix="name another step", step=name)
         elif other in earlier:
@@ -520,7 +549,7 @@ def _resolve_step(
             close = difflib.get_close_matches(other, earlier, n=1)
             report.error(f"--after {other}: there is no step '{other}' above this one", step=name,
                          fix=f"did you mean {close[0]}?" if close else f"steps above: {', '.join(earlier) or 'none'}")
-    return StepNode(name, cell, inputs, [], depends, {}, helper_globals=helpers)
+    return depends
 
 
 def _helper_links(inputs: dict[str, Input], namespace: Mapping[str, Any], bindings: Bindings, step: str,
