@@ -20,6 +20,8 @@ This module walks the cells and resolves each step (:func:`build_graph`); it del
 - the model it builds and the bindings it keeps while walking to :mod:`.model`;
 - ``--when`` / ``--else-fail`` to :mod:`.guards`;
 - ordinary cells that compute from a step's output to :mod:`.taint`;
+- what a step's code names on this machine or in S3 that a job would not find or would race for, to
+  :mod:`.checks`;
 - ``--foreach`` expansion to :mod:`.foreach`, ``--save`` to :mod:`.saves`, each cell's syntax to
   :mod:`.analysis`, settings to :mod:`.settings`.
 """
@@ -36,16 +38,15 @@ import sys
 import types
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
-from jupyter_smstep.core import settings as settings_mod
+from jupyter_smstep.core import checks, settings as settings_mod
 from jupyter_smstep.core.analysis import CallSite, FunctionInfo, analyze, mutated_through_calls
 from jupyter_smstep.core.plain import match_type, not_data
 from jupyter_smstep.errors import Report
 from jupyter_smstep.core.model import (BUILTINS, DEFAULT_PIPELINE_NAME, EXECUTION_MODULE, IPYTHON_NAMES,
                                        MISPLACED_FIX, RANDOM_STATES, Bindings, Input, PipelineGraph, StepNode,
-                                       candidate_outputs, local_file_reads, local_folder_reads, path_literals,
-                                       upstream_of)
+                                       candidate_outputs, values_at)
 from jupyter_smstep.core.guards import check_json_outputs, condition_operands, condition_steps, step_condition
 from jupyter_smstep.core.registry import Cell, Registry
 from jupyter_smstep.core.taint import track_plain_cell
@@ -83,9 +84,9 @@ def build_graph(
     from jupyter_smstep.core import workdir
 
     shipping = workdir.plan(nodes, namespace, root, config)  # what IncludeLocalWorkDir takes: a job finds it
-    _check_local_paths(nodes, namespace, root, shipping, report)
-    _check_passed_files(nodes, namespace, report)
-    _check_read_saves(nodes, namespace, report)
+    checks.local_paths(nodes, namespace, root, shipping, report)
+    checks.passed_files(nodes, namespace, report)
+    checks.read_saves(nodes, namespace, report)
     if any(n.fanout is not None for n in nodes):
         nodes, no_image = _expand(nodes, conditions, no_image, registry, config, kernel_image, report)
         if shipping is not None:  # an iteration imports what its cell imports
@@ -255,84 +256,6 @@ def _check_saves(nodes: list[StepNode], name: str, registry: Registry, report: R
                              "the step that ends last would overwrite the other's object without a word",
                              fix="give each its own URI (or use {step} in the URI)", step=node.name, line=1)
             written.setdefault(save.uri, (node.name, save.name))
-
-
-def _check_local_paths(nodes: list[StepNode], namespace: Mapping[str, Any], root: Path | None, shipping: Any,
-                       report: Report) -> None:
-    """A local file or folder a step names, which a SageMaker job will not find (unless the workspace ships it)."""
-    from jupyter_smstep.core import workdir
-
-    for node in nodes:
-        seen = values_at(node.cell, namespace)
-        constants = {seen[i.name]: i.name for i in node.captured if i.name in seen and isinstance(seen[i.name], str)}
-        for kind, (literal, line, path) in [("file", r) for r in local_file_reads(node, root, seen)] + [
-                ("folder", r) for r in local_folder_reads(node, root, seen)]:
-            if kind == "file" and workdir.travels(shipping, path):
-                continue
-            through = f" through {constants[literal]}" if literal in constants and literal not in (
-                t for t, _ in path_literals(node)) else ""  # a captured constant, said as the user wrote it
-            where = ("a local run finds it on this machine" if Path(literal).expanduser().is_absolute() else
-                     "nor does a local run, which runs the step in its own folder as SageMaker does")
-            report.warn(f"names the local {kind} {literal!r}{through} ({path}): a SageMaker job runs in its own "
-                        f"container and will not find it ({where})",
-                        fix="upload it to S3 and read the s3:// URI (or pass the URI as a parameter), or "
-                        "ship it with IncludeLocalWorkDir and a CustomFileFilter in config.yaml",
-                        step=node.name, line=line + 1)
-
-
-def _check_passed_files(nodes: list[StepNode], namespace: Mapping[str, Any], report: Report) -> None:
-    """A local file one step writes and a later step reads does not travel between their containers
-    (``core.files``): an error naming both lines."""
-    import os.path
-
-    from jupyter_smstep.core import files as files_mod
-
-    writers: dict[str, tuple[str, int]] = {}  # normalised path -> (step, line in its body)
-    for node in nodes:
-        seen = values_at(node.cell, namespace)
-        constants = {i.name: seen[i.name] for i in node.captured if i.name in seen and isinstance(seen[i.name], str)}
-        own = {os.path.normpath(p) for p in files_mod.written_paths(node.cell.source, constants)}
-        for text, line in path_literals(node, seen):
-            writer = writers.get(os.path.normpath(text))
-            if writer is not None and writer[0] != node.name and os.path.normpath(text) not in own:
-                absolute = Path(text).expanduser().is_absolute()  # a local run shares this machine's files
-                (report.warn if absolute else report.error)(
-                    f"reads {text!r}, which step '{writer[0]}' writes (its line {writer[1] + 1}): "
-                    + ("a local run on this machine finds it, but on SageMaker " if absolute else "")
-                    + "each step runs in its own container, so the file does not travel from one to the other",
-                    fix=f"pass the object as a variable (assign it in step '{writer[0]}', read the variable "
-                        "here: it travels as data), or --save it to S3 there and read the s3:// URI here",
-                    step=node.name, line=line + 1)
-        for path, line in files_mod.written_paths(node.cell.source, constants).items():
-            writers.setdefault(os.path.normpath(path), (node.name, line))
-
-
-def _check_read_saves(nodes: list[StepNode], namespace: Mapping[str, Any], report: Report) -> None:
-    """A step that names another step's --save object (its ``s3://`` URI, or its bucket and its key) reads it
-    over S3: unless it runs after that step, both run at once on SageMaker, and it reads nothing or an older
-    execution's object. A warning with the fix (a local run also never reuses such a step: ``local.scheduler``)."""
-    written = [(split, node.name) for node in nodes for save in node.saves
-               if (split := save.uri[len("s3://"):].partition("/")) and "{" not in save.uri]
-    if not written:
-        return
-    depends_on = {n.name: list(n.depends_on) for n in nodes}
-    for node in nodes:
-        seen = values_at(node.cell, namespace)
-        try:
-            texts = {n.value for n in ast.walk(ast.parse(node.cell.source))
-                     if isinstance(n, ast.Constant) and isinstance(n.value, str)}
-        except SyntaxError:
-            continue
-        texts |= {seen[i.name] for i in node.captured if isinstance(seen.get(i.name), str)}
-        before = upstream_of(depends_on, [node.name])
-        for (bucket, _, key), writer in written:
-            named = f"s3://{bucket}/{key}" in texts or (bucket in texts and key in texts)
-            if named and writer != node.name and writer not in before:
-                report.warn(f"names s3://{bucket}/{key}, which step '{writer}' writes (--save), but does not run "
-                            f"after '{writer}': on SageMaker both run at once, so it reads nothing or an older "
-                            "execution's object",
-                            fix=f"%%step {node.name} --after {writer} (or read the value '{writer}' returns: it "
-                                "travels as data)", step=node.name)
 
 
 def _fan_out(cell: Cell, node: StepNode, values: Mapping[str, Any], bindings: Bindings, registry: Registry,
@@ -661,33 +584,6 @@ def _functions_of(path: str, mtime_ns: int, size: int) -> dict[str, FunctionInfo
     except (OSError, UnicodeDecodeError, SyntaxError, ValueError):
         return None
     return dict(analysis.functions)
-
-
-class _Layered(Mapping[str, Any]):
-    """A step cell's own values over the namespace: what it saw first, the rest as the namespace has it."""
-
-    def __init__(self, seen: Mapping[str, Any], namespace: Mapping[str, Any]) -> None:
-        self.seen, self.namespace = seen, namespace
-
-    def __getitem__(self, name: str) -> Any:
-        return self.seen[name] if name in self.seen else self.namespace[name]
-
-    def __contains__(self, name: object) -> bool:
-        return name in self.seen or name in self.namespace
-
-    def __iter__(self) -> Iterator[str]:
-        yield from self.seen
-        yield from (n for n in self.namespace if n not in self.seen)
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self)
-
-
-def values_at(cell: Cell, namespace: Mapping[str, Any]) -> Mapping[str, Any]:
-    """The values a step's cell saw (``Cell.seen``: recorded when the notebook reached it) over
-    ``namespace``: the one view of a step's captured values, for the graph and for every build.
-    Notebook order is the truth: a later cell that rebinds a name does not reach the step."""
-    return _Layered(cell.seen, namespace) if cell.seen else namespace
 
 
 def _unbound(var: str, cell: Cell, index: int, registry: Registry) -> tuple[str, str] | None:

@@ -11,7 +11,7 @@ import builtins
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 from jupyter_smstep.core import settings as settings_mod
 from jupyter_smstep.core.registry import Cell
@@ -398,3 +398,30 @@ def candidate_outputs(cell: Cell, node: StepNode | None = None) -> set[str]:
     if cell.step is not None and cell.step.outputs is not None:
         return set(cell.step.outputs) | found
     return found
+
+
+class _Layered(Mapping[str, Any]):
+    """A step cell's own values over the namespace: what it saw first, the rest as the namespace has it."""
+
+    def __init__(self, seen: Mapping[str, Any], namespace: Mapping[str, Any]) -> None:
+        self.seen, self.namespace = seen, namespace
+
+    def __getitem__(self, name: str) -> Any:
+        return self.seen[name] if name in self.seen else self.namespace[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.seen or name in self.namespace
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.seen
+        yield from (n for n in self.namespace if n not in self.seen)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def values_at(cell: Cell, namespace: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The values a step's cell saw (``Cell.seen``: recorded when the notebook reached it) over
+    ``namespace``: the one view of a step's captured values, for the graph and for every build.
+    Notebook order is the truth: a later cell that rebinds a name does not reach the step."""
+    return _Layered(cell.seen, namespace) if cell.seen else namespace

@@ -27,7 +27,7 @@ from typing import Any
 from collections.abc import Callable, Iterator, Mapping
 
 from jupyter_smstep.core import codegen
-from jupyter_smstep.core.graph import values_at
+from jupyter_smstep.core.model import values_at
 from jupyter_smstep.core.model import PipelineGraph, check_buildable
 from jupyter_smstep.errors import Problem, SmstepError, aws_error
 from jupyter_smstep.core.keys import StepKey

@@ -28,7 +28,7 @@ from typing import Any
 from collections.abc import Mapping
 
 from jupyter_smstep.core.code import by_value, global_names
-from jupyter_smstep.core.graph import values_at
+from jupyter_smstep.core.model import values_at
 
 from jupyter_smstep.core.model import PipelineGraph
 from jupyter_smstep.core.plain import CREDENTIAL_TYPES, match_type

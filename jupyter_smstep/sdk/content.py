@@ -55,7 +55,7 @@ from collections.abc import Iterator, Mapping
 
 from jupyter_smstep.core.conditions import definition_steps
 from jupyter_smstep.core import keys as keys_mod
-from jupyter_smstep.core.graph import values_at
+from jupyter_smstep.core.model import values_at
 from jupyter_smstep.core.model import PipelineGraph
 from jupyter_smstep.folders import data_dir
 

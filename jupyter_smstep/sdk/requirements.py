@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Iterable, Mapping
 
-from jupyter_smstep.core.graph import values_at
+from jupyter_smstep.core.model import values_at
 
 from jupyter_smstep.core.model import StepNode
 from jupyter_smstep.folders import data_dir, write_whole
