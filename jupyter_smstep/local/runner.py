@@ -134,6 +134,7 @@ def run_pipeline(
         private_folder(run_dir.parent)  # .smstep and runs: 0700 whatever the umask
         run_dir.mkdir(mode=0o700)  # the user's only: its payloads are pickles that steps load
     except OSError as exc:
+        return_worker(worker)
         raise SmstepError(Problem(f"cannot create the run folder {run_dir}: {exc.strerror or exc}",
                                   fix="pass --runs-dir DIR with a folder you can write, or make "
                                       f"{run_dir.parent} writable")) from None
@@ -148,6 +149,7 @@ def run_pipeline(
                             **({"notebook": notebook} if notebook else {})}
     emit.record(run_dir / "run.json", info)
     if emit.lost is not None:  # nothing has run yet: say so before building anything
+        return_worker(worker)
         raise _record_lost(run_dir, *emit.lost, None)
     executor: Execution | None = None
     timings: dict[str, float] = {}
@@ -248,8 +250,13 @@ def _record_lost(run_dir: Path, path: Path, exc: OSError, executor: Execution | 
         f"the run's record could not be written ({path.relative_to(run_dir.parent)}: "
         f"{'the disk is full' if full else exc.strerror or exc}), so run {run_dir.name} cannot be reopened, "
         f"pulled or reused{ran}",
-        fix=(f"free space on the disk that holds {run_dir.parent} (df -h {run_dir.parent})" if full else
-             f"make {run_dir.parent} writable") + ", or pass --runs-dir DIR on another disk, and run again"))
+        fix=_free_space(run_dir.parent) if full else
+        f"make {run_dir.parent} writable, or pass --runs-dir DIR on another disk, and run again"))
+
+
+def _free_space(runs_dir: Path) -> str:
+    """The fix for a full disk under a runs folder."""
+    return f"free space on the disk that holds {runs_dir} (df -h {runs_dir}), or pass --runs-dir DIR on a larger disk"
 
 
 def _new_run_id() -> str:
@@ -315,8 +322,7 @@ def _build_definition(build: Any, s3: LocalS3) -> tuple[dict, str]:
                     raise SmstepError(Problem(
                         "the disk is full: the build could not put the steps' code and captured values into the "
                         f"run's local S3 ({s3.root})",
-                        fix=f"free space on the disk that holds {s3.root.parent.parent} (df -h "
-                            f"{s3.root.parent.parent}), or pass --runs-dir DIR on a larger disk")) from None
+                        fix=_free_space(s3.root.parent.parent))) from None
                 explained = explain_serialization_error(exc, getattr(sdk.errors_module, "SerializationError", None))
                 if explained is not None:
                     raise explained from exc

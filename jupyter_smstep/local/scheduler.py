@@ -420,7 +420,8 @@ class Execution:
                    for step, specs in self.saves.items() for spec in specs]
         found = []
         for bucket, key in self.s3.reads_by(attempt.caller):
-            writer = next((step for (b, k), step in writers if b == bucket and key.startswith(k)), None)
+            writer = next((step for (b, k), step in writers  # a format picked by type adds its suffix
+                           if b == bucket and (key == k or key.startswith(k + "."))), None)
             if writer is None or writer == st.spec.name or writer in st.spec.depends_on:
                 continue
             self._warn(st, f"read s3://{bucket}/{key}, which step '{writer}' writes (--save), but it does not run "
