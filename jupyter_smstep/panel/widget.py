@@ -229,6 +229,9 @@ class PipelinePanel(widgets.VBox):
         try:
             self.refresh()
             verification = self.workspace.last_verification  # a %pipeline verify in a cell: mark the steps
+            last_run = self.workspace.last_run
+            if verification is not None and getattr(last_run, "run_id", None) != verification.run_id:
+                verification = None  # a run since compared nothing: its marks would be the older run's
             if verification is not self.state.verification and not self.state.busy:
                 with self._lock:
                     self.state.set_verification(verification)

@@ -454,6 +454,8 @@ def test_verify_marks_each_step_equal_or_not_to_the_kernel(shell, tmp_path, monk
         p.run_locally(wait=True)
         p.jobs.wait(60)
         assert "kernel" not in node_text(p, "use")  # a new run is not compared yet
+        shell.run("unrelated = 1")  # nor after the next cell: the marks were the older run's
+        assert "kernel" not in node_text(p, "use")
         shell.run("%pipeline verify")  # the magic, in a cell: the panel marks the steps after it
         assert "≠ kernel" in node_text(p, "use") and "= kernel" in node_text(p, "make")
     finally:
