@@ -129,9 +129,11 @@ class Captures:
 
     def __init__(self) -> None:
         self._cache: dict[tuple[int, type], tuple[int | None, str, bool]] = {}
+        self._carried: dict[tuple[int, type], list[str]] = {}  # carried_secrets, once per value too
 
     def clear(self) -> None:
         self._cache.clear()
+        self._carried.clear()
 
     def _measured(self, value: Any) -> tuple[int | None, str, bool]:
         key = (id(value), type(value))
@@ -182,11 +184,12 @@ class Captures:
                     found.append(large_problem(node.name, inp.name, size, inp.line + 1))
         return found
 
-
-    @staticmethod
-    def _secret(step: str, name: str, line: int, value: Any, secret_bytes: bool) -> Problem | None:
+    def _secret(self, step: str, name: str, line: int, value: Any, secret_bytes: bool) -> Problem | None:
         """A warning when captured ``value`` holds, or carries with it, what looks like a secret."""
-        carried = [] if SECRET_NAME.search(name) and _is_text(value) else carried_secrets(value)
+        key = (id(value), type(value))
+        if key not in self._carried:
+            self._carried[key] = carried_secrets(value)  # [] for text itself: its name is what says
+        carried = self._carried[key]
         if not (secret_bytes or carried or SECRET_NAME.search(name) and _is_text(value)):
             return None
         shown = ", ".join(f"{name}{path}" for path in carried[:3]) + (" …" if len(carried) > 3 else "")
