@@ -26,7 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jupyter_smstep.core import code
 from jupyter_smstep.core.keys import StepKey, file_sha256
+from jupyter_smstep.core.model import upstream_of
 from jupyter_smstep.core.states import EventKind, StepState
 from jupyter_smstep.errors import SmstepError
 from jupyter_smstep.local import cache as cache_mod, container as containers, diagnostics, retries
@@ -34,7 +36,6 @@ from jupyter_smstep.local import reads as reads_mod
 from jupyter_smstep.local.container import Container
 from jupyter_smstep.local.definition import (Resolver, StepSpec, container_option, evaluate_condition, split_s3_uri,
                                              to_text)
-from jupyter_smstep.core import code
 from jupyter_smstep.local.results import StepEvent, StepResult, write_json
 from jupyter_smstep.local.s3 import LOCAL_ACCOUNT, LocalS3
 from jupyter_smstep.local.s3.store import S3Error
@@ -411,18 +412,23 @@ class Execution:
         self._event(st, "succeeded", duration=0.0, message=message, info=info)
 
     def _unordered_saves(self, st: _StepState, attempt: _Attempt) -> list[str]:
-        """The objects ``st`` read that another step writes with --save without ``st`` running after it: on
-        SageMaker both run at once, so it may read nothing, or an older execution's object. Each is a warning
-        with the fix, and a read that cannot be pinned (its result is not reused)."""
+        """The objects ``st`` read that another step writes with --save, unless that step is one ``st`` runs
+        directly after (a reuse checks only its direct producers' results). Each is a read that cannot be pinned
+        (its result is not reused); one of a step it does not run after at all is also a warning with the fix:
+        on SageMaker both run at once, so it may read nothing, or an older execution's object."""
         if not attempt.caller or not self.saves:
             return []
         writers = [(split_s3_uri(str(spec["uri"]).replace("{execution_id}", self.run_id)), step)
                    for step, specs in self.saves.items() for spec in specs]
+        before = upstream_of({n: s.spec.depends_on for n, s in self.states.items()}, [st.spec.name])
         found = []
         for bucket, key in self.s3.reads_by(attempt.caller):
             writer = next((step for (b, k), step in writers  # a format picked by type adds its suffix
                            if b == bucket and (key == k or key.startswith(k + "."))), None)
             if writer is None or writer == st.spec.name or writer in st.spec.depends_on:
+                continue
+            if writer in before:  # ordered, but not through a result the reuse check sees
+                found.append(f"s3://{bucket}/{key}, which step '{writer}' writes (--save), without --after {writer}")
                 continue
             self._warn(st, f"read s3://{bucket}/{key}, which step '{writer}' writes (--save), but it does not run "
                            f"after '{writer}': on SageMaker both run at once, so it may read nothing or an older "

@@ -203,3 +203,18 @@ def test_a_step_reading_another_steps_saved_object_without_running_after_it_is_s
     ordered, _ = shell.run_local(tmp_path / "ordered")
     assert not [w for w in ordered.steps["read"].warnings if "--save" in w]
     assert shell.run_local(tmp_path / "ordered")[0].steps["read"].cached_from == ordered.run_id
+
+
+def test_a_step_two_steps_after_the_writer_of_what_it_reads_is_ordered_but_not_reused(shell, tmp_path):
+    """It runs after the writer (through another step), so nothing races and nothing is said; but a reuse
+    checks a step's direct producers only, so its result is not reused: the writer's object may have changed."""
+    shell.notebook("indirect", ["%%step write --defer --save table=s3://smstep-results/shared.json\n"
+                                "table = {'n': 1}", "%%step mid --defer --after write\nm = 1",
+                                READER.format(after=" --after mid")])
+    assert not [p for p in shell.graph().report.problems if "names s3://" in str(p)]
+    first, _ = shell.run_local(tmp_path / "runs")
+    assert first.outputs("read")["got"] == {"n": 1}
+    assert not [w for w in first.steps["read"].warnings if "--save" in w], first.steps["read"].warnings
+    assert "s3://smstep-results/shared.json, which step 'write' writes (--save), without --after write" in \
+        first.steps["read"].reads["unpinned"]
+    assert shell.run_local(tmp_path / "runs")[0].steps["read"].cached_from is None
