@@ -9,8 +9,8 @@ so they agree on every result.
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import secrets
 import tempfile
 import time

@@ -43,7 +43,11 @@ class Verdict:
 EQUAL = Verdict("equal")
 
 
-def compare(kernel: Any, pipeline: Any, rtol: float = 1e-9, atol: float = 0.0, path: str = "",
+#: The tolerances a float comparison uses unless told: `verify`'s --rtol and --atol, and the panel's Verify.
+RTOL, ATOL = 1e-9, 0.0
+
+
+def compare(kernel: Any, pipeline: Any, rtol: float = RTOL, atol: float = ATOL, path: str = "",
             depth: int = 0) -> Verdict:
     """The kernel's value against the pipeline's (see the module docstring)."""
     if depth > 50:

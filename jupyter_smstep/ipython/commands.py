@@ -26,6 +26,7 @@ from typing import Any, Literal, TextIO
 from collections.abc import Callable, Iterable
 
 from jupyter_smstep.core.parameters import parse_assignments
+from jupyter_smstep.core.compare import ATOL, RTOL
 from jupyter_smstep.errors import SmstepError, did_you_mean
 from jupyter_smstep.ipython import options as options_mod
 
@@ -342,8 +343,8 @@ def _run(ctx: Context, args: argparse.Namespace) -> int:
 
 def _verify_args(parser: CommandParser, cli: bool) -> None:
     _param_arguments(parser, cli)
-    parser.add_argument("--rtol", type=float, default=1e-9, help="relative tolerance for floats (default 1e-9)")
-    parser.add_argument("--atol", type=float, default=0.0, help="absolute tolerance for floats (default 0)")
+    parser.add_argument("--rtol", type=float, default=RTOL, help="relative tolerance for floats (default 1e-9)")
+    parser.add_argument("--atol", type=float, default=ATOL, help="absolute tolerance for floats (default 0)")
     parser.add_argument("--json", action="store_true", help="print the verdicts as JSON")
     parser.add_argument("--runs-dir", default=None, metavar="DIR", help="where runs are kept (default .smstep/runs)")
     parser.add_argument("--timeout", type=float, default=600, metavar="S",

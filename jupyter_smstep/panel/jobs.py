@@ -63,8 +63,9 @@ class Jobs:
             try:
                 if verify:
                     from jupyter_smstep import verify as verify_mod
+                    from jupyter_smstep.core.compare import ATOL, RTOL
 
-                    verification = verify_mod.verify_live(self.panel.workspace, params, 1e-9, 0.0,
+                    verification = verify_mod.verify_live(self.panel.workspace, params, RTOL, ATOL,
                                                           on_event=self.panel.on_local_event, stop=stop)
                     result = self.panel.workspace.last_run
                 else:
