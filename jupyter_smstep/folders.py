@@ -49,12 +49,15 @@ def private_folder(path: Path) -> Path:
     return path
 
 
-def write_whole(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` whole or not at all: a reader never sees half a file, two writers never mix
+def write_whole(path: Path, content: str | bytes) -> None:
+    """Write ``content`` to ``path`` whole or not at all: a reader never sees half a file, two writers never mix
     their bytes, and a full or read-only disk leaves nothing behind (the OSError is raised)."""
     partial = path.with_name(f".{path.name}.{secrets.token_hex(4)}")
     try:
-        partial.write_text(text)
+        if isinstance(content, bytes):
+            partial.write_bytes(content)
+        else:
+            partial.write_text(content)
         os.replace(partial, path)
     except OSError:
         partial.unlink(missing_ok=True)

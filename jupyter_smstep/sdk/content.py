@@ -57,7 +57,7 @@ from jupyter_smstep.core.conditions import definition_steps
 from jupyter_smstep.core import keys as keys_mod
 from jupyter_smstep.core.model import values_at
 from jupyter_smstep.core.model import PipelineGraph
-from jupyter_smstep.folders import data_dir
+from jupyter_smstep.folders import data_dir, write_whole
 
 #: Object metadata holding the SHA-256 of the body (S3 stores it as ``x-amz-meta-smstep-sha256``).
 HASH_METADATA = "smstep-sha256"
@@ -356,9 +356,7 @@ def _stable_requirements(original: Any, local_dependencies_path: str | None) -> 
     staged = data_dir() / "requirements" / hashlib.sha256(text).hexdigest()[:16] / name
     if not staged.exists():
         staged.parent.mkdir(parents=True, exist_ok=True)
-        partial = staged.with_name(f".{name}.{secrets.token_hex(4)}")
-        partial.write_bytes(text)
-        os.replace(partial, staged)
+        write_whole(staged, text)
     return str(original(str(staged)))  # appends the SDK's line to the copy, once
 
 
