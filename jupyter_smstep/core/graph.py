@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from collections.abc import Mapping, Sequence
 
 from jupyter_smstep.core import checks, settings as settings_mod
+from jupyter_smstep.core.code import global_names
 from jupyter_smstep.core.analysis import CallSite, FunctionInfo, analyze, mutated_through_calls
 from jupyter_smstep.core.plain import match_type, not_data
 from jupyter_smstep.errors import Report
@@ -514,19 +515,10 @@ def _reachable_globals(function: types.FunctionType) -> set[str]:
         if id(current) in seen:
             continue
         seen.add(id(current))
-        found = _global_names(current.__code__)
+        found = global_names(current.__code__)
         names |= found
         todo += [v for n in found if isinstance(v := current.__globals__.get(n), types.FunctionType)
                  and v.__module__ == "__main__"]
-    return names
-
-
-def _global_names(code: types.CodeType) -> set[str]:
-    """The global names a function's code (and the functions nested in it) may read."""
-    names = set(code.co_names)
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            names |= _global_names(const)
     return names
 
 

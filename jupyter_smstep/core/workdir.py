@@ -26,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from jupyter_smstep.core.code import nested
+
 #: Folder and file names a workspace never holds, whatever config.yaml's patterns say.
 NEVER = frozenset({".smstep", ".git", ".hg", ".svn", ".ipynb_checkpoints", "__pycache__", ".mypy_cache",
                    ".pytest_cache", ".ruff_cache", ".tox", ".nox", "node_modules", ".venv", ".DS_Store"})
@@ -170,8 +172,6 @@ def _imported_names(code: Any) -> list[str]:
     """The modules a function's code imports (``IMPORT_NAME``), nested functions included."""
     import dis
 
-    names = [i.argval for i in dis.get_instructions(code) if i.opname == "IMPORT_NAME" and isinstance(i.argval, str)]
-    for const in code.co_consts:
-        if hasattr(const, "co_code"):
-            names += _imported_names(const)
+    names = [i.argval for c in nested(code) for i in dis.get_instructions(c)
+             if i.opname == "IMPORT_NAME" and isinstance(i.argval, str)]
     return [n for n in names if n.isidentifier() or all(p.isidentifier() for p in n.split("."))]

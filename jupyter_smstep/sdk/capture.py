@@ -238,12 +238,7 @@ def unpicklable_inputs(func: Any, args: tuple, kwargs: dict) -> list[tuple[str, 
     candidates: list[tuple[str, Any]] = []
     code = getattr(func, "__code__", None)
     if code is not None:
-        names: set[str] = set()
-        stack = [code]
-        while stack:
-            c = stack.pop()
-            names.update(c.co_names)
-            stack.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
+        names = global_names(code)
         globals_ = getattr(func, "__globals__", {})
         candidates += [(n, globals_[n]) for n in sorted(names) if n in globals_]
         for n, cell in zip(code.co_freevars, func.__closure__ or ()):

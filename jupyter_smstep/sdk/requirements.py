@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Iterable, Mapping
 
+from jupyter_smstep.core.code import global_names, nested
 from jupyter_smstep.core.model import values_at
 
 from jupyter_smstep.core.model import StepNode
@@ -75,14 +76,9 @@ def _modules_used(value: Any, seen: set[int]) -> set[str]:
     if isinstance(value, types.FunctionType) and value.__module__ == "__main__":
         import dis
 
-        names: set[str] = set()
-        stack = [value.__code__]
-        while stack:
-            code = stack.pop()
-            names.update(code.co_names)
-            found |= {i.argval for i in dis.get_instructions(code) if i.opname == "IMPORT_NAME"}  # `import` in a body
-            stack.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
-        for name in names & set(value.__globals__):
+        for code in nested(value.__code__):  # `import` in a body, nested functions included
+            found |= {i.argval for i in dis.get_instructions(code) if i.opname == "IMPORT_NAME"}
+        for name in global_names(value.__code__) & set(value.__globals__):
             found |= _modules_used(value.__globals__[name], seen)
         for cell in value.__closure__ or ():
             try:
