@@ -156,17 +156,13 @@ def test_what_cannot_be_pinned_is_never_reused_unless_the_step_says_so(tmp_path,
     assert run(anyway, tmp_path).steps["use"].cached_from == second.run_id
 
 
-def test_seeded_randomness_is_reused(tmp_path):
-    path = notebook(tmp_path, "%%step use\nimport random\nrandom.seed(3)\nvalue = random.random()\n"
-                              "import numpy as np\nnp.random.seed(3)\nother = float(np.random.rand())")
-    first = run(path, tmp_path)
-    assert first.steps["use"].reads["unpinned"] == []
-    assert run(path, tmp_path).steps["use"].cached_from == first.run_id
-
-
-def test_a_library_given_a_seed_is_reused(tmp_path):
-    path = notebook(tmp_path, "%%step use\nfrom sklearn.utils import shuffle\n"
-                              "value = shuffle([1, 2, 3, 4, 5], random_state=0)")
+@pytest.mark.parametrize("seeded", [
+    "import random\nrandom.seed(3)\nvalue = random.random()\n"
+    "import numpy as np\nnp.random.seed(3)\nother = float(np.random.rand())",
+    "from sklearn.utils import shuffle\nvalue = shuffle([1, 2, 3, 4, 5], random_state=0)",  # a library, seeded
+], ids=["the-step-seeds", "a-library-given-a-seed"])
+def test_seeded_randomness_is_reused(tmp_path, seeded):
+    path = notebook(tmp_path, f"%%step use\n{seeded}")
     first = run(path, tmp_path)
     assert first.steps["use"].reads["unpinned"] == []
     assert run(path, tmp_path).steps["use"].cached_from == first.run_id
