@@ -331,12 +331,15 @@ def _led(error: str) -> str:
 
 def run_details(state: PanelState, name: str) -> str:
     out = []
-    if state.run_kind == "local" and name in state.local_messages and name not in state.local_errors:
-        out.append(f"<div class='smstep-local-message' style='color:#57606a'>{esc(state.local_messages[name])}</div>")
     result = state.local_result.steps.get(name) if state.local_result is not None else None
+    used = None
     if state.run_kind == "local" and result is not None and (result.resources or result.cached_from):
         used = (f"cached: the result of run {result.cached_from}" if result.cached_from else
                 f"measured: {resources_line(result.resources)}, {result.resources.get('wall_s', 0):.1f} s wall")
+    message = state.local_messages.get(name)
+    if state.run_kind == "local" and message and name not in state.local_errors and message != used:
+        out.append(f"<div class='smstep-local-message' style='color:#57606a'>{esc(message)}</div>")
+    if used is not None:
         out.append(f"<div class='smstep-resources' style='color:#57606a'>{esc(used)}</div>")
     if state.run_kind == "local" and state.local_printed.get(name):
         lines = state.local_printed[name]
@@ -414,13 +417,21 @@ def local_run(state: PanelState) -> str:
     if res is None:
         head += " <span style='color:#0969da'>running…</span>"
     else:
-        head += (f" {res.run_id}: " + ("<span style='color:#1a7f37'>✓ succeeded</span>" if res.succeeded
-                 else "<span style='color:#cf222e'>✗ failed</span>"))
+        head += f" {res.run_id}: " + _run_outcome(res)
         head += f" <span style='color:#57606a'>— results in <code>{esc(res.run_dir)}</code></span>"
     warnings = "".join(f"<div style='color:#9a6700'>⚠ {esc(w)}</div>" for w in state.local_warnings)
     cost = ("<div class='smstep-estimate' style='color:#57606a;white-space:pre-wrap'>"
             f"{esc(chr(10).join(state.estimate_lines))}</div>" if state.estimate_lines and res is not None else "")
     return f"<div class='smstep-local'>{head}{state_table(state.graph, state.states)}{warnings}{cost}</div>"
+
+
+def _run_outcome(res: Any) -> str:
+    """succeeded, failed, or stopped when a step was stopped (Stop, Kernel → Interrupt) and none failed."""
+    states = {step.state for step in res.steps.values()}
+    outcome = ("succeeded" if res.succeeded else
+               "stopped" if "stopped" in states and "failed" not in states else "failed")
+    _, colour, icon = dag_svg.STATE_STYLE[outcome]
+    return f"<span style='color:{colour}'>{icon} {outcome}</span>"
 
 
 def remote_execution(state: PanelState, console_url: str, arn: str) -> str:

@@ -391,6 +391,9 @@ def test_run_locally_with_the_real_runner(shell, tmp_path, monkeypatch):
         assert outputs["model"] == pytest.approx(sum(range(8)) * 2 * 0.5 + 2.0)
         # what a submit would cost, from this run's measurements: offline here, so instance-hours only
         assert "estimated: at least" in p.execution.value and "could not be asked" in p.execution.value
+        p.run_locally(wait=True)  # the same again: every step from the first run's cache, said once
+        p.selector.value = "train"
+        assert p.details.value.count("cached: the result of run") == 1, p.details.value
     finally:
         p.close()
 
@@ -416,6 +419,7 @@ def test_stop_stops_a_local_run_within_seconds_and_its_steps_process(shell, tmp_
         wait_for(lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2],
                  timeout=10, what="the step's process to end")
         assert "local run stopped" in p.status.value, p.status.value
+        assert "■ stopped" in p.execution.value and "failed" not in p.execution.value, p.execution.value
         states = {n: d["data-state"] for n, d in nodes(p).items()}
         assert states == {"slow": "stopped", "after": "skipped"}, states
         assert p.stop_button.disabled and not p.run_button.disabled
