@@ -18,7 +18,7 @@ from jupyter_smstep.core import codegen
 from jupyter_smstep.core.model import PipelineGraph, pipeline_role
 from jupyter_smstep.core.registry import Registry
 from jupyter_smstep.errors import Problem, SmstepError
-from jupyter_smstep.sdk import compat, conditions, stepargs
+from jupyter_smstep.sdk import compat, condition_steps, stepargs
 from jupyter_smstep.sdk.requirements import requirements_name
 
 #: What a step that reads jupyter_smstep.execution is passed (core.model.EXECUTION_ARGS, in order)
@@ -106,10 +106,10 @@ def module_source(registry: Registry, graph: PipelineGraph, sdk_major: int | Non
             return stepargs.Source(handles[operand.step] + "".join(f"[{p!r}]" for p in (operand.name,) + operand.path))
         return stepargs.Source(f"{operand.name}_param") if operand.kind == "parameter" else operand.value
 
-    branches = {c.name: conditions.condition_step(c, value, [stepargs.Source(handles[s]) for s in c.steps])
+    branches = {c.name: condition_steps.condition_step(c, value, [stepargs.Source(handles[s]) for s in c.steps])
                 for c in graph.conditions}
     by_module: dict[str, list[str]] = {}
-    homes = {**stepargs.CLASS_MODULES, **conditions.CLASS_MODULES}
+    homes = {**stepargs.CLASS_MODULES, **condition_steps.CLASS_MODULES}
     for cls in sorted(stepargs.classes_used(list(specs.values()) + list(branches.values()))):
         by_module.setdefault(table[homes[cls]], []).append(cls)
     for module, classes in by_module.items():

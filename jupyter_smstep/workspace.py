@@ -460,23 +460,23 @@ class Workspace:
                  enabled: bool = True, session: Any = None) -> Any:
         """Create or update schedule ``name`` (a ``core.schedules.Expression``), upserting the pipeline first
         when its definition changed."""
-        from jupyter_smstep.remote import schedules
+        from jupyter_smstep.remote import eventbridge
 
         graph = self._buildable_graph()
         values = coerce_overrides(graph.parameters, parameters or {})
         _check_values(graph, values)
-        return schedules.put(graph, self.namespace, name, expression, role=role, parameters=values, start=start,
+        return eventbridge.put(graph, self.namespace, name, expression, role=role, parameters=values, start=start,
                              end=end, enabled=enabled, session=session, root=self.root)
 
     def schedules(self, session: Any = None) -> list[Any]:
-        from jupyter_smstep.remote import schedules
+        from jupyter_smstep.remote import eventbridge
 
-        return schedules.listing(self.graph().name, session)
+        return eventbridge.listing(self.graph().name, session)
 
     def unschedule(self, name: str, session: Any = None) -> None:
-        from jupyter_smstep.remote import schedules
+        from jupyter_smstep.remote import eventbridge
 
-        schedules.remove(self.graph().name, name, session)
+        eventbridge.remove(self.graph().name, name, session)
 
     def estimate(self, prices_file: str | None = None, region: str | None = None, run: Any = None) -> Any:
         """The cost of the pipeline from its last local run's measurements (core.cost.Estimate);
@@ -506,7 +506,7 @@ class Workspace:
     def suggestions(self, run: Any = None) -> tuple[dict[str, Any], str]:
         """Instance suggestions for the last measured local run (or ``run``), with specs from EC2 when AWS
         answers (else the shipped table, and why): (step -> Suggestion, note)."""
-        from jupyter_smstep.remote.instances import describe
+        from jupyter_smstep.remote.instance_specs import describe
 
         run = run or self.latest_run(self._buildable_graph().name)
         if run is None:

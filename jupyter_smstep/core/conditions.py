@@ -7,7 +7,7 @@
 attribute, arithmetic, ``is``) is a :class:`ConditionError` saying what to write
 instead. :func:`resolve` then says what each name is: an earlier step's output, a
 pipeline parameter or a constant from the kernel (inlined), through a lookup the
-graph provides. The result is a neutral tree: ``sdk.conditions`` renders it to the
+graph provides. The result is a neutral tree: ``sdk.condition_steps`` renders it to the
 SDK's ``Condition*`` objects for the build and to source for the export; the local
 runner evaluates the definition the SDK wrote, as the service does.
 

@@ -32,7 +32,7 @@ from jupyter_smstep.core.model import PipelineGraph, check_buildable
 from jupyter_smstep.errors import Problem, SmstepError, aws_error
 from jupyter_smstep.core.keys import StepKey
 from jupyter_smstep.core.workdir import Shipping
-from jupyter_smstep.sdk import conditions, content, requirements, stepargs, workdir
+from jupyter_smstep.sdk import condition_steps, content, requirements, stepargs, workdir
 from jupyter_smstep.sdk.capture import Captures
 from jupyter_smstep.sdk.compat import Sdk, load
 
@@ -258,10 +258,10 @@ def assemble(graph: PipelineGraph, functions: Mapping[str, Callable[..., Any]], 
 
     def value(operand: Any) -> Any:
         if operand.kind == "output":
-            return conditions.item(returns[operand.step][operand.name], operand.path)
+            return condition_steps.item(returns[operand.step][operand.name], operand.path)
         return params[operand.name] if operand.kind == "parameter" else operand.value
 
-    branches = [stepargs.to_sdk(conditions.condition_step(c, value, [returns[s] for s in c.steps]), sdk)
+    branches = [stepargs.to_sdk(condition_steps.condition_step(c, value, [returns[s] for s in c.steps]), sdk)
                 for c in graph.conditions]
     return sdk.Pipeline(
         name=graph.name,

@@ -12,7 +12,7 @@
 - ``SAGEMAKER_VALIDATE_ROLE`` (set to false around one call). v3 3.27. ``Pipeline.put_triggers`` checks the
   schedule's role as a pipeline role (that it trusts sagemaker.amazonaws.com), but EventBridge Scheduler
   is what assumes it; after ``remote.roles`` has checked the right trust, the SDK's check is off for
-  that call only (``remote.schedules``).
+  that call only (``remote.eventbridge``).
 - ``remote_function.job._prepare_and_upload_workspace`` (wrapped). v2 and v3. The @step decorator takes
   neither ``include_local_workdir`` nor ``custom_file_filter`` (it reads them from config.yaml, whose filter
   cannot be a function); the build ships the notebook's own modules, and never ``.smstep`` (``sdk.workdir``).

@@ -46,7 +46,7 @@ def test_a_run_suggests_instance_types_and_submit_warns_about_a_step_too_big_for
                                                                                             capsys, monkeypatch):
     # The smallest instance SageMaker trains on has 4 GiB; this test's says 1 GiB (a 1.2 GiB step outgrows it).
     from jupyter_smstep.core import instances
-    from jupyter_smstep.remote import instances as remote_instances
+    from jupyter_smstep.remote import instance_specs as remote_instances
 
     table = instances.shipped()
     small = {**table.types, "ml.t3.medium": instances.Spec("ml.t3.medium", 2, 1024, 0)}

@@ -102,7 +102,7 @@ def test_no_measured_run_is_an_error_not_a_guess(shell, tmp_path, monkeypatch):
 def test_suggestions_use_ec2_specs_from_moto_and_say_when_they_fall_back(measured, moto_server, monkeypatch):
     import boto3
 
-    from jupyter_smstep.remote.instances import describe
+    from jupyter_smstep.remote.instance_specs import describe
 
     specs, note = describe(["ml.m5.2xlarge"], boto3.client("ec2", endpoint_url=moto_server, region_name="us-east-1"))
     assert note == "" and specs.source.startswith("EC2 DescribeInstanceTypes")
@@ -115,7 +115,7 @@ def test_suggestions_use_ec2_specs_from_moto_and_say_when_they_fall_back(measure
 
 
 def test_ec2_specs_are_asked_in_the_region_aws_region_names(moto_server, monkeypatch):
-    from jupyter_smstep.remote.instances import describe
+    from jupyter_smstep.remote.instance_specs import describe
 
     monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
     monkeypatch.setenv("AWS_REGION", "eu-west-1")  # the AWS CLI's variable, which this botocore does not read

@@ -40,7 +40,7 @@ def test_the_wrappers_are_installed_once_and_say_so():
 
 def test_the_sdks_role_check_switch_is_the_one_put_triggers_honours():
     """v3's Pipeline.put_triggers checks the schedule's role through resolve_and_validate_role, which
-    SAGEMAKER_VALIDATE_ROLE=false turns off (remote.schedules turns it off after checking the right trust);
+    SAGEMAKER_VALIDATE_ROLE=false turns off (remote.eventbridge turns it off after checking the right trust);
     v2 has no such check."""
     pipeline = __import__(compat.modules(MAJOR)["pipeline"], fromlist=["Pipeline"]).Pipeline
     source = inspect.getsource(pipeline.put_triggers)
