@@ -1,6 +1,6 @@
 """``smstep``: build, run, export or submit a notebook's pipeline headless (for CI).
 
-The commands are :mod:`jupyter_smstep.ipython.commands`, the same parsers and
+The commands are :mod:`jupyter_smstep.ipython.cmd`, the same parsers and
 functions as ``%pipeline`` in a notebook; this module only builds the notebook
 headless and maps errors to exit codes. ``smstep -h`` lists the commands,
 ``smstep COMMAND -h`` their options.
@@ -25,20 +25,20 @@ from collections.abc import Sequence
 
 from jupyter_smstep import __version__
 from jupyter_smstep.errors import SmstepError
-from jupyter_smstep.ipython import commands
-from jupyter_smstep.ipython.commands import CommandParser, HelpShown
+from jupyter_smstep.ipython import cmd
+from jupyter_smstep.ipython.cmd import CommandParser, HelpShown
 
 
 def parser() -> CommandParser:
     top = CommandParser(prog="smstep", description="Notebook %%step cells as a SageMaker Pipeline.",
                         epilog="Exit status: 0 success, 1 a step or the pipeline failed, 2 bad notebook or "
-                        "arguments, 3 AWS or the environment refused.\n\n" + commands.overview(cli=True),
+                        "arguments, 3 AWS or the environment refused.\n\n" + cmd.overview(cli=True),
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     top.add_argument("--version", action="version", version=f"smstep {__version__}")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)
-    for command in commands.COMMANDS.values():
+    for command in cmd.COMMANDS.values():
         if command.where == "both":
-            commands.parser_for(command, cli=True, parent=sub)
+            cmd.parser_for(command, cli=True, parent=sub)
     return top
 
 
@@ -88,13 +88,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    command = commands.COMMANDS[args.command]
+    command = cmd.COMMANDS[args.command]
     workspace = None
     if command.needs_notebook:
         from jupyter_smstep.ipython.notebook import load_workspace
 
         workspace = load_workspace(args.notebook)
-    return command.run(commands.Context(workspace, cli=True), args)
+    return command.run(cmd.Context(workspace, cli=True), args)
 
 
 if __name__ == "__main__":

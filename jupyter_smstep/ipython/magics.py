@@ -6,7 +6,6 @@ modules; this file only talks to IPython.
 
 from __future__ import annotations
 
-import argparse
 import os
 import re
 import sys
@@ -17,77 +16,17 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
 
 from jupyter_smstep.core.registry import Registry, StepSpec
-from jupyter_smstep.errors import Problem, SmstepError
+from jupyter_smstep.errors import Problem, SmstepError, did_you_mean
 from jupyter_smstep.core import fingerprint
-from jupyter_smstep.ipython import commands, options as options_mod
-from jupyter_smstep.ipython.commands import CommandParser, HelpShown
+from jupyter_smstep.ipython import cmd
+from jupyter_smstep.ipython.cmd import HelpShown, cells
 from jupyter_smstep.verify import VERIFY_ENV
 from jupyter_smstep.workspace import Workspace, pipeline_name_from_path
 
 
-def step_parser() -> CommandParser:
-    """``%%step``'s parser: the step's name, the inference overrides, and every ``@step`` option."""
-    parser = CommandParser(prog="%%step", description=STEP_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("name", nargs="?", default=None,
-                        help="Step name (default: the first variable the cell assigns).")
-    parser.add_argument("--inputs", default=None, metavar="A,B", help="Comma-separated inputs, overriding inference.")
-    parser.add_argument("--outputs", default=None, metavar="A,B", help="Comma-separated outputs, overriding inference.")
-    parser.add_argument("--defer", action="store_true",
-                        help="Register the step without running the cell in the kernel.")
-    parser.add_argument("--after", action="append", default=[], metavar="STEP",
-                        help="Run after STEP although no data passes between them (repeatable).")
-    parser.add_argument("--when", default=None, metavar="EXPR",
-                        help="Run only when EXPR holds, e.g. \"evaluation['rmse'] < 5\" (outputs of earlier "
-                             "steps, parameters, constants; < <= > >= == != in, not in, and, or, not).")
-    parser.add_argument("--save", action="append", default=[], metavar="NAME[=S3URI]",
-                        help="At the end of the step, write NAME's value to S3URI in the format its suffix names "
-                             "(.parquet .csv .json .npy .joblib .pkl .txt; {execution_id} {pipeline} {step}); "
-                             "NAME alone: under %%pipeline config --save-root (repeatable).")
-    parser.add_argument("--else-fail", default=None, metavar="MESSAGE",
-                        help="With --when: otherwise stop the execution with MESSAGE ({name} shows a value).")
-    parser.add_argument("--foreach", action="append", default=[], metavar="VAR=ITEMS",
-                        help="Run the cell once per item of the list ITEMS, with VAR bound to the item (one job "
-                             "each, in parallel); later cells get each name it assigns as a list in item order.")
-    parser.add_argument("--max-concurrency", type=int, default=None, metavar="N",
-                        help="With --foreach: at most N iterations at once (1-50; default: all).")
-    parser.add_argument("--select", default=None, metavar="max:NAME",
-                        help="With --foreach: later cells get the values of the iteration whose NAME is largest "
-                             "(max:NAME) or smallest (min:NAME), not lists.")
-    options_mod.add_option_arguments(parser, per_step=True)
-    return parser
 
 
-def remote_parser() -> CommandParser:
-    """``%%remote``'s parser: every ``@step`` option, ``--local``, and the pipeline-only options refused."""
-    parser = CommandParser(prog="%%remote", description=REMOTE_HELP,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--local", action="store_true",
-                        help="Run it through the local runner (the SDK's entry point, an embedded S3; no AWS).")
-    for flag in PIPELINE_ONLY:
-        parser.add_argument(flag, default=None, help=argparse.SUPPRESS)
-    options_mod.add_option_arguments(parser, per_step=True)
-    return parser
-
-
-#: %%step options that mean something in a pipeline only
-PIPELINE_ONLY = ("--when", "--else-fail", "--after", "--save", "--inputs", "--outputs")
-REMOTE_HELP = """Run this cell as a SageMaker training job and put the variables it assigns back in the kernel.
-
-The same options, settings and inputs as %%step (what the cell reads comes from the kernel);
-the job's log lines stream while it runs, and the stop button stops the job. --local runs it
-through the local runner instead.
-"""
-_REMOTE_PARSER = remote_parser()
-
-
-STEP_HELP = """Mark this cell as a SageMaker pipeline step.
-
-Inputs are the variables the cell reads: an earlier step's output becomes a
-link, a %pipeline param a pipeline parameter, other kernel values are captured.
-Outputs are the variables later steps read. The cell still runs in the kernel
-unless --defer is given. Every option of the SDK's @step decorator is available.
-"""
-_STEP_PARSER = step_parser()
+_UNSET = object()
 
 
 @magics_class
@@ -115,37 +54,20 @@ class StepMagics(Magics):
     def step(self, line: str, cell: str) -> None:
         # (the docstring is set below from the option table: `%%step?` shows every option)
         try:
-            args = _STEP_PARSER.parse_line(line)
-            options = options_mod.convert(args, "%%step", self.registry.parameters)
-            _check_condition(args)
-            saves = _saves(args.save)
-            foreach, select = _fan_out(args)
+            parsed = cells.parse_step(line, self.registry.parameters)
         except HelpShown:
             return
         except SmstepError as exc:
             raise UsageError(str(exc)) from None
         cell_id = self._cell_id()
-        name = args.name or self._default_name(cell, cell_id)
-        spec = StepSpec(
-            name=name,
-            options=options,
-            inputs=_names(args.inputs),
-            outputs=_names(args.outputs),
-            header=f"%%step {line}".strip(),
-            after=tuple(dict.fromkeys(n for item in args.after for n in _names(item) or ())),
-            when=args.when,
-            else_fail=args.else_fail,
-            saves=saves,
-            foreach=foreach,
-            max_concurrency=args.max_concurrency,
-            select=select,
-        )
+        name = parsed.name or self._default_name(cell, cell_id)
+        spec = parsed.spec(name, header=f"%%step {line}".strip())
         seen = self._seen(spec, cell, cell_id)
         recorded = self.registry.record_step(spec, cell, cell_id=cell_id, seen=seen, unbound=seen.unbound)
         self.recorded_in_cell = name
         if recorded.problem is not None:
             print(f"jupyter_smstep: {recorded.problem}", file=sys.stderr)
-        if self.headless or args.defer:
+        if self.headless or parsed.defer:
             return
         reads = recorded.analysis.reads if recorded.analysis is not None else {}
         before = {n: fp for n, fp in seen.fingerprints.items() if n in reads}
@@ -182,19 +104,14 @@ class StepMagics(Magics):
             raise UsageError(f"step '{name}' is registered, but running it in the kernel raised "
                              f"{type(error).__name__} (traceback above)")
 
-    step.__doc__ = _STEP_PARSER.format_help()
+    step.__doc__ = cells.STEP_PARSER.format_help()
 
     # ------------------------------------------------------------------ %%remote
     @cell_magic
     @no_var_expand
     def remote(self, line: str, cell: str) -> None:
         try:
-            args = _REMOTE_PARSER.parse_line(line)
-            for flag in PIPELINE_ONLY:
-                if getattr(args, flag[2:].replace("-", "_")) is not None:
-                    raise SmstepError(f"%%remote: {flag} is a pipeline option; %%remote runs this one cell now",
-                                      fix=f"drop {flag}, or make the cell a %%step in the pipeline")
-            options = options_mod.convert(args, "%%remote", self.registry.parameters)
+            args, options = cells.parse_remote(line, self.registry.parameters)
         except HelpShown:
             return
         except SmstepError as exc:
@@ -328,21 +245,21 @@ class StepMagics(Magics):
         # (the docstring, set below, lists the commands)
         parts = line.strip().split(None, 1)
         if not parts or parts[0] in ("help", "-h", "--help"):
-            print(commands.overview(cli=False))
+            print(cmd.overview(cli=False))
             return None
         name, rest = parts[0], (parts[1] if len(parts) > 1 else "")
-        command = commands.COMMANDS.get(name)
+        command = cmd.COMMANDS.get(name)
         if command is None:
-            fix = commands.did_you_mean(name, commands.COMMANDS, "%pipeline")
-            raise UsageError(f"%pipeline: unknown command {name!r}; {fix}\n\n{commands.overview(cli=False)}")
+            fix = did_you_mean(name, cmd.COMMANDS, "%pipeline")
+            raise UsageError(f"%pipeline: unknown command {name!r}; {fix}\n\n{cmd.overview(cli=False)}")
         if self.headless and not command.headless:
             return None  # building a notebook headless: its own run/submit/show cells must not fire
         if not command.headless and os.environ.get(VERIFY_ENV) == "1":
             print(f"%pipeline {name}: skipped while smstep verify runs the notebook", file=sys.stderr)
             return None
-        ctx = commands.Context(self.workspace)
+        ctx = cmd.Context(self.workspace)
         try:
-            args = commands.parser_for(command, cli=False).parse_line(rest)
+            args = cmd.parser_for(command, cli=False).parse_line(rest)
             command.run(ctx, args)
         except HelpShown:
             return None
@@ -350,7 +267,7 @@ class StepMagics(Magics):
             raise UsageError(str(exc)) from None
         return ctx.display
 
-    pipeline.__doc__ = commands.overview(cli=False)
+    pipeline.__doc__ = cmd.overview(cli=False)
 
     # ------------------------------------------------------------------ helpers
     def _cell_id(self) -> str | None:
@@ -469,56 +386,3 @@ def looks_like_step(source: str) -> bool:
         if word not in PASSTHROUGH_MAGICS:
             return False
     return False
-
-
-def _names(text: str | None) -> tuple[str, ...] | None:
-    """``--inputs a,b`` -> ``("a", "b")``; not given -> None (infer)."""
-    return tuple(n.strip() for n in text.split(",") if n.strip()) if text else None
-
-
-def _check_condition(args: Any) -> None:
-    """``--when`` / ``--else-fail`` syntax, at once (what the names are is the graph's to say)."""
-    from jupyter_smstep.core import conditions
-
-    try:
-        if args.when is not None:
-            conditions.parse(args.when)
-        if args.else_fail is not None:
-            if args.when is None:
-                raise conditions.ConditionError("--else-fail needs --when: it is what happens when the condition "
-                                                "does not hold", fix='add --when "EXPR"')
-            conditions.parse_message(args.else_fail)
-    except conditions.ConditionError as exc:
-        raise SmstepError(f"%%step: {exc.message}", fix=exc.fix) from None
-
-
-_UNSET = object()
-
-
-def _fan_out(args: Any) -> tuple[tuple[str, str] | None, tuple[str, str] | None]:
-    """``--foreach`` / ``--select`` / ``--max-concurrency`` syntax, at once (the items are the graph's to check)."""
-    from jupyter_smstep.core import foreach
-
-    try:
-        if len(args.foreach) > 1:
-            raise foreach.ForEachError("--foreach is given twice: one cell fans out over one list (nested "
-                                       "--foreach is not supported)",
-                                       fix="loop over the pairs: --foreach pair=pairs, with pairs = "
-                                           "[(a, b) for a in A for b in B] in a cell above")
-        if not args.foreach and (args.select is not None or args.max_concurrency is not None):
-            flag = "--select" if args.select is not None else "--max-concurrency"
-            raise foreach.ForEachError(f"{flag} needs --foreach", fix="add --foreach VAR=ITEMS, or drop " + flag)
-        return (foreach.parse_foreach(args.foreach[0]) if args.foreach else None,
-                foreach.parse_select(args.select) if args.select is not None else None)
-    except foreach.ForEachError as exc:
-        raise SmstepError(f"%%step: {exc.message}", fix=exc.fix) from None
-
-
-def _saves(values: list[str]) -> tuple[tuple[str, str | None], ...]:
-    """``--save NAME[=S3URI]`` values (what each URI holds is the graph's to check)."""
-    from jupyter_smstep.core import saves
-
-    try:
-        return tuple(saves.parse(v) for v in values)
-    except saves.SaveError as exc:
-        raise SmstepError(f"%%step: {exc.message}", fix=exc.fix) from None

@@ -291,7 +291,7 @@ def test_the_typescript_side_declares_and_reads_every_field_of_the_payload():
 
 
 def test_the_typescript_step_name_parser_knows_which_options_take_no_value():
-    from jupyter_smstep.ipython.magics import step_parser
+    from jupyter_smstep.ipython.cmd.cells import step_parser
 
     text = (LABEXT / "summary.ts").read_text()
     def ts_list(name):

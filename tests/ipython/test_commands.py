@@ -18,7 +18,7 @@ import pytest
 
 from jupyter_smstep import cli
 from jupyter_smstep.errors import RunFailed, ServiceError, SmstepError
-from jupyter_smstep.ipython import commands
+from jupyter_smstep.ipython import cmd
 from jupyter_smstep.ipython.notebook import load_workspace
 
 from helpers.constants import IMAGE, ROLE
@@ -91,36 +91,36 @@ def test_help_lists_the_same_commands_in_the_magic_and_the_cli(demo, capsys):
     assert cli.main(["-h"]) == 0
     terminal = capsys.readouterr().out
     listed = set(re.findall(r"^    (\w+)", terminal.split("options:")[0], re.M))  # argparse's COMMAND list
-    assert listed == {n for n, c in commands.COMMANDS.items() if c.where == "both"}
-    for name in commands.COMMANDS:
+    assert listed == {n for n, c in cmd.COMMANDS.items() if c.where == "both"}
+    for name in cmd.COMMANDS:
         assert re.search(rf"^  {name} ", magic, re.M), name
         assert re.search(rf"\b{name}\b", terminal), name  # notebook-only ones are named too
     assert demo.ip.find_line_magic("pipeline").__doc__.startswith("%pipeline COMMAND")
 
 
-@pytest.mark.parametrize("name", list(commands.COMMANDS))
+@pytest.mark.parametrize("name", list(cmd.COMMANDS))
 def test_every_command_has_help_in_the_magic(demo, capsys, name):
     demo.run(f"%pipeline {name} -h")
     out = capsys.readouterr().out
     assert out.startswith(f"usage: %pipeline {name}"), out
-    assert commands.COMMANDS[name].help in " ".join(out.split())
+    assert cmd.COMMANDS[name].help in " ".join(out.split())
 
 
-@pytest.mark.parametrize("name", [n for n, c in commands.COMMANDS.items() if c.where == "both"])
+@pytest.mark.parametrize("name", [n for n, c in cmd.COMMANDS.items() if c.where == "both"])
 def test_every_cli_command_has_help(capsys, name):
     assert cli.main([name, "-h"]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"usage: smstep {name}"), out
     usage = out.split("\n\n")[0]
-    assert ("notebook" in usage) == commands.COMMANDS[name].needs_notebook
+    assert ("notebook" in usage) == cmd.COMMANDS[name].needs_notebook
 
 
 def test_the_cli_and_the_magic_share_each_parser():
-    for name, command in commands.COMMANDS.items():
-        magic = commands.parser_for(command, cli=False)
+    for name, command in cmd.COMMANDS.items():
+        magic = cmd.parser_for(command, cli=False)
         flags = {s for a in magic._actions for s in a.option_strings}
         if command.where == "both":
-            terminal = commands.parser_for(command, cli=True)
+            terminal = cmd.parser_for(command, cli=True)
             assert flags == {s for a in terminal._actions for s in a.option_strings}, name
 
 
@@ -621,13 +621,13 @@ def test_the_step_line_is_read_as_written_never_expanded_with_kernel_values(shel
 def test_commands_that_act_say_the_warnings_first_and_count_the_rest(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "rows.csv").write_text("1\n")
-    peeks = [f"print(total + {i})" for i in range(commands.SHOWN_WARNINGS + 2)]  # each reads a step's output
+    peeks = [f"print(total + {i})" for i in range(cmd.SHOWN_WARNINGS + 2)]  # each reads a step's output
     path = write_notebook(tmp_path, ["%load_ext jupyter_smstep", CONFIG,
                                      "%%step a\nrows = open('rows.csv').read()\ntotal = len(rows)", *peeks])
     assert cli.main(["export", str(path), "-o", str(tmp_path / "out.py")]) == 0
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("warning: ")]
-    assert len(lines) == commands.SHOWN_WARNINGS
+    assert len(lines) == cmd.SHOWN_WARNINGS
     assert "names the local file 'rows.csv'" in lines[0] and "line 2" in lines[0]
     assert "... and 3 more warnings (smstep graph NOTEBOOK lists them all)" in err
     assert err.index("warning: ") < err.index("wrote ")
