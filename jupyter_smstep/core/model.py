@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import graphlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -318,6 +319,23 @@ def upstream_of(depends_on: Mapping[str, Iterable[str]], names: Iterable[str]) -
             found.add(name)
             todo += depends_on.get(name, [])
     return found
+
+
+def dependency_order(names: Iterable[str], depends_on: Mapping[str, Iterable[str]]) -> list[str]:
+    """``names``, each after the steps it depends on; the steps that become ready together keep their given order.
+
+    ``graphlib``'s sorter, in rounds: every step whose dependencies are placed, then the next round. Dependencies
+    outside ``names`` are ignored. Raises ``graphlib.CycleError`` on a cycle.
+    """
+    position = {n: i for i, n in enumerate(dict.fromkeys(names))}
+    sorter = graphlib.TopologicalSorter({n: [d for d in depends_on.get(n, ()) if d in position] for n in position})
+    sorter.prepare()
+    order: list[str] = []
+    while sorter.is_active():
+        ready = sorted(sorter.get_ready(), key=position.__getitem__)
+        order += ready
+        sorter.done(*ready)
+    return order
 
 
 def pipeline_role(graph: PipelineGraph) -> str | None:

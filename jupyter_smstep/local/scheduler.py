@@ -3,7 +3,8 @@
 :class:`Execution` starts each step when its dependencies have succeeded,
 bounded by the cores; runs each attempt through the warm worker; enforces
 ``StoppingCondition.MaxRuntimeInSeconds``; skips the dependents of a failure;
-and records every attempt. It delegates what a container gets to
+and records every attempt. It asks :mod:`.plan` which steps are ready and which can no longer run, and
+delegates what a container gets to
 :mod:`.container`, the service's retry rules to :mod:`.retries`, and the
 explanation of a failure in the user's terms to :mod:`.diagnostics`.
 """
@@ -34,6 +35,7 @@ from jupyter_smstep.errors import SmstepError
 from jupyter_smstep.local import cache as cache_mod, container as containers, diagnostics, retries
 from jupyter_smstep.local import reads as reads_mod
 from jupyter_smstep.local.container import Container
+from jupyter_smstep.local.plan import Plan
 from jupyter_smstep.local.definition import (Resolver, StepSpec, container_option, evaluate_condition, split_s3_uri,
                                              to_text)
 from jupyter_smstep.local.results import StepEvent, StepResult, write_json
@@ -158,7 +160,8 @@ class Execution:
         }
         self.resolver = Resolver(self.execution, parameters, read_s3=lambda uri: s3.path(uri).read_bytes())
         self.container = Container(run_dir, s3, self.resolver, host_env)
-        order = _topological_order(steps)
+        self.plan = Plan(steps)
+        order = self.plan.order
         self.states = {
             name: _StepState(spec=steps[name], order=order.index(name),
                              result=StepResult(name=name, state="pending", run_dir=str(run_dir),
@@ -221,50 +224,24 @@ class Execution:
                    for st in self.states.values()) or any(self._ready(st) for st in self.states.values())
 
     def _ready(self, st: _StepState) -> bool:
-        if st.result.state != "pending" or st.attempt is not None:
-            return False
-        if st.spec.branch is not None and self._outcome(st.spec.branch[0]) != st.spec.branch[1]:
-            return False
-        return all(self.states[d].result.state == "succeeded" for d in st.spec.depends_on)
-
-    def _outcome(self, condition: str) -> bool | None:
-        """What a ConditionStep decided (None: not yet, or it failed)."""
-        result = self.states[condition].result
-        return result.condition.get("outcome") if result.state == "succeeded" and result.condition else None
+        return st.attempt is None and self.plan.ready(st.spec.name, self.results)
 
     def _running_count(self) -> int:
         return sum(1 for st in self.states.values() if st.attempt is not None)
 
     def _skip_blocked(self) -> None:
-        changed = True
-        while changed:
-            changed = False
-            for st in self.states.values():
-                if st.result.state != "pending" or st.not_before is not None or st.attempt is not None:
-                    continue
-                branch = st.spec.branch
-                if branch is not None and self._outcome(branch[0]) is (not branch[1]):
-                    condition = self.states[branch[0]].result.condition or {}
-                    st.result.state = "skipped"
-                    st.result.skipped_because = branch[0]
-                    st.result.summary = (f"skipped: {condition.get('when') or 'the condition'} is "
-                                         f"{'false' if branch[1] else 'true'} (step '{branch[0]}')")
-                    self.not_taken.add(st.spec.name)
-                    self._event(st, "skipped", message=st.result.summary,
-                                info={"condition": branch[0], "outcome": not branch[1]})
-                    changed = True
-                    continue
-                for dep in st.spec.depends_on:
-                    dep_state = self.states[dep].result.state
-                    if dep_state in ("failed", "skipped"):
-                        st.result.state = "skipped"
-                        st.result.skipped_because = dep
-                        st.result.summary = f"skipped: step '{dep}' {dep_state}"
-                        if dep in self.not_taken:
-                            self.not_taken.add(st.spec.name)
-                        self._event(st, "skipped", message=st.result.summary)
-                        changed = True
-                        break
+        def idle(name: str) -> bool:
+            st = self.states[name]
+            return st.not_before is None and st.attempt is None
+
+        for skip in self.plan.skips(self.results, idle, self.not_taken):
+            st = self.states[skip.step]
+            st.result.state = "skipped"
+            st.result.skipped_because = skip.because
+            st.result.summary = skip.summary
+            if skip.not_taken:
+                self.not_taken.add(skip.step)
+            self._event(st, "skipped", message=skip.summary, info=skip.info)
 
     def _launch_ready(self) -> bool:
         """Start (or reuse from the cache) the steps that are ready; True when one was reused."""
@@ -780,20 +757,3 @@ def _positive(value: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return number if number > 0 else None
-
-
-def _topological_order(steps: dict[str, StepSpec]) -> list[str]:
-    order: list[str] = []
-    seen: set[str] = set()
-
-    def visit(name: str) -> None:
-        if name in seen:
-            return
-        seen.add(name)
-        for dep in steps[name].depends_on:
-            visit(dep)
-        order.append(name)
-
-    for name in steps:
-        visit(name)
-    return order

@@ -22,13 +22,16 @@ short and well understood:
    is an isotonic regression, solved exactly in O(n) with pool-adjacent-violators;
    alternating down/up sweeps straighten chains and centre parents over children.
 
-Pure Python, no dependencies; the SVG drawing lives in :mod:`jupyter_smstep.panel.svg`.
+Pure Python (the standard library and ``core``); the SVG drawing lives in :mod:`jupyter_smstep.panel.svg`.
 """
 
 from __future__ import annotations
 
+import graphlib
 from dataclasses import dataclass, field
 from collections.abc import Iterable, Sequence
+
+from jupyter_smstep.core.model import dependency_order
 
 
 @dataclass
@@ -95,7 +98,7 @@ def layered_layout(
         succ[u].append(v)
         pred[v].append(u)
 
-    order = _topological(names, succ, pred)
+    order = _topological(names, pred)
     layer = _layers(order, succ, pred)
     # A back edge can only come from a cycle, which the graph never has; do not draw it.
     edge_list = [(u, v) for u, v in edge_list if layer[u] < layer[v]]
@@ -144,27 +147,13 @@ def layered_layout(
 
 
 # --------------------------------------------------------------------------- layering
-def _topological(names: list[str], succ: dict[str, list[str]], pred: dict[str, list[str]]) -> list[str]:
-    """Kahn's algorithm, stable in notebook order; a cycle (never produced by the graph) is broken."""
-    indeg = {n: len(pred[n]) for n in names}
-    ready = [n for n in names if indeg[n] == 0]
-    out: list[str] = []
-    seen: set[str] = set()
-    pos = {n: i for i, n in enumerate(names)}
-    while len(out) < len(names):
-        if not ready:  # cycle: take the earliest remaining node
-            ready = [next(n for n in names if n not in seen)]
-        ready.sort(key=pos.__getitem__)
-        n = ready.pop(0)
-        if n in seen:
-            continue
-        seen.add(n)
-        out.append(n)
-        for s in succ[n]:
-            indeg[s] -= 1
-            if indeg[s] == 0 and s not in seen:
-                ready.append(s)
-    return out
+def _topological(names: list[str], pred: dict[str, list[str]]) -> list[str]:
+    """Each node after its predecessors (``core.model.dependency_order``); a cycle, which the graph never has,
+    leaves the notebook's order (its back edge is then not drawn)."""
+    try:
+        return dependency_order(names, pred)
+    except graphlib.CycleError:
+        return list(names)
 
 
 def _layers(order: list[str], succ: dict[str, list[str]], pred: dict[str, list[str]]) -> dict[str, int]:
