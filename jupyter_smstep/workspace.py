@@ -22,7 +22,8 @@ from collections.abc import Callable, Mapping, MutableMapping
 from jupyter_smstep.core import settings as settings_mod
 from jupyter_smstep.core import studio
 from jupyter_smstep.core.parameters import coerce_overrides
-from jupyter_smstep.core.graph import build_graph, check_parameter_settings
+from jupyter_smstep.core.graph import build_graph
+from jupyter_smstep.core.lints import check_parameter_settings
 from jupyter_smstep.core.model import PipelineGraph, check_buildable
 from jupyter_smstep.core.keys import changes, pipeline_key
 from jupyter_smstep.core.registry import Registry
