@@ -337,10 +337,9 @@ class Workspace:
                    runs_dir: str | Path | None, cache: bool, from_step: str | None, stop: Any = None,
                    taken: Mapping[str, tuple[Path, str]] | None = None) -> Any:
         from jupyter_smstep import local
-        from jupyter_smstep.sdk import build, content, requirements
+        from jupyter_smstep.sdk import build, content
 
-        values = coerce_overrides(graph.parameters, parameters or {})
-        _check_values(graph, values)
+        values = run_values(graph, parameters)
         functions = build.step_functions(graph, self.namespace, self.captures)  # built once, for the runner too
         # a fresh run identity: a step that reads jupyter_smstep.execution is never reused
         keys = content.step_keys(graph, self.namespace, self.root, values, run=secrets.token_hex(8))
@@ -352,17 +351,13 @@ class Workspace:
                                      reuse_anyway=anyway, environ=host_env) if cache else None
         reused = self._cached_steps(graph, keys, step_cache, from_step) if step_cache else frozenset()
         reused |= frozenset(taken or ())  # taken from elsewhere: nothing of theirs is uploaded either
-        plan = build.plan_for(graph, keys, reused)
-
-        files = requirements.auto_files(graph.steps, self.namespace)
-        shipping = graph.shipping
 
         def assemble(session: Any) -> Any:
-            return build.Compiled(build.assemble(graph, functions, session, self.root, files, local=True),
-                                  functions, plan, root=self.root, shipping=shipping)
+            return build.build_pipeline(graph, self.namespace, session, root=self.root, functions=functions,
+                                        keys=keys, reused=reused, local=True)
 
         kwargs: dict[str, Any] = {"parameters": values, "on_event": on_event, "functions": functions,
-                                  "keys": dict(plan.keys), "cache": step_cache or False,
+                                  "keys": dict(keys), "cache": step_cache or False,
                                   "force": [from_step] if from_step else [], "root": self.root, "stop": stop,
                                   "notebook": self.notebook, "taken": dict(taken or {}), "host_env": host_env,
                                   "pipeline_key": pipeline_key(graph, keys, settings_mod.load_sdk_config())}
@@ -464,8 +459,7 @@ class Workspace:
         from jupyter_smstep.remote import eventbridge
 
         graph = self._buildable_graph()
-        values = coerce_overrides(graph.parameters, parameters or {})
-        _check_values(graph, values)
+        values = run_values(graph, parameters)
         return eventbridge.put(graph, self.namespace, name, expression, role=role, parameters=values, start=start,
                              end=end, enabled=enabled, session=session, root=self.root)
 
@@ -534,8 +528,7 @@ class Workspace:
         from jupyter_smstep.remote import submit as remote
 
         graph = self._buildable_graph()
-        values = coerce_overrides(graph.parameters, parameters or {})
-        _check_values(graph, values)
+        values = run_values(graph, parameters)
         submission = remote.submit(graph, self.namespace, values, session=session, root=self.root,
                                    changed=changed, force=force)
         if submission.started:
@@ -605,13 +598,16 @@ class Workspace:
         return rows, estimates
 
 
-def _check_values(graph: PipelineGraph, values: Mapping[str, Any]) -> None:
-    """A run's ``-p`` values, checked before anything runs or is uploaded: the settings bound to them (by the
-    notebook's rules and the service's) and the request that carries them."""
+def run_values(graph: PipelineGraph, parameters: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A run's ``-p`` values, coerced to their parameters' types and checked before anything runs or is uploaded:
+    the settings bound to them (by the notebook's rules and the service's) and the request that carries them. The
+    one path for a local run, a submit and a schedule."""
+    values = coerce_overrides(graph.parameters, parameters or {})
     check_parameter_settings(graph, values)
     errors = rules.graph_problems(graph, values) if values else []
     if errors:
         raise SmstepError(errors)
+    return values
 
 
 def pipeline_name_from_path(path: str | None) -> str | None:

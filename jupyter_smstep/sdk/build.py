@@ -281,14 +281,25 @@ def mlflow_config(mlflow: Mapping[str, str]) -> Any:
 
 
 def build_pipeline(graph: PipelineGraph, namespace: Mapping[str, Any], session: Any = None,
-                   captures: Captures | None = None, root: Path | None = None) -> Compiled:
-    """The SDK ``Pipeline`` for ``graph``. Validates first; raises :class:`SmstepError`."""
-    check_buildable(graph)
-    functions = step_functions(graph, namespace, captures)
-    keys = content.step_keys(graph, namespace, root)
+                   captures: Captures | None = None, root: Path | None = None, *,
+                   functions: Mapping[str, Callable[..., Any]] | None = None,
+                   keys: Mapping[str, StepKey] | None = None, reused: frozenset[str] = frozenset(),
+                   local: bool = False) -> Compiled:
+    """The SDK ``Pipeline`` for ``graph``: the one route every build takes (a definition, a submit, a local run).
+
+    Validates first; raises :class:`SmstepError`. ``local``: for the local runner (a step without an image gets
+    :data:`LOCAL_IMAGE`; what only the service needs is checked by the commands that send it). A local run makes
+    ``functions`` and ``keys`` once and hands them to the runner too; ``reused``: the steps it takes from its cache,
+    whose payloads are not uploaded.
+    """
+    check_buildable(graph, for_the_service=not local)
+    if functions is None:
+        functions = step_functions(graph, namespace, captures)
+    if keys is None:
+        keys = content.step_keys(graph, namespace, root)
     files = requirements.auto_files(graph.steps, namespace)
-    return Compiled(assemble(graph, functions, session, root, files), functions, plan_for(graph, keys), root=root,
-                    shipping=graph.shipping)
+    return Compiled(assemble(graph, functions, session, root, files, local=local), functions,
+                    plan_for(graph, keys, reused), root=root, shipping=graph.shipping)
 
 
 def definition(compiled: Compiled) -> str:
