@@ -209,18 +209,39 @@ def _malformed(record: Any, key: str, runs_dir: Path) -> str | None:
     return None
 
 
+#: A producer this run does not take from the cache: a step reading it cannot be reused (its values may differ)
+RUNS_AGAIN = object()
+
+
+def why_not_reused(found: Entry | Unusable | None, upstream: Mapping[str, Any], runs_dir: Path,
+                   saves: list[dict[str, Any]]) -> str | None:
+    """Why a step's cached result cannot be taken (None: it can). The one decision, for the workspace (what to
+    upload) and the runner (what to start).
+
+    ``found``: the cache's answer for the step's key. ``upstream``: each step it depends on -> the SHA-256 of that
+    step's result in this run (:data:`RUNS_AGAIN` when it is not known yet): it must be the result the cached one
+    read. ``saves``: its ``--save`` values, whose objects must still be in the run it reuses.
+    """
+    if found is None:
+        return "no earlier result with this key"
+    if isinstance(found, Unusable):
+        return found.why
+    for dep, now in upstream.items():
+        if now is RUNS_AGAIN or now != found.upstream.get(dep, "not recorded"):
+            return f"step {dep}'s result differs from the one run {found.run_id} read"
+    return missing_saved_object(runs_dir, found.run_id, saves)
+
+
 def reusable(cache: StepCache, keys: dict[str, str], depends_on: dict[str, list[str]],
              saves: dict[str, list[dict[str, Any]]] | None = None) -> frozenset[str]:
     """The steps (of ``keys``: step -> key, in an order where producers come first) whose cached results a run
-    can take together: each one's record holds, its ``--save`` objects (``saves``: step -> values) are still in
-    the run it reuses, and every producer it read is taken too, with the very result it read then. A step whose
-    producer must run again runs again (the producer may give other values)."""
+    can take together (:func:`why_not_reused` for each, its producers taken with the very result it read)."""
     taken: dict[str, Entry] = {}
     for step, key in keys.items():
         entry = cache.lookup(key)
-        if isinstance(entry, Entry) and all(
-                d in taken and taken[d].payload_sha256 == entry.upstream.get(d) for d in depends_on.get(step, [])) \
-                and missing_saved_object(cache.runs_dir, entry.run_id, (saves or {}).get(step, [])) is None:
+        upstream = {d: taken[d].payload_sha256 if d in taken else RUNS_AGAIN for d in depends_on.get(step, [])}
+        if isinstance(entry, Entry) and why_not_reused(entry, upstream, cache.runs_dir,
+                                                       (saves or {}).get(step, [])) is None:
             taken[step] = entry
     return frozenset(taken)
 

@@ -298,3 +298,29 @@ def container_option(argv: list[str], name: str) -> str | None:
         if item == flag:
             return argv[i + 1]
     return None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the service does at a ConditionStep (its outcome) or a FailStep (the execution fails)."""
+
+    outcome: bool | None = None
+    when: str | None = None  # the condition as the notebook wrote it (the step's description)
+    failure: tuple[str, str, str] | None = None  # (failure type, summary, message)
+
+
+def decide(spec: StepSpec, resolver: Resolver) -> Decision:
+    """Evaluate a ConditionStep on its upstream results, or a FailStep's message, as the service does."""
+    if spec.type == "Fail":
+        try:
+            message = to_text(resolver.evaluate(spec.arguments.get("ErrorMessage", "")))
+        except SmstepError as exc:
+            message = f"(the message could not be rendered: {exc})"
+        return Decision(failure=("Fail", f"failed: {message}" if message else "failed (FailStep)", message))
+    when = (spec.description or "").removeprefix("when ") or None
+    try:
+        outcome = all(evaluate_condition(c, resolver) for c in spec.arguments.get("Conditions", []))
+    except SmstepError as exc:
+        return Decision(when=when, failure=("ConditionError", f"could not evaluate the condition: {exc}", str(exc)))
+    return Decision(outcome=outcome, when=when)
+

@@ -35,8 +35,9 @@ from jupyter_smstep.errors import SmstepError
 from jupyter_smstep.local import cache as cache_mod, container as containers, diagnostics, retries
 from jupyter_smstep.local import reads as reads_mod
 from jupyter_smstep.local.container import Container
+from jupyter_smstep.local.attempt import Attempt
 from jupyter_smstep.local.plan import Plan
-from jupyter_smstep.local.definition import (Resolver, StepSpec, container_option, evaluate_condition, split_s3_uri,
+from jupyter_smstep.local.definition import (Resolver, decide, StepSpec, container_option, split_s3_uri,
                                              to_text)
 from jupyter_smstep.local.results import StepEvent, StepResult, write_json
 from jupyter_smstep.local.s3 import LOCAL_ACCOUNT, LocalS3
@@ -86,34 +87,11 @@ class Emitter:
 
 
 @dataclass
-class _Attempt:
-    number: int
-    command_id: str
-    folder: Path
-    log_path: Path
-    failure_path: Path
-    diag_path: Path
-    job_name: str
-    output_uri: str
-    exception_uri: str
-    max_runtime: float | None
-    pid: int | None = None
-    started: float | None = None
-    term_sent: float | None = None
-    timed_out: bool = False
-    rusage: dict = field(default_factory=dict)  # cpu_s, peak_rss_bytes of the process tree, from wait4
-    container_env: frozenset[str] = frozenset()  # variables the container sets (not the host's): not reads
-    caller: str = ""  # the access key this attempt signs its S3 requests with (what it read of the run's S3)
-    log_offset: int = 0  # how much of log.txt has been streamed
-    in_user_code: bool = False  # between the SDK's "Invoking the function" and its "Serializing the function return"
-
-
-@dataclass
 class _StepState:
     spec: StepSpec
     result: StepResult
     order: int
-    attempt: _Attempt | None = None
+    attempt: Attempt | None = None
     retry: retries.RetryState = field(default_factory=retries.RetryState)
     not_before: float | None = None  # a retry waits until then
     checked_environment: bool = False
@@ -278,46 +256,17 @@ class Execution:
                 deadlines.append(a.term_sent + TERMINATION_GRACE_SECONDS if a.term_sent else a.started + a.max_runtime)
         return min(deadlines)
 
-    def _measured(self, st: _StepState, attempt: _Attempt, ended: float) -> dict[str, float]:
-        """What the attempt used: wall and CPU time, peak memory, and the payload bytes it read and wrote."""
-        def size(uri: str) -> int:
-            try:
-                folder = self.s3.path(uri)
-                return sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) if folder.is_dir() else 0
-            except (OSError, ValueError):
-                return 0
-
-        base = (st.spec.option("s3_base_uri") or "").rstrip("/")
-        step_dir = st.spec.option("func_step_s3_dir") or ""
-        payload_in = sum(size(f"{base}/{st.spec.name}/{step_dir}/{part}") for part in ("function", "arguments"))
-        payload_in += sum(size(self.states[d].result.output_uri or "") for d in st.spec.depends_on
-                          if self.states[d].result.output_uri)
-        out = {"wall_s": round(ended - (attempt.started or ended), 3),
-               "payload_in_bytes": payload_in, "payload_out_bytes": size(attempt.output_uri)}
-        if attempt.rusage:
-            out["cpu_s"] = round(float(attempt.rusage.get("cpu_s", 0.0)), 3)
-            out["peak_rss_bytes"] = int(attempt.rusage.get("peak_rss_bytes", 0))
-        return out
-
     # -- conditions and fail steps ------------------------------------------------------
     def _decide(self, st: _StepState) -> None:
         """Evaluate a ConditionStep on its upstream results, or stop the run at a FailStep."""
         result = st.result
         result.started = result.ended = time.time()
         result.duration = 0.0
-        if st.spec.type == "Fail":
-            try:
-                message = to_text(self.resolver.evaluate(st.spec.arguments.get("ErrorMessage", "")))
-            except SmstepError as exc:
-                message = f"(the message could not be rendered: {exc})"
-            self._finish_failure(st, None, "Fail", f"failed: {message}" if message else "failed (FailStep)", message)
+        decision = decide(st.spec, self.resolver)
+        if decision.failure is not None:
+            self._finish_failure(st, None, *decision.failure)
             return
-        when = (st.spec.description or "").removeprefix("when ") or None
-        try:
-            outcome = all(evaluate_condition(c, self.resolver) for c in st.spec.arguments.get("Conditions", []))
-        except SmstepError as exc:
-            self._finish_failure(st, None, "ConditionError", f"could not evaluate the condition: {exc}", str(exc))
-            return
+        outcome, when = decision.outcome, decision.when
         result.state = "succeeded"
         result.condition = {"outcome": outcome, "when": when}
         result.summary = f"{when or 'the condition'} is {'true' if outcome else 'false'}"
@@ -333,22 +282,15 @@ class Execution:
         found = self.cache.lookup(key)
         if found is None:
             return False
-        if isinstance(found, cache_mod.Unusable):
-            self._warn(st, f"runs again: {found.why}")
+        # an upstream step that ran again may have given other values
+        upstream = {d: self.states[d].result.payload_sha256 if d in self.states else None for d in st.spec.depends_on}
+        why = cache_mod.why_not_reused(found, upstream, self.run_dir.parent, self.saves.get(st.spec.name, []))
+        if why is not None or not isinstance(found, cache_mod.Entry):
+            self._warn(st, f"runs again: {why}")
             return False
-        for dep in st.spec.depends_on:  # an upstream step that ran again may have given other values
-            now = self.states[dep].result.payload_sha256 if dep in self.states else None
-            if now != found.upstream.get(dep, "not recorded"):
-                self._warn(st, f"runs again: step {dep}'s result differs from the one run {found.run_id} read")
-                return False
         try:
             args = self.resolver.evaluate(st.spec.arguments)
             output_uri = to_text(args["OutputDataConfig"]["S3OutputPath"])
-            missing = cache_mod.missing_saved_object(self.run_dir.parent, found.run_id,
-                                                     self.saves.get(st.spec.name, []))
-            if missing:
-                self._warn(st, f"runs again: {missing}")
-                return False
             cache_mod.place(found, self.s3.path(output_uri))
             self._put_saved_objects(st, found.run_id)
         except (OSError, KeyError, ValueError, SmstepError) as exc:
@@ -388,7 +330,7 @@ class Execution:
         self.resolver.step_properties[st.spec.name] = st.properties
         self._event(st, "succeeded", duration=0.0, message=message, info=info)
 
-    def _unordered_saves(self, st: _StepState, attempt: _Attempt) -> list[str]:
+    def _unordered_saves(self, st: _StepState, attempt: Attempt) -> list[str]:
         """The objects ``st`` read that another step writes with --save, unless that step is one ``st`` runs
         directly after (a reuse checks only its direct producers' results). Each is a read that cannot be pinned
         (its result is not reused); one of a step it does not run after at all is also a warning with the fix:
@@ -456,7 +398,7 @@ class Execution:
             output_uri = to_text(args["OutputDataConfig"]["S3OutputPath"])
             s3_base_uri = container_option(argv, "s3_base_uri") or ""
             job_name = containers.job_name(self.run_id, name, number)
-            attempt = _Attempt(
+            attempt = Attempt(
                 number=number, command_id=f"{self.run_id}/{name}/{number}", folder=folder,
                 log_path=folder / "log.txt", failure_path=folder / "failure", diag_path=folder / "error.json",
                 job_name=job_name, output_uri=output_uri,
@@ -536,27 +478,11 @@ class Execution:
             if st.attempt is not None and st.attempt.started is not None:
                 self._stream_log(st, st.attempt)
 
-    def _stream_log(self, st: _StepState, attempt: _Attempt) -> None:
-        """The lines the step's own code printed since the last look, each as a ``log`` event (the SDK's lines
-        before and after the user's function are left in log.txt)."""
-        try:
-            with open(attempt.log_path, "rb") as log:
-                log.seek(attempt.log_offset)
-                data = log.read(1 << 20)
-        except OSError:
-            return
-        end = data.rfind(b"\n") + 1  # whole lines only: the rest is read next time
-        attempt.log_offset += end
-        for raw in data[:end].splitlines():
-            line = raw.decode("utf-8", "replace").rstrip()
-            sdk = _SDK_LOGGER in line
-            if sdk and _SDK_INVOKES in line:
-                attempt.in_user_code = True
-            elif sdk and _SDK_RETURNS in line:
-                attempt.in_user_code = False
-            elif attempt.in_user_code:
-                self.emit(StepEvent(run_id=self.run_id, step=st.spec.name, state="running", kind="log",
-                                    attempt=attempt.number, message=line))
+    def _stream_log(self, st: _StepState, attempt: Attempt) -> None:
+        """The lines the step's own code printed since the last look, each as a ``log`` event."""
+        for line in attempt.new_lines():
+            self.emit(StepEvent(run_id=self.run_id, step=st.spec.name, state="running", kind="log",
+                                attempt=attempt.number, message=line))
 
     def _state_for(self, command_id: str | None) -> _StepState | None:
         for st in self.states.values():
@@ -600,7 +526,8 @@ class Execution:
         result.summary = None
         result.failure_type = None
         self.resolver.step_properties[st.spec.name] = st.properties or {}
-        result.resources = self._measured(st, attempt, ended)
+        result.resources = attempt.measured(st.spec, ended, self.s3, [self.states[d].result.output_uri or ""
+                                                                    for d in st.spec.depends_on])
         result.payload_sha256 = self._payload_hash(attempt.output_uri)
         recorded = reads_mod.load(attempt.folder / "reads.json")
         if recorded is not None:
@@ -657,7 +584,7 @@ class Execution:
         summary += retries.not_retried_note(failure_type, st.spec.retry_policies)
         self._finish_failure(st, attempt, failure_type, summary, error, ended)
 
-    def _finish_failure(self, st: _StepState, attempt: _Attempt | None, failure_type: str, summary: str,
+    def _finish_failure(self, st: _StepState, attempt: Attempt | None, failure_type: str, summary: str,
                         error: str | None, ended: float | None = None) -> None:
         result = st.result
         st.attempt = None
@@ -735,11 +662,6 @@ class Execution:
     def _warn(self, st: _StepState, message: str) -> None:
         st.result.warnings.append(message)
         self._event(st, st.result.state, kind="warning", message=message)
-
-#: The SDK's log lines around the user's function in a step's log (``remote_function/invoke_function.py``)
-_SDK_LOGGER, _SDK_INVOKES, _SDK_RETURNS = "sagemaker.remote_function", "Invoking the function", \
-    "Serializing the function return"
-
 
 def _kill_group(pid: int, sig: int) -> None:
     try:
