@@ -55,8 +55,8 @@ def module_source(registry: Registry, graph: PipelineGraph, sdk_major: int | Non
     defined: set[str] = set()
     for src in support:
         try:
-            for node in ast.parse(src).body:
-                for t in ast.walk(node):
+            for stmt in ast.parse(src).body:
+                for t in ast.walk(stmt):
                     if isinstance(t, ast.Name) and isinstance(t.ctx, ast.Store):
                         defined.add(t.id)
                     elif isinstance(t, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)):
@@ -151,7 +151,7 @@ def module_source(registry: Registry, graph: PipelineGraph, sdk_major: int | Non
     out += ["", "", "# ---- the pipeline"]
     for node in graph.steps:
         handle = handles[node.name]
-        args = ", ".join([f"{handles[i.step]}[{i.produced!r}]" if i.kind == "step" else f"{i.name}_param"
+        args = ", ".join([f"{handles[i.step]}[{i.produced!r}]" if i.step is not None else f"{i.name}_param"
                           for i in node.links] + (EXECUTION_SOURCE if node.needs_execution else []))
         out.append(f"{handle} = {names[node.name]}({args})")
         if node.order_only:  # --after: runs after these steps, with no data from them

@@ -180,9 +180,9 @@ class Workspace:
                 own |= set(analysis.outputs) | set(analysis.mutates)
             for var, inp in captured.items():
                 if var not in own and self._has_moved(node.cell.key, var, seen):
-                    who = self._writer_after(node.cell, var, anywhere=True)
+                    writer = self._writer_after(node.cell, var, anywhere=True)
                     graph.report.warn(
-                        f"{var!r} changed in the kernel after this step's cell ran{f' ({who})' if who else ''}: "
+                        f"{var!r} changed in the kernel after this step's cell ran{f' ({writer})' if writer else ''}: "
                         "the step uses the value its cell saw, as the notebook run top to bottom does",
                         fix=f"to use the kernel's current {var!r}, run step '{node.name}' again",
                         step=node.name, line=inp.line + 1)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
+REPO = TESTS.parent
 
 PLANTED = '''
 import sys
@@ -70,3 +71,17 @@ def test_the_sdk_v2_run_collects_only_the_sdk_line(tmp_path):
             "tests/test_cli.py"} <= files, done.stdout[-2000:]
     assert not [f for f in files if f.startswith(("tests/core/", "tests/ipython/", "tests/panel/", "tests/browser/"))]
     assert "tests/local/test_fan_in.py" not in files  # primary_line: the v3 run only
+
+
+def test_every_pre_commit_hook_is_a_check_ci_makes():
+    """A hook that CI does not run would pass locally and be forgotten (or the reverse): each hook's command,
+    without pre-commit's own file options, is one .ci/run runs."""
+    import yaml
+
+    config = yaml.safe_load((REPO / ".pre-commit-config.yaml").read_text())
+    ci = (REPO / ".ci" / "run").read_text()
+    hooks = [hook for repo in config["repos"] for hook in repo["hooks"]]
+    assert {h["id"] for h in hooks} >= {"ruff", "ruff-format", "mypy", "eslint-prettier"}
+    for hook in hooks:
+        command = " ".join(w for w in hook["entry"].split() if w != "--force-exclude")
+        assert command in ci, f"pre-commit hook {hook['id']} runs {command!r}, which .ci/run does not"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 from typing import Any
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from jupyter_smstep.core.guards import condition_operands
 
@@ -126,6 +126,7 @@ def node_views(state: PanelState) -> dict[str, dag_svg.NodeView]:
         if node.name in stack:
             continue  # drawn in its fan-out's stack
         itype = node.settings.get("instance_type")
+        step_state: str
         step_state, text = state.step_state(node.name)
         err, warn = counts.get(node.name, (0, 0))
         tip = f"{node.name}: {len(node.links)} input link(s), outputs {', '.join(node.outputs) or 'none'}"
@@ -157,7 +158,7 @@ def node_views(state: PanelState) -> dict[str, dag_svg.NodeView]:
     return views
 
 
-def fan_out_state(iterations: list[str], gather: str, text: str) -> tuple[str, str]:
+def fan_out_state(iterations: Sequence[str], gather: str, text: str) -> tuple[str, str]:
     """One state for a fan-out's stack: a failed or running iteration shows; else the gather's, with i/N done."""
     done = sum(1 for s in iterations if s == "succeeded")
     progress = f"{done}/{len(iterations)}"
@@ -252,10 +253,10 @@ def step_details(state: PanelState, name: str, parameter_values: Mapping[str, An
             ("files", "files"), ("folders", "folders"), ("modules", "modules"), ("environment", "env"),
             ("cannot be pinned", "unpinned"))]
         packages = [f"{d}=={v}" for d, v in (reads.get("packages") or {}).items()]
-        rows = [(what, items) for what, items in [*parts, ("packages", packages)] if items]
+        read_rows = [(what, items) for what, items in [*parts, ("packages", packages)] if items]
         h.append("<table class='smstep-reads'>" + "".join(
             f"<tr data-read='{esc(what)}'><td style='white-space:nowrap;padding-right:8px'>{esc(what)}</td>"
-            f"<td>{esc(', '.join(map(str, items)))}</td></tr>" for what, items in rows)
+            f"<td>{esc(', '.join(map(str, items)))}</td></tr>" for what, items in read_rows)
             + f"</table><div style='color:#57606a'>in local run {esc(str(reads.get('run', '')))}: its result is "
               "reused only while all of this holds</div>")
 
@@ -577,7 +578,7 @@ _FSTRING_TYPES = {getattr(__import__("tokenize"), n) for n in ("FSTRING_START", 
                   if hasattr(__import__("tokenize"), n)}
 
 
-def state_table(graph: PipelineGraph | None, states: dict[str, tuple[str, str]]) -> str:
+def state_table(graph: PipelineGraph | None, states: Mapping[str, tuple[str, str]]) -> str:
     if graph is None:
         return ""
     cells = []

@@ -168,17 +168,17 @@ class Jobs:
                     if stop.is_set():
                         return
                     self.panel.on_snapshot(snap)
-                snap = self.panel.state.snapshot
-                if stop.is_set() or snap is None:
+                last = self.panel.state.snapshot
+                if stop.is_set() or last is None:
                     return
-                for st in snap.failed_steps:
+                for st in last.failed_steps:
                     if st.job_name:
                         try:
                             self.panel.state.log_tails[st.name] = mon.log_tail(st.job_name, 50)
                         except SmstepError as exc:
                             self.panel.state.log_tails[st.name] = [f"(could not read the log: {exc})"]
-                if snap.failed_steps and self.panel.selector.value not in {s.name for s in snap.failed_steps}:
-                    self.panel.selector.value = snap.failed_steps[0].name
+                if last.failed_steps and self.panel.selector.value not in {s.name for s in last.failed_steps}:
+                    self.panel.selector.value = last.failed_steps[0].name
                 self.panel.render_execution()
                 self.panel.render_selection()
                 self.panel.set_buttons()
