@@ -28,15 +28,33 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 EXAMPLE = ROOT / "notebooks" / "abalone.ipynb"
 SMSTEP = [sys.executable, "-m", "jupyter_smstep.cli"]
-CONFIG = ("%pipeline config --name {name} --role arn:aws:iam::123456789012:role/SageMakerRole "
-          "--image-uri 123456789012.dkr.ecr.us-east-1.amazonaws.com/bench:1 --instance-type ml.m5.large")
+CONFIG = (
+    "%pipeline config --name {name} --role arn:aws:iam::123456789012:role/SageMakerRole "
+    "--image-uri 123456789012.dkr.ecr.us-east-1.amazonaws.com/bench:1 --instance-type ml.m5.large"
+)
 
 
 def write_notebook(path: Path, cells: list[str]) -> Path:
-    path.write_text(json.dumps({
-        "nbformat": 4, "nbformat_minor": 5, "metadata": {"kernelspec": {"name": "python3", "language": "python"}},
-        "cells": [{"cell_type": "code", "id": f"c{i}", "metadata": {}, "source": src, "outputs": [],
-                   "execution_count": None} for i, src in enumerate(cells)]}))
+    path.write_text(
+        json.dumps(
+            {
+                "nbformat": 4,
+                "nbformat_minor": 5,
+                "metadata": {"kernelspec": {"name": "python3", "language": "python"}},
+                "cells": [
+                    {
+                        "cell_type": "code",
+                        "id": f"c{i}",
+                        "metadata": {},
+                        "source": src,
+                        "outputs": [],
+                        "execution_count": None,
+                    }
+                    for i, src in enumerate(cells)
+                ],
+            }
+        )
+    )
     return path
 
 
@@ -55,8 +73,9 @@ def timed(fn):
 
 
 def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(SMSTEP + list(args), capture_output=True, text=True, cwd=ROOT,
-                          env={**os.environ, **(env or {})}, check=True)
+    return subprocess.run(
+        SMSTEP + list(args), capture_output=True, text=True, cwd=ROOT, env={**os.environ, **(env or {})}, check=True
+    )
 
 
 def main() -> None:
@@ -72,9 +91,11 @@ def main() -> None:
     runs = work / "example-runs"
     _, first = timed(lambda: cli("run", str(EXAMPLE), "--runs-dir", str(runs)))
     _, second = timed(lambda: cli("run", str(EXAMPLE), "--runs-dir", str(runs)))
-    rows += [("smstep run example, first (s)", f"{first:.2f}", ""),
-             ("smstep run example, second, unchanged (s)", f"{second:.2f}", ""),
-             ("  ratio second / first", f"{second / first:.2f}", "<= 0.25")]
+    rows += [
+        ("smstep run example, first (s)", f"{first:.2f}", ""),
+        ("smstep run example, second, unchanged (s)", f"{second:.2f}", ""),
+        ("  ratio second / first", f"{second / first:.2f}", "<= 0.25"),
+    ]
 
     # 2. a 10-step chain, last cell changed, against one step
     chain_runs = work / "chain-runs"
@@ -84,16 +105,27 @@ def main() -> None:
     result, changed_wall = timed(lambda: changed.run_local(runs_dir=chain_runs))
     ran = [n for n, s in result.steps.items() if not s.cached_from]
     timings = json.loads((result.run_dir / "run.json").read_text())["timings"]
-    one = load_workspace(write_notebook(work / "one.ipynb", [
-        "%load_ext jupyter_smstep", CONFIG.format(name="one"), "import time", "%%step s0\ntime.sleep(0.2)\nv0 = 1"]))
+    one = load_workspace(
+        write_notebook(
+            work / "one.ipynb",
+            [
+                "%load_ext jupyter_smstep",
+                CONFIG.format(name="one"),
+                "import time",
+                "%%step s0\ntime.sleep(0.2)\nv0 = 1",
+            ],
+        )
+    )
     one.run_local(runs_dir=work / "one-runs", cache=False)
     _, one_wall = timed(lambda: one.run_local(runs_dir=work / "one-runs", cache=False))
-    rows += [("10-step chain, last cell changed: steps run", ", ".join(ran), "s9"),
-             ("10-step chain, last cell changed, wall (s)", f"{changed_wall:.2f}", ""),
-             ("  of which building the definition (s)", f"{timings.get('build_definition', 0):.2f}", ""),
-             ("  of which executing (s)", f"{timings.get('execute', 0):.2f}", ""),
-             ("1-step pipeline, wall (s)", f"{one_wall:.2f}", ""),
-             ("  ratio chain / one step", f"{changed_wall / one_wall:.2f}", "<= 1.5")]
+    rows += [
+        ("10-step chain, last cell changed: steps run", ", ".join(ran), "s9"),
+        ("10-step chain, last cell changed, wall (s)", f"{changed_wall:.2f}", ""),
+        ("  of which building the definition (s)", f"{timings.get('build_definition', 0):.2f}", ""),
+        ("  of which executing (s)", f"{timings.get('execute', 0):.2f}", ""),
+        ("1-step pipeline, wall (s)", f"{one_wall:.2f}", ""),
+        ("  ratio chain / one step", f"{changed_wall / one_wall:.2f}", "<= 1.5"),
+    ]
 
     # 3. PUTs against moto, 4. identical definitions
     import logging
@@ -104,8 +136,11 @@ def main() -> None:
     server, url = start_moto_server()
     try:
         os.environ["AWS_ENDPOINT_URL"] = url
-        for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                           "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        for key, value in {
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }.items():
             os.environ.setdefault(key, value)
         prepare_account(url)
         cells = chain_cells(4, "1")
@@ -113,9 +148,11 @@ def main() -> None:
         puts = [submitted.submit().uploads[0], submitted.submit().uploads[0]]
         edited = load_workspace(write_notebook(work / "submit.ipynb", chain_cells(4, "5")))
         puts.append(edited.submit().uploads[0])
-        rows += [("submit 4 steps, first: S3 PUTs", str(puts[0]), ""),
-                 ("re-submit, unchanged: S3 PUTs", str(puts[1]), "0"),
-                 ("re-submit, last cell changed: S3 PUTs", str(puts[2]), "one step's payloads")]
+        rows += [
+            ("submit 4 steps, first: S3 PUTs", str(puts[0]), ""),
+            ("re-submit, unchanged: S3 PUTs", str(puts[1]), "0"),
+            ("re-submit, last cell changed: S3 PUTs", str(puts[2]), "one step's payloads"),
+        ]
         env = {"AWS_ENDPOINT_URL": url}
         a = cli("definition", str(EXAMPLE), env=env).stdout
         b = cli("definition", str(EXAMPLE), env=env).stdout

@@ -22,11 +22,18 @@ PY = sys.executable
 
 def fresh_process_time(code: str, runs: int = 5) -> float:
     """Median wall time of `code` in a fresh interpreter, minus the interpreter's own start-up."""
+
     def once(src: str) -> float:
-        out = subprocess.run([PY, "-c", f"import time; t = time.perf_counter()\n{src}\n"
-                              "print(time.perf_counter() - t)"], capture_output=True, text=True, check=True,
-                             cwd=ROOT, env={**os.environ, "SAGEMAKER_SUPPRESS_V2_WARNING": "1"})
+        out = subprocess.run(
+            [PY, "-c", f"import time; t = time.perf_counter()\n{src}\nprint(time.perf_counter() - t)"],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=ROOT,
+            env={**os.environ, "SAGEMAKER_SUPPRESS_V2_WARNING": "1"},
+        )
         return float(out.stdout.strip().splitlines()[-1])
+
     return statistics.median(once(code) for _ in range(runs))
 
 
@@ -35,8 +42,10 @@ def bench_load_ext() -> None:
     base = fresh_process_time(shell)
     load = fresh_process_time(shell + "; ip.run_line_magic('load_ext', 'jupyter_smstep')") - base
     sdk = fresh_process_time("from jupyter_smstep import sdk; sdk.load()")
-    print(f"%load_ext jupyter_smstep: {load * 1000:.0f} ms; import sagemaker (workflow modules): {sdk * 1000:.0f} ms; "
-          f"ratio {load / sdk:.3f} (target <= 0.1)")
+    print(
+        f"%load_ext jupyter_smstep: {load * 1000:.0f} ms; import sagemaker (workflow modules): {sdk * 1000:.0f} ms; "
+        f"ratio {load / sdk:.3f} (target <= 0.1)"
+    )
 
 
 def realistic_cell(lines: int = 300) -> str:
@@ -81,8 +90,10 @@ def bench_analysis() -> None:
     for _ in range(runs):
         ast.parse(cell)
     parse = (time.process_time() - t) / runs
-    print(f"analysis of a {len(cell.splitlines())}-line cell: {per * 1000:.2f} ms (ast.parse alone {parse * 1000:.2f} ms; "
-          f"target <= 5 ms)")
+    print(
+        f"analysis of a {len(cell.splitlines())}-line cell: {per * 1000:.2f} ms (ast.parse alone {parse * 1000:.2f} ms; "
+        f"target <= 5 ms)"
+    )
 
 
 def bench_build(steps: int = 50) -> None:
@@ -95,10 +106,14 @@ def bench_build(steps: int = 50) -> None:
     import nbformat
 
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("%load_ext jupyter_smstep"),
-                nbformat.v4.new_code_cell("%pipeline config --name bench --role arn:aws:iam::111122223333:role/R "
-                                          "--image-uri img:1 --instance-type ml.m5.large"),
-                nbformat.v4.new_code_cell("%%step s0\nx0 = 1")]
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext jupyter_smstep"),
+        nbformat.v4.new_code_cell(
+            "%pipeline config --name bench --role arn:aws:iam::111122223333:role/R "
+            "--image-uri img:1 --instance-type ml.m5.large"
+        ),
+        nbformat.v4.new_code_cell("%%step s0\nx0 = 1"),
+    ]
     nb.cells += [nbformat.v4.new_code_cell(f"%%step s{i}\nx{i} = x{i - 1} + 1") for i in range(1, steps)]
     path = Path("/tmp/smstep-bench-50.ipynb")
     nbformat.write(nb, path)
@@ -123,15 +138,31 @@ def bench_build(steps: int = 50) -> None:
                 ns: dict = {"__name__": "__main__"}
                 if i == 0:
                     exec("def s0():\n    x0 = 1\n    return {'x0': x0}", ns)
-                    prev = S.step(ns["s0"], name="s0", image_uri="img:1", instance_type="ml.m5.large",
-                                  role="arn:aws:iam::111122223333:role/R", job_name_prefix="bench-s0")()
+                    prev = S.step(
+                        ns["s0"],
+                        name="s0",
+                        image_uri="img:1",
+                        instance_type="ml.m5.large",
+                        role="arn:aws:iam::111122223333:role/R",
+                        job_name_prefix="bench-s0",
+                    )()
                 else:
                     exec(f"def s{i}(x{i - 1}):\n    x{i} = x{i - 1} + 1\n    return {{'x{i}': x{i}}}", ns)
-                    prev = S.step(ns[f"s{i}"], name=f"s{i}", image_uri="img:1", instance_type="ml.m5.large",
-                                  role="arn:aws:iam::111122223333:role/R", job_name_prefix=f"bench-s{i}")(prev[f"x{i - 1}"])
+                    prev = S.step(
+                        ns[f"s{i}"],
+                        name=f"s{i}",
+                        image_uri="img:1",
+                        instance_type="ml.m5.large",
+                        role="arn:aws:iam::111122223333:role/R",
+                        job_name_prefix=f"bench-s{i}",
+                    )(prev[f"x{i - 1}"])
                 outs.append(prev)
-            pipeline = S.Pipeline(name="bench", steps=outs, sagemaker_session=session,
-                                  pipeline_definition_config=S.PipelineDefinitionConfig(use_custom_job_prefix=True))
+            pipeline = S.Pipeline(
+                name="bench",
+                steps=outs,
+                sagemaker_session=session,
+                pipeline_definition_config=S.PipelineDefinitionConfig(use_custom_job_prefix=True),
+            )
             pipeline.definition()
             return time.perf_counter() - t
 
@@ -139,8 +170,10 @@ def bench_build(steps: int = 50) -> None:
         hand_build()
         ours = statistics.median(notebook_build() for _ in range(3))
         hand = statistics.median(hand_build() for _ in range(3))
-    print(f"build of a {steps}-step notebook: {ours:.2f} s; hand-written @step pipeline definition(): {hand:.2f} s; "
-          f"ratio {ours / hand:.2f} (target <= 1.2)")
+    print(
+        f"build of a {steps}-step notebook: {ours:.2f} s; hand-written @step pipeline definition(): {hand:.2f} s; "
+        f"ratio {ours / hand:.2f} (target <= 1.2)"
+    )
 
 
 if __name__ == "__main__":

@@ -36,8 +36,14 @@ def measure(path: Path) -> dict:
     after = dag_layout.layered_layout(names, edges, widths=widths)
     ms = (time.perf_counter() - t) * 1000
     fan_in = max((sum(1 for _, v in edges if v == n) for n in names), default=0)
-    return {"steps": len(names), "edges": len(edges), "fan_in": fan_in,
-            "before": before.crossings, "after": after.crossings, "ms": ms}
+    return {
+        "steps": len(names),
+        "edges": len(edges),
+        "fan_in": fan_in,
+        "before": before.crossings,
+        "after": after.crossings,
+        "ms": ms,
+    }
 
 
 def main() -> None:
@@ -48,8 +54,10 @@ def main() -> None:
     for path in args.notebooks:
         r = measure(path.resolve())
         ratio = f"{r['after'] / r['before']:.2f}" if r["before"] else "  -  "
-        print(f"{path.name:<40}{r['steps']:>6}{r['edges']:>6}{r['fan_in']:>7}{r['before']:>8}{r['after']:>7}"
-              f"   {ratio:>5}  {r['ms']:>9.1f}")
+        print(
+            f"{path.name:<40}{r['steps']:>6}{r['edges']:>6}{r['fan_in']:>7}{r['before']:>8}{r['after']:>7}"
+            f"   {ratio:>5}  {r['ms']:>9.1f}"
+        )
 
 
 if __name__ == "__main__":

@@ -57,8 +57,14 @@ def notebook(folder: Path, name: str, items: int, limit: str) -> Path:
 
 def timed(command: list[str], cwd: Path) -> float:
     started = time.perf_counter()
-    subprocess.run(command, cwd=cwd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                   env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    subprocess.run(
+        command,
+        cwd=cwd,
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
     return time.perf_counter() - started
 
 
@@ -78,24 +84,46 @@ def main() -> None:
         parallel = notebook(folder, "parallel.ipynb", args.items, "")
         chained = notebook(folder, "chained.ipynb", args.items, " --max-concurrency 1")
         smstep = str(BIN / "smstep")
-        runs: dict[str, list[float]] = {"parallel": [], "one after another": [], "one kernel": [],
-                                        "parallel, steps only": [], "one after another, steps only": []}
+        runs: dict[str, list[float]] = {
+            "parallel": [],
+            "one after another": [],
+            "one kernel": [],
+            "parallel, steps only": [],
+            "one after another, steps only": [],
+        }
         timed([smstep, "run", parallel.name, "--no-cache"], folder)  # warm the disk cache and the wheels' imports
         for _ in range(args.repeat):
             runs["parallel"].append(timed([smstep, "run", parallel.name, "--no-cache"], folder))
             runs["parallel, steps only"].append(executed(folder))
             runs["one after another"].append(timed([smstep, "run", chained.name, "--no-cache"], folder))
             runs["one after another, steps only"].append(executed(folder))
-            runs["one kernel"].append(timed([str(BIN / "jupyter"), "nbconvert", "--to", "notebook", "--execute",
-                                             "--output", "executed.ipynb", parallel.name], folder))
+            runs["one kernel"].append(
+                timed(
+                    [
+                        str(BIN / "jupyter"),
+                        "nbconvert",
+                        "--to",
+                        "notebook",
+                        "--execute",
+                        "--output",
+                        "executed.ipynb",
+                        parallel.name,
+                    ],
+                    folder,
+                )
+            )
     median = {k: statistics.median(v) for k, v in runs.items()}
-    print(f"a --foreach sweep of {args.items} random forests, {os.cpu_count()} cores, median of {args.repeat} "
-          "(smstep run --no-cache; the kernel: nbconvert --execute)")
+    print(
+        f"a --foreach sweep of {args.items} random forests, {os.cpu_count()} cores, median of {args.repeat} "
+        "(smstep run --no-cache; the kernel: nbconvert --execute)"
+    )
     for label, seconds in median.items():
         print(f"  {label:<30} {seconds:6.2f} s")
-    print(f"  parallel / one after another = {median['parallel'] / median['one after another']:.2f}"
-          f"   (ideal with {min(args.items, os.cpu_count() or 1)} at once: "
-          f"{1 / min(args.items, os.cpu_count() or 1):.2f} of the fitting)")
+    print(
+        f"  parallel / one after another = {median['parallel'] / median['one after another']:.2f}"
+        f"   (ideal with {min(args.items, os.cpu_count() or 1)} at once: "
+        f"{1 / min(args.items, os.cpu_count() or 1):.2f} of the fitting)"
+    )
     steps = median["parallel, steps only"] / median["one after another, steps only"]
     print(f"  the same, steps only          = {steps:.2f}   (the run's execution: no build, no SDK import)")
     print(f"  parallel / one kernel        = {median['parallel'] / median['one kernel']:.2f}")

@@ -177,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  load {i} {variant:>7}: rendered {t[0]:7.0f} ms, ready {t[1]:7.0f} ms", flush=True)
             browser.close()
 
-        med = {v: (statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs)) for v, rs in results.items()}
+        med = {
+            v: (statistics.median(r[0] for r in rs), statistics.median(r[1] for r in rs)) for v, rs in results.items()
+        }
         print()
         print(f"median over {args.loads} loads   without      with   ratio")
         for k, label in enumerate(("notebook rendered", "kernel ready")):
@@ -187,7 +189,9 @@ def main(argv: list[str] | None = None) -> int:
         if own:
             sizes = statistics.median(sum(b for b, _ in files) for files in own)
             fetch = statistics.median(sum(d for _, d in files) for files in own)
-            print(f"our files per load: {len(own[-1])} files, {sizes / 1024:.1f} KiB, {fetch:.0f} ms of fetching (median)")
+            print(
+                f"our files per load: {len(own[-1])} files, {sizes / 1024:.1f} KiB, {fetch:.0f} ms of fetching (median)"
+            )
         print(f"RATIO (notebook ready, with/without): {med['with'][1] / med['without'][1]:.3f}")
         return 0
     finally:

@@ -34,7 +34,7 @@ from jupyter_smstep import local
 from jupyter_smstep import sdk
 
 # Step functions by value, as the notebook's cells are (module "__main__").
-SOURCE = '''
+SOURCE = """
 def trivial(x):
     return {"x": x + 1}
 
@@ -44,7 +44,7 @@ def make_array(mb):
 
 def total(a):
     return {"total": float(a.sum())}
-'''
+"""
 
 
 def functions() -> dict:
@@ -54,8 +54,7 @@ def functions() -> dict:
 
 
 FN = functions()
-STEP_KW = dict(image_uri="local/bench:latest", role="arn:aws:iam::123456789012:role/bench",
-               instance_type="ml.m5.large")
+STEP_KW = dict(image_uri="local/bench:latest", role="arn:aws:iam::123456789012:role/bench", instance_type="ml.m5.large")
 
 
 def chain(n: int):
@@ -140,8 +139,10 @@ def main() -> None:
 def measure(args: argparse.Namespace, runs_dir: str) -> None:
     S = sdk.load()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"sagemaker {S.version}, python {sys.version.split()[0]}, {os.cpu_count()} cores, "
-          f"load average {load:.1f}, runs in {runs_dir}")
+    print(
+        f"sagemaker {S.version}, python {sys.version.split()[0]}, {os.cpu_count()} cores, "
+        f"load average {load:.1f}, runs in {runs_dir}"
+    )
 
     # Cold: this process has imported the SDK, the worker has not started yet.
     _, cold = timed_run(chain(1), runs_dir)
@@ -183,7 +184,9 @@ def measure(args: argparse.Namespace, runs_dir: str) -> None:
     for name, step in big.steps.items():
         print(f"  array step '{name}': {step.duration:.2f} s")
     if hasattr(os, "getloadavg"):
-        print(f"load average at the end: {os.getloadavg()[0]:.1f} (figures are wall times: a busy machine inflates them)")
+        print(
+            f"load average at the end: {os.getloadavg()[0]:.1f} (figures are wall times: a busy machine inflates them)"
+        )
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 TARGET_MS = 200.0
 
-KERNEL_CODE = r'''
+KERNEL_CODE = r"""
 import json, statistics, time, random
 from types import SimpleNamespace
 ip = get_ipython()
@@ -99,7 +99,7 @@ out["state"] = med(state)
 t = time.perf_counter(); ip.run_cell("%pipeline show --text", silent=True); out["text summary"] = (time.perf_counter() - t) * 1000
 p.close()
 print("BENCH" + json.dumps(out))
-'''
+"""
 
 
 def run_in_kernel(code: str) -> dict:
@@ -155,18 +155,22 @@ def main() -> None:
     where = "IPython shell in this process" if args.in_process else "ipykernel (jupyter_client)"
     t0 = time.perf_counter()
     r = run_in_process(code) if args.in_process else run_in_kernel(code)
-    print(f"pipeline panel, {r['steps']} steps, {r['edges']} edges ({r['crossings']} crossings left, "
-          f"{r['size'][0]}x{r['size'][1]} px), measured in an {where}; median of {args.repeat} runs")
-    print(textwrap.dedent(f"""\
-        {'':<30}{'ms':>9}   ratio
-        {'first render (panel.show)':<30}{r['first render']:>9.1f}   {r['first render'] / TARGET_MS:.2f} of the {TARGET_MS:.0f} ms target
-        {'  of which graph (core)':<30}{r['graph']:>9.1f}   {r['graph'] / r['first render']:.2f} of the render
-        {'  of which layout':<30}{r['layout']:>9.1f}   {r['layout'] / r['first render']:.2f} of the render
-        {'  of which svg':<30}{r['svg']:>9.1f}   {r['svg'] / r['first render']:.2f} of the render
-        {'refresh after a re-run':<30}{r['refresh']:>9.1f}   {r['refresh'] / r['first render']:.2f} of the first render
-        {'select a step (click)':<30}{r['select']:>9.1f}   {r['select'] / TARGET_MS:.2f} of the target
-        {'one run-state event':<30}{r['state']:>9.1f}   {r['state'] / TARGET_MS:.2f} of the target
-        {'%pipeline show --text':<30}{r['text summary']:>9.1f}   panel / text = {r['first render'] / max(r['text summary'], 1e-9):.1f}x"""))
+    print(
+        f"pipeline panel, {r['steps']} steps, {r['edges']} edges ({r['crossings']} crossings left, "
+        f"{r['size'][0]}x{r['size'][1]} px), measured in an {where}; median of {args.repeat} runs"
+    )
+    print(
+        textwrap.dedent(f"""\
+        {"":<30}{"ms":>9}   ratio
+        {"first render (panel.show)":<30}{r["first render"]:>9.1f}   {r["first render"] / TARGET_MS:.2f} of the {TARGET_MS:.0f} ms target
+        {"  of which graph (core)":<30}{r["graph"]:>9.1f}   {r["graph"] / r["first render"]:.2f} of the render
+        {"  of which layout":<30}{r["layout"]:>9.1f}   {r["layout"] / r["first render"]:.2f} of the render
+        {"  of which svg":<30}{r["svg"]:>9.1f}   {r["svg"] / r["first render"]:.2f} of the render
+        {"refresh after a re-run":<30}{r["refresh"]:>9.1f}   {r["refresh"] / r["first render"]:.2f} of the first render
+        {"select a step (click)":<30}{r["select"]:>9.1f}   {r["select"] / TARGET_MS:.2f} of the target
+        {"one run-state event":<30}{r["state"]:>9.1f}   {r["state"] / TARGET_MS:.2f} of the target
+        {"%pipeline show --text":<30}{r["text summary"]:>9.1f}   panel / text = {r["first render"] / max(r["text summary"], 1e-9):.1f}x""")
+    )
     print(f"(bench wall time {time.perf_counter() - t0:.1f}s)")
 
 

@@ -63,26 +63,33 @@ def main() -> None:
         times: dict[str, list[float]] = {"0": [], "1": []}
         for _ in range(7):
             for mode in ("0", "1"):
-                out = subprocess.run([sys.executable, "-c", script, str(folder), mode], capture_output=True,
-                                     text=True, check=True)
+                out = subprocess.run(
+                    [sys.executable, "-c", script, str(folder), mode], capture_output=True, text=True, check=True
+                )
                 times[mode].append(float(out.stdout.strip()))
         plain, recorded = statistics.median(times["0"]), statistics.median(times["1"])
-        print(f"1. a step that imports pandas and reads 1,000 files: {plain:.3f} s plain, {recorded:.3f} s recorded "
-              f"(+{(recorded / plain - 1) * 100:.1f}%; target at most +5%)")
+        print(
+            f"1. a step that imports pandas and reads 1,000 files: {plain:.3f} s plain, {recorded:.3f} s recorded "
+            f"(+{(recorded / plain - 1) * 100:.1f}%; target at most +5%)"
+        )
 
         from jupyter_smstep.local import reads
 
         data = json.loads((Path(tmp) / "reads.json").read_text())
-        print(f"   recorded: {len(data['files'])} files, {len(data['folders'])} folder(s), "
-              f"{len(data['packages'])} package(s) ({', '.join(sorted(data['packages']))})")
+        print(
+            f"   recorded: {len(data['files'])} files, {len(data['folders'])} folder(s), "
+            f"{len(data['packages'])} package(s) ({', '.join(sorted(data['packages']))})"
+        )
         checks = []
         for _ in range(7):
             started = time.perf_counter()
             assert reads.changed(data, "bench") is None
             checks.append(time.perf_counter() - started)
         check = statistics.median(checks)
-        print(f"2. the reuse check of that record, nothing changed: {check * 1000:.1f} ms per step "
-              f"(target at most 100 ms)")
+        print(
+            f"2. the reuse check of that record, nothing changed: {check * 1000:.1f} ms per step "
+            f"(target at most 100 ms)"
+        )
         os.utime(folder / "0000.txt", ns=(1, 1))  # touched, same bytes: hashed, still holds
         started = time.perf_counter()
         assert reads.changed(data, "bench") is None

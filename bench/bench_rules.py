@@ -24,8 +24,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
-for key, value in {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x", "AWS_DEFAULT_REGION": "us-east-1",
-                   "AWS_REGION": "us-east-1"}.items():
+for key, value in {
+    "AWS_ACCESS_KEY_ID": "x",
+    "AWS_SECRET_ACCESS_KEY": "x",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+}.items():
     os.environ.setdefault(key, value)
 
 ROLE = "arn:aws:iam::111122223333:role/SMRole"
@@ -51,8 +55,9 @@ def shell():
     ip.run_cell("x0 = 1")
     for i in range(1, STEPS + 1):
         env = " ".join(f"--env K{j}=v{j}" for j in range(10))
-        ip.run_cell(f"%%step s{i} --defer {env} --tag team=ml --security-group-id sg-1 --subnet subnet-1\n"
-                    f"x{i} = x{i - 1} + 1")
+        ip.run_cell(
+            f"%%step s{i} --defer {env} --tag team=ml --security-group-id sg-1 --subnet subnet-1\nx{i} = x{i - 1} + 1"
+        )
     return ip
 
 
@@ -65,8 +70,10 @@ def bench_graph(ip) -> None:
     with_rules = median_time(ws.graph, 21)
     graph = ws.graph()
     alone = median_time(lambda: rules.graph_problems(graph), 21)
-    print(f"graph of {STEPS} steps: {with_rules * 1000:.1f} ms, of which the service-model check "
-          f"{alone * 1000:.1f} ms; ratio {alone / with_rules:.3f} (target < 0.10)")
+    print(
+        f"graph of {STEPS} steps: {with_rules * 1000:.1f} ms, of which the service-model check "
+        f"{alone * 1000:.1f} ms; ratio {alone / with_rules:.3f} (target < 0.10)"
+    )
 
 
 def bench_definition(ip) -> None:
@@ -87,16 +94,26 @@ def bench_definition(ip) -> None:
         build.definition(compiled)  # uploads once; later builds find everything there
         plain = median_time(lambda: build.definition(compiled), 5)
         checked = median_time(compiled.checked, 5)
-    print(f"definition of {STEPS} steps: {plain * 1000:.0f} ms; the check before upload (a dry build and the "
-          f"rules): {checked * 1000:.0f} ms; ratio {checked / plain:.2f}")
+    print(
+        f"definition of {STEPS} steps: {plain * 1000:.0f} ms; the check before upload (a dry build and the "
+        f"rules): {checked * 1000:.0f} ms; ratio {checked / plain:.2f}"
+    )
 
 
 def bench_models() -> None:
-    code = ("import time; t = time.perf_counter()\nfrom jupyter_smstep.sdk import rules, schema\n"
-            "rules.input_shape('sagemaker', 'CreateTrainingJob'); rules.input_shape('scheduler', 'CreateSchedule')\n"
-            "schema._schema(); print(time.perf_counter() - t)")
-    runs = [float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                                 cwd=ROOT).stdout.split()[-1]) for _ in range(5)]
+    code = (
+        "import time; t = time.perf_counter()\nfrom jupyter_smstep.sdk import rules, schema\n"
+        "rules.input_shape('sagemaker', 'CreateTrainingJob'); rules.input_shape('scheduler', 'CreateSchedule')\n"
+        "schema._schema(); print(time.perf_counter() - t)"
+    )
+    runs = [
+        float(
+            subprocess.run(
+                [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
+            ).stdout.split()[-1]
+        )
+        for _ in range(5)
+    ]
     print(f"loading the service models and the schema, once per process: {statistics.median(runs) * 1000:.0f} ms")
 
 

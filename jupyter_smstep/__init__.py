@@ -12,7 +12,6 @@ from typing import Any
 __version__ = "0.1.0"
 
 
-
 def load_ipython_extension(shell: Any) -> None:
     """``%load_ext jupyter_smstep``: registers ``%%step`` and ``%pipeline`` (imports no sagemaker)."""
     from jupyter_smstep.ipython import extension

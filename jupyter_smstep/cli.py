@@ -30,10 +30,13 @@ from jupyter_smstep.ipython.cmd import CommandParser, HelpShown
 
 
 def parser() -> CommandParser:
-    top = CommandParser(prog="smstep", description="Notebook %%step cells as a SageMaker Pipeline.",
-                        epilog="Exit status: 0 success, 1 a step or the pipeline failed, 2 bad notebook or "
-                        "arguments, 3 AWS or the environment refused.\n\n" + cmd.overview(cli=True),
-                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    top = CommandParser(
+        prog="smstep",
+        description="Notebook %%step cells as a SageMaker Pipeline.",
+        epilog="Exit status: 0 success, 1 a step or the pipeline failed, 2 bad notebook or "
+        "arguments, 3 AWS or the environment refused.\n\n" + cmd.overview(cli=True),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     top.add_argument("--version", action="version", version=f"smstep {__version__}")
     sub = top.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=CommandParser)
     for command in cmd.COMMANDS.values():
@@ -71,11 +74,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.errno not in _REFUSED_BY_THE_MACHINE:
             raise  # a bug of ours: its traceback is what a report needs
         folder = os.path.dirname(os.path.abspath(exc.filename)) if isinstance(exc.filename, str) else "."
-        fix = (f"free space on the disk that holds {folder} (df -h {folder})"
-               if exc.errno in (errno.ENOSPC, errno.EDQUOT) else f"make {folder} writable (ls -ld {folder})")
-        print(f"smstep: error: {exc.strerror}" + (f": {exc.filename}" if exc.filename else "") +
-              f"\n  fix: {fix}, or write somewhere else (--runs-dir DIR for runs, -o FILE for files)",
-              file=sys.stderr)
+        fix = (
+            f"free space on the disk that holds {folder} (df -h {folder})"
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT)
+            else f"make {folder} writable (ls -ld {folder})"
+        )
+        print(
+            f"smstep: error: {exc.strerror}"
+            + (f": {exc.filename}" if exc.filename else "")
+            + f"\n  fix: {fix}, or write somewhere else (--runs-dir DIR for runs, -o FILE for files)",
+            file=sys.stderr,
+        )
         return 3
     except KeyboardInterrupt:
         print("smstep: interrupted", file=sys.stderr)

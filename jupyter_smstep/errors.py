@@ -115,16 +115,42 @@ class Report:
 
 # --------------------------------------------------------------------------- AWS errors by cause
 #: Error codes that mean the request was fine but the caller may not make it (exit 3).
-_DENIED = frozenset({"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "InvalidClientTokenId",
-                     "ExpiredToken", "ExpiredTokenException", "SignatureDoesNotMatch", "UnrecognizedClientException"})
-THROTTLING = frozenset({
-    "ThrottlingException", "Throttling", "ThrottledException", "TooManyRequestsException",
-    "RequestLimitExceeded", "RequestThrottled", "RequestThrottledException", "SlowDown",
-    "ProvisionedThroughputExceededException",
-})
+_DENIED = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "UnauthorizedOperation",
+        "InvalidClientTokenId",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "SignatureDoesNotMatch",
+        "UnrecognizedClientException",
+    }
+)
+THROTTLING = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "ThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "SlowDown",
+        "ProvisionedThroughputExceededException",
+    }
+)
 #: Error codes that mean the request itself was wrong: an unknown execution, a bad value (exit 2).
-_BAD_REQUEST = frozenset({"ResourceNotFound", "ResourceNotFoundException", "ValidationException",
-                          "NoSuchBucket", "NoSuchKey", "InvalidParameterValue"})
+_BAD_REQUEST = frozenset(
+    {
+        "ResourceNotFound",
+        "ResourceNotFoundException",
+        "ValidationException",
+        "NoSuchBucket",
+        "NoSuchKey",
+        "InvalidParameterValue",
+    }
+)
 
 
 def causes(exc: BaseException | None) -> Iterator[BaseException]:
@@ -144,8 +170,9 @@ def error_code(exc: BaseException) -> str | None:
     return None
 
 
-def aws_error(exc: BaseException, doing: str, *, denied_fix: str | None = None,
-              not_found_fix: str | None = None) -> SmstepError:
+def aws_error(
+    exc: BaseException, doing: str, *, denied_fix: str | None = None, not_found_fix: str | None = None
+) -> SmstepError:
     """An exception from boto3 / the SDK while ``doing`` something, as an error of the right cause.
 
     Unreachable endpoints, missing credentials, denied access and throttling are
@@ -166,34 +193,49 @@ def aws_error(exc: BaseException, doing: str, *, denied_fix: str | None = None,
     else:
         detail = f"{name}: {text}"
     if name in ("NoCredentialsError", "PartialCredentialsError") or "Unable to locate credentials" in text:
-        return ServiceError(f"{doing} failed: no AWS credentials",
-                            fix="configure credentials (aws configure, AWS_PROFILE), or run locally with %pipeline run")
+        return ServiceError(
+            f"{doing} failed: no AWS credentials",
+            fix="configure credentials (aws configure, AWS_PROFILE), or run locally with %pipeline run",
+        )
     if name == "NoRegionError" or "configuration with a region" in text or "You must specify a region" in text:
-        return ServiceError(f"{doing} failed: no AWS region is configured",
-                            fix="set AWS_REGION (e.g. export AWS_REGION=us-east-1), or region in ~/.aws/config")
-    if name in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError") \
-            or "Could not connect to the endpoint" in text:
-        return ServiceError(f"{doing} failed: cannot reach AWS ({detail})",
-                            fix="check the network, AWS_ENDPOINT_URL and the region")
+        return ServiceError(
+            f"{doing} failed: no AWS region is configured",
+            fix="set AWS_REGION (e.g. export AWS_REGION=us-east-1), or region in ~/.aws/config",
+        )
+    if (
+        name in ("EndpointConnectionError", "ConnectTimeoutError", "ReadTimeoutError", "ConnectionClosedError")
+        or "Could not connect to the endpoint" in text
+    ):
+        return ServiceError(
+            f"{doing} failed: cannot reach AWS ({detail})", fix="check the network, AWS_ENDPOINT_URL and the region"
+        )
     if code in _DENIED:
-        return ServiceError(f"{doing} failed: access denied ({detail})",
-                            fix=denied_fix or "check the credentials and the role's permissions")
+        return ServiceError(
+            f"{doing} failed: access denied ({detail})",
+            fix=denied_fix or "check the credentials and the role's permissions",
+        )
     if code in THROTTLING:
-        return ServiceError(f"{doing} failed: AWS is throttling requests ({detail})",
-                            fix="wait a little and try again, or ask for a higher quota")
+        return ServiceError(
+            f"{doing} failed: AWS is throttling requests ({detail})",
+            fix="wait a little and try again, or ask for a higher quota",
+        )
     if code == "NoSuchBucket":
         bucket = ((getattr(exc, "response", {}) or {}).get("Error") or {}).get("BucketName") or "the bucket"
-        return SmstepError(f"{doing} failed: the S3 bucket {bucket} does not exist",
-                           fix=not_found_fix or f"create it (aws s3 mb s3://{bucket}), or set S3RootUri in "
-                           "config.yaml to a bucket you have")
+        return SmstepError(
+            f"{doing} failed: the S3 bucket {bucket} does not exist",
+            fix=not_found_fix
+            or f"create it (aws s3 mb s3://{bucket}), or set S3RootUri in config.yaml to a bucket you have",
+        )
     if code in _BAD_REQUEST:
         return SmstepError(f"{doing} failed: {detail}", fix=not_found_fix or "check the names, ARN and region given")
     if name == "RoleValidationError":  # SDK v3 checks the role before it creates anything
         reason, _, _ = text.partition("\n\nTo fix this")
-        return SmstepError(f"{doing} failed: the SageMaker SDK's role check: {' '.join(reason.split())}",
-                           fix="give the role the permissions named and let the service assume it (its trust "
-                           "policy), or pass another role (--role, or RoleArn in config.yaml); "
-                           "SAGEMAKER_VALIDATE_ROLE=false skips the SDK's check")
+        return SmstepError(
+            f"{doing} failed: the SageMaker SDK's role check: {' '.join(reason.split())}",
+            fix="give the role the permissions named and let the service assume it (its trust "
+            "policy), or pass another role (--role, or RoleArn in config.yaml); "
+            "SAGEMAKER_VALIDATE_ROLE=false skips the SDK's check",
+        )
     if code:  # another service-side error (internal failure, unavailable)
         return ServiceError(f"{doing} failed: {detail}", fix="try again; if it persists, check the AWS service health")
     return ServiceError(f"{doing} failed: {detail}", fix="check credentials, region and AWS_ENDPOINT_URL")

@@ -75,7 +75,7 @@ def untrusted(path: Path, top: Path) -> str | None:
     path, top = path.absolute(), top.absolute()
     chain = [path, *path.parents]
     if top in chain:
-        chain = chain[:chain.index(top) + 1]
+        chain = chain[: chain.index(top) + 1]
     for folder in chain:
         try:
             info = os.lstat(folder)

@@ -39,9 +39,14 @@ def text_summary(graph: PipelineGraph) -> str:
         lines += ["", f"step {node.name}{after}"]
         if node.guard is not None:
             condition = graph.condition(node.guard)
-            lines.append(f"  when {condition.expression}  [{condition.name}"
-                         + (f"; else {condition.fail_name} fails: {condition.else_fail.text!r}]"
-                            if condition.else_fail is not None else "; else skipped]"))
+            lines.append(
+                f"  when {condition.expression}  [{condition.name}"
+                + (
+                    f"; else {condition.fail_name} fails: {condition.else_fail.text!r}]"
+                    if condition.else_fail is not None
+                    else "; else skipped]"
+                )
+            )
         fan = node.fanout
         if fan is not None:
             lines.append("  " + fanout_line(fan))
@@ -49,17 +54,21 @@ def text_summary(graph: PipelineGraph) -> str:
             where = {
                 "step": f"output of step '{inp.step}'",
                 "parameter": "pipeline parameter",
-                "value": (f"item {fan.index}: {fan.items[fan.index]!r}" if inp.type_name == "item" and fan
-                          and fan.index is not None else
-                          f"captured {inp.type_name}" + (f" from {inp.via}" if inp.via else "")),
+                "value": (
+                    f"item {fan.index}: {fan.items[fan.index]!r}"
+                    if inp.type_name == "item" and fan and fan.index is not None
+                    else f"captured {inp.type_name}" + (f" from {inp.via}" if inp.via else "")
+                ),
                 "import": inp.statement,
             }[inp.kind]
             lines.append(f"  in   {inp.name:<16} {where}  (line {inp.line + 1})")
         for out in node.outputs:
             lines.append(f"  out  {out}")
         if node.unchecked:  # a headless build or --defer: the kernel's values were not there to check
-            lines.append("       (not built from a run: the step leaves out, when it runs, any of these that is "
-                         "not data: files, locks, clients)")
+            lines.append(
+                "       (not built from a run: the step leaves out, when it runs, any of these that is "
+                "not data: files, locks, clients)"
+            )
         for save in node.saves:
             lines.append(f"  save {save.name} → {save.uri}" + ("" if save.format else "  (format by type)"))
         width = max((len(k) for k in node.settings), default=0)
@@ -70,8 +79,10 @@ def text_summary(graph: PipelineGraph) -> str:
         for since, steps in graph.changes.items():
             reasons = steps.get(node.name)
             if reasons is not None:
-                lines.append(f"  {'changed' if reasons else 'same'} since {since}"
-                             + (f": {'; '.join(reasons)}" if reasons else ""))
+                lines.append(
+                    f"  {'changed' if reasons else 'same'} since {since}"
+                    + (f": {'; '.join(reasons)}" if reasons else "")
+                )
     if graph.report.problems:
         lines += ["", "problems:"]
         lines += [f"  {p.severity}: {p}".replace("\n", "\n  ") for p in graph.report.problems]
@@ -90,8 +101,9 @@ class TerminalProgress:
 
     _COLORS = {"running": "36", "succeeded": "32", "failed": "31", "skipped": "33", "warning": "33", "retry": "35"}
 
-    def __init__(self, stream: Any = None, *, color: bool | None = None, show_pending: bool = False,
-                 verbose: bool = False) -> None:
+    def __init__(
+        self, stream: Any = None, *, color: bool | None = None, show_pending: bool = False, verbose: bool = False
+    ) -> None:
         self.stream = stream if stream is not None else sys.stderr
         self.verbose = verbose  # show what the steps print (``log`` events)
         isatty = getattr(self.stream, "isatty", lambda: False)()
@@ -208,8 +220,11 @@ def results_table(doc: dict) -> str:
 
 def saved_lines(doc: dict) -> list[str]:
     """One line per object a run's ``--save`` values wrote: its URI and its file in the run's S3."""
-    return [f"saved {step}.{item['name']} → {item['uri']}  ({item['path']})"
-            for step, saved in (doc.get("saved") or {}).items() for item in saved]
+    return [
+        f"saved {step}.{item['name']} → {item['uri']}  ({item['path']})"
+        for step, saved in (doc.get("saved") or {}).items()
+        for item in saved
+    ]
 
 
 def _one_line(value: object, limit: int = 60) -> str:
@@ -254,8 +269,9 @@ def _print_failures(monitor: ExecutionMonitor, snap: Snapshot, stream: TextIO, l
             print(f"  (no log lines for {step.job_name} in {LOG_GROUP})", file=stream)
 
 
-def print_status(arn: str, stream: TextIO | None = None, client: Any = None, logs_client: Any = None,
-                 log_lines: int = 20) -> bool:
+def print_status(
+    arn: str, stream: TextIO | None = None, client: Any = None, logs_client: Any = None, log_lines: int = 20
+) -> bool:
     """Print the execution's status, one line per step; False if it failed or was stopped."""
     stream = stream or sys.stdout
     monitor = ExecutionMonitor(arn, client=client, logs_client=logs_client)
@@ -267,8 +283,10 @@ def print_status(arn: str, stream: TextIO | None = None, client: Any = None, log
         time.sleep(delays.throttled() if snap.throttled else delays.next())
         snap = monitor.poll()
     if snap.status == "Unknown":
-        raise ServiceError(f"no answer from SageMaker about {arn} ({snap.error or 'throttled'})",
-                           fix="try again shortly; check the network, the region and AWS_ENDPOINT_URL")
+        raise ServiceError(
+            f"no answer from SageMaker about {arn} ({snap.error or 'throttled'})",
+            fix="try again shortly; check the network, the region and AWS_ENDPOINT_URL",
+        )
     name = f" ({snap.display_name})" if snap.display_name else ""
     print(f"execution {arn}{name}: {snap.status}", file=stream)
     print(monitor.console_url, file=stream)
@@ -282,8 +300,15 @@ def print_status(arn: str, stream: TextIO | None = None, client: Any = None, log
     return True
 
 
-def follow(arn: str, stream: TextIO | None = None, client: Any = None, logs_client: Any = None,
-           delays: Backoff | None = None, sleep: Callable[[float], Any] | None = None, log_lines: int = 50) -> bool:
+def follow(
+    arn: str,
+    stream: TextIO | None = None,
+    client: Any = None,
+    logs_client: Any = None,
+    delays: Backoff | None = None,
+    sleep: Callable[[float], Any] | None = None,
+    log_lines: int = 50,
+) -> bool:
     """Follow the execution until it ends, printing each step's changes; True if it succeeded.
 
     Ctrl-C stops following (not the execution) and returns False.
@@ -319,8 +344,11 @@ def follow(arn: str, stream: TextIO | None = None, client: Any = None, logs_clie
                     _print_failures(monitor, snap, stream, log_lines)
                 return snap.succeeded
     except KeyboardInterrupt:
-        print(f"stopped following; the execution goes on. Check it later with: smstep status {arn}",
-              file=stream, flush=True)
+        print(
+            f"stopped following; the execution goes on. Check it later with: smstep status {arn}",
+            file=stream,
+            flush=True,
+        )
         return False
     return False
 
@@ -330,8 +358,11 @@ def fanout_line(fan: Any) -> str:
     limit = f", at most {fan.max_concurrency} at once" if fan.max_concurrency else ""
     if fan.index is not None:
         return f"foreach {fan.var} = {fan.source}[{fan.index}]: iteration {fan.index + 1} of {len(fan.items)}{limit}"
-    chosen = (f"the values of the iteration with the {'largest' if fan.select[0] == 'max' else 'smallest'} "
-              f"{fan.select[1]}" if fan.select else "each output as a list in item order")
+    chosen = (
+        f"the values of the iteration with the {'largest' if fan.select[0] == 'max' else 'smallest'} {fan.select[1]}"
+        if fan.select
+        else "each output as a list in item order"
+    )
     return f"foreach {fan.var} in {fan.source} ({len(fan.items)} items{limit}): gathers {chosen}"
 
 
@@ -360,7 +391,7 @@ def failure_lead(error: str) -> list[str]:
         out.append(f"  at {where}: {source}" if source else f"  at {where}")
         below = len(frames) - frames.index(mine[-1]) - 1
         if below:
-            libraries = sorted({_library(f[0]) for f in frames[frames.index(mine[-1]) + 1:]})
+            libraries = sorted({_library(f[0]) for f in frames[frames.index(mine[-1]) + 1 :]})
             out.append(f"  (then {below} frame{'s' if below != 1 else ''} inside {', '.join(libraries)})")
     return out
 

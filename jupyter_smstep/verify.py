@@ -78,15 +78,21 @@ class Verification:
             unknown = [f for f in findings if f.verdict.kind == "not comparable"]
             if differs:
                 first = differs[0]
-                marks[step] = ("≠ kernel", f"{', '.join(f.name for f in differs)} differ(s) from the kernel's: "
-                               f"{first.name}: {first.verdict.detail}" + (f"; likely cause: {first.cause}"
-                                                                         if first.cause else ""))
+                marks[step] = (
+                    "≠ kernel",
+                    f"{', '.join(f.name for f in differs)} differ(s) from the kernel's: "
+                    f"{first.name}: {first.verdict.detail}" + (f"; likely cause: {first.cause}" if first.cause else ""),
+                )
             elif unknown:
-                marks[step] = ("? kernel", f"{', '.join(f.name for f in unknown)} cannot be compared: "
-                               f"{unknown[0].verdict.detail}")
+                marks[step] = (
+                    "? kernel",
+                    f"{', '.join(f.name for f in unknown)} cannot be compared: {unknown[0].verdict.detail}",
+                )
             else:
-                marks[step] = ("= kernel", f"{len(findings)} value(s) equal to the kernel's "
-                               f"({', '.join(f.name for f in findings)})")
+                marks[step] = (
+                    "= kernel",
+                    f"{len(findings)} value(s) equal to the kernel's ({', '.join(f.name for f in findings)})",
+                )
         return marks
 
     @property
@@ -97,9 +103,16 @@ class Verification:
         steps: dict[str, dict[str, Any]] = {}
         for finding in self.findings:
             steps.setdefault(finding.step, {})[finding.name] = finding.to_json()
-        return {"kernel": self.kernel, "pipeline": self.source, "run_id": self.run_id,
-                "run_succeeded": self.run_succeeded, "failed_steps": self.failed_steps, "steps": steps,
-                **({"notes": self.notes} if self.notes else {}), **self.counts}
+        return {
+            "kernel": self.kernel,
+            "pipeline": self.source,
+            "run_id": self.run_id,
+            "run_succeeded": self.run_succeeded,
+            "failed_steps": self.failed_steps,
+            "steps": steps,
+            **({"notes": self.notes} if self.notes else {}),
+            **self.counts,
+        }
 
     def lines(self) -> list[str]:
         out = [f"kernel: {self.kernel}", f"pipeline: {self.source} {self.run_id}", *self.notes]
@@ -119,14 +132,17 @@ class Verification:
             where = "the run's log" if self.source == "local run" else "the execution in the console"
             out.append(f"step {failed}: failed in the pipeline (see {where})")
         counts = self.counts
-        out.append(f"{counts['equal']} equal, {counts['differs']} differ, {counts['not comparable']} not comparable"
-                   + ("" if self.run_succeeded else f"; the pipeline's {self.source} failed"))
+        out.append(
+            f"{counts['equal']} equal, {counts['differs']} differ, {counts['not comparable']} not comparable"
+            + ("" if self.run_succeeded else f"; the pipeline's {self.source} failed")
+        )
         return out
 
 
 # ------------------------------------------------------------------------------------------- the kernel
-def kernel_values(path: Path, workspace: Any, parameters: Mapping[str, Any] | None = None,
-                  timeout: float = 600) -> dict[str, dict[str, Any]]:
+def kernel_values(
+    path: Path, workspace: Any, parameters: Mapping[str, Any] | None = None, timeout: float = 600
+) -> dict[str, dict[str, Any]]:
     """step -> name -> the value right after its cell ran, in a fresh kernel running ``path`` top to bottom
     (a value that could not be pickled out of the kernel: an :class:`Unavailable`)."""
     import json
@@ -139,12 +155,19 @@ def kernel_values(path: Path, workspace: Any, parameters: Mapping[str, Any] | No
     by_id = {node.cell.cell_id: node for node in workspace.graph().steps}
     env = {**os.environ, VERIFY_ENV: "1"}
     try:
-        manager, client = start_new_kernel(kernel_name=kernel_name, cwd=str(path.parent.resolve()), env=env,
-                                           startup_timeout=120, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        manager, client = start_new_kernel(
+            kernel_name=kernel_name,
+            cwd=str(path.parent.resolve()),
+            env=env,
+            startup_timeout=120,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
     except NoSuchKernel:
-        raise SmstepError(f"the notebook's kernel {kernel_name!r} is not installed here",
-                          fix="install it (python -m ipykernel install --user --name NAME), or change the "
-                              "notebook's kernel") from None
+        raise SmstepError(
+            f"the notebook's kernel {kernel_name!r} is not installed here",
+            fix="install it (python -m ipykernel install --user --name NAME), or change the notebook's kernel",
+        ) from None
     found: dict[str, dict[str, Any]] = {}
     try:
         with tempfile.TemporaryDirectory(prefix="smstep-verify-") as folder:
@@ -176,16 +199,21 @@ class Unavailable:
 
 def _execute(client: Any, source: str, index: int, timeout: float) -> None:
     try:
-        reply = client.execute_interactive(source, store_history=True, timeout=timeout, allow_stdin=False,
-                                           output_hook=lambda message: None)
+        reply = client.execute_interactive(
+            source, store_history=True, timeout=timeout, allow_stdin=False, output_hook=lambda message: None
+        )
     except TimeoutError:
-        raise SmstepError(f"cell #{index} ran longer than {timeout:g} s in the verifying kernel",
-                          fix="pass a larger --timeout, or make the cell faster") from None
+        raise SmstepError(
+            f"cell #{index} ran longer than {timeout:g} s in the verifying kernel",
+            fix="pass a larger --timeout, or make the cell faster",
+        ) from None
     content = reply.get("content", {})
     if content.get("status") == "error":
-        raise SmstepError(f"cell #{index} failed in a fresh kernel running the notebook top to bottom: "
-                          f"{content.get('ename')}: {content.get('evalue')}",
-                          fix="fix the cell so that Restart & Run All runs the notebook through")
+        raise SmstepError(
+            f"cell #{index} failed in a fresh kernel running the notebook top to bottom: "
+            f"{content.get('ename')}: {content.get('evalue')}",
+            fix="fix the cell so that Restart & Run All runs the notebook through",
+        )
 
 
 _PULL = """
@@ -220,8 +248,9 @@ def _pull(client: Any, names: list[str], path: Path, index: int, timeout: float)
     values: dict[str, Any] = {}
     for name, data in raw.items():
         if data is None:
-            values[name] = Unavailable("the kernel has no such value after the cell (a --defer step does not run "
-                                       "in the kernel)")
+            values[name] = Unavailable(
+                "the kernel has no such value after the cell (a --defer step does not run in the kernel)"
+            )
         elif isinstance(data, str):
             values[name] = Unavailable(f"it cannot be pickled out of the kernel ({data})")
         else:
@@ -230,8 +259,9 @@ def _pull(client: Any, names: list[str], path: Path, index: int, timeout: float)
 
 
 # ------------------------------------------------------------------------------------------- comparing
-def compare_run(kernel: Mapping[str, Mapping[str, Any]], result: Any, graph: Any, rtol: float, atol: float,
-                kernel_label: str) -> Verification:
+def compare_run(
+    kernel: Mapping[str, Mapping[str, Any]], result: Any, graph: Any, rtol: float, atol: float, kernel_label: str
+) -> Verification:
     """The kernel's values against a local run's."""
     verification = Verification(kernel_label, result.run_id, bool(result.succeeded))
     differing: set[str] = set()  # steps with a difference: what their readers get already differs
@@ -244,8 +274,11 @@ def compare_run(kernel: Mapping[str, Mapping[str, Any]], result: Any, graph: Any
         outputs = result.outputs(node.name)
         values = kernel.get(node.name) or _iteration_values(kernel, node)
         for name in node.outputs:
-            mine = values.get(name, Unavailable("not recorded")) if values is not None else \
-                Unavailable("the step's cell has not run in the kernel")
+            mine = (
+                values.get(name, Unavailable("not recorded"))
+                if values is not None
+                else Unavailable("the step's cell has not run in the kernel")
+            )
             if isinstance(mine, Unavailable):
                 finding = Finding(node.name, name, Verdict("not comparable", mine.why))
             elif name not in outputs:
@@ -254,10 +287,18 @@ def compare_run(kernel: Mapping[str, Mapping[str, Any]], result: Any, graph: Any
                 verdict = compare(mine, outputs[name], rtol, atol)
                 finding = Finding(node.name, name, verdict)
                 if verdict.kind == "differs":
-                    upstream = sorted({f"{i.name!r} from step '{i.step}'" for i in node.inputs.values()
-                                       if i.kind == "step" and i.step in differing})
-                    finding.cause = (f"it reads {', '.join(upstream)}, which already differs there"
-                                     if upstream else likely_cause(name, node, step.reads))
+                    upstream = sorted(
+                        {
+                            f"{i.name!r} from step '{i.step}'"
+                            for i in node.inputs.values()
+                            if i.kind == "step" and i.step in differing
+                        }
+                    )
+                    finding.cause = (
+                        f"it reads {', '.join(upstream)}, which already differs there"
+                        if upstream
+                        else likely_cause(name, node, step.reads)
+                    )
             verification.findings.append(finding)
         if any(f.step == node.name and f.verdict.kind == "differs" for f in verification.findings):
             differing.add(node.name)
@@ -274,53 +315,88 @@ def _iteration_values(kernel: Mapping[str, Mapping[str, Any]], node: Any) -> dic
         why = f"--select keeps only the chosen iteration in the kernel (step '{fan.step}' compares it)"
         return {name: Unavailable(why) for name in node.outputs}
     lists = kernel[fan.step]
-    return {name: lists[name][fan.index] if isinstance(lists.get(name), list) and len(lists[name]) > fan.index
-            else Unavailable("the kernel's list has no such item") for name in node.outputs}
+    return {
+        name: lists[name][fan.index]
+        if isinstance(lists.get(name), list) and len(lists[name]) > fan.index
+        else Unavailable("the kernel's list has no such item")
+        for name in node.outputs
+    }
 
 
 def likely_cause(name: str, node: Any, reads: Mapping[str, Any]) -> str:
     """What most likely made the step's ``name`` differ, from what the step recorded that it read."""
     unpinned = [r for r in reads.get("unpinned", []) if "random" in r or "clock" in r]
     if unpinned:
-        seeds = [seed for key, seed in (("(random.", "random.seed(0)"), ("numpy.random.default_rng", "default_rng(0)"),
-                                        ("(numpy.random.", "np.random.seed(0)"), ("(random's global", "random.seed(0)"),
-                                        ("(numpy's global", "random_state=0 on the library's call, or "
-                                                            "np.random.seed(0)"))
-                 if any(key in r for r in unpinned)]
+        seeds = [
+            seed
+            for key, seed in (
+                ("(random.", "random.seed(0)"),
+                ("numpy.random.default_rng", "default_rng(0)"),
+                ("(numpy.random.", "np.random.seed(0)"),
+                ("(random's global", "random.seed(0)"),
+                ("(numpy's global", "random_state=0 on the library's call, or np.random.seed(0)"),
+            )
+            if any(key in r for r in unpinned)
+        ]
         fix = f"seed it inside the step ({' / '.join(seeds)})" if seeds else "pass the time in as a parameter"
-        return (f"the step read {', '.join(unpinned)}: the job got other values than the kernel did (fix: {fix}, "
-                "and run the cells again)")
+        return (
+            f"the step read {', '.join(unpinned)}: the job got other values than the kernel did (fix: {fix}, "
+            "and run the cells again)"
+        )
     if reads.get("env"):
         names = ", ".join(reads["env"])
-        return (f"the step read the environment variable(s) {names} when it ran: the job has the environment it "
-                "starts with, not the kernel's (a cell that sets os.environ runs only in the kernel; fix: "
-                "--env NAME=VALUE on the step, or a parameter)")
+        return (
+            f"the step read the environment variable(s) {names} when it ran: the job has the environment it "
+            "starts with, not the kernel's (a cell that sets os.environ runs only in the kernel; fix: "
+            "--env NAME=VALUE on the step, or a parameter)"
+        )
     if reads.get("files") or reads.get("folders"):
-        return (f"the step read {', '.join([*reads.get('files', []), *reads.get('folders', [])][:3])} when it ran: "
-                "the job read them as they are now, the kernel as they were")
-    return (f"a change the build did not see: a cell changed {name!r} (or a value it is made from) in place "
-            f"without its code showing it (fix: %%step --outputs on the step that changes it, or a cell "
-            f"`%pipeline outputs {name}`)")
+        return (
+            f"the step read {', '.join([*reads.get('files', []), *reads.get('folders', [])][:3])} when it ran: "
+            "the job read them as they are now, the kernel as they were"
+        )
+    return (
+        f"a change the build did not see: a cell changed {name!r} (or a value it is made from) in place "
+        f"without its code showing it (fix: %%step --outputs on the step that changes it, or a cell "
+        f"`%pipeline outputs {name}`)"
+    )
 
 
-def verify_notebook(path: Path, workspace: Any, parameters: Mapping[str, Any], rtol: float, atol: float,
-                    runs_dir: str | None = None, timeout: float = 600,
-                    on_event: Callable | None = None) -> Verification:
+def verify_notebook(
+    path: Path,
+    workspace: Any,
+    parameters: Mapping[str, Any],
+    rtol: float,
+    atol: float,
+    runs_dir: str | None = None,
+    timeout: float = 600,
+    on_event: Callable | None = None,
+) -> Verification:
     """``smstep verify``: a fresh kernel top to bottom against a local run."""
     kernel = kernel_values(path, workspace, parameters, timeout)
     result = workspace.run_local(parameters, on_event=on_event, runs_dir=runs_dir)
-    return compare_run(kernel, result, workspace.graph(), rtol, atol,
-                       f"a fresh kernel running {path.name} top to bottom")
+    return compare_run(
+        kernel, result, workspace.graph(), rtol, atol, f"a fresh kernel running {path.name} top to bottom"
+    )
 
 
-def verify_live(workspace: Any, parameters: Mapping[str, Any], rtol: float, atol: float,
-                runs_dir: str | None = None, on_event: Callable | None = None, stop: Any = None) -> Verification:
+def verify_live(
+    workspace: Any,
+    parameters: Mapping[str, Any],
+    rtol: float,
+    atol: float,
+    runs_dir: str | None = None,
+    on_event: Callable | None = None,
+    stop: Any = None,
+) -> Verification:
     """``%pipeline verify``: the values each step cell left in this kernel against a local run."""
     graph = workspace.graph()
     kernel = {node.name: dict(node.cell.after) for node in graph.steps if node.cell.after is not None}
     if not kernel:
-        raise SmstepError("no step cell has run in this kernel yet (a --defer step does not)",
-                          fix="run the notebook's cells (Run All), then %pipeline verify")
+        raise SmstepError(
+            "no step cell has run in this kernel yet (a --defer step does not)",
+            fix="run the notebook's cells (Run All), then %pipeline verify",
+        )
     result = workspace.run_local(parameters, on_event=on_event, runs_dir=runs_dir, stop=stop)
     done = compare_run(kernel, result, graph, rtol, atol, "this kernel, as each step cell left its values")
     workspace.last_verification = done  # the panel marks each step with it
@@ -329,8 +405,10 @@ def verify_live(workspace: Any, parameters: Mapping[str, Any], rtol: float, atol
 
 def bad_tolerance(rtol: float, atol: float) -> Problem | None:
     if not (rtol >= 0 and atol >= 0) or rtol != rtol or atol != atol:
-        return Problem(f"--rtol {rtol} --atol {atol}: tolerances are numbers of at least 0",
-                       fix="e.g. --rtol 1e-9 --atol 0 (the default)")
+        return Problem(
+            f"--rtol {rtol} --atol {atol}: tolerances are numbers of at least 0",
+            fix="e.g. --rtol 1e-9 --atol 0 (the default)",
+        )
     return None
 
 
@@ -355,8 +433,15 @@ class _ExecutionSide:
         return self.values.get(step, {})
 
 
-def verify_execution(workspace: Any, execution: str, rtol: float, atol: float, path: Path | None = None,
-                     timeout: float = 600, changed_ok: bool = False) -> Verification:
+def verify_execution(
+    workspace: Any,
+    execution: str,
+    rtol: float,
+    atol: float,
+    path: Path | None = None,
+    timeout: float = 600,
+    changed_ok: bool = False,
+) -> Verification:
     """``verify --execution``: the kernel's values (a fresh kernel running ``path`` with the execution's
     parameter values, or this kernel's) against what the SageMaker execution's steps returned."""
     pulled = workspace.pull_execution(execution, changed_ok=changed_ok)
@@ -371,11 +456,18 @@ def verify_execution(workspace: Any, execution: str, rtol: float, atol: float, p
         label = "this kernel, as each step cell left its values"
     local = workspace.last_run or workspace.latest_run(graph.name)
     states = {"Succeeded": "succeeded", "Failed": "failed"}
-    side = _ExecutionSide(remote.id, remote.status == "Succeeded",
-                          {name: _RemoteStep(states.get(step.status, step.status.lower()),
-                                             dict(local.steps[name].reads) if local is not None
-                                             and name in local.steps else {})
-                           for name, step in remote.steps.items()}, pulled.values)
+    side = _ExecutionSide(
+        remote.id,
+        remote.status == "Succeeded",
+        {
+            name: _RemoteStep(
+                states.get(step.status, step.status.lower()),
+                dict(local.steps[name].reads) if local is not None and name in local.steps else {},
+            )
+            for name, step in remote.steps.items()
+        },
+        pulled.values,
+    )
     verification = compare_run(kernel, side, graph, rtol, atol, label)
     verification.source, verification.notes = "SageMaker execution", list(pulled.notes)
     return verification

@@ -73,8 +73,14 @@ def _with_cell_lines(error: BaseException, source: str) -> BaseException:
 class Workspace:
     """One notebook's pipeline: the registry of its cells and the namespace its values live in."""
 
-    def __init__(self, registry: Registry, namespace: MutableMapping[str, Any], origin: str = "a notebook",
-                 default_name: str | None = None, root: Path | None = None) -> None:
+    def __init__(
+        self,
+        registry: Registry,
+        namespace: MutableMapping[str, Any],
+        origin: str = "a notebook",
+        default_name: str | None = None,
+        root: Path | None = None,
+    ) -> None:
         self.registry = registry
         self.namespace = namespace
         self.origin = origin
@@ -117,15 +123,19 @@ class Workspace:
         self._pin_dependencies(graph)
         self._check_workspace(graph)
         if graph.mlflow and compat.installed_major() < 3:
-            graph.report.error("%pipeline config --mlflow-arn: SageMaker Pipelines' MLflow settings are in SDK v3 "
-                               f"(installed: {compat.installed_version()})",
-                               fix="pip install 'sagemaker>=3.27' (or drop --mlflow-arn)")
+            graph.report.error(
+                "%pipeline config --mlflow-arn: SageMaker Pipelines' MLflow settings are in SDK v3 "
+                f"(installed: {compat.installed_version()})",
+                fix="pip install 'sagemaker>=3.27' (or drop --mlflow-arn)",
+            )
         if keys and not graph.report.errors:
             from jupyter_smstep.sdk import content
 
             graph.keys = content.step_keys(graph, self.namespace, self.root)
-            graph.changes = {label: {name: changes(parts.get(name), key) for name, key in graph.keys.items()}
-                             for label, parts in self.baselines(graph.name).items()}
+            graph.changes = {
+                label: {name: changes(parts.get(name), key) for name, key in graph.keys.items()}
+                for label, parts in self.baselines(graph.name).items()
+            }
             run = self.latest_run(graph.name)
             if run is not None:  # what each step read when it last ran (the cache checks these)
                 graph.reads = {n: dict(s.reads, run=run.run_id) for n, s in run.steps.items() if s.reads}
@@ -140,14 +150,19 @@ class Workspace:
         if shipping is None:
             return
         files = workdir.shipped(shipping)
-        graph.ships = {"files": sorted(f for f, _ in files), "bytes": sum(n for _, n in files),
-                       "because": {step: list(mods) for step, mods in shipping.because.items()}}
+        graph.ships = {
+            "files": sorted(f for f, _ in files),
+            "bytes": sum(n for _, n in files),
+            "because": {step: list(mods) for step, mods in shipping.because.items()},
+        }
         if graph.ships["bytes"] > workdir.LARGE:
             largest = ", ".join(f"{f} ({fmt_bytes(n)})" for f, n in files[:3])
-            graph.report.warn(f"the steps' workspace (IncludeLocalWorkDir) is {fmt_bytes(graph.ships['bytes'])}, "
-                              f"zipped and uploaded with every step of every build; largest: {largest}",
-                              fix="list those names under CustomFileFilter: IgnoreNamePatterns in config.yaml, or "
-                                  "move them out of the notebook's folder (upload data to S3)")
+            graph.report.warn(
+                f"the steps' workspace (IncludeLocalWorkDir) is {fmt_bytes(graph.ships['bytes'])}, "
+                f"zipped and uploaded with every step of every build; largest: {largest}",
+                fix="list those names under CustomFileFilter: IgnoreNamePatterns in config.yaml, or "
+                "move them out of the notebook's folder (upload data to S3)",
+            )
 
     def _check_seen(self, graph: PipelineGraph) -> None:
         """Each step gets the values its cell saw (``sdk.snapshot``). Refuse a value too large to have been
@@ -163,15 +178,20 @@ class Workspace:
                 continue
             captured = {i.name: i for i in node.captured}
             for var in seen.changed_in_place(captured):
-                who = ("the step's own cell when it ran in the kernel" if var in node.cell.changed_in_kernel
-                       else self._writer_after(node.cell, var) or "a later cell")
+                who = (
+                    "the step's own cell when it ran in the kernel"
+                    if var in node.cell.changed_in_kernel
+                    else self._writer_after(node.cell, var) or "a later cell"
+                )
                 graph.report.error(
                     f"reads {var!r}, which changed in place after this step's cell saw it ({who}): it is too large "
                     f"to keep a copy of (over {CAP // 2**20} MiB pickled), so the pipeline would give the step the "
                     "changed value, not the one its cell saw",
                     fix=f"copy it where it changes ({var} = {var}.copy() before changing it), or make {var!r} "
-                        "an output of a step above so it travels as data", step=node.name,
-                    line=captured[var].line + 1)
+                    "an output of a step above so it travels as data",
+                    step=node.name,
+                    line=captured[var].line + 1,
+                )
             if not self.live:
                 continue
             analysis = node.cell.analysis
@@ -185,7 +205,9 @@ class Workspace:
                         f"{var!r} changed in the kernel after this step's cell ran{f' ({writer})' if writer else ''}: "
                         "the step uses the value its cell saw, as the notebook run top to bottom does",
                         fix=f"to use the kernel's current {var!r}, run step '{node.name}' again",
-                        step=node.name, line=inp.line + 1)
+                        step=node.name,
+                        line=inp.line + 1,
+                    )
 
     def _has_moved(self, cell_key: str, var: str, seen: Any) -> bool:
         key = (cell_key, var, id(self.namespace.get(var)), self.registry.revision)
@@ -216,22 +238,31 @@ class Workspace:
             pins = requirements.step_pins(node, self.namespace, graph.steps)
             graph.dependencies[node.name] = pins.lines
             for module in pins.missing:
-                graph.report.error(f"imports {module!r}, which this kernel cannot import: --dependencies auto "
-                                   "cannot pin it, and the job would fail on it", step=node.name,
-                                   fix=f"install it in the kernel (pip install the package that provides "
-                                       f"{module!r}) and run the cell again, or fix the import's spelling")
+                graph.report.error(
+                    f"imports {module!r}, which this kernel cannot import: --dependencies auto "
+                    "cannot pin it, and the job would fail on it",
+                    step=node.name,
+                    fix=f"install it in the kernel (pip install the package that provides "
+                    f"{module!r}) and run the cell again, or fix the import's spelling",
+                )
             for dist in pins.local:
-                graph.report.warn(f"uses the package {dist!r}, installed here from a local folder (editable or "
-                                  "a path): pinned by name, pip in the job would install whatever PyPI has under "
-                                  "that name, so it is not pinned", step=node.name,
-                                  fix="ship its source with IncludeLocalWorkDir (its folder beside the notebook), "
-                                      "or build a wheel and list the wheel's path in --dependencies FILE")
+                graph.report.warn(
+                    f"uses the package {dist!r}, installed here from a local folder (editable or "
+                    "a path): pinned by name, pip in the job would install whatever PyPI has under "
+                    "that name, so it is not pinned",
+                    step=node.name,
+                    fix="ship its source with IncludeLocalWorkDir (its folder beside the notebook), "
+                    "or build a wheel and list the wheel's path in --dependencies FILE",
+                )
             for module in pins.unresolved:
-                graph.report.warn(f"uses the module {module!r}, which no installed package provides (a .py file "
-                                  "beside the notebook?): --dependencies auto cannot pin it, and the job will "
-                                  "not have it", step=node.name,
-                                  fix="set IncludeLocalWorkDir: true in config.yaml so the notebook's .py files "
-                                  "travel with the step, or make it an installable package")
+                graph.report.warn(
+                    f"uses the module {module!r}, which no installed package provides (a .py file "
+                    "beside the notebook?): --dependencies auto cannot pin it, and the job will "
+                    "not have it",
+                    step=node.name,
+                    fix="set IncludeLocalWorkDir: true in config.yaml so the notebook's .py files "
+                    "travel with the step, or make it an installable package",
+                )
 
     def baselines(self, pipeline: str) -> dict[str, dict[str, dict[str, str]]]:
         """What the steps were made of in the last local run and the last submitted execution:
@@ -276,9 +307,17 @@ class Workspace:
         return text
 
     # ---------------------------------------------------------------- run
-    def run_local(self, parameters: Mapping[str, Any] | None = None, on_event: Callable | None = None,
-                  runs_dir: str | Path | None = None, cache: bool = True, from_step: str | None = None,
-                  stop: Any = None, upstream: str | None = None, changed_ok: bool = False) -> Any:
+    def run_local(
+        self,
+        parameters: Mapping[str, Any] | None = None,
+        on_event: Callable | None = None,
+        runs_dir: str | Path | None = None,
+        cache: bool = True,
+        from_step: str | None = None,
+        stop: Any = None,
+        upstream: str | None = None,
+        changed_ok: bool = False,
+    ) -> Any:
         """Run the pipeline locally; a step whose key matches an earlier run's reuses its results unless
         ``cache`` is False, and ``from_step`` and its dependents always run. Setting ``stop`` (a
         ``threading.Event``) stops the run. With ``upstream`` (a SageMaker execution: ARN or ``latest``), every
@@ -286,24 +325,30 @@ class Workspace:
         still win); a step the notebook now builds differently is refused unless ``changed_ok``."""
         graph = self._buildable_graph(for_the_service=False)  # a local run uses no image
         if from_step is not None and from_step not in {s.name for s in graph.steps}:
-            raise SmstepError(f"--from {from_step!r} names no step of the pipeline",
-                              fix=did_you_mean(from_step, [s.name for s in graph.steps], "the steps"))
+            raise SmstepError(
+                f"--from {from_step!r} names no step of the pipeline",
+                fix=did_you_mean(from_step, [s.name for s in graph.steps], "the steps"),
+            )
         if upstream is None:
             if changed_ok:
                 raise SmstepError("--changed-ok applies to --upstream only", fix="add --upstream ARN (or latest)")
             self.last_run = self._run_graph(graph, parameters, on_event, runs_dir, cache, from_step, stop)
             return self.last_run
         if from_step is None:
-            raise SmstepError("--upstream needs --from STEP: the step (and those after it) to run locally on the "
-                              "execution's results", fix="add --from STEP")
+            raise SmstepError(
+                "--upstream needs --from STEP: the step (and those after it) to run locally on the execution's results",
+                fix="add --from STEP",
+            )
         with tempfile.TemporaryDirectory(prefix="smstep-upstream-") as folder:
             taken, ran_with = self._upstream(graph, upstream, from_step, changed_ok, Path(folder))
-            self.last_run = self._run_graph(graph, {**ran_with, **(parameters or {})}, on_event, runs_dir, cache,
-                                            from_step, stop, taken=taken)
+            self.last_run = self._run_graph(
+                graph, {**ran_with, **(parameters or {})}, on_event, runs_dir, cache, from_step, stop, taken=taken
+            )
         return self.last_run
 
-    def _upstream(self, graph: PipelineGraph, upstream: str, from_step: str, changed_ok: bool,
-                  folder: Path) -> tuple[dict[str, tuple[Path, str]], dict[str, str]]:
+    def _upstream(
+        self, graph: PipelineGraph, upstream: str, from_step: str, changed_ok: bool, folder: Path
+    ) -> tuple[dict[str, tuple[Path, str]], dict[str, str]]:
         """The results ``run --from STEP --upstream`` takes from the execution (step -> (their folder, where
         they came from)), and the parameter values the execution ran with."""
         from jupyter_smstep.core.model import upstream_of, with_dependents
@@ -314,28 +359,51 @@ class Workspace:
         depends = {n.name: n.depends_on for n in graph.steps}
         runs = with_dependents(depends, [from_step])
         needed = upstream_of(depends, runs)  # every step the run's steps read from, directly or not
-        missing = sorted(n for n in needed if n in depends and (remote.steps.get(n) is None
-                                                                 or remote.steps[n].status != "Succeeded"))
+        missing = sorted(
+            n for n in needed if n in depends and (remote.steps.get(n) is None or remote.steps[n].status != "Succeeded")
+        )
         if missing:
-            raise SmstepError([Problem(f"{remote.label(n)} " + (f"is {remote.steps[n].status}" if n in remote.steps
-                                                               else "did not run")
-                                       + f": --from {from_step} needs its results",
-                                       fix=f"pass an execution in which it succeeded, or run from it (--from {n})")
-                               for n in missing])
-        take = [n.name for n in graph.steps if n.name not in runs and n.name in remote.steps
-                and remote.steps[n.name].status == "Succeeded" and remote.steps[n.name].job_name]
-        why = {} if changed_ok else executions.changed(remote, content.step_keys(graph, self.namespace, self.root),
-                                                       take)
+            raise SmstepError(
+                [
+                    Problem(
+                        f"{remote.label(n)} "
+                        + (f"is {remote.steps[n].status}" if n in remote.steps else "did not run")
+                        + f": --from {from_step} needs its results",
+                        fix=f"pass an execution in which it succeeded, or run from it (--from {n})",
+                    )
+                    for n in missing
+                ]
+            )
+        take = [
+            n.name
+            for n in graph.steps
+            if n.name not in runs
+            and n.name in remote.steps
+            and remote.steps[n.name].status == "Succeeded"
+            and remote.steps[n.name].job_name
+        ]
+        why = (
+            {} if changed_ok else executions.changed(remote, content.step_keys(graph, self.namespace, self.root), take)
+        )
         executions.refuse_changed(remote, {n: w for n, w in why.items() if n in needed}, "--changed-ok")
         take = [n for n in take if n not in why]  # a changed step the run does not need runs here, as it is now
-        taken = {name: (executions.download(session, remote, name, root, folder / name), remote.label(name))
-                 for name in take}
+        taken = {
+            name: (executions.download(session, remote, name, root, folder / name), remote.label(name)) for name in take
+        }
         ran_with = {k: v for k, v in remote.parameters.items() if k in graph.parameters}
         return taken, ran_with
 
-    def _run_graph(self, graph: PipelineGraph, parameters: Mapping[str, Any] | None, on_event: Callable | None,
-                   runs_dir: str | Path | None, cache: bool, from_step: str | None, stop: Any = None,
-                   taken: Mapping[str, tuple[Path, str]] | None = None) -> Any:
+    def _run_graph(
+        self,
+        graph: PipelineGraph,
+        parameters: Mapping[str, Any] | None,
+        on_event: Callable | None,
+        runs_dir: str | Path | None,
+        cache: bool,
+        from_step: str | None,
+        stop: Any = None,
+        taken: Mapping[str, tuple[Path, str]] | None = None,
+    ) -> Any:
         from jupyter_smstep import local
         from jupyter_smstep.sdk import build, content
 
@@ -343,29 +411,50 @@ class Workspace:
         functions = build.step_functions(graph, self.namespace, self.captures)  # built once, for the runner too
         # a fresh run identity: a step that reads jupyter_smstep.execution is never reused
         keys = content.step_keys(graph, self.namespace, self.root, values, run=secrets.token_hex(8))
-        anyway = frozenset(n.name for n in graph.steps if n.settings.get("reuse") is not None
-                           and n.settings["reuse"].value == "always")
+        anyway = frozenset(
+            n.name for n in graph.steps if n.settings.get("reuse") is not None and n.settings["reuse"].value == "always"
+        )
         runs_dir = runs_dir or self.runs_folder  # beside the notebook, wherever the command was started
         host_env = self.host_environment()
-        step_cache = local.StepCache(Path(runs_dir).absolute(), root=self.root,
-                                     reuse_anyway=anyway, environ=host_env) if cache else None
+        step_cache = (
+            local.StepCache(Path(runs_dir).absolute(), root=self.root, reuse_anyway=anyway, environ=host_env)
+            if cache
+            else None
+        )
         reused = self._cached_steps(graph, keys, step_cache, from_step) if step_cache else frozenset()
         reused |= frozenset(taken or ())  # taken from elsewhere: nothing of theirs is uploaded either
 
         def assemble(session: Any) -> Any:
-            return build.build_pipeline(graph, self.namespace, session, root=self.root, functions=functions,
-                                        keys=keys, reused=reused, local=True)
+            return build.build_pipeline(
+                graph,
+                self.namespace,
+                session,
+                root=self.root,
+                functions=functions,
+                keys=keys,
+                reused=reused,
+                local=True,
+            )
 
-        kwargs: dict[str, Any] = {"parameters": values, "on_event": on_event, "functions": functions,
-                                  "keys": dict(keys), "cache": step_cache or False,
-                                  "force": [from_step] if from_step else [], "root": self.root, "stop": stop,
-                                  "notebook": self.notebook, "taken": dict(taken or {}), "host_env": host_env,
-                                  "pipeline_key": pipeline_key(graph, keys, settings_mod.load_sdk_config())}
+        kwargs: dict[str, Any] = {
+            "parameters": values,
+            "on_event": on_event,
+            "functions": functions,
+            "keys": dict(keys),
+            "cache": step_cache or False,
+            "force": [from_step] if from_step else [],
+            "root": self.root,
+            "stop": stop,
+            "notebook": self.notebook,
+            "taken": dict(taken or {}),
+            "host_env": host_env,
+            "pipeline_key": pipeline_key(graph, keys, settings_mod.load_sdk_config()),
+        }
         if runs_dir is not None:
             kwargs["runs_dir"] = runs_dir
         saves = {n.name: [s.to_json() for s in n.saves] for n in graph.steps if n.saves}
         if saves:  # the buckets they write to exist in the run's S3, and the run lists what they wrote
-            kwargs["buckets"] = sorted({s.uri[len("s3://"):].split("/", 1)[0] for n in graph.steps for s in n.saves})
+            kwargs["buckets"] = sorted({s.uri[len("s3://") :].split("/", 1)[0] for n in graph.steps for s in n.saves})
             kwargs["saves"] = saves
         return local.run_pipeline(assemble, **kwargs)
 
@@ -380,9 +469,16 @@ class Workspace:
         return env
 
     # ---------------------------------------------------------------- %%remote
-    def remote_cell(self, source: str, options: Mapping[str, Any], *, local: bool = False,
-                    on_event: Callable | None = None, runs_dir: str | Path | None = None,
-                    session: Any = None) -> Any:
+    def remote_cell(
+        self,
+        source: str,
+        options: Mapping[str, Any],
+        *,
+        local: bool = False,
+        on_event: Callable | None = None,
+        runs_dir: str | Path | None = None,
+        session: Any = None,
+    ) -> Any:
         """Run one cell as a SageMaker training job (the SDK's remote function), or with ``local`` through the
         local runner, and put the variables it assigns back into the namespace. Its settings resolve as a
         step's (cell > %pipeline config > config.yaml > kernel image > default); what it reads comes from
@@ -447,21 +543,42 @@ class Workspace:
             except (SmstepError, OSError, ValueError):
                 continue  # a damaged run folder is no baseline
             if candidate.pipeline_name == pipeline and (
-                    candidate.notebook is None or self.notebook is None or candidate.notebook == self.notebook):
+                candidate.notebook is None or self.notebook is None or candidate.notebook == self.notebook
+            ):
                 return candidate
         return None
 
-    def schedule(self, name: str, expression: Any, *, role: str | None = None,
-                 parameters: Mapping[str, Any] | None = None, start: Any = None, end: Any = None,
-                 enabled: bool = True, session: Any = None) -> Any:
+    def schedule(
+        self,
+        name: str,
+        expression: Any,
+        *,
+        role: str | None = None,
+        parameters: Mapping[str, Any] | None = None,
+        start: Any = None,
+        end: Any = None,
+        enabled: bool = True,
+        session: Any = None,
+    ) -> Any:
         """Create or update schedule ``name`` (a ``core.schedules.Expression``), upserting the pipeline first
         when its definition changed."""
         from jupyter_smstep.remote import eventbridge
 
         graph = self._buildable_graph()
         values = run_values(graph, parameters)
-        return eventbridge.put(graph, self.namespace, name, expression, role=role, parameters=values, start=start,
-                             end=end, enabled=enabled, session=session, root=self.root)
+        return eventbridge.put(
+            graph,
+            self.namespace,
+            name,
+            expression,
+            role=role,
+            parameters=values,
+            start=start,
+            end=end,
+            enabled=enabled,
+            session=session,
+            root=self.root,
+        )
 
     def schedules(self, session: Any = None) -> list[Any]:
         from jupyter_smstep.remote import eventbridge
@@ -481,8 +598,10 @@ class Workspace:
         name = run.pipeline_name if run is not None else self._buildable_graph().name
         run = run or self.latest_run(name)
         if run is None or not any(s.resources for s in run.steps.values()):
-            raise SmstepError(f"no local run of {name!r} with measurements to estimate from",
-                              fix="run it locally first (%pipeline run, smstep run NB)")
+            raise SmstepError(
+                f"no local run of {name!r} with measurements to estimate from",
+                fix="run it locally first (%pipeline run, smstep run NB)",
+            )
         measured = run.measurements()
         if region is None:
             from jupyter_smstep.sdk.compat import aws_region
@@ -491,8 +610,9 @@ class Workspace:
         if prices_file:
             return cost.estimate(measured, cost.parse_prices_file(prices_file, region))
         if not region:
-            return cost.estimate(measured, None, "no AWS region is set (AWS_REGION, AWS_DEFAULT_REGION or the AWS "
-                                 "config)")
+            return cost.estimate(
+                measured, None, "no AWS region is set (AWS_REGION, AWS_DEFAULT_REGION or the AWS config)"
+            )
         from jupyter_smstep.remote import pricing
 
         prices, why = pricing.fetch(region, {m["instance_type"] for m in measured.values()})
@@ -510,34 +630,45 @@ class Workspace:
         return run.suggestions(specs), note
 
     @staticmethod
-    def _cached_steps(graph: PipelineGraph, keys: Mapping[str, Any], cache: Any, from_step: str | None
-                      ) -> frozenset[str]:
+    def _cached_steps(
+        graph: PipelineGraph, keys: Mapping[str, Any], cache: Any, from_step: str | None
+    ) -> frozenset[str]:
         """The steps a run will take from ``cache`` (verified now, once): their payloads need no upload."""
         from jupyter_smstep.core.model import with_dependents
         from jupyter_smstep.local.cache import reusable
 
         forced = with_dependents({n.name: n.depends_on for n in graph.steps}, [from_step] if from_step else [])
-        taken = reusable(cache, {n.name: keys[n.name].key for n in graph.steps if n.name in keys},
-                         {n.name: n.depends_on for n in graph.steps},
-                         {n.name: [s.to_json() for s in n.saves] for n in graph.steps if n.saves})
+        taken = reusable(
+            cache,
+            {n.name: keys[n.name].key for n in graph.steps if n.name in keys},
+            {n.name: n.depends_on for n in graph.steps},
+            {n.name: [s.to_json() for s in n.saves] for n in graph.steps if n.saves},
+        )
         return frozenset(taken - forced)
 
-    def submit(self, parameters: Mapping[str, Any] | None = None, session: Any = None, changed: bool = False,
-               force: bool = False) -> Any:
+    def submit(
+        self,
+        parameters: Mapping[str, Any] | None = None,
+        session: Any = None,
+        changed: bool = False,
+        force: bool = False,
+    ) -> Any:
         """Upsert and start; with ``changed``, only the steps changed since the last succeeded execution."""
         from jupyter_smstep.remote import submit as remote
 
         graph = self._buildable_graph()
         values = run_values(graph, parameters)
-        submission = remote.submit(graph, self.namespace, values, session=session, root=self.root,
-                                   changed=changed, force=force)
+        submission = remote.submit(
+            graph, self.namespace, values, session=session, root=self.root, changed=changed, force=force
+        )
         if submission.started:
             self.last_execution = submission
         return submission
 
     # ---------------------------------------------------------------- back from SageMaker
-    def execution(self, execution: str, session: Any = None, graph: PipelineGraph | None = None
-                  ) -> tuple[Any, Any, str]:
+    def execution(
+        self, execution: str, session: Any = None, graph: PipelineGraph | None = None
+    ) -> tuple[Any, Any, str]:
         """A SageMaker execution of this notebook's pipeline (an ARN, or ``latest``): (the execution, the
         session, the pipeline's own S3 root, the only place its results are read from). ``graph``: the
         notebook's graph, when the caller has built it already."""
@@ -548,8 +679,9 @@ class Workspace:
         session = session or sdk.make_session()
         return executions.find(session.sagemaker_client, name, execution), session, executions.own_root(session, name)
 
-    def pull_execution(self, execution: str, steps: list[str] | None = None, changed_ok: bool = False,
-                       session: Any = None) -> Any:
+    def pull_execution(
+        self, execution: str, steps: list[str] | None = None, changed_ok: bool = False, session: Any = None
+    ) -> Any:
         """The outputs of an execution's steps (default: every step it has), each checked to be what the
         notebook builds now (unless ``changed_ok``), as a ``remote.executions.Pulled``; the caller puts them in
         the kernel."""
@@ -568,15 +700,19 @@ class Workspace:
         for name in wanted:
             step = remote.steps.get(name)
             if step is None or step.status != "Succeeded":
-                pulled.notes.append(f"{remote.label(name)} " + (f"is {step.status}" if step else "did not run")
-                                    + ": nothing to pull")
+                pulled.notes.append(
+                    f"{remote.label(name)} " + (f"is {step.status}" if step else "did not run") + ": nothing to pull"
+                )
             elif not step.job_name:
                 continue  # a condition or a fail step has no outputs
             else:
                 ready.append(name)
         if not changed_ok:
-            executions.refuse_changed(remote, executions.changed(
-                remote, content.step_keys(graph, self.namespace, self.root), ready), "--changed-ok")
+            executions.refuse_changed(
+                remote,
+                executions.changed(remote, content.step_keys(graph, self.namespace, self.root), ready),
+                "--changed-ok",
+            )
         for name in ready:
             pulled.values[name] = executions.load(session, remote, name, root)
         return pulled
@@ -592,9 +728,11 @@ class Workspace:
         session = session or sdk.make_session()
         rows = history.history(session.sagemaker_client, name, limit)
         run = self.latest_run(name)
-        estimates = {step: (float(m["wall_s"]) + STARTUP_BILLABLE_S) * int(m.get("instance_count") or 1)
-                     for step, m in (run.measurements() if run is not None else {}).items()
-                     if m.get("wall_s") is not None}
+        estimates = {
+            step: (float(m["wall_s"]) + STARTUP_BILLABLE_S) * int(m.get("instance_count") or 1)
+            for step, m in (run.measurements() if run is not None else {}).items()
+            if m.get("wall_s") is not None
+        }
         return rows, estimates
 
 

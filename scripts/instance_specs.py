@@ -17,8 +17,35 @@ from pathlib import Path
 
 OUT = Path(__file__).resolve().parents[1] / "jupyter_smstep" / "data" / "instance_specs.json"
 #: The families SageMaker offers for training jobs (ml.<family>.<size>).
-FAMILIES = ("m4", "m5", "m5d", "m6i", "m7i", "c4", "c5", "c5n", "c6i", "c7i", "r5", "r5d", "r6i", "r7i",
-            "t3", "g4dn", "g5", "g6", "g6e", "p3", "p3dn", "p4d", "p4de", "p5", "trn1", "trn1n", "inf2")
+FAMILIES = (
+    "m4",
+    "m5",
+    "m5d",
+    "m6i",
+    "m7i",
+    "c4",
+    "c5",
+    "c5n",
+    "c6i",
+    "c7i",
+    "r5",
+    "r5d",
+    "r6i",
+    "r7i",
+    "t3",
+    "g4dn",
+    "g5",
+    "g6",
+    "g6e",
+    "p3",
+    "p3dn",
+    "p4d",
+    "p4de",
+    "p5",
+    "trn1",
+    "trn1n",
+    "inf2",
+)
 
 
 def row(t: dict) -> list[int]:
@@ -34,8 +61,11 @@ def main() -> None:
     if args.from_aws:
         import boto3
 
-        types = [t for page in boto3.client("ec2").get_paginator("describe_instance_types").paginate()
-                 for t in page["InstanceTypes"]]
+        types = [
+            t
+            for page in boto3.client("ec2").get_paginator("describe_instance_types").paginate()
+            for t in page["InstanceTypes"]
+        ]
         source = "EC2 DescribeInstanceTypes"
     else:
         import moto
@@ -45,8 +75,9 @@ def main() -> None:
         source = f"moto {moto.__version__}'s copy of EC2 DescribeInstanceTypes"
     table = {t["InstanceType"]: row(t) for t in types if t["InstanceType"].split(".")[0] in FAMILIES}
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    head = json.dumps({"source": source, "date": datetime.date.today().isoformat(),
-                       "columns": ["vcpus", "memory_mib", "gpus"]})[:-1]
+    head = json.dumps(
+        {"source": source, "date": datetime.date.today().isoformat(), "columns": ["vcpus", "memory_mib", "gpus"]}
+    )[:-1]
     rows = ",\n".join(f"  {json.dumps(name)}: {json.dumps(spec)}" for name, spec in sorted(table.items()))
     OUT.write_text(f'{head}, "types": {{\n{rows}\n}}}}\n')
     print(f"wrote {len(table)} types to {OUT}")

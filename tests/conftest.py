@@ -104,7 +104,9 @@ class Shell:
 
     def configure(self, name: str = "test-pipeline", **extra: str) -> None:
         flags = " ".join(f"--{k.replace('_', '-')} {v}" for k, v in extra.items())
-        self.run(f"%pipeline config --name {name} --role {ROLE} --image-uri {IMAGE} --instance-type ml.m5.large {flags}")
+        self.run(
+            f"%pipeline config --name {name} --role {ROLE} --image-uri {IMAGE} --instance-type ml.m5.large {flags}"
+        )
 
 
 #: What a fresh IPython shell puts in the user's namespace (besides ``_``-names): kept, as a kernel has them.
@@ -143,6 +145,7 @@ def aws():
 @pytest.fixture
 def session(aws):
     from jupyter_smstep import sdk
+
     return sdk.make_session(bucket="smstep-test", boto_session=aws)
 
 

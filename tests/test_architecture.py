@@ -32,7 +32,7 @@ def imports(path: Path) -> list[tuple[int, str]]:
             found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             if node.level:  # relative imports are not used; resolve them anyway
-                base = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts[:-node.level])
+                base = ".".join(path.relative_to(PACKAGE.parent).with_suffix("").parts[: -node.level])
                 found.append((node.lineno, f"{base}.{node.module}" if node.module else base))
             else:
                 found.append((node.lineno, node.module or ""))
@@ -45,8 +45,15 @@ def rel(path: Path) -> str:
 
 def test_the_walk_sees_the_package():
     names = {rel(p) for p in modules()}
-    assert {"core/graph.py", "sdk/build.py", "local/runner.py", "remote/monitor.py", "ipython/magics.py",
-            "panel/widget.py", "cli.py"} <= names
+    assert {
+        "core/graph.py",
+        "sdk/build.py",
+        "local/runner.py",
+        "remote/monitor.py",
+        "ipython/magics.py",
+        "panel/widget.py",
+        "cli.py",
+    } <= names
 
 
 def test_core_is_pure():
@@ -56,8 +63,12 @@ def test_core_is_pure():
             continue
         for line, name in imports(path):
             top = name.split(".")[0]
-            allowed = (top in STDLIB or top == "yaml" or name.startswith("jupyter_smstep.core")
-                       or name == "jupyter_smstep.errors")
+            allowed = (
+                top in STDLIB
+                or top == "yaml"
+                or name.startswith("jupyter_smstep.core")
+                or name == "jupyter_smstep.errors"
+            )
             if not allowed:
                 bad.append(f"{rel(path)}:{line} imports {name}")
     assert not bad, "core/ must import only the standard library, yaml, core and errors:\n" + "\n".join(bad)

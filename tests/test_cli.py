@@ -18,8 +18,14 @@ EXAMPLE = ROOT / "notebooks" / "abalone.ipynb"
 
 def smstep_process(*args, env=None, check=True, cwd=None):
     """``smstep ARGS`` as a real process: where what the process itself does is the point."""
-    proc = subprocess.run([sys.executable, "-m", "jupyter_smstep.cli", *map(str, args)], capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, timeout=600, cwd=cwd)
+    proc = subprocess.run(
+        [sys.executable, "-m", "jupyter_smstep.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+        cwd=cwd,
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"smstep {args} exited {proc.returncode}\n{proc.stderr[-3000:]}")
     return proc
@@ -66,10 +72,14 @@ def test_graph_json_needs_no_aws(smstep):
 
 def test_bad_notebook_exits_2_with_a_clear_message(smstep, tmp_path):
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("%load_ext jupyter_smstep"),
-                nbformat.v4.new_code_cell("%pipeline config --name p --role arn:aws:iam::111122223333:role/R "
-                                          "--image-uri img:1 --instance-type ml.m5.large"),
-                nbformat.v4.new_code_cell("%%step a\ny = missing_name + 1")]
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext jupyter_smstep"),
+        nbformat.v4.new_code_cell(
+            "%pipeline config --name p --role arn:aws:iam::111122223333:role/R "
+            "--image-uri img:1 --instance-type ml.m5.large"
+        ),
+        nbformat.v4.new_code_cell("%%step a\ny = missing_name + 1"),
+    ]
     path = tmp_path / "bad.ipynb"
     nbformat.write(nb, path)
     proc = smstep("definition", path, check=False)
@@ -80,8 +90,10 @@ def test_bad_notebook_exits_2_with_a_clear_message(smstep, tmp_path):
 
 def test_step_cell_with_a_bad_option_fails_the_build(smstep, tmp_path):
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell("%load_ext jupyter_smstep"),
-                nbformat.v4.new_code_cell("%%step a --instance-typo ml.m5.large\nx = 1")]
+    nb.cells = [
+        nbformat.v4.new_code_cell("%load_ext jupyter_smstep"),
+        nbformat.v4.new_code_cell("%%step a --instance-typo ml.m5.large\nx = 1"),
+    ]
     path = tmp_path / "typo.ipynb"
     nbformat.write(nb, path)
     proc = smstep("graph", path, "--json", check=False)
@@ -103,8 +115,12 @@ def test_definition_and_submit_against_moto_server(smstep, moto_server):
 
     env = {"AWS_ENDPOINT_URL": moto_server}
     boto3.client("s3", endpoint_url=moto_server).create_bucket(Bucket="sagemaker-us-east-1-123456789012")
-    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                     "Principal": {"Service": "sagemaker.amazonaws.com"}}]}
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": "sagemaker.amazonaws.com"}}
+        ],
+    }
     iam = boto3.client("iam", endpoint_url=moto_server)
     try:  # SDK v3 checks the role exists and trusts SageMaker
         iam.create_role(RoleName="SageMakerRole", AssumeRolePolicyDocument=json.dumps(trust))
@@ -127,7 +143,9 @@ def test_example_runs_locally_with_correct_values(smstep, tmp_path):
     proc = smstep("run", EXAMPLE, "--json", "--runs-dir", tmp_path)
     result = json.loads(proc.stdout)
     assert result["succeeded"] is True
-    assert {s: v["state"] for s, v in result["steps"].items()} == dict.fromkeys(["preprocess", "train", "evaluate"], "succeeded")
+    assert {s: v["state"] for s, v in result["steps"].items()} == dict.fromkeys(
+        ["preprocess", "train", "evaluate"], "succeeded"
+    )
     assert float(result["steps"]["evaluate"]["outputs"]["rmse"]) < 1.5
 
 
@@ -135,8 +153,11 @@ def test_submit_from_the_command_line_first_says_what_the_last_local_run_measure
     from helpers.fakes import prepare_account
 
     prepare_account(moto_server)
-    env = {"AWS_ENDPOINT_URL": moto_server, "SMSTEP_CACHE_DIR": str(tmp_path / "cache"),
-           "AWS_ENDPOINT_URL_PRICING": "http://127.0.0.1:9"}
+    env = {
+        "AWS_ENDPOINT_URL": moto_server,
+        "SMSTEP_CACHE_DIR": str(tmp_path / "cache"),
+        "AWS_ENDPOINT_URL_PRICING": "http://127.0.0.1:9",
+    }
     notebook = Path(shutil.copy(EXAMPLE, tmp_path / "abalone.ipynb"))  # its runs go beside it
     smstep("run", notebook, env=env, cwd=tmp_path)
     proc = smstep("submit", notebook, env=env, cwd=tmp_path)
@@ -151,10 +172,16 @@ def test_no_image_is_needed_until_the_service_needs_it(tmp_path, capsys):
     from helpers.constants import ROLE
 
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in [
-        "%load_ext jupyter_smstep",
-        f"%pipeline config --name noimage --role {ROLE} --instance-type ml.m5.large",
-        "%%step a\nx = 1", "%%step b\ny = x + 1", "%%step c\nz = y + 1"]]
+    nb.cells = [
+        nbformat.v4.new_code_cell(c)
+        for c in [
+            "%load_ext jupyter_smstep",
+            f"%pipeline config --name noimage --role {ROLE} --instance-type ml.m5.large",
+            "%%step a\nx = 1",
+            "%%step b\ny = x + 1",
+            "%%step c\nz = y + 1",
+        ]
+    ]
     path = tmp_path / "noimage.ipynb"
     nbformat.write(nb, path)
     capsys.readouterr()
@@ -180,8 +207,14 @@ def test_the_no_region_fix_works_when_followed(tmp_path):
     env.update({"AWS_CONFIG_FILE": str(config), "AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
 
     def submit(extra):
-        return subprocess.run([sys.executable, "-m", "jupyter_smstep.cli", "submit", str(notebook)],
-                              capture_output=True, text=True, env={**env, **extra}, timeout=600, cwd=tmp_path)
+        return subprocess.run(
+            [sys.executable, "-m", "jupyter_smstep.cli", "submit", str(notebook)],
+            capture_output=True,
+            text=True,
+            env={**env, **extra},
+            timeout=600,
+            cwd=tmp_path,
+        )
 
     first = submit({})
     assert first.returncode == 3 and "no AWS region is configured" in first.stderr, first.stderr[-2000:]
@@ -196,16 +229,22 @@ def test_a_data_path_in_a_constant_is_warned_and_a_failure_leads_with_the_users_
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "customers.csv").write_text("a,b\n1,2\n")
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in (
-        "%load_ext jupyter_smstep",
-        "%pipeline config --name churn --role arn:aws:iam::111122223333:role/R --instance-type ml.m5.large",
-        "import pandas as pd\nDATA_PATH = 'data/customers.csv'",
-        "%%step load\nraw = pd.read_csv(DATA_PATH)")]
+    nb.cells = [
+        nbformat.v4.new_code_cell(c)
+        for c in (
+            "%load_ext jupyter_smstep",
+            "%pipeline config --name churn --role arn:aws:iam::111122223333:role/R --instance-type ml.m5.large",
+            "import pandas as pd\nDATA_PATH = 'data/customers.csv'",
+            "%%step load\nraw = pd.read_csv(DATA_PATH)",
+        )
+    ]
     path = tmp_path / "churn.ipynb"
     nbformat.write(nb, path)
     graph = json.loads(smstep("graph", path, "--json").stdout)
-    assert any("'data/customers.csv' through DATA_PATH" in p["message"] and p["step"] == "load" and p["line"] == 2
-               for p in graph["problems"]), graph["problems"]
+    assert any(
+        "'data/customers.csv' through DATA_PATH" in p["message"] and p["step"] == "load" and p["line"] == 2
+        for p in graph["problems"]
+    ), graph["problems"]
     proc = smstep("run", path, check=False, cwd=tmp_path)
     assert proc.returncode == 1
     err = proc.stderr
@@ -217,10 +256,14 @@ def test_a_data_path_in_a_constant_is_warned_and_a_failure_leads_with_the_users_
 
 def test_run_verbose_streams_what_the_steps_print_and_nothing_of_the_sdk(smstep, tmp_path):
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in (
-        "%load_ext jupyter_smstep",
-        "%pipeline config --name chatty --role arn:aws:iam::111122223333:role/R --instance-type ml.m5.large",
-        "%%step fit\nfor epoch in range(3):\n    print(f'epoch {epoch}: loss {1 / (epoch + 1):.2f}')\nw = 1")]
+    nb.cells = [
+        nbformat.v4.new_code_cell(c)
+        for c in (
+            "%load_ext jupyter_smstep",
+            "%pipeline config --name chatty --role arn:aws:iam::111122223333:role/R --instance-type ml.m5.large",
+            "%%step fit\nfor epoch in range(3):\n    print(f'epoch {epoch}: loss {1 / (epoch + 1):.2f}')\nw = 1",
+        )
+    ]
     path = tmp_path / "chatty.ipynb"
     nbformat.write(nb, path)
     loud = smstep_process("run", path, "-v", "--no-cache", cwd=tmp_path).stderr

@@ -12,8 +12,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.skipif(importlib.util.find_spec("jupyterlab") is None,
-                    reason="JupyterLab is installed only in the SDK v3 test environment")
+@pytest.mark.skipif(
+    importlib.util.find_spec("jupyterlab") is None, reason="JupyterLab is installed only in the SDK v3 test environment"
+)
 def test_labextension_is_installed_and_enabled():
     jupyter = Path(sys.executable).parent / "jupyter"
     out = subprocess.run([str(jupyter), "labextension", "list"], capture_output=True, text=True, check=True)

@@ -10,7 +10,7 @@ from pathlib import Path
 TESTS = Path(__file__).resolve().parent
 REPO = TESTS.parent
 
-PLANTED = '''
+PLANTED = """
 import sys
 import pytest
 
@@ -20,10 +20,10 @@ def test_needs_a_browser():
 @pytest.mark.skipif(True, reason="the case's code needs a newer Python to parse")
 def test_newer_syntax():
     pass
-'''
+"""
 
 
-MODULE = '''
+MODULE = """
 import pytest
 
 pytest.importorskip("a_library_nobody_installed")
@@ -31,15 +31,32 @@ pytest.importorskip("a_library_nobody_installed")
 
 def test_never_runs():
     pass
-'''
+"""
 
 
 def run(tmp_path: Path, require: bool, source: str = PLANTED) -> subprocess.CompletedProcess:
     (tmp_path / "test_planted.py").write_text(source)
     env = {**os.environ, "PYTHONPATH": str(TESTS), "SMSTEP_REQUIRE_ALL": "1" if require else "0"}
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "helpers.suite", "-p", "no:cacheprovider",
-                           "-p", "no:xdist", "test_planted.py"],
-                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "helpers.suite",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:xdist",
+            "test_planted.py",
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def test_a_required_test_that_skips_fails_the_run_and_says_what_is_missing(tmp_path):
@@ -63,12 +80,31 @@ def test_without_the_rule_a_skip_is_a_skip(tmp_path):
 
 
 def test_the_sdk_v2_run_collects_only_the_sdk_line(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
-                           "-m", "sdk_line and not browser", "tests"], cwd=TESTS.parent, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "--collect-only",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-m",
+            "sdk_line and not browser",
+            "tests",
+        ],
+        cwd=TESTS.parent,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     files = {line.split("::")[0] for line in done.stdout.splitlines() if "::" in line}
-    assert {"tests/sdk/test_build.py", "tests/local/test_runner.py", "tests/remote/test_submit.py",
-            "tests/test_cli.py"} <= files, done.stdout[-2000:]
+    assert {
+        "tests/sdk/test_build.py",
+        "tests/local/test_runner.py",
+        "tests/remote/test_submit.py",
+        "tests/test_cli.py",
+    } <= files, done.stdout[-2000:]
     assert not [f for f in files if f.startswith(("tests/core/", "tests/ipython/", "tests/panel/", "tests/browser/"))]
     assert "tests/local/test_fan_in.py" not in files  # primary_line: the v3 run only
 

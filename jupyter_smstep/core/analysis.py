@@ -86,8 +86,15 @@ from dataclasses import dataclass, field
 from typing import Any
 from collections.abc import Callable, Iterable, Mapping
 
-__all__ = ["CallSite", "CellAnalysis", "FunctionInfo", "MUTATING_FUNCTIONS", "MUTATING_METHODS", "analyze",
-           "mutated_through_calls"]
+__all__ = [
+    "CallSite",
+    "CellAnalysis",
+    "FunctionInfo",
+    "MUTATING_FUNCTIONS",
+    "MUTATING_METHODS",
+    "analyze",
+    "mutated_through_calls",
+]
 
 #: Method names whose call is taken to change the object it is called on
 #: (``x.append(1)`` mutates ``x``; ``x.a.append(1)`` and ``x[k].append(1)``
@@ -156,11 +163,24 @@ class _ReadOnlyDict(dict[str, Any]):
 #: Library functions that change their first argument in place (``random.shuffle(xs)``,
 #: ``np.random.shuffle(a)``, ``rng.shuffle(a)``, ``np.copyto(dst, src)``, ``heapq.heappush(h, x)``,
 #: ``bisect.insort(a, x)``...), recognised by the name called, whatever it is called on.
-MUTATING_FUNCTIONS: frozenset[str] = frozenset({
-    "shuffle", "copyto", "put", "putmask", "place", "fill_diagonal",
-    "heappush", "heappop", "heapify", "heappushpop", "heapreplace",
-    "insort", "insort_left", "insort_right",
-})
+MUTATING_FUNCTIONS: frozenset[str] = frozenset(
+    {
+        "shuffle",
+        "copyto",
+        "put",
+        "putmask",
+        "place",
+        "fill_diagonal",
+        "heappush",
+        "heappop",
+        "heapify",
+        "heappushpop",
+        "heapreplace",
+        "insort",
+        "insort_left",
+        "insort_right",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -220,8 +240,7 @@ class CellAnalysis:
     change of them all."""
 
     def __post_init__(self) -> None:
-        for name in ("reads", "writes", "mutates", "deletes", "imports", "defines", "functions", "methods",
-                     "aliases"):
+        for name in ("reads", "writes", "mutates", "deletes", "imports", "defines", "functions", "methods", "aliases"):
             value = getattr(self, name)
             if not isinstance(value, _ReadOnlyDict):
                 object.__setattr__(self, name, _ReadOnlyDict(value))
@@ -269,8 +288,18 @@ class _Scope:
     a name local to the whole function.
     """
 
-    __slots__ = ("kind", "parent", "bound", "declared_global", "declared_nonlocal", "global_bound", "pending",
-                 "mutated", "calls", "params")
+    __slots__ = (
+        "kind",
+        "parent",
+        "bound",
+        "declared_global",
+        "declared_nonlocal",
+        "global_bound",
+        "pending",
+        "mutated",
+        "calls",
+        "params",
+    )
 
     def __init__(self, kind: str, parent: _Scope | None, bound: Iterable[str] = ()) -> None:
         self.kind = kind
@@ -376,9 +405,7 @@ class _CellVisitor:
                 continue  # another function binds it at cell scope via `global`
             self._record(name, line, is_mutation)
         mutates = {
-            name: line
-            for name, line in self.mutations.items()
-            if name in self.reads and name not in self.rebound
+            name: line for name, line in self.mutations.items() if name in self.reads and name not in self.rebound
         }
         return CellAnalysis(
             reads=_sorted_by_line(self.reads),
@@ -593,9 +620,7 @@ class _CellVisitor:
         for keyword in node.keywords:
             self.visit(keyword.value)
         func = node.func
-        if isinstance(func, ast.Attribute) and (
-            _is_mutating_method(func.attr) or _has_inplace_true(node.keywords)
-        ):
+        if isinstance(func, ast.Attribute) and (_is_mutating_method(func.attr) or _has_inplace_true(node.keywords)):
             self._use_root_as_mutated(func.value, node.lineno)
         called = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else None
         if called in MUTATING_FUNCTIONS and node.args:
@@ -604,14 +629,16 @@ class _CellVisitor:
         if scope is self.cell and isinstance(func, ast.Name):
             self.clock += 1
             self.first_call.setdefault(func.id, self.clock)
-        scope.calls.append(CallSite(
-            function=func.id if isinstance(func, ast.Name) else None,
-            method=func.attr if isinstance(func, ast.Attribute) else None,
-            receiver=_root_name(func.value) if isinstance(func, ast.Attribute) else None,
-            args=tuple(_root_name(a) for a in node.args),
-            kwargs=tuple((k.arg, r) for k in node.keywords if k.arg and (r := _root_name(k.value))),
-            line=node.lineno,
-        ))
+        scope.calls.append(
+            CallSite(
+                function=func.id if isinstance(func, ast.Name) else None,
+                method=func.attr if isinstance(func, ast.Attribute) else None,
+                receiver=_root_name(func.value) if isinstance(func, ast.Attribute) else None,
+                args=tuple(_root_name(a) for a in node.args),
+                kwargs=tuple((k.arg, r) for k in node.keywords if k.arg and (r := _root_name(k.value))),
+                line=node.lineno,
+            )
+        )
 
     def _code_scope(self) -> _Scope:
         """The function or cell whose code the current node runs in (comprehensions belong to it)."""
@@ -650,8 +677,12 @@ class _CellVisitor:
         if self._code_scope() is not self.cell:
             return
         for target in targets:
-            if isinstance(target, (ast.Tuple, ast.List)) and isinstance(value, (ast.Tuple, ast.List)) and \
-                    len(target.elts) == len(value.elts) and not any(isinstance(e, ast.Starred) for e in target.elts):
+            if (
+                isinstance(target, (ast.Tuple, ast.List))
+                and isinstance(value, (ast.Tuple, ast.List))
+                and len(target.elts) == len(value.elts)
+                and not any(isinstance(e, ast.Starred) for e in target.elts)
+            ):
                 for t, v in zip(target.elts, value.elts):  # `a, b = x, y`: pairwise
                     self._note_aliases([t], v)
                 continue
@@ -868,8 +899,7 @@ class _CellVisitor:
             self.deferred_by[node.name] = (start, len(self.deferred))
             self.calls_in[node.name] = {c.function for c in scope.calls if c.function}
         positional = tuple(a.arg for a in [*node.args.posonlyargs, *node.args.args])
-        info = FunctionInfo(positional, frozenset(scope.mutated & set(_parameter_names(node.args))),
-                            tuple(scope.calls))
+        info = FunctionInfo(positional, frozenset(scope.mutated & set(_parameter_names(node.args))), tuple(scope.calls))
         if outer.kind == _MODULE:
             self.functions[node.name] = info
         elif outer.kind == _CLASS and outer.parent is not None and outer.parent.kind == _MODULE:
@@ -1086,8 +1116,9 @@ def _parameter_names(args: ast.arguments) -> list[str]:
     return [a.arg for a in _all_parameters(args)]
 
 
-def mutated_through_calls(calls: Iterable[CallSite], functions: Mapping[str, FunctionInfo],
-                          methods: Mapping[str, FunctionInfo]) -> dict[str, int]:
+def mutated_through_calls(
+    calls: Iterable[CallSite], functions: Mapping[str, FunctionInfo], methods: Mapping[str, FunctionInfo]
+) -> dict[str, int]:
     """The names that ``calls`` change in place through notebook functions and methods -> first line.
 
     A function changes a parameter when its body does by the syntactic rules, or

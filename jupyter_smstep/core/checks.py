@@ -13,30 +13,47 @@ from typing import Any
 from collections.abc import Mapping
 
 from jupyter_smstep.core import files as files_mod, workdir
-from jupyter_smstep.core.model import (StepNode, local_file_reads, local_folder_reads, path_literals, upstream_of,
-                                       values_at)
+from jupyter_smstep.core.model import (
+    StepNode,
+    local_file_reads,
+    local_folder_reads,
+    path_literals,
+    upstream_of,
+    values_at,
+)
 from jupyter_smstep.errors import Report
 
 
-def local_paths(nodes: list[StepNode], namespace: Mapping[str, Any], root: Path | None, shipping: Any,
-                report: Report) -> None:
+def local_paths(
+    nodes: list[StepNode], namespace: Mapping[str, Any], root: Path | None, shipping: Any, report: Report
+) -> None:
     """A local file or folder a step names, which a SageMaker job will not find (unless the workspace ships it)."""
     for node in nodes:
         seen = values_at(node.cell, namespace)
         constants = {seen[i.name]: i.name for i in node.captured if i.name in seen and isinstance(seen[i.name], str)}
         for kind, (literal, line, path) in [("file", r) for r in local_file_reads(node, root, seen)] + [
-                ("folder", r) for r in local_folder_reads(node, root, seen)]:
+            ("folder", r) for r in local_folder_reads(node, root, seen)
+        ]:
             if kind == "file" and workdir.travels(shipping, path):
                 continue
-            through = f" through {constants[literal]}" if literal in constants and literal not in (
-                t for t, _ in path_literals(node)) else ""  # a captured constant, said as the user wrote it
-            where = ("a local run finds it on this machine" if Path(literal).expanduser().is_absolute() else
-                     "nor does a local run, which runs the step in its own folder as SageMaker does")
-            report.warn(f"names the local {kind} {literal!r}{through} ({path}): a SageMaker job runs in its own "
-                        f"container and will not find it ({where})",
-                        fix="upload it to S3 and read the s3:// URI (or pass the URI as a parameter), or "
-                        "ship it with IncludeLocalWorkDir and a CustomFileFilter in config.yaml",
-                        step=node.name, line=line + 1)
+            through = (
+                f" through {constants[literal]}"
+                if literal in constants and literal not in (t for t, _ in path_literals(node))
+                else ""
+            )  # a captured constant, said as the user wrote it
+            where = (
+                "a local run finds it on this machine"
+                if Path(literal).expanduser().is_absolute()
+                else "nor does a local run, which runs the step in its own folder as SageMaker does"
+            )
+            report.warn(
+                f"names the local {kind} {literal!r}{through} ({path}): a SageMaker job runs in its own "
+                f"container and will not find it ({where})",
+                fix="upload it to S3 and read the s3:// URI (or pass the URI as a parameter), or "
+                "ship it with IncludeLocalWorkDir and a CustomFileFilter in config.yaml",
+                step=node.name,
+                line=line + 1,
+            )
 
 
 def passed_files(nodes: list[StepNode], namespace: Mapping[str, Any], report: Report) -> None:
@@ -56,8 +73,10 @@ def passed_files(nodes: list[StepNode], namespace: Mapping[str, Any], report: Re
                     + ("a local run on this machine finds it, but on SageMaker " if absolute else "")
                     + "each step runs in its own container, so the file does not travel from one to the other",
                     fix=f"pass the object as a variable (assign it in step '{writer[0]}', read the variable "
-                        "here: it travels as data), or --save it to S3 there and read the s3:// URI here",
-                    step=node.name, line=line + 1)
+                    "here: it travels as data), or --save it to S3 there and read the s3:// URI here",
+                    step=node.name,
+                    line=line + 1,
+                )
         for path, line in files_mod.written_paths(node.cell.source, constants).items():
             writers.setdefault(os.path.normpath(path), (node.name, line))
 
@@ -66,16 +85,23 @@ def read_saves(nodes: list[StepNode], namespace: Mapping[str, Any], report: Repo
     """A step that names another step's --save object (its ``s3://`` URI, or its bucket and its key) reads it
     over S3: unless it runs after that step, both run at once on SageMaker, and it reads nothing or an older
     execution's object. A warning with the fix (a local run also never reuses such a step: ``local.scheduler``)."""
-    written = [(split, node.name) for node in nodes for save in node.saves
-               if (split := save.uri[len("s3://"):].partition("/")) and "{" not in save.uri]
+    written = [
+        (split, node.name)
+        for node in nodes
+        for save in node.saves
+        if (split := save.uri[len("s3://") :].partition("/")) and "{" not in save.uri
+    ]
     if not written:
         return
     depends_on = {n.name: list(n.depends_on) for n in nodes}
     for node in nodes:
         seen = values_at(node.cell, namespace)
         try:
-            texts = {n.value for n in ast.walk(ast.parse(node.cell.source))
-                     if isinstance(n, ast.Constant) and isinstance(n.value, str)}
+            texts = {
+                n.value
+                for n in ast.walk(ast.parse(node.cell.source))
+                if isinstance(n, ast.Constant) and isinstance(n.value, str)
+            }
         except SyntaxError:
             continue
         texts |= {seen[i.name] for i in node.captured if isinstance(seen.get(i.name), str)}
@@ -83,8 +109,11 @@ def read_saves(nodes: list[StepNode], namespace: Mapping[str, Any], report: Repo
         for (bucket, _, key), writer in written:
             named = f"s3://{bucket}/{key}" in texts or (bucket in texts and key in texts)
             if named and writer != node.name and writer not in before:
-                report.warn(f"names s3://{bucket}/{key}, which step '{writer}' writes (--save), but does not run "
-                            f"after '{writer}': on SageMaker both run at once, so it reads nothing or an older "
-                            "execution's object",
-                            fix=f"%%step {node.name} --after {writer} (or read the value '{writer}' returns: it "
-                                "travels as data)", step=node.name)
+                report.warn(
+                    f"names s3://{bucket}/{key}, which step '{writer}' writes (--save), but does not run "
+                    f"after '{writer}': on SageMaker both run at once, so it reads nothing or an older "
+                    "execution's object",
+                    fix=f"%%step {node.name} --after {writer} (or read the value '{writer}' returns: it "
+                    "travels as data)",
+                    step=node.name,
+                )

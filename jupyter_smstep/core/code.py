@@ -75,11 +75,17 @@ def clock_reads(fn: types.FunctionType) -> list[str]:
             previous: dis.Instruction | None = None
             for ins in dis.get_instructions(code):
                 if previous is not None and previous.opname in _LOADS:
-                    if ins.opname in ("LOAD_ATTR", "LOAD_METHOD") and ins.argval in _CLOCK_METHODS and \
-                            previous.argval in _CLOCK_CLASSES:
+                    if (
+                        ins.opname in ("LOAD_ATTR", "LOAD_METHOD")
+                        and ins.argval in _CLOCK_METHODS
+                        and previous.argval in _CLOCK_CLASSES
+                    ):
                         found[f"{previous.argval}.{ins.argval}()"] = None
-                    elif ins.opname == "LOAD_CONST" and ins.argval in ("now", "today") and \
-                            previous.argval in _CLOCK_CONSTRUCTORS:
+                    elif (
+                        ins.opname == "LOAD_CONST"
+                        and ins.argval in ("now", "today")
+                        and previous.argval in _CLOCK_CONSTRUCTORS
+                    ):
                         found[f"{previous.argval}({ins.argval!r})"] = None
                 if ins.opname not in ("PRECALL", "CACHE", "PUSH_NULL", "NOP"):
                     previous = ins

@@ -55,8 +55,10 @@ def prologue(node: StepNode) -> list[str]:
     for helper, names in sorted(node.helper_globals.items()):  # it reads this step's inputs, not the kernel's
         lines.append(f"{helper}.__globals__.update({', '.join(f'{n}={n}' for n in names)})")
     for inp in node.execution:
-        lines.append(f"{inp.name} = __import__('types').SimpleNamespace(id={EXECUTION_ARGS[0]}, "
-                     f"start_time={EXECUTION_ARGS[1]}, pipeline_name={EXECUTION_ARGS[2]})")
+        lines.append(
+            f"{inp.name} = __import__('types').SimpleNamespace(id={EXECUTION_ARGS[0]}, "
+            f"start_time={EXECUTION_ARGS[1]}, pipeline_name={EXECUTION_ARGS[2]})"
+        )
     return lines
 
 
@@ -99,8 +101,11 @@ PRELOAD_FUNCTION = "_smstep_preload"
 
 def epilogue(node: StepNode) -> list[str]:
     """The statements after the cell's code: each ``--save``, then the return."""
-    lines = [f"{SAVE_FUNCTION}({s.name!r}, locals().get({s.name!r}, {UNASSIGNED!r}), {s.uri!r}, {s.format!r}"
-             + (f", {EXECUTION_ARGS[0]})" if s.per_execution else ")") for s in node.saves]
+    lines = [
+        f"{SAVE_FUNCTION}({s.name!r}, locals().get({s.name!r}, {UNASSIGNED!r}), {s.uri!r}, {s.format!r}"
+        + (f", {EXECUTION_ARGS[0]})" if s.per_execution else ")")
+        for s in node.saves
+    ]
     return lines + [return_statement(node)]
 
 
@@ -130,11 +135,24 @@ def function_code(node: StepNode, fname: str, filename: str) -> ast.Module:
         _set_lines(stmt, last)
     defaults = rebound(node)
     args = ast.arguments(
-        posonlyargs=[], args=[ast.arg(arg=name) for name in arguments(node) + defaults], vararg=None, kwonlyargs=[],
-        kw_defaults=[], kwarg=None, defaults=[ast.Name(id=name, ctx=ast.Load()) for name in defaults],
+        posonlyargs=[],
+        args=[ast.arg(arg=name) for name in arguments(node) + defaults],
+        vararg=None,
+        kwonlyargs=[],
+        kw_defaults=[],
+        kwarg=None,
+        defaults=[ast.Name(id=name, ctx=ast.Load()) for name in defaults],
     )
-    func = ast.FunctionDef(name=fname, args=args, body=before + body.body + after, decorator_list=[],
-                           returns=None, type_comment=None, lineno=HEADER_LINE, col_offset=0)
+    func = ast.FunctionDef(
+        name=fname,
+        args=args,
+        body=before + body.body + after,
+        decorator_list=[],
+        returns=None,
+        type_comment=None,
+        lineno=HEADER_LINE,
+        col_offset=0,
+    )
     if hasattr(ast.FunctionDef, "type_params"):
         func.type_params = []  # type: ignore[attr-defined]  # Python 3.12+
     module = ast.Module(body=[func], type_ignores=[])

@@ -47,8 +47,9 @@ EQUAL = Verdict("equal")
 RTOL, ATOL = 1e-9, 0.0
 
 
-def compare(kernel: Any, pipeline: Any, rtol: float = RTOL, atol: float = ATOL, path: str = "",
-            depth: int = 0) -> Verdict:
+def compare(
+    kernel: Any, pipeline: Any, rtol: float = RTOL, atol: float = ATOL, path: str = "", depth: int = 0
+) -> Verdict:
     """The kernel's value against the pipeline's (see the module docstring)."""
     if depth > 50:
         return Verdict("not comparable", f"{path or 'the value'} nests deeper than 50 levels")
@@ -64,8 +65,11 @@ def compare(kernel: Any, pipeline: Any, rtol: float = RTOL, atol: float = ATOL, 
             return EQUAL
         return _scalar(kernel, pipeline, path)
     if type(kernel) is not type(pipeline):
-        return Verdict("differs", f"{path or 'the value'} is a {type(kernel).__name__} in the kernel and a "
-                                  f"{type(pipeline).__name__} in the pipeline")
+        return Verdict(
+            "differs",
+            f"{path or 'the value'} is a {type(kernel).__name__} in the kernel and a "
+            f"{type(pipeline).__name__} in the pipeline",
+        )
     if isinstance(kernel, (str, bytes)):
         return EQUAL if kernel == pipeline else _scalar(kernel, pipeline, path)
     if isinstance(kernel, dict):
@@ -79,16 +83,21 @@ def compare(kernel: Any, pipeline: Any, rtol: float = RTOL, atol: float = ATOL, 
         return EQUAL
     if isinstance(kernel, (list, tuple)):
         if len(kernel) != len(pipeline):
-            return Verdict("differs", f"{path or 'the sequence'} has {len(kernel)} items in the kernel and "
-                                      f"{len(pipeline)} in the pipeline")
+            return Verdict(
+                "differs",
+                f"{path or 'the sequence'} has {len(kernel)} items in the kernel and {len(pipeline)} in the pipeline",
+            )
         for i, (a, b) in enumerate(zip(kernel, pipeline)):
             verdict = compare(a, b, rtol, atol, f"{path}[{i}]", depth + 1)
             if verdict.kind != "equal":
                 return verdict
         return EQUAL
     if isinstance(kernel, (set, frozenset)):
-        return EQUAL if kernel == pipeline else Verdict("differs", f"{path or 'the set'}: "
-                                                                    f"{len(kernel ^ pipeline)} item(s) differ")
+        return (
+            EQUAL
+            if kernel == pipeline
+            else Verdict("differs", f"{path or 'the set'}: {len(kernel ^ pipeline)} item(s) differ")
+        )
     if callable(getattr(kernel, "get_params", None)):
         return _models(kernel, pipeline, rtol, atol, path, depth)
     return _other(kernel, pipeline, path, depth)
@@ -118,8 +127,12 @@ def _short(value: Any) -> str:
 
 
 def _is_array(value: Any) -> bool:
-    return type(value).__module__ == "numpy" and hasattr(value, "shape") and hasattr(value, "dtype") or \
-        (type(value).__name__ == "ndarray")
+    return (
+        type(value).__module__ == "numpy"
+        and hasattr(value, "shape")
+        and hasattr(value, "dtype")
+        or (type(value).__name__ == "ndarray")
+    )
 
 
 def _is_frame(value: Any) -> bool:
@@ -130,8 +143,10 @@ def _is_frame(value: Any) -> bool:
 def _arrays(kernel: Any, pipeline: Any, rtol: float, atol: float, path: str) -> Verdict:
     where = path or "the array"
     if not (_is_array(kernel) and _is_array(pipeline)):
-        return Verdict("differs", f"{where} is a {type(kernel).__name__} in the kernel and a "
-                                  f"{type(pipeline).__name__} in the pipeline")
+        return Verdict(
+            "differs",
+            f"{where} is a {type(kernel).__name__} in the kernel and a {type(pipeline).__name__} in the pipeline",
+        )
     if kernel.shape != pipeline.shape:
         return Verdict("differs", f"{where}: shape {kernel.shape} in the kernel, {pipeline.shape} in the pipeline")
     if str(kernel.dtype) != str(pipeline.dtype):
@@ -147,11 +162,14 @@ def _arrays(kernel: Any, pipeline: Any, rtol: float, atol: float, path: str) -> 
     index = tuple(int(i) for i in np.argwhere(~same)[0])
     if not kernel.shape:  # a numpy scalar
         return _scalar(kernel.item(), pipeline.item(), path)
-    detail = f"{where}: first differs at {list(index)}: kernel {_short(kernel[index].item())}, " \
-             f"pipeline {_short(pipeline[index].item())}"
+    detail = (
+        f"{where}: first differs at {list(index)}: kernel {_short(kernel[index].item())}, "
+        f"pipeline {_short(pipeline[index].item())}"
+    )
     if kernel.dtype.kind in "iufc":
-        largest = float(np.nanmax(np.abs(kernel.astype("complex128" if kernel.dtype.kind == "c" else "float64")
-                                         - pipeline)))
+        largest = float(
+            np.nanmax(np.abs(kernel.astype("complex128" if kernel.dtype.kind == "c" else "float64") - pipeline))
+        )
         detail += f"; largest absolute difference {largest:.6g}"
     return Verdict("differs", detail)
 
@@ -159,8 +177,10 @@ def _arrays(kernel: Any, pipeline: Any, rtol: float, atol: float, path: str) -> 
 def _frames(kernel: Any, pipeline: Any, rtol: float, atol: float, path: str) -> Verdict:
     where = path or f"the {type(kernel).__name__}"
     if type(kernel) is not type(pipeline):
-        return Verdict("differs", f"{where} is a {type(kernel).__name__} in the kernel and a "
-                                  f"{type(pipeline).__name__} in the pipeline")
+        return Verdict(
+            "differs",
+            f"{where} is a {type(kernel).__name__} in the kernel and a {type(pipeline).__name__} in the pipeline",
+        )
     if kernel.shape != pipeline.shape:
         return Verdict("differs", f"{where}: shape {kernel.shape} in the kernel, {pipeline.shape} in the pipeline")
     if not kernel.index.equals(pipeline.index):
@@ -168,14 +188,20 @@ def _frames(kernel: Any, pipeline: Any, rtol: float, atol: float, path: str) -> 
     if type(kernel).__name__ == "Series":
         kernel, pipeline = kernel.to_frame(), pipeline.to_frame()
     if list(kernel.columns) != list(pipeline.columns):
-        return Verdict("differs", f"{where}: columns {list(kernel.columns)[:10]} in the kernel, "
-                                  f"{list(pipeline.columns)[:10]} in the pipeline")
+        return Verdict(
+            "differs",
+            f"{where}: columns {list(kernel.columns)[:10]} in the kernel, "
+            f"{list(pipeline.columns)[:10]} in the pipeline",
+        )
     for column in kernel.columns:
         a, b = kernel[column], pipeline[column]
         if str(a.dtype) != str(b.dtype):
             return Verdict("differs", f"{where}[{column!r}]: dtype {a.dtype} in the kernel, {b.dtype} in the pipeline")
-        verdict = _arrays(a.to_numpy(), b.to_numpy(), rtol, atol, f"{where}[{column!r}]") \
-            if a.dtype.kind in "iufcb" else _objects(a.tolist(), b.tolist(), f"{where}[{column!r}]")
+        verdict = (
+            _arrays(a.to_numpy(), b.to_numpy(), rtol, atol, f"{where}[{column!r}]")
+            if a.dtype.kind in "iufcb"
+            else _objects(a.tolist(), b.tolist(), f"{where}[{column!r}]")
+        )
         if verdict.kind != "equal":
             return verdict
     return EQUAL
@@ -219,8 +245,9 @@ def _states(kernel: Any, pipeline: Any, where: str, depth: int) -> Verdict | Non
         return Verdict("differs", f"{where}: rebuilt by {a[0]!r} in the kernel, {b[0]!r} in the pipeline")
     for i, label in ((1, "arguments"), (2, "state")):
         if max(len(a), len(b)) > i:
-            verdict = compare(a[i] if len(a) > i else None, b[i] if len(b) > i else None,
-                              path=f"{where}<{label}>", depth=depth + 1)
+            verdict = compare(
+                a[i] if len(a) > i else None, b[i] if len(b) > i else None, path=f"{where}<{label}>", depth=depth + 1
+            )
             if verdict.kind != "equal":
                 return verdict
     return EQUAL
@@ -245,7 +272,12 @@ def _other(kernel: Any, pipeline: Any, path: str, depth: int = 0) -> Verdict:
         if pickle.dumps(kernel, protocol=5) == pickle.dumps(pipeline, protocol=5):
             return EQUAL
     except Exception:  # noqa: BLE001
-        return Verdict("not comparable", f"{where}: a {type(kernel).__name__} with no == that gives a boolean, "
-                                         "and it cannot be pickled")
-    return Verdict("not comparable", f"{where}: a {type(kernel).__name__} with no == that gives a boolean, and "
-                                     "its pickles differ (which may be only their layout)")
+        return Verdict(
+            "not comparable",
+            f"{where}: a {type(kernel).__name__} with no == that gives a boolean, and it cannot be pickled",
+        )
+    return Verdict(
+        "not comparable",
+        f"{where}: a {type(kernel).__name__} with no == that gives a boolean, and "
+        "its pickles differ (which may be only their layout)",
+    )

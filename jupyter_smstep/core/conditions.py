@@ -27,8 +27,14 @@ from jupyter_smstep.errors import BadValue
 
 OperandKind = Literal["name", "output", "parameter", "constant"]
 #: Python's comparison operators and the SageMaker condition each becomes ("!=" is Not(Equals)).
-COMPARISONS: dict[type[ast.cmpop], str] = {ast.Lt: "<", ast.LtE: "<=", ast.Gt: ">", ast.GtE: ">=",
-                                            ast.Eq: "==", ast.NotEq: "!="}
+COMPARISONS: dict[type[ast.cmpop], str] = {
+    ast.Lt: "<",
+    ast.LtE: "<=",
+    ast.Gt: ">",
+    ast.GtE: ">=",
+    ast.Eq: "==",
+    ast.NotEq: "!=",
+}
 SUPPORTED = "<, <=, >, >=, ==, !=, in [...], not in [...], and, or, not"
 #: What a constant from the kernel may be to stand in a condition.
 CONSTANT_TYPES = (bool, int, float, str)
@@ -101,13 +107,17 @@ def parse(text: str) -> Cond:
     source = text.strip()
     if not source:
         raise ConditionError("--when is empty", fix='write a comparison, e.g. --when "accuracy >= 0.7"')
-    deep = ConditionError(f"--when nests its expression too deeply ({len(source)} characters)",
-                          fix="write the condition with fewer nested not/and/or/parentheses")
+    deep = ConditionError(
+        f"--when nests its expression too deeply ({len(source)} characters)",
+        fix="write the condition with fewer nested not/and/or/parentheses",
+    )
     try:
         tree = ast.parse(source, mode="eval")
     except SyntaxError as exc:
-        raise ConditionError(f"--when {text!r} is not a Python expression ({exc.msg})",
-                             fix='quote the whole expression: --when "evaluation[\'rmse\'] < 5"') from None
+        raise ConditionError(
+            f"--when {text!r} is not a Python expression ({exc.msg})",
+            fix="quote the whole expression: --when \"evaluation['rmse'] < 5\"",
+        ) from None
     except (RecursionError, MemoryError):
         raise deep from None
     try:
@@ -131,40 +141,52 @@ def _condition(node: ast.expr, source: str) -> Cond:
         return parts[0] if len(parts) == 1 else BoolOp("and", tuple(parts))
     what = _segment(source, node)
     if isinstance(node, (ast.Name, ast.Subscript, ast.Constant)):
-        raise ConditionError(f"--when {what!r} is a value, not a condition: SageMaker conditions compare values",
-                             fix=f'compare it: --when "{what} == True"')
+        raise ConditionError(
+            f"--when {what!r} is a value, not a condition: SageMaker conditions compare values",
+            fix=f'compare it: --when "{what} == True"',
+        )
     raise _unsupported(node, source)
 
 
 def _comparison(op: ast.cmpop, left: ast.expr, right: ast.expr, source: str) -> Cond:
     if isinstance(op, (ast.In, ast.NotIn)):
         if not isinstance(right, (ast.List, ast.Tuple, ast.Set)) or not right.elts:
-            raise ConditionError(f"--when: the right of `in` must be a non-empty list of values, not "
-                                 f"{_segment(source, right)!r}",
-                                 fix='write the values: --when "label in [\'cat\', \'dog\']"')
-        return Member(_operand(left, source), tuple(_operand(e, source) for e in right.elts),
-                      isinstance(op, ast.NotIn))
+            raise ConditionError(
+                f"--when: the right of `in` must be a non-empty list of values, not {_segment(source, right)!r}",
+                fix="write the values: --when \"label in ['cat', 'dog']\"",
+            )
+        return Member(_operand(left, source), tuple(_operand(e, source) for e in right.elts), isinstance(op, ast.NotIn))
     symbol = COMPARISONS.get(type(op))
     if symbol is None:
         name = {ast.Is: "is", ast.IsNot: "is not"}.get(type(op), type(op).__name__)
-        raise ConditionError(f"--when: `{name}` is not an operator a SageMaker condition has ({SUPPORTED})",
-                             fix="compare with == or != instead")
+        raise ConditionError(
+            f"--when: `{name}` is not an operator a SageMaker condition has ({SUPPORTED})",
+            fix="compare with == or != instead",
+        )
     return Compare(symbol, _operand(left, source), _operand(right, source))
 
 
 def _operand(node: ast.expr, source: str) -> Operand:
     if isinstance(node, ast.Constant) and isinstance(node.value, float) and not math.isfinite(node.value):
-        raise ConditionError(f"--when {_segment(source, node)!r} is {node.value}, which the definition (JSON) cannot "
-                             "hold", fix="compare with a finite number")
+        raise ConditionError(
+            f"--when {_segment(source, node)!r} is {node.value}, which the definition (JSON) cannot hold",
+            fix="compare with a finite number",
+        )
     if isinstance(node, ast.Constant) and isinstance(node.value, CONSTANT_TYPES):
         return Operand("constant", value=node.value)
-    if (isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd))
-            and isinstance(node.operand, ast.Constant) and isinstance(node.operand.value, (int, float))
-            and not isinstance(node.operand.value, bool)):
+    if (
+        isinstance(node, ast.UnaryOp)
+        and isinstance(node.op, (ast.USub, ast.UAdd))
+        and isinstance(node.operand, ast.Constant)
+        and isinstance(node.operand.value, (int, float))
+        and not isinstance(node.operand.value, bool)
+    ):
         value = -node.operand.value if isinstance(node.op, ast.USub) else node.operand.value
         if isinstance(value, float) and not math.isfinite(value):
-            raise ConditionError(f"--when {_segment(source, node)!r} is {value}, which the definition (JSON) cannot "
-                                 "hold", fix="compare with a finite number")
+            raise ConditionError(
+                f"--when {_segment(source, node)!r} is {value}, which the definition (JSON) cannot hold",
+                fix="compare with a finite number",
+            )
         return Operand("constant", value=value)
     if isinstance(node, ast.Name):
         return Operand("name", node.id)
@@ -173,44 +195,62 @@ def _operand(node: ast.expr, source: str) -> Operand:
         if base.kind != "name":
             raise _unsupported(node, source)
         index = node.slice
-        if isinstance(index, ast.Constant) and isinstance(index.value, (int, str)) and not isinstance(index.value,
-                                                                                                       bool):
+        if (
+            isinstance(index, ast.Constant)
+            and isinstance(index.value, (int, str))
+            and not isinstance(index.value, bool)
+        ):
             if isinstance(index.value, str) and ("'" in index.value or "\\" in index.value):
                 # the SDK writes the key into a JsonGet path as ['key'], which a quote or a backslash breaks:
                 # the condition would fail on SageMaker when it is evaluated, not here
-                raise ConditionError(f"--when {_segment(source, node)!r}: the key {index.value!r} holds a quote or a "
-                                     "backslash, which SageMaker's JsonGet path (['key']) cannot carry",
-                                     fix=f"rename the key, or have the step return the value under a plain name "
-                                         f"(e.g. value = {base.name}[{index.value!r}]) and compare that")
+                raise ConditionError(
+                    f"--when {_segment(source, node)!r}: the key {index.value!r} holds a quote or a "
+                    "backslash, which SageMaker's JsonGet path (['key']) cannot carry",
+                    fix=f"rename the key, or have the step return the value under a plain name "
+                    f"(e.g. value = {base.name}[{index.value!r}]) and compare that",
+                )
             return replace(base, path=base.path + (index.value,))
-        if (isinstance(index, ast.UnaryOp) and isinstance(index.op, ast.USub)
-                and isinstance(index.operand, ast.Constant) and type(index.operand.value) is int):
-            raise ConditionError(f"--when {_segment(source, node)!r}: SageMaker reads items by position from the "
-                                 "start; a negative index is not supported",
-                                 fix="use the item's position from the start, or return the value by name")
-        raise ConditionError(f"--when {_segment(source, node)!r}: an item must be a literal key or position "
-                             "(evaluation['rmse'], scores[0]), not an expression or a slice",
-                             fix="return the value you compare from the step as its own variable")
+        if (
+            isinstance(index, ast.UnaryOp)
+            and isinstance(index.op, ast.USub)
+            and isinstance(index.operand, ast.Constant)
+            and type(index.operand.value) is int
+        ):
+            raise ConditionError(
+                f"--when {_segment(source, node)!r}: SageMaker reads items by position from the "
+                "start; a negative index is not supported",
+                fix="use the item's position from the start, or return the value by name",
+            )
+        raise ConditionError(
+            f"--when {_segment(source, node)!r}: an item must be a literal key or position "
+            "(evaluation['rmse'], scores[0]), not an expression or a slice",
+            fix="return the value you compare from the step as its own variable",
+        )
     raise _unsupported(node, source)
 
 
 def _unsupported(node: ast.expr, source: str) -> ConditionError:
     what = _segment(source, node)
     if isinstance(node, ast.Call):
-        return ConditionError(f"--when {what!r} calls a function: a SageMaker condition cannot run code",
-                              fix="compute the value in the step and compare the variable it returns")
+        return ConditionError(
+            f"--when {what!r} calls a function: a SageMaker condition cannot run code",
+            fix="compute the value in the step and compare the variable it returns",
+        )
     if isinstance(node, ast.Attribute):
         base = _segment(source, node.value)
-        return ConditionError(f"--when {what!r} reads an attribute: a condition reads a step's outputs as JSON "
-                              "(names and items only)",
-                              fix=f"return it as a dict item and write {base}[{node.attr!r}], or return it as "
-                                  "its own variable")
+        return ConditionError(
+            f"--when {what!r} reads an attribute: a condition reads a step's outputs as JSON (names and items only)",
+            fix=f"return it as a dict item and write {base}[{node.attr!r}], or return it as its own variable",
+        )
     if isinstance(node, (ast.BinOp, ast.UnaryOp)):
-        return ConditionError(f"--when {what!r} computes: a SageMaker condition compares values, it has no "
-                              "arithmetic",
-                              fix="compute the value in the step (e.g. `gap = a - b`) and compare that")
-    return ConditionError(f"--when {what!r}: a {type(node).__name__} is not something a SageMaker condition "
-                          f"can evaluate ({SUPPORTED})", fix='write e.g. --when "accuracy >= 0.7"')
+        return ConditionError(
+            f"--when {what!r} computes: a SageMaker condition compares values, it has no arithmetic",
+            fix="compute the value in the step (e.g. `gap = a - b`) and compare that",
+        )
+    return ConditionError(
+        f"--when {what!r}: a {type(node).__name__} is not something a SageMaker condition can evaluate ({SUPPORTED})",
+        fix='write e.g. --when "accuracy >= 0.7"',
+    )
 
 
 def _segment(source: str, node: ast.AST) -> str:
@@ -235,32 +275,38 @@ class Message:
 def parse_message(text: str) -> Message:
     """MESSAGE -> text and ``{name}`` / ``{name[key]}`` fields (``{{`` and ``}}`` are braces)."""
     if not text.strip():
-        raise ConditionError("--else-fail is empty",
-                             fix='say why the pipeline stops: --else-fail "rmse {rmse} too high"')
+        raise ConditionError(
+            "--else-fail is empty", fix='say why the pipeline stops: --else-fail "rmse {rmse} too high"'
+        )
     parts: list[str | Operand] = []
     try:
         fields = list(string.Formatter().parse(text))
     except ValueError as exc:
-        raise ConditionError(f"--else-fail {text!r}: {exc}",
-                             fix="write {name} for a value, and {{ or }} for a brace") from None
+        raise ConditionError(
+            f"--else-fail {text!r}: {exc}", fix="write {name} for a value, and {{ or }} for a brace"
+        ) from None
     for literal, field_name, spec, conversion in fields:
         if literal:
             parts.append(literal)
         if field_name is None:
             continue
         if spec or conversion:
-            raise ConditionError(f"--else-fail {text!r}: {{{field_name}}} has a format ({conversion or spec}); the "
-                                 "message shows values as SageMaker renders them",
-                                 fix=f"write {{{field_name}}}")
+            raise ConditionError(
+                f"--else-fail {text!r}: {{{field_name}}} has a format ({conversion or spec}); the "
+                "message shows values as SageMaker renders them",
+                fix=f"write {{{field_name}}}",
+            )
         try:
             operand = _operand(ast.parse(field_name, mode="eval").body, field_name)
         except (SyntaxError, ConditionError):
-            raise ConditionError(f"--else-fail {text!r}: {{{field_name}}} is not a name",
-                                 fix="write {name} or {name['key']} for an output, a parameter or a constant") \
-                from None
+            raise ConditionError(
+                f"--else-fail {text!r}: {{{field_name}}} is not a name",
+                fix="write {name} or {name['key']} for an output, a parameter or a constant",
+            ) from None
         if operand.kind != "name":
-            raise ConditionError(f"--else-fail {text!r}: {{{field_name}}} is not a name",
-                                 fix="write the literal text without braces")
+            raise ConditionError(
+                f"--else-fail {text!r}: {{{field_name}}} is not a name", fix="write the literal text without braces"
+            )
         parts.append(operand)
     return Message(tuple(parts))
 
@@ -275,9 +321,10 @@ def resolve(cond: Cond, lookup: Lookup) -> Cond:
     (it would always be true or always false) is an error."""
     resolved = _map(cond, lambda o: _resolve_operand(o, lookup))
     if not any(o.kind in ("output", "parameter") for o in operands(resolved)):
-        raise ConditionError(f"--when {to_text(cond)!r} reads no step output or pipeline parameter: it is "
-                             "always true or always false",
-                             fix="compare an output of an earlier step or a %pipeline param")
+        raise ConditionError(
+            f"--when {to_text(cond)!r} reads no step output or pipeline parameter: it is always true or always false",
+            fix="compare an output of an earlier step or a %pipeline param",
+        )
     return resolved
 
 
@@ -290,8 +337,9 @@ def _resolve_operand(op: Operand, lookup: Lookup) -> Operand:
         return op
     found = lookup(op.name)
     if found.kind != "output" and op.path:
-        raise ConditionError(f"--when {op.text!r}: {op.name!r} is a {found.kind}, which has no items",
-                             fix=f"compare {op.name} itself")
+        raise ConditionError(
+            f"--when {op.text!r}: {op.name!r} is a {found.kind}, which has no items", fix=f"compare {op.name} itself"
+        )
     return replace(found, path=op.path) if found.kind == "output" else found
 
 
@@ -337,8 +385,11 @@ def to_json(cond: Cond) -> dict[str, Any]:
     if isinstance(cond, Compare):
         return {"op": cond.op, "left": cond.left.to_json(), "right": cond.right.to_json()}
     if isinstance(cond, Member):
-        return {"op": "not in" if cond.negated else "in", "value": cond.value.to_json(),
-                "values": [v.to_json() for v in cond.values]}
+        return {
+            "op": "not in" if cond.negated else "in",
+            "value": cond.value.to_json(),
+            "values": [v.to_json() for v in cond.values],
+        }
     if isinstance(cond, BoolOp):
         return {"op": cond.op, "items": [to_json(i) for i in cond.items]}
     return {"op": "not", "item": to_json(cond.item)}
@@ -379,9 +430,15 @@ class Condition:
         return list(dict.fromkeys(found))
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "when": self.expression, "condition": to_json(self.tree),
-                "steps": list(self.steps), "inputs": self.inputs,
-                "else_fail": self.else_fail.text if self.else_fail else None, "fail_step": self.fail_name}
+        return {
+            "name": self.name,
+            "when": self.expression,
+            "condition": to_json(self.tree),
+            "steps": list(self.steps),
+            "inputs": self.inputs,
+            "else_fail": self.else_fail.text if self.else_fail else None,
+            "fail_step": self.fail_name,
+        }
 
 
 def definition_steps(definition: Mapping[str, Any]) -> list[tuple[dict, tuple[str, bool] | None]]:

@@ -27,7 +27,7 @@ STARTUP_BILLABLE_S = 60.0
 #: AWS: "Managed Spot Training can optimize the cost of training models up to 90% over on-demand".
 SPOT_SAVING_UP_TO = 0.9
 
-PRICES_FORMAT = ('{"region": "us-east-1", "currency": "USD", "hourly": {"ml.m5.large": 0.115, ...}}')
+PRICES_FORMAT = '{"region": "us-east-1", "currency": "USD", "hourly": {"ml.m5.large": 0.115, ...}}'
 
 
 @dataclass(frozen=True)
@@ -53,10 +53,15 @@ class StepCost:
         return None if self.hourly is None else self.hours * self.hourly
 
     def to_json(self) -> dict[str, Any]:
-        return {"instance_type": self.instance_type, "instance_count": self.instance_count,
-                "measured_s": round(self.measured_s, 3), "instance_hours": round(self.hours, 5),
-                "hourly": self.hourly, "cost": None if self.cost is None else round(self.cost, 6),
-                "spot": self.spot}
+        return {
+            "instance_type": self.instance_type,
+            "instance_count": self.instance_count,
+            "measured_s": round(self.measured_s, 3),
+            "instance_hours": round(self.hours, 5),
+            "hourly": self.hourly,
+            "cost": None if self.cost is None else round(self.cost, 6),
+            "spot": self.spot,
+        }
 
 
 @dataclass(frozen=True)
@@ -75,28 +80,36 @@ class Estimate:
         currency = self.prices.currency if self.prices else ""
         out = []
         for s in self.steps:
-            price = (f" × {s.hourly:.4f} {currency}/h = {s.cost:.4f} {currency}" if s.cost is not None
-                     else " (no price)")
-            spot = (f"; with spot up to {SPOT_SAVING_UP_TO:.0%} less" if s.spot else "")
-            out.append(f"  {s.step}: {s.instance_count} × {s.instance_type}, {s.measured_s:.1f} s measured + "
-                       f"{STARTUP_BILLABLE_S:g} s start-up = {s.hours:.4f} instance-hours{price}{spot}")
+            price = f" × {s.hourly:.4f} {currency}/h = {s.cost:.4f} {currency}" if s.cost is not None else " (no price)"
+            spot = f"; with spot up to {SPOT_SAVING_UP_TO:.0%} less" if s.spot else ""
+            out.append(
+                f"  {s.step}: {s.instance_count} × {s.instance_type}, {s.measured_s:.1f} s measured + "
+                f"{STARTUP_BILLABLE_S:g} s start-up = {s.hours:.4f} instance-hours{price}{spot}"
+            )
         total = self.total
         hours = sum(s.hours for s in self.steps)
-        head = (f"estimated cost: at least {total:.4f} {currency} ({hours:.4f} instance-hours, "
-                f"prices from {self.prices.source})" if total is not None and self.prices else
-                f"estimated: at least {hours:.4f} instance-hours (no cost: {self.why_no_prices})")
+        head = (
+            f"estimated cost: at least {total:.4f} {currency} ({hours:.4f} instance-hours, "
+            f"prices from {self.prices.source})"
+            if total is not None and self.prices
+            else f"estimated: at least {hours:.4f} instance-hours (no cost: {self.why_no_prices})"
+        )
         tail = [f"  not measured (cached or not run): {', '.join(self.unmeasured)}"] if self.unmeasured else []
         return [head, *out, *tail, "  a lower bound: the local run's data and machine, not production's"]
 
     def to_json(self) -> dict[str, Any]:
-        return {"total": self.total, "currency": self.prices.currency if self.prices else None,
-                "prices_source": self.prices.source if self.prices else None,
-                "why_no_prices": self.why_no_prices or None, "startup_billable_s": STARTUP_BILLABLE_S,
-                "steps": {s.step: s.to_json() for s in self.steps}, "unmeasured": self.unmeasured}
+        return {
+            "total": self.total,
+            "currency": self.prices.currency if self.prices else None,
+            "prices_source": self.prices.source if self.prices else None,
+            "why_no_prices": self.why_no_prices or None,
+            "startup_billable_s": STARTUP_BILLABLE_S,
+            "steps": {s.step: s.to_json() for s in self.steps},
+            "unmeasured": self.unmeasured,
+        }
 
 
-def estimate(measured: Mapping[str, Mapping[str, Any]], prices: Prices | None, why_no_prices: str = ""
-             ) -> Estimate:
+def estimate(measured: Mapping[str, Mapping[str, Any]], prices: Prices | None, why_no_prices: str = "") -> Estimate:
     """``measured``: step -> {"instance_type", "instance_count", "wall_s" (None: not measured), "spot"}."""
     steps, unmeasured = [], []
     missing: list[str] = []
@@ -109,8 +122,7 @@ def estimate(measured: Mapping[str, Mapping[str, Any]], prices: Prices | None, w
         hourly = prices.hourly.get(m["instance_type"]) if prices else None
         if prices is not None and hourly is None:
             missing.append(m["instance_type"])
-        steps.append(StepCost(name, m["instance_type"], count, float(m["wall_s"]), hours, hourly,
-                              bool(m.get("spot"))))
+        steps.append(StepCost(name, m["instance_type"], count, float(m["wall_s"]), hours, hourly, bool(m.get("spot"))))
     if missing:
         source = prices.source if prices else "the prices"
         why_no_prices = f"{source} has no price for {', '.join(sorted(set(missing)))}"
@@ -155,21 +167,32 @@ def parse_prices_file(path: str | Path, region: str | None = None) -> Prices:
     except OSError as exc:
         raise SmstepError(f"cannot read the prices file {path}: {exc}", fix=fix) from None
     except _Duplicate as exc:
-        raise SmstepError(f"the prices file {path} gives {exc.key!r} two values ({exc.values[0]!r} and "
-                          f"{exc.values[1]!r})", fix=f"keep one price for {exc.key!r}") from None
+        raise SmstepError(
+            f"the prices file {path} gives {exc.key!r} two values ({exc.values[0]!r} and {exc.values[1]!r})",
+            fix=f"keep one price for {exc.key!r}",
+        ) from None
     except RecursionError:
         raise SmstepError(f"the prices file {path} is nested too deeply to be a prices file", fix=fix) from None
     except ValueError as exc:
         raise SmstepError(f"the prices file {path} is not JSON: {exc}", fix=fix) from None
     if not isinstance(data, dict) or not isinstance(data.get("hourly"), dict) or not data["hourly"]:
-        raise SmstepError(f"the prices file {path} has no \"hourly\" object of instance types", fix=fix)
+        raise SmstepError(f'the prices file {path} has no "hourly" object of instance types', fix=fix)
     bad = [k for k, v in data["hourly"].items() if not _price(v) or not k.startswith("ml.")]
     if bad:
-        raise SmstepError(f"the prices file {path}: {', '.join(map(repr, bad))} is not an ml.* type with a "
-                          "finite price per hour of at least 0", fix=fix)
+        raise SmstepError(
+            f"the prices file {path}: {', '.join(map(repr, bad))} is not an ml.* type with a "
+            "finite price per hour of at least 0",
+            fix=fix,
+        )
     file_region = data.get("region")
     if region and file_region and file_region != region:
-        raise SmstepError(f"the prices file {path} is for {file_region}, the pipeline runs in {region}",
-                          fix="give the prices of the pipeline's region")
-    return Prices(str(file_region or region or "?"), str(data.get("currency", "USD")),
-                  {k: float(v) for k, v in data["hourly"].items()}, str(path))
+        raise SmstepError(
+            f"the prices file {path} is for {file_region}, the pipeline runs in {region}",
+            fix="give the prices of the pipeline's region",
+        )
+    return Prices(
+        str(file_region or region or "?"),
+        str(data.get("currency", "USD")),
+        {k: float(v) for k, v in data["hourly"].items()},
+        str(path),
+    )

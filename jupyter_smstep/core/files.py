@@ -17,9 +17,32 @@ from collections.abc import Mapping
 from typing import Any
 
 #: Calls that write their path argument (``joblib.dump(obj, PATH)``, ``df.to_csv(PATH)``, ``np.save(PATH, a)``)
-WRITERS = frozenset({"dump", "save", "savez", "savez_compressed", "savetxt", "savefig", "save_model", "to_csv",
-                     "to_parquet", "to_pickle", "to_json", "to_feather", "to_excel", "to_hdf", "to_netcdf",
-                     "write_text", "write_bytes", "copy", "copyfile", "move", "imwrite", "torch_save"})
+WRITERS = frozenset(
+    {
+        "dump",
+        "save",
+        "savez",
+        "savez_compressed",
+        "savetxt",
+        "savefig",
+        "save_model",
+        "to_csv",
+        "to_parquet",
+        "to_pickle",
+        "to_json",
+        "to_feather",
+        "to_excel",
+        "to_hdf",
+        "to_netcdf",
+        "write_text",
+        "write_bytes",
+        "copy",
+        "copyfile",
+        "move",
+        "imwrite",
+        "torch_save",
+    }
+)
 _WRITE_MODES = ("w", "a", "x")
 
 
@@ -47,8 +70,9 @@ def written_paths(source: str, constants: Mapping[str, Any]) -> dict[str, int]:
         called = _name(node.func)
         candidates: list[ast.expr] = []
         if called == "open":
-            mode = node.args[1] if len(node.args) > 1 else next((k.value for k in node.keywords if k.arg == "mode"),
-                                                                  None)
+            mode = (
+                node.args[1] if len(node.args) > 1 else next((k.value for k in node.keywords if k.arg == "mode"), None)
+            )
             if isinstance(mode, ast.Constant) and isinstance(mode.value, str) and mode.value[:1] in _WRITE_MODES:
                 candidates = node.args[:1]
         elif called in WRITERS:

@@ -81,7 +81,7 @@ def _hash_frame(frame: Any, digest: Any) -> None:
     rows = len(frame)
     if rows > MAX_ROWS:
         third = MAX_ROWS // 3
-        parts = [frame.iloc[:third], frame.iloc[rows // 2 - third // 2: rows // 2 + third // 2], frame.iloc[-third:]]
+        parts = [frame.iloc[:third], frame.iloc[rows // 2 - third // 2 : rows // 2 + third // 2], frame.iloc[-third:]]
     else:
         parts = [frame]
     for part in parts:
@@ -101,4 +101,4 @@ def _hash_array(array: Any, digest: Any) -> None:
     per = max(1, (CAP // 3) // max(1, array.itemsize))
     n = flat.shape[0]
     for start in (0, n // 2 - per // 2, n - per):
-        digest.update(flat[max(0, start): max(0, start) + per].tobytes())
+        digest.update(flat[max(0, start) : max(0, start) + per].tobytes())

@@ -56,12 +56,14 @@ def parse_foreach(text: str) -> tuple[str, str]:
     """``"lr=learning_rates"`` -> ``("lr", "learning_rates")``."""
     var, sep, source = (part.strip() for part in text.partition("="))
     if not sep or not _NAME.match(var) or not _NAME.match(source):
-        raise ForEachError(f"--foreach {text!r}: expected VAR=ITEMS, two Python names",
-                           fix="e.g. --foreach lr=learning_rates: the cell runs once per item of learning_rates, "
-                               "with lr bound to it")
+        raise ForEachError(
+            f"--foreach {text!r}: expected VAR=ITEMS, two Python names",
+            fix="e.g. --foreach lr=learning_rates: the cell runs once per item of learning_rates, with lr bound to it",
+        )
     if var == source:
-        raise ForEachError(f"--foreach {text!r}: the item and the list need different names",
-                           fix=f"e.g. --foreach item={source}")
+        raise ForEachError(
+            f"--foreach {text!r}: the item and the list need different names", fix=f"e.g. --foreach item={source}"
+        )
     return var, source
 
 
@@ -69,9 +71,10 @@ def parse_select(text: str) -> tuple[str, str]:
     """``"max:auc"`` -> ``("max", "auc")``."""
     pick, sep, name = (part.strip() for part in text.partition(":"))
     if not sep or pick not in PICKS or not _NAME.match(name):
-        raise ForEachError(f"--select {text!r}: expected max:NAME or min:NAME",
-                           fix="e.g. --select max:auc: later cells get the values of the iteration whose auc is "
-                               "largest")
+        raise ForEachError(
+            f"--select {text!r}: expected max:NAME or min:NAME",
+            fix="e.g. --select max:auc: later cells get the values of the iteration whose auc is largest",
+        )
     return pick, name
 
 
@@ -118,8 +121,13 @@ class FanOut:
         return [iteration_name(self.step, i) for i in range(len(self.items))]
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"step": self.step, "var": self.var, "source": self.source, "count": len(self.items),
-                               "max_concurrency": self.max_concurrency or len(self.items)}
+        out: dict[str, Any] = {
+            "step": self.step,
+            "var": self.var,
+            "source": self.source,
+            "count": len(self.items),
+            "max_concurrency": self.max_concurrency or len(self.items),
+        }
         if self.index is not None:
             out["index"] = self.index
             out["item"] = _json_safe(self.items[self.index])
@@ -169,6 +177,7 @@ class ItemView(Mapping[str, Any]):
 
 def gather_source(outputs: list[str], count: int, select: tuple[str, str] | None) -> str:
     """The gather step's body: each output as the list of the iterations' values, or the selected one's."""
+
     def listed(name: str) -> str:
         return "[" + ", ".join(_ARG.format(name=name, index=i) for i in range(count)) + "]"
 
@@ -186,33 +195,57 @@ def check(node: StepNode, fan: FanOut | None, why: str, report: Report) -> None:
     assert spec is not None
     if fan is None:
         var, source = spec.foreach or ("", "")
-        report.error(f"--foreach {var}={source}: {why}",
-                     fix="make the list in an ordinary cell above (the items are then fixed when the pipeline is "
-                         "built, one job each)", step=node.name, line=1)
+        report.error(
+            f"--foreach {var}={source}: {why}",
+            fix="make the list in an ordinary cell above (the items are then fixed when the pipeline is "
+            "built, one job each)",
+            step=node.name,
+            line=1,
+        )
         return
     if not fan.items:
-        report.error(f"--foreach {fan.var}={fan.source}: {fan.source!r} is empty, so there is nothing to run",
-                     fix=f"give {fan.source!r} at least one item", step=node.name, line=1)
+        report.error(
+            f"--foreach {fan.var}={fan.source}: {fan.source!r} is empty, so there is nothing to run",
+            fix=f"give {fan.source!r} at least one item",
+            step=node.name,
+            line=1,
+        )
     if len(fan.items) > MAX_ITEMS:
-        report.error(f"--foreach {fan.var}={fan.source}: {len(fan.items)} items, more than {MAX_ITEMS} (one job each; "
-                     "SageMaker's ForEach takes at most 100 literal items too)",
-                     fix="split the sweep over two cells, or sample fewer items", step=node.name, line=1)
+        report.error(
+            f"--foreach {fan.var}={fan.source}: {len(fan.items)} items, more than {MAX_ITEMS} (one job each; "
+            "SageMaker's ForEach takes at most 100 literal items too)",
+            fix="split the sweep over two cells, or sample fewer items",
+            step=node.name,
+            line=1,
+        )
     if fan.max_concurrency is not None and not MIN_CONCURRENCY <= fan.max_concurrency <= MAX_CONCURRENCY:
-        report.error(f"--max-concurrency {fan.max_concurrency}: must be between {MIN_CONCURRENCY} and "
-                     f"{MAX_CONCURRENCY}", fix="e.g. --max-concurrency 4", step=node.name, line=1)
+        report.error(
+            f"--max-concurrency {fan.max_concurrency}: must be between {MIN_CONCURRENCY} and {MAX_CONCURRENCY}",
+            fix="e.g. --max-concurrency 4",
+            step=node.name,
+            line=1,
+        )
     if spec.saves:
-        report.error("--save with --foreach: every iteration would write the same object",
-                     fix="save from a step below, which reads the list (or the selected value)", step=node.name,
-                     line=1)
+        report.error(
+            "--save with --foreach: every iteration would write the same object",
+            fix="save from a step below, which reads the list (or the selected value)",
+            step=node.name,
+            line=1,
+        )
     assigned = set(node.cell.analysis.outputs) if node.cell.analysis is not None else set()
     if fan.select is not None and fan.select[1] not in assigned:
-        report.error(f"--select {fan.select[0]}:{fan.select[1]}: the cell does not assign {fan.select[1]!r}, so "
-                     "there is nothing to compare", fix="name a value the cell computes, e.g. --select max:auc",
-                     step=node.name, line=1)
+        report.error(
+            f"--select {fan.select[0]}:{fan.select[1]}: the cell does not assign {fan.select[1]!r}, so "
+            "there is nothing to compare",
+            fix="name a value the cell computes, e.g. --select max:auc",
+            step=node.name,
+            line=1,
+        )
 
 
-def expand(nodes: list[StepNode], conditions: list[cond_mod.Condition], gather_settings: Mapping[str, Any],
-           report: Report) -> list[StepNode]:
+def expand(
+    nodes: list[StepNode], conditions: list[cond_mod.Condition], gather_settings: Mapping[str, Any], report: Report
+) -> list[StepNode]:
     """Each fan-out node as its iterations and its gather (see the module docstring); the rest as they are.
     ``gather_settings``: step -> the gather's settings (the cell's, without its instance type and count)."""
     from jupyter_smstep.core.model import Input, StepNode
@@ -227,9 +260,13 @@ def expand(nodes: list[StepNode], conditions: list[cond_mod.Condition], gather_s
             continue
         clash = [n for n in taken if re.fullmatch(re.escape(node.name) + r"-\d+", n)]
         if clash:
-            report.error(f"step '{clash[0]}' has the name an iteration of this --foreach step takes "
-                         f"('{node.name}-0', '{node.name}-1', …)", fix=f"rename step '{clash[0]}'",
-                         step=node.name, line=1)
+            report.error(
+                f"step '{clash[0]}' has the name an iteration of this --foreach step takes "
+                f"('{node.name}-0', '{node.name}-1', …)",
+                fix=f"rename step '{clash[0]}'",
+                step=node.name,
+                line=1,
+            )
             out.append(node)
             continue
         names = fan.iterations
@@ -238,33 +275,78 @@ def expand(nodes: list[StepNode], conditions: list[cond_mod.Condition], gather_s
         for i, item in enumerate(fan.items):
             cell = _iteration_cell(node.cell, names[i], fan, i, item)
             lanes = [names[i - fan.max_concurrency]] if fan.max_concurrency and i >= fan.max_concurrency else []
-            out.append(dataclasses.replace(
-                node, name=names[i], cell=cell, inputs=dict(node.inputs), outputs=list(body_outputs),
-                depends_on=list(node.depends_on) + lanes, settings=dict(node.settings),
-                hidden_changes=dict(node.hidden_changes), unchecked=list(node.unchecked),
-                fanout=dataclasses.replace(fan, index=i)))
+            out.append(
+                dataclasses.replace(
+                    node,
+                    name=names[i],
+                    cell=cell,
+                    inputs=dict(node.inputs),
+                    outputs=list(body_outputs),
+                    depends_on=list(node.depends_on) + lanes,
+                    settings=dict(node.settings),
+                    hidden_changes=dict(node.hidden_changes),
+                    unchecked=list(node.unchecked),
+                    fanout=dataclasses.replace(fan, index=i),
+                )
+            )
         source = gather_source(kept, len(names), fan.select)
         analysis, _ = analyse_source(source)
         assert node.cell.step is not None
-        spec = dataclasses.replace(node.cell.step, foreach=None, saves=(), when=None, else_fail=None,
-                                   max_concurrency=None, select=None, inputs=None, outputs=None, after=())
-        cell = dataclasses.replace(node.cell, key=node.cell.key + "#gather", source=source, analysis=analysis,
-                                   step=spec, seen=None, unbound=frozenset(), changed_in_kernel=())
+        spec = dataclasses.replace(
+            node.cell.step,
+            foreach=None,
+            saves=(),
+            when=None,
+            else_fail=None,
+            max_concurrency=None,
+            select=None,
+            inputs=None,
+            outputs=None,
+            after=(),
+        )
+        cell = dataclasses.replace(
+            node.cell,
+            key=node.cell.key + "#gather",
+            source=source,
+            analysis=analysis,
+            step=spec,
+            seen=None,
+            unbound=frozenset(),
+            changed_in_kernel=(),
+        )
         wanted = kept + ([fan.select[1]] if fan.select and fan.select[1] not in kept else [])
-        inputs = {_ARG.format(name=v, index=i): Input(_ARG.format(name=v, index=i), "step", 0, step=names[i], output=v)
-                  for v in wanted for i in range(len(names))}
-        out.append(StepNode(node.name, cell, inputs, kept, list(names), dict(gather_settings.get(node.name, {})),
-                            guard=node.guard, fanout=fan))
+        inputs = {
+            _ARG.format(name=v, index=i): Input(_ARG.format(name=v, index=i), "step", 0, step=names[i], output=v)
+            for v in wanted
+            for i in range(len(names))
+        }
+        out.append(
+            StepNode(
+                node.name,
+                cell,
+                inputs,
+                kept,
+                list(names),
+                dict(gather_settings.get(node.name, {})),
+                guard=node.guard,
+                fanout=fan,
+            )
+        )
         for condition in conditions:
             if node.name in condition.steps:
                 at = condition.steps.index(node.name)
-                condition.steps[at:at + 1] = [*names, node.name]
+                condition.steps[at : at + 1] = [*names, node.name]
     return out
 
 
 def _iteration_cell(cell: Cell, name: str, fan: FanOut, index: int, item: Any) -> Cell:
     assert cell.step is not None
     spec = dataclasses.replace(cell.step, name=name, foreach=None, max_concurrency=None, select=None)
-    return dataclasses.replace(cell, key=f"{cell.key}#{index}", step=spec, cell_id=None,
-                               label=f"step '{fan.step}' ({fan.var}={item!r}, item {index})",
-                               seen=ItemView(cell.seen, fan.var, item))
+    return dataclasses.replace(
+        cell,
+        key=f"{cell.key}#{index}",
+        step=spec,
+        cell_id=None,
+        label=f"step '{fan.step}' ({fan.var}={item!r}, item {index})",
+        seen=ItemView(cell.seen, fan.var, item),
+    )

@@ -44,9 +44,18 @@ from jupyter_smstep.core import checks, helpers, importing, lints, settings as s
 from jupyter_smstep.core.analysis import FunctionInfo
 from jupyter_smstep.core.plain import not_data
 from jupyter_smstep.errors import Report
-from jupyter_smstep.core.model import (BUILTINS, DEFAULT_PIPELINE_NAME, EXECUTION_MODULE, IPYTHON_NAMES,
-                                       Bindings, Input, PipelineGraph, StepNode,
-                                       candidate_outputs, values_at)
+from jupyter_smstep.core.model import (
+    BUILTINS,
+    DEFAULT_PIPELINE_NAME,
+    EXECUTION_MODULE,
+    IPYTHON_NAMES,
+    Bindings,
+    Input,
+    PipelineGraph,
+    StepNode,
+    candidate_outputs,
+    values_at,
+)
 from jupyter_smstep.core.guards import check_json_outputs, condition_operands, condition_steps, step_condition
 from jupyter_smstep.core.registry import Cell, Registry
 from jupyter_smstep.core.taint import track_plain_cell
@@ -91,18 +100,36 @@ def build_graph(
         nodes, no_image = _expand(nodes, conditions, no_image, registry, config, kernel_image, report)
         if shipping is not None:  # an iteration imports what its cell imports
             because = dict(shipping.because)
-            because.update({n.name: because[n.fanout.step] for n in nodes if n.fanout is not None
-                            and n.fanout.index is not None and n.fanout.step in because})
+            because.update(
+                {
+                    n.name: because[n.fanout.step]
+                    for n in nodes
+                    if n.fanout is not None and n.fanout.index is not None and n.fanout.step in because
+                }
+            )
             shipping = dataclasses.replace(shipping, because=because)
     lints.warn_reseeded(registry, report)
     check_json_outputs(nodes, conditions, namespace, report)
     lints.dedupe(report)
-    return PipelineGraph(name, nodes, dict(registry.parameters), report, kernel_image_note, conditions=conditions,
-                         no_image=no_image, mlflow=dict(registry.mlflow), shipping=shipping)
+    return PipelineGraph(
+        name,
+        nodes,
+        dict(registry.parameters),
+        report,
+        kernel_image_note,
+        conditions=conditions,
+        no_image=no_image,
+        mlflow=dict(registry.mlflow),
+        shipping=shipping,
+    )
 
 
-def _walk(registry: Registry, namespace: Mapping[str, Any], root: Path | None, report: Report,
-          ) -> tuple[list[StepNode], dict[str, tuple[cond_mod.Cond, cond_mod.Message | None] | None]]:
+def _walk(
+    registry: Registry,
+    namespace: Mapping[str, Any],
+    root: Path | None,
+    report: Report,
+) -> tuple[list[StepNode], dict[str, tuple[cond_mod.Cond, cond_mod.Message | None] | None]]:
     """The cells in notebook order: each step's inputs (who wrote each name it reads, as of its cell), what it
     changes without its code showing it, its fan-out and its own ``--when``."""
     bindings = Bindings()
@@ -124,8 +151,9 @@ def _walk(registry: Registry, namespace: Mapping[str, Any], root: Path | None, r
             continue
         values = values_at(cell, namespace)
         node = _resolve_step(cell, index, registry, values, bindings, later_writers, report)
-        node.hidden_changes = helpers.hidden_changes(cell, node, values, functions, methods, registry, namespace, root,
-                                              report)
+        node.hidden_changes = helpers.hidden_changes(
+            cell, node, values, functions, methods, registry, namespace, root, report
+        )
         if cell.step is not None and cell.step.foreach is not None:
             node.fanout = _fan_out(cell, node, values, bindings, registry, report)
         nodes.append(node)
@@ -135,8 +163,13 @@ def _walk(registry: Registry, namespace: Mapping[str, Any], root: Path | None, r
     return nodes, own
 
 
-def _choose_outputs(nodes: list[StepNode], conditions: list[cond_mod.Condition], registry: Registry,
-                    namespace: Mapping[str, Any], report: Report) -> None:
+def _choose_outputs(
+    nodes: list[StepNode],
+    conditions: list[cond_mod.Condition],
+    registry: Registry,
+    namespace: Mapping[str, Any],
+    report: Report,
+) -> None:
     """Each step's outputs: what later steps and conditions read (plus exports), unless ``--outputs`` says;
     a step nothing reads returns its variables, so a run's results can be pulled."""
     consumed: dict[str, set[str]] = {n.name: set() for n in nodes}
@@ -157,10 +190,13 @@ def _choose_outputs(nodes: list[StepNode], conditions: list[cond_mod.Condition],
             assigned = set(node.cell.analysis.outputs) | set(node.hidden_changes) if node.cell.analysis else set()
             for var in spec.outputs:
                 if var not in assigned and var not in node.inputs:  # an input it changes unseen is returned
-                    report.error(f"--outputs names {var!r}, which the cell neither assigns nor reads: the step "
-                                 "would fail with NameError when it returns it",
-                                 fix="check the spelling, or assign it in the cell", step=node.name,
-                                 line=1)
+                    report.error(
+                        f"--outputs names {var!r}, which the cell neither assigns nor reads: the step "
+                        "would fail with NameError when it returns it",
+                        fix="check the spelling, or assign it in the cell",
+                        step=node.name,
+                        line=1,
+                    )
         else:
             wanted = consumed[node.name] | (registry.exports & candidates)
             node.outputs = [v for v in _ordered(node.cell, node) if v in wanted]
@@ -174,12 +210,23 @@ def _choose_outputs(nodes: list[StepNode], conditions: list[cond_mod.Condition],
             node.outputs = [v for v in returned if not _left_out(node, v, namespace, report)]
             node.unchecked = [v for v in node.outputs if v not in namespace]
             node.sink_outputs = [v for v in returned if not (v in node.inputs and node.inputs[v].kind == "import")]
-        node.outputs = [v for v in node.outputs
-                        if not (v in node.inputs and node.inputs[v].kind == "import") or v in (spec.outputs or ())]
+        node.outputs = [
+            v
+            for v in node.outputs
+            if not (v in node.inputs and node.inputs[v].kind == "import") or v in (spec.outputs or ())
+        ]
 
 
-def _resolve_settings(nodes: list[StepNode], name: str, registry: Registry, config: Mapping[str, Any] | None,
-                      kernel_image: str | None, in_studio: bool, root: Path | None, report: Report) -> list[str]:
+def _resolve_settings(
+    nodes: list[StepNode],
+    name: str,
+    registry: Registry,
+    config: Mapping[str, Any] | None,
+    kernel_image: str | None,
+    in_studio: bool,
+    root: Path | None,
+    report: Report,
+) -> list[str]:
     """Each step's settings, cell > ``%pipeline config`` > config.yaml > kernel image > default, checked; the
     steps with no image (said once, where an image is needed)."""
     for node in nodes:
@@ -192,8 +239,13 @@ def _resolve_settings(nodes: list[StepNode], name: str, registry: Registry, conf
             )
         settings_mod.bind_parameters(node.name, resolved, registry.parameters, report)
         node.settings = resolved
-        settings_mod.validate(node.name, settings_mod.with_parameter_values(resolved, registry.parameters), report,
-                              in_studio=in_studio, root=root)
+        settings_mod.validate(
+            node.name,
+            settings_mod.with_parameter_values(resolved, registry.parameters),
+            report,
+            in_studio=in_studio,
+            root=root,
+        )
     resolved_steps = {n.name: settings_mod.with_parameter_values(n.settings, registry.parameters) for n in nodes}
     settings_mod.validate_pipeline(resolved_steps, report, in_studio=in_studio)
     return settings_mod.missing_image(resolved_steps, in_studio=in_studio)
@@ -208,14 +260,19 @@ def _check_saves(nodes: list[StepNode], name: str, registry: Registry, report: R
         for save in node.saves:
             if save.uri in written:
                 other, what = written[save.uri]
-                report.error(f"--save {save.name} writes {save.uri}, which step '{other}' writes too (--save {what}): "
-                             "the step that ends last would overwrite the other's object without a word",
-                             fix="give each its own URI (or use {step} in the URI)", step=node.name, line=1)
+                report.error(
+                    f"--save {save.name} writes {save.uri}, which step '{other}' writes too (--save {what}): "
+                    "the step that ends last would overwrite the other's object without a word",
+                    fix="give each its own URI (or use {step} in the URI)",
+                    step=node.name,
+                    line=1,
+                )
             written.setdefault(save.uri, (node.name, save.name))
 
 
-def _fan_out(cell: Cell, node: StepNode, values: Mapping[str, Any], bindings: Bindings, registry: Registry,
-             report: Report) -> foreach_mod.FanOut | None:
+def _fan_out(
+    cell: Cell, node: StepNode, values: Mapping[str, Any], bindings: Bindings, registry: Registry, report: Report
+) -> foreach_mod.FanOut | None:
     """A ``--foreach`` step's items, as its cell saw them (checked: ``core.foreach.check``)."""
     from jupyter_smstep.core import foreach as foreach_mod
 
@@ -225,12 +282,16 @@ def _fan_out(cell: Cell, node: StepNode, values: Mapping[str, Any], bindings: Bi
     writer = bindings.writer.get(source)
     fan, why = None, ""
     if writer is not None and writer.step is not None:
-        why = (f"the items come from step '{writer.step.name}', so they are known only when it runs; a step's "
-               "iterations are built one job per item before the pipeline runs (SageMaker's ForEachStep cannot "
-               "carry @step results per iteration)")
+        why = (
+            f"the items come from step '{writer.step.name}', so they are known only when it runs; a step's "
+            "iterations are built one job per item before the pipeline runs (SageMaker's ForEachStep cannot "
+            "carry @step results per iteration)"
+        )
     elif source in registry.parameters:
-        why = (f"{source!r} is a pipeline parameter, known only when an execution starts; the iterations are built "
-               "one job per item before that")
+        why = (
+            f"{source!r} is a pipeline parameter, known only when an execution starts; the iterations are built "
+            "one job per item before that"
+        )
     elif source not in values:
         why = f"{source!r} is defined nowhere (no earlier cell binds it)"
     else:
@@ -241,9 +302,15 @@ def _fan_out(cell: Cell, node: StepNode, values: Mapping[str, Any], bindings: Bi
     return fan
 
 
-def _expand(nodes: list[StepNode], conditions: list[cond_mod.Condition], no_image: list[str], registry: Registry,
-            config: Mapping[str, Any] | None, kernel_image: str | None, report: Report,
-            ) -> tuple[list[StepNode], list[str]]:
+def _expand(
+    nodes: list[StepNode],
+    conditions: list[cond_mod.Condition],
+    no_image: list[str],
+    registry: Registry,
+    config: Mapping[str, Any] | None,
+    kernel_image: str | None,
+    report: Report,
+) -> tuple[list[StepNode], list[str]]:
     """The fan-out steps as their iterations and gathers (``core.foreach.expand``). A gather runs on the
     pipeline's default instance, not the cell's: it only makes lists."""
     from jupyter_smstep.core import foreach as foreach_mod
@@ -297,18 +364,29 @@ def _resolve_step(
     for helper, needs in links.items():  # a global the cell rebinds: the function still sees the input's value
         for var in needs:
             if var in analysis.writes:
-                report.warn(f"calls {helper}(), which reads {var!r} when it runs; this step also assigns {var!r}, "
-                            f"but inside the step {helper}() sees the value from before the step (a step's names "
-                            "are its own), while the kernel's cell changed the global",
-                            fix=f"pass {var} to {helper}() as an argument", step=name,
-                            line=analysis.writes[var] + 1)
+                report.warn(
+                    f"calls {helper}(), which reads {var!r} when it runs; this step also assigns {var!r}, "
+                    f"but inside the step {helper}() sees the value from before the step (a step's names "
+                    "are its own), while the kernel's cell changed the global",
+                    fix=f"pass {var} to {helper}() as an argument",
+                    step=name,
+                    line=analysis.writes[var] + 1,
+                )
     depends = _depends_on(inputs, spec.after, name, index, registry, report)
     return StepNode(name, cell, inputs, [], depends, {}, helper_globals=links)
 
 
-def _resolve_input(var: str, line: int, cell: Cell, index: int, registry: Registry, namespace: Mapping[str, Any],
-                   bindings: Bindings, later_writers: dict[str, list[tuple[int, str]]], report: Report,
-                   ) -> Input | None:
+def _resolve_input(
+    var: str,
+    line: int,
+    cell: Cell,
+    index: int,
+    registry: Registry,
+    namespace: Mapping[str, Any],
+    bindings: Bindings,
+    later_writers: dict[str, list[tuple[int, str]]],
+    report: Report,
+) -> Input | None:
     """What the name ``var`` that a step reads (at ``line`` of its body) is, as of the step's cell: an import, a
     step's output, a parameter, the execution, a captured value; None for a builtin, a name ``--inputs`` leaves
     out, or one it cannot be (an error says why, with the fix)."""
@@ -318,17 +396,27 @@ def _resolve_input(var: str, line: int, cell: Cell, index: int, registry: Regist
     linkable = spec.inputs is None or var in spec.inputs
     source = bindings.writer.get(var)
     if var in IPYTHON_NAMES:
-        fix = ("print() it, or display it in an ordinary cell below the step" if var == "display"
-               else "use an ordinary variable instead")
-        report.error(f"uses IPython's `{var}`, which does not exist when the step runs as a job",
-                     fix=fix, step=name, line=line + 1)
+        fix = (
+            "print() it, or display it in an ordinary cell below the step"
+            if var == "display"
+            else "use an ordinary variable instead"
+        )
+        report.error(
+            f"uses IPython's `{var}`, which does not exist when the step runs as a job",
+            fix=fix,
+            step=name,
+            line=line + 1,
+        )
         return None
     if linkable and var in bindings.deleted:
         who, del_line = bindings.deleted[var]
-        report.error(f"reads {var!r}, which {who} deletes (its line {del_line}): run top to bottom, "
-                     "the notebook raises NameError here",
-                     fix=f"keep {var!r} (drop the del), or compute it again before step '{name}'",
-                     step=name, line=line + 1)
+        report.error(
+            f"reads {var!r}, which {who} deletes (its line {del_line}): run top to bottom, "
+            "the notebook raises NameError here",
+            fix=f"keep {var!r} (drop the del), or compute it again before step '{name}'",
+            step=name,
+            line=line + 1,
+        )
         return None
     if linkable and var in bindings.imported:
         return Input(var, "import", line, statement=bindings.imported[var])
@@ -339,10 +427,13 @@ def _resolve_input(var: str, line: int, cell: Cell, index: int, registry: Regist
         return Input(var, "parameter", line)
     if var in registry.retired and (source is None or source.is_step):
         gone = registry.retired[var]
-        report.error(f"reads {var!r}, which step '{gone}' computed, but that step is gone (deleted or removed); "
-                     "the kernel still holds its last value, which the pipeline cannot use",
-                     fix=f"restore step '{gone}', or compute {var!r} in a step or an ordinary cell above",
-                     step=name, line=line + 1)
+        report.error(
+            f"reads {var!r}, which step '{gone}' computed, but that step is gone (deleted or removed); "
+            "the kernel still holds its last value, which the pipeline cannot use",
+            fix=f"restore step '{gone}', or compute {var!r} in a step or an ordinary cell above",
+            step=name,
+            line=line + 1,
+        )
         return None
     if var in bindings.derived:
         src_var, src_step = bindings.derived[var]
@@ -351,20 +442,29 @@ def _resolve_input(var: str, line: int, cell: Cell, index: int, registry: Regist
             f"reads {var!r}, which {who} computed from {src_var!r}, an output of step "
             f"'{src_step}': the pipeline cannot use the kernel's copy",
             fix=f"make {who} a %%step cell, or move its code into step '{name}'",
-            step=name, line=line + 1)
+            step=name,
+            line=line + 1,
+        )
         return None
     if var in cell.unbound and var not in BUILTINS and (unbound := _unbound(var, cell, index, registry)):
         later = [s for i, s in later_writers.get(var, []) if i > index]
         if later:
-            report.error(f"reads {var!r}, which step '{later[0]}' produces, but that step comes later",
-                         fix=f"move step '{name}' below step '{later[0]}'", step=name, line=line + 1)
+            report.error(
+                f"reads {var!r}, which step '{later[0]}' produces, but that step comes later",
+                fix=f"move step '{name}' below step '{later[0]}'",
+                step=name,
+                line=line + 1,
+            )
         else:
             report.error(*unbound, step=name, line=line + 1)
         return None
     if var in namespace and var in BUILTINS and importing.is_builtin(var, namespace[var]):
         return None  # Python's own (IPython's `open`, `exit`, `quit` wrappers are the builtins in a job)
-    if var in namespace and isinstance(namespace[var], types.ModuleType) and \
-            namespace[var].__name__ == EXECUTION_MODULE:
+    if (
+        var in namespace
+        and isinstance(namespace[var], types.ModuleType)
+        and namespace[var].__name__ == EXECUTION_MODULE
+    ):
         return Input(var, "execution", line)
     if var in namespace:
         value = namespace[var]
@@ -378,18 +478,26 @@ def _resolve_input(var: str, line: int, cell: Cell, index: int, registry: Regist
         return None  # Python's own, or a step output --inputs excluded on purpose
     later = [s for i, s in later_writers.get(var, []) if i > index]
     if later:
-        report.error(f"reads {var!r}, which step '{later[0]}' produces, but that step comes later",
-                     fix=f"move step '{name}' below step '{later[0]}'", step=name, line=line + 1)
+        report.error(
+            f"reads {var!r}, which step '{later[0]}' produces, but that step comes later",
+            fix=f"move step '{name}' below step '{later[0]}'",
+            step=name,
+            line=line + 1,
+        )
     else:
-        report.error(f"reads {var!r}, which is defined nowhere (no earlier step, parameter or "
-                     "kernel variable); was the cell that defined it deleted or not run?",
-                     fix=f"define {var!r} in an earlier cell and run it, or declare it with %pipeline param",
-                     step=name, line=line + 1)
+        report.error(
+            f"reads {var!r}, which is defined nowhere (no earlier step, parameter or "
+            "kernel variable); was the cell that defined it deleted or not run?",
+            fix=f"define {var!r} in an earlier cell and run it, or declare it with %pipeline param",
+            step=name,
+            line=line + 1,
+        )
     return None
 
 
-def _depends_on(inputs: dict[str, Input], after: Sequence[str], name: str, index: int, registry: Registry,
-                report: Report) -> list[str]:
+def _depends_on(
+    inputs: dict[str, Input], after: Sequence[str], name: str, index: int, registry: Registry, report: Report
+) -> list[str]:
     """The steps a step runs after: those whose outputs it reads, in the order it reads them, then ``--after``
     (each checked: an earlier step, not itself)."""
     depends: list[str] = []
@@ -404,12 +512,18 @@ def _depends_on(inputs: dict[str, Input], after: Sequence[str], name: str, index
             if other not in depends:
                 depends.append(other)
         elif any(c.step is not None and c.step.name == other for c in registry.cells[index:]):
-            report.error(f"--after {other}: step '{other}' comes later in the notebook", step=name,
-                         fix=f"move step '{name}' below step '{other}'")
+            report.error(
+                f"--after {other}: step '{other}' comes later in the notebook",
+                step=name,
+                fix=f"move step '{name}' below step '{other}'",
+            )
         else:
             close = difflib.get_close_matches(other, earlier, n=1)
-            report.error(f"--after {other}: there is no step '{other}' above this one", step=name,
-                         fix=f"did you mean {close[0]}?" if close else f"steps above: {', '.join(earlier) or 'none'}")
+            report.error(
+                f"--after {other}: there is no step '{other}' above this one",
+                step=name,
+                fix=f"did you mean {close[0]}?" if close else f"steps above: {', '.join(earlier) or 'none'}",
+            )
     return depends
 
 
@@ -417,19 +531,26 @@ def _unbound(var: str, cell: Cell, index: int, registry: Registry) -> tuple[str,
     """(message, fix) for a name the step read before another cell bound it; None when no cell binds it."""
     assert cell.step is not None
     name = cell.step.name
-    writers = [(i, c) for i, c in enumerate(registry.cells)
-               if c is not cell and c.analysis is not None and var in c.analysis.outputs]
+    writers = [
+        (i, c)
+        for i, c in enumerate(registry.cells)
+        if c is not cell and c.analysis is not None and var in c.analysis.outputs
+    ]
     if not writers:
         return None
     below = [c for i, c in writers if i > index]
     above = [c for i, c in writers if i < index]
     if above and not below:  # a kernel: the step cell ran before the cell above it was run
-        return (f"reads {var!r}, which was not defined yet when this step's cell ran ({above[-1].label} above "
-                "defines it, but ran after it)",
-                f"run step '{name}' again, or Restart & Run All")
-    return (f"reads {var!r}, which is not defined yet where this step stands ({below[0].label}, below this step, "
-            "defines it): run top to bottom, the notebook raises NameError at this cell",
-            f"define {var!r} in a cell above step '{name}' (move {below[0].label} up)")
+        return (
+            f"reads {var!r}, which was not defined yet when this step's cell ran ({above[-1].label} above "
+            "defines it, but ran after it)",
+            f"run step '{name}' again, or Restart & Run All",
+        )
+    return (
+        f"reads {var!r}, which is not defined yet where this step stands ({below[0].label}, below this step, "
+        "defines it): run top to bottom, the notebook raises NameError at this cell",
+        f"define {var!r} in a cell above step '{name}' (move {below[0].label} up)",
+    )
 
 
 def _is_sink(node: StepNode, nodes: list[StepNode]) -> bool:
@@ -455,9 +576,13 @@ def _left_out(node: StepNode, var: str, namespace: Mapping[str, Any], report: Re
     if why is None:
         return False
     line = (node.cell.analysis.writes.get(var) if node.cell.analysis else None) or 0
-    report.warn(f"the final step leaves {var!r} ({why}) out of its outputs: it is not data another process "
-                "can use, so the step returns its other variables", step=node.name, line=line + 1,
-                fix=f"return what {var!r} holds instead (a path, a name, the data), or insist with --outputs")
+    report.warn(
+        f"the final step leaves {var!r} ({why}) out of its outputs: it is not data another process "
+        "can use, so the step returns its other variables",
+        step=node.name,
+        line=line + 1,
+        fix=f"return what {var!r} holds instead (a path, a name, the data), or insist with --outputs",
+    )
     return True
 
 
@@ -488,14 +613,20 @@ def _resolve_saves(node: StepNode, pipeline: str, root: str | None, report: Repo
             report.error(exc.message, fix=exc.fix, step=node.name, line=1)
             continue
         if save.uri in seen:
-            report.error(f"--save {name} and --save {seen[save.uri]} write the same object {save.uri}",
-                         fix="give each its own URI", step=node.name, line=1)
+            report.error(
+                f"--save {name} and --save {seen[save.uri]} write the same object {save.uri}",
+                fix="give each its own URI",
+                step=node.name,
+                line=1,
+            )
             continue
         seen[save.uri] = name
         node.saves.append(save)
     if "cache" in node.settings and any(s.per_execution for s in node.saves):
-        report.warn("--cache with a --save URI that has {execution_id}: when SageMaker reuses the step's earlier "
-                    "result it runs nothing, so this execution's object is never written",
-                    fix="drop {execution_id} from the URI, or --cache from the step", step=node.name, line=1)
-
-
+        report.warn(
+            "--cache with a --save URI that has {execution_id}: when SageMaker reuses the step's earlier "
+            "result it runs nothing, so this execution's object is never written",
+            fix="drop {execution_id} from the URI, or --cache from the step",
+            step=node.name,
+            line=1,
+        )

@@ -18,15 +18,21 @@ from jupyter_smstep.core.code import global_names
 from jupyter_smstep.core.analysis import CallSite, FunctionInfo, analyze, mutated_through_calls
 from jupyter_smstep.core.plain import match_type
 from jupyter_smstep.errors import Report
-from jupyter_smstep.core.model import (RANDOM_STATES, Bindings, Input, StepNode)
+from jupyter_smstep.core.model import RANDOM_STATES, Bindings, Input, StepNode
 from jupyter_smstep.core.registry import Cell, Registry
 
 
-
-
-def hidden_changes(cell: Cell, node: StepNode, values: Mapping[str, Any], functions: dict[str, FunctionInfo],
-                    methods: dict[str, FunctionInfo], registry: Registry, namespace: Mapping[str, Any],
-                    root: Path | None, report: Report) -> dict[str, int]:
+def hidden_changes(
+    cell: Cell,
+    node: StepNode,
+    values: Mapping[str, Any],
+    functions: dict[str, FunctionInfo],
+    methods: dict[str, FunctionInfo],
+    registry: Registry,
+    namespace: Mapping[str, Any],
+    root: Path | None,
+    report: Report,
+) -> dict[str, int]:
     """The inputs ``node`` changes without its code showing it (through calls, aliases, a generator it draws
     from, ``%pipeline outputs``, or as seen in the kernel): each is an output too. name -> line."""
     assert cell.analysis is not None
@@ -49,15 +55,19 @@ def hidden_changes(cell: Cell, node: StepNode, values: Mapping[str, Any], functi
     for var in cell.changed_in_kernel:
         if var in node.inputs and var not in hidden:
             hidden[var] = node.inputs[var].line
-            report.warn(f"changed {var!r} in place when it ran in the kernel (its code does not show it): "
-                        "an output now; a headless build (smstep) cannot see this",
-                        fix=f"add a cell `%pipeline outputs {var}` so every build returns it",
-                        step=node.name, line=node.inputs[var].line + 1)
+            report.warn(
+                f"changed {var!r} in place when it ran in the kernel (its code does not show it): "
+                "an output now; a headless build (smstep) cannot see this",
+                fix=f"add a cell `%pipeline outputs {var}` so every build returns it",
+                step=node.name,
+                line=node.inputs[var].line + 1,
+            )
     return hidden
 
 
-def helper_links(inputs: dict[str, Input], namespace: Mapping[str, Any], bindings: Bindings, step: str,
-                  report: Report) -> dict[str, tuple[str, ...]]:
+def helper_links(
+    inputs: dict[str, Input], namespace: Mapping[str, Any], bindings: Bindings, step: str, report: Report
+) -> dict[str, tuple[str, ...]]:
     """A notebook function the step calls that reads a step's output when it runs (``def predict(x): return
     model.predict(x)``): that output becomes the step's input, and the function reads it (``StepNode.
     helper_globals``) instead of the kernel's copy. One an ordinary cell computed from a step output is an
@@ -76,10 +86,14 @@ def helper_links(inputs: dict[str, Input], namespace: Mapping[str, Any], binding
                     inputs[var] = Input(var, "step", inp.line, step=src.step.name)
             elif var in bindings.derived:
                 src_var, src_step = bindings.derived[var]
-                report.error(f"calls {inp.name}(), which reads {var!r} when it runs; an ordinary cell computed "
-                             f"{var!r} from {src_var!r}, an output of step '{src_step}': the pipeline cannot use "
-                             "the kernel's copy", fix=f"make that ordinary cell a %%step cell, or move its code into "
-                             f"step '{step}'", step=step, line=inp.line + 1)
+                report.error(
+                    f"calls {inp.name}(), which reads {var!r} when it runs; an ordinary cell computed "
+                    f"{var!r} from {src_var!r}, an output of step '{src_step}': the pipeline cannot use "
+                    "the kernel's copy",
+                    fix=f"make that ordinary cell a %%step cell, or move its code into step '{step}'",
+                    step=step,
+                    line=inp.line + 1,
+                )
         if needs:
             found[inp.name] = tuple(needs)
     return found
@@ -97,13 +111,17 @@ def reachable_globals(function: types.FunctionType) -> set[str]:
         seen.add(id(current))
         found = global_names(current.__code__)
         names |= found
-        todo += [v for n in found if isinstance(v := current.__globals__.get(n), types.FunctionType)
-                 and v.__module__ == "__main__"]
+        todo += [
+            v
+            for n in found
+            if isinstance(v := current.__globals__.get(n), types.FunctionType) and v.__module__ == "__main__"
+        ]
     return names
 
 
-def beside(cell: Cell, node: StepNode, values: Mapping[str, Any], functions: dict[str, FunctionInfo],
-            root: Path | None) -> tuple[tuple[CallSite, ...], dict[str, FunctionInfo]]:
+def beside(
+    cell: Cell, node: StepNode, values: Mapping[str, Any], functions: dict[str, FunctionInfo], root: Path | None
+) -> tuple[tuple[CallSite, ...], dict[str, FunctionInfo]]:
     """The step's calls and the functions they may reach, with those of modules beside the notebook
     (``from prep import clean; clean(df)``, ``import prep; prep.clean(df)``): their source is read, so a
     function there that changes its argument in place makes that argument an output, as a notebook
@@ -144,7 +162,7 @@ def module_functions(module: Any, root: Path) -> dict[str, FunctionInfo] | None:
         stat = path.stat()
     except (ValueError, OSError):
         return None
-    if "site-packages" in path.parts or any(part.startswith(".") for part in path.parts[len(root.parts):]):
+    if "site-packages" in path.parts or any(part.startswith(".") for part in path.parts[len(root.parts) :]):
         return None
     return functions_of(str(path), stat.st_mtime_ns, stat.st_size)
 

@@ -12,9 +12,6 @@ import types
 from typing import Any
 
 
-
-
-
 def import_statement(var: str, value: Any, written: str | None = None) -> str | None:
     """How to re-create ``value`` by import inside the step, or None to capture it by value.
 

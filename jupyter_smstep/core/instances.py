@@ -79,22 +79,29 @@ class Suggestion:
         if self.current is None or self.too_small:
             return False
         current = self.current
-        return not any(s is not None and _size_order(s) < _size_order(current)
-                       for s in (self.same_family, self.general))
+        return not any(
+            s is not None and _size_order(s) < _size_order(current) for s in (self.same_family, self.general)
+        )
 
     def to_json(self) -> dict[str, Any]:
-        return {"instance_type": self.current.name if self.current else None, "peak_bytes": self.peak_bytes,
-                "cores": round(self.cores, 2), "fits_same_family": self.same_family.name if self.same_family else None,
-                "fits_general_purpose": self.general.name if self.general else None,
-                "too_small": self.too_small, "note": self.note}
+        return {
+            "instance_type": self.current.name if self.current else None,
+            "peak_bytes": self.peak_bytes,
+            "cores": round(self.cores, 2),
+            "fits_same_family": self.same_family.name if self.same_family else None,
+            "fits_general_purpose": self.general.name if self.general else None,
+            "too_small": self.too_small,
+            "note": self.note,
+        }
 
 
 def _size_order(spec: Spec) -> tuple[int, int]:
     return (spec.memory_mib, spec.vcpus)
 
 
-def suggest(step: str, instance_type: str, resources: Mapping[str, float], specs: Specs | None = None
-            ) -> Suggestion | None:
+def suggest(
+    step: str, instance_type: str, resources: Mapping[str, float], specs: Specs | None = None
+) -> Suggestion | None:
     """The suggestion for one step, or None when the run did not measure its memory."""
     if "peak_rss_bytes" not in resources:
         return None
@@ -117,16 +124,21 @@ def suggest(step: str, instance_type: str, resources: Mapping[str, float], specs
     used = f"{step}: peak {_gib(peak)}, {cores:.1f} core{'s' if round(cores, 1) != 1 else ''}"
     too_small = current is not None and peak > current.memory_mib * 2**20
     if current is None:
-        note = (f"{used} — the specs ({specs.source}) do not know {instance_type!r}"
-                + (f"; {general.describe()} fits" if general else ""))
+        note = f"{used} — the specs ({specs.source}) do not know {instance_type!r}" + (
+            f"; {general.describe()} fits" if general else ""
+        )
     elif too_small:
         bigger = same or general
-        note = (f"{used} — more than {current.describe()} holds: the job would run out of memory"
-                + (f"; {bigger.describe()} fits" if bigger else ""))
+        note = f"{used} — more than {current.describe()} holds: the job would run out of memory" + (
+            f"; {bigger.describe()} fits" if bigger else ""
+        )
     else:
         better = [s for s in (same, general) if s is not None and _size_order(s) < _size_order(current)]
-        note = (f"{used} — {current.describe()} → " + " or ".join(dict.fromkeys(s.describe() for s in better))
-                + " fits" if better else f"{used} — {current.describe()} is the smallest that fits")
+        note = (
+            f"{used} — {current.describe()} → " + " or ".join(dict.fromkeys(s.describe() for s in better)) + " fits"
+            if better
+            else f"{used} — {current.describe()} is the smallest that fits"
+        )
     note += f" (with {HEADROOM:g}× headroom; a local run on less data than production's is a lower bound)"
     return Suggestion(step, current, peak, cores, same, general, too_small, note)
 
@@ -144,12 +156,13 @@ def summary_lines(suggestions: Iterable[Suggestion]) -> list[str]:
         peaks = _gib(low) if _gib(low) == _gib(high) else f"{_gib(low)}–{_gib(high)}"
         kinds = sorted({s.current.name for s in fine if s.current is not None})
         which = f"{kinds[0]}, " if len(kinds) == 1 else ""
-        lines.append(f"{', '.join(s.step for s in fine)}: each has {which}the smallest instance type that fits (peak "
-                     f"{peaks}; with {HEADROOM:g}× headroom, and a local run on less data than production's is a "
-                     "lower bound)")
+        lines.append(
+            f"{', '.join(s.step for s in fine)}: each has {which}the smallest instance type that fits (peak "
+            f"{peaks}; with {HEADROOM:g}× headroom, and a local run on less data than production's is a "
+            "lower bound)"
+        )
     return lines
 
 
 def _gib(n: int) -> str:
     return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
-

@@ -74,10 +74,16 @@ def _as_built_anywhere(node: StepNode) -> StepNode:
     return dataclasses.replace(node, outputs=list(node.sink_outputs), unchecked=list(node.sink_outputs))
 
 
-def step_keys(graph: PipelineGraph, captures: Mapping[str, Mapping[str, str]], *,
-              parameters: Mapping[str, Any] | None = None, runtime: Mapping[str, str] | None = None,
-              root: Path | None = None,
-              extra: Mapping[str, Mapping[str, str]] | None = None, run: str | None = None) -> dict[str, StepKey]:
+def step_keys(
+    graph: PipelineGraph,
+    captures: Mapping[str, Mapping[str, str]],
+    *,
+    parameters: Mapping[str, Any] | None = None,
+    runtime: Mapping[str, str] | None = None,
+    root: Path | None = None,
+    extra: Mapping[str, Mapping[str, str]] | None = None,
+    run: str | None = None,
+) -> dict[str, StepKey]:
     """Every step's key, in graph order (an upstream step's key is known before its readers').
 
     ``captures`` maps each step's captured names to the digests of the values its cell saw;
@@ -127,9 +133,15 @@ def step_keys(graph: PipelineGraph, captures: Mapping[str, Mapping[str, str]], *
 def pipeline_key(graph: PipelineGraph, keys: Mapping[str, StepKey], config: Any = None) -> str:
     """What determines the whole definition: the name, the declared parameters, every step's key, in
     order, and the SageMaker config (its S3 root is in every path)."""
-    return digest_json({"name": graph.name, "parameters": graph.parameters, "config": config,
-                        "steps": [[node.name, keys[node.name].key] for node in graph.steps],
-                        "conditions": [c.to_json() for c in graph.conditions]})
+    return digest_json(
+        {
+            "name": graph.name,
+            "parameters": graph.parameters,
+            "config": config,
+            "steps": [[node.name, keys[node.name].key] for node in graph.steps],
+            "conditions": [c.to_json() for c in graph.conditions],
+        }
+    )
 
 
 #: A file larger than this is known by its size and modification time, not its content.
@@ -165,16 +177,22 @@ def changes(before: Mapping[str, str] | None, after: StepKey) -> list[str]:
         if old == new:
             continue
         kind, _, name = part.partition(":")
-        what = {"code": "the cell's code", "runtime": "the Python or SDK version",
-                "local-sources": "the .py files beside the notebook",
-                "imports": "the version of an imported package",
-                "dependencies": "the pinned packages (--dependencies auto)",
-                "when": "the --when condition around it",
-                "execution": "the run (it reads the execution or writes to S3: it runs each time)",
-                "saves": "its --save values",
-                "capture": f"captured value {name!r}", "setting": f"setting {name}",
-                "file": f"the file of {name}", "parameter": f"parameter {name}",
-                "upstream": f"upstream step {name}", "data": f"the local file {name}"}.get(kind, part)
+        what = {
+            "code": "the cell's code",
+            "runtime": "the Python or SDK version",
+            "local-sources": "the .py files beside the notebook",
+            "imports": "the version of an imported package",
+            "dependencies": "the pinned packages (--dependencies auto)",
+            "when": "the --when condition around it",
+            "execution": "the run (it reads the execution or writes to S3: it runs each time)",
+            "saves": "its --save values",
+            "capture": f"captured value {name!r}",
+            "setting": f"setting {name}",
+            "file": f"the file of {name}",
+            "parameter": f"parameter {name}",
+            "upstream": f"upstream step {name}",
+            "data": f"the local file {name}",
+        }.get(kind, part)
         if old is None:
             reasons.append(f"{what} is new")
         elif new is None:

@@ -52,7 +52,7 @@ MISPLACED_FIX = {
     "yield": "collect the values in a list, or define a generator function in the cell and call it",
     "await": "a step runs as a plain function: wrap the coroutine in asyncio.run(...)",
     "global": "drop the global statement: at the top of a cell it changes nothing, in a step it breaks the "
-              "function (its names come from earlier steps and the kernel)",
+    "function (its names come from earlier steps and the kernel)",
 }
 
 
@@ -205,8 +205,10 @@ class PipelineGraph:
                     "imports": [i.statement for i in s.imports],
                     "outputs": list(s.outputs),
                     "depends_on": list(s.depends_on),
-                    "settings": {k: {**r.to_json(), "value": _jsonable(settings_mod.shown(k, r.to_json()["value"]))}
-                                 for k, r in s.settings.items()},
+                    "settings": {
+                        k: {**r.to_json(), "value": _jsonable(settings_mod.shown(k, r.to_json()["value"]))}
+                        for k, r in s.settings.items()
+                    },
                     **({"key": self.keys[s.name].key} if s.name in self.keys else {}),
                     **({"dependencies": self.dependencies[s.name]} if s.name in self.dependencies else {}),
                     **_guard_json(self, s),
@@ -250,14 +252,28 @@ def path_literals(node: StepNode, values: Mapping[str, Any] | None = None) -> li
         return []
     found = [(n.value, n.lineno) for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
     if values is not None:
-        found += [(values[i.name], i.line) for i in sorted(node.captured, key=lambda i: i.line)
-                  if i.name in values and isinstance(values[i.name], str)]
-    return [(text, line) for text, line in found if text and len(text) <= 1024 and "\n" not in text
-            and "\0" not in text and "://" not in text and text not in (".", "..")]
+        found += [
+            (values[i.name], i.line)
+            for i in sorted(node.captured, key=lambda i: i.line)
+            if i.name in values and isinstance(values[i.name], str)
+        ]
+    return [
+        (text, line)
+        for text, line in found
+        if text
+        and len(text) <= 1024
+        and "\n" not in text
+        and "\0" not in text
+        and "://" not in text
+        and text not in (".", "..")
+    ]
 
 
-def local_file_reads(node: StepNode, root: Path | None, values: Mapping[str, Any] | None = None,
-                     ) -> list[tuple[str, int, Path]]:
+def local_file_reads(
+    node: StepNode,
+    root: Path | None,
+    values: Mapping[str, Any] | None = None,
+) -> list[tuple[str, int, Path]]:
     """String literals in a step's code (and, given ``values``, its captured string constants) that name a file on
     this machine: (text, line in the body, path).
 
@@ -279,8 +295,11 @@ def local_file_reads(node: StepNode, root: Path | None, values: Mapping[str, Any
     return list(found.values())
 
 
-def local_folder_reads(node: StepNode, root: Path | None, values: Mapping[str, Any] | None = None,
-                       ) -> list[tuple[str, int, Path]]:
+def local_folder_reads(
+    node: StepNode,
+    root: Path | None,
+    values: Mapping[str, Any] | None = None,
+) -> list[tuple[str, int, Path]]:
     """Relative path literals with a ``/`` that name a folder beside the notebook (``"data/"``, joined
     with a file name later, as in ``pd.read_csv(path + "train.csv")``): the job has no such folder."""
     if root is None:

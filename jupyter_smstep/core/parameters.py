@@ -33,7 +33,9 @@ def parse_assignments(items: list[str], what: str = "parameter") -> dict[str, An
         name, sep, raw = item.partition("=")
         name = name.strip()
         if not sep or not name.isidentifier():
-            raise SmstepError(f"{what} {item!r} is not NAME=VALUE", fix="write it like epochs=10 or uri=s3://bucket/key")
+            raise SmstepError(
+                f"{what} {item!r} is not NAME=VALUE", fix="write it like epochs=10 or uri=s3://bucket/key"
+            )
         try:
             value = ast.literal_eval(raw)
         except (ValueError, SyntaxError):
@@ -54,6 +56,7 @@ def parse_bool(value: Any) -> bool | None:
 
 def coerce(name: str, kind: type, value: Any) -> Any:
     """``value`` as a ``kind`` parameter value, strictly; raises :class:`SmstepError` naming the parameter."""
+
     def refuse(expected: str, example: str) -> SmstepError:
         return SmstepError(f"parameter {name!r} is {expected}; {value!r} is not", fix=f"pass e.g. -p {name}={example}")
 
@@ -102,9 +105,12 @@ def unknown(overrides: Mapping[str, Any], declared: Mapping[str, Any]) -> list[P
         close = difflib.get_close_matches(name, list(declared), n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         known = ", ".join(declared) or "none"
-        problems.append(Problem(f"unknown parameter {name!r} (the pipeline's parameters: {known})",
-                                fix=f"{hint}declare it with %pipeline param NAME=VALUE or in a cell tagged "
-                                "'parameters'"))
+        problems.append(
+            Problem(
+                f"unknown parameter {name!r} (the pipeline's parameters: {known})",
+                fix=f"{hint}declare it with %pipeline param NAME=VALUE or in a cell tagged 'parameters'",
+            )
+        )
     return problems
 
 

@@ -16,12 +16,24 @@ import sys
 import threading
 import types
 
+
 def not_data_kinds() -> "tuple[type, ...]":
     """The classes that are never a step's output: they cannot travel to another process, or mean
     nothing there. Made where they are used (the lock classes cannot be pickled by reference)."""
-    return (types.ModuleType, types.GeneratorType, types.AsyncGeneratorType, types.CoroutineType, io.IOBase,
-            socket.socket, threading.Thread, type(threading.Lock()), type(threading.RLock()), threading.Event,
-            threading.Condition, threading.Semaphore)
+    return (
+        types.ModuleType,
+        types.GeneratorType,
+        types.AsyncGeneratorType,
+        types.CoroutineType,
+        io.IOBase,
+        socket.socket,
+        threading.Thread,
+        type(threading.Lock()),
+        type(threading.RLock()),
+        threading.Event,
+        threading.Condition,
+        threading.Semaphore,
+    )
 
 
 #: AWS credentials and what holds them, by (module, class name or None for any class of the module):
@@ -34,8 +46,10 @@ CREDENTIAL_TYPES: "dict[tuple[str, str | None], str]" = {
 }
 #: Other types recognised by their module and name that are not data.
 NOT_DATA_NAMES: "dict[tuple[str, str | None], str]" = {
-    **CREDENTIAL_TYPES, ("boto3.resources.base", None): "a boto3 resource",
-    ("sqlite3", "Connection"): "a database connection", ("sqlite3", "Cursor"): "a database cursor",
+    **CREDENTIAL_TYPES,
+    ("boto3.resources.base", None): "a boto3 resource",
+    ("sqlite3", "Connection"): "a database connection",
+    ("sqlite3", "Cursor"): "a database cursor",
 }
 
 
@@ -67,7 +81,9 @@ def _smstep_plain(step: "str", outputs: "dict[str, object]", unchecked: "tuple[s
         if why is None:
             kept[name] = value
         else:
-            print(f"jupyter_smstep: step {step!r} leaves {name!r} ({why}) out of its outputs: it is not data "
-                  "another process can use (return what it holds instead, or insist with --outputs)",
-                  file=sys.stderr)
+            print(
+                f"jupyter_smstep: step {step!r} leaves {name!r} ({why}) out of its outputs: it is not data "
+                "another process can use (return what it holds instead, or insist with --outputs)",
+                file=sys.stderr,
+            )
     return kept

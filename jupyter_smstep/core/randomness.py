@@ -23,20 +23,68 @@ from dataclasses import dataclass
 
 #: Calls (by resolved dotted name) that seed a library's global state -> the library.
 SEEDS = {
-    "random.seed": "random", "random.setstate": "random",
-    "numpy.random.seed": "numpy", "numpy.random.set_state": "numpy",
-    "torch.manual_seed": "torch", "torch.random.manual_seed": "torch", "torch.set_rng_state": "torch",
-    "tensorflow.random.set_seed": "tensorflow", "tensorflow.keras.utils.set_random_seed": "tensorflow",
+    "random.seed": "random",
+    "random.setstate": "random",
+    "numpy.random.seed": "numpy",
+    "numpy.random.set_state": "numpy",
+    "torch.manual_seed": "torch",
+    "torch.random.manual_seed": "torch",
+    "torch.set_rng_state": "torch",
+    "tensorflow.random.set_seed": "tensorflow",
+    "tensorflow.keras.utils.set_random_seed": "tensorflow",
 }
-_RANDOM_DRAWS = {"random", "randint", "randrange", "choice", "choices", "shuffle", "sample", "uniform",
-                 "gauss", "normalvariate", "lognormvariate", "expovariate", "vonmisesvariate", "gammavariate",
-                 "betavariate", "paretovariate", "weibullvariate", "triangular", "getrandbits", "randbytes",
-                 "binomialvariate"}
+_RANDOM_DRAWS = {
+    "random",
+    "randint",
+    "randrange",
+    "choice",
+    "choices",
+    "shuffle",
+    "sample",
+    "uniform",
+    "gauss",
+    "normalvariate",
+    "lognormvariate",
+    "expovariate",
+    "vonmisesvariate",
+    "gammavariate",
+    "betavariate",
+    "paretovariate",
+    "weibullvariate",
+    "triangular",
+    "getrandbits",
+    "randbytes",
+    "binomialvariate",
+}
 #: numpy.random attributes that are not draws from the global state.
-_NUMPY_NOT_DRAWS = {"seed", "set_state", "get_state", "default_rng", "RandomState", "Generator", "SeedSequence",
-                    "BitGenerator", "PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64"}
-_TORCH_DRAWS = {"rand", "randn", "randint", "randperm", "rand_like", "randn_like", "randint_like", "normal",
-                "bernoulli", "multinomial", "poisson"}
+_NUMPY_NOT_DRAWS = {
+    "seed",
+    "set_state",
+    "get_state",
+    "default_rng",
+    "RandomState",
+    "Generator",
+    "SeedSequence",
+    "BitGenerator",
+    "PCG64",
+    "PCG64DXSM",
+    "MT19937",
+    "Philox",
+    "SFC64",
+}
+_TORCH_DRAWS = {
+    "rand",
+    "randn",
+    "randint",
+    "randperm",
+    "rand_like",
+    "randn_like",
+    "randint_like",
+    "normal",
+    "bernoulli",
+    "multinomial",
+    "poisson",
+}
 
 
 @dataclass(frozen=True)

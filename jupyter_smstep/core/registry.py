@@ -93,8 +93,14 @@ class Registry:
     notices: list[Problem] = field(default_factory=list)
 
     # ---------------------------------------------------------------- recording
-    def record_step(self, spec: StepSpec, source: str, cell_id: str | None = None,
-                    seen: Mapping[str, Any] | None = None, unbound: frozenset[str] = frozenset()) -> Cell:
+    def record_step(
+        self,
+        spec: StepSpec,
+        source: str,
+        cell_id: str | None = None,
+        seen: Mapping[str, Any] | None = None,
+        unbound: frozenset[str] = frozenset(),
+    ) -> Cell:
         """Record a step cell; ``seen``: its values now (see :attr:`Cell.seen`), ``unbound``: the names it
         reads that nothing has bound yet."""
         analysis, problem = analyse_source(source, spec.name)
@@ -103,8 +109,9 @@ class Registry:
         self._put(cell)
         return cell
 
-    def record_plain(self, source: str, cell_id: str | None = None,
-                     analysis: CellAnalysis | None = None) -> Cell | None:
+    def record_plain(
+        self, source: str, cell_id: str | None = None, analysis: CellAnalysis | None = None
+    ) -> Cell | None:
         """Record an ordinary cell that ran in the kernel. Unparsable cells are kept for order only."""
         if not source.strip():
             return None

@@ -55,8 +55,10 @@ def parse(text: str) -> tuple[str, str | None]:
     name, sep, uri = text.partition("=")
     name = name.strip()
     if not name.isidentifier():
-        raise SaveError(f"--save {text!r}: {name!r} is not a variable name",
-                        fix="write --save NAME=s3://bucket/key.parquet (or --save NAME with --save-root)")
+        raise SaveError(
+            f"--save {text!r}: {name!r} is not a variable name",
+            fix="write --save NAME=s3://bucket/key.parquet (or --save NAME with --save-root)",
+        )
     return name, (uri.strip() if sep else None)
 
 
@@ -69,25 +71,32 @@ def check_root(root: str) -> str:
 def resolve(name: str, uri: str | None, *, pipeline: str, step: str, root: str | None, bound: set[str]) -> Save:
     """One ``--save`` of step ``step``, checked; ``bound``: the variables the cell assigns."""
     if name not in bound:
-        raise SaveError(f"--save {name}: the cell never assigns {name!r}",
-                        fix=f"assign {name} in the cell, or save a variable it does assign")
+        raise SaveError(
+            f"--save {name}: the cell never assigns {name!r}",
+            fix=f"assign {name} in the cell, or save a variable it does assign",
+        )
     if uri is None:
         if root is None:
-            raise SaveError(f"--save {name} has no S3 URI and the notebook has no save root",
-                            fix=f"write --save {name}=s3://bucket/prefix/{name}.parquet, or set one for every "
-                                "step: %pipeline config --save-root s3://bucket/prefix")
+            raise SaveError(
+                f"--save {name} has no S3 URI and the notebook has no save root",
+                fix=f"write --save {name}=s3://bucket/prefix/{name}.parquet, or set one for every "
+                "step: %pipeline config --save-root s3://bucket/prefix",
+            )
         return Save(name, f"{root}/{pipeline}/{step}/{name}", None)
     what = f"--save {name}={uri}"
     _check_uri(uri, what)
     fields = [f for _, f, _, _ in string.Formatter().parse(uri) if f is not None]
     unknown = [f for f in fields if f not in PLACEHOLDERS]
     if unknown:
-        raise SaveError(f"{what}: unknown placeholder {{{unknown[0]}}}",
-                        fix="use " + ", ".join("{" + p + "}" for p in PLACEHOLDERS))
+        raise SaveError(
+            f"{what}: unknown placeholder {{{unknown[0]}}}", fix="use " + ", ".join("{" + p + "}" for p in PLACEHOLDERS)
+        )
     suffix = uri.rsplit("/", 1)[-1].rpartition(".")[2].lower() if "." in uri.rsplit("/", 1)[-1] else ""
     if suffix not in FORMATS:
-        raise SaveError(f"{what}: the suffix {('.' + suffix) if suffix else '(none)'} names no format",
-                        fix="end the URI with " + ", ".join("." + f for f in FORMATS))
+        raise SaveError(
+            f"{what}: the suffix {('.' + suffix) if suffix else '(none)'} names no format",
+            fix="end the URI with " + ", ".join("." + f for f in FORMATS),
+        )
     filled = uri.replace("{pipeline}", pipeline).replace("{step}", step)
     return Save(name, filled, suffix)
 
@@ -96,22 +105,30 @@ def _check_uri(uri: str, what: str, root: bool = False) -> None:
     try:
         list(string.Formatter().parse(uri))
     except ValueError as exc:
-        raise SaveError(f"{what}: {exc}", fix="write {execution_id}, {pipeline} or {step}, and {{ }} for "
-                                              "braces") from None
+        raise SaveError(
+            f"{what}: {exc}", fix="write {execution_id}, {pipeline} or {step}, and {{ }} for braces"
+        ) from None
     if not uri.startswith("s3://"):
-        raise SaveError(f"{what} is not an s3:// URI", fix="write s3://bucket/prefix" + ("" if root else
-                                                                                          "/name.parquet"))
-    bucket, _, key = uri[len("s3://"):].partition("/")
+        raise SaveError(
+            f"{what} is not an s3:// URI", fix="write s3://bucket/prefix" + ("" if root else "/name.parquet")
+        )
+    bucket, _, key = uri[len("s3://") :].partition("/")
     if not BUCKET.match(bucket) or ".." in bucket:
-        raise SaveError(f"{what}: {bucket!r} is not an S3 bucket name",
-                        fix="use 3-63 lowercase letters, digits, dots and dashes")
+        raise SaveError(
+            f"{what}: {bucket!r} is not an S3 bucket name", fix="use 3-63 lowercase letters, digits, dots and dashes"
+        )
     reserved = next((why for test, why in _RESERVED_BUCKETS if test(bucket)), None)
     if reserved:
-        raise SaveError(f"{what}: {bucket!r} is not an S3 bucket name ({reserved})",
-                        fix="use another bucket name (lowercase letters, digits, dashes)")
+        raise SaveError(
+            f"{what}: {bucket!r} is not an S3 bucket name ({reserved})",
+            fix="use another bucket name (lowercase letters, digits, dashes)",
+        )
     if any(part in (".", "..") for part in key.split("/")):
-        raise SaveError(f"{what}: the key has a '.' or '..' segment, which S3 keeps literally (not a folder move)",
-                        fix="write the key without . and .. segments")
+        raise SaveError(
+            f"{what}: the key has a '.' or '..' segment, which S3 keeps literally (not a folder move)",
+            fix="write the key without . and .. segments",
+        )
     if not key or key.endswith("/"):
-        raise SaveError(f"{what} names a folder, not an object", fix="end it with the object's name, e.g. "
-                                                                     "/model.joblib")
+        raise SaveError(
+            f"{what} names a folder, not an object", fix="end it with the object's name, e.g. /model.joblib"
+        )

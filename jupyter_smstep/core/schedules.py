@@ -34,13 +34,21 @@ Kind = Literal["cron", "rate", "at"]
 UTC = dt.timezone.utc
 #: EventBridge Scheduler schedule names
 NAME = re.compile(r"^[0-9a-zA-Z\-_.]{1,64}$")
-MONTHS = {m: i for i, m in enumerate(("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV",
-                                      "DEC"), start=1)}
+MONTHS = {
+    m: i
+    for i, m in enumerate(("JAN", "FEB", "MAR", "APR", "MAY", "JUN", "JUL", "AUG", "SEP", "OCT", "NOV", "DEC"), start=1)
+}
 DAYS = {d: i for i, d in enumerate(("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT"), start=1)}
 RATE_UNITS = {"minute": 60, "hour": 3600, "day": 86400}
 CRON_FIELDS = ("minutes", "hours", "day-of-month", "month", "day-of-week", "year")
-_RANGES = {"minutes": (0, 59), "hours": (0, 23), "day-of-month": (1, 31), "month": (1, 12), "day-of-week": (1, 7),
-           "year": (1970, 2199)}
+_RANGES = {
+    "minutes": (0, 59),
+    "hours": (0, 23),
+    "day-of-month": (1, 31),
+    "month": (1, 12),
+    "day-of-week": (1, 7),
+    "year": (1970, 2199),
+}
 CRON_EXAMPLE = 'write e.g. --cron "cron(0 6 * * ? *)" (06:00 UTC every day) or "cron(0 9 ? * MON-FRI *)"'
 
 
@@ -67,8 +75,9 @@ class Expression:
     at: dt.datetime | None = None  # at (UTC)
     pieces: tuple[str, ...] = field(default=())
 
-    def next_times(self, after: dt.datetime, n: int = 3, start: dt.datetime | None = None,
-                   end: dt.datetime | None = None) -> list[dt.datetime]:
+    def next_times(
+        self, after: dt.datetime, n: int = 3, start: dt.datetime | None = None, end: dt.datetime | None = None
+    ) -> list[dt.datetime]:
         """The next ``n`` fire times after ``after`` (UTC), within the schedule's start and end dates."""
         after = after.astimezone(UTC)
         if start is not None and start > after:
@@ -90,9 +99,11 @@ class Expression:
 def parse(cron: str | None = None, rate: str | None = None, at: str | None = None) -> Expression:
     given = [(k, v) for k, v in (("cron", cron), ("rate", rate), ("at", at)) if v is not None]
     if len(given) != 1:
-        raise _bad("a schedule needs exactly one of --cron, --rate and --at" + (
-            f" (got {', '.join('--' + k for k, _ in given)})" if given else ""),
-            fix='write e.g. --rate "rate(1 day)" or --cron "cron(0 6 * * ? *)"')
+        raise _bad(
+            "a schedule needs exactly one of --cron, --rate and --at"
+            + (f" (got {', '.join('--' + k for k, _ in given)})" if given else ""),
+            fix='write e.g. --rate "rate(1 day)" or --cron "cron(0 6 * * ? *)"',
+        )
     kind, raw = given[0]
     text = raw.strip()
     wrapped = re.fullmatch(rf"{kind}\((.*)\)", text, re.S)
@@ -120,12 +131,16 @@ def _parse_rate(inner: str) -> Expression:
     if value < 1:
         raise _bad(f"rate({inner}): the value must be a positive whole number", fix=fix)
     if value * RATE_UNITS[base] > MAX_RATE_SECONDS:  # timedelta overflows long before; EventBridge refuses too
-        raise _bad(f"rate({inner}) is longer than any schedule can wait (at most {MAX_RATE_SECONDS // 86400} days)",
-                   fix="use a shorter interval, or --at for one run at a given time")
+        raise _bad(
+            f"rate({inner}) is longer than any schedule can wait (at most {MAX_RATE_SECONDS // 86400} days)",
+            fix="use a shorter interval, or --at for one run at a given time",
+        )
     if (value == 1) != (unit == base):
         right = base if value == 1 else base + "s"
-        raise _bad(f"rate({inner}): EventBridge wants the singular for 1 and the plural otherwise",
-                   fix=f"write rate({value} {right})")
+        raise _bad(
+            f"rate({inner}): EventBridge wants the singular for 1 and the plural otherwise",
+            fix=f"write rate({value} {right})",
+        )
     return Expression("rate", f"rate({value} {unit})", interval=dt.timedelta(seconds=value * RATE_UNITS[base]))
 
 
@@ -144,22 +159,32 @@ def _parse_at(inner: str) -> Expression:
 def _parse_cron(inner: str) -> Expression:
     parts = inner.split()
     if len(parts) != 6:
-        hint = " (a Unix cron has 5; EventBridge adds the year and wants ? in day-of-month or day-of-week)" \
-            if len(parts) == 5 else ""
-        raise _bad(f"cron({inner}) has {len(parts)} fields; EventBridge's has 6: minutes hours day-of-month month "
-                   f"day-of-week year{hint}", fix=CRON_EXAMPLE)
+        hint = (
+            " (a Unix cron has 5; EventBridge adds the year and wants ? in day-of-month or day-of-week)"
+            if len(parts) == 5
+            else ""
+        )
+        raise _bad(
+            f"cron({inner}) has {len(parts)} fields; EventBridge's has 6: minutes hours day-of-month month "
+            f"day-of-week year{hint}",
+            fix=CRON_EXAMPLE,
+        )
     dom, dow = parts[2], parts[4]
     if (dom == "?") == (dow == "?"):
-        raise _bad(f"cron({inner}): exactly one of day-of-month ({dom}) and day-of-week ({dow}) must be ?",
-                   fix="write ? in the one you do not use, e.g. cron(0 6 * * ? *) or cron(0 6 ? * MON *)")
+        raise _bad(
+            f"cron({inner}): exactly one of day-of-month ({dom}) and day-of-week ({dow}) must be ?",
+            fix="write ? in the one you do not use, e.g. cron(0 6 * * ? *) or cron(0 6 ? * MON *)",
+        )
     fields = tuple(_cron_field(name, text, inner) for name, text in zip(CRON_FIELDS, parts))
     day, month = fields[2], fields[3]
     months = range(1, 13) if month.any else sorted(month.values)
     longest = {m: calendar.monthrange(2028, m)[1] for m in months}  # 2028: February has 29 days
     if day.values and not (day.any or day.last) and all(d > longest[m] for d in day.values for m in months):
         named = ", ".join(f"{calendar.month_name[m]} {min(day.values)}" for m in months[:3])
-        raise _bad(f"cron({inner}) never fires: no year has {named}",
-                   fix="pick a day every chosen month has (at most 28 for February), or L for the month's last day")
+        raise _bad(
+            f"cron({inner}) never fires: no year has {named}",
+            fix="pick a day every chosen month has (at most 28 for February), or L for the month's last day",
+        )
     return Expression("cron", f"cron({' '.join(parts)})", fields=fields, pieces=tuple(parts))
 
 
@@ -196,8 +221,10 @@ def _cron_field(name: str, text: str, inner: str) -> CronField:
                 raise bad("has #N with N not 1-5")
             return CronField(nth=(number(day), int(nth)))
     if re.search(r"[LW#]", text.upper().replace("WED", "").replace("JUL", "")):
-        raise bad("uses L, W or # where EventBridge does not take them (L and W: day-of-month, L and #: "
-                  "day-of-week, each alone in its field)")
+        raise bad(
+            "uses L, W or # where EventBridge does not take them (L and W: day-of-month, L and #: "
+            "day-of-week, each alone in its field)"
+        )
     values: set[int] = set()
     for item in text.split(","):
         base, _, step = item.partition("/")
@@ -256,8 +283,11 @@ def _cron_times(fields: tuple[CronField, ...], after: dt.datetime, n: int) -> li
     day = after.date()
     limit = dt.date(min(2199, after.year + 30), 12, 31)
     while day <= limit and len(found) < n:
-        if ((years.any or day.year in years.values) and (months.any or day.month in months.values)
-                and _day_matches(dom, dow, day)):
+        if (
+            (years.any or day.year in years.values)
+            and (months.any or day.month in months.values)
+            and _day_matches(dom, dow, day)
+        ):
             for hour in allowed(hours, 0, 23):
                 for minute in allowed(minutes, 0, 59):
                     when = dt.datetime(day.year, day.month, day.day, hour, minute, tzinfo=UTC)
@@ -280,5 +310,7 @@ def parse_date(text: str, flag: str) -> dt.datetime:
 
 def check_name(name: str) -> None:
     if not NAME.match(name):
-        raise _bad(f"schedule name {name!r} is invalid: EventBridge allows 1-64 letters, digits, '-', '_' and '.'",
-                   fix=f"use e.g. {re.sub(r'[^0-9a-zA-Z._-]+', '-', name).strip('-')[:64] or 'daily'}")
+        raise _bad(
+            f"schedule name {name!r} is invalid: EventBridge allows 1-64 letters, digits, '-', '_' and '.'",
+            fix=f"use e.g. {re.sub(r'[^0-9a-zA-Z._-]+', '-', name).strip('-')[:64] or 'daily'}",
+        )

@@ -58,56 +58,107 @@ _RF = ("SageMaker", "PythonSDK", "Modules", "RemoteFunction")
 OPTIONS: tuple[Option, ...] = (
     Option("display_name", "str", "Display name of the step in Studio.", per_step=True),
     Option("description", "str", "Description of the step.", per_step=True),
-    Option("retry_policies", "retry", "Retry policy EXCEPTION[,EXCEPTION]:MAX_ATTEMPTS[:INTERVAL_S[:BACKOFF]], "
-           "e.g. SageMaker.CAPACITY_ERROR:3 or Step.THROTTLING:5:2:2.0 (repeatable)."),
-    Option("dependencies", "str", "Path to a requirements.txt or environment.yml installed before the step runs, "
-           "'auto' (pin, from the kernel, every package the step uses) or 'auto_capture' (the SDK's: the whole "
-           "environment).", config_path=("Dependencies",)),
-    Option("pre_execution_commands", "list", "Shell command run before the step (repeatable).",
-           config_path=("PreExecutionCommands",)),
-    Option("pre_execution_script", "str", "Path to a shell script run before the step.",
-           config_path=("PreExecutionScript",)),
-    Option("environment_variables", "kv", "Environment variable KEY=VALUE for the job (repeatable).",
-           config_path=("EnvironmentVariables",)),
-    Option("image_uri", "str", "Container image URI (default: the Studio kernel's image).",
-           config_path=("ImageUri",)),
+    Option(
+        "retry_policies",
+        "retry",
+        "Retry policy EXCEPTION[,EXCEPTION]:MAX_ATTEMPTS[:INTERVAL_S[:BACKOFF]], "
+        "e.g. SageMaker.CAPACITY_ERROR:3 or Step.THROTTLING:5:2:2.0 (repeatable).",
+    ),
+    Option(
+        "dependencies",
+        "str",
+        "Path to a requirements.txt or environment.yml installed before the step runs, "
+        "'auto' (pin, from the kernel, every package the step uses) or 'auto_capture' (the SDK's: the whole "
+        "environment).",
+        config_path=("Dependencies",),
+    ),
+    Option(
+        "pre_execution_commands",
+        "list",
+        "Shell command run before the step (repeatable).",
+        config_path=("PreExecutionCommands",),
+    ),
+    Option(
+        "pre_execution_script",
+        "str",
+        "Path to a shell script run before the step.",
+        config_path=("PreExecutionScript",),
+    ),
+    Option(
+        "environment_variables",
+        "kv",
+        "Environment variable KEY=VALUE for the job (repeatable).",
+        config_path=("EnvironmentVariables",),
+    ),
+    Option("image_uri", "str", "Container image URI (default: the Studio kernel's image).", config_path=("ImageUri",)),
     Option("instance_count", "int", "Number of instances.", default=1),
     Option("instance_type", "str", "Instance type, e.g. ml.m5.xlarge.", config_path=("InstanceType",)),
-    Option("job_conda_env", "str", "Conda environment in the image to run the step in.",
-           config_path=("JobCondaEnvironment",)),
+    Option(
+        "job_conda_env",
+        "str",
+        "Conda environment in the image to run the step in.",
+        config_path=("JobCondaEnvironment",),
+    ),
     Option("job_name_prefix", "str", "Training job name prefix (default: <pipeline>-<step>)."),
     Option("keep_alive_period_in_seconds", "int", "Warm pool keep-alive period.", default=0),
     Option("max_retry_attempts", "int", "Job-level retries on internal errors.", default=1),
     Option("max_runtime_in_seconds", "int", "Stop the job after this many seconds.", default=24 * 60 * 60),
     Option("role", "str", "IAM role ARN the job runs as.", config_path=("RoleArn",)),
-    Option("security_group_ids", "list", "VPC security group id (repeatable).",
-           config_path=("VpcConfig", "SecurityGroupIds")),
+    Option(
+        "security_group_ids",
+        "list",
+        "VPC security group id (repeatable).",
+        config_path=("VpcConfig", "SecurityGroupIds"),
+    ),
     Option("subnets", "list", "VPC subnet id (repeatable).", config_path=("VpcConfig", "Subnets")),
     Option("tags", "kv", "Tag KEY=VALUE for the job (repeatable).", config_path=("Tags",)),
     Option("volume_kms_key", "str", "KMS key for the job's storage volume.", config_path=("VolumeKmsKeyId",)),
     Option("volume_size", "int", "Storage volume size in GB.", default=30),
-    Option("encrypt_inter_container_traffic", "bool", "Encrypt traffic between instances.",
-           config_path=("EnableInterContainerTrafficEncryption",)),
+    Option(
+        "encrypt_inter_container_traffic",
+        "bool",
+        "Encrypt traffic between instances.",
+        config_path=("EnableInterContainerTrafficEncryption",),
+    ),
     Option("spark_config", "json", "SparkConfig fields as a JSON object."),
     Option("use_spot_instances", "bool", "Use managed spot training.", default=False),
     Option("max_wait_time_in_seconds", "int", "Maximum wait for spot capacity."),
     # Not an @step keyword: put on the step's definition (see sdk.content).
-    Option("cache", "duration", "Let SageMaker reuse a succeeded run of the unchanged step for this long "
-           "(ISO 8601 duration: P30D, PT12H).", step_kwarg=False),
+    Option(
+        "cache",
+        "duration",
+        "Let SageMaker reuse a succeeded run of the unchanged step for this long (ISO 8601 duration: P30D, PT12H).",
+        step_kwarg=False,
+    ),
     # Not an @step keyword: the local runner's cache (local.reads).
-    Option("reuse", "str", "'always': a local run may reuse the step's cached result although the step read "
-           "something that cannot be pinned (the clock, the network, unseeded randomness).", per_step=True,
-           step_kwarg=False),
+    Option(
+        "reuse",
+        "str",
+        "'always': a local run may reuse the step's cached result although the step read "
+        "something that cannot be pinned (the clock, the network, unseeded randomness).",
+        per_step=True,
+        step_kwarg=False,
+    ),
 )
 OPTIONS_BY_KEY = {o.key: o for o in OPTIONS}
 
 #: The exception types a ``--retry`` policy can name (the values SageMaker's definition uses).
-RETRY_TYPES = ("Step.SERVICE_FAULT", "Step.THROTTLING",
-               "SageMaker.JOB_INTERNAL_ERROR", "SageMaker.CAPACITY_ERROR", "SageMaker.RESOURCE_LIMIT")
+RETRY_TYPES = (
+    "Step.SERVICE_FAULT",
+    "Step.THROTTLING",
+    "SageMaker.JOB_INTERNAL_ERROR",
+    "SageMaker.CAPACITY_ERROR",
+    "SageMaker.RESOURCE_LIMIT",
+)
 
 # Short flag names users will reach for; they map onto the SDK keyword.
-ALIASES = {"env": "environment_variables", "tag": "tags", "retry": "retry_policies",
-           "security-group-id": "security_group_ids", "subnet": "subnets"}
+ALIASES = {
+    "env": "environment_variables",
+    "tag": "tags",
+    "retry": "retry_policies",
+    "security-group-id": "security_group_ids",
+    "subnet": "subnets",
+}
 
 #: An ISO 8601 duration as SageMaker's CacheConfig.ExpireAfter takes it (P30D, PT12H, P1Y2M10DT2H30M, P2W).
 DURATION = re.compile(r"^P(?=\d|T\d)(\d+Y)?(\d+M)?(\d+W)?(\d+D)?(T(?=\d)(\d+H)?(\d+M)?(\d+S)?)?$")
@@ -122,11 +173,22 @@ MAX_JOB_PREFIX = 63 - 24
 #: The options whose ``@step`` argument accepts a pipeline variable and that take a parameter's name as
 #: their value (``--instance-type TrainingInstanceType``). Environment values and VPC ids accept one too,
 #: but a literal string there could be a parameter's name by chance: they stay literal.
-PARAMETER_OPTIONS = frozenset({
-    "image_uri", "instance_count", "instance_type", "job_conda_env", "keep_alive_period_in_seconds",
-    "max_retry_attempts", "max_runtime_in_seconds", "volume_kms_key", "volume_size",
-    "encrypt_inter_container_traffic", "use_spot_instances", "max_wait_time_in_seconds",
-})
+PARAMETER_OPTIONS = frozenset(
+    {
+        "image_uri",
+        "instance_count",
+        "instance_type",
+        "job_conda_env",
+        "keep_alive_period_in_seconds",
+        "max_retry_attempts",
+        "max_runtime_in_seconds",
+        "volume_kms_key",
+        "volume_size",
+        "encrypt_inter_container_traffic",
+        "use_spot_instances",
+        "max_wait_time_in_seconds",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -160,8 +222,9 @@ class Resolved:
         return {"value": self.value, "source": self.source}
 
 
-def bind_parameters(step: str | None, settings: dict[str, Resolved], parameters: Mapping[str, Any],
-                    report: Report) -> None:
+def bind_parameters(
+    step: str | None, settings: dict[str, Resolved], parameters: Mapping[str, Any], report: Report
+) -> None:
     """Make each :data:`PARAMETER_OPTIONS` value that names a declared parameter a :class:`ParameterRef`
     (in place). A number or flag option given a name that is no parameter, or a parameter of another
     type, is an error."""
@@ -170,25 +233,36 @@ def bind_parameters(step: str | None, settings: dict[str, Resolved], parameters:
     for key in sorted(PARAMETER_OPTIONS & set(settings)):
         r = settings[key]
         option = OPTIONS_BY_KEY[key]
-        name = r.value.name if isinstance(r.value, ParameterRef) else r.value if (
-            isinstance(r.value, str) and r.value in parameters) else None
+        name = (
+            r.value.name
+            if isinstance(r.value, ParameterRef)
+            else r.value
+            if (isinstance(r.value, str) and r.value in parameters)
+            else None
+        )
         if name is None:
             continue
         if name not in parameters:
             close = difflib.get_close_matches(name, list(parameters), n=1)
             kind = {"int": "an integer", "bool": "true/false"}.get(option.kind, option.kind)
-            report.error(f"{option.flag} {name!r} (from {r.source}) is neither {kind} nor a declared pipeline "
-                         "parameter", step=step,
-                         fix=f"did you mean {close[0]}?" if close else
-                         f"declare it in the parameters cell (%pipeline param {name}=VALUE), or give {kind}")
+            report.error(
+                f"{option.flag} {name!r} (from {r.source}) is neither {kind} nor a declared pipeline parameter",
+                step=step,
+                fix=f"did you mean {close[0]}?"
+                if close
+                else f"declare it in the parameters cell (%pipeline param {name}=VALUE), or give {kind}",
+            )
             continue
         default = parameters[name]
         want = {"int": int, "bool": bool}.get(option.kind, str)
         if type(default) is not want:
             article = "an" if want is int else "a"
-            report.error(f"{option.flag} {name}: parameter {name!r} is a {type(default).__name__} "
-                         f"({default!r}); {option.flag} takes {article} {want.__name__} parameter", step=step,
-                         fix=f"declare {name} with {article} {want.__name__} default, or use another parameter")
+            report.error(
+                f"{option.flag} {name}: parameter {name!r} is a {type(default).__name__} "
+                f"({default!r}); {option.flag} takes {article} {want.__name__} parameter",
+                step=step,
+                fix=f"declare {name} with {article} {want.__name__} default, or use another parameter",
+            )
             continue
         settings[key] = Resolved(ParameterRef(name, default), r.source)
 
@@ -233,18 +307,19 @@ def load_sdk_config(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
             if any(env.get(f"SAGEMAKER_{k}_CONFIG_OVERRIDE") == str(path) for k in ("USER", "ADMIN")):
                 from jupyter_smstep.errors import SmstepError
 
-                raise SmstepError(f"the SageMaker config file {path} (named by an environment variable) "
-                                  "does not exist",
-                                  fix="fix SAGEMAKER_USER_CONFIG_OVERRIDE / SAGEMAKER_ADMIN_CONFIG_OVERRIDE, "
-                                  "or unset it")
+                raise SmstepError(
+                    f"the SageMaker config file {path} (named by an environment variable) does not exist",
+                    fix="fix SAGEMAKER_USER_CONFIG_OVERRIDE / SAGEMAKER_ADMIN_CONFIG_OVERRIDE, or unset it",
+                )
             continue
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
             from jupyter_smstep.errors import SmstepError
 
-            raise SmstepError(f"{path} is not valid YAML: {exc}",
-                              fix="fix or remove the SageMaker config file") from None
+            raise SmstepError(
+                f"{path} is not valid YAML: {exc}", fix="fix or remove the SageMaker config file"
+            ) from None
         _deep_merge(merged, data)
     return merged
 
@@ -329,8 +404,9 @@ def local_file(value: Any, root: Path | None) -> Path | None:
     return path if path.is_absolute() or root is None else root / path
 
 
-def validate(step: str | None, settings: Mapping[str, Resolved], report: Report, *, in_studio: bool,
-             root: Path | None = None) -> None:
+def validate(
+    step: str | None, settings: Mapping[str, Resolved], report: Report, *, in_studio: bool, root: Path | None = None
+) -> None:
     """Check resolved settings for one step; findings go to ``report``.
 
     ``root`` is the notebook's folder: relative file options resolve against it,
@@ -340,13 +416,19 @@ def validate(step: str | None, settings: Mapping[str, Resolved], report: Report,
         r = settings.get(key)
         path = local_file(r.value, root) if r is not None else None
         if r is not None and path is not None and not path.is_file():
-            report.error(f"{key} {r.value!r} (from {r.origin}) names no file ({path})", step=step,
-                         fix=f"create it, or fix the path (relative paths start at the notebook's folder, {root})")
+            report.error(
+                f"{key} {r.value!r} (from {r.origin}) names no file ({path})",
+                step=step,
+                fix=f"create it, or fix the path (relative paths start at the notebook's folder, {root})",
+            )
     reuse = settings.get("reuse")
     if reuse is not None and reuse.value != "always":
-        report.error(f"--reuse {reuse.value!r}: the only value is 'always' (reuse the cached result although the "
-                     "step read the clock, the network or unseeded randomness)", fix="--reuse always, or drop it",
-                     step=step)
+        report.error(
+            f"--reuse {reuse.value!r}: the only value is 'always' (reuse the cached result although the "
+            "step read the clock, the network or unseeded randomness)",
+            fix="--reuse always, or drop it",
+            step=step,
+        )
     role = settings.get("role")
     if role is None and not in_studio:
         report.error(
@@ -358,18 +440,27 @@ def validate(step: str | None, settings: Mapping[str, Resolved], report: Report,
     # A missing image_uri is said once for the pipeline (validate_pipeline): a local run needs none.
     itype = settings.get("instance_type")
     if itype is None:
-        report.error("no instance type", fix="set one with --instance-type ml.m5.xlarge "
-                     "(on the cell or with %pipeline config)", step=step)
+        report.error(
+            "no instance type",
+            fix="set one with --instance-type ml.m5.xlarge (on the cell or with %pipeline config)",
+            step=step,
+        )
     prefix = settings.get("job_name_prefix")
     if prefix is not None and prefix.source != DEFAULT:
         value = str(prefix.value)
         if not re.match(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$", value) or len(value) > MAX_JOB_PREFIX:
-            report.error(f"job name prefix {value!r} is invalid",
-                         fix=f"use letters, digits and dashes, at most {MAX_JOB_PREFIX} characters", step=step)
+            report.error(
+                f"job name prefix {value!r} is invalid",
+                fix=f"use letters, digits and dashes, at most {MAX_JOB_PREFIX} characters",
+                step=step,
+            )
     count = settings.get("instance_count")  # the model allows 0 (for InstanceGroups, which a step never has)
     if count is not None and isinstance(count.value, int) and count.value < 1:
-        report.error(f"instance_count must be at least 1, got {count.value} (from {count.origin})", step=step,
-                     fix="pass a positive --instance-count")
+        report.error(
+            f"instance_count must be at least 1, got {count.value} (from {count.origin})",
+            step=step,
+            fix="pass a positive --instance-count",
+        )
     _validate_limits(step, settings, report)
 
 
@@ -388,8 +479,7 @@ def did_you_mean_field(word: str, fields: tuple[str, ...]) -> str:
 
 
 #: A name that says its value is a secret (environment variables, captured values).
-SECRET_NAME = re.compile(r"token|secret|passw(or)?d|api_?key|credential|private_?key|authorization",
-                         re.IGNORECASE)
+SECRET_NAME = re.compile(r"token|secret|passw(or)?d|api_?key|credential|private_?key|authorization", re.IGNORECASE)
 MASK = "••••••"
 
 
@@ -398,8 +488,10 @@ _ENV_FLAG = re.compile(r"(--env|--environment-variables)(\s+|=)([A-Za-z_][A-Za-z
 
 def shown_line(line: str) -> str:
     """A ``%%step`` / ``%pipeline config`` line as views show it: secret-looking ``--env`` values masked."""
-    return _ENV_FLAG.sub(lambda m: m.group(0) if not SECRET_NAME.search(m.group(3)) else
-                         f"{m.group(1)}{m.group(2)}{m.group(3)}={MASK}", line)
+    return _ENV_FLAG.sub(
+        lambda m: m.group(0) if not SECRET_NAME.search(m.group(3)) else f"{m.group(1)}{m.group(2)}{m.group(3)}={MASK}",
+        line,
+    )
 
 
 def shown(key: str, value: Any) -> Any:
@@ -407,11 +499,14 @@ def shown(key: str, value: Any) -> Any:
     if key == "environment_variables" and isinstance(value, Mapping):
         return {k: (MASK if SECRET_NAME.search(str(k)) and v else v) for k, v in value.items()}
     return value
+
+
 IMAGE_URI = re.compile(r"^[^\s:/][^\s]*$")
 
 
 def _validate_limits(step: str | None, settings: Mapping[str, Resolved], report: Report) -> None:
     """The rules SageMaker documents but its model cannot say (sdk.rules checks the rest against the model)."""
+
     def value(key: str) -> Any:
         r = settings.get(key)
         return None if r is None else r.value
@@ -422,53 +517,80 @@ def _validate_limits(step: str | None, settings: Mapping[str, Resolved], report:
 
     image = value("image_uri")
     if isinstance(image, str) and (not image.strip() or "://" in image or not IMAGE_URI.match(image)):
-        report.error(f"image_uri {image!r}{source('image_uri')} is not an image URI", step=step,
-                     fix="use ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPOSITORY:TAG (no scheme, no spaces)")
+        report.error(
+            f"image_uri {image!r}{source('image_uri')} is not an image URI",
+            step=step,
+            fix="use ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPOSITORY:TAG (no scheme, no spaces)",
+        )
     runtime = value("max_runtime_in_seconds")
     if isinstance(runtime, int) and runtime > MAX_RUNTIME_SECONDS:
-        report.error(f"max_runtime_in_seconds {runtime}{source('max_runtime_in_seconds')} is above SageMaker's "
-                     f"limit of {MAX_RUNTIME_SECONDS} (28 days)", step=step,
-                     fix=f"pass at most --max-runtime-in-seconds {MAX_RUNTIME_SECONDS}")
+        report.error(
+            f"max_runtime_in_seconds {runtime}{source('max_runtime_in_seconds')} is above SageMaker's "
+            f"limit of {MAX_RUNTIME_SECONDS} (28 days)",
+            step=step,
+            fix=f"pass at most --max-runtime-in-seconds {MAX_RUNTIME_SECONDS}",
+        )
     wait = value("max_wait_time_in_seconds")
     if value("use_spot_instances"):
         limit = runtime if isinstance(runtime, int) else 24 * 60 * 60
         if not isinstance(wait, int):
-            report.error("spot instances need --max-wait-time-in-seconds (SageMaker waits that long for capacity "
-                         "and the run together)", step=step,
-                         fix=f"add --max-wait-time-in-seconds {limit} or more (at least the max runtime)")
+            report.error(
+                "spot instances need --max-wait-time-in-seconds (SageMaker waits that long for capacity "
+                "and the run together)",
+                step=step,
+                fix=f"add --max-wait-time-in-seconds {limit} or more (at least the max runtime)",
+            )
         elif wait < limit:
-            report.error(f"max_wait_time_in_seconds {wait} is shorter than max_runtime_in_seconds {limit}: "
-                         "SageMaker refuses a spot job whose wait ends before its runtime", step=step,
-                         fix=f"pass --max-wait-time-in-seconds {limit} or more")
+            report.error(
+                f"max_wait_time_in_seconds {wait} is shorter than max_runtime_in_seconds {limit}: "
+                "SageMaker refuses a spot job whose wait ends before its runtime",
+                step=step,
+                fix=f"pass --max-wait-time-in-seconds {limit} or more",
+            )
     env = value("environment_variables")
     if isinstance(env, Mapping):
         nul = [str(k).replace("\x00", "\\0") for k, v in env.items() if "\x00" in str(k) or "\x00" in str(v)]
         if nul:
-            report.error(f"environment variable(s) {', '.join(nul)} hold a NUL byte, which no process environment "
-                         "can carry (the job would fail to start)", step=step, fix="remove the NUL character")
+            report.error(
+                f"environment variable(s) {', '.join(nul)} hold a NUL byte, which no process environment "
+                "can carry (the job would fail to start)",
+                step=step,
+                fix="remove the NUL character",
+            )
         secret = [str(k) for k, v in env.items() if SECRET_NAME.search(str(k)) and v]
         if secret:
-            report.warn(f"environment variable(s) {', '.join(secret)} look like secrets: their values are written "
-                        "into the pipeline definition, which anyone who can describe the pipeline can read",
-                        step=step, fix="pass the name of a Secrets Manager secret or SSM parameter instead, and "
-                        "read the value inside the step (the job's role needs access)")
+            report.warn(
+                f"environment variable(s) {', '.join(secret)} look like secrets: their values are written "
+                "into the pipeline definition, which anyone who can describe the pipeline can read",
+                step=step,
+                fix="pass the name of a Secrets Manager secret or SSM parameter instead, and "
+                "read the value inside the step (the job's role needs access)",
+            )
     spark = value("spark_config")
     if isinstance(spark, Mapping):
         unknown = sorted(str(k) for k in spark if k not in SPARK_CONFIG_FIELDS)
         if unknown:
-            report.error(f"--spark-config has no field {', '.join(map(repr, unknown))} (SparkConfig's fields: "
-                         f"{', '.join(SPARK_CONFIG_FIELDS)})", step=step,
-                         fix=did_you_mean_field(unknown[0], SPARK_CONFIG_FIELDS))
+            report.error(
+                f"--spark-config has no field {', '.join(map(repr, unknown))} (SparkConfig's fields: "
+                f"{', '.join(SPARK_CONFIG_FIELDS)})",
+                step=step,
+                fix=did_you_mean_field(unknown[0], SPARK_CONFIG_FIELDS),
+            )
     elif spark is not None and not isinstance(spark, ParameterRef):
-        report.error(f"--spark-config is {type(spark).__name__}, not a JSON object of SparkConfig's fields",
-                     step=step, fix='e.g. --spark-config \'{"configuration": {"Classification": "spark-defaults", '
-                                    '"Properties": {}}}\'')
+        report.error(
+            f"--spark-config is {type(spark).__name__}, not a JSON object of SparkConfig's fields",
+            step=step,
+            fix='e.g. --spark-config \'{"configuration": {"Classification": "spark-defaults", "Properties": {}}}\'',
+        )
     tags = value("tags")
     if isinstance(tags, Mapping):
         for key in tags:
             if str(key).lower().startswith("aws:"):
-                report.error(f"tag {key!r} uses the prefix 'aws:', which AWS reserves", step=step,
-                             fix="choose a tag key without the aws: prefix")
+                report.error(
+                    f"tag {key!r} uses the prefix 'aws:', which AWS reserves",
+                    step=step,
+                    fix="choose a tag key without the aws: prefix",
+                )
 
 
 _PY_IN_IMAGE = re.compile(r"(?:^|[^a-z])py(?:thon)?-?(3)\.?(\d{1,2})(?!\d)", re.IGNORECASE)
@@ -481,8 +603,9 @@ def image_python(uri: str) -> str | None:
     return f"{m.group(1)}.{m.group(2)}" if m else None
 
 
-def validate_pipeline(steps: Mapping[str, Mapping[str, Resolved]], report: Report, *, in_studio: bool,
-                      kernel_python: str | None = None) -> None:
+def validate_pipeline(
+    steps: Mapping[str, Mapping[str, Resolved]], report: Report, *, in_studio: bool, kernel_python: str | None = None
+) -> None:
     """Checks across steps, reported once for the steps they concern (not once per step).
 
     - In Studio without a role: submitting will use the Studio execution role (a warning: it works,
@@ -494,13 +617,18 @@ def validate_pipeline(steps: Mapping[str, Mapping[str, Resolved]], report: Repor
     no_image = missing_image(steps, in_studio=in_studio)
     if no_image:
         problem = no_image_problem(no_image, len(steps))
-        report.warn(problem.message + ": a local run needs none; submit, definition, export and schedule do",
-                    fix=problem.fix, step=no_image[0] if len(no_image) == 1 else None)
+        report.warn(
+            problem.message + ": a local run needs none; submit, definition, export and schedule do",
+            fix=problem.fix,
+            step=no_image[0] if len(no_image) == 1 else None,
+        )
     no_role = [name for name, s in steps.items() if "role" not in s]
     if in_studio and no_role:
-        report.warn(f"no IAM role set{_for_steps(no_role, len(steps))}: submitting uses the Studio execution role",
-                    fix="set one with %pipeline config --role arn:aws:iam::ACCOUNT:role/NAME to be explicit",
-                    step=no_role[0] if len(no_role) == 1 else None)
+        report.warn(
+            f"no IAM role set{_for_steps(no_role, len(steps))}: submitting uses the Studio execution role",
+            fix="set one with %pipeline config --role arn:aws:iam::ACCOUNT:role/NAME to be explicit",
+            step=no_role[0] if len(no_role) == 1 else None,
+        )
     by_image: dict[tuple[str, str, str], list[str]] = {}
     for name, s in steps.items():
         image = s.get("image_uri")
@@ -510,10 +638,12 @@ def validate_pipeline(steps: Mapping[str, Mapping[str, Resolved]], report: Repor
         if py and py != kernel_python:
             by_image.setdefault((image.value, image.source, py), []).append(name)
     for (uri, source, py), names in by_image.items():
-        report.warn(f"image {uri!r} (from {source}){_for_steps(names, len(steps))} is for Python {py} but the "
-                    f"kernel runs Python {kernel_python}: the job's bootstrap refuses a different minor version",
-                    fix=f"use an image with Python {kernel_python}, or run the notebook on a Python {py} kernel",
-                    step=names[0] if len(names) == 1 else None)
+        report.warn(
+            f"image {uri!r} (from {source}){_for_steps(names, len(steps))} is for Python {py} but the "
+            f"kernel runs Python {kernel_python}: the job's bootstrap refuses a different minor version",
+            fix=f"use an image with Python {kernel_python}, or run the notebook on a Python {py} kernel",
+            step=names[0] if len(names) == 1 else None,
+        )
 
 
 def missing_image(steps: Mapping[str, Mapping[str, Resolved]], *, in_studio: bool) -> list[str]:
@@ -524,10 +654,11 @@ def missing_image(steps: Mapping[str, Mapping[str, Resolved]], *, in_studio: boo
 
 
 def no_image_problem(names: list[str], total: int) -> Problem:
-    return Problem(f"no image_uri{_for_steps(names, total)}: outside Studio the SDK has no default image for Python "
-                   f"{_py_minor()}",
-                   fix="pass --image-uri (an image with Python " + _py_minor() + " and the SageMaker SDK), "
-                       "e.g. %pipeline config --image-uri ACCOUNT.dkr.ecr.REGION.amazonaws.com/IMAGE:TAG")
+    return Problem(
+        f"no image_uri{_for_steps(names, total)}: outside Studio the SDK has no default image for Python {_py_minor()}",
+        fix="pass --image-uri (an image with Python " + _py_minor() + " and the SageMaker SDK), "
+        "e.g. %pipeline config --image-uri ACCOUNT.dkr.ecr.REGION.amazonaws.com/IMAGE:TAG",
+    )
 
 
 def _for_steps(names: list[str], total: int) -> str:

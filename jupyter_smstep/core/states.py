@@ -26,8 +26,24 @@ SettingSource = Literal["cell", "notebook", "config.yaml", "kernel image", "defa
 SETTING_SOURCES: tuple[SettingSource, ...] = get_args(SettingSource)
 
 #: One glyph per state (and for a retry or a warning), shared by the terminal, the notebook and the panel.
-GLYPHS: dict[str, str] = {"pending": "·", "running": "▶", "succeeded": "✓", "failed": "✗", "skipped": "⤼",
-                          "stopped": "■", "retry": "↻", "warning": "⚠"}
+GLYPHS: dict[str, str] = {
+    "pending": "·",
+    "running": "▶",
+    "succeeded": "✓",
+    "failed": "✗",
+    "skipped": "⤼",
+    "stopped": "■",
+    "retry": "↻",
+    "warning": "⚠",
+}
 #: The same for a stream that cannot show them (CI logs with an ASCII locale, pipes).
-ASCII_GLYPHS: dict[str, str] = {"pending": ".", "running": ">", "succeeded": "+", "failed": "x", "skipped": "-",
-                                "stopped": "#", "retry": "~", "warning": "!"}
+ASCII_GLYPHS: dict[str, str] = {
+    "pending": ".",
+    "running": ">",
+    "succeeded": "+",
+    "failed": "x",
+    "skipped": "-",
+    "stopped": "#",
+    "retry": "~",
+    "warning": "!",
+}

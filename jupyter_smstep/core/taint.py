@@ -38,9 +38,11 @@ def track_plain_cell(cell: Cell, bindings: Bindings, warned: set[str], report: R
     if computed and cell.key not in warned:
         warned.add(cell.key)
         var, step = computed
-        report.warn(f"{cell.label} uses {var!r}, an output of step '{step}': in the pipeline this cell does "
-                    "not run, and a later step reading what it computes would get the kernel's copy",
-                    fix="make it a %%step cell if the pipeline needs its result")
+        report.warn(
+            f"{cell.label} uses {var!r}, an output of step '{step}': in the pipeline this cell does "
+            "not run, and a later step reading what it computes would get the kernel's copy",
+            fix="make it a %%step cell if the pipeline needs its result",
+        )
     for var in analysis.outputs:
         bindings.bind(var, cell)
         if var in tainted:
@@ -55,9 +57,14 @@ def _statement_names(stmt: ast.stmt) -> tuple[set[str], set[str]]:
     reads = {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
     writes = {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, (ast.Store, ast.Del))}
     for node in ast.walk(stmt):
-        target = node.func.value if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) else \
-            node.value if isinstance(node, (ast.Subscript, ast.Attribute)) and isinstance(
-                getattr(node, "ctx", None), (ast.Store, ast.Del)) else None
+        target = (
+            node.func.value
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            else node.value
+            if isinstance(node, (ast.Subscript, ast.Attribute))
+            and isinstance(getattr(node, "ctx", None), (ast.Store, ast.Del))
+            else None
+        )
         while isinstance(target, (ast.Attribute, ast.Subscript)):
             target = target.value
         if isinstance(target, ast.Name):
@@ -65,8 +72,10 @@ def _statement_names(stmt: ast.stmt) -> tuple[set[str], set[str]]:
     return reads, writes
 
 
-def _tainted_names(source: str, source_of: Callable[[str], tuple[str, str] | None],
-                   ) -> dict[str, tuple[str, str]] | None:
+def _tainted_names(
+    source: str,
+    source_of: Callable[[str], tuple[str, str] | None],
+) -> dict[str, tuple[str, str]] | None:
     """The names a cell computes from a step's output, statement by statement (None when it is not plain Python).
     Imports, ``def`` and ``class`` statements compute nothing from data."""
     try:

@@ -29,8 +29,24 @@ from typing import Any
 from jupyter_smstep.core.code import nested
 
 #: Folder and file names a workspace never holds, whatever config.yaml's patterns say.
-NEVER = frozenset({".smstep", ".git", ".hg", ".svn", ".ipynb_checkpoints", "__pycache__", ".mypy_cache",
-                   ".pytest_cache", ".ruff_cache", ".tox", ".nox", "node_modules", ".venv", ".DS_Store"})
+NEVER = frozenset(
+    {
+        ".smstep",
+        ".git",
+        ".hg",
+        ".svn",
+        ".ipynb_checkpoints",
+        "__pycache__",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".tox",
+        ".nox",
+        "node_modules",
+        ".venv",
+        ".DS_Store",
+    }
+)
 #: A workspace larger than this is a warning (it is zipped and uploaded for every step of every build).
 LARGE = 50 * 2**20
 
@@ -118,8 +134,9 @@ def local_modules(sources: list[str], root: Path) -> tuple[str, ...]:
     return tuple(sorted(n for n in names if (root / f"{n}.py").is_file() or (root / n / "__init__.py").is_file()))
 
 
-def plan(steps: list[Any], namespace: Mapping[str, Any], root: Path | None,
-         config: Mapping[str, Any] | None) -> Shipping | None:
+def plan(
+    steps: list[Any], namespace: Mapping[str, Any], root: Path | None, config: Mapping[str, Any] | None
+) -> Shipping | None:
     """What the steps' workspace ships, or None when nothing needs one (see the module docstring)."""
     from jupyter_smstep.core import settings as settings_mod
 
@@ -157,8 +174,11 @@ def _closure(modules: set[str], root: Path) -> frozenset[str]:
         if name in done:
             continue
         done.add(name)
-        files = [root / f"{name}.py"] if (root / f"{name}.py").is_file() else sorted(
-            p for p in (root / name).rglob("*.py") if not set(p.relative_to(root).parts) & NEVER)
+        files = (
+            [root / f"{name}.py"]
+            if (root / f"{name}.py").is_file()
+            else sorted(p for p in (root / name).rglob("*.py") if not set(p.relative_to(root).parts) & NEVER)
+        )
         for file in files:
             keep.add(file.relative_to(root).as_posix())
             try:
@@ -172,6 +192,10 @@ def _imported_names(code: Any) -> list[str]:
     """The modules a function's code imports (``IMPORT_NAME``), nested functions included."""
     import dis
 
-    names = [i.argval for c in nested(code) for i in dis.get_instructions(c)
-             if i.opname == "IMPORT_NAME" and isinstance(i.argval, str)]
+    names = [
+        i.argval
+        for c in nested(code)
+        for i in dis.get_instructions(c)
+        if i.opname == "IMPORT_NAME" and isinstance(i.argval, str)
+    ]
     return [n for n in names if n.isidentifier() or all(p.isidentifier() for p in n.split("."))]

@@ -102,8 +102,16 @@ def summary(workspace: Any) -> PipelineState:
                 reads = nodes.get(node.fanout.iterations[0], node)
             inputs = {i.name: i.to_json() for i in reads.inputs.values() if i.kind != "import"} if reads else {}
             when = graph.condition(node.guard).expression if node is not None and node.guard else None
-            cells.append(StepCell(cell.cell_id, cell.step.name, inputs, list(node.outputs) if node else [],
-                                  when=when, after=list(node.order_only) if node else []))
+            cells.append(
+                StepCell(
+                    cell.cell_id,
+                    cell.step.name,
+                    inputs,
+                    list(node.outputs) if node else [],
+                    when=when,
+                    after=list(node.order_only) if node else [],
+                )
+            )
         elif cell.analysis is not None:
             provides = sorted(v for v in cell.analysis.outputs if v in users)
             if provides:
@@ -188,8 +196,9 @@ class Bridge:
         tagged = data.get("parameter_cells")  # absent from an older frontend: tags unknown, left as they are
         if isinstance(cell_ids, list) and self._sync_cells is not None:
             try:
-                self._sync_cells([str(c) for c in cell_ids],
-                                 [str(c) for c in tagged] if isinstance(tagged, list) else None)
+                self._sync_cells(
+                    [str(c) for c in cell_ids], [str(c) for c in tagged] if isinstance(tagged, list) else None
+                )
             except Exception:  # never fail the kernel because of the frontend's view
                 log.warning("jupyter_smstep: could not sync the notebook's cells", exc_info=True)
         if data.get("type") == "request_state":
@@ -227,8 +236,9 @@ class Bridge:
         self._comms.clear()
 
 
-def install(shell: Any, summary: Summary, sync_cells: Callable[[list, list | None], bool] | None = None
-            ) -> Bridge | None:
+def install(
+    shell: Any, summary: Summary, sync_cells: Callable[[list, list | None], bool] | None = None
+) -> Bridge | None:
     """Connect the kernel to the lab extension; called by ``%load_ext jupyter_smstep``.
 
     ``summary`` is a zero-argument callable returning the :class:`PipelineState`;

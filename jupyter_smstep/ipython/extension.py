@@ -44,8 +44,11 @@ def unload(shell: Any) -> None:
     if magics is None or magics.headless:
         return  # a headless build's notebook may %reload_ext: its recorder stays
     del _loaded[shell]
-    for event, hook in (("post_run_cell", magics.record_plain_cell), ("pre_run_cell", magics.environment_before),
-                        ("post_run_cell", magics.environment_after)):
+    for event, hook in (
+        ("post_run_cell", magics.record_plain_cell),
+        ("pre_run_cell", magics.environment_before),
+        ("post_run_cell", magics.environment_after),
+    ):
         try:
             shell.events.unregister(event, hook)
         except ValueError:
@@ -65,5 +68,3 @@ def workspace(shell: Any = None) -> Any:
 
         raise SmstepError("jupyter_smstep is not loaded", fix="run %load_ext jupyter_smstep")
     return magics.workspace
-
-

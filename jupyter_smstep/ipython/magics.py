@@ -24,8 +24,6 @@ from jupyter_smstep.verify import VERIFY_ENV
 from jupyter_smstep.workspace import Workspace, pipeline_name_from_path
 
 
-
-
 _UNSET = object()
 
 
@@ -92,17 +90,25 @@ class StepMagics(Magics):
         if changed:
             self.registry.changed_in_kernel(recorded, changed)
             shown = ", ".join(changed)
-            print(f"jupyter_smstep: step '{name}' changed {shown} in place when it ran (its code does not show "
-                  f"it): now an output. For a headless build (smstep) to agree, add a cell: "
-                  f"%pipeline outputs {' '.join(changed)}", file=sys.stderr)
+            print(
+                f"jupyter_smstep: step '{name}' changed {shown} in place when it ran (its code does not show "
+                f"it): now an output. For a headless build (smstep) to agree, add a cell: "
+                f"%pipeline outputs {' '.join(changed)}",
+                file=sys.stderr,
+            )
         if spec.saves and result.success:
-            print(f"jupyter_smstep: step '{name}' --save writes when the pipeline runs, not in the kernel: "
-                  "%pipeline run writes into the run's S3 (listed after the run), a submit to S3", file=sys.stderr)
+            print(
+                f"jupyter_smstep: step '{name}' --save writes when the pipeline runs, not in the kernel: "
+                "%pipeline run writes into the run's S3 (listed after the run), a submit to S3",
+                file=sys.stderr,
+            )
         if not result.success:
             # The traceback is already shown; fail the cell too, so "Run All" stops here.
             error = result.error_in_exec or result.error_before_exec
-            raise UsageError(f"step '{name}' is registered, but running it in the kernel raised "
-                             f"{type(error).__name__} (traceback above)")
+            raise UsageError(
+                f"step '{name}' is registered, but running it in the kernel raised "
+                f"{type(error).__name__} (traceback above)"
+            )
 
     step.__doc__ = cells.STEP_PARSER.format_help()
 
@@ -150,8 +156,11 @@ class StepMagics(Magics):
         reads = set(analysis.reads) if analysis is not None else set()
         changes = (set(analysis.writes) | set(analysis.mutates)) if analysis is not None else set()
         restore = {n: seen[n] for n in sorted(reads & changes) if n in seen and n != var}
-        assigned = [n for n in (analysis.outputs if analysis is not None else ())
-                    if n != var and n not in analysis.imports and n not in analysis.defines]
+        assigned = [
+            n
+            for n in (analysis.outputs if analysis is not None else ())
+            if n != var and n not in analysis.imports and n not in analysis.defines
+        ]
         before = ns.get(var, _UNSET)
         runs: list[dict[str, Any]] = []
         result = None
@@ -163,8 +172,9 @@ class StepMagics(Magics):
                 print(f"jupyter_smstep: step '{spec.name}' {index + 1}/{len(items)}: {var} = {item!r}", file=sys.stderr)
                 result = self.shell.run_cell(recorded.source, store_history=False)
                 if not result.success:
-                    print(f"jupyter_smstep: step '{spec.name}' failed at item {index} ({var} = {item!r})",
-                          file=sys.stderr)
+                    print(
+                        f"jupyter_smstep: step '{spec.name}' failed at item {index} ({var} = {item!r})", file=sys.stderr
+                    )
                     return result
                 runs.append({n: ns[n] for n in assigned if n in ns})
         finally:
@@ -176,8 +186,10 @@ class StepMagics(Magics):
             how, key = spec.select
             best = foreach.pick(how, [run[key] for run in runs])
             ns.update(runs[best])
-            print(f"jupyter_smstep: step '{spec.name}' --select {how}:{key}: item {best} ({var} = {items[best]!r})",
-                  file=sys.stderr)
+            print(
+                f"jupyter_smstep: step '{spec.name}' --select {how}:{key}: item {best} ({var} = {items[best]!r})",
+                file=sys.stderr,
+            )
         else:
             ns.update({n: [run[n] for run in runs] for n in assigned if all(n in run for run in runs)})
         return result
@@ -284,8 +296,11 @@ class StepMagics(Magics):
         before, self._environment = getattr(self, "_environment", None), None
         if before is None:
             return
-        changed = sorted(k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k)
-                         and k not in self.workspace.cells_env and not k.startswith("AWS_"))  # a job has its own
+        changed = sorted(
+            k
+            for k in set(before) | set(os.environ)
+            if before.get(k) != os.environ.get(k) and k not in self.workspace.cells_env and not k.startswith("AWS_")
+        )  # a job has its own
         if not changed:
             return
         for name in changed:
@@ -351,12 +366,16 @@ def tagged_parameters(analysis: Any, namespace: Mapping[str, Any], label: str) -
         if type(value) in (str, int, float, bool):
             values[name] = value
         else:
-            problems.append(Problem(
-                f"{label} is tagged parameters, but {name!r} is a {type(value).__name__}: a pipeline parameter "
-                "holds a string, an integer, a float or a boolean, so it is an ordinary value, captured by the "
-                "steps that read it",
-                fix=f"assign {name!r} in an untagged cell, or make it a str, int, float or bool (a path or URI to "
-                    "the data, read inside the step)", severity="warning"))
+            problems.append(
+                Problem(
+                    f"{label} is tagged parameters, but {name!r} is a {type(value).__name__}: a pipeline parameter "
+                    "holds a string, an integer, a float or a boolean, so it is an ordinary value, captured by the "
+                    "steps that read it",
+                    fix=f"assign {name!r} in an untagged cell, or make it a str, int, float or bool (a path or URI to "
+                    "the data, read inside the step)",
+                    severity="warning",
+                )
+            )
     return values, problems
 
 
@@ -367,7 +386,9 @@ def cells_set_environment(changed: list[str]) -> Problem:
         f"the notebook's cells set the environment variable(s) {names}: only the kernel has them; a SageMaker job "
         "(and a local run) starts without them, so a step that reads them gets something else",
         fix=f"give them to the steps that read them: %%step --env {changed[0]}=VALUE (or %pipeline config --env), "
-            "or make the value a parameter", severity="warning")
+        "or make the value a parameter",
+        severity="warning",
+    )
 
 
 #: Cell magics that run their body as a cell: a ``%%step`` line below them still makes a step.

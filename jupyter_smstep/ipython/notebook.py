@@ -48,9 +48,11 @@ def read_notebook(path: Path) -> Any:
             if not isinstance(cell, dict) or "cell_type" not in cell:
                 raise SmstepError(f"{path} is not a readable notebook: a cell has no cell_type")
             if cell["cell_type"] == "code" and not isinstance(cell.get("source"), (str, list)):
-                raise SmstepError(f"{path} is not a readable notebook: code cell #{index} has no source "
-                                  "(nbformat requires one; a tool that wrote the file dropped it)",
-                                  fix="open and save the notebook in Jupyter, or restore the cell's source")
+                raise SmstepError(
+                    f"{path} is not a readable notebook: code cell #{index} has no source "
+                    "(nbformat requires one; a tool that wrote the file dropped it)",
+                    fix="open and save the notebook in Jupyter, or restore the cell's source",
+                )
             source = cell.get("source", "")
             cells.append(_Node(cell, source="".join(source) if isinstance(source, list) else str(source)))
         return _Node(data, cells=cells)
@@ -151,10 +153,14 @@ def _unique_id(cell_id: str, index: int, ids: dict[str, int], magics: Any) -> st
     if cell_id not in ids:
         ids[cell_id] = index
         return cell_id
-    magics.registry.note(Problem(
-        f"cells #{ids[cell_id]} and #{index} share the cell id {cell_id!r} (a merged or hand-edited notebook?): "
-        "both are kept, in their order", fix="open and save the notebook in JupyterLab, which gives each cell "
-        "an id of its own", severity="warning"))
+    magics.registry.note(
+        Problem(
+            f"cells #{ids[cell_id]} and #{index} share the cell id {cell_id!r} (a merged or hand-edited notebook?): "
+            "both are kept, in their order",
+            fix="open and save the notebook in JupyterLab, which gives each cell an id of its own",
+            severity="warning",
+        )
+    )
     unique = f"{cell_id}#{index}"
     ids[unique] = index
     return unique
@@ -166,20 +172,25 @@ def _check_every_step_registered(expected: dict[int, str], magics: Any) -> None:
     missing = [index for index, cell_id in expected.items() if cell_id not in recorded]
     if missing:
         cells = ", ".join(f"#{i}" for i in missing)
-        raise SmstepError(f"the notebook has {len(expected)} %%step cell(s) but the headless build registered "
-                          f"{len(expected) - len(missing)}: cell(s) {cells} did not become steps",
-                          fix="check those cells' %%step lines (a cell magic above %%step must pass the cell "
-                          "on to it), or run the notebook in a kernel to see what they do")
+        raise SmstepError(
+            f"the notebook has {len(expected)} %%step cell(s) but the headless build registered "
+            f"{len(expected) - len(missing)}: cell(s) {cells} did not become steps",
+            fix="check those cells' %%step lines (a cell magic above %%step must pass the cell "
+            "on to it), or run the notebook in a kernel to see what they do",
+        )
 
 
 def _check_python_kernel(nb: Any, path: Path) -> None:
     """A notebook for another language would fail on its first cell with a Python error: say what it is."""
     meta = nb.get("metadata", {})
-    language = (meta.get("kernelspec", {}).get("language") or meta.get("language_info", {}).get("name") or "python")
+    language = meta.get("kernelspec", {}).get("language") or meta.get("language_info", {}).get("name") or "python"
     if str(language).lower() != "python":
         kernel = meta.get("kernelspec", {}).get("name") or language
-        raise SmstepError(f"{path.name} is a {language} notebook (kernel {kernel!r}): jupyter_smstep builds "
-                          "pipelines from Python notebooks", fix="use a notebook whose kernel is Python 3")
+        raise SmstepError(
+            f"{path.name} is a {language} notebook (kernel {kernel!r}): jupyter_smstep builds "
+            "pipelines from Python notebooks",
+            fix="use a notebook whose kernel is Python 3",
+        )
 
 
 def _fresh_shell() -> Any:
@@ -228,5 +239,7 @@ def _cell_failure(index: int, result, magics, stdout: str) -> Problem:
     else:
         detail = "it failed"
     kind = "step cell" if looks_like_step(result.info.raw_cell) else "ordinary cell"
-    return Problem(f"{kind} #{index} failed while building the pipeline: {detail}",
-                   fix="fix the cell so the notebook runs top to bottom")
+    return Problem(
+        f"{kind} #{index} failed while building the pipeline: {detail}",
+        fix="fix the cell so the notebook runs top to bottom",
+    )

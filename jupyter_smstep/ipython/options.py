@@ -16,9 +16,15 @@ from collections.abc import Collection
 
 from jupyter_smstep.core.parameters import parse_bool
 from jupyter_smstep.errors import SmstepError
-from jupyter_smstep.core.settings import (ALIASES, DURATION, OPTIONS, PARAMETER_OPTIONS, RETRY_TYPES, Option,
-                                          ParameterRef)
-
+from jupyter_smstep.core.settings import (
+    ALIASES,
+    DURATION,
+    OPTIONS,
+    PARAMETER_OPTIONS,
+    RETRY_TYPES,
+    Option,
+    ParameterRef,
+)
 
 
 def add_option_arguments(parser: argparse.ArgumentParser, per_step: bool) -> None:
@@ -67,9 +73,17 @@ def _convert_one(opt: Option, raw: Any, where: str, parameters: Collection[str] 
         except ValueError:
             named = " or a declared pipeline parameter" if opt.key in PARAMETER_OPTIONS else ""
             close = difflib.get_close_matches(str(raw), list(parameters), n=1) if named else []
-            raise bad(f"an integer{named}", f"did you mean {close[0]}?" if close else f"write e.g. {opt.flag} 3" + (
-                f", or declare {raw} first with %pipeline param {raw}=3" if named and str(raw).isidentifier()
-                else "")) from None
+            raise bad(
+                f"an integer{named}",
+                f"did you mean {close[0]}?"
+                if close
+                else f"write e.g. {opt.flag} 3"
+                + (
+                    f", or declare {raw} first with %pipeline param {raw}=3"
+                    if named and str(raw).isidentifier()
+                    else ""
+                ),
+            ) from None
     if opt.kind == "float":
         try:
             return float(raw)
@@ -96,7 +110,7 @@ def _convert_one(opt: Option, raw: Any, where: str, parameters: Collection[str] 
         try:
             value = json.loads(raw)
         except ValueError as exc:
-            raise bad("JSON", f"write {opt.flag} '{{\"submit_py_files\": [\"s3://...\"]}}' ({exc})") from None
+            raise bad("JSON", f'write {opt.flag} \'{{"submit_py_files": ["s3://..."]}}\' ({exc})') from None
         if not isinstance(value, dict):
             raise bad("a JSON object", f"write {opt.flag} '{{...}}'")
         return value
@@ -104,8 +118,10 @@ def _convert_one(opt: Option, raw: Any, where: str, parameters: Collection[str] 
         return [parse_retry(item, where) for item in raw]
     if opt.kind == "duration":
         if not DURATION.match(raw.strip().upper()):
-            raise bad("an ISO 8601 duration", f"write e.g. {opt.flag} P30D (30 days), {opt.flag} PT12H (12 hours) "
-                      f"or {opt.flag} P1DT6H")
+            raise bad(
+                "an ISO 8601 duration",
+                f"write e.g. {opt.flag} P30D (30 days), {opt.flag} PT12H (12 hours) or {opt.flag} P1DT6H",
+            )
         return raw.strip().upper()
     return raw
 
@@ -118,18 +134,26 @@ def parse_retry(text: str, where: str) -> dict[str, Any]:
     unknown = [t for t in types if t not in RETRY_TYPES]
     if not types or unknown:
         choices = ", ".join(sorted(RETRY_TYPES))
-        raise SmstepError(f"{where}: --retry {text!r}: unknown exception type {', '.join(unknown) or '(none)'}; "
-                          f"known: {choices}", fix=fix)
+        raise SmstepError(
+            f"{where}: --retry {text!r}: unknown exception type {', '.join(unknown) or '(none)'}; known: {choices}",
+            fix=fix,
+        )
     if {t.split(".")[0] for t in types} == {"Step", "SageMaker"}:
-        raise SmstepError(f"{where}: --retry {text!r} mixes Step.* and SageMaker.* types",
-                          fix="use one --retry for each family")
+        raise SmstepError(
+            f"{where}: --retry {text!r} mixes Step.* and SageMaker.* types", fix="use one --retry for each family"
+        )
     if len(parts) > 4:
-        raise SmstepError(f"{where}: --retry {text!r} has {len(parts) - 1} fields after the types; it takes "
-                          "MAX_ATTEMPTS[:INTERVAL_S[:BACKOFF]]", fix=fix)
+        raise SmstepError(
+            f"{where}: --retry {text!r} has {len(parts) - 1} fields after the types; it takes "
+            "MAX_ATTEMPTS[:INTERVAL_S[:BACKOFF]]",
+            fix=fix,
+        )
     spec: dict[str, Any] = {"exception_types": types}
-    fields = (("max_attempts", int, 1, "a whole number of attempts, at least 1"),
-              ("interval_seconds", int, 1, "a whole number of seconds, at least 1"),
-              ("backoff_rate", float, 1.0, "a number, at least 1.0"))
+    fields = (
+        ("max_attempts", int, 1, "a whole number of attempts, at least 1"),
+        ("interval_seconds", int, 1, "a whole number of seconds, at least 1"),
+        ("backoff_rate", float, 1.0, "a number, at least 1.0"),
+    )
     for (key, cast, least, what), raw in zip(fields, parts[1:4]):
         try:
             number = float(raw)

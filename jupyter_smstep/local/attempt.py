@@ -13,8 +13,11 @@ from jupyter_smstep.local.definition import StepSpec
 from jupyter_smstep.local.s3 import LocalS3
 
 #: The SDK's log lines around the user's function in a step's log (``remote_function/invoke_function.py``)
-_SDK_LOGGER, _SDK_INVOKES, _SDK_RETURNS = "sagemaker.remote_function", "Invoking the function", \
-    "Serializing the function return"
+_SDK_LOGGER, _SDK_INVOKES, _SDK_RETURNS = (
+    "sagemaker.remote_function",
+    "Invoking the function",
+    "Serializing the function return",
+)
 
 
 @dataclass
@@ -67,6 +70,7 @@ class Attempt:
     def measured(self, spec: StepSpec, ended: float, s3: LocalS3, upstream_uris: list[str]) -> dict[str, float]:
         """What the attempt used: wall and CPU time, peak memory, and the payload bytes it read (its code, its
         arguments, ``upstream_uris``: the results of the steps it depends on) and wrote."""
+
         def size(uri: str) -> int:
             try:
                 folder = s3.path(uri)
@@ -78,10 +82,12 @@ class Attempt:
         step_dir = spec.option("func_step_s3_dir") or ""
         payload_in = sum(size(f"{base}/{spec.name}/{step_dir}/{part}") for part in ("function", "arguments"))
         payload_in += sum(size(uri) for uri in upstream_uris if uri)
-        out = {"wall_s": round(ended - (self.started or ended), 3),
-               "payload_in_bytes": payload_in, "payload_out_bytes": size(self.output_uri)}
+        out = {
+            "wall_s": round(ended - (self.started or ended), 3),
+            "payload_in_bytes": payload_in,
+            "payload_out_bytes": size(self.output_uri),
+        }
         if self.rusage:
             out["cpu_s"] = round(float(self.rusage.get("cpu_s", 0.0)), 3)
             out["peak_rss_bytes"] = int(self.rusage.get("peak_rss_bytes", 0))
         return out
-

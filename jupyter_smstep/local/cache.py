@@ -58,8 +58,13 @@ class Unusable:
 class StepCache:
     """Results of earlier runs under one runs folder, by step key."""
 
-    def __init__(self, runs_dir: Path, root: Path | None = None, reuse_anyway: frozenset[str] = frozenset(),
-                 environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        runs_dir: Path,
+        root: Path | None = None,
+        reuse_anyway: frozenset[str] = frozenset(),
+        environ: Mapping[str, str] | None = None,
+    ) -> None:
         """``root``: the notebook's folder (reads are shown relative to it, and the runs folder is trusted only
         if it and every folder up to it is this user's alone); ``reuse_anyway``: steps whose result may be
         reused although they read something that cannot be pinned (``%%step --reuse always``)."""
@@ -80,12 +85,21 @@ class StepCache:
     def refused(self) -> str | None:
         """Why this runs folder's cache is not to be trusted at all (another user could write it), or None."""
         if self._refused is False:
-            top = self.root if self.root is not None and self.runs_dir.absolute().is_relative_to(
-                Path(self.root).absolute()) else self.runs_dir.absolute().parent
+            top = (
+                self.root
+                if self.root is not None and self.runs_dir.absolute().is_relative_to(Path(self.root).absolute())
+                else self.runs_dir.absolute().parent
+            )
             why = untrusted(self.folder, top)
-            self._refused = (f"the cache {self.folder} is not safe to use: {why}; another user could plant a result "
-                             f"there that runs as you (fix: remove {self.runs_dir}, or keep the notebook in a folder "
-                             "only you can write, e.g. chmod go-w)") if why else None
+            self._refused = (
+                (
+                    f"the cache {self.folder} is not safe to use: {why}; another user could plant a result "
+                    f"there that runs as you (fix: remove {self.runs_dir}, or keep the notebook in a folder "
+                    "only you can write, e.g. chmod go-w)"
+                )
+                if why
+                else None
+            )
         return self._refused if isinstance(self._refused, str) else None
 
     def lookup(self, key: str) -> Entry | Unusable | None:
@@ -105,8 +119,10 @@ class StepCache:
             return Unusable("?", f"its cache record {path} cannot be read ({exc})")
         malformed = _malformed(record, key, self.runs_dir)
         if malformed:
-            return Unusable(str(record.get("run_id", "?")) if isinstance(record, dict) else "?",
-                            f"its cache record {path} is not to be trusted: {malformed}")
+            return Unusable(
+                str(record.get("run_id", "?")) if isinstance(record, dict) else "?",
+                f"its cache record {path} is not to be trusted: {malformed}",
+            )
         run_id = str(record["run_id"])
         base = self.runs_dir / run_id / "s3" / record["folder"]
         recorded = dict(record["files"])
@@ -128,8 +144,16 @@ class StepCache:
         upstream = record.get("upstream") if isinstance(record.get("upstream"), dict) else {}
         return Entry(key, run_id, step, files, recorded_reads, upstream, str(recorded["payload.pkl"][1]))
 
-    def record(self, key: str, run_id: str, step: str, results: Path, known: dict[str, str] | None = None,
-               reads: dict | None = None, upstream: dict[str, str | None] | None = None) -> None:
+    def record(
+        self,
+        key: str,
+        run_id: str,
+        step: str,
+        results: Path,
+        known: dict[str, str] | None = None,
+        reads: dict | None = None,
+        upstream: dict[str, str | None] | None = None,
+    ) -> None:
         """Remember the results folder ``results`` (inside ``runs_dir/run_id/s3``) of a succeeded step;
         ``known`` gives the SHA-256 of files the caller already hashed (the payload); ``reads``: what the
         step read (:mod:`.reads`), without which nothing is recorded."""
@@ -141,17 +165,32 @@ class StepCache:
         except ValueError:
             return  # not inside the run's S3 mirror: nothing to point at
         known = known or {}
-        files = {p.name: [p.stat().st_size, known.get(p.name) or file_sha256(p)]
-                 for p in sorted(results.iterdir()) if p.is_file()}
+        files = {
+            p.name: [p.stat().st_size, known.get(p.name) or file_sha256(p)]
+            for p in sorted(results.iterdir())
+            if p.is_file()
+        }
         if "payload.pkl" not in files:
             return
         if self.refused():
             return
         path = self._entry_path(key)
         private_folder(path.parent)  # a record says which pickles to trust: nobody else may write here
-        write_whole(path, json.dumps({"key": key, "run_id": run_id, "step": step, "folder": folder.as_posix(),
-                                      "files": files, "reads": reads, "upstream": upstream or {}}, indent=1))
-
+        write_whole(
+            path,
+            json.dumps(
+                {
+                    "key": key,
+                    "run_id": run_id,
+                    "step": step,
+                    "folder": folder.as_posix(),
+                    "files": files,
+                    "reads": reads,
+                    "upstream": upstream or {},
+                },
+                indent=1,
+            ),
+        )
 
     # -- whole definitions: a run whose every step is cached needs no build (no SDK import) ---------
     def record_definition(self, pipeline_key: str, run_id: str, pipeline: str) -> None:
@@ -202,9 +241,20 @@ def _malformed(record: Any, key: str, runs_dir: Path) -> str | None:
     if not isinstance(folder, str) or ".." in Path(folder).parts or Path(folder).is_absolute():
         return "its folder is not inside the run's S3"
     files = record.get("files")
-    if not isinstance(files, dict) or not files or not all(
-            isinstance(n, str) and "/" not in n and isinstance(v, list) and len(v) == 2 and isinstance(v[0], int)
-            and isinstance(v[1], str) and _SHA256.fullmatch(v[1]) for n, v in files.items()):
+    if (
+        not isinstance(files, dict)
+        or not files
+        or not all(
+            isinstance(n, str)
+            and "/" not in n
+            and isinstance(v, list)
+            and len(v) == 2
+            and isinstance(v[0], int)
+            and isinstance(v[1], str)
+            and _SHA256.fullmatch(v[1])
+            for n, v in files.items()
+        )
+    ):
         return "its files are not (size, sha256) pairs"
     return None
 
@@ -213,8 +263,9 @@ def _malformed(record: Any, key: str, runs_dir: Path) -> str | None:
 RUNS_AGAIN = object()
 
 
-def why_not_reused(found: Entry | Unusable | None, upstream: Mapping[str, Any], runs_dir: Path,
-                   saves: list[dict[str, Any]]) -> str | None:
+def why_not_reused(
+    found: Entry | Unusable | None, upstream: Mapping[str, Any], runs_dir: Path, saves: list[dict[str, Any]]
+) -> str | None:
     """Why a step's cached result cannot be taken (None: it can). The one decision, for the workspace (what to
     upload) and the runner (what to start).
 
@@ -232,16 +283,22 @@ def why_not_reused(found: Entry | Unusable | None, upstream: Mapping[str, Any], 
     return missing_saved_object(runs_dir, found.run_id, saves)
 
 
-def reusable(cache: StepCache, keys: dict[str, str], depends_on: dict[str, list[str]],
-             saves: dict[str, list[dict[str, Any]]] | None = None) -> frozenset[str]:
+def reusable(
+    cache: StepCache,
+    keys: dict[str, str],
+    depends_on: dict[str, list[str]],
+    saves: dict[str, list[dict[str, Any]]] | None = None,
+) -> frozenset[str]:
     """The steps (of ``keys``: step -> key, in an order where producers come first) whose cached results a run
     can take together (:func:`why_not_reused` for each, its producers taken with the very result it read)."""
     taken: dict[str, Entry] = {}
     for step, key in keys.items():
         entry = cache.lookup(key)
         upstream = {d: taken[d].payload_sha256 if d in taken else RUNS_AGAIN for d in depends_on.get(step, [])}
-        if isinstance(entry, Entry) and why_not_reused(entry, upstream, cache.runs_dir,
-                                                       (saves or {}).get(step, [])) is None:
+        if (
+            isinstance(entry, Entry)
+            and why_not_reused(entry, upstream, cache.runs_dir, (saves or {}).get(step, [])) is None
+        ):
             taken[step] = entry
     return frozenset(taken)
 
@@ -258,7 +315,7 @@ def saved_object(runs_dir: Path, run_id: str, spec: dict[str, Any]) -> tuple[Pat
         raise ValueError(f"--save {spec.get('name')}: {spec['uri']} is not a key of the run's S3")
     if spec.get("format") == "by type":
         local = next(iter(sorted(local.parent.glob(local.name + ".*"))), local)
-    return local, local.name[len(Path(key).name):]
+    return local, local.name[len(Path(key).name) :]
 
 
 def missing_saved_object(runs_dir: Path, run_id: str, specs: list[dict[str, Any]]) -> str | None:

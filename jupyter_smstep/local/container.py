@@ -52,21 +52,24 @@ def job_name(run_id: str, step: str, attempt: int) -> str:
 def job_properties(args: dict, name: str, output_uri: str, region: str) -> dict:
     """What ``Steps.<name>.*`` reads after the step: a DescribeTrainingJob-like view."""
     properties = dict(args)
-    properties.update({
-        "TrainingJobName": name,
-        "TrainingJobArn": f"arn:aws:sagemaker:{region}:{LOCAL_ACCOUNT}:training-job/{name}",
-        "TrainingJobStatus": "Completed",
-        "SecondaryStatus": "Completed",
-        "ModelArtifacts": {"S3ModelArtifacts": f"{output_uri.rstrip('/')}/{name}/output/model.tar.gz"},
-    })
+    properties.update(
+        {
+            "TrainingJobName": name,
+            "TrainingJobArn": f"arn:aws:sagemaker:{region}:{LOCAL_ACCOUNT}:training-job/{name}",
+            "TrainingJobStatus": "Completed",
+            "SecondaryStatus": "Completed",
+            "ModelArtifacts": {"S3ModelArtifacts": f"{output_uri.rstrip('/')}/{name}/output/model.tar.gz"},
+        }
+    )
     return properties
 
 
 class Container:
     """The containers of one run: staging channels and building environments against its S3."""
 
-    def __init__(self, run_dir: Path, s3: LocalS3, resolver: Resolver,
-                 host_env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, run_dir: Path, s3: LocalS3, resolver: Resolver, host_env: Mapping[str, str] | None = None
+    ) -> None:
         self.run_dir = run_dir
         #: what a step's process inherits from this machine (default: this process's environment; a kernel
         #: passes its own without what its cells set, which a SageMaker job would not have)
@@ -93,8 +96,11 @@ class Container:
         workspace = template / WORKSPACE
         warnings: list[str] = []
         input_config = self.resolver.evaluate(spec.arguments.get("InputDataConfig", []))
-        channels = {c["ChannelName"]: to_text(c["DataSource"]["S3DataSource"]["S3Uri"])
-                    for c in input_config if "S3DataSource" in c.get("DataSource", {})}
+        channels = {
+            c["ChannelName"]: to_text(c["DataSource"]["S3DataSource"]["S3Uri"])
+            for c in input_config
+            if "S3DataSource" in c.get("DataSource", {})
+        }
         step_dir = spec.option("func_step_s3_dir")
         if step_dir and step_dir in channels:  # IncludeLocalWorkDir: the notebook folder's files, zipped
             self._stage_workspace(spec.name, channels[step_dir], template / "input" / step_dir, template)
@@ -130,10 +136,14 @@ class Container:
         self.download_prefix(uri, channel)
         archive = channel / "workspace.zip"
         if not archive.is_file():
-            raise SmstepError(Problem(
-                f"its workspace channel (IncludeLocalWorkDir) has no workspace.zip at {uri}", step=step,
-                fix="build the pipeline again; if it persists, report it with the step's definition "
-                    "(%pipeline definition)"))
+            raise SmstepError(
+                Problem(
+                    f"its workspace channel (IncludeLocalWorkDir) has no workspace.zip at {uri}",
+                    step=step,
+                    fix="build the pipeline again; if it persists, report it with the step's definition "
+                    "(%pipeline definition)",
+                )
+            )
         with zipfile.ZipFile(archive) as z:
             z.extractall(template)
         shutil.rmtree(channel, ignore_errors=True)
@@ -154,36 +164,38 @@ class Container:
         for sub in ("model", "output/data", "input/data", "input/config"):
             (opt_ml / sub).mkdir(parents=True, exist_ok=True)
         instance_type = to_text(args.get("ResourceConfig", {}).get("InstanceType", ""))
-        env.update({
-            "AWS_REGION": region,
-            "AWS_DEFAULT_REGION": region,
-            # the run's own credentials: its endpoint answers only requests signed with them
-            "AWS_ACCESS_KEY_ID": self.s3.caller(str(next(self._callers))),  # this attempt's: what it reads is known
-            "AWS_SECRET_ACCESS_KEY": self.s3.credentials.secret_key,
-            "AWS_ENDPOINT_URL": self.s3.endpoint_url,
-            "AWS_ENDPOINT_URL_S3": self.s3.endpoint_url,
-            "AWS_EC2_METADATA_DISABLED": "true",
-            "AWS_CONFIG_FILE": os.devnull,
-            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-            "TRAINING_JOB_NAME": name,
-            "TRAINING_JOB_ARN": f"arn:aws:sagemaker:{region}:{LOCAL_ACCOUNT}:training-job/{name}",
-            "SM_CURRENT_HOST": "algo-1",
-            "SM_HOSTS": '["algo-1"]',
-            "SM_HOST_COUNT": "1",
-            "SM_CURRENT_HOST_RANK": "0",
-            "SM_CURRENT_INSTANCE_TYPE": instance_type,
-            "SM_NUM_CPUS": str(cores()),
-            "SM_NUM_GPUS": "0",
-            "SM_MODEL_DIR": str(opt_ml / "model"),
-            "SM_INPUT_DIR": str(opt_ml / "input"),
-            "SM_INPUT_DATA_DIR": str(opt_ml / "input" / "data"),
-            "SM_INPUT_CONFIG_DIR": str(opt_ml / "input" / "config"),
-            "SM_OUTPUT_DIR": str(opt_ml / "output"),
-            "SM_OUTPUT_DATA_DIR": str(opt_ml / "output" / "data"),
-            "SM_OUTPUT_FAILURE": str(failure_path),
-            "SAGEMAKER_USER_CONFIG_OVERRIDE": str(self.empty_config),
-            "SAGEMAKER_ADMIN_CONFIG_OVERRIDE": str(self.empty_config),
-        })
+        env.update(
+            {
+                "AWS_REGION": region,
+                "AWS_DEFAULT_REGION": region,
+                # the run's own credentials: its endpoint answers only requests signed with them
+                "AWS_ACCESS_KEY_ID": self.s3.caller(str(next(self._callers))),  # this attempt's: what it reads is known
+                "AWS_SECRET_ACCESS_KEY": self.s3.credentials.secret_key,
+                "AWS_ENDPOINT_URL": self.s3.endpoint_url,
+                "AWS_ENDPOINT_URL_S3": self.s3.endpoint_url,
+                "AWS_EC2_METADATA_DISABLED": "true",
+                "AWS_CONFIG_FILE": os.devnull,
+                "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+                "TRAINING_JOB_NAME": name,
+                "TRAINING_JOB_ARN": f"arn:aws:sagemaker:{region}:{LOCAL_ACCOUNT}:training-job/{name}",
+                "SM_CURRENT_HOST": "algo-1",
+                "SM_HOSTS": '["algo-1"]',
+                "SM_HOST_COUNT": "1",
+                "SM_CURRENT_HOST_RANK": "0",
+                "SM_CURRENT_INSTANCE_TYPE": instance_type,
+                "SM_NUM_CPUS": str(cores()),
+                "SM_NUM_GPUS": "0",
+                "SM_MODEL_DIR": str(opt_ml / "model"),
+                "SM_INPUT_DIR": str(opt_ml / "input"),
+                "SM_INPUT_DATA_DIR": str(opt_ml / "input" / "data"),
+                "SM_INPUT_CONFIG_DIR": str(opt_ml / "input" / "config"),
+                "SM_OUTPUT_DIR": str(opt_ml / "output"),
+                "SM_OUTPUT_DATA_DIR": str(opt_ml / "output" / "data"),
+                "SM_OUTPUT_FAILURE": str(failure_path),
+                "SAGEMAKER_USER_CONFIG_OVERRIDE": str(self.empty_config),
+                "SAGEMAKER_ADMIN_CONFIG_OVERRIDE": str(self.empty_config),
+            }
+        )
         for key, value in (args.get("Environment") or {}).items():
             env[key] = to_text(value)
         return env
@@ -212,7 +224,7 @@ class Container:
             shutil.copyfile(self.s3.path(f"s3://{bucket}/{prefix}"), dest / prefix.rsplit("/", 1)[-1])
         folder = prefix + "/" if prefix else ""
         for key in self.s3.keys(bucket, folder):
-            rel = key[len(folder):]
+            rel = key[len(folder) :]
             if rel and not rel.endswith("/"):
                 target = dest.joinpath(*rel.split("/"))
                 target.parent.mkdir(parents=True, exist_ok=True)

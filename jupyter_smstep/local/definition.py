@@ -40,8 +40,11 @@ class StepSpec:
 
     def option(self, name: str) -> str | None:
         """A literal ``--name VALUE`` of the step's container arguments (expressions are skipped)."""
-        argv = [to_text(v) for v in self.arguments["AlgorithmSpecification"]["ContainerArguments"]
-                if not isinstance(v, (dict, list))]
+        argv = [
+            to_text(v)
+            for v in self.arguments["AlgorithmSpecification"]["ContainerArguments"]
+            if not isinstance(v, (dict, list))
+        ]
         return container_option(argv, name)
 
     @property
@@ -67,8 +70,11 @@ def parse_steps(definition: dict) -> dict[str, StepSpec]:
         arguments = raw.get("Arguments", {})
         if raw.get("Type") == "Condition":  # its branches are steps of their own; it reads its conditions
             arguments = {"Conditions": arguments.get("Conditions", [])}
-        deps = list(dict.fromkeys(([branch[0]] if branch else []) + list(raw.get("DependsOn", []))
-                                  + sorted(referenced_steps(arguments))))
+        deps = list(
+            dict.fromkeys(
+                ([branch[0]] if branch else []) + list(raw.get("DependsOn", [])) + sorted(referenced_steps(arguments))
+            )
+        )
         spec = StepSpec(
             name=name,
             type=raw.get("Type", ""),
@@ -118,7 +124,7 @@ def _check_acyclic(steps: dict[str, StepSpec]) -> None:
         if state.get(name) == 2:
             return
         if state.get(name) == 1:
-            cycle = " -> ".join(path[path.index(name):] + [name])
+            cycle = " -> ".join(path[path.index(name) :] + [name])
             raise SmstepError(Problem(f"the steps depend on each other in a cycle: {cycle}"))
         state[name] = 1
         for dep in steps[name].depends_on:
@@ -173,8 +179,9 @@ class Resolver:
     ``Std:JsonGet``.
     """
 
-    def __init__(self, execution: dict[str, Any], parameters: dict[str, Any],
-                 read_s3: Callable[[str], bytes] | None = None) -> None:
+    def __init__(
+        self, execution: dict[str, Any], parameters: dict[str, Any], read_s3: Callable[[str], bytes] | None = None
+    ) -> None:
         self.execution = execution
         self.parameters = parameters
         self.step_properties: dict[str, dict] = {}
@@ -196,14 +203,18 @@ class Resolver:
                 value = _walk(self.step_properties[step], prop)
                 if value is not _MISSING:
                     return value
-            raise SmstepError(Problem(f"the definition reads '{path}', which the local runner cannot resolve"
-                                      + ("" if step in self.step_properties else f" (step '{step}' has not run)")))
+            raise SmstepError(
+                Problem(
+                    f"the definition reads '{path}', which the local runner cannot resolve"
+                    + ("" if step in self.step_properties else f" (step '{step}' has not run)")
+                )
+            )
         raise SmstepError(Problem(f"the definition reads '{path}', which the local runner cannot resolve"))
 
     def evaluate(self, expr: Any) -> Any:
         if isinstance(expr, dict):
             if len(expr) == 1:
-                (key, value), = expr.items()
+                ((key, value),) = expr.items()
                 if key == "Get":
                     return self.get(value)
                 if key == "Std:Join":
@@ -226,19 +237,25 @@ class Resolver:
         value = _walk(document, spec.get("Path", ""))
         if value is _MISSING and isinstance(document, dict) and document.get("Exception"):
             # the SDK writes {"Result": null, "Exception": "... is not JSON serializable."}
-            raise SmstepError(Problem(f"cannot read {spec.get('Path')} from the step's results: "
-                                      f"{document['Exception']}",
-                                      fix="make every output of that step JSON (numbers, strings, lists, dicts; "
-                                          "int()/float() for numpy numbers), or compute the compared value in a "
-                                          "step of its own"))
+            raise SmstepError(
+                Problem(
+                    f"cannot read {spec.get('Path')} from the step's results: {document['Exception']}",
+                    fix="make every output of that step JSON (numbers, strings, lists, dicts; "
+                    "int()/float() for numpy numbers), or compute the compared value in a "
+                    "step of its own",
+                )
+            )
         if value is _MISSING:
             raise SmstepError(Problem(f"Std:JsonGet: no '{spec.get('Path')}' in {uri}"))
         return value
 
 
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
-    "Equals": lambda a, b: a == b, "GreaterThan": lambda a, b: a > b, "GreaterThanOrEqualTo": lambda a, b: a >= b,
-    "LessThan": lambda a, b: a < b, "LessThanOrEqualTo": lambda a, b: a <= b,
+    "Equals": lambda a, b: a == b,
+    "GreaterThan": lambda a, b: a > b,
+    "GreaterThanOrEqualTo": lambda a, b: a >= b,
+    "LessThan": lambda a, b: a < b,
+    "LessThanOrEqualTo": lambda a, b: a <= b,
 }
 
 
@@ -249,8 +266,12 @@ def evaluate_condition(condition: dict, resolver: Resolver) -> bool:
         left, right = resolver.evaluate(condition.get("LeftValue")), resolver.evaluate(condition.get("RightValue"))
         numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (left, right))
         if kind != "Equals" and not numbers and not (isinstance(left, str) and isinstance(right, str)):
-            raise SmstepError(Problem(f"cannot compare {left!r} with {right!r} ({kind}): SageMaker compares two "
-                                      "numbers or two strings", fix="compare values of the same type"))
+            raise SmstepError(
+                Problem(
+                    f"cannot compare {left!r} with {right!r} ({kind}): SageMaker compares two numbers or two strings",
+                    fix="compare values of the same type",
+                )
+            )
         return bool(_COMPARE[kind](left, right))
     if kind == "In":
         value = resolver.evaluate(condition.get("QueryValue"))
@@ -323,4 +344,3 @@ def decide(spec: StepSpec, resolver: Resolver) -> Decision:
     except SmstepError as exc:
         return Decision(when=when, failure=("ConditionError", f"could not evaluate the condition: {exc}", str(exc)))
     return Decision(outcome=outcome, when=when)
-

@@ -46,8 +46,10 @@ def explain_failure(step: str, returncode: int, diag: dict | None, log_path: Pat
             hint = " - usually the machine ran out of memory" if sig == signal.SIGKILL else ""
             summary = f"the step's process was killed by {sig_name}{hint}"
         elif returncode == 0:
-            summary = ("the step's process exited without writing its results (did the step call sys.exit() "
-                       "or os._exit()?); SageMaker would mark the step Succeeded and fail the steps that read it")
+            summary = (
+                "the step's process exited without writing its results (did the step call sys.exit() "
+                "or os._exit()?); SageMaker would mark the step Succeeded and fail the steps that read it"
+            )
         else:
             summary = f"the step's process exited with status {returncode} (did the step call sys.exit?)"
         return summary, f"step '{step}' failed: {summary} {log_hint}\n{tail}".rstrip()
@@ -55,8 +57,10 @@ def explain_failure(step: str, returncode: int, diag: dict | None, log_path: Pat
     exc_line = f"{diag.get('type')}: {diag.get('message')}".rstrip(": ")
     if phase != "function" and _disk_full(diag):
         summary = "the disk is full: the step's results could not be written"
-        return summary, (f"step '{step}': {summary} ({exc_line}). Free space where the run folder is, or set "
-                         f"--runs-dir to a larger disk {log_hint}")
+        return summary, (
+            f"step '{step}': {summary} ({exc_line}). Free space where the run folder is, or set "
+            f"--runs-dir to a larger disk {log_hint}"
+        )
     if phase == "function":
         user_tb = (diag.get("user_traceback") or diag.get("traceback") or "").rstrip()
         variable = diag.get("variable")
@@ -90,9 +94,11 @@ def explain_failure(step: str, returncode: int, diag: dict | None, log_path: Pat
         summary = f"could not load {what} in the step's process: {cause}"
         fix = ""
         if "ModuleNotFoundError" in cause or "No module named" in cause:
-            fix = (" The step runs in a fresh process, like a SageMaker container: a module that is only "
-                   "importable from the notebook's folder must be shipped with the step, and packages must "
-                   "be in the image or the step's dependencies.")
+            fix = (
+                " The step runs in a fresh process, like a SageMaker container: a module that is only "
+                "importable from the notebook's folder must be shipped with the step, and packages must "
+                "be in the image or the step's dependencies."
+            )
         return summary, f"step '{step}' {summary}.{fix}\n(the SDK's traceback is in {log_path})"
     if phase == "resolve_inputs":
         summary = f"could not read the outputs of an upstream step: {diag.get('cause') or exc_line}"

@@ -16,9 +16,26 @@ import shlex
 from pathlib import Path
 
 _PIP_OPTIONS_WITH_VALUE = {
-    "-i", "--index-url", "--extra-index-url", "-f", "--find-links", "-c", "--constraint",
-    "--trusted-host", "--target", "-t", "--prefix", "--root", "--platform", "--python-version",
-    "--implementation", "--abi", "--progress-bar", "--cache-dir", "--src", "--upgrade-strategy",
+    "-i",
+    "--index-url",
+    "--extra-index-url",
+    "-f",
+    "--find-links",
+    "-c",
+    "--constraint",
+    "--trusted-host",
+    "--target",
+    "-t",
+    "--prefix",
+    "--root",
+    "--platform",
+    "--python-version",
+    "--implementation",
+    "--abi",
+    "--progress-bar",
+    "--cache-dir",
+    "--src",
+    "--upgrade-strategy",
 }
 
 
@@ -110,9 +127,7 @@ def check_pre_execution_script(text: str) -> list[str]:
             if found:
                 warnings.append(found + f" (from pre-execution command '{line}')")
     if not_run:
-        warnings.append(
-            "pre-execution commands not run locally: " + "; ".join(f"'{c}'" for c in not_run)
-        )
+        warnings.append("pre-execution commands not run locally: " + "; ".join(f"'{c}'" for c in not_run))
     return warnings
 
 
@@ -131,11 +146,11 @@ def _pip_install_arguments(words: list[str]) -> list[str] | None:
         i = 1
     else:
         return None
-    if words[i:i + 1] != ["install"]:
+    if words[i : i + 1] != ["install"]:
         return None
     conda = words[0] in ("conda", "mamba", "micromamba")
     out: list[str] = []
-    rest = words[i + 1:]
+    rest = words[i + 1 :]
     j = 0
     while j < len(rest):
         word = rest[j]

@@ -48,8 +48,7 @@ class Plan:
             return False
         return all(results[d].state == "succeeded" for d in spec.depends_on)
 
-    def skips(self, results: Mapping[str, StepResult], idle: Callable[[str], bool],
-              not_taken: set[str]) -> list[Skip]:
+    def skips(self, results: Mapping[str, StepResult], idle: Callable[[str], bool], not_taken: set[str]) -> list[Skip]:
         """The pending steps that can no longer run, until none is left to find (a skip can block its dependents).
 
         ``idle``: the step has no attempt running or waiting for a retry. ``not_taken``: the steps already skipped
@@ -73,14 +72,20 @@ class Plan:
                     changed = True
         return found
 
-    def _blocked(self, name: str, states: Mapping[str, str], results: Mapping[str, StepResult],
-                 not_taken: set[str]) -> Skip | None:
+    def _blocked(
+        self, name: str, states: Mapping[str, str], results: Mapping[str, StepResult], not_taken: set[str]
+    ) -> Skip | None:
         branch = self.steps[name].branch
         if branch is not None and self.outcome(branch[0], results) is (not branch[1]):
             condition = results[branch[0]].condition or {}
-            return Skip(name, branch[0], f"skipped: {condition.get('when') or 'the condition'} is "
-                                         f"{'false' if branch[1] else 'true'} (step '{branch[0]}')",
-                        not_taken=True, info={"condition": branch[0], "outcome": not branch[1]})
+            return Skip(
+                name,
+                branch[0],
+                f"skipped: {condition.get('when') or 'the condition'} is "
+                f"{'false' if branch[1] else 'true'} (step '{branch[0]}')",
+                not_taken=True,
+                info={"condition": branch[0], "outcome": not branch[1]},
+            )
         for dep in self.steps[name].depends_on:
             if states[dep] in ("failed", "skipped"):
                 return Skip(name, dep, f"skipped: step '{dep}' {states[dep]}", not_taken=dep in not_taken)

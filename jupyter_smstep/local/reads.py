@@ -43,26 +43,39 @@ def load(path: Path) -> dict[str, Any] | None:
 
 
 def valid(data: Any) -> bool:
-    return isinstance(data, dict) and all(isinstance(data.get(p, {}), dict) for p in PARTS) and \
-        isinstance(data.get("unpinned", []), list)
+    return (
+        isinstance(data, dict)
+        and all(isinstance(data.get(p, {}), dict) for p in PARTS)
+        and isinstance(data.get("unpinned", []), list)
+    )
 
 
 def keep_env(data: dict[str, Any], container_names: set[str]) -> dict[str, Any]:
     """Leave out the variables the job's container sets itself (its paths, its run's credentials): only the
     environment the job inherits decides whether the result still holds."""
-    env = {k: v for k, v in data.get("env", {}).items()
-           if k not in container_names and not k.startswith(("AWS_", "SMSTEP_"))}
+    env = {
+        k: v
+        for k, v in data.get("env", {}).items()
+        if k not in container_names and not k.startswith(("AWS_", "SMSTEP_"))
+    }
     return {**data, "env": env}
 
 
-def changed(data: dict[str, Any], since: str, root: Path | None = None, reuse_anyway: bool = False,
-            environ: Mapping[str, str] | None = None) -> str | None:
+def changed(
+    data: dict[str, Any],
+    since: str,
+    root: Path | None = None,
+    reuse_anyway: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> str | None:
     """Why the result of run ``since`` no longer holds (the first read that moved), or None. ``environ``: the
     environment the step's next run would get (default: this process's)."""
     environ = os.environ if environ is None else environ
     if data.get("unpinned") and not reuse_anyway:
-        return (f"it read {', '.join(data['unpinned'])} in run {since}, which cannot be pinned "
-                "(%%step --reuse always says its result may be reused anyway)")
+        return (
+            f"it read {', '.join(data['unpinned'])} in run {since}, which cannot be pinned "
+            "(%%step --reuse always says its result may be reused anyway)"
+        )
     for kind in ("modules", "files"):
         for path, (size, mtime, sha) in data.get(kind, {}).items():
             why = _file_moved(Path(path), size, mtime, sha)
@@ -91,12 +104,14 @@ def summary(data: dict[str, Any] | None, root: Path | None = None) -> dict[str, 
     """What ``graph``/``run --json`` and the panel show of a step's reads."""
     if not data:
         return {}
-    return {"files": [_shown(p, root) for p in data.get("files", {})],
-            "folders": [_shown(p, root) for p in data.get("folders", {})],
-            "modules": [_shown(p, root) for p in data.get("modules", {})],
-            "packages": dict(data.get("packages", {})),
-            "env": sorted(data.get("env", {})),
-            "unpinned": list(data.get("unpinned", []))}
+    return {
+        "files": [_shown(p, root) for p in data.get("files", {})],
+        "folders": [_shown(p, root) for p in data.get("folders", {})],
+        "modules": [_shown(p, root) for p in data.get("modules", {})],
+        "packages": dict(data.get("packages", {})),
+        "env": sorted(data.get("env", {})),
+        "unpinned": list(data.get("unpinned", [])),
+    }
 
 
 def _file_moved(path: Path, size: int, mtime: int, sha: str | None) -> str | None:

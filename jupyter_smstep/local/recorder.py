@@ -57,9 +57,15 @@ class Recorder:
         self.ignore = tuple({os.path.join(f(p), "") for p in ignore if p for f in (os.path.abspath, os.path.realpath)})
         self.workdirs = tuple({os.path.join(f(workdir), "") for f in (os.path.abspath, os.path.realpath)})
         self.root = os.path.realpath(root) if root else None
-        self.library = tuple(sorted({os.path.join(f(p), "") for p in
-                                     (sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(__file__))
-                                     for f in (os.path.abspath, os.path.realpath)}))
+        self.library = tuple(
+            sorted(
+                {
+                    os.path.join(f(p), "")
+                    for p in (sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(__file__))
+                    for f in (os.path.abspath, os.path.realpath)
+                }
+            )
+        )
         self.files: dict[str, list] = {}
         self.folders: dict[str, None] = {}
         self.written: set[str] = set()
@@ -115,8 +121,9 @@ class Recorder:
             if path.startswith(self.library) or self._user_frame(4) is None:  # a library's own file: no stack walk
                 return
             path = os.path.abspath(path)
-            writing = (mode is not None and any(c in str(mode) for c in "wax+")) or \
-                (mode is None and isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT))
+            writing = (mode is not None and any(c in str(mode) for c in "wax+")) or (
+                mode is None and isinstance(flags, int) and flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)
+            )
             if writing:
                 self.written.add(path)
             elif path not in self.written:
@@ -132,14 +139,18 @@ class Recorder:
 
     def _local_s3(self, address) -> bool:
         endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or ""
-        return isinstance(address, tuple) and len(address) >= 2 and f":{address[1]}" in endpoint and \
-            str(address[0]) in ("127.0.0.1", "::1", "localhost")
+        return (
+            isinstance(address, tuple)
+            and len(address) >= 2
+            and f":{address[1]}" in endpoint
+            and str(address[0]) in ("127.0.0.1", "::1", "localhost")
+        )
 
     def _outside(self, path: str) -> str | None:
         """``path`` as recorded: the notebook's file for one staged in the working folder, None to leave out."""
         for workdir in self.workdirs:
             if path.startswith(workdir):
-                original = os.path.join(self.root, path[len(workdir):]) if self.root else ""
+                original = os.path.join(self.root, path[len(workdir) :]) if self.root else ""
                 return original if original and os.path.exists(original) else None
         if path.startswith((*self.ignore, "/proc/", "/dev/", "/sys/")):
             return None
@@ -171,9 +182,13 @@ class Recorder:
         def recording_import(name, globals=None, locals=None, fromlist=(), level=0):  # noqa: A002
             module = original_import(name, globals, locals, fromlist, level)
             importer = str((globals or {}).get("__file__") or "")
-            if level == 0 and not importer.startswith(recorder.library) and \
-                    name.split(".")[0] not in _INFRASTRUCTURE and not getattr(recorder._busy, "on", False) \
-                    and recorder._guarded(recorder._user_frame, 3):
+            if (
+                level == 0
+                and not importer.startswith(recorder.library)
+                and name.split(".")[0] not in _INFRASTRUCTURE
+                and not getattr(recorder._busy, "on", False)
+                and recorder._guarded(recorder._user_frame, 3)
+            ):
                 recorder.modules[name] = None
                 for item in fromlist or ():
                     recorder.modules[f"{name}.{item}"] = None
@@ -199,8 +214,11 @@ class Recorder:
 
     def _env(self, key: str, value: str | None) -> None:
         # read by the user's code itself (os.environ[...], os.getenv, os.environ.get), not a library's settings
-        if not getattr(self._busy, "on", False) and key not in self.env and \
-                self._guarded(self._user_frame, 4, True, _ENV_PLUMBING):
+        if (
+            not getattr(self._busy, "on", False)
+            and key not in self.env
+            and self._guarded(self._user_frame, 4, True, _ENV_PLUMBING)
+        ):
             self.env[key] = None if value is None else hashlib.sha256(value.encode("utf-8", "replace")).hexdigest()
 
     def _watch_clock_and_randomness(self) -> None:
@@ -215,6 +233,7 @@ class Recorder:
                 if recorder._guarded(recorder._user_frame, 3, True):  # its caller, not a library under it
                     recorder.unpinned[what] = None
                 return fn(*args, **kwargs)
+
             return wrapper
 
         for name in ("time", "time_ns"):
@@ -227,21 +246,35 @@ class Recorder:
 
         random.seed = seed
         self._started["random"] = random.getstate()
-        for name in ("random", "randint", "randrange", "choice", "choices", "shuffle", "sample", "uniform", "gauss",
-                     "normalvariate"):
+        for name in (
+            "random",
+            "randint",
+            "randrange",
+            "choice",
+            "choices",
+            "shuffle",
+            "sample",
+            "uniform",
+            "gauss",
+            "normalvariate",
+        ):
             fn = getattr(random, name)
 
             def draw(*args, __fn=fn, __name=name, **kwargs):
                 if not seeded["random"] and recorder._guarded(recorder._user_frame, 3, True):
                     recorder.unpinned[f"unseeded randomness (random.{__name}())"] = None
                 return __fn(*args, **kwargs)
+
             setattr(random, name, draw)
 
     def watch_numpy(self) -> None:
         """numpy's global random state and ``default_rng()`` (called when the step starts, if numpy is loaded)."""
         np_random = sys.modules.get("numpy.random")
-        if np_random is None or self._numpy_watched or not all(
-                hasattr(np_random, n) for n in ("seed", "default_rng", "rand")):
+        if (
+            np_random is None
+            or self._numpy_watched
+            or not all(hasattr(np_random, n) for n in ("seed", "default_rng", "rand"))
+        ):
             return  # not loaded, or still loading (an import inside numpy's own): the next import tries again
         self._numpy_watched = True
         self._started["numpy"] = _numpy_state(np_random)
@@ -253,8 +286,20 @@ class Recorder:
             return original_seed(*args, **kwargs)
 
         np_random.seed = seed
-        for name in ("rand", "randn", "randint", "random", "random_sample", "choice", "shuffle", "permutation",
-                     "normal", "uniform", "binomial", "poisson"):
+        for name in (
+            "rand",
+            "randn",
+            "randint",
+            "random",
+            "random_sample",
+            "choice",
+            "shuffle",
+            "permutation",
+            "normal",
+            "uniform",
+            "binomial",
+            "poisson",
+        ):
             fn = getattr(np_random, name, None)
             if fn is None:
                 continue
@@ -263,6 +308,7 @@ class Recorder:
                 if not seeded["numpy"] and recorder._guarded(recorder._user_frame, 3, True):
                     recorder.unpinned[f"unseeded randomness (numpy.random.{__name}())"] = None
                 return __fn(*args, **kwargs)
+
             setattr(np_random, name, draw)
         default_rng = np_random.default_rng
 
@@ -270,6 +316,7 @@ class Recorder:
             if seed is None and recorder._guarded(recorder._user_frame, 3, True):
                 recorder.unpinned["unseeded randomness (numpy.random.default_rng() without a seed)"] = None
             return default_rng(seed, *args, **kwargs)
+
         np_random.default_rng = rng
 
     def _global_draws(self) -> None:
@@ -279,15 +326,22 @@ class Recorder:
         import random
 
         np_random = sys.modules.get("numpy.random")
-        now = {"random": random.getstate(),
-               "numpy": _numpy_state(np_random) if np_random is not None and "numpy" in self._started else None}
-        said = {"random": "unseeded randomness (random's global generator, drawn by a library)",
-                "numpy": "unseeded randomness (numpy's global generator, drawn by a library: e.g. "
-                         "scikit-learn with random_state=None)"}
+        now = {
+            "random": random.getstate(),
+            "numpy": _numpy_state(np_random) if np_random is not None and "numpy" in self._started else None,
+        }
+        said = {
+            "random": "unseeded randomness (random's global generator, drawn by a library)",
+            "numpy": "unseeded randomness (numpy's global generator, drawn by a library: e.g. "
+            "scikit-learn with random_state=None)",
+        }
         for which, started in self._started.items():
             direct = f"unseeded randomness ({'numpy.random' if which == 'numpy' else 'random'}."
-            if not self._seeded[which] and now[which] != started and \
-                    not any(u.startswith(direct) for u in self.unpinned):
+            if (
+                not self._seeded[which]
+                and now[which] != started
+                and not any(u.startswith(direct) for u in self.unpinned)
+            ):
                 self.unpinned[said[which]] = None
 
     # -- the record ---------------------------------------------------------------
@@ -317,8 +371,14 @@ class Recorder:
                 stat = os.stat(recorded)
                 sources[recorded] = [stat.st_size, stat.st_mtime_ns, _sha256(recorded)]
         self._global_draws()
-        data = {"files": files, "folders": folders, "modules": sources, "packages": packages, "env": self.env,
-                "unpinned": list(self.unpinned)}
+        data = {
+            "files": files,
+            "folders": folders,
+            "modules": sources,
+            "packages": packages,
+            "env": self.env,
+            "unpinned": list(self.unpinned),
+        }
         with open(path, "w") as out:
             json.dump(data, out)
 

@@ -181,11 +181,17 @@ class RunResult:
             args = step.get("Arguments", {})
             count = (args.get("ResourceConfig") or {}).get("InstanceCount", 1)
             result = self.steps.get(name)
-            measured = (result.resources.get("wall_s") if result is not None and not result.cached_from
-                        and not result.taken_from else None)
-            out[name] = {"instance_type": types.get(name, "?"),
-                         "instance_count": count if isinstance(count, int) else 1,
-                         "wall_s": measured, "spot": bool(args.get("EnableManagedSpotTraining"))}
+            measured = (
+                result.resources.get("wall_s")
+                if result is not None and not result.cached_from and not result.taken_from
+                else None
+            )
+            out[name] = {
+                "instance_type": types.get(name, "?"),
+                "instance_count": count if isinstance(count, int) else 1,
+                "wall_s": measured,
+                "spot": bool(args.get("EnableManagedSpotTraining")),
+            }
         return out
 
     def suggestions(self, specs: Any = None) -> dict[str, Any]:
@@ -309,13 +315,23 @@ def load_payload(run_dir: Path, uri: str, recorded: str | None, step: str | None
     if not payload.is_file():
         raise SmstepError(Problem(f"no {payload} (was the run's S3 data deleted?)", step=step))
     if recorded is None:
-        raise SmstepError(Problem(f"not loading {payload}: the run did not record its hash when the step ended "
-                                  "(a run by an older jupyter_smstep, or one that was killed)", step=step,
-                                  fix="run the step again"))
+        raise SmstepError(
+            Problem(
+                f"not loading {payload}: the run did not record its hash when the step ended "
+                "(a run by an older jupyter_smstep, or one that was killed)",
+                step=step,
+                fix="run the step again",
+            )
+        )
     data = payload.read_bytes()
     if hashlib.sha256(data).hexdigest() != recorded:
-        raise SmstepError(Problem(f"not loading {payload}: it changed after the step wrote it (a pickle runs "
-                                  "code when loaded)", step=step, fix="run the step again"))
+        raise SmstepError(
+            Problem(
+                f"not loading {payload}: it changed after the step wrote it (a pickle runs code when loaded)",
+                step=step,
+                fix="run the step again",
+            )
+        )
     return cloudpickle.loads(data)
 
 
@@ -372,8 +388,12 @@ def _mark_dead(run_dir: Path, info: dict[str, Any], why: str) -> dict[str, Any]:
     for name in info.get("steps", []):
         path = run_dir / "steps" / name / "step.json"
         if not path.is_file():
-            write_json(path, StepResult(name=name, state="stopped", summary=f"stopped: the run ended early ({why})",
-                                        error=why).to_json())
+            write_json(
+                path,
+                StepResult(
+                    name=name, state="stopped", summary=f"stopped: the run ended early ({why})", error=why
+                ).to_json(),
+            )
     info.update(ended=last, succeeded=False, interrupted=why)
     write_json(run_dir / "run.json", info)
     return info
@@ -401,7 +421,7 @@ def _saved(run_dir: Path, run_id: str, steps: dict[str, StepResult]) -> dict[str
             local = run_dir / "s3" / bucket / key
             if spec.get("format") == "by type":  # the step picked the format and appended its suffix
                 local = next(iter(sorted(local.parent.glob(local.name + ".*"))), local)
-                uri = f"s3://{bucket}/{key}{local.name[len(Path(key).name):]}"
+                uri = f"s3://{bucket}/{key}{local.name[len(Path(key).name) :]}"
             if local.is_file():
                 found.setdefault(step, []).append({"name": spec["name"], "uri": uri, "path": str(local)})
     return found

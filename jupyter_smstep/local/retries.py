@@ -42,8 +42,9 @@ class Retry:
     how: str  # which rule retries it, for the message
 
 
-def next_retry(state: RetryState, failure_type: str, job_budget: int, policies: list[dict[str, Any]],
-               now: float) -> Retry | None:
+def next_retry(
+    state: RetryState, failure_type: str, job_budget: int, policies: list[dict[str, Any]], now: float
+) -> Retry | None:
     """The retry the service would make after this failure (updating ``state``), or None: the step fails."""
     if state.first_failure is None:
         state.first_failure = now
@@ -71,6 +72,8 @@ def next_retry(state: RetryState, failure_type: str, job_budget: int, policies: 
 def not_retried_note(failure_type: str, policies: list[dict[str, Any]]) -> str:
     """Why a step with retry policies was not retried, when its own code raised."""
     if failure_type == "AlgorithmError" and policies:
-        return (" (not retried: SageMaker's retry policies cover service, capacity and internal "
-                "errors, never an exception raised by the step's code)")
+        return (
+            " (not retried: SageMaker's retry policies cover service, capacity and internal "
+            "errors, never an exception raised by the step's code)"
+        )
     return ""

@@ -59,8 +59,7 @@ from jupyter_smstep.local.cache import Entry, StepCache, reusable
 from jupyter_smstep.local.definition import parse_steps, resolve_parameters
 from jupyter_smstep.local.container import cores
 from jupyter_smstep.local.scheduler import RETRYABLE_FAILURES, TERMINATION_GRACE_SECONDS, Emitter, Execution
-from jupyter_smstep.local.results import (DEFAULT_RUNS_DIR, RunResult, StepEvent, load_run, owner,
-                                          record_saves)
+from jupyter_smstep.local.results import DEFAULT_RUNS_DIR, RunResult, StepEvent, load_run, owner, record_saves
 from jupyter_smstep.local.s3.server import LocalS3
 from jupyter_smstep.local.worker import return_worker, take_worker
 
@@ -120,13 +119,20 @@ def run_pipeline(
     :class:`SmstepError` when the pipeline cannot be run at all.
     """
     if os.name != "posix" or not hasattr(os, "fork"):
-        raise SmstepError(Problem("the local runner needs a POSIX system with fork() (Linux, macOS)",
-                                  fix="run the notebook in WSL or a Linux container"))
+        raise SmstepError(
+            Problem(
+                "the local runner needs a POSIX system with fork() (Linux, macOS)",
+                fix="run the notebook in WSL or a Linux container",
+            )
+        )
     for step, kinds in (faults or {}).items():
         for kind in kinds:
             if kind not in RETRYABLE_FAILURES:
-                raise SmstepError(Problem(f"unknown fault '{kind}' for step '{step}'",
-                                          fix="use one of: " + ", ".join(RETRYABLE_FAILURES)))
+                raise SmstepError(
+                    Problem(
+                        f"unknown fault '{kind}' for step '{step}'", fix="use one of: " + ", ".join(RETRYABLE_FAILURES)
+                    )
+                )
     worker = take_worker()  # its SDK import overlaps the build below
     run_id = _new_run_id()
     run_dir = Path(runs_dir).absolute() / run_id
@@ -135,18 +141,28 @@ def run_pipeline(
         run_dir.mkdir(mode=0o700)  # the user's only: its payloads are pickles that steps load
     except OSError as exc:
         return_worker(worker)
-        raise SmstepError(Problem(f"cannot create the run folder {run_dir}: {exc.strerror or exc}",
-                                  fix="pass --runs-dir DIR with a folder you can write, or make "
-                                      f"{run_dir.parent} writable")) from None
+        raise SmstepError(
+            Problem(
+                f"cannot create the run folder {run_dir}: {exc.strerror or exc}",
+                fix=f"pass --runs-dir DIR with a folder you can write, or make {run_dir.parent} writable",
+            )
+        ) from None
     emit = Emitter(run_id, run_dir, on_event)
     s3 = LocalS3(run_dir / "s3", region=region)  # objects are files there as soon as written
     if saves:  # what the steps' --save values write: the run lists the objects (RunResult.saved)
         record_saves(run_dir, dict(saves))
     started = time.time()
     sdk_version = _sdk.installed_version()
-    info: dict[str, Any] = {"run_id": run_id, "started": started, "sdk_version": sdk_version,
-                            "python": sys.version.split()[0], "steps": [], "succeeded": False, "owner": owner(),
-                            **({"notebook": notebook} if notebook else {})}
+    info: dict[str, Any] = {
+        "run_id": run_id,
+        "started": started,
+        "sdk_version": sdk_version,
+        "python": sys.version.split()[0],
+        "steps": [],
+        "succeeded": False,
+        "owner": owner(),
+        **({"notebook": notebook} if notebook else {}),
+    }
     emit.record(run_dir / "run.json", info)
     if emit.lost is not None:  # nothing has run yet: say so before building anything
         return_worker(worker)
@@ -171,11 +187,22 @@ def run_pipeline(
         step_cache = cache if isinstance(cache, StepCache) else StepCache(run_dir.parent) if cache else None
         reused = None
         entries = {n: step_cache.lookup(k.key) for n, k in keys.items()} if step_cache is not None and keys else {}
-        if step_cache is not None and pipeline_key and keys and not forced and all(
-                isinstance(e, Entry) for e in entries.values()) and len(reusable(
-                step_cache, {n: k.key for n, k in keys.items()},
-                {n: list(e.upstream) for n, e in entries.items() if isinstance(e, Entry)},
-                dict(saves or {}))) == len(keys):
+        if (
+            step_cache is not None
+            and pipeline_key
+            and keys
+            and not forced
+            and all(isinstance(e, Entry) for e in entries.values())
+            and len(
+                reusable(
+                    step_cache,
+                    {n: k.key for n, k in keys.items()},
+                    {n: list(e.upstream) for n, e in entries.items() if isinstance(e, Entry)},
+                    dict(saves or {}),
+                )
+            )
+            == len(keys)
+        ):
             reused = step_cache.definition(pipeline_key)
         if reused is not None:
             definition, pipeline_name = reused
@@ -186,19 +213,38 @@ def run_pipeline(
         emit.record(run_dir / "definition.json", definition)
         steps = parse_steps(definition)
         values = resolve_parameters(definition, parameters)
-        info.update(pipeline=pipeline_name, steps=list(steps), parameters=values,
-                    endpoint_url=s3.endpoint_url, bucket=s3.bucket, region=s3.region)
+        info.update(
+            pipeline=pipeline_name,
+            steps=list(steps),
+            parameters=values,
+            endpoint_url=s3.endpoint_url,
+            bucket=s3.bucket,
+            region=s3.region,
+        )
         emit.record(run_dir / "run.json", info)
         if emit.lost is not None:
             raise _record_lost(run_dir, *emit.lost, None)
         executor = Execution(
-            run_id=run_id, run_dir=run_dir, pipeline_name=pipeline_name, steps=steps,
-            parameters=values, s3=s3, worker=worker, emit=emit,
-            max_workers=max_workers or cores(), faults=faults or {}, started=started,
-            functions=dict(functions or {}), keys=dict(keys or {}),
-            cache=step_cache, force=with_dependents({n: spec.depends_on for n, spec in steps.items()}, forced),
-            root=Path(root).resolve() if root else None, stop=stop, saves=dict(saves or {}),
-            taken=dict(taken or {}), host_env=host_env,
+            run_id=run_id,
+            run_dir=run_dir,
+            pipeline_name=pipeline_name,
+            steps=steps,
+            parameters=values,
+            s3=s3,
+            worker=worker,
+            emit=emit,
+            max_workers=max_workers or cores(),
+            faults=faults or {},
+            started=started,
+            functions=dict(functions or {}),
+            keys=dict(keys or {}),
+            cache=step_cache,
+            force=with_dependents({n: spec.depends_on for n, spec in steps.items()}, forced),
+            root=Path(root).resolve() if root else None,
+            stop=stop,
+            saves=dict(saves or {}),
+            taken=dict(taken or {}),
+            host_env=host_env,
         )
         executor.run()
         lap("execute")
@@ -206,9 +252,16 @@ def run_pipeline(
             try:
                 step_cache.record_definition(pipeline_key, run_id, pipeline_name)
             except OSError as exc:  # a full or read-only cache folder costs the next run a build, nothing more
-                emit(StepEvent(run_id=run_id, step=None, state="running", kind="warning",
-                               message=f"could not record the definition in the cache {step_cache.folder} "
-                                       f"({exc.strerror or exc}): the next run builds it again"))
+                emit(
+                    StepEvent(
+                        run_id=run_id,
+                        step=None,
+                        state="running",
+                        kind="warning",
+                        message=f"could not record the definition in the cache {step_cache.folder} "
+                        f"({exc.strerror or exc}): the next run builds it again",
+                    )
+                )
     except BaseException as exc:
         info["error"] = f"{type(exc).__name__}: {exc}"
         raise
@@ -235,23 +288,32 @@ def run_pipeline(
     if emit.lost is not None:
         raise _record_lost(run_dir, *emit.lost, executor)
     result = load_run(run_dir)
-    emit.run_event("succeeded" if result.succeeded else "stopped" if executor.stopped else "failed",
-                   duration=result.duration,
-                   message=_run_summary(result))
+    emit.run_event(
+        "succeeded" if result.succeeded else "stopped" if executor.stopped else "failed",
+        duration=result.duration,
+        message=_run_summary(result),
+    )
     return result
 
 
 def _record_lost(run_dir: Path, path: Path, exc: OSError, executor: Execution | None) -> SmstepError:
     """The error for a run whose record could not be written: what ran, what is missing, and where."""
-    ran = (" (its steps: " + ", ".join(f"{r.name} {r.state}" for r in executor.results.values()) + ")"
-           if executor is not None else ", and no step ran")
+    ran = (
+        " (its steps: " + ", ".join(f"{r.name} {r.state}" for r in executor.results.values()) + ")"
+        if executor is not None
+        else ", and no step ran"
+    )
     full = exc.errno == errno.ENOSPC
-    return SmstepError(Problem(
-        f"the run's record could not be written ({path.relative_to(run_dir.parent)}: "
-        f"{'the disk is full' if full else exc.strerror or exc}), so run {run_dir.name} cannot be reopened, "
-        f"pulled or reused{ran}",
-        fix=_free_space(run_dir.parent) if full else
-        f"make {run_dir.parent} writable, or pass --runs-dir DIR on another disk, and run again"))
+    return SmstepError(
+        Problem(
+            f"the run's record could not be written ({path.relative_to(run_dir.parent)}: "
+            f"{'the disk is full' if full else exc.strerror or exc}), so run {run_dir.name} cannot be reopened, "
+            f"pulled or reused{ran}",
+            fix=_free_space(run_dir.parent)
+            if full
+            else f"make {run_dir.parent} writable, or pass --runs-dir DIR on another disk, and run again",
+        )
+    )
 
 
 def _free_space(runs_dir: Path) -> str:
@@ -270,8 +332,10 @@ def _run_summary(result: RunResult) -> str:
         counts[state] = counts.get(state, 0) + 1
     summary = ", ".join(f"{n} {state}" for state, n in counts.items())
     if counts.get("cached"):
-        summary += (" (a cached step reused an earlier run's result: the same code, captured values, settings and "
-                    "inputs, and every file, module, package and environment variable it read unchanged)")
+        summary += (
+            " (a cached step reused an earlier run's result: the same code, captured values, settings and "
+            "inputs, and every file, module, package and environment variable it read unchanged)"
+        )
     return summary
 
 
@@ -298,8 +362,9 @@ def _build_definition(build: Any, s3: LocalS3) -> tuple[dict, str]:
     chatty.setLevel(logging.WARNING)
     try:
         for _ in range(5):
-            session = _sdk.make_session(region=s3.region, bucket=s3.bucket, endpoint_url=s3.endpoint_url,
-                                        boto_session=boto_session)
+            session = _sdk.make_session(
+                region=s3.region, bucket=s3.bucket, endpoint_url=s3.endpoint_url, boto_session=boto_session
+            )
             try:
                 if hasattr(build, "definition"):
                     pipeline = build
@@ -319,10 +384,13 @@ def _build_definition(build: Any, s3: LocalS3) -> tuple[dict, str]:
                     s3.create_bucket(missing)
                     continue
                 if _disk_full(exc):
-                    raise SmstepError(Problem(
-                        "the disk is full: the build could not put the steps' code and captured values into the "
-                        f"run's local S3 ({s3.root})",
-                        fix=_free_space(s3.root.parent.parent))) from None
+                    raise SmstepError(
+                        Problem(
+                            "the disk is full: the build could not put the steps' code and captured values into the "
+                            f"run's local S3 ({s3.root})",
+                            fix=_free_space(s3.root.parent.parent),
+                        )
+                    ) from None
                 explained = explain_serialization_error(exc, getattr(sdk.errors_module, "SerializationError", None))
                 if explained is not None:
                     raise explained from exc
@@ -344,5 +412,6 @@ def _missing_bucket(exc: BaseException) -> str | None:
 def _disk_full(exc: BaseException) -> bool:
     """Whether ``exc`` comes from a full disk: an ENOSPC, or the local S3's answer to one (the SDK's upload
     keeps only the text of the S3 error it got)."""
-    return any((isinstance(c, OSError) and c.errno == errno.ENOSPC) or "No space left on device" in str(c)
-               for c in causes(exc))
+    return any(
+        (isinstance(c, OSError) and c.errno == errno.ENOSPC) or "No space left on device" in str(c) for c in causes(exc)
+    )

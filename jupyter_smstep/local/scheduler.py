@@ -37,8 +37,7 @@ from jupyter_smstep.local import reads as reads_mod
 from jupyter_smstep.local.container import Container
 from jupyter_smstep.local.attempt import Attempt
 from jupyter_smstep.local.plan import Plan
-from jupyter_smstep.local.definition import (Resolver, decide, StepSpec, container_option, split_s3_uri,
-                                             to_text)
+from jupyter_smstep.local.definition import Resolver, decide, StepSpec, container_option, split_s3_uri, to_text
 from jupyter_smstep.local.results import StepEvent, StepResult, write_json
 from jupyter_smstep.local.s3 import LOCAL_ACCOUNT, LocalS3
 from jupyter_smstep.local.s3.store import S3Error
@@ -102,14 +101,30 @@ class _StepState:
 class Execution:
     """One execution of a parsed definition: the service's scheduler, in one thread."""
 
-    def __init__(self, *, run_id: str, run_dir: Path, pipeline_name: str, steps: dict[str, StepSpec],
-                 parameters: dict, s3: LocalS3, worker: WarmWorker, emit: Emitter, max_workers: int,
-                 faults: dict[str, list[str]], started: float, functions: dict[str, Any] | None = None,
-                 keys: dict[str, StepKey] | None = None, cache: cache_mod.StepCache | None = None,
-                 force: set[str] | None = None, root: Path | None = None,
-                 stop: threading.Event | None = None, saves: dict[str, list[dict]] | None = None,
-                 taken: dict[str, tuple[Path, str]] | None = None,
-                 host_env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        run_dir: Path,
+        pipeline_name: str,
+        steps: dict[str, StepSpec],
+        parameters: dict,
+        s3: LocalS3,
+        worker: WarmWorker,
+        emit: Emitter,
+        max_workers: int,
+        faults: dict[str, list[str]],
+        started: float,
+        functions: dict[str, Any] | None = None,
+        keys: dict[str, StepKey] | None = None,
+        cache: cache_mod.StepCache | None = None,
+        force: set[str] | None = None,
+        root: Path | None = None,
+        stop: threading.Event | None = None,
+        saves: dict[str, list[dict]] | None = None,
+        taken: dict[str, tuple[Path, str]] | None = None,
+        host_env: Mapping[str, str] | None = None,
+    ) -> None:
         self.run_id = run_id
         self.taken = taken or {}  # step -> (a folder with its results files, where they came from)
         self.saves = saves or {}  # step -> its --save values ({"name", "uri", "format"}): re-put when it is reused
@@ -134,17 +149,25 @@ class Execution:
             "PipelineName": pipeline_name,
             "PipelineArn": pipeline_arn,
             "StartDateTime": _dt.datetime.fromtimestamp(started, _dt.timezone.utc)
-            .isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
         }
         self.resolver = Resolver(self.execution, parameters, read_s3=lambda uri: s3.path(uri).read_bytes())
         self.container = Container(run_dir, s3, self.resolver, host_env)
         self.plan = Plan(steps)
         order = self.plan.order
         self.states = {
-            name: _StepState(spec=steps[name], order=order.index(name),
-                             result=StepResult(name=name, state="pending", run_dir=str(run_dir),
-                                               key=self.keys[name].key if name in self.keys else None,
-                                               key_parts=dict(self.keys[name].parts) if name in self.keys else {}))
+            name: _StepState(
+                spec=steps[name],
+                order=order.index(name),
+                result=StepResult(
+                    name=name,
+                    state="pending",
+                    run_dir=str(run_dir),
+                    key=self.keys[name].key if name in self.keys else None,
+                    key_parts=dict(self.keys[name].parts) if name in self.keys else {},
+                ),
+            )
             for name in order
         }
         self.results = {name: st.result for name, st in self.states.items()}
@@ -198,8 +221,10 @@ class Execution:
 
     # -- scheduling --------------------------------------------------------------------
     def _active(self) -> bool:
-        return any(st.result.state in ("running", "pending") and (st.attempt is not None or st.not_before is not None)
-                   for st in self.states.values()) or any(self._ready(st) for st in self.states.values())
+        return any(
+            st.result.state in ("running", "pending") and (st.attempt is not None or st.not_before is not None)
+            for st in self.states.values()
+        ) or any(self._ready(st) for st in self.states.values())
 
     def _ready(self, st: _StepState) -> bool:
         return st.attempt is None and self.plan.ready(st.spec.name, self.results)
@@ -225,8 +250,11 @@ class Execution:
         """Start (or reuse from the cache) the steps that are ready; True when one was reused."""
         now = time.time()
         candidates = sorted(
-            (st for st in self.states.values() if self._ready(st) or
-             (st.not_before is not None and st.attempt is None)),
+            (
+                st
+                for st in self.states.values()
+                if self._ready(st) or (st.not_before is not None and st.attempt is None)
+            ),
             key=lambda s: s.order,
         )
         reused = False
@@ -298,8 +326,9 @@ class Execution:
             return False
         st.result.cached_from = found.run_id
         st.result.reads = reads_mod.summary(found.reads, self.root)
-        self._succeed_in_place(st, args, output_uri, f"cached: the result of run {found.run_id}",
-                               {"cached_from": found.run_id})
+        self._succeed_in_place(
+            st, args, output_uri, f"cached: the result of run {found.run_id}", {"cached_from": found.run_id}
+        )
         return True
 
     def _take(self, st: _StepState) -> bool:
@@ -325,8 +354,9 @@ class Execution:
         result.duration = 0.0
         result.output_uri = output_uri
         result.payload_sha256 = self._payload_hash(output_uri)
-        st.properties = containers.job_properties(args, containers.job_name(self.run_id, st.spec.name, 0),
-                                                  output_uri, self.s3.region)
+        st.properties = containers.job_properties(
+            args, containers.job_name(self.run_id, st.spec.name, 0), output_uri, self.s3.region
+        )
         self.resolver.step_properties[st.spec.name] = st.properties
         self._event(st, "succeeded", duration=0.0, message=message, info=info)
 
@@ -337,21 +367,33 @@ class Execution:
         on SageMaker both run at once, so it may read nothing, or an older execution's object."""
         if not attempt.caller or not self.saves:
             return []
-        writers = [(split_s3_uri(str(spec["uri"]).replace("{execution_id}", self.run_id)), step)
-                   for step, specs in self.saves.items() for spec in specs]
+        writers = [
+            (split_s3_uri(str(spec["uri"]).replace("{execution_id}", self.run_id)), step)
+            for step, specs in self.saves.items()
+            for spec in specs
+        ]
         before = upstream_of({n: s.spec.depends_on for n, s in self.states.items()}, [st.spec.name])
         found = []
         for bucket, key in self.s3.reads_by(attempt.caller):
-            writer = next((step for (b, k), step in writers  # a format picked by type adds its suffix
-                           if b == bucket and (key == k or key.startswith(k + "."))), None)
+            writer = next(
+                (
+                    step
+                    for (b, k), step in writers  # a format picked by type adds its suffix
+                    if b == bucket and (key == k or key.startswith(k + "."))
+                ),
+                None,
+            )
             if writer is None or writer == st.spec.name or writer in st.spec.depends_on:
                 continue
             if writer in before:  # ordered, but not through a result the reuse check sees
                 found.append(f"s3://{bucket}/{key}, which step '{writer}' writes (--save), without --after {writer}")
                 continue
-            self._warn(st, f"read s3://{bucket}/{key}, which step '{writer}' writes (--save), but it does not run "
-                           f"after '{writer}': on SageMaker both run at once, so it may read nothing or an older "
-                           f"object, and its result is not reused (fix: %%step {st.spec.name} --after {writer})")
+            self._warn(
+                st,
+                f"read s3://{bucket}/{key}, which step '{writer}' writes (--save), but it does not run "
+                f"after '{writer}': on SageMaker both run at once, so it may read nothing or an older "
+                f"object, and its result is not reused (fix: %%step {st.spec.name} --after {writer})",
+            )
             found.append(f"s3://{bucket}/{key}, which step '{writer}' writes (--save), without running after it")
         return found
 
@@ -374,11 +416,21 @@ class Execution:
         try:
             known = {"payload.pkl": st.result.payload_sha256} if st.result.payload_sha256 else {}
             upstream = {d: self.states[d].result.payload_sha256 for d in st.spec.depends_on if d in self.states}
-            self.cache.record(key, self.run_id, st.spec.name, self.s3.path(st.result.output_uri), known,
-                              reads=recorded, upstream=upstream)
+            self.cache.record(
+                key,
+                self.run_id,
+                st.spec.name,
+                self.s3.path(st.result.output_uri),
+                known,
+                reads=recorded,
+                upstream=upstream,
+            )
         except OSError as exc:
-            self._warn(st, f"could not record the result in the cache {self.cache.folder} ({exc.strerror or exc}): "
-                           "the next run runs this step again")
+            self._warn(
+                st,
+                f"could not record the result in the cache {self.cache.folder} ({exc.strerror or exc}): "
+                "the next run runs this step again",
+            )
 
     # -- one attempt -------------------------------------------------------------------
     def _launch(self, st: _StepState) -> None:
@@ -399,9 +451,14 @@ class Execution:
             s3_base_uri = container_option(argv, "s3_base_uri") or ""
             job_name = containers.job_name(self.run_id, name, number)
             attempt = Attempt(
-                number=number, command_id=f"{self.run_id}/{name}/{number}", folder=folder,
-                log_path=folder / "log.txt", failure_path=folder / "failure", diag_path=folder / "error.json",
-                job_name=job_name, output_uri=output_uri,
+                number=number,
+                command_id=f"{self.run_id}/{name}/{number}",
+                folder=folder,
+                log_path=folder / "log.txt",
+                failure_path=folder / "failure",
+                diag_path=folder / "error.json",
+                job_name=job_name,
+                output_uri=output_uri,
                 exception_uri=f"{s3_base_uri.rstrip('/')}/{self.run_id}/{name}/exception",
                 max_runtime=_positive(args.get("StoppingCondition", {}).get("MaxRuntimeInSeconds")),
             )
@@ -428,15 +485,29 @@ class Execution:
             self._attempt_failed(st, kind, f"{kind} (simulated by the local runner)", None, time.time())
             return
         try:
-            self.worker.send({
-                "op": "run", "id": attempt.command_id, "argv": argv, "env": env, "cwd": str(workspace),
-                "log_path": str(attempt.log_path), "failure_path": str(attempt.failure_path),
-                "diag_path": str(attempt.diag_path), "reads_path": str(attempt.folder / "reads.json"),
-                "ignore": [str(self.run_dir)], "root": str(self.root) if self.root else None,
-            })
+            self.worker.send(
+                {
+                    "op": "run",
+                    "id": attempt.command_id,
+                    "argv": argv,
+                    "env": env,
+                    "cwd": str(workspace),
+                    "log_path": str(attempt.log_path),
+                    "failure_path": str(attempt.failure_path),
+                    "diag_path": str(attempt.diag_path),
+                    "reads_path": str(attempt.folder / "reads.json"),
+                    "ignore": [str(self.run_dir)],
+                    "root": str(self.root) if self.root else None,
+                }
+            )
         except OSError as exc:  # the worker is gone; its "worker-died" message restarts it
-            self._attempt_failed(st, "SageMaker.JOB_INTERNAL_ERROR",
-                                 f"the local runner's worker process is gone ({exc})", None, time.time())
+            self._attempt_failed(
+                st,
+                "SageMaker.JOB_INTERNAL_ERROR",
+                f"the local runner's worker process is gone ({exc})",
+                None,
+                time.time(),
+            )
 
     def _workspace(self, st: _StepState, folder: Path) -> Path:
         """This attempt's working directory: a fresh copy of the step's staged channels."""
@@ -462,15 +533,23 @@ class Execution:
             attempt.pid = message["pid"]
             attempt.started = message["time"]
         elif op == "failed":  # fork() failed: the machine is out of processes or memory
-            self._attempt_failed(st, "SageMaker.CAPACITY_ERROR",
-                                 f"could not start the step's process: {message.get('error')}", None, time.time())
+            self._attempt_failed(
+                st,
+                "SageMaker.CAPACITY_ERROR",
+                f"could not start the step's process: {message.get('error')}",
+                None,
+                time.time(),
+            )
         elif op == "exited":
             self._stream_log(st, attempt)  # the last lines it printed, before its end is said
             attempt.rusage = message.get("rusage") or {}
             if message.get("escaped"):
-                self._warn(st, f"{message['escaped']} process(es) the step started (in a new session) were still "
-                           "running when it ended: stopped, as SageMaker stops everything when a job's container "
-                           "ends")
+                self._warn(
+                    st,
+                    f"{message['escaped']} process(es) the step started (in a new session) were still "
+                    "running when it ended: stopped, as SageMaker stops everything when a job's container "
+                    "ends",
+                )
             self._attempt_exited(st, message["returncode"], message["time"])
 
     def _stream_logs(self) -> None:
@@ -481,8 +560,16 @@ class Execution:
     def _stream_log(self, st: _StepState, attempt: Attempt) -> None:
         """The lines the step's own code printed since the last look, each as a ``log`` event."""
         for line in attempt.new_lines():
-            self.emit(StepEvent(run_id=self.run_id, step=st.spec.name, state="running", kind="log",
-                                attempt=attempt.number, message=line))
+            self.emit(
+                StepEvent(
+                    run_id=self.run_id,
+                    step=st.spec.name,
+                    state="running",
+                    kind="log",
+                    attempt=attempt.number,
+                    message=line,
+                )
+            )
 
     def _state_for(self, command_id: str | None) -> _StepState | None:
         for st in self.states.values():
@@ -497,7 +584,8 @@ class Execution:
         if attempt.timed_out:
             limit = attempt.max_runtime
             self._attempt_failed(
-                st, "MaxRuntimeExceeded",
+                st,
+                "MaxRuntimeExceeded",
                 f"stopped after exceeding max_runtime_in_seconds={limit:g} (SageMaker: MaxRuntimeExceeded)",
                 f"step '{name}' ran longer than its max_runtime_in_seconds ({limit:g} s) and was stopped, "
                 f"as SageMaker stops the training job (log: {attempt.log_path})",
@@ -526,8 +614,9 @@ class Execution:
         result.summary = None
         result.failure_type = None
         self.resolver.step_properties[st.spec.name] = st.properties or {}
-        result.resources = attempt.measured(st.spec, ended, self.s3, [self.states[d].result.output_uri or ""
-                                                                    for d in st.spec.depends_on])
+        result.resources = attempt.measured(
+            st.spec, ended, self.s3, [self.states[d].result.output_uri or "" for d in st.spec.depends_on]
+        )
         result.payload_sha256 = self._payload_hash(attempt.output_uri)
         recorded = reads_mod.load(attempt.folder / "reads.json")
         if recorded is not None:
@@ -541,8 +630,9 @@ class Execution:
                 recorded["unpinned"] = [*recorded.get("unpinned", []), *unordered]
             result.reads = reads_mod.summary(recorded, self.root)
         self._remember(st, recorded)
-        self._event(st, "succeeded", attempt=attempt.number, duration=result.duration,
-                    info={"resources": result.resources})
+        self._event(
+            st, "succeeded", attempt=attempt.number, duration=result.duration, info={"resources": result.resources}
+        )
 
     def _payload_hash(self, uri: str) -> str | None:
         """SHA-256 of ``<uri>/payload.pkl`` as the step left it (None if it wrote none): results are
@@ -552,18 +642,26 @@ class Execution:
         except (OSError, ValueError, S3Error):
             return None
 
-    def _record_attempt(self, st: _StepState, outcome: str, ended: float, failure_type: str | None = None,
-                        summary: str | None = None) -> None:
+    def _record_attempt(
+        self, st: _StepState, outcome: str, ended: float, failure_type: str | None = None, summary: str | None = None
+    ) -> None:
         attempt = st.attempt
         if attempt is None:
             return
-        st.result.attempt_log.append({
-            "attempt": attempt.number, "outcome": outcome, "failure_type": failure_type, "summary": summary,
-            "started": attempt.started, "ended": ended, "log": str(attempt.log_path), "job_name": attempt.job_name,
-        })
+        st.result.attempt_log.append(
+            {
+                "attempt": attempt.number,
+                "outcome": outcome,
+                "failure_type": failure_type,
+                "summary": summary,
+                "started": attempt.started,
+                "ended": ended,
+                "log": str(attempt.log_path),
+                "job_name": attempt.job_name,
+            }
+        )
 
-    def _attempt_failed(self, st: _StepState, failure_type: str, summary: str, error: str | None,
-                        ended: float) -> None:
+    def _attempt_failed(self, st: _StepState, failure_type: str, summary: str, error: str | None, ended: float) -> None:
         """Apply the service's retry rules to a failed attempt; fail the step when they are spent."""
         attempt = st.attempt
         self._record_attempt(st, "failed", ended, failure_type, summary)
@@ -577,15 +675,26 @@ class Execution:
         if retry is not None:
             st.not_before = now + retry.delay
             number = attempt.number if attempt else 0
-            self._event(st, "running", kind="retry", attempt=number,
-                        message=f"attempt {number or '?'} failed ({summary}); "
-                                f"retrying in {retry.delay:g} s by {retry.how}")
+            self._event(
+                st,
+                "running",
+                kind="retry",
+                attempt=number,
+                message=f"attempt {number or '?'} failed ({summary}); retrying in {retry.delay:g} s by {retry.how}",
+            )
             return
         summary += retries.not_retried_note(failure_type, st.spec.retry_policies)
         self._finish_failure(st, attempt, failure_type, summary, error, ended)
 
-    def _finish_failure(self, st: _StepState, attempt: Attempt | None, failure_type: str, summary: str,
-                        error: str | None, ended: float | None = None) -> None:
+    def _finish_failure(
+        self,
+        st: _StepState,
+        attempt: Attempt | None,
+        failure_type: str,
+        summary: str,
+        error: str | None,
+        ended: float | None = None,
+    ) -> None:
         result = st.result
         st.attempt = None
         st.not_before = None
@@ -599,8 +708,9 @@ class Execution:
         if attempt is not None:
             result.exception_sha256 = self._payload_hash(attempt.exception_uri)
             result.exception_uri = attempt.exception_uri if result.exception_sha256 else None
-        self._event(st, "failed", attempt=result.attempts, duration=result.duration,
-                    message=summary, error=result.error)
+        self._event(
+            st, "failed", attempt=result.attempts, duration=result.duration, message=summary, error=result.error
+        )
 
     def _enforce_runtime_limits(self) -> None:
         now = time.time()
@@ -624,8 +734,9 @@ class Execution:
         self.worker.close(timeout=1)
         self.worker = WarmWorker(*worker_args(), worker_log_path())
         for st in running:
-            self._attempt_failed(st, "SageMaker.JOB_INTERNAL_ERROR",
-                                 "the local runner's worker process died", None, time.time())
+            self._attempt_failed(
+                st, "SageMaker.JOB_INTERNAL_ERROR", "the local runner's worker process died", None, time.time()
+            )
         self.worker.wait_ready()
 
     def _abort(self, reason: str, state: StepState = "failed") -> None:
@@ -650,18 +761,39 @@ class Execution:
                 self._event(st, "skipped", message=reason)
 
     # -- events, S3 ----------------------------------------------------------------------
-    def _event(self, st: _StepState, state: StepState, *, kind: EventKind = "state", attempt: int = 0,
-               duration: float | None = None, message: str | None = None, error: str | None = None,
-               info: dict | None = None) -> None:
+    def _event(
+        self,
+        st: _StepState,
+        state: StepState,
+        *,
+        kind: EventKind = "state",
+        attempt: int = 0,
+        duration: float | None = None,
+        message: str | None = None,
+        error: str | None = None,
+        info: dict | None = None,
+    ) -> None:
         if kind == "state" and state in ("succeeded", "failed", "skipped", "stopped"):
             # recorded as the step ends: a run killed later (SIGKILL) keeps what it finished
             self.emit.record(self.run_dir / "steps" / st.spec.name / "step.json", st.result.to_json())
-        self.emit(StepEvent(run_id=self.run_id, step=st.spec.name, state=state, kind=kind,
-                            attempt=attempt, duration=duration, message=message, error=error, info=info or {}))
+        self.emit(
+            StepEvent(
+                run_id=self.run_id,
+                step=st.spec.name,
+                state=state,
+                kind=kind,
+                attempt=attempt,
+                duration=duration,
+                message=message,
+                error=error,
+                info=info or {},
+            )
+        )
 
     def _warn(self, st: _StepState, message: str) -> None:
         st.result.warnings.append(message)
         self._event(st, st.result.state, kind="warning", message=message)
+
 
 def _kill_group(pid: int, sig: int) -> None:
     try:

@@ -60,8 +60,18 @@ class WarmWorker:
         read_fd, write_fd = os.pipe()
         with open(log_path, "ab") as log:
             self.process = subprocess.Popen(
-                [python, "-c", _BOOT, str(_WORKER_SCRIPT), "--reply-fd", str(write_fd),
-                 "--invoke", invoke_module, "--errors", errors_module],
+                [
+                    python,
+                    "-c",
+                    _BOOT,
+                    str(_WORKER_SCRIPT),
+                    "--reply-fd",
+                    str(write_fd),
+                    "--invoke",
+                    invoke_module,
+                    "--errors",
+                    errors_module,
+                ],
                 stdin=subprocess.PIPE,
                 stdout=log,
                 stderr=log,

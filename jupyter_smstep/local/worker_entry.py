@@ -75,7 +75,7 @@ def main(argv: list[str]) -> None:
         data = (json.dumps(message) + "\n").encode()
         try:
             while data:
-                data = data[os.write(reply_fd, data):]
+                data = data[os.write(reply_fd, data) :]
         except OSError:  # the runner is gone; the EOF on stdin ends this loop
             pass
 
@@ -136,10 +136,15 @@ def _warm_up(invoke, invoke_name: str) -> None:
     except Exception:  # noqa: BLE001 - a botocore without these hooks is only slower
         return
     saved = dict(os.environ)
-    os.environ.update({
-        "AWS_ACCESS_KEY_ID": "warm-up", "AWS_SECRET_ACCESS_KEY": "warm-up",
-        "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_MAX_ATTEMPTS": "1", "AWS_EC2_METADATA_DISABLED": "true",
-    })
+    os.environ.update(
+        {
+            "AWS_ACCESS_KEY_ID": "warm-up",
+            "AWS_SECRET_ACCESS_KEY": "warm-up",
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+            "AWS_MAX_ATTEMPTS": "1",
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+    )
     os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
     try:
         invoke._get_sagemaker_session(os.environ["AWS_DEFAULT_REGION"])
@@ -241,8 +246,17 @@ def _reap(reply) -> None:
         returncode = os.waitstatus_to_exitcode(status)
         # The child's own use plus its waited-for descendants' (the kernel folds those in), measured at exit.
         peak = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)  # bytes on macOS, KiB on Linux
-        reply({"op": "exited", "id": command_id, "pid": pid, "returncode": returncode, "time": time.time(),
-               "rusage": {"cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_bytes": peak}, "escaped": escaped})
+        reply(
+            {
+                "op": "exited",
+                "id": command_id,
+                "pid": pid,
+                "returncode": returncode,
+                "time": time.time(),
+                "rusage": {"cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_bytes": peak},
+                "escaped": escaped,
+            }
+        )
 
 
 def _spawn(command: dict, invoke, errors, reply, worker_fds: list[int]) -> None:

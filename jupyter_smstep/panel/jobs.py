@@ -65,14 +65,16 @@ class Jobs:
                     from jupyter_smstep import verify as verify_mod
                     from jupyter_smstep.core.compare import ATOL, RTOL
 
-                    verification = verify_mod.verify_live(self.panel.workspace, params, RTOL, ATOL,
-                                                          on_event=self.panel.on_local_event, stop=stop)
+                    verification = verify_mod.verify_live(
+                        self.panel.workspace, params, RTOL, ATOL, on_event=self.panel.on_local_event, stop=stop
+                    )
                     result = self.panel.workspace.last_run
                 else:
                     result = self.panel.workspace.run_local(params, on_event=self.panel.on_local_event, stop=stop)
             except SmstepError as exc:
-                self.panel.set_status(("verify" if verify else "local run") + " refused: " +
-                                      html.esc(exc).replace("\n", "<br>"), "error")
+                self.panel.set_status(
+                    ("verify" if verify else "local run") + " refused: " + html.esc(exc).replace("\n", "<br>"), "error"
+                )
             except Exception as exc:  # noqa: BLE001
                 self.panel.set_status(f"local run crashed: {type(exc).__name__}: {html.esc(exc)}", "error")
                 self.panel.state.local_errors["(runner)"] = traceback.format_exc()
@@ -87,14 +89,21 @@ class Jobs:
                     with self.panel._lock:
                         self.panel.state.set_verification(verification)
                     counts = verification.counts
-                    self.panel.set_status("verify: " + ", ".join(f"{n} {kind}" for kind, n in counts.items()) +
-                                          ("" if result.succeeded else " (the run did not succeed)"),
-                                          "ok" if verification.exit_code == 0 else "error")
+                    self.panel.set_status(
+                        "verify: "
+                        + ", ".join(f"{n} {kind}" for kind, n in counts.items())
+                        + ("" if result.succeeded else " (the run did not succeed)"),
+                        "ok" if verification.exit_code == 0 else "error",
+                    )
                 else:
-                    self.panel.set_status("✓ local run succeeded" if result.succeeded else
-                                          "■ local run stopped" if stop.is_set() else
-                                          f"✗ local run failed ({', '.join(failed) or 'see below'})",
-                                          "ok" if result.succeeded else "error")
+                    self.panel.set_status(
+                        "✓ local run succeeded"
+                        if result.succeeded
+                        else "■ local run stopped"
+                        if stop.is_set()
+                        else f"✗ local run failed ({', '.join(failed) or 'see below'})",
+                        "ok" if result.succeeded else "error",
+                    )
                 if failed and self.panel.selector.value not in failed:
                     self.panel.selector.value = failed[0]
             finally:
@@ -135,9 +144,11 @@ class Jobs:
             if not submission.started:
                 self.panel.set_status(f"nothing started{note}", "ok")
                 return
-            link = (f"<a href='{html.esc(submission.console_url)}' target='_blank' rel='noopener' "
-                    "style='color:var(--jp-content-link-color,#0969da);text-decoration:underline'>"
-                    f"{html.esc(submission.execution_arn.rsplit('/', 1)[-1])}</a>")
+            link = (
+                f"<a href='{html.esc(submission.console_url)}' target='_blank' rel='noopener' "
+                "style='color:var(--jp-content-link-color,#0969da);text-decoration:underline'>"
+                f"{html.esc(submission.execution_arn.rsplit('/', 1)[-1])}</a>"
+            )
             self.panel.set_status(f"started {link}{note}", "ok")
             self.follow(submission.execution_arn, wait=True)
 

@@ -136,8 +136,9 @@ def layered_layout(
     boxes: dict[str, Box] = {}
     for li, row in enumerate(layers):
         for oi, n in enumerate(row):
-            boxes[n] = Box(n, li, oi, xs[n] + shift, margin + li * (node_height + layer_gap),
-                           width_of[n], node_height, dummy_of[n])
+            boxes[n] = Box(
+                n, li, oi, xs[n] + shift, margin + li * (node_height + layer_gap), width_of[n], node_height, dummy_of[n]
+            )
 
     routes = [Route(u, v, _route(chain, boxes, down, up)) for u, v, chain in chains]
     right = max((b.x + b.width / 2 for b in boxes.values()), default=0.0)
@@ -173,8 +174,9 @@ def _layers(order: list[str], succ: dict[str, list[str]], pred: dict[str, list[s
 
 
 # --------------------------------------------------------------------------- ordering
-def _reduce_crossings(layers: list[list[str]], down: dict[str, list[str]], up: dict[str, list[str]],
-                      sweeps: int) -> tuple[list[list[str]], int]:
+def _reduce_crossings(
+    layers: list[list[str]], down: dict[str, list[str]], up: dict[str, list[str]], sweeps: int
+) -> tuple[list[list[str]], int]:
     """The fewest crossings found from three starts: the notebook's order, its mirror, and a first upward sort.
 
     Barycenter sweeps from one start stall in a local minimum on about one small DAG in fourteen (measured against
@@ -197,8 +199,9 @@ def _reduce_crossings(layers: list[list[str]], down: dict[str, list[str]], up: d
     return best
 
 
-def _sweep(layers: list[list[str]], down: dict[str, list[str]], up: dict[str, list[str]],
-           sweeps: int) -> tuple[list[list[str]], int]:
+def _sweep(
+    layers: list[list[str]], down: dict[str, list[str]], up: dict[str, list[str]], sweeps: int
+) -> tuple[list[list[str]], int]:
     best = [row[:] for row in layers]
     best_count = _total_crossings(best, down)
     current = [row[:] for row in layers]
@@ -272,8 +275,9 @@ def _transpose(layers: list[list[str]], down: dict[str, list[str]], up: dict[str
                     improved = True
 
 
-def _pair_crossings(left: str, right: str, pos: dict[str, int], down: dict[str, list[str]],
-                    up: dict[str, list[str]]) -> int:
+def _pair_crossings(
+    left: str, right: str, pos: dict[str, int], down: dict[str, list[str]], up: dict[str, list[str]]
+) -> int:
     """Crossings between the edges of ``left`` and ``right`` if ``left`` is placed first."""
     count = 0
     for nbrs in (down, up):
@@ -321,8 +325,14 @@ def _crossings(top: list[str], bottom: list[str], down: dict[str, list[str]]) ->
 
 
 # --------------------------------------------------------------------------- coordinates
-def _coordinates(layers: list[list[str]], down: dict[str, list[str]], up: dict[str, list[str]],
-                 width_of: dict[str, float], gap: float, dummy: dict[str, bool]) -> dict[str, float]:
+def _coordinates(
+    layers: list[list[str]],
+    down: dict[str, list[str]],
+    up: dict[str, list[str]],
+    width_of: dict[str, float],
+    gap: float,
+    dummy: dict[str, bool],
+) -> dict[str, float]:
     xs: dict[str, float] = {}
     offsets: list[list[float]] = []
     for row in layers:
@@ -377,8 +387,9 @@ def _isotonic_place(targets: list[float], weights: list[float], offsets: list[fl
 
 
 # --------------------------------------------------------------------------- routing
-def _route(chain: list[str], boxes: dict[str, Box], down: dict[str, list[str]],
-           up: dict[str, list[str]]) -> list[tuple[float, float]]:
+def _route(
+    chain: list[str], boxes: dict[str, Box], down: dict[str, list[str]], up: dict[str, list[str]]
+) -> list[tuple[float, float]]:
     src, dst = boxes[chain[0]], boxes[chain[-1]]
     points = [(_port(src, chain[1], down, boxes), src.bottom)]
     for d in chain[1:-1]:

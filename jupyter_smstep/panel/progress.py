@@ -38,8 +38,13 @@ class Table:
             return  # run-level events and warnings are reported elsewhere
         row = self.rows.setdefault(event.step, {"state": "pending", "duration": None, "attempt": 1})
         row["state"] = event.state
-        row["label"] = (f"cached (run {event.info['cached_from']})" if "cached_from" in event.info else
-                        f"taken ({event.info['taken_from']})" if "taken_from" in event.info else event.state)
+        row["label"] = (
+            f"cached (run {event.info['cached_from']})"
+            if "cached_from" in event.info
+            else f"taken ({event.info['taken_from']})"
+            if "taken_from" in event.info
+            else event.state
+        )
         row["duration"] = event.duration
         row["attempt"] = event.attempt or row["attempt"]
 
@@ -53,7 +58,10 @@ class Table:
         printed = "".join(
             f"<details class='smstep-printed' data-step='{html.escape(n)}'><summary>{html.escape(n)} printed "
             f"{len(lines)} line{'s' if len(lines) != 1 else ''}</summary><pre style='max-height:240px;overflow:auto'>"
-            + html.escape("\n".join(lines)) + "</pre></details>" for n, lines in self.printed.items())
+            + html.escape("\n".join(lines))
+            + "</pre></details>"
+            for n, lines in self.printed.items()
+        )
         return f"<table class='smstep-progress'>{cells}</table>{printed}"
 
 

@@ -137,8 +137,10 @@ class PanelState:
         self.local_result = result
         for name, step in result.steps.items():
             decided = step.condition.get("outcome") if step.condition else None
-            self.states[name] = (step.state, fmt_seconds(step.duration) if decided is None else
-                                 "true" if decided else "false")
+            self.states[name] = (
+                step.state,
+                fmt_seconds(step.duration) if decided is None else "true" if decided else "false",
+            )
             if step.error:
                 self.local_errors[name] = str(step.error)
             note = step.summary or step.skipped_because

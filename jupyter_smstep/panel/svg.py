@@ -33,8 +33,11 @@ _STATES = {
 }
 BACKGROUND = "var(--jp-layout-color1, #fff)"
 STATE_STYLE = {
-    state: (f"color-mix(in srgb, var({var}, {colour}) {tint}%, {BACKGROUND})", f"var({var}, {colour})",
-            GLYPHS.get(state, "") if state != "pending" else "")
+    state: (
+        f"color-mix(in srgb, var({var}, {colour}) {tint}%, {BACKGROUND})",
+        f"var({var}, {colour})",
+        GLYPHS.get(state, "") if state != "pending" else "",
+    )
     for state, (var, colour, tint) in _STATES.items()
 }
 NAME_FONT, SMALL_FONT, LABEL_FONT = 13, 11, 11
@@ -74,8 +77,9 @@ def node_width(name: str, subtitle: str = "", minimum: float = 132, maximum: flo
     return max(minimum, min(maximum, want))
 
 
-def render(layout: Layout, nodes: dict[str, NodeView], edges: Sequence[EdgeView], dom_id: str,
-           legend: bool = True) -> str:
+def render(
+    layout: Layout, nodes: dict[str, NodeView], edges: Sequence[EdgeView], dom_id: str, legend: bool = True
+) -> str:
     """The ``<svg>`` element for the graph."""
     parts: list[str] = []
     w, h = layout.width, layout.height + (26 if legend else 0)
@@ -126,9 +130,15 @@ def _node(box: Box, view: NodeView) -> str:
     status = " ".join(p for p in (icon, view.status) if p)
     max_sub = max(4, int((w - 20 - len(status) * SMALL_CHAR - 8) / SMALL_CHAR))
     tip = view.tooltip or view.name
-    behind = "".join(  # a stack: two cards behind the node
-        f'<rect x="{x + d:.1f}" y="{y - d:.1f}" width="{w:.1f}" height="{h:.1f}" rx="7" {_paint(fill, stroke)} '
-        'stroke-width="1.2"/>' for d in (6, 3)) if view.shape == "stack" else ""
+    behind = (
+        "".join(  # a stack: two cards behind the node
+            f'<rect x="{x + d:.1f}" y="{y - d:.1f}" width="{w:.1f}" height="{h:.1f}" rx="7" {_paint(fill, stroke)} '
+            'stroke-width="1.2"/>'
+            for d in (6, 3)
+        )
+        if view.shape == "stack"
+        else ""
+    )
     out = [
         f'<g class="smstep-node s-{escape(view.state)}" data-step="{escape(view.name)}" '
         f'data-shape="{escape(view.shape)}" '
@@ -136,21 +146,26 @@ def _node(box: Box, view: NodeView) -> str:
         f'style="cursor:pointer"><title>{escape(tip)}</title>{behind}'
         f'<rect class="box" x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" '
         f'rx="{h / 2 if view.shape == "condition" else 7:.1f}" {_paint(fill, stroke)} stroke-width="1.6"'
-        + (' stroke-dasharray="5 3"' if view.shape in ("condition", "fail") else "") + "/>"
+        + (' stroke-dasharray="5 3"' if view.shape in ("condition", "fail") else "")
+        + "/>"
         f'<text x="{x + 10:.1f}" y="{y + 19:.1f}" font-size="{NAME_FONT}" font-weight="600" {_paint(TEXT)}>'
         f"{escape(_short(view.name, max_name))}</text>"
         f'<text x="{x + 10:.1f}" y="{y + h - 11:.1f}" font-size="{SMALL_FONT}" {_paint(MUTED)}>'
         f"{escape(_short(view.subtitle, max_sub))}</text>"
     ]
     if status:
-        out.append(f'<text class="status" x="{x + w - 9:.1f}" y="{y + h - 11:.1f}" font-size="{SMALL_FONT}" '
-                   f'text-anchor="end" {_paint(stroke)} font-weight="600">{escape(status)}</text>')
+        out.append(
+            f'<text class="status" x="{x + w - 9:.1f}" y="{y + h - 11:.1f}" font-size="{SMALL_FONT}" '
+            f'text-anchor="end" {_paint(stroke)} font-weight="600">{escape(status)}</text>'
+        )
     if view.errors or view.warnings:
         colour = "#cf222e" if view.errors else "#9a6700"
         count = view.errors or view.warnings
-        out.append(f'<g class="badge"><circle cx="{x + w - 4:.1f}" cy="{y + 4:.1f}" r="8" fill="{colour}"/>'
-                   f'<text x="{x + w - 4:.1f}" y="{y + 8:.1f}" font-size="10" text-anchor="middle" fill="#fff" '
-                   f'font-weight="700">{count}</text></g>')
+        out.append(
+            f'<g class="badge"><circle cx="{x + w - 4:.1f}" cy="{y + 4:.1f}" r="8" fill="{colour}"/>'
+            f'<text x="{x + w - 4:.1f}" y="{y + 8:.1f}" font-size="10" text-anchor="middle" fill="#fff" '
+            f'font-weight="700">{count}</text></g>'
+        )
     out.append("</g>")
     return "".join(out)
 
@@ -213,11 +228,13 @@ def _label(points: list[tuple[float, float]], text: str, placed: _Grid) -> str:
         choice = (cx - w / 2, cy - h / 2, w, h)
     placed.add(choice)
     x, y, _, _ = choice
-    return (f'<g class="smstep-label"><rect x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" rx="3" '
-            f'{_paint(BACKGROUND, "var(--jp-border-color2, #d0d7de)")} fill-opacity="0.92" stroke-width="0.6"/>'
-            f'<text x="{x + w / 2:.1f}" y="{y + h - 4.5:.1f}" font-size="{LABEL_FONT}" text-anchor="middle" '
-            f'font-family="var(--jp-code-font-family, monospace)" {_paint("var(--jp-ui-font-color1, #1f2328)")}>'
-            f"{escape(text)}</text></g>")
+    return (
+        f'<g class="smstep-label"><rect x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" rx="3" '
+        f'{_paint(BACKGROUND, "var(--jp-border-color2, #d0d7de)")} fill-opacity="0.92" stroke-width="0.6"/>'
+        f'<text x="{x + w / 2:.1f}" y="{y + h - 4.5:.1f}" font-size="{LABEL_FONT}" text-anchor="middle" '
+        f'font-family="var(--jp-code-font-family, monospace)" {_paint("var(--jp-ui-font-color1, #1f2328)")}>'
+        f"{escape(text)}</text></g>"
+    )
 
 
 def _overlap(a: tuple[float, float, float, float], b: tuple[float, float, float, float]) -> bool:
@@ -232,8 +249,10 @@ def _legend(top: float, width: float) -> str:
     x = 16.0
     out = [f'<g class="smstep-legend" font-size="{SMALL_FONT}">']
     for state, (fill, stroke, _) in STATE_STYLE.items():
-        out.append(f'<rect x="{x:.0f}" y="{top + 4:.0f}" width="12" height="12" rx="3" {_paint(fill, stroke)}/>'
-                   f'<text x="{x + 16:.0f}" y="{top + 14:.0f}" {_paint(MUTED)}>{state}</text>')
+        out.append(
+            f'<rect x="{x:.0f}" y="{top + 4:.0f}" width="12" height="12" rx="3" {_paint(fill, stroke)}/>'
+            f'<text x="{x + 16:.0f}" y="{top + 14:.0f}" {_paint(MUTED)}>{state}</text>'
+        )
         x += 30 + len(state) * SMALL_CHAR
     out.append("</g>")
     return "".join(out)

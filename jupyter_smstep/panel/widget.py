@@ -113,28 +113,52 @@ class PipelinePanel(widgets.VBox):
         make_html = lambda: widgets.HTML(**shared)  # noqa: E731
         self.header = make_html()
         self.validate_button = self._button("Validate", "check", "", "check the pipeline; uploads nothing")
-        self.run_button = self._button("Run locally", "play", "info",
-                                       "run every step on this machine (no AWS account needed)")
-        self.submit_button = self._button("Submit", "cloud-upload", "primary",
-                                          "upsert the pipeline on SageMaker and start an execution")
-        self.changed_button = self._button("Submit changed", "forward", "primary",
-                                           "re-run on SageMaker only the steps changed since the last succeeded "
-                                           "execution (and the steps after them)")
-        self.verify_button = self._button("Verify", "balance-scale", "",
-                                          "run locally, then compare each step's values with the ones its cell "
-                                          "left in this kernel: = kernel or ≠ kernel on each step")
-        self.stop_button = self._button("Stop", "stop", "danger", "stop the local run or the SageMaker execution",
-                                        disabled=True)
-        self.retry_button = self._button("Retry", "repeat", "warning",
-                                         "retry the failed steps of the SageMaker execution", disabled=True)
-        self.history_button = self._button("History", "history", "",
-                                           "the pipeline's last executions on SageMaker: status, who started them, "
-                                           "billed seconds per step")
+        self.run_button = self._button(
+            "Run locally", "play", "info", "run every step on this machine (no AWS account needed)"
+        )
+        self.submit_button = self._button(
+            "Submit", "cloud-upload", "primary", "upsert the pipeline on SageMaker and start an execution"
+        )
+        self.changed_button = self._button(
+            "Submit changed",
+            "forward",
+            "primary",
+            "re-run on SageMaker only the steps changed since the last succeeded execution (and the steps after them)",
+        )
+        self.verify_button = self._button(
+            "Verify",
+            "balance-scale",
+            "",
+            "run locally, then compare each step's values with the ones its cell "
+            "left in this kernel: = kernel or ≠ kernel on each step",
+        )
+        self.stop_button = self._button(
+            "Stop", "stop", "danger", "stop the local run or the SageMaker execution", disabled=True
+        )
+        self.retry_button = self._button(
+            "Retry", "repeat", "warning", "retry the failed steps of the SageMaker execution", disabled=True
+        )
+        self.history_button = self._button(
+            "History",
+            "history",
+            "",
+            "the pipeline's last executions on SageMaker: status, who started them, billed seconds per step",
+        )
         self.status = make_html()
-        self.toolbar = widgets.HBox([self.validate_button, self.run_button, self.verify_button, self.submit_button,
-                                     self.changed_button, self.stop_button,
-                                     self.retry_button, self.history_button, self.status],
-                                    layout=widgets.Layout(flex_flow="row wrap", align_items="center"))
+        self.toolbar = widgets.HBox(
+            [
+                self.validate_button,
+                self.run_button,
+                self.verify_button,
+                self.submit_button,
+                self.changed_button,
+                self.stop_button,
+                self.retry_button,
+                self.history_button,
+                self.status,
+            ],
+            layout=widgets.Layout(flex_flow="row wrap", align_items="center"),
+        )
         self.param_widgets: dict[str, widgets.ValueWidget] = {}
         self.params_box = widgets.HBox(layout=widgets.Layout(flex_flow="row wrap"))
         self.svg = make_html()
@@ -145,24 +169,49 @@ class PipelinePanel(widgets.VBox):
         # scoped <style> lays, transparent, over the nodes: clicking a node selects it.
         self.hits = widgets.ToggleButtons(options=[], value=None)
         self.hits.add_class(f"{self.uid}-hits")
-        self.dag_box = widgets.Box([self.svg, self.hits], layout=widgets.Layout(
-            overflow="auto", max_height="640px", flex="0 1 auto", max_width="66%", min_width="0",
-            border="1px solid var(--jp-border-color2, #d0d7de)"))
+        self.dag_box = widgets.Box(
+            [self.svg, self.hits],
+            layout=widgets.Layout(
+                overflow="auto",
+                max_height="640px",
+                flex="0 1 auto",
+                max_width="66%",
+                min_width="0",
+                border="1px solid var(--jp-border-color2, #d0d7de)",
+            ),
+        )
         self.dag_box.add_class(f"{self.uid}-dag")
-        self.selector = widgets.Dropdown(description="Step", options=[],
-                                         layout=widgets.Layout(width="auto", max_width="100%"))
+        self.selector = widgets.Dropdown(
+            description="Step", options=[], layout=widgets.Layout(width="auto", max_width="100%")
+        )
         self.details = make_html()
         self.details.add_class("smstep-details")
-        self.side = widgets.VBox([self.selector, self.details],
-                                 layout=widgets.Layout(flex="1 1 340px", min_width="300px", max_height="640px",
-                                                       overflow="auto", padding="0 0 0 8px"))
-        self.main = widgets.HBox([self.dag_box, self.side], layout=widgets.Layout(flex_flow="row wrap", width="100%",
-                                                                                  align_items="flex-start"))
+        self.side = widgets.VBox(
+            [self.selector, self.details],
+            layout=widgets.Layout(
+                flex="1 1 340px", min_width="300px", max_height="640px", overflow="auto", padding="0 0 0 8px"
+            ),
+        )
+        self.main = widgets.HBox(
+            [self.dag_box, self.side],
+            layout=widgets.Layout(flex_flow="row wrap", width="100%", align_items="flex-start"),
+        )
         self.problems = make_html()
         self.execution = make_html()
         self.history = make_html()
-        super().__init__([self.header, self.toolbar, self.params_box, self.main, self.problems, self.execution,
-                          self.history, self.dag_style, self.select_style])
+        super().__init__(
+            [
+                self.header,
+                self.toolbar,
+                self.params_box,
+                self.main,
+                self.problems,
+                self.execution,
+                self.history,
+                self.dag_style,
+                self.select_style,
+            ]
+        )
         self.add_class("smstep-panel")
         self.add_class(self.uid)
 
@@ -178,8 +227,9 @@ class PipelinePanel(widgets.VBox):
         self.hits.observe(self._on_hit, names="value")
 
     def _button(self, text: str, icon: str, kind: str, tooltip: str, disabled: bool = False) -> widgets.Button:
-        return widgets.Button(description=text, icon=icon, button_style=kind, tooltip=tooltip, disabled=disabled,
-                              style=self._button_style)
+        return widgets.Button(
+            description=text, icon=icon, button_style=kind, tooltip=tooltip, disabled=disabled, style=self._button_style
+        )
 
     # ------------------------------------------------------------------ display & lifetime
     def _ipython_display_(self) -> None:
@@ -216,14 +266,36 @@ class PipelinePanel(widgets.VBox):
         super().close()
 
     def _all_widgets(self) -> list[widgets.Widget]:
-        return [self.header, self.validate_button, self.run_button, self.verify_button, self.submit_button,
-                self.changed_button,
-                self.stop_button,
-                self.retry_button, self.history_button, self.status, self.toolbar, self.params_box,
-                *self.param_widgets.values(),
-                self.svg, self.dag_style, self.select_style, self.hits, self.dag_box, self.selector,
-                self.details, self.side, self.main, self.problems, self.execution, self.history, self._html_layout,
-                *([self._html_style] if self._html_style else []), self._button_style]
+        return [
+            self.header,
+            self.validate_button,
+            self.run_button,
+            self.verify_button,
+            self.submit_button,
+            self.changed_button,
+            self.stop_button,
+            self.retry_button,
+            self.history_button,
+            self.status,
+            self.toolbar,
+            self.params_box,
+            *self.param_widgets.values(),
+            self.svg,
+            self.dag_style,
+            self.select_style,
+            self.hits,
+            self.dag_box,
+            self.selector,
+            self.details,
+            self.side,
+            self.main,
+            self.problems,
+            self.execution,
+            self.history,
+            self._html_layout,
+            *([self._html_style] if self._html_style else []),
+            self._button_style,
+        ]
 
     def _on_post_run_cell(self, result: Any = None) -> None:
         try:
@@ -326,8 +398,9 @@ class PipelinePanel(widgets.VBox):
             widths = {n: dag_svg.node_width(n, v.subtitle) for n, v in views.items()}
             shape = (tuple(views), tuple((e.source, e.target) for e in edges), tuple(widths.values()))
             if shape != self._shape or self._layout is None:
-                self._layout = dag_layout.layered_layout(list(views), [(e.source, e.target) for e in edges],
-                                                         widths=widths)
+                self._layout = dag_layout.layered_layout(
+                    list(views), [(e.source, e.target) for e in edges], widths=widths
+                )
                 self._shape = shape
                 self._set_hits(list(views), self._layout)
             svg = dag_svg.render(self._layout, views, edges, f"{self.uid}-graph")
@@ -444,8 +517,10 @@ class PipelinePanel(widgets.VBox):
                 self.render_selection()
             if snap.done:
                 note = self.state.selection_note
-                self.set_status(f"execution {html.esc(snap.status)}" + (f" — {html.esc(note)}" if note else ""),
-                                "ok" if snap.succeeded else "error")
+                self.set_status(
+                    f"execution {html.esc(snap.status)}" + (f" — {html.esc(note)}" if note else ""),
+                    "ok" if snap.succeeded else "error",
+                )
 
     def set_buttons(self) -> None:
         busy = self.state.busy
@@ -457,7 +532,6 @@ class PipelinePanel(widgets.VBox):
         stoppable = self.jobs.local_stop is not None or (following and self.state.remote_running())
         self.stop_button.disabled = not stoppable
         self.retry_button.disabled = not (following and self.state.remote_retryable())
-
 
     # ------------------------------------------------------------------ actions (done by .jobs, in threads)
     def run_locally(self, wait: bool = False) -> threading.Thread:
@@ -493,6 +567,7 @@ class PipelinePanel(widgets.VBox):
 
     def _check_ready(self, what: str) -> None:
         self.jobs.check_ready(what)
+
 
 # --------------------------------------------------------------------------- helpers
 def _html_style() -> widgets.Widget | None:
@@ -532,14 +607,24 @@ def _param_widget(name: str, default: Any) -> widgets.ValueWidget:
     cls = _param_widget_type(default)
     style = {"description_width": "initial"}
     if cls is widgets.Checkbox:
-        w = widgets.Checkbox(value=default, description=name, indent=False, style=style,
-                             layout=widgets.Layout(width="auto", margin="2px 12px 2px 0"))
+        w = widgets.Checkbox(
+            value=default,
+            description=name,
+            indent=False,
+            style=style,
+            layout=widgets.Layout(width="auto", margin="2px 12px 2px 0"),
+        )
     elif cls is widgets.Text:
-        w = widgets.Text(value=str(default), description=name, style=style,
-                         layout=widgets.Layout(width="auto", min_width="240px", margin="2px 12px 2px 0"))
+        w = widgets.Text(
+            value=str(default),
+            description=name,
+            style=style,
+            layout=widgets.Layout(width="auto", min_width="240px", margin="2px 12px 2px 0"),
+        )
     else:
-        w = cls(value=default, description=name, style=style,
-                layout=widgets.Layout(width="200px", margin="2px 12px 2px 0"))
+        w = cls(
+            value=default, description=name, style=style, layout=widgets.Layout(width="200px", margin="2px 12px 2px 0")
+        )
     w.add_class("smstep-param")
     w.add_class(f"smstep-param-{re.sub(r'[^A-Za-z0-9_-]', '-', name)}")
     return w

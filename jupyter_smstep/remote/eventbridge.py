@@ -25,8 +25,10 @@ from jupyter_smstep.core import schedules as expr_mod
 from jupyter_smstep.core.model import PipelineGraph
 from jupyter_smstep.errors import Problem, SmstepError, aws_error, error_code
 
-ROLE_FIX = ("pass --role ARN of a role that trusts scheduler.amazonaws.com and may call "
-            "sagemaker:StartPipelineExecution on this pipeline (or set SageMaker.Pipeline.RoleArn in config.yaml)")
+ROLE_FIX = (
+    "pass --role ARN of a role that trusts scheduler.amazonaws.com and may call "
+    "sagemaker:StartPipelineExecution on this pipeline (or set SageMaker.Pipeline.RoleArn in config.yaml)"
+)
 
 
 @dataclass
@@ -44,11 +46,19 @@ class Schedule:
     notes: list[str] = field(default_factory=list)  # put: what was not checked, and why (the roles' trust)
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "expression": self.expression, "state": self.state, "role": self.role,
-                "start": _iso(self.start), "end": _iso(self.end), "parameters": dict(self.parameters),
-                "arn": self.arn, "next": [_iso(t) for t in self.next_times],
-                **({"pipeline": self.upserted} if self.upserted else {}),
-                **({"notes": list(self.notes)} if self.notes else {})}
+        return {
+            "name": self.name,
+            "expression": self.expression,
+            "state": self.state,
+            "role": self.role,
+            "start": _iso(self.start),
+            "end": _iso(self.end),
+            "parameters": dict(self.parameters),
+            "arn": self.arn,
+            "next": [_iso(t) for t in self.next_times],
+            **({"pipeline": self.upserted} if self.upserted else {}),
+            **({"notes": list(self.notes)} if self.notes else {}),
+        }
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -65,10 +75,21 @@ def config_role() -> str | None:
     return node if isinstance(node, str) else None
 
 
-def put(graph: PipelineGraph, namespace: Mapping[str, Any], name: str, expression: expr_mod.Expression, *,
-        role: str | None, parameters: Mapping[str, Any], start: dt.datetime | None = None,
-        end: dt.datetime | None = None, enabled: bool = True, session: Any = None,
-        root: Path | None = None, now: dt.datetime | None = None) -> Schedule:
+def put(
+    graph: PipelineGraph,
+    namespace: Mapping[str, Any],
+    name: str,
+    expression: expr_mod.Expression,
+    *,
+    role: str | None,
+    parameters: Mapping[str, Any],
+    start: dt.datetime | None = None,
+    end: dt.datetime | None = None,
+    enabled: bool = True,
+    session: Any = None,
+    root: Path | None = None,
+    now: dt.datetime | None = None,
+) -> Schedule:
     """Create or update schedule ``name`` for ``graph``'s pipeline; everything is checked before any call."""
     from jupyter_smstep import sdk
     from jupyter_smstep.remote.submit import upsert
@@ -77,8 +98,9 @@ def put(graph: PipelineGraph, namespace: Mapping[str, Any], name: str, expressio
     expr_mod.check_name(name)
     role = role or config_role()
     if role is None:
-        raise SmstepError(Problem("a schedule needs a role for EventBridge Scheduler to start the pipeline with",
-                                  fix=ROLE_FIX))
+        raise SmstepError(
+            Problem("a schedule needs a role for EventBridge Scheduler to start the pipeline with", fix=ROLE_FIX)
+        )
     problems = rules.schedule_problems(name, expression.text, role, parameters)
     if problems:
         raise SmstepError(problems)
@@ -87,23 +109,28 @@ def put(graph: PipelineGraph, namespace: Mapping[str, Any], name: str, expressio
     now = now or dt.datetime.now(dt.timezone.utc)
     upcoming = expression.next_times(now, start=start, end=end)
     if not upcoming:
-        raise SmstepError(Problem(f"{expression.text} never fires after now ({_iso(now)})"
-                                  + (f" and before --end {_iso(end)}" if end else ""),
-                                  fix="pick a time in the future (at() is UTC), or a later --end"))
+        raise SmstepError(
+            Problem(
+                f"{expression.text} never fires after now ({_iso(now)})"
+                + (f" and before --end {_iso(end)}" if end else ""),
+                fix="pick a time in the future (at() is UTC), or a later --end",
+            )
+        )
     if session is None:
         session = sdk.make_session()
     from jupyter_smstep.remote import roles
 
     trusted = roles.trust(session, role, roles.SCHEDULER, "the schedule's role")
     notes = [trusted.note] if trusted.note else []
-    compiled, response = upsert(graph, namespace, session, root, only_if_changed=True, parameters=parameters,
-                                notes=notes)
+    compiled, response = upsert(
+        graph, namespace, session, root, only_if_changed=True, parameters=parameters, notes=notes
+    )
     pipeline = compiled.pipeline
     kwargs: dict[str, Any] = {"name": name, "enabled": enabled, "start_date": start}
     if expression.kind == "cron":
-        kwargs["cron"] = expression.text[len("cron("):-1]
+        kwargs["cron"] = expression.text[len("cron(") : -1]
     elif expression.kind == "rate":
-        value, unit = expression.text[len("rate("):-1].split()
+        value, unit = expression.text[len("rate(") : -1].split()
         kwargs["rate"] = (int(value), unit)
     else:
         kwargs["at"] = expression.at
@@ -119,9 +146,12 @@ def put(graph: PipelineGraph, namespace: Mapping[str, Any], name: str, expressio
     except SmstepError:
         raise
     except Exception as exc:  # noqa: BLE001
-        raise aws_error(exc, f"scheduling pipeline {graph.name!r} ({name})",
-                        denied_fix="give your credentials scheduler:CreateSchedule/UpdateSchedule/GetSchedule "
-                        "and iam:PassRole on the schedule's role") from None
+        raise aws_error(
+            exc,
+            f"scheduling pipeline {graph.name!r} ({name})",
+            denied_fix="give your credentials scheduler:CreateSchedule/UpdateSchedule/GetSchedule "
+            "and iam:PassRole on the schedule's role",
+        ) from None
     found.upserted = "unchanged" if response.get("Unchanged") else "created or updated"
     found.notes = notes
     return found
@@ -131,10 +161,23 @@ def _update(client: Any, name: str, parameters: Mapping[str, Any], end: dt.datet
     current = client.get_schedule(Name=name)
     target = dict(current["Target"])
     if parameters:
-        target["SageMakerPipelineParameters"] = {"PipelineParameterList": [
-            {"Name": k, "Value": _text(v)} for k, v in parameters.items()]}
-    request = {k: current[k] for k in ("Name", "ScheduleExpression", "FlexibleTimeWindow", "State", "StartDate",
-                                       "ScheduleExpressionTimezone", "Description", "GroupName") if k in current}
+        target["SageMakerPipelineParameters"] = {
+            "PipelineParameterList": [{"Name": k, "Value": _text(v)} for k, v in parameters.items()]
+        }
+    request = {
+        k: current[k]
+        for k in (
+            "Name",
+            "ScheduleExpression",
+            "FlexibleTimeWindow",
+            "State",
+            "StartDate",
+            "ScheduleExpressionTimezone",
+            "Description",
+            "GroupName",
+        )
+        if k in current
+    }
     if end is not None:
         request["EndDate"] = end
     client.update_schedule(**request, Target=target)
@@ -154,8 +197,10 @@ def _client(session: Any) -> Any:
 
 def _schedule(raw: Mapping[str, Any], now: dt.datetime) -> Schedule:
     target = raw.get("Target") or {}
-    params = {p["Name"]: p["Value"] for p in
-              (target.get("SageMakerPipelineParameters") or {}).get("PipelineParameterList") or []}
+    params = {
+        p["Name"]: p["Value"]
+        for p in (target.get("SageMakerPipelineParameters") or {}).get("PipelineParameterList") or []
+    }
     start, end = raw.get("StartDate"), raw.get("EndDate")
     expression = str(raw.get("ScheduleExpression", ""))
     kind = expression.split("(", 1)[0]
@@ -164,8 +209,17 @@ def _schedule(raw: Mapping[str, Any], now: dt.datetime) -> Schedule:
         upcoming = parsed.next_times(now, start=start, end=end) if raw.get("State") != "DISABLED" else []
     except (SmstepError, TypeError):
         upcoming = []  # made elsewhere with a form this parser does not know: shown without times
-    return Schedule(str(raw.get("Name")), expression, str(raw.get("State", "")), target.get("RoleArn"), start, end,
-                    params, raw.get("Arn"), upcoming)
+    return Schedule(
+        str(raw.get("Name")),
+        expression,
+        str(raw.get("State", "")),
+        target.get("RoleArn"),
+        start,
+        end,
+        params,
+        raw.get("Arn"),
+        upcoming,
+    )
 
 
 def listing(pipeline_name: str, session: Any = None, now: dt.datetime | None = None) -> list[Schedule]:
@@ -188,14 +242,18 @@ def listing(pipeline_name: str, session: Any = None, now: dt.datetime | None = N
             page = client.list_schedules(**kwargs)
             for row in page.get("Schedules", []):
                 if (row.get("Target") or {}).get("Arn") == arn:
-                    found.append(_schedule(client.get_schedule(Name=row["Name"], GroupName=row.get("GroupName",
-                                                                                                   "default")), now))
+                    found.append(
+                        _schedule(client.get_schedule(Name=row["Name"], GroupName=row.get("GroupName", "default")), now)
+                    )
             if not page.get("NextToken"):
                 return sorted(found, key=lambda s: s.name)
             kwargs["NextToken"] = page["NextToken"]
     except Exception as exc:  # noqa: BLE001
-        raise aws_error(exc, "listing the schedules", denied_fix="give your credentials scheduler:ListSchedules "
-                        "and scheduler:GetSchedule") from None
+        raise aws_error(
+            exc,
+            "listing the schedules",
+            denied_fix="give your credentials scheduler:ListSchedules and scheduler:GetSchedule",
+        ) from None
 
 
 def remove(pipeline_name: str, name: str, session: Any = None) -> None:
@@ -206,11 +264,17 @@ def remove(pipeline_name: str, name: str, session: Any = None) -> None:
     session = session or sdk.make_session()
     known = [s.name for s in listing(pipeline_name, session)]
     if name not in known:
-        raise SmstepError(Problem(f"pipeline {pipeline_name!r} has no schedule {name!r}",
-                                  fix=did_you_mean(name, known, "its schedules") if known else
-                                  "it has no schedules (%pipeline schedules lists them)"))
+        raise SmstepError(
+            Problem(
+                f"pipeline {pipeline_name!r} has no schedule {name!r}",
+                fix=did_you_mean(name, known, "its schedules")
+                if known
+                else "it has no schedules (%pipeline schedules lists them)",
+            )
+        )
     try:
         sdk.load().Pipeline(name=pipeline_name, sagemaker_session=session).delete_triggers([name])
     except Exception as exc:  # noqa: BLE001
-        raise aws_error(exc, f"deleting schedule {name!r}", denied_fix="give your credentials "
-                        "scheduler:DeleteSchedule") from None
+        raise aws_error(
+            exc, f"deleting schedule {name!r}", denied_fix="give your credentials scheduler:DeleteSchedule"
+        ) from None

@@ -94,10 +94,11 @@ def owner_of(arn: str, or_latest: bool = False) -> str:
     reaches AWS)."""
     owner = pipeline_of(arn)
     if owner is None:
-        raise SmstepError(f"{arn!r} is not a pipeline execution ARN",
-                          fix="pass arn:aws:sagemaker:REGION:ACCOUNT:pipeline/NAME/execution/ID (the ARN %pipeline "
-                              "submit printed; %pipeline history lists the latest)" + (", or latest" if or_latest
-                                                                                      else ""))
+        raise SmstepError(
+            f"{arn!r} is not a pipeline execution ARN",
+            fix="pass arn:aws:sagemaker:REGION:ACCOUNT:pipeline/NAME/execution/ID (the ARN %pipeline "
+            "submit printed; %pipeline history lists the latest)" + (", or latest" if or_latest else ""),
+        )
     return owner
 
 
@@ -108,23 +109,33 @@ def find(client: Any, pipeline: str, execution: str) -> RemoteExecution:
     else:
         owner = owner_of(execution, or_latest=True)
         if owner.lower() != pipeline.lower():
-            raise SmstepError(f"execution {execution} is of pipeline {owner!r}, not of this notebook's "
-                              f"pipeline {pipeline!r}",
-                              fix=f"pass an execution of {pipeline!r} (--execution latest), or, if this notebook "
-                                  f"is that pipeline, name it so: %pipeline config --name {owner}")
+            raise SmstepError(
+                f"execution {execution} is of pipeline {owner!r}, not of this notebook's pipeline {pipeline!r}",
+                fix=f"pass an execution of {pipeline!r} (--execution latest), or, if this notebook "
+                f"is that pipeline, name it so: %pipeline config --name {owner}",
+            )
         arn = execution
     what = f"reading execution {arn}"
     try:
         described = client.describe_pipeline_execution(PipelineExecutionArn=arn)
-        definition = json.loads(client.describe_pipeline_definition_for_execution(
-            PipelineExecutionArn=arn)["PipelineDefinition"])
+        definition = json.loads(
+            client.describe_pipeline_definition_for_execution(PipelineExecutionArn=arn)["PipelineDefinition"]
+        )
         latest = last_attempts(client, arn)
-        parameters = {p["Name"]: p["Value"] for p in _pages(client.list_pipeline_parameters_for_execution,
-                                                            "PipelineParameters", PipelineExecutionArn=arn)}
+        parameters = {
+            p["Name"]: p["Value"]
+            for p in _pages(
+                client.list_pipeline_parameters_for_execution, "PipelineParameters", PipelineExecutionArn=arn
+            )
+        }
     except Exception as exc:  # noqa: BLE001 - botocore's errors, said by cause
-        raise aws_error(exc, what, denied_fix="give your credentials sagemaker:DescribePipelineExecution, "
-                        "DescribePipelineDefinitionForExecution, ListPipelineExecutionSteps and "
-                        "ListPipelineParametersForExecution") from None
+        raise aws_error(
+            exc,
+            what,
+            denied_fix="give your credentials sagemaker:DescribePipelineExecution, "
+            "DescribePipelineDefinitionForExecution, ListPipelineExecutionSteps and "
+            "ListPipelineParametersForExecution",
+        ) from None
     from jupyter_smstep.sdk.content import definition_keys
 
     keys = definition_keys(definition)
@@ -136,15 +147,21 @@ def find(client: Any, pipeline: str, execution: str) -> RemoteExecution:
 
 def _latest(client: Any, pipeline: str) -> str:
     try:
-        page = client.list_pipeline_executions(PipelineName=pipeline, SortBy="CreationTime", SortOrder="Descending",
-                                               MaxResults=1)
+        page = client.list_pipeline_executions(
+            PipelineName=pipeline, SortBy="CreationTime", SortOrder="Descending", MaxResults=1
+        )
     except Exception as exc:  # noqa: BLE001
-        raise aws_error(exc, f"listing the executions of pipeline {pipeline!r}",
-                        denied_fix="give your credentials sagemaker:ListPipelineExecutions") from None
+        raise aws_error(
+            exc,
+            f"listing the executions of pipeline {pipeline!r}",
+            denied_fix="give your credentials sagemaker:ListPipelineExecutions",
+        ) from None
     rows = page.get("PipelineExecutionSummaries", [])
     if not rows:
-        raise SmstepError(f"pipeline {pipeline!r} has no execution on SageMaker",
-                          fix="start one with %pipeline submit (smstep submit NB)")
+        raise SmstepError(
+            f"pipeline {pipeline!r} has no execution on SageMaker",
+            fix="start one with %pipeline submit (smstep submit NB)",
+        )
     return str(rows[0]["PipelineExecutionArn"])
 
 
@@ -190,10 +207,15 @@ def changed(remote: RemoteExecution, keys: Mapping[str, Any], steps: Iterable[st
 
 def refuse_changed(remote: RemoteExecution, why: Mapping[str, str], flag: str) -> None:
     if why:
-        raise SmstepError([Problem(f"{remote.label(name)} is not what this notebook builds now: {reason}",
-                                   fix=f"submit again (%pipeline submit) and use the new execution, or pass {flag} "
-                                       "to use it anyway")
-                           for name, reason in why.items()])
+        raise SmstepError(
+            [
+                Problem(
+                    f"{remote.label(name)} is not what this notebook builds now: {reason}",
+                    fix=f"submit again (%pipeline submit) and use the new execution, or pass {flag} to use it anyway",
+                )
+                for name, reason in why.items()
+            ]
+        )
 
 
 def own_root(session: Any, pipeline: str) -> str:
@@ -214,16 +236,20 @@ def results_uri(session: Any, remote: RemoteExecution, step: str, root: str) -> 
     try:
         described = session.sagemaker_client.describe_training_job(TrainingJobName=job)
     except Exception as exc:  # noqa: BLE001
-        raise aws_error(exc, f"describing training job {job} ({remote.label(step)})",
-                        denied_fix="give your credentials sagemaker:DescribeTrainingJob") from None
+        raise aws_error(
+            exc,
+            f"describing training job {job} ({remote.label(step)})",
+            denied_fix="give your credentials sagemaker:DescribeTrainingJob",
+        ) from None
     uri = str((described.get("OutputDataConfig") or {}).get("S3OutputPath", "")).rstrip("/")
     if not uri.endswith("/results"):  # the SDK's oldest layout: base only (``get_function_step_result``)
         uri = f"{uri}/{remote.id}/{step}/results"
     if not uri.startswith(root.rstrip("/") + "/") or "/../" in uri:
-        raise SmstepError(f"the results of {remote.label(step)} are at {uri}, outside this pipeline's own S3 "
-                          f"root {root}: not read",
-                          fix="read results only from executions this notebook submitted; if the root moved "
-                              "(S3RootUri in config.yaml), set it back")
+        raise SmstepError(
+            f"the results of {remote.label(step)} are at {uri}, outside this pipeline's own S3 root {root}: not read",
+            fix="read results only from executions this notebook submitted; if the root moved "
+            "(S3RootUri in config.yaml), set it back",
+        )
     return uri
 
 
@@ -237,9 +263,11 @@ def load(session: Any, remote: RemoteExecution, step: str, root: str) -> dict[st
     except SmstepError:
         raise
     except Exception as exc:  # noqa: BLE001 - the SDK's integrity error, botocore's, an unpickling one
-        raise SmstepError(f"could not read the results of {remote.label(step)} from {uri}: {exc}",
-                          fix="see the step's log in the console; a hash mismatch means the object was changed "
-                              "after the job wrote it") from None
+        raise SmstepError(
+            f"could not read the results of {remote.label(step)} from {uri}: {exc}",
+            fix="see the step's log in the console; a hash mismatch means the object was changed "
+            "after the job wrote it",
+        ) from None
     return dict(value) if isinstance(value, Mapping) else {}
 
 
@@ -247,7 +275,7 @@ def download(session: Any, remote: RemoteExecution, step: str, root: str, folder
     """``step``'s results folder, copied into ``folder`` (unpickled by nobody here) after the root and hash
     checks; returns ``folder``."""
     uri = results_uri(session, remote, step, root)
-    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
     s3 = session.boto_session.client("s3")
     folder.mkdir(parents=True, exist_ok=True)
     for name in RESULT_FILES:
@@ -256,8 +284,11 @@ def download(session: Any, remote: RemoteExecution, step: str, root: str, folder
         except Exception as exc:  # noqa: BLE001
             if name == "results.json":
                 continue  # the SDK writes it only for JSON-able outputs
-            raise aws_error(exc, f"downloading {uri}/{name} ({remote.label(step)})",
-                            denied_fix="give your credentials s3:GetObject on the pipeline's bucket") from None
+            raise aws_error(
+                exc,
+                f"downloading {uri}/{name} ({remote.label(step)})",
+                denied_fix="give your credentials s3:GetObject on the pipeline's bucket",
+            ) from None
         (folder / name).write_bytes(body)
     try:
         expected = json.loads((folder / "metadata.json").read_bytes()).get("sha256_hash")
@@ -267,7 +298,8 @@ def download(session: Any, remote: RemoteExecution, step: str, root: str, folder
     if expected != actual:
         for name in os.listdir(folder):
             (folder / name).unlink()
-        raise SmstepError(f"the results of {remote.label(step)} at {uri} do not match the SHA-256 in their "
-                          "metadata.json: not used",
-                          fix="the object was changed after the job wrote it; run the execution again")
+        raise SmstepError(
+            f"the results of {remote.label(step)} at {uri} do not match the SHA-256 in their metadata.json: not used",
+            fix="the object was changed after the job wrote it; run the execution again",
+        )
     return folder

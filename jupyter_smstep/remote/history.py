@@ -45,14 +45,25 @@ class ExecutionRow:
         return sum(known) if known else None
 
     def to_json(self, estimates: Mapping[str, float] | None = None) -> dict[str, Any]:
-        return {"execution_arn": self.arn, "status": self.status,
-                "started": self.started.isoformat() if self.started else None,
-                "duration_s": None if self.duration_s is None else round(self.duration_s, 1),
-                "started_by": self.started_by or None, "billable_s": self.billable_s,
-                "steps": {s.step: {"status": s.status, "job_name": s.job_name or None, "billable_s": s.billable_s,
-                                   "instance_type": s.instance_type or None, "instance_count": s.instance_count,
-                                   "estimated_billable_s": (estimates or {}).get(s.step)}
-                          for s in self.steps}}
+        return {
+            "execution_arn": self.arn,
+            "status": self.status,
+            "started": self.started.isoformat() if self.started else None,
+            "duration_s": None if self.duration_s is None else round(self.duration_s, 1),
+            "started_by": self.started_by or None,
+            "billable_s": self.billable_s,
+            "steps": {
+                s.step: {
+                    "status": s.status,
+                    "job_name": s.job_name or None,
+                    "billable_s": s.billable_s,
+                    "instance_type": s.instance_type or None,
+                    "instance_count": s.instance_count,
+                    "estimated_billable_s": (estimates or {}).get(s.step),
+                }
+                for s in self.steps
+            },
+        }
 
 
 def started_by(described: Mapping[str, Any]) -> str:
@@ -68,12 +79,17 @@ def history(client: Any, pipeline: str, limit: int = 5) -> list[ExecutionRow]:
     """The ``limit`` newest executions of ``pipeline``, newest first, each with its steps' billed seconds."""
     what = f"reading the executions of pipeline {pipeline!r}"
     try:
-        rows = client.list_pipeline_executions(PipelineName=pipeline, SortBy="CreationTime", SortOrder="Descending",
-                                               MaxResults=limit).get("PipelineExecutionSummaries", [])
+        rows = client.list_pipeline_executions(
+            PipelineName=pipeline, SortBy="CreationTime", SortOrder="Descending", MaxResults=limit
+        ).get("PipelineExecutionSummaries", [])
         return [_row(client, row) for row in rows[:limit]]
     except Exception as exc:  # noqa: BLE001 - botocore's errors, said by cause
-        raise aws_error(exc, what, denied_fix="give your credentials sagemaker:ListPipelineExecutions, "
-                        "DescribePipelineExecution, ListPipelineExecutionSteps and DescribeTrainingJob") from None
+        raise aws_error(
+            exc,
+            what,
+            denied_fix="give your credentials sagemaker:ListPipelineExecutions, "
+            "DescribePipelineExecution, ListPipelineExecutionSteps and DescribeTrainingJob",
+        ) from None
 
 
 def _row(client: Any, summary: Mapping[str, Any]) -> ExecutionRow:
@@ -108,8 +124,14 @@ def _bill(client: Any, step: str, status: str, job: str) -> StepBill:
         raise
     billable = described.get("BillableTimeInSeconds")
     resources = described.get("ResourceConfig") or {}
-    return StepBill(step, status, job, int(billable) if billable is not None else None,
-                    str(resources.get("InstanceType", "")), int(resources.get("InstanceCount") or 1))
+    return StepBill(
+        step,
+        status,
+        job,
+        int(billable) if billable is not None else None,
+        str(resources.get("InstanceType", "")),
+        int(resources.get("InstanceCount") or 1),
+    )
 
 
 def _time(value: Any) -> datetime | None:

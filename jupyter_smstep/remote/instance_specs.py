@@ -23,12 +23,15 @@ def describe(instance_types: Iterable[str], client: Any = None) -> tuple[Specs, 
             from botocore.config import Config
 
             region = boto3.session.Session().region_name or os.environ.get("AWS_REGION") or None  # as the AWS CLI
-            client = boto3.client("ec2", region_name=region, config=Config(
-                connect_timeout=3, read_timeout=10, retries={"max_attempts": 1, "mode": "standard"}))
+            client = boto3.client(
+                "ec2",
+                region_name=region,
+                config=Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 1, "mode": "standard"}),
+            )
         found: dict[str, Spec] = {}
         unique = sorted(set(names))
         for start in range(0, len(unique), 100):  # the API takes up to 100 names a call
-            kwargs: dict[str, Any] = {"InstanceTypes": unique[start:start + 100]}
+            kwargs: dict[str, Any] = {"InstanceTypes": unique[start : start + 100]}
             try:
                 pages = list(client.get_paginator("describe_instance_types").paginate(**kwargs))
             except Exception as exc:  # noqa: BLE001

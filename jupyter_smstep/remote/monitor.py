@@ -28,11 +28,25 @@ from jupyter_smstep.errors import THROTTLING, SmstepError, aws_error, error_code
 
 TERMINAL = frozenset({"Succeeded", "Failed", "Stopped"})
 #: Errors worth another try later (besides throttling): the service or the network hiccuped.
-TRANSIENT = frozenset({"InternalFailure", "InternalServerError", "ServiceUnavailable", "RequestTimeout",
-                       "RequestTimeoutException", "InternalError"})
+TRANSIENT = frozenset(
+    {
+        "InternalFailure",
+        "InternalServerError",
+        "ServiceUnavailable",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "InternalError",
+    }
+)
 #: SageMaker step status -> the panel's (and the local runner's) state names.
-STATE: dict[str, StepState] = {"Starting": "pending", "Executing": "running", "Stopping": "running",
-                               "Stopped": "stopped", "Failed": "failed", "Succeeded": "succeeded"}
+STATE: dict[str, StepState] = {
+    "Starting": "pending",
+    "Executing": "running",
+    "Stopping": "running",
+    "Stopped": "stopped",
+    "Failed": "failed",
+    "Succeeded": "succeeded",
+}
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 MAX_TRANSIENT_FAILURES = 8  # consecutive network/service errors before giving up (throttling never gives up)
 
@@ -117,8 +131,14 @@ class Backoff:
     Iterating yields delays forever.
     """
 
-    def __init__(self, initial: float = 2.0, factor: float = 1.5, maximum: float = 30.0, jitter: float = 0.1,
-                 rand: Callable[[], float] = random.random) -> None:
+    def __init__(
+        self,
+        initial: float = 2.0,
+        factor: float = 1.5,
+        maximum: float = 30.0,
+        jitter: float = 0.1,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
         self.initial, self.factor, self.maximum, self.jitter = initial, factor, maximum, jitter
         self._rand = rand
         self.current = initial
@@ -165,8 +185,17 @@ def _client(service: str, region: str | None) -> Any:
     import boto3
     from botocore.config import Config
 
-    env = tuple(os.environ.get(k) for k in ("AWS_ENDPOINT_URL", f"AWS_ENDPOINT_URL_{service.upper()}", "AWS_PROFILE",
-                                             "AWS_ACCESS_KEY_ID", "AWS_REGION", "AWS_DEFAULT_REGION"))
+    env = tuple(
+        os.environ.get(k)
+        for k in (
+            "AWS_ENDPOINT_URL",
+            f"AWS_ENDPOINT_URL_{service.upper()}",
+            "AWS_PROFILE",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_REGION",
+            "AWS_DEFAULT_REGION",
+        )
+    )
     key = (service, region, env)
     with _clients_lock:
         client = _clients.get(key)
@@ -194,16 +223,20 @@ def _is_transient(exc: BaseException) -> bool:
     if isinstance(response, dict) and response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) >= 500:
         return True
     return isinstance(exc, (EndpointConnectionError, BotoConnectionError)) or (
-        isinstance(exc, BotoCoreError) and "timeout" in type(exc).__name__.lower())
+        isinstance(exc, BotoCoreError) and "timeout" in type(exc).__name__.lower()
+    )
 
 
 def _explain(exc: BaseException, what: str) -> SmstepError:
-    return aws_error(exc, what,
-                     denied_fix="give your credentials sagemaker:DescribePipelineExecution, "
-                     "ListPipelineExecutionSteps, StopPipelineExecution, RetryPipelineExecution "
-                     "(and logs:GetLogEvents for logs)",
-                     not_found_fix="check the execution ARN and the region (the ARN's region is used unless "
-                     "AWS_REGION says otherwise)")
+    return aws_error(
+        exc,
+        what,
+        denied_fix="give your credentials sagemaker:DescribePipelineExecution, "
+        "ListPipelineExecutionSteps, StopPipelineExecution, RetryPipelineExecution "
+        "(and logs:GetLogEvents for logs)",
+        not_found_fix="check the execution ARN and the region (the ARN's region is used unless "
+        "AWS_REGION says otherwise)",
+    )
 
 
 # --------------------------------------------------------------------------- the monitor
@@ -273,8 +306,16 @@ class ExecutionMonitor:
 
     def _stale(self, throttled: bool = False, error: str = "") -> Snapshot:
         last = self.last
-        return Snapshot(last.arn, last.status, last.failure_reason, last.display_name, dict(last.steps),
-                        throttled=throttled, error=error, mlflow=dict(last.mlflow))
+        return Snapshot(
+            last.arn,
+            last.status,
+            last.failure_reason,
+            last.display_name,
+            dict(last.steps),
+            throttled=throttled,
+            error=error,
+            mlflow=dict(last.mlflow),
+        )
 
     def _list_steps(self) -> dict[str, StepStatus]:
         rows: list[dict[str, Any]] = []
@@ -288,8 +329,9 @@ class ExecutionMonitor:
             token = page.get("NextToken")
             if not token:
                 break
-        rows.sort(key=lambda r: r["StartTime"].timestamp() if isinstance(r.get("StartTime"), datetime)
-                  else float("inf"))
+        rows.sort(
+            key=lambda r: r["StartTime"].timestamp() if isinstance(r.get("StartTime"), datetime) else float("inf")
+        )
         steps: dict[str, StepStatus] = {}
         for row in rows:  # oldest first: a retried step's latest attempt wins
             name = row.get("StepName", "?")
@@ -307,8 +349,13 @@ class ExecutionMonitor:
             )
         return steps
 
-    def watch(self, delays: Backoff | None = None, stop: threading.Event | None = None,
-              sleep: Callable[[float], Any] | None = None, settle: int = 0) -> Iterator[Snapshot]:
+    def watch(
+        self,
+        delays: Backoff | None = None,
+        stop: threading.Event | None = None,
+        sleep: Callable[[float], Any] | None = None,
+        settle: int = 0,
+    ) -> Iterator[Snapshot]:
         """Yield a snapshot whenever something changed, until the execution ends (or ``stop`` is set).
 
         Also yields throttled/erroring polls (``snapshot.throttled`` / ``.error``) so
@@ -343,8 +390,9 @@ class ExecutionMonitor:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            out = self.client.stop_pipeline_execution(PipelineExecutionArn=self.arn,
-                                                      ClientRequestToken=uuid.uuid4().hex)
+            out = self.client.stop_pipeline_execution(
+                PipelineExecutionArn=self.arn, ClientRequestToken=uuid.uuid4().hex
+            )
         except (ClientError, BotoCoreError) as exc:
             raise _explain(exc, "stopping the execution") from None
         return out.get("PipelineExecutionArn", self.arn)
@@ -354,8 +402,9 @@ class ExecutionMonitor:
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
-            out = self.client.retry_pipeline_execution(PipelineExecutionArn=self.arn,
-                                                       ClientRequestToken=uuid.uuid4().hex)
+            out = self.client.retry_pipeline_execution(
+                PipelineExecutionArn=self.arn, ClientRequestToken=uuid.uuid4().hex
+            )
         except (ClientError, BotoCoreError) as exc:
             raise _explain(exc, "retrying the execution") from None
         self.last = Snapshot(self.arn, "Executing", "", self.last.display_name, dict(self.last.steps))
@@ -367,8 +416,9 @@ class ExecutionMonitor:
 
 
 # --------------------------------------------------------------------------- logs
-def log_tail(job_name: str, n: int = 50, client: Any = None, region: str | None = None,
-             group: str = LOG_GROUP) -> list[str]:
+def log_tail(
+    job_name: str, n: int = 50, client: Any = None, region: str | None = None, group: str = LOG_GROUP
+) -> list[str]:
     """Last ``n`` log lines of a training job. Empty when it has not logged (yet).
 
     Streams are named ``<job name>/algo-<i>-<epoch>``; each host's stream is
@@ -381,14 +431,17 @@ def log_tail(job_name: str, n: int = 50, client: Any = None, region: str | None 
     client = client or _client("logs", region)
     for attempt in range(4):
         try:
-            streams = client.describe_log_streams(logGroupName=group, logStreamNamePrefix=job_name,
-                                                  limit=50).get("logStreams", [])
+            streams = client.describe_log_streams(logGroupName=group, logStreamNamePrefix=job_name, limit=50).get(
+                "logStreams", []
+            )
             events: list[tuple[int, str]] = []
             for stream in streams[:8]:
-                page = client.get_log_events(logGroupName=group, logStreamName=stream["logStreamName"],
-                                             limit=n, startFromHead=False)
-                events.extend((e.get("timestamp", 0), e.get("message", "").rstrip("\n"))
-                              for e in page.get("events", []))
+                page = client.get_log_events(
+                    logGroupName=group, logStreamName=stream["logStreamName"], limit=n, startFromHead=False
+                )
+                events.extend(
+                    (e.get("timestamp", 0), e.get("message", "").rstrip("\n")) for e in page.get("events", [])
+                )
             events.sort(key=lambda e: e[0])
             return [m for _, m in events[-n:]]
         except (ClientError, BotoCoreError) as exc:

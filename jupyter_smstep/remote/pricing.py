@@ -38,8 +38,11 @@ def fetch(region: str, instance_types: Iterable[str], client: Any = None) -> tup
                 from botocore.config import Config
 
                 # offline must not mean minutes of retries: one quick attempt, then the reason
-                client = boto3.client("pricing", region_name=API_REGION, config=Config(
-                    connect_timeout=3, read_timeout=10, retries={"max_attempts": 1, "mode": "standard"}))
+                client = boto3.client(
+                    "pricing",
+                    region_name=API_REGION,
+                    config=Config(connect_timeout=3, read_timeout=10, retries={"max_attempts": 1, "mode": "standard"}),
+                )
             for instance_type in missing:
                 price = _hourly(client, region, instance_type)
                 if price is not None:
@@ -53,8 +56,10 @@ def fetch(region: str, instance_types: Iterable[str], client: Any = None) -> tup
 
 
 def _hourly(client: Any, region: str, instance_type: str) -> float | None:
-    filters = [{"Type": "TERM_MATCH", "Field": "regionCode", "Value": region},
-               {"Type": "TERM_MATCH", "Field": "instanceName", "Value": instance_type}]
+    filters = [
+        {"Type": "TERM_MATCH", "Field": "regionCode", "Value": region},
+        {"Type": "TERM_MATCH", "Field": "instanceName", "Value": instance_type},
+    ]
     kwargs: dict[str, Any] = {"ServiceCode": "AmazonSageMaker", "Filters": filters, "FormatVersion": "aws_v1"}
     while True:
         page = client.get_products(**kwargs)

@@ -35,19 +35,31 @@ def trust(session: Any, role: str, service: str, what: str) -> Trust:
         document = session.boto_session.client("iam").get_role(RoleName=name)["Role"]["AssumeRolePolicyDocument"]
     except Exception as exc:  # noqa: BLE001 - denied, offline: the check is skipped, and said so
         if error_code(exc) == "NoSuchEntity":
-            raise SmstepError(Problem(f"{what} {role} does not exist", fix="create it, or pass the ARN of a role that "
-                                      f"exists and trusts {service}")) from None
-        return Trust(role, service, None, f"the trust of {what} {role} was not checked (iam:GetRole: "
-                     f"{error_code(exc) or type(exc).__name__}); {service} must be able to assume it")
+            raise SmstepError(
+                Problem(
+                    f"{what} {role} does not exist",
+                    fix=f"create it, or pass the ARN of a role that exists and trusts {service}",
+                )
+            ) from None
+        return Trust(
+            role,
+            service,
+            None,
+            f"the trust of {what} {role} was not checked (iam:GetRole: "
+            f"{error_code(exc) or type(exc).__name__}); {service} must be able to assume it",
+        )
     if isinstance(document, str):  # IAM returns it URL-encoded; boto3 usually decodes it
         document = json.loads(urllib.parse.unquote(document))
     if trusts(document, service):
         return Trust(role, service, True)
-    raise SmstepError(Problem(
-        f"{what} {role} does not trust {service}: the service cannot assume it, and the run would fail with "
-        "'Could not assume role'",
-        fix=f"add {service} to the role's trust policy (Principal: {{\"Service\": \"{service}\"}}, Action: "
-            "sts:AssumeRole), or pass another role"))
+    raise SmstepError(
+        Problem(
+            f"{what} {role} does not trust {service}: the service cannot assume it, and the run would fail with "
+            "'Could not assume role'",
+            fix=f'add {service} to the role\'s trust policy (Principal: {{"Service": "{service}"}}, Action: '
+            "sts:AssumeRole), or pass another role",
+        )
+    )
 
 
 def trusts(document: Any, service: str) -> bool:

@@ -48,13 +48,21 @@ class Submission:
         return console_url(self.execution_arn, self.region) if self.started else ""
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"pipeline_arn": self.pipeline_arn, "execution_arn": self.execution_arn or None,
-                               "console_url": self.console_url or None,
-                               "uploaded": self.uploads[0], "already_uploaded": self.uploads[1],
-                               "notes": list(self.notes)}
+        out: dict[str, Any] = {
+            "pipeline_arn": self.pipeline_arn,
+            "execution_arn": self.execution_arn or None,
+            "console_url": self.console_url or None,
+            "uploaded": self.uploads[0],
+            "already_uploaded": self.uploads[1],
+            "notes": list(self.notes),
+        }
         if self.selection is not None:
-            out["changed"] = {"source_execution_arn": self.selection.source_arn, "steps": self.selection.steps,
-                              "why": self.selection.why, "note": self.selection.note}
+            out["changed"] = {
+                "source_execution_arn": self.selection.source_arn,
+                "steps": self.selection.steps,
+                "why": self.selection.why,
+                "note": self.selection.note,
+            }
         return out
 
 
@@ -62,8 +70,9 @@ def console_url(execution_arn: str, region: str) -> str:
     # arn:aws:sagemaker:REGION:ACCOUNT:pipeline/NAME/execution/ID
     parts = execution_arn.split(":", 5)[-1].split("/")
     name, exec_id = (parts[1], parts[3]) if len(parts) >= 4 else ("", "")
-    return (f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}"
-            f"#/pipelines/{name}/executions/{exec_id}")
+    return (
+        f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/pipelines/{name}/executions/{exec_id}"
+    )
 
 
 def changed_steps(graph: PipelineGraph, keys: Mapping[str, Any], client: Any) -> Selection:
@@ -72,19 +81,30 @@ def changed_steps(graph: PipelineGraph, keys: Mapping[str, Any], client: Any) ->
     everything = [s.name for s in graph.steps]
     if graph.conditions:  # a selected step may read a step the last execution's condition skipped
         names = ", ".join(c.name for c in graph.conditions)
-        return Selection(None, everything, dict.fromkeys(everything, "the pipeline has --when conditions"),
-                         f"the pipeline has conditions ({names}): --changed is not built for them yet, every step "
-                         "runs")
+        return Selection(
+            None,
+            everything,
+            dict.fromkeys(everything, "the pipeline has --when conditions"),
+            f"the pipeline has conditions ({names}): --changed is not built for them yet, every step runs",
+        )
     source = _latest_succeeded(client, graph.name)
     if source is None:
-        return Selection(None, everything, dict.fromkeys(everything, "no succeeded execution to reuse"),
-                         f"pipeline {graph.name!r} has no succeeded execution to start from: every step runs")
+        return Selection(
+            None,
+            everything,
+            dict.fromkeys(everything, "no succeeded execution to reuse"),
+            f"pipeline {graph.name!r} has no succeeded execution to start from: every step runs",
+        )
     try:
         text = client.describe_pipeline_definition_for_execution(PipelineExecutionArn=source)["PipelineDefinition"]
         ran = definition_keys(json.loads(text))
     except Exception as exc:  # noqa: BLE001 - unreadable: run everything, and say so
-        return Selection(None, everything, dict.fromkeys(everything, "the source definition cannot be read"),
-                         f"the definition of {source} cannot be read ({exc}): every step runs")
+        return Selection(
+            None,
+            everything,
+            dict.fromkeys(everything, "the source definition cannot be read"),
+            f"the definition of {source} cannot be read ({exc}): every step runs",
+        )
     why: dict[str, str] = {}
     for node in graph.steps:
         after = next((d for d in node.depends_on if d in why), None)
@@ -95,8 +115,11 @@ def changed_steps(graph: PipelineGraph, keys: Mapping[str, Any], client: Any) ->
         elif ran[node.name] != keys[node.name].short:
             why[node.name] = "its code, captured values, settings or files changed"
     steps = [name for name in everything if name in why]
-    note = (f"{len(steps)} of {len(everything)} step(s) changed since {source}: {', '.join(steps)}" if steps
-            else f"nothing changed since {source}")
+    note = (
+        f"{len(steps)} of {len(everything)} step(s) changed since {source}: {', '.join(steps)}"
+        if steps
+        else f"nothing changed since {source}"
+    )
     return Selection(source, steps, why, note)
 
 
@@ -105,8 +128,9 @@ def _latest_succeeded(client: Any, pipeline: str) -> str | None:
     try:
         while True:
             page = client.list_pipeline_executions(**kwargs)
-            rows = sorted(page.get("PipelineExecutionSummaries", []), key=lambda r: r.get("StartTime") or 0,
-                          reverse=True)
+            rows = sorted(
+                page.get("PipelineExecutionSummaries", []), key=lambda r: r.get("StartTime") or 0, reverse=True
+            )
             for row in rows:
                 if row.get("PipelineExecutionStatus") == "Succeeded":
                     return str(row["PipelineExecutionArn"])
@@ -114,13 +138,22 @@ def _latest_succeeded(client: Any, pipeline: str) -> str | None:
                 return None
             kwargs["NextToken"] = page["NextToken"]
     except Exception as exc:  # noqa: BLE001
-        raise aws_error(exc, f"listing the executions of pipeline {pipeline!r}",
-                        denied_fix="give your credentials sagemaker:ListPipelineExecutions") from None
+        raise aws_error(
+            exc,
+            f"listing the executions of pipeline {pipeline!r}",
+            denied_fix="give your credentials sagemaker:ListPipelineExecutions",
+        ) from None
 
 
-def upsert(graph: PipelineGraph, namespace: Mapping[str, Any], session: Any, root: Path | None = None,
-           only_if_changed: bool = False, parameters: Mapping[str, Any] | None = None,
-           notes: list[str] | None = None) -> tuple[Any, dict[str, Any]]:
+def upsert(
+    graph: PipelineGraph,
+    namespace: Mapping[str, Any],
+    session: Any,
+    root: Path | None = None,
+    only_if_changed: bool = False,
+    parameters: Mapping[str, Any] | None = None,
+    notes: list[str] | None = None,
+) -> tuple[Any, dict[str, Any]]:
     """Create or update the pipeline: the compiled pipeline and the service's answer (``PipelineArn``).
 
     The definition is checked by SageMaker's rules first (at each parameter's default and at ``parameters``,
@@ -146,8 +179,7 @@ def upsert(graph: PipelineGraph, namespace: Mapping[str, Any], session: Any, roo
         with compiled.building() as uploads:  # content-addressed: unchanged steps are not uploaded again
             if only_if_changed:
                 stored = _stored_pipeline(session.sagemaker_client, graph.name)
-                if stored is not None and json.loads(stored["PipelineDefinition"]) == json.loads(
-                        pipeline.definition()):
+                if stored is not None and json.loads(stored["PipelineDefinition"]) == json.loads(pipeline.definition()):
                     return compiled, {"PipelineArn": stored["PipelineArn"], "Unchanged": True}
             response = pipeline.upsert(role_arn=role, description=f"jupyter_smstep pipeline {graph.name}")
     except SmstepError:
@@ -155,16 +187,24 @@ def upsert(graph: PipelineGraph, namespace: Mapping[str, Any], session: Any, roo
     except Exception as exc:  # noqa: BLE001 - say what failed without the SDK's traceback
         uploading = _UPLOADING.search(str(exc))
         if uploading is None:
-            raise aws_error(exc, f"creating pipeline {graph.name!r} on SageMaker",
-                            denied_fix="give your credentials sagemaker:CreatePipeline/UpdatePipeline and "
-                            "iam:PassRole on the pipeline's role") from None
+            raise aws_error(
+                exc,
+                f"creating pipeline {graph.name!r} on SageMaker",
+                denied_fix="give your credentials sagemaker:CreatePipeline/UpdatePipeline and "
+                "iam:PassRole on the pipeline's role",
+            ) from None
         bucket, key = uploading["bucket"], uploading["key"]
         sent = uploads.uploaded if uploads is not None else 0
-        error = aws_error(exc, f"uploading s3://{bucket}/{key} for pipeline {graph.name!r}",
-                          denied_fix=f"give your credentials s3:PutObject on arn:aws:s3:::{bucket}/{graph.name}/* "
-                          "(or set S3RootUri in config.yaml to a bucket you may write)")
-        left = (f"; nothing was created on SageMaker, and the {sent} object(s) uploaded before it stay in S3: "
-                "their names are their content, so the next submit reuses them and uploads only the rest")
+        error = aws_error(
+            exc,
+            f"uploading s3://{bucket}/{key} for pipeline {graph.name!r}",
+            denied_fix=f"give your credentials s3:PutObject on arn:aws:s3:::{bucket}/{graph.name}/* "
+            "(or set S3RootUri in config.yaml to a bucket you may write)",
+        )
+        left = (
+            f"; nothing was created on SageMaker, and the {sent} object(s) uploaded before it stay in S3: "
+            "their names are their content, so the next submit reuses them and uploads only the rest"
+        )
         error.problems = [dataclasses.replace(p, message=p.message + left) for p in error.problems]
         raise error from None
     return compiled, dict(response)
@@ -184,9 +224,16 @@ def _stored_pipeline(client: Any, name: str) -> dict[str, Any] | None:
         raise
 
 
-def submit(graph: PipelineGraph, namespace: Mapping[str, Any], parameters: Mapping[str, Any],
-           session: Any = None, display_name: str | None = None, root: Path | None = None,
-           changed: bool = False, force: bool = False) -> Submission:
+def submit(
+    graph: PipelineGraph,
+    namespace: Mapping[str, Any],
+    parameters: Mapping[str, Any],
+    session: Any = None,
+    display_name: str | None = None,
+    root: Path | None = None,
+    changed: bool = False,
+    force: bool = False,
+) -> Submission:
     """Upsert the pipeline and start an execution with ``parameters`` (already checked and coerced).
 
     With ``changed``, the execution re-runs only the steps whose content key changed since the latest
@@ -212,14 +259,19 @@ def submit(graph: PipelineGraph, namespace: Mapping[str, Any], parameters: Mappi
             return Submission(response["PipelineArn"], "", session.boto_region_name, selection, uploads, parts, notes)
         if selection.steps:
             kwargs["selective_execution_config"] = sdk.load().SelectiveExecutionConfig(
-                selected_steps=selection.steps, source_pipeline_execution_arn=selection.source_arn)
+                selected_steps=selection.steps, source_pipeline_execution_arn=selection.source_arn
+            )
     try:
         execution = pipeline.start(**kwargs)
     except SmstepError:
         raise
     except Exception as exc:  # noqa: BLE001
-        error = aws_error(exc, f"starting pipeline {graph.name!r} (it was created: {response['PipelineArn']})",
-                          denied_fix="give your credentials sagemaker:StartPipelineExecution")
+        error = aws_error(
+            exc,
+            f"starting pipeline {graph.name!r} (it was created: {response['PipelineArn']})",
+            denied_fix="give your credentials sagemaker:StartPipelineExecution",
+        )
         raise error from None
-    return Submission(response["PipelineArn"], execution.arn, session.boto_region_name, selection, uploads, parts,
-                      notes)
+    return Submission(
+        response["PipelineArn"], execution.arn, session.boto_region_name, selection, uploads, parts, notes
+    )

@@ -36,6 +36,7 @@ from jupyter_smstep.sdk import condition_steps, content, requirements, stepargs,
 from jupyter_smstep.sdk.capture import Captures
 from jupyter_smstep.sdk.compat import Sdk, load
 
+
 @dataclass
 class Compiled:
     """The SDK ``Pipeline``, the Python function of every step (the local runner maps tracebacks with
@@ -79,8 +80,11 @@ class Compiled:
 
         assert self.plan is not None
         dry = dataclasses.replace(self.plan, dry=True, uploads=content.UploadCount(), compiling=None)
-        with _in_folder(self.root), workdir.shipping(self.shipping), content.content_addressed(
-                dry, self.pipeline.sagemaker_session):
+        with (
+            _in_folder(self.root),
+            workdir.shipping(self.shipping),
+            content.content_addressed(dry, self.pipeline.sagemaker_session),
+        ):
             text = str(self.pipeline.definition())
         problems = rules.definition_problems(text, values) + schema.problems(text)
         if problems:
@@ -101,15 +105,17 @@ def _in_folder(folder: Path | None) -> Iterator[None]:
         os.chdir(previous)
 
 
-def plan_for(graph: PipelineGraph, keys: Mapping[str, StepKey], reuse: frozenset[str] = frozenset()
-             ) -> content.BuildPlan:
+def plan_for(
+    graph: PipelineGraph, keys: Mapping[str, StepKey], reuse: frozenset[str] = frozenset()
+) -> content.BuildPlan:
     """``reuse``: steps a local run takes from its cache, whose payloads need not be uploaded."""
     cache = {node.name: node.settings["cache"].value for node in graph.steps if "cache" in node.settings}
     return content.BuildPlan(graph.name, dict(keys), cache, reuse)
 
 
-def step_functions(graph: PipelineGraph, namespace: Mapping[str, Any],
-                   captures: Captures | None = None) -> dict[str, Callable[..., Any]]:
+def step_functions(
+    graph: PipelineGraph, namespace: Mapping[str, Any], captures: Captures | None = None
+) -> dict[str, Callable[..., Any]]:
     """The step functions, their captured values checked first (an unpicklable one is an error here,
     named, rather than deep inside the SDK)."""
     problems = (captures or Captures()).problems(graph, namespace)
@@ -160,11 +166,12 @@ def _preload_names(values: list[Any], cells: list[Any]) -> tuple[str, ...]:
 
     names: set[str] = set()
     for value in values:
-        items = list(value.values()) if isinstance(value, dict) else list(value) if isinstance(
-            value, (list, tuple)) else []
+        items = (
+            list(value.values()) if isinstance(value, dict) else list(value) if isinstance(value, (list, tuple)) else []
+        )
         names.update(type(item).__module__ for item in [value, *items[:64]])
     for cell in cells:
-        for statement in (cell.analysis.imports.values() if cell.analysis else ()):
+        for statement in cell.analysis.imports.values() if cell.analysis else ():
             for node in ast.walk(ast.parse(statement)):
                 if isinstance(node, ast.ImportFrom) and node.module and not node.level:
                     names.add(node.module)
@@ -217,8 +224,10 @@ def helper(name: str) -> Callable[..., Any]:
 
 
 def parameter_objects(graph: PipelineGraph, sdk: Sdk) -> dict[str, Any]:
-    return {name: getattr(sdk, stepargs.parameter_class(value))(name, default_value=stepargs.parameter_default(value))
-            for name, value in graph.parameters.items()}
+    return {
+        name: getattr(sdk, stepargs.parameter_class(value))(name, default_value=stepargs.parameter_default(value))
+        for name, value in graph.parameters.items()
+    }
 
 
 #: The image a local run's definition names for a step without one: the local runner runs no image, and the
@@ -226,8 +235,14 @@ def parameter_objects(graph: PipelineGraph, sdk: Sdk) -> dict[str, Any]:
 LOCAL_IMAGE = f"local/jupyter-smstep-no-image:python{sys.version_info[0]}.{sys.version_info[1]}"
 
 
-def assemble(graph: PipelineGraph, functions: Mapping[str, Callable[..., Any]], session: Any = None,
-             root: Path | None = None, dependency_files: Mapping[str, str] | None = None, local: bool = False) -> Any:
+def assemble(
+    graph: PipelineGraph,
+    functions: Mapping[str, Callable[..., Any]],
+    session: Any = None,
+    root: Path | None = None,
+    dependency_files: Mapping[str, str] | None = None,
+    local: bool = False,
+) -> Any:
     """The SDK ``Pipeline``: each function wrapped with ``@step``, every link a top-level argument.
 
     ``dependency_files``: the written requirements.txt of each ``--dependencies auto`` step; ``local``: for the
@@ -245,14 +260,20 @@ def assemble(graph: PipelineGraph, functions: Mapping[str, Callable[..., Any]], 
             kwargs["image_uri"] = LOCAL_IMAGE
         if kwargs.get("dependencies") == requirements.AUTO:
             if not dependency_files or node.name not in dependency_files:
-                raise SmstepError(Problem("--dependencies auto needs the kernel's values to pin from",
-                                          step=node.name, fix="build from the notebook (its workspace)"))
+                raise SmstepError(
+                    Problem(
+                        "--dependencies auto needs the kernel's values to pin from",
+                        step=node.name,
+                        fix="build from the notebook (its workspace)",
+                    )
+                )
             kwargs["dependencies"] = dependency_files[node.name]
         try:
             returns[node.name] = sdk.step(functions[node.name], **kwargs)(*args)
         except (TypeError, ValueError) as exc:
-            raise SmstepError(Problem(f"the SageMaker SDK rejected the step: {exc}",
-                                      fix="check the step's options", step=node.name)) from None
+            raise SmstepError(
+                Problem(f"the SageMaker SDK rejected the step: {exc}", fix="check the step's options", step=node.name)
+            ) from None
         if node.order_only:  # --after: DependsOn without data
             sdk.get_step(returns[node.name]).add_depends_on([sdk.get_step(returns[d]) for d in node.order_only])
 
@@ -261,8 +282,10 @@ def assemble(graph: PipelineGraph, functions: Mapping[str, Callable[..., Any]], 
             return condition_steps.item(returns[operand.step][operand.name], operand.path)
         return params[operand.name] if operand.kind == "parameter" else operand.value
 
-    branches = [stepargs.to_sdk(condition_steps.condition_step(c, value, [returns[s] for s in c.steps]), sdk)
-                for c in graph.conditions]
+    branches = [
+        stepargs.to_sdk(condition_steps.condition_step(c, value, [returns[s] for s in c.steps]), sdk)
+        for c in graph.conditions
+    ]
     return sdk.Pipeline(
         name=graph.name,
         steps=[returns[n.name] for n in graph.steps if n.guard is None] + branches,
@@ -280,11 +303,18 @@ def mlflow_config(mlflow: Mapping[str, str]) -> Any:
     return MlflowConfig(mlflow_resource_arn=mlflow["arn"], mlflow_experiment_name=mlflow.get("experiment"))
 
 
-def build_pipeline(graph: PipelineGraph, namespace: Mapping[str, Any], session: Any = None,
-                   captures: Captures | None = None, root: Path | None = None, *,
-                   functions: Mapping[str, Callable[..., Any]] | None = None,
-                   keys: Mapping[str, StepKey] | None = None, reused: frozenset[str] = frozenset(),
-                   local: bool = False) -> Compiled:
+def build_pipeline(
+    graph: PipelineGraph,
+    namespace: Mapping[str, Any],
+    session: Any = None,
+    captures: Captures | None = None,
+    root: Path | None = None,
+    *,
+    functions: Mapping[str, Callable[..., Any]] | None = None,
+    keys: Mapping[str, StepKey] | None = None,
+    reused: frozenset[str] = frozenset(),
+    local: bool = False,
+) -> Compiled:
     """The SDK ``Pipeline`` for ``graph``: the one route every build takes (a definition, a submit, a local run).
 
     Validates first; raises :class:`SmstepError`. ``local``: for the local runner (a step without an image gets
@@ -298,8 +328,13 @@ def build_pipeline(graph: PipelineGraph, namespace: Mapping[str, Any], session: 
     if keys is None:
         keys = content.step_keys(graph, namespace, root)
     files = requirements.auto_files(graph.steps, namespace)
-    return Compiled(assemble(graph, functions, session, root, files, local=local), functions,
-                    plan_for(graph, keys, reused), root=root, shipping=graph.shipping)
+    return Compiled(
+        assemble(graph, functions, session, root, files, local=local),
+        functions,
+        plan_for(graph, keys, reused),
+        root=root,
+        shipping=graph.shipping,
+    )
 
 
 def definition(compiled: Compiled) -> str:
@@ -309,6 +344,8 @@ def definition(compiled: Compiled) -> str:
     except SmstepError:
         raise
     except Exception as exc:  # noqa: BLE001 - translate, never show the SDK's traceback
-        raise aws_error(exc, "uploading the step code to S3",
-                        denied_fix="check the default bucket (S3RootUri in config.yaml) and the role's S3 "
-                        "permissions") from None
+        raise aws_error(
+            exc,
+            "uploading the step code to S3",
+            denied_fix="check the default bucket (S3RootUri in config.yaml) and the role's S3 permissions",
+        ) from None

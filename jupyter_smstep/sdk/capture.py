@@ -45,8 +45,10 @@ def pickled_size(value: Any) -> tuple[int | None, str]:
     return size, why
 
 
-_SECRET_BYTES = re.compile(rb"\b(AKIA|ASIA)[A-Z0-9]{16}\b|AWS_SECRET_ACCESS_KEY|aws_secret_access_key|"
-                           rb"AWS_SESSION_TOKEN|\b[Bb]earer [A-Za-z0-9\-._~+/]{16,}=*")
+_SECRET_BYTES = re.compile(
+    rb"\b(AKIA|ASIA)[A-Z0-9]{16}\b|AWS_SECRET_ACCESS_KEY|aws_secret_access_key|"
+    rb"AWS_SESSION_TOKEN|\b[Bb]earer [A-Za-z0-9\-._~+/]{16,}=*"
+)
 
 
 def _is_text(value: Any) -> bool:
@@ -69,8 +71,9 @@ def carried_secrets(value: Any, limit: int = 2000) -> list[str]:
         if isinstance(obj, types.FunctionType):
             if not by_value(obj):
                 return
-            named += [(n, f" → {n}", obj.__globals__[n]) for n in sorted(global_names(obj.__code__))
-                      if n in obj.__globals__]
+            named += [
+                (n, f" → {n}", obj.__globals__[n]) for n in sorted(global_names(obj.__code__)) if n in obj.__globals__
+            ]
             for n, cell in zip(obj.__code__.co_freevars, obj.__closure__ or ()):
                 try:
                     named.append((n, f" → {n} (closed over)", cell.cell_contents))
@@ -86,7 +89,8 @@ def carried_secrets(value: Any, limit: int = 2000) -> list[str]:
             if name and SECRET_NAME.search(name) and (_is_text(item) or carried_secrets(item)):
                 found.append(path + step)
             elif isinstance(item, (types.FunctionType, Mapping, list, tuple)) or (
-                    hasattr(item, "__dict__") and type(item).__module__ == "__main__"):
+                hasattr(item, "__dict__") and type(item).__module__ == "__main__"
+            ):
                 visit(item, path + step, depth + 1)
 
     visit(value, "", 0)
@@ -113,15 +117,23 @@ def _pickle(value: Any) -> tuple[int | None, str, bool]:
 
 
 def unpicklable_problem(step: str, name: str, type_name: str, why: str, line: int | None) -> Problem:
-    return Problem(f"captures {name!r} ({type_name}) from the kernel, but it cannot be pickled ({why})",
-                   fix=f"create {name!r} inside the step (open files, clients, locks and sockets do not "
-                   "travel), or pass what it is made from", step=step, line=line)
+    return Problem(
+        f"captures {name!r} ({type_name}) from the kernel, but it cannot be pickled ({why})",
+        fix=f"create {name!r} inside the step (open files, clients, locks and sockets do not "
+        "travel), or pass what it is made from",
+        step=step,
+        line=line,
+    )
 
 
 def large_problem(step: str, name: str, size: int, line: int | None) -> Problem:
-    return Problem(f"captures {name!r}, {size / 2**20:.1f} MiB pickled, into the step's code upload",
-                   fix=f"load {name!r} from S3 inside the step, or make it a step output",
-                   step=step, line=line, severity="warning")
+    return Problem(
+        f"captures {name!r}, {size / 2**20:.1f} MiB pickled, into the step's code upload",
+        fix=f"load {name!r} from S3 inside the step, or make it a step output",
+        step=step,
+        line=line,
+        severity="warning",
+    )
 
 
 class Captures:
@@ -166,13 +178,21 @@ class Captures:
                 value = values[inp.name]
                 refused = never_captured(value)
                 if refused is not None:
-                    fix = ("open the file inside the step (pass its path, or make the data a step output)"
-                           if isinstance(value, io.IOBase) else
-                           f"create {inp.name!r} inside the step: the job gets its own credentials from its "
-                           "role (and reads secrets from Secrets Manager or SSM there)")
-                    found.append(Problem(f"captures {inp.name!r}, {refused}, from the kernel into the step's code "
-                                         "upload, which is stored in S3", fix=fix, step=node.name,
-                                         line=inp.line + 1))
+                    fix = (
+                        "open the file inside the step (pass its path, or make the data a step output)"
+                        if isinstance(value, io.IOBase)
+                        else f"create {inp.name!r} inside the step: the job gets its own credentials from its "
+                        "role (and reads secrets from Secrets Manager or SSM there)"
+                    )
+                    found.append(
+                        Problem(
+                            f"captures {inp.name!r}, {refused}, from the kernel into the step's code "
+                            "upload, which is stored in S3",
+                            fix=fix,
+                            step=node.name,
+                            line=inp.line + 1,
+                        )
+                    )
                     continue
                 size, why, secret = self._measured(value)
                 problem = self._secret(node.name, inp.name, inp.line + 1, value, secret)
@@ -193,14 +213,21 @@ class Captures:
         if not (secret_bytes or carried or SECRET_NAME.search(name) and _is_text(value)):
             return None
         shown = ", ".join(f"{name}{path}" for path in carried[:3]) + (" …" if len(carried) > 3 else "")
-        what = (f"captures {name!r}, which carries what looks like a secret ({shown})," if carried else
-                f"captures {name!r}, which looks like it holds a secret,")
+        what = (
+            f"captures {name!r}, which carries what looks like a secret ({shown}),"
+            if carried
+            else f"captures {name!r}, which looks like it holds a secret,"
+        )
         source = carried[0].split(" → ")[-1].split(" ")[0].strip("[]'.") if carried else name
-        return Problem(f"{what} into the step's code upload (stored in S3 and readable by whoever can read the "
-                       "bucket)", step=step, line=line, severity="warning",
-                       fix=f"keep {source!r} out of the notebook's values: read it inside the step, where the "
-                       "job's role can, e.g. boto3.client('secretsmanager').get_secret_value(SecretId=NAME)"
-                       "['SecretString'] or boto3.client('ssm').get_parameter(Name=NAME, WithDecryption=True)")
+        return Problem(
+            f"{what} into the step's code upload (stored in S3 and readable by whoever can read the bucket)",
+            step=step,
+            line=line,
+            severity="warning",
+            fix=f"keep {source!r} out of the notebook's values: read it inside the step, where the "
+            "job's role can, e.g. boto3.client('secretsmanager').get_secret_value(SecretId=NAME)"
+            "['SecretString'] or boto3.client('ssm').get_parameter(Name=NAME, WithDecryption=True)",
+        )
 
 
 # --------------------------------------------------------------------------- SerializationError forensics
@@ -225,12 +252,14 @@ def explain_serialization_error(exc: BaseException, serialization_error: type | 
         message = f"cannot be sent to SageMaker: it uses {what}, which cannot be pickled"
     else:
         message = f"cannot be sent to SageMaker: {exc}"
-    return SmstepError(Problem(
-        message,
-        fix="create such objects (open files, clients, locks, connections) inside the step instead of "
+    return SmstepError(
+        Problem(
+            message,
+            fix="create such objects (open files, clients, locks, connections) inside the step instead of "
             "capturing them from the notebook, or pass the data they hold (a path, a name)",
-        step=step,
-    ))
+            step=step,
+        )
+    )
 
 
 def unpicklable_inputs(func: Any, args: tuple, kwargs: dict) -> list[tuple[str, str, str]]:

@@ -224,8 +224,13 @@ def aws_region() -> str | None:
 def _quiet_sdk_loggers() -> None:
     import logging
 
-    for name in ("sagemaker.config", "sagemaker.remote_function", "sagemaker.core.remote_function",
-                 "sagemaker.workflow.utilities", "sagemaker.core.workflow.utilities"):
+    for name in (
+        "sagemaker.config",
+        "sagemaker.remote_function",
+        "sagemaker.core.remote_function",
+        "sagemaker.workflow.utilities",
+        "sagemaker.core.workflow.utilities",
+    ):
         logging.getLogger(name).setLevel(logging.ERROR if name.endswith("utilities") else logging.WARNING)
     # The SDK's usage telemetry logs its own failures (offline: "Request exception: HTTPSConnectionPool ..."
     # at ERROR, with a traceback) into the user's output; they say nothing about the user's pipeline.

@@ -23,12 +23,24 @@ from jupyter_smstep.core import conditions as c
 from jupyter_smstep.sdk.stepargs import Call
 
 #: Python's comparison -> the SDK's condition class
-CLASSES = {"<": "ConditionLessThan", "<=": "ConditionLessThanOrEqualTo", ">": "ConditionGreaterThan",
-           ">=": "ConditionGreaterThanOrEqualTo", "==": "ConditionEquals", "!=": "ConditionEquals"}
+CLASSES = {
+    "<": "ConditionLessThan",
+    "<=": "ConditionLessThanOrEqualTo",
+    ">": "ConditionGreaterThan",
+    ">=": "ConditionGreaterThanOrEqualTo",
+    "==": "ConditionEquals",
+    "!=": "ConditionEquals",
+}
 #: Each class's SDK module (a :data:`~.compat.MODULES` key), for the export's imports.
-CLASS_MODULES = {**{cls: "conditions" for cls in CLASSES.values()}, "ConditionIn": "conditions",
-                 "ConditionNot": "conditions", "ConditionOr": "conditions", "ConditionStep": "condition_step",
-                 "FailStep": "fail_step", "Join": "functions"}
+CLASS_MODULES = {
+    **{cls: "conditions" for cls in CLASSES.values()},
+    "ConditionIn": "conditions",
+    "ConditionNot": "conditions",
+    "ConditionOr": "conditions",
+    "ConditionStep": "condition_step",
+    "FailStep": "fail_step",
+    "Join": "functions",
+}
 
 Value = Callable[[c.Operand], Any]
 
@@ -37,15 +49,19 @@ def condition_step(condition: c.Condition, value: Value, if_steps: list[Any]) ->
     """The ``ConditionStep`` (its else branch the ``FailStep`` of ``--else-fail``)."""
     else_steps = []
     if condition.else_fail is not None:
-        else_steps.append(Call("FailStep", {"name": condition.fail_name,
-                                            "error_message": message(condition.else_fail, value)}))
-    return Call("ConditionStep", {
-        "name": condition.name,
-        "conditions": [_call(item, value) for item in c.conjuncts(condition.tree)],
-        "if_steps": if_steps,
-        "else_steps": else_steps,
-        "description": f"when {condition.expression}",
-    })
+        else_steps.append(
+            Call("FailStep", {"name": condition.fail_name, "error_message": message(condition.else_fail, value)})
+        )
+    return Call(
+        "ConditionStep",
+        {
+            "name": condition.name,
+            "conditions": [_call(item, value) for item in c.conjuncts(condition.tree)],
+            "if_steps": if_steps,
+            "else_steps": else_steps,
+            "description": f"when {condition.expression}",
+        },
+    )
 
 
 def message(msg: c.Message, value: Value) -> Any:

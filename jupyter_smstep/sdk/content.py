@@ -80,9 +80,19 @@ def _pickler_class() -> type:
 
         def reducer_override(self, obj: Any) -> Any:
             if isinstance(obj, types.CodeType):
-                return _reduced_code, (obj.co_name, obj.co_code, obj.co_consts, obj.co_names, obj.co_varnames,
-                                       obj.co_freevars, obj.co_cellvars, obj.co_argcount, obj.co_posonlyargcount,
-                                       obj.co_kwonlyargcount, obj.co_flags)
+                return _reduced_code, (
+                    obj.co_name,
+                    obj.co_code,
+                    obj.co_consts,
+                    obj.co_names,
+                    obj.co_varnames,
+                    obj.co_freevars,
+                    obj.co_cellvars,
+                    obj.co_argcount,
+                    obj.co_posonlyargcount,
+                    obj.co_kwonlyargcount,
+                    obj.co_flags,
+                )
             return super().reducer_override(obj)
 
         def persistent_id(self, obj: Any) -> Any:  # called for every object, sets included
@@ -93,10 +103,20 @@ def _pickler_class() -> type:
                     return ("class-ref", obj.__qualname__)
                 self._seen.add(id(obj))
                 try:
-                    members = tuple(sorted((k, _digest(v, self._seen)) for k, v in vars(obj).items()
-                                           if k not in ("__dict__", "__weakref__")))
-                    return ("class", obj.__module__, obj.__qualname__,
-                            tuple(_digest(b, self._seen) for b in obj.__bases__), members)
+                    members = tuple(
+                        sorted(
+                            (k, _digest(v, self._seen))
+                            for k, v in vars(obj).items()
+                            if k not in ("__dict__", "__weakref__")
+                        )
+                    )
+                    return (
+                        "class",
+                        obj.__module__,
+                        obj.__qualname__,
+                        tuple(_digest(b, self._seen) for b in obj.__bases__),
+                        members,
+                    )
                 finally:
                     self._seen.discard(id(obj))
             return None
@@ -145,8 +165,13 @@ def runtime() -> dict[str, str]:
     return {"python": sys.version.split()[0], "sdk": compat.installed_version() or ""}
 
 
-def step_keys(graph: PipelineGraph, namespace: Mapping[str, Any], root: Path | None = None,
-              parameters: Mapping[str, Any] | None = None, run: str | None = None) -> dict[str, keys_mod.StepKey]:
+def step_keys(
+    graph: PipelineGraph,
+    namespace: Mapping[str, Any],
+    root: Path | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    run: str | None = None,
+) -> dict[str, keys_mod.StepKey]:
     """Every step's content key, its captured values hashed now.
 
     A step that imports a module from the notebook's folder (``helpers.py`` beside it), or every step
@@ -164,18 +189,30 @@ def step_keys(graph: PipelineGraph, namespace: Mapping[str, Any], root: Path | N
     sources: str | None = None
     for node in graph.steps:
         extra = local.setdefault(node.name, {})
-        versions = {i.name: requirements.pins_for([requirements.module_of(namespace.get(i.name)) or ""]).lines
-                    for i in node.imports}
+        versions = {
+            i.name: requirements.pins_for([requirements.module_of(namespace.get(i.name)) or ""]).lines
+            for i in node.imports
+        }
         if versions:  # a local run uses the kernel's packages: upgrading one runs the step again
             extra["imports"] = keys_mod.digest_json(versions)
         if node.name in graph.dependencies:  # --dependencies auto: the pins reach the job
             extra["dependencies"] = keys_mod.digest_json(graph.dependencies[node.name])
-        if root is not None and (include_workdir or node.name in imports_local or any(
-                _is_local(namespace.get(i.name), root) for i in node.imports)):
+        if root is not None and (
+            include_workdir
+            or node.name in imports_local
+            or any(_is_local(namespace.get(i.name), root) for i in node.imports)
+        ):
             sources = sources or local_sources_digest(root)
             extra["local-sources"] = sources
-    return keys_mod.step_keys(graph, capture_digests(graph, namespace), parameters=parameters,
-                              runtime=runtime(), root=root, extra=local, run=run)
+    return keys_mod.step_keys(
+        graph,
+        capture_digests(graph, namespace),
+        parameters=parameters,
+        runtime=runtime(),
+        root=root,
+        extra=local,
+        run=run,
+    )
 
 
 def _is_local(value: Any, root: Path) -> bool:
@@ -203,8 +240,11 @@ def local_sources_digest(root: Path) -> str:
     digest = hashlib.sha256()
     count = 0
     for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d not in _NOT_SOURCES
-                         and not (Path(folder, d) / "pyvenv.cfg").exists())
+        dirs[:] = sorted(
+            d
+            for d in dirs
+            if not d.startswith(".") and d not in _NOT_SOURCES and not (Path(folder, d) / "pyvenv.cfg").exists()
+        )
         for name in sorted(f for f in files if f.endswith(".py")):
             count += 1
             if count > MAX_LOCAL_SOURCES:
@@ -380,8 +420,10 @@ def content_addressed(plan: BuildPlan, session: Any) -> Iterator[UploadCount]:
 
 def _s3_clients(session: Any) -> list[Any]:
     found = []
-    for client in (getattr(session, "s3_client", None),
-                   getattr(getattr(getattr(session, "s3_resource", None), "meta", None), "client", None)):
+    for client in (
+        getattr(session, "s3_client", None),
+        getattr(getattr(getattr(session, "s3_resource", None), "meta", None), "client", None),
+    ):
         if client is not None and all(client is not c for c in found):
             found.append(client)
     return found
@@ -439,9 +481,14 @@ def _answered() -> Any:
     from botocore.awsrequest import AWSResponse
     from botocore.compat import HTTPHeaders
 
-    return (AWSResponse("", 200, HTTPHeaders(), None),
-            {"ResponseMetadata": {"HTTPStatusCode": 200, "HTTPHeaders": {}, "RetryAttempts": 0},
-             "UploadId": "jupyter-smstep-dry", "ETag": '"jupyter-smstep-dry"'})
+    return (
+        AWSResponse("", 200, HTTPHeaders(), None),
+        {
+            "ResponseMetadata": {"HTTPStatusCode": 200, "HTTPHeaders": {}, "RetryAttempts": 0},
+            "UploadId": "jupyter-smstep-dry",
+            "ETag": '"jupyter-smstep-dry"',
+        },
+    )
 
 
 def _unregister(client: Any) -> None:

@@ -68,8 +68,10 @@ def resolve(patched: Patched, major: int) -> Any:
     return getattr(node, last)
 
 
-_EXTRA = {2: {"config_manager": "sagemaker.config.config_manager"},
-          3: {"config_manager": "sagemaker.core.config.config_manager"}}
+_EXTRA = {
+    2: {"config_manager": "sagemaker.config.config_manager"},
+    3: {"config_manager": "sagemaker.core.config.config_manager"},
+}
 
 
 # ---------------------------------------------------------------------------- the steps compiler

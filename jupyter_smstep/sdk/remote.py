@@ -44,8 +44,9 @@ def _client() -> Any:
     return importlib.import_module(f"{load().remote_function.__name__}.client")
 
 
-def run(graph: PipelineGraph, namespace: Mapping[str, Any], session: Any = None,
-        root: Path | None = None) -> tuple[dict[str, Any], str]:
+def run(
+    graph: PipelineGraph, namespace: Mapping[str, Any], session: Any = None, root: Path | None = None
+) -> tuple[dict[str, Any], str]:
     """Run the graph's one step as a training job; (the variables it assigned, the job's name)."""
     from jupyter_smstep.sdk import build
     from jupyter_smstep.sdk.session import make_session
@@ -61,9 +62,12 @@ def run(graph: PipelineGraph, namespace: Mapping[str, Any], session: Any = None,
     except SmstepError:
         raise
     except Exception as exc:  # noqa: BLE001 - the SDK's and botocore's errors, said by cause
-        raise aws_error(exc, "starting the training job for %%remote",
-                        denied_fix="give your credentials sagemaker:CreateTrainingJob and iam:PassRole on the "
-                        "role, and the role S3 access to the SDK's bucket") from None
+        raise aws_error(
+            exc,
+            "starting the training job for %%remote",
+            denied_fix="give your credentials sagemaker:CreateTrainingJob and iam:PassRole on the "
+            "role, and the role S3 access to the SDK's bucket",
+        ) from None
     try:
         job.wait()  # streams the job's log lines
     except KeyboardInterrupt:
@@ -74,18 +78,22 @@ def run(graph: PipelineGraph, namespace: Mapping[str, Any], session: Any = None,
             try:
                 error = client.serialization.deserialize_exception_from_s3(
                     sagemaker_session=session,
-                    s3_uri=client.s3_path_join(settings.s3_root_uri, job.job_name, client.EXCEPTION_FOLDER))
+                    s3_uri=client.s3_path_join(settings.s3_root_uri, job.job_name, client.EXCEPTION_FOLDER),
+                )
             except Exception:  # noqa: BLE001 - no exception was stored: the job failed before the cell ran
                 reason = job.describe().get("FailureReason") or "no reason given"
-                raise RunFailed(Problem(f"training job {job.job_name} failed before the cell ran: {reason}",
-                                        fix="see the job's log in CloudWatch (/aws/sagemaker/TrainingJobs)")) \
-                    from None
+                raise RunFailed(
+                    Problem(
+                        f"training job {job.job_name} failed before the cell ran: {reason}",
+                        fix="see the job's log in CloudWatch (/aws/sagemaker/TrainingJobs)",
+                    )
+                ) from None
             raise error from None
         raise
     status = job.describe()["TrainingJobStatus"]
     if status != "Completed":
         raise RunFailed(Problem(f"training job {job.job_name} ended {status}", fix="see the job in the console"))
     result = client.serialization.deserialize_obj_from_s3(
-        sagemaker_session=session,
-        s3_uri=client.s3_path_join(settings.s3_root_uri, job.job_name, client.RESULTS_FOLDER))
+        sagemaker_session=session, s3_uri=client.s3_path_join(settings.s3_root_uri, job.job_name, client.RESULTS_FOLDER)
+    )
     return (dict(result) if isinstance(result, Mapping) else {}), str(job.job_name)

@@ -192,8 +192,9 @@ def _from_a_folder(dist: str) -> bool:
         data = json.loads(text) if text else None
     except (importlib.metadata.PackageNotFoundError, ValueError, OSError):
         return False
-    return isinstance(data, dict) and (bool((data.get("dir_info") or {}).get("editable"))
-                                       or str(data.get("url", "")).startswith("file:"))
+    return isinstance(data, dict) and (
+        bool((data.get("dir_info") or {}).get("editable")) or str(data.get("url", "")).startswith("file:")
+    )
 
 
 def requirements_name(step: str) -> str:

@@ -97,8 +97,12 @@ def input_shape(service: str, operation: str) -> Any:
 _VARIABLES = ("Get", "Std:Join", "Std:JsonGet")
 
 
-def check(service: str, operation: str, request: Mapping[str, Any],
-          candidates: Mapping[str, list[tuple[Any, str]]] | None = None) -> list[Violation]:
+def check(
+    service: str,
+    operation: str,
+    request: Mapping[str, Any],
+    candidates: Mapping[str, list[tuple[Any, str]]] | None = None,
+) -> list[Violation]:
     """Every value of ``request`` that ``service``'s ``operation`` would refuse.
 
     ``candidates``: parameter name -> [(value, where it comes from)], the values a ``{"Get": "Parameters.NAME"}``
@@ -108,8 +112,15 @@ def check(service: str, operation: str, request: Mapping[str, Any],
     return found
 
 
-def _walk(shape: Any, value: Any, path: str, operation: str, candidates: Mapping[str, list[tuple[Any, str]]],
-          via: str, found: list[Violation]) -> None:
+def _walk(
+    shape: Any,
+    value: Any,
+    path: str,
+    operation: str,
+    candidates: Mapping[str, list[tuple[Any, str]]],
+    via: str,
+    found: list[Violation],
+) -> None:
     if isinstance(value, Mapping) and len(value) == 1 and next(iter(value)) in _VARIABLES:
         for resolved, where in _resolutions(value, candidates):
             _walk(shape, resolved, path, operation, candidates, where, found)
@@ -146,15 +157,26 @@ def _walk(shape: Any, value: Any, path: str, operation: str, candidates: Mapping
         if "max" in meta and len(value) > meta["max"]:
             _count(meta, len(value), "characters", refuse)
         elif "enum" in meta and value not in meta["enum"]:
-            found.append(Violation(operation, path.lstrip("."), value, f"must be one of the {len(meta['enum'])} "
-                                   f"values botocore {_botocore()} lists", via, tuple(meta["enum"])))
+            found.append(
+                Violation(
+                    operation,
+                    path.lstrip("."),
+                    value,
+                    f"must be one of the {len(meta['enum'])} values botocore {_botocore()} lists",
+                    via,
+                    tuple(meta["enum"]),
+                )
+            )
         elif "pattern" in meta and not _matches(meta["pattern"], value):
             refuse(f"must match {meta['pattern']}")
         else:
             _count(meta, len(value), "characters", refuse)
         return
-    if kind in ("integer", "long", "float", "double") and isinstance(value, (int, float)) \
-            and not isinstance(value, bool):
+    if (
+        kind in ("integer", "long", "float", "double")
+        and isinstance(value, (int, float))
+        and not isinstance(value, bool)
+    ):
         if "min" in meta and value < meta["min"]:
             refuse(f"is at least {meta['min']}")
         if "max" in meta and value > meta["max"]:
@@ -186,21 +208,24 @@ def _count(meta: Mapping[str, Any], n: int, unit: str, refuse: Any) -> None:
         refuse(f"has at most {meta['max']} {units(meta['max'])}")
 
 
-def _resolutions(variable: Mapping[str, Any], candidates: Mapping[str, list[tuple[Any, str]]]
-                 ) -> list[tuple[Any, str]]:
+def _resolutions(variable: Mapping[str, Any], candidates: Mapping[str, list[tuple[Any, str]]]) -> list[tuple[Any, str]]:
     """The values a pipeline variable can take that are known before it runs (none for a step's output)."""
     key, body = next(iter(variable.items()))
     if key == "Get":
         name = str(body)
-        return list(candidates.get(name[len("Parameters."):], [])) if name.startswith("Parameters.") else []
+        return list(candidates.get(name[len("Parameters.") :], [])) if name.startswith("Parameters.") else []
     if key == "Std:Join" and isinstance(body, Mapping):
-        parts = [_resolutions(part, candidates) if isinstance(part, Mapping) else [(part, "")]
-                 for part in body.get("Values", [])]
+        parts = [
+            _resolutions(part, candidates) if isinstance(part, Mapping) else [(part, "")]
+            for part in body.get("Values", [])
+        ]
         if not all(parts):
             return []
         combos = itertools.islice(itertools.product(*parts), 64)
-        return [(str(body.get("On", "")).join(str(v) for v, _ in combo), ", ".join(w for _, w in combo if w))
-                for combo in combos]
+        return [
+            (str(body.get("On", "")).join(str(v) for v, _ in combo), ", ".join(w for _, w in combo if w))
+            for combo in combos
+        ]
     return []
 
 
@@ -214,16 +239,31 @@ class Limit:
 
 #: Rules the service documents but its model cannot express; core.settings checks them at graph time.
 LIMITS = (
-    Limit("instance_count", "at least 1 (the model's 0 is for InstanceGroups, which a @step job never has)",
-          "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ResourceConfig.html"),
-    Limit("job_name_prefix", "at most 39 characters: the service appends a 24-character timestamp to the 63 of "
-          "TrainingJobName", "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTrainingJob.html"),
-    Limit("tags", "keys do not start with aws: (reserved)",
-          "https://docs.aws.amazon.com/tag-editor/latest/userguide/tagging.html"),
-    Limit("max_runtime_in_seconds", f"at most {settings_mod.MAX_RUNTIME_SECONDS} (28 days)",
-          "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_StoppingCondition.html"),
-    Limit("max_wait_time_in_seconds", "at least max_runtime_in_seconds when use_spot_instances",
-          "https://docs.aws.amazon.com/sagemaker/latest/dg/model-managed-spot-training.html"),
+    Limit(
+        "instance_count",
+        "at least 1 (the model's 0 is for InstanceGroups, which a @step job never has)",
+        "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_ResourceConfig.html",
+    ),
+    Limit(
+        "job_name_prefix",
+        "at most 39 characters: the service appends a 24-character timestamp to the 63 of TrainingJobName",
+        "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_CreateTrainingJob.html",
+    ),
+    Limit(
+        "tags",
+        "keys do not start with aws: (reserved)",
+        "https://docs.aws.amazon.com/tag-editor/latest/userguide/tagging.html",
+    ),
+    Limit(
+        "max_runtime_in_seconds",
+        f"at most {settings_mod.MAX_RUNTIME_SECONDS} (28 days)",
+        "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_StoppingCondition.html",
+    ),
+    Limit(
+        "max_wait_time_in_seconds",
+        "at least max_runtime_in_seconds when use_spot_instances",
+        "https://docs.aws.amazon.com/sagemaker/latest/dg/model-managed-spot-training.html",
+    ),
 )
 
 
@@ -277,8 +317,7 @@ def option_of(path: str) -> str | None:
     return None
 
 
-def step_problems(step: str, settings: Mapping[str, Any], origins: Mapping[str, str] | None = None
-                  ) -> list[Problem]:
+def step_problems(step: str, settings: Mapping[str, Any], origins: Mapping[str, str] | None = None) -> list[Problem]:
     """A step's settings checked against ``CreateTrainingJob``: one error per value the service would refuse,
     naming the option, the field and the rule. (Remembered by content: a panel refresh walks nothing again.)"""
     key = json.dumps([step, step_request(settings), dict(origins or {})], sort_keys=True, default=repr)
@@ -300,9 +339,19 @@ def _walk_step(step: str, request: dict[str, Any], origins: Mapping[str, str]) -
     if isinstance(env, Mapping):  # the SDK adds its own entries: the service counts them too
         room = int(input_shape("sagemaker", "CreateTrainingJob").members["Environment"].metadata["max"])
         if room - SDK_ENVIRONMENT < len(env) <= room:
-            problems.append(_problem(Violation("CreateTrainingJob", "Environment", env,
-                                               f"has at most {room} entries, {SDK_ENVIRONMENT} of them the SDK's"),
-                                     "environment_variables", step, origins.get("environment_variables")))
+            problems.append(
+                _problem(
+                    Violation(
+                        "CreateTrainingJob",
+                        "Environment",
+                        env,
+                        f"has at most {room} entries, {SDK_ENVIRONMENT} of them the SDK's",
+                    ),
+                    "environment_variables",
+                    step,
+                    origins.get("environment_variables"),
+                )
+            )
     return problems
 
 
@@ -316,14 +365,14 @@ def _problem(violation: Violation, key: str | None, step: str | None, origin: st
     fix = f"use a value SageMaker accepts ({violation.what} {violation.rule})"
     if violation.choices:
         close = difflib.get_close_matches(str(violation.value), violation.choices, n=3)
-        fix = (f"did you mean {' or '.join(close)}?" if close else "see the service's list") + \
-            " (a value newer than the list needs a newer botocore: pip install -U botocore)"
+        fix = (
+            f"did you mean {' or '.join(close)}?" if close else "see the service's list"
+        ) + " (a value newer than the list needs a newer botocore: pip install -U botocore)"
     return Problem(f"{flag} {value}{f' ({where})' if where else ''}: {violation}", step=step, fix=fix)
 
 
 # ---------------------------------------------------------------------------- a definition
-def definition_problems(definition: Mapping[str, Any] | str, values: Mapping[str, Any] | None = None
-                        ) -> list[Problem]:
+def definition_problems(definition: Mapping[str, Any] | str, values: Mapping[str, Any] | None = None) -> list[Problem]:
     """Every training step of a pipeline definition checked against ``CreateTrainingJob``, each pipeline
     variable at its default and at ``values`` (a run's ``-p``)."""
     if isinstance(definition, str):
@@ -347,8 +396,10 @@ def definition_problems(definition: Mapping[str, Any] | str, values: Mapping[str
 # ---------------------------------------------------------------------------- the API requests
 def request_problems(service: str, operation: str, request: Mapping[str, Any], what: str) -> list[Problem]:
     """A request the tool is about to send, checked whole; ``what`` names it for the user."""
-    return [Problem(f"{what}: {v}", fix=f"use a value the service accepts: {v.path} {v.rule}")
-            for v in check(service, operation, request)]
+    return [
+        Problem(f"{what}: {v}", fix=f"use a value the service accepts: {v.path} {v.rule}")
+        for v in check(service, operation, request)
+    ]
 
 
 def shape_problems(shape: str, value: Mapping[str, Any], what: str) -> list[Problem]:
@@ -367,8 +418,11 @@ def graph_problems(graph: Any, values: Mapping[str, Any] | None = None) -> list[
     merged = {**graph.parameters, **(values or {})}
     problems: list[Problem] = []
     for node in graph.steps:
-        bound = {k for k, r in node.settings.items()
-                 if isinstance(r.value, settings_mod.ParameterRef) and (values is None or r.value.name in values)}
+        bound = {
+            k
+            for k, r in node.settings.items()
+            if isinstance(r.value, settings_mod.ParameterRef) and (values is None or r.value.name in values)
+        }
         settings = settings_mod.with_parameter_values(node.settings, merged)
         if values is not None:
             settings = {k: r for k, r in settings.items() if k in bound}
@@ -378,16 +432,19 @@ def graph_problems(graph: Any, values: Mapping[str, Any] | None = None) -> list[
         problems += shape_problems("MlflowConfig", mlflow_request(graph.mlflow), "%pipeline config --mlflow-arn")
     for name, value in (values or {}).items():  # the StartPipelineExecution request that carries them
         start = {"PipelineParameters": [{"Name": name, "Value": _parameter_text(value)}]}
-        problems += [Problem(f"-p {name}={_short(value)}: {v}",
-                             fix=f"use a value SageMaker accepts ({v.what} {v.rule})")
-                     for v in check("sagemaker", "StartPipelineExecution", start)]
+        problems += [
+            Problem(f"-p {name}={_short(value)}: {v}", fix=f"use a value SageMaker accepts ({v.what} {v.rule})")
+            for v in check("sagemaker", "StartPipelineExecution", start)
+        ]
     return problems
 
 
 def mlflow_request(mlflow: Mapping[str, str]) -> dict[str, str]:
     """``%pipeline config --mlflow-*`` as the definition's ``MlflowConfig``."""
-    return {"MlflowResourceArn": mlflow.get("arn", ""),
-            **({"MlflowExperimentName": mlflow["experiment"]} if mlflow.get("experiment") else {})}
+    return {
+        "MlflowResourceArn": mlflow.get("arn", ""),
+        **({"MlflowExperimentName": mlflow["experiment"]} if mlflow.get("experiment") else {}),
+    }
 
 
 def _parameter_text(value: Any) -> str:
@@ -398,8 +455,10 @@ def _parameter_text(value: Any) -> str:
 
 
 #: The requests :func:`guard` checks as they are sent, per service.
-GUARDED = {"sagemaker": ("CreatePipeline", "UpdatePipeline", "StartPipelineExecution"),
-           "scheduler": ("CreateSchedule", "UpdateSchedule")}
+GUARDED = {
+    "sagemaker": ("CreatePipeline", "UpdatePipeline", "StartPipelineExecution"),
+    "scheduler": ("CreateSchedule", "UpdateSchedule"),
+}
 
 
 def guard(client: Any) -> None:
@@ -417,21 +476,32 @@ def guard(client: Any) -> None:
             raise SmstepError(problems)
 
     for operation in GUARDED.get(service, ()):
-        events.register(f"before-parameter-build.{service}.{operation}", before,
-                        unique_id=f"jupyter_smstep.rules.{operation}")
+        events.register(
+            f"before-parameter-build.{service}.{operation}", before, unique_id=f"jupyter_smstep.rules.{operation}"
+        )
 
 
 def schedule_problems(name: str, expression: str, role: str, parameters: Mapping[str, Any]) -> list[Problem]:
     """A schedule's own values against EventBridge Scheduler's ``CreateSchedule``: its name, expression, role and
     each ``-p`` it starts the pipeline with."""
-    request = {"Name": name, "ScheduleExpression": expression, "Target": {
-        "RoleArn": role, "SageMakerPipelineParameters": {"PipelineParameterList": [
-            {"Name": k, "Value": _parameter_text(v)} for k, v in parameters.items()]}}}
+    request = {
+        "Name": name,
+        "ScheduleExpression": expression,
+        "Target": {
+            "RoleArn": role,
+            "SageMakerPipelineParameters": {
+                "PipelineParameterList": [{"Name": k, "Value": _parameter_text(v)} for k, v in parameters.items()]
+            },
+        },
+    }
     flags = {"Name": "the schedule name", "ScheduleExpression": "the expression", "Target.RoleArn": "--role"}
     problems = []
     for v in check("scheduler", "CreateSchedule", request):
         field = _POSITIONS.sub("", v.path)
         flag = flags.get(field, "-p" if "PipelineParameterList" in field else v.field)
-        problems.append(Problem(f"{flag} {_short(v.value)}: {v}", fix=f"use a value EventBridge Scheduler accepts "
-                                f"({v.what} {v.rule})"))
+        problems.append(
+            Problem(
+                f"{flag} {_short(v.value)}: {v}", fix=f"use a value EventBridge Scheduler accepts ({v.what} {v.rule})"
+            )
+        )
     return problems

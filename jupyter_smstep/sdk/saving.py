@@ -59,9 +59,11 @@ def _json_problem(value, path="", depth=0):
 def _smstep_save(name, value, uri, suffix, execution_id=None):  # noqa: C901 - one dispatch over the formats
     """Write ``value`` to ``uri`` (``{execution_id}`` filled in) as ``suffix``; returns the URI written."""
     if isinstance(value, str) and value == _UNASSIGNED:
-        raise NameError(f"--save {name}: the cell did not assign {name!r} on the path it took, so there is nothing "
-                        f"to save (fix: assign {name} on every path, e.g. {name} = None before the if, or drop "
-                        f"--save {name})")
+        raise NameError(
+            f"--save {name}: the cell did not assign {name!r} on the path it took, so there is nothing "
+            f"to save (fix: assign {name} on every path, e.g. {name} = None before the if, or drop "
+            f"--save {name})"
+        )
     kind = f"{type(value).__module__}.{type(value).__qualname__}"
     is_frame = hasattr(value, "to_parquet") or hasattr(value, "write_parquet")
     if suffix is None:
@@ -78,8 +80,9 @@ def _smstep_save(name, value, uri, suffix, execution_id=None):  # noqa: C901 - o
         uri = uri.replace("{execution_id}", str(execution_id))
 
     def unfit(needs):
-        return TypeError(f"--save {name}: {name} is a {kind}, which .{suffix} cannot hold ({needs}); "
-                         f"choose another suffix for {uri}")
+        return TypeError(
+            f"--save {name}: {name} is a {kind}, which .{suffix} cannot hold ({needs}); choose another suffix for {uri}"
+        )
 
     buffer = io.BytesIO()
     if suffix == "parquet":
@@ -93,8 +96,9 @@ def _smstep_save(name, value, uri, suffix, execution_id=None):  # noqa: C901 - o
         if hasattr(value, "to_csv"):
             if "pandas" in kind:  # a default 0..n-1 index is row numbers; any other holds data (a groupby's keys)
                 index = value.index
-                plain = type(index).__name__ == "RangeIndex" and index.name is None and index.start == 0 \
-                    and index.step == 1
+                plain = (
+                    type(index).__name__ == "RangeIndex" and index.name is None and index.start == 0 and index.step == 1
+                )
                 buffer.write(value.to_csv(index=not plain).encode())
             else:
                 buffer.write(value.to_csv().encode())
@@ -132,7 +136,7 @@ def _smstep_save(name, value, uri, suffix, execution_id=None):  # noqa: C901 - o
         buffer.write(value.encode())
     else:
         raise TypeError(f"--save {name}: unknown format .{suffix}")
-    bucket, _, key = uri[len("s3://"):].partition("/")
+    bucket, _, key = uri[len("s3://") :].partition("/")
     import boto3
 
     client = boto3.client("s3", region_name=os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION"))

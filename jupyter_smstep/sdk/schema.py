@@ -33,22 +33,36 @@ class Exception_:
 
 #: Every difference between the published schema and what the SDK (v2 and v3) emits, applied by :func:`_schema`.
 EXCEPTIONS = (
-    Exception_("/properties", "adds PipelineExperimentConfig and MlflowConfig (object or null)",
-               "both SDK lines emit them; the service accepts them; the schema predates them"),
-    Exception_("/definitions/RetryPolicy/properties/ExceptionType", "also a list of the same exception types",
-               "the SDK writes ExceptionType as a list (the service's form); the schema has one string"),
-    Exception_("/definitions/TrainingStep/properties/Arguments", "any object",
-               "a training step's Arguments are a CreateTrainingJob request: sdk.rules checks them against "
-               "botocore's current model instead (the schema's copy predates ContainerEntrypoint, ContainerArguments, "
-               "Environment, RetryStrategy and KeepAlivePeriodInSeconds)"),
-    Exception_("/definitions/ConditionStep/properties/Arguments/properties/Conditions, /definitions/OrCondition",
-               "also a Not condition ({Type: Not, Condition: ...}) and an In condition as the SDK writes it "
-               "({Type: In, QueryValue, Values})",
-               "the SDK's ConditionNot (a --when with not, not in) is a condition the service runs, which the schema "
-               "lacks; its ConditionIn writes QueryValue and Values where the schema says Value and In"),
-    Exception_("/definitions/" + "|".join(_FUNCTION_VALUES), "also Std:Join and Std:JsonGet",
-               "the SDK writes an output path as Std:Join and a --when operand read from a step's results as "
-               "Std:JsonGet; the schema's argument values take only Get (its JoinFunction is referenced nowhere)"),
+    Exception_(
+        "/properties",
+        "adds PipelineExperimentConfig and MlflowConfig (object or null)",
+        "both SDK lines emit them; the service accepts them; the schema predates them",
+    ),
+    Exception_(
+        "/definitions/RetryPolicy/properties/ExceptionType",
+        "also a list of the same exception types",
+        "the SDK writes ExceptionType as a list (the service's form); the schema has one string",
+    ),
+    Exception_(
+        "/definitions/TrainingStep/properties/Arguments",
+        "any object",
+        "a training step's Arguments are a CreateTrainingJob request: sdk.rules checks them against "
+        "botocore's current model instead (the schema's copy predates ContainerEntrypoint, ContainerArguments, "
+        "Environment, RetryStrategy and KeepAlivePeriodInSeconds)",
+    ),
+    Exception_(
+        "/definitions/ConditionStep/properties/Arguments/properties/Conditions, /definitions/OrCondition",
+        "also a Not condition ({Type: Not, Condition: ...}) and an In condition as the SDK writes it "
+        "({Type: In, QueryValue, Values})",
+        "the SDK's ConditionNot (a --when with not, not in) is a condition the service runs, which the schema "
+        "lacks; its ConditionIn writes QueryValue and Values where the schema says Value and In",
+    ),
+    Exception_(
+        "/definitions/" + "|".join(_FUNCTION_VALUES),
+        "also Std:Join and Std:JsonGet",
+        "the SDK writes an output path as Std:Join and a --when operand read from a step's results as "
+        "Std:JsonGet; the schema's argument values take only Get (its JoinFunction is referenced nowhere)",
+    ),
 )
 
 
@@ -60,26 +74,55 @@ def _schema() -> dict[str, Any]:
     schema["properties"]["MlflowConfig"] = {"type": ["object", "null"]}
     single = definitions["RetryPolicy"]["properties"]["ExceptionType"]
     definitions["RetryPolicy"]["properties"]["ExceptionType"] = {
-        "oneOf": [single, {"type": "array", "minItems": 1, "items": single}]}
+        "oneOf": [single, {"type": "array", "minItems": 1, "items": single}]
+    }
     definitions["TrainingStep"]["properties"]["Arguments"] = {"type": "object"}
     definitions["SmstepJoin"] = {
-        "type": "object", "required": ["Std:Join"], "additionalProperties": False,
-        "properties": {"Std:Join": {"type": "object", "required": ["On", "Values"], "additionalProperties": False,
-                                    "properties": {"On": {"type": "string"}, "Values": {"type": "array"}}}}}
+        "type": "object",
+        "required": ["Std:Join"],
+        "additionalProperties": False,
+        "properties": {
+            "Std:Join": {
+                "type": "object",
+                "required": ["On", "Values"],
+                "additionalProperties": False,
+                "properties": {"On": {"type": "string"}, "Values": {"type": "array"}},
+            }
+        },
+    }
     definitions["SmstepJsonGet"] = {
-        "type": "object", "required": ["Std:JsonGet"], "additionalProperties": False,
-        "properties": {"Std:JsonGet": {"type": "object", "required": ["Path"], "additionalProperties": False,
-                                       "properties": {"S3Uri": {}, "PropertyFile": {}, "Path": {"type": "string"}}}}}
-    conditions = [{"$ref": "#/definitions/BinaryCondition"}, {"$ref": "#/definitions/InCondition"},
-                  {"$ref": "#/definitions/OrCondition"}, {"$ref": "#/definitions/SmstepNot"},
-                  {"$ref": "#/definitions/SmstepIn"}]
-    definitions["SmstepNot"] = {"type": "object", "required": ["Type", "Condition"], "additionalProperties": False,
-                                "properties": {"Type": {"enum": ["Not"]}, "Condition": {"anyOf": conditions}}}
+        "type": "object",
+        "required": ["Std:JsonGet"],
+        "additionalProperties": False,
+        "properties": {
+            "Std:JsonGet": {
+                "type": "object",
+                "required": ["Path"],
+                "additionalProperties": False,
+                "properties": {"S3Uri": {}, "PropertyFile": {}, "Path": {"type": "string"}},
+            }
+        },
+    }
+    conditions = [
+        {"$ref": "#/definitions/BinaryCondition"},
+        {"$ref": "#/definitions/InCondition"},
+        {"$ref": "#/definitions/OrCondition"},
+        {"$ref": "#/definitions/SmstepNot"},
+        {"$ref": "#/definitions/SmstepIn"},
+    ]
+    definitions["SmstepNot"] = {
+        "type": "object",
+        "required": ["Type", "Condition"],
+        "additionalProperties": False,
+        "properties": {"Type": {"enum": ["Not"]}, "Condition": {"anyOf": conditions}},
+    }
     values = {"anyOf": definitions["InCondition"]["properties"]["Value"]["oneOf"]}  # a Get matches them all
-    definitions["SmstepIn"] = {"type": "object", "required": ["Type", "QueryValue", "Values"],
-                               "additionalProperties": False,
-                               "properties": {"Type": {"enum": ["In"]}, "QueryValue": values,
-                                              "Values": {"type": "array", "items": values}}}
+    definitions["SmstepIn"] = {
+        "type": "object",
+        "required": ["Type", "QueryValue", "Values"],
+        "additionalProperties": False,
+        "properties": {"Type": {"enum": ["In"]}, "QueryValue": values, "Values": {"type": "array", "items": values}},
+    }
     definitions["ConditionStep"]["properties"]["Arguments"]["properties"]["Conditions"]["items"] = {"oneOf": conditions}
     definitions["OrCondition"]["properties"]["Conditions"]["items"] = {"anyOf": conditions}
     for name in _FUNCTION_VALUES:
@@ -102,8 +145,13 @@ def problems(definition: Mapping[str, Any] | str) -> list[Problem]:
         kind = f"{step.get('Type')}Step"
         name = str(step.get("Name"))
         if kind not in schema["definitions"]:
-            found.append(Problem(f"a step of type {step.get('Type')!r}, which SageMaker's published schema does "
-                                 "not have", step=name, fix=_FIX))
+            found.append(
+                Problem(
+                    f"a step of type {step.get('Type')!r}, which SageMaker's published schema does not have",
+                    step=name,
+                    fix=_FIX,
+                )
+            )
             continue
         if kind == "ConditionStep":
             step = {**step, "Arguments": {**(step.get("Arguments") or {}), "IfSteps": [], "ElseSteps": []}}
@@ -111,16 +159,22 @@ def problems(definition: Mapping[str, Any] | str) -> list[Problem]:
     return found
 
 
-_FIX = ("report it to jupyter_smstep with the definition (smstep definition NB): the SDK emitted something the "
-        "service's published schema refuses")
+_FIX = (
+    "report it to jupyter_smstep with the definition (smstep definition NB): the SDK emitted something the "
+    "service's published schema refuses"
+)
 
 
-def _errors(jsonschema: Any, schema: Mapping[str, Any], instance: Any, prefix: str, step: str | None
-            ) -> list[Problem]:
+def _errors(jsonschema: Any, schema: Mapping[str, Any], instance: Any, prefix: str, step: str | None) -> list[Problem]:
     found = []
     for error in jsonschema.Draft7Validator(schema).iter_errors(instance):
         best = jsonschema.exceptions.best_match(error.context) if error.context else error
         where = "/".join(str(p) for p in best.absolute_path)
-        found.append(Problem(f"the definition breaks SageMaker's published schema at {prefix}/{where}: "
-                             f"{best.message[:300]}", step=step, fix=_FIX))
+        found.append(
+            Problem(
+                f"the definition breaks SageMaker's published schema at {prefix}/{where}: {best.message[:300]}",
+                step=step,
+                fix=_FIX,
+            )
+        )
     return found

@@ -94,5 +94,7 @@ def execution_role(session: Any) -> str:
     try:
         return load().get_execution_role(session)
     except Exception:  # noqa: BLE001 - outside SageMaker it cannot know; say how to fix it
-        raise SmstepError("no IAM role to create the pipeline with (outside SageMaker the SDK cannot guess one)",
-                          fix="%pipeline config --role arn:aws:iam::ACCOUNT:role/NAME") from None
+        raise SmstepError(
+            "no IAM role to create the pipeline with (outside SageMaker the SDK cannot guess one)",
+            fix="%pipeline config --role arn:aws:iam::ACCOUNT:role/NAME",
+        ) from None

@@ -56,8 +56,12 @@ def _importable(value: Any) -> bool:
 
         module = getattr(value, "__module__", None)
         qualname = getattr(value, "__qualname__", "")
-        return bool(module) and module != "__main__" and "<" not in qualname and \
-            getattr(sys.modules.get(module or ""), qualname, None) is value
+        return (
+            bool(module)
+            and module != "__main__"
+            and "<" not in qualname
+            and getattr(sys.modules.get(module or ""), qualname, None) is value
+        )
     return False
 
 
@@ -75,8 +79,15 @@ def _estimated_bytes(value: Any) -> int:
 class Snapshot(Mapping[str, Any]):
     """The values one step cell read, as they were when it was recorded (see the module docstring)."""
 
-    def __init__(self, kept: dict[str, Any], frozen: bytes | None, copied: frozenset[str],
-                 prints: dict[str, str | None], originals: dict[str, Any], unbound: frozenset[str]) -> None:
+    def __init__(
+        self,
+        kept: dict[str, Any],
+        frozen: bytes | None,
+        copied: frozenset[str],
+        prints: dict[str, str | None],
+        originals: dict[str, Any],
+        unbound: frozenset[str],
+    ) -> None:
         self._kept = kept
         self._frozen = frozen
         self._copied = copied
@@ -138,8 +149,9 @@ class Snapshot(Mapping[str, Any]):
         return out
 
 
-def take(names: Iterable[str], namespace: Mapping[str, Any], skip: Iterable[str] = (),
-         changes: Iterable[str] = ()) -> Snapshot:
+def take(
+    names: Iterable[str], namespace: Mapping[str, Any], skip: Iterable[str] = (), changes: Iterable[str] = ()
+) -> Snapshot:
     """The values of ``names`` in ``namespace`` now; ``skip``: names the graph takes from elsewhere
     (parameters), which are not kept; ``changes``: names the cell itself changes in place (``df.dropna(
     inplace=True)``), copied whatever their size, since the kernel runs the cell on them next."""
@@ -166,8 +178,11 @@ def take(names: Iterable[str], namespace: Mapping[str, Any], skip: Iterable[str]
                 kept[name] = copy.deepcopy(kept[name])  # one copy, not a pickle: a frame's copy() is a memcpy
             except Exception:  # noqa: BLE001 - kept by reference: changing it is then refused at the build
                 pass
-    prints = {name: fingerprint(namespace[name]) for name in [*kept, *to_copy]
-              if not _immutable(namespace[name]) and not _importable(namespace[name])}
+    prints = {
+        name: fingerprint(namespace[name])
+        for name in [*kept, *to_copy]
+        if not _immutable(namespace[name]) and not _importable(namespace[name])
+    }
     originals = {name: namespace[name] for name in [*kept, *to_copy]}
     return Snapshot(kept, frozen, frozenset(copied), prints, originals, frozenset(unbound))
 

@@ -173,8 +173,9 @@ def start_jupyter_lab(
         args.append(f"--LabApp.extra_labextensions_path={path}")
     log_path = state_dir / f"{log_name}.log"
     log_file = open(log_path, "wb")
-    process = subprocess.Popen(args, cwd=root_dir, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-                               preexec_fn=_die_with_parent)
+    process = subprocess.Popen(
+        args, cwd=root_dir, env=env, stdout=log_file, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent
+    )
     log_file.close()
     server = JupyterLabServer(process, port, root_dir, log_path)
     deadline = time.monotonic() + LAB_START_TIMEOUT
@@ -188,8 +189,9 @@ def start_jupyter_lab(
         except OSError:
             if time.monotonic() > deadline:
                 server.stop()
-                raise RuntimeError(f"jupyter lab did not answer in {LAB_START_TIMEOUT}s:\n"
-                                   f"{server.log()[-4000:]}") from None
+                raise RuntimeError(
+                    f"jupyter lab did not answer in {LAB_START_TIMEOUT}s:\n{server.log()[-4000:]}"
+                ) from None
             time.sleep(0.3)
 
 
@@ -400,4 +402,3 @@ def pytest_runtest_makereport(item, call):
         (ARTIFACTS / f"FAILED-{item.name}.console.txt").write_text("\n".join(getattr(page, "console_messages", [])))
     except Exception:  # noqa: BLE001 - a failed screenshot must not hide the test's own failure
         pass
-

@@ -80,7 +80,9 @@ def test_step_badges_show_name_inputs_and_outputs(pipeline_lab):
     # the border: step cells carry the class that draws it
     for index in (4, 5, 6):
         assert "jp-smstep-step" in (cell(lab, index).get_attribute("class") or "")
-    style = cell(lab, 5).evaluate("n => getComputedStyle(n).borderLeftStyle + ' ' + getComputedStyle(n).borderLeftWidth")
+    style = cell(lab, 5).evaluate(
+        "n => getComputedStyle(n).borderLeftStyle + ' ' + getComputedStyle(n).borderLeftWidth"
+    )
     assert style.startswith("solid"), style
     lab.screenshot("labext-02-badges")
 
@@ -251,16 +253,19 @@ def test_output_view_renders_ipywidgets(lab, notebook_name):
     The kernel side is reduced to the bridge and a %pipeline magic that returns a
     widget, so this holds whatever the real panel looks like today.
     """
-    lab.write_notebook(notebook_name, [
-        "import ipywidgets\n"
-        "from IPython.core.magic import register_line_magic\n"
-        "from jupyter_smstep.ipython import comm as frontend\n"
-        "frontend.install(get_ipython(), lambda: {'pipeline': 'w', 'cells': [], 'problems': []})\n"
-        "slider = ipywidgets.IntSlider(value=3, description='epochs')\n"
-        "@register_line_magic\n"
-        "def pipeline(line):\n"
-        "    return ipywidgets.VBox([ipywidgets.HTML('<b>widget panel</b> ' + line), slider])",
-    ])
+    lab.write_notebook(
+        notebook_name,
+        [
+            "import ipywidgets\n"
+            "from IPython.core.magic import register_line_magic\n"
+            "from jupyter_smstep.ipython import comm as frontend\n"
+            "frontend.install(get_ipython(), lambda: {'pipeline': 'w', 'cells': [], 'problems': []})\n"
+            "slider = ipywidgets.IntSlider(value=3, description='epochs')\n"
+            "@register_line_magic\n"
+            "def pipeline(line):\n"
+            "    return ipywidgets.VBox([ipywidgets.HTML('<b>widget panel</b> ' + line), slider])",
+        ],
+    )
     lab.open(notebook_name)
     lab.run_all()
     result, text = run_command(lab, "jupyter-smstep:preview", "labext-13-widget-output")
@@ -321,13 +326,16 @@ def test_commands_say_when_the_extension_is_not_loaded(lab, notebook_name):
 
 def test_deleting_a_producer_cell_shows_the_error_on_its_consumer(lab, notebook_name):
     """The frontend tells the kernel the notebook's cells: a deleted step is forgotten at once."""
-    lab.write_notebook(notebook_name, [
-        "%load_ext jupyter_smstep",
-        "%pipeline config --name sync-test --role arn:aws:iam::111122223333:role/SmstepTest"
-        " --image-uri 111122223333.dkr.ecr.us-east-1.amazonaws.com/smstep:3.11 --instance-type ml.m5.large",
-        "%%step produce\nx = 41",
-        "%%step consume\ny = x + 1",
-    ])
+    lab.write_notebook(
+        notebook_name,
+        [
+            "%load_ext jupyter_smstep",
+            "%pipeline config --name sync-test --role arn:aws:iam::111122223333:role/SmstepTest"
+            " --image-uri 111122223333.dkr.ecr.us-east-1.amazonaws.com/smstep:3.11 --instance-type ml.m5.large",
+            "%%step produce\nx = 41",
+            "%%step consume\ny = x + 1",
+        ],
+    )
     lab.open(notebook_name)
     lab.run_all()
     consumer = badge(lab, "consume")
@@ -344,18 +352,21 @@ def test_deleting_a_producer_cell_shows_the_error_on_its_consumer(lab, notebook_
 def test_a_condition_is_on_the_badges_and_drawn_in_the_panel(lab, notebook_name):
     """--when: the guarded steps' badges say when they run; the panel draws the condition as its own node, and a
     local run shows what it decided."""
-    lab.write_notebook(notebook_name, [
-        "%load_ext jupyter_smstep",
-        "%pipeline config --name gated-lab --role arn:aws:iam::111122223333:role/SmstepTest"
-        " --image-uri 111122223333.dkr.ecr.us-east-1.amazonaws.com/smstep:3.11 --instance-type ml.m5.large",
-        "%pipeline param threshold=0.7",
-        "%%step evaluate\naccuracy = 0.9",
-        "%%step register --when 'accuracy >= threshold' --else-fail 'accuracy {accuracy} below {threshold}'\n"
-        "registered = accuracy",
-        "%%step deploy\nendpoint = registered",
-        "%%step notify --after register\nsent = True",
-        "%pipeline show",
-    ])
+    lab.write_notebook(
+        notebook_name,
+        [
+            "%load_ext jupyter_smstep",
+            "%pipeline config --name gated-lab --role arn:aws:iam::111122223333:role/SmstepTest"
+            " --image-uri 111122223333.dkr.ecr.us-east-1.amazonaws.com/smstep:3.11 --instance-type ml.m5.large",
+            "%pipeline param threshold=0.7",
+            "%%step evaluate\naccuracy = 0.9",
+            "%%step register --when 'accuracy >= threshold' --else-fail 'accuracy {accuracy} below {threshold}'\n"
+            "registered = accuracy",
+            "%%step deploy\nendpoint = registered",
+            "%%step notify --after register\nsent = True",
+            "%pipeline show",
+        ],
+    )
     lab.open(notebook_name)
     lab.run_all()
     when = badge(lab, "register").locator(".jp-smstep-when")
@@ -369,19 +380,33 @@ def test_a_condition_is_on_the_badges_and_drawn_in_the_panel(lab, notebook_name)
     panel.wait_for(timeout=60_000)
     graph = panel.locator("svg.smstep-dag")
     shapes = dict(graph.locator("g.smstep-node").evaluate_all("gs => gs.map(g => [g.dataset.step, g.dataset.shape])"))
-    assert shapes == {"evaluate": "step", "register": "step", "deploy": "step", "notify": "step",
-                      "when-register": "condition", "fail-register": "fail"}
-    edges = {tuple(e) for e in graph.locator("g.smstep-edge").evaluate_all(
-        "gs => gs.map(g => [g.dataset.source, g.dataset.target])")}
-    assert {("evaluate", "when-register"), ("when-register", "register"), ("when-register", "fail-register"),
-            ("register", "deploy"), ("register", "notify")} <= edges
+    assert shapes == {
+        "evaluate": "step",
+        "register": "step",
+        "deploy": "step",
+        "notify": "step",
+        "when-register": "condition",
+        "fail-register": "fail",
+    }
+    edges = {
+        tuple(e)
+        for e in graph.locator("g.smstep-edge").evaluate_all("gs => gs.map(g => [g.dataset.source, g.dataset.target])")
+    }
+    assert {
+        ("evaluate", "when-register"),
+        ("when-register", "register"),
+        ("when-register", "fail-register"),
+        ("register", "deploy"),
+        ("register", "notify"),
+    } <= edges
     assert "when accuracy >= threshold" in graph.locator("g.smstep-node[data-step='when-register']").text_content()
     lab.screenshot("labext-15-condition", panel)
     panel.locator("button.jupyter-button", has_text="Run locally").first.click()
     lab.page.wait_for_function(
         "() => { const state = s => document.querySelector(`.smstep-panel g.smstep-node[data-step='${s}']`)"
         "?.dataset.state; return state('deploy') === 'succeeded' && state('fail-register') === 'skipped'; }",
-        timeout=COMMAND_TIMEOUT_MS)
+        timeout=COMMAND_TIMEOUT_MS,
+    )
     node = graph.locator("g.smstep-node[data-step='when-register']")
     assert node.get_attribute("data-state") == "succeeded" and "true" in node.text_content()
     lab.screenshot("labext-16-condition-run", panel)
@@ -390,16 +415,18 @@ def test_a_condition_is_on_the_badges_and_drawn_in_the_panel(lab, notebook_name)
 def test_a_cell_tagged_parameters_reaches_the_kernel_and_untagging_it_too(lab, notebook_name):
     """The kernel never sees cell tags: the extension tells it which cells are tagged `parameters`, at once
     and whenever a tag changes, so the kernel builds the pipeline `smstep` builds from the saved notebook."""
-    show = ("print('PARAMS', sorted(get_ipython().magics_manager.registry['StepMagics']"
-            ".workspace.graph().parameters))")
-    lab.write_notebook(notebook_name, [
-        "%load_ext jupyter_smstep",
-        "%pipeline config --name tags-lab --role arn:aws:iam::111122223333:role/SmstepTest"
-        " --image-uri 111122223333.dkr.ecr.us-east-1.amazonaws.com/smstep:3.11 --instance-type ml.m5.large",
-        ("epochs = 3\nrate = 0.5", ["parameters"]),
-        "%%step train\nscore = epochs * rate",
-        show,
-    ])
+    show = "print('PARAMS', sorted(get_ipython().magics_manager.registry['StepMagics'].workspace.graph().parameters))"
+    lab.write_notebook(
+        notebook_name,
+        [
+            "%load_ext jupyter_smstep",
+            "%pipeline config --name tags-lab --role arn:aws:iam::111122223333:role/SmstepTest"
+            " --image-uri 111122223333.dkr.ecr.us-east-1.amazonaws.com/smstep:3.11 --instance-type ml.m5.large",
+            ("epochs = 3\nrate = 0.5", ["parameters"]),
+            "%%step train\nscore = epochs * rate",
+            show,
+        ],
+    )
     lab.open(notebook_name)
     lab.run_all()
 

@@ -26,8 +26,13 @@ expect, PlaywrightTimeout = playwright_api.expect, playwright_api.TimeoutError
 
 IMAGE = "111122223333.dkr.ecr.us-east-1.amazonaws.com/smstep-test:1"
 STEPS = ["load", "features", "stats", "train", "report", "rest"]
-EDGES = {("load", "features"): "rows", ("load", "stats"): "rows", ("features", "train"): "feats",
-         ("stats", "train"): "mean", ("train", "report"): "model"}
+EDGES = {
+    ("load", "features"): "rows",
+    ("load", "stats"): "rows",
+    ("features", "train"): "feats",
+    ("stats", "train"): "mean",
+    ("train", "report"): "model",
+}
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +47,13 @@ def aws():
 
 
 def cells(fake_url: str, role: str) -> list:
-    env = {"AWS_ENDPOINT_URL": fake_url, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-           "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1"}
+    env = {
+        "AWS_ENDPOINT_URL": fake_url,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+    }
     setup = textwrap.dedent(f"""\
         # AWS is the fake + moto endpoint; no stray SageMaker config from this machine
         import os
@@ -74,7 +84,9 @@ def wait_states(page, state: str, timeout: float) -> None:
             const nodes = [...document.querySelectorAll('.smstep-panel svg.smstep-dag g.smstep-node')];
             return nodes.length === n && nodes.every(g => g.dataset.state === state);
         }""",
-        arg=[state, len(STEPS)], timeout=timeout)
+        arg=[state, len(STEPS)],
+        timeout=timeout,
+    )
 
 
 def button(panel, text: str):
@@ -83,9 +95,12 @@ def button(panel, text: str):
 
 def node_colours(page) -> tuple[str, str]:
     """The computed fill of the first node's box and of its name."""
-    return tuple(page.evaluate(
-        "() => { const g = document.querySelector('.smstep-panel g.smstep-node');"
-        " return [getComputedStyle(g.querySelector('rect.box')).fill, getComputedStyle(g.querySelector('text')).fill]; }"))
+    return tuple(
+        page.evaluate(
+            "() => { const g = document.querySelector('.smstep-panel g.smstep-node');"
+            " return [getComputedStyle(g.querySelector('rect.box')).fill, getComputedStyle(g.querySelector('text')).fill]; }"
+        )
+    )
 
 
 def luminance(css: str) -> float:
@@ -114,7 +129,8 @@ def test_panel_in_jupyterlab(lab, notebook_name, aws):
     graph = panel.locator("svg.smstep-dag")
     assert sorted(graph.locator("g.smstep-node").evaluate_all("gs => gs.map(g => g.dataset.step)")) == sorted(STEPS)
     edges = graph.locator("g.smstep-edge").evaluate_all(
-        "gs => gs.map(g => [g.dataset.source, g.dataset.target, g.dataset.vars])")
+        "gs => gs.map(g => [g.dataset.source, g.dataset.target, g.dataset.vars])"
+    )
     assert {(s, t): v for s, t, v in edges} == EDGES
     labels = graph.locator("g.smstep-label text").evaluate_all("ts => ts.map(t => t.textContent)")
     assert sorted(labels) == sorted(EDGES.values())
@@ -153,7 +169,8 @@ def test_panel_in_jupyterlab(lab, notebook_name, aws):
     button(panel, "Run locally").click()
     page.wait_for_function(
         "() => [...document.querySelectorAll('.smstep-panel g.smstep-node')].some(g => g.dataset.state !== 'pending')",
-        timeout=300_000)
+        timeout=300_000,
+    )
     wait_states(page, "succeeded", timeout=420_000)
     expect(panel.locator(".smstep-status")).to_contain_text("local run succeeded", timeout=60_000)
     lab.screenshot("panel-local-run", panel)
@@ -164,8 +181,12 @@ def test_panel_in_jupyterlab(lab, notebook_name, aws):
     assert luminance(fill) > 0.7 and luminance(text) < 0.3, (fill, text)
     lab.execute("apputils:change-theme", {"theme": "JupyterLab Dark"})
     page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'", timeout=30_000)
-    page.wait_for_function("(light) => { const g = document.querySelector('.smstep-panel g.smstep-node rect.box');"
-                           " return getComputedStyle(g).fill !== light; }", arg=fill, timeout=30_000)
+    page.wait_for_function(
+        "(light) => { const g = document.querySelector('.smstep-panel g.smstep-node rect.box');"
+        " return getComputedStyle(g).fill !== light; }",
+        arg=fill,
+        timeout=30_000,
+    )
     dark_fill, dark_text = node_colours(page)
     assert luminance(dark_fill) < 0.3 and luminance(dark_text) > 0.6, (dark_fill, dark_text)
     page.wait_for_function("() => !document.querySelector('#jupyterlab-splash')", timeout=30_000)
@@ -187,11 +208,21 @@ def test_panel_in_jupyterlab(lab, notebook_name, aws):
 
     # ---- a failing execution: failure reason and log tail on the failed step, then Retry
     fake.auto_plan = lambda name, steps: [
-        StepPlan(s["Name"], list(s.get("DependsOn", [])), 2,
-                 fail="AlgorithmError: ValueError: model diverged" if s["Name"] == "train" else "",
-                 log=["epoch 1 loss=0.9", "epoch 2 loss=inf", "Traceback (most recent call last):",
-                      '  File "train.py", line 3, in <module>', "ValueError: model diverged"])
-        for s in steps]
+        StepPlan(
+            s["Name"],
+            list(s.get("DependsOn", [])),
+            2,
+            fail="AlgorithmError: ValueError: model diverged" if s["Name"] == "train" else "",
+            log=[
+                "epoch 1 loss=0.9",
+                "epoch 2 loss=inf",
+                "Traceback (most recent call last):",
+                '  File "train.py", line 3, in <module>',
+                "ValueError: model diverged",
+            ],
+        )
+        for s in steps
+    ]
     button(panel, "Submit").click()
     panel.locator(".smstep-remote[data-status='Failed']").wait_for(timeout=240_000)
     panel.locator(".smstep-step[data-step='train'] .smstep-log").wait_for(timeout=30_000)
@@ -219,8 +250,10 @@ def test_panel_in_jupyterlab(lab, notebook_name, aws):
     nap.fill("120")
     nap.press("Tab")
     button(panel, "Run locally").click()
-    page.wait_for_function("() => document.querySelector(\".smstep-panel g.smstep-node[data-step='rest']\")"
-                           "?.dataset.state === 'running'", timeout=240_000)
+    page.wait_for_function(
+        "() => document.querySelector(\".smstep-panel g.smstep-node[data-step='rest']\")?.dataset.state === 'running'",
+        timeout=240_000,
+    )
     stop = button(panel, "Stop")
     assert stop.is_enabled()
     clicked = time.monotonic()

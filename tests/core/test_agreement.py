@@ -34,19 +34,27 @@ BUILTINS = set(dir(builtins))
 #: Cases where this analysis reads a name the other tool does not, and why reading it is right.
 READS_MORE = {
     "marimo/test_mutation_generates_def": (
-        {"x"}, "`x += 5` needs the x an earlier cell made: it is an input (marimo counts only the def)"),
+        {"x"},
+        "`x += 5` needs the x an earlier cell made: it is an input (marimo counts only the def)",
+    ),
     "marimo/test_nested_comprehension_generator_with_named_expr": (
-        {"x"}, "the outer `for x in x` evaluates x in the cell's scope before anything binds it"),
+        {"x"},
+        "the outer `for x in x` evaluates x in the cell's scope before anything binds it",
+    ),
     "soorgeon/for_loop_name_reference": (
-        {"some_function"}, "some_function is called and never bound in the cell: an input"),
+        {"some_function"},
+        "some_function is called and never bound in the cell: an input",
+    ),
 }
 
 
 #: Cases where this analysis counts a name as bound at the end that the other tool does not, and why.
 WRITES_MORE = {
     "ipyflow/test_walrus": (
-        {"x", "z"}, "x := x + 1 rebinds x after reading it, and z is bound when the if is taken: both "
-                    "are the kernel's after the cell (a name bound on some path is an output)"),
+        {"x", "z"},
+        "x := x + 1 rebinds x after reading it, and z is bound when the if is taken: both "
+        "are the kernel's after the cell (a name bound on some path is an output)",
+    ),
 }
 
 
@@ -93,9 +101,16 @@ def test_the_cases_are_the_vendored_suites():
 def _marimo_cases() -> list:
     """marimo's cases; one whose code this Python cannot parse (`type X = ...`, `def f[T]()`: 3.12) is
     marked skipped, and reported so."""
-    return [pytest.param(c, marks=pytest.mark.skipif(not _parses(CASES[c]["code"]),
-                                                    reason="the case's code needs a newer Python to parse"))
-            for c in CASES if c.startswith("marimo/")]
+    return [
+        pytest.param(
+            c,
+            marks=pytest.mark.skipif(
+                not _parses(CASES[c]["code"]), reason="the case's code needs a newer Python to parse"
+            ),
+        )
+        for c in CASES
+        if c.startswith("marimo/")
+    ]
 
 
 @pytest.mark.parametrize("case_id", _marimo_cases())

@@ -349,22 +349,47 @@ CASES = [
     case("del-subscript-mutates", "del cache[key]", reads={"cache", "key"}, mutates={"cache"}),
     case("del-attribute-mutates", "del obj.attr", reads={"obj"}, mutates={"obj"}),
     # -- maybe-unbound is still bound ------------------------------------------------
-    case("except-as-rebinding-an-earlier-name", "err = None\ntry:\n    run()\nexcept ValueError as err:\n    log(err)",
-         reads={"run", "ValueError", "log"}, writes={"err"}),
-    case("except-as-a-new-name-is-gone", "try:\n    run()\nexcept ValueError as e:\n    log(e)",
-         reads={"run", "ValueError", "log"}),
+    case(
+        "except-as-rebinding-an-earlier-name",
+        "err = None\ntry:\n    run()\nexcept ValueError as err:\n    log(err)",
+        reads={"run", "ValueError", "log"},
+        writes={"err"},
+    ),
+    case(
+        "except-as-a-new-name-is-gone",
+        "try:\n    run()\nexcept ValueError as e:\n    log(e)",
+        reads={"run", "ValueError", "log"},
+    ),
     case("conditional-del-keeps-the-name", "x = 1\nif c:\n    del x", reads={"c"}, writes={"x"}),
     case("del-in-a-loop-keeps-the-name", "x = 1\nfor i in r:\n    del x", reads={"r"}, writes={"x", "i"}),
-    case("del-in-try-keeps-the-name", "x = 1\ntry:\n    del x\nexcept KeyError:\n    pass",
-         reads={"KeyError"}, writes={"x"}),
-    case("del-in-a-match-case-keeps-the-name", "x = 1\nmatch v:\n    case 1:\n        del x",
-         reads={"v"}, writes={"x"}),
-    case("conditional-del-of-an-input-makes-it-an-output", "if c:\n    del cache",
-         reads={"c", "cache"}, mutates={"cache"}),
-    case("global-del-in-a-function-that-may-never-run", "x = 1\ndef reset():\n    global x\n    del x",
-         writes={"x", "reset"}, defines={"reset": "function"}),
-    case("unconditional-del-after-an-if-is-a-delete", "x = 1\nif c:\n    y = 2\ndel x",
-         reads={"c"}, writes={"y"}, deletes={"x"}),
+    case(
+        "del-in-try-keeps-the-name",
+        "x = 1\ntry:\n    del x\nexcept KeyError:\n    pass",
+        reads={"KeyError"},
+        writes={"x"},
+    ),
+    case(
+        "del-in-a-match-case-keeps-the-name", "x = 1\nmatch v:\n    case 1:\n        del x", reads={"v"}, writes={"x"}
+    ),
+    case(
+        "conditional-del-of-an-input-makes-it-an-output",
+        "if c:\n    del cache",
+        reads={"c", "cache"},
+        mutates={"cache"},
+    ),
+    case(
+        "global-del-in-a-function-that-may-never-run",
+        "x = 1\ndef reset():\n    global x\n    del x",
+        writes={"x", "reset"},
+        defines={"reset": "function"},
+    ),
+    case(
+        "unconditional-del-after-an-if-is-a-delete",
+        "x = 1\nif c:\n    y = 2\ndel x",
+        reads={"c"},
+        writes={"y"},
+        deletes={"x"},
+    ),
     # -- mutation of inputs ---------------------------------------------------------
     case("append", "items.append(x)", reads={"items", "x"}, mutates={"items"}),
     case("inplace-true", "df.drop(columns=['a'], inplace=True)", reads={"df"}, mutates={"df"}),
@@ -600,7 +625,13 @@ def test_result_serializes_and_hashes() -> None:
 
 def test_constructed_analysis_is_read_only_too() -> None:
     made = CellAnalysis(
-        reads={"a": 1}, writes={}, mutates={}, deletes={}, imports={}, star_imports=[3], defines={}  # type: ignore[arg-type]
+        reads={"a": 1},
+        writes={},
+        mutates={},
+        deletes={},
+        imports={},
+        star_imports=[3],
+        defines={},  # type: ignore[arg-type]
     )
     assert made.star_imports == (3,)
     with pytest.raises(TypeError):
@@ -626,41 +657,50 @@ def test_python_312_type_parameters() -> None:
     assert set(result.writes) == {"Pair", "first"}
 
 
-@pytest.mark.parametrize("source, misplaced", [
-    ("return model", ((1, "return"),)),
-    ("x = 1\nif x:\n    return {'x': x}", ((3, "return"),)),
-    ("for row in rows:\n    yield row", ((2, "yield"),)),
-    ("yield from rows", ((1, "yield"),)),
-    ("data = await fetch()", ((1, "await"),)),
-    ("def f():\n    return 1\nclass C:\n    def g(self):\n        yield 2", ()),
-    ("h = lambda: (yield)", ()),
-    ("async def f():\n    await g()", ()),
-])
+@pytest.mark.parametrize(
+    "source, misplaced",
+    [
+        ("return model", ((1, "return"),)),
+        ("x = 1\nif x:\n    return {'x': x}", ((3, "return"),)),
+        ("for row in rows:\n    yield row", ((2, "yield"),)),
+        ("yield from rows", ((1, "yield"),)),
+        ("data = await fetch()", ((1, "await"),)),
+        ("def f():\n    return 1\nclass C:\n    def g(self):\n        yield 2", ()),
+        ("h = lambda: (yield)", ()),
+        ("async def f():\n    await g()", ()),
+    ],
+)
 def test_statements_that_belong_in_a_function_are_found_at_cell_level(source, misplaced):
     assert analyze(source).misplaced == misplaced
 
 
-@pytest.mark.parametrize(("source", "mutates"), [
-    ("for s in (a, b):\n    s.drop('c', axis=1, inplace=True)", {"a", "b"}),
-    ("x = a\nx['k'] = 1", {"a"}),
-    ("both = [b]\nboth[0]['c'] = 2", {"b"}),
-    ("p, q = a, b\nq['d'] = 3", {"b"}),
-    ("for i, df in enumerate(frames):\n    df.dropna(inplace=True)", {"frames"}),
-    ("for k, v in d.items():\n    v.append(1)", {"d"}),
-    ("x = a if flag else b\nx += [1]", {"a", "b"}),
-    ("x = a.y\nx.z = 1", {"a"}),
-    ("x = len(a)\nx += 1", set()),  # a number computed from a: no alias
-    ("y = 1\nx = a\ny += 2", set()),
-])
+@pytest.mark.parametrize(
+    ("source", "mutates"),
+    [
+        ("for s in (a, b):\n    s.drop('c', axis=1, inplace=True)", {"a", "b"}),
+        ("x = a\nx['k'] = 1", {"a"}),
+        ("both = [b]\nboth[0]['c'] = 2", {"b"}),
+        ("p, q = a, b\nq['d'] = 3", {"b"}),
+        ("for i, df in enumerate(frames):\n    df.dropna(inplace=True)", {"frames"}),
+        ("for k, v in d.items():\n    v.append(1)", {"d"}),
+        ("x = a if flag else b\nx += [1]", {"a", "b"}),
+        ("x = a.y\nx.z = 1", {"a"}),
+        ("x = len(a)\nx += 1", set()),  # a number computed from a: no alias
+        ("y = 1\nx = a\ny += 2", set()),
+    ],
+)
 def test_a_change_through_an_alias_is_a_change_of_what_it_names(source, mutates):
     assert set(analyze(source).mutates) == mutates
 
 
-@pytest.mark.parametrize(("source", "reads"), [
-    ("def get_titles():\n    return combined.upper()\ncombined = get_titles()", {"combined"}),
-    ("def g():\n    return data * 2\ndef f():\n    return g()\ndata = f()", {"data"}),  # through another
-    ("combined = load()\ndef f():\n    return combined + 1\nx = f()", {"load"}),  # bound before the call
-    ("def f():\n    return data\ndata = 2\nz = f()", set()),
-])
+@pytest.mark.parametrize(
+    ("source", "reads"),
+    [
+        ("def get_titles():\n    return combined.upper()\ncombined = get_titles()", {"combined"}),
+        ("def g():\n    return data * 2\ndef f():\n    return g()\ndata = f()", {"data"}),  # through another
+        ("combined = load()\ndef f():\n    return combined + 1\nx = f()", {"load"}),  # bound before the call
+        ("def f():\n    return data\ndata = 2\nz = f()", set()),
+    ],
+)
 def test_a_function_called_before_the_cell_binds_a_name_it_reads_reads_the_earlier_value(source, reads):
     assert set(analyze(source).reads) == reads

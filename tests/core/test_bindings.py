@@ -23,8 +23,11 @@ def test_a_module_imported_in_one_step_is_imported_again_in_the_next_never_shipp
     shell.run("%%step a\nimport math\nfrom statistics import mean as avg\nr = math.sqrt(16)")
     shell.run("%%step b\ns = math.floor(r) + avg([1, 2])")
     graph = shell.graph()
-    assert inputs(shell, "b") == {"math": ("import", "import math"), "avg": ("import", "from statistics import mean as avg"),
-                                  "r": ("step", "a")}
+    assert inputs(shell, "b") == {
+        "math": ("import", "import math"),
+        "avg": ("import", "from statistics import mean as avg"),
+        "r": ("step", "a"),
+    }
     assert graph.step("a").outputs == ["r"]  # the modules are not outputs
 
 
@@ -67,11 +70,14 @@ def test_an_ordinary_cell_that_deletes_a_step_output_is_seen(shell):
     assert any("ordinary cell" in m and "deletes" in m for _, _, m in errors(shell))
 
 
-@pytest.mark.parametrize("body, keyword, line", [
-    ("x = 1\nreturn x", "return", 3),
-    ("for r in range(3):\n    yield r", "yield", 3),
-    ("import asyncio\nv = await asyncio.sleep(0)", "await", 3),
-])
+@pytest.mark.parametrize(
+    "body, keyword, line",
+    [
+        ("x = 1\nreturn x", "return", 3),
+        ("for r in range(3):\n    yield r", "yield", 3),
+        ("import asyncio\nv = await asyncio.sleep(0)", "await", 3),
+    ],
+)
 def test_return_yield_await_at_the_top_of_a_step_are_refused_with_the_line(shell, body, keyword, line):
     shell.configure()
     shell.run(f"%%step --defer a\n{body}")
@@ -134,12 +140,16 @@ def test_global_at_the_top_of_a_step_is_refused(shell):
 
 # --------------------------------------------------------------------------- mutation the syntax does not show
 MUTATION_CASES = {
-    "notebook-function": ("def scale_in_place(xs, k):\n    for i in range(len(xs)):\n        xs[i] *= k",
-                          "scale_in_place(values, 10)"),
+    "notebook-function": (
+        "def scale_in_place(xs, k):\n    for i in range(len(xs)):\n        xs[i] *= k",
+        "scale_in_place(values, 10)",
+    ),
     "through-another-function": ("def inner(v):\n    v.append(4)\ndef outer(w):\n    inner(w)", "outer(values)"),
     "keyword-argument": ("def fill(xs=None, n=0):\n    xs.extend(range(n))", "fill(n=2, xs=values)"),
-    "user-method-changing-self": ("class Tally:\n    def __init__(self):\n        self.n = 0\n"
-                                  "    def bump(self, k):\n        self.n += k", "values.bump(5)"),
+    "user-method-changing-self": (
+        "class Tally:\n    def __init__(self):\n        self.n = 0\n    def bump(self, k):\n        self.n += k",
+        "values.bump(5)",
+    ),
     "random-shuffle": ("import random", "random.shuffle(values)"),
     "rng-shuffle": ("import random\nrng = random.Random(3)", "rng.shuffle(values)"),
     "heapq": ("import heapq", "heapq.heappush(values, 0)"),
@@ -173,10 +183,12 @@ def test_a_function_that_only_reads_its_argument_changes_nothing(shell):
 
 def test_mutation_through_a_notebook_function_reaches_the_next_step_as_in_the_kernel(shell, tmp_path):
     shell.configure()
-    cells = ["def scale_in_place(xs, k):\n    for i in range(len(xs)):\n        xs[i] *= k",
-             "%%step load\nvalues = [1, 2, 3, 4, 5, 6]",
-             "%%step scale\nscale_in_place(values, 10)\nmarker = 5",
-             "%%step report\ntotal = sum(values) + marker"]
+    cells = [
+        "def scale_in_place(xs, k):\n    for i in range(len(xs)):\n        xs[i] *= k",
+        "%%step load\nvalues = [1, 2, 3, 4, 5, 6]",
+        "%%step scale\nscale_in_place(values, 10)\nmarker = 5",
+        "%%step report\ntotal = sum(values) + marker",
+    ]
     for source in cells:
         shell.run(source)
     assert shell.ip.user_ns["total"] == 215
@@ -211,8 +223,13 @@ def test_fingerprints_see_in_place_changes_and_skip_what_they_cannot_hash():
 
     np = pytest.importorskip("numpy")
     pd = pytest.importorskip("pandas")
-    values = {"a": np.arange(10.0), "df": pd.DataFrame({"x": [1, 2]}), "l": [1, 2], "f": len,
-              "lock": __import__("threading").Lock()}
+    values = {
+        "a": np.arange(10.0),
+        "df": pd.DataFrame({"x": [1, 2]}),
+        "l": [1, 2],
+        "f": len,
+        "lock": __import__("threading").Lock(),
+    }
     before = fingerprint.fingerprints(values, values)
     assert set(before) == {"a", "df", "l"}  # a function is never compared, a lock cannot be pickled
     values["a"][3] = -1
@@ -241,8 +258,11 @@ def test_a_name_imported_in_an_ordinary_cell_is_imported_in_the_step_as_the_cell
     shell.run("from os.path import join\nfrom json import JSONDecoder\nimport os.path as osp")
     shell.run("%%step --defer a\npath = join('a', 'b')\ndecoder = JSONDecoder()\nhere = osp.sep")
     statements = {name: i.statement for name, i in shell.graph().step("a").inputs.items()}
-    assert statements == {"join": "from os.path import join", "JSONDecoder": "from json import JSONDecoder",
-                          "osp": "import os.path as osp"}
+    assert statements == {
+        "join": "from os.path import join",
+        "JSONDecoder": "from json import JSONDecoder",
+        "osp": "import os.path as osp",
+    }
     import sys
     import types
 
@@ -275,8 +295,10 @@ def test_taint_is_by_name_not_by_cell(shell, tmp_path):
     model when it is called, and a cell where only one of two names is computed from a step's output."""
     shell.configure()
     shell.run("%%step fit\nmodel = {'w': 3}\ny_test = [1, 2, 4]")
-    shell.run("from statistics import mean\nTHRESHOLD = 0.5\nscaled = [v * 2 for v in y_test]\n"
-              "def predict(x):\n    return model['w'] * x\nprint(mean(y_test))")
+    shell.run(
+        "from statistics import mean\nTHRESHOLD = 0.5\nscaled = [v * 2 for v in y_test]\n"
+        "def predict(x):\n    return model['w'] * x\nprint(mean(y_test))"
+    )
     shell.run("%%step score\npreds = [predict(v) for v in y_test]\nm = mean(preds) > THRESHOLD")
     graph = shell.graph()
     assert not graph.report.errors, graph.report.errors

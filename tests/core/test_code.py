@@ -8,7 +8,7 @@ import textwrap
 
 from jupyter_smstep.core.code import by_value, clock_reads, reachable
 
-NOTEBOOK = textwrap.dedent('''
+NOTEBOOK = textwrap.dedent("""
     import datetime as dt
     from datetime import date, datetime
 
@@ -33,7 +33,7 @@ NOTEBOOK = textwrap.dedent('''
     def no_clock():
         fixed = datetime(2020, 1, 1)
         return fixed.date(), date.fromisoformat("2020-01-02"), "now"
-''')
+""")
 
 
 def notebook():

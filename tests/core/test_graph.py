@@ -112,8 +112,12 @@ def test_cell_still_runs_in_kernel(shell):
 
 def test_inputs_and_outputs_overrides(shell):
     shell.configure()
-    cells(shell, "%%step a\nx = 1\ny = 2", "%%step b --inputs x --outputs z\nz = x + y_default if False else x",
-          "%%step c\nw = z")
+    cells(
+        shell,
+        "%%step a\nx = 1\ny = 2",
+        "%%step b --inputs x --outputs z\nz = x + y_default if False else x",
+        "%%step c\nw = z",
+    )
     g = shell.graph()
     assert g.step("b").outputs == ["z"]
     assert g.step("c").inputs["z"].step == "b"
@@ -230,15 +234,19 @@ def test_every_sdk_option_is_accepted(shell):
         "--max-runtime-in-seconds 600 --role arn:aws:iam::111122223333:role/Other --security-group-ids sg-1 "
         "--subnets subnet-1,subnet-2 --tag team=ml --volume-kms-key k --volume-size 50 "
         "--encrypt-inter-container-traffic --use-spot-instances --max-wait-time-in-seconds 900 "
-        "--spark-config '{\"submit_files\": [\"s3://b/f\"]}'\nx = 1"
+        '--spark-config \'{"submit_files": ["s3://b/f"]}\'\nx = 1'
     )
     s = shell.graph().step("full").settings
     assert s["instance_count"].value == 2 and s["instance_count"].source == "cell"
     assert s["environment_variables"].value == {"A": "1", "B": "2"}
     assert s["pre_execution_commands"].value == ["echo hi", "echo there"]
     assert s["subnets"].value == ["subnet-1", "subnet-2"]
-    assert s["retry_policies"].value[0] == {"exception_types": ["SageMaker.CAPACITY_ERROR"], "max_attempts": 3,
-                                            "interval_seconds": 2, "backoff_rate": 1.5}
+    assert s["retry_policies"].value[0] == {
+        "exception_types": ["SageMaker.CAPACITY_ERROR"],
+        "max_attempts": 3,
+        "interval_seconds": 2,
+        "backoff_rate": 1.5,
+    }
     assert s["use_spot_instances"].value is True and s["encrypt_inter_container_traffic"].value is True
     assert s["tags"].value == {"team": "ml"}
     assert s["job_name_prefix"].value == "custom-prefix" and s["job_name_prefix"].source == "cell"
@@ -248,10 +256,12 @@ def test_load_ext_does_not_import_sagemaker():
     import subprocess
     import sys
 
-    code = ("import sys\nfrom IPython.testing.globalipapp import start_ipython\nip = start_ipython()\n"
-            "ip.run_cell('%load_ext jupyter_smstep')\nip.run_cell('%%step --defer a\\nx = 1')\n"
-            "ip.run_cell('%pipeline show --text')\n"
-            "print(sorted(m for m in sys.modules if m == 'sagemaker' or m.startswith('sagemaker.')))")
+    code = (
+        "import sys\nfrom IPython.testing.globalipapp import start_ipython\nip = start_ipython()\n"
+        "ip.run_cell('%load_ext jupyter_smstep')\nip.run_cell('%%step --defer a\\nx = 1')\n"
+        "ip.run_cell('%pipeline show --text')\n"
+        "print(sorted(m for m in sys.modules if m == 'sagemaker' or m.startswith('sagemaker.')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
 

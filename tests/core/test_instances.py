@@ -20,16 +20,40 @@ def test_the_shipped_specs_say_where_they_come_from_and_know_the_common_types():
     assert specs.get("ml.g5.xlarge").gpus == 1
 
 
-@pytest.mark.parametrize("instance, peak, cpu, same, general, too_small, words", [
-    ("ml.m5.2xlarge", 1.3, 1.0, "ml.m5.large", "ml.m5.large", False,
-     "ml.m5.2xlarge (8 vCPU, 32 GiB) → ml.m5.large (2 vCPU, 8 GiB) fits"),
-    ("ml.m5.large", 1.3, 1.0, "ml.m5.large", "ml.m5.large", False, "is the smallest that fits"),
-    ("ml.c5.4xlarge", 6.0, 3.5, "ml.c5.2xlarge", "ml.m5.xlarge", False,
-     "→ ml.c5.2xlarge (8 vCPU, 16 GiB) or ml.m5.xlarge (4 vCPU, 16 GiB) fits"),
-    ("ml.m5.large", 9.0, 1.0, "ml.m5.xlarge", "ml.m5.xlarge", True,
-     "more than ml.m5.large (2 vCPU, 8 GiB) holds: the job would run out of memory; ml.m5.xlarge"),
-    ("ml.g5.2xlarge", 2.0, 1.0, "ml.g5.xlarge", None, False, "→ ml.g5.xlarge (4 vCPU, 16 GiB, 1 GPU) fits"),
-])
+@pytest.mark.parametrize(
+    "instance, peak, cpu, same, general, too_small, words",
+    [
+        (
+            "ml.m5.2xlarge",
+            1.3,
+            1.0,
+            "ml.m5.large",
+            "ml.m5.large",
+            False,
+            "ml.m5.2xlarge (8 vCPU, 32 GiB) → ml.m5.large (2 vCPU, 8 GiB) fits",
+        ),
+        ("ml.m5.large", 1.3, 1.0, "ml.m5.large", "ml.m5.large", False, "is the smallest that fits"),
+        (
+            "ml.c5.4xlarge",
+            6.0,
+            3.5,
+            "ml.c5.2xlarge",
+            "ml.m5.xlarge",
+            False,
+            "→ ml.c5.2xlarge (8 vCPU, 16 GiB) or ml.m5.xlarge (4 vCPU, 16 GiB) fits",
+        ),
+        (
+            "ml.m5.large",
+            9.0,
+            1.0,
+            "ml.m5.xlarge",
+            "ml.m5.xlarge",
+            True,
+            "more than ml.m5.large (2 vCPU, 8 GiB) holds: the job would run out of memory; ml.m5.xlarge",
+        ),
+        ("ml.g5.2xlarge", 2.0, 1.0, "ml.g5.xlarge", None, False, "→ ml.g5.xlarge (4 vCPU, 16 GiB, 1 GPU) fits"),
+    ],
+)
 def test_suggestions(instance, peak, cpu, same, general, too_small, words):
     s = instances.suggest("train", instance, measured(peak, cpu))
     assert (s.same_family.name if s.same_family else None) == same
@@ -45,14 +69,17 @@ def test_an_unknown_type_and_an_unmeasured_step_are_said_not_guessed():
 
 
 def test_a_runs_summary_groups_the_steps_that_need_nothing_and_keeps_the_others_apart():
-    found = [instances.suggest("load", "ml.m5.large", measured(0.2)),
-             instances.suggest("train", "ml.m5.large", measured(0.3)),
-             instances.suggest("big", "ml.m5.2xlarge", measured(1.3)),
-             instances.suggest("oom", "ml.m5.large", measured(9.0))]
+    found = [
+        instances.suggest("load", "ml.m5.large", measured(0.2)),
+        instances.suggest("train", "ml.m5.large", measured(0.3)),
+        instances.suggest("big", "ml.m5.2xlarge", measured(1.3)),
+        instances.suggest("oom", "ml.m5.large", measured(9.0)),
+    ]
     assert [s.already_smallest for s in found] == [True, True, False, False]
     lines = instances.summary_lines(found)
     assert lines[0].startswith("big: peak 1.3 GiB") and "→ ml.m5.large" in lines[0]
     assert lines[1].startswith("warning: oom: peak 9.0 GiB")
-    assert lines[2].startswith("load, train: each has ml.m5.large, the smallest instance type that fits (peak "
-                               "205 MiB–307 MiB;")
+    assert lines[2].startswith(
+        "load, train: each has ml.m5.large, the smallest instance type that fits (peak 205 MiB–307 MiB;"
+    )
     assert instances.summary_lines(found[:1]) == [found[0].note]

@@ -11,24 +11,40 @@ from jupyter_smstep.core.randomness import aliases, uses
 
 
 def test_aliases_follow_the_notebooks_imports():
-    assert aliases(["import numpy as np", "import random", "from numpy import random as npr",
-                    "from random import shuffle", "import torch.nn"]) == {
-        "np": "numpy", "random": "random", "npr": "numpy.random", "shuffle": "random.shuffle", "torch": "torch"}
+    assert aliases(
+        [
+            "import numpy as np",
+            "import random",
+            "from numpy import random as npr",
+            "from random import shuffle",
+            "import torch.nn",
+        ]
+    ) == {"np": "numpy", "random": "random", "npr": "numpy.random", "shuffle": "random.shuffle", "torch": "torch"}
 
 
-@pytest.mark.parametrize("source, seeds, draws", [
-    ("np.random.seed(0)\nx = np.random.normal(size=3)", [("numpy", 1)], [("numpy", 2)]),
-    ("rng = np.random.default_rng(0)\nx = rng.normal()", [], []),  # a generator has its own state
-    ("x = [random.random() for _ in range(3)]", [], [("random", 1)]),
-    ("shuffle(xs)", [], [("random", 1)]),
-    ("def f():\n    return random.random()", [], []),  # runs when called: not followed
-    ("torch.manual_seed(1)\nt = torch.rand(2)", [("torch", 1)], [("torch", 2)]),
-    ("r = random.Random(3)\nr.shuffle(xs)", [], []),
-    ("npr.randint(0, 5)", [], [("numpy", 1)]),
-])
+@pytest.mark.parametrize(
+    "source, seeds, draws",
+    [
+        ("np.random.seed(0)\nx = np.random.normal(size=3)", [("numpy", 1)], [("numpy", 2)]),
+        ("rng = np.random.default_rng(0)\nx = rng.normal()", [], []),  # a generator has its own state
+        ("x = [random.random() for _ in range(3)]", [], [("random", 1)]),
+        ("shuffle(xs)", [], [("random", 1)]),
+        ("def f():\n    return random.random()", [], []),  # runs when called: not followed
+        ("torch.manual_seed(1)\nt = torch.rand(2)", [("torch", 1)], [("torch", 2)]),
+        ("r = random.Random(3)\nr.shuffle(xs)", [], []),
+        ("npr.randint(0, 5)", [], [("numpy", 1)]),
+    ],
+)
 def test_seeds_and_draws(source, seeds, draws):
-    names = aliases(["import numpy as np", "import random", "from random import shuffle", "import torch",
-                     "from numpy import random as npr"])
+    names = aliases(
+        [
+            "import numpy as np",
+            "import random",
+            "from random import shuffle",
+            "import torch",
+            "from numpy import random as npr",
+        ]
+    )
     found_seeds, found_draws = uses(source, names)
     assert [(u.library, u.line) for u in found_seeds] == seeds
     assert [(u.library, u.line) for u in found_draws] == draws

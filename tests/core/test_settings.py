@@ -29,7 +29,9 @@ def test_precedence_cell_notebook_config_default(shell, tmp_path, monkeypatch):
 
 
 def test_kernel_image_is_pinned_and_used(shell, monkeypatch):
-    monkeypatch.setenv("SAGEMAKER_INTERNAL_IMAGE_URI", "123456789012.dkr.ecr.us-east-1.amazonaws.com/sagemaker-distribution-prod")
+    monkeypatch.setenv(
+        "SAGEMAKER_INTERNAL_IMAGE_URI", "123456789012.dkr.ecr.us-east-1.amazonaws.com/sagemaker-distribution-prod"
+    )
     monkeypatch.setenv("IMAGE_VERSION", "2.4.1-cpu")
     shell.run(f"%pipeline config --name p --role {ROLE} --instance-type ml.m5.large")
     shell.run("%%step --defer a\nx = 1")

@@ -34,8 +34,12 @@ REGION = "us-east-1"
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
 #: moto accepts any credentials; the fake's own clients never depend on the caller's environment.
 DUMMY = {"region_name": REGION, "aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
-DUMMY_ENV = {"AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION, "AWS_ACCESS_KEY_ID": "testing",
-             "AWS_SECRET_ACCESS_KEY": "testing"}
+DUMMY_ENV = {
+    "AWS_REGION": REGION,
+    "AWS_DEFAULT_REGION": REGION,
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+}
 
 
 # =========================================================================== the fake
@@ -84,8 +88,11 @@ class FakeExecution:
             plan, tries = self.plans[name], self.attempts[name]
             last = tries[-1] if tries else None
             candidates = []
-            if last is None or (last.status in ("Failed", "Stopped") and name in self.restart_at
-                                and self.restart_at[name] >= (last.end or 0)):
+            if last is None or (
+                last.status in ("Failed", "Stopped")
+                and name in self.restart_at
+                and self.restart_at[name] >= (last.end or 0)
+            ):
                 deps = [self.attempts[d][-1] if self.attempts[d] else None for d in plan.deps]
                 if all(d is not None and d.status == "Succeeded" for d in deps):
                     ready = max([self.t0] + [d.end for d in deps if d is not None])
@@ -153,10 +160,16 @@ class FakeExecution:
         for name in self.order:
             for a in self.attempts[name]:
                 row: dict[str, Any] = {
-                    "StepName": name, "StepDisplayName": name, "StartTime": self.t0_epoch + a.start,
-                    "StepStatus": a.status, "AttemptCount": a.number,
-                    "Metadata": {"TrainingJob": {"Arn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/"
-                                                        f"{self.job_name(name, a.number)}"}},
+                    "StepName": name,
+                    "StepDisplayName": name,
+                    "StartTime": self.t0_epoch + a.start,
+                    "StepStatus": a.status,
+                    "AttemptCount": a.number,
+                    "Metadata": {
+                        "TrainingJob": {
+                            "Arn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/{self.job_name(name, a.number)}"
+                        }
+                    },
                 }
                 if a.end is not None:
                     row["EndTime"] = self.t0_epoch + a.end
@@ -178,11 +191,23 @@ class JobExecution(FakeExecution):
     arguments resolved as the service resolves them, then the SDK's entry point run as a training job of
     the fake (``_run_job``), one step after another in definition order, against moto's S3."""
 
-    def __init__(self, fake: FakeSageMaker, arn: str, pipeline: str, definition: dict, parameters: dict[str, Any],
-                 display_name: str = "") -> None:
+    def __init__(
+        self,
+        fake: FakeSageMaker,
+        arn: str,
+        pipeline: str,
+        definition: dict,
+        parameters: dict[str, Any],
+        display_name: str = "",
+    ) -> None:
         steps = definition.get("Steps", [])
-        super().__init__(arn, pipeline, [StepPlan(s["Name"], list(s.get("DependsOn", []))) for s in steps],
-                         self._clock(), display_name)
+        super().__init__(
+            arn,
+            pipeline,
+            [StepPlan(s["Name"], list(s.get("DependsOn", []))) for s in steps],
+            self._clock(),
+            display_name,
+        )
         self.fake, self.steps = fake, steps
         self.mlflow = dict(definition.get("MlflowConfig") or {})
         self.parameters = {p["Name"]: p.get("DefaultValue") for p in definition.get("Parameters", [])}
@@ -241,8 +266,7 @@ class JobExecution(FakeExecution):
                 return
             request = self._resolve(step["Arguments"])
             job_name = self.job_name(name, 1)
-            job = {"status": "InProgress", "request": request, "process": None, "failure": None,
-                   "started": time.time()}
+            job = {"status": "InProgress", "request": request, "process": None, "failure": None, "started": time.time()}
             self.fake.training_jobs[job_name] = job
             self.fake._run_job(job_name, job)
             attempt.end = self._clock()
@@ -296,8 +320,13 @@ class JobZygote:
         import sys
 
         self.lock = threading.Lock()
-        self.proc = subprocess.Popen([sys.executable, "-c", _ZYGOTE, module], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True, env={**os.environ, **DUMMY_ENV})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", _ZYGOTE, module],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **DUMMY_ENV},
+        )
 
     def start(self, argv: list[str], env: dict[str, str], cwd: str) -> ZygoteJob:
         self.lock.acquire()  # released when the job ends (ZygoteJob.wait), or here if it cannot start
@@ -353,8 +382,9 @@ class _Reply(Exception):
 class FakeSageMaker:
     """A local HTTP endpoint: the missing SageMaker calls, simulated; everything else forwarded to moto."""
 
-    def __init__(self, upstream: str | None = None, clock: str = "ticks", page_size: int = 100,
-                 seconds_per_unit: float = 1.0) -> None:
+    def __init__(
+        self, upstream: str | None = None, clock: str = "ticks", page_size: int = 100, seconds_per_unit: float = 1.0
+    ) -> None:
         self.upstream = upstream
         self.clock_mode = clock
         self.ticks = 0.0
@@ -419,8 +449,9 @@ class FakeSageMaker:
         return (time.monotonic() - self.started) / self.seconds_per_unit
 
     # ------------------------------------------------------------------ scenario helpers
-    def add_execution(self, plans: list[StepPlan], pipeline: str = "demo", exec_id: str | None = None,
-                      start: float | None = None) -> str:
+    def add_execution(
+        self, plans: list[StepPlan], pipeline: str = "demo", exec_id: str | None = None, start: float | None = None
+    ) -> str:
         exec_id = exec_id or f"ex{len(self.executions) + 1:010d}"
         arn = f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:pipeline/{pipeline}/execution/{exec_id}"
         ex = FakeExecution(arn, pipeline, plans, self.now() if start is None else start)
@@ -448,8 +479,11 @@ class FakeSageMaker:
         stream = f"{job_name}/algo-1-{int(time.time())}"
         logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
         now_ms = int(time.time() * 1000)
-        logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=stream,
-                            logEvents=[{"timestamp": now_ms + i, "message": line} for i, line in enumerate(lines)])
+        logs.put_log_events(
+            logGroupName=LOG_GROUP,
+            logStreamName=stream,
+            logEvents=[{"timestamp": now_ms + i, "message": line} for i, line in enumerate(lines)],
+        )
 
     # ------------------------------------------------------------------ HTTP
     def _handle(self, req: BaseHTTPRequestHandler) -> None:
@@ -490,8 +524,10 @@ class FakeSageMaker:
 
     def _reply_xml(self, req: BaseHTTPRequestHandler, status: int, code: str, message: str) -> None:
         """An S3 error as S3 answers it."""
-        data = (f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code><Message>{message}</Message>"
-                "<RequestId>fake-request</RequestId></Error>").encode()
+        data = (
+            f"<?xml version='1.0' encoding='UTF-8'?><Error><Code>{code}</Code><Message>{message}</Message>"
+            "<RequestId>fake-request</RequestId></Error>"
+        ).encode()
         req.send_response(status)
         req.send_header("Content-Type", "application/xml")
         req.send_header("Content-Length", str(len(data)))
@@ -523,8 +559,9 @@ class FakeSageMaker:
             if k.lower() not in ("connection", "transfer-encoding", "content-length", "server", "date"):
                 req.send_header(k, v)
         # A HEAD answer has no body but tells the object's length
-        req.send_header("Content-Length", resp.getheader("Content-Length", "0") if req.command == "HEAD"
-                        else str(len(data)))
+        req.send_header(
+            "Content-Length", resp.getheader("Content-Length", "0") if req.command == "HEAD" else str(len(data))
+        )
         req.end_headers()
         if req.command != "HEAD":
             req.wfile.write(data)
@@ -541,15 +578,25 @@ class FakeSageMaker:
         if self.run_pipelines:
             parameters = {p["Name"]: p["Value"] for p in request.get("PipelineParameters", [])}
             with self.lock:
-                self.executions[arn] = JobExecution(self, arn, request["PipelineName"], definition, parameters,
-                                                    request.get("PipelineExecutionDisplayName", ""))
+                self.executions[arn] = JobExecution(
+                    self,
+                    arn,
+                    request["PipelineName"],
+                    definition,
+                    parameters,
+                    request.get("PipelineExecutionDisplayName", ""),
+                )
             return
         steps = definition.get("Steps", [])
-        plans = self.auto_plan(request["PipelineName"], steps) if self.auto_plan else [
-            StepPlan(s["Name"], list(s.get("DependsOn", []))) for s in steps]
+        plans = (
+            self.auto_plan(request["PipelineName"], steps)
+            if self.auto_plan
+            else [StepPlan(s["Name"], list(s.get("DependsOn", []))) for s in steps]
+        )
         with self.lock:
-            ex = FakeExecution(arn, request["PipelineName"], plans, self.now(),
-                               request.get("PipelineExecutionDisplayName", ""))
+            ex = FakeExecution(
+                arn, request["PipelineName"], plans, self.now(), request.get("PipelineExecutionDisplayName", "")
+            )
             ex.on_end = self._write_logs
             self.executions[arn] = ex
 
@@ -567,10 +614,15 @@ class FakeSageMaker:
             self.ticks += 1
         ex.advance(self.now())
         status, reason = ex.status()
-        out = {"PipelineArn": ex.arn.split("/execution/")[0], "PipelineExecutionArn": ex.arn,
-               "PipelineExecutionDisplayName": ex.display_name, "PipelineExecutionStatus": status,
-               "CreationTime": ex.t0_epoch + ex.t0, "LastModifiedTime": ex.modified(self.now()),
-               "CreatedBy": {"IamIdentity": {"Arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/DataScientist/alice"}}}
+        out = {
+            "PipelineArn": ex.arn.split("/execution/")[0],
+            "PipelineExecutionArn": ex.arn,
+            "PipelineExecutionDisplayName": ex.display_name,
+            "PipelineExecutionStatus": status,
+            "CreationTime": ex.t0_epoch + ex.t0,
+            "LastModifiedTime": ex.modified(self.now()),
+            "CreatedBy": {"IamIdentity": {"Arn": f"arn:aws:sts::{ACCOUNT}:assumed-role/DataScientist/alice"}},
+        }
         if reason:
             out["FailureReason"] = reason
         if ex.mlflow:
@@ -587,7 +639,7 @@ class FakeSageMaker:
             rows.reverse()
         start = int(body.get("NextToken") or 0)
         size = min(int(body.get("MaxResults") or 100), self.page_size)
-        out: dict[str, Any] = {"PipelineExecutionSteps": rows[start:start + size]}
+        out: dict[str, Any] = {"PipelineExecutionSteps": rows[start : start + size]}
         if start + size < len(rows):
             out["NextToken"] = str(start + size)
         return out
@@ -611,9 +663,13 @@ class FakeSageMaker:
 
         request = job["request"]
         module = compat.modules()["remote_function"] + ".invoke_function"
-        env = {**{k: v for k, v in os.environ.items() if not k.startswith("AWS_")}, **DUMMY_ENV,
-               "AWS_ENDPOINT_URL": self.upstream or "", "TRAINING_JOB_NAME": name,
-               **(request.get("Environment") or {})}
+        env = {
+            **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
+            **DUMMY_ENV,
+            "AWS_ENDPOINT_URL": self.upstream or "",
+            "TRAINING_JOB_NAME": name,
+            **(request.get("Environment") or {}),
+        }
         with self.lock:
             if self.zygote is None:
                 self.zygote = JobZygote(module)
@@ -634,12 +690,18 @@ class FakeSageMaker:
         name = body["TrainingJobName"]
         job = self.training_jobs[name]
         request = job["request"]
-        out = {"TrainingJobName": name, "TrainingJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/{name}",
-               "TrainingJobStatus": job["status"], "SecondaryStatus": {"InProgress": "Training"}.get(
-                   job["status"], job["status"]),
-               "AlgorithmSpecification": request["AlgorithmSpecification"], "RoleArn": request["RoleArn"],
-               "ResourceConfig": request["ResourceConfig"], "StoppingCondition": request["StoppingCondition"],
-               "CreationTime": job["started"], "TrainingStartTime": job["started"]}
+        out = {
+            "TrainingJobName": name,
+            "TrainingJobArn": f"arn:aws:sagemaker:{REGION}:{ACCOUNT}:training-job/{name}",
+            "TrainingJobStatus": job["status"],
+            "SecondaryStatus": {"InProgress": "Training"}.get(job["status"], job["status"]),
+            "AlgorithmSpecification": request["AlgorithmSpecification"],
+            "RoleArn": request["RoleArn"],
+            "ResourceConfig": request["ResourceConfig"],
+            "StoppingCondition": request["StoppingCondition"],
+            "CreationTime": job["started"],
+            "TrainingStartTime": job["started"],
+        }
         if "OutputDataConfig" in request:
             out["OutputDataConfig"] = request["OutputDataConfig"]
         if job["status"] != "InProgress":
@@ -701,8 +763,10 @@ def prepare_account(url: str, role: str = "SageMakerRole", service: str = "sagem
     ``service``: the service the role trusts (``scheduler.amazonaws.com`` for a schedule's)."""
     import boto3
 
-    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
-                                                     "Principal": {"Service": service}}]}
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": service}}],
+    }
     iam = boto3.client("iam", endpoint_url=url, **DUMMY)
     try:
         iam.create_role(RoleName=role, AssumeRolePolicyDocument=json.dumps(trust))
@@ -715,11 +779,19 @@ def prepare_account(url: str, role: str = "SageMakerRole", service: str = "sagem
 # =========================================================================== the Price List API
 def price_item(instance_type: str, usagetype: str, usd: str, region: str = REGION) -> str:
     """One ``PriceList`` entry as the API returns it: a JSON string of product and terms."""
-    return json.dumps({
-        "product": {"productFamily": "ML Instance", "attributes": {
-            "instanceName": instance_type, "regionCode": region, "usagetype": usagetype}},
-        "terms": {"OnDemand": {"SKU.TERM": {"priceDimensions": {"SKU.TERM.DIM": {
-            "unit": "Hrs", "pricePerUnit": {"USD": usd}}}}}}})
+    return json.dumps(
+        {
+            "product": {
+                "productFamily": "ML Instance",
+                "attributes": {"instanceName": instance_type, "regionCode": region, "usagetype": usagetype},
+            },
+            "terms": {
+                "OnDemand": {
+                    "SKU.TERM": {"priceDimensions": {"SKU.TERM.DIM": {"unit": "Hrs", "pricePerUnit": {"USD": usd}}}}
+                }
+            },
+        }
+    )
 
 
 class FakePricing:
@@ -768,10 +840,11 @@ class FakePricing:
             status, code, message = self.fail_with
             return status, {"__type": code, "Message": message}
         wanted = {f["Field"]: f["Value"] for f in body.get("Filters", [])}
-        matching = [i for i in self.items if all(
-            json.loads(i)["product"]["attributes"].get(k) == v for k, v in wanted.items())]
+        matching = [
+            i for i in self.items if all(json.loads(i)["product"]["attributes"].get(k) == v for k, v in wanted.items())
+        ]
         start = int(body.get("NextToken") or 0)
-        page: dict[str, Any] = {"FormatVersion": "aws_v1", "PriceList": matching[start:start + self.page_size]}
+        page: dict[str, Any] = {"FormatVersion": "aws_v1", "PriceList": matching[start : start + self.page_size]}
         if start + self.page_size < len(matching):
             page["NextToken"] = str(start + self.page_size)
         return 200, page

@@ -38,8 +38,14 @@ class Kernel:
                 return seen
 
     def execute(self, code: str, cell_id: str | None = None) -> list[dict]:
-        content = {"code": code, "silent": False, "store_history": True, "user_expressions": {},
-                   "allow_stdin": False, "stop_on_error": True}
+        content = {
+            "code": code,
+            "silent": False,
+            "store_history": True,
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": True,
+        }
         seen = self._send("execute_request", content, {"cellId": cell_id} if cell_id else None)
         errors = [m["content"] for m in seen if m["msg_type"] == "error"]
         assert not errors, errors
@@ -47,6 +53,7 @@ class Kernel:
 
     def open_comm(self) -> tuple[str, list[dict]]:
         comm_id = uuid.uuid4().hex
-        seen = self._send("comm_open", {"comm_id": comm_id, "target_name": "jupyter_smstep",
-                                        "data": {"type": "request_state"}})
+        seen = self._send(
+            "comm_open", {"comm_id": comm_id, "target_name": "jupyter_smstep", "data": {"type": "request_state"}}
+        )
         return comm_id, seen

@@ -40,8 +40,10 @@ def _required(report) -> None:
         reason = str(report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr)
         if not any(allowed in reason for allowed in ALLOWED_SKIPS):
             report.outcome = "failed"
-            report.longrepr = (f"a required test skipped ({reason}); SMSTEP_REQUIRE_ALL=1 counts that as a "
-                               "failure: install what it needs (bash scripts/setup.sh all)")
+            report.longrepr = (
+                f"a required test skipped ({reason}); SMSTEP_REQUIRE_ALL=1 counts that as a "
+                "failure: install what it needs (bash scripts/setup.sh all)"
+            )
 
 
 @pytest.hookimpl(wrapper=True)

@@ -18,6 +18,7 @@ from jupyter_smstep.ipython import comm as frontend
 
 from helpers.constants import IMAGE, ROLE
 from helpers.kernel import Kernel
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -53,8 +54,9 @@ class RecordingComm:
 
 def open_comm(bridge: frontend.Bridge, comm_id: str = "c1") -> RecordingComm:
     comm = RecordingComm(comm_id)
-    bridge.open(comm, {"content": {"comm_id": comm_id, "target_name": "jupyter_smstep",
-                                   "data": {"type": "request_state"}}})
+    bridge.open(
+        comm, {"content": {"comm_id": comm_id, "target_name": "jupyter_smstep", "data": {"type": "request_state"}}}
+    )
     return comm
 
 
@@ -81,14 +83,22 @@ def test_frontend_module_does_not_import_sagemaker():
     import sys
 
     code = "import sys, jupyter_smstep.ipython.comm; print('sagemaker' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(REPO)})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     assert out.stdout.strip() == "False"
 
 
 def test_request_state_answers_with_the_summary():
-    summary = {"pipeline": "abalone", "cells": [{"cell_id": "a", "role": "step", "step": "load",
-                                                 "inputs": {}, "outputs": ["df"]}], "problems": []}
+    summary = {
+        "pipeline": "abalone",
+        "cells": [{"cell_id": "a", "role": "step", "step": "load", "inputs": {}, "outputs": ["df"]}],
+        "problems": [],
+    }
     bridge = frontend.Bridge(lambda: summary)
     comm = open_comm(bridge)
     assert comm.sent == [{"type": "state", **summary}]
@@ -155,8 +165,11 @@ def test_close_tells_the_frontend():
 
 
 def comm_data(messages: list[dict], comm_id: str | None = None) -> list[dict]:
-    return [m["content"]["data"] for m in messages
-            if m["msg_type"] == "comm_msg" and (comm_id is None or m["content"]["comm_id"] == comm_id)]
+    return [
+        m["content"]["data"]
+        for m in messages
+        if m["msg_type"] == "comm_msg" and (comm_id is None or m["content"]["comm_id"] == comm_id)
+    ]
 
 
 def comm_closed(messages: list[dict], comm_id: str) -> bool:
@@ -175,9 +188,11 @@ def test_kernel_protocol_with_a_hand_made_summary(kernel):
     comm_id, seen = kernel.open_comm()
     assert comm_closed(seen, comm_id) and not comm_data(seen)
 
-    kernel.execute("from jupyter_smstep.ipython import comm as frontend\n"
-                   "STATE = {'pipeline': 'p', 'cells': [], 'problems': []}\n"
-                   "frontend.install(get_ipython(), lambda: STATE)")
+    kernel.execute(
+        "from jupyter_smstep.ipython import comm as frontend\n"
+        "STATE = {'pipeline': 'p', 'cells': [], 'problems': []}\n"
+        "frontend.install(get_ipython(), lambda: STATE)"
+    )
     comm_id, seen = kernel.open_comm()
     assert not comm_closed(seen, comm_id)
     assert comm_data(seen, comm_id) == [{"type": "state", "pipeline": "p", "cells": [], "problems": []}]
@@ -242,15 +257,23 @@ def test_cell_ids_from_the_frontend_sync_the_registry():
             pass
 
     tagged = []
-    bridge = Bridge(lambda: {"steps": [c.step.name for c in registry.steps]},
-                    lambda ids, parameter_cells: tagged.append(parameter_cells) or registry.sync_cells(ids))
+    bridge = Bridge(
+        lambda: {"steps": [c.step.name for c in registry.steps]},
+        lambda ids, parameter_cells: tagged.append(parameter_cells) or registry.sync_cells(ids),
+    )
     bridge.open(Comm(), {"content": {"data": {"type": "request_state", "cell_ids": ["c1", "c2"]}}})
     assert sent[-1]["steps"] == ["a", "b"]
     bridge._on_msg({"content": {"comm_id": "comm-1", "data": {"type": "notebook_cells", "cell_ids": ["c2"]}}})
     assert [c.step.name for c in registry.steps] == ["b"]
     assert sent[-1]["steps"] == ["b"] and len(sent) == 2
-    bridge._on_msg({"content": {"comm_id": "comm-1", "data": {"type": "notebook_cells", "cell_ids": ["c2"],
-                                                              "parameter_cells": ["c2"]}}})
+    bridge._on_msg(
+        {
+            "content": {
+                "comm_id": "comm-1",
+                "data": {"type": "notebook_cells", "cell_ids": ["c2"], "parameter_cells": ["c2"]},
+            }
+        }
+    )
     assert tagged == [None, None, ["c2"]]  # an older frontend sends no tags: left as they are
 
 
@@ -274,8 +297,7 @@ def test_the_typescript_side_declares_and_reads_every_field_of_the_payload():
 
     from jupyter_smstep.ipython.comm import DependencyCell, PipelineState, ProblemInfo, StepCell
 
-    pairs = {"IPipelineState": [PipelineState], "ICellSummary": [StepCell, DependencyCell],
-             "IProblem": [ProblemInfo]}
+    pairs = {"IPipelineState": [PipelineState], "ICellSummary": [StepCell, DependencyCell], "IProblem": [ProblemInfo]}
     sources = ts_sources()
     for interface, classes in pairs.items():
         declared = ts_interface(interface)
@@ -286,7 +308,9 @@ def test_the_typescript_side_declares_and_reads_every_field_of_the_payload():
     # an input's origin: the keys Input.to_json can send
     from jupyter_smstep.core.model import Input
 
-    kinds = {next(iter(Input("x", kind, 0, step="s", type_name="int").to_json())) for kind in ("step", "parameter", "value")}
+    kinds = {
+        next(iter(Input("x", kind, 0, step="s", type_name="int").to_json())) for kind in ("step", "parameter", "value")
+    }
     assert kinds <= ts_interface("IInputSource")
 
 
@@ -294,8 +318,10 @@ def test_the_typescript_step_name_parser_knows_which_options_take_no_value():
     from jupyter_smstep.ipython.cmd.cells import step_parser
 
     text = (LABEXT / "summary.ts").read_text()
+
     def ts_list(name):
         return set(re.findall(r"'(-[-\w]+)'", re.search(rf"{name} = \[(.*?)\]", text, re.S).group(1)))
+
     parser = step_parser()
     no_value, optional = set(), set()
     for action in parser._actions:
@@ -339,24 +365,35 @@ def test_a_cell_tagged_parameters_gives_the_kernel_the_pipeline_smstep_builds(ke
 
     kernel.execute(f"import os\nos.chdir({str(tmp_path)!r})")
     kernel.execute(sources["c-load"], cell_id="c-load")
-    kernel._send("comm_open", {"comm_id": "tags", "target_name": "jupyter_smstep",
-                               "data": {"type": "request_state", "cell_ids": list(sources),
-                                        "parameter_cells": ["c-params"]}})
+    kernel._send(
+        "comm_open",
+        {
+            "comm_id": "tags",
+            "target_name": "jupyter_smstep",
+            "data": {"type": "request_state", "cell_ids": list(sources), "parameter_cells": ["c-params"]},
+        },
+    )
     for cell_id in ("c-config", "c-params", "c-train"):
         kernel.execute(sources[cell_id], cell_id=cell_id)
     shown = kernel.execute(
         "ws = get_ipython().magics_manager.registry['StepMagics'].workspace\n"
         "graph = ws.graph()\nprint('PARAMS', dict(graph.parameters))\n"
         "print('WARN', [p.message for p in graph.report.problems if 'tagged parameters' in p.message])\n"
-        "run = ws.run_local()\nprint('CACHED', run.steps['train'].cached_from)")
+        "run = ws.run_local()\nprint('CACHED', run.steps['train'].cached_from)"
+    )
     out = "".join(m["content"].get("text", "") for m in shown if m["msg_type"] == "stream")
     assert f"PARAMS {expected}" in out, out
     assert "'frame' is a DataFrame" in out, out
     assert f"CACHED {cli_run.run_id}" in out, out  # the same definition: the kernel's run reuses the CLI's
 
     # untagged in the notebook: its values are ordinary again, as they would be headless
-    kernel._send("comm_msg", {"comm_id": "tags", "data": {"type": "notebook_cells", "cell_ids": list(sources),
-                                                           "parameter_cells": []}})
-    out = "".join(m["content"].get("text", "") for m in kernel.execute("print('PARAMS', dict(ws.graph().parameters))")
-                  if m["msg_type"] == "stream")
+    kernel._send(
+        "comm_msg",
+        {"comm_id": "tags", "data": {"type": "notebook_cells", "cell_ids": list(sources), "parameter_cells": []}},
+    )
+    out = "".join(
+        m["content"].get("text", "")
+        for m in kernel.execute("print('PARAMS', dict(ws.graph().parameters))")
+        if m["msg_type"] == "stream"
+    )
     assert "PARAMS {}" in out, out

@@ -200,9 +200,11 @@ def test_a_headless_load_does_not_see_the_previous_notebooks_names(tmp_path):
 
 def test_load_ext_beside_other_lines_and_reload_ext_keep_the_headless_recorder(tmp_path):
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(f"%load_ext jupyter_smstep\n{CONFIG}"),
-                nbformat.v4.new_code_cell("%reload_ext jupyter_smstep\nn = 2"),
-                nbformat.v4.new_code_cell("%%step a\nx = n * 2")]
+    nb.cells = [
+        nbformat.v4.new_code_cell(f"%load_ext jupyter_smstep\n{CONFIG}"),
+        nbformat.v4.new_code_cell("%reload_ext jupyter_smstep\nn = 2"),
+        nbformat.v4.new_code_cell("%%step a\nx = n * 2"),
+    ]
     path = tmp_path / "layout.ipynb"
     nbformat.write(nb, path)
     graph = load_workspace(path).graph()
@@ -233,8 +235,11 @@ AWS_CASES = [
     (NoCredentialsError("Unable to locate credentials"), ServiceError, "no AWS credentials"),
     (EndpointConnectionError('Could not connect to the endpoint URL: "http://x"'), ServiceError, "cannot reach AWS"),
     (NoRegionError("You must specify a region."), ServiceError, "no AWS region is configured"),
-    (ValueError("Must setup local AWS configuration with a region supported by SageMaker."), ServiceError,
-     "no AWS region is configured"),
+    (
+        ValueError("Must setup local AWS configuration with a region supported by SageMaker."),
+        ServiceError,
+        "no AWS region is configured",
+    ),
     (FakeClientError("AccessDenied"), ServiceError, "access denied"),
     (FakeClientError("ThrottlingException"), ServiceError, "throttling"),
     (FakeClientError("InternalFailure"), ServiceError, "InternalFailure: m"),
@@ -243,7 +248,9 @@ AWS_CASES = [
 ]
 
 
-@pytest.mark.parametrize("exc, kind, says", AWS_CASES, ids=[type(c[0]).__name__ + str(i) for i, c in enumerate(AWS_CASES)])
+@pytest.mark.parametrize(
+    "exc, kind, says", AWS_CASES, ids=[type(c[0]).__name__ + str(i) for i, c in enumerate(AWS_CASES)]
+)
 def test_aws_errors_are_said_by_cause(exc, kind, says):
     from jupyter_smstep.errors import aws_error
 
@@ -269,8 +276,9 @@ def test_an_html_error_page_is_not_printed(aws):
     from jupyter_smstep.errors import aws_error
 
     page = "<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1>" + "x" * 2000 + "</body></html>"
-    exc = ClientError({"Error": {"Code": "502", "Message": page}, "ResponseMetadata": {"HTTPStatusCode": 502}},
-                      "DescribePipeline")
+    exc = ClientError(
+        {"Error": {"Code": "502", "Message": page}, "ResponseMetadata": {"HTTPStatusCode": 502}}, "DescribePipeline"
+    )
     text = str(aws_error(exc, "describing the pipeline"))
     assert "the endpoint answered with an HTML page (HTTP 502)" in text and "<html" not in text
 
@@ -300,12 +308,26 @@ def write_notebook(tmp_path: Path, cells: list[str], ids: bool = True) -> Path:
 
 LAYOUTS = {
     "load_ext-with-other-lines": [f"%load_ext jupyter_smstep\n{CONFIG}", "%%step a\nx = 1", "%%step b\ny = x + 1"],
-    "load_ext-in-a-later-cell": [CONFIG.replace("%pipeline", "# no config yet"), "%load_ext jupyter_smstep",
-                                 CONFIG, "%%step a\nx = 1", "%%step b\ny = x + 1"],
-    "reload_ext": ["%load_ext jupyter_smstep", "%reload_ext jupyter_smstep", CONFIG, "%%step a\nx = 1",
-                   "%%step b\ny = x + 1"],
-    "cell-magic-before-step": ["%load_ext jupyter_smstep", CONFIG, "%%time\n%%step a\nx = 1",
-                               "%%capture out\n%%step b\ny = x + 1"],
+    "load_ext-in-a-later-cell": [
+        CONFIG.replace("%pipeline", "# no config yet"),
+        "%load_ext jupyter_smstep",
+        CONFIG,
+        "%%step a\nx = 1",
+        "%%step b\ny = x + 1",
+    ],
+    "reload_ext": [
+        "%load_ext jupyter_smstep",
+        "%reload_ext jupyter_smstep",
+        CONFIG,
+        "%%step a\nx = 1",
+        "%%step b\ny = x + 1",
+    ],
+    "cell-magic-before-step": [
+        "%load_ext jupyter_smstep",
+        CONFIG,
+        "%%time\n%%step a\nx = 1",
+        "%%capture out\n%%step b\ny = x + 1",
+    ],
 }
 
 
@@ -326,8 +348,11 @@ def test_ipythons_open_exit_and_quit_are_builtins_headless_and_live(tmp_path, sh
     kernel's is: neither may capture it as a value."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "x.txt").write_text("hello")
-    cells = ["%load_ext jupyter_smstep", CONFIG,
-             "%%step a\nwith open('x.txt') as f:\n    text = f.read()\nstop = exit if not text else quit"]
+    cells = [
+        "%load_ext jupyter_smstep",
+        CONFIG,
+        "%%step a\nwith open('x.txt') as f:\n    text = f.read()\nstop = exit if not text else quit",
+    ]
     headless = load_workspace(write_notebook(tmp_path, cells)).graph()
     for source in cells:
         shell.run(source)
@@ -336,15 +361,24 @@ def test_ipythons_open_exit_and_quit_are_builtins_headless_and_live(tmp_path, sh
 
 
 def test_unnamed_twins_in_a_notebook_without_cell_ids_are_two_steps(tmp_path):
-    cells = ["%load_ext jupyter_smstep", CONFIG, "%%step\nfeatures = 1", "%%step\nfeatures = 1",
-             "%%step\nlabels = features"]
+    cells = [
+        "%load_ext jupyter_smstep",
+        CONFIG,
+        "%%step\nfeatures = 1",
+        "%%step\nfeatures = 1",
+        "%%step\nlabels = features",
+    ]
     graph = load_workspace(write_notebook(tmp_path, cells, ids=False)).graph()
     assert [s.name for s in graph.steps] == ["features", "features-2", "labels"]
 
 
 def test_a_step_cell_that_did_not_register_fails_the_build(tmp_path, capsys):
-    cells = ["%load_ext jupyter_smstep", CONFIG, "%%step a\nx = 1",
-             "%%capture\n%pipeline remove a\n%%step b\ny = 2"]  # %%step on line 3: not a cell magic any more
+    cells = [
+        "%load_ext jupyter_smstep",
+        CONFIG,
+        "%%step a\nx = 1",
+        "%%capture\n%pipeline remove a\n%%step b\ny = 2",
+    ]  # %%step on line 3: not a cell magic any more
     with pytest.raises(SmstepError, match="did not become steps"):
         load_workspace(write_notebook(tmp_path, cells))
 
@@ -354,8 +388,12 @@ def test_modules_beside_the_notebook_import_headless_as_in_a_kernel(tmp_path, mo
     (tmp_path / f"{name}.py").write_text("def double(v):\n    return 2 * v\n")
     (tmp_path / f"{name}_steps").mkdir()
     (tmp_path / f"{name}_steps" / "__init__.py").write_text("FACTOR = 3\n")
-    cells = ["%load_ext jupyter_smstep", CONFIG, f"from {name} import double\nfrom {name}_steps import FACTOR",
-             "%%step a\nx = double(FACTOR)"]
+    cells = [
+        "%load_ext jupyter_smstep",
+        CONFIG,
+        f"from {name} import double\nfrom {name}_steps import FACTOR",
+        "%%step a\nx = double(FACTOR)",
+    ]
     notebook_path = write_notebook(tmp_path, cells)
     monkeypatch.chdir(tmp_path.parent)  # a relative path, as users type it: smstep run notebooks/x.ipynb
     before = list(sys.path)
@@ -381,10 +419,15 @@ def test_a_cell_magic_before_step_keeps_the_step_in_a_kernel_that_sends_cell_ids
 
 def test_a_parameters_cell_may_import_modules_and_define_helpers(tmp_path):
     nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell("import math\nn = 3\nrate = 0.5\nname = 'x'\ndef f(v):\n    return v\nrows = [1]")
+    params = nbformat.v4.new_code_cell(
+        "import math\nn = 3\nrate = 0.5\nname = 'x'\ndef f(v):\n    return v\nrows = [1]"
+    )
     params.metadata["tags"] = ["parameters"]
-    nb.cells = [nbformat.v4.new_code_cell(f"%load_ext jupyter_smstep\n{CONFIG}"), params,
-                nbformat.v4.new_code_cell("%%step a\nx = math.sqrt(n) * rate + len(rows) + f(1)")]
+    nb.cells = [
+        nbformat.v4.new_code_cell(f"%load_ext jupyter_smstep\n{CONFIG}"),
+        params,
+        nbformat.v4.new_code_cell("%%step a\nx = math.sqrt(n) * rate + len(rows) + f(1)"),
+    ]
     path = tmp_path / "p.ipynb"
     nbformat.write(nb, path)
     graph = load_workspace(path).graph()
@@ -416,19 +459,26 @@ def test_a_step_name_that_starts_with_a_dash_is_read_after_double_dash_and_refus
 
 
 OPTION_CASES = [
-    ("--keep-alive-period-in-seconds -5", "--keep-alive-period-in-seconds -5 (from cell): KeepAlivePeriodInSeconds "
-     "is at least 0 (CreateTrainingJob.ResourceConfig.KeepAlivePeriodInSeconds)"),
+    (
+        "--keep-alive-period-in-seconds -5",
+        "--keep-alive-period-in-seconds -5 (from cell): KeepAlivePeriodInSeconds "
+        "is at least 0 (CreateTrainingJob.ResourceConfig.KeepAlivePeriodInSeconds)",
+    ),
     ("--keep-alive-period-in-seconds 21601", "KeepAlivePeriodInSeconds is at most 21600"),
     ("--max-runtime-in-seconds 99999999", "above SageMaker's limit of 2419200"),
     ("--max-wait-time-in-seconds -1", "MaxWaitTimeInSeconds is at least 1 (CreateTrainingJob.StoppingCondition"),
     ("--use-spot-instances", "spot instances need --max-wait-time-in-seconds"),
-    ("--use-spot-instances --max-wait-time-in-seconds 60 --max-runtime-in-seconds 120",
-     "max_wait_time_in_seconds 60 is shorter than max_runtime_in_seconds 120"),
+    (
+        "--use-spot-instances --max-wait-time-in-seconds 60 --max-runtime-in-seconds 120",
+        "max_wait_time_in_seconds 60 is shorter than max_runtime_in_seconds 120",
+    ),
     ("--image-uri ''", "image_uri '' (from cell) is not an image URI"),
     ("--image-uri 'https://x/y:1'", "is not an image URI"),
     ("--image-uri 'a b:1'", "is not an image URI"),
-    ("--env 1BAD=x", "--env '1BAD' (from cell): Environment keys must match [a-zA-Z_][a-zA-Z0-9_]* "
-     "(CreateTrainingJob.Environment)"),
+    (
+        "--env 1BAD=x",
+        "--env '1BAD' (from cell): Environment keys must match [a-zA-Z_][a-zA-Z0-9_]* (CreateTrainingJob.Environment)",
+    ),
     ("--env 'A-B=x'", "--env 'A-B' (from cell): Environment keys must match"),
     ("--security-group-id 'bad!sg'", "SecurityGroupIds entries must match [-0-9a-zA-Z]+"),
     ("--volume-kms-key " + "k" * 3000, "VolumeKmsKeyId has at most 2048 characters"),
@@ -468,8 +518,9 @@ def test_retry_specs_are_checked(shell, spec, message):
 
 def test_relative_file_options_start_at_the_notebooks_folder(tmp_path, monkeypatch):
     (tmp_path / "requirements.txt").write_text("numpy\n")
-    path = write_notebook(tmp_path, [f"%load_ext jupyter_smstep\n{CONFIG}",
-                                     "%%step a --dependencies requirements.txt\nx = 1"])
+    path = write_notebook(
+        tmp_path, [f"%load_ext jupyter_smstep\n{CONFIG}", "%%step a --dependencies requirements.txt\nx = 1"]
+    )
     monkeypatch.chdir(Path("/"))
     graph = load_workspace(path).graph()
     assert not graph.report.errors, graph.report.errors
@@ -483,8 +534,12 @@ def run_until(path: Path, runs: Path, pid_file: Path) -> subprocess.Popen:
     """``smstep run`` of ``path`` in a process of its own, returned once a step has written ``pid_file``."""
     import time
 
-    proc = subprocess.Popen([sys.executable, "-m", "jupyter_smstep.cli", "run", str(path), "--runs-dir", str(runs)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_smstep.cli", "run", str(path), "--runs-dir", str(runs)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not pid_file.exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.2)
@@ -500,9 +555,12 @@ def test_a_run_stopped_from_outside_records_its_end_and_leaves_nothing_running(t
     import time
 
     pid_file = tmp_path / "child.pid"
-    path = notebook(tmp_path, f"PID_FILE = {str(pid_file)!r}",
-                    "%%step slow\nimport subprocess, time\nchild = subprocess.Popen(['sleep', '300'])\n"
-                    "open(PID_FILE, 'w').write(str(child.pid))\ntime.sleep(300)")
+    path = notebook(
+        tmp_path,
+        f"PID_FILE = {str(pid_file)!r}",
+        "%%step slow\nimport subprocess, time\nchild = subprocess.Popen(['sleep', '300'])\n"
+        "open(PID_FILE, 'w').write(str(child.pid))\ntime.sleep(300)",
+    )
     runs = tmp_path / "runs"
     proc = run_until(path, runs, pid_file)
     proc.send_signal(getattr(signal, sig))
@@ -549,10 +607,14 @@ def test_a_killed_run_is_marked_by_the_next_reader_and_keeps_what_it_finished(tm
     from jupyter_smstep import local
 
     pid_file = tmp_path / "daemon.pid"
-    path = notebook(tmp_path, f"PID_FILE = {str(pid_file)!r}", "%%step first\nx = 41",
-                    "%%step slow\nimport subprocess, time\n"
-                    "daemon = subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
-                    "open(PID_FILE, 'w').write(str(daemon.pid))\ntime.sleep(300)\ny = x + 1")
+    path = notebook(
+        tmp_path,
+        f"PID_FILE = {str(pid_file)!r}",
+        "%%step first\nx = 41",
+        "%%step slow\nimport subprocess, time\n"
+        "daemon = subprocess.Popen(['sleep', '300'], start_new_session=True)\n"
+        "open(PID_FILE, 'w').write(str(daemon.pid))\ntime.sleep(300)\ny = x + 1",
+    )
     runs = tmp_path / "runs"
     proc = run_until(path, runs, pid_file)
     proc.send_signal(signal.SIGKILL)
@@ -571,8 +633,9 @@ def test_a_killed_run_is_marked_by_the_next_reader_and_keeps_what_it_finished(tm
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="escaped processes are found through /proc")
 def test_a_daemon_a_step_starts_ends_with_the_step(shell, tmp_path):
     shell.configure(name="daemon")
-    shell.run("%%step --defer spawn\nimport subprocess\n"
-              "pid = subprocess.Popen(['sleep', '300'], start_new_session=True).pid")
+    shell.run(
+        "%%step --defer spawn\nimport subprocess\npid = subprocess.Popen(['sleep', '300'], start_new_session=True).pid"
+    )
     result, _ = shell.run_local(tmp_path / "runs")
     assert result.succeeded
     assert _gone(result.outputs("spawn")["pid"])
@@ -595,8 +658,10 @@ def test_a_secret_looking_environment_value_is_a_warning_and_masked_in_every_vie
     shell.run("%pipeline graph --json")
     out = capsys.readouterr().out
     assert "hunter2-value" not in out and "••••••" in out and "'fast'" in out
-    assert json.loads(out[out.index("{\n"):])["steps"][0]["settings"]["environment_variables"]["value"] == {
-        "API_TOKEN": "••••••", "MODE": "fast"}
+    assert json.loads(out[out.index("{\n") :])["steps"][0]["settings"]["environment_variables"]["value"] == {
+        "API_TOKEN": "••••••",
+        "MODE": "fast",
+    }
     state = PanelState()
     state.set_graph(graph, None, 0)
     assert "hunter2-value" not in panel_html.step_details(state, "a", {}, {})
@@ -622,8 +687,10 @@ def test_commands_that_act_say_the_warnings_first_and_count_the_rest(tmp_path, c
     monkeypatch.chdir(tmp_path)
     (tmp_path / "rows.csv").write_text("1\n")
     peeks = [f"print(total + {i})" for i in range(cmd.SHOWN_WARNINGS + 2)]  # each reads a step's output
-    path = write_notebook(tmp_path, ["%load_ext jupyter_smstep", CONFIG,
-                                     "%%step a\nrows = open('rows.csv').read()\ntotal = len(rows)", *peeks])
+    path = write_notebook(
+        tmp_path,
+        ["%load_ext jupyter_smstep", CONFIG, "%%step a\nrows = open('rows.csv').read()\ntotal = len(rows)", *peeks],
+    )
     assert cli.main(["export", str(path), "-o", str(tmp_path / "out.py")]) == 0
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("warning: ")]
@@ -635,12 +702,15 @@ def test_commands_that_act_say_the_warnings_first_and_count_the_rest(tmp_path, c
 
 @pytest.mark.parametrize("magic", ["%matplotlib inline", "%matplotlib widget", "%matplotlib", "%pylab inline"])
 def test_a_notebook_with_matplotlib_magics_and_plots_builds_headless(tmp_path, magic):
-    path = write_notebook(tmp_path, [
-        "%load_ext jupyter_smstep",
-        f"%pipeline config --name plots --role {ROLE} --image-uri {IMAGE} --instance-type ml.m5.large",
-        f"{magic}\nimport matplotlib.pyplot as plt",
-        "%%step values\nys = [1, 4, 9]",
-        "plt.plot([1, 2, 3], [1, 4, 9])\nplt.title('exploration')\nplt.show()",
-    ])
+    path = write_notebook(
+        tmp_path,
+        [
+            "%load_ext jupyter_smstep",
+            f"%pipeline config --name plots --role {ROLE} --image-uri {IMAGE} --instance-type ml.m5.large",
+            f"{magic}\nimport matplotlib.pyplot as plt",
+            "%%step values\nys = [1, 4, 9]",
+            "plt.plot([1, 2, 3], [1, 4, 9])\nplt.title('exploration')\nplt.show()",
+        ],
+    )
     graph = load_workspace(path).graph()
     assert [s.name for s in graph.steps] == ["values"] and not graph.report.errors, graph.report.errors

@@ -53,10 +53,14 @@ CASES = [
     pytest.param(f"--name fixes {ROLE_FLAG} {INSTANCE_FLAG}", {}, "no image_uri", id="image-uri"),
     pytest.param(
         f"--name fixes {ALL}",
-        {"write": "%%step write --defer --save table=s3://smstep-results/shared.json\ntable = {'n': 1}",
-         "read": "%%step read --defer\nimport boto3\ns3 = boto3.client('s3')\n"
-                 "got = s3.get_object(Bucket='smstep-results', Key='shared.json')"},
-        "names s3://smstep-results/shared.json", id="after"),
+        {
+            "write": "%%step write --defer --save table=s3://smstep-results/shared.json\ntable = {'n': 1}",
+            "read": "%%step read --defer\nimport boto3\ns3 = boto3.client('s3')\n"
+            "got = s3.get_object(Bucket='smstep-results', Key='shared.json')",
+        },
+        "names s3://smstep-results/shared.json",
+        id="after",
+    ),
 ]
 
 

@@ -16,12 +16,18 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the local runne
 def test_local_puts_the_cells_variables_back_with_the_kernels_values(shell, capsys):
     shell.configure(name="remote-local")
     shell.run("import math\nBASE = [1.0, 4.0, 9.0]\ndef scale(v, k):\n    return [x * k for x in v]")
-    shell.run("%%remote --local --instance-type ml.m5.xlarge\nroots = [math.sqrt(x) for x in scale(BASE, 4)]\n"
-              "total = sum(roots)")
+    shell.run(
+        "%%remote --local --instance-type ml.m5.xlarge\nroots = [math.sqrt(x) for x in scale(BASE, 4)]\n"
+        "total = sum(roots)"
+    )
     ns = shell.ip.user_ns
     assert ns["roots"] == [2.0, 4.0, 6.0] and ns["total"] == 12.0
     err = capsys.readouterr().err
-    assert "%%remote: job " in err and "ran locally (the local runner)" in err and "back in the kernel: roots, total" in err
+    assert (
+        "%%remote: job " in err
+        and "ran locally (the local runner)" in err
+        and "back in the kernel: roots, total" in err
+    )
     # a later step reads what it computed as a captured value, like any ordinary cell's
     shell.run("%%step --defer report\nout = total * 2")
     report = shell.graph().step("report")
@@ -42,28 +48,34 @@ def test_local_stops_on_the_stop_button(shell, tmp_path):
     shell.configure(name="remote-stop")
     marker = tmp_path / "started"
     shell.run(f"MARK = {str(marker)!r}")
+
     def interrupt_when_started():
         deadline = time.monotonic() + 120
         while not marker.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
         _thread.interrupt_main()
+
     threading.Thread(target=interrupt_when_started, daemon=True).start()
     started = time.monotonic()
-    result = shell.ip.run_cell("%%remote --local\nimport time\nopen(MARK, 'w').write('x')\ntime.sleep(120)\n"
-                               "done = True")
+    result = shell.ip.run_cell(
+        "%%remote --local\nimport time\nopen(MARK, 'w').write('x')\ntime.sleep(120)\ndone = True"
+    )
     assert isinstance(result.error_in_exec, KeyboardInterrupt)
     assert time.monotonic() - started < 100 and "done" not in shell.ip.user_ns
 
 
-@pytest.mark.parametrize("line, message", [
-    ("%%remote --when 'x > 1'", "--when is a pipeline option"),
-    ("%%remote --save x=s3://b/x.json", "--save is a pipeline option"),
-    ("%%remote --after a", "--after is a pipeline option"),
-    ("%%remote --else-fail no", "--else-fail is a pipeline option"),
-    ("%%remote --instance-typo ml.m5.large", "unknown option --instance-typo"),
-    ("%%remote --instance-count many", "--instance-count 'many' is not an integer"),
-    ("%%remote --instance-type xlarge", "--instance-type 'xlarge' (from cell): InstanceType must be one of"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("%%remote --when 'x > 1'", "--when is a pipeline option"),
+        ("%%remote --save x=s3://b/x.json", "--save is a pipeline option"),
+        ("%%remote --after a", "--after is a pipeline option"),
+        ("%%remote --else-fail no", "--else-fail is a pipeline option"),
+        ("%%remote --instance-typo ml.m5.large", "unknown option --instance-typo"),
+        ("%%remote --instance-count many", "--instance-count 'many' is not an integer"),
+        ("%%remote --instance-type xlarge", "--instance-type 'xlarge' (from cell): InstanceType must be one of"),
+    ],
+)
 def test_bad_remote_lines_are_refused_before_anything_starts(shell, line, message):
     shell.configure(name="remote-bad")
     error = shell.error(f"{line}\nx = 1")
@@ -126,8 +138,10 @@ def test_the_job_is_created_with_the_cells_settings_and_its_values_come_back(she
     fake.run_jobs = True
     shell.run("BASE = [1, 2, 3]")
     requirements = shell.ip.user_ns["REQUIREMENTS"]
-    shell.run(f"%%remote --instance-type ml.g5.xlarge --dependencies {requirements} --env MODE=fast\n"
-              "import os\ndoubled = [x * 2 for x in BASE]\nmode = os.environ.get('MODE')")
+    shell.run(
+        f"%%remote --instance-type ml.g5.xlarge --dependencies {requirements} --env MODE=fast\n"
+        "import os\ndoubled = [x * 2 for x in BASE]\nmode = os.environ.get('MODE')"
+    )
     (request,) = fake.ops("CreateTrainingJob")
     assert request["AlgorithmSpecification"]["TrainingImage"] == image and request["RoleArn"] == role
     assert request["ResourceConfig"]["InstanceType"] == "ml.g5.xlarge"
@@ -165,15 +179,18 @@ def test_in_a_real_kernel_values_come_back_and_the_interrupt_stops_the_cell(tmp_
 
     kernel = Kernel()
     try:
-        kernel.execute(f"import os\nos.chdir({str(tmp_path)!r})\n%load_ext jupyter_smstep\n"
-                       "%pipeline config --name kernel-remote --role arn:aws:iam::111122223333:role/R "
-                       "--image-uri 111122223333.dkr.ecr.us-east-1.amazonaws.com/i:1 --instance-type ml.m5.large")
+        kernel.execute(
+            f"import os\nos.chdir({str(tmp_path)!r})\n%load_ext jupyter_smstep\n"
+            "%pipeline config --name kernel-remote --role arn:aws:iam::111122223333:role/R "
+            "--image-uri 111122223333.dkr.ecr.us-east-1.amazonaws.com/i:1 --instance-type ml.m5.large"
+        )
         kernel.execute("WORDS = ['a', 'bb', 'ccc']")
         seen = kernel.execute("%%remote --local\nlengths = {w: len(w) for w in WORDS}")
         assert any("%%remote: job" in m["content"].get("text", "") for m in seen if m["msg_type"] == "stream")
         seen = kernel.execute("print(lengths)")
-        assert "{'a': 1, 'bb': 2, 'ccc': 3}" in "".join(m["content"].get("text", "") for m in seen
-                                                        if m["msg_type"] == "stream")
+        assert "{'a': 1, 'bb': 2, 'ccc': 3}" in "".join(
+            m["content"].get("text", "") for m in seen if m["msg_type"] == "stream"
+        )
         marker = tmp_path / "running"
 
         def interrupt_when_running():
@@ -184,13 +201,21 @@ def test_in_a_real_kernel_values_come_back_and_the_interrupt_stops_the_cell(tmp_
 
         threading.Thread(target=interrupt_when_running, daemon=True).start()
         started = time.monotonic()
-        content = {"code": f"%%remote --local\nimport time\nopen({str(marker)!r}, 'w').write('x')\n"
-                           "time.sleep(120)\nlate = True", "silent": False, "store_history": True,
-                   "user_expressions": {}, "allow_stdin": False, "stop_on_error": True}
+        content = {
+            "code": f"%%remote --local\nimport time\nopen({str(marker)!r}, 'w').write('x')\n"
+            "time.sleep(120)\nlate = True",
+            "silent": False,
+            "store_history": True,
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": True,
+        }
         seen = kernel._send("execute_request", content)
         errors = [m["content"]["ename"] for m in seen if m["msg_type"] == "error"]
         # (SDK v2 installs rich's traceback handler in IPython: the error then comes as display_data)
-        shown = [str(m["content"].get("data", {}).get("text/plain", "")) for m in seen if m["msg_type"] == "display_data"]
+        shown = [
+            str(m["content"].get("data", {}).get("text/plain", "")) for m in seen if m["msg_type"] == "display_data"
+        ]
         assert errors == ["KeyboardInterrupt"] or any("KeyboardInterrupt" in text for text in shown), seen
         assert time.monotonic() - started < 100
         seen = kernel.execute("print('late' in dir())")

@@ -56,7 +56,9 @@ def test_a_changed_cell_runs_that_step_and_reuses_the_rest(notebook, tmp_path):
     second, _ = run(notebook, tmp_path)
     assert cached(second) == {"preprocess": first.run_id, "train": first.run_id, "evaluate": None}
     assert second.outputs("evaluate")["score"] == notebook.ip.user_ns["score"] == 453.0
-    uploaded = {p.relative_to(second.run_dir / "s3").parts[2] for p in (second.run_dir / "s3").rglob("function/payload.pkl")}
+    uploaded = {
+        p.relative_to(second.run_dir / "s3").parts[2] for p in (second.run_dir / "s3").rglob("function/payload.pkl")
+    }
     assert uploaded == {"evaluate"}  # a reused step's code is not even uploaded to the run's S3
 
 
@@ -117,7 +119,7 @@ def test_no_cache_and_from_force_steps_to_run(notebook, tmp_path, capsys):
     assert "--from 'trian' names no step" in error and "did you mean train?" in error
     notebook.run(f"%pipeline run --runs-dir {tmp_path / 'runs'} --json")
     out = capsys.readouterr().out
-    doc = json.loads(out[out.index("{\n"):])  # after the progress display's text
+    doc = json.loads(out[out.index("{\n") :])  # after the progress display's text
     assert all(step["cached"] for step in doc["steps"].values())
 
 

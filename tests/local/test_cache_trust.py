@@ -22,8 +22,9 @@ from helpers.constants import IMAGE, ROLE
 
 NOBODY = 65534
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the local runner forks")
-as_root = pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
-                             reason="planting files as another user (nobody) needs root")
+as_root = pytest.mark.skipif(
+    not hasattr(os, "geteuid") or os.geteuid() != 0, reason="planting files as another user (nobody) needs root"
+)
 
 CONFIG = f"%pipeline config --name trust --role {ROLE} --image-uri {IMAGE} --instance-type ml.m5.large"
 CELLS = ["%load_ext jupyter_smstep", CONFIG, "%%step make\nvalue = 21", "%%step double\nanswer = value * 2"]
@@ -88,8 +89,11 @@ def test_folders_are_created_private_whatever_the_umask(tmp_path):
         run(path)
     finally:
         os.umask(old)
-    for folder in (tmp_path / "nb" / ".smstep", tmp_path / "nb" / ".smstep" / "runs",
-                   tmp_path / "nb" / ".smstep" / "runs" / "cache"):
+    for folder in (
+        tmp_path / "nb" / ".smstep",
+        tmp_path / "nb" / ".smstep" / "runs",
+        tmp_path / "nb" / ".smstep" / "runs" / "cache",
+    ):
         assert stat.S_IMODE(os.stat(folder).st_mode) == 0o700, folder
 
 

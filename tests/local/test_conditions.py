@@ -68,8 +68,15 @@ def test_an_override_that_flips_the_condition_skips_the_branch_and_fails_with_th
     result, _ = run(notebook, tmp_path, parameters={"threshold": "2.0"})
     assert not result.succeeded
     states = {name: step.state for name, step in result.steps.items()}
-    assert states == {"evaluate": "succeeded", "when-register": "succeeded", "register": "skipped",
-                      "deploy": "skipped", "notify": "skipped", "fail-register": "failed", "report": "succeeded"}
+    assert states == {
+        "evaluate": "succeeded",
+        "when-register": "succeeded",
+        "register": "skipped",
+        "deploy": "skipped",
+        "notify": "skipped",
+        "fail-register": "failed",
+        "report": "succeeded",
+    }
     assert result.steps["when-register"].condition["outcome"] is False
     assert "is false" in result.steps["register"].summary
     failed = result.steps["fail-register"]
@@ -115,26 +122,50 @@ def test_an_output_that_is_not_json_is_refused_before_anything_runs(shell):
     assert "int(correct) or float(correct)" in errors[0].fix and errors[0].line == 2
 
 
-@pytest.mark.parametrize("cells, message, fix", [
-    (["%%step b --when 'nowhere > 1'\ny = 1"], "names 'nowhere', which is no earlier step's output", "param"),
-    (["%%step b --when 'x > 1'\ny = 1", "%%step c\nx = 2"], "which step 'c' produces, but that step comes later",
-     "move step 'b' below step 'c'"),
-    (["%%step b --when 'y > 1'\ny = 1"], "which this step computes", "compute it in an earlier step"),
-    (["%%step b --when 'LIMIT > 1'\ny = 1"], "reads no step output or pipeline parameter", "compare an output"),
-    (["%%step b --when 'a_list == 1'\ny = 1"], "a list from the kernel", "%pipeline param"),
-    (["%%step b --when 'nmae > 1'\ny = 1"], "no earlier step's output", "did you mean name?"),
-    (["%%step b --when 'name > 1' --else-fail 'bad {missing}'\ny = 1"], "names 'missing'", "param"),
-    (["%%step b --when 'name > 1'\ny = 1", "%%step c --when 'name > 2'\nz = y"], "is under two conditions",
-     "one shared --when"),
-    (["%%step b --when 'name > 1' --else-fail 'one'\ny = 1", "%%step c --when 'name > 1' --else-fail 'two'\nz = 1"],
-     "--else-fail differs", "give the same --else-fail"),
-    (["%%step b --when 'name > 1'\ny = 1", "%%step c --when 'y > 1'\nz = 1"], "is under two conditions",
-     "one shared --when"),
-    (["derived = name + 1", "%%step b --when 'derived > 1'\ny = 1"], "an ordinary cell computed from 'name'",
-     "make that ordinary cell a %%step cell"),
-    (["%%step b\ndel name", "%%step c --when 'name > 1'\ny = 1"], "names 'name', which step 'b' deletes",
-     "keep 'name'"),
-])
+@pytest.mark.parametrize(
+    "cells, message, fix",
+    [
+        (["%%step b --when 'nowhere > 1'\ny = 1"], "names 'nowhere', which is no earlier step's output", "param"),
+        (
+            ["%%step b --when 'x > 1'\ny = 1", "%%step c\nx = 2"],
+            "which step 'c' produces, but that step comes later",
+            "move step 'b' below step 'c'",
+        ),
+        (["%%step b --when 'y > 1'\ny = 1"], "which this step computes", "compute it in an earlier step"),
+        (["%%step b --when 'LIMIT > 1'\ny = 1"], "reads no step output or pipeline parameter", "compare an output"),
+        (["%%step b --when 'a_list == 1'\ny = 1"], "a list from the kernel", "%pipeline param"),
+        (["%%step b --when 'nmae > 1'\ny = 1"], "no earlier step's output", "did you mean name?"),
+        (["%%step b --when 'name > 1' --else-fail 'bad {missing}'\ny = 1"], "names 'missing'", "param"),
+        (
+            ["%%step b --when 'name > 1'\ny = 1", "%%step c --when 'name > 2'\nz = y"],
+            "is under two conditions",
+            "one shared --when",
+        ),
+        (
+            [
+                "%%step b --when 'name > 1' --else-fail 'one'\ny = 1",
+                "%%step c --when 'name > 1' --else-fail 'two'\nz = 1",
+            ],
+            "--else-fail differs",
+            "give the same --else-fail",
+        ),
+        (
+            ["%%step b --when 'name > 1'\ny = 1", "%%step c --when 'y > 1'\nz = 1"],
+            "is under two conditions",
+            "one shared --when",
+        ),
+        (
+            ["derived = name + 1", "%%step b --when 'derived > 1'\ny = 1"],
+            "an ordinary cell computed from 'name'",
+            "make that ordinary cell a %%step cell",
+        ),
+        (
+            ["%%step b\ndel name", "%%step c --when 'name > 1'\ny = 1"],
+            "names 'name', which step 'b' deletes",
+            "keep 'name'",
+        ),
+    ],
+)
 def test_bad_conditions_are_errors_on_the_step_line_before_anything_is_built(shell, cells, message, fix):
     shell.configure(name="bad-when")
     shell.run("LIMIT = 3\na_list = [1]")
@@ -146,12 +177,15 @@ def test_bad_conditions_are_errors_on_the_step_line_before_anything_is_built(she
     assert "bad-when" not in shell.error("%pipeline definition")  # refused before any upload
 
 
-@pytest.mark.parametrize("line, message", [
-    ("%%step b --when 'len(x) > 1'", "calls a function"),
-    ("%%step b --else-fail 'no'", "--else-fail needs --when"),
-    ("%%step b --when 'x >'", "is not a Python expression"),
-    ("%%step b --when 'x > 1' --else-fail '{x:.2f}'", "has a format"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("%%step b --when 'len(x) > 1'", "calls a function"),
+        ("%%step b --else-fail 'no'", "--else-fail needs --when"),
+        ("%%step b --when 'x >'", "is not a Python expression"),
+        ("%%step b --when 'x > 1' --else-fail '{x:.2f}'", "has a format"),
+    ],
+)
 def test_a_condition_that_does_not_parse_fails_the_cell(shell, line, message):
     shell.configure(name="syntax")
     assert message in shell.error(f"{line}\ny = 1")
@@ -160,10 +194,14 @@ def test_a_condition_that_does_not_parse_fails_the_cell(shell, line, message):
 def test_a_saved_notebook_builds_the_same_conditions_headless(tmp_path, monkeypatch, capsys):
     """IPython expands {name} in magic lines; %%step opts out, so the kernel and `smstep` read the same line."""
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(source) for source in [
-        "%load_ext jupyter_smstep\n%pipeline config --name gated --role arn:aws:iam::111122223333:role/R "
-        "--image-uri 111122223333.dkr.ecr.us-east-1.amazonaws.com/i:1 --instance-type ml.m5.large",
-        *NOTEBOOK]]
+    nb.cells = [
+        nbformat.v4.new_code_cell(source)
+        for source in [
+            "%load_ext jupyter_smstep\n%pipeline config --name gated --role arn:aws:iam::111122223333:role/R "
+            "--image-uri 111122223333.dkr.ecr.us-east-1.amazonaws.com/i:1 --instance-type ml.m5.large",
+            *NOTEBOOK,
+        ]
+    ]
     path = tmp_path / "gated.ipynb"
     nbformat.write(nb, path)
     from jupyter_smstep import cli

@@ -61,7 +61,8 @@ def test_the_definition_and_the_export_pass_the_execution_variables(notebook, se
     exported = json.loads(module["pipeline"].definition())
     again = next(s for s, _ in definition_steps(exported) if s["Name"] == "stamp")["Arguments"]
     assert json.dumps(again["AlgorithmSpecification"]["ContainerArguments"]).count("Execution.") == refs.count(
-        "Execution.")
+        "Execution."
+    )
 
 
 def test_importing_it_inside_a_step_is_an_error_with_the_fix(shell):

@@ -69,8 +69,10 @@ def test_the_helpers_never_shadow_a_notebook_value_of_the_same_name(shell, tmp_p
     of those names gets them, in the build and in the export."""
     shell.run(CONFIG)
     shell.run("types = ['a', 'b']\nio = 'not the module'")
-    shell.run("%%step --defer final --save kinds=s3://smstep-results/kinds.json\n"
-              "kinds = list(types) + [io]\nwith open(os.devnull, 'w') as f:\n    f.write('x')")
+    shell.run(
+        "%%step --defer final --save kinds=s3://smstep-results/kinds.json\n"
+        "kinds = list(types) + [io]\nwith open(os.devnull, 'w') as f:\n    f.write('x')"
+    )
     shell.ip.user_ns["os"] = os
     node = shell.graph().step("final")
     assert node.unchecked  # --defer: the build saw none of its values

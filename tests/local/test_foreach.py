@@ -62,15 +62,24 @@ def test_iterations_overlap_and_max_concurrency_chains_them_in_lanes(shell, tmp_
     assert result.succeeded
     if cores() > 1:  # the runner starts every ready step up to the cores: two iterations ran at once
         assert fits[1].started < fits[0].ended and fits[0].started < fits[1].ended
-    shell.run("%%step fit --foreach alpha=alphas --max-concurrency 1\n"
-              "model = Ridge(alpha=alpha).fit(X[:300], y[:300])\nr2 = float(model.score(X[300:], y[300:]))")
+    shell.run(
+        "%%step fit --foreach alpha=alphas --max-concurrency 1\n"
+        "model = Ridge(alpha=alpha).fit(X[:300], y[:300])\nr2 = float(model.score(X[300:], y[300:]))"
+    )
     graph = shell.graph()
     assert graph.step("fit-1").order_only == ["fit-0"] and graph.step("fit-2").order_only == ["fit-1"]
     result, _ = shell.run_local(tmp_path / "runs", cache=False)
     fits = [result.steps[f"fit-{i}"] for i in range(3)]
     assert fits[0].ended <= fits[1].started and fits[1].ended <= fits[2].started
     assert graph.to_json()["steps"][1]["foreach"] == {
-        "step": "fit", "var": "alpha", "source": "alphas", "count": 3, "max_concurrency": 1, "index": 0, "item": 0.01}
+        "step": "fit",
+        "var": "alpha",
+        "source": "alphas",
+        "count": 3,
+        "max_concurrency": 1,
+        "index": 0,
+        "item": 0.01,
+    }
     assert graph.to_json()["steps"][4]["foreach"]["items"] == [0.01, 1.0, 100.0]
 
 
@@ -84,20 +93,26 @@ def test_the_kernel_binds_lists_and_the_loop_name_is_gone_after(shell):
 
 
 def test_a_cell_that_changes_a_captured_value_equals_the_kernel(tmp_path, capsys):
-    path = write(tmp_path, "items = [1, 2, 3]\nbase = [10]",
-                 "%%step grow --foreach n=items\nbase.append(n)\ntotal = sum(base)",
-                 "%%step after\nboth = list(zip(items, total))")
+    path = write(
+        tmp_path,
+        "items = [1, 2, 3]\nbase = [10]",
+        "%%step grow --foreach n=items\nbase.append(n)\ntotal = sum(base)",
+        "%%step after\nboth = list(zip(items, total))",
+    )
     code, report = verify(path, capsys)
     assert code == 0 and report["differs"] == 0 and report["not comparable"] == 0, report
 
 
 @pytest.mark.parametrize(("pick", "expected"), [("max", 2), ("min", 0)])
 def test_select_gives_the_iteration_whose_value_is_largest_or_smallest(shell, tmp_path, pick, expected):
-    shell.notebook("pick", [
-        "items = [5, 1, 9, 9, 2]\nimport math",
-        f"%%step score --foreach x=items --select {pick}:neg\nneg = -abs(x - 9) if x != 5 else -99\nwho = x",
-        "%%step after\nchosen = who",
-    ])
+    shell.notebook(
+        "pick",
+        [
+            "items = [5, 1, 9, 9, 2]\nimport math",
+            f"%%step score --foreach x=items --select {pick}:neg\nneg = -abs(x - 9) if x != 5 else -99\nwho = x",
+            "%%step after\nchosen = who",
+        ],
+    )
     ns = shell.ip.user_ns
     # max: -abs(x-9) is 0 for both 9s, and the first (item 2) wins the tie; min: item 0 (-99)
     assert ns["who"] == [5, 1, 9, 9, 2][expected]
@@ -133,20 +148,25 @@ def errors(shell) -> list[str]:
     return [f"{p.step}: {p.message} | {p.fix}" for p in shell.graph().report.errors]
 
 
-@pytest.mark.parametrize(("cells", "expected"), [
-    (["items = list(range(101))", "%%step big --foreach n=items --defer\nr = n"], "101 items, more than 100"),
-    (["items = []", "%%step none --foreach n=items\nr = n"], "'items' is empty"),
-    (["items = [1]", "%%step c0 --foreach n=items --max-concurrency 0\nr = n"], "--max-concurrency 0: must be"),
-    (["items = [1]", "%%step c51 --foreach n=items --max-concurrency 51\nr = n"], "--max-concurrency 51: must be"),
-    (["%%step fit-1\nx = 1", "items = [1, 2]", "%%step fit --foreach n=items\nr = n + x"],
-     "step 'fit-1' has the name an iteration"),
-    (["items = [1, 2]", "%%step sel --foreach n=items --select max:auc\nr = n"], "does not assign 'auc'"),
-    (["%%step make\nitems = [1, 2]", "%%step use --foreach n=items\nr = n"], "come from step 'make'"),
-    (["%pipeline param items=[1,2]", "%%step use --foreach n=items --defer\nr = n"], "is a pipeline parameter"),
-    (["items = 'abc'", "%%step chars --foreach n=items --defer\nr = n"], "once per character"),
-    (["items = {1, 2}", "%%step unordered --foreach n=items --defer\nr = n"], "a set, which has no order"),
-    (["items = [1, 2]", "%%step saved --foreach n=items --save r\nr = n"], "every iteration would write the same"),
-])
+@pytest.mark.parametrize(
+    ("cells", "expected"),
+    [
+        (["items = list(range(101))", "%%step big --foreach n=items --defer\nr = n"], "101 items, more than 100"),
+        (["items = []", "%%step none --foreach n=items\nr = n"], "'items' is empty"),
+        (["items = [1]", "%%step c0 --foreach n=items --max-concurrency 0\nr = n"], "--max-concurrency 0: must be"),
+        (["items = [1]", "%%step c51 --foreach n=items --max-concurrency 51\nr = n"], "--max-concurrency 51: must be"),
+        (
+            ["%%step fit-1\nx = 1", "items = [1, 2]", "%%step fit --foreach n=items\nr = n + x"],
+            "step 'fit-1' has the name an iteration",
+        ),
+        (["items = [1, 2]", "%%step sel --foreach n=items --select max:auc\nr = n"], "does not assign 'auc'"),
+        (["%%step make\nitems = [1, 2]", "%%step use --foreach n=items\nr = n"], "come from step 'make'"),
+        (["%pipeline param items=[1,2]", "%%step use --foreach n=items --defer\nr = n"], "is a pipeline parameter"),
+        (["items = 'abc'", "%%step chars --foreach n=items --defer\nr = n"], "once per character"),
+        (["items = {1, 2}", "%%step unordered --foreach n=items --defer\nr = n"], "a set, which has no order"),
+        (["items = [1, 2]", "%%step saved --foreach n=items --save r\nr = n"], "every iteration would write the same"),
+    ],
+)
 def test_each_fan_out_mistake_is_refused_before_anything_is_built(shell, cells, expected):
     shell.configure(name="mistakes", save_root="s3://bucket/saves")
     for cell in cells:
@@ -155,22 +175,36 @@ def test_each_fan_out_mistake_is_refused_before_anything_is_built(shell, cells, 
     assert any(expected in e for e in found), found
 
 
-@pytest.mark.parametrize(("line", "expected"), [
-    ("--foreach a=items --foreach b=items", "--foreach is given twice"),
-    ("--select max:auc", "--select needs --foreach"),
-    ("--foreach a=items --max-concurrency 2 --select best:auc", "expected max:NAME or min:NAME"),
-    ("--foreach items", "expected VAR=ITEMS"),
-])
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("--foreach a=items --foreach b=items", "--foreach is given twice"),
+        ("--select max:auc", "--select needs --foreach"),
+        ("--foreach a=items --max-concurrency 2 --select best:auc", "expected max:NAME or min:NAME"),
+        ("--foreach items", "expected VAR=ITEMS"),
+    ],
+)
 def test_a_malformed_fan_out_line_is_refused_at_the_cell(shell, line, expected):
     shell.run("items = [1, 2]")
     assert expected in shell.error(f"%%step s {line}\nr = 1")
 
 
 def test_a_fan_out_under_when_runs_all_its_iterations_in_the_branch_or_none(shell, tmp_path):
-    shell.notebook("gated", ["items = [1, 2]", "%%step gate\nok = 0",
-                             '%%step sq --foreach n=items --when "ok == 1"\nsq = n * n', "%%step total\nt = sum(sq)"])
+    shell.notebook(
+        "gated",
+        [
+            "items = [1, 2]",
+            "%%step gate\nok = 0",
+            '%%step sq --foreach n=items --when "ok == 1"\nsq = n * n',
+            "%%step total\nt = sum(sq)",
+        ],
+    )
     graph = shell.graph()
     assert graph.conditions[0].steps == ["sq-0", "sq-1", "sq", "total"]
     result, _ = shell.run_local(tmp_path / "runs")
     assert {n: s.state for n, s in result.steps.items() if n not in ("gate",) and not n.startswith("when-")} == {
-        "sq-0": "skipped", "sq-1": "skipped", "sq": "skipped", "total": "skipped"}
+        "sq-0": "skipped",
+        "sq-1": "skipped",
+        "sq": "skipped",
+        "total": "skipped",
+    }

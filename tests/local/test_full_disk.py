@@ -32,8 +32,9 @@ CONFIG = f"%pipeline config --name disk --role {ROLE} --image-uri {IMAGE} --inst
 @contextlib.contextmanager
 def mounted(folder, size, *options):
     folder.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join([f"size={size}", *options]), "tmpfs", str(folder)],
-                   check=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", ",".join([f"size={size}", *options]), "tmpfs", str(folder)], check=True
+    )
     try:
         yield folder
     finally:
@@ -70,8 +71,9 @@ def leftovers(folder):
 
 def test_a_step_whose_result_does_not_fit_fails_with_the_fix(tmp_path):
     with mounted(tmp_path / "disk", "3m") as disk:
-        workspace = notebook(disk, "n = 8", "%%step big\nimport os\nblob = os.urandom(n * 1024 * 1024)",
-                             "%%step small\nsize = len(blob)")
+        workspace = notebook(
+            disk, "n = 8", "%%step big\nimport os\nblob = os.urandom(n * 1024 * 1024)", "%%step small\nsize = len(blob)"
+        )
         result = workspace.run_local()
         big = result.steps["big"]
         assert (big.state, result.steps["small"].state) == ("failed", "skipped")
@@ -126,8 +128,10 @@ def test_a_read_only_cache_is_a_warning_and_the_run_keeps_its_result(tmp_path):
             subprocess.run(["umount", str(cache)], check=True)
         assert result.succeeded and result.steps["only"].outputs["value"] == 43
         warning = result.steps["only"].warnings[-1]
-        assert warning == (f"could not record the result in the cache {cache} (Read-only file system): "
-                           "the next run runs this step again")
+        assert warning == (
+            f"could not record the result in the cache {cache} (Read-only file system): "
+            "the next run runs this step again"
+        )
         assert leftovers(cache) == []
 
 
@@ -157,4 +161,5 @@ def test_a_file_the_cli_cannot_write_is_an_error_naming_it_with_the_fix(tmp_path
         assert err.splitlines() == [
             f"smstep: error: Read-only file system: {disk / 'pipeline.py'}",
             f"  fix: make {disk} writable (ls -ld {disk}), or write somewhere else (--runs-dir DIR for runs, "
-            "-o FILE for files)"]
+            "-o FILE for files)",
+        ]

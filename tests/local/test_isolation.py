@@ -35,9 +35,11 @@ pytestmark = [
 ]
 needs_second_user = pytest.mark.skipif(
     not hasattr(os, "geteuid") or os.geteuid() != 0 or not os.path.exists(SYSTEM_PYTHON),
-    reason="acting as a second local user (nobody) needs root and /usr/bin/python3")
+    reason="acting as a second local user (nobody) needs root and /usr/bin/python3",
+)
 
-WAITING = cell('''
+WAITING = cell(
+    """
 import os, time
 
 def produce(ready, go):
@@ -50,11 +52,13 @@ def produce(ready, go):
 
 def consume(answer):
     return {"double": answer * 2}
-''', "isolation")
+""",
+    "isolation",
+)
 
 # The attacker: another local user who knows the endpoint's address (any port scan finds it) and the
 # run folder's path. Standard library only; prints what each attempt got.
-ATTACKER = r'''
+ATTACKER = r"""
 import datetime, hashlib, hmac, json, os, sys, urllib.error, urllib.request
 
 endpoint, run_dir, bucket = sys.argv[1:4]
@@ -112,7 +116,7 @@ for pid in os.listdir("/proc"):
         except OSError:
             pass
 print(json.dumps(report))
-'''
+"""
 
 
 def _as_nobody() -> None:
@@ -169,8 +173,13 @@ def test_another_local_user_can_neither_read_the_run_nor_use_its_s3(shared_folde
         (run_dir,) = [p for p in runs.iterdir() if p.is_dir()]
         attacker = subprocess.run(
             [SYSTEM_PYTHON, "-I", "-c", ATTACKER, endpoint, str(run_dir), "smstep-local"],
-            preexec_fn=_as_nobody, capture_output=True, text=True, timeout=60, cwd="/",
-            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"})
+            preexec_fn=_as_nobody,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd="/",
+            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+        )
     finally:
         go.touch()
         thread.join(timeout=120)
@@ -179,8 +188,11 @@ def test_another_local_user_can_neither_read_the_run_nor_use_its_s3(shared_folde
 
     assert report["read run.json"] == ["os", "PermissionError"]
     assert report["list the run folder"] == ["os", "PermissionError"]
-    for name, code in (("list the bucket", "AccessDenied"), ("put a pickle", "AccessDenied"),
-                       ("list with the old fixed keys", "InvalidAccessKeyId")):
+    for name, code in (
+        ("list the bucket", "AccessDenied"),
+        ("put a pickle", "AccessDenied"),
+        ("list with the old fixed keys", "InvalidAccessKeyId"),
+    ):
         kind, status, body = report[name]
         assert (kind, status) == ("http", 403) and f"<Code>{code}</Code>" in body, (name, report[name])
     assert "read a step's credentials" not in report
@@ -192,10 +204,13 @@ def test_another_local_user_can_neither_read_the_run_nor_use_its_s3(shared_folde
     assert (run_dir.stat().st_mode & 0o777) == 0o700
 
 
-SIMPLE = cell('''
+SIMPLE = cell(
+    """
 def first():
     return {"value": 1}
-''', "isolation-simple")
+""",
+    "isolation-simple",
+)
 
 
 @pytest.fixture(scope="module")
@@ -254,7 +269,8 @@ def test_each_endpoint_has_its_own_credentials():
     with LocalS3(region="us-east-1") as one, LocalS3(region="us-east-1") as other:
         assert one.credentials != other.credentials
         stranger = boto3.session.Session(region_name="us-east-1", **one.credentials.as_boto()).client(
-            "s3", endpoint_url=other.endpoint_url)
+            "s3", endpoint_url=other.endpoint_url
+        )
         with pytest.raises(ClientError) as info:
             stranger.list_objects_v2(Bucket=other.bucket)
         assert info.value.response["Error"]["Code"] == "InvalidAccessKeyId"

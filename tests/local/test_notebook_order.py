@@ -51,7 +51,13 @@ def kernel_values(shell, cells, names):
 
 def test_a_later_cell_does_not_reach_an_earlier_step_headless_or_live(shell, tmp_path):
     kernel = kernel_values(shell, CELLS, ["positives", "scaled", "seen", "total", "count"])
-    assert kernel == {"positives": 4, "scaled": 4, "seen": 8, "total": 8, "count": 8}  # the step cell saw 0.5 and 8 scores
+    assert kernel == {
+        "positives": 4,
+        "scaled": 4,
+        "seen": 8,
+        "total": 8,
+        "count": 8,
+    }  # the step cell saw 0.5 and 8 scores
 
     live = shell.graph()
     assert not live.report.errors, live.report.errors
@@ -103,8 +109,13 @@ def test_a_large_value_changed_in_place_after_the_step_is_refused(shell, tmp_pat
     from jupyter_smstep.sdk import snapshot
 
     monkeypatch.setattr(snapshot, "CAP", 64)  # every list below is "large"
-    cells = ["%load_ext jupyter_smstep", CONFIG, "big = list(range(100))",
-             "%%step use\ntotal = sum(big)", "big.append(10**6)"]
+    cells = [
+        "%load_ext jupyter_smstep",
+        CONFIG,
+        "big = list(range(100))",
+        "%%step use\ntotal = sum(big)",
+        "big.append(10**6)",
+    ]
     graph = load_workspace(write_notebook(tmp_path, cells)).graph()
     (error,) = [p for p in graph.report.errors if "'big'" in p.message]
     assert "changed in place after this step's cell saw it" in error.message and "ordinary cell" in error.message
@@ -115,8 +126,7 @@ def test_a_large_value_changed_in_place_after_the_step_is_refused(shell, tmp_pat
 
 def test_a_step_that_changes_its_own_input_gets_the_input_as_its_cell_saw_it(shell, tmp_path):
     """In a kernel the step cell runs first; the job must start from the value before that run, not after."""
-    cells = ["%load_ext jupyter_smstep", CONFIG, "rows = [1, 2, 3]",
-             "%%step grow\nrows.append(4)\ncount = len(rows)"]
+    cells = ["%load_ext jupyter_smstep", CONFIG, "rows = [1, 2, 3]", "%%step grow\nrows.append(4)\ncount = len(rows)"]
     kernel = kernel_values(shell, cells, ["count"])
     assert kernel == {"count": 4}
     result, _ = shell.run_local(tmp_path / "runs")
@@ -126,10 +136,13 @@ def test_a_step_that_changes_its_own_input_gets_the_input_as_its_cell_saw_it(she
 
 def test_a_step_that_rebinds_a_captured_name_reads_it_first(shell, tmp_path):
     """`data = data[data.x > 1]`, the commonest pandas line, with `data` from an ordinary cell and from a step."""
-    cells = ["%load_ext jupyter_smstep", CONFIG,
-             "import pandas as pd\ndata = pd.DataFrame({'x': [0, 1, 2, 3]})\nlimit = 10",
-             "%%step keep\ndata = data[data.x > 1]\nlimit = limit - len(data)\nn = len(data)",
-             "%%step again\ndata = data[data.x > 2]\nm = len(data)\ntotal = n + limit"]
+    cells = [
+        "%load_ext jupyter_smstep",
+        CONFIG,
+        "import pandas as pd\ndata = pd.DataFrame({'x': [0, 1, 2, 3]})\nlimit = 10",
+        "%%step keep\ndata = data[data.x > 1]\nlimit = limit - len(data)\nn = len(data)",
+        "%%step again\ndata = data[data.x > 2]\nm = len(data)\ntotal = n + limit",
+    ]
     kernel = kernel_values(shell, cells, ["m", "total"])
     assert kernel == {"m": 1, "total": 10}
     result, _ = shell.run_local(tmp_path / "live")

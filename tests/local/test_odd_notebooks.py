@@ -57,8 +57,9 @@ def test_a_code_cell_without_source_is_refused_by_name(tmp_path):
 
 
 def test_a_parameters_cell_assigning_a_frame_captures_it_with_a_word(shell, tmp_path):
-    tagged = nbformat.v4.new_code_cell("import pandas as pd\nrate = 0.5\nframe = pd.DataFrame({'x': [1, 2, 3]})",
-                                       metadata={"tags": ["parameters"]})
+    tagged = nbformat.v4.new_code_cell(
+        "import pandas as pd\nrate = 0.5\nframe = pd.DataFrame({'x': [1, 2, 3]})", metadata={"tags": ["parameters"]}
+    )
     cells = ["%load_ext jupyter_smstep", CONFIG, tagged, "%%step total\ns = float(frame['x'].sum() * rate)"]
     workspace = load_workspace(write(tmp_path, cells))
     graph = workspace.graph()
@@ -73,20 +74,29 @@ def test_a_parameters_cell_assigning_a_frame_captures_it_with_a_word(shell, tmp_
     assert result.outputs("total") == {"s": shell.ip.user_ns["s"]} == {"s": 3.0}
 
 
-@pytest.mark.parametrize(("write_line", "read_line"), [
-    ("joblib.dump(model, 'model.pkl')", "model = joblib.load('./model.pkl')"),
-    ("joblib.dump(model, MODEL_PATH)", "model = joblib.load(MODEL_PATH)"),
-    ("with open('out/model.json', 'w') as f:\n    f.write(str(model))", "model = open('out/model.json').read()"),
-    ("pd.DataFrame(model, index=[0]).to_csv(MODEL_PATH)", "model = pd.read_csv(MODEL_PATH)"),
-])
+@pytest.mark.parametrize(
+    ("write_line", "read_line"),
+    [
+        ("joblib.dump(model, 'model.pkl')", "model = joblib.load('./model.pkl')"),
+        ("joblib.dump(model, MODEL_PATH)", "model = joblib.load(MODEL_PATH)"),
+        ("with open('out/model.json', 'w') as f:\n    f.write(str(model))", "model = open('out/model.json').read()"),
+        ("pd.DataFrame(model, index=[0]).to_csv(MODEL_PATH)", "model = pd.read_csv(MODEL_PATH)"),
+    ],
+)
 def test_a_file_one_step_writes_and_a_later_step_reads_is_refused_naming_both_lines(tmp_path, write_line, read_line):
     """A Kubeflow-style notebook passes a model through a file: in the kernel one folder holds it, as steps
     each job has its own. Refused by the headless build, before any job runs."""
     (tmp_path / "out").mkdir()
-    path = write(tmp_path, ["%load_ext jupyter_smstep", CONFIG,
-                            "import joblib\nimport pandas as pd\nMODEL_PATH = 'out/model.bin'",
-                            f"%%step train\nmodel = {{'w': 1}}\n{write_line}",
-                            f"%%step serve\n{read_line}\nready = True"])
+    path = write(
+        tmp_path,
+        [
+            "%load_ext jupyter_smstep",
+            CONFIG,
+            "import joblib\nimport pandas as pd\nMODEL_PATH = 'out/model.bin'",
+            f"%%step train\nmodel = {{'w': 1}}\n{write_line}",
+            f"%%step serve\n{read_line}\nready = True",
+        ],
+    )
     graph = load_workspace(path).graph()
     found = [p for p in graph.report.errors if "which step 'train' writes (its line 3)" in p.message]
     assert found and found[0].step == "serve" and found[0].line == 2, graph.report.problems
@@ -94,7 +104,14 @@ def test_a_file_one_step_writes_and_a_later_step_reads_is_refused_naming_both_li
 
 
 def test_a_later_step_that_writes_the_same_file_again_is_no_reader(tmp_path):
-    path = write(tmp_path, ["%load_ext jupyter_smstep", CONFIG, "import pandas as pd",
-                            "%%step first\ndf = pd.DataFrame({'a': [1]})\ndf.to_csv('out.csv')",
-                            "%%step second\ndf2 = df.assign(b=2)\ndf2.to_csv('out.csv')"])
+    path = write(
+        tmp_path,
+        [
+            "%load_ext jupyter_smstep",
+            CONFIG,
+            "import pandas as pd",
+            "%%step first\ndf = pd.DataFrame({'a': [1]})\ndf.to_csv('out.csv')",
+            "%%step second\ndf2 = df.assign(b=2)\ndf2.to_csv('out.csv')",
+        ],
+    )
     assert not [p for p in load_workspace(path).graph().report.errors if "writes (its line" in p.message]

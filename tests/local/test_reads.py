@@ -68,11 +68,15 @@ def test_a_data_file_read_however_its_path_is_built(tmp_path, style):
     (tmp_path / "data").mkdir()
     data = tmp_path / "data" / "train.csv"
     data.write_text("1\n2\n")
-    path = notebook(tmp_path, setup, f"%%step use\nimport os\nwith open({expression}) as f:\n    rows = f.read().split()")
+    path = notebook(
+        tmp_path, setup, f"%%step use\nimport os\nwith open({expression}) as f:\n    rows = f.read().split()"
+    )
     first, second, _ = again_after(path, tmp_path, lambda: data.write_text("1\n2\n3\n"))
     assert first.outputs("use") == {"rows": ["1", "2"]} and second.outputs("use") == {"rows": ["1", "2", "3"]}
     assert first.steps["use"].reads["files"] == ["data/train.csv"]
-    assert [w for w in second.steps["use"].warnings if w == f"runs again: data/train.csv changed since run {first.run_id}"]
+    assert [
+        w for w in second.steps["use"].warnings if w == f"runs again: data/train.csv changed since run {first.run_id}"
+    ]
 
 
 def test_a_file_touched_but_unchanged_is_still_reused(tmp_path):
@@ -89,8 +93,10 @@ def test_a_host_environment_variable(tmp_path, monkeypatch):
     path = notebook(tmp_path, "%%step use\nimport os\nmode = os.environ.get('NOTEBOOK_TEST_MODE')")
     first, second, _ = again_after(path, tmp_path, lambda: monkeypatch.setenv("NOTEBOOK_TEST_MODE", "slow"))
     assert (first.outputs("use"), second.outputs("use")) == ({"mode": "fast"}, {"mode": "slow"})
-    assert f"runs again: the environment variable NOTEBOOK_TEST_MODE changed since run {first.run_id}" in \
-        second.steps["use"].warnings
+    assert (
+        f"runs again: the environment variable NOTEBOOK_TEST_MODE changed since run {first.run_id}"
+        in second.steps["use"].warnings
+    )
     assert json.dumps(second.steps["use"].reads).count("slow") == 0  # the record holds no value
 
 
@@ -102,8 +108,10 @@ def test_a_module_outside_the_notebooks_folder_and_a_module_it_imports(tmp_path,
     folder = tmp_path / "project"
     folder.mkdir()
     # on the step's path as PYTHONPATH puts it there in a kernel (the worker's interpreter started earlier)
-    path = notebook(folder, f"%%step use\nimport sys\nsys.path.insert(0, {str(outside)!r})\nimport reads_outer\n"
-                            "value = reads_outer.f(1)")
+    path = notebook(
+        folder,
+        f"%%step use\nimport sys\nsys.path.insert(0, {str(outside)!r})\nimport reads_outer\nvalue = reads_outer.f(1)",
+    )
     first, second, _ = again_after(path, folder, lambda: (outside / "reads_inner.py").write_text("BASE = 10\n"))
     assert (first.outputs("use"), second.outputs("use")) == ({"value": 2}, {"value": 11})
     assert str(outside / "reads_inner.py") in first.steps["use"].reads["modules"]
@@ -126,24 +134,35 @@ def test_an_upgraded_package_imported_inside_the_step(tmp_path, monkeypatch):
     upgrade()  # in this process, which checks: the job's process still finds the installed version
     second = run(path, tmp_path)
     assert second.steps["use"].cached_from is None
-    assert f"runs again: the package PyYAML is 99.0 (was {installed('PyYAML')}) since run {first.run_id}" in \
-        second.steps["use"].warnings
+    assert (
+        f"runs again: the package PyYAML is 99.0 (was {installed('PyYAML')}) since run {first.run_id}"
+        in second.steps["use"].warnings
+    )
 
 
-@pytest.mark.parametrize("draw, read", [
-    ("import time\nstamp = time.time()", "the clock (time.time())"),
-    ("from datetime import datetime\nstamp = datetime.now()", "the clock (datetime.now())"),
-    ("import datetime as dt\nday = dt.date.today()", "the clock (date.today())"),
-    ("import numpy as np\nstamp = np.datetime64('now')", "the clock (datetime64('now'))"),
-    ("from sklearn.utils import shuffle\nvalue = shuffle([1, 2, 3, 4, 5])",  # random_state=None: numpy's global
-     "unseeded randomness (numpy's global generator, drawn by a library: e.g. scikit-learn with random_state=None)"),
-    ("from email.utils import make_msgid\nvalue = make_msgid()",  # random.getrandbits, inside the standard library
-     "unseeded randomness (random's global generator, drawn by a library)"),
-    ("import random\nvalue = random.random()", "unseeded randomness (random.random())"),
-    ("import numpy as np\nvalue = float(np.random.rand())", "unseeded randomness (numpy.random.rand())"),
-    ("import numpy as np\nvalue = float(np.random.default_rng().random())",
-     "unseeded randomness (numpy.random.default_rng() without a seed)"),
-])
+@pytest.mark.parametrize(
+    "draw, read",
+    [
+        ("import time\nstamp = time.time()", "the clock (time.time())"),
+        ("from datetime import datetime\nstamp = datetime.now()", "the clock (datetime.now())"),
+        ("import datetime as dt\nday = dt.date.today()", "the clock (date.today())"),
+        ("import numpy as np\nstamp = np.datetime64('now')", "the clock (datetime64('now'))"),
+        (
+            "from sklearn.utils import shuffle\nvalue = shuffle([1, 2, 3, 4, 5])",  # random_state=None: numpy's global
+            "unseeded randomness (numpy's global generator, drawn by a library: e.g. scikit-learn with random_state=None)",
+        ),
+        (
+            "from email.utils import make_msgid\nvalue = make_msgid()",  # random.getrandbits, inside the standard library
+            "unseeded randomness (random's global generator, drawn by a library)",
+        ),
+        ("import random\nvalue = random.random()", "unseeded randomness (random.random())"),
+        ("import numpy as np\nvalue = float(np.random.rand())", "unseeded randomness (numpy.random.rand())"),
+        (
+            "import numpy as np\nvalue = float(np.random.default_rng().random())",
+            "unseeded randomness (numpy.random.default_rng() without a seed)",
+        ),
+    ],
+)
 def test_what_cannot_be_pinned_is_never_reused_unless_the_step_says_so(tmp_path, draw, read):
     path = notebook(tmp_path, f"%%step use\n{draw}")
     first = run(path, tmp_path)
@@ -156,11 +175,15 @@ def test_what_cannot_be_pinned_is_never_reused_unless_the_step_says_so(tmp_path,
     assert run(anyway, tmp_path).steps["use"].cached_from == second.run_id
 
 
-@pytest.mark.parametrize("seeded", [
-    "import random\nrandom.seed(3)\nvalue = random.random()\n"
-    "import numpy as np\nnp.random.seed(3)\nother = float(np.random.rand())",
-    "from sklearn.utils import shuffle\nvalue = shuffle([1, 2, 3, 4, 5], random_state=0)",  # a library, seeded
-], ids=["the-step-seeds", "a-library-given-a-seed"])
+@pytest.mark.parametrize(
+    "seeded",
+    [
+        "import random\nrandom.seed(3)\nvalue = random.random()\n"
+        "import numpy as np\nnp.random.seed(3)\nother = float(np.random.rand())",
+        "from sklearn.utils import shuffle\nvalue = shuffle([1, 2, 3, 4, 5], random_state=0)",  # a library, seeded
+    ],
+    ids=["the-step-seeds", "a-library-given-a-seed"],
+)
 def test_seeded_randomness_is_reused(tmp_path, seeded):
     path = notebook(tmp_path, f"%%step use\n{seeded}")
     first = run(path, tmp_path)
@@ -175,8 +198,10 @@ def test_graph_json_and_the_panel_show_what_each_step_read(tmp_path, capsys):
 
     data = tmp_path / "numbers.txt"
     data.write_text("7")
-    path = notebook(tmp_path, f"%%step use\nimport os\nvalue = int(open({str(data)!r}).read())\n"
-                              "mode = os.environ.get('NOTEBOOK_TEST_MODE')")
+    path = notebook(
+        tmp_path,
+        f"%%step use\nimport os\nvalue = int(open({str(data)!r}).read())\nmode = os.environ.get('NOTEBOOK_TEST_MODE')",
+    )
     os.chdir(tmp_path)  # the runs folder smstep uses: beside the notebook
     first = load_workspace(path).run_local()
     capsys.readouterr()
@@ -195,6 +220,7 @@ def test_a_step_whose_upstream_ran_again_with_other_values_runs_again(tmp_path):
     second = run(path, tmp_path)
     assert second.steps["draw"].cached_from is None  # unseeded: it runs again, and draws another number
     assert second.steps["use"].cached_from is None
-    assert f"runs again: step draw's result differs from the one run {first.run_id} read" in \
-        second.steps["use"].warnings
+    assert (
+        f"runs again: step draw's result differs from the one run {first.run_id} read" in second.steps["use"].warnings
+    )
     assert second.outputs("use") == {"doubled": second.outputs("draw")["value"] * 2}

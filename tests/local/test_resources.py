@@ -12,8 +12,10 @@ pytestmark = pytest.mark.skipif(not hasattr(os, "wait4"), reason="wait4 measures
 def test_memory_cpu_and_payloads_of_each_step_are_measured(shell, tmp_path):
     shell.configure(name="measured")
     shell.run("%%step allocate --defer\nblob = b'x' * (600 * 2**20)\nsize = len(blob)\ndel blob")
-    shell.run("%%step spin --defer\nimport time\nt = time.process_time()\nwhile time.process_time() - t < 1.0:\n"
-              "    pass\nseen = size")
+    shell.run(
+        "%%step spin --defer\nimport time\nt = time.process_time()\nwhile time.process_time() - t < 1.0:\n"
+        "    pass\nseen = size"
+    )
     result = shell.workspace.run_local(runs_dir=tmp_path / "runs", cache=False)
     assert result.succeeded, result.to_json()
     allocate, spin = result.steps["allocate"].resources, result.steps["spin"].resources
@@ -42,8 +44,9 @@ def test_the_terminal_the_results_table_and_the_panel_show_the_measurements(shel
     assert "measured: peak " in panel_html.run_details(state, "make")
 
 
-def test_a_run_suggests_instance_types_and_submit_warns_about_a_step_too_big_for_its_instance(shell, tmp_path,
-                                                                                            capsys, monkeypatch):
+def test_a_run_suggests_instance_types_and_submit_warns_about_a_step_too_big_for_its_instance(
+    shell, tmp_path, capsys, monkeypatch
+):
     # The smallest instance SageMaker trains on has 4 GiB; this test's says 1 GiB (a 1.2 GiB step outgrows it).
     from jupyter_smstep.core import instances
     from jupyter_smstep.remote import instance_specs as remote_instances
@@ -54,8 +57,9 @@ def test_a_run_suggests_instance_types_and_submit_warns_about_a_step_too_big_for
         monkeypatch.setattr(module, "shipped", lambda: instances.Specs(small, table.source))
     shell.configure(name="suggested")
     shell.run("%%step small --defer --instance-type ml.m5.2xlarge\nv = 1")
-    shell.run("%%step big --defer --instance-type ml.t3.medium\nblob = b'x' * (1200 * 2**20)\nn = len(blob) + v\n"
-              "del blob")
+    shell.run(
+        "%%step big --defer --instance-type ml.t3.medium\nblob = b'x' * (1200 * 2**20)\nn = len(blob) + v\ndel blob"
+    )
     capsys.readouterr()
     shell.run(f"%pipeline run --runs-dir {tmp_path / 'runs'} --no-cache")
     out = capsys.readouterr().out

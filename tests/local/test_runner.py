@@ -47,7 +47,8 @@ def run(build, tmp_path, **kwargs) -> local.RunResult:
 # ======================================================================================
 # Values flow: chain, parameters, diamond
 # ======================================================================================
-CHAIN = cell('''
+CHAIN = cell(
+    """
 def load(n):
     return {"rows": list(range(n))}
 
@@ -56,7 +57,9 @@ def square(rows):
 
 def total(squares, scale):
     return {"total": sum(squares) * scale}
-''', "chain")
+""",
+    "chain",
+)
 
 
 def chain_build(S, default_n=4):
@@ -147,7 +150,8 @@ def test_parameters_override_and_are_checked(S, tmp_path):
         run(chain_build(S), tmp_path, parameters={"N": "many"})
 
 
-DIAMOND = cell('''
+DIAMOND = cell(
+    """
 import time
 
 def start():
@@ -165,7 +169,9 @@ def right(x):
 
 def join(l, r):
     return {"sum": l + r}
-''', "diamond")
+""",
+    "diamond",
+)
 
 
 def test_diamond_branches_run_in_parallel(S, tmp_path):
@@ -189,7 +195,8 @@ def test_diamond_branches_run_in_parallel(S, tmp_path):
 # ======================================================================================
 # Failures: one run with several independent broken branches
 # ======================================================================================
-BROKEN = cell('''
+BROKEN = cell(
+    """
 import os, subprocess, threading, time
 
 def root():
@@ -221,7 +228,9 @@ def sleeps(v, pid_file):
         f.write(str(child.pid))
     time.sleep(60)
     return {"slept": v}
-''', "broken")
+""",
+    "broken",
+)
 
 
 @pytest.fixture(scope="module")
@@ -250,8 +259,19 @@ def broken_run(S, tmp_path_factory):
     t = time.time()
     try:
         # The step functions handed to the runner: failures point at their files and lines.
-        functions = {name: BROKEN[name] for name in ("root", "explode", "after_explode", "fine", "open_handle",
-                                                     "reads_missing", "sleeps", "uses_local_module")}
+        functions = {
+            name: BROKEN[name]
+            for name in (
+                "root",
+                "explode",
+                "after_explode",
+                "fine",
+                "open_handle",
+                "reads_missing",
+                "sleeps",
+                "uses_local_module",
+            )
+        }
         result = run(build, folder, functions=functions)
     finally:
         sys.path.remove(str(folder))
@@ -344,14 +364,17 @@ def test_failed_run_to_json_carries_errors(broken_run):
 
 
 def test_unpicklable_captured_value_is_named_at_build(S, tmp_path):
-    ns = cell('''
+    ns = cell(
+        """
 import threading
 lock = threading.Lock()
 
 def uses_lock():
     with lock:
         return {"x": 1}
-''', "lock")
+""",
+        "lock",
+    )
 
     def build(session):
         s = S.step(ns["uses_lock"], name="uses_lock", **KW)()
@@ -366,7 +389,8 @@ def uses_lock():
 # ======================================================================================
 # Retries: what SageMaker retries, and what it does not
 # ======================================================================================
-FLAKY = cell('''
+FLAKY = cell(
+    """
 import os
 
 def counted(marker):
@@ -379,14 +403,18 @@ def flaky_user_code(marker):
         open(marker, "w").close()
         raise RuntimeError("first attempt fails")
     return {"ok": True}
-''', "flaky")
+""",
+    "flaky",
+)
 
 
 def test_retry_strategy_and_policies(S, tmp_path):
     internal = S.SageMakerJobStepRetryPolicy(
-        failure_reason_types=[_enum(S, "INTERNAL_ERROR")], max_attempts=1, interval_seconds=1, backoff_rate=1.0)
+        failure_reason_types=[_enum(S, "INTERNAL_ERROR")], max_attempts=1, interval_seconds=1, backoff_rate=1.0
+    )
     capacity = S.SageMakerJobStepRetryPolicy(
-        failure_reason_types=[_enum(S, "CAPACITY_ERROR")], max_attempts=2, interval_seconds=1, backoff_rate=1.0)
+        failure_reason_types=[_enum(S, "CAPACITY_ERROR")], max_attempts=2, interval_seconds=1, backoff_rate=1.0
+    )
     service = S.StepRetryPolicy(exception_types=[S.StepExceptionTypeEnum.SERVICE_FAULT], max_attempts=3)
 
     def build(session):
@@ -399,8 +427,9 @@ def test_retry_strategy_and_policies(S, tmp_path):
             S.step(FLAKY["counted"], name="capacity", retry_policies=[capacity], **KW)(str(tmp_path / "m3")),
             S.step(FLAKY["counted"], name="capacity_no_policy", **KW)(str(tmp_path / "m4")),
             # an exception from the user's code: SageMaker never retries it
-            S.step(FLAKY["flaky_user_code"], name="user_error", retry_policies=[service, internal],
-                   **KW)(str(tmp_path / "m5")),
+            S.step(FLAKY["flaky_user_code"], name="user_error", retry_policies=[service, internal], **KW)(
+                str(tmp_path / "m5")
+            ),
         ]
         return S.Pipeline(name="retries", steps=steps, sagemaker_session=session)
 
@@ -424,8 +453,7 @@ def test_retry_strategy_and_policies(S, tmp_path):
     assert "first attempt fails" in user.error and "not retried" in user.summary
     retries = [e for e in events if e.kind == "retry"]
     assert {e.step for e in retries} == {"job_retry", "policy_retry", "capacity"}
-    gaps = [a["started"] - b["ended"] for a, b in zip(steps["capacity"].attempt_log[1:],
-                                                      steps["capacity"].attempt_log)]
+    gaps = [a["started"] - b["ended"] for a, b in zip(steps["capacity"].attempt_log[1:], steps["capacity"].attempt_log)]
     assert all(g >= 0.9 for g in gaps), gaps  # IntervalSeconds honoured
     with pytest.raises(SmstepError, match="unknown fault"):
         local.run_pipeline(build, runs_dir=tmp_path, faults={"job_retry": ["Oops"]})
@@ -442,14 +470,22 @@ def _enum(S, name):
 def test_requirements_and_pre_execution_commands_are_checked_not_installed(S, tmp_path):
     requirements = tmp_path / "requirements.txt"
     requirements.write_text("numpy>=1.0\nnumpy>=999\nsurely-not-installed-pkg==1.0\n")
-    ns = cell('''
+    ns = cell(
+        """
 def plain():
     return {"ok": 1}
-''', "deps")
+""",
+        "deps",
+    )
 
     def build(session):
-        s = S.step(ns["plain"], name="deps", dependencies=str(requirements),
-                   pre_execution_commands=["pip install leftpad==9.9.9", "apt-get install -y graphviz"], **KW)()
+        s = S.step(
+            ns["plain"],
+            name="deps",
+            dependencies=str(requirements),
+            pre_execution_commands=["pip install leftpad==9.9.9", "apt-get install -y graphviz"],
+            **KW,
+        )()
         return S.Pipeline(name="deps", steps=[s], sagemaker_session=session)
 
     events: list = []
@@ -517,9 +553,17 @@ def _payload_hashes(root: Path) -> dict:
 def test_resolver_evaluates_service_expressions():
     r = Resolver({"PipelineExecutionId": "exec1"}, {"X": 3, "Flag": True})
     r.step_properties["A"] = {"OutputDataConfig": {"S3OutputPath": "s3://b/p/A/results"}, "List": [{"k": "v"}]}
-    join = {"Std:Join": {"On": "/", "Values": [{"Get": "Steps.A.OutputDataConfig.S3OutputPath"},
-                                               {"Get": "Execution.PipelineExecutionId"}, {"Get": "Parameters.X"},
-                                               {"Get": "Parameters.Flag"}]}}
+    join = {
+        "Std:Join": {
+            "On": "/",
+            "Values": [
+                {"Get": "Steps.A.OutputDataConfig.S3OutputPath"},
+                {"Get": "Execution.PipelineExecutionId"},
+                {"Get": "Parameters.X"},
+                {"Get": "Parameters.Flag"},
+            ],
+        }
+    }
     assert r.evaluate(join) == "s3://b/p/A/results/exec1/3/true"
     assert r.evaluate({"Get": "Steps.A.List[0]['k']"}) == "v"
     r.read_s3 = lambda uri: json.dumps({"Result": {"y": [5, 6]}}).encode()
@@ -529,9 +573,13 @@ def test_resolver_evaluates_service_expressions():
 
 
 def test_parameters_and_step_parsing():
-    definition = {"Parameters": [{"Name": "N", "Type": "Integer", "DefaultValue": 1},
-                                 {"Name": "B", "Type": "Boolean", "DefaultValue": False},
-                                 {"Name": "S", "Type": "String"}]}
+    definition = {
+        "Parameters": [
+            {"Name": "N", "Type": "Integer", "DefaultValue": 1},
+            {"Name": "B", "Type": "Boolean", "DefaultValue": False},
+            {"Name": "S", "Type": "String"},
+        ]
+    }
     assert resolve_parameters(definition, {"S": "x", "B": "true"}) == {"N": 1, "B": True, "S": "x"}
     with pytest.raises(SmstepError, match="no default value"):
         resolve_parameters(definition, {})
@@ -543,13 +591,16 @@ def test_parameters_and_step_parsing():
 
 
 def test_requirement_checks():
-    warnings = check_requirements_text("# comment\nnumpy>=1\nnumpy<1 ; python_version > '3'\n-r other.txt\n"
-                                       "nope-nope-nope\nfoo ; python_version < '3'\n")
+    warnings = check_requirements_text(
+        "# comment\nnumpy>=1\nnumpy<1 ; python_version > '3'\n-r other.txt\n"
+        "nope-nope-nope\nfoo ; python_version < '3'\n"
+    )
     assert len(warnings) == 3
     assert any("numpy<1" in w for w in warnings) and any("-r other.txt" in w for w in warnings)
     assert any("'nope-nope-nope'" in w for w in warnings)
-    script = check_pre_execution_script("pip install -q --upgrade 'numpy>=1' nope-nope==1\n"
-                                        "python -m pip install -i https://x numpy\necho hi\n")
+    script = check_pre_execution_script(
+        "pip install -q --upgrade 'numpy>=1' nope-nope==1\npython -m pip install -i https://x numpy\necho hi\n"
+    )
     assert len(script) == 2 and "'nope-nope'" in script[0] and "'echo hi'" in script[1]
 
 
@@ -617,9 +668,13 @@ def test_a_numpy_scalar_result_is_shown_by_its_value_an_array_by_its_shape():
 def test_what_a_step_prints_is_streamed_as_log_events_and_folded_in_the_notebook(shell, tmp_path):
     from jupyter_smstep.panel.progress import Table
 
-    shell.notebook("printing", ["def say(x):\n    print('helper says', x)",
-                                "%%step talk --defer\nprint('first')\nsay(2)\nimport sys\nprint('to stderr', "
-                                "file=sys.stderr)\nn = 1"])
+    shell.notebook(
+        "printing",
+        [
+            "def say(x):\n    print('helper says', x)",
+            "%%step talk --defer\nprint('first')\nsay(2)\nimport sys\nprint('to stderr', file=sys.stderr)\nn = 1",
+        ],
+    )
     result, events = shell.run_local(tmp_path / "runs")
     assert result.succeeded
     printed = [e.message for e in events if e.kind == "log" and e.step == "talk"]

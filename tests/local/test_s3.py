@@ -35,7 +35,8 @@ def local_endpoint(tmp_path_factory):
 def s3(request, local_endpoint, moto_server):
     url = local_endpoint.endpoint_url if request.param == "local" else moto_server
     client = boto3.session.Session(region_name="us-east-1", **local_endpoint.credentials.as_boto()).client(
-        "s3", endpoint_url=url, config=Config(retries={"max_attempts": 1}))
+        "s3", endpoint_url=url, config=Config(retries={"max_attempts": 1})
+    )
     bucket = f"t-{uuid.uuid4().hex[:12]}"
     client.create_bucket(Bucket=bucket)
     client.kind = request.param  # type: ignore[attr-defined]
@@ -51,8 +52,9 @@ def put(s3, key: str, body: bytes = b"x", **kw):
     return s3.put_object(Bucket=s3.bucket, Key=key, Body=body, **kw)
 
 
-def signed_headers(local: LocalS3, method: str, path: str, body: bytes = b"", secret: str | None = None,
-                   **headers: str) -> dict[str, str]:
+def signed_headers(
+    local: LocalS3, method: str, path: str, body: bytes = b"", secret: str | None = None, **headers: str
+) -> dict[str, str]:
     """The headers of a request to ``path`` signed as botocore signs for S3 (with the endpoint's keys)."""
     from botocore.auth import S3SigV4Auth
     from botocore.awsrequest import AWSRequest
@@ -117,8 +119,7 @@ def test_multipart_upload_complete_and_abort(s3):
     for n, chunk in enumerate([b"a" * (5 * MiB), b"b" * 10], start=1):
         etag = s3.upload_part(Bucket=s3.bucket, Key="m", UploadId=upload, PartNumber=n, Body=chunk)["ETag"]
         parts.append({"PartNumber": n, "ETag": etag})
-    done = s3.complete_multipart_upload(Bucket=s3.bucket, Key="m", UploadId=upload,
-                                        MultipartUpload={"Parts": parts})
+    done = s3.complete_multipart_upload(Bucket=s3.bucket, Key="m", UploadId=upload, MultipartUpload={"Parts": parts})
     assert done["ETag"].endswith('-2"')
     got = s3.get_object(Bucket=s3.bucket, Key="m")
     assert got["Body"].read() == b"a" * (5 * MiB) + b"b" * 10 and got["ContentType"] == "text/plain"
@@ -137,16 +138,21 @@ def refused_completion(s3, case: str) -> str:
     """Start an upload of two parts, complete it the way ``case`` says S3 refuses; the error code."""
     upload = s3.create_multipart_upload(Bucket=s3.bucket, Key="m")["UploadId"]
     first = b"a" * (10 if case == "small" else 5 * MiB)
-    parts = [{"PartNumber": n, "ETag": s3.upload_part(Bucket=s3.bucket, Key="m", UploadId=upload, PartNumber=n,
-                                                      Body=body)["ETag"]}
-             for n, body in ((1, first), (2, b"b" * 10))]
+    parts = [
+        {
+            "PartNumber": n,
+            "ETag": s3.upload_part(Bucket=s3.bucket, Key="m", UploadId=upload, PartNumber=n, Body=body)["ETag"],
+        }
+        for n, body in ((1, first), (2, b"b" * 10))
+    ]
     if case == "etag":
         parts[1]["ETag"] = '"0123456789abcdef0123456789abcdef"'
     if case == "order":
         parts.reverse()
     with pytest.raises(ClientError) as info:
-        s3.complete_multipart_upload(Bucket=s3.bucket, Key="other" if case == "key" else "m", UploadId=upload,
-                                     MultipartUpload={"Parts": parts})
+        s3.complete_multipart_upload(
+            Bucket=s3.bucket, Key="other" if case == "key" else "m", UploadId=upload, MultipartUpload={"Parts": parts}
+        )
     assert [o["Key"] for o in s3.list_objects_v2(Bucket=s3.bucket).get("Contents", [])] == []  # nothing stored
     return code(info)
 
@@ -184,8 +190,11 @@ def test_list_v2_pages_with_continuation_and_url_encoding(s3):
     assert "d%20e/%C3%BC%2Bx" in raw
     assert [unquote(k) for k in raw] == sorted(KEYS, key=str.encode)
     paginator = s3.get_paginator("list_objects_v2")
-    keys = [o["Key"] for p in paginator.paginate(Bucket=s3.bucket, Prefix="a/", PaginationConfig={"PageSize": 1})
-            for o in p.get("Contents", [])]
+    keys = [
+        o["Key"]
+        for p in paginator.paginate(Bucket=s3.bucket, Prefix="a/", PaginationConfig={"PageSize": 1})
+        for o in p.get("Contents", [])
+    ]
     assert keys == ["a/1", "a/2", "a/b/3"]
 
 
@@ -215,8 +224,14 @@ def test_copy_keeps_or_replaces_metadata(s3):
     s3.copy_object(Bucket=s3.bucket, Key="dst", CopySource={"Bucket": s3.bucket, "Key": "src"})
     kept = s3.head_object(Bucket=s3.bucket, Key="dst")
     assert kept["Metadata"] == {"v": "1"} and kept["ContentType"] == "text/csv"
-    s3.copy_object(Bucket=s3.bucket, Key="dst2", CopySource={"Bucket": s3.bucket, "Key": "src"},
-                   MetadataDirective="REPLACE", Metadata={"v": "2"}, ContentType="text/plain")
+    s3.copy_object(
+        Bucket=s3.bucket,
+        Key="dst2",
+        CopySource={"Bucket": s3.bucket, "Key": "src"},
+        MetadataDirective="REPLACE",
+        Metadata={"v": "2"},
+        ContentType="text/plain",
+    )
     replaced = s3.head_object(Bucket=s3.bucket, Key="dst2")
     assert replaced["Metadata"] == {"v": "2"} and replaced["ContentType"] == "text/plain"
     assert s3.get_object(Bucket=s3.bucket, Key="dst2")["Body"].read() == b"data"
@@ -270,8 +285,9 @@ def test_error_bodies_are_s3_xml_with_code_message_and_fields(local_endpoint):
     import urllib.request
 
     path = f"/{local_endpoint.bucket}/nope"
-    request = urllib.request.Request(local_endpoint.endpoint_url + path,
-                                     headers=signed_headers(local_endpoint, "GET", path))
+    request = urllib.request.Request(
+        local_endpoint.endpoint_url + path, headers=signed_headers(local_endpoint, "GET", path)
+    )
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(request, timeout=10)
     body = info.value.read().decode()
@@ -282,13 +298,11 @@ def test_error_bodies_are_s3_xml_with_code_message_and_fields(local_endpoint):
 
 def test_other_services_are_refused_not_faked(local_endpoint):
     keys = local_endpoint.credentials.as_boto()
-    sqs = boto3.session.Session(region_name="us-east-1", **keys).client(
-        "sqs", endpoint_url=local_endpoint.endpoint_url)
+    sqs = boto3.session.Session(region_name="us-east-1", **keys).client("sqs", endpoint_url=local_endpoint.endpoint_url)
     with pytest.raises(ClientError) as info:
         sqs.list_queues()
     assert "serves S3 only" in str(info.value)
-    sts = boto3.session.Session(region_name="us-east-1", **keys).client(
-        "sts", endpoint_url=local_endpoint.endpoint_url)
+    sts = boto3.session.Session(region_name="us-east-1", **keys).client("sts", endpoint_url=local_endpoint.endpoint_url)
     assert sts.get_caller_identity()["Account"] == "123456789012"
     with pytest.raises(ClientError):
         sts.get_session_token()
@@ -302,8 +316,9 @@ def test_a_refused_request_with_a_body_leaves_the_connection_usable(local_endpoi
 
     def request(method: str, path: str, data: bytes = b"") -> bytes:
         headers = signed_headers(local_endpoint, method, path, data) | {"Content-Length": str(len(data))}
-        return (f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
-                ).encode() + data
+        return (
+            f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n"
+        ).encode() + data
 
     with socket.create_connection((host, int(port)), timeout=10) as conn:
         conn.sendall(request("PUT", put_path, body))
@@ -343,8 +358,9 @@ def test_a_key_under_an_object_is_refused_with_s3s_kind_of_answer_not_a_500(loca
     assert local.get_object(Bucket=local.bucket, Key="x")["Body"].read() == b"the object"
 
 
-@pytest.mark.parametrize("key, says", [("a/" + "k" * 300, "a key segment over 200 bytes"),
-                                       ("k/" * 520, "Your key is too long")])
+@pytest.mark.parametrize(
+    "key, says", [("a/" + "k" * 300, "a key segment over 200 bytes"), ("k/" * 520, "Your key is too long")]
+)
 def test_a_key_too_long_is_s3s_key_too_long_error_without_the_machines_path(local, key, says):
     with pytest.raises(ClientError) as info:
         put(local, key)
@@ -406,9 +422,11 @@ def test_an_unsigned_request_is_refused_and_reveals_nothing(local):
 
     put(local, "secret.txt", b"the token")
     base = f"{local.meta.endpoint_url}/{local.bucket}"
-    for request in (urllib.request.Request(f"{base}/secret.txt"),
-                    urllib.request.Request(f"{base}?list-type=2"),
-                    urllib.request.Request(f"{base}/planted.pkl", data=b"cos\nsystem\n", method="PUT")):
+    for request in (
+        urllib.request.Request(f"{base}/secret.txt"),
+        urllib.request.Request(f"{base}?list-type=2"),
+        urllib.request.Request(f"{base}/planted.pkl", data=b"cos\nsystem\n", method="PUT"),
+    ):
         status, body = _status(request)
         assert status == 403 and "<Code>AccessDenied</Code>" in body and "the token" not in body
         assert "signed with the run's credentials" in body
@@ -423,17 +441,23 @@ def test_a_wrong_secret_an_unknown_key_and_an_old_signature_are_refused(local_en
 
     def client(**keys):
         return boto3.session.Session(region_name="us-east-1", **keys).client(
-            "s3", endpoint_url=local_endpoint.endpoint_url, config=Config(retries={"max_attempts": 1}))
+            "s3", endpoint_url=local_endpoint.endpoint_url, config=Config(retries={"max_attempts": 1})
+        )
 
     right = local_endpoint.credentials
-    cases = [({"aws_access_key_id": right.access_key, "aws_secret_access_key": "x" * 40}, "SignatureDoesNotMatch"),
-             ({"aws_access_key_id": "smstep-local", "aws_secret_access_key": "smstep-local"}, "InvalidAccessKeyId"),
-             ({"aws_access_key_id": right.access_key + "-a.b", "aws_secret_access_key": right.secret_key},
-              "InvalidAccessKeyId"),  # a step's key is the run's with a plain suffix
-             ({"aws_access_key_id": right.access_key[:-1] + "-1", "aws_secret_access_key": right.secret_key},
-              "InvalidAccessKeyId"),
-             ({"aws_access_key_id": local_endpoint.caller("1"), "aws_secret_access_key": "x" * 40},
-              "SignatureDoesNotMatch")]
+    cases = [
+        ({"aws_access_key_id": right.access_key, "aws_secret_access_key": "x" * 40}, "SignatureDoesNotMatch"),
+        ({"aws_access_key_id": "smstep-local", "aws_secret_access_key": "smstep-local"}, "InvalidAccessKeyId"),
+        (
+            {"aws_access_key_id": right.access_key + "-a.b", "aws_secret_access_key": right.secret_key},
+            "InvalidAccessKeyId",
+        ),  # a step's key is the run's with a plain suffix
+        (
+            {"aws_access_key_id": right.access_key[:-1] + "-1", "aws_secret_access_key": right.secret_key},
+            "InvalidAccessKeyId",
+        ),
+        ({"aws_access_key_id": local_endpoint.caller("1"), "aws_secret_access_key": "x" * 40}, "SignatureDoesNotMatch"),
+    ]
     step = client(aws_access_key_id=local_endpoint.caller("7"), aws_secret_access_key=right.secret_key)
     step.put_object(Bucket=local_endpoint.bucket, Key="mine.txt", Body=b"x")  # a step's own key is served
     step.get_object(Bucket=local_endpoint.bucket, Key="mine.txt")
@@ -445,8 +469,7 @@ def test_a_wrong_secret_an_unknown_key_and_an_old_signature_are_refused(local_en
         assert code(info) == expected
     # A signature made 20 minutes ago (a replayed request) is too old, as on AWS.
     real_now = botocore.auth.get_current_datetime
-    monkeypatch.setattr(botocore.auth, "get_current_datetime",
-                        lambda: real_now() - datetime.timedelta(minutes=20))
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: real_now() - datetime.timedelta(minutes=20))
     with pytest.raises(ClientError) as info:
         client(**right.as_boto()).list_objects_v2(Bucket=local_endpoint.bucket)
     assert code(info) == "RequestTimeTooSkewed"
@@ -474,16 +497,21 @@ def test_presigned_urls_work_until_they_expire_and_signature_v2_is_explained(loc
 
     put(local, "shared.txt", b"shared")
     v4 = boto3.session.Session(region_name="us-east-1", **local_endpoint.credentials.as_boto()).client(
-        "s3", endpoint_url=local.meta.endpoint_url, config=Config(signature_version="s3v4"))
+        "s3", endpoint_url=local.meta.endpoint_url, config=Config(signature_version="s3v4")
+    )
     url = v4.generate_presigned_url("get_object", Params={"Bucket": local.bucket, "Key": "shared.txt"})
     assert _status(urllib.request.Request(url)) == (200, "shared")
-    expired = v4.generate_presigned_url("get_object", Params={"Bucket": local.bucket, "Key": "shared.txt"},
-                                        ExpiresIn=-1)
+    expired = v4.generate_presigned_url(
+        "get_object", Params={"Bucket": local.bucket, "Key": "shared.txt"}, ExpiresIn=-1
+    )
     status, body = _status(urllib.request.Request(expired))
     assert status == 403 and "Request has expired" in body
     v2 = boto3.session.Session(region_name="us-east-1", **local_endpoint.credentials.as_boto()).client(
-        "s3", endpoint_url=local.meta.endpoint_url, config=Config(signature_version="s3"))
-    status, body = _status(urllib.request.Request(
-        v2.generate_presigned_url("get_object", Params={"Bucket": local.bucket, "Key": "shared.txt"})))
+        "s3", endpoint_url=local.meta.endpoint_url, config=Config(signature_version="s3")
+    )
+    status, body = _status(
+        urllib.request.Request(
+            v2.generate_presigned_url("get_object", Params={"Bucket": local.bucket, "Key": "shared.txt"})
+        )
+    )
     assert status == 403 and "Signature Version 2 is not accepted" in body and "s3v4" in body
-

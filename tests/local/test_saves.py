@@ -68,45 +68,57 @@ def test_a_save_the_cell_did_not_assign_on_its_path_says_so_with_the_fix(shell, 
     from jupyter_smstep.sdk import saving
 
     assert saving._UNASSIGNED == codegen.UNASSIGNED  # the step passes what the save recognises
-    shell.notebook("unassigned", ["FLAG = False", "%%step make --save x=s3://smstep-results/x.json --defer\n"
-                                                  "if FLAG:\n    x = 1\ny = 2"])
+    shell.notebook(
+        "unassigned",
+        ["FLAG = False", "%%step make --save x=s3://smstep-results/x.json --defer\nif FLAG:\n    x = 1\ny = 2"],
+    )
     result, _ = shell.run_local(tmp_path / "runs")
     error = result.steps["make"].error
     assert not result.succeeded and "UnboundLocalError" not in error
-    assert ("NameError: --save x: the cell did not assign 'x' on the path it took, so there is nothing to save "
-            "(fix: assign x on every path, e.g. x = None before the if, or drop --save x)") in error
+    assert (
+        "NameError: --save x: the cell did not assign 'x' on the path it took, so there is nothing to save "
+        "(fix: assign x on every path, e.g. x = None before the if, or drop --save x)"
+    ) in error
 
 
 def test_graph_json_and_the_export_show_the_saves(notebook, tmp_path):
     doc = {s["name"]: s for s in notebook.graph().to_json()["steps"]}
-    assert doc["prepare"]["saves"][0] == {"name": "frame", "uri": "s3://smstep-results/saver/prepare/frame.parquet",
-                                          "format": "parquet"}
+    assert doc["prepare"]["saves"][0] == {
+        "name": "frame",
+        "uri": "s3://smstep-results/saver/prepare/frame.parquet",
+        "format": "parquet",
+    }
     assert doc["fit"]["saves"][-1]["format"] == "by type"
     path = tmp_path / "saver.py"
     notebook.run(f"%pipeline export {path}")
     text = path.read_text()
     assert "def _smstep_save(name, value, uri, suffix, execution_id=None):" in text
-    assert ("_smstep_save('weights', locals().get('weights', '<jupyter_smstep: not assigned>'), "
-            "'s3://smstep-results/{execution_id}/weights.npy', 'npy', _smstep_execution_id)") in text
+    assert (
+        "_smstep_save('weights', locals().get('weights', '<jupyter_smstep: not assigned>'), "
+        "'s3://smstep-results/{execution_id}/weights.npy', 'npy', _smstep_execution_id)"
+    ) in text
     runpy.run_path(str(path), run_name="exported-module")  # it builds (no definition asked)
 
 
-@pytest.mark.parametrize("line, message, fix", [
-    ("--save nothere=s3://b-1/x.json", "the cell never assigns 'nothere'", "assign nothere"),
-    ("--save y=b-1/x.json", "is not an s3:// URI", "s3://bucket"),
-    ("--save y=s3://B_1/x.json", "'B_1' is not an S3 bucket name", "lowercase"),
-    ("--save y=s3://192.168.1.1/x.json", "is not an S3 bucket name (formatted as an IP address)", "another bucket"),
-    ("--save y=s3://xn--b/x.json", "is not an S3 bucket name (a prefix S3 reserves)", "another bucket"),
-    ("--save y=s3://logs-s3alias/x.json", "is not an S3 bucket name (a suffix S3 reserves)", "another bucket"),
-    ("--save y=s3://bucket-1/a/../x.json", "the key has a '.' or '..' segment", "without . and .. segments"),
-    ("--save y=s3://bucket-1/", "names a folder, not an object", "/model.joblib"),
-    ("--save y=s3://bucket-1/x.xlsx", "the suffix .xlsx names no format", ".parquet"),
-    ("--save y=s3://bucket-1/x", "the suffix (none) names no format", ".parquet"),
-    ("--save y=s3://bucket-1/{run}/x.json", "unknown placeholder {run}", "{execution_id}"),
-    ("--save y=s3://bucket-1/{x.json", "--save y=s3://bucket-1/{x.json:", "{{ }}"),
-    ("--save y", "has no S3 URI and the notebook has no save root", "--save-root"),
-    ("--save y=s3://bucket-1/a.json --save z=s3://bucket-1/a.json", "write the same object", "its own URI"),
-])
+@pytest.mark.parametrize(
+    "line, message, fix",
+    [
+        ("--save nothere=s3://b-1/x.json", "the cell never assigns 'nothere'", "assign nothere"),
+        ("--save y=b-1/x.json", "is not an s3:// URI", "s3://bucket"),
+        ("--save y=s3://B_1/x.json", "'B_1' is not an S3 bucket name", "lowercase"),
+        ("--save y=s3://192.168.1.1/x.json", "is not an S3 bucket name (formatted as an IP address)", "another bucket"),
+        ("--save y=s3://xn--b/x.json", "is not an S3 bucket name (a prefix S3 reserves)", "another bucket"),
+        ("--save y=s3://logs-s3alias/x.json", "is not an S3 bucket name (a suffix S3 reserves)", "another bucket"),
+        ("--save y=s3://bucket-1/a/../x.json", "the key has a '.' or '..' segment", "without . and .. segments"),
+        ("--save y=s3://bucket-1/", "names a folder, not an object", "/model.joblib"),
+        ("--save y=s3://bucket-1/x.xlsx", "the suffix .xlsx names no format", ".parquet"),
+        ("--save y=s3://bucket-1/x", "the suffix (none) names no format", ".parquet"),
+        ("--save y=s3://bucket-1/{run}/x.json", "unknown placeholder {run}", "{execution_id}"),
+        ("--save y=s3://bucket-1/{x.json", "--save y=s3://bucket-1/{x.json:", "{{ }}"),
+        ("--save y", "has no S3 URI and the notebook has no save root", "--save-root"),
+        ("--save y=s3://bucket-1/a.json --save z=s3://bucket-1/a.json", "write the same object", "its own URI"),
+    ],
+)
 def test_bad_saves_are_errors_on_the_step_line_before_anything_runs(shell, line, message, fix):
     shell.configure(name="bad-save")
     shell.run(f"%%step make {line}\ny = 1\nz = 2")
@@ -115,11 +127,14 @@ def test_bad_saves_are_errors_on_the_step_line_before_anything_runs(shell, line,
     assert "bad-save" not in shell.error("%pipeline run")
 
 
-@pytest.mark.parametrize("line, message", [
-    ("%%step make --save 'not a name=s3://b/x.json'", "is not a variable name"),
-    ("%pipeline config --save-root s3://Bad_Bucket/prefix", "is not an S3 bucket name"),
-    ("%pipeline config --save-root bucket-1/prefix", "is not an s3:// URI"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("%%step make --save 'not a name=s3://b/x.json'", "is not a variable name"),
+        ("%pipeline config --save-root s3://Bad_Bucket/prefix", "is not an S3 bucket name"),
+        ("%pipeline config --save-root bucket-1/prefix", "is not an s3:// URI"),
+    ],
+)
 def test_bad_save_syntax_fails_the_cell(shell, line, message):
     assert message in shell.error(f"{line}\ny = 1" if line.startswith("%%") else line)
 
@@ -160,8 +175,10 @@ def test_a_saving_step_is_reused_and_its_objects_are_put_again_in_the_new_run(sh
     assert first.succeeded and second.succeeded
     assert {n: s.cached_from for n, s in second.steps.items()} == {"make": first.run_id, "total": first.run_id}
     objects = {(o["name"], o["uri"]) for o in second.saved["make"]}
-    assert objects == {("rows", "s3://smstep-results/out/saved-cache/make/rows.json"),
-                       ("table", "s3://smstep-results/t.json")}, second.saved
+    assert objects == {
+        ("rows", "s3://smstep-results/out/saved-cache/make/rows.json"),
+        ("table", "s3://smstep-results/t.json"),
+    }, second.saved
     for o in second.saved["make"]:  # in this run's own S3, with the first run's bytes
         assert Path(o["path"]).is_relative_to(second.run_dir)
     assert Path(second.saved["make"][0]["path"]).read_bytes() == Path(first.saved["make"][0]["path"]).read_bytes()
@@ -169,23 +186,31 @@ def test_a_saving_step_is_reused_and_its_objects_are_put_again_in_the_new_run(sh
     Path(first.saved["make"][1]["path"]).unlink()
     third, events = shell.run_local(tmp_path / "runs")
     assert not third.steps["make"].cached_from and third.succeeded
-    assert any("runs again: its --save" in (e.message or "") and e.step == "make" for e in events), \
-        [e.message for e in events if e.message]
+    assert any("runs again: its --save" in (e.message or "") and e.step == "make" for e in events), [
+        e.message for e in events if e.message
+    ]
 
 
-READER = ("%%step read --defer{after}\nimport boto3, json, time\ns3 = boto3.client('s3')\n"
-          "for _ in range(200):  # waits for the object, so the run does not depend on which step starts first\n"
-          "    try:\n        got = json.loads(s3.get_object(Bucket='smstep-results', Key='shared.json')['Body'].read())\n"
-          "        break\n    except s3.exceptions.NoSuchKey:\n        time.sleep(0.05)")
+READER = (
+    "%%step read --defer{after}\nimport boto3, json, time\ns3 = boto3.client('s3')\n"
+    "for _ in range(200):  # waits for the object, so the run does not depend on which step starts first\n"
+    "    try:\n        got = json.loads(s3.get_object(Bucket='smstep-results', Key='shared.json')['Body'].read())\n"
+    "        break\n    except s3.exceptions.NoSuchKey:\n        time.sleep(0.05)"
+)
 
 
-def test_a_step_reading_another_steps_saved_object_without_running_after_it_is_said_and_never_reused(
-        shell, tmp_path):
+def test_a_step_reading_another_steps_saved_object_without_running_after_it_is_said_and_never_reused(shell, tmp_path):
     """It names the object: a warning at the graph. It read it at run time (its own S3 key tells its reads
     apart): a warning on the step, and its result is never reused, since it depends on which step wrote
     first. On SageMaker the two would run at once. With --after, it is ordered, and reused as any step."""
-    shell.notebook("unordered", ["size = 5", "%%step write --defer --save table=s3://smstep-results/shared.json\n"
-                                 "table = {'n': size}", READER.format(after="")])
+    shell.notebook(
+        "unordered",
+        [
+            "size = 5",
+            "%%step write --defer --save table=s3://smstep-results/shared.json\ntable = {'n': size}",
+            READER.format(after=""),
+        ],
+    )
     warned = [str(p) for p in shell.graph().report.problems if "names s3://smstep-results/shared.json" in str(p)]
     assert len(warned) == 1 and "fix: %%step read --after write" in warned[0], warned
     first, _ = shell.run_local(tmp_path / "runs")
@@ -197,8 +222,14 @@ def test_a_step_reading_another_steps_saved_object_without_running_after_it_is_s
     again, _ = shell.run_local(tmp_path / "runs")
     assert again.steps["read"].cached_from is None and again.outputs("read")["got"] == {"n": 6}
 
-    shell.notebook("ordered", ["size = 5", "%%step write --defer --save table=s3://smstep-results/shared.json\n"
-                               "table = {'n': size}", READER.format(after=" --after write")])
+    shell.notebook(
+        "ordered",
+        [
+            "size = 5",
+            "%%step write --defer --save table=s3://smstep-results/shared.json\ntable = {'n': size}",
+            READER.format(after=" --after write"),
+        ],
+    )
     assert not [p for p in shell.graph().report.problems if "names s3://" in str(p)]
     ordered, _ = shell.run_local(tmp_path / "ordered")
     assert not [w for w in ordered.steps["read"].warnings if "--save" in w]
@@ -208,13 +239,20 @@ def test_a_step_reading_another_steps_saved_object_without_running_after_it_is_s
 def test_a_step_two_steps_after_the_writer_of_what_it_reads_is_ordered_but_not_reused(shell, tmp_path):
     """It runs after the writer (through another step), so nothing races and nothing is said; but a reuse
     checks a step's direct producers only, so its result is not reused: the writer's object may have changed."""
-    shell.notebook("indirect", ["%%step write --defer --save table=s3://smstep-results/shared.json\n"
-                                "table = {'n': 1}", "%%step mid --defer --after write\nm = 1",
-                                READER.format(after=" --after mid")])
+    shell.notebook(
+        "indirect",
+        [
+            "%%step write --defer --save table=s3://smstep-results/shared.json\ntable = {'n': 1}",
+            "%%step mid --defer --after write\nm = 1",
+            READER.format(after=" --after mid"),
+        ],
+    )
     assert not [p for p in shell.graph().report.problems if "names s3://" in str(p)]
     first, _ = shell.run_local(tmp_path / "runs")
     assert first.outputs("read")["got"] == {"n": 1}
     assert not [w for w in first.steps["read"].warnings if "--save" in w], first.steps["read"].warnings
-    assert "s3://smstep-results/shared.json, which step 'write' writes (--save), without --after write" in \
-        first.steps["read"].reads["unpinned"]
+    assert (
+        "s3://smstep-results/shared.json, which step 'write' writes (--save), without --after write"
+        in first.steps["read"].reads["unpinned"]
+    )
     assert shell.run_local(tmp_path / "runs")[0].steps["read"].cached_from is None

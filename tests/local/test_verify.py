@@ -50,24 +50,31 @@ def test_the_example_notebook_is_all_equal(tmp_path, capsys):
 
 
 def test_a_scikit_learn_notebook_is_all_equal_fitted_models_included(tmp_path, capsys):
-    path = write(tmp_path,
-                 "from sklearn.datasets import load_iris\nfrom sklearn.model_selection import train_test_split\n"
-                 "from sklearn.ensemble import RandomForestClassifier\nfrom sklearn.preprocessing import StandardScaler",
-                 "%%step prepare\nX, y = load_iris(return_X_y=True)\n"
-                 "X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)\n"
-                 "scaler = StandardScaler().fit(X_train)\nX_train = scaler.transform(X_train)",
-                 "%%step fit\nmodel = RandomForestClassifier(n_estimators=20, random_state=0).fit(X_train, y_train)",
-                 "%%step score\naccuracy = float(model.score(scaler.transform(X_test), y_test))")
+    path = write(
+        tmp_path,
+        "from sklearn.datasets import load_iris\nfrom sklearn.model_selection import train_test_split\n"
+        "from sklearn.ensemble import RandomForestClassifier\nfrom sklearn.preprocessing import StandardScaler",
+        "%%step prepare\nX, y = load_iris(return_X_y=True)\n"
+        "X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)\n"
+        "scaler = StandardScaler().fit(X_train)\nX_train = scaler.transform(X_train)",
+        "%%step fit\nmodel = RandomForestClassifier(n_estimators=20, random_state=0).fit(X_train, y_train)",
+        "%%step score\naccuracy = float(model.score(scaler.transform(X_test), y_test))",
+    )
     code, report = verify(path, capsys)
-    assert code == 0 and report["differs"] == 0, {s: {n: v for n, v in d.items() if v["verdict"] != "equal"} for s, d in report["steps"].items()}
+    assert code == 0 and report["differs"] == 0, {
+        s: {n: v for n, v in d.items() if v["verdict"] != "equal"} for s, d in report["steps"].items()
+    }
     assert report["steps"]["fit"]["model"] == {"verdict": "equal"}
     assert report["steps"]["score"]["accuracy"] == {"verdict": "equal"}
 
 
 def test_an_environment_variable_set_by_a_cell_is_a_difference_with_its_cause(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("MODE", raising=False)
-    path = write(tmp_path, "import os\nos.environ['MODE'] = 'full'",
-                 "%%step train\nimport os\nmode = os.environ.get('MODE', 'quick')\nepochs = 10 if mode == 'full' else 1")
+    path = write(
+        tmp_path,
+        "import os\nos.environ['MODE'] = 'full'",
+        "%%step train\nimport os\nmode = os.environ.get('MODE', 'quick')\nepochs = 10 if mode == 'full' else 1",
+    )
     capsys.readouterr()
     code = cli.main(["verify", str(path), "--json"])
     captured = capsys.readouterr()
@@ -81,8 +88,7 @@ def test_an_environment_variable_set_by_a_cell_is_a_difference_with_its_cause(tm
 
 
 def test_unseeded_randomness_is_a_difference_with_its_cause(tmp_path, capsys):
-    path = write(tmp_path, "import numpy as np",
-                 "%%step sample\nnoise = np.random.rand(5)")
+    path = write(tmp_path, "import numpy as np", "%%step sample\nnoise = np.random.rand(5)")
     code, report = verify(path, capsys, "--rtol", "1e-6")
     assert code == 1, report
     noise = report["steps"]["sample"]["noise"]
@@ -113,10 +119,11 @@ def test_bad_input_exits_2(tmp_path, capsys):
 
 
 def test_in_a_kernel_the_values_each_step_cell_left_are_compared(shell, tmp_path, capsys):
-    shell.notebook("live", ["rows = [3, 1, 2]", "%%step order\nrows.sort()\nfirst = rows[0]",
-                            "rows.append(0)"])  # exploration after the step: the step's value is as it left it
+    shell.notebook(
+        "live", ["rows = [3, 1, 2]", "%%step order\nrows.sort()\nfirst = rows[0]", "rows.append(0)"]
+    )  # exploration after the step: the step's value is as it left it
     capsys.readouterr()
     shell.run(f"%pipeline verify --json --runs-dir {tmp_path / 'runs'}")
     out = capsys.readouterr().out  # the progress display's lines, then the JSON
-    report = json.loads(out[out.index("{\n"):])
+    report = json.loads(out[out.index("{\n") :])
     assert report["steps"]["order"] == {"rows": {"verdict": "equal"}, "first": {"verdict": "equal"}}, report

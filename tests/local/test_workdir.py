@@ -17,8 +17,10 @@ from jupyter_smstep.errors import SmstepError
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the local runner forks")
 
-CONFIG = ("SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      RemoteFunction:\n"
-          "        IncludeLocalWorkDir: true\n")
+CONFIG = (
+    "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      RemoteFunction:\n"
+    "        IncludeLocalWorkDir: true\n"
+)
 
 
 def test_every_step_gets_the_notebook_folders_files(shell, tmp_path, monkeypatch):
@@ -31,11 +33,14 @@ def test_every_step_gets_the_notebook_folders_files(shell, tmp_path, monkeypatch
     monkeypatch.chdir(folder)
     monkeypatch.syspath_prepend(str(folder))
     shell.workspace.root = folder
-    shell.notebook("workdir", [
-        "%%step first\nimport os\nimport helper\nn = helper.twice(3)\nfirst_files = sorted(os.listdir('.'))",
-        "%%step second\nimport os\nimport helper\nm = helper.twice(n)\n"
-        "files = {'first': first_files, 'second': sorted(os.listdir('.'))}",
-    ])
+    shell.notebook(
+        "workdir",
+        [
+            "%%step first\nimport os\nimport helper\nn = helper.twice(3)\nfirst_files = sorted(os.listdir('.'))",
+            "%%step second\nimport os\nimport helper\nm = helper.twice(n)\n"
+            "files = {'first': first_files, 'second': sorted(os.listdir('.'))}",
+        ],
+    )
     ns = shell.ip.user_ns
     assert (ns["n"], ns["m"]) == (6, 12)
 
@@ -87,10 +92,14 @@ def test_one_working_folder_the_notebooks_when_smstep_runs_it_from_another(tmp_p
     project.mkdir()
     (project / "wd_helper.py").write_text("VALUE = 'the notebook folder'\n")
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in [
-        "%load_ext jupyter_smstep",
-        f"%pipeline config --name workdir --role {ROLE} --image-uri {IMAGE} --instance-type ml.m5.large",
-        "%%step use\nimport wd_helper\nvalue = wd_helper.VALUE"]]
+    nb.cells = [
+        nbformat.v4.new_code_cell(c)
+        for c in [
+            "%load_ext jupyter_smstep",
+            f"%pipeline config --name workdir --role {ROLE} --image-uri {IMAGE} --instance-type ml.m5.large",
+            "%%step use\nimport wd_helper\nvalue = wd_helper.VALUE",
+        ]
+    ]
     nbformat.write(nb, project / "nb.ipynb")
     monkeypatch.chdir(tmp_path)
 
@@ -115,9 +124,14 @@ def _project(tmp_path, *cells):
     project = tmp_path / "churn"
     project.mkdir()
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in [
-        "%load_ext jupyter_smstep",
-        f"%pipeline config --name churn --role {ROLE} --image-uri {IMAGE} --instance-type ml.m5.large", *cells]]
+    nb.cells = [
+        nbformat.v4.new_code_cell(c)
+        for c in [
+            "%load_ext jupyter_smstep",
+            f"%pipeline config --name churn --role {ROLE} --image-uri {IMAGE} --instance-type ml.m5.large",
+            *cells,
+        ]
+    ]
     nbformat.write(nb, project / "churn.ipynb")
     return project
 
@@ -136,11 +150,15 @@ def test_a_module_beside_the_notebook_ships_by_itself_with_what_it_imports(tmp_p
 
     from jupyter_smstep import cli
 
-    project = _project(tmp_path, "import math",
-                       "%%step fit\nfrom churn_models import score\nresult = score(3)",
-                       "%%step report\nimport churn_models\nshown = f'{result} {churn_models.NAME}'")
-    (project / "churn_models.py").write_text("from features.scale import twice\nNAME = 'churn'\n"
-                                             "def score(x):\n    return twice(x) + 1\n")
+    project = _project(
+        tmp_path,
+        "import math",
+        "%%step fit\nfrom churn_models import score\nresult = score(3)",
+        "%%step report\nimport churn_models\nshown = f'{result} {churn_models.NAME}'",
+    )
+    (project / "churn_models.py").write_text(
+        "from features.scale import twice\nNAME = 'churn'\ndef score(x):\n    return twice(x) + 1\n"
+    )
     (project / "features").mkdir()
     (project / "features" / "__init__.py").write_text("")
     (project / "features" / "scale.py").write_text("def twice(x):\n    return 2 * x\n")

@@ -34,8 +34,10 @@ SVG = "{http://www.w3.org/2000/svg}"
 def notebook(shell, image: str = "111122223333.dkr.ecr.us-east-1.amazonaws.com/img:1", role: str = ROLE) -> None:
     shell.run(f"%pipeline config --name demo --role {role} --instance-type ml.m5.xlarge --image-uri {image}")
     shell.run("%pipeline param input_uri=s3://bucket/data.csv epochs=10 rate=0.5 shuffle=True")
-    shell.run("import math\ndef load(uri):\n    return list(range(10))\ndef split(df, frac):\n"
-              "    n = int(len(df) * frac)\n    return df[:n], df[n:]")
+    shell.run(
+        "import math\ndef load(uri):\n    return list(range(10))\ndef split(df, frac):\n"
+        "    n = int(len(df) * frac)\n    return df[:n], df[n:]"
+    )
     shell.run("%%step preprocess --instance-type ml.m5.2xlarge\ndf = load(input_uri)\ntrain, test = split(df, 0.8)")
     shell.run("%%step train\nmodel = sum(train) * epochs * rate + math.sqrt(4)")
     shell.run("%%step evaluate\nscore = model - sum(test)")
@@ -47,13 +49,18 @@ def svg_tree(panel) -> ET.Element:
 
 def nodes(panel) -> dict[str, dict]:
     root = svg_tree(panel)
-    return {g.get("data-step"): dict(g.attrib) for g in root.iter(f"{SVG}g") if g.get("class", "").startswith("smstep-node")}
+    return {
+        g.get("data-step"): dict(g.attrib) for g in root.iter(f"{SVG}g") if g.get("class", "").startswith("smstep-node")
+    }
 
 
 def edges(panel) -> dict[tuple[str, str], str]:
     root = svg_tree(panel)
-    return {(g.get("data-source"), g.get("data-target")): g.get("data-vars")
-            for g in root.iter(f"{SVG}g") if g.get("class") == "smstep-edge"}
+    return {
+        (g.get("data-source"), g.get("data-target")): g.get("data-vars")
+        for g in root.iter(f"{SVG}g")
+        if g.get("class") == "smstep-edge"
+    }
 
 
 def label_texts(panel) -> list[str]:
@@ -74,9 +81,10 @@ def test_panel_builds_for_a_small_notebook(panel):
     assert isinstance(panel, widgets.VBox) and isinstance(panel, panel_mod.PipelinePanel)
     assert "<b>demo</b>" in panel.header.value and "3 steps" in panel.header.value and "✓ valid" in panel.header.value
     assert panel.selector.options == ("preprocess", "train", "evaluate")
-    assert [b.description for b in (panel.validate_button, panel.run_button, panel.submit_button,
-                                    panel.stop_button, panel.retry_button)] == \
-        ["Validate", "Run locally", "Submit", "Stop", "Retry"]
+    assert [
+        b.description
+        for b in (panel.validate_button, panel.run_button, panel.submit_button, panel.stop_button, panel.retry_button)
+    ] == ["Validate", "Run locally", "Submit", "Stop", "Retry"]
     assert panel.stop_button.disabled and panel.retry_button.disabled
 
 
@@ -84,8 +92,11 @@ def test_svg_has_the_steps_and_labelled_edges(panel):
     found = nodes(panel)
     assert set(found) == {"preprocess", "train", "evaluate"}
     assert all(n["data-state"] == "pending" for n in found.values())
-    assert edges(panel) == {("preprocess", "train"): "train", ("preprocess", "evaluate"): "test",
-                            ("train", "evaluate"): "model"}
+    assert edges(panel) == {
+        ("preprocess", "train"): "train",
+        ("preprocess", "evaluate"): "test",
+        ("train", "evaluate"): "model",
+    }
     assert sorted(label_texts(panel)) == ["model", "test", "train"]
     svg = panel.svg.value
     assert "ml.m5.2xlarge" in svg and "ml.m5.xlarge" in svg  # instance type under each name
@@ -125,7 +136,9 @@ def test_selecting_a_step_shows_settings_with_sources_inputs_outputs_and_source(
 
 def test_settings_from_config_yaml_and_kernel_image(shell, monkeypatch, tmp_path):
     config = tmp_path / "config.yaml"
-    config.write_text("SageMaker:\n  PythonSDK:\n    Modules:\n      RemoteFunction:\n        VolumeKmsKeyId: kms-key-1\n")
+    config.write_text(
+        "SageMaker:\n  PythonSDK:\n    Modules:\n      RemoteFunction:\n        VolumeKmsKeyId: kms-key-1\n"
+    )
     monkeypatch.setenv("SAGEMAKER_USER_CONFIG_OVERRIDE", str(config))
     monkeypatch.setenv("SAGEMAKER_INTERNAL_IMAGE_URI", "123.dkr.ecr.us-east-1.amazonaws.com/sagemaker-distribution")
     monkeypatch.setenv("IMAGE_VERSION", "2.1")
@@ -157,8 +170,10 @@ def test_clicking_a_node_selects_the_step(panel):
     # each transparent button sits exactly on its node
     box = panel._layout.boxes["evaluate"]
     i = names.index("evaluate")
-    assert (f'button[value="{i}"]{{left:{box.left:.0f}px;top:{box.y:.0f}px;width:{box.width:.0f}px!important;'
-            f"height:{box.height:.0f}px!important}}") in panel.dag_style.value
+    assert (
+        f'button[value="{i}"]{{left:{box.left:.0f}px;top:{box.y:.0f}px;width:{box.width:.0f}px!important;'
+        f"height:{box.height:.0f}px!important}}"
+    ) in panel.dag_style.value
 
 
 # --------------------------------------------------------------------------- problems
@@ -219,7 +234,12 @@ def test_missing_role_in_studio_is_a_warning(shell, monkeypatch):
 
 
 def test_image_python_parsing():
-    assert image_python("763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.1.0-cpu-py310-ubuntu20.04-sagemaker") == "3.10"
+    assert (
+        image_python(
+            "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.1.0-cpu-py310-ubuntu20.04-sagemaker"
+        )
+        == "3.10"
+    )
     assert image_python("x.dkr.ecr/r:python3.11") == "3.11"
     assert image_python("x.dkr.ecr/sagemaker-base-python-310:1.0") == "3.10"
     assert image_python("x.dkr.ecr/img:1.9-cpu") is None
@@ -351,16 +371,29 @@ def test_local_run_events_colour_the_dag(panel, monkeypatch):
         snapshots.append({k: v["data-state"] for k, v in nodes(panel).items()})
         on_event(ev("preprocess", "succeeded", duration=1.25))
         on_event(ev("train", "running"))
-        on_event(ev("train", "failed", duration=0.5, error="Traceback ...\nZeroDivisionError: division by zero",
-                    message="ZeroDivisionError: division by zero"))
+        on_event(
+            ev(
+                "train",
+                "failed",
+                duration=0.5,
+                error="Traceback ...\nZeroDivisionError: division by zero",
+                message="ZeroDivisionError: division by zero",
+            )
+        )
         on_event(ev("evaluate", "skipped", message="skipped: step 'train' failed"))
         time.sleep(panel.render_interval * 2)
         snapshots.append({k: v["data-state"] for k, v in nodes(panel).items()})
-        steps = {"preprocess": StepResult("preprocess", "succeeded", duration=1.25),
-                 "train": StepResult("train", "failed", duration=0.5,
-                                     error="Traceback ...\nZeroDivisionError: division by zero",
-                                     summary="ZeroDivisionError: division by zero"),
-                 "evaluate": StepResult("evaluate", "skipped", summary="skipped: step 'train' failed")}
+        steps = {
+            "preprocess": StepResult("preprocess", "succeeded", duration=1.25),
+            "train": StepResult(
+                "train",
+                "failed",
+                duration=0.5,
+                error="Traceback ...\nZeroDivisionError: division by zero",
+                summary="ZeroDivisionError: division by zero",
+            ),
+            "evaluate": StepResult("evaluate", "skipped", summary="skipped: step 'train' failed"),
+        }
         return RunResult("r2", Path("/tmp/r2"), steps, succeeded=False, definition={})
 
     monkeypatch.setattr(panel.workspace, "run_local", fake_run)
@@ -402,8 +435,10 @@ def test_stop_stops_a_local_run_within_seconds_and_its_steps_process(shell, tmp_
     monkeypatch.chdir(tmp_path)
     shell.configure(name="long")
     pid_file = tmp_path / "pid"
-    shell.run(f"%%step slow --defer\nimport os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
-              "time.sleep(120)\ndone = True")
+    shell.run(
+        f"%%step slow --defer\nimport os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))\n"
+        "time.sleep(120)\ndone = True"
+    )
     shell.run("%%step after --defer\nflag = done")
     p = panel_mod.show(shell.workspace)
     try:
@@ -416,8 +451,11 @@ def test_stop_stops_a_local_run_within_seconds_and_its_steps_process(shell, tmp_
         thread.join(timeout=30)
         assert not thread.is_alive() and time.monotonic() - started < 10
         pid = int(pid_file.read_text())
-        wait_for(lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2],
-                 timeout=10, what="the step's process to end")
+        wait_for(
+            lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2],
+            timeout=10,
+            what="the step's process to end",
+        )
         assert "local run stopped" in p.status.value, p.status.value
         assert "■ stopped" in p.execution.value and "failed" not in p.execution.value, p.execution.value
         states = {n: d["data-state"] for n, d in nodes(p).items()}
@@ -476,21 +514,30 @@ def test_kernel_interrupt_stops_a_local_run_the_panel_started(tmp_path):
     try:
         kernel.execute(f"import os\nos.chdir({str(tmp_path)!r})\n%load_ext jupyter_smstep")
         kernel.execute(f"%pipeline config --name interrupt --role {ROLE} --instance-type ml.m5.large")
-        kernel.execute(f"%%step slow --defer\nimport os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))"
-                       "\ntime.sleep(120)\ndone = True")
-        kernel.execute("import jupyter_smstep.panel.widget as panel_mod\n"
-                       "magics = get_ipython().magics_manager.registry['StepMagics']\n"
-                       "panel = panel_mod.show(magics.workspace)\nthread = panel.run_locally()")
+        kernel.execute(
+            f"%%step slow --defer\nimport os, time\nopen({str(pid_file)!r}, 'w').write(str(os.getpid()))"
+            "\ntime.sleep(120)\ndone = True"
+        )
+        kernel.execute(
+            "import jupyter_smstep.panel.widget as panel_mod\n"
+            "magics = get_ipython().magics_manager.registry['StepMagics']\n"
+            "panel = panel_mod.show(magics.workspace)\nthread = panel.run_locally()"
+        )
         wait_for(lambda: pid_file.exists() and pid_file.read_text(), timeout=60, what="the step to start")
         started = time.monotonic()
         kernel.km.interrupt_kernel()  # the kernel is idle: only the run can take it
         pid = int(pid_file.read_text())
-        wait_for(lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2],
-                 timeout=20, what="the step's process to end")  # before the next cell, which SIGINT would hit
+        wait_for(
+            lambda: not Path(f"/proc/{pid}").exists() or "Z" in Path(f"/proc/{pid}/stat").read_text().split()[2],
+            timeout=20,
+            what="the step's process to end",
+        )  # before the next cell, which SIGINT would hit
         assert time.monotonic() - started < 20
-        kernel.execute("thread.join(timeout=30)\nassert not thread.is_alive()\n"
-                       "assert 'local run stopped' in panel.status.value, panel.status.value\n"
-                       "assert magics.workspace.last_run.steps['slow'].state == 'stopped'")
+        kernel.execute(
+            "thread.join(timeout=30)\nassert not thread.is_alive()\n"
+            "assert 'local run stopped' in panel.status.value, panel.status.value\n"
+            "assert magics.workspace.last_run.steps['slow'].state == 'stopped'"
+        )
         kernel.execute("x = 1 + 1\nassert x == 2")  # the interrupt did not break the kernel
     finally:
         kernel.stop()
@@ -514,11 +561,20 @@ def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
 def test_follow_shows_failure_reason_log_tail_and_retry(panel, fake_sagemaker):
     fake = fake_sagemaker()  # its clock ticks per poll: the panel sees the execution run, however busy the machine
     panel.poll_initial, panel.poll_max = 0.1, 0.5
-    arn = fake.add_execution([StepPlan("preprocess", [], 10), StepPlan("train", ["preprocess"], 2,
-                                                                      fail="AlgorithmError: ValueError: bad rows",
-                                                                      log=["epoch 1", "Traceback (most recent call last):",
-                                                                           "ValueError: bad rows"]),
-                              StepPlan("evaluate", ["preprocess", "train"], 1)], pipeline="demo")
+    arn = fake.add_execution(
+        [
+            StepPlan("preprocess", [], 10),
+            StepPlan(
+                "train",
+                ["preprocess"],
+                2,
+                fail="AlgorithmError: ValueError: bad rows",
+                log=["epoch 1", "Traceback (most recent call last):", "ValueError: bad rows"],
+            ),
+            StepPlan("evaluate", ["preprocess", "train"], 1),
+        ],
+        pipeline="demo",
+    )
     seen = []  # every snapshot the panel rendered, with the Stop button's state right after
     on_snapshot = panel.on_snapshot
 
@@ -533,8 +589,11 @@ def test_follow_shows_failure_reason_log_tail_and_retry(panel, fake_sagemaker):
     # could let the whole execution pass between two samples)
     assert ("Executing", False) in seen, seen
     assert panel.state.snapshot.status == "Failed"
-    assert {k: v["data-state"] for k, v in nodes(panel).items()} == \
-        {"preprocess": "succeeded", "train": "failed", "evaluate": "skipped"}
+    assert {k: v["data-state"] for k, v in nodes(panel).items()} == {
+        "preprocess": "succeeded",
+        "train": "failed",
+        "evaluate": "skipped",
+    }
     ex = panel.execution.value
     assert "data-status='Failed'" in ex and "open in the SageMaker console" in ex
     assert "#/pipelines/demo/executions/" in ex
@@ -555,8 +614,10 @@ def test_follow_shows_failure_reason_log_tail_and_retry(panel, fake_sagemaker):
 
 def test_stop_button_stops_the_execution(panel, fake):
     panel.poll_initial, panel.poll_max = 0.1, 0.3
-    arn = fake.add_execution([StepPlan("preprocess", [], 50), StepPlan("train", ["preprocess"], 1),
-                              StepPlan("evaluate", ["train"], 1)], pipeline="demo")
+    arn = fake.add_execution(
+        [StepPlan("preprocess", [], 50), StepPlan("train", ["preprocess"], 1), StepPlan("evaluate", ["train"], 1)],
+        pipeline="demo",
+    )
     panel.follow(arn)
     wait_for(lambda: nodes(panel)["preprocess"]["data-state"] == "running", what="running")
     panel.stop_button.click()
@@ -569,8 +630,10 @@ def test_stop_button_stops_the_execution(panel, fake):
 
 def test_throttled_polls_are_shown_not_fatal(panel, fake):
     panel.poll_initial, panel.poll_max = 0.05, 0.2
-    arn = fake.add_execution([StepPlan("preprocess", [], 1), StepPlan("train", ["preprocess"], 1),
-                              StepPlan("evaluate", ["train"], 1)], pipeline="demo")
+    arn = fake.add_execution(
+        [StepPlan("preprocess", [], 1), StepPlan("train", ["preprocess"], 1), StepPlan("evaluate", ["train"], 1)],
+        pipeline="demo",
+    )
     fake.throttle["DescribePipelineExecution"] = 9
     panel.follow(arn)
     panel.wait(60)
@@ -612,8 +675,10 @@ def test_submit_changed_reruns_only_the_edited_step_and_says_so(shell, fake, mot
         p.changed_button.click()
         p.wait(60)
         start = fake.ops("StartPipelineExecution")[-1]
-        assert start["SelectiveExecutionConfig"] == {"SourcePipelineExecutionArn": first,
-                                                     "SelectedSteps": [{"StepName": "evaluate"}]}
+        assert start["SelectiveExecutionConfig"] == {
+            "SourcePipelineExecutionArn": first,
+            "SelectedSteps": [{"StepName": "evaluate"}],
+        }
         assert "1 of 3 step(s) changed" in p.status.value and "evaluate" in p.status.value
     finally:
         p.close()
@@ -650,8 +715,9 @@ def test_fifty_step_dag_builds_and_reads(shell):
 
 
 def test_layout_orders_a_diamond_without_crossings():
-    lay = dag_layout.layered_layout(["a", "b", "c", "d", "e"], [("a", "b"), ("a", "c"), ("b", "d"), ("c", "d"),
-                                                                 ("a", "e"), ("d", "e")])
+    lay = dag_layout.layered_layout(
+        ["a", "b", "c", "d", "e"], [("a", "b"), ("a", "c"), ("b", "d"), ("c", "d"), ("a", "e"), ("d", "e")]
+    )
     assert lay.crossings == 0
     layers = {n: b.layer for n, b in lay.boxes.items()}
     assert layers == {"a": 0, "b": 1, "c": 1, "d": 2, "e": 3}
@@ -671,8 +737,19 @@ def test_layout_reduces_crossings():
 
 def test_layout_leaves_no_crossing_where_none_is_needed():
     # A DAG where barycenter sweeps from the notebook's order stall at 3 crossings; 0 is possible.
-    edges = [("n0", "n2"), ("n0", "n4"), ("n0", "n5"), ("n1", "n4"), ("n2", "n3"), ("n2", "n4"), ("n3", "n4"),
-             ("n3", "n5"), ("n3", "n6"), ("n4", "n6"), ("n5", "n6")]
+    edges = [
+        ("n0", "n2"),
+        ("n0", "n4"),
+        ("n0", "n5"),
+        ("n1", "n4"),
+        ("n2", "n3"),
+        ("n2", "n4"),
+        ("n3", "n4"),
+        ("n3", "n5"),
+        ("n3", "n6"),
+        ("n4", "n6"),
+        ("n5", "n6"),
+    ]
     lay = dag_layout.layered_layout([f"n{i}" for i in range(7)], edges)
     assert lay.crossings == 0
     assert lay.crossings == _counted_crossings(lay)
@@ -693,7 +770,7 @@ def _counted_crossings(lay) -> int:
         segments += list(zip(route.points, route.points[1:]))
     count = 0
     for i, (a, b) in enumerate(segments):
-        for c, d in segments[i + 1:]:
+        for c, d in segments[i + 1 :]:
             if {a, b} & {c, d}:
                 continue  # segments that meet at a port or a lane do not cross
             if abs(a[1] - c[1]) < 1e-6 and abs(b[1] - d[1]) < 1e-6 and (a[0] - c[0]) * (b[0] - d[0]) < 0:
@@ -702,8 +779,10 @@ def _counted_crossings(lay) -> int:
 
 
 def test_a_fan_out_is_one_stack_marked_with_its_count_and_its_iterations_progress(shell):
-    shell.run(f"%pipeline config --name fan --role {ROLE} --instance-type ml.m5.xlarge "
-              "--image-uri 111122223333.dkr.ecr.us-east-1.amazonaws.com/img:1")
+    shell.run(
+        f"%pipeline config --name fan --role {ROLE} --instance-type ml.m5.xlarge "
+        "--image-uri 111122223333.dkr.ecr.us-east-1.amazonaws.com/img:1"
+    )
     shell.run("rates = [0.1, 0.2, 0.3]")
     shell.run("%%step data\nxs = list(range(5))")
     shell.run("%%step fit --foreach r=rates --instance-type ml.c5.xlarge\nw = [x * r for x in xs]")

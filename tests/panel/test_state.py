@@ -53,8 +53,10 @@ def test_local_events_fold_into_states_messages_errors_and_warnings():
 def test_finish_local_takes_the_run_folders_word_and_names_the_failures():
     s = state("a", "b")
     s.start_local()
-    steps = {"a": StepResult("a", "failed", duration=0.5, error="E", summary="ValueError: x"),
-             "b": StepResult("b", "skipped", skipped_because="a")}
+    steps = {
+        "a": StepResult("a", "failed", duration=0.5, error="E", summary="ValueError: x"),
+        "b": StepResult("b", "skipped", skipped_because="a"),
+    }
     failed = s.finish_local(RunResult("r", Path("."), steps, False, {}))
     assert failed == ["a"]
     assert s.states["b"] == ("skipped", "") and s.local_messages == {"a": "ValueError: x", "b": "a"}
@@ -62,9 +64,14 @@ def test_finish_local_takes_the_run_folders_word_and_names_the_failures():
 
 def snap(status, **steps) -> Snapshot:
     t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    return Snapshot("arn", status, steps={
-        n: StepStatus(n, st, start=t0, end=t0 + timedelta(seconds=3) if st != "Executing" else None)
-        for n, st in steps.items()})
+    return Snapshot(
+        "arn",
+        status,
+        steps={
+            n: StepStatus(n, st, start=t0, end=t0 + timedelta(seconds=3) if st != "Executing" else None)
+            for n, st in steps.items()
+        },
+    )
 
 
 def test_snapshots_map_the_service_statuses_and_skip_what_never_started():

@@ -35,8 +35,9 @@ def notebook(shell, moto_server, fake_sagemaker, monkeypatch, tmp_path):
 
 def test_schedule_creates_the_pipeline_then_the_schedule_with_its_parameters(notebook, capsys):
     capsys.readouterr()
-    notebook.run(f"%pipeline schedule nightly --cron 'cron(0 6 * * ? *)' --role {notebook.role} -p epochs=3 "
-                 "--end 2099-01-01")
+    notebook.run(
+        f"%pipeline schedule nightly --cron 'cron(0 6 * * ? *)' --role {notebook.role} -p epochs=3 --end 2099-01-01"
+    )
     out = capsys.readouterr().out
     assert "scheduled nightly: cron(0 6 * * ? *), enabled (the pipeline: created or updated)" in out
     assert "next: " in out and " 06:00 UTC" in out
@@ -45,7 +46,8 @@ def test_schedule_creates_the_pipeline_then_the_schedule_with_its_parameters(not
     assert stored["Target"]["RoleArn"] == notebook.role
     assert stored["Target"]["Arn"].endswith(f":pipeline/{notebook.graph().name}")
     assert stored["Target"]["SageMakerPipelineParameters"]["PipelineParameterList"] == [
-        {"Name": "epochs", "Value": "3"}]
+        {"Name": "epochs", "Value": "3"}
+    ]
     assert stored["EndDate"].year == 2099
     # again, unchanged: the pipeline is left alone and the schedule updated
     notebook.run(f"%pipeline schedule nightly --rate 'rate(12 hours)' --role {notebook.role} --disabled")
@@ -75,21 +77,26 @@ def test_schedules_lists_each_with_its_next_three_runs_and_unschedule_deletes(no
     assert "has no schedule 'dialy'" in error and "did you mean once?" not in error
 
 
-@pytest.mark.parametrize("line, message", [
-    ("%pipeline schedule nightly --cron '0 6 * * *'", "has 5 fields"),
-    ("%pipeline schedule nightly --rate 'rate(1 days)'", "singular for 1"),
-    ("%pipeline schedule nightly --at 'at(2027-01-01T06:00:00+01:00)'", "has a time zone"),
-    ("%pipeline schedule nightly --at 'at(2020-01-01T06:00:00)' --role ROLE", "never fires after now"),
-    ("%pipeline schedule 'every night' --rate 'rate(1 day)' --role ROLE", "schedule name 'every night' is invalid"),
-    ("%pipeline schedule nightly --rate 'rate(1 day)'", "needs a role for EventBridge Scheduler"),
-    ("%pipeline schedule nightly --rate 'rate(1 day)' --role admin", "--role 'admin': RoleArn must match arn:aws"),
-    ("%pipeline schedule nightly --rate 'rate(1 day)' --role ROLE -p epoch=3", "epoch"),
-    ("%pipeline schedule nightly --rate 'rate(1 day)' --role ROLE -p epochs=many", "epochs"),
-    ("%pipeline schedule nightly --rate 'rate(1 day)' --role ROLE --start 2030-01-02 --end 2030-01-01",
-     "--end is not after --start"),
-    ("%pipeline schedule nightly --rate 'rate(1 day)' --cron '0 6 * * ? *' --role ROLE", "not allowed with"),
-    ("%pipeline schedule nightly --role ROLE", "one of the arguments --cron --rate --at is required"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("%pipeline schedule nightly --cron '0 6 * * *'", "has 5 fields"),
+        ("%pipeline schedule nightly --rate 'rate(1 days)'", "singular for 1"),
+        ("%pipeline schedule nightly --at 'at(2027-01-01T06:00:00+01:00)'", "has a time zone"),
+        ("%pipeline schedule nightly --at 'at(2020-01-01T06:00:00)' --role ROLE", "never fires after now"),
+        ("%pipeline schedule 'every night' --rate 'rate(1 day)' --role ROLE", "schedule name 'every night' is invalid"),
+        ("%pipeline schedule nightly --rate 'rate(1 day)'", "needs a role for EventBridge Scheduler"),
+        ("%pipeline schedule nightly --rate 'rate(1 day)' --role admin", "--role 'admin': RoleArn must match arn:aws"),
+        ("%pipeline schedule nightly --rate 'rate(1 day)' --role ROLE -p epoch=3", "epoch"),
+        ("%pipeline schedule nightly --rate 'rate(1 day)' --role ROLE -p epochs=many", "epochs"),
+        (
+            "%pipeline schedule nightly --rate 'rate(1 day)' --role ROLE --start 2030-01-02 --end 2030-01-01",
+            "--end is not after --start",
+        ),
+        ("%pipeline schedule nightly --rate 'rate(1 day)' --cron '0 6 * * ? *' --role ROLE", "not allowed with"),
+        ("%pipeline schedule nightly --role ROLE", "one of the arguments --cron --rate --at is required"),
+    ],
+)
 def test_bad_schedules_are_refused_before_any_call(notebook, line, message):
     before = len(notebook.fake.requests)
     error = notebook.error(line.replace("ROLE", notebook.role))

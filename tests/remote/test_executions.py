@@ -28,8 +28,7 @@ CELLS = [
     "%%step report\nsummary = f'{n} rows'",  # a side branch: evaluate does not need it
 ]
 #: what one kernel computes top to bottom
-KERNEL = {"df": [x * 2 for x in range(10)], "n": 10, "model": {"w": 906, "n": 10}, "score": 90.6,
-          "summary": "10 rows"}
+KERNEL = {"df": [x * 2 for x in range(10)], "n": 10, "model": {"w": 906, "n": 10}, "score": 90.6, "summary": "10 rows"}
 
 
 def config_cell(role: str) -> str:
@@ -50,9 +49,12 @@ def executed(moto_server, tmp_path_factory):
     path = folder / "pulled.ipynb"
     nbformat.write(nb, path)
     with pytest.MonkeyPatch.context() as mp:
-        for key, value in {**DUMMY_ENV, "AWS_ENDPOINT_URL": fake.url,
-                           "SMSTEP_DATA_DIR": str(tmp_path_factory.getbasetemp() / "smstep-data"),
-                           "AWS_ENDPOINT_URL_PRICING": "http://127.0.0.1:9"}.items():
+        for key, value in {
+            **DUMMY_ENV,
+            "AWS_ENDPOINT_URL": fake.url,
+            "SMSTEP_DATA_DIR": str(tmp_path_factory.getbasetemp() / "smstep-data"),
+            "AWS_ENDPOINT_URL_PRICING": "http://127.0.0.1:9",
+        }.items():
             mp.setenv(key, value)
         for kind in ("USER", "ADMIN"):
             (folder / f"{kind}.yaml").write_text("")
@@ -82,12 +84,11 @@ def kernel(shell, executed, monkeypatch):
 def s3_object(fake, arn: str, step: str, name: str) -> tuple[str, str]:
     job = fake.training_jobs[fake.executions[arn].job_name(step, 1)]
     uri = job["request"]["OutputDataConfig"]["S3OutputPath"]
-    bucket, _, prefix = uri[len("s3://"):].partition("/")
+    bucket, _, prefix = uri[len("s3://") :].partition("/")
     return bucket, f"{prefix}/{name}"
 
 
-def test_pull_latest_puts_what_the_kernel_computed_back_and_says_where_each_name_came_from(kernel, executed,
-                                                                                            capsys):
+def test_pull_latest_puts_what_the_kernel_computed_back_and_says_where_each_name_came_from(kernel, executed, capsys):
     _, arn, _, _ = executed
     for name in KERNEL:
         del kernel.ip.user_ns[name]
@@ -166,20 +167,23 @@ def test_smstep_pull_prints_the_outputs(executed, monkeypatch, capsys):
     assert "--changed-ok applies to --execution only" in capsys.readouterr().err
 
 
-
 def test_run_from_a_step_on_an_executions_upstream_results(kernel, executed, tmp_path):
     from jupyter_smstep.panel.progress import Table
 
     _, arn, _, _ = executed
     kernel.run("%%step evaluate\nscore = model['w'] / model['n'] + 1")  # the step being debugged
     events: list = []
-    run = kernel.workspace.run_local(from_step="evaluate", upstream=arn, runs_dir=tmp_path / "runs",
-                                     on_event=events.append)
+    run = kernel.workspace.run_local(
+        from_step="evaluate", upstream=arn, runs_dir=tmp_path / "runs", on_event=events.append
+    )
     exec_id = arn.rsplit("/", 1)[-1]
     assert run.succeeded and run.outputs("evaluate") == {"score": KERNEL["score"] + 1}
     assert {n: s.taken_from for n, s in run.steps.items()} == {
-        "preprocess": f"step preprocess of execution {exec_id}", "train": f"step train of execution {exec_id}",
-        "evaluate": None, "report": f"step report of execution {exec_id}"}
+        "preprocess": f"step preprocess of execution {exec_id}",
+        "train": f"step train of execution {exec_id}",
+        "evaluate": None,
+        "report": f"step report of execution {exec_id}",
+    }
     assert run.steps["train"].attempts == 0 and run.steps["evaluate"].attempts == 1
     assert run.outputs("train") == {"model": KERNEL["model"]}
     table = Table()
@@ -193,8 +197,10 @@ def test_smstep_run_upstream_says_where_each_result_came_from(executed, monkeypa
 
     fake, arn, path, _ = executed
     monkeypatch.setenv("AWS_ENDPOINT_URL", fake.url)
-    assert cli.main(["run", str(path), "--from", "train", "--upstream", "latest", "--runs-dir",
-                     str(tmp_path / "runs")]) == 0
+    assert (
+        cli.main(["run", str(path), "--from", "train", "--upstream", "latest", "--runs-dir", str(tmp_path / "runs")])
+        == 0
+    )
     captured = capsys.readouterr()
     exec_id = arn.rsplit("/", 1)[-1]
     assert re.search(rf"✓ preprocess +taken +from step preprocess of execution {exec_id}\n", captured.err)
@@ -301,8 +307,9 @@ def test_pull_in_a_real_kernel(executed, monkeypatch, tmp_path):
         kernel.stop()
 
 
-def test_history_lists_the_executions_with_who_started_them_and_each_steps_billed_seconds(kernel, executed,
-                                                                                         tmp_path, capsys):
+def test_history_lists_the_executions_with_who_started_them_and_each_steps_billed_seconds(
+    kernel, executed, tmp_path, capsys
+):
     _, arn, _, _ = executed
     kernel.run(f"%pipeline run --runs-dir {tmp_path / 'runs'}")  # the estimate comes from a local run
     capsys.readouterr()

@@ -13,6 +13,7 @@ from jupyter_smstep.remote import monitor
 from jupyter_smstep.errors import SmstepError
 from helpers.fakes import ACCOUNT, LOG_GROUP, REGION, FakeSageMaker, StepPlan, prepare_account
 
+
 # =========================================================================== fixtures
 @pytest.fixture
 def fake(fake_sagemaker):
@@ -30,8 +31,11 @@ class Recorder:
 
 
 def three_steps(fail: str = "", log: list[str] | None = None) -> list[StepPlan]:
-    return [StepPlan("preprocess", [], 2), StepPlan("train", ["preprocess"], 3, fail=fail, log=log or []),
-            StepPlan("evaluate", ["train"], 1)]
+    return [
+        StepPlan("preprocess", [], 2),
+        StepPlan("train", ["preprocess"], 3, fail=fail, log=log or []),
+        StepPlan("evaluate", ["train"], 1),
+    ]
 
 
 # =========================================================================== tests
@@ -169,7 +173,9 @@ def test_follow_prints_failure_reason_and_the_log_tail(fake):
     ok = views.follow(arn, stream=out, sleep=Recorder(), log_lines=10)
     text = out.getvalue()
     assert ok is False
-    assert "https://us-east-1.console.aws.amazon.com/sagemaker/home?region=us-east-1#/pipelines/demo/executions/" in text
+    assert (
+        "https://us-east-1.console.aws.amazon.com/sagemaker/home?region=us-east-1#/pipelines/demo/executions/" in text
+    )
     assert "step 'train' failed: AlgorithmError: ValueError: bad shape" in text
     assert "| ValueError: bad shape" in text
     assert "| line 72" in text and "| line 71" not in text  # exactly the last 10 lines
@@ -189,8 +195,11 @@ def test_log_tail_merges_streams_and_limits(fake, moto_server):
     for host, offset in (("algo-1", 0), ("algo-2", 1)):
         stream = f"{job}/{host}-1700000000"
         logs.create_log_stream(logGroupName=LOG_GROUP, logStreamName=stream)
-        logs.put_log_events(logGroupName=LOG_GROUP, logStreamName=stream,
-                            logEvents=[{"timestamp": now + 2 * i + offset, "message": f"{host} {i}"} for i in range(10)])
+        logs.put_log_events(
+            logGroupName=LOG_GROUP,
+            logStreamName=stream,
+            logEvents=[{"timestamp": now + 2 * i + offset, "message": f"{host} {i}"} for i in range(10)],
+        )
     tail = monitor.log_tail(job, n=4)
     assert tail == ["algo-1 8", "algo-2 8", "algo-1 9", "algo-2 9"]
     assert monitor.log_tail("no-such-job", n=5) == []
@@ -226,16 +235,20 @@ def test_status_and_the_panel_say_where_the_executions_mlflow_run_is_and_how_to_
     server = "arn:aws:sagemaker:us-east-1:123456789012:mlflow-tracking-server/team"
     fake.executions[arn].mlflow = {"MlflowResourceArn": server, "MlflowExperimentName": "churn"}
     _, text = print_status_text(arn)
-    line = ("MLflow: experiment churn on tracking server team (open it: aws sagemaker "
-            "create-presigned-mlflow-tracking-server-url --tracking-server-name team)")
+    line = (
+        "MLflow: experiment churn on tracking server team (open it: aws sagemaker "
+        "create-presigned-mlflow-tracking-server-url --tracking-server-name team)"
+    )
     assert line in text
     state = PanelState()
     state.run_kind, state.snapshot = "remote", monitor.ExecutionMonitor(arn).poll()
     assert line in html.execution(state, "https://console", arn)
     app = "arn:aws:sagemaker:us-east-1:123456789012:mlflow-app/app-1"
     fake.executions[arn].mlflow = {"MlflowResourceArn": app}
-    assert (f"MLflow: experiment the pipeline's name on {app} (open it: aws sagemaker create-presigned-mlflow-app-url "
-            f"--arn {app})") in print_status_text(arn)[1]
+    assert (
+        f"MLflow: experiment the pipeline's name on {app} (open it: aws sagemaker create-presigned-mlflow-app-url "
+        f"--arn {app})"
+    ) in print_status_text(arn)[1]
     fake.executions[arn].mlflow = {}
     assert "MLflow" not in print_status_text(arn)[1]
 
@@ -280,6 +293,7 @@ def test_transient_errors_are_retried_then_reported(fake, monkeypatch):
 
 def test_cli_status_exit_codes(fake, capsys):
     from jupyter_smstep import cli
+
     ok_arn = fake.add_execution([StepPlan("only", [], 1)])
     for _ in range(3):
         monitor.ExecutionMonitor(ok_arn).poll()
@@ -294,6 +308,7 @@ def test_cli_status_exit_codes(fake, capsys):
 
 def test_cli_stop_and_retry(fake, capsys):
     from jupyter_smstep import cli
+
     arn = fake.add_execution(three_steps())
     mon = monitor.ExecutionMonitor(arn)
     for _ in range(3):
@@ -334,27 +349,45 @@ def test_smstep_submit_wait_follows_the_execution_from_the_terminal(moto_server,
     pytest.importorskip("sagemaker")
     fake = FakeSageMaker(upstream=moto_server, clock="wall", seconds_per_unit=0.3).start()
     fake.auto_plan = lambda name, steps: [
-        StepPlan(s["Name"], list(s.get("DependsOn", [])), 2,
-                 fail="AlgorithmError: ZeroDivisionError: division by zero" if s["Name"] == "divide" else "",
-                 log=["Traceback (most recent call last):", "ZeroDivisionError: division by zero"])
-        for s in steps]
+        StepPlan(
+            s["Name"],
+            list(s.get("DependsOn", [])),
+            2,
+            fail="AlgorithmError: ZeroDivisionError: division by zero" if s["Name"] == "divide" else "",
+            log=["Traceback (most recent call last):", "ZeroDivisionError: division by zero"],
+        )
+        for s in steps
+    ]
     try:
         role = prepare_account(moto_server)
         nb = nbformat.v4.new_notebook()
-        nb.cells = [nbformat.v4.new_code_cell(src) for src in (
-            "%load_ext jupyter_smstep",
-            f"%pipeline config --name wait-demo --role {role} --instance-type ml.m5.large --image-uri i.dkr.ecr/x:1",
-            "%%step make\nx = 1",
-            "%%step divide\ny = x / 0",
-        )]
+        nb.cells = [
+            nbformat.v4.new_code_cell(src)
+            for src in (
+                "%load_ext jupyter_smstep",
+                f"%pipeline config --name wait-demo --role {role} --instance-type ml.m5.large --image-uri i.dkr.ecr/x:1",
+                "%%step make\nx = 1",
+                "%%step divide\ny = x / 0",
+            )
+        ]
         path = tmp_path / "wait.ipynb"
         nbformat.write(nb, str(path))
         empty = tmp_path / "empty.yaml"
         empty.write_text("{}\n")
-        env = {**os.environ, "AWS_ENDPOINT_URL": fake.url, "SAGEMAKER_USER_CONFIG_OVERRIDE": str(empty),
-               "SAGEMAKER_ADMIN_CONFIG_OVERRIDE": str(empty)}
-        proc = subprocess.run([sys.executable, "-m", "jupyter_smstep.cli", "submit", str(path), "--wait"],
-                              capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+        env = {
+            **os.environ,
+            "AWS_ENDPOINT_URL": fake.url,
+            "SAGEMAKER_USER_CONFIG_OVERRIDE": str(empty),
+            "SAGEMAKER_ADMIN_CONFIG_OVERRIDE": str(empty),
+        }
+        proc = subprocess.run(
+            [sys.executable, "-m", "jupyter_smstep.cli", "submit", str(path), "--wait"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=600,
+            cwd=tmp_path,
+        )
     finally:
         fake.stop()
     assert proc.returncode == 1, proc.stderr[-3000:]

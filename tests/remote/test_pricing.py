@@ -18,8 +18,10 @@ def measured(shell, tmp_path, monkeypatch):
     monkeypatch.setenv("SMSTEP_CACHE_DIR", str(tmp_path / "cache"))
     shell.configure(name="priced")
     shell.run("%%step prep --defer --instance-type ml.m5.2xlarge\nv = 1")
-    shell.run("%%step fit --defer --instance-type ml.m5.large --use-spot-instances --max-wait-time-in-seconds 90000"
-              "\nw = v + 1")
+    shell.run(
+        "%%step fit --defer --instance-type ml.m5.large --use-spot-instances --max-wait-time-in-seconds 90000"
+        "\nw = v + 1"
+    )
     result = shell.workspace.run_local(runs_dir=tmp_path / ".smstep" / "runs")
     assert result.succeeded
     shell.workspace.root = tmp_path
@@ -28,11 +30,14 @@ def measured(shell, tmp_path, monkeypatch):
 
 @pytest.fixture
 def pricing(monkeypatch):
-    fake = FakePricing([
-        price_item("ml.m5.large", "USE1-Notebk:ml.m5.large", "0.999"),  # not training: never used
-        price_item("ml.m5.large", "USE1-Train:ml.m5.large", "0.115"),
-        price_item("ml.m5.2xlarge", "USE1-Train:ml.m5.2xlarge", "0.461"),
-    ], page_size=1)
+    fake = FakePricing(
+        [
+            price_item("ml.m5.large", "USE1-Notebk:ml.m5.large", "0.999"),  # not training: never used
+            price_item("ml.m5.large", "USE1-Train:ml.m5.large", "0.115"),
+            price_item("ml.m5.2xlarge", "USE1-Train:ml.m5.2xlarge", "0.461"),
+        ],
+        page_size=1,
+    )
     monkeypatch.setenv("AWS_ENDPOINT_URL_PRICING", fake.url)
     yield fake
     fake.stop()
@@ -70,20 +75,23 @@ def test_an_api_error_or_no_endpoint_gives_instance_hours_only_and_says_why(meas
 def test_a_prices_file_is_used_as_given_and_a_bad_one_is_an_error(measured, tmp_path, capsys):
     shell, result = measured
     good = tmp_path / "prices.json"
-    good.write_text(json.dumps({"region": "us-east-1", "currency": "USD",
-                                "hourly": {"ml.m5.large": 0.115, "ml.m5.2xlarge": 0.461}}))
+    good.write_text(
+        json.dumps({"region": "us-east-1", "currency": "USD", "hourly": {"ml.m5.large": 0.115, "ml.m5.2xlarge": 0.461}})
+    )
     capsys.readouterr()
     shell.run(f"%pipeline cost --prices {good} --json")
     doc = json.loads(capsys.readouterr().out)
     assert doc["total"] == pytest.approx(expected_total(result), rel=1e-3) and doc["prices_source"] == str(good)
-    for text, message in [("{", "is not JSON"), ('{"hourly": {}}', 'has no "hourly" object'),
-                          ('{"hourly": {"m5.large": 1}}', "is not an ml.* type"),
-                          ('{"hourly": {"ml.m5.large": -1}}', "price per hour of at least 0"),
-                          ('{"hourly": {"ml.m5.large": 1' + "0" * 400 + '}}', "finite price per hour"),
-                          ('{"hourly": {"ml.m5.large": Infinity}}', "Infinity is not a number JSON allows"),
-                          ('{"hourly": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
-                          ('{"hourly": {"ml.m5.large": 0.1, "ml.m5.large": 0.2}}',
-                           "gives 'ml.m5.large' two values (0.1 and 0.2)")]:
+    for text, message in [
+        ("{", "is not JSON"),
+        ('{"hourly": {}}', 'has no "hourly" object'),
+        ('{"hourly": {"m5.large": 1}}', "is not an ml.* type"),
+        ('{"hourly": {"ml.m5.large": -1}}', "price per hour of at least 0"),
+        ('{"hourly": {"ml.m5.large": 1' + "0" * 400 + "}}", "finite price per hour"),
+        ('{"hourly": {"ml.m5.large": Infinity}}', "Infinity is not a number JSON allows"),
+        ('{"hourly": ' + "[" * 100_000 + "]" * 100_000 + "}", "nested too deeply"),
+        ('{"hourly": {"ml.m5.large": 0.1, "ml.m5.large": 0.2}}', "gives 'ml.m5.large' two values (0.1 and 0.2)"),
+    ]:
         good.write_text(text)
         assert message in shell.error(f"%pipeline cost --prices {good}")
     good.write_text(json.dumps({"hourly": {"ml.m5.large": 0.115}}))
@@ -132,9 +140,14 @@ def test_cost_uses_only_this_notebooks_runs_not_anothers_with_the_same_pipeline_
 
     for name, step in (("a.ipynb", "%%step heavy\nx = sum(range(10))"), ("b.ipynb", "%%step light\ny = 1")):
         nb = nbformat.v4.new_notebook()
-        nb.cells = [nbformat.v4.new_code_cell(c) for c in (
-            "%load_ext jupyter_smstep",
-            f"%pipeline config --name shared --role {ROLE} --image-uri {IMAGE} --instance-type ml.m5.large", step)]
+        nb.cells = [
+            nbformat.v4.new_code_cell(c)
+            for c in (
+                "%load_ext jupyter_smstep",
+                f"%pipeline config --name shared --role {ROLE} --image-uri {IMAGE} --instance-type ml.m5.large",
+                step,
+            )
+        ]
         nbformat.write(nb, tmp_path / name)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AWS_ENDPOINT_URL_PRICING", "http://127.0.0.1:9")

@@ -60,6 +60,7 @@ class DeniedSession:
             class Iam:
                 def get_role(self, **_):
                     raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "GetRole")
+
             return Iam()
 
 
@@ -68,23 +69,34 @@ def test_where_iam_cannot_be_asked_the_check_is_skipped_and_said():
     assert found.trusted is None and "was not checked (iam:GetRole: AccessDenied)" in found.note
 
 
-@pytest.mark.parametrize("statement, trusted", [
-    ({"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": "sagemaker.amazonaws.com"}}, True),
-    ({"Effect": "Allow", "Action": ["sts:AssumeRole"], "Principal": {"Service": ["a", "sagemaker.amazonaws.com"]}},
-     True),
-    ({"Effect": "Deny", "Action": "sts:AssumeRole", "Principal": {"Service": "sagemaker.amazonaws.com"}}, False),
-    ({"Effect": "Allow", "Action": "sts:TagSession", "Principal": {"Service": "sagemaker.amazonaws.com"}}, False),
-    ({"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"AWS": "arn:aws:iam::1:root"}}, False),
-])
+@pytest.mark.parametrize(
+    "statement, trusted",
+    [
+        ({"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"Service": "sagemaker.amazonaws.com"}}, True),
+        (
+            {
+                "Effect": "Allow",
+                "Action": ["sts:AssumeRole"],
+                "Principal": {"Service": ["a", "sagemaker.amazonaws.com"]},
+            },
+            True,
+        ),
+        ({"Effect": "Deny", "Action": "sts:AssumeRole", "Principal": {"Service": "sagemaker.amazonaws.com"}}, False),
+        ({"Effect": "Allow", "Action": "sts:TagSession", "Principal": {"Service": "sagemaker.amazonaws.com"}}, False),
+        ({"Effect": "Allow", "Action": "sts:AssumeRole", "Principal": {"AWS": "arn:aws:iam::1:root"}}, False),
+    ],
+)
 def test_trust_documents(statement, trusted):
     assert roles.trusts({"Statement": [statement]}, roles.SAGEMAKER) is trusted
 
 
 def test_the_sdks_role_check_is_said_with_its_reason_and_the_real_fix():
     RoleValidationError = type("RoleValidationError", (Exception,), {})
-    text = ("IAM role 'arn:aws:iam::1:role/r' cannot be used for 'pipeline' workloads.\nIts trust policy does not "
-            "allow 'sagemaker.amazonaws.com' to assume it.\nMissing permissions: s3:GetObject\n\nTo fix this, either:"
-            "\n  1. Grant ...")
+    text = (
+        "IAM role 'arn:aws:iam::1:role/r' cannot be used for 'pipeline' workloads.\nIts trust policy does not "
+        "allow 'sagemaker.amazonaws.com' to assume it.\nMissing permissions: s3:GetObject\n\nTo fix this, either:"
+        "\n  1. Grant ..."
+    )
     error = aws_error(RoleValidationError(text), "creating pipeline 'p' on SageMaker")
     assert type(error) is SmstepError
     (problem,) = error.problems

@@ -27,8 +27,10 @@ def fake(fake_sagemaker):
 def notebook(shell, moto_server, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     role = prepare_account(moto_server)
-    shell.run(f"%pipeline config --name resubmit-{tmp_path.name[-12:].strip('_').replace('_', '-')} "
-              f"--role {role} --image-uri {IMAGE} --instance-type ml.m5.large")
+    shell.run(
+        f"%pipeline config --name resubmit-{tmp_path.name[-12:].strip('_').replace('_', '-')} "
+        f"--role {role} --image-uri {IMAGE} --instance-type ml.m5.large"
+    )
     for source in NOTEBOOK:
         shell.run(source)
     return shell
@@ -58,9 +60,12 @@ def test_changed_starts_a_selective_execution_of_the_changed_steps_and_those_aft
     start = fake.ops("StartPipelineExecution")[-1]
     assert start["SelectiveExecutionConfig"] == {
         "SourcePipelineExecutionArn": first.execution_arn,
-        "SelectedSteps": [{"StepName": "train"}, {"StepName": "evaluate"}]}
-    assert again.selection.why == {"train": "its code, captured values, settings or files changed",
-                                   "evaluate": "runs after changed step train"}
+        "SelectedSteps": [{"StepName": "train"}, {"StepName": "evaluate"}],
+    }
+    assert again.selection.why == {
+        "train": "its code, captured values, settings or files changed",
+        "evaluate": "runs after changed step train",
+    }
 
 
 def test_changed_with_nothing_changed_starts_nothing_unless_forced(notebook, fake, capsys):

@@ -34,7 +34,7 @@ def steps_by_name(definition):
 def property_refs(step):
     args = step["Arguments"]["AlgorithmSpecification"]["ContainerArguments"]
     i = args.index("--property_references")
-    refs = args[i + 1:]
+    refs = args[i + 1 :]
     return {refs[j] for j in range(0, len(refs), 2) if isinstance(refs[j], str) and not refs[j].startswith("--")}
 
 
@@ -127,10 +127,15 @@ def comparable(definition):
         out[s["Name"]] = {
             "depends": sorted(s.get("DependsOn", [])),
             "refs": sorted(property_refs(s)),
-            "resources": a["ResourceConfig"], "image": a["AlgorithmSpecification"]["TrainingImage"],
-            "role": a["RoleArn"], "job": a.get("TrainingJobName"), "stop": a["StoppingCondition"],
+            "resources": a["ResourceConfig"],
+            "image": a["AlgorithmSpecification"]["TrainingImage"],
+            "role": a["RoleArn"],
+            "job": a.get("TrainingJobName"),
+            "stop": a["StoppingCondition"],
             # v3 signs each build's payloads with a fresh key; everything else must match
-            "env": {k: v for k, v in (a.get("Environment") or {}).items() if k != "REMOTE_FUNCTION_SECRET_KEY"}, "display": s.get("DisplayName"), "retry": s.get("RetryPolicies"),
+            "env": {k: v for k, v in (a.get("Environment") or {}).items() if k != "REMOTE_FUNCTION_SECRET_KEY"},
+            "display": s.get("DisplayName"),
+            "retry": s.get("RetryPolicies"),
             "cache": s.get("CacheConfig"),
         }
     return out, definition["Parameters"]
@@ -197,12 +202,15 @@ def test_after_adds_an_order_only_dependency_to_the_definition_and_the_export(sh
     assert comparable(exported) == comparable(definition)
 
 
-@pytest.mark.parametrize("line, message", [
-    ("--after nope", "there is no step 'nope' above this one"),
-    ("--after publsh", "did you mean publish?"),
-    ("--after later", "step 'later' comes later in the notebook"),
-    ("--after notify", "a step cannot run after itself"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("--after nope", "there is no step 'nope' above this one"),
+        ("--after publsh", "did you mean publish?"),
+        ("--after later", "step 'later' comes later in the notebook"),
+        ("--after notify", "a step cannot run after itself"),
+    ],
+)
 def test_after_names_an_earlier_step(shell, line, message):
     shell.configure(name="ordered")
     shell.run("%%step --defer publish\nmarker = 1")
@@ -235,29 +243,36 @@ def test_unpickling_a_step_function_first_imports_what_its_upstream_results_are_
     from jupyter_smstep.sdk import build
 
     shell.configure(name="preload")
-    shell.run("%%step make\nfrom fractions import Fraction\nimport ipaddress\n"
-              "third = Fraction(1, 3)\nhosts = [ipaddress.ip_address('10.0.0.1')]")
+    shell.run(
+        "%%step make\nfrom fractions import Fraction\nimport ipaddress\n"
+        "third = Fraction(1, 3)\nhosts = [ipaddress.ip_address('10.0.0.1')]"
+    )
     shell.run("%%step --defer use\nboth = (third, hosts)")
     functions = build.step_functions(shell.graph(), shell.ip.user_ns)
     assert functions["use"].__dict__[build.PRELOAD].names == ("fractions", "ipaddress")
     assert build.PRELOAD not in functions["make"].__dict__  # no upstream: nothing to preload
     path = tmp_path / "use.pkl"
     path.write_bytes(cloudpickle.dumps(functions["use"]))
-    check = ("import sys, cloudpickle\nassert 'fractions' not in sys.modules\n"
-             f"cloudpickle.loads(open({str(path)!r}, 'rb').read())\n"
-             "print('fractions' in sys.modules, 'ipaddress' in sys.modules)")  # (no jupyter_smstep needed)
+    check = (
+        "import sys, cloudpickle\nassert 'fractions' not in sys.modules\n"
+        f"cloudpickle.loads(open({str(path)!r}, 'rb').read())\n"
+        "print('fractions' in sys.modules, 'ipaddress' in sys.modules)"
+    )  # (no jupyter_smstep needed)
     out = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["True", "True"]
 
 
 def test_a_fan_out_cell_is_one_training_step_per_item_and_a_gather_in_the_definition(shell, session):
-    shell.notebook("sweep", [
-        "alphas = [0.1, 1.0, 10.0]",
-        "%%step data\nxs = list(range(10))",
-        "%%step fit --foreach alpha=alphas --max-concurrency 2 --select max:score --instance-type ml.c5.xlarge\n"
-        "w = [x * alpha for x in xs]\nscore = -abs(sum(w) - 45)",
-        "%%step report\nbest = w",
-    ])
+    shell.notebook(
+        "sweep",
+        [
+            "alphas = [0.1, 1.0, 10.0]",
+            "%%step data\nxs = list(range(10))",
+            "%%step fit --foreach alpha=alphas --max-concurrency 2 --select max:score --instance-type ml.c5.xlarge\n"
+            "w = [x * alpha for x in xs]\nscore = -abs(sum(w) - 45)",
+            "%%step report\nbest = w",
+        ],
+    )
     steps = steps_by_name(shell.workspace.definition(session))
     assert set(steps) == {"data", "fit-0", "fit-1", "fit-2", "fit", "report"}
     assert all(steps[f"fit-{i}"]["Type"] == "Training" for i in range(3))
@@ -270,11 +285,14 @@ def test_a_fan_out_cell_is_one_training_step_per_item_and_a_gather_in_the_defini
 
 
 def test_the_export_of_a_fan_out_builds_the_same_pipeline_each_iteration_with_its_item(shell, session, tmp_path):
-    shell.notebook("sweep", [
-        "alphas = [0.1, 'x', (1, 2)]",
-        "%%step fit --foreach alpha=alphas --max-concurrency 1 --select max:n\nn = len(str(alpha))",
-        "%%step report\nbest = n",
-    ])
+    shell.notebook(
+        "sweep",
+        [
+            "alphas = [0.1, 'x', (1, 2)]",
+            "%%step fit --foreach alpha=alphas --max-concurrency 1 --select max:n\nn = len(str(alpha))",
+            "%%step report\nbest = n",
+        ],
+    )
     notebook_def = shell.workspace.definition(session)
     text, exported_def = export_and_build(shell, session, tmp_path / "pipeline.py")
     assert "def fit_1(alpha='x'):" in text and "def fit_2(alpha=(1, 2)):" in text
@@ -288,8 +306,7 @@ MLFLOW = "arn:aws:sagemaker:us-east-1:111122223333:mlflow-tracking-server/team"
 def test_mlflow_settings_reach_the_definition_and_the_export_under_sdk_v3(shell, session, tmp_path):
     from jupyter_smstep.sdk import compat
 
-    shell.notebook("tracked", [f"%pipeline config --mlflow-arn {MLFLOW} --mlflow-experiment churn",
-                               "%%step a\nx = 1"])
+    shell.notebook("tracked", [f"%pipeline config --mlflow-arn {MLFLOW} --mlflow-experiment churn", "%%step a\nx = 1"])
     if compat.installed_major() < 3:  # SDK v2 has no MLflow settings for pipelines: said before anything is built
         errors = [p for p in shell.graph().report.errors if "--mlflow-arn" in p.message]
         assert errors and "sagemaker>=3.27" in errors[0].fix, shell.graph().report.problems
@@ -305,8 +322,10 @@ def test_mlflow_settings_reach_the_definition_and_the_export_under_sdk_v3(shell,
 def test_an_mlflow_arn_sagemaker_would_refuse_is_refused_by_its_model(shell):
     from jupyter_smstep.sdk import compat
 
-    shell.notebook("tracked", ["%pipeline config --mlflow-arn arn:aws:sagemaker:us-east-1:1234:mlflow-tracking-server/t",
-                               "%%step a\nx = 1"])
+    shell.notebook(
+        "tracked",
+        ["%pipeline config --mlflow-arn arn:aws:sagemaker:us-east-1:1234:mlflow-tracking-server/t", "%%step a\nx = 1"],
+    )
     errors = [p for p in shell.graph().report.errors if "%pipeline config --mlflow-arn" in p.message]
     # the account has 4 digits: the model's pattern wants 12 (botocore's model, under either SDK line)
     assert any("MlflowResourceArn" in p.message and "[0-9]{12}" in p.fix for p in errors), errors

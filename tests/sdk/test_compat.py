@@ -33,14 +33,20 @@ def test_spec_classes_come_from_the_module_table():
 
 
 def test_loading_the_sdk_writes_nothing_into_the_environment(tmp_path):
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("AWS_REGION", "AWS_DEFAULT_REGION", "SAGEMAKER_SUPPRESS_V2_WARNING")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("AWS_REGION", "AWS_DEFAULT_REGION", "SAGEMAKER_SUPPRESS_V2_WARNING")
+    }
     env.update(AWS_CONFIG_FILE=os.devnull, AWS_SHARED_CREDENTIALS_FILE=os.devnull)
-    code = ("import json, os; before = dict(os.environ)\n"
-            "from jupyter_smstep import sdk; sdk.load()\n"
-            "print(json.dumps({k: v for k, v in os.environ.items() if before.get(k) != v}))")
-    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300,
-                          cwd=tmp_path)
+    code = (
+        "import json, os; before = dict(os.environ)\n"
+        "from jupyter_smstep import sdk; sdk.load()\n"
+        "print(json.dumps({k: v for k, v in os.environ.items() if before.get(k) != v}))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {}
 
@@ -51,8 +57,9 @@ def test_credentials_sessions_clients_and_open_files_are_never_captured(shell, t
     shell.configure()
     (tmp_path / "data.csv").write_text("a,b\n")
     shell.ip.user_ns.update(
-        session=boto3.Session(aws_access_key_id="AKIAABCDEFGHIJKLMNOP", aws_secret_access_key="s",
-                              region_name="us-east-1"),
+        session=boto3.Session(
+            aws_access_key_id="AKIAABCDEFGHIJKLMNOP", aws_secret_access_key="s", region_name="us-east-1"
+        ),
         creds=boto3.Session(aws_access_key_id="AKIAABCDEFGHIJKLMNOP", aws_secret_access_key="s").get_credentials(),
         handle=open(tmp_path / "data.csv"),
         env_copy={"AWS_SECRET_ACCESS_KEY": "s", "HOME": "/root"},

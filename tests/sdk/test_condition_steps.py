@@ -34,8 +34,9 @@ def shape(definition):
             entry["message"] = step["Arguments"]["ErrorMessage"]
         else:
             entry["output"] = step["Arguments"]["OutputDataConfig"]["S3OutputPath"]["Std:Join"]["Values"][1]
-            entry["json"] = "--serialize_output_to_json" in step["Arguments"]["AlgorithmSpecification"][
-                "ContainerArguments"]
+            entry["json"] = (
+                "--serialize_output_to_json" in step["Arguments"]["AlgorithmSpecification"]["ContainerArguments"]
+            )
         out[step["Name"]] = entry
     return out
 

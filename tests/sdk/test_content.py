@@ -39,8 +39,9 @@ def count_puts(session) -> list[str]:
     sent: list[str] = []
     clients = {id(c): c for c in (session.s3_client, session.s3_resource.meta.client)}
     for client in clients.values():
-        client.meta.events.register("before-sign.s3.PutObject",
-                                    lambda request, **_: sent.append(request.url.split("?")[0]))
+        client.meta.events.register(
+            "before-sign.s3.PutObject", lambda request, **_: sent.append(request.url.split("?")[0])
+        )
     return sent
 
 
@@ -49,7 +50,8 @@ def steps(definition):
 
 
 def test_two_builds_of_an_unchanged_notebook_are_identical_bytes_and_upload_nothing_the_second_time(
-        shell, session, capsys):
+    shell, session, capsys
+):
     build(shell)
     puts = count_puts(session)
     first = json.dumps(shell.workspace.definition(session))
@@ -140,14 +142,21 @@ DIGEST_SOURCE = textwrap.dedent("""
 
 
 def _digests(source: str, filename: str) -> list[str]:
-    out = subprocess.run([sys.executable, "-c", DIGEST_SOURCE, source, filename], capture_output=True, text=True,
-                         check=True, env={"PYTHONHASHSEED": "random", "PATH": "/usr/bin:/bin"})
+    out = subprocess.run(
+        [sys.executable, "-c", DIGEST_SOURCE, source, filename],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONHASHSEED": "random", "PATH": "/usr/bin:/bin"},
+    )
     return out.stdout.split()
 
 
 def test_digests_do_not_depend_on_the_kernel_the_value_was_defined_in():
-    source = ("WORDS = {'a', 'the', 'of', 'and'}\nclass Model:\n    def fit(self):\n        return Model, WORDS\n"
-              "def helper(x):\n    return x + len(WORDS)\n")
+    source = (
+        "WORDS = {'a', 'the', 'of', 'and'}\nclass Model:\n    def fit(self):\n        return Model, WORDS\n"
+        "def helper(x):\n    return x + len(WORDS)\n"
+    )
     first = _digests(source, "/tmp/ipykernel_1/123.py")
     assert _digests(source, "/tmp/ipykernel_2/456.py") == first  # another kernel, another hash seed
     changed = _digests(source.replace("return Model, WORDS", "return Model, len(WORDS)"), "/tmp/x.py")
@@ -171,9 +180,10 @@ def test_a_requirements_file_is_part_of_the_key_and_the_build_leaves_it_as_writt
     assert steps(shell.workspace.definition(session))["train"] != first
 
 
-def test_a_module_beside_the_notebook_is_part_of_the_key_of_the_steps_that_import_it(shell, tmp_path,
-                                                                                      monkeypatch):
-    (tmp_path / "smstep_helpers_k.py").write_text("from smstep_helpers_k2 import BASE\ndef f(x):\n    return x + BASE\n")
+def test_a_module_beside_the_notebook_is_part_of_the_key_of_the_steps_that_import_it(shell, tmp_path, monkeypatch):
+    (tmp_path / "smstep_helpers_k.py").write_text(
+        "from smstep_helpers_k2 import BASE\ndef f(x):\n    return x + BASE\n"
+    )
     (tmp_path / "smstep_helpers_k2.py").write_text("BASE = 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     shell.workspace.root = tmp_path
@@ -206,8 +216,10 @@ def test_include_local_workdir_puts_the_notebooks_sources_in_every_steps_key(she
 
     (tmp_path / "anything.py").write_text("X = 1\n")
     with open(os.environ["SAGEMAKER_USER_CONFIG_OVERRIDE"], "w") as config:
-        config.write("SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      RemoteFunction:\n"
-                     "        IncludeLocalWorkDir: true\n")
+        config.write(
+            "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n      RemoteFunction:\n"
+            "        IncludeLocalWorkDir: true\n"
+        )
     shell.workspace.root = tmp_path
     build(shell)
     keys = content.step_keys(shell.workspace.graph(), shell.ip.user_ns, tmp_path)
@@ -218,8 +230,13 @@ def test_a_final_step_has_one_key_whether_or_not_the_kernel_ran_its_cell(shell):
     """``smstep`` builds headless (the final step's values unseen: its job checks them) and the kernel after
     the cell ran (the build checks them): both return the same values, so both give the same key; otherwise
     a CLI submit's execution would look changed to the kernel, and their caches would never meet."""
-    shell.notebook("final", ["%%step make\nimport io\nrows = [1, 2]\nbuf = io.StringIO()",
-                             "%%step report\ntotal = sum(rows)\nhandle = open('/dev/null')"])
+    shell.notebook(
+        "final",
+        [
+            "%%step make\nimport io\nrows = [1, 2]\nbuf = io.StringIO()",
+            "%%step report\ntotal = sum(rows)\nhandle = open('/dev/null')",
+        ],
+    )
     seen = content.step_keys(shell.workspace.graph(), shell.ip.user_ns)
     assert "handle" not in shell.workspace.graph().steps[-1].outputs  # left out by the build: not data
     for name in ("total", "handle"):

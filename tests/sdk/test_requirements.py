@@ -46,7 +46,10 @@ def test_each_step_pins_what_it_uses_from_the_kernel(shell, capsys):
     shell.run("%pipeline graph --json")
     doc = json.loads(capsys.readouterr().out)
     assert {s["name"]: s.get("dependencies") for s in doc["steps"]} == {
-        "load": [pin("PyYAML")], "use": [pin("packaging")], "plain": None}
+        "load": [pin("PyYAML")],
+        "use": [pin("packaging")],
+        "plain": None,
+    }
 
 
 def test_the_pins_reach_the_definition_the_key_and_the_export(shell, session, tmp_path):
@@ -97,14 +100,17 @@ def test_the_steps_own_imports_helper_bodies_and_its_producers_needs_are_pinned(
     from helpers.constants import IMAGE, ROLE
 
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(c) for c in [
-        "%load_ext jupyter_smstep",
-        f"%pipeline config --name pins --role {ROLE} --image-uri {IMAGE} --dependencies auto",
-        "def load_rows():\n    import yaml\n    return yaml.safe_load('[[1, 2], [3, 4]]')",
-        "%%step arrays\nimport numpy as np\nrows = np.array(load_rows())",
-        "%%step fit\nfrom sklearn.linear_model import LinearRegression\nmodel = LinearRegression().fit(rows, [1, 2])",
-        "%%step predict\nprediction = model.predict(rows).tolist()",
-    ]]
+    nb.cells = [
+        nbformat.v4.new_code_cell(c)
+        for c in [
+            "%load_ext jupyter_smstep",
+            f"%pipeline config --name pins --role {ROLE} --image-uri {IMAGE} --dependencies auto",
+            "def load_rows():\n    import yaml\n    return yaml.safe_load('[[1, 2], [3, 4]]')",
+            "%%step arrays\nimport numpy as np\nrows = np.array(load_rows())",
+            "%%step fit\nfrom sklearn.linear_model import LinearRegression\nmodel = LinearRegression().fit(rows, [1, 2])",
+            "%%step predict\nprediction = model.predict(rows).tolist()",
+        ]
+    ]
     path = tmp_path / "pins.ipynb"
     nbformat.write(nb, path)
     graph = load_workspace(path).graph()
@@ -122,11 +128,13 @@ def test_a_package_installed_from_a_folder_is_never_pinned_by_name(shell, monkey
             self.dist = dist
 
         def read_text(self, name):
-            return json.dumps({"url": "file:///home/me/src/mylib", "dir_info": {"editable": True}}) \
-                if name == "direct_url.json" else self.dist.read_text(name)
+            return (
+                json.dumps({"url": "file:///home/me/src/mylib", "dir_info": {"editable": True}})
+                if name == "direct_url.json"
+                else self.dist.read_text(name)
+            )
 
-    monkeypatch.setattr(importlib.metadata, "distribution",
-                        lambda d: FromFolder(real(d)) if d == "PyYAML" else real(d))
+    monkeypatch.setattr(importlib.metadata, "distribution", lambda d: FromFolder(real(d)) if d == "PyYAML" else real(d))
     build(shell)
     graph = shell.workspace.graph()
     assert graph.dependencies["load"] == []

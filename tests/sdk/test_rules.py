@@ -13,35 +13,69 @@ from jupyter_smstep.sdk import rules, schema
 from helpers.constants import IMAGE
 from helpers.fakes import prepare_account
 
-CONFIG = "%pipeline config --name rules --role arn:aws:iam::111122223333:role/SMRole " \
-         f"--image-uri {IMAGE} --instance-type ml.m5.large"
+CONFIG = (
+    "%pipeline config --name rules --role arn:aws:iam::111122223333:role/SMRole "
+    f"--image-uri {IMAGE} --instance-type ml.m5.large"
+)
 
 
 # ---------------------------------------------------------------------------- one test per rule family
-@pytest.mark.parametrize("request_, field, rule", [
-    ({"Environment": {"1BAD": "x"}}, "CreateTrainingJob.Environment", "must match [a-zA-Z_][a-zA-Z0-9_]*"),
-    ({"ResourceConfig": {"VolumeKmsKeyId": "k" * 3000}}, "CreateTrainingJob.ResourceConfig.VolumeKmsKeyId",
-     "has at most 2048 characters"),
-    ({"RetryStrategy": {"MaximumRetryAttempts": 31}}, "CreateTrainingJob.RetryStrategy.MaximumRetryAttempts",
-     "is at most 30"),
-    ({"ResourceConfig": {"InstanceType": "ml.m5.huge"}}, "CreateTrainingJob.ResourceConfig.InstanceType",
-     "must be one of the"),
-    ({"Environment": {f"K{i}": "v" for i in range(101)}}, "CreateTrainingJob.Environment", "has at most 100 entries"),
-    ({"StoppingCondition": {"MaxRuntimeInSeconds": 0}}, "CreateTrainingJob.StoppingCondition.MaxRuntimeInSeconds",
-     "is at least 1"),
-], ids=["pattern", "max length", "max value", "enum", "count", "min value"])
+@pytest.mark.parametrize(
+    "request_, field, rule",
+    [
+        ({"Environment": {"1BAD": "x"}}, "CreateTrainingJob.Environment", "must match [a-zA-Z_][a-zA-Z0-9_]*"),
+        (
+            {"ResourceConfig": {"VolumeKmsKeyId": "k" * 3000}},
+            "CreateTrainingJob.ResourceConfig.VolumeKmsKeyId",
+            "has at most 2048 characters",
+        ),
+        (
+            {"RetryStrategy": {"MaximumRetryAttempts": 31}},
+            "CreateTrainingJob.RetryStrategy.MaximumRetryAttempts",
+            "is at most 30",
+        ),
+        (
+            {"ResourceConfig": {"InstanceType": "ml.m5.huge"}},
+            "CreateTrainingJob.ResourceConfig.InstanceType",
+            "must be one of the",
+        ),
+        (
+            {"Environment": {f"K{i}": "v" for i in range(101)}},
+            "CreateTrainingJob.Environment",
+            "has at most 100 entries",
+        ),
+        (
+            {"StoppingCondition": {"MaxRuntimeInSeconds": 0}},
+            "CreateTrainingJob.StoppingCondition.MaxRuntimeInSeconds",
+            "is at least 1",
+        ),
+    ],
+    ids=["pattern", "max length", "max value", "enum", "count", "min value"],
+)
 def test_each_rule_family_of_the_model_is_refused(request_, field, rule):
     (violation,) = rules.check("sagemaker", "CreateTrainingJob", request_)
     assert violation.field == field and violation.rule.startswith(rule)
 
 
 def test_valid_values_pass_every_family():
-    assert rules.check("sagemaker", "CreateTrainingJob", {
-        "Environment": {f"K{i}": "v" for i in range(100)}, "RetryStrategy": {"MaximumRetryAttempts": 30},
-        "ResourceConfig": {"InstanceType": "ml.m5.xlarge", "KeepAlivePeriodInSeconds": 21600,
-                           "VolumeKmsKeyId": "arn:aws:kms:us-east-1:111122223333:key/abc"},
-        "VpcConfig": {"SecurityGroupIds": ["sg-0123"], "Subnets": ["subnet-1"]},
-        "Tags": [{"Key": "équipe ml", "Value": "a:b/c=d+e-f@g"}]}) == []  # \\p{L} in the tag pattern
+    assert (
+        rules.check(
+            "sagemaker",
+            "CreateTrainingJob",
+            {
+                "Environment": {f"K{i}": "v" for i in range(100)},
+                "RetryStrategy": {"MaximumRetryAttempts": 30},
+                "ResourceConfig": {
+                    "InstanceType": "ml.m5.xlarge",
+                    "KeepAlivePeriodInSeconds": 21600,
+                    "VolumeKmsKeyId": "arn:aws:kms:us-east-1:111122223333:key/abc",
+                },
+                "VpcConfig": {"SecurityGroupIds": ["sg-0123"], "Subnets": ["subnet-1"]},
+                "Tags": [{"Key": "équipe ml", "Value": "a:b/c=d+e-f@g"}],
+            },
+        )
+        == []
+    )  # \\p{L} in the tag pattern
 
 
 def test_the_models_win_over_the_old_hand_written_limits(shell):
@@ -69,8 +103,11 @@ def test_a_parameter_bound_option_is_checked_at_its_default_and_at_each_p_value(
     shell.run("%pipeline param Kind=ml.m5.xlarge")
     shell.run("%%step --defer a --instance-type Kind\nx = 1")
     assert not shell.graph().report.errors
-    with pytest.raises(SmstepError, match=r"--instance-type 'ml.m5.huge' \(from cell, parameter Kind\): "
-                                          r"InstanceType must be one of"):
+    with pytest.raises(
+        SmstepError,
+        match=r"--instance-type 'ml.m5.huge' \(from cell, parameter Kind\): "
+        r"InstanceType must be one of",
+    ):
         shell.workspace.run_local(parameters={"Kind": "ml.m5.huge"})
     shell.run("%pipeline param Kind=ml.bogus")
     (error,) = shell.graph().report.errors
@@ -80,14 +117,19 @@ def test_a_parameter_bound_option_is_checked_at_its_default_and_at_each_p_value(
 def test_a_p_value_the_start_request_cannot_carry_is_refused():
     graph = type("G", (), {"name": "p", "parameters": {"Big": "x"}, "steps": [], "mlflow": {}})()
     (problem,) = rules.graph_problems(graph, {"Big": "x" * 1025})
-    assert problem.message.startswith("-p Big='xxxx") and "StartPipelineExecution.PipelineParameters.Value" in \
-        problem.message
+    assert (
+        problem.message.startswith("-p Big='xxxx")
+        and "StartPipelineExecution.PipelineParameters.Value" in problem.message
+    )
 
 
 # ---------------------------------------------------------------------------- the definition
 def definition(**arguments):
-    return {"Version": "2020-12-01", "Parameters": [{"Name": "Kind", "Type": "String", "DefaultValue": "ml.m5.large"}],
-            "Steps": [{"Name": "train", "Type": "Training", "Arguments": arguments}]}
+    return {
+        "Version": "2020-12-01",
+        "Parameters": [{"Name": "Kind", "Type": "String", "DefaultValue": "ml.m5.large"}],
+        "Steps": [{"Name": "train", "Type": "Training", "Arguments": arguments}],
+    }
 
 
 def test_a_definition_value_that_is_a_parameter_is_checked_at_its_default_and_each_p_value():
@@ -100,8 +142,9 @@ def test_a_definition_value_that_is_a_parameter_is_checked_at_its_default_and_ea
 
 
 def test_a_joined_value_is_checked_once_resolved():
-    text = definition(Environment={"A": {"Std:Join": {"On": "", "Values": ["x" * 300, {"Get": "Parameters.Kind"},
-                                                                         "y" * 300]}}})
+    text = definition(
+        Environment={"A": {"Std:Join": {"On": "", "Values": ["x" * 300, {"Get": "Parameters.Kind"}, "y" * 300]}}}
+    )
     (problem,) = rules.definition_problems(text)
     assert "has at most 512 characters" in problem.message and "parameter Kind's default" in problem.message
 
@@ -111,8 +154,13 @@ def test_the_schema_exceptions_are_each_needed():
     import jsonschema
 
     published = json.loads(schema.SCHEMA.read_text())
-    sdk_like = {"Version": "2020-12-01", "Parameters": [], "PipelineExperimentConfig": None, "MlflowConfig": None,
-                "Steps": []}
+    sdk_like = {
+        "Version": "2020-12-01",
+        "Parameters": [],
+        "PipelineExperimentConfig": None,
+        "MlflowConfig": None,
+        "Steps": [],
+    }
     assert list(jsonschema.Draft7Validator(published).iter_errors(sdk_like))
     assert schema.problems(sdk_like) == []
     assert len(schema.EXCEPTIONS) == 5 and all(e.reason for e in schema.EXCEPTIONS)
@@ -128,10 +176,12 @@ def test_a_definition_outside_the_schema_and_its_exceptions_is_refused():
 def test_every_setting_lands_in_the_field_the_table_says(shell, session):
     """rules.FIELDS is what maps an option to the CreateTrainingJob field it is checked as: the SDK agrees."""
     shell.run(CONFIG)
-    shell.run("%%step --defer a --env A=1 --tag team=ml --security-group-id sg-1 --subnet subnet-1 "
-              "--volume-kms-key key-1 --keep-alive-period-in-seconds 60 --max-retry-attempts 3 --volume-size 40 "
-              "--instance-count 2 --max-runtime-in-seconds 700 --use-spot-instances --max-wait-time-in-seconds 800 "
-              "--job-name-prefix jp\nx = 1")
+    shell.run(
+        "%%step --defer a --env A=1 --tag team=ml --security-group-id sg-1 --subnet subnet-1 "
+        "--volume-kms-key key-1 --keep-alive-period-in-seconds 60 --max-retry-attempts 3 --volume-size 40 "
+        "--instance-count 2 --max-runtime-in-seconds 700 --use-spot-instances --max-wait-time-in-seconds 800 "
+        "--job-name-prefix jp\nx = 1"
+    )
     step = shell.workspace.definition(session)["Steps"][0]["Arguments"]
     settings = {k: r.value for k, r in shell.graph().steps[0].settings.items()}
     for key, path in rules.FIELDS.items():

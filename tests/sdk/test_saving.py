@@ -30,11 +30,14 @@ def test_a_groupby_frame_keeps_its_keys_in_csv(aws):
     assert list(plain.columns) == ["city", "sales"]
 
 
-@pytest.mark.parametrize("value, said", [
-    ({1: "int", "1": "str"}, "the keys 1 and '1' at the top are the same in JSON"),
-    ({"scores": [0.5, math.nan]}, "['scores'][1] is nan, which JSON has not"),
-    ({"best": math.inf}, "['best'] is inf, which JSON has not"),
-])
+@pytest.mark.parametrize(
+    "value, said",
+    [
+        ({1: "int", "1": "str"}, "the keys 1 and '1' at the top are the same in JSON"),
+        ({"scores": [0.5, math.nan]}, "['scores'][1] is nan, which JSON has not"),
+        ({"best": math.inf}, "['best'] is inf, which JSON has not"),
+    ],
+)
 def test_json_that_would_lose_or_break_data_is_refused_naming_where(aws, value, said):
     with pytest.raises(TypeError) as info:
         save(aws, "metrics", value, "json")

@@ -26,8 +26,17 @@ from jupyter_smstep.ipython.cmd.base import (
     say_warnings,
 )
 
-__all__ = ["COMMANDS", "SHOWN_WARNINGS", "Command", "CommandParser", "Context", "HelpShown", "overview", "parser_for",
-           "say_warnings"]
+__all__ = [
+    "COMMANDS",
+    "SHOWN_WARNINGS",
+    "Command",
+    "CommandParser",
+    "Context",
+    "HelpShown",
+    "overview",
+    "parser_for",
+    "say_warnings",
+]
 
 #: Every command, by group: setting the notebook up, looking at the pipeline, running it here, on SageMaker, on a
 #: schedule. ``%pipeline`` and ``smstep -h`` list them in this order.
@@ -44,7 +53,10 @@ def overview(cli: bool) -> str:
             continue
         lines.append(f"  {c.name:<11} {c.help}")
     if cli:
-        lines.append("\nIn a notebook, %pipeline also has: "
-                     + ", ".join(c.name for c in COMMANDS.values() if c.where != "both") + ".")
+        lines.append(
+            "\nIn a notebook, %pipeline also has: "
+            + ", ".join(c.name for c in COMMANDS.values() if c.where != "both")
+            + "."
+        )
         return "\n".join(lines)
     return "%pipeline COMMAND [options]   (%pipeline COMMAND -h for its options)\n\n" + "\n".join(lines)

@@ -115,8 +115,14 @@ def no_arguments(parser: CommandParser, cli: bool) -> None:
 
 
 def param_arguments(parser: CommandParser, cli: bool) -> None:
-    parser.add_argument("-p", "--param", action="append", default=[], metavar="NAME=VALUE",
-                        help="override a pipeline parameter (repeatable)")
+    parser.add_argument(
+        "-p",
+        "--param",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="override a pipeline parameter (repeatable)",
+    )
     parser.add_argument("assignments", nargs="*", metavar="NAME=VALUE", help="the same, without -p")
 
 
@@ -124,8 +130,13 @@ def execution_argument(parser: CommandParser, cli: bool) -> None:
     if cli:
         parser.add_argument("execution_arn", metavar="EXECUTION_ARN")
     else:
-        parser.add_argument("execution_arn", nargs="?", default=None, metavar="EXECUTION_ARN",
-                            help="default: the execution the last %%pipeline submit started")
+        parser.add_argument(
+            "execution_arn",
+            nargs="?",
+            default=None,
+            metavar="EXECUTION_ARN",
+            help="default: the execution the last %%pipeline submit started",
+        )
 
 
 def parameter_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -161,7 +172,7 @@ def say_warnings(ctx: Context, service: bool = False) -> None:
 
 def short_repr(value: Any, width: int = 100) -> str:
     text = repr(value).replace("\n", " ")
-    return text if len(text) <= width else text[:width - 3] + "..."
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def execution_arn(ctx: Context, args: argparse.Namespace) -> str:
@@ -174,4 +185,3 @@ def execution_arn(ctx: Context, args: argparse.Namespace) -> str:
 
     owner_of(arn)  # its form, before anything reaches AWS
     return arn
-

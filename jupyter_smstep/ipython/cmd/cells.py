@@ -67,49 +67,89 @@ def parse_remote(line: str, parameters: Any) -> tuple[argparse.Namespace, dict[s
     args = REMOTE_PARSER.parse_line(line)
     for flag in PIPELINE_ONLY:
         if getattr(args, flag[2:].replace("-", "_")) is not None:
-            raise SmstepError(f"%%remote: {flag} is a pipeline option; %%remote runs this one cell now",
-                              fix=f"drop {flag}, or make the cell a %%step in the pipeline")
+            raise SmstepError(
+                f"%%remote: {flag} is a pipeline option; %%remote runs this one cell now",
+                fix=f"drop {flag}, or make the cell a %%step in the pipeline",
+            )
     return args, options_mod.convert(args, "%%remote", parameters)
 
 
 def step_parser() -> CommandParser:
     """``%%step``'s parser: the step's name, the inference overrides, and every ``@step`` option."""
     parser = CommandParser(prog="%%step", description=STEP_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("name", nargs="?", default=None,
-                        help="Step name (default: the first variable the cell assigns).")
+    parser.add_argument(
+        "name", nargs="?", default=None, help="Step name (default: the first variable the cell assigns)."
+    )
     parser.add_argument("--inputs", default=None, metavar="A,B", help="Comma-separated inputs, overriding inference.")
     parser.add_argument("--outputs", default=None, metavar="A,B", help="Comma-separated outputs, overriding inference.")
-    parser.add_argument("--defer", action="store_true",
-                        help="Register the step without running the cell in the kernel.")
-    parser.add_argument("--after", action="append", default=[], metavar="STEP",
-                        help="Run after STEP although no data passes between them (repeatable).")
-    parser.add_argument("--when", default=None, metavar="EXPR",
-                        help="Run only when EXPR holds, e.g. \"evaluation['rmse'] < 5\" (outputs of earlier "
-                             "steps, parameters, constants; < <= > >= == != in, not in, and, or, not).")
-    parser.add_argument("--save", action="append", default=[], metavar="NAME[=S3URI]",
-                        help="At the end of the step, write NAME's value to S3URI in the format its suffix names "
-                             "(.parquet .csv .json .npy .joblib .pkl .txt; {execution_id} {pipeline} {step}); "
-                             "NAME alone: under %%pipeline config --save-root (repeatable).")
-    parser.add_argument("--else-fail", default=None, metavar="MESSAGE",
-                        help="With --when: otherwise stop the execution with MESSAGE ({name} shows a value).")
-    parser.add_argument("--foreach", action="append", default=[], metavar="VAR=ITEMS",
-                        help="Run the cell once per item of the list ITEMS, with VAR bound to the item (one job "
-                             "each, in parallel); later cells get each name it assigns as a list in item order.")
-    parser.add_argument("--max-concurrency", type=int, default=None, metavar="N",
-                        help="With --foreach: at most N iterations at once (1-50; default: all).")
-    parser.add_argument("--select", default=None, metavar="max:NAME",
-                        help="With --foreach: later cells get the values of the iteration whose NAME is largest "
-                             "(max:NAME) or smallest (min:NAME), not lists.")
+    parser.add_argument(
+        "--defer", action="store_true", help="Register the step without running the cell in the kernel."
+    )
+    parser.add_argument(
+        "--after",
+        action="append",
+        default=[],
+        metavar="STEP",
+        help="Run after STEP although no data passes between them (repeatable).",
+    )
+    parser.add_argument(
+        "--when",
+        default=None,
+        metavar="EXPR",
+        help="Run only when EXPR holds, e.g. \"evaluation['rmse'] < 5\" (outputs of earlier "
+        "steps, parameters, constants; < <= > >= == != in, not in, and, or, not).",
+    )
+    parser.add_argument(
+        "--save",
+        action="append",
+        default=[],
+        metavar="NAME[=S3URI]",
+        help="At the end of the step, write NAME's value to S3URI in the format its suffix names "
+        "(.parquet .csv .json .npy .joblib .pkl .txt; {execution_id} {pipeline} {step}); "
+        "NAME alone: under %%pipeline config --save-root (repeatable).",
+    )
+    parser.add_argument(
+        "--else-fail",
+        default=None,
+        metavar="MESSAGE",
+        help="With --when: otherwise stop the execution with MESSAGE ({name} shows a value).",
+    )
+    parser.add_argument(
+        "--foreach",
+        action="append",
+        default=[],
+        metavar="VAR=ITEMS",
+        help="Run the cell once per item of the list ITEMS, with VAR bound to the item (one job "
+        "each, in parallel); later cells get each name it assigns as a list in item order.",
+    )
+    parser.add_argument(
+        "--max-concurrency",
+        type=int,
+        default=None,
+        metavar="N",
+        help="With --foreach: at most N iterations at once (1-50; default: all).",
+    )
+    parser.add_argument(
+        "--select",
+        default=None,
+        metavar="max:NAME",
+        help="With --foreach: later cells get the values of the iteration whose NAME is largest "
+        "(max:NAME) or smallest (min:NAME), not lists.",
+    )
     options_mod.add_option_arguments(parser, per_step=True)
     return parser
 
 
 def remote_parser() -> CommandParser:
     """``%%remote``'s parser: every ``@step`` option, ``--local``, and the pipeline-only options refused."""
-    parser = CommandParser(prog="%%remote", description=REMOTE_HELP,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--local", action="store_true",
-                        help="Run it through the local runner (the SDK's entry point, an embedded S3; no AWS).")
+    parser = CommandParser(
+        prog="%%remote", description=REMOTE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--local",
+        action="store_true",
+        help="Run it through the local runner (the SDK's entry point, an embedded S3; no AWS).",
+    )
     for flag in PIPELINE_ONLY:
         parser.add_argument(flag, default=None, help=argparse.SUPPRESS)
     options_mod.add_option_arguments(parser, per_step=True)
@@ -151,8 +191,10 @@ def check_condition(args: Any) -> None:
             conditions.parse(args.when)
         if args.else_fail is not None:
             if args.when is None:
-                raise conditions.ConditionError("--else-fail needs --when: it is what happens when the condition "
-                                                "does not hold", fix='add --when "EXPR"')
+                raise conditions.ConditionError(
+                    "--else-fail needs --when: it is what happens when the condition does not hold",
+                    fix='add --when "EXPR"',
+                )
             conditions.parse_message(args.else_fail)
     except conditions.ConditionError as exc:
         raise SmstepError(f"%%step: {exc.message}", fix=exc.fix) from None
@@ -164,15 +206,18 @@ def fan_out(args: Any) -> tuple[tuple[str, str] | None, tuple[str, str] | None]:
 
     try:
         if len(args.foreach) > 1:
-            raise foreach.ForEachError("--foreach is given twice: one cell fans out over one list (nested "
-                                       "--foreach is not supported)",
-                                       fix="loop over the pairs: --foreach pair=pairs, with pairs = "
-                                           "[(a, b) for a in A for b in B] in a cell above")
+            raise foreach.ForEachError(
+                "--foreach is given twice: one cell fans out over one list (nested --foreach is not supported)",
+                fix="loop over the pairs: --foreach pair=pairs, with pairs = "
+                "[(a, b) for a in A for b in B] in a cell above",
+            )
         if not args.foreach and (args.select is not None or args.max_concurrency is not None):
             flag = "--select" if args.select is not None else "--max-concurrency"
             raise foreach.ForEachError(f"{flag} needs --foreach", fix="add --foreach VAR=ITEMS, or drop " + flag)
-        return (foreach.parse_foreach(args.foreach[0]) if args.foreach else None,
-                foreach.parse_select(args.select) if args.select is not None else None)
+        return (
+            foreach.parse_foreach(args.foreach[0]) if args.foreach else None,
+            foreach.parse_select(args.select) if args.select is not None else None,
+        )
     except foreach.ForEachError as exc:
         raise SmstepError(f"%%step: {exc.message}", fix=exc.fix) from None
 

@@ -25,8 +25,12 @@ def schedule_args(parser: CommandParser, cli: bool) -> None:
     parser.add_argument("--start", metavar="ISO", help="first possible run (default: now)")
     parser.add_argument("--end", metavar="ISO", help="no run after this")
     parser.add_argument("--disabled", action="store_true", help="create it paused")
-    parser.add_argument("--role", metavar="ARN", help="the role EventBridge Scheduler assumes to start the "
-                        "pipeline (trusts scheduler.amazonaws.com; default: SageMaker.Pipeline.RoleArn)")
+    parser.add_argument(
+        "--role",
+        metavar="ARN",
+        help="the role EventBridge Scheduler assumes to start the "
+        "pipeline (trusts scheduler.amazonaws.com; default: SageMaker.Pipeline.RoleArn)",
+    )
     param_arguments(parser, cli)
 
 
@@ -37,15 +41,24 @@ def schedule(ctx: Context, args: argparse.Namespace) -> int:
     start = schedules.parse_date(args.start, "--start") if args.start else None
     end = schedules.parse_date(args.end, "--end") if args.end else None
     say_warnings(ctx, service=True)
-    found = ctx.workspace.schedule(args.name, expression, role=args.role, parameters=parameter_overrides(args),
-                                   start=start, end=end, enabled=not args.disabled)
+    found = ctx.workspace.schedule(
+        args.name,
+        expression,
+        role=args.role,
+        parameters=parameter_overrides(args),
+        start=start,
+        end=end,
+        enabled=not args.disabled,
+    )
     for note in found.notes:
         print(f"note: {note}", file=ctx.err)
     if ctx.cli:
         print(json.dumps(found.to_json(), indent=2), file=ctx.out)
     else:
-        print(f"scheduled {found.name}: {found.expression}, {found.state.lower()} (the pipeline: {found.upserted})",
-              file=ctx.out)
+        print(
+            f"scheduled {found.name}: {found.expression}, {found.state.lower()} (the pipeline: {found.upserted})",
+            file=ctx.out,
+        )
         print(schedule_line(found), file=ctx.out)
     return 0
 
@@ -53,8 +66,12 @@ def schedule(ctx: Context, args: argparse.Namespace) -> int:
 def schedule_line(found: Any) -> str:
     times = ", ".join(t.strftime("%Y-%m-%d %H:%M UTC") for t in found.next_times) or "none"
     params = " ".join(f"{k}={v}" for k, v in found.parameters.items())
-    return (f"  {found.name:<20} {found.state:<9} {found.expression}" + (f"  -p {params}" if params else "")
-            + f"\n    next: {times}" + (f"\n    role: {found.role}" if found.role else ""))
+    return (
+        f"  {found.name:<20} {found.state:<9} {found.expression}"
+        + (f"  -p {params}" if params else "")
+        + f"\n    next: {times}"
+        + (f"\n    role: {found.role}" if found.role else "")
+    )
 
 
 def schedules_args(parser: CommandParser, cli: bool) -> None:
@@ -83,9 +100,14 @@ def unschedule(ctx: Context, args: argparse.Namespace) -> int:
 
 
 COMMANDS = (
-    Command("schedule", "create or update a schedule that starts the pipeline (EventBridge Scheduler)",
-            schedule_args, schedule),
-    Command("schedules", "the pipeline's schedules, each with its state and next three runs", schedules_args,
-            schedules),
+    Command(
+        "schedule",
+        "create or update a schedule that starts the pipeline (EventBridge Scheduler)",
+        schedule_args,
+        schedule,
+    ),
+    Command(
+        "schedules", "the pipeline's schedules, each with its state and next three runs", schedules_args, schedules
+    ),
     Command("unschedule", "delete one of the pipeline's schedules", unschedule_args, unschedule),
 )

@@ -40,8 +40,11 @@ def history(ctx: Context, args: argparse.Namespace) -> int:
 def submit_args(parser: CommandParser, cli: bool) -> None:
     param_arguments(parser, cli)
     parser.add_argument("--wait", action="store_true", help="follow the execution until it ends")
-    parser.add_argument("--changed", action="store_true",
-                        help="run only the steps changed since the last succeeded execution (and those after them)")
+    parser.add_argument(
+        "--changed",
+        action="store_true",
+        help="run only the steps changed since the last succeeded execution (and those after them)",
+    )
     parser.add_argument("--force", action="store_true", help="with --changed: start even when nothing changed")
 
 
@@ -63,8 +66,10 @@ def submit(ctx: Context, args: argparse.Namespace) -> int:
         print(f"note: {note}", file=ctx.err)
     selection = submission.selection
     if selection is not None:
-        print(selection.note + ("" if submission.started else ": nothing started (--force starts it anyway)"),
-              file=ctx.err if ctx.cli else ctx.out)
+        print(
+            selection.note + ("" if submission.started else ": nothing started (--force starts it anyway)"),
+            file=ctx.err if ctx.cli else ctx.out,
+        )
     if ctx.cli:
         print(json.dumps(submission.to_json(), indent=2), file=ctx.out)
     elif submission.started:
@@ -112,10 +117,16 @@ def retry(ctx: Context, args: argparse.Namespace) -> int:
 
 COMMANDS = (
     Command("submit", "upsert the pipeline on SageMaker and start an execution", submit_args, submit),
-    Command("history", "the pipeline's last executions on SageMaker: status, duration, who started them, and each "
-            "step's billed seconds beside the local estimate", history_args, history),
+    Command(
+        "history",
+        "the pipeline's last executions on SageMaker: status, duration, who started them, and each "
+        "step's billed seconds beside the local estimate",
+        history_args,
+        history,
+    ),
     Command("status", "per-step status of an execution", execution_argument, status, needs_notebook=False),
     Command("stop", "stop a running execution", execution_argument, stop, needs_notebook=False),
-    Command("retry", "retry a failed or stopped execution from its failed steps", retry_args, retry,
-            needs_notebook=False),
+    Command(
+        "retry", "retry a failed or stopped execution from its failed steps", retry_args, retry, needs_notebook=False
+    ),
 )

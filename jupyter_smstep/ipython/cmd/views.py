@@ -69,9 +69,13 @@ def export(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def cost_args(parser: CommandParser, cli: bool) -> None:
-    parser.add_argument("--prices", default=None, metavar="FILE",
-                        help='hourly prices to use instead of the AWS Price List API: {"region": "us-east-1", '
-                        '"currency": "USD", "hourly": {"ml.m5.large": 0.115}}')
+    parser.add_argument(
+        "--prices",
+        default=None,
+        metavar="FILE",
+        help='hourly prices to use instead of the AWS Price List API: {"region": "us-east-1", '
+        '"currency": "USD", "hourly": {"ml.m5.large": 0.115}}',
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -94,11 +98,17 @@ def cost(ctx: Context, args: argparse.Namespace) -> int:
 
 
 COMMANDS = (
-    Command("show", "the panel: the DAG and every resolved setting with its source (--text: as text)",
-            show_args, show, where="notebook"),
+    Command(
+        "show",
+        "the panel: the DAG and every resolved setting with its source (--text: as text)",
+        show_args,
+        show,
+        where="notebook",
+    ),
     Command("graph", "the DAG, inputs, outputs and resolved settings (no AWS needed)", graph_args, graph),
     Command("definition", "the pipeline definition JSON (uploads the step code to S3)", no_arguments, definition),
     Command("export", "write a standalone Python module with @step functions", export_args, export),
-    Command("cost", "the estimated cost of a submit, from the last local run's measurements and AWS prices",
-            cost_args, cost),
+    Command(
+        "cost", "the estimated cost of a submit, from the last local run's measurements and AWS prices", cost_args, cost
+    ),
 )

@@ -99,16 +99,22 @@ class Handler(BaseHTTPRequestHandler):
         try:
             split = urlsplit(self.path)
             self.query = {k: v[0] for k, v in parse_qs(split.query, keep_blank_values=True).items()}
-            signed = sigv4.verify(method, self.path, lambda name: self.headers.get_all(name) or [],
-                                  self.server.credentials, self._body_hash)
+            signed = sigv4.verify(
+                method,
+                self.path,
+                lambda name: self.headers.get_all(name) or [],
+                self.server.credentials,
+                self._body_hash,
+            )
             self._payload = sigv4.PayloadCheck(signed.payload_hash if self._buffered is None else "")
             self.caller = signed.access_key
             service = signed.service
             if service == "sts":
                 return self._xml(200, sts.respond(self._form()))
             if service != "s3":
-                raise S3Error(501, "NotImplemented",
-                              f"the local runner's endpoint serves S3 only; a {service} call reached it")
+                raise S3Error(
+                    501, "NotImplemented", f"the local runner's endpoint serves S3 only; a {service} call reached it"
+                )
             bucket, _, key = unquote(split.path).lstrip("/").partition("/")
             if not bucket:
                 if method == "GET":
@@ -154,9 +160,12 @@ class Handler(BaseHTTPRequestHandler):
         store.bucket_dir(bucket)
         if method == "POST" and "uploads" in q:
             upload_id = store.create_upload(bucket, key, self.headers.get("Content-Type"))
-            return self._xml(200, f'<InitiateMultipartUploadResult xmlns="{NS}"><Bucket>{escape(bucket)}</Bucket>'
-                                  f"<Key>{escape(key)}</Key><UploadId>{upload_id}</UploadId>"
-                                  "</InitiateMultipartUploadResult>")
+            return self._xml(
+                200,
+                f'<InitiateMultipartUploadResult xmlns="{NS}"><Bucket>{escape(bucket)}</Bucket>'
+                f"<Key>{escape(key)}</Key><UploadId>{upload_id}</UploadId>"
+                "</InitiateMultipartUploadResult>",
+            )
         if "uploadId" in q:
             return self._multipart(method, bucket, key, q["uploadId"])
         if method == "PUT" and not q:
@@ -175,10 +184,15 @@ class Handler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------------ operations
     def _list_buckets(self) -> None:
-        items = "".join(f"<Bucket><Name>{escape(p.name)}</Name><CreationDate>{iso(p.stat().st_mtime)}</CreationDate>"
-                        "</Bucket>" for p in self.server.store.buckets())
-        self._xml(200, f'<ListAllMyBucketsResult xmlns="{NS}"><Owner><ID>{ACCOUNT}</ID></Owner>'
-                       f"<Buckets>{items}</Buckets></ListAllMyBucketsResult>")
+        items = "".join(
+            f"<Bucket><Name>{escape(p.name)}</Name><CreationDate>{iso(p.stat().st_mtime)}</CreationDate></Bucket>"
+            for p in self.server.store.buckets()
+        )
+        self._xml(
+            200,
+            f'<ListAllMyBucketsResult xmlns="{NS}"><Owner><ID>{ACCOUNT}</ID></Owner>'
+            f"<Buckets>{items}</Buckets></ListAllMyBucketsResult>",
+        )
 
     def _list_objects(self, bucket: str) -> None:
         q = self.query
@@ -195,8 +209,10 @@ class Handler(BaseHTTPRequestHandler):
         else:
             after = q.get("marker", "")
         page = self.server.store.list(bucket, prefix, delimiter, after, max_keys)
-        self._xml(200, _listing_xml(bucket, page, prefix, delimiter, max_keys, url_encode, v2, after,
-                                    q.get("continuation-token")))
+        self._xml(
+            200,
+            _listing_xml(bucket, page, prefix, delimiter, max_keys, url_encode, v2, after, q.get("continuation-token")),
+        )
 
     def _delete_objects(self, bucket: str) -> None:
         document = _parse_xml(self._body())
@@ -220,8 +236,11 @@ class Handler(BaseHTTPRequestHandler):
         if self.headers.get("x-amz-metadata-directive", "COPY").upper() == "REPLACE":
             meta = type(meta)(meta.etag, self.headers.get("Content-Type") or "binary/octet-stream", self._user_meta())
             self.server.store.remember(bucket, key, meta)
-        self._xml(200, f"<CopyObjectResult><LastModified>{iso(time.time())}</LastModified>"
-                       f"<ETag>{escape(meta.etag)}</ETag></CopyObjectResult>")
+        self._xml(
+            200,
+            f"<CopyObjectResult><LastModified>{iso(time.time())}</LastModified>"
+            f"<ETag>{escape(meta.etag)}</ETag></CopyObjectResult>",
+        )
 
     def _multipart(self, method: str, bucket: str, key: str, upload_id: str) -> None:
         store = self.server.store
@@ -242,9 +261,12 @@ class Handler(BaseHTTPRequestHandler):
                 except ValueError:
                     raise S3Error(400, "MalformedXML", "The XML you provided was not well-formed") from None
             meta = store.complete_upload(bucket, key, upload_id, parts)
-            return self._xml(200, f'<CompleteMultipartUploadResult xmlns="{NS}"><Location>/{escape(bucket)}/'
-                                  f"{escape(key)}</Location><Bucket>{escape(bucket)}</Bucket><Key>{escape(key)}</Key>"
-                                  f"<ETag>{escape(meta.etag)}</ETag></CompleteMultipartUploadResult>")
+            return self._xml(
+                200,
+                f'<CompleteMultipartUploadResult xmlns="{NS}"><Location>/{escape(bucket)}/'
+                f"{escape(key)}</Location><Bucket>{escape(bucket)}</Bucket><Key>{escape(key)}</Key>"
+                f"<ETag>{escape(meta.etag)}</ETag></CompleteMultipartUploadResult>",
+            )
         if method == "DELETE":
             store.abort_upload(upload_id)
             return self._send(204, headers={"Content-Length": "0"})
@@ -301,8 +323,13 @@ class Handler(BaseHTTPRequestHandler):
                     remaining -= len(data)
 
     # ------------------------------------------------------------------ responses
-    def _send(self, status: int, body: bytes = b"", headers: dict[str, str] | None = None,
-              content_type: str = "application/xml") -> None:
+    def _send(
+        self,
+        status: int,
+        body: bytes = b"",
+        headers: dict[str, str] | None = None,
+        content_type: str = "application/xml",
+    ) -> None:
         self._drain_body()
         self.send_response(status)
         for name, value in (headers or {}).items():
@@ -320,10 +347,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def _error(self, exc: S3Error) -> None:
         extra = "".join(f"<{k}>{escape(str(v))}</{k}>" for k, v in exc.extra.items())
-        body = b"" if self.command == "HEAD" else (
-            f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{exc.code}</Code>'
-            f"<Message>{escape(exc.message)}</Message>{extra}<RequestId>local</RequestId></Error>"
-        ).encode()
+        body = (
+            b""
+            if self.command == "HEAD"
+            else (
+                f'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{exc.code}</Code>'
+                f"<Message>{escape(exc.message)}</Message>{extra}<RequestId>local</RequestId></Error>"
+            ).encode()
+        )
         try:
             self._send(exc.status, body)
         except (BrokenPipeError, ConnectionResetError):
@@ -339,9 +370,11 @@ class Handler(BaseHTTPRequestHandler):
 
     def _framed(self) -> bool:
         """Whether the body comes in chunks (chunked or aws-chunked) rather than as it is."""
-        return (self.headers.get("Transfer-Encoding", "").lower() == "chunked"
-                or "aws-chunked" in self.headers.get("Content-Encoding", "")
-                or self.headers.get("x-amz-content-sha256", "").startswith("STREAMING-"))
+        return (
+            self.headers.get("Transfer-Encoding", "").lower() == "chunked"
+            or "aws-chunked" in self.headers.get("Content-Encoding", "")
+            or self.headers.get("x-amz-content-sha256", "").startswith("STREAMING-")
+        )
 
     def _body_writer(self) -> BodyWriter:
         if self._buffered is not None:
@@ -385,7 +418,8 @@ class Handler(BaseHTTPRequestHandler):
         if not chunked:  # aws-chunked framing inside a Content-Length body
             yield from decode_aws_chunked(self._read_length(int(self.headers.get("Content-Length", 0) or 0)))
         elif "aws-chunked" in self.headers.get("Content-Encoding", "") or self.headers.get(
-                "x-amz-content-sha256", "").startswith("STREAMING-"):
+            "x-amz-content-sha256", ""
+        ).startswith("STREAMING-"):
             yield from decode_aws_chunked(self._read_chunked())
         else:
             yield from self._read_chunked()
@@ -455,8 +489,17 @@ def _byte_range(requested: str, size: int) -> tuple[int, int]:
     return start, end
 
 
-def _listing_xml(bucket: str, page: Listing, prefix: str, delimiter: str, max_keys: int, url_encode: bool,
-                 v2: bool, after: str, token: str | None) -> str:
+def _listing_xml(
+    bucket: str,
+    page: Listing,
+    prefix: str,
+    delimiter: str,
+    max_keys: int,
+    url_encode: bool,
+    v2: bool,
+    after: str,
+    token: str | None,
+) -> str:
     def enc(text: str) -> str:
         return escape(quote(text, safe="/~") if url_encode else text)
 
@@ -476,8 +519,10 @@ def _listing_xml(bucket: str, page: Listing, prefix: str, delimiter: str, max_ke
         parts.append(f"<Marker>{enc(after)}</Marker>")
         if page.truncated:
             parts.append(f"<NextMarker>{enc(page.last)}</NextMarker>")
-    contents = [f"<Contents><Key>{enc(e.key)}</Key><LastModified>{iso(e.mtime)}</LastModified>"
-                f"<ETag>{escape(e.etag)}</ETag><Size>{e.size}</Size><StorageClass>STANDARD</StorageClass></Contents>"
-                for e in page.contents]
+    contents = [
+        f"<Contents><Key>{enc(e.key)}</Key><LastModified>{iso(e.mtime)}</LastModified>"
+        f"<ETag>{escape(e.etag)}</ETag><Size>{e.size}</Size><StorageClass>STANDARD</StorageClass></Contents>"
+        for e in page.contents
+    ]
     prefixes = [f"<CommonPrefixes><Prefix>{enc(p)}</Prefix></CommonPrefixes>" for p in page.prefixes]
     return f'<ListBucketResult xmlns="{NS}">{"".join(parts + contents + prefixes)}</ListBucketResult>'

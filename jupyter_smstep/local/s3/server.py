@@ -68,8 +68,9 @@ class LocalS3:
     and removed on stop.
     """
 
-    def __init__(self, data_dir: str | Path | None = None, *, region: str | None = None,
-                 bucket: str = DEFAULT_BUCKET) -> None:
+    def __init__(
+        self, data_dir: str | Path | None = None, *, region: str | None = None, bucket: str = DEFAULT_BUCKET
+    ) -> None:
         self.data_dir = Path(data_dir) if data_dir is not None else None
         self.region = region or default_region()
         self.bucket = bucket
@@ -104,8 +105,10 @@ class LocalS3:
         host, port = self._server.server_address[:2]
         self.endpoint_url = f"http://{host}:{port}"
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-            name="smstep-local-s3", daemon=True,
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="smstep-local-s3",
+            daemon=True,
         )
         self._thread.start()
         (root / self.bucket).mkdir(exist_ok=True)

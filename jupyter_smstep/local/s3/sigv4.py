@@ -68,8 +68,15 @@ class Signed:
     access_key: str = ""  # the run's, or one it made for a step (``<run's>-<n>``): who asked
 
 
-def verify(method: str, raw_path: str, headers: Callable[[str], list[str]], credentials: Credentials,
-           body_hash: Callable[[], str], *, now: float | None = None) -> Signed:
+def verify(
+    method: str,
+    raw_path: str,
+    headers: Callable[[str], list[str]],
+    credentials: Credentials,
+    body_hash: Callable[[], str],
+    *,
+    now: float | None = None,
+) -> Signed:
     """Check one request's signature; ``S3Error`` 403 (with S3's codes) when it is not the run's.
 
     ``raw_path`` is the request target as it arrived (path and query, still escaped);
@@ -90,12 +97,18 @@ def verify(method: str, raw_path: str, headers: Callable[[str], list[str]], cred
     else:
         authorization = " ".join(headers("authorization"))
         if "AWSAccessKeyId" in fields or authorization.startswith("AWS "):
-            raise denied("AccessDenied", "Access Denied: Signature Version 2 is not accepted (S3 refuses it for "
-                                         "buckets made since 2020); sign with Signature Version 4, e.g. boto3 "
-                                         "with Config(signature_version='s3v4')")
+            raise denied(
+                "AccessDenied",
+                "Access Denied: Signature Version 2 is not accepted (S3 refuses it for "
+                "buckets made since 2020); sign with Signature Version 4, e.g. boto3 "
+                "with Config(signature_version='s3v4')",
+            )
         if not authorization:
-            raise denied("AccessDenied", "Access Denied: the local runner's endpoint only answers requests "
-                                         "signed with the run's credentials (its steps have them)")
+            raise denied(
+                "AccessDenied",
+                "Access Denied: the local runner's endpoint only answers requests "
+                "signed with the run's credentials (its steps have them)",
+            )
         match = _AUTHORIZATION.fullmatch(authorization)
         if match is None:
             raise denied("AccessDenied", "Access Denied: only AWS Signature Version 4 (AWS4-HMAC-SHA256) is accepted")
@@ -117,15 +130,15 @@ def verify(method: str, raw_path: str, headers: Callable[[str], list[str]], cred
         if now > signed_at + expires:
             raise denied("AccessDenied", "Request has expired")
     if abs(now - signed_at) > MAX_SKEW and not presigned:
-        raise denied("RequestTimeTooSkewed", "The difference between the request time and the current time is "
-                                             "too large.")
+        raise denied(
+            "RequestTimeTooSkewed", "The difference between the request time and the current time is too large."
+        )
     names = signed_names.split(";")
     if "host" not in names:
         raise denied("AccessDenied", "Access Denied: the signature must cover the host header")
     declared = " ".join(headers("x-amz-content-sha256"))
     payload = "UNSIGNED-PAYLOAD" if presigned else declared or body_hash()
-    canonical_headers = "".join(
-        f"{name}:{','.join(' '.join(v.split()) for v in headers(name))}\n" for name in names)
+    canonical_headers = "".join(f"{name}:{','.join(' '.join(v.split()) for v in headers(name))}\n" for name in names)
     key = _signing_key(credentials.secret_key, date, region, service)
     for canonical_path, canonical_query in _readings(path, pairs):
         canonical = "\n".join([method, canonical_path, canonical_query, canonical_headers, signed_names, payload])
@@ -133,8 +146,11 @@ def verify(method: str, raw_path: str, headers: Callable[[str], list[str]], cred
         expected = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
         if hmac.compare_digest(expected, signature):
             return Signed(service, payload, access_key)
-    raise denied("SignatureDoesNotMatch", "The request signature we calculated does not match the signature you "
-                                          "provided. Check your key and signing method.")
+    raise denied(
+        "SignatureDoesNotMatch",
+        "The request signature we calculated does not match the signature you "
+        "provided. Check your key and signing method.",
+    )
 
 
 def _signing_key(secret: str, date: str, region: str, service: str) -> bytes:
@@ -165,5 +181,8 @@ class PayloadCheck:
 
     def check(self) -> None:
         if self._hash is not None and not hmac.compare_digest(self._hash.hexdigest(), self.declared or ""):
-            raise S3Error(400, "XAmzContentSHA256Mismatch",
-                          "The provided 'x-amz-content-sha256' header does not match what was computed.")
+            raise S3Error(
+                400,
+                "XAmzContentSHA256Mismatch",
+                "The provided 'x-amz-content-sha256' header does not match what was computed.",
+            )

@@ -76,13 +76,16 @@ def object_path(root: Path, bucket: str, key: str) -> Path:
     parts = key.split("/")
     if len(key.encode()) > MAX_KEY_BYTES:
         raise S3Error(400, "KeyTooLongError", "Your key is too long", Key=key[:100] + "...")
-    if (not key or "\0" in key or key.endswith(PARTIAL)
-            or any(p in ("", ".", "..") for p in parts)):
+    if not key or "\0" in key or key.endswith(PARTIAL) or any(p in ("", ".", "..") for p in parts):
         raise S3Error(400, "InvalidArgument", f"the local S3 cannot store the key {key!r}", Key=key)
     if any(len(p.encode()) > MAX_SEGMENT_BYTES for p in parts):
-        raise S3Error(400, "KeyTooLongError", f"the local S3 keeps each object as a file, and a key segment over "
-                      f"{MAX_SEGMENT_BYTES} bytes cannot name one (S3 itself takes keys up to {MAX_KEY_BYTES} bytes)",
-                      Key=key[:100] + "...")
+        raise S3Error(
+            400,
+            "KeyTooLongError",
+            f"the local S3 keeps each object as a file, and a key segment over "
+            f"{MAX_SEGMENT_BYTES} bytes cannot name one (S3 itself takes keys up to {MAX_KEY_BYTES} bytes)",
+            Key=key[:100] + "...",
+        )
     return root.joinpath(bucket, *parts)
 
 
@@ -157,8 +160,12 @@ class Store:
     def create_bucket(self, bucket: str) -> None:
         folder = self.root / check_bucket(bucket)
         if folder.is_dir():
-            raise S3Error(409, "BucketAlreadyOwnedByYou", "Your previous request to create the named "
-                          "bucket succeeded and you already own it.", BucketName=bucket)
+            raise S3Error(
+                409,
+                "BucketAlreadyOwnedByYou",
+                "Your previous request to create the named bucket succeeded and you already own it.",
+                BucketName=bucket,
+            )
         folder.mkdir(parents=True)
 
     def delete_bucket(self, bucket: str) -> None:
@@ -180,20 +187,27 @@ class Store:
         with self._lock:
             self._meta[(bucket, key)] = meta
 
-    def put(self, bucket: str, key: str, body: BodyWriter, content_type: str | None,
-            user: dict[str, str]) -> Meta:
+    def put(self, bucket: str, key: str, body: BodyWriter, content_type: str | None, user: dict[str, str]) -> Meta:
         self.bucket_dir(bucket)
         path = object_path(self.root, bucket, key)
         if path.is_dir():
-            raise S3Error(400, "InvalidArgument",
-                          f"the local S3 stores objects as files and '{key}' is already a folder of keys", Key=key)
+            raise S3Error(
+                400,
+                "InvalidArgument",
+                f"the local S3 stores objects as files and '{key}' is already a folder of keys",
+                Key=key,
+            )
         parts = key.split("/")
         for n in range(1, len(parts)):
             if object_path(self.root, bucket, "/".join(parts[:n])).is_file():
                 prefix = "/".join(parts[:n])
-                raise S3Error(400, "InvalidArgument", f"the local S3 stores objects as files and '{prefix}' is "
-                              f"already an object, so '{key}' cannot be stored under it (S3 itself takes both)",
-                              Key=key)
+                raise S3Error(
+                    400,
+                    "InvalidArgument",
+                    f"the local S3 stores objects as files and '{prefix}' is "
+                    f"already an object, so '{key}' cannot be stored under it (S3 itself takes both)",
+                    Key=key,
+                )
         _size, etag, version = write_atomically(path, body)
         meta = Meta(etag, content_type or "binary/octet-stream", user, version)
         self.remember(bucket, key, meta)
@@ -277,8 +291,9 @@ class Store:
         found.sort(key=lambda item: item[0].encode())
         return found
 
-    def list(self, bucket: str, prefix: str = "", delimiter: str = "", after: str = "",
-             max_keys: int = 1000) -> Listing:
+    def list(
+        self, bucket: str, prefix: str = "", delimiter: str = "", after: str = "", max_keys: int = 1000
+    ) -> Listing:
         contents: list[Entry] = []
         prefixes: list[str] = []
         truncated = False
@@ -340,22 +355,43 @@ class Store:
         folder = self.upload_dir(upload_id)
         started = folder / "key"
         if started.is_file() and started.read_text() != f"{bucket}/{key}":
-            raise S3Error(404, "NoSuchUpload", "The specified upload does not exist. The upload ID may be invalid, "
-                          "or the upload may have been aborted or completed.", UploadId=upload_id)
+            raise S3Error(
+                404,
+                "NoSuchUpload",
+                "The specified upload does not exist. The upload ID may be invalid, "
+                "or the upload may have been aborted or completed.",
+                UploadId=upload_id,
+            )
         numbers = [number for number, _ in parts]
         if not numbers or any(a >= b for a, b in zip(numbers, numbers[1:])):
-            raise S3Error(400, "InvalidPartOrder", "The list of parts was not in ascending order. The parts list "
-                          "must be specified in order by part number.", UploadId=upload_id)
+            raise S3Error(
+                400,
+                "InvalidPartOrder",
+                "The list of parts was not in ascending order. The parts list "
+                "must be specified in order by part number.",
+                UploadId=upload_id,
+            )
         for index, (number, etag) in enumerate(parts):
             part = folder / f"{number:05d}"
             stored = folder / f"{number:05d}.etag"
             if not part.is_file() or (stored.is_file() and stored.read_text().strip('"') != etag.strip('"')):
-                raise S3Error(400, "InvalidPart", "One or more of the specified parts could not be found. The part "
-                              "may not have been uploaded, or the specified entity tag may not match the part's "
-                              "entity tag.", PartNumber=str(number), ETag=etag)
+                raise S3Error(
+                    400,
+                    "InvalidPart",
+                    "One or more of the specified parts could not be found. The part "
+                    "may not have been uploaded, or the specified entity tag may not match the part's "
+                    "entity tag.",
+                    PartNumber=str(number),
+                    ETag=etag,
+                )
             if index < len(parts) - 1 and part.stat().st_size < MIN_PART_BYTES:
-                raise S3Error(400, "EntityTooSmall", "Your proposed upload is smaller than the minimum allowed "
-                              "object size.", PartNumber=str(number), MinSizeAllowed=str(MIN_PART_BYTES))
+                raise S3Error(
+                    400,
+                    "EntityTooSmall",
+                    "Your proposed upload is smaller than the minimum allowed object size.",
+                    PartNumber=str(number),
+                    MinSizeAllowed=str(MIN_PART_BYTES),
+                )
         path = object_path(self.root, bucket, key)
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + f".{upload_id[:8]}{PARTIAL}")
@@ -382,8 +418,9 @@ class Store:
 class BodyWriter:
     """How a request body reaches a file: ``length`` bytes read straight into a buffer, or chunks."""
 
-    def __init__(self, length: int | None, read_into: Any, chunks: Iterable[bytes],
-                 verify: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self, length: int | None, read_into: Any, chunks: Iterable[bytes], verify: Callable[[], None] | None = None
+    ) -> None:
         self.length = length  # None: framed (chunked, aws-chunked), read through ``chunks``
         self.read_into = read_into
         self.chunks = chunks
@@ -473,4 +510,4 @@ def decode_aws_chunked(source: Iterable[bytes]) -> Iterator[bytes]:
             return  # what follows are trailers (checksums); nothing to store
         fill(size + 2)
         yield buffer[:size]
-        buffer = buffer[size + 2:]
+        buffer = buffer[size + 2 :]
