@@ -29,7 +29,11 @@ SOURCE_COLOURS = {
     "kernel image": "#1a7f37",
     "default": "#57606a",
 }
-STATUS_COLOURS = {"error": "#cf222e", "ok": "#1a7f37", "busy": "#0969da", "info": "#57606a"}
+#: the status line's colours: the step states' (one palette, JupyterLab's theme variables)
+STATUS_COLOURS = {
+    kind: dag_svg.STATE_STYLE[state][1]
+    for kind, state in (("error", "failed"), ("ok", "succeeded"), ("busy", "running"), ("info", "stopped"))
+}
 
 
 def esc(value: Any) -> str:
@@ -68,7 +72,7 @@ def header(state: PanelState) -> str:
 
 def status(message: str, kind: str = "info") -> str:
     """The status line next to the buttons; ``message`` is HTML already."""
-    colour = STATUS_COLOURS.get(kind, "#57606a")
+    colour = STATUS_COLOURS.get(kind, STATUS_COLOURS["info"])
     return f"<span class='smstep-status' data-kind='{kind}' style='color:{colour}'>{message}</span>"
 
 
@@ -531,7 +535,8 @@ def _run_outcome(res: Any) -> str:
 def remote_execution(state: PanelState, console_url: str, arn: str) -> str:
     snap = state.snapshot
     status_text = snap.status if snap is not None else "Starting"
-    colour = {"Succeeded": "#1a7f37", "Failed": "#cf222e", "Stopped": "#57606a"}.get(status_text, "#0969da")
+    shown_as = status_text.lower() if status_text in ("Succeeded", "Failed", "Stopped") else "running"
+    colour = dag_svg.STATE_STYLE[shown_as][1]
     h = [
         f"<div class='smstep-remote' data-status='{esc(status_text)}'><b>SageMaker execution</b> "
         f"<span class='smstep-exec-status' style='color:{colour};font-weight:600'>{esc(status_text)}</span> · "
