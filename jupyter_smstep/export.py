@@ -4,7 +4,7 @@ The module holds plain ``@step`` functions, the ordinary cells the steps rely
 on (helpers, constants, imports; only those, found by following names
 backwards), the parameters and the ``Pipeline(...)``. Running it builds the
 same graph with the same settings as the notebook: the ``@step`` keywords come from
-:mod:`jupyter_smstep.sdk.stepargs`, the import paths from :data:`~jupyter_smstep.sdk.compat.MODULES`.
+:mod:`jupyter_smstep.sdk.stepargs`, the import paths from :data:`~jupyter_smstep.sdk.lines.MODULES`.
 No sagemaker import.
 """
 

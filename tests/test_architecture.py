@@ -144,3 +144,33 @@ def test_architecture_md_names_every_module():
     text = (PACKAGE.parent / "ARCHITECTURE.md").read_text()
     missing = [rel(p) for p in modules() if p.stem != "__init__" and f"`{p.stem}`" not in text]
     assert not missing, f"ARCHITECTURE.md does not name: {', '.join(missing)}"
+
+
+def import_circles(package: str) -> list[tuple[str, str]]:
+    """Pairs of the package's modules that import each other, directly or through others (imports made only for
+    type checking left out: they never run)."""
+    import grimp
+
+    graph = grimp.build_graph(package, exclude_type_checking_imports=True)
+    found = set()
+    for module in graph.modules:
+        for imported in graph.find_modules_directly_imported_by(module):
+            if imported != module and imported.startswith(package + ".") and graph.find_shortest_chain(
+                importer=imported, imported=module
+            ):
+                found.add(tuple(sorted((module, imported))))
+    return sorted(found)
+
+
+def test_no_import_circle():
+    assert import_circles("jupyter_smstep") == []
+
+
+def test_the_circle_check_would_catch_one(tmp_path, monkeypatch):
+    pkg = tmp_path / "planted_circle"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("def f():\n    from planted_circle import b\n")
+    (pkg / "b.py").write_text("from planted_circle import a\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert import_circles("planted_circle") == [("planted_circle.a", "planted_circle.b")]

@@ -39,7 +39,7 @@ from typing import Any
 class Patched:
     """One private attribute of the SDK that jupyter_smstep relies on (a canary test checks it exists)."""
 
-    module: str  # sdk.compat.MODULES key
+    module: str  # sdk.lines.MODULES key
     path: str  # "StepsCompiler._build_step"
     lines: tuple[int, ...]  # SDK majors it applies to
     optional: bool = False  # absent in some releases of the line (then the patch is not applied)
@@ -58,9 +58,9 @@ COMPILER_ATTRIBUTES = ("pipeline_build_time", "_function_step_secret_token", "up
 
 def resolve(patched: Patched, major: int) -> Any:
     """The patched attribute in the installed SDK (AttributeError/ImportError when a release moved it)."""
-    from jupyter_smstep.sdk import compat
+    from jupyter_smstep.sdk import lines
 
-    path = (compat.modules(major) | _EXTRA[major])[patched.module]
+    path = (lines.modules(major) | _EXTRA[major])[patched.module]
     *parents, last = patched.path.split(".")
     node: Any = importlib.import_module(path)
     for part in parents:
@@ -80,9 +80,9 @@ BuildStep = Callable[[Any, Any, Callable[[Any, Any], Any]], Any]
 
 def wrap_build_step(major: int, around: BuildStep) -> None:
     """``StepsCompiler._build_step(self, step)`` becomes ``around(self, step, original)``. Once."""
-    from jupyter_smstep.sdk import compat
+    from jupyter_smstep.sdk import lines
 
-    compiler = importlib.import_module(compat.modules(major)["steps_compiler"]).StepsCompiler
+    compiler = importlib.import_module(lines.modules(major)["steps_compiler"]).StepsCompiler
     original = compiler.__dict__["_build_step"]
     if getattr(original, "_smstep", False):
         return

@@ -155,9 +155,9 @@ def test_a_failed_step_exits_1(tmp_path, capsys):
 
 
 def test_sdk_missing_exits_3(tmp_path, monkeypatch, capsys):
-    from jupyter_smstep.sdk import compat
+    from jupyter_smstep.sdk import compat, lines
 
-    monkeypatch.setattr(compat, "installed_version", lambda: None)
+    monkeypatch.setattr(lines, "installed_version", lambda: None)
     compat.load.cache_clear()
     try:
         assert cli.main(["definition", str(notebook(tmp_path, "%%step a\nx = 1"))]) == 3
