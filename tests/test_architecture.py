@@ -155,8 +155,10 @@ def import_circles(package: str) -> list[tuple[str, str]]:
     found = set()
     for module in graph.modules:
         for imported in graph.find_modules_directly_imported_by(module):
-            if imported != module and imported.startswith(package + ".") and graph.find_shortest_chain(
-                importer=imported, imported=module
+            if (
+                imported != module
+                and imported.startswith(package + ".")
+                and graph.find_shortest_chain(importer=imported, imported=module)
             ):
                 found.add(tuple(sorted((module, imported))))
     return sorted(found)
