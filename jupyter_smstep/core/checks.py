@@ -1,5 +1,6 @@
 """Checks of what a step's code names on this machine and in S3, which a SageMaker job would not find or would
-race for: a local file or folder, a file one step writes and another reads, another step's ``--save`` object.
+race for: a local file or folder, a file one step writes and another reads, another step's ``--save`` object; and
+each step's own ``--save`` targets (resolved, one writer per object).
 
 Pure: no IPython, no sagemaker. ``core.graph`` runs them once every step is resolved.
 """
@@ -12,8 +13,9 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Mapping
 
-from jupyter_smstep.core import files as files_mod, workdir
+from jupyter_smstep.core import files as files_mod, lints, workdir
 from jupyter_smstep.core.model import (
+    candidate_outputs,
     StepNode,
     local_file_reads,
     local_folder_reads,
@@ -117,3 +119,56 @@ def read_saves(nodes: list[StepNode], namespace: Mapping[str, Any], report: Repo
                     "travels as data)",
                     step=node.name,
                 )
+
+
+def saves(nodes: list[StepNode], name: str, save_root: str | None, report: Report) -> None:
+    """Each step's ``--save`` targets, resolved; one object has one writer."""
+    written: dict[str, tuple[str, str]] = {}  # --save URI -> (step, name): one object, one writer
+    for node in nodes:
+        _resolve_saves(node, name, save_root, report)
+        lints.warn_unexpanded(node, report)
+        for save in node.saves:
+            if save.uri in written:
+                other, what = written[save.uri]
+                report.error(
+                    f"--save {save.name} writes {save.uri}, which step '{other}' writes too (--save {what}): "
+                    "the step that ends last would overwrite the other's object without a word",
+                    fix="give each its own URI (or use {step} in the URI)",
+                    step=node.name,
+                    line=1,
+                )
+            written.setdefault(save.uri, (node.name, save.name))
+
+
+def _resolve_saves(node: StepNode, pipeline: str, root: str | None, report: Report) -> None:
+    """The step's ``--save`` values, each checked (an error on the %%step line, before anything runs)."""
+    from jupyter_smstep.core import saves as saves_mod
+
+    spec = node.cell.step
+    assert spec is not None
+    bound = candidate_outputs(node.cell, node)
+    seen: dict[str, str] = {}
+    for name, uri in spec.saves:
+        try:
+            save = saves_mod.resolve(name, uri, pipeline=pipeline, step=node.name, root=root, bound=bound)
+        except saves_mod.SaveError as exc:
+            report.error(exc.message, fix=exc.fix, step=node.name, line=1)
+            continue
+        if save.uri in seen:
+            report.error(
+                f"--save {name} and --save {seen[save.uri]} write the same object {save.uri}",
+                fix="give each its own URI",
+                step=node.name,
+                line=1,
+            )
+            continue
+        seen[save.uri] = name
+        node.saves.append(save)
+    if "cache" in node.settings and any(s.per_execution for s in node.saves):
+        report.warn(
+            "--cache with a --save URI that has {execution_id}: when SageMaker reuses the step's earlier "
+            "result it runs nothing, so this execution's object is never written",
+            fix="drop {execution_id} from the URI, or --cache from the step",
+            step=node.name,
+            line=1,
+        )

@@ -89,7 +89,7 @@ def build_graph(
     conditions = condition_steps(nodes, own, report)
     _choose_outputs(nodes, conditions, registry, namespace, report)
     no_image = _resolve_settings(nodes, name, registry, config, kernel_image, in_studio, root, report)
-    _check_saves(nodes, name, registry, report)
+    checks.saves(nodes, name, registry.save_root, report)
     from jupyter_smstep.core import workdir
 
     shipping = workdir.plan(nodes, namespace, root, config)  # what IncludeLocalWorkDir takes: a job finds it
@@ -249,25 +249,6 @@ def _resolve_settings(
     resolved_steps = {n.name: settings_mod.with_parameter_values(n.settings, registry.parameters) for n in nodes}
     settings_mod.validate_pipeline(resolved_steps, report, in_studio=in_studio)
     return settings_mod.missing_image(resolved_steps, in_studio=in_studio)
-
-
-def _check_saves(nodes: list[StepNode], name: str, registry: Registry, report: Report) -> None:
-    """Each step's ``--save`` targets, resolved; one object has one writer."""
-    written: dict[str, tuple[str, str]] = {}  # --save URI -> (step, name): one object, one writer
-    for node in nodes:
-        _resolve_saves(node, name, registry.save_root, report)
-        lints.warn_unexpanded(node, report)
-        for save in node.saves:
-            if save.uri in written:
-                other, what = written[save.uri]
-                report.error(
-                    f"--save {save.name} writes {save.uri}, which step '{other}' writes too (--save {what}): "
-                    "the step that ends last would overwrite the other's object without a word",
-                    fix="give each its own URI (or use {step} in the URI)",
-                    step=node.name,
-                    line=1,
-                )
-            written.setdefault(save.uri, (node.name, save.name))
 
 
 def _fan_out(
@@ -596,37 +577,3 @@ def _later_step_writers(registry: Registry) -> dict[str, list[tuple[int, str]]]:
 
 
 # ---------------------------------------------------------------------------- --when
-
-
-def _resolve_saves(node: StepNode, pipeline: str, root: str | None, report: Report) -> None:
-    """The step's ``--save`` values, each checked (an error on the %%step line, before anything runs)."""
-    from jupyter_smstep.core import saves as saves_mod
-
-    spec = node.cell.step
-    assert spec is not None
-    bound = candidate_outputs(node.cell, node)
-    seen: dict[str, str] = {}
-    for name, uri in spec.saves:
-        try:
-            save = saves_mod.resolve(name, uri, pipeline=pipeline, step=node.name, root=root, bound=bound)
-        except saves_mod.SaveError as exc:
-            report.error(exc.message, fix=exc.fix, step=node.name, line=1)
-            continue
-        if save.uri in seen:
-            report.error(
-                f"--save {name} and --save {seen[save.uri]} write the same object {save.uri}",
-                fix="give each its own URI",
-                step=node.name,
-                line=1,
-            )
-            continue
-        seen[save.uri] = name
-        node.saves.append(save)
-    if "cache" in node.settings and any(s.per_execution for s in node.saves):
-        report.warn(
-            "--cache with a --save URI that has {execution_id}: when SageMaker reuses the step's earlier "
-            "result it runs nothing, so this execution's object is never written",
-            fix="drop {execution_id} from the URI, or --cache from the step",
-            step=node.name,
-            line=1,
-        )
