@@ -1,9 +1,11 @@
 """The pipeline panel (ipywidgets): DAG, settings with their sources, problems, run, submit, follow.
 
 ``widget`` (the ipywidgets tree and its actions) renders what ``state`` holds
-(view state and reducers, no widgets), with ``html`` (sections, tables,
-highlighting), ``svg`` + ``layout`` (the DAG) and ``progress`` (a local run's
-table in a notebook). Importing this package does not import ipywidgets:
+(view state and reducers, no widgets), with ``html`` (the header, the DAG's
+views, a step's details, the problems), ``runs`` (a local run, a SageMaker
+execution, the history), ``highlight`` (a cell's source, coloured), ``pieces``
+(escaping and the like), ``svg`` + ``layout`` (the DAG) and ``progress`` (a
+local run's table in a notebook). Importing this package does not import ipywidgets:
 :func:`show` does.
 """
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from jupyter_smstep.errors import SmstepError
-from jupyter_smstep.panel import html, interrupts
+from jupyter_smstep.panel import html, interrupts, runs
 from jupyter_smstep.remote.monitor import Backoff, ExecutionMonitor
 
 if TYPE_CHECKING:
@@ -229,7 +229,7 @@ class Jobs:
         def work() -> None:
             try:
                 rows, estimates = self.panel.workspace.history(5)
-                self.panel.history.value = html.history(rows, estimates)
+                self.panel.history.value = runs.history(rows, estimates)
                 self.panel.set_status(f"{len(rows)} execution(s) of the pipeline", "info")
             except SmstepError as exc:
                 self.panel.set_status(html.esc(exc).replace("\n", "<br>"), "error")

@@ -36,7 +36,7 @@ import ipywidgets as widgets
 from jupyter_smstep.core.model import PipelineGraph
 from jupyter_smstep.errors import Problem, SmstepError
 from jupyter_smstep.local.results import StepEvent
-from jupyter_smstep.panel import html, layout as dag_layout, svg as dag_svg
+from jupyter_smstep.panel import html, layout as dag_layout, runs, svg as dag_svg
 from jupyter_smstep.panel.state import PanelState
 from jupyter_smstep.panel.jobs import Jobs
 from jupyter_smstep.remote.monitor import Snapshot
@@ -447,7 +447,7 @@ class PipelinePanel(widgets.VBox):
 
     def render_execution(self) -> None:
         mon = self.jobs.monitor
-        self.execution.value = html.execution(self.state, mon.console_url if mon else None, mon.arn if mon else None)
+        self.execution.value = runs.execution(self.state, mon.console_url if mon else None, mon.arn if mon else None)
 
     def set_status(self, message: str, kind: str = "info") -> None:
         self.status.value = html.status(message, kind)

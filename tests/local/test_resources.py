@@ -29,7 +29,7 @@ def test_memory_cpu_and_payloads_of_each_step_are_measured(shell, tmp_path):
 def test_the_terminal_the_results_table_and_the_panel_show_the_measurements(shell, tmp_path):
     import io
 
-    from jupyter_smstep.panel import html as panel_html
+    from jupyter_smstep.panel import runs as panel_runs
     from jupyter_smstep.panel.state import PanelState
     from jupyter_smstep.text import TerminalProgress, results_table
 
@@ -41,7 +41,7 @@ def test_the_terminal_the_results_table_and_the_panel_show_the_measurements(shel
     assert "peak " in line and "MiB" in line and "cpu " in line and "out " in line
     assert "[peak " in results_table(result.to_json())
     state = PanelState(run_kind="local", local_result=result)
-    assert "measured: peak " in panel_html.run_details(state, "make")
+    assert "measured: peak " in panel_runs.run_details(state, "make")
 
 
 def test_a_run_suggests_instance_types_and_submit_warns_about_a_step_too_big_for_its_instance(

@@ -228,7 +228,7 @@ def test_print_status_running_and_succeeded(fake):
 
 
 def test_status_and_the_panel_say_where_the_executions_mlflow_run_is_and_how_to_open_it(fake):
-    from jupyter_smstep.panel import html
+    from jupyter_smstep.panel import runs
     from jupyter_smstep.panel.state import PanelState
 
     arn = fake.add_execution(three_steps())
@@ -242,7 +242,7 @@ def test_status_and_the_panel_say_where_the_executions_mlflow_run_is_and_how_to_
     assert line in text
     state = PanelState()
     state.run_kind, state.snapshot = "remote", monitor.ExecutionMonitor(arn).poll()
-    assert line in html.execution(state, "https://console", arn)
+    assert line in runs.execution(state, "https://console", arn)
     app = "arn:aws:sagemaker:us-east-1:123456789012:mlflow-app/app-1"
     fake.executions[arn].mlflow = {"MlflowResourceArn": app}
     assert (
