@@ -17,7 +17,7 @@ from typing import Any, TextIO
 from collections.abc import Callable
 
 from jupyter_smstep.core.model import PipelineGraph
-from jupyter_smstep.core.settings import shown
+from jupyter_smstep.core.secrets import shown
 from jupyter_smstep.core.states import ASCII_GLYPHS, GLYPHS
 from jupyter_smstep.errors import ServiceError, SmstepError
 from jupyter_smstep.local.results import StepEvent

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Callable, Mapping, MutableMapping
 
-from jupyter_smstep.core import settings as settings_mod
 from jupyter_smstep.core import studio
 from jupyter_smstep.core.parameters import coerce_overrides
 from jupyter_smstep.core.graph import build_graph
@@ -30,6 +29,7 @@ from jupyter_smstep.core.registry import Registry
 from jupyter_smstep.errors import Problem, RunFailed, SmstepError, did_you_mean
 from jupyter_smstep.sdk import compat, rules
 from jupyter_smstep.sdk.capture import Captures
+from jupyter_smstep.core import sdk_config
 
 
 #: The step name a %%remote cell runs as.
@@ -110,7 +110,7 @@ class Workspace:
         graph = build_graph(
             registry or self.registry,
             self.namespace,
-            config=settings_mod.load_sdk_config(),
+            config=sdk_config.load_sdk_config(),
             kernel_image=image.uri,
             kernel_image_note=image.note,
             in_studio=studio.in_studio(),
@@ -448,7 +448,7 @@ class Workspace:
             "notebook": self.notebook,
             "taken": dict(taken or {}),
             "host_env": host_env,
-            "pipeline_key": pipeline_key(graph, keys, settings_mod.load_sdk_config()),
+            "pipeline_key": pipeline_key(graph, keys, sdk_config.load_sdk_config()),
         }
         if runs_dir is not None:
             kwargs["runs_dir"] = runs_dir

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from collections.abc import Mapping, Sequence
 
-from jupyter_smstep.core import checks, helpers, importing, lints, settings as settings_mod
+from jupyter_smstep.core import checks, helpers, importing, lints, setting_rules, settings as settings_mod
 from jupyter_smstep.core.analysis import FunctionInfo
 from jupyter_smstep.core.plain import not_data
 from jupyter_smstep.errors import Report
@@ -239,7 +239,7 @@ def _resolve_settings(
             )
         settings_mod.bind_parameters(node.name, resolved, registry.parameters, report)
         node.settings = resolved
-        settings_mod.validate(
+        setting_rules.validate(
             node.name,
             settings_mod.with_parameter_values(resolved, registry.parameters),
             report,
@@ -247,8 +247,8 @@ def _resolve_settings(
             root=root,
         )
     resolved_steps = {n.name: settings_mod.with_parameter_values(n.settings, registry.parameters) for n in nodes}
-    settings_mod.validate_pipeline(resolved_steps, report, in_studio=in_studio)
-    return settings_mod.missing_image(resolved_steps, in_studio=in_studio)
+    setting_rules.validate_pipeline(resolved_steps, report, in_studio=in_studio)
+    return setting_rules.missing_image(resolved_steps, in_studio=in_studio)
 
 
 def _fan_out(

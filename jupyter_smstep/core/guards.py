@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from collections.abc import Mapping
 
 from jupyter_smstep.core.model import Bindings, StepNode, candidate_outputs
-from jupyter_smstep.core.settings import SECRET_NAME
+from jupyter_smstep.core.secrets import SECRET_NAME
 from jupyter_smstep.core.registry import Cell, Registry
 from jupyter_smstep.errors import Report
 

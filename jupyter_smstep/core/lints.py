@@ -15,6 +15,7 @@ from jupyter_smstep.core import settings as settings_mod
 from jupyter_smstep.errors import Report
 from jupyter_smstep.core.model import DEFAULT_PIPELINE_NAME, MISPLACED_FIX, PipelineGraph, StepNode
 from jupyter_smstep.core.registry import Cell, Registry
+from jupyter_smstep.core import setting_rules
 
 
 def check_names(name: str, registry: Registry, report: Report) -> None:
@@ -172,7 +173,7 @@ def check_parameter_settings(graph: PipelineGraph, values: Mapping[str, Any]) ->
         }
         if bound:
             found = Report()
-            settings_mod.validate(
+            setting_rules.validate(
                 node.name, settings_mod.with_parameter_values(node.settings, merged), found, in_studio=True
             )
             report.problems += [p for p in found.errors if any(f"parameter {name})" in p.message for name in bound)]

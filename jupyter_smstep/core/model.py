@@ -18,6 +18,7 @@ from jupyter_smstep.core import settings as settings_mod
 from jupyter_smstep.core.registry import Cell
 from jupyter_smstep.core.states import InputKind
 from jupyter_smstep.errors import Report, SmstepError
+from jupyter_smstep.core import secrets, setting_rules
 
 if TYPE_CHECKING:  # imported where used: %load_ext builds no graph, and should not pay for these
     from jupyter_smstep.core import conditions as cond_mod, foreach as foreach_mod, saves as saves_mod
@@ -206,7 +207,7 @@ class PipelineGraph:
                     "outputs": list(s.outputs),
                     "depends_on": list(s.depends_on),
                     "settings": {
-                        k: {**r.to_json(), "value": _jsonable(settings_mod.shown(k, r.to_json()["value"]))}
+                        k: {**r.to_json(), "value": _jsonable(secrets.shown(k, r.to_json()["value"]))}
                         for k, r in s.settings.items()
                     },
                     **({"key": self.keys[s.name].key} if s.name in self.keys else {}),
@@ -372,7 +373,7 @@ def check_buildable(graph: PipelineGraph, for_the_service: bool = True) -> None:
         raise SmstepError("the notebook has no %%step cells", fix="mark a cell with %%step NAME and run it")
     graph.report.raise_if_errors()
     if for_the_service and graph.no_image:
-        raise SmstepError(settings_mod.no_image_problem(graph.no_image, len(graph.steps)))
+        raise SmstepError(setting_rules.no_image_problem(graph.no_image, len(graph.steps)))
 
 
 def _jsonable(value: Any) -> Any:

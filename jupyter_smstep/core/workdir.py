@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from jupyter_smstep.core.code import nested
+from jupyter_smstep.core import sdk_config
 
 #: Folder and file names a workspace never holds, whatever config.yaml's patterns say.
 NEVER = frozenset(
@@ -138,13 +139,12 @@ def plan(
     steps: list[Any], namespace: Mapping[str, Any], root: Path | None, config: Mapping[str, Any] | None
 ) -> Shipping | None:
     """What the steps' workspace ships, or None when nothing needs one (see the module docstring)."""
-    from jupyter_smstep.core import settings as settings_mod
 
     if root is None:
         return None
-    include = settings_mod.remote_function_config(config or {}, "IncludeLocalWorkDir")
+    include = sdk_config.remote_function_config(config or {}, "IncludeLocalWorkDir")
     asked = include is True or str(include).lower() == "true"
-    patterns = settings_mod.remote_function_config(config or {}, "CustomFileFilter")
+    patterns = sdk_config.remote_function_config(config or {}, "CustomFileFilter")
     ignore = patterns.get("IgnoreNamePatterns") if isinstance(patterns, Mapping) else None
     because: dict[str, tuple[str, ...]] = {}
     for node in steps:

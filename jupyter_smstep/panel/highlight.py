@@ -4,7 +4,7 @@ library's tokenizer; no dependency)."""
 from __future__ import annotations
 
 from jupyter_smstep.core.model import StepNode
-from jupyter_smstep.core.settings import shown_line
+from jupyter_smstep.core.secrets import shown_line
 from jupyter_smstep.panel.pieces import esc
 
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from jupyter_smstep.core.guards import condition_operands
 
 from jupyter_smstep.core.model import Input, PipelineGraph
-from jupyter_smstep.core.settings import shown
+from jupyter_smstep.core.secrets import shown
 from jupyter_smstep.errors import Problem
 from jupyter_smstep.panel import highlight, runs, svg as dag_svg
 from jupyter_smstep.panel.pieces import esc, plural, section

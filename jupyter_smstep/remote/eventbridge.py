@@ -67,7 +67,7 @@ def _iso(value: dt.datetime | None) -> str | None:
 
 def config_role() -> str | None:
     """``SageMaker.Pipeline.RoleArn`` of the SageMaker config.yaml (the SDK's default pipeline role)."""
-    from jupyter_smstep.core.settings import load_sdk_config
+    from jupyter_smstep.core.sdk_config import load_sdk_config
 
     node: Any = load_sdk_config()
     for part in ("SageMaker", "Pipeline", "RoleArn"):

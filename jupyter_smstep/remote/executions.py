@@ -29,6 +29,7 @@ from typing import Any
 from collections.abc import Iterable, Mapping
 
 from jupyter_smstep.errors import Problem, SmstepError, aws_error
+from jupyter_smstep.core import sdk_config
 
 #: the files of a ``@step`` results folder the SDK writes (results.json only with JSON-able outputs)
 RESULT_FILES = ("payload.pkl", "metadata.json", "results.json")
@@ -221,9 +222,8 @@ def refuse_changed(remote: RemoteExecution, why: Mapping[str, str], flag: str) -
 def own_root(session: Any, pipeline: str) -> str:
     """The S3 prefix the SDK gives this notebook's pipeline: ``S3RootUri`` (config.yaml), else the session's
     default bucket (and prefix), then the pipeline's name."""
-    from jupyter_smstep.core import settings as settings_mod
 
-    root = settings_mod.remote_function_config(settings_mod.load_sdk_config(), "S3RootUri")
+    root = sdk_config.remote_function_config(sdk_config.load_sdk_config(), "S3RootUri")
     if not root:
         prefix = getattr(session, "default_bucket_prefix", None)
         root = f"s3://{session.default_bucket()}" + (f"/{prefix}" if prefix else "")

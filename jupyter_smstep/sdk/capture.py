@@ -32,7 +32,7 @@ from jupyter_smstep.core.model import values_at
 
 from jupyter_smstep.core.model import PipelineGraph
 from jupyter_smstep.core.plain import CREDENTIAL_TYPES, match_type
-from jupyter_smstep.core.settings import SECRET_NAME
+from jupyter_smstep.core.secrets import SECRET_NAME
 from jupyter_smstep.errors import Problem, SmstepError
 
 #: A captured value over this many pickled bytes gets a warning.

@@ -58,6 +58,7 @@ from jupyter_smstep.core import keys as keys_mod
 from jupyter_smstep.core.model import values_at
 from jupyter_smstep.core.model import PipelineGraph
 from jupyter_smstep.folders import data_dir, write_whole
+from jupyter_smstep.core import sdk_config
 
 #: Object metadata holding the SHA-256 of the body (S3 stores it as ``x-amz-meta-smstep-sha256``).
 HASH_METADATA = "smstep-sha256"
@@ -178,10 +179,9 @@ def step_keys(
     when the SageMaker config sets ``IncludeLocalWorkDir``, also has the part ``local-sources``: the
     ``.py`` files under the folder (a change in a module the step's module imports counts too).
     """
-    from jupyter_smstep.core import settings as settings_mod
     from jupyter_smstep.sdk import requirements
 
-    include_workdir = settings_mod.remote_function_config(settings_mod.load_sdk_config(), "IncludeLocalWorkDir")
+    include_workdir = sdk_config.remote_function_config(sdk_config.load_sdk_config(), "IncludeLocalWorkDir")
     include_workdir = include_workdir is True or str(include_workdir).lower() == "true"
     # the steps that import the notebook's own modules (core.workdir, decided with the graph)
     imports_local = set(graph.shipping.because) if graph.shipping is not None else set()

@@ -35,6 +35,7 @@ from typing import Any
 from jupyter_smstep.core import settings as settings_mod
 from jupyter_smstep.core.conditions import definition_steps
 from jupyter_smstep.errors import Problem
+from jupyter_smstep.core import setting_rules
 
 
 _POSITIONS = re.compile(r"\[\d+\]| key$")
@@ -256,7 +257,7 @@ LIMITS = (
     ),
     Limit(
         "max_runtime_in_seconds",
-        f"at most {settings_mod.MAX_RUNTIME_SECONDS} (28 days)",
+        f"at most {setting_rules.MAX_RUNTIME_SECONDS} (28 days)",
         "https://docs.aws.amazon.com/sagemaker/latest/APIReference/API_StoppingCondition.html",
     ),
     Limit(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from jupyter_smstep.core import settings
 from jupyter_smstep.core import studio
+from jupyter_smstep.core import sdk_config
 
 from helpers.constants import IMAGE, ROLE
 
@@ -109,4 +110,4 @@ def test_invalid_yaml_config_is_reported(tmp_path, monkeypatch):
     from jupyter_smstep.errors import SmstepError
 
     with pytest.raises(SmstepError, match="not valid YAML"):
-        settings.load_sdk_config()
+        sdk_config.load_sdk_config()

@@ -20,7 +20,7 @@ import ipywidgets as widgets
 import pytest
 
 import jupyter_smstep.panel.widget as panel_mod
-from jupyter_smstep.core.settings import image_python
+from jupyter_smstep.core.setting_rules import image_python
 from jupyter_smstep.errors import SmstepError
 from jupyter_smstep.local.results import RunResult, StepEvent, StepResult
 from jupyter_smstep.sdk import capture
