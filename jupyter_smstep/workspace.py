@@ -23,6 +23,7 @@ from jupyter_smstep.core import studio
 from jupyter_smstep.core.parameters import coerce_overrides
 from jupyter_smstep.core.graph import build_graph
 from jupyter_smstep.core.lints import check_parameter_settings
+from jupyter_smstep.kernel_checks import KernelChecks
 from jupyter_smstep.core.model import PipelineGraph, check_buildable
 from jupyter_smstep.core.keys import changes, pipeline_key
 from jupyter_smstep.core.registry import Registry
@@ -96,9 +97,7 @@ class Workspace:
         self.last_execution: Any = None  # remote.submit.Submission of the latest submit
         #: a kernel's (False: a saved notebook built headless, whose later cells ran after every step)
         self.live = True
-        #: (cell, name, id of the kernel's value, registry revision) -> moved since the cell ran: a panel refresh
-        #: between two cells fingerprints nothing again (running any cell bumps the revision)
-        self._moved: dict[tuple[str, str, int, int], bool] = {}
+        self.kernel_checks = KernelChecks(self)  # what the graph cannot check without the kernel's values
 
     # ---------------------------------------------------------------- analysis
     def graph(self, keys: bool = False, registry: Registry | None = None) -> PipelineGraph:
@@ -119,9 +118,7 @@ class Workspace:
         )
         graph.report.problems.extend(self.captures.problems(graph, self.namespace))
         graph.report.problems.extend(rules.graph_problems(graph))  # what SageMaker would refuse, by its model
-        self._check_seen(graph)
-        self._pin_dependencies(graph)
-        self._check_workspace(graph)
+        self.kernel_checks.check(graph)
         if graph.mlflow and compat.installed_major() < 3:
             graph.report.error(
                 "%pipeline config --mlflow-arn: SageMaker Pipelines' MLflow settings are in SDK v3 "
@@ -140,129 +137,6 @@ class Workspace:
             if run is not None:  # what each step read when it last ran (the cache checks these)
                 graph.reads = {n: dict(s.reads, run=run.run_id) for n, s in run.steps.items() if s.reads}
         return graph
-
-    def _check_workspace(self, graph: PipelineGraph) -> None:
-        """What the steps' workspace ships (``sdk.workdir``): listed on the graph, and a warning when it is large."""
-        from jupyter_smstep.core import workdir
-        from jupyter_smstep.text import fmt_bytes
-
-        shipping = graph.shipping
-        if shipping is None:
-            return
-        files = workdir.shipped(shipping)
-        graph.ships = {
-            "files": sorted(f for f, _ in files),
-            "bytes": sum(n for _, n in files),
-            "because": {step: list(mods) for step, mods in shipping.because.items()},
-        }
-        if graph.ships["bytes"] > workdir.LARGE:
-            largest = ", ".join(f"{f} ({fmt_bytes(n)})" for f, n in files[:3])
-            graph.report.warn(
-                f"the steps' workspace (IncludeLocalWorkDir) is {fmt_bytes(graph.ships['bytes'])}, "
-                f"zipped and uploaded with every step of every build; largest: {largest}",
-                fix="list those names under CustomFileFilter: IgnoreNamePatterns in config.yaml, or "
-                "move them out of the notebook's folder (upload data to S3)",
-            )
-
-    def _check_seen(self, graph: PipelineGraph) -> None:
-        """Each step gets the values its cell saw (``sdk.snapshot``). Refuse a value too large to have been
-        copied that changed in place since; in a kernel, say which values have moved on since the step's
-        cell ran (the step keeps the ones its cell saw)."""
-        from jupyter_smstep.sdk.snapshot import CAP, Snapshot
-
-        for node in graph.steps:
-            if node.fanout is not None and node.fanout.index:
-                continue  # a --foreach cell's iterations share what it saw: said once, on the first
-            seen = getattr(node.cell.seen, "base", node.cell.seen)  # an iteration's item over what its cell saw
-            if not isinstance(seen, Snapshot):
-                continue
-            captured = {i.name: i for i in node.captured}
-            for var in seen.changed_in_place(captured):
-                who = (
-                    "the step's own cell when it ran in the kernel"
-                    if var in node.cell.changed_in_kernel
-                    else self._writer_after(node.cell, var) or "a later cell"
-                )
-                graph.report.error(
-                    f"reads {var!r}, which changed in place after this step's cell saw it ({who}): it is too large "
-                    f"to keep a copy of (over {CAP // 2**20} MiB pickled), so the pipeline would give the step the "
-                    "changed value, not the one its cell saw",
-                    fix=f"copy it where it changes ({var} = {var}.copy() before changing it), or make {var!r} "
-                    "an output of a step above so it travels as data",
-                    step=node.name,
-                    line=captured[var].line + 1,
-                )
-            if not self.live:
-                continue
-            analysis = node.cell.analysis
-            own = set(node.cell.changed_in_kernel) | set(node.hidden_changes)  # the step changes these itself
-            if analysis is not None:
-                own |= set(analysis.outputs) | set(analysis.mutates)
-            for var, inp in captured.items():
-                if var not in own and self._has_moved(node.cell.key, var, seen):
-                    writer = self._writer_after(node.cell, var, anywhere=True)
-                    graph.report.warn(
-                        f"{var!r} changed in the kernel after this step's cell ran{f' ({writer})' if writer else ''}: "
-                        "the step uses the value its cell saw, as the notebook run top to bottom does",
-                        fix=f"to use the kernel's current {var!r}, run step '{node.name}' again",
-                        step=node.name,
-                        line=inp.line + 1,
-                    )
-
-    def _has_moved(self, cell_key: str, var: str, seen: Any) -> bool:
-        key = (cell_key, var, id(self.namespace.get(var)), self.registry.revision)
-        if key not in self._moved:
-            if len(self._moved) > 10_000:
-                self._moved.clear()
-            self._moved[key] = seen.moved(var, self.namespace)
-        return self._moved[key]
-
-    def _writer_after(self, cell: Any, var: str, anywhere: bool = False) -> str | None:
-        """The label of the last cell below ``cell`` (or, with ``anywhere``, any other) that binds or changes
-        ``var``."""
-        cells = self.registry.cells
-        index = next((i for i, c in enumerate(cells) if c is cell), len(cells))
-        found = None
-        for i, other in enumerate(cells):
-            if other is cell or other.analysis is None or (i < index and not anywhere):
-                continue
-            if var in other.analysis.outputs or var in other.analysis.mutates:
-                found = other.label
-        return found
-
-    def _pin_dependencies(self, graph: PipelineGraph) -> None:
-        """``--dependencies auto``: each such step's pins, and a warning for what cannot be pinned."""
-        from jupyter_smstep.sdk import requirements
-
-        for node in requirements.auto_steps(graph.steps):
-            pins = requirements.step_pins(node, self.namespace, graph.steps)
-            graph.dependencies[node.name] = pins.lines
-            for module in pins.missing:
-                graph.report.error(
-                    f"imports {module!r}, which this kernel cannot import: --dependencies auto "
-                    "cannot pin it, and the job would fail on it",
-                    step=node.name,
-                    fix=f"install it in the kernel (pip install the package that provides "
-                    f"{module!r}) and run the cell again, or fix the import's spelling",
-                )
-            for dist in pins.local:
-                graph.report.warn(
-                    f"uses the package {dist!r}, installed here from a local folder (editable or "
-                    "a path): pinned by name, pip in the job would install whatever PyPI has under "
-                    "that name, so it is not pinned",
-                    step=node.name,
-                    fix="ship its source with IncludeLocalWorkDir (its folder beside the notebook), "
-                    "or build a wheel and list the wheel's path in --dependencies FILE",
-                )
-            for module in pins.unresolved:
-                graph.report.warn(
-                    f"uses the module {module!r}, which no installed package provides (a .py file "
-                    "beside the notebook?): --dependencies auto cannot pin it, and the job will "
-                    "not have it",
-                    step=node.name,
-                    fix="set IncludeLocalWorkDir: true in config.yaml so the notebook's .py files "
-                    "travel with the step, or make it an installable package",
-                )
 
     def baselines(self, pipeline: str) -> dict[str, dict[str, dict[str, str]]]:
         """What the steps were made of in the last local run and the last submitted execution:
