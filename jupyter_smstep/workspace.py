@@ -126,9 +126,9 @@ class Workspace:
                 fix="pip install 'sagemaker>=3.27' (or drop --mlflow-arn)",
             )
         if keys and not graph.report.errors:
-            from jupyter_smstep.sdk import content
+            from jupyter_smstep.sdk import content_keys
 
-            graph.keys = content.step_keys(graph, self.namespace, self.root)
+            graph.keys = content_keys.step_keys(graph, self.namespace, self.root)
             graph.changes = {
                 label: {name: changes(parts.get(name), key) for name, key in graph.keys.items()}
                 for label, parts in self.baselines(graph.name).items()
@@ -227,7 +227,7 @@ class Workspace:
         they came from)), and the parameter values the execution ran with."""
         from jupyter_smstep.core.model import upstream_of, with_dependents
         from jupyter_smstep.remote import executions
-        from jupyter_smstep.sdk import content
+        from jupyter_smstep.sdk import content_keys
 
         remote, session, root = self.execution(upstream, graph=graph)
         depends = {n.name: n.depends_on for n in graph.steps}
@@ -257,7 +257,9 @@ class Workspace:
             and remote.steps[n.name].job_name
         ]
         why = (
-            {} if changed_ok else executions.changed(remote, content.step_keys(graph, self.namespace, self.root), take)
+            {}
+            if changed_ok
+            else executions.changed(remote, content_keys.step_keys(graph, self.namespace, self.root), take)
         )
         executions.refuse_changed(remote, {n: w for n, w in why.items() if n in needed}, "--changed-ok")
         take = [n for n in take if n not in why]  # a changed step the run does not need runs here, as it is now
@@ -279,12 +281,12 @@ class Workspace:
         taken: Mapping[str, tuple[Path, str]] | None = None,
     ) -> Any:
         from jupyter_smstep import local
-        from jupyter_smstep.sdk import build, content
+        from jupyter_smstep.sdk import build, content_keys
 
         values = run_values(graph, parameters)
         functions = build.step_functions(graph, self.namespace, self.captures)  # built once, for the runner too
         # a fresh run identity: a step that reads jupyter_smstep.execution is never reused
-        keys = content.step_keys(graph, self.namespace, self.root, values, run=secrets.token_hex(8))
+        keys = content_keys.step_keys(graph, self.namespace, self.root, values, run=secrets.token_hex(8))
         anyway = frozenset(
             n.name for n in graph.steps if n.settings.get("reuse") is not None and n.settings["reuse"].value == "always"
         )
@@ -560,7 +562,7 @@ class Workspace:
         notebook builds now (unless ``changed_ok``), as a ``remote.executions.Pulled``; the caller puts them in
         the kernel."""
         from jupyter_smstep.remote import executions
-        from jupyter_smstep.sdk import content
+        from jupyter_smstep.sdk import content_keys
 
         graph = self._buildable_graph()
         remote, session, root = self.execution(execution, session, graph)
@@ -584,7 +586,7 @@ class Workspace:
         if not changed_ok:
             executions.refuse_changed(
                 remote,
-                executions.changed(remote, content.step_keys(graph, self.namespace, self.root), ready),
+                executions.changed(remote, content_keys.step_keys(graph, self.namespace, self.root), ready),
                 "--changed-ok",
             )
         for name in ready:

@@ -32,7 +32,7 @@ from jupyter_smstep.core.model import PipelineGraph, check_buildable
 from jupyter_smstep.errors import Problem, SmstepError, aws_error
 from jupyter_smstep.core.keys import StepKey
 from jupyter_smstep.core.workdir import Shipping
-from jupyter_smstep.sdk import condition_steps, content, requirements, stepargs, workdir
+from jupyter_smstep.sdk import condition_steps, content, content_keys, requirements, stepargs, uploads, workdir
 from jupyter_smstep.sdk.capture import Captures
 from jupyter_smstep.sdk.compat import Sdk, load
 
@@ -45,7 +45,7 @@ class Compiled:
     pipeline: Any
     functions: dict[str, Callable[..., Any]]
     plan: content.BuildPlan | None = None
-    uploads: content.UploadCount = field(default_factory=content.UploadCount)
+    uploads: uploads.UploadCount = field(default_factory=uploads.UploadCount)
     #: The notebook's folder: the SDK ships the current directory (IncludeLocalWorkDir), the key hashes the
     #: notebook's folder; one truth, the notebook's folder (``smstep run proj/nb.ipynb`` from the parent).
     root: Path | None = None
@@ -58,7 +58,7 @@ class Compiled:
         return str(self.pipeline.name)
 
     @contextlib.contextmanager
-    def building(self) -> Iterator[content.UploadCount]:
+    def building(self) -> Iterator[uploads.UploadCount]:
         """While the SDK compiles the steps (``definition()``, ``upsert()``): the plan applies, in the notebook's
         folder."""
         with _in_folder(self.root), workdir.shipping(self.shipping):
@@ -79,7 +79,7 @@ class Compiled:
         from jupyter_smstep.sdk import rules, schema
 
         assert self.plan is not None
-        dry = dataclasses.replace(self.plan, dry=True, uploads=content.UploadCount(), compiling=None)
+        dry = dataclasses.replace(self.plan, dry=True, uploads=uploads.UploadCount(), compiling=None)
         with (
             _in_folder(self.root),
             workdir.shipping(self.shipping),
@@ -326,7 +326,7 @@ def build_pipeline(
     if functions is None:
         functions = step_functions(graph, namespace, captures)
     if keys is None:
-        keys = content.step_keys(graph, namespace, root)
+        keys = content_keys.step_keys(graph, namespace, root)
     files = requirements.auto_files(graph.steps, namespace)
     return Compiled(
         assemble(graph, functions, session, root, files, local=local),

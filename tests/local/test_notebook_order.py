@@ -81,15 +81,15 @@ def test_a_later_cell_does_not_reach_an_earlier_step_headless_or_live(shell, tmp
 
 def test_the_key_is_of_the_value_the_step_saw(shell, tmp_path):
     """A later cell's rebinding changes neither the step's key nor what it is reused for."""
-    from jupyter_smstep.sdk import content
+    from jupyter_smstep.sdk import content_keys
 
     kernel_values(shell, CELLS[:4], [])
-    before = content.step_keys(shell.graph(), shell.ip.user_ns)["evaluate"]
+    before = content_keys.step_keys(shell.graph(), shell.ip.user_ns)["evaluate"]
     shell.run(CELLS[4])
-    after = content.step_keys(shell.graph(), shell.ip.user_ns)["evaluate"]
+    after = content_keys.step_keys(shell.graph(), shell.ip.user_ns)["evaluate"]
     assert after.key == before.key
     shell.run(CELLS[3])  # the step cell again: now it sees 0.3 and nine scores
-    again = content.step_keys(shell.graph(), shell.ip.user_ns)["evaluate"]
+    again = content_keys.step_keys(shell.graph(), shell.ip.user_ns)["evaluate"]
     assert again.key != before.key
     result, _ = shell.run_local(tmp_path / "runs")
     assert result.outputs("evaluate")["positives"] == shell.ip.user_ns["positives"] == 8

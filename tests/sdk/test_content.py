@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from jupyter_smstep.sdk import content
+from jupyter_smstep.sdk import content_keys
 
 NOTEBOOK = [
     "%pipeline param epochs=10",
@@ -86,11 +86,11 @@ def test_editing_one_cell_changes_that_step_and_its_dependents_only(shell, sessi
 
 def test_a_captured_value_changed_and_seen_again_changes_the_key_of_the_steps_that_read_it(shell, session):
     build(shell)
-    keys = content.step_keys(shell.workspace.graph(), shell.ip.user_ns)
+    keys = content_keys.step_keys(shell.workspace.graph(), shell.ip.user_ns)
     shell.run("STOP.add('and')")  # after the step: the step keeps what its cell saw, and so does its key
-    assert content.step_keys(shell.workspace.graph(), shell.ip.user_ns)["train"].key == keys["train"].key
+    assert content_keys.step_keys(shell.workspace.graph(), shell.ip.user_ns)["train"].key == keys["train"].key
     shell.run(NOTEBOOK[3])  # the step cell again: now it sees the changed set
-    again = content.step_keys(shell.workspace.graph(), shell.ip.user_ns)
+    again = content_keys.step_keys(shell.workspace.graph(), shell.ip.user_ns)
     assert again["preprocess"].key == keys["preprocess"].key
     assert again["train"].key != keys["train"].key
     assert [p for p in again["train"].parts if again["train"].parts[p] != keys["train"].parts[p]] == ["capture:STOP"]
@@ -133,7 +133,7 @@ def test_an_invalid_cache_duration_is_an_error_naming_the_fix(shell, bad):
 
 DIGEST_SOURCE = textwrap.dedent("""
     import sys
-    from jupyter_smstep.sdk.content import digest
+    from jupyter_smstep.sdk.content_keys import digest
     namespace = {"__name__": "__main__"}
     exec(compile(sys.argv[1], sys.argv[2], "exec"), namespace)
     print(digest(namespace["helper"]), digest(namespace["Model"]), digest(namespace["Model"]()),
@@ -171,9 +171,9 @@ def test_a_requirements_file_is_part_of_the_key_and_the_build_leaves_it_as_writt
     first = steps(shell.workspace.definition(session))["train"]
     assert requirements.read_text() == "numpy\n"  # v2 would append its own requirement to the file
     assert steps(shell.workspace.definition(session))["train"] == first
-    keys = content.step_keys(shell.workspace.graph(), shell.ip.user_ns)
+    keys = content_keys.step_keys(shell.workspace.graph(), shell.ip.user_ns)
     requirements.write_text("numpy==2.0\n")
-    again = content.step_keys(shell.workspace.graph(), shell.ip.user_ns)
+    again = content_keys.step_keys(shell.workspace.graph(), shell.ip.user_ns)
     from jupyter_smstep.core.keys import changes
 
     assert changes(keys["train"].parts, again["train"]) == ["the file of dependencies changed"]
@@ -188,10 +188,10 @@ def test_a_module_beside_the_notebook_is_part_of_the_key_of_the_steps_that_impor
     monkeypatch.syspath_prepend(str(tmp_path))
     shell.workspace.root = tmp_path
     build(shell, NOTEBOOK[:3] + ["import smstep_helpers_k\n", "%%step train\nmodel = smstep_helpers_k.f(len(df))"])
-    keys = content.step_keys(shell.workspace.graph(), shell.ip.user_ns, tmp_path)
+    keys = content_keys.step_keys(shell.workspace.graph(), shell.ip.user_ns, tmp_path)
     assert "local-sources" in keys["train"].parts and "local-sources" not in keys["preprocess"].parts
     (tmp_path / "smstep_helpers_k2.py").write_text("BASE = 2\n")  # imported by the imported module
-    again = content.step_keys(shell.workspace.graph(), shell.ip.user_ns, tmp_path)
+    again = content_keys.step_keys(shell.workspace.graph(), shell.ip.user_ns, tmp_path)
     from jupyter_smstep.core.keys import changes
 
     assert changes(keys["train"].parts, again["train"]) == ["the .py files beside the notebook changed"]
@@ -200,12 +200,12 @@ def test_a_module_beside_the_notebook_is_part_of_the_key_of_the_steps_that_impor
 
 def test_the_version_of_an_imported_package_is_part_of_the_key(shell, monkeypatch):
     build(shell, NOTEBOOK[:2] + ["import json\nimport yaml", "%%step preprocess\ndf = yaml.safe_load(json.dumps([1]))"])
-    keys = content.step_keys(shell.workspace.graph(), shell.ip.user_ns)
+    keys = content_keys.step_keys(shell.workspace.graph(), shell.ip.user_ns)
     import importlib.metadata
 
     installed = importlib.metadata.version
     monkeypatch.setattr(importlib.metadata, "version", lambda d: "0.0-other" if d == "PyYAML" else installed(d))
-    again = content.step_keys(shell.workspace.graph(), shell.ip.user_ns)
+    again = content_keys.step_keys(shell.workspace.graph(), shell.ip.user_ns)
     from jupyter_smstep.core.keys import changes
 
     assert changes(keys["preprocess"].parts, again["preprocess"]) == ["the version of an imported package changed"]
@@ -222,7 +222,7 @@ def test_include_local_workdir_puts_the_notebooks_sources_in_every_steps_key(she
         )
     shell.workspace.root = tmp_path
     build(shell)
-    keys = content.step_keys(shell.workspace.graph(), shell.ip.user_ns, tmp_path)
+    keys = content_keys.step_keys(shell.workspace.graph(), shell.ip.user_ns, tmp_path)
     assert all("local-sources" in key.parts for key in keys.values())
 
 
@@ -237,10 +237,10 @@ def test_a_final_step_has_one_key_whether_or_not_the_kernel_ran_its_cell(shell):
             "%%step report\ntotal = sum(rows)\nhandle = open('/dev/null')",
         ],
     )
-    seen = content.step_keys(shell.workspace.graph(), shell.ip.user_ns)
+    seen = content_keys.step_keys(shell.workspace.graph(), shell.ip.user_ns)
     assert "handle" not in shell.workspace.graph().steps[-1].outputs  # left out by the build: not data
     for name in ("total", "handle"):
         del shell.ip.user_ns[name]
-    unseen = content.step_keys(shell.workspace.graph(), shell.ip.user_ns)
+    unseen = content_keys.step_keys(shell.workspace.graph(), shell.ip.user_ns)
     assert shell.workspace.graph().steps[-1].unchecked == ["total", "handle"]
     assert unseen["report"].key == seen["report"].key and unseen["make"].key == seen["make"].key

@@ -6,7 +6,7 @@ import importlib.metadata
 import json
 import runpy
 
-from jupyter_smstep.sdk import content
+from jupyter_smstep.sdk import content_keys
 
 NOTEBOOK = [
     "import json\nimport yaml\nfrom packaging.version import Version\n"
@@ -58,7 +58,7 @@ def test_the_pins_reach_the_definition_the_key_and_the_export(shell, session, tm
     args = definition["load"]["Arguments"]["AlgorithmSpecification"]["ContainerArguments"]
     settings = json.loads(args[args.index("--dependency_settings") + 1])
     assert settings["dependency_file"] == "requirements-load.txt"
-    keys = content.step_keys(shell.workspace.graph(), shell.ip.user_ns)
+    keys = content_keys.step_keys(shell.workspace.graph(), shell.ip.user_ns)
     assert "dependencies" in keys["load"].parts and "dependencies" not in keys["plain"].parts
     path = tmp_path / "pinned.py"
     shell.run(f"%pipeline export {path}")
