@@ -16,7 +16,6 @@ import json
 import logging
 import os
 import queue
-import shutil
 import signal
 import threading
 import time
@@ -29,7 +28,6 @@ from typing import Any
 
 from jupyter_smstep.core import code
 from jupyter_smstep.core.keys import StepKey, file_sha256
-from jupyter_smstep.core.model import upstream_of
 from jupyter_smstep.core.states import EventKind, StepState
 from jupyter_smstep.errors import SmstepError
 from jupyter_smstep.local import cache as cache_mod, container as containers, diagnostics, retries
@@ -37,7 +35,8 @@ from jupyter_smstep.local import reads as reads_mod
 from jupyter_smstep.local.container import Container
 from jupyter_smstep.local.attempt import Attempt
 from jupyter_smstep.local.plan import Plan
-from jupyter_smstep.local.definition import Resolver, decide, StepSpec, container_option, split_s3_uri, to_text
+from jupyter_smstep.local.reuse import Reuse
+from jupyter_smstep.local.definition import Resolver, decide, StepSpec, container_option, to_text
 from jupyter_smstep.local.results import StepEvent, StepResult, write_json
 from jupyter_smstep.local.s3 import LOCAL_ACCOUNT, LocalS3
 from jupyter_smstep.local.s3.store import S3Error
@@ -86,7 +85,9 @@ class Emitter:
 
 
 @dataclass
-class _StepState:
+class StepRun:
+    """A step as the execution follows it: its spec, its result so far, its current attempt and retries."""
+
     spec: StepSpec
     result: StepResult
     order: int
@@ -157,7 +158,7 @@ class Execution:
         self.plan = Plan(steps)
         order = self.plan.order
         self.states = {
-            name: _StepState(
+            name: StepRun(
                 spec=steps[name],
                 order=order.index(name),
                 result=StepResult(
@@ -173,6 +174,7 @@ class Execution:
         self.results = {name: st.result for name, st in self.states.items()}
         #: steps skipped because a condition sent the run down the other branch (not a failure)
         self.not_taken: set[str] = set()
+        self.reuse = Reuse(self)
         self._prep_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="smstep-prepare")
 
     # -- public --------------------------------------------------------------------
@@ -185,7 +187,7 @@ class Execution:
     def run(self) -> None:
         self.emit.run_event("running", info={"steps": list(self.states), "run_dir": str(self.run_dir)})
         for st in self.states.values():
-            self._event(st, "pending")
+            self.event(st, "pending")
         for st in self.states.values():  # in dependency order: the first steps' channels come first
             if st.spec.is_function_step:
                 st.prepared = self._prep_pool.submit(self.container.prepare_channels, st.spec)
@@ -226,7 +228,7 @@ class Execution:
             for st in self.states.values()
         ) or any(self._ready(st) for st in self.states.values())
 
-    def _ready(self, st: _StepState) -> bool:
+    def _ready(self, st: StepRun) -> bool:
         return st.attempt is None and self.plan.ready(st.spec.name, self.results)
 
     def _running_count(self) -> int:
@@ -244,7 +246,7 @@ class Execution:
             st.result.summary = skip.summary
             if skip.not_taken:
                 self.not_taken.add(skip.step)
-            self._event(st, "skipped", message=skip.summary, info=skip.info)
+            self.event(st, "skipped", message=skip.summary, info=skip.info)
 
     def _launch_ready(self) -> bool:
         """Start (or reuse from the cache) the steps that are ready; True when one was reused."""
@@ -263,7 +265,7 @@ class Execution:
                 self._decide(st)  # a condition or a fail step: the service's own, no process
                 reused = True
                 continue
-            if st.not_before is None and (self._take(st) or self._reuse(st)):
+            if st.not_before is None and (self.reuse.taken(st) or self.reuse.cached(st)):
                 reused = True
                 continue
             if self._running_count() >= self.max_workers:
@@ -285,7 +287,7 @@ class Execution:
         return min(deadlines)
 
     # -- conditions and fail steps ------------------------------------------------------
-    def _decide(self, st: _StepState) -> None:
+    def _decide(self, st: StepRun) -> None:
         """Evaluate a ConditionStep on its upstream results, or stop the run at a FailStep."""
         result = st.result
         result.started = result.ended = time.time()
@@ -299,141 +301,10 @@ class Execution:
         result.condition = {"outcome": outcome, "when": when}
         result.summary = f"{when or 'the condition'} is {'true' if outcome else 'false'}"
         self.resolver.step_properties[st.spec.name] = {"Outcome": outcome}
-        self._event(st, "succeeded", duration=0.0, message=result.summary, info={"condition": result.condition})
-
-    # -- the cache -------------------------------------------------------------------
-    def _reuse(self, st: _StepState) -> bool:
-        """Succeed ``st`` with an earlier run's verified results for the same key; no process is started."""
-        key = st.result.key
-        if self.cache is None or key is None or st.spec.name in self.force or st.result.attempts:
-            return False
-        found = self.cache.lookup(key)
-        if found is None:
-            return False
-        # an upstream step that ran again may have given other values
-        upstream = {d: self.states[d].result.payload_sha256 if d in self.states else None for d in st.spec.depends_on}
-        why = cache_mod.why_not_reused(found, upstream, self.run_dir.parent, self.saves.get(st.spec.name, []))
-        if why is not None or not isinstance(found, cache_mod.Entry):
-            self._warn(st, f"runs again: {why}")
-            return False
-        try:
-            args = self.resolver.evaluate(st.spec.arguments)
-            output_uri = to_text(args["OutputDataConfig"]["S3OutputPath"])
-            cache_mod.place(found, self.s3.path(output_uri))
-            self._put_saved_objects(st, found.run_id)
-        except (OSError, KeyError, ValueError, SmstepError) as exc:
-            self._warn(st, f"could not reuse the result of run {found.run_id} ({exc}); running the step")
-            return False
-        st.result.cached_from = found.run_id
-        st.result.reads = reads_mod.summary(found.reads, self.root)
-        self._succeed_in_place(
-            st, args, output_uri, f"cached: the result of run {found.run_id}", {"cached_from": found.run_id}
-        )
-        return True
-
-    def _take(self, st: _StepState) -> bool:
-        """Succeed ``st`` with results from elsewhere (``self.taken``); no process is started."""
-        if st.spec.name not in self.taken or st.result.attempts:
-            return False
-        folder, source = self.taken[st.spec.name]
-        args = self.resolver.evaluate(st.spec.arguments)
-        output_uri = to_text(args["OutputDataConfig"]["S3OutputPath"])
-        target = self.s3.path(output_uri)
-        target.mkdir(parents=True, exist_ok=True)
-        for file in sorted(folder.iterdir()):
-            shutil.copyfile(file, target / file.name)
-        st.result.taken_from = source
-        self._succeed_in_place(st, args, output_uri, f"from {source}", {"taken_from": source})
-        return True
-
-    def _succeed_in_place(self, st: _StepState, args: dict, output_uri: str, message: str, info: dict) -> None:
-        """``st`` succeeded without a process: its results are already at ``output_uri`` (reused or taken)."""
-        result = st.result
-        result.state = "succeeded"
-        result.started = result.ended = time.time()
-        result.duration = 0.0
-        result.output_uri = output_uri
-        result.payload_sha256 = self._payload_hash(output_uri)
-        st.properties = containers.job_properties(
-            args, containers.job_name(self.run_id, st.spec.name, 0), output_uri, self.s3.region
-        )
-        self.resolver.step_properties[st.spec.name] = st.properties
-        self._event(st, "succeeded", duration=0.0, message=message, info=info)
-
-    def _unordered_saves(self, st: _StepState, attempt: Attempt) -> list[str]:
-        """The objects ``st`` read that another step writes with --save, unless that step is one ``st`` runs
-        directly after (a reuse checks only its direct producers' results). Each is a read that cannot be pinned
-        (its result is not reused); one of a step it does not run after at all is also a warning with the fix:
-        on SageMaker both run at once, so it may read nothing, or an older execution's object."""
-        if not attempt.caller or not self.saves:
-            return []
-        writers = [
-            (split_s3_uri(str(spec["uri"]).replace("{execution_id}", self.run_id)), step)
-            for step, specs in self.saves.items()
-            for spec in specs
-        ]
-        before = upstream_of({n: s.spec.depends_on for n, s in self.states.items()}, [st.spec.name])
-        found = []
-        for bucket, key in self.s3.reads_by(attempt.caller):
-            writer = next(
-                (
-                    step
-                    for (b, k), step in writers  # a format picked by type adds its suffix
-                    if b == bucket and (key == k or key.startswith(k + "."))
-                ),
-                None,
-            )
-            if writer is None or writer == st.spec.name or writer in st.spec.depends_on:
-                continue
-            if writer in before:  # ordered, but not through a result the reuse check sees
-                found.append(f"s3://{bucket}/{key}, which step '{writer}' writes (--save), without --after {writer}")
-                continue
-            self._warn(
-                st,
-                f"read s3://{bucket}/{key}, which step '{writer}' writes (--save), but it does not run "
-                f"after '{writer}': on SageMaker both run at once, so it may read nothing or an older "
-                f"object, and its result is not reused (fix: %%step {st.spec.name} --after {writer})",
-            )
-            found.append(f"s3://{bucket}/{key}, which step '{writer}' writes (--save), without running after it")
-        return found
-
-    def _put_saved_objects(self, st: _StepState, run_id: str) -> None:
-        """A reused step's --save objects, copied from the run whose result it reuses into this run's S3."""
-        for spec in self.saves.get(st.spec.name, []):
-            old, suffix = cache_mod.saved_object(self.run_dir.parent, run_id, spec)
-            bucket, key = split_s3_uri(str(spec["uri"]).replace("{execution_id}", self.run_id))
-            target = self.s3.path(f"s3://{bucket}/{key}{suffix}")
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(old, target)
-
-    def _remember(self, st: _StepState, recorded: dict | None) -> None:
-        key = st.result.key
-        if self.cache is None or key is None or not st.result.output_uri:
-            return
-        if recorded is None:
-            self._warn(st, "the step's process recorded nothing of what it read: its result is not cached")
-            return
-        try:
-            known = {"payload.pkl": st.result.payload_sha256} if st.result.payload_sha256 else {}
-            upstream = {d: self.states[d].result.payload_sha256 for d in st.spec.depends_on if d in self.states}
-            self.cache.record(
-                key,
-                self.run_id,
-                st.spec.name,
-                self.s3.path(st.result.output_uri),
-                known,
-                reads=recorded,
-                upstream=upstream,
-            )
-        except OSError as exc:
-            self._warn(
-                st,
-                f"could not record the result in the cache {self.cache.folder} ({exc.strerror or exc}): "
-                "the next run runs this step again",
-            )
+        self.event(st, "succeeded", duration=0.0, message=result.summary, info={"condition": result.condition})
 
     # -- one attempt -------------------------------------------------------------------
-    def _launch(self, st: _StepState) -> None:
+    def _launch(self, st: StepRun) -> None:
         self.worker.wait_ready()  # started with the run; a run whose every step is cached never waits
         name = st.spec.name
         result = st.result
@@ -476,7 +347,7 @@ class Execution:
         result.log_path = str(attempt.log_path)
         st.properties = containers.job_properties(args, job_name, output_uri, self.s3.region)
         st.attempt = attempt
-        self._event(st, "running", attempt=number)
+        self.event(st, "running", attempt=number)
         pending_faults = self.faults.get(name)
         if pending_faults:
             kind = pending_faults.pop(0)
@@ -509,7 +380,7 @@ class Execution:
                 time.time(),
             )
 
-    def _workspace(self, st: _StepState, folder: Path) -> Path:
+    def _workspace(self, st: StepRun, folder: Path) -> Path:
         """This attempt's working directory: a fresh copy of the step's staged channels."""
         if st.prepared is None:
             st.prepared = self._prep_pool.submit(self.container.prepare_channels, st.spec)
@@ -517,7 +388,7 @@ class Execution:
         if not st.checked_environment:
             st.checked_environment = True
             for warning in warnings:
-                self._warn(st, warning)
+                self.warn(st, warning)
         return Container.attempt_workspace(template, folder)
 
     def _on_message(self, message: dict) -> None:
@@ -544,7 +415,7 @@ class Execution:
             self._stream_log(st, attempt)  # the last lines it printed, before its end is said
             attempt.rusage = message.get("rusage") or {}
             if message.get("escaped"):
-                self._warn(
+                self.warn(
                     st,
                     f"{message['escaped']} process(es) the step started (in a new session) were still "
                     "running when it ended: stopped, as SageMaker stops everything when a job's container "
@@ -557,7 +428,7 @@ class Execution:
             if st.attempt is not None and st.attempt.started is not None:
                 self._stream_log(st, st.attempt)
 
-    def _stream_log(self, st: _StepState, attempt: Attempt) -> None:
+    def _stream_log(self, st: StepRun, attempt: Attempt) -> None:
         """The lines the step's own code printed since the last look, each as a ``log`` event."""
         for line in attempt.new_lines():
             self.emit(
@@ -571,13 +442,13 @@ class Execution:
                 )
             )
 
-    def _state_for(self, command_id: str | None) -> _StepState | None:
+    def _state_for(self, command_id: str | None) -> StepRun | None:
         for st in self.states.values():
             if st.attempt is not None and st.attempt.command_id == command_id:
                 return st
         return None
 
-    def _attempt_exited(self, st: _StepState, returncode: int, ended: float) -> None:
+    def _attempt_exited(self, st: StepRun, returncode: int, ended: float) -> None:
         attempt = st.attempt
         assert attempt is not None
         name = st.spec.name
@@ -601,7 +472,7 @@ class Execution:
         error = diagnostics.point_at_sources(error, self.functions.get(name))
         self._attempt_failed(st, "AlgorithmError", summary, error, ended)
 
-    def _succeeded(self, st: _StepState, ended: float) -> None:
+    def _succeeded(self, st: StepRun, ended: float) -> None:
         attempt = st.attempt
         assert attempt is not None
         result = st.result
@@ -617,7 +488,7 @@ class Execution:
         result.resources = attempt.measured(
             st.spec, ended, self.s3, [self.states[d].result.output_uri or "" for d in st.spec.depends_on]
         )
-        result.payload_sha256 = self._payload_hash(attempt.output_uri)
+        result.payload_sha256 = self.payload_hash(attempt.output_uri)
         recorded = reads_mod.load(attempt.folder / "reads.json")
         if recorded is not None:
             recorded = reads_mod.keep_env(recorded, set(attempt.container_env))
@@ -625,16 +496,16 @@ class Execution:
             if isinstance(function, types.FunctionType):  # what the recorder cannot wrap: datetime.now() and kin
                 clock = [f"the clock ({call})" for call in code.clock_reads(function)]
                 recorded["unpinned"] = list(dict.fromkeys([*recorded.get("unpinned", []), *clock]))
-            unordered = self._unordered_saves(st, attempt)
+            unordered = self.reuse.unordered_saves(st, attempt)
             if unordered:  # its result depends on when another step happened to write: never reused
                 recorded["unpinned"] = [*recorded.get("unpinned", []), *unordered]
             result.reads = reads_mod.summary(recorded, self.root)
-        self._remember(st, recorded)
-        self._event(
+        self.reuse.remember(st, recorded)
+        self.event(
             st, "succeeded", attempt=attempt.number, duration=result.duration, info={"resources": result.resources}
         )
 
-    def _payload_hash(self, uri: str) -> str | None:
+    def payload_hash(self, uri: str) -> str | None:
         """SHA-256 of ``<uri>/payload.pkl`` as the step left it (None if it wrote none): results are
         loaded later only if they still match (:func:`~.results.load_payload`)."""
         try:
@@ -643,7 +514,7 @@ class Execution:
             return None
 
     def _record_attempt(
-        self, st: _StepState, outcome: str, ended: float, failure_type: str | None = None, summary: str | None = None
+        self, st: StepRun, outcome: str, ended: float, failure_type: str | None = None, summary: str | None = None
     ) -> None:
         attempt = st.attempt
         if attempt is None:
@@ -661,7 +532,7 @@ class Execution:
             }
         )
 
-    def _attempt_failed(self, st: _StepState, failure_type: str, summary: str, error: str | None, ended: float) -> None:
+    def _attempt_failed(self, st: StepRun, failure_type: str, summary: str, error: str | None, ended: float) -> None:
         """Apply the service's retry rules to a failed attempt; fail the step when they are spent."""
         attempt = st.attempt
         self._record_attempt(st, "failed", ended, failure_type, summary)
@@ -675,7 +546,7 @@ class Execution:
         if retry is not None:
             st.not_before = now + retry.delay
             number = attempt.number if attempt else 0
-            self._event(
+            self.event(
                 st,
                 "running",
                 kind="retry",
@@ -688,7 +559,7 @@ class Execution:
 
     def _finish_failure(
         self,
-        st: _StepState,
+        st: StepRun,
         attempt: Attempt | None,
         failure_type: str,
         summary: str,
@@ -706,11 +577,9 @@ class Execution:
         result.summary = summary
         result.error = error or summary
         if attempt is not None:
-            result.exception_sha256 = self._payload_hash(attempt.exception_uri)
+            result.exception_sha256 = self.payload_hash(attempt.exception_uri)
             result.exception_uri = attempt.exception_uri if result.exception_sha256 else None
-        self._event(
-            st, "failed", attempt=result.attempts, duration=result.duration, message=summary, error=result.error
-        )
+        self.event(st, "failed", attempt=result.attempts, duration=result.duration, message=summary, error=result.error)
 
     def _enforce_runtime_limits(self) -> None:
         now = time.time()
@@ -752,18 +621,18 @@ class Execution:
                     result.state, result.ended, result.failure_type = "stopped", ended, "Stopped"
                     result.duration = ended - (result.started or ended)
                     result.summary = result.error = reason
-                    self._event(st, "stopped", duration=result.duration, message=reason)
+                    self.event(st, "stopped", duration=result.duration, message=reason)
                     continue
                 self._finish_failure(st, None, "Stopped", reason, reason)
             elif st.result.state == "pending":
                 st.result.state = "skipped"
                 st.result.summary = reason
-                self._event(st, "skipped", message=reason)
+                self.event(st, "skipped", message=reason)
 
     # -- events, S3 ----------------------------------------------------------------------
-    def _event(
+    def event(
         self,
-        st: _StepState,
+        st: StepRun,
         state: StepState,
         *,
         kind: EventKind = "state",
@@ -790,9 +659,9 @@ class Execution:
             )
         )
 
-    def _warn(self, st: _StepState, message: str) -> None:
+    def warn(self, st: StepRun, message: str) -> None:
         st.result.warnings.append(message)
-        self._event(st, st.result.state, kind="warning", message=message)
+        self.event(st, st.result.state, kind="warning", message=message)
 
 
 def _kill_group(pid: int, sig: int) -> None:
