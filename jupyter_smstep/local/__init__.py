@@ -3,8 +3,8 @@
 ``runner`` (build against the embedded S3, run, record) drives ``definition``
 (read the JSON like the service, and decide its ConditionSteps and FailSteps), ``plan`` (pure: which steps are
 ready, which can no longer run and why), ``scheduler`` (the launcher: starts what the plan says, retries, limits),
-``reuse`` (cached results, results taken from a SageMaker execution, the record for the next run), ``attempt`` (one attempt's process, log and
-measurement), ``container`` (what a step's container gets), ``retries``,
+``reuse`` (cached results, results taken from a SageMaker execution, the record for the next run), ``attempt``
+(one attempt's process, log and measurement), ``container`` (what a step's container gets), ``retries``,
 ``diagnostics`` (failures in the user's terms), ``worker`` + ``worker_entry`` (the warm forking worker),
 ``recorder`` + ``reads`` (what a step read, and whether it still holds), ``environment`` (declared vs installed
 requirements), ``results`` (the run folder), ``cache`` (earlier runs' results by step key) and ``s3`` (the
