@@ -33,6 +33,7 @@ import {
 const STEP_CLASS = 'jp-smstep-step';
 const DEPENDENCY_CLASS = 'jp-smstep-dependency';
 const PROBLEM_CLASS = 'jp-smstep-has-problem';
+const HINTED_CLASS = 'jp-smstep-hinted'; // a %%step cell showing the hint: its header opens for it
 const BADGE_CLASS = 'jp-smstep-badge';
 const HEADER_CLASS = 'jp-CellHeader';
 const HINT_CLASS = 'jp-smstep-hint';
@@ -151,6 +152,7 @@ function clear(cell: Cell): void {
   cell.removeClass(STEP_CLASS);
   cell.removeClass(DEPENDENCY_CLASS);
   cell.removeClass(PROBLEM_CLASS);
+  cell.removeClass(HINTED_CLASS);
   const head = header(cell);
   head?.node.querySelector(`.${BADGE_CLASS}`)?.remove();
   head?.node.querySelector(`.${HINT_CLASS}`)?.remove();
@@ -173,6 +175,7 @@ function hint(cell: Cell, retry: () => void): void {
     return;
   }
   head.node.querySelector(`.${BADGE_CLASS}`)?.remove();
+  cell.addClass(HINTED_CLASS);
   if (!head.node.querySelector(`.${HINT_CLASS}`)) {
     head.node.appendChild(el('div', HINT_CLASS, NOT_LOADED_HINT));
   }
@@ -224,6 +227,7 @@ function decorate(
     problems.some(p => p.severity !== 'warning')
   );
   head.node.querySelector(`.${HINT_CLASS}`)?.remove(); // loaded since: the badge replaces the hint
+  cell.removeClass(HINTED_CLASS);
   const old = head.node.querySelector(`.${BADGE_CLASS}`);
   // keep an expanded problem list expanded across re-renders
   if (old?.querySelector('details[open]')) {

@@ -302,9 +302,13 @@ def test_commands_say_when_the_extension_is_not_loaded(lab, notebook_name):
     hints = lab.page.locator(".jp-smstep-hint")
     hints.first.wait_for()
     assert hints.count() == 1 and "%load_ext jupyter_smstep" in hints.first.inner_text()
+    # and it is seen: a line of its own above the cell's code, not under it (the cell header is zero-height)
+    shown, code = hints.first.bounding_box(), cell(lab, 1).locator(".jp-InputArea").bounding_box()
+    assert shown["height"] >= 10 and shown["y"] + shown["height"] <= code["y"] + 1, (shown, code)
     assert lab.page.locator("[id^='jupyter-smstep-preview-']").count() == 0
     lab.screenshot("labext-12-not-loaded")
     dialog.locator(".jp-mod-accept").click()
+    lab.screenshot("labext-12-hint", cell(lab, 1))  # the %%step cell with its hint, the dialog closed
     for command in ("jupyter-smstep:run-locally", "jupyter-smstep:submit", "jupyter-smstep:export"):
         assert lab.execute(command)["status"] == "not-loaded"
         lab.page.locator(".jp-Dialog .jp-mod-accept").click()
