@@ -187,7 +187,7 @@ class Bridge:
 
     def _on_msg(self, msg: dict) -> None:
         content = msg.get("content") or {}
-        comm = self._comms.get(content.get("comm_id"))
+        comm = self._comms.get(str(content.get("comm_id")))
         if comm is not None:
             self._handle(comm, content.get("data") or {})
 

@@ -13,6 +13,7 @@ from typing import Any
 from collections.abc import Mapping
 
 from IPython.core.error import UsageError
+from IPython.core.interactiveshell import ExecutionResult, InteractiveShell
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class, no_var_expand
 
 from jupyter_smstep.core.registry import Registry, StepSpec
@@ -29,7 +30,9 @@ _UNSET = object()
 
 @magics_class
 class StepMagics(Magics):
-    def __init__(self, shell, registry: Registry | None = None, headless: bool = False) -> None:
+    shell: InteractiveShell  # never None here: the magics are made with the shell they serve
+
+    def __init__(self, shell: InteractiveShell, registry: Registry | None = None, headless: bool = False) -> None:
         super().__init__(shell)
         self.registry = registry or Registry()
         self.headless = headless  # the smstep command: register step cells, never run them
@@ -307,7 +310,7 @@ class StepMagics(Magics):
             self.workspace.cells_env[name] = before.get(name)
         self.registry.note(cells_set_environment(changed))
 
-    def record_plain_cell(self, result) -> None:
+    def record_plain_cell(self, result: ExecutionResult) -> None:
         """post_run_cell hook: remember ordinary cells (helpers, constants, imports)."""
         if self._nested or self.headless:
             return

@@ -222,13 +222,13 @@ def _fresh_shell() -> Any:
     return HeadlessShell(config=config)
 
 
-def _uses_step_output(result, magics) -> bool:
+def _uses_step_output(result: Any, magics: Any) -> bool:
     exc = result.error_in_exec
     name = getattr(exc, "name", None) if isinstance(exc, NameError) else None
     return bool(name) and any(c.analysis is not None and name in c.analysis.outputs for c in magics.registry.steps)
 
 
-def _cell_failure(index: int, result, magics, stdout: str) -> Problem:
+def _cell_failure(index: int, result: Any, magics: Any, stdout: str) -> Problem:
     from jupyter_smstep.ipython.magics import looks_like_step
 
     exc = result.error_in_exec or result.error_before_exec

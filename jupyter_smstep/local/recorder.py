@@ -39,6 +39,8 @@ import json
 import os
 import sys
 import threading
+import types
+from collections.abc import Mapping
 from typing import Any
 
 #: Files larger than this are pinned by size and modification time only.
@@ -84,7 +86,7 @@ class Recorder:
         """``file:line`` of the user's code on the stack (the nearest one; with ``direct``, only the caller,
         past frames of files whose names end with one of ``skip``). ``<string>`` is the warm worker's own
         ``python -c``, at the bottom of every step's stack; the step's code is ``<dynamic-code>`` or a file."""
-        frame = sys._getframe(depth)
+        frame: types.FrameType | None = sys._getframe(depth)
         while frame is not None:
             name = frame.f_code.co_filename
             if not name.startswith(("<frozen", "<string>")) and name != __file__ and not name.startswith(self.library):
@@ -285,7 +287,7 @@ class Recorder:
             seeded["numpy"] = True
             return original_seed(*args, **kwargs)
 
-        np_random.seed = seed
+        setattr(np_random, "seed", seed)  # noqa: B010 - numpy's module function, wrapped
         for name in (
             "rand",
             "randn",
@@ -317,7 +319,7 @@ class Recorder:
                 recorder.unpinned["unseeded randomness (numpy.random.default_rng() without a seed)"] = None
             return default_rng(seed, *args, **kwargs)
 
-        np_random.default_rng = rng
+        setattr(np_random, "default_rng", rng)  # noqa: B010 - numpy's module function, wrapped
 
     def _global_draws(self) -> None:
         """A global generator drawn from with no seed, where no wrapped call of the user's said so: a library
@@ -407,10 +409,10 @@ def _listing(path: str) -> str | None:
         return None
 
 
-_DISTRIBUTIONS: list[dict[str, list[str]]] = []
+_DISTRIBUTIONS: list[Mapping[str, list[str]]] = []
 
 
-def distributions() -> dict[str, list[str]]:
+def distributions() -> Mapping[str, list[str]]:
     """Top-level module -> the distributions that provide it: read once per process (about 0.5 s), by the warm
     worker before it forks, so a step pays nothing for it."""
     if not _DISTRIBUTIONS:

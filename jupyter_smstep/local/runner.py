@@ -274,8 +274,8 @@ def run_pipeline(
             info["ended"] = time.time()
             if executor is not None:
                 info["succeeded"] = executor.succeeded()
-                for result in executor.results.values():
-                    emit.record(run_dir / "steps" / result.name / "step.json", result.to_json())
+                for step_result in executor.results.values():
+                    emit.record(run_dir / "steps" / step_result.name / "step.json", step_result.to_json())
             emit.record(run_dir / "run.json", info)
             if executor is not None and executor.worker is not worker:  # replaced after a crash
                 worker.close(timeout=2)

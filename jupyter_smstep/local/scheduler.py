@@ -469,7 +469,7 @@ class Execution:
             self._succeeded(st, ended)
             return
         summary, error = diagnostics.explain_failure(name, returncode, diag, attempt.log_path)
-        error = diagnostics.point_at_sources(error, self.functions.get(name))
+        error = diagnostics.point_at_sources(error, self.functions.get(name)) or error
         self._attempt_failed(st, "AlgorithmError", summary, error, ended)
 
     def _succeeded(self, st: StepRun, ended: float) -> None:

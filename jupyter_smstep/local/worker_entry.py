@@ -310,7 +310,7 @@ def _run_step(command: dict, invoke, errors, worker_fds: list[int]) -> int:
     # read this step's credentials, not keep the warm-up's.
     boto3 = sys.modules.get("boto3")
     if boto3 is not None:
-        boto3.DEFAULT_SESSION = None
+        setattr(boto3, "DEFAULT_SESSION", None)  # noqa: B010 - boto3's module attribute
     sys.path.insert(0, cwd)  # what ``python -m`` does in the job's working directory
     sys.argv = [getattr(invoke, "__file__", invoke.__name__)] + list(command["argv"])
 
@@ -358,7 +358,7 @@ def _run_step(command: dict, invoke, errors, worker_fds: list[int]) -> int:
             pass
         traceback.print_exc()
         code = 1
-    if profiler is not None:
+    if profiler is not None and profile_dir:
         profiler.disable()
         profiler.dump_stats(os.path.join(profile_dir, f"{os.getpid()}.prof"))
     if recorder is not None and code == 0:
@@ -377,6 +377,7 @@ def _load_recorder():
     name = "_smstep_step_recorder"
     if name not in sys.modules:
         spec = importlib.util.spec_from_file_location(name, os.path.join(os.path.dirname(__file__), "recorder.py"))
+        assert spec is not None and spec.loader is not None  # a .py file beside this one
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module
         spec.loader.exec_module(module)

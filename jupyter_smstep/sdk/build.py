@@ -32,7 +32,8 @@ from jupyter_smstep.core.model import PipelineGraph, check_buildable
 from jupyter_smstep.errors import Problem, SmstepError, aws_error
 from jupyter_smstep.core.keys import StepKey
 from jupyter_smstep.core.workdir import Shipping
-from jupyter_smstep.sdk import condition_steps, content, content_keys, requirements, stepargs, uploads, workdir
+from jupyter_smstep.sdk import condition_steps, content, content_keys, requirements, stepargs, workdir
+from jupyter_smstep.sdk.uploads import UploadCount
 from jupyter_smstep.sdk.capture import Captures
 from jupyter_smstep.sdk.compat import Sdk, load
 
@@ -45,7 +46,7 @@ class Compiled:
     pipeline: Any
     functions: dict[str, Callable[..., Any]]
     plan: content.BuildPlan | None = None
-    uploads: uploads.UploadCount = field(default_factory=uploads.UploadCount)
+    uploads: UploadCount = field(default_factory=UploadCount)
     #: The notebook's folder: the SDK ships the current directory (IncludeLocalWorkDir), the key hashes the
     #: notebook's folder; one truth, the notebook's folder (``smstep run proj/nb.ipynb`` from the parent).
     root: Path | None = None
@@ -58,7 +59,7 @@ class Compiled:
         return str(self.pipeline.name)
 
     @contextlib.contextmanager
-    def building(self) -> Iterator[uploads.UploadCount]:
+    def building(self) -> Iterator[UploadCount]:
         """While the SDK compiles the steps (``definition()``, ``upsert()``): the plan applies, in the notebook's
         folder."""
         with _in_folder(self.root), workdir.shipping(self.shipping):
@@ -79,7 +80,7 @@ class Compiled:
         from jupyter_smstep.sdk import rules, schema
 
         assert self.plan is not None
-        dry = dataclasses.replace(self.plan, dry=True, uploads=uploads.UploadCount(), compiling=None)
+        dry = dataclasses.replace(self.plan, dry=True, uploads=UploadCount(), compiling=None)
         with (
             _in_folder(self.root),
             workdir.shipping(self.shipping),
@@ -142,7 +143,7 @@ def step_functions(
         linecache.cache[filename] = (len(text), None, text.splitlines(True), filename)
         exec(code, glb)  # noqa: S102 - this is the compiler
         functions[node.name] = glb[fname]
-        upstream = sorted({i.step for i in node.links if i.kind == "step"})
+        upstream = sorted({i.step for i in node.links if i.step is not None})
         kernel = [namespace[i.produced] for i in node.links if i.kind == "step" and i.produced in namespace]
         preload = _preload_names(kernel, [node_by_name[name].cell for name in upstream])
         if preload:
@@ -251,7 +252,7 @@ def assemble(
     params = parameter_objects(graph, sdk)
     returns: dict[str, Any] = {}
     for node in graph.steps:
-        args = [returns[i.step][i.produced] if i.kind == "step" else params[i.name] for i in node.links]
+        args = [returns[i.step][i.produced] if i.step is not None else params[i.name] for i in node.links]
         if node.needs_execution:  # jupyter_smstep.execution: the SDK resolves these when the step starts
             variables = sdk.ExecutionVariables
             args += [variables.PIPELINE_EXECUTION_ID, variables.START_DATETIME, variables.PIPELINE_NAME]
@@ -330,7 +331,7 @@ def build_pipeline(
     files = requirements.auto_files(graph.steps, namespace)
     return Compiled(
         assemble(graph, functions, session, root, files, local=local),
-        functions,
+        dict(functions),
         plan_for(graph, keys, reused),
         root=root,
         shipping=graph.shipping,

@@ -32,7 +32,7 @@ def _pickler_class() -> type:
     import cloudpickle
     from cloudpickle import cloudpickle as cp
 
-    class _DigestPickler(cloudpickle.Pickler):  # type: ignore[misc, name-defined]
+    class _DigestPickler(cloudpickle.Pickler):
         def __init__(self, file: io.BytesIO, seen: set[int]) -> None:
             super().__init__(file, protocol=5)
             self._seen = seen

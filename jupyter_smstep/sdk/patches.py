@@ -118,7 +118,7 @@ def wrap_ensure_dependency(remote_function: str, around: Callable[[Any, str | No
         return around(original, local_dependencies_path)
 
     ensure._smstep = True  # type: ignore[attr-defined]
-    job._ensure_sagemaker_dependency = ensure
+    setattr(job, "_ensure_sagemaker_dependency", ensure)  # noqa: B010 - a module attribute mypy cannot see
 
 
 def wrap_prepare_workspace(remote_function: str, around: Callable[[Callable[..., Any], dict[str, Any]], Any]) -> None:
@@ -134,7 +134,7 @@ def wrap_prepare_workspace(remote_function: str, around: Callable[[Callable[...,
         return around(original, kwargs)
 
     prepare._smstep = True  # type: ignore[attr-defined]
-    job._prepare_and_upload_workspace = prepare
+    setattr(job, "_prepare_and_upload_workspace", prepare)  # noqa: B010 - a module attribute mypy cannot see
 
 
 # ---------------------------------------------------------------------------- config and session

@@ -376,17 +376,16 @@ def _problem(violation: Violation, key: str | None, step: str | None, origin: st
 def definition_problems(definition: Mapping[str, Any] | str, values: Mapping[str, Any] | None = None) -> list[Problem]:
     """Every training step of a pipeline definition checked against ``CreateTrainingJob``, each pipeline
     variable at its default and at ``values`` (a run's ``-p``)."""
-    if isinstance(definition, str):
-        definition = json.loads(definition)
+    parsed: Mapping[str, Any] = json.loads(definition) if isinstance(definition, str) else definition
     candidates: dict[str, list[tuple[Any, str]]] = {}
-    for parameter in definition.get("Parameters") or []:
+    for parameter in parsed.get("Parameters") or []:
         name = str(parameter.get("Name"))
         if "DefaultValue" in parameter:
             candidates.setdefault(name, []).append((parameter["DefaultValue"], f"parameter {name}'s default"))
     for name, value in (values or {}).items():
         candidates.setdefault(name, []).append((value, f"-p {name}={value}"))
     problems = []
-    for step, _ in definition_steps(definition):
+    for step, _ in definition_steps(parsed):
         if step.get("Type") != "Training":
             continue
         for violation in check("sagemaker", "CreateTrainingJob", step.get("Arguments") or {}, candidates):

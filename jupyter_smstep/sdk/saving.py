@@ -20,19 +20,20 @@ import io
 import json
 import os
 import pickle
+from typing import Any
 
 #: what the step passes for a name it did not assign (core.codegen.UNASSIGNED: the same text)
 _UNASSIGNED = "<jupyter_smstep: not assigned>"
 
 
-def _json_problem(value, path="", depth=0):
+def _json_problem(value: Any, path: str = "", depth: int = 0) -> str | None:
     """Why ``value`` is not JSON as written (a NaN or Infinity; two keys JSON would make one), or None."""
     if depth > 100:
         return f"it nests deeper than 100 levels at {path or 'the top'}"
     if isinstance(value, float) and (value != value or value in (float("inf"), float("-inf"))):
         return f"{path or 'the value'} is {value}, which JSON has not"
     if isinstance(value, dict):
-        seen = {}
+        seen: dict[str, Any] = {}
         for key in value:
             if not isinstance(key, (str, int, float, bool)) and key is not None:
                 return f"a key at {path or 'the top'} is a {type(key).__name__}"
@@ -56,7 +57,9 @@ def _json_problem(value, path="", depth=0):
     return f"{path or 'the value'} is a {type(value).__name__}"
 
 
-def _smstep_save(name, value, uri, suffix, execution_id=None):  # noqa: C901 - one dispatch over the formats
+def _smstep_save(  # noqa: C901 - one dispatch over the formats
+    name: str, value: Any, uri: str, suffix: str | None, execution_id: str | None = None
+) -> str:
     """Write ``value`` to ``uri`` (``{execution_id}`` filled in) as ``suffix``; returns the URI written."""
     if isinstance(value, str) and value == _UNASSIGNED:
         raise NameError(
@@ -79,7 +82,7 @@ def _smstep_save(name, value, uri, suffix, execution_id=None):  # noqa: C901 - o
     if execution_id is not None:
         uri = uri.replace("{execution_id}", str(execution_id))
 
-    def unfit(needs):
+    def unfit(needs: str) -> TypeError:
         return TypeError(
             f"--save {name}: {name} is a {kind}, which .{suffix} cannot hold ({needs}); choose another suffix for {uri}"
         )

@@ -137,11 +137,10 @@ def problems(definition: Mapping[str, Any] | str) -> list[Problem]:
 
     from jupyter_smstep.core.conditions import definition_steps
 
-    if isinstance(definition, str):
-        definition = json.loads(definition)
+    parsed: Mapping[str, Any] = json.loads(definition) if isinstance(definition, str) else definition
     schema = _schema()
-    found = _errors(jsonschema, schema, {**definition, "Steps": []}, "", None)
-    for step, _ in definition_steps(definition):
+    found = _errors(jsonschema, schema, {**parsed, "Steps": []}, "", None)
+    for step, _ in definition_steps(parsed):
         kind = f"{step.get('Type')}Step"
         name = str(step.get("Name"))
         if kind not in schema["definitions"]:

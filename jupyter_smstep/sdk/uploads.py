@@ -29,7 +29,7 @@ class UploadCount:
 
 
 def s3_clients(session: Any) -> list[Any]:
-    found = []
+    found: list[Any] = []
     for client in (
         getattr(session, "s3_client", None),
         getattr(getattr(getattr(session, "s3_resource", None), "meta", None), "client", None),

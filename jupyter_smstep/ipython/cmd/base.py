@@ -26,12 +26,12 @@ class CommandParser(argparse.ArgumentParser):
         kwargs.setdefault("allow_abbrev", False)  # `--out` must not silently mean `--outputs`
         super().__init__(*args, **kwargs)
 
-    def exit(self, status: int = 0, message: str | None = None) -> Any:  # type: ignore[override]
+    def exit(self, status: int = 0, message: str | None = None) -> Any:
         if message:
             raise SmstepError(f"{self.prog}: {message.strip()}", fix=f"see {self.prog} -h")
         raise HelpShown()
 
-    def error(self, message: str) -> Any:  # type: ignore[override]
+    def error(self, message: str) -> Any:
         bad = re.search(r"unrecognized arguments: (\S+)", message)
         if bad:
             word = bad.group(1)
@@ -53,7 +53,7 @@ class CommandParser(argparse.ArgumentParser):
             return did_you_mean(word.split("=")[0], flags, f"{self.prog} -h")
         return f"see {self.prog} -h"
 
-    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:  # type: ignore[override]
+    def parse_args(self, args: Any = None, namespace: Any = None) -> Any:
         parsed, extras = self.parse_known_args(args, namespace)
         if extras:  # said by the sub-command's parser, which knows the flags that were meant
             (self._subparser(parsed) or self).error("unrecognized arguments: " + " ".join(extras))

@@ -103,6 +103,7 @@ class LocalS3:
         root.mkdir(parents=True, exist_ok=True)
         self._server = Server(("127.0.0.1", 0), root=root, region=self.region, credentials=self.credentials)
         host, port = self._server.server_address[:2]
+        assert isinstance(host, str)  # an AF_INET address, not a socket path
         self.endpoint_url = f"http://{host}:{port}"
         self._thread = threading.Thread(
             target=self._server.serve_forever,

@@ -21,7 +21,7 @@ import shutil
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -349,7 +349,7 @@ class Store:
         (folder / f"{number:05d}.etag").write_text(etag)
         return etag
 
-    def complete_upload(self, bucket: str, key: str, upload_id: str, parts: list[tuple[int, str]]) -> Meta:
+    def complete_upload(self, bucket: str, key: str, upload_id: str, parts: Sequence[tuple[int, str]]) -> Meta:
         """Join the parts as S3 does, refusing what S3 refuses: another key than the upload's, parts out of
         order, a part not uploaded or with another ETag, a part but the last under 5 MiB."""
         folder = self.upload_dir(upload_id)
