@@ -428,15 +428,7 @@ def _resolve_input(
         )
         return None
     if var in cell.unbound and var not in BUILTINS and (unbound := _unbound(var, cell, index, registry)):
-        later = [s for i, s in later_writers.get(var, []) if i > index]
-        if later:
-            report.error(
-                f"reads {var!r}, which step '{later[0]}' produces, but that step comes later",
-                fix=f"move step '{name}' below step '{later[0]}'",
-                step=name,
-                line=line + 1,
-            )
-        else:
+        if not _produced_later(var, index, later_writers, name, line, report):
             report.error(*unbound, step=name, line=line + 1)
         return None
     if var in namespace and var in BUILTINS and importing.is_builtin(var, namespace[var]):
@@ -457,15 +449,7 @@ def _resolve_input(
         return Input(var, "value", line, type_name=type(value).__name__, via=via)
     if var in BUILTINS or (source is not None and source.is_step and not linkable):
         return None  # Python's own, or a step output --inputs excluded on purpose
-    later = [s for i, s in later_writers.get(var, []) if i > index]
-    if later:
-        report.error(
-            f"reads {var!r}, which step '{later[0]}' produces, but that step comes later",
-            fix=f"move step '{name}' below step '{later[0]}'",
-            step=name,
-            line=line + 1,
-        )
-    else:
+    if not _produced_later(var, index, later_writers, name, line, report):
         report.error(
             f"reads {var!r}, which is defined nowhere (no earlier step, parameter or "
             "kernel variable); was the cell that defined it deleted or not run?",
@@ -474,6 +458,22 @@ def _resolve_input(
             line=line + 1,
         )
     return None
+
+
+def _produced_later(
+    var: str, index: int, later_writers: dict[str, list[tuple[int, str]]], name: str, line: int, report: Report
+) -> bool:
+    """Whether a step below cell ``index`` produces ``var``; if so, said on the reading line with the move that fixes
+    it."""
+    later = [s for i, s in later_writers.get(var, []) if i > index]
+    if later:
+        report.error(
+            f"reads {var!r}, which step '{later[0]}' produces, but that step comes later",
+            fix=f"move step '{name}' below step '{later[0]}'",
+            step=name,
+            line=line + 1,
+        )
+    return bool(later)
 
 
 def _depends_on(

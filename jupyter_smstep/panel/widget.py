@@ -268,15 +268,7 @@ class PipelinePanel(widgets.VBox):
     def _all_widgets(self) -> list[widgets.Widget]:
         return [
             self.header,
-            self.validate_button,
-            self.run_button,
-            self.verify_button,
-            self.submit_button,
-            self.changed_button,
-            self.stop_button,
-            self.retry_button,
-            self.history_button,
-            self.status,
+            *self.toolbar.children,  # the buttons and the status line
             self.toolbar,
             self.params_box,
             *self.param_widgets.values(),
