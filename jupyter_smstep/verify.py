@@ -380,6 +380,16 @@ def verify_notebook(
     )
 
 
+def values_in_kernel(graph: Any) -> dict[str, dict[str, Any]]:
+    """The values each step cell left in this kernel, by step. A ``--foreach`` cell's are its gather's (the lists,
+    or the selected values): each iteration is compared with its item of them (:func:`_iteration_values`)."""
+    return {
+        node.name: dict(node.cell.after)
+        for node in graph.steps
+        if node.cell.after is not None and (node.fanout is None or node.fanout.index is None)
+    }
+
+
 def verify_live(
     workspace: Any,
     parameters: Mapping[str, Any],
@@ -391,7 +401,7 @@ def verify_live(
 ) -> Verification:
     """``%pipeline verify``: the values each step cell left in this kernel against a local run."""
     graph = workspace.graph()
-    kernel = {node.name: dict(node.cell.after) for node in graph.steps if node.cell.after is not None}
+    kernel = values_in_kernel(graph)
     if not kernel:
         raise SmstepError(
             "no step cell has run in this kernel yet (a --defer step does not)",
@@ -452,7 +462,7 @@ def verify_execution(
         kernel = kernel_values(path, workspace, ran_with, timeout)
         label = f"a fresh kernel running {path.name} top to bottom with the execution's parameters"
     else:
-        kernel = {node.name: dict(node.cell.after) for node in graph.steps if node.cell.after is not None}
+        kernel = values_in_kernel(graph)
         label = "this kernel, as each step cell left its values"
     local = workspace.last_run or workspace.latest_run(graph.name)
     states = {"Succeeded": "succeeded", "Failed": "failed"}

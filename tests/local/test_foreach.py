@@ -92,6 +92,16 @@ def test_the_kernel_binds_lists_and_the_loop_name_is_gone_after(shell):
     assert "n" not in ns
 
 
+def test_verify_in_the_kernel_compares_each_iteration_with_its_item_of_the_lists(shell, tmp_path, capsys):
+    shell.notebook("sweep", SWEEP[:3])
+    capsys.readouterr()
+    shell.run(f"%pipeline verify --json --runs-dir {tmp_path / 'runs'}")
+    out = capsys.readouterr().out
+    report = json.loads(out[out.index("{") :])  # after the progress display
+    assert report["differs"] == 0 and report["not comparable"] == 0, report
+    assert set(report["steps"]) == {"data", "fit-0", "fit-1", "fit-2", "fit"}
+
+
 def test_a_cell_that_changes_a_captured_value_equals_the_kernel(tmp_path, capsys):
     path = write(
         tmp_path,
