@@ -14,7 +14,7 @@ import ast
 import re
 from typing import Any
 
-from jupyter_smstep.core import codegen
+from jupyter_smstep.core import codegen, foreach
 from jupyter_smstep.core.model import PipelineGraph, pipeline_role
 from jupyter_smstep.core.registry import Registry
 from jupyter_smstep.errors import Problem, SmstepError
@@ -95,7 +95,20 @@ def module_source(
         ]
         raise SmstepError(problems)
 
+    major = sdk_major or compat.installed_major()
+    fans = _for_each_fans(graph, major)
+    iterations = {n.name: (step, index) for step, nodes in fans.items() for index, n in enumerate(nodes)}
     specs = {node.name: stepargs.step_arguments(node) for node in graph.steps}
+    for step, nodes in fans.items():  # its body (the cell's name) and its gather (core.foreach)
+        fan = nodes[0].fanout
+        assert fan is not None
+        specs[step] = stepargs.renamed(
+            specs[step],
+            _gather(graph, step),
+            foreach.gather_name(step),
+            foreach.descriptions(fan)[foreach.gather_name(step)],
+        )
+        specs[nodes[0].name] = stepargs.renamed(specs[nodes[0].name], nodes[0], step, foreach.descriptions(fan)[step])
     for name, spec in specs.items():
         if spec.get("dependencies") == "auto":
             spec["dependencies"] = stepargs.Source(
@@ -122,7 +135,7 @@ def module_source(
                 fix="export for SDK v3, or drop --mlflow-arn",
             )
         out.append("from sagemaker.core.shapes import MlflowConfig")
-    names = codegen.function_names(graph, reserved=defined | {"cache_step"})
+    names = codegen.function_names(graph, reserved=defined | {"cache_step", *FOR_EACH_NAMES})
     handles = {node.name: f"{names[node.name]}_out" for node in graph.steps}
 
     def value(operand: Any) -> Any:
@@ -130,8 +143,15 @@ def module_source(
             return stepargs.Source(handles[operand.step] + "".join(f"[{p!r}]" for p in (operand.name,) + operand.path))
         return stepargs.Source(f"{operand.name}_param") if operand.kind == "parameter" else operand.value
 
+    def listed(step: str) -> str:  # what the pipeline (or a branch) lists: an iteration's ForEach
+        if step in iterations:
+            return foreach.foreach_name(iterations[step][0]).replace("-", "_") + "_step"
+        return handles[step]
+
     branches = {
-        c.name: condition_steps.condition_step(c, value, [stepargs.Source(handles[s]) for s in c.steps])
+        c.name: condition_steps.condition_step(
+            c, value, [stepargs.Source(s) for s in dict.fromkeys(listed(s) for s in c.steps)]
+        )
         for c in graph.conditions
     }
     by_module: dict[str, list[str]] = {}
@@ -143,8 +163,10 @@ def module_source(
     if any(node.needs_execution for node in graph.steps):
         out.append(f"from {table['execution_variables']} import ExecutionVariables")
     cached = {node.name: node.settings["cache"].value for node in graph.steps if "cache" in node.settings}
-    if any(node.order_only for node in graph.steps) or cached:
+    if any(node.order_only for node in graph.steps) or cached or fans:
         out.append(f"from {table['step_outputs']} import get_step")
+    if fans:
+        out.append(f"from {FOR_EACH_MODULE} import ForEachStep")
     if cached:
         out.append(f"from {table['steps']} import CacheConfig")
     if support:
@@ -179,23 +201,62 @@ def module_source(
     ]
     for name, title in filter(None, helpers):
         out += ["", "", f"# ---- {title}", _helper_block(name)]
+    if fans:
+        out += ["", "", FOR_EACH_TITLE, _for_each_block(table)]
     out += ["", "", "# ---- steps"]
     for node in graph.steps:
         keywords = [f"{k}={stepargs.to_source(v)}" for k, v in specs[node.name].items()]
-        out += [
-            "",
-            "",
-            "@step(" + ",\n      ".join(keywords) + ")",
-            codegen.function_source(node, names[node.name]).rstrip(),
-        ]
+        if node.name not in iterations:
+            out += ["", "", "@step(" + ",\n      ".join(keywords) + ")"]
+        else:  # one iteration, which the ForEach's body runs for its item
+            out += ["", ""]
+        out.append(codegen.function_source(node, names[node.name]).rstrip())
+        step, index = iterations.get(node.name, ("", 0))
+        if node.name in iterations and index == len(fans[step]) - 1:  # the last: then the body
+            first = fans[step][0]
+            keywords = [f"{k}={stepargs.to_source(v)}" for k, v in specs[first.name].items()]
+            link_names = codegen.arguments(first)
+            choices = ", ".join(names[n.name] for n in fans[step])
+            out += [
+                "",
+                "",
+                "@step(" + ",\n      ".join(keywords) + ")",
+                f"def {names[step]}_item({', '.join(['item', *link_names])}):",
+                '    """The ForEach body: the iteration the item numbers."""',
+                f"    return [{choices}][int(item)]({', '.join(link_names)})",
+            ]
     out += ["", "", "# ---- the pipeline"]
+    each = {step: foreach.foreach_name(step).replace("-", "_") + "_step" for step in fans}  # the ForEach's variable
+
+    def argument(i: Any) -> str:
+        if i.step in iterations:  # one iteration's output: the ForEach's child's
+            step, index = iterations[i.step]
+            return f"iteration_result({each[step]}, {step!r}, {index}, {i.produced!r})"
+        return f"{handles[i.step]}[{i.produced!r}]" if i.step is not None else f"{i.name}_param"
+
     for node in graph.steps:
         handle = handles[node.name]
-        args = ", ".join(
-            [f"{handles[i.step]}[{i.produced!r}]" if i.step is not None else f"{i.name}_param" for i in node.links]
-            + (EXECUTION_SOURCE if node.needs_execution else [])
-        )
+        args = ", ".join([argument(i) for i in node.links] + (EXECUTION_SOURCE if node.needs_execution else []))
+        if node.name in iterations:
+            step, index = iterations[node.name]
+            if index == 0 and node.fanout is not None:
+                body = handles[step] + "_item"
+                made = {
+                    **foreach.for_each_arguments(node.fanout),
+                    "for_each_body": stepargs.Source(f"[get_step({body})]"),
+                }
+                after = ", ".join(f"get_step({handles[d]})" for d in foreach.runs_after(fans[step]))
+                if after:
+                    made["depends_on"] = stepargs.Source(f"[{after}]")
+                out += [
+                    f"{body} = {names[step]}_item({', '.join(['current_item()', *filter(None, [args])])})",
+                    f"results_per_item_of({body})",
+                    f"{each[step]} = ForEachStep({', '.join(f'{k}={stepargs.to_source(v)}' for k, v in made.items())})",
+                ]
+            continue
         out.append(f"{handle} = {names[node.name]}({args})")
+        if node.name in fans:
+            out.append(f"get_step({handle}).add_depends_on([{each[node.name]}])")
         if node.order_only:  # --after: runs after these steps, with no data from them
             after = ", ".join(f"get_step({handles[d]})" for d in node.order_only)
             out.append(f"get_step({handle}).add_depends_on([{after}])")
@@ -205,7 +266,7 @@ def module_source(
     for condition in graph.conditions:  # --when: the steps run only in the condition's if branch
         conditional[condition.name] = variable = condition.name.replace("-", "_") + "_step"
         out += ["", f"{variable} = {stepargs.to_source(branches[condition.name])}"]
-    top = [handles[n.name] for n in graph.steps if n.guard is None] + list(conditional.values())
+    top = list(dict.fromkeys(listed(n.name) for n in graph.steps if n.guard is None)) + list(conditional.values())
     params = ", ".join(f"{n}_param" for n in graph.parameters)
     out += [
         "",
@@ -236,6 +297,64 @@ def module_source(
         "",
     ]
     return "\n".join(out)
+
+
+#: SDK v3's ForEach step (3.27+; not in ``sdk.lines.MODULES``, which every build imports)
+FOR_EACH_MODULE = "sagemaker.mlops.workflow.for_each_step"
+FOR_EACH_TITLE = (
+    "# ---- --foreach as SageMaker's ForEach: the body takes the item, and each child writes its results apart\n"
+    "# (the @step decorator pickles neither ForEach.CurrentItem nor a ForEach child's results; jupyter_smstep's\n"
+    "# sdk/patches.py, copied here, makes both, through the SDK's own private classes)"
+)
+
+
+def _for_each_fans(graph: PipelineGraph, major: int) -> dict[str, list[Any]]:
+    """The fan-outs the module builds as a ForEach: as the notebook's build does (``sdk.build``) for the
+    installed SDK; for another line, on v3."""
+    if major != compat.installed_major():
+        return foreach.iterations_of(graph.steps) if major >= 3 else {}
+    from jupyter_smstep.sdk.build import for_each_fan_outs
+
+    return for_each_fan_outs(graph)
+
+
+def _gather(graph: PipelineGraph, step: str) -> Any:
+    return next(n for n in graph.steps if n.name == step)
+
+
+#: What the ForEach block defines (:func:`_for_each_block`), kept clear of the notebook's names
+FOR_EACH_NAMES = ("current_item", "iteration_result", "results_per_item_of", "_smstep_for_each_helper")
+
+
+def _for_each_block(table: dict[str, str]) -> str:
+    """``sdk.patches``' ForEach parts, inside a function of their own (as :func:`_helper_block`), and the wrap
+    that applies ``results_per_item`` to the body's request when the pipeline is built."""
+    import inspect
+    import textwrap
+
+    from jupyter_smstep.sdk import patches
+
+    functions = (patches._reference_class, patches.current_item, patches.iteration_result, patches.results_per_item)
+    blocks = [
+        "import functools\n"
+        "from typing import Any\n\n"
+        f"from {table['functions']} import Join\n"
+        f"from {table['execution_variables']} import ExecutionVariables\n"
+        f"from {table['step_outputs']} import get_step",
+        *(inspect.getsource(f).rstrip() for f in functions),
+        "def results_per_item_of(out):\n"
+        '    """A ForEach body\'s children write their results apart (``results_per_item``, when it is built)."""\n'
+        "    function_step = get_step(out)\n"
+        "    to_request = function_step.to_request\n\n"
+        "    def request():\n"
+        "        made = to_request()\n"
+        '        results_per_item(made["Arguments"], Join, ExecutionVariables.PIPELINE_EXECUTION_ID)\n'
+        "        return made\n\n"
+        "    function_step.to_request = request",
+        "return current_item, iteration_result, results_per_item_of",
+    ]
+    body = textwrap.indent("\n\n".join(blocks), "    ")
+    return f"def _smstep_for_each_helper():\n{body}\n\n\n{', '.join(FOR_EACH_NAMES[:3])} = _smstep_for_each_helper()"
 
 
 def _helper_block(name: str) -> str:

@@ -443,7 +443,8 @@ class Condition:
 
 def definition_steps(definition: Mapping[str, Any]) -> list[tuple[dict, tuple[str, bool] | None]]:
     """Every step of a pipeline definition, with the branch it is in: ``(ConditionStep, True)`` for its
-    if branch, ``False`` for its else branch, None at the top (a ConditionStep nests its steps)."""
+    if branch, ``False`` for its else branch, None at the top (a ConditionStep nests its steps; a ForEach
+    step's body steps follow it, in its branch)."""
     found: list[tuple[dict, tuple[str, bool] | None]] = []
 
     def walk(steps: Any, branch: tuple[str, bool] | None) -> None:
@@ -455,6 +456,8 @@ def definition_steps(definition: Mapping[str, Any]) -> list[tuple[dict, tuple[st
                 arguments = raw.get("Arguments") or {}
                 walk(arguments.get("IfSteps"), (str(raw.get("Name")), True))
                 walk(arguments.get("ElseSteps"), (str(raw.get("Name")), False))
+            elif raw.get("Type") == "ForEach":  # its body steps, in the ForEach's own branch
+                walk((raw.get("Arguments") or {}).get("ForEachBody"), branch)
 
     walk(definition.get("Steps"), None)
     return found

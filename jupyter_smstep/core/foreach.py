@@ -4,18 +4,21 @@ The cell runs once per item, with ``lr`` bound to the item. For later cells, eve
 assigns is a list in item order (as Metaflow's join step gets it), or, with ``--select max:auc``, the
 value of the iteration whose ``auc`` is largest (the first such iteration on a tie).
 
-**Built by static expansion**, on SDK v3 as on v2: one step per item, ``train-0 … train-N-1`` (each
-captures its item as a value, so each has its own content key and cache entry), and a gather step named
-``train`` that takes every iteration's outputs and makes the lists (or the selection); later steps read
-``train`` as they would any step. ``--max-concurrency K`` chains the iterations in K lanes (iteration
-``i`` runs after ``i-K``), which bounds them on SageMaker and locally alike.
+**The graph expands it**: one node per item, ``train-0 … train-N-1`` (each captures its item as a value, so
+each has its own content key and cache entry), and a gather node named ``train`` that takes every iteration's
+outputs and makes the lists (or the selection); later steps read ``train`` as they would any step.
 
-Why not SDK 3.27's ``ForEachStep``: a ``@step`` function's results go to
-``<base>/<step>/<build time>/<execution id>/results``, fixed when the definition is built, so every
-iteration of one body step would write the same object and a reader could not tell them apart; nor can a
-``@step`` function take ``CurrentItem`` (the SDK pickles only parameters, execution variables and step
-properties as arguments). So the items must be known when the pipeline is built: a list made in an
-ordinary cell. Items from a parameter or an upstream step are refused with that reason.
+**The build** (``sdk.build``) makes of it, under SDK v3 3.27+, SageMaker's ``ForEachStep``
+(:func:`foreach_name`) over the items' numbers, whose one body step takes the cell's name, so the service
+names its children as the iterations; the body runs the iteration its item numbers (its item pickled as the
+kernel held it, never through JSON); the gather is :func:`gather_name` there. Under SDK v2, which has no
+ForEach, the nodes are steps as they are, and ``--max-concurrency K`` chains the iterations in K lanes
+(iteration ``i`` runs after ``i-K``). Either way the items must be known when the pipeline is built: a list
+made in an ordinary cell. Items from a parameter or an upstream step are refused with that reason.
+
+``--select`` is the gather's, under both lines: a ForEach's ``Selector`` compares a property of the children's
+jobs (a ``Get`` of ``IterationOutput``), and a ``@step``'s return value is not one: it is in the child's results
+object on S3, which only a ``JsonGet`` reads.
 
 Pure: no IPython, no sagemaker.
 """
@@ -87,6 +90,59 @@ def pick(pick_: str, scores: list[Any]) -> int:
 
 def iteration_name(step: str, index: int) -> str:
     return f"{step}-{index}"
+
+
+#: SDK v3's definition of a fan-out (``sdk.build``): the iterations are the children of a ``ForEachStep`` named
+#: :func:`foreach_name`, whose one body step takes the cell's name (so SageMaker names its children
+#: ``train-0 …``, as the expansion does); the gather step, which needs a name of its own there, is
+#: :func:`gather_name`. The local runner names it back (``local.definition``).
+def foreach_name(step: str) -> str:
+    return f"{step}-foreach"
+
+
+def gather_name(step: str) -> str:
+    return f"{step}-gather"
+
+
+def iterations_of(steps: list[StepNode]) -> dict[str, list[StepNode]]:
+    """Each fan-out cell's iteration nodes, in item order: cell step -> nodes."""
+    found: dict[str, list[StepNode]] = {}
+    for node in steps:
+        if node.fanout is not None and node.fanout.index is not None:
+            found.setdefault(node.fanout.step, []).append(node)
+    return found
+
+
+def for_each_arguments(fan: FanOut) -> dict[str, Any]:
+    """The ``ForEachStep`` keywords of a fan-out (without its body and what it runs after). Its items are the
+    iterations' numbers: the body runs that iteration, whose item is pickled as the kernel held it."""
+    each = foreach_name(fan.step)
+    return {
+        "name": each,
+        "display_name": each,
+        "description": descriptions(fan)[each],
+        "iterable_items": list(range(len(fan.items))),
+        "max_concurrency": fan.max_concurrency or min(len(fan.items), MAX_CONCURRENCY),
+    }
+
+
+def runs_after(iterations: list[StepNode]) -> list[str]:
+    """The steps a fan-out's ForEach runs after: those its cell reads and its ``--after`` steps (not the lanes
+    the expansion chains iterations in: ``MaxConcurrency`` bounds them)."""
+    siblings = {n.name for n in iterations}
+    reads = [i.step for i in iterations[0].links if i.step is not None]
+    return list(dict.fromkeys(reads + [d for n in iterations for d in n.order_only if d not in siblings]))
+
+
+def descriptions(fan: FanOut) -> dict[str, str]:
+    """What the definition of a fan-out built as a ForEach says of its steps (their ``Description``)."""
+    made = "the selected iteration's values" if fan.select else "its iterations' values as lists"
+    return {
+        foreach_name(fan.step): f"jupyter_smstep step {fan.step!r}: --foreach {fan.var}={fan.source}, "
+        f"{len(fan.items)} items",
+        fan.step: f"jupyter_smstep step {fan.step!r}, once per item of {fan.source!r}",
+        gather_name(fan.step): f"jupyter_smstep step {fan.step!r}: {made}",
+    }
 
 
 def items_of(value: Any) -> tuple[tuple[Any, ...] | None, str]:
@@ -258,11 +314,13 @@ def expand(
         if fan is None or fan.index is not None:
             out.append(node)
             continue
-        clash = [n for n in taken if re.fullmatch(re.escape(node.name) + r"-\d+", n)]
+        reserved = {foreach_name(node.name), gather_name(node.name)}
+        clash = [n for n in taken if re.fullmatch(re.escape(node.name) + r"-\d+", n) or n in reserved]
         if clash:
             report.error(
-                f"step '{clash[0]}' has the name an iteration of this --foreach step takes "
-                f"('{node.name}-0', '{node.name}-1', …)",
+                f"step '{clash[0]}' has a name this --foreach step's pipeline takes (its iterations "
+                f"'{node.name}-0', '{node.name}-1', …, and on SDK v3 '{foreach_name(node.name)}' and "
+                f"'{gather_name(node.name)}')",
                 fix=f"rename step '{clash[0]}'",
                 step=node.name,
                 line=1,

@@ -57,6 +57,12 @@ class StepKey:
         return {"key": self.key, "parts": dict(self.parts)}
 
 
+def shared(keys: list[StepKey], names: list[str]) -> StepKey:
+    """The key of one payload several steps run (a ForEach body, whose children are a fan-out's iterations):
+    it changes when any of theirs does."""
+    return StepKey(digest_json([k.key for k in keys]), dict(zip(names, (k.key for k in keys), strict=True)))
+
+
 def digest_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

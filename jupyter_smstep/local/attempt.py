@@ -80,7 +80,8 @@ class Attempt:
 
         base = (spec.option("s3_base_uri") or "").rstrip("/")
         step_dir = spec.option("func_step_s3_dir") or ""
-        payload_in = sum(size(f"{base}/{spec.name}/{step_dir}/{part}") for part in ("function", "arguments"))
+        step = spec.option("pipeline_step_name") or spec.name  # a ForEach child reads its body step's payload
+        payload_in = sum(size(f"{base}/{step}/{step_dir}/{part}") for part in ("function", "arguments"))
         payload_in += sum(size(uri) for uri in upstream_uris if uri)
         out = {
             "wall_s": round(ended - (self.started or ended), 3),

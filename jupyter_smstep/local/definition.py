@@ -61,7 +61,7 @@ def parse_steps(definition: dict) -> dict[str, StepSpec]:
     whose properties its arguments read (``{"Get": "Steps.X...."}``), as in the
     service. Raises :class:`SmstepError` for what the local runner cannot run.
     """
-    raw_steps = definition_steps(definition)
+    raw_steps = definition_steps(as_run(definition))
     names = {raw["Name"] for raw, _ in raw_steps}
     steps: dict[str, StepSpec] = {}
     problems: list[Problem] = []
@@ -101,6 +101,127 @@ def parse_steps(definition: dict) -> dict[str, StepSpec]:
         raise SmstepError(problems)
     _check_acyclic(steps)
     return steps
+
+
+# -- ForEach -------------------------------------------------------------------------
+_ITERATION = re.compile(r"Steps\.(?P<each>[^.\[]+)\.IterationOutputs\[(?P<index>\d+)\]\.(?P<body>[^.\[]+)(?P<rest>.*)$")
+_CURRENT_ITEM = "ForEach.CurrentItem"
+
+
+def as_run(definition: dict) -> dict:
+    """The definition with each ForEach step as the service runs it: its children, ``<body>-<i>`` for item ``i``.
+
+    - A child is the body step with ``ForEach.CurrentItem`` resolved to its item. It runs after what the ForEach
+      runs after; with ``MaxConcurrency`` K below the item count, child ``i`` also runs after child ``i-K``
+      (K lanes: never more than K at once).
+    - A read of a child's outputs (``Steps.<each>.IterationOutputs[i].<body>.X``) reads the child
+      (``Steps.<body>-<i>.X``); a ``DependsOn`` naming the ForEach names its children.
+    - A fan-out cell's gather, which the definition names ``<body>-gather`` (``core.foreach.gather_name``), takes
+      back the cell's name, the one its records and the notebook use.
+
+    Raises :class:`SmstepError` for what the local runner cannot expand: items that are not literals (a
+    parameter, a step's output), a body of several steps, a read of the ForEach's own properties."""
+    from jupyter_smstep.core import foreach
+
+    bodies: set[str] = set()
+
+    def walk(steps: Any) -> tuple[list[Any], dict[str, list[str]]]:
+        out: list[Any] = []
+        children: dict[str, list[str]] = {}  # ForEach -> its children
+        for raw in steps or []:
+            if isinstance(raw, dict) and raw.get("Type") == "ForEach":
+                made, body = _children(raw)
+                children[str(raw["Name"])] = [c["Name"] for c in made]
+                bodies.add(body)
+                out += made
+                continue
+            if isinstance(raw, dict) and raw.get("Type") == "Condition":
+                arguments = dict(raw.get("Arguments") or {})
+                for branch in ("IfSteps", "ElseSteps"):
+                    arguments[branch], inner = walk(arguments.get(branch))
+                    children.update(inner)
+                raw = {**raw, "Arguments": arguments}
+            out.append(raw)
+        return out, children
+
+    steps, children = walk(definition.get("Steps"))
+    if not children:
+        return definition
+    renamed = {foreach.gather_name(body): body for body in bodies}
+
+    def rewrite(value: Any) -> Any:
+        if isinstance(value, dict):
+            if set(value) == {"Get"} and isinstance(value["Get"], str):
+                return {"Get": _reread(value["Get"], children, renamed)}
+            out = {k: rewrite(v) for k, v in value.items()}
+            if isinstance(out.get("DependsOn"), list):
+                out["DependsOn"] = [n for d in out["DependsOn"] for n in children.get(d, [renamed.get(d, d)])]
+            if isinstance(out.get("Name"), str) and "Type" in out:
+                out["Name"] = renamed.get(out["Name"], out["Name"])
+            return out
+        if isinstance(value, list):
+            return [rewrite(v) for v in value]
+        return value
+
+    return {**definition, "Steps": rewrite(steps)}
+
+
+def _children(raw: dict) -> tuple[list[dict], str]:
+    """A ForEach's children (:func:`as_run`), and its body step's name."""
+    name = str(raw.get("Name"))
+    arguments = raw.get("Arguments") or {}
+    items, body = arguments.get("IterableItems"), arguments.get("ForEachBody") or []
+    if not isinstance(items, list) or any(isinstance(i, (dict, list)) for i in items):
+        raise SmstepError(
+            Problem(
+                "its items are read when the pipeline runs; the local runner expands a ForEach over literal items only",
+                step=name,
+                fix="run this pipeline on SageMaker (`%pipeline submit`)",
+            )
+        )
+    if len(body) != 1:
+        raise SmstepError(
+            Problem(f"has {len(body)} body steps; the local runner runs a ForEach of one", step=name, fix="")
+        )
+    lanes = int(arguments.get("MaxConcurrency") or len(items))
+    made = []
+    for index, item in enumerate(items):
+        child = _with_item(body[0], item)
+        child["Name"] = f"{body[0]['Name']}-{index}"
+        after = [f"{body[0]['Name']}-{index - lanes}"] if index >= lanes else []
+        child["DependsOn"] = list(dict.fromkeys([*raw.get("DependsOn", []), *body[0].get("DependsOn", []), *after]))
+        made.append(child)
+    return made, str(body[0]["Name"])
+
+
+def _with_item(value: Any, item: Any) -> Any:
+    if isinstance(value, dict):
+        if value == {"Get": _CURRENT_ITEM}:
+            return item
+        return {k: _with_item(v, item) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_with_item(v, item) for v in value]
+    return value
+
+
+def _reread(path: str, children: dict[str, list[str]], renamed: dict[str, str]) -> str:
+    """A ``Get`` path as it reads once each ForEach is its children (:func:`as_run`)."""
+    match = _ITERATION.match(path)
+    if match and match["each"] in children:
+        return f"Steps.{match['body']}-{match['index']}{match['rest']}"
+    head, _, rest = path.partition(".")
+    step, dot, tail = rest.partition(".")
+    if head == "Steps" and step in children:
+        raise SmstepError(
+            Problem(
+                f"a step reads {path}, which the local runner does not produce (it runs the children only)",
+                step=step,
+                fix="read the iterations' outputs, or run this pipeline on SageMaker (`%pipeline submit`)",
+            )
+        )
+    if head == "Steps" and step in renamed:
+        return f"Steps.{renamed[step]}{dot}{tail}"
+    return path
 
 
 def referenced_steps(expr: Any) -> set[str]:

@@ -24,7 +24,7 @@ from jupyter_smstep.core.conditions import definition_steps
 from jupyter_smstep.core.states import STEP_STATES, EventKind, StepState
 from jupyter_smstep.errors import Problem, SmstepError
 from jupyter_smstep.folders import write_whole
-from jupyter_smstep.local.definition import split_s3_uri
+from jupyter_smstep.local.definition import as_run, split_s3_uri
 
 #: The states a local run's step goes through ("stopped" is SageMaker's only).
 STATES: tuple[StepState, ...] = tuple(s for s in STEP_STATES if s != "stopped")
@@ -160,7 +160,7 @@ class RunResult:
         """Each step's instance type as the definition gives it (a parameter's default if it is one)."""
         defaults = {p.get("Name"): p.get("DefaultValue") for p in self.definition.get("Parameters", []) or []}
         out = {}
-        for step, _ in definition_steps(self.definition):
+        for step, _ in definition_steps(as_run(self.definition)):
             value = (step.get("Arguments", {}).get("ResourceConfig") or {}).get("InstanceType")
             if isinstance(value, dict) and isinstance(value.get("Get"), str):
                 name = value["Get"].removeprefix("Parameters.")
@@ -174,7 +174,7 @@ class RunResult:
         measured, e.g. cached), spot."""
         types = self.instance_types()
         out: dict[str, dict[str, Any]] = {}
-        for step, _ in definition_steps(self.definition):
+        for step, _ in definition_steps(as_run(self.definition)):
             if step.get("Type") != "Training":
                 continue  # a condition or a fail step costs nothing
             name = str(step.get("Name"))

@@ -26,13 +26,13 @@ from pathlib import Path
 from typing import Any
 from collections.abc import Callable, Iterator, Mapping
 
-from jupyter_smstep.core import codegen
+from jupyter_smstep.core import codegen, foreach
 from jupyter_smstep.core.model import values_at
-from jupyter_smstep.core.model import PipelineGraph, check_buildable
+from jupyter_smstep.core.model import PipelineGraph, StepNode, check_buildable
 from jupyter_smstep.errors import Problem, SmstepError, aws_error
-from jupyter_smstep.core.keys import StepKey
+from jupyter_smstep.core.keys import StepKey, shared
 from jupyter_smstep.core.workdir import Shipping
-from jupyter_smstep.sdk import condition_steps, content, content_keys, requirements, stepargs, workdir
+from jupyter_smstep.sdk import condition_steps, content, content_keys, patches, requirements, stepargs, workdir
 from jupyter_smstep.sdk.uploads import UploadCount
 from jupyter_smstep.sdk.capture import Captures
 from jupyter_smstep.sdk.compat import Sdk, load
@@ -107,11 +107,31 @@ def _in_folder(folder: Path | None) -> Iterator[None]:
 
 
 def plan_for(
-    graph: PipelineGraph, keys: Mapping[str, StepKey], reuse: frozenset[str] = frozenset()
+    graph: PipelineGraph,
+    keys: Mapping[str, StepKey],
+    reuse: frozenset[str] = frozenset(),
+    fans: Mapping[str, list[StepNode]] | None = None,
 ) -> content.BuildPlan:
-    """``reuse``: steps a local run takes from its cache, whose payloads need not be uploaded."""
+    """``reuse``: steps a local run takes from its cache, whose payloads need not be uploaded. ``fans``: the
+    fan-outs built as a ForEach (:func:`for_each_fan_outs`), whose steps the definition names otherwise."""
     cache = {node.name: node.settings["cache"].value for node in graph.steps if "cache" in node.settings}
-    return content.BuildPlan(graph.name, dict(keys), cache, reuse)
+    named, reused = dict(keys), set(reuse)
+    for step, iterations in (fans or {}).items():
+        names = [n.name for n in iterations]
+        if step in named:
+            named[foreach.gather_name(step)] = named.pop(step)
+        if step in cache:
+            cache[foreach.gather_name(step)] = cache.pop(step)
+        if step in reused:
+            reused.add(foreach.gather_name(step))
+        reused.discard(step)
+        # the body is one payload for every iteration: keyed by all of them, reused only when all are
+        named[step] = shared([named[n] for n in names], names)
+        if names[0] in cache:
+            cache[step] = cache[names[0]]
+        if reused.issuperset(names):
+            reused.add(step)
+    return content.BuildPlan(graph.name, named, cache, frozenset(reused), per_item=frozenset(fans or ()))
 
 
 def step_functions(
@@ -250,13 +270,27 @@ def assemble(
     local runner (a step without an image gets :data:`LOCAL_IMAGE`)."""
     sdk = load()
     params = parameter_objects(graph, sdk)
-    returns: dict[str, Any] = {}
-    for node in graph.steps:
+    returns: dict[str, Any] = {}  # step -> what later steps read (``returns[step][output]``)
+    entries: dict[str, Any] = {}  # step -> what the pipeline (or a condition's branch) lists
+    fans = for_each_fan_outs(graph)
+    iteration_names = {n.name for nodes in fans.values() for n in nodes}
+
+    def steps_of(names: list[str]) -> list[Any]:
+        """The SDK steps ``names`` run after (an iteration's is its ForEach step), each once."""
+        made = (entries[d] if d in iteration_names else sdk.get_step(entries[d]) for d in names)
+        return list({id(s): s for s in made}.values())
+
+    def call(node: StepNode, function: Callable[..., Any], first: list[Any], name: str = "") -> Any:
+        """``node``'s ``@step``; ``first``: arguments before its links; ``name``: another name in the definition
+        (a fan-out's body or gather: ``core.foreach``)."""
         args = [returns[i.step][i.produced] if i.step is not None else params[i.name] for i in node.links]
         if node.needs_execution:  # jupyter_smstep.execution: the SDK resolves these when the step starts
             variables = sdk.ExecutionVariables
             args += [variables.PIPELINE_EXECUTION_ID, variables.START_DATETIME, variables.PIPELINE_NAME]
-        kwargs = stepargs.to_sdk(stepargs.step_arguments(node, root), sdk, params)
+        spec = stepargs.step_arguments(node, root)
+        if name and node.fanout is not None:
+            spec = stepargs.renamed(spec, node, name, foreach.descriptions(node.fanout)[name])
+        kwargs = stepargs.to_sdk(spec, sdk, params)
         if local and node.name in graph.no_image:
             kwargs["image_uri"] = LOCAL_IMAGE
         if kwargs.get("dependencies") == requirements.AUTO:
@@ -270,31 +304,87 @@ def assemble(
                 )
             kwargs["dependencies"] = dependency_files[node.name]
         try:
-            returns[node.name] = sdk.step(functions[node.name], **kwargs)(*args)
+            return sdk.step(function, **kwargs)(*first, *args)
         except (TypeError, ValueError) as exc:
             raise SmstepError(
                 Problem(f"the SageMaker SDK rejected the step: {exc}", fix="check the step's options", step=node.name)
             ) from None
-        if node.order_only:  # --after: DependsOn without data
-            sdk.get_step(returns[node.name]).add_depends_on([sdk.get_step(returns[d]) for d in node.order_only])
+
+    for node in graph.steps:
+        fan = node.fanout
+        if fan is not None and fan.step in fans and fan.index is not None:  # an iteration: the ForEach's child
+            if fan.index == 0:
+                iterations = fans[fan.step]
+                # the body takes the cell's name, so SageMaker names its children as the iterations: "<step>-<i>"
+                body = call(
+                    node, for_each_body([functions[n.name] for n in iterations]), [patches.current_item()], fan.step
+                )
+                for_each = sdk.ForEachStep(
+                    **foreach.for_each_arguments(fan),
+                    for_each_body=[sdk.get_step(body)],
+                    depends_on=steps_of(foreach.runs_after(iterations)) or None,
+                )
+                for index, n in enumerate(iterations):
+                    returns[n.name], entries[n.name] = _Iteration(for_each, fan.step, index), for_each
+            continue
+        gathers = fan is not None and fan.step in fans  # the iterations' outputs, from the ForEach's children
+        returns[node.name] = entries[node.name] = call(
+            node, functions[node.name], [], foreach.gather_name(node.name) if gathers else ""
+        )
+        after = ([foreach.iteration_name(node.name, 0)] if gathers else []) + node.order_only  # (--after)
+        if after:  # DependsOn without data; an iteration's is its ForEach
+            sdk.get_step(returns[node.name]).add_depends_on(steps_of(after))
 
     def value(operand: Any) -> Any:
         if operand.kind == "output":
             return condition_steps.item(returns[operand.step][operand.name], operand.path)
         return params[operand.name] if operand.kind == "parameter" else operand.value
 
+    def listed(names: list[str]) -> list[Any]:  # a ForEach once for all its iterations
+        return list({id(entries[n]): entries[n] for n in names}.values())
+
     branches = [
-        stepargs.to_sdk(condition_steps.condition_step(c, value, [returns[s] for s in c.steps]), sdk)
-        for c in graph.conditions
+        stepargs.to_sdk(condition_steps.condition_step(c, value, listed(c.steps)), sdk) for c in graph.conditions
     ]
     return sdk.Pipeline(
         name=graph.name,
-        steps=[returns[n.name] for n in graph.steps if n.guard is None] + branches,
+        steps=listed([n.name for n in graph.steps if n.guard is None]) + branches,
         parameters=[params[n] for n in graph.parameters],
         sagemaker_session=session,
         pipeline_definition_config=sdk.PipelineDefinitionConfig(use_custom_job_prefix=True),
         **({"mlflow_config": mlflow_config(graph.mlflow)} if graph.mlflow else {}),
     )
+
+
+def for_each_fan_outs(graph: PipelineGraph) -> dict[str, list[StepNode]]:
+    """The fan-out cells built as a ``ForEachStep``: cell step -> its iteration nodes. None before SDK 3.27,
+    which has no ForEachStep: there the iterations are steps of their own (``core.foreach``)."""
+    return foreach.iterations_of(graph.steps) if load().ForEachStep is not None else {}
+
+
+def for_each_body(iterations: list[Callable[..., Any]]) -> Callable[..., Any]:
+    """The ForEach body's function: the iteration named by the item (its number) runs, so each child runs
+    exactly what that iteration's own step would (its item pickled as the kernel held it, not through JSON)."""
+    arity = iterations[0].__code__.co_argcount
+    names = ", ".join(f"arg{i}" for i in range(arity))
+    source = f"def {iterations[0].__name__}_item(item{', ' if names else ''}{names}):\n"
+    source += f"    return ITERATIONS[int(item)]({names})\n"
+    namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins, "ITERATIONS": list(iterations)}
+    exec(compile(source, f"<foreach {iterations[0].__name__}>", "exec"), namespace)  # noqa: S102 - the compiler
+    body = namespace[f"{iterations[0].__name__}_item"]
+    if PRELOAD in iterations[0].__dict__:
+        body.__dict__[PRELOAD] = iterations[0].__dict__[PRELOAD]
+    return body
+
+
+class _Iteration:
+    """What a later step reads of one iteration of a ForEach (``[output]``): that child's results."""
+
+    def __init__(self, for_each: Any, body: str, index: int) -> None:
+        self.for_each, self.body, self.index = for_each, body, index
+
+    def __getitem__(self, output: str) -> Any:
+        return patches.iteration_result(self.for_each, self.body, self.index, output)
 
 
 def mlflow_config(mlflow: Mapping[str, str]) -> Any:
@@ -332,7 +422,7 @@ def build_pipeline(
     return Compiled(
         assemble(graph, functions, session, root, files, local=local),
         dict(functions),
-        plan_for(graph, keys, reused),
+        plan_for(graph, keys, reused, for_each_fan_outs(graph)),
         root=root,
         shipping=graph.shipping,
     )

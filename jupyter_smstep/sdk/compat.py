@@ -58,6 +58,7 @@ class Sdk:
     conditions: ModuleType  # ConditionEquals, ConditionGreaterThan, ... ConditionIn, ConditionNot, ConditionOr
     remote_function: ModuleType
     invoke_function_module: str  # run as ``python -m <this>`` inside the container
+    ForEachStep: Any = None  # v3 3.27+; None before (a fan-out is then expanded: ``sdk.build``)
 
     def __getattr__(self, name: str) -> Any:
         """``sdk.ConditionGreaterThan`` and the other ``Condition*`` classes (a spec names them so)."""
@@ -114,7 +115,18 @@ def load() -> Sdk:
         conditions=mod["conditions"],
         remote_function=mod["remote_function"],
         invoke_function_module=f"{table['remote_function']}.invoke_function",
+        ForEachStep=_for_each_step(major),
     )
+
+
+def _for_each_step(major: int) -> Any:
+    if major < 3:
+        return None
+    try:
+        from sagemaker.mlops.workflow.for_each_step import ForEachStep
+    except ImportError:  # before 3.27
+        return None
+    return ForEachStep
 
 
 @contextlib.contextmanager

@@ -65,6 +65,8 @@ class BuildPlan:
     compiling: str | None = None  # the step the SDK is compiling now
     #: The definition only: every write to S3 is answered here, nothing is sent (sdk.build.checked_definition)
     dry: bool = False
+    #: ForEach body steps: each child writes its results in a folder of its own (``patches.results_per_item``)
+    per_item: frozenset[str] = frozenset()
 
     @functools.cached_property
     def _material(self) -> bytes:
@@ -122,6 +124,9 @@ def _install(major: int) -> None:
             plan.compiling = None
         if step.name in plan.cache:
             patches.set_request_field(compiled, "CacheConfig", {"Enabled": True, "ExpireAfter": plan.cache[step.name]})
+        if step.name in plan.per_item:
+            sdk = compat.load()
+            patches.results_per_item(compiled.arguments, sdk.Join, sdk.ExecutionVariables.PIPELINE_EXECUTION_ID)
         return compiled
 
     patches.wrap_build_step(major, build_step)

@@ -18,6 +18,15 @@
   cannot be a function); the build ships the notebook's own modules, and never ``.smstep`` (``sdk.workdir``).
 - ``Session._default_bucket`` (set). v2 and v3. The SDK's cache of ``default_bucket()``, set after
   finding the bucket through clients that honour ``AWS_ENDPOINT_URL`` (``sdk.session``).
+- ``remote_function.core.pipeline_variables._Properties`` and ``._DelayedReturn`` (made), and
+  ``Properties`` (subclassed). v3 3.27+. A ``@step`` function cannot take ``ForEach.CurrentItem`` (its
+  ``_pickleable`` raises) nor another ForEach step's ``IterationOutputs[i]`` as an upstream result:
+  :func:`current_item` and :func:`iteration_result` are ``Properties`` the SDK passes as it passes any step
+  property (``--property_references``), which the job reads as the SDK's own records do (``sdk.build``).
+- A ForEach body step's compiled request (``_request_dict``'s ``OutputDataConfig.S3OutputPath`` and the
+  ``--pipeline_execution_id`` container argument). v3. The SDK fixes a ``@step``'s results folder when the
+  definition is built, so every iteration would write the same one; :func:`results_per_item` puts the
+  item's number in both, as each child's own folder.
 
 Each wrapper is installed once, marks itself (``_smstep``) and does nothing unless its caller asks.
 ``tests/sdk/test_patches.py`` has one canary per patched attribute under each SDK line: a release
@@ -28,6 +37,7 @@ use are public API and not listed.)
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import os
 from collections.abc import Callable, Iterator
@@ -51,6 +61,8 @@ PATCHED = (
     Patched("remote_function", "job._ensure_sagemaker_dependency", (2,), optional=True),
     Patched("remote_function", "job._prepare_and_upload_workspace", (2, 3)),
     Patched("config_manager", "SageMakerConfig.validate_sagemaker_config", (3,)),
+    Patched("remote_function", "core.pipeline_variables._Properties", (3,)),
+    Patched("remote_function", "core.pipeline_variables._DelayedReturn", (3,)),
 )
 #: The compiler attributes the build-step wrapper sets (present once StepsCompiler.__init__ ran).
 COMPILER_ATTRIBUTES = ("pipeline_build_time", "_function_step_secret_token", "upload_workspace")
@@ -181,3 +193,65 @@ def without_sdk_role_check() -> Iterator[None]:
 def set_default_bucket(session: Any, name: str) -> None:
     """The SDK's own cache of ``default_bucket()``."""
     session._default_bucket = name
+
+
+# ---------------------------------------------------------------------------- ForEach bodies (v3 3.27+)
+# An export copies these four functions into its module (``export._for_each_block``): each stays self-contained
+# (it imports what it needs, and calls only the others).
+@functools.cache
+def _reference_class() -> type:
+    from sagemaker.core.remote_function.core.pipeline_variables import _DelayedReturn, _Properties
+    from sagemaker.core.workflow.properties import Properties
+
+    class Reference(Properties):
+        """``{"Get": path}`` as a ``@step`` argument: the job gets the resolved text (``output`` None), or the
+        results at that S3 path, as for an upstream step (``output``: the member its function returned)."""
+
+        def __init__(self, path: str, steps: list[Any] | None = None, output: str | None = None) -> None:
+            super().__init__(step_name="")
+            self.full_path, self.steps, self.output = path, list(steps or []), output
+
+        @property
+        def expr(self) -> dict[str, str]:
+            return {"Get": self.full_path}
+
+        @property
+        def _referenced_steps(self) -> list[Any]:
+            return list(self.steps)
+
+        @property
+        def _pickleable(self) -> Any:
+            if self.output is None:
+                return _Properties(path=self.full_path)
+            return _DelayedReturn(uri=_Properties(path=self.full_path), reference_path=(("__getitem__", self.output),))
+
+        def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+            return type(self), (self.full_path, None, self.output)
+
+    return Reference
+
+
+def current_item() -> Any:
+    """``ForEach.CurrentItem`` as a ``@step`` argument: the job gets the item as text."""
+    return _reference_class()("ForEach.CurrentItem")
+
+
+def iteration_result(for_each: Any, body: str, index: int, output: str) -> Any:
+    """Iteration ``index``'s ``output`` as a ``@step`` argument, read from where that child wrote its results."""
+    path = f"Steps.{for_each.name}.IterationOutputs[{index}].{body}.OutputDataConfig.S3OutputPath"
+    return _reference_class()(path, [for_each], output)
+
+
+def results_per_item(arguments: dict[str, Any], join: Any, execution_id: Any) -> None:
+    """A ForEach body step's request ``arguments`` (a compiled step's ``_request_dict["Arguments"]``) made to
+    write its results under ``…/<execution id>/<item>/results``: the ``S3OutputPath`` the SDK made (``[base,
+    step, folder, execution id, "results"]``) and the execution id the job builds its own path from
+    (``--pipeline_execution_id``) both get the item."""
+    output = arguments["OutputDataConfig"]["S3OutputPath"]
+    values = list(output.values)
+    if values[-1] != "results" or getattr(values[-2], "expr", None) != execution_id.expr:
+        raise RuntimeError(f"this SDK writes a @step's results elsewhere ({output.expr}): cannot run it per item")
+    arguments["OutputDataConfig"]["S3OutputPath"] = join(on="/", values=[*values[:-1], current_item(), "results"])
+    argv = arguments["AlgorithmSpecification"]["ContainerArguments"]
+    at = argv.index("--pipeline_execution_id") + 1
+    argv[at] = join(on="/", values=[argv[at], current_item()])

@@ -58,6 +58,14 @@ EXCEPTIONS = (
         "lacks; its ConditionIn writes QueryValue and Values where the schema says Value and In",
     ),
     Exception_(
+        "/definitions/ForEachStep",
+        "adds it, as SDK 3.27's ForEachStep writes it and its checks allow: Name, Type ForEach, DependsOn, "
+        "DisplayName, Description, and Arguments with IterableItems (1-100 literals or expressions, or one "
+        "expression), MaxConcurrency (1-50), an optional Selector (Pick MaxBy or MinBy, Field a Get) and ForEachBody "
+        "(its steps checked each on their own)",
+        "the service runs ForEach steps (SDK 3.27 builds them); the schema predates them",
+    ),
+    Exception_(
         "/definitions/" + "|".join(_FUNCTION_VALUES),
         "also Std:Join and Std:JsonGet",
         "the SDK writes an output path as Std:Join and a --when operand read from a step's results as "
@@ -127,12 +135,49 @@ def _schema() -> dict[str, Any]:
     definitions["OrCondition"]["properties"]["Conditions"]["items"] = {"anyOf": conditions}
     for name in _FUNCTION_VALUES:
         definitions[name]["oneOf"] += [{"$ref": "#/definitions/SmstepJoin"}, {"$ref": "#/definitions/SmstepJsonGet"}]
+    get = {"type": "object", "required": ["Get"], "additionalProperties": False}
+    get["properties"] = {"Get": {"type": "string"}}
+    expr = {"anyOf": [get, {"$ref": "#/definitions/SmstepJoin"}, {"$ref": "#/definitions/SmstepJsonGet"}]}
+    literal = {"type": ["string", "integer", "number", "boolean"]}
+    definitions["ForEachStep"] = {
+        "type": "object",
+        "required": ["Name", "Type", "Arguments"],
+        "additionalProperties": False,
+        "properties": {
+            "Name": definitions["ConditionStep"]["properties"]["Name"],
+            "Type": {"enum": ["ForEach"]},
+            "DependsOn": definitions["ConditionStep"]["properties"].get("DependsOn", {"type": "array"}),
+            "DisplayName": {"type": "string"},
+            "Description": {"type": "string"},
+            "Arguments": {
+                "type": "object",
+                "required": ["IterableItems", "MaxConcurrency", "ForEachBody"],
+                "additionalProperties": False,
+                "properties": {
+                    "IterableItems": {
+                        "oneOf": [
+                            {"type": "array", "minItems": 1, "maxItems": 100, "items": {"anyOf": [literal, expr]}},
+                            expr,
+                        ]
+                    },
+                    "MaxConcurrency": {"type": "integer", "minimum": 1, "maximum": 50},
+                    "Selector": {
+                        "type": "object",
+                        "required": ["Pick", "Field"],
+                        "additionalProperties": False,
+                        "properties": {"Pick": {"enum": ["MaxBy", "MinBy"]}, "Field": get},
+                    },
+                    "ForEachBody": {"type": "array", "minItems": 1},
+                },
+            },
+        },
+    }
     return schema
 
 
 def problems(definition: Mapping[str, Any] | str) -> list[Problem]:
     """Where ``definition`` breaks the published schema (with :data:`EXCEPTIONS`): one error each, per step
-    against its type's schema (a ConditionStep's branches each on their own)."""
+    against its type's schema (a ConditionStep's branches and a ForEach's body each on their own)."""
     import jsonschema
 
     from jupyter_smstep.core.conditions import definition_steps
@@ -154,6 +199,8 @@ def problems(definition: Mapping[str, Any] | str) -> list[Problem]:
             continue
         if kind == "ConditionStep":
             step = {**step, "Arguments": {**(step.get("Arguments") or {}), "IfSteps": [], "ElseSteps": []}}
+        elif kind == "ForEachStep":  # its body steps are checked on their own; the list must not be empty
+            step = {**step, "Arguments": {**(step.get("Arguments") or {}), "ForEachBody": [{}]}}
         found += _errors(jsonschema, {**schema, **schema["definitions"][kind]}, step, "", name)
     return found
 

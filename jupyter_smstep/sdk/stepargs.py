@@ -105,7 +105,22 @@ def step_arguments(node: StepNode, root: Path | None = None) -> dict[str, Any]:
         else:
             out[key] = value
     out.setdefault("display_name", node.name)
-    out.setdefault("description", f"jupyter_smstep step {node.name!r}")
+    out.setdefault("description", _description(node.name))
+    return out
+
+
+def _description(step: str) -> str:
+    return f"jupyter_smstep step {step!r}"
+
+
+def renamed(spec: dict[str, Any], node: StepNode, name: str, description: str) -> dict[str, Any]:
+    """``node``'s keywords for a step the definition names ``name`` (a ForEach body, a gather): its display
+    name and description follow, unless the cell set them."""
+    out = {**spec, "name": name}
+    if spec.get("display_name") == node.name:
+        out["display_name"] = name
+    if spec.get("description") == _description(node.name):
+        out["description"] = description
     return out
 
 

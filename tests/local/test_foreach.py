@@ -167,7 +167,11 @@ def errors(shell) -> list[str]:
         (["items = [1]", "%%step c51 --foreach n=items --max-concurrency 51\nr = n"], "--max-concurrency 51: must be"),
         (
             ["%%step fit-1\nx = 1", "items = [1, 2]", "%%step fit --foreach n=items\nr = n + x"],
-            "step 'fit-1' has the name an iteration",
+            "step 'fit-1' has a name this --foreach step's pipeline takes",
+        ),
+        (
+            ["%%step fit-gather\nx = 1", "items = [1, 2]", "%%step fit --foreach n=items\nr = n + x"],
+            "step 'fit-gather' has a name this --foreach step's pipeline takes",
         ),
         (["items = [1, 2]", "%%step sel --foreach n=items --select max:auc\nr = n"], "does not assign 'auc'"),
         (["%%step make\nitems = [1, 2]", "%%step use --foreach n=items\nr = n"], "come from step 'make'"),
@@ -218,3 +222,58 @@ def test_a_fan_out_under_when_runs_all_its_iterations_in_the_branch_or_none(shel
         "sq": "skipped",
         "total": "skipped",
     }
+
+
+def _for_each(items, concurrency=2, body_depends=()):
+    item = {"Get": "ForEach.CurrentItem"}
+    body = {
+        "Name": "fit",
+        "Type": "Training",
+        "DependsOn": list(body_depends),
+        "Arguments": {"OutputDataConfig": {"S3OutputPath": {"Std:Join": {"On": "/", "Values": ["s3://b/p", item]}}}},
+    }
+    each = {"Name": "fit-foreach", "Type": "ForEach", "DependsOn": ["data"]}
+    each["Arguments"] = {"IterableItems": items, "MaxConcurrency": concurrency, "ForEachBody": [body]}
+    return each
+
+
+def test_the_runner_runs_a_for_each_as_its_children_and_names_the_gather_back():
+    from jupyter_smstep.local.definition import as_run
+
+    read = "Steps.fit-foreach.IterationOutputs[2].fit.OutputDataConfig.S3OutputPath"
+    gather = {"Name": "fit-gather", "Type": "Training", "DependsOn": ["fit-foreach"], "Arguments": {"x": {"Get": read}}}
+    report = {"Name": "report", "Type": "Training", "DependsOn": ["fit-gather"], "Arguments": {}}
+    ran = as_run({"Steps": [{"Name": "data", "Type": "Training"}, _for_each([0, 1, 2]), gather, report]})
+    steps = {s["Name"]: s for s in ran["Steps"]}
+    assert list(steps) == ["data", "fit-0", "fit-1", "fit-2", "fit", "report"]
+    # the item in place of CurrentItem; MaxConcurrency 2: two lanes, the third child after the first
+    assert steps["fit-2"]["Arguments"]["OutputDataConfig"]["S3OutputPath"]["Std:Join"]["Values"] == ["s3://b/p", 2]
+    assert steps["fit-0"]["DependsOn"] == ["data"] and steps["fit-2"]["DependsOn"] == ["data", "fit-0"]
+    assert steps["fit"]["Arguments"]["x"] == {"Get": "Steps.fit-2.OutputDataConfig.S3OutputPath"}
+    assert steps["fit"]["DependsOn"] == ["fit-0", "fit-1", "fit-2"] and steps["report"]["DependsOn"] == ["fit"]
+
+
+@pytest.mark.parametrize(
+    ("each", "expected"),
+    [
+        (_for_each({"Get": "Parameters.items"}), "expands a ForEach over literal items only"),
+        (_for_each([0, {"Get": "Steps.data.OutputDataConfig.S3OutputPath"}]), "literal items only"),
+        ({**_for_each([0]), "Arguments": {"IterableItems": [0], "ForEachBody": []}}, "has 0 body steps"),
+    ],
+)
+def test_a_for_each_the_runner_cannot_expand_is_refused_by_name(each, expected):
+    from jupyter_smstep.errors import SmstepError
+    from jupyter_smstep.local.definition import parse_steps
+
+    with pytest.raises(SmstepError, match=expected) as caught:
+        parse_steps({"Steps": [{"Name": "data", "Type": "Training"}, each]})
+    assert caught.value.problems[0].step == "fit-foreach"
+
+
+def test_a_read_of_the_for_each_s_own_properties_is_refused_not_left_unresolved():
+    from jupyter_smstep.errors import SmstepError
+    from jupyter_smstep.local.definition import as_run
+
+    status = {"Name": "after", "Type": "Training", "Arguments": {"s": {"Get": "Steps.fit-foreach.Status"}}}
+    with pytest.raises(SmstepError, match="reads Steps.fit-foreach.Status, which the local runner does not produce"):
+        as_run({"Steps": [_for_each([0, 1]), status]})

@@ -121,9 +121,14 @@ def test_empty_pipeline(shell):
 
 def comparable(definition):
     """Steps, links and settings, without the build timestamps and upload paths."""
+    from jupyter_smstep.core.conditions import definition_steps
+
     out = {}
-    for s in definition["Steps"]:
+    for s, _ in definition_steps(definition):
         a = s["Arguments"]
+        if s["Type"] == "ForEach":  # its body step follows it
+            out[s["Name"]] = {"depends": sorted(s.get("DependsOn", [])), **{k: a[k] for k in a if k != "ForEachBody"}}
+            continue
         out[s["Name"]] = {
             "depends": sorted(s.get("DependsOn", [])),
             "refs": sorted(property_refs(s)),
@@ -262,26 +267,54 @@ def test_unpickling_a_step_function_first_imports_what_its_upstream_results_are_
     assert out.split() == ["True", "True"]
 
 
-def test_a_fan_out_cell_is_one_training_step_per_item_and_a_gather_in_the_definition(shell, session):
-    shell.notebook(
-        "sweep",
-        [
-            "alphas = [0.1, 1.0, 10.0]",
-            "%%step data\nxs = list(range(10))",
-            "%%step fit --foreach alpha=alphas --max-concurrency 2 --select max:score --instance-type ml.c5.xlarge\n"
-            "w = [x * alpha for x in xs]\nscore = -abs(sum(w) - 45)",
-            "%%step report\nbest = w",
-        ],
-    )
+SWEEP = [
+    "alphas = [0.1, 1.0, 10.0]",
+    "%%step data\nxs = list(range(10))",
+    "%%step fit --foreach alpha=alphas --max-concurrency 2 --select max:score --instance-type ml.c5.xlarge\n"
+    "w = [x * alpha for x in xs]\nscore = -abs(sum(w) - 45)",
+    "%%step report\nbest = w",
+]
+
+
+def test_a_fan_out_cell_is_a_for_each_step_under_sdk_v3_and_one_step_per_item_under_v2(shell, session):
+    from jupyter_smstep.sdk import compat
+
+    shell.notebook("sweep", SWEEP)
     steps = steps_by_name(shell.workspace.definition(session))
-    assert set(steps) == {"data", "fit-0", "fit-1", "fit-2", "fit", "report"}
-    assert all(steps[f"fit-{i}"]["Type"] == "Training" for i in range(3))
-    assert steps["fit-0"]["DependsOn"] == ["data"] and set(steps["fit-2"]["DependsOn"]) == {"data", "fit-0"}
-    assert set(steps["fit"]["DependsOn"]) == {"fit-0", "fit-1", "fit-2"} and steps["report"]["DependsOn"] == ["fit"]
-    assert {f"Steps.fit-{i}.OutputDataConfig.S3OutputPath" for i in range(3)} <= property_refs(steps["fit"])
-    # the iterations run on the cell's instance type; the gather, which only makes lists, on the pipeline's
-    assert steps["fit-1"]["Arguments"]["ResourceConfig"]["InstanceType"] == "ml.c5.xlarge"
-    assert steps["fit"]["Arguments"]["ResourceConfig"]["InstanceType"] == "ml.m5.large"
+    if compat.load().ForEachStep is None:  # SDK v2 (and v3 before 3.27): the expansion
+        assert set(steps) == {"data", "fit-0", "fit-1", "fit-2", "fit", "report"}
+        assert all(steps[f"fit-{i}"]["Type"] == "Training" for i in range(3))
+        assert steps["fit-0"]["DependsOn"] == ["data"] and set(steps["fit-2"]["DependsOn"]) == {"data", "fit-0"}
+        assert set(steps["fit"]["DependsOn"]) == {"fit-0", "fit-1", "fit-2"} and steps["report"]["DependsOn"] == ["fit"]
+        assert {f"Steps.fit-{i}.OutputDataConfig.S3OutputPath" for i in range(3)} <= property_refs(steps["fit"])
+        # the iterations run on the cell's instance type; the gather, which only makes lists, on the pipeline's
+        assert steps["fit-1"]["Arguments"]["ResourceConfig"]["InstanceType"] == "ml.c5.xlarge"
+        assert steps["fit"]["Arguments"]["ResourceConfig"]["InstanceType"] == "ml.m5.large"
+        return
+    assert set(steps) == {"data", "fit-foreach", "fit-gather", "report"}
+    each = steps["fit-foreach"]
+    assert each["Type"] == "ForEach" and each["DependsOn"] == ["data"]
+    assert {k: v for k, v in each["Arguments"].items() if k != "ForEachBody"} == {
+        "IterableItems": [0, 1, 2],  # the item's number: the body runs that iteration, its item as the kernel had it
+        "MaxConcurrency": 2,
+    }
+    [body] = each["Arguments"]["ForEachBody"]
+    assert body["Name"] == "fit" and body["Type"] == "Training"  # SageMaker names its children fit-0, fit-1, fit-2
+    assert body["Arguments"]["ResourceConfig"]["InstanceType"] == "ml.c5.xlarge"
+    item = {"Get": "ForEach.CurrentItem"}
+    argv = body["Arguments"]["AlgorithmSpecification"]["ContainerArguments"]
+    assert argv[argv.index("ForEach.CurrentItem") + 1] == {"Std:Join": {"On": "", "Values": [item]}}
+    # each child writes its results in a folder of its own: the item's number after the execution id, in the
+    # output path and in the execution id the job builds its own path from
+    output = body["Arguments"]["OutputDataConfig"]["S3OutputPath"]["Std:Join"]["Values"]
+    assert output[-3:] == [{"Get": "Execution.PipelineExecutionId"}, item, "results"]
+    execution = argv[argv.index("--pipeline_execution_id") + 1]["Std:Join"]
+    assert execution == {"On": "/", "Values": [{"Get": "Execution.PipelineExecutionId"}, item]}
+    gather = steps["fit-gather"]
+    assert gather["DependsOn"] == ["fit-foreach"] and steps["report"]["DependsOn"] == ["fit-gather"]
+    reads = {f"Steps.fit-foreach.IterationOutputs[{i}].fit.OutputDataConfig.S3OutputPath" for i in range(3)}
+    assert property_refs(gather) == reads | {"Execution.PipelineExecutionId"}
+    assert gather["Arguments"]["ResourceConfig"]["InstanceType"] == "ml.m5.large"
 
 
 def test_the_export_of_a_fan_out_builds_the_same_pipeline_each_iteration_with_its_item(shell, session, tmp_path):
@@ -297,7 +330,17 @@ def test_the_export_of_a_fan_out_builds_the_same_pipeline_each_iteration_with_it
     text, exported_def = export_and_build(shell, session, tmp_path / "pipeline.py")
     assert "def fit_1(alpha='x'):" in text and "def fit_2(alpha=(1, 2)):" in text
     assert comparable(exported_def) == comparable(notebook_def)
-    assert steps_by_name(exported_def)["fit-2"]["DependsOn"] == ["fit-1"]
+    if "fit-foreach" in steps_by_name(exported_def):  # SDK v3: the ForEach, and each child's own results
+        paths = [
+            steps_by_name(d)["fit-foreach"]["Arguments"]["ForEachBody"][0]["Arguments"]["OutputDataConfig"]
+            for d in (exported_def, notebook_def)
+        ]
+        exported, built = ([*p["S3OutputPath"]["Std:Join"]["Values"]] for p in paths)
+        del exported[2], built[2]  # the payload folder: the export's build time, the notebook's content key
+        assert exported == built and {"Get": "ForEach.CurrentItem"} in built
+        assert "return [fit_0, fit_1, fit_2][int(item)]()" in text
+    else:
+        assert steps_by_name(exported_def)["fit-2"]["DependsOn"] == ["fit-1"]
 
 
 MLFLOW = "arn:aws:sagemaker:us-east-1:111122223333:mlflow-tracking-server/team"

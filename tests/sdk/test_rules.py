@@ -163,7 +163,42 @@ def test_the_schema_exceptions_are_each_needed():
     }
     assert list(jsonschema.Draft7Validator(published).iter_errors(sdk_like))
     assert schema.problems(sdk_like) == []
-    assert len(schema.EXCEPTIONS) == 5 and all(e.reason for e in schema.EXCEPTIONS)
+    assert len(schema.EXCEPTIONS) == 6 and all(e.reason for e in schema.EXCEPTIONS)
+
+
+def _for_each(**arguments):
+    body = {"Name": "fit", "Type": "Training", "Arguments": {}}
+    each = {"IterableItems": [0, 1], "MaxConcurrency": 2, "ForEachBody": [body]} | arguments
+    return {
+        "Version": "2020-12-01",
+        "Parameters": [],
+        "Steps": [{"Name": "fit-foreach", "Type": "ForEach", "Arguments": each}],
+    }
+
+
+def test_a_for_each_step_is_checked_by_what_sdk_3_27_and_the_service_allow():
+    import jsonschema
+
+    published = json.loads(schema.SCHEMA.read_text())
+    assert list(jsonschema.Draft7Validator(published).iter_errors(_for_each()))  # the schema predates ForEach
+    assert schema.problems(_for_each()) == []
+    assert (
+        schema.problems(
+            _for_each(
+                IterableItems={"Get": "Parameters.items"},
+                Selector={"Pick": "MaxBy", "Field": {"Get": "IterationOutput.fit.x"}},
+            )
+        )
+        == []
+    )
+    for wrong, where in [
+        ({"MaxConcurrency": 51}, "/Arguments/MaxConcurrency"),
+        ({"IterableItems": list(range(101))}, "/Arguments/IterableItems"),
+        ({"IterableItems": []}, "/Arguments/IterableItems"),
+        ({"Selector": {"Pick": "Best", "Field": {"Get": "IterationOutput.fit.x"}}}, "/Arguments/Selector/Pick"),
+    ]:
+        (problem,) = schema.problems(_for_each(**wrong))
+        assert problem.step == "fit-foreach" and where in problem.message, (wrong, problem.message)
 
 
 def test_a_definition_outside_the_schema_and_its_exceptions_is_refused():
