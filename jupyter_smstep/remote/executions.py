@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping
 
 from jupyter_smstep.errors import Problem, SmstepError, aws_error
 from jupyter_smstep.core import sdk_config
+from jupyter_smstep.core.keys import shared
 
 #: the files of a ``@step`` results folder the SDK writes (results.json only with JSON-able outputs)
 RESULT_FILES = ("payload.pkl", "metadata.json", "results.json")
@@ -41,6 +42,8 @@ class RemoteStep:
     status: str  # the service's StepStatus of its last attempt
     job_name: str  # "" for a step that is not a training job (a condition, a fail step)
     key: str | None  # the short content key its definition was built with (None: not built by this package)
+    #: A ForEach's child: its key is its body's, which all the children (these steps) share
+    shared: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -140,10 +143,35 @@ def find(client: Any, pipeline: str, execution: str) -> RemoteExecution:
     from jupyter_smstep.sdk.content import definition_keys
 
     keys = definition_keys(definition)
+    children, renamed = for_each_names(definition)
     steps = {}
     for name, row in latest.items():
-        steps[name] = RemoteStep(name, str(row.get("StepStatus", "")), training_job(row), keys.get(name))
+        if name in renamed.values() and name not in children:  # a ForEach body (its children are the runs)
+            continue
+        body, siblings = children.get(name, (name, ()))
+        model = renamed.get(name, name)
+        steps[model] = RemoteStep(model, str(row.get("StepStatus", "")), training_job(row), keys.get(body), siblings)
     return RemoteExecution(arn, pipeline, str(described.get("PipelineExecutionStatus", "")), steps, parameters)
+
+
+def for_each_names(definition: Mapping[str, Any]) -> tuple[dict[str, tuple[str, tuple[str, ...]]], dict[str, str]]:
+    """A fan-out built as a ForEach, in the notebook's names: each child (``<body>-<i>``, as the service lists
+    it) -> (its body step, all the children), and the gather (``<step>-gather``) -> the cell's name."""
+    from jupyter_smstep.core import foreach
+    from jupyter_smstep.core.conditions import definition_steps
+
+    children: dict[str, tuple[str, tuple[str, ...]]] = {}
+    renamed: dict[str, str] = {}
+    for raw, _ in definition_steps(definition):
+        arguments = raw.get("Arguments") or {}
+        if raw.get("Type") != "ForEach" or not isinstance(arguments.get("IterableItems"), list):
+            continue
+        for body in arguments.get("ForEachBody") or []:
+            name = str(body.get("Name"))
+            names = tuple(foreach.iteration_name(name, i) for i in range(len(arguments["IterableItems"])))
+            children.update(dict.fromkeys(names, (name, names)))
+            renamed[foreach.gather_name(name)] = name
+    return children, renamed
 
 
 def _latest(client: Any, pipeline: str) -> str:
@@ -201,6 +229,12 @@ def changed(remote: RemoteExecution, keys: Mapping[str, Any], steps: Iterable[st
             continue
         if step.key is None:
             out[name] = "its definition was not built by jupyter_smstep (no content key): it cannot be checked"
+        elif step.shared and all(n in keys for n in step.shared):  # a ForEach's child: its body, for every item
+            if step.key != shared([keys[n] for n in step.shared], list(step.shared)).short:
+                out[name] = (
+                    "its ForEach step runs other code, captured values, settings, files or items now "
+                    "(one of its iterations changed since the execution's submit)"
+                )
         elif name in keys and step.key != keys[name].short:
             out[name] = "its code, captured values, settings or files changed since the execution's submit"
     return out

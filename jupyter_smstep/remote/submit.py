@@ -15,6 +15,7 @@ from typing import Any
 from collections.abc import Mapping
 
 from jupyter_smstep.errors import SmstepError, aws_error, error_code
+from jupyter_smstep.core import foreach
 from jupyter_smstep.core.model import PipelineGraph, pipeline_role
 from jupyter_smstep.sdk.content import definition_keys
 
@@ -86,6 +87,15 @@ def changed_steps(graph: PipelineGraph, keys: Mapping[str, Any], client: Any) ->
             everything,
             dict.fromkeys(everything, "the pipeline has --when conditions"),
             f"the pipeline has conditions ({names}): --changed is not built for them yet, every step runs",
+        )
+    fanned = sorted({n.fanout.step for n in graph.steps if n.fanout and foreach.gather_name(n.fanout.step) in keys})
+    if fanned:  # built as SageMaker ForEach steps, whose children a selective execution does not name
+        return Selection(
+            None,
+            everything,
+            dict.fromkeys(everything, "the pipeline has --foreach steps built as SageMaker ForEach steps"),
+            f"the pipeline has --foreach steps ({', '.join(fanned)}), built as SageMaker ForEach steps: "
+            "--changed is not built for them yet, every step runs",
         )
     source = _latest_succeeded(client, graph.name)
     if source is None:

@@ -226,25 +226,31 @@ class JobExecution(FakeExecution):
         times = [t for tries in self.attempts.values() for a in tries for t in (a.start, a.end) if t is not None]
         return self.t0_epoch + max(times, default=self.t0)
 
-    def _resolve(self, expr: Any) -> Any:
+    def _resolve(self, expr: Any, item: Any = None) -> Any:
+        """An expression as the service resolves it; ``item``: ``ForEach.CurrentItem`` in a ForEach's body."""
         if isinstance(expr, dict) and len(expr) == 1 and "Get" in expr:
             head, _, rest = expr["Get"].partition(".")
             if head == "Execution" and rest == "PipelineExecutionId":
                 return self.arn.rsplit("/", 1)[-1]
             if head == "Parameters":
                 return self.parameters[rest]
+            if head == "ForEach" and rest == "CurrentItem" and item is not None:
+                return item
             step, _, path = rest.partition(".")
             value: Any = self.properties[step]
-            for part in path.split("."):
-                value = value[part]
+            for part in path.split("."):  # "IterationOutputs[2]": a member, then an index
+                member, _, index = part.partition("[")
+                value = value[member]
+                if index:
+                    value = value[int(index.rstrip("]"))]
             return value
         if isinstance(expr, dict) and len(expr) == 1 and "Std:Join" in expr:
             spec = expr["Std:Join"]
-            return spec.get("On", "").join(str(self._resolve(v)) for v in spec.get("Values", []))
+            return spec.get("On", "").join(str(self._resolve(v, item)) for v in spec.get("Values", []))
         if isinstance(expr, dict):
-            return {k: self._resolve(v) for k, v in expr.items()}
+            return {k: self._resolve(v, item) for k, v in expr.items()}
         if isinstance(expr, list):
-            return [self._resolve(v) for v in expr]
+            return [self._resolve(v, item) for v in expr]
         return expr
 
     def _run(self) -> None:
@@ -258,23 +264,52 @@ class JobExecution(FakeExecution):
 
     def _run_steps(self) -> None:
         for step in self.steps:
-            name = step["Name"]
-            attempt = Attempt(1, self._clock())
-            self.attempts[name].append(attempt)
-            if step.get("Type") != "Training":
-                attempt.status, attempt.reason = "Failed", f"the fake runs training steps only, not {step['Type']}"
+            if step.get("Type") == "ForEach":
+                if not self._run_for_each(step):
+                    return
+            elif not self._run_training(step["Name"], step):
                 return
-            request = self._resolve(step["Arguments"])
-            job_name = self.job_name(name, 1)
-            job = {"status": "InProgress", "request": request, "process": None, "failure": None, "started": time.time()}
-            self.fake.training_jobs[job_name] = job
-            self.fake._run_job(job_name, job)
-            attempt.end = self._clock()
-            if job["status"] != "Completed":
-                attempt.status, attempt.reason = "Failed", job["failure"] or job["status"]
-                return
-            attempt.status = "Succeeded"
-            self.properties[name] = {"OutputDataConfig": request["OutputDataConfig"]}
+
+    def _run_training(self, name: str, step: dict, item: Any = None) -> bool:
+        if name not in self.attempts:  # a ForEach's child
+            self.attempts[name], self.order = [], [*self.order, name]
+        attempt = Attempt(1, self._clock())
+        self.attempts[name].append(attempt)
+        if step.get("Type") != "Training":
+            attempt.status, attempt.reason = "Failed", f"the fake runs training steps only, not {step['Type']}"
+            return False
+        request = self._resolve(step["Arguments"], item)
+        job_name = self.job_name(name, 1)
+        job = {"status": "InProgress", "request": request, "process": None, "failure": None, "started": time.time()}
+        self.fake.training_jobs[job_name] = job
+        self.fake._run_job(job_name, job)
+        attempt.end = self._clock()
+        if job["status"] != "Completed":
+            attempt.status, attempt.reason = "Failed", job["failure"] or job["status"]
+            return False
+        attempt.status = "Succeeded"
+        self.properties[name] = {"OutputDataConfig": request["OutputDataConfig"]}
+        return True
+
+    def _run_for_each(self, step: dict) -> bool:
+        """SageMaker's ForEach (SDK 3.27's documentation): each body step once per item, as child
+        ``<body>-<i>`` with ``ForEach.CurrentItem`` the item (one after another here); the children's properties
+        as ``IterationOutputs[i].<body>``."""
+        attempt = Attempt(1, self._clock())
+        self.attempts[step["Name"]].append(attempt)
+        arguments = step["Arguments"]
+        outputs = []
+        for index, item in enumerate(self._resolve(arguments["IterableItems"])):
+            for body in arguments["ForEachBody"]:
+                if not self._run_training(f"{body['Name']}-{index}", body, item):
+                    attempt.status, attempt.reason, attempt.end = "Failed", "a child step failed", self._clock()
+                    return False
+            outputs.append(
+                {body["Name"]: self.properties[f"{body['Name']}-{index}"] for body in arguments["ForEachBody"]}
+            )
+        attempt.status, attempt.end = "Succeeded", self._clock()
+        self.properties[step["Name"]] = {"IterationOutputs": outputs}
+        return True
 
 
 _ZYGOTE = r"""

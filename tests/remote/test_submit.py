@@ -104,6 +104,22 @@ def test_changed_with_a_condition_runs_everything_and_says_so(notebook, fake):
     assert "SelectiveExecutionConfig" not in fake.ops("StartPipelineExecution")[-1]
 
 
+def test_changed_with_a_fan_out_built_as_a_for_each_runs_everything_and_says_so(notebook, fake):
+    """A selective execution names the steps to run; a ForEach's children are not steps of the definition."""
+    from jupyter_smstep.sdk import compat
+
+    notebook.workspace.submit()
+    notebook.run("items = [1, 2]")
+    notebook.run("%%step sq --defer --foreach n=items\nsq = n * n")
+    submission = notebook.workspace.submit(changed=True)
+    assert submission.started
+    if compat.load().ForEachStep is None:  # expanded: the iterations are steps, selected as any other
+        assert {"sq-0", "sq-1", "sq"} <= set(submission.selection.steps)
+        return
+    assert "(sq), built as SageMaker ForEach steps: --changed is not built" in submission.selection.note
+    assert "SelectiveExecutionConfig" not in fake.ops("StartPipelineExecution")[-1]
+
+
 def test_an_upload_denied_midway_names_the_object_the_permission_and_what_stays(notebook, fake):
     """A bucket policy (or a permission lost mid-way) refuses the third object: the error says which object,
     which permission, and that what was uploaded stays and is reused (content-addressed)."""
