@@ -312,7 +312,7 @@ def _for_each_fans(graph: PipelineGraph, major: int) -> dict[str, list[Any]]:
     """The fan-outs the module builds as a ForEach: as the notebook's build does (``sdk.build``) for the
     installed SDK; for another line, on v3."""
     if major != compat.installed_major():
-        return foreach.iterations_of(graph.steps) if major >= 3 else {}
+        return foreach.iterations_of(graph.steps) if major >= 3 and graph.foreach_as == "foreach" else {}
     from jupyter_smstep.sdk.build import for_each_fan_outs
 
     return for_each_fan_outs(graph)

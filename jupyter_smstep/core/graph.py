@@ -121,6 +121,7 @@ def build_graph(
         no_image=no_image,
         mlflow=dict(registry.mlflow),
         shipping=shipping,
+        foreach_as=registry.foreach_as,
     )
 
 

@@ -187,6 +187,8 @@ class PipelineGraph:
     mlflow: dict[str, str] = field(default_factory=dict)
     #: What the steps' workspace ships (core.workdir.Shipping), None: no workspace; decided once, here
     shipping: Any = None
+    #: A --foreach cell under SDK v3: SageMaker's ForEach step ("foreach"), or one step per item ("steps")
+    foreach_as: str = "foreach"
 
     def step(self, name: str) -> StepNode:
         return next(s for s in self.steps if s.name == name)

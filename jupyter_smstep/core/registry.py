@@ -84,6 +84,7 @@ class Registry:
     parameters: dict[str, Any] = field(default_factory=dict)  # name -> default value
     exports: set[str] = field(default_factory=set)  # names every producing step must return
     mlflow: dict[str, str] = field(default_factory=dict)  # %pipeline config --mlflow-arn / --mlflow-experiment
+    foreach_as: str = "foreach"  # %pipeline config --foreach-as: a --foreach cell under SDK v3 (core.foreach)
     # Names computed by step cells that no longer exist (deleted, removed): their values may
     # linger in the kernel, but capturing them would silently freeze a step's output.
     retired: dict[str, str] = field(default_factory=dict)

@@ -358,8 +358,11 @@ def assemble(
 
 def for_each_fan_outs(graph: PipelineGraph) -> dict[str, list[StepNode]]:
     """The fan-out cells built as a ``ForEachStep``: cell step -> its iteration nodes. None before SDK 3.27,
-    which has no ForEachStep: there the iterations are steps of their own (``core.foreach``)."""
-    return foreach.iterations_of(graph.steps) if load().ForEachStep is not None else {}
+    which has no ForEachStep, or when the notebook asks for steps: there the iterations are steps of their own
+    (``core.foreach``)."""
+    if graph.foreach_as == "steps" or load().ForEachStep is None:  # %pipeline config --foreach-as steps
+        return {}
+    return foreach.iterations_of(graph.steps)
 
 
 def for_each_body(iterations: list[Callable[..., Any]]) -> Callable[..., Any]:

@@ -317,6 +317,19 @@ def test_a_fan_out_cell_is_a_for_each_step_under_sdk_v3_and_one_step_per_item_un
     assert gather["Arguments"]["ResourceConfig"]["InstanceType"] == "ml.m5.large"
 
 
+def test_foreach_as_steps_builds_one_step_per_item_under_either_sdk_line(shell, session, tmp_path):
+    """The way back, should SageMaker refuse a ForEach: %pipeline config --foreach-as steps."""
+    shell.notebook("sweep", ["%pipeline config --foreach-as steps", *SWEEP])
+    steps = steps_by_name(shell.workspace.definition(session))
+    assert set(steps) == {"data", "fit-0", "fit-1", "fit-2", "fit", "report"}
+    assert set(steps["fit-2"]["DependsOn"]) == {"data", "fit-0"}  # --max-concurrency 2: two lanes
+    _, exported = export_and_build(shell, session, tmp_path / "pipeline.py")
+    assert set(steps_by_name(exported)) == set(steps)
+    assert "--foreach-as: invalid choice: 'loop' (choose from 'foreach', 'steps')" in shell.error(
+        "%pipeline config --foreach-as loop"
+    )
+
+
 def test_the_export_of_a_fan_out_builds_the_same_pipeline_each_iteration_with_its_item(shell, session, tmp_path):
     shell.notebook(
         "sweep",

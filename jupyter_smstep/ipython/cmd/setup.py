@@ -30,6 +30,13 @@ def config_arguments(parser: CommandParser, cli: bool) -> None:
         metavar="NAME",
         help="with --mlflow-arn: the MLflow experiment (default: the pipeline's name)",
     )
+    parser.add_argument(
+        "--foreach-as",
+        default=None,
+        choices=("foreach", "steps"),
+        help="a --foreach cell under SDK v3: SageMaker's ForEach step (the default), or one step per item "
+        "and a gather, as under SDK v2",
+    )
     options_mod.add_option_arguments(parser, per_step=False)
 
 
@@ -47,6 +54,8 @@ def config(ctx: Context, args: argparse.Namespace) -> int:
             fix="add --mlflow-arn arn:aws:sagemaker:REGION:ACCOUNT:mlflow-tracking-server/NAME",
         )
     ctx.workspace.registry.set_defaults(options, name=args.name, save_root=root)
+    if args.foreach_as:
+        ctx.workspace.registry.foreach_as = args.foreach_as
     if args.mlflow_arn or args.mlflow_experiment:
         ctx.workspace.registry.mlflow.update(
             {k: v for k, v in (("arn", args.mlflow_arn), ("experiment", args.mlflow_experiment)) if v}
