@@ -317,7 +317,10 @@ def assemble(
                 iterations = fans[fan.step]
                 # the body takes the cell's name, so SageMaker names its children as the iterations: "<step>-<i>"
                 body = call(
-                    node, for_each_body([functions[n.name] for n in iterations]), [patches.current_item()], fan.step
+                    node,
+                    for_each_body([functions[n.name] for n in iterations], len(codegen.arguments(node))),
+                    [patches.current_item()],
+                    fan.step,
                 )
                 for_each = sdk.ForEachStep(
                     **foreach.for_each_arguments(fan),
@@ -365,10 +368,11 @@ def for_each_fan_outs(graph: PipelineGraph) -> dict[str, list[StepNode]]:
     return foreach.iterations_of(graph.steps)
 
 
-def for_each_body(iterations: list[Callable[..., Any]]) -> Callable[..., Any]:
+def for_each_body(iterations: list[Callable[..., Any]], arity: int) -> Callable[..., Any]:
     """The ForEach body's function: the iteration named by the item (its number) runs, so each child runs
-    exactly what that iteration's own step would (its item pickled as the kernel held it, not through JSON)."""
-    arity = iterations[0].__code__.co_argcount
+    exactly what that iteration's own step would (its item pickled as the kernel held it, not through JSON).
+    ``arity``: the arguments the step passes (``codegen.arguments``; an iteration's other parameters have
+    defaults: the values its cell binds again)."""
     names = ", ".join(f"arg{i}" for i in range(arity))
     source = f"def {iterations[0].__name__}_item(item{', ' if names else ''}{names}):\n"
     source += f"    return ITERATIONS[int(item)]({names})\n"

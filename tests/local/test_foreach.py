@@ -277,3 +277,16 @@ def test_a_read_of_the_for_each_s_own_properties_is_refused_not_left_unresolved(
     status = {"Name": "after", "Type": "Training", "Arguments": {"s": {"Get": "Steps.fit-foreach.Status"}}}
     with pytest.raises(SmstepError, match="reads Steps.fit-foreach.Status, which the local runner does not produce"):
         as_run({"Steps": [_for_each([0, 1]), status]})
+
+
+def test_a_fan_out_cell_that_binds_a_captured_value_again_runs_each_item_from_the_value_it_saw(shell, tmp_path):
+    """Its iterations take that value as a parameter with a default (codegen.rebound): the ForEach body
+    passes only the links."""
+    shell.notebook(
+        "rebinds",
+        ["alphas = [1, 2]\nw = 10", "%%step data\nxs = [1, 2]", "%%step fit --foreach a=alphas\nw = w * a + len(xs)"],
+    )
+    shell.run("%%step total\nt = sum(w)")
+    result, _ = shell.run_local(tmp_path / "runs")
+    assert result.succeeded and result.outputs("total") == {"t": (10 * 1 + 2) + (10 * 2 + 2)}
+    assert shell.ip.user_ns["t"] == 34
