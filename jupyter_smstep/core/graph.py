@@ -265,9 +265,9 @@ def _fan_out(
     fan, why = None, ""
     if writer is not None and writer.step is not None:
         why = (
-            f"the items come from step '{writer.step.name}', so they are known only when it runs; a step's "
-            "iterations are built one job per item before the pipeline runs (SageMaker's ForEachStep cannot "
-            "carry @step results per iteration)"
+            f"the items come from step '{writer.step.name}', so they are known only when it runs; the iterations "
+            "(one job per item, the children of SageMaker's ForEach under SDK v3) are made when the pipeline is "
+            "built, from the items known then"
         )
     elif source in registry.parameters:
         why = (
@@ -280,7 +280,8 @@ def _fan_out(
         items, why = foreach_mod.items_of(values[source])
         if items is not None:
             fan = foreach_mod.FanOut(node.name, var, source, items, spec.max_concurrency, spec.select)
-    foreach_mod.check(node, fan, f"{source!r} {why}" if fan is None and source in values else why, report)
+        why = f"{source!r} {why}"
+    foreach_mod.check(node, fan, why, report)
     return fan
 
 

@@ -174,7 +174,10 @@ def errors(shell) -> list[str]:
             "step 'fit-gather' has a name this --foreach step's pipeline takes",
         ),
         (["items = [1, 2]", "%%step sel --foreach n=items --select max:auc\nr = n"], "does not assign 'auc'"),
-        (["%%step make\nitems = [1, 2]", "%%step use --foreach n=items\nr = n"], "come from step 'make'"),
+        (
+            ["%%step make\nitems = [1, 2]", "%%step use --foreach n=items\nr = n"],
+            "--foreach n=items: the items come from step 'make'",
+        ),
         (["%pipeline param items=[1,2]", "%%step use --foreach n=items --defer\nr = n"], "is a pipeline parameter"),
         (["items = 'abc'", "%%step chars --foreach n=items --defer\nr = n"], "once per character"),
         (["items = {1, 2}", "%%step unordered --foreach n=items --defer\nr = n"], "a set, which has no order"),
