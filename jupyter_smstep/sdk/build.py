@@ -377,7 +377,9 @@ def for_each_body(iterations: list[Callable[..., Any]], arity: int) -> Callable[
     source = f"def {iterations[0].__name__}_item(item{', ' if names else ''}{names}):\n"
     source += f"    return ITERATIONS[int(item)]({names})\n"
     namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins, "ITERATIONS": list(iterations)}
-    exec(compile(source, f"<foreach {iterations[0].__name__}>", "exec"), namespace)  # noqa: S102 - the compiler
+    filename = f"<foreach {iterations[0].__name__}>"
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)  # a traceback shows it
+    exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - the compiler
     body = namespace[f"{iterations[0].__name__}_item"]
     if PRELOAD in iterations[0].__dict__:
         body.__dict__[PRELOAD] = iterations[0].__dict__[PRELOAD]
