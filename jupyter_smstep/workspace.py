@@ -324,7 +324,7 @@ class Workspace:
             "notebook": self.notebook,
             "taken": dict(taken or {}),
             "host_env": host_env,
-            "pipeline_key": pipeline_key(graph, keys, sdk_config.load_sdk_config()),
+            "pipeline_key": pipeline_key(graph, keys, sdk_config.load_sdk_config(), compat.installed_version() or ""),
         }
         if runs_dir is not None:
             kwargs["runs_dir"] = runs_dir

@@ -136,9 +136,10 @@ def step_keys(
     return keys
 
 
-def pipeline_key(graph: PipelineGraph, keys: Mapping[str, StepKey], config: Any = None) -> str:
+def pipeline_key(graph: PipelineGraph, keys: Mapping[str, StepKey], config: Any = None, sdk: str = "") -> str:
     """What determines the whole definition: the name, the declared parameters, every step's key, in
-    order, and the SageMaker config (its S3 root is in every path)."""
+    order, the SageMaker config (its S3 root is in every path), and the SDK that builds it (its version, and
+    for a fan-out whether it is built as a ForEach)."""
     return digest_json(
         {
             "name": graph.name,
@@ -146,6 +147,8 @@ def pipeline_key(graph: PipelineGraph, keys: Mapping[str, StepKey], config: Any 
             "config": config,
             "steps": [[node.name, keys[node.name].key] for node in graph.steps],
             "conditions": [c.to_json() for c in graph.conditions],
+            "sdk": sdk,
+            **({"foreach_as": graph.foreach_as} if any(n.fanout for n in graph.steps) else {}),
         }
     )
 

@@ -293,3 +293,28 @@ def test_a_fan_out_cell_that_binds_a_captured_value_again_runs_each_item_from_th
     result, _ = shell.run_local(tmp_path / "runs")
     assert result.succeeded and result.outputs("total") == {"t": (10 * 1 + 2) + (10 * 2 + 2)}
     assert shell.ip.user_ns["t"] == 34
+
+
+def test_a_cached_definition_is_not_reused_across_foreach_as(shell, tmp_path):
+    """A local run reuses the definition it built when nothing changed; --foreach-as changes the definition."""
+    from jupyter_smstep.sdk import compat
+
+    shell.notebook("sweep", SWEEP[:3])
+    first, _ = shell.run_local(tmp_path / "runs")
+    shell.run("%pipeline config --foreach-as steps")
+    second, _ = shell.run_local(tmp_path / "runs")
+    assert first.succeeded and second.succeeded
+    kinds = [
+        {s["Name"]: s["Type"] for s in json.loads((r.run_dir / "definition.json").read_text())["Steps"]}
+        for r in (first, second)
+    ]
+    assert kinds[1] == {
+        "data": "Training",
+        "fit-0": "Training",
+        "fit-1": "Training",
+        "fit-2": "Training",
+        "fit": "Training",
+    }
+    if compat.load().ForEachStep is not None:
+        assert kinds[0]["fit-foreach"] == "ForEach"
+    assert all(s.cached_from for s in second.steps.values())  # each step's result, reused
