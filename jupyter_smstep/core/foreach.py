@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -97,11 +97,25 @@ def iteration_name(step: str, index: int) -> str:
 #: ``train-0 …``, as the expansion does); the gather step, which needs a name of its own there, is
 #: :func:`gather_name`. The local runner names it back (``local.definition``).
 def foreach_name(step: str) -> str:
-    return f"{step}-foreach"
+    return f"{step}{_FOREACH}"
+
+
+_FOREACH = "-foreach"
 
 
 def gather_name(step: str) -> str:
     return f"{step}-gather"
+
+
+def named_back(names: Iterable[str]) -> dict[str, str]:
+    """The steps of an execution the notebook names otherwise: each fan-out's gather (``<step>-gather``, beside
+    its ``<step>-foreach``) -> the cell's name. Its children already have the iterations' names."""
+    listed = set(names)
+    return {
+        gather_name(name.removesuffix(_FOREACH)): name.removesuffix(_FOREACH)
+        for name in listed
+        if name.endswith(_FOREACH) and gather_name(name.removesuffix(_FOREACH)) in listed
+    }
 
 
 def iterations_of(steps: list[StepNode]) -> dict[str, list[StepNode]]:

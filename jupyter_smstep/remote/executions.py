@@ -29,7 +29,7 @@ from typing import Any
 from collections.abc import Iterable, Mapping
 
 from jupyter_smstep.errors import Problem, SmstepError, aws_error
-from jupyter_smstep.core import sdk_config
+from jupyter_smstep.core import foreach, sdk_config
 from jupyter_smstep.core.keys import shared
 
 #: the files of a ``@step`` results folder the SDK writes (results.json only with JSON-able outputs)
@@ -143,25 +143,24 @@ def find(client: Any, pipeline: str, execution: str) -> RemoteExecution:
     from jupyter_smstep.sdk.content import definition_keys
 
     keys = definition_keys(definition)
-    children, renamed = for_each_names(definition)
+    children = for_each_children(definition)
+    renamed = foreach.named_back(latest)  # a fan-out's gather, in the notebook's name
     steps = {}
     for name, row in latest.items():
-        if name in renamed.values() and name not in children:  # a ForEach body (its children are the runs)
+        if name in renamed.values():  # (a row of a ForEach's body itself is its children's)
             continue
         body, siblings = children.get(name, (name, ()))
-        model = renamed.get(name, name)
-        steps[model] = RemoteStep(model, str(row.get("StepStatus", "")), training_job(row), keys.get(body), siblings)
+        mine = renamed.get(name, name)
+        steps[mine] = RemoteStep(mine, str(row.get("StepStatus", "")), training_job(row), keys.get(body), siblings)
     return RemoteExecution(arn, pipeline, str(described.get("PipelineExecutionStatus", "")), steps, parameters)
 
 
-def for_each_names(definition: Mapping[str, Any]) -> tuple[dict[str, tuple[str, tuple[str, ...]]], dict[str, str]]:
-    """A fan-out built as a ForEach, in the notebook's names: each child (``<body>-<i>``, as the service lists
-    it) -> (its body step, all the children), and the gather (``<step>-gather``) -> the cell's name."""
-    from jupyter_smstep.core import foreach
+def for_each_children(definition: Mapping[str, Any]) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Each child of a ForEach (``<body>-<i>``, as the service lists it) -> (its body step, whose content key it
+    carries, and all the children, which share it)."""
     from jupyter_smstep.core.conditions import definition_steps
 
     children: dict[str, tuple[str, tuple[str, ...]]] = {}
-    renamed: dict[str, str] = {}
     for raw, _ in definition_steps(definition):
         arguments = raw.get("Arguments") or {}
         if raw.get("Type") != "ForEach" or not isinstance(arguments.get("IterableItems"), list):
@@ -170,8 +169,7 @@ def for_each_names(definition: Mapping[str, Any]) -> tuple[dict[str, tuple[str, 
             name = str(body.get("Name"))
             names = tuple(foreach.iteration_name(name, i) for i in range(len(arguments["IterableItems"])))
             children.update(dict.fromkeys(names, (name, names)))
-            renamed[foreach.gather_name(name)] = name
-    return children, renamed
+    return children
 
 
 def _latest(client: Any, pipeline: str) -> str:

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 from collections.abc import Mapping
 
+from jupyter_smstep.core import foreach
 from jupyter_smstep.errors import aws_error, error_code
 from jupyter_smstep.remote.executions import last_attempts, training_job
 
@@ -108,8 +109,10 @@ def _row(client: Any, summary: Mapping[str, Any]) -> ExecutionRow:
         when = _time(item[1].get("StartTime"))
         return when.timestamp() if when is not None else float("inf")
 
+    renamed = foreach.named_back(latest)  # a fan-out's gather, in the notebook's name
     for name, step in sorted(latest.items(), key=began):  # in the order they started
-        steps.append(_bill(client, name, str(step.get("StepStatus", "")), training_job(step)))
+        if name not in renamed.values():  # (a row of a ForEach's body itself is its children's)
+            steps.append(_bill(client, renamed.get(name, name), str(step.get("StepStatus", "")), training_job(step)))
     return ExecutionRow(arn, status, started, duration, started_by(described), steps)
 
 

@@ -14,6 +14,7 @@ must fix (no permission, unknown execution) raise :class:`SmstepError`.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import threading
 import time
@@ -23,6 +24,7 @@ from datetime import datetime
 from typing import Any
 from collections.abc import Callable, Iterator
 
+from jupyter_smstep.core import foreach
 from jupyter_smstep.core.states import StepState
 from jupyter_smstep.errors import THROTTLING, SmstepError, aws_error, error_code
 
@@ -347,7 +349,12 @@ class ExecutionMonitor:
                 end=row.get("EndTime"),
                 attempt=max(int(row.get("AttemptCount") or 1), (previous.attempt + 1) if previous else 1),
             )
-        return steps
+        renamed = foreach.named_back(steps)  # a fan-out's gather, in the notebook's name (as a local run has it)
+        return {  # (a row of the ForEach's body itself, if the service lists one, is its children's)
+            renamed.get(n, n): dataclasses.replace(s, name=renamed.get(n, n))
+            for n, s in steps.items()
+            if n not in renamed.values()
+        }
 
     def watch(
         self,

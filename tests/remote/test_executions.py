@@ -395,6 +395,9 @@ def test_a_fan_out_comes_back_from_sagemaker_each_iteration_with_its_own_result(
     report = json.loads(capsys.readouterr().out)
     assert report["differs"] == 0 and report["not comparable"] == 0, json.dumps(report, indent=1)
     assert {"sq-0", "sq-1", "sq-2", "sq", "total"} <= set(report["steps"])
+    shell.run("%pipeline history --json")  # the gather under the cell's name there too
+    (row,) = json.loads(capsys.readouterr().out)
+    assert {"sq-0", "sq-1", "sq-2", "sq", "total"} <= set(row["steps"]) and "sq-gather" not in row["steps"]
     # a changed item: refused, by name, until submitted again; under v3 every child, whose ForEach runs other
     # items now; under v2 the iteration whose item changed
     shell.run("items = [2, 3, 5]")

@@ -397,3 +397,21 @@ def test_smstep_submit_wait_follows_the_execution_from_the_terminal(moto_server,
     assert "step 'divide' failed: AlgorithmError: ZeroDivisionError: division by zero" in err
     assert "| ZeroDivisionError: division by zero" in err
     assert json.loads(proc.stdout)["execution_arn"] in err
+
+
+def test_a_fan_outs_gather_is_followed_under_the_cells_name(fake):
+    """SDK v3 names the gather '<step>-gather' beside its ForEach '<step>-foreach'; the panel's node (and a
+    local run) is '<step>': the monitor names it so, or the node would wait forever."""
+    plans = [
+        StepPlan("fit-foreach", [], 2),
+        StepPlan("fit-0", [], 1),
+        StepPlan("fit-gather", ["fit-foreach"], 1),
+        StepPlan("report", ["fit-gather"], 1),
+        StepPlan("other-gather", [], 1),  # no ForEach beside it: a user's step of that name
+    ]
+    mon = monitor.ExecutionMonitor(fake.add_execution(plans))
+    for _ in range(8):
+        snap = mon.poll()
+    assert snap.succeeded
+    assert set(snap.steps) == {"fit-foreach", "fit-0", "fit", "report", "other-gather"}
+    assert snap.steps["fit"].name == "fit" and snap.steps["fit"].job_name.startswith("demo-fit-gather-1-")
