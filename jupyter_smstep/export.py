@@ -143,10 +143,10 @@ def module_source(
             return stepargs.Source(handles[operand.step] + "".join(f"[{p!r}]" for p in (operand.name,) + operand.path))
         return stepargs.Source(f"{operand.name}_param") if operand.kind == "parameter" else operand.value
 
+    each = {step: foreach.foreach_name(step).replace("-", "_") + "_step" for step in fans}  # the ForEach's variable
+
     def listed(step: str) -> str:  # what the pipeline (or a branch) lists: an iteration's ForEach
-        if step in iterations:
-            return foreach.foreach_name(iterations[step][0]).replace("-", "_") + "_step"
-        return handles[step]
+        return each[iterations[step][0]] if step in iterations else handles[step]
 
     branches = {
         c.name: condition_steps.condition_step(
@@ -226,7 +226,6 @@ def module_source(
                 f"    return [{choices}][int(item)]({', '.join(link_names)})",
             ]
     out += ["", "", "# ---- the pipeline"]
-    each = {step: foreach.foreach_name(step).replace("-", "_") + "_step" for step in fans}  # the ForEach's variable
 
     def argument(i: Any) -> str:
         if i.step in iterations:  # one iteration's output: the ForEach's child's
