@@ -47,6 +47,7 @@ from collections.abc import Iterator, Mapping
 
 from jupyter_smstep.core.conditions import definition_steps
 from jupyter_smstep.core import keys as keys_mod
+from jupyter_smstep.errors import Problem, SmstepError
 from jupyter_smstep.folders import data_dir, write_whole
 from jupyter_smstep.sdk.signing import DeterministicSigner, user_secret
 from jupyter_smstep.sdk.uploads import UploadCount, register, s3_clients, unregister
@@ -126,7 +127,16 @@ def _install(major: int) -> None:
             patches.set_request_field(compiled, "CacheConfig", {"Enabled": True, "ExpireAfter": plan.cache[step.name]})
         if step.name in plan.per_item:
             sdk = compat.load()
-            patches.results_per_item(compiled.arguments, sdk.Join, sdk.ExecutionVariables.PIPELINE_EXECUTION_ID)
+            try:
+                patches.results_per_item(compiled.arguments, sdk.Join, sdk.ExecutionVariables.PIPELINE_EXECUTION_ID)
+            except RuntimeError as exc:  # a release that writes the results elsewhere (patches' canary test)
+                raise SmstepError(
+                    Problem(
+                        f"{exc}: a --foreach cell cannot be built as a ForEach step with this SDK",
+                        step=step.name,
+                        fix="%pipeline config --foreach-as steps (one step per item), and report the SDK's version",
+                    )
+                ) from None
         return compiled
 
     patches.wrap_build_step(major, build_step)

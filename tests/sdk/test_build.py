@@ -317,6 +317,27 @@ def test_a_fan_out_cell_is_a_for_each_step_under_sdk_v3_and_one_step_per_item_un
     assert gather["Arguments"]["ResourceConfig"]["InstanceType"] == "ml.m5.large"
 
 
+def test_an_sdk_that_writes_results_elsewhere_is_said_with_the_way_back(shell, session, monkeypatch):
+    """sdk/patches.py checks the results path it rewrites is the one the SDK writes (its canary fails in CI
+    first); a user whose SDK moved it gets the step, the reason and --foreach-as steps, not a traceback."""
+    from jupyter_smstep.errors import SmstepError
+    from jupyter_smstep.sdk import compat, patches
+
+    def moved(arguments, join, execution_id):
+        raise RuntimeError("this SDK writes a @step's results elsewhere (…/moved)")
+
+    monkeypatch.setattr(patches, "results_per_item", moved)
+    shell.notebook("sweep", SWEEP)
+    if compat.load().ForEachStep is None:  # SDK v2 builds no ForEach: nothing is rewritten
+        assert "fit-1" in steps_by_name(shell.workspace.definition(session))
+        return
+    with pytest.raises(SmstepError) as caught:
+        shell.workspace.definition(session)
+    (problem,) = caught.value.problems
+    assert problem.step == "fit" and "results elsewhere" in problem.message
+    assert "--foreach-as steps" in problem.fix
+
+
 def test_foreach_as_steps_builds_one_step_per_item_under_either_sdk_line(shell, session, tmp_path):
     """The way back, should SageMaker refuse a ForEach: %pipeline config --foreach-as steps."""
     shell.notebook("sweep", ["%pipeline config --foreach-as steps", *SWEEP])
