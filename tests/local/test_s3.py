@@ -434,6 +434,29 @@ def test_an_unsigned_request_is_refused_and_reveals_nothing(local):
     assert "planted.pkl" not in keys
 
 
+def test_a_read_is_recorded_before_it_is_answered(local_endpoint, monkeypatch):
+    """What a step read decides whether its cached result may be reused: a read recorded after the answer
+    could be missed when the step ends right after it (and this suite's own check of the records raced)."""
+    from jupyter_smstep.local.s3 import http
+
+    recorded_when_answered = []
+    answer = http.Handler.send_response
+
+    def send_response(self, code, message=None):
+        if self.command == "GET":
+            recorded_when_answered.append(list(self.server.reads))
+        return answer(self, code, message)
+
+    monkeypatch.setattr(http.Handler, "send_response", send_response)
+    caller = local_endpoint.caller("9")
+    step = boto3.session.Session(
+        region_name="us-east-1", aws_access_key_id=caller, aws_secret_access_key=local_endpoint.credentials.secret_key
+    ).client("s3", endpoint_url=local_endpoint.endpoint_url)
+    step.put_object(Bucket=local_endpoint.bucket, Key="read-me.txt", Body=b"x")
+    step.get_object(Bucket=local_endpoint.bucket, Key="read-me.txt")
+    assert recorded_when_answered and recorded_when_answered[-1][-1] == (caller, local_endpoint.bucket, "read-me.txt")
+
+
 def test_a_wrong_secret_an_unknown_key_and_an_old_signature_are_refused(local_endpoint, monkeypatch):
     import datetime
 

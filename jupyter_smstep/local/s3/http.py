@@ -175,7 +175,6 @@ class Handler(BaseHTTPRequestHandler):
             return self._send(200, headers={"ETag": meta.etag, "Content-Length": "0"})
         if method in ("GET", "HEAD") and not ({"acl", "tagging", "attributes", "legal-hold", "retention"} & set(q)):
             self._get(bucket, key, head=method == "HEAD")
-            self.server.reads.append((self.caller, bucket, key))  # found: _get raises NoSuchKey otherwise
             return None
         if method == "DELETE" and not q:
             store.remove(bucket, key)
@@ -299,6 +298,9 @@ class Handler(BaseHTTPRequestHandler):
             length = end - start + 1 if size else 0
             headers["Content-Length"] = str(length)
             self._drain_body()
+            # What the step read, recorded before it is answered: once the caller has the object, the record is
+            # there (a step's last read, just before it ends, is never missed by its reads: local.reads)
+            self.server.reads.append((self.caller, bucket, key))
             self.send_response(status)
             for name, value in headers.items():
                 self.send_header(name, value)
