@@ -123,16 +123,13 @@ def as_run(definition: dict) -> dict:
     parameter, a step's output), a body of several steps, a read of the ForEach's own properties."""
     from jupyter_smstep.core import foreach
 
-    bodies: set[str] = set()
-
     def walk(steps: Any) -> tuple[list[Any], dict[str, list[str]]]:
         out: list[Any] = []
         children: dict[str, list[str]] = {}  # ForEach -> its children
         for raw in steps or []:
             if isinstance(raw, dict) and raw.get("Type") == "ForEach":
-                made, body = _children(raw)
+                made = _children(raw)
                 children[str(raw["Name"])] = [c["Name"] for c in made]
-                bodies.add(body)
                 out += made
                 continue
             if isinstance(raw, dict) and raw.get("Type") == "Condition":
@@ -147,7 +144,7 @@ def as_run(definition: dict) -> dict:
     steps, children = walk(definition.get("Steps"))
     if not children:
         return definition
-    renamed = {foreach.gather_name(body): body for body in bodies}
+    renamed = foreach.named_back(str(raw.get("Name")) for raw, _ in definition_steps(definition))
 
     def rewrite(value: Any) -> Any:
         if isinstance(value, dict):
@@ -166,8 +163,8 @@ def as_run(definition: dict) -> dict:
     return {**definition, "Steps": rewrite(steps)}
 
 
-def _children(raw: dict) -> tuple[list[dict], str]:
-    """A ForEach's children (:func:`as_run`), and its body step's name."""
+def _children(raw: dict) -> list[dict]:
+    """A ForEach's children (:func:`as_run`)."""
     name = str(raw.get("Name"))
     arguments = raw.get("Arguments") or {}
     items, body = arguments.get("IterableItems"), arguments.get("ForEachBody") or []
@@ -191,7 +188,7 @@ def _children(raw: dict) -> tuple[list[dict], str]:
         after = [f"{body[0]['Name']}-{index - lanes}"] if index >= lanes else []
         child["DependsOn"] = list(dict.fromkeys([*raw.get("DependsOn", []), *body[0].get("DependsOn", []), *after]))
         made.append(child)
-    return made, str(body[0]["Name"])
+    return made
 
 
 def _with_item(value: Any, item: Any) -> Any:

@@ -263,16 +263,18 @@ def assemble(
     root: Path | None = None,
     dependency_files: Mapping[str, str] | None = None,
     local: bool = False,
+    fans: Mapping[str, list[StepNode]] | None = None,
 ) -> Any:
     """The SDK ``Pipeline``: each function wrapped with ``@step``, every link a top-level argument.
 
     ``dependency_files``: the written requirements.txt of each ``--dependencies auto`` step; ``local``: for the
-    local runner (a step without an image gets :data:`LOCAL_IMAGE`)."""
+    local runner (a step without an image gets :data:`LOCAL_IMAGE`); ``fans``: the fan-outs built as a ForEach
+    (:func:`for_each_fan_outs`, found here unless given)."""
     sdk = load()
     params = parameter_objects(graph, sdk)
     returns: dict[str, Any] = {}  # step -> what later steps read (``returns[step][output]``)
     entries: dict[str, Any] = {}  # step -> what the pipeline (or a condition's branch) lists
-    fans = for_each_fan_outs(graph)
+    fans = for_each_fan_outs(graph) if fans is None else fans
     iteration_names = {n.name for nodes in fans.values() for n in nodes}
 
     def steps_of(names: list[str]) -> list[Any]:
@@ -428,10 +430,11 @@ def build_pipeline(
     if keys is None:
         keys = content_keys.step_keys(graph, namespace, root)
     files = requirements.auto_files(graph.steps, namespace)
+    fans = for_each_fan_outs(graph)
     return Compiled(
-        assemble(graph, functions, session, root, files, local=local),
+        assemble(graph, functions, session, root, files, local=local, fans=fans),
         dict(functions),
-        plan_for(graph, keys, reused, for_each_fan_outs(graph)),
+        plan_for(graph, keys, reused, fans),
         root=root,
         shipping=graph.shipping,
     )
