@@ -164,7 +164,9 @@ def as_run(definition: dict) -> dict:
 
 
 def _children(raw: dict) -> list[dict]:
-    """A ForEach's children (:func:`as_run`)."""
+    """A ForEach's children (:func:`as_run`), named as the service names them."""
+    from jupyter_smstep.core.foreach import iteration_name
+
     name = str(raw.get("Name"))
     arguments = raw.get("Arguments") or {}
     items, body = arguments.get("IterableItems"), arguments.get("ForEachBody") or []
@@ -184,8 +186,8 @@ def _children(raw: dict) -> list[dict]:
     made = []
     for index, item in enumerate(items):
         child = _with_item(body[0], item)
-        child["Name"] = f"{body[0]['Name']}-{index}"
-        after = [f"{body[0]['Name']}-{index - lanes}"] if index >= lanes else []
+        child["Name"] = iteration_name(body[0]["Name"], index)
+        after = [iteration_name(body[0]["Name"], index - lanes)] if index >= lanes else []
         child["DependsOn"] = list(dict.fromkeys([*raw.get("DependsOn", []), *body[0].get("DependsOn", []), *after]))
         made.append(child)
     return made
